@@ -1,0 +1,223 @@
+"""The one place where video-LMM families differ: a registry of `VideoFamily` entries.
+
+Every other module asks the family entry instead of testing model names. To support a new family, add one
+`VideoFamily(...)` to `FAMILIES` (and, for the offline tests, a builder in `tpo_hf.tiny`).
+
+What differs between families:
+- which processor kwargs carry timing and pixel budget, and how the true sampled frame rate reaches the model
+  (Qwen2.5-VL's `second_per_grid_ts`, Qwen3-VL's timestamps from `frames_indices`);
+- which processor outputs are per video (to duplicate for the chosen and rejected rows) and which run along the
+  token sequence (padded with `input_ids`);
+- how the vision encoder is called on its own and how its output is duplicated for both rows of a pair;
+- which modules are the language model (LoRA targets) and which are the vision side (kept frozen and out of 4-bit).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+
+from .video import sampled_fps
+
+# Linear layers of the language model only: "all-linear" would also adapt the vision tower (see DESIGN.md).
+LANGUAGE_MODEL_LORA_TARGETS = (
+    r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)$"
+)
+
+
+def _no_timing_fix(processed: dict[str, Any], metadatas: list[dict[str, Any]], processor: Any) -> None:
+    return None
+
+
+def _qwen25_second_per_grid_ts(processed: dict[str, Any], metadatas: list[dict[str, Any]], processor: Any) -> None:
+    """Temporal RoPE of Qwen2.5-VL spaces frames by `second_per_grid_ts`; set it from the true sampled fps.
+
+    The processor derives the rate as if the frames spanned the whole file; for a segment, a sparse view or a video
+    with a hole cut out, that rate is wrong (ms-swift #5110), so it is recomputed from the frame indices.
+    """
+    temporal_patch_size = processor.video_processor.temporal_patch_size
+    processed["second_per_grid_ts"] = torch.tensor(
+        [temporal_patch_size / sampled_fps(metadata) for metadata in metadatas], dtype=torch.float32
+    )
+
+
+def _encode_qwen(model: Any, video_inputs: dict[str, torch.Tensor]) -> Any:
+    return model.get_video_features(
+        video_inputs["pixel_values_videos"], video_inputs["video_grid_thw"], return_dict=True
+    )
+
+
+def _encode_llava(model: Any, video_inputs: dict[str, torch.Tensor]) -> Any:
+    config = model.config
+    return model.get_video_features(
+        video_inputs["pixel_values_videos"],
+        vision_feature_layer=config.vision_feature_layer,
+        vision_feature_select_strategy=config.vision_feature_select_strategy,
+        return_dict=True,
+    )
+
+
+def _repeat_per_video(value: Any, times: int) -> Any:
+    """Repeats per-video encoder output: a tensor along dim 0, a tuple/list of per-video tensors as a sequence."""
+    if value is None:
+        return None
+    if isinstance(value, torch.Tensor):
+        return torch.cat([value] * times, dim=0)
+    return type(value)(value) * times if isinstance(value, tuple) else list(value) * times
+
+
+@dataclass(frozen=True)
+class VideoFamily:
+    """How one family of video-LMMs takes videos. See the module docstring for why each field exists.
+
+    Args:
+        name: registry key, e.g. `"qwen2_5_vl"`.
+        model_types: `config.model_type` values that belong to this family.
+        processor_classes: class names of the transformers processors of this family.
+        encoder_input_keys: processor outputs the vision encoder reads (one entry per video).
+        row_video_keys: per-video processor outputs the language-model forward also needs for each row (e.g. grids
+            for rotary positions); duplicated for the chosen and rejected rows.
+        sequence_keys: processor outputs aligned with `input_ids`, padded with 0 along it.
+        encoder_output_fields: fields of the vision-encoder output holding per-video features.
+        vision_modules: module names on the vision side (frozen; skipped by 4-bit quantization).
+        lora_target_modules: regex of the language-model linear layers to adapt.
+        needs_fixed_frame_count: the family cannot batch videos of different frame counts.
+        processor_kwargs: extra kwargs for every processor call.
+        pixel_budget_kwargs: maps a per-frame pixel budget to processor kwargs (`None`: fixed-size family).
+        timing_fix: post-processes processor outputs so temporal positions use the true sampled frame rate.
+        encode_videos: runs the vision encoder alone on `encoder_input_keys`.
+    """
+
+    name: str
+    model_types: tuple[str, ...]
+    processor_classes: tuple[str, ...]
+    encoder_input_keys: tuple[str, ...]
+    row_video_keys: tuple[str, ...] = ()
+    sequence_keys: tuple[str, ...] = ()
+    encoder_output_fields: tuple[str, ...] = ("pooler_output",)
+    vision_modules: tuple[str, ...] = ("visual",)
+    lora_target_modules: str = LANGUAGE_MODEL_LORA_TARGETS
+    needs_fixed_frame_count: bool = False
+    processor_kwargs: dict[str, Any] = field(default_factory=dict)
+    pixel_budget_kwargs: Callable[[int], dict[str, Any]] | None = None
+    timing_fix: Callable[[dict[str, Any], list[dict[str, Any]], Any], None] = _no_timing_fix
+    encode_videos: Callable[[Any, dict[str, torch.Tensor]], Any] = _encode_qwen
+
+    @property
+    def video_keys(self) -> tuple[str, ...]:
+        """All per-video processor outputs."""
+        return tuple(dict.fromkeys(self.encoder_input_keys + self.row_video_keys))
+
+    def video_message_part(self) -> dict[str, str]:
+        """The content part that stands for the video in a chat message (the chat template renders it)."""
+        return {"type": "video"}
+
+    def vision_parameters(self, model: torch.nn.Module):
+        """Parameters of the vision side (encoder, projector/merger) of `model`, PEFT-wrapped or not."""
+        for name, parameter in model.named_parameters():
+            if any(f".{module}." in f".{name}" for module in self.vision_modules):
+                yield name, parameter
+
+    def repeat_encoder_output(self, output: Any, times: int = 2) -> dict[str, Any]:
+        """Builds `mm_encoder_outputs` for `times` copies of each pair's rows from one encoding of its video."""
+        from transformers.modeling_outputs import BaseModelOutputWithPooling
+
+        repeated = BaseModelOutputWithPooling()
+        for name in self.encoder_output_fields:
+            value = getattr(output, name, None)
+            if name == "deepstack_features" and value is not None:
+                # one entry per deepstack layer, each a sequence of per-video features
+                value = [_repeat_per_video(layer, times) for layer in value]
+            else:
+                value = _repeat_per_video(value, times)
+            repeated[name] = value
+        return {"video": repeated}
+
+
+def _qwen_pixel_budget(max_pixels: int) -> dict[str, Any]:
+    return {"size": {"shortest_edge": min(max_pixels, 56 * 56), "longest_edge": max_pixels}}
+
+
+_QWEN_COMMON = dict(
+    encoder_input_keys=("pixel_values_videos", "video_grid_thw"),
+    row_video_keys=("video_grid_thw",),
+    sequence_keys=("mm_token_type_ids",),
+    vision_modules=("visual",),
+    # Our pixel budget is per frame and explicit; the processor's optional whole-video cap would override it.
+    processor_kwargs={"cap_pixels_per_frame": False},
+    pixel_budget_kwargs=_qwen_pixel_budget,
+    encode_videos=_encode_qwen,
+)
+
+FAMILIES: dict[str, VideoFamily] = {
+    family.name: family
+    for family in (
+        VideoFamily(
+            name="qwen2_vl", model_types=("qwen2_vl",), processor_classes=("Qwen2VLProcessor",), **_QWEN_COMMON
+        ),
+        VideoFamily(
+            name="qwen2_5_vl",
+            model_types=("qwen2_5_vl",),
+            processor_classes=("Qwen2_5_VLProcessor",),
+            **{
+                **_QWEN_COMMON,
+                "row_video_keys": ("video_grid_thw", "second_per_grid_ts"),
+                "timing_fix": _qwen25_second_per_grid_ts,
+            },
+        ),
+        # Qwen3-VL writes frame timestamps into the prompt from `frames_indices` / `fps`, and injects vision
+        # features at several decoder layers (deepstack), which must be duplicated too.
+        VideoFamily(
+            name="qwen3_vl",
+            model_types=("qwen3_vl",),
+            processor_classes=("Qwen3VLProcessor",),
+            **{**_QWEN_COMMON, "encoder_output_fields": ("pooler_output", "deepstack_features")},
+        ),
+        VideoFamily(
+            name="llava_onevision",
+            model_types=("llava_onevision",),
+            processor_classes=("LlavaOnevisionProcessor",),
+            encoder_input_keys=("pixel_values_videos",),
+            vision_modules=("vision_tower", "multi_modal_projector"),
+            needs_fixed_frame_count=True,
+            encode_videos=_encode_llava,
+        ),
+        VideoFamily(
+            name="llava_next_video",
+            model_types=("llava_next_video",),
+            processor_classes=("LlavaNextVideoProcessor",),
+            encoder_input_keys=("pixel_values_videos",),
+            vision_modules=("vision_tower", "multi_modal_projector", "vision_resampler"),
+            needs_fixed_frame_count=True,
+            encode_videos=_encode_llava,
+        ),
+    )
+}
+
+
+def get_family(model_or_config: Any) -> VideoFamily:
+    """The registry entry for a model, a config, a processor, a `model_type` string or a family name.
+
+    Raises:
+        ValueError: the model is not a supported video-LMM; the message lists the supported families.
+    """
+    if isinstance(model_or_config, VideoFamily):
+        return model_or_config
+    if isinstance(model_or_config, str):
+        model_type = model_or_config
+    elif hasattr(model_or_config, "video_processor") and not hasattr(model_or_config, "config"):
+        processor_class = type(model_or_config).__name__
+        for family in FAMILIES.values():
+            if processor_class in family.processor_classes:
+                return family
+        model_type = processor_class
+    else:
+        config = getattr(model_or_config, "config", model_or_config)
+        model_type = getattr(config, "model_type", None)
+    for family in FAMILIES.values():
+        if model_type == family.name or model_type in family.model_types:
+            return family
+    supported = ", ".join(f"{family.name} ({'/'.join(family.model_types)})" for family in FAMILIES.values())
+    raise ValueError(f"Model type {model_type!r} is not a supported video-LMM family. Supported: {supported}.")

@@ -1,0 +1,276 @@
+"""Stage 3 of the flow: turn a (prompt, video, chosen, rejected) pair, or a prompt + video, into model inputs.
+
+`VideoPreferenceProcessor` wraps a model's transformers processor with its family entry (`tpo_hf.families`) and the
+video settings (frames, rate, pixel budget, where relative video paths live). Training (`VideoPreferenceCollator`),
+curation and evaluation all go through it, so a video is turned into tokens the same way everywhere.
+
+Prompts carry no model-specific placeholder: the processor adds the family's video part to the first user message
+and the chat template renders it. A plain-string prompt becomes one user turn; a plain-string answer gets the EOS
+token (as TRL does for non-conversational data).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .families import VideoFamily, get_family
+from .video import VideoFile, VideoView
+
+VIDEO_CONFIG_NAME = "tpo_video_config.json"
+
+
+@dataclass
+class EncodedPair:
+    """Token ids and video tensors of one preference pair; the prompt (and its video) is encoded once."""
+
+    prompt_ids: list[int]
+    chosen_ids: list[int]
+    rejected_ids: list[int]
+    video_inputs: dict[str, torch.Tensor]  # per-video processor outputs for this pair's video
+    sequence_inputs: dict[str, list[int]] = field(default_factory=dict)  # aligned with prompt_ids
+    num_video_tokens: int = 0
+    frames_indices: list[int] = field(default_factory=list)
+
+
+class VideoPreferenceProcessor:
+    """A video-LMM processor plus its family entry and video settings.
+
+    Args:
+        processor: the model's transformers processor (e.g. from `AutoProcessor.from_pretrained`).
+        family: registry entry or name; inferred from the processor class when omitted.
+        num_frames: frames sampled uniformly per video (takes precedence over `video_fps`).
+        video_fps: sampling rate when `num_frames` is `None`.
+        max_frames: cap on the frames per video.
+        max_pixels: per-frame pixel budget (families that resize dynamically, e.g. Qwen); `None` keeps the
+            processor's own setting.
+        video_root: folder that relative video paths are resolved against.
+
+    Example:
+        >>> processor = VideoPreferenceProcessor.from_pretrained("Qwen/Qwen2.5-VL-7B-Instruct", num_frames=32)
+        >>> pair = processor.encode_pair("What happens?", "clip.mp4", "A dog runs.", "A cat sleeps.")
+        >>> inputs = processor.generation_inputs(["What happens?"], ["clip.mp4"])
+    """
+
+    def __init__(
+        self,
+        processor: Any,
+        family: VideoFamily | str | None = None,
+        num_frames: int | None = 32,
+        video_fps: float | None = None,
+        max_frames: int | None = None,
+        max_pixels: int | None = None,
+        video_root: str | os.PathLike | None = None,
+    ):
+        self.processor = processor
+        self.family = get_family(family if family is not None else processor)
+        if num_frames is None and video_fps is None:
+            raise ValueError("Set `num_frames` or `video_fps`: sampling every frame of a long video is never wanted.")
+        self.num_frames = num_frames
+        self.video_fps = video_fps
+        self.max_frames = max_frames
+        self.max_pixels = max_pixels
+        self.video_root = str(video_root) if video_root is not None else None
+        tokenizer = self.tokenizer
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        video_token = getattr(processor, "video_token", None)
+        self.video_token_id = tokenizer.convert_tokens_to_ids(video_token) if video_token else None
+
+    # --- loading / saving -------------------------------------------------------------------------------------------
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs: Any) -> VideoPreferenceProcessor:
+        """Loads the transformers processor (and saved video settings, if any); `kwargs` override the settings.
+
+        Keyword arguments that are not video settings (`revision`, `token`, `trust_remote_code`, ...) go to
+        `AutoProcessor.from_pretrained`.
+        """
+        from transformers import AutoConfig, AutoProcessor
+
+        setting_names = ("family", "num_frames", "video_fps", "max_frames", "max_pixels", "video_root")
+        settings = {name: kwargs.pop(name) for name in setting_names if name in kwargs}
+        processor = AutoProcessor.from_pretrained(pretrained_model_name_or_path, **kwargs)
+        saved = {}
+        local_config = Path(pretrained_model_name_or_path) / VIDEO_CONFIG_NAME
+        if local_config.is_file():
+            saved = json.loads(local_config.read_text())
+        else:
+            try:
+                from huggingface_hub import hf_hub_download
+
+                saved = json.loads(Path(hf_hub_download(str(pretrained_model_name_or_path), VIDEO_CONFIG_NAME)).read_text())
+            except Exception:  # no saved settings: a plain model repository
+                saved = {}
+        if "family" not in settings and "family" not in saved:
+            try:
+                saved["family"] = get_family(processor).name
+            except ValueError:
+                saved["family"] = get_family(AutoConfig.from_pretrained(pretrained_model_name_or_path, **kwargs)).name
+        return cls(processor, **{**saved, **settings})
+
+    def video_settings(self) -> dict[str, Any]:
+        """The video settings, as saved beside the processor."""
+        return {
+            "family": self.family.name,
+            "num_frames": self.num_frames,
+            "video_fps": self.video_fps,
+            "max_frames": self.max_frames,
+            "max_pixels": self.max_pixels,
+        }
+
+    def save_pretrained(self, save_directory: str | os.PathLike, **kwargs: Any) -> None:
+        """Saves the transformers processor and the video settings (`tpo_video_config.json`)."""
+        self.processor.save_pretrained(save_directory, **kwargs)
+        Path(save_directory, VIDEO_CONFIG_NAME).write_text(json.dumps(self.video_settings(), indent=2) + "\n")
+
+    @property
+    def tokenizer(self) -> Any:
+        return self.processor.tokenizer
+
+    # --- videos -----------------------------------------------------------------------------------------------------
+    def default_view(self) -> VideoView:
+        return VideoView(num_frames=self.num_frames, fps=self.video_fps, max_frames=self.max_frames)
+
+    def resolve_video(self, video: str | os.PathLike) -> str:
+        """Absolute path or URL of `video`; relative paths are taken against `video_root`."""
+        video = str(video)
+        if video.startswith(("http://", "https://")) or os.path.isabs(video) or self.video_root is None:
+            return video
+        return os.path.join(self.video_root, video)
+
+    def load_video(self, video: str | os.PathLike, view: VideoView | None = None) -> tuple[Any, dict[str, Any]]:
+        """Decodes `video` with `view` (default: this processor's frame settings)."""
+        return VideoFile(self.resolve_video(video), cache_frames=False).load(view or self.default_view())
+
+    def _video_kwargs(self) -> dict[str, Any]:
+        kwargs = dict(self.family.processor_kwargs)
+        if self.max_pixels is not None and self.family.pixel_budget_kwargs is not None:
+            kwargs.update(self.family.pixel_budget_kwargs(self.max_pixels))
+        return kwargs
+
+    # --- text -------------------------------------------------------------------------------------------------------
+    def prompt_messages(self, prompt: str | list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Chat messages for `prompt` with the video part placed in the first user message."""
+        if isinstance(prompt, str):
+            return [{"role": "user", "content": [self.family.video_message_part(), {"type": "text", "text": prompt}]}]
+        messages = [dict(message) for message in prompt]
+        for message in messages:
+            content = message["content"]
+            parts = [{"type": "text", "text": content}] if isinstance(content, str) else list(content)
+            message["content"] = parts
+        if any(part.get("type") == "video" for message in messages for part in message["content"]):
+            return messages
+        for message in messages:
+            if message["role"] == "user":
+                message["content"] = [self.family.video_message_part(), *message["content"]]
+                return messages
+        raise ValueError(f"The prompt has no user message to attach the video to: {prompt!r}")
+
+    def prompt_text(self, prompt: str | list[dict[str, Any]]) -> str:
+        """The rendered prompt, ending with the generation prompt of the chat template."""
+        return self.processor.apply_chat_template(
+            self.prompt_messages(prompt), add_generation_prompt=True, tokenize=False
+        )
+
+    def completion_text(self, prompt: str | list[dict[str, Any]], answer: str | list[dict[str, Any]]) -> str:
+        """The text the model must produce after the prompt for `answer` (TRL preference formats)."""
+        if isinstance(answer, str):
+            eos = self.tokenizer.eos_token
+            return answer if answer.endswith(eos) else answer + eos
+        prompt_text = self.prompt_text(prompt)
+        full_text = self.processor.apply_chat_template(
+            self.prompt_messages(prompt) + list(answer), add_generation_prompt=False, tokenize=False
+        )
+        if not full_text.startswith(prompt_text):
+            common = os.path.commonprefix([prompt_text, full_text])
+            raise ValueError(
+                "The chat template renders the prompt differently alone and followed by the answer, so the answer "
+                f"cannot be cut out of the conversation (they diverge after {common[-40:]!r})."
+            )
+        return full_text[len(prompt_text) :]
+
+    def _tokenize_answer(self, text: str) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    # --- model inputs -----------------------------------------------------------------------------------------------
+    def _process(self, texts: list[str], videos: list[tuple[Any, dict[str, Any]]], **kwargs: Any) -> Any:
+        frames = [video[0] for video in videos]
+        metadatas = [video[1] for video in videos]
+        processed = self.processor(
+            text=texts,
+            videos=frames,
+            video_metadata=metadatas,
+            do_sample_frames=False,
+            return_tensors="pt",
+            **self._video_kwargs(),
+            **kwargs,
+        )
+        self.family.timing_fix(processed, metadatas, self.processor)
+        return processed
+
+    def encode_prompt(
+        self, prompt: str | list[dict[str, Any]], frames: Any, metadata: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Processes one prompt with its video: token ids (with the video tokens) and the video tensors."""
+        return self._process([self.prompt_text(prompt)], [(frames, metadata)])
+
+    def encode_pair(
+        self,
+        prompt: str | list[dict[str, Any]],
+        video: str | os.PathLike | tuple[Any, dict[str, Any]],
+        chosen: str | list[dict[str, Any]],
+        rejected: str | list[dict[str, Any]],
+    ) -> EncodedPair:
+        """Encodes one preference pair; `video` is a path/URL or already decoded `(frames, metadata)`."""
+        frames, metadata = self.load_video(video) if isinstance(video, (str, os.PathLike)) else video
+        processed = self.encode_prompt(prompt, frames, metadata)
+        prompt_ids = processed["input_ids"][0].tolist()
+        return EncodedPair(
+            prompt_ids=prompt_ids,
+            chosen_ids=self._tokenize_answer(self.completion_text(prompt, chosen)),
+            rejected_ids=self._tokenize_answer(self.completion_text(prompt, rejected)),
+            video_inputs={key: processed[key] for key in self.family.video_keys if key in processed},
+            sequence_inputs={key: processed[key][0].tolist() for key in self.family.sequence_keys if key in processed},
+            num_video_tokens=sum(1 for token in prompt_ids if token == self.video_token_id),
+            frames_indices=list(metadata["frames_indices"]),
+        )
+
+    def generation_inputs(
+        self,
+        prompts: list[str | list[dict[str, Any]]],
+        videos: list[str | os.PathLike | tuple[Any, dict[str, Any]]],
+    ) -> Any:
+        """Left-padded inputs for `model.generate` from prompts and their videos (paths or decoded views)."""
+        if len(prompts) != len(videos):
+            raise ValueError(f"Got {len(prompts)} prompts but {len(videos)} videos; pass one video per prompt.")
+        decoded = [self.load_video(v) if isinstance(v, (str, os.PathLike)) else v for v in videos]
+        if self.family.needs_fixed_frame_count and len({len(frames) for frames, _ in decoded}) > 1:
+            raise ValueError(
+                f"{self.family.name} cannot batch videos with different frame counts "
+                f"({sorted({len(frames) for frames, _ in decoded})}); use a fixed num_frames or batch size 1."
+            )
+        return self._process([self.prompt_text(p) for p in prompts], decoded, padding=True, padding_side="left")
+
+    def batch_decode_generated(self, generated_ids: torch.Tensor, inputs: Any) -> list[str]:
+        """Decodes only the newly generated tokens of `model.generate(**inputs)`."""
+        new_tokens = generated_ids[:, inputs["input_ids"].shape[1] :]
+        return self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+
+    @torch.no_grad()
+    def generate(
+        self,
+        model: Any,
+        prompts: list[str | list[dict[str, Any]]],
+        videos: list[str | os.PathLike | tuple[Any, dict[str, Any]]],
+        **generate_kwargs: Any,
+    ) -> list[str]:
+        """Answers each prompt about its video with `model.generate`; returns the decoded answers."""
+        inputs = self.generation_inputs(prompts, videos).to(model.device)
+        generate_kwargs.setdefault("pad_token_id", self.tokenizer.pad_token_id)
+        output = model.generate(**inputs, **generate_kwargs)
+        return self.batch_decode_generated(output, inputs)

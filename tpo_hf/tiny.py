@@ -1,0 +1,275 @@
+"""Tiny random video-LMMs built offline (test fixtures and the `tpo-hf quickstart` default).
+
+No weights can be downloaded here, so every family in the registry gets a miniature model built from its config, a
+byte-level tokenizer made in code and a chat template with the family's video placeholder. The models are random:
+they exercise every code path (processing, M-RoPE, vision features, LoRA, saving) but produce gibberish.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+from transformers import PreTrainedModel, ProcessorMixin, Qwen2Tokenizer
+from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+SPECIAL_TOKENS = [
+    "<|endoftext|>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|vision_start|>",
+    "<|vision_end|>",
+    "<|video_pad|>",
+    "<|image_pad|>",
+    "<video>",
+    "<image>",
+]
+
+# ChatML as the Qwen and LLaVA-OneVision families write it; `video_marker` is the family's placeholder.
+_CHATML_TEMPLATE = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
+    "{% if message['content'] is string %}{{ message['content'] }}"
+    "{% else %}{% for part in message['content'] %}"
+    "{% if part['type'] == 'video' %}VIDEO_MARKER"
+    "{% elif part['type'] == 'text' %}{{ part['text'] }}{% endif %}"
+    "{% endfor %}{% endif %}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+# LLaVA-NeXT-Video's Vicuna-style template.
+_VICUNA_TEMPLATE = (
+    "{% for message in messages %}{% if message['role'] == 'user' %}USER: {% else %}ASSISTANT: {% endif %}"
+    "{% if message['content'] is string %}{{ message['content'] }}"
+    "{% else %}{% for part in message['content'] %}"
+    "{% if part['type'] == 'video' %}<video>\n"
+    "{% elif part['type'] == 'text' %}{{ part['text'] }}{% endif %}"
+    "{% endfor %}{% endif %}{% if message['role'] == 'user' %} {% else %}<|im_end|>{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}ASSISTANT:{% endif %}"
+)
+
+
+def build_tokenizer() -> Qwen2Tokenizer:
+    """A byte-level BPE tokenizer with no merges: 256 byte symbols plus the families' special tokens."""
+    vocab = {symbol: index for index, symbol in enumerate(bytes_to_unicode().values())}
+    tokenizer = Qwen2Tokenizer(vocab=vocab, merges=[], unk_token=None, pad_token="<|endoftext|>", eos_token="<|im_end|>")
+    tokenizer.add_special_tokens({"additional_special_tokens": SPECIAL_TOKENS[1:]})
+    return tokenizer
+
+
+def _token_ids(tokenizer) -> dict[str, int]:
+    return {token: tokenizer.convert_tokens_to_ids(token) for token in SPECIAL_TOKENS}
+
+
+def _qwen_text_config(vocab_size: int, **extra) -> dict:
+    return dict(
+        vocab_size=vocab_size,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=4096,
+        tie_word_embeddings=False,
+        **extra,
+    )
+
+
+def _build_qwen2_vl(tokenizer, qwen25: bool = False):
+    from transformers import (
+        Qwen2_5_VLConfig,
+        Qwen2_5_VLForConditionalGeneration,
+        Qwen2_5_VLProcessor,
+        Qwen2VLConfig,
+        Qwen2VLForConditionalGeneration,
+        Qwen2VLImageProcessor,
+        Qwen2VLProcessor,
+        Qwen2VLVideoProcessor,
+    )
+
+    ids = _token_ids(tokenizer)
+    # head_dim 16 -> M-RoPE sections (temporal, height, width) must sum to head_dim / 2
+    rope = {"rope_type": "default", "mrope_section": [2, 3, 3], "rope_theta": 10000.0}
+    text_config = _qwen_text_config(len(tokenizer), rope_parameters=rope)
+    vision_config = dict(depth=2, num_heads=2, patch_size=4, spatial_merge_size=2, temporal_patch_size=2, in_chans=3)
+    if qwen25:
+        vision_config.update(hidden_size=32, intermediate_size=64, out_hidden_size=64, fullatt_block_indexes=[1])
+        vision_config["window_size"] = 16
+        config_cls, model_cls, processor_cls = Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor
+    else:
+        vision_config.update(embed_dim=32, hidden_size=64, mlp_ratio=2)
+        config_cls, model_cls, processor_cls = Qwen2VLConfig, Qwen2VLForConditionalGeneration, Qwen2VLProcessor
+    config = config_cls(
+        text_config=text_config,
+        vision_config=vision_config,
+        image_token_id=ids["<|image_pad|>"],
+        video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"],
+        vision_end_token_id=ids["<|vision_end|>"],
+    )
+    # 16x16 pixel patches after merging; frames are resized within this many pixels
+    pixel_kwargs = dict(patch_size=4, temporal_patch_size=2, merge_size=2)
+    size = {"shortest_edge": 16 * 16, "longest_edge": 64 * 64}
+    processor = processor_cls(
+        image_processor=Qwen2VLImageProcessor(size=size, **pixel_kwargs),
+        video_processor=Qwen2VLVideoProcessor(size=size, **pixel_kwargs),
+        tokenizer=tokenizer,
+        chat_template=_CHATML_TEMPLATE.replace("VIDEO_MARKER", "<|vision_start|><|video_pad|><|vision_end|>"),
+    )
+    return model_cls(config), processor
+
+
+def _build_qwen3_vl(tokenizer):
+    from transformers import Qwen2VLImageProcessor, Qwen3VLConfig, Qwen3VLForConditionalGeneration, Qwen3VLProcessor
+    from transformers import Qwen3VLVideoProcessor
+
+    ids = _token_ids(tokenizer)
+    rope = {"rope_type": "default", "mrope_section": [2, 3, 3], "mrope_interleaved": True, "rope_theta": 10000.0}
+    text_config = _qwen_text_config(len(tokenizer), head_dim=16, rope_parameters=rope)
+    vision_config = dict(
+        depth=2,
+        hidden_size=32,
+        intermediate_size=64,
+        num_heads=2,
+        patch_size=4,
+        spatial_merge_size=2,
+        temporal_patch_size=2,
+        out_hidden_size=64,
+        num_position_embeddings=64,
+        deepstack_visual_indexes=[0],
+    )
+    config = Qwen3VLConfig(
+        text_config=text_config,
+        vision_config=vision_config,
+        image_token_id=ids["<|image_pad|>"],
+        video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"],
+        vision_end_token_id=ids["<|vision_end|>"],
+    )
+    pixel_kwargs = dict(patch_size=4, temporal_patch_size=2, merge_size=2)
+    size = {"shortest_edge": 16 * 16, "longest_edge": 64 * 64}
+    processor = Qwen3VLProcessor(
+        image_processor=Qwen2VLImageProcessor(size=size, **pixel_kwargs),
+        video_processor=Qwen3VLVideoProcessor(size=size, **pixel_kwargs),
+        tokenizer=tokenizer,
+        chat_template=_CHATML_TEMPLATE.replace("VIDEO_MARKER", "<|vision_start|><|video_pad|><|vision_end|>"),
+    )
+    return Qwen3VLForConditionalGeneration(config), processor
+
+
+def _build_llava_onevision(tokenizer):
+    from transformers import (
+        LlavaOnevisionConfig,
+        LlavaOnevisionForConditionalGeneration,
+        LlavaOnevisionImageProcessor,
+        LlavaOnevisionProcessor,
+        LlavaOnevisionVideoProcessor,
+    )
+
+    ids = _token_ids(tokenizer)
+    image_size, patch_size = 32, 8
+    vision_config = dict(
+        model_type="siglip_vision_model",
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        image_size=image_size,
+        patch_size=patch_size,
+    )
+    config = LlavaOnevisionConfig(
+        text_config=dict(model_type="qwen2", **_qwen_text_config(len(tokenizer))),
+        vision_config=vision_config,
+        image_token_index=ids["<image>"],
+        video_token_index=ids["<video>"],
+        vision_feature_layer=-1,
+        vision_feature_select_strategy="full",
+        image_grid_pinpoints=[[image_size, image_size]],
+    )
+    size = {"height": image_size, "width": image_size}
+    processor = LlavaOnevisionProcessor(
+        image_processor=LlavaOnevisionImageProcessor(size=size, image_grid_pinpoints=[[image_size, image_size]]),
+        video_processor=LlavaOnevisionVideoProcessor(size=size),
+        tokenizer=tokenizer,
+        num_image_tokens=(image_size // patch_size) ** 2,
+        vision_feature_select_strategy="full",
+        chat_template=_CHATML_TEMPLATE.replace("VIDEO_MARKER", "<video>"),
+    )
+    return LlavaOnevisionForConditionalGeneration(config), processor
+
+
+def _build_llava_next_video(tokenizer):
+    from transformers import (
+        LlavaNextImageProcessor,
+        LlavaNextVideoConfig,
+        LlavaNextVideoForConditionalGeneration,
+        LlavaNextVideoProcessor,
+        LlavaNextVideoVideoProcessor,
+    )
+
+    ids = _token_ids(tokenizer)
+    image_size, patch_size = 32, 8
+    vision_config = dict(
+        model_type="clip_vision_model",
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        image_size=image_size,
+        patch_size=patch_size,
+        projection_dim=32,
+    )
+    config = LlavaNextVideoConfig(
+        text_config=dict(model_type="qwen2", **_qwen_text_config(len(tokenizer))),
+        vision_config=vision_config,
+        image_token_index=ids["<image>"],
+        video_token_index=ids["<video>"],
+        vision_feature_layer=-1,
+        vision_feature_select_strategy="default",
+        image_grid_pinpoints=[[image_size, image_size]],
+        spatial_pool_stride=2,
+        image_seq_length=(image_size // patch_size) ** 2,
+        video_seq_length=(image_size // patch_size // 2) ** 2,
+    )
+    size = {"shortest_edge": image_size}
+    crop = {"height": image_size, "width": image_size}
+    processor = LlavaNextVideoProcessor(
+        video_processor=LlavaNextVideoVideoProcessor(size=size, crop_size=crop),
+        image_processor=LlavaNextImageProcessor(size=size, crop_size=crop, image_grid_pinpoints=[[image_size, image_size]]),
+        tokenizer=tokenizer,
+        patch_size=patch_size,
+        vision_feature_select_strategy="default",
+        num_additional_image_tokens=1,
+        chat_template=_VICUNA_TEMPLATE,
+    )
+    return LlavaNextVideoForConditionalGeneration(config), processor
+
+
+TINY_BUILDERS: dict[str, Callable[[Qwen2Tokenizer], tuple[PreTrainedModel, ProcessorMixin]]] = {
+    "qwen2_vl": _build_qwen2_vl,
+    "qwen2_5_vl": lambda tokenizer: _build_qwen2_vl(tokenizer, qwen25=True),
+    "qwen3_vl": _build_qwen3_vl,
+    "llava_onevision": _build_llava_onevision,
+    "llava_next_video": _build_llava_next_video,
+}
+DEFAULT_TINY_FAMILY = "qwen2_5_vl"
+
+
+def build_tiny_model(family: str = DEFAULT_TINY_FAMILY, seed: int = 0) -> tuple[PreTrainedModel, ProcessorMixin]:
+    """Builds a random miniature model of `family` (a registry name) and its processor."""
+    import torch
+
+    if family not in TINY_BUILDERS:
+        raise ValueError(f"No tiny model for family {family!r}; available: {sorted(TINY_BUILDERS)}")
+    torch.manual_seed(seed)
+    model, processor = TINY_BUILDERS[family](build_tokenizer())
+    model.generation_config.pad_token_id = processor.tokenizer.pad_token_id
+    model.generation_config.eos_token_id = processor.tokenizer.eos_token_id
+    return model.eval(), processor
+
+
+def save_tiny_model(output_dir: str | Path, family: str = DEFAULT_TINY_FAMILY, seed: int = 0) -> Path:
+    """Writes a tiny model and its processor to `output_dir`, loadable with `from_pretrained` like a Hub model."""
+    output_dir = Path(output_dir)
+    model, processor = build_tiny_model(family, seed)
+    model.save_pretrained(output_dir)
+    processor.save_pretrained(output_dir)
+    return output_dir

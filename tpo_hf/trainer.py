@@ -1,0 +1,282 @@
+"""Stage 4 of the flow: `TPOTrainer`, TRL's `DPOTrainer` taught to train on video preference pairs.
+
+What it adds to `DPOTrainer`:
+- the dataset is used as is (`prompt`, `chosen`, `rejected`, `video`, ...): no eager tokenization, videos are
+  decoded in the collator (`VideoPreferenceCollator`, used by default);
+- LoRA targets default to the language model only, and 4-bit quantization skips the vision side (family registry);
+- shared video encoding: the vision encoder runs once per pair and its output (`mm_encoder_outputs`) serves the
+  chosen row, the rejected row and the reference pass, when the vision side has no trainable weights;
+- `precompute_ref_log_probs=True` for video datasets, with pairs dropped for length kept aligned;
+- pairs over `max_length` are dropped and counted (`too_long/dropped_total`) or rejected, never truncated.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import torch
+from transformers import AutoConfig, PreTrainedModel
+
+from trl import DPOTrainer
+
+from .collator import PAIR_PREFIX, ROW_INDEX_COLUMN, VideoPreferenceCollator
+from .config import TPOConfig
+from .families import VideoFamily, get_family
+from .processing import VideoPreferenceProcessor
+
+logger = logging.getLogger(__name__)
+
+REQUIRED_COLUMNS = ("prompt", "chosen", "rejected", "video")
+_BATCH_BOOKKEEPING_KEYS = ("tpo_num_dropped", "tpo_batch_size", "tpo_kept_positions", ROW_INDEX_COLUMN)
+
+_TPO_CITATION = """\
+@article{li2025temporal,
+    title        = {{Temporal Preference Optimization for Long-Form Video Understanding}},
+    author       = {Li, Rui and Wang, Xiaohan and Zhang, Yuhui and Wang, Zeyu and Yeung-Levy, Serena},
+    year         = 2025,
+    journal      = {arXiv preprint arXiv:2501.13919}
+}"""
+
+
+def _unwrap_peft(model: Any) -> Any:
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
+class TPOTrainer(DPOTrainer):
+    """Trains a video-LMM with Temporal Preference Optimization (DPO + SFT on video preference pairs).
+
+    Args:
+        model: model id/path or an instantiated video-LMM (PEFT-wrapped or not).
+        ref_model: optional reference model; with PEFT the adapter-disabled model is the reference.
+        args: a `TPOConfig`.
+        data_collator: defaults to a `VideoPreferenceCollator` built from the processor and `args`.
+        train_dataset, eval_dataset: preference datasets with a `video` column (paths, or relative to `video_root`).
+        processing_class: a `VideoPreferenceProcessor` or the model's transformers processor (loaded when `None`).
+        quantization_config: e.g. `BitsAndBytesConfig(load_in_4bit=True)` for QLoRA (model given as a string);
+            the vision side is added to its `llm_int8_skip_modules`.
+        peft_config: e.g. `LoraConfig`; `target_modules=None` or `"all-linear"` means the language model's linears.
+
+    Example:
+        >>> trainer = TPOTrainer("Qwen/Qwen2.5-VL-7B-Instruct", args=TPOConfig("out"), train_dataset=dataset,
+        ...                      peft_config=LoraConfig(r=16))
+        >>> trainer.train()
+    """
+
+    _tag_names = ["trl", "dpo", "tpo", "video"]
+    _name = "TPO"
+    _paper = {
+        "title": "Temporal Preference Optimization for Long-Form Video Understanding",
+        "id": "2501.13919",
+        "citation": _TPO_CITATION,
+    }
+
+    def __init__(
+        self,
+        model: str | PreTrainedModel,
+        ref_model: PreTrainedModel | None = None,
+        args: TPOConfig | None = None,
+        data_collator: Any = None,
+        train_dataset: Any = None,
+        eval_dataset: Any = None,
+        processing_class: Any = None,
+        compute_metrics: Any = None,
+        callbacks: Any = None,
+        optimizers: Any = (None, None),
+        quantization_config: Any = None,
+        peft_config: Any = None,
+    ):
+        if args is None:
+            model_name = model if isinstance(model, str) else model.config._name_or_path
+            args = TPOConfig(f"{str(model_name).rstrip('/').split('/')[-1]}-TPO")
+        elif not isinstance(args, TPOConfig):
+            raise TypeError(f"`args` must be a TPOConfig, got {type(args).__name__}.")
+        if train_dataset is None:
+            raise ValueError("`train_dataset` is required")
+        self._check_columns(train_dataset, "train_dataset")
+
+        config = AutoConfig.from_pretrained(model, trust_remote_code=args.trust_remote_code) if isinstance(
+            model, str
+        ) else model.config
+        self.family: VideoFamily = get_family(config)
+
+        if isinstance(processing_class, VideoPreferenceProcessor):
+            self.video_processor = processing_class
+        else:
+            if processing_class is None:
+                from transformers import AutoProcessor
+
+                model_id = model if isinstance(model, str) else config._name_or_path
+                processing_class = AutoProcessor.from_pretrained(model_id, trust_remote_code=args.trust_remote_code)
+            self.video_processor = VideoPreferenceProcessor(
+                processing_class,
+                family=self.family,
+                num_frames=args.num_frames,
+                video_fps=args.video_fps,
+                max_frames=args.max_frames,
+                max_pixels=args.video_max_pixels,
+                video_root=args.video_root,
+            )
+        if self.family.needs_fixed_frame_count and args.num_frames is None and args.per_device_train_batch_size > 1:
+            raise ValueError(
+                f"{self.family.name} cannot batch videos with different frame counts: set `num_frames` "
+                "(not only `video_fps`) or use per_device_train_batch_size=1."
+            )
+
+        if peft_config is not None and getattr(peft_config, "target_modules", None) in (None, "all-linear"):
+            # "all-linear" would also adapt the vision tower; TPO adapts the language model only
+            peft_config.target_modules = self.family.lora_target_modules
+            logger.info("LoRA targets the language model only: %s", peft_config.target_modules)
+        if quantization_config is not None:
+            skip = list(getattr(quantization_config, "llm_int8_skip_modules", None) or [])
+            for module in (*self.family.vision_modules, "lm_head"):
+                if module not in skip:
+                    skip.append(module)
+            quantization_config.llm_int8_skip_modules = skip
+
+        self._share_video_encoding: bool | None = None  # decided once the model is wrapped (see _configure_video)
+        self._total_dropped = 0
+        if data_collator is None:
+            data_collator = VideoPreferenceCollator(
+                self.video_processor,
+                max_length=args.max_length,
+                too_long_policy=args.too_long_policy,
+                share_video_encoding=args.share_video_encoding,
+            )
+        if eval_dataset is not None:
+            for name, dataset in eval_dataset.items() if isinstance(eval_dataset, dict) else [("eval", eval_dataset)]:
+                self._check_columns(dataset, name)
+
+        super().__init__(
+            model=model,
+            ref_model=ref_model,
+            args=args,
+            data_collator=data_collator,
+            train_dataset=train_dataset,
+            eval_dataset=eval_dataset,
+            processing_class=self.video_processor.processor,
+            compute_metrics=compute_metrics,
+            callbacks=callbacks,
+            optimizers=optimizers,
+            quantization_config=quantization_config,
+            peft_config=peft_config,
+        )
+        self._configure_video()
+
+    # --- data -------------------------------------------------------------------------------------------------------
+    @staticmethod
+    def _check_columns(dataset: Any, name: str) -> None:
+        columns = dataset.column_names or list(next(iter(dataset)).keys())
+        missing = [column for column in REQUIRED_COLUMNS if column not in columns]
+        if missing:
+            raise ValueError(
+                f"{name} lacks column(s) {missing}; a TPO dataset has {list(REQUIRED_COLUMNS)} "
+                f"(plus optional granularity/segment_start/segment_end). It has {columns}."
+            )
+
+    def _prepare_dataset(self, dataset: Any, processing_class: Any, args: Any, dataset_name: str) -> Any:
+        # Videos are decoded and tokenized on the fly in the collator; only a row index is added, so that errors
+        # and precomputed reference log-probs can name and find their row.
+        if ROW_INDEX_COLUMN in (dataset.column_names or []):
+            return dataset
+        if hasattr(dataset, "add_column") and hasattr(dataset, "__len__"):
+            return dataset.add_column(ROW_INDEX_COLUMN, list(range(len(dataset))))
+        return dataset.map(lambda _, index: {ROW_INDEX_COLUMN: index}, with_indices=True)
+
+    def _set_signature_columns_if_needed(self):
+        if self._signature_columns is None:
+            self._signature_columns = [
+                *REQUIRED_COLUMNS,
+                ROW_INDEX_COLUMN,
+                "ref_chosen_logps",
+                "ref_rejected_logps",
+            ]
+
+    # --- shared video encoding --------------------------------------------------------------------------------------
+    def _configure_video(self) -> None:
+        """Freezes the vision side (full fine-tuning) and decides whether the video encoding can be shared."""
+        if self._share_video_encoding is not None:
+            return
+        model = self.accelerator.unwrap_model(self.model) if hasattr(self, "accelerator") else self.model
+        if self.args.freeze_vision_tower:
+            for _, parameter in self.family.vision_parameters(model):
+                parameter.requires_grad_(False)
+        share = self.args.share_video_encoding
+        if share:
+            trainable = [name for name, p in self.family.vision_parameters(model) if p.requires_grad]
+            if trainable:
+                share = False
+                logger.warning(
+                    "share_video_encoding is off: the vision side has trainable weights (%s%s), so its output "
+                    "differs between the policy and the reference and cannot be shared.",
+                    ", ".join(trainable[:3]),
+                    "..." if len(trainable) > 3 else "",
+                )
+        self._share_video_encoding = share
+        if isinstance(self.data_collator, VideoPreferenceCollator):
+            self.data_collator.share_video_encoding = share
+
+    def _to_model_inputs(self, model: Any, inputs: dict[str, Any]) -> dict[str, Any] | None:
+        """Strips bookkeeping keys and turns `pair_*` video tensors into shared `mm_encoder_outputs`.
+
+        Returns `None` for a batch whose pairs were all dropped for length.
+        """
+        inputs = dict(inputs)
+        num_dropped = inputs.get("tpo_num_dropped")
+        if num_dropped is not None:
+            self._total_dropped += int(num_dropped)
+        for key in _BATCH_BOOKKEEPING_KEYS:
+            inputs.pop(key, None)
+        if "input_ids" not in inputs:
+            return None
+        pair_inputs = {key[len(PAIR_PREFIX) :]: inputs.pop(key) for key in list(inputs) if key.startswith(PAIR_PREFIX)}
+        if pair_inputs:
+            base_model = _unwrap_peft(self.accelerator.unwrap_model(model))
+            # The vision side is frozen (checked in _configure_video): no graph needed through it
+            with torch.no_grad():
+                encoded = self.family.encode_videos(base_model, pair_inputs)
+            inputs["mm_encoder_outputs"] = self.family.repeat_encoder_output(encoded, times=2)
+        return inputs
+
+    def _empty_batch_loss(self, model: Any) -> torch.Tensor:
+        # Every pair of this batch was dropped for length: a zero loss that still touches every trainable weight,
+        # so the optimizer step and distributed gradient sync proceed as usual.
+        return sum(p.sum() * 0.0 for p in model.parameters() if p.requires_grad)
+
+    def _compute_loss(self, model, inputs, return_outputs):
+        model_inputs = self._to_model_inputs(model, inputs)
+        if model_inputs is None:
+            loss = self._empty_batch_loss(model)
+            return (loss, None) if return_outputs else loss
+        mode = "train" if self.model.training else "eval"
+        self._metrics[mode]["too_long/dropped_total"] = [self._total_dropped]
+        return super()._compute_loss(model, model_inputs, return_outputs)
+
+    def compute_ref_log_probs(self, model, inputs):
+        """Reference log-probs of one batch, scattered back to the positions of the batch's examples.
+
+        Pairs dropped for length get NaN, so precomputed values stay aligned with the dataset rows.
+        """
+        self._configure_video()
+        batch_size = int(inputs["tpo_batch_size"])
+        kept = inputs["tpo_kept_positions"].to(self.accelerator.device)
+        model_inputs = self._to_model_inputs(model, inputs)
+        chosen = torch.full((batch_size,), float("nan"), device=self.accelerator.device)
+        rejected = chosen.clone()
+        if model_inputs is not None:
+            kept_chosen, kept_rejected = super().compute_ref_log_probs(model, model_inputs)
+            chosen[kept] = kept_chosen.float()
+            rejected[kept] = kept_rejected.float()
+        return chosen, rejected
+
+    def _precompute_ref_logps(self, dataset, name, batch_size):
+        self._configure_video()
+        return super()._precompute_ref_logps(dataset, name, batch_size)
+
+    # --- saving -----------------------------------------------------------------------------------------------------
+    def _save(self, output_dir: str | None = None, state_dict=None):
+        super()._save(output_dir, state_dict)
+        # The video settings travel with the processor, so `VideoPreferenceProcessor.from_pretrained` restores them
+        output_dir = output_dir if output_dir is not None else self.args.output_dir
+        if self.args.should_save:
+            self.video_processor.save_pretrained(output_dir)
