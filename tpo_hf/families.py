@@ -120,6 +120,13 @@ class VideoFamily:
             if any(f".{module}." in f".{name}" for module in self.vision_modules):
                 yield name, parameter
 
+    def quantization_skip_patterns(self) -> list[str]:
+        """`llm_int8_skip_modules` patterns that keep the vision side out of 4-bit, wherever the model nests it.
+
+        transformers matches these from the start of a module name ("model.visual..."), as regexes.
+        """
+        return [rf"(?:.*\.)?{module}" for module in self.vision_modules]
+
     def repeat_encoder_output(self, output: Any, times: int = 2) -> dict[str, Any]:
         """Builds `mm_encoder_outputs` for `times` copies of each pair's rows from one encoding of its video."""
         from transformers.modeling_outputs import BaseModelOutputWithPooling

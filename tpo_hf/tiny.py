@@ -59,9 +59,12 @@ def _token_ids(tokenizer) -> dict[str, int]:
     return {token: tokenizer.convert_tokens_to_ids(token) for token in SPECIAL_TOKENS}
 
 
-def _qwen_text_config(vocab_size: int, **extra) -> dict:
+def _qwen_text_config(tokenizer, **extra) -> dict:
     return dict(
-        vocab_size=vocab_size,
+        vocab_size=len(tokenizer),
+        bos_token_id=None,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
         hidden_size=64,
         intermediate_size=128,
         num_hidden_layers=2,
@@ -88,7 +91,7 @@ def _build_qwen2_vl(tokenizer, qwen25: bool = False):
     ids = _token_ids(tokenizer)
     # head_dim 16 -> M-RoPE sections (temporal, height, width) must sum to head_dim / 2
     rope = {"rope_type": "default", "mrope_section": [2, 3, 3], "rope_theta": 10000.0}
-    text_config = _qwen_text_config(len(tokenizer), rope_parameters=rope)
+    text_config = _qwen_text_config(tokenizer, rope_parameters=rope)
     vision_config = dict(depth=2, num_heads=2, patch_size=4, spatial_merge_size=2, temporal_patch_size=2, in_chans=3)
     if qwen25:
         vision_config.update(hidden_size=32, intermediate_size=64, out_hidden_size=64, fullatt_block_indexes=[1])
@@ -123,7 +126,7 @@ def _build_qwen3_vl(tokenizer):
 
     ids = _token_ids(tokenizer)
     rope = {"rope_type": "default", "mrope_section": [2, 3, 3], "mrope_interleaved": True, "rope_theta": 10000.0}
-    text_config = _qwen_text_config(len(tokenizer), head_dim=16, rope_parameters=rope)
+    text_config = _qwen_text_config(tokenizer, head_dim=16, rope_parameters=rope)
     vision_config = dict(
         depth=2,
         hidden_size=32,
@@ -176,7 +179,7 @@ def _build_llava_onevision(tokenizer):
         patch_size=patch_size,
     )
     config = LlavaOnevisionConfig(
-        text_config=dict(model_type="qwen2", **_qwen_text_config(len(tokenizer))),
+        text_config=dict(model_type="qwen2", **_qwen_text_config(tokenizer)),
         vision_config=vision_config,
         image_token_index=ids["<image>"],
         video_token_index=ids["<video>"],
@@ -218,7 +221,7 @@ def _build_llava_next_video(tokenizer):
         projection_dim=32,
     )
     config = LlavaNextVideoConfig(
-        text_config=dict(model_type="qwen2", **_qwen_text_config(len(tokenizer))),
+        text_config=dict(model_type="qwen2", **_qwen_text_config(tokenizer)),
         vision_config=vision_config,
         image_token_index=ids["<image>"],
         video_token_index=ids["<video>"],

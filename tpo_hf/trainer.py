@@ -129,7 +129,7 @@ class TPOTrainer(DPOTrainer):
             logger.info("LoRA targets the language model only: %s", peft_config.target_modules)
         if quantization_config is not None:
             skip = list(getattr(quantization_config, "llm_int8_skip_modules", None) or [])
-            for module in (*self.family.vision_modules, "lm_head"):
+            for module in (*self.family.quantization_skip_patterns(), "lm_head"):
                 if module not in skip:
                     skip.append(module)
             quantization_config.llm_int8_skip_modules = skip
@@ -198,7 +198,8 @@ class TPOTrainer(DPOTrainer):
         if self._share_video_encoding is not None:
             return
         model = self.accelerator.unwrap_model(self.model) if hasattr(self, "accelerator") else self.model
-        if self.args.freeze_vision_tower:
+        # Full fine-tuning only: with PEFT the base is frozen already, and adapters on the vision side are wanted
+        if self.args.freeze_vision_tower and not hasattr(model, "peft_config"):
             for _, parameter in self.family.vision_parameters(model):
                 parameter.requires_grad_(False)
         share = self.args.share_video_encoding

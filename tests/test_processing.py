@@ -1,0 +1,178 @@
+"""Family registry, VideoPreferenceProcessor and VideoPreferenceCollator on tiny models of every family."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tests.conftest import ALL_FAMILIES, preference_rows
+from tpo_hf import VideoPreferenceCollator, VideoPreferenceProcessor, get_family
+from tpo_hf.collator import TooLongError
+from tpo_hf.families import FAMILIES
+
+
+def test_unknown_model_lists_supported_families():
+    with pytest.raises(ValueError, match="not a supported") as error:
+        get_family("bert")
+    for name in FAMILIES:
+        assert name in str(error.value)
+
+
+@pytest.mark.parametrize("family", ALL_FAMILIES)
+def test_registry_resolves_models_and_processors(family, tiny_model):
+    model, processor = tiny_model(family)
+    assert get_family(model) is FAMILIES[family]
+    assert get_family(model.config) is FAMILIES[family]
+    assert get_family(processor) is FAMILIES[family]
+    entry = FAMILIES[family]
+    # LoRA targets: language-model linears only; vision modules exist in the model
+    import re
+
+    names = [name for name, _ in model.named_modules()]
+    targets = [name for name in names if re.fullmatch(entry.lora_target_modules, name)]
+    assert targets and all("language_model" in name for name in targets)
+    assert all(any(f".{m}." in f".{name}." for name in names) for m in entry.vision_modules)
+    assert len(list(entry.vision_parameters(model))) > 0
+
+
+@pytest.fixture
+def processors(tiny_model, video_dir):
+    def make(family, **settings):
+        _, processor = tiny_model(family)
+        settings.setdefault("num_frames", 8)
+        return VideoPreferenceProcessor(processor, video_root=video_dir, **settings)
+
+    return make
+
+
+@pytest.mark.parametrize("family", ALL_FAMILIES)
+@pytest.mark.parametrize("share", [True, False])
+def test_collator_keys_and_shapes(family, share, processors):
+    processor = processors(family)
+    collator = VideoPreferenceCollator(processor, max_length=4096, share_video_encoding=share)
+    rows = preference_rows()[:2]
+    batch = collator(rows)
+    entry = FAMILIES[family]
+    n_pairs, rows_per_batch = 2, 4
+    length = batch["input_ids"].shape[1]
+    for key in ("input_ids", "attention_mask", "completion_mask", *entry.sequence_keys):
+        assert batch[key].shape == (rows_per_batch, length), key
+    # chosen rows first, then rejected rows; same prompt for both rows of a pair
+    pair0 = processor.encode_pair(rows[0]["prompt"], rows[0]["video"], rows[0]["chosen"], rows[0]["rejected"])
+    prompt_len = len(pair0.prompt_ids)
+    assert batch["input_ids"][0, :prompt_len].tolist() == pair0.prompt_ids
+    assert batch["input_ids"][2, :prompt_len].tolist() == pair0.prompt_ids
+    assert batch["completion_mask"][0].sum() == len(pair0.chosen_ids)
+    assert batch["completion_mask"][2].sum() == len(pair0.rejected_ids)
+    assert pair0.num_video_tokens > 0
+    # the answer tokens are never marked as video in mm_token_type_ids
+    for key in entry.sequence_keys:
+        assert (batch[key][batch["completion_mask"].bool()] == 0).all()
+        assert batch[key][0, :prompt_len].tolist() == pair0.sequence_inputs[key]
+    # video tensors: once per pair when shared, once per row otherwise
+    pixels = batch["pair_pixel_values_videos" if share else "pixel_values_videos"]
+    per_video = pair0.video_inputs["pixel_values_videos"].shape[0]
+    expected_videos = n_pairs if share else rows_per_batch
+    assert pixels.shape[0] == per_video * expected_videos
+    if "video_grid_thw" in entry.row_video_keys:
+        assert batch["video_grid_thw"].shape == (rows_per_batch, 3)
+        assert torch.equal(batch["video_grid_thw"][:2], batch["video_grid_thw"][2:])
+
+
+def test_conversational_rows_match_chat_rendering(processors):
+    processor = processors("qwen2_5_vl")
+    row = preference_rows(conversational=True)[0]
+    text = processor.prompt_text(row["prompt"])
+    assert "<|video_pad|>" in text and text.endswith("<|im_start|>assistant\n")
+    completion = processor.completion_text(row["prompt"], row["chosen"])
+    assert completion == "It is red, then blue.<|im_end|>\n"
+    plain = processor.completion_text("q", "An answer.")
+    assert plain == "An answer." + processor.tokenizer.eos_token
+    batch = VideoPreferenceCollator(processor)(preference_rows(conversational=True)[:2])
+    assert batch["input_ids"].shape[0] == 4
+
+
+def test_qwen25_temporal_spacing_uses_true_sampled_fps(processors, video_dir):
+    processor = processors("qwen2_5_vl")
+    from tpo_hf.video import VideoFile, VideoView
+
+    video = VideoFile(video_dir / "red_blue.mp4")
+    patch = processor.processor.video_processor.temporal_patch_size
+    # 8 frames from a 2 s segment: 4 frames per second, not 8 frames / 8 s of file
+    frames, metadata = video.load(VideoView(num_frames=8, start=2.0, end=4.0))
+    processed = processor.encode_prompt("q", frames, metadata)
+    assert processed["second_per_grid_ts"].tolist() == pytest.approx([patch / 4.0])
+    frames, metadata = video.load(VideoView(num_frames=8))
+    processed = processor.encode_prompt("q", frames, metadata)
+    assert processed["second_per_grid_ts"].tolist() == pytest.approx([patch / 1.0])
+
+
+def test_qwen3_timestamps_come_from_frame_indices(processors, video_dir):
+    processor = processors("qwen3_vl")
+    from tpo_hf.video import VideoFile, VideoView
+
+    frames, metadata = VideoFile(video_dir / "red_blue.mp4").load(VideoView(num_frames=4, start=4.0, end=8.0))
+    ids = processor.encode_prompt("q", frames, metadata)["input_ids"][0]
+    text = processor.tokenizer.decode(ids)
+    # frames 36, 44 | 52, 60 at 8 fps -> patch timestamps 5.0 s and 7.0 s (absolute time in the video)
+    assert "<5.0 seconds>" in text and "<7.0 seconds>" in text
+
+
+def test_pixel_budget_reduces_video_tokens(processors):
+    small = processors("qwen2_vl", max_pixels=32 * 32)
+    large = processors("qwen2_vl", max_pixels=64 * 64)
+    row = preference_rows()[0]
+    tokens_small = small.encode_pair(row["prompt"], row["video"], row["chosen"], row["rejected"]).num_video_tokens
+    tokens_large = large.encode_pair(row["prompt"], row["video"], row["chosen"], row["rejected"]).num_video_tokens
+    assert tokens_small < tokens_large
+
+
+def test_too_long_pairs_are_dropped_or_named(processors):
+    processor = processors("qwen2_vl")
+    rows = preference_rows()[:2]
+    rows = [dict(row, tpo_row_index=i) for i, row in enumerate(rows)]
+    rows[1]["chosen"] = "very long answer " * 40
+    pair = processor.encode_pair(rows[0]["prompt"], rows[0]["video"], rows[0]["chosen"], rows[0]["rejected"])
+    max_length = len(pair.prompt_ids) + 60
+
+    batch = VideoPreferenceCollator(processor, max_length=max_length, too_long_policy="drop")(rows)
+    assert int(batch["tpo_num_dropped"]) == 1
+    assert batch["tpo_row_index"].tolist() == [0] and batch["input_ids"].shape[0] == 2
+    # nothing is truncated: the kept pair's video tokens are all there
+    assert (batch["input_ids"][0] == processor.video_token_id).sum() == pair.num_video_tokens
+
+    with pytest.raises(TooLongError, match=r"row 1 \(video 'green_yellow.mp4'\).*max_length"):
+        VideoPreferenceCollator(processor, max_length=max_length, too_long_policy="error")(rows)
+
+    empty = VideoPreferenceCollator(processor, max_length=10, too_long_policy="drop")(rows)
+    assert "input_ids" not in empty and int(empty["tpo_num_dropped"]) == 2
+
+
+def test_bad_rows_name_the_row(processors):
+    processor = processors("qwen2_vl")
+    collator = VideoPreferenceCollator(processor)
+    row = dict(preference_rows()[0], video="missing.mp4", tpo_row_index=7)
+    with pytest.raises(ValueError, match=r"row 7 \(video 'missing.mp4'\).*not found"):
+        collator([row])
+    with pytest.raises(KeyError, match="row 3"):
+        collator([dict(preference_rows()[0], video=None, tpo_row_index=3)])
+
+
+def test_processor_save_and_reload_keeps_video_settings(processors, tmp_path):
+    processor = processors("qwen2_5_vl", num_frames=12, max_pixels=48 * 48)
+    processor.save_pretrained(tmp_path)
+    reloaded = VideoPreferenceProcessor.from_pretrained(tmp_path)
+    assert reloaded.family is processor.family
+    assert (reloaded.num_frames, reloaded.max_pixels) == (12, 48 * 48)
+    assert VideoPreferenceProcessor.from_pretrained(tmp_path, num_frames=4).num_frames == 4
+
+
+@pytest.mark.parametrize("family", ["qwen2_5_vl", "llava_onevision"])
+def test_generation_inputs_are_left_padded(family, processors, tiny_model):
+    processor = processors(family)
+    inputs = processor.generation_inputs(["Short?", "A much longer question about it?"], ["red_blue.mp4"] * 2)
+    assert inputs["attention_mask"][0, 0] == 0 and inputs["attention_mask"][:, -1].all()
+    model, _ = tiny_model(family)
+    answers = processor.generate(model, ["What?", "Where?"], ["red_blue.mp4", "green_yellow.mp4"], max_new_tokens=3,
+                                 do_sample=False)
+    assert len(answers) == 2 and all(isinstance(a, str) for a in answers)

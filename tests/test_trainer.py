@@ -1,0 +1,238 @@
+"""TPOTrainer end to end on tiny models: LoRA for every family, shared encoding, QLoRA, precomputed reference,
+gradient checkpointing, adapter save/reload."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from peft import LoraConfig, PeftModel
+
+from tests.conftest import ALL_FAMILIES, preference_rows
+from tpo_hf import TPOConfig, TPOTrainer, VideoPreferenceCollator, VideoPreferenceProcessor
+
+
+def make_args(tmp_path, video_dir, **overrides):
+    settings = dict(
+        num_frames=4,
+        video_root=str(video_dir),
+        per_device_train_batch_size=2,
+        max_steps=2,
+        learning_rate=1e-3,
+        warmup_ratio=0.0,
+        logging_steps=1,
+        bf16=False,
+        report_to=[],
+        gradient_checkpointing=False,
+        save_strategy="no",
+        disable_tqdm=True,
+        dataloader_pin_memory=False,
+    )
+    settings.update(overrides)
+    return TPOConfig(str(tmp_path / "out"), **settings)
+
+
+def lora():
+    return LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0)
+
+
+def sequence_logps(trainer, batch):
+    """Summed answer log-probs of every row of a collated batch under the current policy (chosen rows first)."""
+    inputs = trainer._to_model_inputs(trainer.model, batch)
+    mask = inputs.pop("completion_mask")
+    labels = inputs["input_ids"].masked_fill(mask == 0, -100)
+    with torch.no_grad():
+        out = trainer.model(**inputs, labels=labels, fused_lm_head=True, use_cache=False)
+    return (out.log_probs * mask[:, 1:]).sum(dim=1)
+
+
+def trainable_snapshot(model):
+    return {name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
+
+
+@pytest.mark.parametrize("family", ALL_FAMILIES)
+def test_lora_training_every_family(family, tiny_model, preference_dataset, video_dir, tmp_path):
+    model, processor = tiny_model(family)
+    trainer = TPOTrainer(
+        model,
+        args=make_args(tmp_path, video_dir),
+        train_dataset=preference_dataset(),
+        processing_class=processor,
+        peft_config=lora(),
+    )
+    assert trainer._share_video_encoding
+    before = trainable_snapshot(trainer.model)
+    assert before and all("lora_" in name and "language_model" in name for name in before)
+    trainer.train()
+    losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
+    assert len(losses) == 2 and all(math.isfinite(loss) for loss in losses)
+    assert math.isfinite(trainer.state.log_history[-1]["train_loss"])
+    unchanged = [n for n, p in trainer.model.named_parameters() if p.requires_grad and torch.equal(p, before[n])]
+    assert not unchanged, f"LoRA parameters that did not change: {unchanged[:3]}"
+
+    # The video is really used: the same text with another video scores differently
+    rows = preference_rows()[:1]
+    other = [dict(rows[0], video="green_yellow.mp4")]
+    collator = trainer.data_collator
+    assert not torch.allclose(sequence_logps(trainer, collator(rows)), sequence_logps(trainer, collator(other)))
+
+    # Shared and per-row video encoding give the same log-probs
+    two_pairs = preference_rows()[:2]
+    shared = VideoPreferenceCollator(trainer.video_processor, share_video_encoding=True)(two_pairs)
+    unshared = VideoPreferenceCollator(trainer.video_processor, share_video_encoding=False)(two_pairs)
+    assert "pair_pixel_values_videos" in shared and "pixel_values_videos" in unshared
+    torch.testing.assert_close(sequence_logps(trainer, shared), sequence_logps(trainer, unshared), atol=1e-5, rtol=0)
+
+
+def test_trainable_vision_falls_back_to_per_row_encoding(tiny_model, preference_dataset, video_dir, tmp_path, caplog):
+    model, processor = tiny_model("qwen2_vl")
+    config = LoraConfig(r=4, lora_alpha=8, target_modules=["qkv", "q_proj", "v_proj"])  # "qkv" is in the vision tower
+    with caplog.at_level("WARNING"):
+        trainer = TPOTrainer(
+            model,
+            args=make_args(tmp_path, video_dir, max_steps=1),
+            train_dataset=preference_dataset(),
+            processing_class=processor,
+            peft_config=config,
+        )
+    assert trainer._share_video_encoding is False
+    assert "share_video_encoding is off" in caplog.text
+    assert "pixel_values_videos" in trainer.data_collator(preference_rows()[:1])
+    trainer.train()
+
+
+def test_conversational_dataset_with_gradient_checkpointing(tiny_model, preference_dataset, video_dir, tmp_path):
+    model, processor = tiny_model("qwen2_5_vl")
+    trainer = TPOTrainer(
+        model,
+        args=make_args(tmp_path, video_dir, gradient_checkpointing=True),
+        train_dataset=preference_dataset(conversational=True),
+        processing_class=processor,
+        peft_config=lora(),
+    )
+    before = trainable_snapshot(trainer.model)
+    trainer.train()
+    assert all(not torch.equal(p, before[n]) for n, p in trainer.model.named_parameters() if p.requires_grad)
+
+
+def test_precomputed_reference_log_probs(tiny_model, preference_dataset, video_dir, tmp_path):
+    model, processor = tiny_model("qwen2_vl")
+    dataset = preference_dataset()
+    trainer = TPOTrainer(
+        model,
+        args=make_args(tmp_path, video_dir, precompute_ref_log_probs=True),
+        train_dataset=dataset,
+        processing_class=processor,
+        peft_config=lora(),
+    )
+    columns = trainer.train_dataset.column_names
+    assert "ref_chosen_logps" in columns and "ref_rejected_logps" in columns
+    precomputed = torch.tensor(trainer.train_dataset["ref_chosen_logps"])
+    assert torch.isfinite(precomputed).all()
+    # They are the adapter-disabled model's log-probs for the chosen answers
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(2)])
+    with trainer.model.disable_adapter():
+        reference = sequence_logps(trainer, batch)[:2]
+    torch.testing.assert_close(precomputed[:2], reference, atol=1e-4, rtol=0)
+    trainer.train()
+    assert all(math.isfinite(e["loss"]) for e in trainer.state.log_history if "loss" in e)
+
+
+def test_precompute_keeps_rows_aligned_when_pairs_are_dropped(tiny_model, preference_dataset, video_dir, tmp_path):
+    model, processor = tiny_model("qwen2_vl")
+    rows = preference_rows()
+    rows[1]["chosen"] = "a long answer " * 60
+    from datasets import Dataset
+
+    probe = VideoPreferenceProcessor(processor, num_frames=4, video_root=video_dir)
+    prompt_len = len(probe.encode_pair(rows[0]["prompt"], rows[0]["video"], "x", "y").prompt_ids)
+    trainer = TPOTrainer(
+        model,
+        args=make_args(tmp_path, video_dir, precompute_ref_log_probs=True, max_length=prompt_len + 40),
+        train_dataset=Dataset.from_list(rows),
+        processing_class=processor,
+        peft_config=lora(),
+    )
+    chosen = trainer.train_dataset["ref_chosen_logps"]
+    assert math.isnan(chosen[1]) and math.isnan(chosen[3])  # the too-long rows
+    assert all(math.isfinite(chosen[i]) for i in (0, 2))
+    trainer.train()
+    assert trainer.state.log_history[-2]["too_long/dropped_total"] > 0
+
+
+@pytest.mark.require_bitsandbytes
+def test_qlora_4bit_trains_on_cpu(tiny_model_dirs, preference_dataset, video_dir, tmp_path):
+    from transformers import BitsAndBytesConfig
+
+    model_dir = tiny_model_dirs("qwen2_5_vl")
+    quantization = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.float32)
+    trainer = TPOTrainer(
+        str(model_dir),
+        args=make_args(tmp_path, video_dir, model_init_kwargs={"dtype": "float32"}),
+        train_dataset=preference_dataset(),
+        processing_class=VideoPreferenceProcessor.from_pretrained(model_dir, num_frames=4, video_root=video_dir),
+        quantization_config=quantization,
+        peft_config=lora(),
+    )
+    base = trainer.model.get_base_model()
+    assert base.is_loaded_in_4bit
+    linear_types = {type(m).__name__ for n, m in base.named_modules() if n.endswith("language_model.layers.0.mlp.up_proj")}
+    assert any("4bit" in t for t in linear_types), linear_types
+    # The vision side stays in full precision
+    assert all("4bit" not in type(m).__name__ for n, m in base.named_modules() if ".visual." in f".{n}.")
+    before = trainable_snapshot(trainer.model)
+    trainer.train()
+    changed = [n for n, p in trainer.model.named_parameters() if p.requires_grad and not torch.equal(p, before[n])]
+    assert len(changed) == len(before)
+
+
+def test_saved_adapter_reloads_and_reproduces_logits(tiny_model_dirs, preference_dataset, video_dir, tmp_path):
+    from transformers import AutoModelForImageTextToText
+
+    model_dir = tiny_model_dirs("qwen2_vl")
+    processor = VideoPreferenceProcessor.from_pretrained(model_dir, num_frames=4, video_root=video_dir)
+    trainer = TPOTrainer(
+        str(model_dir),
+        args=make_args(tmp_path, video_dir),
+        train_dataset=preference_dataset(),
+        processing_class=processor,
+        peft_config=lora(),
+    )
+    trainer.train()
+    adapter_dir = tmp_path / "adapter"
+    trainer.save_model(str(adapter_dir))
+    assert (adapter_dir / "adapter_config.json").exists() and (adapter_dir / "tpo_video_config.json").exists()
+
+    inputs = processor.generation_inputs(["What happens?"], ["red_blue.mp4"])
+    trainer.model.eval()
+    with torch.no_grad():
+        expected = trainer.model(**inputs).logits
+    base = AutoModelForImageTextToText.from_pretrained(model_dir)
+    reloaded = PeftModel.from_pretrained(base, adapter_dir).eval()
+    reloaded_processor = VideoPreferenceProcessor.from_pretrained(adapter_dir, video_root=video_dir)
+    assert reloaded_processor.num_frames == 4
+    with torch.no_grad():
+        actual = reloaded(**reloaded_processor.generation_inputs(["What happens?"], ["red_blue.mp4"])).logits
+    torch.testing.assert_close(actual, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_config_validation_messages():
+    with pytest.raises(ValueError, match="num_frames"):
+        TPOConfig("out", num_frames=None, video_fps=None)
+    with pytest.raises(ValueError, match="sft_weight"):
+        TPOConfig("out", sft_weight=-1)
+    with pytest.raises(ValueError, match="too_long_policy"):
+        TPOConfig("out", too_long_policy="truncate")
+    config = TPOConfig("out", bf16=False)
+    assert config.loss_type == ["sigmoid", "sft"] and config.loss_weights == [1.0, 0.5] and config.beta == 0.3
+    assert TPOConfig("out", sft_weight=0.0, bf16=False).loss_type == ["sigmoid"]
+
+
+def test_missing_columns_are_named(tiny_model, video_dir, tmp_path):
+    from datasets import Dataset
+
+    model, processor = tiny_model("qwen2_vl")
+    dataset = Dataset.from_list([{"prompt": "q", "chosen": "a", "rejected": "b"}])
+    with pytest.raises(ValueError, match=r"lacks column\(s\) \['video'\]"):
+        TPOTrainer(model, args=make_args(tmp_path, video_dir), train_dataset=dataset, processing_class=processor)
