@@ -173,6 +173,7 @@ def test_generation_inputs_are_left_padded(family, processors, tiny_model):
     inputs = processor.generation_inputs(["Short?", "A much longer question about it?"], ["red_blue.mp4"] * 2)
     assert inputs["attention_mask"][0, 0] == 0 and inputs["attention_mask"][:, -1].all()
     model, _ = tiny_model(family)
-    answers = processor.generate(model, ["What?", "Where?"], ["red_blue.mp4", "green_yellow.mp4"], max_new_tokens=3,
-                                 do_sample=False)
+    answers = processor.generate(
+        model, ["What?", "Where?"], ["red_blue.mp4", "green_yellow.mp4"], max_new_tokens=3, do_sample=False
+    )
     assert len(answers) == 2 and all(isinstance(a, str) for a in answers)

@@ -70,7 +70,11 @@ def test_train_module_from_yaml(tiny_model_dirs, video_dir, tmp_path):
     assert (output_dir / "adapter_config.json").exists()
     assert (output_dir / "tpo_video_config.json").exists()
     assert json.loads((output_dir / "tpo_video_config.json").read_text())["num_frames"] == 4
-    state = json.loads((output_dir / "trainer_state.json").read_text()) if (output_dir / "trainer_state.json").exists() else None
+    state = (
+        json.loads((output_dir / "trainer_state.json").read_text())
+        if (output_dir / "trainer_state.json").exists()
+        else None
+    )
     if state is not None:
         assert state["global_step"] == 1
 
@@ -91,8 +95,17 @@ def test_parser_reads_every_field_kind(tmp_path):
     recipe = tmp_path / "c.yaml"
     recipe.write_text(
         yaml.safe_dump(
-            {"model_name_or_path": "m", "dataset_name": "d", "output_dir": "o", "num_frames": 16, "sft_weight": 0.25,
-             "beta": 0.1, "lora_r": 8, "bf16": False, "too_long_policy": "error"}
+            {
+                "model_name_or_path": "m",
+                "dataset_name": "d",
+                "output_dir": "o",
+                "num_frames": 16,
+                "sft_weight": 0.25,
+                "beta": 0.1,
+                "lora_r": 8,
+                "bf16": False,
+                "too_long_policy": "error",
+            }
         )
     )
     script_args, training_args, model_args = make_parser().parse_args_and_config(args=["--config", str(recipe)])

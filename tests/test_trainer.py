@@ -166,7 +166,9 @@ def test_qlora_4bit_trains_on_cpu(tiny_model_dirs, preference_dataset, video_dir
     from transformers import BitsAndBytesConfig
 
     model_dir = tiny_model_dirs("qwen2_5_vl")
-    quantization = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.float32)
+    quantization = BitsAndBytesConfig(
+        load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.float32
+    )
     trainer = TPOTrainer(
         str(model_dir),
         args=make_args(tmp_path, video_dir, model_init_kwargs={"dtype": "float32"}),
@@ -177,7 +179,9 @@ def test_qlora_4bit_trains_on_cpu(tiny_model_dirs, preference_dataset, video_dir
     )
     base = trainer.model.get_base_model()
     assert base.is_loaded_in_4bit
-    linear_types = {type(m).__name__ for n, m in base.named_modules() if n.endswith("language_model.layers.0.mlp.up_proj")}
+    linear_types = {
+        type(m).__name__ for n, m in base.named_modules() if n.endswith("language_model.layers.0.mlp.up_proj")
+    }
     assert any("4bit" in t for t in linear_types), linear_types
     # The vision side stays in full precision
     assert all("4bit" not in type(m).__name__ for n, m in base.named_modules() if ".visual." in f".{n}.")

@@ -70,7 +70,9 @@ class VideoPreferenceCollator:
         if missing:
             raise KeyError(f"{describe_row(example, position)} has no value for column(s) {missing}")
         try:
-            return self.processor.encode_pair(example["prompt"], example["video"], example["chosen"], example["rejected"])
+            return self.processor.encode_pair(
+                example["prompt"], example["video"], example["chosen"], example["rejected"]
+            )
         except VideoLoadError as error:
             raise VideoLoadError(f"{describe_row(example, position)}: {error}") from error
 

@@ -14,17 +14,16 @@ What differs between families:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
 from .video import sampled_fps
 
 # Linear layers of the language model only: "all-linear" would also adapt the vision tower (see DESIGN.md).
-LANGUAGE_MODEL_LORA_TARGETS = (
-    r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)$"
-)
+LANGUAGE_MODEL_LORA_TARGETS = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)$"
 
 
 def _no_timing_fix(processed: dict[str, Any], metadatas: list[dict[str, Any]], processor: Any) -> None:

@@ -84,7 +84,9 @@ class VideoPreferenceProcessor:
 
     # --- loading / saving -------------------------------------------------------------------------------------------
     @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs: Any) -> VideoPreferenceProcessor:
+    def from_pretrained(
+        cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs: Any
+    ) -> VideoPreferenceProcessor:
         """Loads the transformers processor (and saved video settings, if any); `kwargs` override the settings.
 
         Keyword arguments that are not video settings (`revision`, `token`, `trust_remote_code`, ...) go to
@@ -103,7 +105,9 @@ class VideoPreferenceProcessor:
             try:
                 from huggingface_hub import hf_hub_download
 
-                saved = json.loads(Path(hf_hub_download(str(pretrained_model_name_or_path), VIDEO_CONFIG_NAME)).read_text())
+                saved = json.loads(
+                    Path(hf_hub_download(str(pretrained_model_name_or_path), VIDEO_CONFIG_NAME)).read_text()
+                )
             except Exception:  # no saved settings: a plain model repository
                 saved = {}
         if "family" not in settings and "family" not in saved:

@@ -7,8 +7,8 @@ they exercise every code path (processing, M-RoPE, vision features, LoRA, saving
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from transformers import PreTrainedModel, ProcessorMixin, Qwen2Tokenizer
 from transformers.convert_slow_tokenizer import bytes_to_unicode
@@ -50,7 +50,9 @@ _VICUNA_TEMPLATE = (
 def build_tokenizer() -> Qwen2Tokenizer:
     """A byte-level BPE tokenizer with no merges: 256 byte symbols plus the families' special tokens."""
     vocab = {symbol: index for index, symbol in enumerate(bytes_to_unicode().values())}
-    tokenizer = Qwen2Tokenizer(vocab=vocab, merges=[], unk_token=None, pad_token="<|endoftext|>", eos_token="<|im_end|>")
+    tokenizer = Qwen2Tokenizer(
+        vocab=vocab, merges=[], unk_token=None, pad_token="<|endoftext|>", eos_token="<|im_end|>"
+    )
     tokenizer.add_special_tokens({"additional_special_tokens": SPECIAL_TOKENS[1:]})
     return tokenizer
 
@@ -96,7 +98,11 @@ def _build_qwen2_vl(tokenizer, qwen25: bool = False):
     if qwen25:
         vision_config.update(hidden_size=32, intermediate_size=64, out_hidden_size=64, fullatt_block_indexes=[1])
         vision_config["window_size"] = 16
-        config_cls, model_cls, processor_cls = Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor
+        config_cls, model_cls, processor_cls = (
+            Qwen2_5_VLConfig,
+            Qwen2_5_VLForConditionalGeneration,
+            Qwen2_5_VLProcessor,
+        )
     else:
         vision_config.update(embed_dim=32, hidden_size=64, mlp_ratio=2)
         config_cls, model_cls, processor_cls = Qwen2VLConfig, Qwen2VLForConditionalGeneration, Qwen2VLProcessor
@@ -121,8 +127,13 @@ def _build_qwen2_vl(tokenizer, qwen25: bool = False):
 
 
 def _build_qwen3_vl(tokenizer):
-    from transformers import Qwen2VLImageProcessor, Qwen3VLConfig, Qwen3VLForConditionalGeneration, Qwen3VLProcessor
-    from transformers import Qwen3VLVideoProcessor
+    from transformers import (
+        Qwen2VLImageProcessor,
+        Qwen3VLConfig,
+        Qwen3VLForConditionalGeneration,
+        Qwen3VLProcessor,
+        Qwen3VLVideoProcessor,
+    )
 
     ids = _token_ids(tokenizer)
     rope = {"rope_type": "default", "mrope_section": [2, 3, 3], "mrope_interleaved": True, "rope_theta": 10000.0}
@@ -236,7 +247,9 @@ def _build_llava_next_video(tokenizer):
     crop = {"height": image_size, "width": image_size}
     processor = LlavaNextVideoProcessor(
         video_processor=LlavaNextVideoVideoProcessor(size=size, crop_size=crop),
-        image_processor=LlavaNextImageProcessor(size=size, crop_size=crop, image_grid_pinpoints=[[image_size, image_size]]),
+        image_processor=LlavaNextImageProcessor(
+            size=size, crop_size=crop, image_grid_pinpoints=[[image_size, image_size]]
+        ),
         tokenizer=tokenizer,
         patch_size=patch_size,
         vision_feature_select_strategy="default",

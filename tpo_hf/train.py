@@ -39,7 +39,8 @@ def load_preference_dataset(name: str, config: str | None = None, split: str = "
     from datasets import DatasetDict, load_dataset, load_from_disk
 
     if os.path.isdir(name) and (
-        os.path.exists(os.path.join(name, "dataset_info.json")) or os.path.exists(os.path.join(name, "dataset_dict.json"))
+        os.path.exists(os.path.join(name, "dataset_info.json"))
+        or os.path.exists(os.path.join(name, "dataset_dict.json"))
     ):
         dataset = load_from_disk(name)
         if isinstance(dataset, DatasetDict):

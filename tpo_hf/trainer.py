@@ -17,7 +17,6 @@ from typing import Any
 
 import torch
 from transformers import AutoConfig, PreTrainedModel
-
 from trl import DPOTrainer
 
 from .collator import PAIR_PREFIX, ROW_INDEX_COLUMN, VideoPreferenceCollator
@@ -95,9 +94,11 @@ class TPOTrainer(DPOTrainer):
             raise ValueError("`train_dataset` is required")
         self._check_columns(train_dataset, "train_dataset")
 
-        config = AutoConfig.from_pretrained(model, trust_remote_code=args.trust_remote_code) if isinstance(
-            model, str
-        ) else model.config
+        config = (
+            AutoConfig.from_pretrained(model, trust_remote_code=args.trust_remote_code)
+            if isinstance(model, str)
+            else model.config
+        )
         self.family: VideoFamily = get_family(config)
 
         if isinstance(processing_class, VideoPreferenceProcessor):

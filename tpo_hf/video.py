@@ -175,7 +175,9 @@ class VideoFile:
             try:
                 decoded = self._reader.get_batch(missing).asnumpy()
             except Exception as error:
-                raise VideoLoadError(f"Could not decode frames {missing[:5]}... of video {self.path}: {error}") from error
+                raise VideoLoadError(
+                    f"Could not decode frames {missing[:5]}... of video {self.path}: {error}"
+                ) from error
             self.frames_decoded += len(missing)
             cache.update(zip(missing, decoded))
         frames = np.stack([cache[i] for i in indices])
