@@ -114,6 +114,7 @@ def main(script_args: TPOScriptArguments, training_args: TPOConfig, model_args: 
     )
     trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     trainer.save_model(training_args.output_dir)
+    trainer.save_state()  # trainer_state.json: the loss curve and metrics, read by model cards and tests
     logger.info("Saved to %s", training_args.output_dir)
     if training_args.push_to_hub:
         trainer.push_to_hub(dataset_name=script_args.dataset_name)
