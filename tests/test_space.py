@@ -19,6 +19,10 @@ from pathlib import Path
 import pytest
 from hub_server import HubServer
 
+# everything here talks to 127.0.0.1 only: no analytics calls, no proxy for loopback
+os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+os.environ["NO_PROXY"] = ",".join(filter(None, [os.environ.get("NO_PROXY"), "127.0.0.1", "localhost"]))
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
