@@ -4,18 +4,20 @@
     tpo-hf space --adapter USER/MODEL-TPO --local                           # run the app here
 
 The folder is rendered from `hub_cards/`: `README.md` (Spaces metadata through `SpaceCardData`), `app.py` (a thin
-launcher of `tpo_hf.hub.app.build_demo`) and `requirements.txt`.
+launcher of `tpo_hf.hub.app.build_demo`), `requirements.txt` and `examples/` (example videos offered with one click;
+by default a short synthetic clip, so the Space works before anyone uploads a video).
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from huggingface_hub import CommitOperationAdd, HfApi, SpaceCard, SpaceCardData
+from huggingface_hub import CommitOperationAdd, HfApi, SpaceCard, SpaceCardData, constants
 
 from hub_cards import template_path
 
@@ -44,15 +46,34 @@ def write_space(
     title: str | None = None,
     num_frames: int = 16,
     max_new_tokens: int = 128,
+    examples: list[str] | None = None,
+    tpo_hf_requirement: str | None = None,
 ) -> Path:
-    """Writes the Space folder (README.md, app.py, requirements.txt) for `adapter` into `output_dir`."""
+    """Writes the Space folder (README.md, app.py, requirements.txt, examples/) for `adapter` into `output_dir`.
+
+    `examples` are video files copied to `examples/`; without them a synthetic clip is written there.
+    `tpo_hf_requirement` is the requirements line that installs this library in the Space (default
+    `tpo-hf[demo]==<this version>`; e.g. a `git+https://...` URL for an unreleased version).
+    """
     import gradio
 
     import tpo_hf
 
     output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / "examples").mkdir(parents=True, exist_ok=True)
     base_model = base_model or _adapter_base(adapter)
+    example_paths = []
+    for example in examples or []:
+        if not Path(example).is_file():
+            raise FileNotFoundError(f"Example video {example} does not exist; pass existing files to --examples.")
+        shutil.copy(example, output_dir / "examples" / Path(example).name)
+        example_paths.append(f"examples/{Path(example).name}")
+    if not example_paths:
+        from ..synthetic import Scene, write_synthetic_video
+
+        scenes = [Scene(3, "red", "square", "right"), Scene(3, "blue", "circle", "left")]
+        write_synthetic_video(output_dir / "examples" / "shapes.mp4", scenes, fps=8)
+        example_paths.append("examples/shapes.mp4")
     title = title or f"{adapter.split('/')[-1]} vs. base"
     card_data = SpaceCardData(
         title=title[:60],
@@ -69,13 +90,23 @@ def write_space(
         title=title,
         adapter=adapter,
         base_model=base_model or "the base model",
-        hub_url="https://huggingface.co",
+        hub_url=constants.ENDPOINT,
     )
     card.save(output_dir / "README.md")
     (output_dir / "app.py").write_text(
-        _render("space_app.py.j2", adapter=adapter, num_frames=num_frames, max_new_tokens=max_new_tokens)
+        _render(
+            "space_app.py.j2",
+            adapter=adapter,
+            base_model=base_model,
+            num_frames=num_frames,
+            max_new_tokens=max_new_tokens,
+            examples=example_paths,
+        )
     )
-    (output_dir / "requirements.txt").write_text(_render("space_requirements.txt", version=tpo_hf.__version__))
+    requirement = tpo_hf_requirement or f"tpo-hf[demo]=={tpo_hf.__version__}"
+    (output_dir / "requirements.txt").write_text(
+        _render("space_requirements.txt", tpo_hf_requirement=requirement, gradio_version=gradio.__version__)
+    )
     return output_dir
 
 
@@ -107,6 +138,10 @@ class SpaceArguments:
     output_dir: str | None = field(default=None, metadata={"help": "Where to write the Space folder."})
     num_frames: int = field(default=16, metadata={"help": "Default of the frames slider."})
     max_new_tokens: int = field(default=128, metadata={"help": "Answer length cap."})
+    examples: list[str] | None = field(default=None, metadata={"help": "Example video files for the Space."})
+    tpo_hf_requirement: str | None = field(
+        default=None, metadata={"help": "requirements.txt line installing tpo-hf (default tpo-hf[demo]==VERSION)."}
+    )
     local: bool = field(default=False, metadata={"help": "Run the app here instead of pushing it."})
     host: str = field(default="127.0.0.1", metadata={"help": "Host for --local."})
     port: int | None = field(default=None, metadata={"help": "Port for --local (default: Gradio's)."})
