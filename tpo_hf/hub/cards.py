@@ -265,7 +265,10 @@ def build_model_card(
         hub_url=constants.ENDPOINT,
         merged=merged,
         dataset_names=dataset_names,
-        usage_snippet=usage_snippet(repo_id, hub_base or base_model or "BASE_MODEL_ID", merged),
+        # the fence is rendered here rather than in the template, so formatters do not read Jinja as Python
+        usage_block="```python\n"
+        + usage_snippet(repo_id, hub_base or base_model or "BASE_MODEL_ID", merged)
+        + "\n```",
         hyperparameters={
             "loss_type": hyperparameters.get("loss_type"),
             "loss_weights": hyperparameters.get("loss_weights"),
