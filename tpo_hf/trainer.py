@@ -282,3 +282,75 @@ class TPOTrainer(DPOTrainer):
         output_dir = output_dir if output_dir is not None else self.args.output_dir
         if self.args.should_save:
             self.video_processor.save_pretrained(output_dir)
+
+    # --- Hub: model card and push (tpo_hf.hub) ----------------------------------------------------------------------
+    def create_model_card(
+        self,
+        model_name: str | None = None,
+        dataset_name: str | list[str] | None = None,
+        tags: str | list[str] | None = None,
+        eval_results: list[Any] | None = None,
+        license: str | None = None,
+        output_dir: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """Writes the TPO model card (`hub_cards/model_card.md`), the training-curve PNG and the run info.
+
+        Replaces TRL's generic card: the card holds the hyperparameters actually used, the final loss, reward
+        accuracy and margin, and `eval_results` (`EvalResult`s or dicts) as `model-index`. `dataset_name`,
+        `eval_results` and `license` given once are kept for the cards written by later saves.
+        """
+        if not self.is_world_process_zero():
+            return
+        from .hub.cards import save_trainer_card
+
+        card_info = self.__dict__.setdefault("_tpo_card_info", {})
+        for key, value in (("dataset_name", dataset_name), ("eval_results", eval_results), ("license", license)):
+            if value is not None:
+                card_info[key] = value
+        tags = [tags] if isinstance(tags, str) else list(tags or [])
+        save_trainer_card(
+            self,
+            output_dir or self.args.output_dir,
+            repo_id=self.hub_model_id or self.args.hub_model_id,
+            tags=[*tags, *(tag for tag in self._tag_names if tag not in tags)],
+            **card_info,
+        )
+
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
+        super().save_model(output_dir, _internal_call)
+        # A user-facing save writes the card too, so every saved folder is ready for `tpo-hf push`
+        if not _internal_call and not self.args.push_to_hub:
+            self.create_model_card(output_dir=output_dir)
+
+    def push_to_hub(
+        self,
+        commit_message: str | None = "End of training",
+        blocking: bool = True,
+        token: str | None = None,
+        revision: str | None = None,
+        private: bool | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """Saves, then uploads adapter + processor + model card + training-curve PNG in one commit.
+
+        `kwargs` go to `create_model_card` (`dataset_name`, `eval_results`, `tags`, `license`). The upload is
+        always blocking. On failure a `tpo_hf.hub.push.PushError` names the folder and the command to rerun.
+        """
+        from .hub.push import push_adapter
+
+        if self.hub_model_id is None:
+            self.init_hf_repo(token=token, private=private)
+        self.save_model(_internal_call=True)
+        if not self.is_world_process_zero():
+            return None
+        kwargs.pop("model_name", None)
+        self.create_model_card(**kwargs)
+        return push_adapter(
+            self.args.output_dir,
+            self.hub_model_id,
+            private=private,
+            revision=revision if revision is not None else self.args.hub_revision,
+            commit_message=commit_message,
+            token=token if token is not None else self.args.hub_token,
+        )

@@ -1,0 +1,103 @@
+"""Model card pieces in-process: templates shipped in the wheel, quantization/plot helpers, and the card that
+`TPOTrainer.save_model()` writes (the Hub round trips are in test_hub.py)."""
+
+from __future__ import annotations
+
+import fnmatch
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_every_template_ships_in_the_wheel():
+    tomllib = pytest.importorskip("tomllib") if sys.version_info >= (3, 11) else pytest.importorskip("tomli")
+    pyproject = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())
+    patterns = pyproject["tool"]["setuptools"]["package-data"]["hub_cards"]
+    templates = [p.name for p in (REPO_ROOT / "hub_cards").iterdir() if p.is_file() and p.suffix != ".py"]
+    assert {"model_card.md", "space_readme.md", "space_app.py.j2", "space_requirements.txt"} <= set(templates)
+    for name in templates:
+        assert any(fnmatch.fnmatch(name, pattern) for pattern in patterns), f"hub_cards/{name} is not package data"
+
+
+def test_describe_quantization():
+    import torch
+    from transformers import BitsAndBytesConfig
+
+    from tpo_hf.hub.cards import describe_quantization
+
+    assert describe_quantization(None) == "none"
+    config = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16)
+    assert describe_quantization(config) == "4-bit nf4 (bitsandbytes), compute bfloat16"
+    assert describe_quantization({"load_in_8bit": True}) == "8-bit (bitsandbytes)"
+
+
+def test_training_curves_png(tmp_path):
+    from tpo_hf.hub.plots import plot_training_curves
+
+    assert plot_training_curves([{"train_runtime": 1.0, "step": 2}], tmp_path / "none.png") is None
+    history = [{"step": s, "loss": 1.0 / s, "rewards/accuracies": 0.5, "rewards/margins": 0.1 * s} for s in (1, 2, 3)]
+    path = plot_training_curves(history, tmp_path / "curves.png")
+    assert path.read_bytes().startswith(b"\x89PNG")
+
+
+def test_save_model_writes_card_from_the_run(tmp_path, tiny_model, preference_dataset, video_dir):
+    from huggingface_hub import EvalResult, ModelCard
+    from peft import LoraConfig
+
+    from tpo_hf import TPOConfig, TPOTrainer
+
+    model, processor = tiny_model("qwen2_5_vl")
+    args = TPOConfig(
+        str(tmp_path / "out"),
+        num_frames=4,
+        video_root=str(video_dir),
+        per_device_train_batch_size=2,
+        max_steps=1,
+        logging_steps=1,
+        beta=0.2,
+        sft_weight=1.0,
+        learning_rate=1e-3,
+        bf16=False,
+        report_to=[],
+        gradient_checkpointing=False,
+        save_strategy="no",
+    )
+    trainer = TPOTrainer(
+        model,
+        args=args,
+        train_dataset=preference_dataset(repeat=1),
+        processing_class=processor,
+        peft_config=LoraConfig(r=2, lora_alpha=4),
+    )
+    trainer.train()
+    evals = [
+        EvalResult(
+            task_type="video-text-to-text",
+            dataset_type="MLVU/MVLU",
+            dataset_name="MLVU",
+            metric_type="accuracy",
+            metric_value=0.5,
+        )
+    ]
+    trainer.create_model_card(dataset_name="user/pairs", eval_results=evals)
+    trainer.save_model()  # a later save keeps the dataset and eval results given once
+    out = Path(args.output_dir)
+    card = ModelCard.load(out / "README.md")
+    assert card.data.datasets == ["user/pairs"]
+    assert card.data.eval_results[0].metric_value == 0.5 and card.data.eval_results[0].dataset_name == "MLVU"
+    assert card.data.base_model is None  # an in-memory model has no Hub id to link
+    assert card.data.library_name == "peft"
+    loss = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry][-1]
+    for row in (
+        f"| Final training loss | {loss:.4g} |",
+        "| DPO beta | 0.2 |",
+        "| SFT weight (alpha) | 1 |",
+        "| LoRA rank | 2 |",
+        "| Frames per video | 4 |",
+    ):
+        assert row in card.text
+    assert (out / "training_curves.png").exists() and (out / "tpo_card.json").exists()
+    assert "More Information Needed" not in card.text

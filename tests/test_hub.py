@@ -1,0 +1,169 @@
+"""Hub round trips against a local Hub-compatible server on loopback, with the real clients.
+
+The clients run in subprocesses (`tests/_hub_scripts.py`, the `tpo-hf` CLI) so that `HF_ENDPOINT` is set before
+`huggingface_hub` is imported, as a user would set it; the session-wide `HF_HUB_OFFLINE=1` is lifted for them only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hub_server import HubServer
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SCRIPTS = Path(__file__).with_name("_hub_scripts.py")
+sys.path.insert(0, str(Path(__file__).parent))
+from _hub_scripts import ADAPTER_REPO, BASE_REPO, CLI_REPO, DATASET_REPO, EVAL_RESULTS, MERGED_REPO  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory):
+    with HubServer(tmp_path_factory.mktemp("hub")) as server:
+        yield server
+
+
+def hub_env(hub: HubServer, home: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        HF_ENDPOINT=hub.endpoint,
+        HF_HUB_OFFLINE="0",
+        HF_HUB_DISABLE_XET="1",
+        HF_HOME=str(home),  # a fresh cache: every file must come from the server
+        HF_TOKEN="hf_local_test_token",
+        PYTHONPATH=f"{REPO_ROOT}{os.pathsep}{env.get('PYTHONPATH', '')}",
+        NO_PROXY="127.0.0.1,localhost",
+    )
+    env.pop("TRANSFORMERS_OFFLINE", None)
+    return env
+
+
+def run(args: list[str], env: dict[str, str], check: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run(
+        [sys.executable, *args], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"{args} failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}")
+    return result
+
+
+@pytest.fixture(scope="module")
+def published(hub, video_dir, tmp_path_factory):
+    """Everything a user publishes, through the real clients in three processes (importing torch is the cost):
+
+    1. push the preference dataset, load it back with `load_dataset`, push a tiny base model, train a LoRA adapter
+       on it with `TPOTrainer` on the reloaded dataset, `trainer.push_to_hub(...)`;
+    2. `tpo-hf push` of the trained folder while the server fails one commit, two reruns, then `--merge`;
+    3. from a fresh cache, load the adapter with `PeftModel.from_pretrained` and `AutoModelForImageTextToText`, the
+       merged model, and the card with `ModelCard.load`.
+    """
+    out = tmp_path_factory.mktemp("published")
+    run([str(SCRIPTS), "train_and_push", str(out), str(video_dir)], hub_env(hub, out / "hf_home_train"))
+    out_digest = _digest(out / "run")
+    hub.fail_next_commits(1)
+    run([str(SCRIPTS), "cli_pushes", str(out)], hub_env(hub, out / "hf_home_push"))
+    assert _digest(out / "run") == out_digest, "pushing changed the local training output"
+    run([str(SCRIPTS), "load_back", str(out), str(video_dir)], hub_env(hub, out / "hf_home_load"))
+    return out
+
+
+def _digest(folder: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in folder.rglob("*")
+        if p.is_file()
+    }
+
+
+def test_dataset_push_to_hub_and_load_dataset(hub, published):
+    result = json.loads((published / "dataset.json").read_text())
+    assert result["loaded"] == result["rows"]
+    assert any(path.endswith(".parquet") for path in hub.files(DATASET_REPO, "dataset"))
+
+
+def test_trainer_push_to_hub_one_commit(hub, published):
+    files = hub.files(ADAPTER_REPO)
+    for name in (
+        "adapter_config.json",
+        "adapter_model.safetensors",
+        "README.md",
+        "training_curves.png",
+        "tokenizer.json",
+        "processor_config.json",
+        "tpo_video_config.json",
+    ):
+        assert name in files, f"{name} missing from the pushed repo: {sorted(files)}"
+    assert not any(name.startswith("checkpoint-") or name in ("training_args.bin", "tpo_card.json") for name in files)
+    assert files["training_curves.png"].startswith(b"\x89PNG")
+    assert len(hub.commits(ADAPTER_REPO)) == 2  # repo creation + exactly one upload commit
+    assert json.loads(files["adapter_config.json"])["base_model_name_or_path"] == BASE_REPO
+
+
+def test_pushed_adapter_and_merged_model_reproduce_trained_logits(published):
+    import torch
+
+    trained = torch.load(published / "trained_logits.pt")
+    assert torch.allclose(torch.load(published / "peft_logits.pt"), trained, atol=1e-5)
+    assert torch.allclose(torch.load(published / "auto_logits.pt"), trained, atol=1e-5)
+    assert torch.allclose(torch.load(published / "merged_logits.pt"), trained, atol=1e-4)
+
+
+def test_card_reloads_with_trainer_numbers(published):
+    log_history = json.loads((published / "train.json").read_text())["log_history"]
+    last = [entry for entry in log_history if "rewards/margins" in entry][-1]
+    card = json.loads((published / "card.json").read_text())
+    data, text = card["data"], card["text"]
+    assert data["base_model"] == BASE_REPO
+    assert data["datasets"] == [DATASET_REPO]
+    assert data["library_name"] == "peft"
+    assert data["pipeline_tag"] == "video-text-to-text"
+    assert {"tpo", "dpo", "trl", "video"} <= set(data["tags"])
+    (result,) = data["model-index"][0]["results"]
+    assert result["dataset"]["type"] == EVAL_RESULTS[0]["dataset_type"]
+    assert result["metrics"][0] == {"type": "accuracy", "value": EVAL_RESULTS[0]["metric_value"]}
+    assert f"| Final training loss | {last['loss']:.4g} |" in text
+    assert f"| Reward accuracy | {last['rewards/accuracies']:.4g} |" in text
+    assert f"| Reward margin | {last['rewards/margins']:.4g} |" in text
+    for row in (
+        "| DPO beta | 0.3 |",
+        "| SFT weight (alpha) | 0.5 |",
+        "| Learning rate | 0.005 |",
+        "| Frames per video | 8 |",
+        "| LoRA rank | 4 |",
+        "| LoRA alpha | 8 |",
+        "| Quantization | none |",
+        "| Optimizer steps run | 2 |",
+    ):
+        assert row in text
+    assert f'PeftModel.from_pretrained(base, "{ADAPTER_REPO}")' in text
+    assert "arXiv:2501.13919" in text and "![Training curves](training_curves.png)" in text
+    assert "More Information Needed" not in text
+    assert card["num_frames"] == 8
+
+
+def test_cli_push_failure_is_reported_and_retry_does_not_duplicate(hub, published):
+    failed, retried, again, merged = json.loads((published / "cli_pushes.json").read_text())
+    adapter_dir = published / "run"
+    assert failed["code"] == 1
+    assert f"Rerun `tpo-hf push --adapter-dir {adapter_dir} --repo-id {CLI_REPO}`" in failed["message"]
+    assert f"Nothing in {adapter_dir} was changed" in failed["message"]
+    commits = hub.commits(CLI_REPO)
+    assert failed["head"] == commits[0]["id"]  # the repo was created, nothing was committed
+    assert retried["code"] == 0 and retried["head"] == commits[1]["id"]
+    assert again["code"] == 0 and again["head"] == retried["head"]  # same files, same paths: no new commit
+    assert len(commits) == 2
+    files = hub.files(CLI_REPO)
+    assert set(files) == set(hub.files(ADAPTER_REPO))
+    # the card is re-rendered for the repo it is pushed to
+    assert f'PeftModel.from_pretrained(base, "{CLI_REPO}")' in files["README.md"].decode()
+
+    assert merged["code"] == 0
+    merged_files = hub.files(MERGED_REPO)
+    assert "model.safetensors" in merged_files and "config.json" in merged_files
+    assert "adapter_config.json" not in merged_files and "tokenizer.json" in merged_files
+    assert "library_name: transformers" in merged_files["README.md"].decode()

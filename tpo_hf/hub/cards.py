@@ -1,0 +1,372 @@
+"""Stage 5 of the flow (publish): the model card of a TPO adapter, rendered from `hub_cards/model_card.md`.
+
+Everything in the card comes from the run itself: the hyperparameters the trainer actually used (TPOConfig, the
+adapter's LoRA config, the quantization config), the final training metrics from `trainer.state.log_history`, and
+evaluation results when given (written as `model-index` through `EvalResult`). Nothing is left as a placeholder:
+a field that is unknown is left out.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+from hub_cards import template_path
+
+TPO_TAGS = ["tpo", "dpo", "trl", "video", "video-text-to-text"]
+PLOT_FILE = "training_curves.png"
+PIPELINE_TAG = "video-text-to-text"
+
+TPO_CITATION = """\
+@article{li2025temporal,
+    title        = {{Temporal Preference Optimization for Long-Form Video Understanding}},
+    author       = {Li, Rui and Wang, Xiaohan and Zhang, Yuhui and Wang, Zeyu and Yeung-Levy, Serena},
+    year         = 2025,
+    journal      = {arXiv preprint arXiv:2501.13919}
+}"""
+
+# log_history key -> row name in the "Training results" table
+RESULT_METRICS = {
+    "loss": "Final training loss",
+    "rewards/accuracies": "Reward accuracy",
+    "rewards/margins": "Reward margin",
+    "rewards/chosen": "Chosen reward",
+    "rewards/rejected": "Rejected reward",
+    "eval_loss": "Final eval loss",
+    "eval_rewards/accuracies": "Eval reward accuracy",
+    "eval_rewards/margins": "Eval reward margin",
+}
+
+
+def final_metrics(log_history: Sequence[dict[str, Any]]) -> dict[str, float]:
+    """The last logged value of each metric of `RESULT_METRICS` (plus `train_loss`, the run's average)."""
+    metrics: dict[str, float] = {}
+    for entry in log_history:
+        for key in (*RESULT_METRICS, "train_loss"):
+            if key in entry and entry[key] is not None:
+                metrics[key] = float(entry[key])
+    return metrics
+
+
+def _format(value: Any) -> str:
+    # a "|" (e.g. in a LoRA target regex) would split the Markdown table cell
+    return _format_value(value).replace("|", "\\|")
+
+
+def _format_value(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, (list, tuple, set)):
+        return (
+            ", ".join(str(item) for item in sorted(value) if item is not None)
+            if isinstance(value, set)
+            else (", ".join(str(item) for item in value))
+        )
+    return str(value)
+
+
+def trainer_hyperparameters(trainer: Any) -> dict[str, Any]:
+    """The TPO hyperparameters a trainer actually ran with: objective, optimisation, video, LoRA, quantization."""
+    args = trainer.args
+    world_size = getattr(args, "world_size", 1) or 1
+    hyperparameters: dict[str, Any] = {
+        "beta": args.beta,
+        "sft_weight": args.sft_weight,
+        "loss_type": list(args.loss_type),
+        "loss_weights": list(args.loss_weights),
+        "learning_rate": args.learning_rate,
+        "lr_scheduler_type": str(getattr(args.lr_scheduler_type, "value", args.lr_scheduler_type)),
+        "warmup_ratio": args.warmup_ratio,
+        "num_train_epochs": args.num_train_epochs,
+        "max_steps": args.max_steps if args.max_steps and args.max_steps > 0 else None,
+        "global_step": trainer.state.global_step,
+        "per_device_train_batch_size": args.per_device_train_batch_size,
+        "gradient_accumulation_steps": args.gradient_accumulation_steps,
+        "total_train_batch_size": args.per_device_train_batch_size * args.gradient_accumulation_steps * world_size,
+        "num_frames": args.num_frames,
+        "video_fps": args.video_fps,
+        "max_frames": args.max_frames,
+        "max_length": args.max_length,
+        "seed": args.seed,
+        "precision": "bf16" if args.bf16 else ("fp16" if args.fp16 else "fp32"),
+    }
+    model = trainer.accelerator.unwrap_model(trainer.model) if hasattr(trainer, "accelerator") else trainer.model
+    peft_config = getattr(model, "peft_config", None)
+    if peft_config:
+        lora = peft_config.get("default") or next(iter(peft_config.values()))
+        hyperparameters.update(
+            peft_type=str(getattr(lora.peft_type, "value", lora.peft_type)),
+            lora_r=getattr(lora, "r", None),
+            lora_alpha=getattr(lora, "lora_alpha", None),
+            lora_dropout=getattr(lora, "lora_dropout", None),
+            lora_target_modules=sorted(lora.target_modules)
+            if isinstance(lora.target_modules, (set, list, tuple))
+            else lora.target_modules,
+        )
+    hyperparameters["quantization"] = describe_quantization(getattr(model.config, "quantization_config", None))
+    return {key: value for key, value in hyperparameters.items() if value is not None}
+
+
+def describe_quantization(quantization_config: Any) -> str:
+    """'none', or e.g. '4-bit nf4 (bitsandbytes), compute bfloat16'."""
+    if quantization_config is None:
+        return "none"
+    config = quantization_config if isinstance(quantization_config, dict) else quantization_config.to_dict()
+    if config.get("load_in_4bit"):
+        return (
+            f"4-bit {config.get('bnb_4bit_quant_type', '')} (bitsandbytes), "
+            f"compute {config.get('bnb_4bit_compute_dtype', 'float32')}"
+        ).replace("  ", " ")
+    if config.get("load_in_8bit"):
+        return "8-bit (bitsandbytes)"
+    return str(config.get("quant_method", "quantized"))
+
+
+_HYPERPARAMETER_NAMES = {
+    "beta": "DPO beta",
+    "sft_weight": "SFT weight (alpha)",
+    "learning_rate": "Learning rate",
+    "lr_scheduler_type": "LR scheduler",
+    "warmup_ratio": "Warmup ratio",
+    "num_train_epochs": "Epochs",
+    "max_steps": "Max steps",
+    "global_step": "Optimizer steps run",
+    "per_device_train_batch_size": "Per-device batch size",
+    "gradient_accumulation_steps": "Gradient accumulation",
+    "total_train_batch_size": "Global batch size",
+    "num_frames": "Frames per video",
+    "video_fps": "Video sampling fps",
+    "max_frames": "Max frames",
+    "max_length": "Max sequence length",
+    "seed": "Seed",
+    "precision": "Precision",
+    "peft_type": "PEFT method",
+    "lora_r": "LoRA rank",
+    "lora_alpha": "LoRA alpha",
+    "lora_dropout": "LoRA dropout",
+    "lora_target_modules": "LoRA targets",
+    "quantization": "Quantization",
+}
+
+
+def usage_snippet(repo_id: str, base_model: str, merged: bool = False) -> str:
+    """Python that loads what was pushed with `from_pretrained` and answers a question about a video."""
+    if merged:
+        load = f'model = AutoModelForImageTextToText.from_pretrained("{repo_id}", dtype="auto", device_map="auto")'
+        imports = "from transformers import AutoModelForImageTextToText"
+    else:
+        load = (
+            f'base = AutoModelForImageTextToText.from_pretrained("{base_model}", dtype="auto", device_map="auto")\n'
+            f'model = PeftModel.from_pretrained(base, "{repo_id}")'
+        )
+        imports = "from peft import PeftModel\nfrom transformers import AutoModelForImageTextToText"
+    return (
+        f"{imports}\n\nfrom tpo_hf import VideoPreferenceProcessor\n\n{load}\n"
+        f"# the processor keeps the frame sampling the model was trained with\nprocessor = "
+        f'VideoPreferenceProcessor.from_pretrained("{repo_id}")\n'
+        'answer = processor.generate(model, ["What happens after the person opens the door?"], ["video.mp4"],'
+        " max_new_tokens=128)[0]\nprint(answer)"
+    )
+
+
+def _eval_result(result: EvalResult | dict[str, Any]) -> EvalResult:
+    if isinstance(result, EvalResult):
+        return result
+    result = dict(result)
+    result.setdefault("task_type", "video-text-to-text")
+    return EvalResult(**result)
+
+
+def _framework_versions() -> list[tuple[str, str]]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    import tpo_hf
+
+    versions = [("tpo-hf", tpo_hf.__version__)]
+    for package in ("trl", "transformers", "peft", "torch", "datasets", "huggingface_hub"):
+        try:
+            versions.append((package, version(package)))
+        except PackageNotFoundError:
+            continue
+    return versions
+
+
+def base_model_license(base_model: str | None) -> str | None:
+    """The `license` of the base model's own card on the Hub, when it can be read (None offline or unknown)."""
+    if not base_model or os.path.isdir(base_model):
+        return None
+    try:
+        return ModelCard.load(base_model).data.license
+    except Exception:  # offline, gated, no card: the license stays unknown rather than guessed
+        return None
+
+
+def build_model_card(
+    *,
+    repo_id: str,
+    base_model: str | None,
+    hyperparameters: dict[str, Any],
+    metrics: dict[str, float],
+    datasets: Iterable[str] | None = None,
+    eval_results: Iterable[EvalResult | dict[str, Any]] | None = None,
+    license: str | None = None,
+    merged: bool = False,
+    tags: Iterable[str] | None = None,
+    plot_file: str | None = PLOT_FILE,
+    model_name: str | None = None,
+) -> ModelCard:
+    """Renders `hub_cards/model_card.md` into a `ModelCard`.
+
+    Args:
+        repo_id: where the model lives (or will) on the Hub; used in the usage snippet and the `model-index`.
+        base_model: Hub id of the base model (local folders are left out of the metadata: the Hub cannot link them).
+        hyperparameters: e.g. from `trainer_hyperparameters(trainer)`.
+        metrics: final metrics, e.g. from `final_metrics(trainer.state.log_history)`.
+        datasets: Hub ids of the training datasets.
+        eval_results: `EvalResult`s, or dicts of its arguments (`dataset_type`, `dataset_name`, `metric_type`,
+            `metric_value`, ...; `task_type` defaults to "video-text-to-text"). They become the `model-index`.
+        license: the base model's license when known (see `base_model_license`).
+        merged: the repo holds merged weights (library `transformers`) rather than an adapter (library `peft`).
+        plot_file: path in the repo of the training-curve PNG, or None when there is no plot.
+    """
+    model_name = model_name or repo_id.split("/")[-1]
+    hub_base = base_model if base_model and not os.path.isdir(base_model) else None
+    evals = [_eval_result(result) for result in eval_results or []]
+    dataset_names = [name for name in datasets or [] if name]
+    all_tags = list(dict.fromkeys([*TPO_TAGS, *(tags or []), *([] if merged else ["lora"])]))
+    card_data = ModelCardData(
+        model_name=model_name,
+        base_model=hub_base,
+        datasets=dataset_names or None,
+        library_name="transformers" if merged else "peft",
+        pipeline_tag=PIPELINE_TAG,
+        tags=all_tags,
+        license=license,
+        eval_results=evals or None,
+    )
+    rows = [
+        (_HYPERPARAMETER_NAMES.get(key, key), _format(value))
+        for key, value in hyperparameters.items()
+        if key not in ("loss_type", "loss_weights")
+    ]
+    results = [(name, _format(metrics[key])) for key, name in RESULT_METRICS.items() if key in metrics]
+    if "train_loss" in metrics:
+        results.append(("Average training loss", _format(metrics["train_loss"])))
+    from huggingface_hub import constants
+
+    return ModelCard.from_template(
+        card_data,
+        template_path=str(template_path("model_card.md")),
+        model_name=model_name,
+        base_model=hub_base or base_model or "the base model",
+        hub_url=constants.ENDPOINT,
+        merged=merged,
+        dataset_names=dataset_names,
+        # the fence is rendered here rather than in the template, so formatters do not read Jinja as Python
+        usage_block="```python\n"
+        + usage_snippet(repo_id, hub_base or base_model or "BASE_MODEL_ID", merged)
+        + "\n```",
+        hyperparameters={
+            "loss_type": hyperparameters.get("loss_type"),
+            "loss_weights": hyperparameters.get("loss_weights"),
+        },
+        hyperparameter_rows=rows,
+        result_rows=results or [("Training steps run", str(hyperparameters.get("global_step", 0)))],
+        plot_file=plot_file,
+        eval_rows=[
+            {
+                "dataset_name": result.dataset_name,
+                "metric_name": result.metric_name,
+                "metric_type": result.metric_type,
+                "metric_value": _format(result.metric_value),
+            }
+            for result in evals
+        ],
+        versions=_framework_versions(),
+        citation=TPO_CITATION,
+    )
+
+
+def trainer_base_model(trainer: Any) -> str | None:
+    """The base model a trainer fine-tuned: the adapter's `base_model_name_or_path`, else the model's name."""
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    peft_config = getattr(model, "peft_config", None)
+    if peft_config:
+        base = (peft_config.get("default") or next(iter(peft_config.values()))).base_model_name_or_path
+        if base:
+            return base
+    return getattr(model.config, "_name_or_path", None) or None
+
+
+def trainer_model_card(
+    trainer: Any,
+    repo_id: str | None = None,
+    dataset_name: str | Sequence[str] | None = None,
+    eval_results: Iterable[EvalResult | dict[str, Any]] | None = None,
+    tags: Iterable[str] | None = None,
+    license: str | None = None,
+    plot_file: str | None = PLOT_FILE,
+) -> ModelCard:
+    """The model card of a trained `TPOTrainer`, from its args, its model's adapter config and its log history."""
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    peft_config = getattr(model, "peft_config", None)
+    base_model = trainer_base_model(trainer)
+    repo_id = repo_id or trainer.args.hub_model_id or os.path.basename(os.path.abspath(trainer.args.output_dir))
+    datasets = [dataset_name] if isinstance(dataset_name, str) else list(dataset_name or [])
+    return build_model_card(
+        repo_id=repo_id,
+        base_model=base_model,
+        hyperparameters=trainer_hyperparameters(trainer),
+        metrics=final_metrics(trainer.state.log_history),
+        datasets=datasets,
+        eval_results=eval_results,
+        license=license if license is not None else base_model_license(base_model),
+        merged=False if peft_config else True,
+        tags=tags,
+        plot_file=plot_file,
+    )
+
+
+def save_trainer_card(
+    trainer: Any,
+    output_dir: str | os.PathLike,
+    repo_id: str | None = None,
+    dataset_name: str | Sequence[str] | None = None,
+    eval_results: Iterable[EvalResult | dict[str, Any]] | None = None,
+    tags: Iterable[str] | None = None,
+    license: str | None = None,
+) -> ModelCard:
+    """Writes `README.md`, the training-curve PNG and the run info (`tpo_card.json`, used by `tpo-hf push` to
+    re-render the card for another repo or for merged weights) into `output_dir`."""
+    import dataclasses
+    import json
+    from pathlib import Path
+
+    from .plots import plot_training_curves
+    from .push import CARD_INFO_FILE
+
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    plot = plot_training_curves(trainer.state.log_history, output_dir / PLOT_FILE)
+    card = trainer_model_card(
+        trainer, repo_id, dataset_name, eval_results, tags, license, plot_file=PLOT_FILE if plot else None
+    )
+    card.save(output_dir / "README.md")
+    results = [
+        {k: v for k, v in dataclasses.asdict(r).items() if v is not None} if isinstance(r, EvalResult) else dict(r)
+        for r in eval_results or []
+    ]
+    info = {
+        "base_model": trainer_base_model(trainer),
+        "datasets": card.data.datasets,
+        "license": card.data.license,
+        "tags": list(tags or []),
+        "hyperparameters": trainer_hyperparameters(trainer),
+        "metrics": final_metrics(trainer.state.log_history),
+        "eval_results": results,
+    }
+    (output_dir / CARD_INFO_FILE).write_text(json.dumps(info, indent=2, default=str))
+    return card

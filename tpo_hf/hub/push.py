@@ -1,0 +1,215 @@
+"""Stage 5 of the flow (publish): push a trained adapter, or merged weights, to the Hub in one commit.
+
+    tpo-hf push --adapter-dir DIR --repo-id USER/NAME [--merge] [--private] [--revision BRANCH]
+
+What goes up: the adapter (`adapter_config.json` + `adapter_model.safetensors`) or, with `--merge`, the base model
+with the adapter merged in (for serving without PEFT); the processor (tokenizer, chat template, processor configs,
+`tpo_video_config.json`); the model card (`README.md`, re-rendered for the target repo from the run's numbers saved
+by `TPOTrainer.create_model_card`) and the training-curve PNG. Everything lands in a single
+`HfApi.create_commit`, so the repo never holds half an upload. A retry uploads the same files to the same paths:
+files already on the Hub are skipped, and nothing changes if all of them are there.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import logging
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from huggingface_hub import CommitOperationAdd, HfApi, ModelCard
+
+from .cards import PLOT_FILE, build_model_card
+
+logger = logging.getLogger(__name__)
+
+CARD_INFO_FILE = "tpo_card.json"  # the run's numbers, saved beside the card so it can be re-rendered for any repo
+ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", "adapter_model.bin")
+# Training by-products that do not belong in a model repo
+EXCLUDE_PATTERNS = (
+    "checkpoint-*",
+    "runs",
+    "_*",
+    ".*",
+    "training_args.bin",
+    "optimizer.pt",
+    "scheduler.pt",
+    "rng_state*",
+    "trainer_state.json",
+    CARD_INFO_FILE,
+)
+
+
+class PushError(RuntimeError):
+    """An upload failed; the message names the folder (left intact) and the command to rerun."""
+
+
+def _excluded(relative: Path) -> bool:
+    return any(fnmatch.fnmatch(part, pattern) for part in relative.parts for pattern in EXCLUDE_PATTERNS)
+
+
+def collect_files(folder: str | Path) -> dict[str, Path]:
+    """path in repo -> local file, for everything in `folder` that belongs in the model repo (sorted, stable)."""
+    folder = Path(folder)
+    files = {}
+    for path in sorted(folder.rglob("*")):
+        relative = path.relative_to(folder)
+        if path.is_file() and not _excluded(relative):
+            files[relative.as_posix()] = path
+    return files
+
+
+def _rerun_command(adapter_dir: Path, repo_id: str, merge: bool, revision: str | None) -> str:
+    command = f"tpo-hf push --adapter-dir {adapter_dir} --repo-id {repo_id}"
+    if merge:
+        command += " --merge"
+    if revision:
+        command += f" --revision {revision}"
+    return command
+
+
+def _render_card(adapter_dir: Path, repo_id: str, merged: bool) -> ModelCard | None:
+    """Re-renders the card from the saved run info for `repo_id` (so the usage snippet names the real repo)."""
+    info_path = adapter_dir / CARD_INFO_FILE
+    if not info_path.exists():
+        return None
+    info = json.loads(info_path.read_text())
+    return build_model_card(
+        repo_id=repo_id,
+        base_model=info.get("base_model"),
+        hyperparameters=info.get("hyperparameters", {}),
+        metrics=info.get("metrics", {}),
+        datasets=info.get("datasets"),
+        eval_results=info.get("eval_results"),
+        license=info.get("license"),
+        merged=merged,
+        tags=info.get("tags"),
+        plot_file=PLOT_FILE if (adapter_dir / PLOT_FILE).exists() else None,
+    )
+
+
+def _adapter_base(adapter_dir: Path) -> str:
+    config = json.loads((adapter_dir / "adapter_config.json").read_text())
+    base = config.get("base_model_name_or_path")
+    if not base:
+        raise PushError(f"{adapter_dir / 'adapter_config.json'} has no base_model_name_or_path; cannot merge.")
+    return base
+
+
+def merge_adapter(adapter_dir: str | Path, output_dir: str | Path) -> Path:
+    """Loads the base model named in the adapter config, merges the adapter in and saves the result."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForImageTextToText
+
+    adapter_dir, output_dir = Path(adapter_dir), Path(output_dir)
+    base = AutoModelForImageTextToText.from_pretrained(_adapter_base(adapter_dir), dtype=torch.float32)
+    merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
+    merged.save_pretrained(output_dir)
+    return output_dir
+
+
+def push_adapter(
+    adapter_dir: str | Path,
+    repo_id: str,
+    merge: bool = False,
+    *,
+    private: bool | None = None,
+    revision: str | None = None,
+    commit_message: str | None = None,
+    token: str | None = None,
+    api: HfApi | None = None,
+) -> Any:
+    """Uploads a trained adapter folder (or, with `merge=True`, the merged model) to `repo_id` in one commit.
+
+    Args:
+        adapter_dir: a `TPOTrainer` output folder (adapter, processor, README.md, training_curves.png).
+        repo_id: target model repo, created if missing.
+        merge: upload the base model with the adapter merged in (library `transformers`) instead of the adapter.
+        private: visibility when the repo is created.
+        revision: branch to commit to (default `main`).
+
+    Returns:
+        The `CommitInfo` of the commit (or of the current head when nothing changed).
+
+    Raises:
+        PushError: naming the folder, whose files are left untouched, and the command to rerun.
+    """
+    adapter_dir = Path(adapter_dir)
+    if not (adapter_dir / "adapter_config.json").is_file() and not (adapter_dir / "config.json").is_file():
+        raise PushError(
+            f"{adapter_dir} holds neither an adapter (adapter_config.json) nor a model (config.json); pass the "
+            "output_dir of `tpo-hf train` or a folder written by `save_pretrained`."
+        )
+    if merge and not (adapter_dir / "adapter_config.json").is_file():
+        raise PushError(f"--merge needs an adapter, but {adapter_dir} has no adapter_config.json.")
+    api = api or HfApi(token=token)
+    rerun = _rerun_command(adapter_dir, repo_id, merge, revision)
+    with tempfile.TemporaryDirectory(prefix="tpo-push-") as staging:
+        staging = Path(staging)
+        files = collect_files(adapter_dir)
+        if merge:
+            merged_files = collect_files(merge_adapter(adapter_dir, staging / "merged"))
+            files = {path: local for path, local in files.items() if path not in ADAPTER_FILES} | merged_files
+        card = _render_card(adapter_dir, repo_id, merged=merge)
+        if card is not None:
+            card.save(staging / "README.md")
+            files["README.md"] = staging / "README.md"
+        operations = [
+            CommitOperationAdd(path_in_repo=path, path_or_fileobj=str(local)) for path, local in files.items()
+        ]
+        try:
+            api.create_repo(repo_id, private=private, exist_ok=True)
+            if revision:
+                api.create_branch(repo_id, branch=revision, exist_ok=True)
+            commit = api.create_commit(
+                repo_id,
+                operations=operations,
+                commit_message=commit_message or f"Upload TPO {'merged model' if merge else 'adapter'}",
+                revision=revision,
+            )
+        except Exception as error:
+            raise PushError(
+                f"Uploading {len(operations)} files from {adapter_dir} to {repo_id} failed: "
+                f"{type(error).__name__}: {error}\nNothing in {adapter_dir} was changed. Rerun `{rerun}`; files "
+                "already uploaded are skipped, so a retry does not duplicate anything."
+            ) from error
+    logger.info("Pushed %d files from %s to %s (%s)", len(operations), adapter_dir, repo_id, commit.oid)
+    return commit
+
+
+@dataclass
+class PushArguments:
+    """Arguments of `tpo-hf push`."""
+
+    adapter_dir: str = field(metadata={"help": "Folder written by `tpo-hf train` (adapter, processor, card, plot)."})
+    repo_id: str = field(metadata={"help": "Target model repo on the Hub, e.g. `user/Qwen2.5-VL-7B-TPO`."})
+    merge: bool = field(default=False, metadata={"help": "Upload the base model with the adapter merged in."})
+    private: bool | None = field(default=None, metadata={"help": "Create the repo as private."})
+    revision: str | None = field(default=None, metadata={"help": "Branch to commit to (default main)."})
+    commit_message: str | None = field(default=None, metadata={"help": "Commit message."})
+
+
+def cli_main(argv: list[str] | None = None) -> None:
+    from trl import TrlParser
+
+    (args,) = TrlParser((PushArguments,)).parse_args_and_config(args=argv)
+    try:
+        commit = push_adapter(
+            args.adapter_dir,
+            args.repo_id,
+            merge=args.merge,
+            private=args.private,
+            revision=args.revision,
+            commit_message=args.commit_message,
+        )
+    except PushError as error:
+        raise SystemExit(f"tpo-hf push: {error}") from None
+    print(f"Pushed {args.adapter_dir} to {commit.commit_url}")
+
+
+if __name__ == "__main__":
+    cli_main()
