@@ -201,7 +201,9 @@ def row_position_ids(model: Any, inputs: dict[str, torch.Tensor]) -> torch.Tenso
 def attention_mask_dtype(model: Any) -> torch.dtype | None:
     """Mask dtype the model's attention takes for a custom 4D mask; `None` when it cannot take one."""
     config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
-    implementation = getattr(config, "_attn_implementation", None) or getattr(model.config, "_attn_implementation", None)
+    implementation = getattr(config, "_attn_implementation", None) or getattr(
+        model.config, "_attn_implementation", None
+    )
     if implementation == "sdpa":
         return torch.bool
     if implementation == "eager":

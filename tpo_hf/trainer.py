@@ -25,8 +25,14 @@ from trl import DPOTrainer
 from .collator import PAIR_PREFIX, ROW_INDEX_COLUMN, VideoPreferenceCollator
 from .config import TPOConfig
 from .families import VideoFamily, get_family
-from .prefix_sharing import PREFIX_SHARING_KWARG, install_prefix_sharing, pack_pairs, row_position_ids
-from .prefix_sharing import attention_mask_dtype, unsupported_reason
+from .prefix_sharing import (
+    PREFIX_SHARING_KWARG,
+    attention_mask_dtype,
+    install_prefix_sharing,
+    pack_pairs,
+    row_position_ids,
+    unsupported_reason,
+)
 from .processing import VideoPreferenceProcessor
 
 logger = logging.getLogger(__name__)
