@@ -47,8 +47,14 @@ LABELS = {
     "d": "(d) + precomputed reference",
 }
 ANSWERS = [
-    ("The red square slides to the right, then a blue circle drifts left.", "Nothing moves; the scene shows one still green shape."),
-    ("A green circle moves right for three seconds, then a yellow square.", "A red square spins in place while the camera zooms out slowly."),
+    (
+        "The red square slides to the right, then a blue circle drifts left.",
+        "Nothing moves; the scene shows one still green shape.",
+    ),
+    (
+        "A green circle moves right for three seconds, then a yellow square.",
+        "A red square spins in place while the camera zooms out slowly.",
+    ),
 ]
 
 
@@ -230,7 +236,9 @@ def main(argv: list[str] | None = None) -> None:
         f" video tokens), {args.answer_tokens}-token answers, {args.pairs} pairs/step, LM hidden {args.hidden_size}"
         f" x {args.layers} layers, LoRA r=16, median of {args.steps} steps"
     )
-    header = f"{'path':<30} {'step s':>8} {'x faster':>9} {'peak MiB':>9} {'x mem':>6} {'LM tok/pair':>12} {'enc/pair':>9}"
+    header = (
+        f"{'path':<30} {'step s':>8} {'x faster':>9} {'peak MiB':>9} {'x mem':>6} {'LM tok/pair':>12} {'enc/pair':>9}"
+    )
     print(header)
     print("-" * len(header))
     for path, result in results.items():
