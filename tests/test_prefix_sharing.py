@@ -127,33 +127,27 @@ def test_eager_attention_float_mask(tmp_path, video_dir):
 def test_pack_pairs_layout():
     """Two pairs, prompt lengths 3 and 2: the packed rows, labels, positions and block mask, written out by hand."""
     # rows: pair 0 chosen (prompt 10 11 12, answer 20 21), pair 1 chosen (prompt 13 14, answer 22),
-    #       pair 0 rejected (answer 30), pair 1 rejected (answer 31 32 33); 0 is padding
+    #       pair 0 rejected (answer 30), pair 1 rejected (answer 31 32); 0 is padding
     input_ids = torch.tensor(
-        [[10, 11, 12, 20, 21, 0], [13, 14, 22, 0, 0, 0], [10, 11, 12, 30, 0, 0], [13, 14, 31, 32, 33, 0]]
+        [[10, 11, 12, 20, 21, 0], [13, 14, 22, 0, 0, 0], [10, 11, 12, 30, 0, 0], [13, 14, 31, 32, 0, 0]]
     )
     attention_mask = (input_ids != 0).long()
-    completion_mask = torch.tensor([[0, 0, 0, 1, 1, 0], [0, 0, 1, 0, 0, 0], [0, 0, 0, 1, 0, 0], [0, 0, 1, 1, 1, 0]])
+    completion_mask = torch.tensor([[0, 0, 0, 1, 1, 0], [0, 0, 1, 0, 0, 0], [0, 0, 0, 1, 0, 0], [0, 0, 1, 1, 0, 0]])
     positions = (attention_mask.cumsum(-1) - 1).clamp(min=0)
     packed = pack_pairs(input_ids, attention_mask, completion_mask, positions)
     kwargs = packed.model_kwargs
-    # pair 0: [10 11] [12 20] [12]; pair 1: [13] [14] [14 31 32]
-    assert kwargs["input_ids"].tolist() == [[10, 11, 12, 20, 12, 0], [13, 14, 14, 31, 32, 0]]
-    assert packed.shift_labels.tolist() == [[-100, -100, 20, 21, 30, -100], [-100, 22, 31, 32, 33, -100]]
-    assert kwargs["position_ids"].tolist() == [[0, 1, 2, 3, 2, 0], [0, 1, 1, 2, 3, 0]]
+    # pair 0: [10 11] [12 20] [12]; pair 1: [13] [14] [14 31] + padding
+    assert kwargs["input_ids"].tolist() == [[10, 11, 12, 20, 12], [13, 14, 14, 31, 0]]
+    assert packed.shift_labels.tolist() == [[-100, -100, 20, 21, 30], [-100, 22, 31, 32, -100]]
+    assert kwargs["position_ids"].tolist() == [[0, 1, 2, 3, 2], [0, 1, 1, 2, 0]]
     mask = kwargs["attention_mask"][:, 0]
     # pair 0, rejected branch (column 4) sees the prompt (0, 1) and itself, not the chosen branch (2, 3)
-    assert mask[0, 4].tolist() == [True, True, False, False, True, False]
-    assert mask[1, 3].tolist() == [True, False, True, True, False, False]
-    assert mask[0, 5].tolist() == [False, False, False, False, False, True]  # padding sees itself only
+    assert mask[0, 4].tolist() == [True, True, False, False, True]
+    assert mask[1, 3].tolist() == [True, False, True, True, False]
+    assert mask[1, 4].tolist() == [False, False, False, False, True]  # padding sees itself only
     # un-packing puts each log-prob where the unshared forward has it: row r, column of the token before it
-    values = torch.arange(1.0, 13.0).view(2, 6)
-    unpacked = packed.unpack(values)
-    assert unpacked.tolist() == [
-        [0, 0, 3, 4, 0],
-        [0, 8, 0, 0, 0],
-        [0, 0, 5, 0, 0],
-        [0, 9, 10, 11, 0],
-    ]
+    unpacked = packed.unpack(torch.arange(1.0, 11.0).view(2, 5))
+    assert unpacked.tolist() == [[0, 0, 3, 4, 0], [0, 7, 0, 0, 0], [0, 0, 5, 0, 0], [0, 8, 9, 0, 0]]
 
 
 def test_pack_pairs_rejects_rows_that_are_not_pairs():
