@@ -38,6 +38,11 @@ class TPOConfig(DPOConfig):
     share_video_encoding (`bool`, *optional*, defaults to `True`):
         Run the vision encoder once per pair for the chosen, rejected and reference rows. Falls back (with a logged
         reason) when the vision side has trainable weights.
+    prefix_sharing (`bool`, *optional*, defaults to `True`):
+        Run each pair's prompt (video tokens included) through the language model once, with the chosen and
+        rejected answers packed after it under a block attention mask, for the policy and the reference pass. Same
+        loss and gradients as the unshared rows. Falls back (with a logged reason) for families or attention
+        implementations that cannot take a custom 4D mask.
     freeze_vision_tower (`bool`, *optional*, defaults to `True`):
         Keep the vision encoder and projector frozen in full fine-tuning, as the paper does.
     too_long_policy (`str`, *optional*, defaults to `"drop"`):
@@ -63,6 +68,10 @@ class TPOConfig(DPOConfig):
     sft_weight: float = field(default=0.5, metadata={"help": "Weight alpha of the SFT term on the chosen answer."})
     share_video_encoding: bool = field(
         default=True, metadata={"help": "Encode each pair's video once for chosen, rejected and reference rows."}
+    )
+    prefix_sharing: bool = field(
+        default=True,
+        metadata={"help": "Run each pair's prompt once, with both answers packed after it (block attention mask)."},
     )
     freeze_vision_tower: bool = field(
         default=True, metadata={"help": "Keep the vision encoder and projector frozen in full fine-tuning."}

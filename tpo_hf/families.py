@@ -87,6 +87,9 @@ class VideoFamily:
         pixel_budget_kwargs: maps a per-frame pixel budget to processor kwargs (`None`: fixed-size family).
         timing_fix: post-processes processor outputs so temporal positions use the true sampled frame rate.
         encode_videos: runs the vision encoder alone on `encoder_input_keys`.
+        supports_prefix_sharing: the language model takes a custom 4D attention mask and explicit position ids, so
+            each pair's prompt can run once with both answers packed after it (`tpo_hf.prefix_sharing`); checked
+            for equal loss and gradients in tests/test_prefix_sharing.py.
     """
 
     name: str
@@ -103,6 +106,7 @@ class VideoFamily:
     pixel_budget_kwargs: Callable[[int], dict[str, Any]] | None = None
     timing_fix: Callable[[dict[str, Any], list[dict[str, Any]], Any], None] = _no_timing_fix
     encode_videos: Callable[[Any, dict[str, torch.Tensor]], Any] = _encode_qwen
+    supports_prefix_sharing: bool = False
 
     @property
     def video_keys(self) -> tuple[str, ...]:
@@ -155,6 +159,7 @@ _QWEN_COMMON = dict(
     processor_kwargs={"cap_pixels_per_frame": False},
     pixel_budget_kwargs=_qwen_pixel_budget,
     encode_videos=_encode_qwen,
+    supports_prefix_sharing=True,
 )
 
 FAMILIES: dict[str, VideoFamily] = {
@@ -189,6 +194,7 @@ FAMILIES: dict[str, VideoFamily] = {
             vision_modules=("vision_tower", "multi_modal_projector"),
             needs_fixed_frame_count=True,
             encode_videos=_encode_llava,
+            supports_prefix_sharing=True,
         ),
         VideoFamily(
             name="llava_next_video",
@@ -198,6 +204,7 @@ FAMILIES: dict[str, VideoFamily] = {
             vision_modules=("vision_tower", "multi_modal_projector", "vision_resampler"),
             needs_fixed_frame_count=True,
             encode_videos=_encode_llava,
+            supports_prefix_sharing=True,
         ),
     )
 }

@@ -6,6 +6,8 @@ What it adds to `DPOTrainer`:
 - LoRA targets default to the language model only, and 4-bit quantization skips the vision side (family registry);
 - shared video encoding: the vision encoder runs once per pair and its output (`mm_encoder_outputs`) serves the
   chosen row, the rejected row and the reference pass, when the vision side has no trainable weights;
+- prefix sharing: each pair's prompt (video tokens included) runs through the language model once, with both
+  answers packed after it, in the policy and the reference pass (`tpo_hf.prefix_sharing`);
 - `precompute_ref_log_probs=True` for video datasets, with pairs dropped for length kept aligned;
 - pairs over `max_length` are dropped and counted (`too_long/dropped_total`) or rejected, never truncated.
 """
@@ -22,6 +24,14 @@ from trl import DPOTrainer
 from .collator import PAIR_PREFIX, ROW_INDEX_COLUMN, VideoPreferenceCollator
 from .config import TPOConfig
 from .families import VideoFamily, get_family
+from .prefix_sharing import (
+    PREFIX_SHARING_KWARG,
+    attention_mask_dtype,
+    install_prefix_sharing,
+    pack_pairs,
+    row_position_ids,
+    unsupported_reason,
+)
 from .processing import VideoPreferenceProcessor
 
 logger = logging.getLogger(__name__)
@@ -136,6 +146,7 @@ class TPOTrainer(DPOTrainer):
             quantization_config.llm_int8_skip_modules = skip
 
         self._share_video_encoding: bool | None = None  # decided once the model is wrapped (see _configure_video)
+        self._prefix_sharing = False
         self._total_dropped = 0
         if data_collator is None:
             data_collator = VideoPreferenceCollator(
@@ -217,6 +228,23 @@ class TPOTrainer(DPOTrainer):
         self._share_video_encoding = share
         if isinstance(self.data_collator, VideoPreferenceCollator):
             self.data_collator.share_video_encoding = share
+        self._configure_prefix_sharing(_unwrap_peft(model))
+
+    def _configure_prefix_sharing(self, base_model: Any) -> None:
+        """Turns prefix sharing on where the family and the attention implementation allow it, else logs why not."""
+        if not self.args.prefix_sharing:
+            return
+        reason = unsupported_reason(base_model, self.family)
+        if reason is None and self.ref_model is not None:
+            reason = unsupported_reason(self.accelerator.unwrap_model(self.ref_model), self.family)
+        if reason is not None:
+            logger.warning("prefix_sharing is off: %s. Each pair's prompt runs once per answer.", reason)
+            return
+        # The forward TRL patched with its fused LM head: the base model under PEFT, and a separate reference model
+        install_prefix_sharing(base_model)
+        if self.ref_model is not None:
+            install_prefix_sharing(self.accelerator.unwrap_model(self.ref_model))
+        self._prefix_sharing = True
 
     def _to_model_inputs(self, model: Any, inputs: dict[str, Any]) -> dict[str, Any] | None:
         """Strips bookkeeping keys and turns `pair_*` video tensors into shared `mm_encoder_outputs`.
@@ -232,13 +260,45 @@ class TPOTrainer(DPOTrainer):
         if "input_ids" not in inputs:
             return None
         pair_inputs = {key[len(PAIR_PREFIX) :]: inputs.pop(key) for key in list(inputs) if key.startswith(PAIR_PREFIX)}
+        base_model = _unwrap_peft(self.accelerator.unwrap_model(model))
+        encoded = None
         if pair_inputs:
-            base_model = _unwrap_peft(self.accelerator.unwrap_model(model))
             # The vision side is frozen (checked in _configure_video): no graph needed through it
             with torch.no_grad():
                 encoded = self.family.encode_videos(base_model, pair_inputs)
+        if self._prefix_sharing:
+            return self._packed_inputs(base_model, inputs, encoded)
+        if encoded is not None:
             inputs["mm_encoder_outputs"] = self.family.repeat_encoder_output(encoded, times=2)
         return inputs
+
+    def _packed_inputs(self, base_model: Any, inputs: dict[str, Any], encoded: Any) -> dict[str, Any]:
+        """Row-layout batch -> what TRL reads (row ids and masks) plus the packed forward under `prefix_sharing`.
+
+        The rope positions are computed on the rows (the model's own function), the video inputs kept once per pair.
+        """
+        family = self.family
+        positions = row_position_ids(base_model, inputs)
+        sequence_inputs = {key: inputs[key] for key in family.sequence_keys if key in inputs}
+        packed = pack_pairs(
+            inputs["input_ids"],
+            inputs["attention_mask"],
+            inputs["completion_mask"],
+            positions,
+            sequence_inputs,
+            mask_dtype=attention_mask_dtype(base_model),
+        )
+        num_pairs = inputs["input_ids"].size(0) // 2
+        for key in family.video_keys:
+            if key in inputs:
+                # The collator repeats per-video inputs for the chosen then the rejected rows: keep the first copy
+                packed.model_kwargs[key] = inputs[key][: inputs[key].size(0) // 2]
+        if encoded is not None:
+            packed.model_kwargs["mm_encoder_outputs"] = family.repeat_encoder_output(encoded, times=1)
+        row_keys = ("input_ids", "attention_mask", "completion_mask", "ref_chosen_logps", "ref_rejected_logps")
+        packed.stats["pairs"] = num_pairs
+        self._last_packing_stats = packed.stats
+        return {**{key: inputs[key] for key in row_keys if key in inputs}, PREFIX_SHARING_KWARG: packed}
 
     def _empty_batch_loss(self, model: Any) -> torch.Tensor:
         # Every pair of this batch was dropped for length: a zero loss that still touches every trainable weight,
