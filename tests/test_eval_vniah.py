@@ -68,9 +68,7 @@ def test_scores_and_heatmap_grid(video_dir, tmp_path):
     samples = build_vniah_suite([video_dir / "red_blue.mp4"], tmp_path / "videos", lengths, depths)
     # base right only at depth 0, tpo right everywhere except (depth 1, length 12)
     results = {
-        "base": [
-            SampleResult("base", s.sample_id, s.length, "", "A", s.answer, s.depth == 0.0) for s in samples
-        ],
+        "base": [SampleResult("base", s.sample_id, s.length, "", "A", s.answer, s.depth == 0.0) for s in samples],
         "tpo": [
             SampleResult("tpo", s.sample_id, s.length, "", "A", s.answer, not (s.depth == 1.0 and s.length == 12))
             for s in samples

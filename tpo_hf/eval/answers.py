@@ -155,6 +155,8 @@ def extract_answer_letter(reply: str | None, options: list[str] | None = None, n
         letter = match.group(1)
         opened = text[match.start()] in "(["
         closed = match.group(0)[-1] in ")]"
-        if letter in valid and not _is_article(letter, "(" if opened else "", ")" if closed else "", "", text[match.end() :]):
+        if letter in valid and not _is_article(
+            letter, "(" if opened else "", ")" if closed else "", "", text[match.end() :]
+        ):
             letters.add(letter)
     return letters.pop() if len(letters) == 1 else UNPARSEABLE

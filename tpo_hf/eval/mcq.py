@@ -65,7 +65,9 @@ class ResultsCache:
                         record = SampleResult(**json.loads(line))
                     except (json.JSONDecodeError, TypeError) as error:
                         # a line cut short by a kill mid-write: the sample is simply recomputed
-                        logger.warning("Ignoring unreadable line %d of results cache %s: %s", line_number, self.path, error)
+                        logger.warning(
+                            "Ignoring unreadable line %d of results cache %s: %s", line_number, self.path, error
+                        )
                         continue
                     self.records[record.key] = record
 
@@ -97,7 +99,9 @@ class MCQRun:
         return summarize(self.results, breakdowns)
 
 
-def model_variants(model: Any, compare_base: bool = True) -> dict[str, Callable[[], contextlib.AbstractContextManager]]:
+def model_variants(
+    model: Any, compare_base: bool = True
+) -> dict[str, Callable[[], contextlib.AbstractContextManager]]:
     """Model tag -> context in which `model` is that variant: for a PeftModel, "base" (adapter disabled) and "tpo";
     for a plain model, "base" only."""
     from peft import PeftModel

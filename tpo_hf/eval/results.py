@@ -52,7 +52,9 @@ def markdown_table(results: dict[str, Any]) -> str:
         for field_name in fields:
             values = sorted({v for m in models for v in benchmark["models"][m]["by"].get(field_name, {})})
             for value in values:
-                cells = [benchmark["models"][m]["by"].get(field_name, {}).get(value, {}).get("accuracy") for m in models]
+                cells = [
+                    benchmark["models"][m]["by"].get(field_name, {}).get(value, {}).get("accuracy") for m in models
+                ]
                 lines.append(row(f"{field_name}: {value}", cells))
         unparseable = ", ".join(f"{m} {benchmark['models'][m]['unparseable']}" for m in models)
         lines += ["", f"Samples: {benchmark['models'][models[0]]['total']}. Unparseable replies: {unparseable}."]
@@ -102,7 +104,6 @@ def eval_results(results: dict[str, Any], model_tag: str = "tpo") -> list[Any]:
                 metric_type="accuracy",
                 metric_name=f"Accuracy ({benchmark.get('num_frames', '?')} frames)",
                 metric_value=round(float(benchmark["models"][model_tag]["accuracy"]), 2),
-                source_name="tpo-hf eval",
             )
         )
     vniah = results.get("vniah")
@@ -117,7 +118,6 @@ def eval_results(results: dict[str, Any], model_tag: str = "tpo") -> list[Any]:
                 metric_type="accuracy",
                 metric_name="Mean accuracy over lengths and depths",
                 metric_value=round(sum(values) / len(values), 2) if values else 0.0,
-                source_name="tpo-hf eval",
             )
         )
     return entries
