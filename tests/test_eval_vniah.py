@@ -91,3 +91,13 @@ def test_scores_and_heatmap_grid(video_dir, tmp_path):
     with Image.open(path) as image:
         assert image.format == "PNG"
         assert image.size == (1100, 400)  # figsize (5 * 2 models + 1, 4) inches at 100 dpi
+
+
+def test_haystack_sampling_rate_and_size_cap(video_dir):
+    from tpo_hf.eval.vniah import build_haystack
+
+    # 2 fps out of an 8 fps, 8 s clip: every 4th frame (bin centres 2, 6, 10, ...), then the next clip
+    frames = build_haystack([video_dir / "red_blue.mp4", video_dir / "green_yellow.mp4"], 20, fps=2)
+    assert [read_frame_stamp(frame) for frame in frames] == [4 * i + 2 for i in range(16)] + [2, 6, 10, 14]
+    small = build_haystack([video_dir / "red_blue.mp4"], 40, max_side=64)  # loops over the 64-frame clip
+    assert small.shape == (40, 32, 64, 3)

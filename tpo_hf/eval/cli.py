@@ -60,6 +60,8 @@ class EvalConfig:
         vniah_depths: needle depths in [0, 1].
         vniah_needle_colour, vniah_needle_shape, vniah_needle_frames: the rendered needle.
         vniah_fps: frame rate of the written haystack videos.
+        vniah_haystack_fps: rate the source videos are sampled at to build haystacks (LongVA's V-NIAH: 1 fps).
+        vniah_max_side: cap on the longer side of haystack frames.
 
     > Parameters that control the outputs
 
@@ -104,7 +106,13 @@ class EvalConfig:
     vniah_needle_colour: str = field(default="red", metadata={"help": "Colour of the rendered needle."})
     vniah_needle_shape: str = field(default="circle", metadata={"help": "circle or square."})
     vniah_needle_frames: int = field(default=1, metadata={"help": "Frames the needle lasts."})
-    vniah_fps: int = field(default=8, metadata={"help": "Frame rate of the haystack videos."})
+    vniah_fps: int = field(default=8, metadata={"help": "Frame rate of the written haystack videos."})
+    vniah_haystack_fps: float | None = field(
+        default=1.0, metadata={"help": "Rate the haystack sources are sampled at (LongVA: 1 fps); unset: every frame."}
+    )
+    vniah_max_side: int | None = field(
+        default=448, metadata={"help": "Cap on the longer side of haystack frames (memory of long haystacks)."}
+    )
 
     output_dir: str = field(default="eval_results", metadata={"help": "Where results, cache and heatmap go."})
     resume: bool = field(default=True, metadata={"help": "Reuse finished samples from the results cache."})
@@ -250,6 +258,8 @@ def main(config: EvalConfig, model: Any = None, processor: Any = None) -> dict[s
             depths=config.vniah_depths,
             needle=needle,
             fps=config.vniah_fps,
+            haystack_fps=config.vniah_haystack_fps,
+            max_side=config.vniah_max_side,
         )
         run = evaluate_mcq(
             model,

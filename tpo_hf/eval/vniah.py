@@ -88,11 +88,23 @@ def _resize_frames(frames: np.ndarray, height: int, width: int) -> np.ndarray:
 
 
 def build_haystack(
-    videos: list[str | os.PathLike], num_frames: int, height: int | None = None, width: int | None = None
+    videos: list[str | os.PathLike],
+    num_frames: int,
+    height: int | None = None,
+    width: int | None = None,
+    fps: float | None = None,
+    max_side: int | None = None,
 ) -> np.ndarray:
-    """`num_frames` consecutive frames cut from `videos` in order (looping over them when they are short), resized to
-    (`height`, `width`) (default: the first video's size)."""
-    from ..video import VideoFile
+    """`num_frames` frames cut from `videos` in order (looping over them when they are short).
+
+    Args:
+        videos: the haystack sources.
+        num_frames: haystack length.
+        height, width: frame size (default: the first video's, scaled down to `max_side`).
+        fps: sample the sources at this rate (LongVA's V-NIAH uses 1 fps); `None` takes every frame.
+        max_side: cap on the longer side of the frames, so that long haystacks of HD videos fit in memory.
+    """
+    from ..video import VideoFile, VideoView
 
     if not videos:
         raise ValueError("V-NIAH needs at least one haystack video.")
@@ -101,12 +113,15 @@ def build_haystack(
     while total < num_frames:
         for path in videos:
             video = VideoFile(path, cache_frames=False)
-            take = min(video.total_num_frames, num_frames - total)
-            chunk = video.get_frames(np.arange(take))
+            indices = video.frame_indices(VideoView(fps=fps)) if fps else np.arange(video.total_num_frames)
+            chunk = video.get_frames(indices[: num_frames - total])
             if height is None or width is None:
                 height, width = chunk.shape[1:3]
+                if max_side is not None and max(height, width) > max_side:
+                    scale = max_side / max(height, width)
+                    height, width = max(1, round(height * scale)), max(1, round(width * scale))
             frames.append(_resize_frames(chunk, height, width))
-            total += take
+            total += len(chunk)
             if total >= num_frames:
                 break
     return np.concatenate(frames)[:num_frames]
@@ -153,11 +168,14 @@ def build_vniah_suite(
     height: int | None = None,
     width: int | None = None,
     needle_clip_frames: np.ndarray | None = None,
+    haystack_fps: float | None = None,
+    max_side: int | None = None,
 ) -> list[VNIAHSample]:
     """Writes one haystack mp4 per (length, depth) into `output_dir` and returns the questions about them.
 
     Every sample's `num_frames` is its length: the model sees every frame, so the needle is never skipped by frame
     sampling. Options are the needle colour and its distractors, in a fixed shuffled order per sample.
+    `haystack_fps` and `max_side` are passed to `build_haystack`; the other arguments are the grid and the needle.
     """
     from ..synthetic import write_video
 
@@ -165,7 +183,7 @@ def build_vniah_suite(
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     samples = []
-    longest = build_haystack(haystack_videos, max(lengths), height, width)
+    longest = build_haystack(haystack_videos, max(lengths), height, width, haystack_fps, max_side)
     height, width = longest.shape[1:3]
     needle_frames = needle_clip(needle, height, width, needle_clip_frames)
     colours = [needle.colour, *needle.distractors]
@@ -230,7 +248,7 @@ def plot_vniah_heatmap(scores: dict[str, dict[str, Any]], path: str | os.PathLik
     # red (wrong) -> yellow -> green (right), as in the LongVA / TPO V-NIAH figures
     cmap = LinearSegmentedColormap.from_list("vniah", ["#F0496E", "#EBB839", "#0CD79F"])
     tags = list(scores)
-    figure, axes = plt.subplots(1, len(tags), figsize=(5 * len(tags) + 1, 4), squeeze=False)
+    figure, axes = plt.subplots(1, len(tags), figsize=(5 * len(tags) + 1, 4), squeeze=False, layout="constrained")
     image = None
     for axis, tag in zip(axes[0], tags):
         data = np.array([[np.nan if v is None else v for v in row] for row in scores[tag]["accuracy"]], dtype=float)
@@ -238,7 +256,13 @@ def plot_vniah_heatmap(scores: dict[str, dict[str, Any]], path: str | os.PathLik
         axis.set_xticks(range(len(scores[tag]["lengths"])), [str(x) for x in scores[tag]["lengths"]])
         axis.set_yticks(range(len(scores[tag]["depths"])), [f"{100 * d:.0f}%" for d in scores[tag]["depths"]])
         axis.set_xlabel("Frames in the haystack")
-        axis.set_ylabel("Needle depth")
+        if axis is axes[0][0]:
+            axis.set_ylabel("Needle depth")
+        # white lines between cells, as in the paper's figure
+        axis.set_xticks(np.arange(-0.5, data.shape[1]), minor=True)
+        axis.set_yticks(np.arange(-0.5, data.shape[0]), minor=True)
+        axis.grid(which="minor", color="white", linewidth=1.5)
+        axis.tick_params(which="minor", length=0)
         axis.set_title(f"{title}: {tag}")
     figure.colorbar(image, ax=axes[0].tolist(), label="Accuracy (%)")
     path = Path(path)
