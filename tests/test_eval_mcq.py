@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 import yaml
@@ -337,3 +338,28 @@ def test_cli_runs_benchmark_and_vniah_with_adapter(video_dir, tmp_path, tiny_mod
     lines_before = (out / "cache_videomme.jsonl").read_text()
     cli_main(["--config", str(config_file), "--limit", "3"])
     assert (out / "cache_videomme.jsonl").read_text() == lines_before
+
+
+@pytest.mark.parametrize(
+    "path",
+    sorted(Path(__file__).resolve().parents[1].glob("recipes/*/eval/config.yaml")),
+    ids=lambda p: p.parent.parent.name,
+)
+def test_eval_recipes_parse(path):
+    from tpo_hf.eval.cli import make_parser
+
+    assert path.read_text().startswith("# Hardware:")
+    (config,) = make_parser().parse_args_and_config(args=["--config", str(path)])
+    assert config.model_name_or_path and config.adapter_path and config.benchmark == "videomme"
+    assert config.vniah and config.vniah_lengths == sorted(config.vniah_lengths)
+
+
+def test_eval_config_rejects_what_cannot_run():
+    from tpo_hf.eval.cli import EvalConfig
+
+    with pytest.raises(ValueError, match="Unknown benchmark 'mmlu'"):
+        EvalConfig(model_name_or_path="m", benchmark="mmlu")
+    with pytest.raises(ValueError, match="Nothing to evaluate"):
+        EvalConfig(model_name_or_path="m")
+    with pytest.raises(ValueError, match="vniah_depths"):
+        EvalConfig(model_name_or_path="m", vniah=True, vniah_depths=[0.5, 2.0])

@@ -161,10 +161,21 @@ def load_model_and_processor(config: EvalConfig) -> tuple[Any, Any]:
     model.to(device).eval()
     # TPOTrainer saves the processor (with its video settings) beside the adapter; prefer it when present
     processor_source = config.adapter_path if config.adapter_path and _has_processor(config.adapter_path) else None
-    processor = VideoPreferenceProcessor.from_pretrained(
-        processor_source or config.model_name_or_path, num_frames=config.num_frames, max_pixels=config.max_pixels
-    )
+    settings = {"num_frames": config.num_frames}
+    if config.max_pixels is not None:  # unset keeps the budget saved with the processor
+        settings["max_pixels"] = config.max_pixels
+    processor = VideoPreferenceProcessor.from_pretrained(processor_source or config.model_name_or_path, **settings)
     return model, processor
+
+
+def _fingerprint(path: str | None) -> str:
+    """The path plus, for a local folder, the size and time of its newest file: an adapter retrained into the same
+    folder must not reuse the cached answers of the old one."""
+    if path is None or not os.path.isdir(path):
+        return str(path)
+    files = [entry for entry in Path(path).rglob("*") if entry.is_file()]
+    newest = max((entry.stat().st_mtime_ns for entry in files), default=0)
+    return f"{path}@{sum(entry.stat().st_size for entry in files)}:{newest}"
 
 
 def _side_by_side(run: Any, path: Path) -> None:
@@ -195,7 +206,7 @@ def main(config: EvalConfig, model: Any = None, processor: Any = None) -> dict[s
     output_dir.mkdir(parents=True, exist_ok=True)
     if model is None or processor is None:
         model, processor = load_model_and_processor(config)
-    fingerprint = f"{config.model_name_or_path}|{config.adapter_path}"
+    fingerprint = f"{_fingerprint(config.model_name_or_path)}|{_fingerprint(config.adapter_path)}"
     results: dict[str, Any] = {
         "model": config.model_name_or_path,
         "adapter": config.adapter_path,
