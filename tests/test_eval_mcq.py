@@ -104,6 +104,12 @@ def test_schemas_load_from_local_copies(video_dir, tmp_path):
     videomme_file = tmp_path / "videomme.parquet"
     Dataset.from_list(VIDEOMME_ROWS).to_parquet(videomme_file)
     videomme = load_benchmark("videomme", str(videomme_file))
+    # a local snapshot of the Hub repository (parquet under videomme/, split named by the file) reads the same
+    (tmp_path / "Video-MME" / "videomme").mkdir(parents=True)
+    shutil.copy(videomme_file, tmp_path / "Video-MME" / "videomme" / "test-00000-of-00001.parquet")
+    assert [s.sample_id for s in load_benchmark("videomme", str(tmp_path / "Video-MME"))] == [
+        s.sample_id for s in videomme
+    ]
     assert [s.answer for s in videomme] == ["A", "B", "C", "D"]
     assert videomme[0].options == ["red", "blue", "green", "yellow"]
     assert videomme[0].breakdowns == {
