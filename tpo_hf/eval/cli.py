@@ -139,33 +139,39 @@ def _has_processor(path: str) -> bool:
     )
 
 
-def load_model_and_processor(config: EvalConfig) -> tuple[Any, Any]:
+def load_model_and_processor(
+    model_name_or_path: str | None,
+    adapter_path: str | None = None,
+    num_frames: int = 64,
+    max_pixels: int | None = None,
+    dtype: str = "auto",
+    device: str | None = None,
+    attn_implementation: str | None = None,
+) -> tuple[Any, Any]:
     """The model (a PeftModel when an adapter is given) on its device, and its `VideoPreferenceProcessor`."""
     import torch
     from transformers import AutoModelForImageTextToText
 
     from ..processing import VideoPreferenceProcessor
 
-    if not config.model_name_or_path:
+    if not model_name_or_path:
         raise ValueError("Set `model_name_or_path` (a Hub model id or a local model folder).")
-    device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    dtype = config.dtype if config.dtype == "auto" else getattr(torch, config.dtype)
-    kwargs = {"dtype": dtype}
-    if config.attn_implementation:
-        kwargs["attn_implementation"] = config.attn_implementation
-    model = AutoModelForImageTextToText.from_pretrained(config.model_name_or_path, **kwargs)
-    if config.adapter_path:
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    kwargs: dict[str, Any] = {"dtype": dtype if dtype == "auto" else getattr(torch, dtype)}
+    if attn_implementation:
+        kwargs["attn_implementation"] = attn_implementation
+    model = AutoModelForImageTextToText.from_pretrained(model_name_or_path, **kwargs)
+    if adapter_path:
         from peft import PeftModel
 
-        model = PeftModel.from_pretrained(model, config.adapter_path)
+        model = PeftModel.from_pretrained(model, adapter_path)
     model.to(device).eval()
     # TPOTrainer saves the processor (with its video settings) beside the adapter; prefer it when present
-    processor_source = config.adapter_path if config.adapter_path and _has_processor(config.adapter_path) else None
-    settings = {"num_frames": config.num_frames}
-    if config.max_pixels is not None:  # unset keeps the budget saved with the processor
-        settings["max_pixels"] = config.max_pixels
-    processor = VideoPreferenceProcessor.from_pretrained(processor_source or config.model_name_or_path, **settings)
-    return model, processor
+    processor_source = adapter_path if adapter_path and _has_processor(adapter_path) else model_name_or_path
+    settings: dict[str, Any] = {"num_frames": num_frames}
+    if max_pixels is not None:  # unset keeps the budget saved with the processor
+        settings["max_pixels"] = max_pixels
+    return model, VideoPreferenceProcessor.from_pretrained(processor_source, **settings)
 
 
 def _fingerprint(path: str | None) -> str:
@@ -205,7 +211,15 @@ def main(config: EvalConfig, model: Any = None, processor: Any = None) -> dict[s
     output_dir = Path(config.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     if model is None or processor is None:
-        model, processor = load_model_and_processor(config)
+        model, processor = load_model_and_processor(
+            config.model_name_or_path,
+            config.adapter_path,
+            num_frames=config.num_frames,
+            max_pixels=config.max_pixels,
+            dtype=config.dtype,
+            device=config.device,
+            attn_implementation=config.attn_implementation,
+        )
     fingerprint = f"{_fingerprint(config.model_name_or_path)}|{_fingerprint(config.adapter_path)}"
     results: dict[str, Any] = {
         "model": config.model_name_or_path,
