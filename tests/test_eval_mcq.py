@@ -1,0 +1,371 @@
+"""Multiple-choice evaluation end to end on tiny models: the three benchmark schemas, base vs. LoRA adapter in one
+run, per-breakdown accuracy, resume after an interruption, and the `tpo-hf eval` CLI with its outputs."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+from datasets import Dataset
+
+from tpo_hf.eval.answers import UNPARSEABLE
+from tpo_hf.eval.benchmarks import load_benchmark
+from tpo_hf.eval.mcq import SampleResult, evaluate_mcq, summarize
+from tpo_hf.families import LANGUAGE_MODEL_LORA_TARGETS
+from tpo_hf.processing import VideoPreferenceProcessor
+
+FRAMES = 4
+MAX_NEW_TOKENS = 3
+
+# Rows in each benchmark's own schema (field names as lmms-eval reads them; see tpo_hf/eval/benchmarks.py).
+VIDEOMME_ROWS = [
+    {
+        "video_id": f"{i:03d}",
+        "videoID": video,
+        "question_id": f"{i:03d}-1",
+        "duration": duration,
+        "domain": "Life Record",
+        "sub_category": "Daily Life",
+        "task_type": task,
+        "question": question,
+        "options": ["A. red", "B. blue", "C. green", "D. yellow"],
+        "answer": answer,
+        "url": "https://example.invalid",
+    }
+    for i, (video, duration, task, question, answer) in enumerate(
+        [
+            ("red_blue", "short", "Attribute Perception", "What colour is the shape at the start?", "A"),
+            ("red_blue", "medium", "Temporal Perception", "What colour is the shape at the end?", "B"),
+            ("green_yellow", "long", "Attribute Perception", "What colour is the first shape?", "C"),
+            ("green_yellow", "short", "Temporal Reasoning", "What colour does the shape turn?", "D"),
+        ]
+    )
+]
+MLVU_ROWS = [
+    {
+        "video_name": video,
+        "duration": 8.0,
+        "question": question,
+        "candidates": ["square", "circle", "triangle", "star"],
+        "answer": answer,  # the original MLVU json stores the option text
+        "question_type": task,
+    }
+    for video, question, answer, task in [
+        ("red_blue.mp4", "Which shape appears first?", "square", "plotQA"),
+        ("red_blue.mp4", "Which shape appears last?", "circle", "order"),
+        ("green_yellow.mp4", "Which shape appears first?", "circle", "plotQA"),
+    ]
+]
+LVB_ROWS = [
+    {
+        "id": f"lvb-{i}",
+        "video_id": video.removesuffix(".mp4"),
+        "video_path": video,
+        "question": question,
+        "option0": "left",
+        "option1": "right",
+        "option2": "up",
+        "option3": "N/A",
+        "option4": "N/A",
+        "correct_choice": correct,
+        "duration_group": group,
+        "question_category": "T2O",
+        "duration": 8.0,
+    }
+    for i, (video, question, correct, group) in enumerate(
+        [
+            ("red_blue.mp4", "Where does the square move?", 1, 15),
+            ("red_blue.mp4", "Where does the circle move?", 0, 60),
+            ("green_yellow.mp4", "Where does the circle move?", 1, 15),
+            ("green_yellow.mp4", "Where does the square move?", 0, 600),
+            ("green_yellow.mp4", "Does anything move up?", 2, 600),
+            ("red_blue.mp4", "Does anything move up?", 2, 60),
+        ]
+    )
+]
+
+
+@pytest.fixture(scope="module")
+def peft_model():
+    """A tiny Qwen2.5-VL with a randomly initialised (non-zero) LoRA adapter, so base and adapter differ."""
+    from peft import LoraConfig, get_peft_model
+
+    from tpo_hf.tiny import build_tiny_model
+
+    model, processor = build_tiny_model("qwen2_5_vl")
+    config = LoraConfig(r=4, lora_alpha=64, target_modules=LANGUAGE_MODEL_LORA_TARGETS, init_lora_weights=False)
+    return get_peft_model(model, config).eval(), VideoPreferenceProcessor(processor, num_frames=FRAMES)
+
+
+def test_schemas_load_from_local_copies(video_dir, tmp_path):
+    videomme_file = tmp_path / "videomme.parquet"
+    Dataset.from_list(VIDEOMME_ROWS).to_parquet(videomme_file)
+    videomme = load_benchmark("videomme", str(videomme_file))
+    # a local snapshot of the Hub repository (parquet under videomme/, split named by the file) reads the same
+    (tmp_path / "Video-MME" / "videomme").mkdir(parents=True)
+    shutil.copy(videomme_file, tmp_path / "Video-MME" / "videomme" / "test-00000-of-00001.parquet")
+    assert [s.sample_id for s in load_benchmark("videomme", str(tmp_path / "Video-MME"))] == [
+        s.sample_id for s in videomme
+    ]
+    assert [s.answer for s in videomme] == ["A", "B", "C", "D"]
+    assert videomme[0].options == ["red", "blue", "green", "yellow"]
+    assert videomme[0].breakdowns == {
+        "duration": "short",
+        "task_type": "Attribute Perception",
+        "domain": "Life Record",
+    }
+    assert videomme[0].prompt.startswith("Select the best answer to the following multiple-choice question")
+    assert videomme[0].prompt.endswith("A. red\nB. blue\nC. green\nD. yellow\nThe best answer is:")
+
+    mlvu_folder = tmp_path / "mlvu"
+    Dataset.from_list(MLVU_ROWS).save_to_disk(mlvu_folder)
+    mlvu = load_benchmark("mlvu_dev", str(mlvu_folder), split="train")
+    assert [s.answer for s in mlvu] == ["A", "B", "B"]
+    assert mlvu[0].breakdowns == {"task_type": "plotQA"}
+    assert "(A) square\n(B) circle" in mlvu[0].prompt and mlvu[0].prompt.endswith("Best option: (")
+
+    lvb_file = tmp_path / "lvb.jsonl"
+    lvb_file.write_text("".join(json.dumps(row) + "\n" for row in LVB_ROWS))
+    lvb = load_benchmark("longvideobench_val", str(lvb_file), limit=3)
+    assert len(lvb) == 3 and [s.answer for s in lvb] == ["B", "A", "B"]
+    assert lvb[0].options == ["left", "right", "up"]  # "N/A" options dropped
+    assert lvb[0].prompt == (
+        "Where does the square move?\nA. left\nB. right\nC. up\n"
+        "Answer with the option's letter from the given choices directly.\n"
+    )
+    assert lvb[0].breakdowns == {"duration_group": "15", "question_category": "T2O"}
+
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"question": "q?", "options": ["A. x"], "answer": "A"}) + "\n")
+    with pytest.raises(KeyError, match="row 0 has no field 'videoID'"):
+        load_benchmark("videomme", str(bad))
+
+
+def test_base_and_adapter_side_by_side(video_dir, tmp_path, peft_model):
+    model, processor = peft_model
+    # MLVU groups videos in per-task folders: the loader looks one folder down
+    (tmp_path / "videos" / "plotQA").mkdir(parents=True)
+    for name in ("red_blue.mp4", "green_yellow.mp4"):
+        shutil.copy(video_dir / name, tmp_path / "videos" / "plotQA" / name)
+    data = tmp_path / "mlvu.jsonl"
+    data.write_text("".join(json.dumps(row) + "\n" for row in MLVU_ROWS))
+    samples = load_benchmark("mlvu_dev", str(data))
+    run = evaluate_mcq(
+        model,
+        processor,
+        samples,
+        video_dir=tmp_path / "videos",
+        num_frames=FRAMES,
+        batch_size=2,
+        max_new_tokens=MAX_NEW_TOKENS,
+        progress=False,
+    )
+    assert list(run.results) == ["base", "tpo"]
+    base, tpo = run.results["base"], run.results["tpo"]
+    assert [r.sample_id for r in base] == [s.sample_id for s in samples] == [r.sample_id for r in tpo]
+    assert all(r.num_frames == FRAMES for r in base + tpo)
+    # the adapter changes the answers, and the disabled adapter gives exactly the plain base model's answers
+    assert [r.reply for r in base] != [r.reply for r in tpo]
+    with model.disable_adapter():
+        plain = processor.generate(
+            model.get_base_model(),
+            [s.prompt for s in samples],
+            [processor.load_video(tmp_path / "videos" / "plotQA" / s.video) for s in samples],
+            do_sample=False,
+            max_new_tokens=MAX_NEW_TOKENS,
+        )
+    assert [r.reply for r in base] == plain
+
+    summary = run.summary(["task_type"])
+    for tag, results in run.results.items():
+        entry = summary["models"][tag]
+        assert entry["total"] == 3 and entry["correct"] == sum(r.prediction == r.answer for r in results)
+        assert set(entry["by"]["task_type"]) == {"plotQA", "order"}
+        assert entry["by"]["task_type"]["plotQA"]["total"] == 2
+    agreement = summary["agreement"]
+    assert agreement["same_prediction"] == sum(a.prediction == b.prediction for a, b in zip(base, tpo))
+    assert agreement["total"] == 3
+
+
+def test_interrupted_run_resumes_without_recomputing(video_dir, tmp_path, peft_model):
+    model, processor = peft_model
+    data = tmp_path / "lvb.jsonl"
+    data.write_text("".join(json.dumps(row) + "\n" for row in LVB_ROWS))
+    samples = load_benchmark("longvideobench_val", str(data))
+    cache = tmp_path / "cache.jsonl"
+    settings = dict(
+        video_dir=video_dir,
+        num_frames=FRAMES,
+        batch_size=2,
+        max_new_tokens=MAX_NEW_TOKENS,
+        cache_path=cache,
+        fingerprint="tiny",
+        progress=False,
+    )
+
+    def stop_after_two(batches_done: int) -> None:
+        if batches_done == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        evaluate_mcq(model, processor, samples, on_batch_done=stop_after_two, **settings)
+    lines = [json.loads(line) for line in cache.read_text().splitlines()]
+    first_ids = [s.sample_id for s in samples[:4]]
+    assert sorted((line["model"], line["sample_id"]) for line in lines) == sorted(
+        (tag, sample_id) for tag in ("base", "tpo") for sample_id in first_ids
+    )
+
+    resumed = evaluate_mcq(model, processor, samples, **settings)
+    rest_ids = [s.sample_id for s in samples[4:]]
+    assert resumed.computed == {"base": rest_ids, "tpo": rest_ids}
+    assert resumed.cached == {"base": first_ids, "tpo": first_ids}
+    assert len(cache.read_text().splitlines()) == 2 * len(samples)
+    cached_replies = {(line["model"], line["sample_id"]): line["reply"] for line in lines}
+    for tag, results in resumed.results.items():
+        for result in results[:4]:
+            assert result.reply == cached_replies[(tag, result.sample_id)]
+
+    again = evaluate_mcq(model, processor, samples, **settings)
+    assert again.computed == {}
+    # another frame count or other weights are other results: nothing is reused for them
+    other = evaluate_mcq(model, processor, samples[:2], **{**settings, "num_frames": 2})
+    assert other.computed == {"base": first_ids[:2], "tpo": first_ids[:2]}
+    other_model = evaluate_mcq(model, processor, samples[:1], **{**settings, "fingerprint": "other"})
+    assert other_model.cached == {}
+
+    summary = resumed.summary(["duration_group"])
+    groups = summary["models"]["tpo"]["by"]["duration_group"]
+    assert {value: entry["total"] for value, entry in groups.items()} == {"15": 2, "60": 2, "600": 2}
+
+
+def test_summarize_counts_exactly():
+    def result(model, sample_id, prediction, answer, group):
+        return SampleResult(model, sample_id, 4, prediction, prediction, answer, prediction == answer, {"g": group})
+
+    results = {
+        "base": [
+            result("base", "1", "A", "A", "x"),
+            result("base", "2", "B", "C", "x"),
+            result("base", "3", UNPARSEABLE, "D", "y"),
+        ],
+        "tpo": [
+            result("tpo", "1", "A", "A", "x"),
+            result("tpo", "2", "C", "C", "x"),
+            result("tpo", "3", "A", "D", "y"),
+        ],
+    }
+    summary = summarize(results, ["g"])
+    assert summary["models"]["base"]["accuracy"] == pytest.approx(100 / 3)
+    assert summary["models"]["base"]["unparseable"] == 1
+    assert summary["models"]["tpo"]["by"]["g"] == {
+        "x": {"accuracy": 100.0, "correct": 2, "total": 2, "unparseable": 0},
+        "y": {"accuracy": 0.0, "correct": 0, "total": 1, "unparseable": 0},
+    }
+    assert summary["agreement"] == {
+        "models": ["base", "tpo"],
+        "same_prediction": 1,
+        "agreement": pytest.approx(100 / 3),
+        "both_correct": 1,
+        "only_base_correct": 0,
+        "only_tpo_correct": 1,
+        "both_wrong": 1,
+        "total": 3,
+    }
+
+
+def test_cli_runs_benchmark_and_vniah_with_adapter(video_dir, tmp_path, tiny_model_dirs):
+    from huggingface_hub import ModelCard
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForImageTextToText
+
+    from tpo_hf.eval.cli import cli_main
+
+    model_dir = tiny_model_dirs("qwen2_5_vl")
+    adapter_dir = tmp_path / "adapter"
+    base = AutoModelForImageTextToText.from_pretrained(model_dir)
+    lora = LoraConfig(r=4, lora_alpha=64, target_modules=LANGUAGE_MODEL_LORA_TARGETS, init_lora_weights=False)
+    get_peft_model(base, lora).save_pretrained(adapter_dir)
+
+    data = tmp_path / "videomme.jsonl"
+    data.write_text("".join(json.dumps(row) + "\n" for row in VIDEOMME_ROWS))
+    out = tmp_path / "out"
+    config = {
+        "model_name_or_path": str(model_dir),
+        "adapter_path": str(adapter_dir),
+        "benchmark": "videomme",
+        "dataset_name": str(data),
+        "video_dir": str(video_dir),
+        "num_frames": FRAMES,
+        "batch_size": 2,
+        "max_new_tokens": MAX_NEW_TOKENS,
+        "dtype": "float32",
+        "device": "cpu",
+        "vniah": True,
+        "vniah_lengths": [4, 8],
+        "vniah_depths": [0.0, 1.0],
+        "output_dir": str(out),
+        "progress": False,
+    }
+    config_file = tmp_path / "eval.yaml"
+    config_file.write_text(yaml.safe_dump(config))
+    results = cli_main(["--config", str(config_file), "--limit", "3"])
+
+    benchmark = results["benchmarks"]["videomme"]
+    assert set(benchmark["models"]) == {"base", "tpo"}
+    for entry in benchmark["models"].values():
+        assert entry["total"] == 3
+        assert set(entry["by"]["duration"]) == {"short", "medium", "long"}
+        assert set(entry["by"]["task_type"]) == {"Attribute Perception", "Temporal Perception"}
+    assert benchmark["agreement"]["total"] == 3
+    assert json.loads((out / "results.json").read_text()) == results
+    side_by_side = [json.loads(line) for line in (out / "samples_videomme.jsonl").read_text().splitlines()]
+    assert [row["sample_id"] for row in side_by_side] == ["000-1", "001-1", "002-1"]
+    assert all({"base_prediction", "tpo_prediction", "agree"} <= set(row) for row in side_by_side)
+
+    vniah = results["vniah"]
+    for scores in vniah["models"].values():
+        assert scores["lengths"] == [4, 8] and scores["depths"] == [0.0, 1.0]
+        assert len(scores["accuracy"]) == 2 and all(len(row) == 2 for row in scores["accuracy"])
+    assert (out / "vniah_heatmap.png").stat().st_size > 0
+
+    table = (out / "results.md").read_text()
+    assert "### Video-MME (4 frames)" in table and "| duration: long |" in table and "V-NIAH: tpo" in table
+
+    card = ModelCard("---\n" + (out / "model_index.yaml").read_text() + "---\n")
+    entries = card.data.eval_results
+    assert [e.dataset_name for e in entries] == ["Video-MME", "V-NIAH (synthetic)"]
+    assert entries[0].metric_type == "accuracy" and entries[0].task_type == "multiple-choice"
+    assert entries[0].metric_value == pytest.approx(round(benchmark["models"]["tpo"]["accuracy"], 2))
+
+    # run again: everything comes from the cache
+    lines_before = (out / "cache_videomme.jsonl").read_text()
+    cli_main(["--config", str(config_file), "--limit", "3"])
+    assert (out / "cache_videomme.jsonl").read_text() == lines_before
+
+
+@pytest.mark.parametrize(
+    "path",
+    sorted(Path(__file__).resolve().parents[1].glob("recipes/*/eval/config.yaml")),
+    ids=lambda p: p.parent.parent.name,
+)
+def test_eval_recipes_parse(path):
+    from tpo_hf.eval.cli import make_parser
+
+    assert path.read_text().startswith("# Hardware:")
+    (config,) = make_parser().parse_args_and_config(args=["--config", str(path)])
+    assert config.model_name_or_path and config.adapter_path and config.benchmark == "videomme"
+    assert config.vniah and config.vniah_lengths == sorted(config.vniah_lengths)
+
+
+def test_eval_config_rejects_what_cannot_run():
+    from tpo_hf.eval.cli import EvalConfig
+
+    with pytest.raises(ValueError, match="Unknown benchmark 'mmlu'"):
+        EvalConfig(model_name_or_path="m", benchmark="mmlu")
+    with pytest.raises(ValueError, match="Nothing to evaluate"):
+        EvalConfig(model_name_or_path="m")
+    with pytest.raises(ValueError, match="vniah_depths"):
+        EvalConfig(model_name_or_path="m", vniah=True, vniah_depths=[0.5, 2.0])

@@ -1,0 +1,40 @@
+"""Stage 5 of the flow: evaluation. Multiple-choice video QA on Video-MME, MLVU and LongVideoBench, and video
+needle-in-a-haystack, with the base model and the TPO adapter side by side in one run.
+
+- `answers`: the option letter out of a free-form reply (`extract_answer_letter`).
+- `benchmarks`: the benchmarks' schemas and lmms-eval prompts (`load_benchmark`, `BENCHMARKS`).
+- `mcq`: the evaluation loop with its results cache (`evaluate_mcq`, `summarize`).
+- `vniah`: haystacks, needles and the heatmap (`build_vniah_suite`, `vniah_scores`, `plot_vniah_heatmap`).
+- `results`: JSON, Markdown and `huggingface_hub.EvalResult` outputs.
+- `cli`: `tpo-hf eval --config FILE.yaml` (`EvalConfig`, `main`, `cli_main`).
+"""
+
+from .answers import UNPARSEABLE, extract_answer_letter
+from .benchmarks import BENCHMARKS, Benchmark, MCQSample, get_benchmark, load_benchmark
+from .mcq import MCQRun, ResultsCache, SampleResult, evaluate_mcq, summarize
+from .results import eval_results, markdown_table, write_results_json
+from .vniah import Needle, VNIAHSample, build_vniah_suite, insert_needle, plot_vniah_heatmap, vniah_scores
+
+__all__ = [
+    "BENCHMARKS",
+    "UNPARSEABLE",
+    "Benchmark",
+    "MCQRun",
+    "MCQSample",
+    "Needle",
+    "ResultsCache",
+    "SampleResult",
+    "VNIAHSample",
+    "build_vniah_suite",
+    "eval_results",
+    "evaluate_mcq",
+    "extract_answer_letter",
+    "get_benchmark",
+    "insert_needle",
+    "load_benchmark",
+    "markdown_table",
+    "plot_vniah_heatmap",
+    "summarize",
+    "vniah_scores",
+    "write_results_json",
+]

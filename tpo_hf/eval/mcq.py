@@ -1,0 +1,275 @@
+"""Stage 5 of the flow (evaluation): multiple-choice video QA, base model vs. TPO adapter in one run.
+
+The base model and the adapter answer the same samples from the same decoded frames: the model is one
+`peft.PeftModel`, and the base answers are generated inside `model.disable_adapter()`. Each video is decoded once
+per batch and shared by both. Every finished sample is appended to a JSONL cache keyed by (model tag, model
+fingerprint, sample id, frames); a run that is interrupted and started again reads the cache and generates only what
+is missing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..processing import VideoPreferenceProcessor
+from ..video import VideoView
+from .answers import UNPARSEABLE, extract_answer_letter
+from .benchmarks import MCQSample, find_video
+
+logger = logging.getLogger(__name__)
+
+BASE_TAG = "base"
+ADAPTER_TAG = "tpo"
+
+
+@dataclass
+class SampleResult:
+    """One model's answer to one sample, as cached and reported."""
+
+    model: str
+    sample_id: str
+    num_frames: int
+    reply: str
+    prediction: str
+    answer: str
+    correct: bool
+    breakdowns: dict[str, str] = field(default_factory=dict)
+    fingerprint: str = ""
+
+    @property
+    def key(self) -> tuple[str, str, str, int]:
+        return (self.model, self.fingerprint, self.sample_id, self.num_frames)
+
+
+class ResultsCache:
+    """Finished samples in a JSONL file, one line per (model tag, fingerprint, sample id, frames), appended and
+    flushed as each batch finishes so that an interrupted run loses at most the batch in flight."""
+
+    def __init__(self, path: str | os.PathLike | None):
+        self.path = Path(path) if path is not None else None
+        self.records: dict[tuple[str, str, str, int], SampleResult] = {}
+        if self.path is not None and self.path.is_file():
+            with self.path.open() as handle:
+                for line_number, line in enumerate(handle, 1):
+                    if not line.strip():
+                        continue
+                    try:
+                        record = SampleResult(**json.loads(line))
+                    except (json.JSONDecodeError, TypeError) as error:
+                        # a line cut short by a kill mid-write: the sample is simply recomputed
+                        logger.warning(
+                            "Ignoring unreadable line %d of results cache %s: %s", line_number, self.path, error
+                        )
+                        continue
+                    self.records[record.key] = record
+
+    def get(self, key: tuple[str, str, str, int]) -> SampleResult | None:
+        return self.records.get(key)
+
+    def add(self, results: list[SampleResult]) -> None:
+        for result in results:
+            self.records[result.key] = result
+        if self.path is not None and results:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self.path.open("a") as handle:
+                for result in results:
+                    handle.write(json.dumps(asdict(result)) + "\n")
+                handle.flush()
+                os.fsync(handle.fileno())
+
+
+@dataclass
+class MCQRun:
+    """What one `evaluate_mcq` call produced: every result, and which ones it computed versus read from the cache."""
+
+    results: dict[str, list[SampleResult]]  # model tag -> results in sample order
+    computed: dict[str, list[str]]  # model tag -> sample ids generated in this run
+    cached: dict[str, list[str]]  # model tag -> sample ids read from the cache
+
+    def summary(self, breakdowns: Iterable[str] | None = None) -> dict[str, Any]:
+        """Accuracy overall and per breakdown for each model, and base-vs-adapter agreement (see `summarize`)."""
+        return summarize(self.results, breakdowns)
+
+
+def model_variants(
+    model: Any, compare_base: bool = True
+) -> dict[str, Callable[[], contextlib.AbstractContextManager]]:
+    """Model tag -> context in which `model` is that variant: for a PeftModel, "base" (adapter disabled) and "tpo";
+    for a plain model, "base" only."""
+    from peft import PeftModel
+
+    if isinstance(model, PeftModel):
+        variants = {ADAPTER_TAG: contextlib.nullcontext}
+        if compare_base:
+            variants = {BASE_TAG: model.disable_adapter, **variants}
+        return variants
+    return {BASE_TAG: contextlib.nullcontext}
+
+
+def _batches(samples: list[MCQSample], default_frames: int, batch_size: int) -> list[list[MCQSample]]:
+    """Consecutive samples with the same frame count (families like LLaVA cannot batch different counts)."""
+    batches: list[list[MCQSample]] = []
+    for sample in samples:
+        frames = sample.num_frames or default_frames
+        if batches and len(batches[-1]) < batch_size and (batches[-1][0].num_frames or default_frames) == frames:
+            batches[-1].append(sample)
+        else:
+            batches.append([sample])
+    return batches
+
+
+def evaluate_mcq(
+    model: Any,
+    processor: VideoPreferenceProcessor,
+    samples: list[MCQSample],
+    video_dir: str | os.PathLike | None = None,
+    num_frames: int | None = None,
+    batch_size: int = 1,
+    max_new_tokens: int = 16,
+    cache_path: str | os.PathLike | None = None,
+    fingerprint: str = "",
+    compare_base: bool = True,
+    progress: bool = True,
+    on_batch_done: Callable[[int], None] | None = None,
+    **generate_kwargs: Any,
+) -> MCQRun:
+    """Answers every sample with every model variant (base / adapter) and scores the replies.
+
+    Args:
+        model: a transformers video-LMM, or a `peft.PeftModel` (then base and adapter are both evaluated).
+        processor: the model's `VideoPreferenceProcessor`.
+        samples: from `load_benchmark` or `vniah.build_vniah_suite`.
+        video_dir: folder of the benchmark's videos.
+        num_frames: frames per video (default: the processor's `num_frames`); a sample's own `num_frames` wins.
+        batch_size: samples per `generate` call.
+        max_new_tokens: generation budget (lmms-eval uses 16-32 for these tasks).
+        cache_path: JSONL results cache; finished samples found there are not generated again.
+        fingerprint: identifies the weights (e.g. model and adapter path) so a cache never mixes models.
+        compare_base: with a PeftModel, also evaluate the adapter-disabled base model.
+        progress: show a tqdm bar.
+        on_batch_done: called with the number of finished batches (e.g. to checkpoint elsewhere or stop a run).
+        generate_kwargs: passed to `model.generate` (greedy decoding by default).
+    """
+    from tqdm.auto import tqdm
+
+    num_frames = num_frames or processor.num_frames
+    if num_frames is None:
+        raise ValueError("Set `num_frames`: evaluation samples a fixed number of frames per video.")
+    generate_kwargs = {"do_sample": False, "max_new_tokens": max_new_tokens, **generate_kwargs}
+    variants = model_variants(model, compare_base)
+    cache = ResultsCache(cache_path)
+    computed: dict[str, list[str]] = defaultdict(list)
+    cached: dict[str, list[str]] = defaultdict(list)
+    by_key: dict[tuple[str, str], SampleResult] = {}
+
+    batches = _batches(samples, num_frames, batch_size)
+    bar = tqdm(total=len(samples) * len(variants), desc="eval", unit="answer", disable=not progress)
+    for batch_number, batch in enumerate(batches, 1):
+        frames = batch[0].num_frames or num_frames
+        todo: dict[str, list[MCQSample]] = {}
+        for tag in variants:
+            for sample in batch:
+                hit = cache.get((tag, fingerprint, sample.sample_id, frames))
+                if hit is not None:
+                    by_key[(tag, sample.sample_id)] = hit
+                    cached[tag].append(sample.sample_id)
+                    bar.update(1)
+                else:
+                    todo.setdefault(tag, []).append(sample)
+        if todo:
+            needed = {sample.sample_id: sample for pending in todo.values() for sample in pending}
+            # each video decoded once for all variants, so base and adapter see the same frames
+            decoded = {
+                sample_id: processor.load_video(
+                    find_video(video_dir, sample.video, sample_id), VideoView(num_frames=frames)
+                )
+                for sample_id, sample in needed.items()
+            }
+            for tag, pending in todo.items():
+                with variants[tag]():
+                    replies = processor.generate(
+                        model,
+                        [sample.prompt for sample in pending],
+                        [decoded[sample.sample_id] for sample in pending],
+                        **generate_kwargs,
+                    )
+                finished = []
+                for sample, reply in zip(pending, replies):
+                    prediction = extract_answer_letter(reply, sample.options)
+                    finished.append(
+                        SampleResult(
+                            model=tag,
+                            sample_id=sample.sample_id,
+                            num_frames=frames,
+                            reply=reply,
+                            prediction=prediction,
+                            answer=sample.answer,
+                            correct=prediction == sample.answer,
+                            breakdowns=dict(sample.breakdowns),
+                            fingerprint=fingerprint,
+                        )
+                    )
+                    computed[tag].append(sample.sample_id)
+                cache.add(finished)
+                by_key.update({(tag, result.sample_id): result for result in finished})
+                bar.update(len(finished))
+        if on_batch_done is not None:
+            on_batch_done(batch_number)
+    bar.close()
+    results = {tag: [by_key[(tag, sample.sample_id)] for sample in samples] for tag in variants}
+    return MCQRun(results=results, computed=dict(computed), cached=dict(cached))
+
+
+def _accuracy(results: list[SampleResult]) -> dict[str, Any]:
+    correct = sum(result.correct for result in results)
+    return {
+        "accuracy": 100.0 * correct / len(results) if results else 0.0,
+        "correct": correct,
+        "total": len(results),
+        "unparseable": sum(result.prediction == UNPARSEABLE for result in results),
+    }
+
+
+def summarize(results: dict[str, list[SampleResult]], breakdowns: Iterable[str] | None = None) -> dict[str, Any]:
+    """Accuracy (percent) overall and by each breakdown field per model, plus per-sample agreement.
+
+    Returns:
+        `{"models": {tag: {"accuracy", "correct", "total", "unparseable", "by": {field: {value: {...}}}}},
+        "agreement": {...}}`; agreement (only with two models) counts the samples where both predict the same
+        letter, and where only one of them is right.
+    """
+    summary: dict[str, Any] = {"models": {}}
+    for tag, tag_results in results.items():
+        entry = _accuracy(tag_results)
+        fields = list(breakdowns) if breakdowns is not None else sorted({k for r in tag_results for k in r.breakdowns})
+        entry["by"] = {}
+        for name in fields:
+            groups: dict[str, list[SampleResult]] = defaultdict(list)
+            for result in tag_results:
+                if name in result.breakdowns:
+                    groups[result.breakdowns[name]].append(result)
+            entry["by"][name] = {value: _accuracy(group) for value, group in sorted(groups.items())}
+        summary["models"][tag] = entry
+    if len(results) == 2:
+        (tag_a, results_a), (tag_b, results_b) = results.items()
+        pairs = list(zip(results_a, results_b))
+        same = sum(a.prediction == b.prediction for a, b in pairs)
+        summary["agreement"] = {
+            "models": [tag_a, tag_b],
+            "same_prediction": same,
+            "agreement": 100.0 * same / len(pairs) if pairs else 0.0,
+            "both_correct": sum(a.correct and b.correct for a, b in pairs),
+            f"only_{tag_a}_correct": sum(a.correct and not b.correct for a, b in pairs),
+            f"only_{tag_b}_correct": sum(b.correct and not a.correct for a, b in pairs),
+            "both_wrong": sum(not a.correct and not b.correct for a, b in pairs),
+            "total": len(pairs),
+        }
+    return summary

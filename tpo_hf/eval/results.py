@@ -1,0 +1,123 @@
+"""Stage 5 of the flow (evaluation) -> stage 6 (publish): write evaluation results where people and cards read them.
+
+`results.json` holds everything (per model accuracy overall and by breakdown, agreement, V-NIAH matrices);
+`results.md` is the side-by-side table; `eval_results(...)` turns the numbers into `huggingface_hub.EvalResult`
+objects, which `ModelCardData(eval_results=...)` writes as the card's `model-index`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from .benchmarks import get_benchmark
+
+MCQ_TASK_TYPE = "multiple-choice"
+VNIAH_TASK_TYPE = "video-question-answering"
+
+
+def write_results_json(results: dict[str, Any], path: str | os.PathLike) -> Path:
+    """Writes `results` (the dict `tpo_hf.eval.cli.main` returns) as indented JSON."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2, sort_keys=False) + "\n")
+    return path
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
+def markdown_table(results: dict[str, Any]) -> str:
+    """A Markdown report: one column per model (base, tpo, delta), a row for overall and each breakdown value."""
+    lines: list[str] = []
+    for name, benchmark in results.get("benchmarks", {}).items():
+        models = list(benchmark["models"])
+        header = ["", *models] + (["Δ"] if len(models) == 2 else [])
+        lines += [f"### {benchmark.get('pretty_name', name)} ({benchmark.get('num_frames', '?')} frames)", ""]
+        lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+
+        def row(label: str, values: list[float | None]) -> str:
+            cells = [_pct(v) for v in values]
+            if len(values) == 2 and None not in values:
+                cells.append(f"{values[1] - values[0]:+.1f}")
+            elif len(values) == 2:
+                cells.append("-")
+            return "| " + " | ".join([label, *cells]) + " |"
+
+        lines.append(row("**Overall**", [benchmark["models"][m]["accuracy"] for m in models]))
+        fields = list(benchmark["models"][models[0]].get("by", {}))
+        for field_name in fields:
+            values = sorted({v for m in models for v in benchmark["models"][m]["by"].get(field_name, {})})
+            for value in values:
+                cells = [
+                    benchmark["models"][m]["by"].get(field_name, {}).get(value, {}).get("accuracy") for m in models
+                ]
+                lines.append(row(f"{field_name}: {value}", cells))
+        unparseable = ", ".join(f"{m} {benchmark['models'][m]['unparseable']}" for m in models)
+        lines += ["", f"Samples: {benchmark['models'][models[0]]['total']}. Unparseable replies: {unparseable}."]
+        if "agreement" in benchmark:
+            agreement = benchmark["agreement"]
+            tag_a, tag_b = agreement["models"]
+            lines.append(
+                f"Agreement {tag_a} vs {tag_b}: {agreement['agreement']:.1f}% same letter; both right "
+                f"{agreement['both_correct']}, only {tag_a} {agreement[f'only_{tag_a}_correct']}, only {tag_b} "
+                f"{agreement[f'only_{tag_b}_correct']}, both wrong {agreement['both_wrong']}."
+            )
+        lines.append("")
+    if "vniah" in results:
+        vniah = results["vniah"]
+        for tag, scores in vniah["models"].items():
+            lines += [f"### V-NIAH: {tag} (accuracy %, rows: needle depth, columns: frames)", ""]
+            lines.append("| depth | " + " | ".join(str(length) for length in scores["lengths"]) + " |")
+            lines.append("|" + "---|" * (len(scores["lengths"]) + 1))
+            for depth, values in zip(scores["depths"], scores["accuracy"]):
+                lines.append(f"| {100 * depth:.0f}% | " + " | ".join(_pct(v) for v in values) + " |")
+            lines.append("")
+        if vniah.get("heatmap"):
+            lines += [f"![V-NIAH heatmap]({Path(vniah['heatmap']).name})", ""]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def eval_results(results: dict[str, Any], model_tag: str = "tpo") -> list[Any]:
+    """`huggingface_hub.EvalResult`s of one model (`model_tag`, e.g. "tpo" or "base") for the card's model-index.
+
+    Multiple-choice benchmarks report accuracy (percent) on their Hub dataset and split; V-NIAH reports the mean
+    accuracy over its (length, depth) grid.
+    """
+    from huggingface_hub import EvalResult
+
+    entries = []
+    for name, benchmark in results.get("benchmarks", {}).items():
+        if model_tag not in benchmark["models"]:
+            continue
+        registered = get_benchmark(name)
+        entries.append(
+            EvalResult(
+                task_type=MCQ_TASK_TYPE,
+                task_name="Multiple-choice video QA",
+                dataset_type=benchmark.get("dataset", registered.hub_id),
+                dataset_name=registered.pretty_name,
+                dataset_split=benchmark.get("split", registered.split),
+                metric_type="accuracy",
+                metric_name=f"Accuracy ({benchmark.get('num_frames', '?')} frames)",
+                metric_value=round(float(benchmark["models"][model_tag]["accuracy"]), 2),
+            )
+        )
+    vniah = results.get("vniah")
+    if vniah and model_tag in vniah["models"]:
+        values = [v for row in vniah["models"][model_tag]["accuracy"] for v in row if v is not None]
+        entries.append(
+            EvalResult(
+                task_type=VNIAH_TASK_TYPE,
+                task_name="Video needle-in-a-haystack",
+                dataset_type="tpo-hf/v-niah",
+                dataset_name="V-NIAH (synthetic)",
+                metric_type="accuracy",
+                metric_name="Mean accuracy over lengths and depths",
+                metric_value=round(sum(values) / len(values), 2) if values else 0.0,
+            )
+        )
+    return entries

@@ -1,0 +1,272 @@
+"""Stage 5 of the flow (evaluation): video needle-in-a-haystack (V-NIAH), the test of the TPO paper's Figure 3.
+
+A haystack video of `length` frames is cut from any videos; a needle (a rendered frame with a big coloured shape and
+a word, or a short clip) is inserted at a depth (0 = first frame, 1 = last frames), and the model is asked a
+multiple-choice question that only the needle answers ("What colour is the big shape ...?"). The model sees every
+frame of the haystack, so the test measures whether a single moment of a long video reaches the answer. Scores are
+laid out per (length, depth) and drawn as a heatmap (depth on the y axis, length on the x axis, like the figure).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .answers import option_letters
+from .benchmarks import MCQSample
+
+NEEDLE_COLOURS = {
+    "red": (230, 30, 30),
+    "green": (30, 200, 50),
+    "blue": (30, 70, 235),
+    "yellow": (240, 220, 30),
+    "magenta": (220, 40, 220),
+    "cyan": (40, 220, 230),
+}
+NEEDLE_QUESTION = "One frame of this video shows a big coloured {shape}. What colour is the {shape}?"
+
+
+@dataclass(frozen=True)
+class Needle:
+    """The rendered needle: a big `shape` of `colour` (a key of `NEEDLE_COLOURS`) with `text` written on it, shown
+    for `num_frames` consecutive frames. `distractors` are the wrong colours offered as options."""
+
+    colour: str = "red"
+    shape: str = "circle"  # "circle" or "square"
+    text: str = "NEEDLE"
+    num_frames: int = 1
+    distractors: tuple[str, ...] = ("green", "blue", "yellow")
+
+    def __post_init__(self):
+        for name in (self.colour, *self.distractors):
+            if name not in NEEDLE_COLOURS:
+                raise ValueError(f"Needle colour {name!r} is not one of {sorted(NEEDLE_COLOURS)}.")
+        if self.colour in self.distractors:
+            raise ValueError(f"The needle colour {self.colour!r} cannot also be a distractor.")
+        if self.shape not in ("circle", "square"):
+            raise ValueError(f"Needle shape must be 'circle' or 'square', got {self.shape!r}.")
+        if self.num_frames < 1:
+            raise ValueError(f"Needle num_frames must be at least 1, got {self.num_frames}.")
+
+
+def render_needle_frame(needle: Needle, height: int, width: int) -> np.ndarray:
+    """A uint8 [H, W, 3] frame: grey background, a shape of the needle colour covering most of it, and its text."""
+    from PIL import Image, ImageDraw
+
+    image = Image.new("RGB", (width, height), (128, 128, 128))
+    draw = ImageDraw.Draw(image)
+    margin_y, margin_x = height // 10, width // 10
+    box = (margin_x, margin_y, width - margin_x - 1, height - margin_y - 1)
+    colour = NEEDLE_COLOURS[needle.colour]
+    if needle.shape == "circle":
+        draw.ellipse(box, fill=colour)
+    else:
+        draw.rectangle(box, fill=colour)
+    if needle.text:
+        draw.text((width // 2, height // 2), needle.text, fill=(255, 255, 255), anchor="mm")
+    return np.asarray(image, dtype=np.uint8).copy()
+
+
+def needle_clip(needle: Needle, height: int, width: int, clip: np.ndarray | None = None) -> np.ndarray:
+    """The needle's frames: `clip` (any uint8 [T, H, W, 3], resized) or the rendered frame repeated."""
+    if clip is not None:
+        return _resize_frames(clip, height, width)
+    frame = render_needle_frame(needle, height, width)
+    return np.repeat(frame[None], needle.num_frames, axis=0)
+
+
+def _resize_frames(frames: np.ndarray, height: int, width: int) -> np.ndarray:
+    if frames.shape[1:3] == (height, width):
+        return frames
+    from PIL import Image
+
+    return np.stack([np.asarray(Image.fromarray(f).resize((width, height), Image.BILINEAR)) for f in frames])
+
+
+def build_haystack(
+    videos: list[str | os.PathLike],
+    num_frames: int,
+    height: int | None = None,
+    width: int | None = None,
+    fps: float | None = None,
+    max_side: int | None = None,
+) -> np.ndarray:
+    """`num_frames` frames cut from `videos` in order (looping over them when they are short).
+
+    Args:
+        videos: the haystack sources.
+        num_frames: haystack length.
+        height, width: frame size (default: the first video's, scaled down to `max_side`).
+        fps: sample the sources at this rate (LongVA's V-NIAH uses 1 fps); `None` takes every frame.
+        max_side: cap on the longer side of the frames, so that long haystacks of HD videos fit in memory.
+    """
+    from ..video import VideoFile, VideoView
+
+    if not videos:
+        raise ValueError("V-NIAH needs at least one haystack video.")
+    frames: list[np.ndarray] = []
+    total = 0
+    while total < num_frames:
+        for path in videos:
+            video = VideoFile(path, cache_frames=False)
+            indices = video.frame_indices(VideoView(fps=fps)) if fps else np.arange(video.total_num_frames)
+            chunk = video.get_frames(indices[: num_frames - total])
+            if height is None or width is None:
+                height, width = chunk.shape[1:3]
+                if max_side is not None and max(height, width) > max_side:
+                    scale = max_side / max(height, width)
+                    height, width = max(1, round(height * scale)), max(1, round(width * scale))
+            frames.append(_resize_frames(chunk, height, width))
+            total += len(chunk)
+            if total >= num_frames:
+                break
+    return np.concatenate(frames)[:num_frames]
+
+
+def needle_start(length: int, needle_frames: int, depth: float) -> int:
+    """First frame of the needle in a video of `length` frames at `depth` in [0, 1] (1 = the needle ends the video)."""
+    if not 0.0 <= depth <= 1.0:
+        raise ValueError(f"Needle depth must be in [0, 1], got {depth}.")
+    if needle_frames >= length:
+        raise ValueError(f"A {needle_frames}-frame needle does not fit in a {length}-frame haystack.")
+    return int(round(depth * (length - needle_frames)))
+
+
+def insert_needle(haystack: np.ndarray, needle: np.ndarray, depth: float) -> tuple[np.ndarray, int]:
+    """The haystack with `needle` inserted so that the result keeps the haystack's length; returns the video and
+    the needle's first frame index."""
+    length = len(haystack)
+    start = needle_start(length, len(needle), depth)
+    # the haystack's first length - n frames, with the needle spliced in: nothing of the haystack is overwritten
+    kept = haystack[: length - len(needle)]
+    video = np.concatenate([kept[:start], needle.astype(haystack.dtype), kept[start:]])
+    return video, start
+
+
+@dataclass
+class VNIAHSample(MCQSample):
+    """A V-NIAH question: an `MCQSample` plus the haystack length, the depth, and where the needle really is."""
+
+    length: int = 0
+    depth: float = 0.0
+    needle_start: int = 0
+    needle_frames: int = 1
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def build_vniah_suite(
+    haystack_videos: list[str | os.PathLike],
+    output_dir: str | os.PathLike,
+    lengths: list[int],
+    depths: list[float],
+    needle: Needle | None = None,
+    fps: int = 8,
+    height: int | None = None,
+    width: int | None = None,
+    needle_clip_frames: np.ndarray | None = None,
+    haystack_fps: float | None = None,
+    max_side: int | None = None,
+) -> list[VNIAHSample]:
+    """Writes one haystack mp4 per (length, depth) into `output_dir` and returns the questions about them.
+
+    Every sample's `num_frames` is its length: the model sees every frame, so the needle is never skipped by frame
+    sampling. Options are the needle colour and its distractors, in a fixed shuffled order per sample.
+    `haystack_fps` and `max_side` are passed to `build_haystack`; the other arguments are the grid and the needle.
+    """
+    from ..synthetic import write_video
+
+    needle = needle or Needle()
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    samples = []
+    longest = build_haystack(haystack_videos, max(lengths), height, width, haystack_fps, max_side)
+    height, width = longest.shape[1:3]
+    needle_frames = needle_clip(needle, height, width, needle_clip_frames)
+    colours = [needle.colour, *needle.distractors]
+    letters = option_letters(len(colours))
+    question = NEEDLE_QUESTION.format(shape=needle.shape)
+    for length in lengths:
+        for depth in depths:
+            video, start = insert_needle(longest[:length], needle_frames, depth)
+            name = f"vniah_len{length}_depth{int(round(depth * 100)):03d}.mp4"
+            write_video(output_dir / name, video, fps=fps)
+            rotation = (lengths.index(length) * len(depths) + depths.index(depth)) % len(colours)
+            options = colours[rotation:] + colours[:rotation]
+            listed = question + "\n" + "\n".join(f"{letter}. {option}" for letter, option in zip(letters, options))
+            samples.append(
+                VNIAHSample(
+                    sample_id=f"vniah-len{length}-depth{depth:.3f}",
+                    video=str((output_dir / name).resolve()),
+                    question=question,
+                    options=options,
+                    answer=letters[options.index(needle.colour)],
+                    prompt=f"{listed}\nAnswer with the option's letter from the given choices directly.",
+                    breakdowns={"length": str(length), "depth": f"{depth:g}"},
+                    num_frames=length,
+                    length=length,
+                    depth=depth,
+                    needle_start=start,
+                    needle_frames=len(needle_frames),
+                )
+            )
+    return samples
+
+
+def vniah_scores(samples: list[VNIAHSample], results: list[Any]) -> dict[str, Any]:
+    """Accuracy (percent) per (depth, length) as a matrix: rows follow `depths`, columns `lengths` (sorted)."""
+    lengths = sorted({s.length for s in samples})
+    depths = sorted({s.depth for s in samples})
+    correct = np.zeros((len(depths), len(lengths)))
+    total = np.zeros((len(depths), len(lengths)))
+    by_id = {result.sample_id: result for result in results}
+    for sample in samples:
+        row, column = depths.index(sample.depth), lengths.index(sample.length)
+        total[row, column] += 1
+        correct[row, column] += bool(by_id[sample.sample_id].correct)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        matrix = np.where(total > 0, 100.0 * correct / np.maximum(total, 1), np.nan)
+    # None (not NaN) for an empty cell, so the matrix stays valid JSON
+    accuracy = [[None if np.isnan(v) else float(v) for v in row] for row in matrix]
+    return {"lengths": lengths, "depths": depths, "accuracy": accuracy}
+
+
+def plot_vniah_heatmap(scores: dict[str, dict[str, Any]], path: str | os.PathLike, title: str = "V-NIAH") -> Any:
+    """Draws one heatmap per model (`{tag: vniah_scores(...)}`) side by side and saves it as a PNG at `path`.
+
+    Returns the matplotlib figure; each axis holds one image whose data is the (depths x lengths) accuracy matrix.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+    from matplotlib.colors import LinearSegmentedColormap
+
+    # red (wrong) -> yellow -> green (right), as in the LongVA / TPO V-NIAH figures
+    cmap = LinearSegmentedColormap.from_list("vniah", ["#F0496E", "#EBB839", "#0CD79F"])
+    tags = list(scores)
+    figure, axes = plt.subplots(1, len(tags), figsize=(5 * len(tags) + 1, 4), squeeze=False, layout="constrained")
+    image = None
+    for axis, tag in zip(axes[0], tags):
+        data = np.array([[np.nan if v is None else v for v in row] for row in scores[tag]["accuracy"]], dtype=float)
+        image = axis.imshow(data, cmap=cmap, vmin=0, vmax=100, aspect="auto", origin="upper")
+        axis.set_xticks(range(len(scores[tag]["lengths"])), [str(x) for x in scores[tag]["lengths"]])
+        axis.set_yticks(range(len(scores[tag]["depths"])), [f"{100 * d:.0f}%" for d in scores[tag]["depths"]])
+        axis.set_xlabel("Frames in the haystack")
+        if axis is axes[0][0]:
+            axis.set_ylabel("Needle depth")
+        # white lines between cells, as in the paper's figure
+        axis.set_xticks(np.arange(-0.5, data.shape[1]), minor=True)
+        axis.set_yticks(np.arange(-0.5, data.shape[0]), minor=True)
+        axis.grid(which="minor", color="white", linewidth=1.5)
+        axis.tick_params(which="minor", length=0)
+        axis.set_title(f"{title}: {tag}")
+    figure.colorbar(image, ax=axes[0].tolist(), label="Accuracy (%)")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return figure
