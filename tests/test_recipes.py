@@ -85,10 +85,14 @@ def test_accelerate_configs_load(path):
 def readme_commands() -> list[tuple[Path, str]]:
     commands = []
     for readme in [REPO_ROOT / "README.md", *(folder / "README.md" for folder in MODEL_FOLDERS)]:
+        in_code = False
         for line in readme.read_text().splitlines():
-            line = line.split("#", 1)[0].strip() if not line.strip().startswith("#") else ""
-            if re.match(r"^(ACCELERATE_LOG_LEVEL=\S+ )?(accelerate launch|tpo-hf) ", line):
-                commands.append((readme, line))
+            if line.strip().startswith("```"):
+                in_code = not in_code
+                continue
+            command = line.split("  #", 1)[0].strip()  # drop trailing comments
+            if in_code and re.match(r"^(ACCELERATE_LOG_LEVEL=\S+ )?(accelerate launch|tpo-hf) ", command):
+                commands.append((readme, command))
     return commands
 
 
