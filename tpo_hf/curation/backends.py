@@ -225,10 +225,16 @@ class OpenAIBackend(GenerationBackend):
         max_concurrency: int = 4,
         temperature: float = 0.0,
     ):
-        from huggingface_hub import InferenceClient
+        from huggingface_hub import InferenceClient, is_offline_mode
 
         self.model_id = model
         self.base_url = base_url.rstrip("/").removesuffix("/v1") if base_url else None
+        if is_offline_mode():
+            # huggingface_hub's HTTP session refuses every request in offline mode, loopback endpoints included
+            raise BackendError(
+                f"HF_HUB_OFFLINE is set, so huggingface_hub refuses every HTTP request, including to {self.base_url}. "
+                "Unset HF_HUB_OFFLINE for runs that use an 'openai' backend."
+            )
         self.max_retries = max_retries
         self.retry_backoff = retry_backoff
         self.max_concurrency = max(1, max_concurrency)
@@ -237,10 +243,11 @@ class OpenAIBackend(GenerationBackend):
 
     @staticmethod
     def _retriable(error: Exception) -> bool:
-        import httpx
         from huggingface_hub.errors import HfHubHTTPError
 
-        if isinstance(error, (httpx.TimeoutException, httpx.TransportError, TimeoutError, ConnectionError)):
+        # huggingface_hub 2.x speaks httpx2 (older releases httpx): match their transport errors by class name
+        transport = {"TimeoutException", "TransportError"}
+        if isinstance(error, (TimeoutError, ConnectionError)) or transport & {c.__name__ for c in type(error).__mro__}:
             return True
         if isinstance(error, HfHubHTTPError) and error.response is not None:
             return error.response.status_code == 429 or error.response.status_code >= 500

@@ -567,6 +567,8 @@ def merge(config: CurationConfig, items: list[VideoItem], shards: list[dict[str,
     dataset = Dataset.from_dict({name: [row[name] for row in rows] for name in columns}, features=dataset_features())
 
     report = build_report(config, items, records, skipped, stats, mix_counts, final, models)
+    if not final:
+        logger.warning("No pair survived the filters and the mix; see %s for the drop reasons.", REPORT_NAME)
     # save_to_disk into a fresh folder, then move the files in: a killed merge is simply redone by the next run
     staging = Path(tempfile.mkdtemp(dir=output_dir, prefix=".staging-"))
     dataset.save_to_disk(str(staging))

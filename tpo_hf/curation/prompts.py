@@ -84,8 +84,9 @@ _ANSWER_LINE = re.compile(r"^\W*(?:answer|a)\s*\d*\s*[:\-–]\s*(.*)$", re.IGNOR
 
 
 def _clean(text: str) -> str:
-    text = re.sub(r"[*_`#]+", "", text).strip()
-    return text.strip("\"' \t").strip()
+    # Markdown emphasis and code marks, not single underscores (they occur inside words)
+    text = re.sub(r"\*\*|__|`+|^#+\s*", "", text).strip()
+    return text.strip("\"'* \t").strip()
 
 
 def _json_object(reply: str) -> dict | None:
@@ -109,10 +110,12 @@ def parse_question_reply(reply: str | None) -> ParsedQuestion:
     data = _json_object(text)
     if data is not None:
         lowered = {str(k).lower(): v for k, v in data.items()}
-        question = lowered.get("question")
+        if "question" not in lowered:
+            return ParsedQuestion("unparseable")
+        question = lowered["question"]
         if question is None or (isinstance(question, str) and _NONE_REPLY.match(question)):
-            return ParsedQuestion("none" if question is not None or not lowered else "unparseable")
-        if isinstance(question, str) and question.strip():
+            return ParsedQuestion("none")
+        if isinstance(question, str) and len(_clean(question)) >= 3:
             answer = lowered.get("answer")
             return ParsedQuestion("ok", _clean(question), _clean(answer) if isinstance(answer, str) else None)
         return ParsedQuestion("unparseable")
