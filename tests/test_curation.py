@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 
 from tpo_hf.curation import (
-    Backends,
     BackendError,
+    Backends,
     CurationConfig,
     GenerationBackend,
     GenerationRequest,
