@@ -664,10 +664,18 @@ def run_curation(config: CurationConfig, backends: Backends | None = None) -> Cu
     Returns the result on the main process and `None` on the others. `backends` overrides the models the config
     names (e.g. already loaded ones).
     """
+    import torch
     from accelerate import PartialState
     from tqdm.auto import tqdm
 
-    state = PartialState()
+    # PartialState only sets up multi-CPU (gloo) when told the run is on CPU; torchrun-style launchers on a machine
+    # without a GPU (or `device: cpu`) need that, or every process would believe it is alone.
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    use_cpu = config.device == "cpu" or os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes")
+    # Only a multi-process run passes the flag: a single process keeps the default state, which later trainers in the
+    # same Python process (e.g. a notebook that curates then trains) can still configure.
+    distributed_cpu = world_size > 1 and (use_cpu or not torch.cuda.is_available())
+    state = PartialState(cpu=True) if distributed_cpu else PartialState()
     items = list_videos(config)
     if not items:
         raise ValueError(f"No videos found in {config.video_dir or config.dataset_name}.")
@@ -708,6 +716,7 @@ def run_curation(config: CurationConfig, backends: Backends | None = None) -> Cu
     )
     for index in todo:
         result = curate_shard(shards[index], backends, config)
+        result["process_index"] = state.process_index
         atomic_write_json(shard_path(work_dir, index), result)
         bar.update(1)
     bar.close()
