@@ -690,7 +690,12 @@ def run_curation(config: CurationConfig, backends: Backends | None = None) -> Cu
                 f"{work_dir} holds shards of a run with other settings or videos; delete it, or set another "
                 "`work_dir`, to start over (settings that only affect mixing and output may change freely)."
             )
-    state.wait_for_everyone()  # every rank checked the manifest before the main process (re)writes it
+    if state.is_main_process:  # leftovers of a killed run: half-written shard files and merge staging folders
+        for leftover in (work_dir / "shards").glob(".shard-*.tmp") if (work_dir / "shards").is_dir() else []:
+            leftover.unlink(missing_ok=True)
+        for staging in Path(config.output_dir).glob(".staging-*") if Path(config.output_dir).is_dir() else []:
+            shutil.rmtree(staging, ignore_errors=True)
+    state.wait_for_everyone()  # every rank checked the manifest (and nobody writes yet) before the main process goes on
     if state.is_main_process:
         atomic_write_json(
             manifest_path,
