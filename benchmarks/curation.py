@@ -142,11 +142,16 @@ def main() -> None:
     parser.add_argument("--fps", type=int, default=24)
     parser.add_argument("--num_frames", type=int, default=32)
     parser.add_argument("--sparse_num_frames", type=int, default=8)
-    parser.add_argument("--max_new_tokens", type=int, default=16)
+    parser.add_argument("--max_new_tokens", type=int, default=32)
     parser.add_argument("--gop", type=int, default=250, help="keyframe interval of the corpus (x264 default: 250)")
     parser.add_argument("--max_pixels", type=int, default=32 * 32, help="per-frame pixel budget for generation")
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     args = parser.parse_args()
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -161,7 +166,8 @@ def main() -> None:
     print(
         f"corpus: {args.videos} videos x {args.seconds:.0f} s at {args.fps} fps (320x240), 4 views per video "
         f"({args.num_frames} frames; sparse {args.sparse_num_frames}), keyframe every {args.gop} frames; generation: "
-        f"tiny qwen2_5_vl on CPU, 8 frames of <= {args.max_pixels} pixels, {args.max_new_tokens} new tokens"
+        f"tiny qwen2_5_vl on CPU ({torch.get_num_threads()} thread(s)), 8 frames of <= {args.max_pixels} pixels, "
+        f"{args.max_new_tokens} new tokens"
     )
     print(f"{'measure':<44} {'baseline':>12} {'ours':>12} {'ratio':>8} {'target':>8}")
     print(
