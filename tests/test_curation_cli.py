@@ -1,0 +1,148 @@
+"""`tpo-hf curate` as users run it: a YAML config, SIGKILL mid-run then resume, and a 2-process `accelerate launch`
+run; every variant must give exactly the dataset of one uninterrupted single-process run."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tpo_hf.curate import make_parser
+from tpo_hf.curation import run_curation
+from tpo_hf.synthetic import Scene, write_synthetic_video
+from tpo_hf.train import load_preference_dataset
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def curation_setup(tmp_path_factory, video_dir, tiny_model_dirs):
+    """Four short clips, a tiny saved video-LMM, a YAML config, and the reference (uninterrupted, in-process) run."""
+    root = tmp_path_factory.mktemp("cli")
+    corpus = root / "corpus"
+    corpus.mkdir()
+    for name in ("red_blue.mp4", "green_yellow.mp4"):
+        os.link(video_dir / name, corpus / name)
+    write_synthetic_video(corpus / "sub" / "purple.mp4", [Scene(3, "purple", "circle"), Scene(3, "white", "square")])
+    write_synthetic_video(corpus / "z_red.mp4", [Scene(6, "red", "circle", "left")])
+    config_file = root / "curate.yaml"
+    config_file.write_text(
+        "# CPU, tiny model: test settings\n"
+        + yaml.safe_dump(
+            {
+                "video_dir": str(corpus),
+                "video_model": str(tiny_model_dirs("qwen2_5_vl")),
+                "question_backend": "template",
+                "use_judge": False,
+                "num_frames": 8,
+                "sparse_num_frames": 4,
+                "caption_max_new_tokens": 8,
+                "answer_max_new_tokens": 8,
+                "localized_per_video": 2,
+                "comprehensive_per_video": 1,
+                "videos_per_shard": 1,
+                "mix_ratio": "5:5",
+                "progress": False,
+                "device": "cpu",
+            }
+        )
+    )
+    (config,) = make_parser().parse_args_and_config(
+        args=["--config", str(config_file), "--output_dir", str(root / "reference")]
+    )
+    reference = run_curation(config)
+    return root, config_file, reference
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(REPO_ROOT), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+
+
+def _rows(folder: Path) -> list[dict]:
+    return load_preference_dataset(str(folder)).to_list()
+
+
+def test_reference_run_shape(curation_setup):
+    root, _, reference = curation_setup
+    rows = _rows(root / "reference")
+    assert rows == reference.dataset.to_list() and len(rows) >= 4
+    granularities = [r["granularity"] for r in rows]
+    assert granularities.count("localized") == granularities.count("comprehensive")  # 5:5
+    assert {r["video"] for r in rows} <= {
+        "videos/red_blue.mp4",
+        "videos/green_yellow.mp4",
+        "videos/sub/purple.mp4",
+        "videos/z_red.mp4",
+    }
+    assert all((root / "reference" / r["video"]).is_file() for r in rows)
+
+
+def test_sigkill_mid_run_then_resume_gives_the_same_dataset(curation_setup):
+    root, config_file, reference = curation_setup
+    output_dir = root / "killed"
+    command = [sys.executable, "-m", "tpo_hf.curate", "--config", str(config_file), "--output-dir", str(output_dir)]
+    shards = output_dir / "_curation" / "shards"
+    process = subprocess.Popen(
+        command, cwd=REPO_ROOT, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+    )
+    try:
+        deadline = time.time() + 180
+        while not list(shards.glob("shard-*.json")):
+            assert process.poll() is None, process.stderr.read().decode()[-3000:]
+            assert time.time() < deadline, "no shard written in time"
+            time.sleep(0.05)
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)  # the run's own process group, started above
+        process.wait()
+    written = sorted(p.name for p in shards.glob("shard-*.json"))
+    assert 1 <= len(written) < 4, written  # killed mid-run: some shards done, some not
+    assert not (output_dir / "dataset_info.json").exists()
+
+    resumed = subprocess.run(command, cwd=REPO_ROOT, env=_env(), capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "final pairs" in resumed.stdout  # the summary table
+    assert _rows(output_dir) == reference.dataset.to_list()
+    report = json.loads((output_dir / "curation_report.json").read_text())
+    assert report["final"] == reference.report["final"]
+
+
+def test_two_process_accelerate_run_equals_one_process_run(curation_setup):
+    root, config_file, reference = curation_setup
+    output_dir = root / "two_procs"
+    command = [
+        # `--cpu` alone makes accelerate's launcher start ONE process (multi-CPU needs mpirun); the torchrun launcher
+        # starts two, and `device: cpu` in the config makes them join one gloo group
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "-m",
+        "tpo_hf.curate",
+        "--config",
+        str(config_file),
+        "--output_dir",
+        str(output_dir),
+    ]
+    result = subprocess.run(command, cwd=REPO_ROOT, env=_env(), capture_output=True, text=True, timeout=400)
+    assert result.returncode == 0, result.stderr[-4000:]
+    ranks = {
+        json.loads(path.read_text())["process_index"]
+        for path in (output_dir / "_curation" / "shards").glob("shard-*.json")
+    }
+    assert ranks == {0, 1}  # both processes curated their share
+    assert _rows(output_dir) == reference.dataset.to_list()

@@ -1,0 +1,217 @@
+"""The settings of a curation run (`tpo-hf curate --config FILE.yaml`), one dataclass parsed by `trl.TrlParser`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .prompts import COMPREHENSIVE_TASK_TYPES, LOCALIZED_TASK_TYPES, TASK_TYPES
+
+
+@dataclass
+class CurationConfig:
+    """Settings of `tpo-hf curate`: every field can be set in the YAML file given with `--config` or as a flag.
+
+    > Parameters that control the inputs
+
+    Args:
+        video_dir: folder of videos (searched recursively for `video_extensions`).
+        dataset_name: instead of `video_dir`, a Hub dataset id, `save_to_disk` folder or json/jsonl/parquet/csv file
+            with a video column; relative paths are resolved against `video_root` (default: the dataset's folder).
+        caption_column / question_column / answer_column: optional columns with existing captions and question(-answer)
+            annotations; existing questions are used instead of generated comprehensive questions.
+
+    > Parameters that control the output
+
+    Args:
+        output_dir: where the `save_to_disk` dataset, the copied videos (`videos/`), the dataset card and the run
+            report go. Shards of the (resumable) run go to `work_dir` (default `output_dir/_curation`).
+        push_to_hub: Hub dataset repo id to push the dataset, its card and optionally the videos to, in one commit.
+
+    > Parameters that control the models (each role: a local transformers model or an OpenAI-compatible endpoint)
+
+    > Parameters that control the pairs (segments, views, task types, judge, mix and size)
+    """
+
+    # Inputs
+    video_dir: str | None = field(default=None, metadata={"help": "Folder of videos to curate (recursive)."})
+    dataset_name: str | None = field(
+        default=None, metadata={"help": "Hub dataset id, save_to_disk folder or data file with a video column."}
+    )
+    dataset_split: str = field(default="train", metadata={"help": "Split of `dataset_name`."})
+    video_column: str = field(default="video", metadata={"help": "Column of `dataset_name` with the video paths."})
+    video_root: str | None = field(default=None, metadata={"help": "Folder that relative video paths are taken from."})
+    caption_column: str | None = field(default=None, metadata={"help": "Column with existing whole-video captions."})
+    question_column: str | None = field(default=None, metadata={"help": "Column with existing questions."})
+    answer_column: str | None = field(default=None, metadata={"help": "Column with the answers of those questions."})
+    video_extensions: list[str] = field(
+        default_factory=lambda: [".mp4", ".mkv", ".webm", ".avi", ".mov"], metadata={"help": "Video file endings."}
+    )
+    max_videos: int | None = field(default=None, metadata={"help": "Use only the first N videos (sorted by path)."})
+
+    # Output
+    output_dir: str = field(default="tpo-curated", metadata={"help": "Folder of the resulting dataset."})
+    work_dir: str | None = field(
+        default=None, metadata={"help": "Folder of the shards (default output_dir/_curation)."}
+    )
+    copy_videos: bool = field(
+        default=True, metadata={"help": "Link/copy the videos to output_dir/videos so the folder is self-contained."}
+    )
+    on_video_error: str = field(
+        default="skip", metadata={"help": "'skip' undecodable/missing videos (listed in the report) or 'raise'."}
+    )
+    push_to_hub: str | None = field(default=None, metadata={"help": "Hub dataset repo id to push to (one commit)."})
+    hub_private: bool = field(default=False, metadata={"help": "Create the Hub repo as private."})
+    upload_videos: bool = field(default=False, metadata={"help": "Also upload the videos under videos/ on the Hub."})
+    license: str = field(default="unknown", metadata={"help": "License id written in the dataset card."})
+    pretty_name: str | None = field(default=None, metadata={"help": "Dataset name shown on the card."})
+
+    # Models
+    video_model: str | None = field(
+        default=None, metadata={"help": "Video-LMM for captions and answers (the model you will train)."}
+    )
+    video_backend: str = field(default="transformers", metadata={"help": "'transformers' or 'openai'."})
+    video_base_url: str | None = field(default=None, metadata={"help": "Endpoint of an 'openai' video backend."})
+    question_model: str | None = field(default=None, metadata={"help": "LLM for questions (default: video_model)."})
+    question_backend: str = field(
+        default="transformers",
+        metadata={"help": "'transformers', 'openai', or 'template' (generic per-task questions, no LLM)."},
+    )
+    question_base_url: str | None = field(default=None, metadata={"help": "Endpoint of an 'openai' question backend."})
+    use_judge: bool = field(default=True, metadata={"help": "Filter pairs with the judge's three checks."})
+    judge_model: str | None = field(default=None, metadata={"help": "Judge LLM (default: question_model)."})
+    judge_backend: str | None = field(default=None, metadata={"help": "Default: question_backend."})
+    judge_base_url: str | None = field(default=None, metadata={"help": "Default: question_base_url."})
+    api_key: str | None = field(default=None, metadata={"help": "Bearer token for 'openai' endpoints."})
+    request_timeout: float = field(default=120.0, metadata={"help": "Seconds per HTTP request."})
+    max_retries: int = field(default=3, metadata={"help": "HTTP retries on timeouts, 429 and 5xx."})
+    retry_backoff: float = field(default=2.0, metadata={"help": "Seconds before the first retry (doubles)."})
+    max_concurrency: int = field(default=4, metadata={"help": "HTTP requests in flight at once."})
+    batch_size: int = field(default=8, metadata={"help": "Prompts per generate call of local models."})
+    dtype: str = field(default="auto", metadata={"help": "dtype of local models ('auto', 'bfloat16', ...)."})
+    device: str | None = field(default=None, metadata={"help": "Device of local models (default: the process's)."})
+    do_sample: bool = field(
+        default=False, metadata={"help": "Sample instead of greedy decoding (seeded per video; same for both sides)."}
+    )
+    temperature: float = field(default=0.7, metadata={"help": "Sampling temperature when do_sample is set."})
+    caption_max_new_tokens: int = field(default=256, metadata={"help": "Token budget of captions."})
+    question_max_new_tokens: int = field(default=128, metadata={"help": "Token budget of question replies."})
+    answer_max_new_tokens: int = field(default=256, metadata={"help": "Token budget of answers."})
+    judge_max_new_tokens: int = field(default=64, metadata={"help": "Token budget of judge replies."})
+
+    # Pairs
+    num_frames: int = field(default=32, metadata={"help": "Frames of the preferred views and of captioning."})
+    sparse_num_frames: int = field(
+        default=8, metadata={"help": "Frames of the dis-preferred (sparse) comprehensive view."}
+    )
+    max_pixels: int | None = field(default=None, metadata={"help": "Per-frame pixel budget of the video processor."})
+    localized_per_video: int = field(default=1, metadata={"help": "Localized queries per video."})
+    comprehensive_per_video: int = field(default=1, metadata={"help": "Generated comprehensive queries per video."})
+    segment_seconds: float | None = field(default=None, metadata={"help": "Segment length in seconds."})
+    segment_fraction: float | None = field(
+        default=0.25, metadata={"help": "Segment length as a fraction of duration."}
+    )
+    segment_min_seconds: float = field(default=1.0, metadata={"help": "Shortest segment."})
+    segment_max_seconds: float | None = field(default=None, metadata={"help": "Longest segment."})
+    segment_edge_margin: float = field(default=0.05, metadata={"help": "Fraction of duration kept free at each end."})
+    localized_task_types: list[str] = field(
+        default_factory=lambda: list(LOCALIZED_TASK_TYPES), metadata={"help": f"Task types among {list(TASK_TYPES)}."}
+    )
+    comprehensive_task_types: list[str] = field(
+        default_factory=lambda: list(COMPREHENSIVE_TASK_TYPES), metadata={"help": "Task types of whole-video queries."}
+    )
+    mix_ratio: str = field(default="5:5", metadata={"help": "localized:comprehensive ratio of the final dataset."})
+    target_size: int | None = field(
+        default=None, metadata={"help": "Number of pairs (default: as many as the ratio allows)."}
+    )
+    deduplicate: bool = field(default=True, metadata={"help": "Drop pairs repeating a (video, question)."})
+    seed: int = field(default=42, metadata={"help": "Seed of segments, task types, sampling and the mix."})
+    videos_per_shard: int = field(default=1, metadata={"help": "Videos per shard (the unit of resume and batching)."})
+    progress: bool = field(default=True, metadata={"help": "Show progress bars."})
+
+    def __post_init__(self):
+        if (self.video_dir is None) == (self.dataset_name is None):
+            raise ValueError("Set exactly one of `video_dir` (a folder of videos) and `dataset_name`.")
+        if self.video_model is None:
+            raise ValueError("Set `video_model` (the video-LMM that captions and answers; usually the one to train).")
+        for role in ("video", "question", "judge"):
+            backend = getattr(self, f"{role}_backend")
+            allowed = ("transformers", "openai", "template") if role == "question" else ("transformers", "openai")
+            if backend is not None and backend not in allowed:  # judge_backend None = the documented default
+                raise ValueError(f"{role}_backend={backend!r}: use one of {allowed}.")
+            resolved, _, base_url = self.role_settings(role)
+            if resolved == "openai" and not base_url and (role != "judge" or self.use_judge):
+                raise ValueError(f"{role}_backend='openai' needs {role}_base_url (e.g. http://127.0.0.1:8000).")
+        for name in ("localized_task_types", "comprehensive_task_types"):
+            unknown = sorted(set(getattr(self, name)) - set(TASK_TYPES))
+            if unknown:
+                raise ValueError(f"{name} has unknown task types {unknown}; choose from {list(TASK_TYPES)}.")
+        if self.on_video_error not in ("skip", "raise"):
+            raise ValueError(f"on_video_error={self.on_video_error!r}: use 'skip' or 'raise'.")
+        self.mix_weights()  # validates
+        if self.sparse_num_frames >= self.num_frames:
+            raise ValueError(f"sparse_num_frames={self.sparse_num_frames} must be below num_frames={self.num_frames}.")
+        if self.videos_per_shard < 1:
+            raise ValueError("videos_per_shard must be at least 1.")
+
+    def role_settings(self, role: str) -> tuple[str, str | None, str | None]:
+        """(backend, model, base_url) of `role` ("video", "question" or "judge"), with the documented defaults:
+        questions default to the video model; the judge defaults to the question model (or the video model when
+        questions come from templates)."""
+        if role == "video":
+            return self.video_backend, self.video_model, self.video_base_url
+        question_model = self.question_model or self.video_model
+        question_url = self.question_base_url or (self.video_base_url if self.question_model is None else None)
+        if role == "question":
+            return self.question_backend, question_model, question_url
+        if self.question_backend == "template":
+            fallback = (
+                (self.video_backend, self.video_model, self.video_base_url)
+                if self.question_model is None
+                else ("transformers", self.question_model, self.question_base_url)
+            )
+        else:
+            fallback = (self.question_backend, question_model, question_url)
+        backend = self.judge_backend or fallback[0]
+        model = self.judge_model or fallback[1]
+        url = self.judge_base_url or (fallback[2] if self.judge_model is None else None)
+        return backend, model, url
+
+    def mix_weights(self) -> tuple[float, float]:
+        """(localized, comprehensive) weights parsed from `mix_ratio` ("5:5", "7:3", ...)."""
+        try:
+            localized, comprehensive = (float(x) for x in str(self.mix_ratio).split(":"))
+        except ValueError as error:
+            raise ValueError(
+                f"mix_ratio={self.mix_ratio!r} must look like '5:5' (localized:comprehensive)."
+            ) from error
+        if localized < 0 or comprehensive < 0 or localized + comprehensive == 0:
+            raise ValueError(f"mix_ratio={self.mix_ratio!r} needs non-negative parts, not both zero.")
+        return localized, comprehensive
+
+    # The fields that change which pairs a shard holds; a resumed run must agree with the shards on all of them.
+    def fingerprint_fields(self) -> dict:
+        skip = {
+            "output_dir",
+            "work_dir",
+            "push_to_hub",
+            "hub_private",
+            "upload_videos",
+            "license",
+            "pretty_name",
+            "progress",
+            "copy_videos",
+            "max_concurrency",
+            "request_timeout",
+            "max_retries",
+            "retry_backoff",
+            "api_key",
+            "on_video_error",
+            "mix_ratio",
+            "target_size",
+            "deduplicate",
+            "device",
+            "video_base_url",
+            "question_base_url",
+            "judge_base_url",
+        }
+        return {k: v for k, v in vars(self).items() if k not in skip}

@@ -1,0 +1,267 @@
+"""Stage 2 of the flow (curation): the prompts of every role, and robust parsing of the replies.
+
+Roles follow the TPO paper (arXiv 2501.13919): a video-LMM captions a segment or the whole video; an LLM turns a
+caption into a question about one task type (or answers "None" when the caption does not support one); the
+video-LMM answers the question from two contrasted views; a judge LLM runs three checks on every pair. Replies from
+real models are messy, so parsing accepts many shapes (plain lines, Markdown, JSON, numbered lists) and reports an
+unparseable reply as a status, never as an exception: the pipeline counts it and moves on.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+
+# The paper's task types, with the focus sentence each question prompt asks for.
+TASK_TYPES: dict[str, str] = {
+    "temporal": "the temporal order of events: what happens before, after or while something else happens",
+    "action": "the actions being performed: who or what is doing what, and how",
+    "causal_reasoning": "causal reasoning: why something happens or what it leads to",
+    "information_extraction": "extracting a specific piece of information that is shown (text, numbers, names, counts)",
+    "descriptive": "describing what is shown: the scene, its appearance and its details",
+    "summarization": "summarizing the content as a whole",
+    "object": "the objects present: their kinds, colours, shapes and attributes",
+    "spatial_reasoning": "spatial relations: where things are relative to each other and how they move",
+}
+# Summaries need the whole video; the other types work for a segment too.
+LOCALIZED_TASK_TYPES = [name for name in TASK_TYPES if name != "summarization"]
+COMPREHENSIVE_TASK_TYPES = list(TASK_TYPES)
+
+CAPTION_PROMPTS = {
+    "localized": "Describe in detail what happens in this video clip: the scene, the objects, the actions and "
+    "their order.",
+    "comprehensive": "Describe in detail what happens in this video from beginning to end: the scenes, the objects, "
+    "the actions and their order.",
+}
+
+QUESTION_PROMPT = (
+    "Using the caption of a video, create a question-answer pair that focuses on {focus}. "
+    "The question must be answerable from the caption alone and must not mention the caption. "
+    "Output None if the caption is not suitable for such a question.\n\n"
+    "Caption: {caption}\n\n"
+    "Reply in exactly this format:\nQuestion: <question>\nAnswer: <answer>"
+)
+
+JUDGE_PROMPT = (
+    "You are given the caption of a video, a question about it and two answers.\n\n"
+    "Caption: {caption}\n\nQuestion: {question}\n\nAnswer 1: {chosen}\n\nAnswer 2: {rejected}\n\n"
+    "Check the following and answer each with Yes or No:\n"
+    "1. Is Answer 1 better than Answer 2?\n"
+    "2. Does the question or Answer 1 contradict the caption, or is the question ambiguous?\n"
+    "3. Is Answer 1 correct given the caption?\n\n"
+    "Reply in exactly this format:\n1. Yes/No\n2. Yes/No\n3. Yes/No\nReason: <one sentence>"
+)
+
+
+def question_prompt(caption: str, task_type: str) -> str:
+    """The LLM prompt that turns `caption` into a question about `task_type` (a key of `TASK_TYPES`)."""
+    if task_type not in TASK_TYPES:
+        raise ValueError(f"Unknown task type {task_type!r}; choose from {sorted(TASK_TYPES)}.")
+    return QUESTION_PROMPT.format(focus=TASK_TYPES[task_type], caption=caption.strip())
+
+
+def judge_prompt(caption: str, question: str, chosen: str, rejected: str) -> str:
+    """The judge prompt with the paper's three checks for one pair."""
+    return JUDGE_PROMPT.format(
+        caption=caption.strip(), question=question.strip(), chosen=chosen.strip(), rejected=rejected.strip()
+    )
+
+
+# --- parsing ------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ParsedQuestion:
+    """An LLM question reply: `status` is "ok" (question set), "none" (the LLM declined) or "unparseable"."""
+
+    status: str
+    question: str | None = None
+    answer: str | None = None
+
+
+_NONE_REPLY = re.compile(r"^\W*(none|n/?a|no question)\W*$", re.IGNORECASE)
+_QUESTION_LINE = re.compile(r"^\W*(?:question|q)\s*\d*\s*[:\-–]\s*(.*)$", re.IGNORECASE)
+_ANSWER_LINE = re.compile(r"^\W*(?:answer|a)\s*\d*\s*[:\-–]\s*(.*)$", re.IGNORECASE)
+
+
+def _clean(text: str) -> str:
+    # Markdown emphasis and code marks, not single underscores (they occur inside words)
+    text = re.sub(r"\*\*|__|`+|^#+\s*", "", text).strip()
+    return text.strip("\"'* \t").strip()
+
+
+def _json_object(reply: str) -> dict | None:
+    match = re.search(r"\{.*\}", reply, re.DOTALL)
+    if not match:
+        return None
+    try:
+        value = json.loads(match.group(0))
+    except json.JSONDecodeError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def parse_question_reply(reply: str | None) -> ParsedQuestion:
+    """Parses a question-generation reply ("Question: ...\\nAnswer: ...", JSON, Markdown, or "None")."""
+    if reply is None or not reply.strip():
+        return ParsedQuestion("unparseable")
+    text = reply.strip()
+    if _NONE_REPLY.match(_clean(text)):
+        return ParsedQuestion("none")
+    data = _json_object(text)
+    if data is not None:
+        lowered = {str(k).lower(): v for k, v in data.items()}
+        if "question" not in lowered:
+            return ParsedQuestion("unparseable")
+        question = lowered["question"]
+        if question is None or (isinstance(question, str) and _NONE_REPLY.match(question)):
+            return ParsedQuestion("none")
+        if isinstance(question, str) and len(_clean(question)) >= 3:
+            answer = lowered.get("answer")
+            return ParsedQuestion("ok", _clean(question), _clean(answer) if isinstance(answer, str) else None)
+        return ParsedQuestion("unparseable")
+    question, answer = None, None
+    lines = [line for line in text.splitlines() if line.strip()]
+    for position, line in enumerate(lines):
+        cleaned = _clean(line)
+        if question is None and (match := _QUESTION_LINE.match(cleaned)):
+            question = match.group(1).strip() or (_clean(lines[position + 1]) if position + 1 < len(lines) else "")
+        elif question is not None and answer is None and (match := _ANSWER_LINE.match(cleaned)):
+            answer = match.group(1).strip() or None
+    if question is not None:
+        if _NONE_REPLY.match(question):
+            return ParsedQuestion("none")
+        if len(question) < 3:
+            return ParsedQuestion("unparseable")
+        return ParsedQuestion("ok", question, answer)
+    # A reply that is just one question sentence is usable as it is.
+    if len(lines) == 1 and _clean(lines[0]).endswith("?") and len(_clean(lines[0])) > 3:
+        return ParsedQuestion("ok", _clean(lines[0]), None)
+    return ParsedQuestion("unparseable")
+
+
+@dataclass(frozen=True)
+class JudgeVerdict:
+    """The judge's three checks for one pair (`None` where the reply did not say)."""
+
+    better: bool | None = None  # check 1: is answer 1 (chosen) better than answer 2 (rejected)?
+    contradiction: bool | None = (
+        None  # check 2: does the question/answer 1 contradict the caption, or is it ambiguous?
+    )
+    correct: bool | None = None  # check 3: is answer 1 correct given the caption?
+    reason: str | None = None
+
+    @property
+    def parsed(self) -> bool:
+        return None not in (self.better, self.contradiction, self.correct)
+
+    @property
+    def passed(self) -> bool:
+        """The pair is kept when answer 1 is better, nothing contradicts the caption, and answer 1 is correct."""
+        return self.better is True and self.contradiction is False and self.correct is True
+
+    def drop_reason(self) -> str | None:
+        """Why the judge drops the pair (`None` when it passes)."""
+        if not self.parsed:
+            return "judge_unparseable"
+        if self.better is not True:
+            return "judge_not_better"
+        if self.contradiction is not False:
+            return "judge_contradiction_or_ambiguous"
+        if self.correct is not True:
+            return "judge_incorrect"
+        return None
+
+
+_YES = {"yes", "y", "true", "1"}
+_NO = {"no", "n", "false", "0"}
+_JUDGE_KEYS = {
+    "better": ("better", "check1", "1", "q1", "is_better"),
+    "contradiction": ("contradiction", "contradicts", "check2", "2", "q2", "ambiguous"),
+    "correct": ("correct", "check3", "3", "q3", "is_correct"),
+}
+
+
+def _yes_no(value) -> bool | None:
+    if isinstance(value, bool):
+        return value
+    words = re.findall(r"[a-z0-9]+", str(value).lower())
+    if not words:
+        return None
+    if words[0] in ("yes", "y", "true"):
+        return True
+    if words[0] in ("no", "n", "false"):
+        return False
+    return None
+
+
+_NUMBERED = re.compile(r"^\W*(?:check|question|q)?\s*([123])\s*[.):\-]\s*(?:[^:]*\?\s*[:\-]?\s*)?(.*)$", re.IGNORECASE)
+
+
+def parse_judge_reply(reply: str | None) -> JudgeVerdict:
+    """Parses a judge reply: numbered Yes/No lines, JSON with the check names, or three bare Yes/No words."""
+    if reply is None or not reply.strip():
+        return JudgeVerdict()
+    text = reply.strip()
+    reason_match = re.search(r"reason\s*[:\-]\s*(.+)", text, re.IGNORECASE)
+    reason = _clean(reason_match.group(1)) if reason_match else None
+    data = _json_object(text)
+    if data is not None:
+        lowered = {re.sub(r"[^a-z0-9]", "", str(k).lower()): v for k, v in data.items()}
+        values = {}
+        for name, keys in _JUDGE_KEYS.items():
+            for key in keys:
+                if key in lowered:
+                    values[name] = _yes_no(lowered[key])
+                    break
+        if isinstance(lowered.get("reason"), str):
+            reason = lowered["reason"]
+        return JudgeVerdict(values.get("better"), values.get("contradiction"), values.get("correct"), reason)
+    values: dict[int, bool | None] = {}
+    for line in text.splitlines():
+        match = _NUMBERED.match(_clean(line))
+        if match and int(match.group(1)) not in values:
+            values[int(match.group(1))] = _yes_no(match.group(2))
+    if len(values) < 3 or None in values.values():
+        # "Yes, No, Yes" or "Yes\nNo\nYes": exactly three verdict words in order
+        body = text[: reason_match.start()] if reason_match else text
+        words = [w for w in re.findall(r"[a-z]+", body.lower()) if w in _YES | _NO]
+        if len(words) == 3 and len(re.findall(r"[a-z]+", body.lower())) <= 6:
+            values = {i + 1: words[i] in _YES for i in range(3)}
+    return JudgeVerdict(values.get(1), values.get(2), values.get(3), reason)
+
+
+# Questions written without an LLM (`question_backend: template`): generic per task type, so they need no caption.
+# Localized templates name the segment's time window, which the dis-preferred view has cut out.
+TEMPLATE_QUESTIONS: dict[str, list[str]] = {
+    "temporal": [
+        "What happens between {start:.1f} s and {end:.1f} s, and in what order?",
+        "In what order do the events of the video happen?",
+    ],
+    "action": [
+        "What action takes place between {start:.1f} s and {end:.1f} s?",
+        "What actions are performed in the video?",
+    ],
+    "causal_reasoning": [
+        "Why does the change between {start:.1f} s and {end:.1f} s happen?",
+        "What causes the main change in the video?",
+    ],
+    "information_extraction": [
+        "What colour is the moving object between {start:.1f} s and {end:.1f} s?",
+        "What colours appear in the video?",
+    ],
+    "descriptive": ["Describe what is shown between {start:.1f} s and {end:.1f} s.", "Describe the video."],
+    "summarization": ["Summarize the video.", "Summarize the video."],
+    "object": ["What object is visible between {start:.1f} s and {end:.1f} s?", "What objects appear in the video?"],
+    "spatial_reasoning": [
+        "Where does the object move between {start:.1f} s and {end:.1f} s?",
+        "How do the objects move across the frame during the video?",
+    ],
+}
+
+
+def template_question(task_type: str, segment: tuple[float, float] | None) -> str:
+    """A question about `task_type` without an LLM: about `segment` when given, else about the whole video."""
+    localized, comprehensive = TEMPLATE_QUESTIONS[task_type]
+    if segment is None:
+        return comprehensive
+    return localized.format(start=segment[0], end=segment[1])

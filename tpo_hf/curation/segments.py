@@ -1,0 +1,110 @@
+"""Stage 2 of the flow (curation): which segment a localized query is about, and which frames each side sees.
+
+TPO contrasts two views of the same video for every query:
+
+- localized: the preferred answer sees only the frames inside `[segment_start, segment_end)`; the dis-preferred
+  answer sees the same video with that window cut out (`VideoView(exclude=...)`), so it cannot know what happens
+  there;
+- comprehensive: the preferred answer sees dense frames of the whole video; the dis-preferred one a sparse,
+  down-sampled view.
+
+Segments are drawn with a `random.Random` seeded from the video id (not from global RNG state), so a resumed or
+distributed run picks exactly the segments an uninterrupted single-process run picks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from dataclasses import dataclass
+
+from ..video import VideoView
+
+
+def video_seed(video_id: str, seed: int, purpose: str = "") -> int:
+    """A 64-bit seed derived from the run seed, the video id and a purpose tag (stable across runs and processes)."""
+    digest = hashlib.sha256(f"{seed}\x00{video_id}\x00{purpose}".encode()).digest()
+    return int.from_bytes(digest[:8], "big")
+
+
+def video_rng(video_id: str, seed: int, purpose: str = "") -> random.Random:
+    """A private random generator for one video (see `video_seed`)."""
+    return random.Random(video_seed(video_id, seed, purpose))
+
+
+@dataclass(frozen=True)
+class SegmentSpec:
+    """How long a localized segment is and how far it stays from the edges of the video.
+
+    Args:
+        seconds: segment length in seconds (takes precedence over `fraction`).
+        fraction: segment length as a fraction of the video duration.
+        min_seconds, max_seconds: bounds on the length, whichever of the above sets it.
+        edge_margin: fraction of the duration kept free at each end, so the segment is never the very first or
+            last moment (an excluded view must keep frames on both sides to make the contrast informative).
+    """
+
+    seconds: float | None = None
+    fraction: float | None = 0.25
+    min_seconds: float = 1.0
+    max_seconds: float | None = None
+    edge_margin: float = 0.05
+
+    def __post_init__(self):
+        if self.seconds is None and self.fraction is None:
+            raise ValueError("Set `segment_seconds` or `segment_fraction` to choose localized segments.")
+        if self.fraction is not None and not 0 < self.fraction < 1:
+            raise ValueError(f"segment_fraction={self.fraction} must lie strictly between 0 and 1.")
+        if self.seconds is not None and self.seconds <= 0:
+            raise ValueError(f"segment_seconds={self.seconds} must be positive.")
+        if not 0 <= self.edge_margin < 0.5:
+            raise ValueError(f"segment_edge_margin={self.edge_margin} must lie in [0, 0.5).")
+
+    def length(self, duration: float) -> float:
+        """Segment length for a video of `duration` seconds."""
+        length = self.seconds if self.seconds is not None else self.fraction * duration
+        length = max(length, self.min_seconds)
+        if self.max_seconds is not None:
+            length = min(length, self.max_seconds)
+        return length
+
+
+def choose_segments(duration: float, spec: SegmentSpec, count: int, rng: random.Random) -> list[tuple[float, float]]:
+    """Draws `count` segments `(start, end)` inside the margins of a video of `duration` seconds.
+
+    Returns fewer (possibly none) when the video is too short for a segment of the asked length inside the margins.
+    Segments are distinct; times are rounded to milliseconds so they survive JSON round trips unchanged.
+    """
+    margin = spec.edge_margin * duration
+    length = spec.length(duration)
+    low, high = margin, duration - margin - length
+    if high < low or length <= 0:
+        return []
+    segments: list[tuple[float, float]] = []
+    for _ in range(count * 4):  # a few extra draws to avoid duplicates on short videos
+        if len(segments) == count:
+            break
+        start = round(rng.uniform(low, high), 3)
+        end = round(min(start + length, duration - margin), 3)
+        if end > start and (start, end) not in segments:
+            segments.append((start, end))
+    return segments
+
+
+def localized_views(segment: tuple[float, float], num_frames: int) -> dict[str, VideoView]:
+    """Preferred view: frames inside the segment only; dis-preferred view: the whole video minus the segment."""
+    start, end = segment
+    return {
+        "preferred": VideoView(num_frames=num_frames, start=start, end=end),
+        "rejected": VideoView(num_frames=num_frames, exclude=(start, end)),
+    }
+
+
+def comprehensive_views(num_frames: int, sparse_num_frames: int) -> dict[str, VideoView]:
+    """Preferred view: `num_frames` dense frames of the whole video; dis-preferred: `sparse_num_frames` of them."""
+    if sparse_num_frames >= num_frames:
+        raise ValueError(
+            f"sparse_num_frames={sparse_num_frames} must be smaller than num_frames={num_frames}: the dis-preferred "
+            "comprehensive view is the down-sampled one."
+        )
+    return {"preferred": VideoView(num_frames=num_frames), "rejected": VideoView(num_frames=sparse_num_frames)}
