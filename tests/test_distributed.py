@@ -1,5 +1,10 @@
-"""Distributed smoke test: `accelerate launch --cpu --num_processes 2 -m tpo_hf.train` trains and saves, and its
-loss curve matches the 1-process run with the same global batch."""
+"""Distributed smoke test: a 2-process CPU `accelerate launch ... -m tpo_hf.train` trains and saves, and its loss
+curve matches the 1-process run with the same global batch.
+
+`accelerate launch --cpu --num_processes 2` starts a single process in accelerate 1.15 (multi-CPU goes through
+mpirun), so the two processes are started with `--multi_gpu` and the recipe's `use_cpu: true`, which makes them join
+one gloo process group on the CPU. The test checks that both ranks really took part.
+"""
 
 from __future__ import annotations
 
@@ -46,6 +51,7 @@ def recipe(path: Path, model_dir: Path, dataset_dir: Path, output_dir: Path, per
                 "use_cpu": True,
                 "seed": 0,
                 "dataloader_pin_memory": False,
+                "log_level": "info",
             }
         )
     )
@@ -83,7 +89,7 @@ def test_two_process_run_matches_one_process(tiny_model_dirs, video_dir, tmp_pat
         [
             *accelerate,
             "launch",
-            "--cpu",
+            "--multi_gpu",
             "--num_processes",
             "2",
             "-m",
@@ -94,6 +100,9 @@ def test_two_process_run_matches_one_process(tiny_model_dirs, video_dir, tmp_pat
         tmp_path,
     )
     assert double.returncode == 0, double.stderr[-4000:]
+    # Trainer's own summary: 1 pair per process x 2 processes
+    assert "Total train batch size (w. parallel, distributed & accumulation) = 2" in double.stdout + double.stderr
+    assert "Instantaneous batch size per device = 1" in double.stdout + double.stderr
     assert (tmp_path / "two" / "adapter_model.safetensors").exists()
 
     one, two = losses(tmp_path / "one"), losses(tmp_path / "two")
