@@ -372,7 +372,7 @@ class TPOTrainer(DPOTrainer):
         save_trainer_card(
             self,
             output_dir or self.args.output_dir,
-            repo_id=self.hub_model_id or self.args.hub_model_id,
+            repo_id=self.hub_model_id or self.args.hub_model_id or model_name,
             tags=[*tags, *(tag for tag in self._tag_names if tag not in tags)],
             **card_info,
         )

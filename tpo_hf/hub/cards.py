@@ -235,7 +235,9 @@ def build_model_card(
     model_name = model_name or repo_id.split("/")[-1]
     hub_base = base_model if base_model and not os.path.isdir(base_model) else None
     evals = [_eval_result(result) for result in eval_results or []]
-    dataset_names = [name for name in datasets or [] if name]
+    # Local folders cannot be linked or listed in Hub metadata; the card names them as text instead
+    dataset_names = [name for name in datasets or [] if name and not os.path.exists(name)]
+    local_datasets = [name for name in datasets or [] if name and os.path.exists(name)]
     all_tags = list(dict.fromkeys([*TPO_TAGS, *(tags or []), *([] if merged else ["lora"])]))
     card_data = ModelCardData(
         model_name=model_name,
@@ -262,9 +264,11 @@ def build_model_card(
         template_path=str(template_path("model_card.md")),
         model_name=model_name,
         base_model=hub_base or base_model or "the base model",
+        base_on_hub=hub_base is not None,
         hub_url=constants.ENDPOINT,
         merged=merged,
         dataset_names=dataset_names,
+        local_datasets=local_datasets,
         # the fence is rendered here rather than in the template, so formatters do not read Jinja as Python
         usage_block="```python\n"
         + usage_snippet(repo_id, hub_base or base_model or "BASE_MODEL_ID", merged)
