@@ -142,6 +142,47 @@ def load_back(out: Path, video_dir: str) -> None:
     )
 
 
+CURATED_REPO = "tester/tpo-curated"
+
+
+def train_from_curated_repo(out: Path) -> None:
+    """`load_dataset(REPO_ID)` plus the repo's videos train with no manual step (video_root from the repo)."""
+    import math
+
+    from datasets import load_dataset
+    from peft import LoraConfig
+
+    from tpo_hf import TPOConfig, TPOTrainer
+    from tpo_hf.tiny import build_tiny_model
+    from tpo_hf.train import default_video_root
+
+    dataset = load_dataset(CURATED_REPO, split="train")
+    video_root = default_video_root(CURATED_REPO)
+    model, processor = build_tiny_model("qwen2_vl")
+    args = TPOConfig(
+        str(out / "curated_run"),
+        num_frames=4,
+        video_root=video_root,
+        per_device_train_batch_size=2,
+        max_steps=1,
+        bf16=False,
+        use_cpu=True,
+        report_to=[],
+        gradient_checkpointing=False,
+        save_strategy="no",
+        dataloader_pin_memory=False,
+    )
+    trainer = TPOTrainer(
+        model, args=args, train_dataset=dataset, processing_class=processor, peft_config=LoraConfig(r=4, lora_alpha=8)
+    )
+    trainer.train()
+    loss = trainer.state.log_history[-1]["train_loss"]
+    assert math.isfinite(loss)
+    (out / "curated_train.json").write_text(
+        json.dumps({"rows": len(dataset), "columns": dataset.column_names, "video_root": video_root, "loss": loss})
+    )
+
+
 if __name__ == "__main__":
     name, out, *rest = sys.argv[1:]
     globals()[name](Path(out), *rest)

@@ -58,12 +58,30 @@ def load_preference_dataset(name: str, config: str | None = None, split: str = "
 
 
 def default_video_root(dataset_name: str) -> str | None:
-    """Local datasets keep relative video paths next to their data."""
+    """Where relative paths in the `video` column live when `video_root` is not set.
+
+    Local datasets keep them next to their data. A Hub dataset published by `tpo-hf curate --upload_videos true`
+    keeps them under `videos/` in its repository: those files are downloaded (once, into the Hub cache) and the
+    snapshot folder is the root, so `load_dataset(REPO_ID)` plus the repo's videos train without manual steps.
+    """
     if os.path.isdir(dataset_name):
         return dataset_name
     if os.path.isfile(dataset_name):
         return os.path.dirname(os.path.abspath(dataset_name))
-    return None
+    from huggingface_hub import HfApi, snapshot_download
+
+    try:
+        has_videos = any(
+            path.startswith("videos/") for path in HfApi().list_repo_files(dataset_name, repo_type="dataset")
+        )
+    except Exception as error:  # offline, private or not a Hub dataset: the user must set video_root
+        logger.info(
+            "No video folder found for dataset %s (%s); set video_root if its paths are relative.", dataset_name, error
+        )
+        return None
+    if not has_videos:
+        return None
+    return snapshot_download(dataset_name, repo_type="dataset", allow_patterns=["videos/*", "videos/**"])
 
 
 def main(script_args: TPOScriptArguments, training_args: TPOConfig, model_args: ModelConfig):
