@@ -99,6 +99,16 @@ class TPOConfig(DPOConfig):
         default=False, metadata={"help": "Keep dataset columns (the collator reads `video`)."}
     )
 
+    def video_settings(self) -> dict:
+        """The video fields as `VideoPreferenceProcessor` keyword arguments (one mapping for every entry point)."""
+        return {
+            "num_frames": self.num_frames,
+            "video_fps": self.video_fps,
+            "max_frames": self.max_frames,
+            "max_pixels": self.video_max_pixels,
+            "video_root": self.video_root,
+        }
+
     def __post_init__(self):
         if self.num_frames is None and self.video_fps is None:
             raise ValueError("TPOConfig: set `num_frames` or `video_fps` (every frame of a long video is too many).")

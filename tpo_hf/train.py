@@ -115,11 +115,7 @@ def main(script_args: TPOScriptArguments, training_args: TPOConfig, model_args: 
         model_args.model_name_or_path,
         revision=model_args.model_revision,
         trust_remote_code=training_args.trust_remote_code,
-        num_frames=training_args.num_frames,
-        video_fps=training_args.video_fps,
-        max_frames=training_args.max_frames,
-        max_pixels=training_args.video_max_pixels,
-        video_root=training_args.video_root,
+        **training_args.video_settings(),
     )
     trainer = TPOTrainer(
         model=model_args.model_name_or_path,

@@ -24,6 +24,7 @@ from trl import DPOTrainer
 from .collator import PAIR_PREFIX, ROW_INDEX_COLUMN, VideoPreferenceCollator
 from .config import TPOConfig
 from .families import VideoFamily, get_family
+from .hub.cards import TPO_CITATION
 from .prefix_sharing import (
     PREFIX_SHARING_KWARG,
     attention_mask_dtype,
@@ -38,14 +39,6 @@ logger = logging.getLogger(__name__)
 
 REQUIRED_COLUMNS = ("prompt", "chosen", "rejected", "video")
 _BATCH_BOOKKEEPING_KEYS = ("tpo_num_dropped", "tpo_batch_size", "tpo_kept_positions", ROW_INDEX_COLUMN)
-
-_TPO_CITATION = """\
-@article{li2025temporal,
-    title        = {{Temporal Preference Optimization for Long-Form Video Understanding}},
-    author       = {Li, Rui and Wang, Xiaohan and Zhang, Yuhui and Wang, Zeyu and Yeung-Levy, Serena},
-    year         = 2025,
-    journal      = {arXiv preprint arXiv:2501.13919}
-}"""
 
 
 def _unwrap_peft(model: Any) -> Any:
@@ -77,7 +70,7 @@ class TPOTrainer(DPOTrainer):
     _paper = {
         "title": "Temporal Preference Optimization for Long-Form Video Understanding",
         "id": "2501.13919",
-        "citation": _TPO_CITATION,
+        "citation": TPO_CITATION,
     }
 
     def __init__(
@@ -120,13 +113,7 @@ class TPOTrainer(DPOTrainer):
                 model_id = model if isinstance(model, str) else config._name_or_path
                 processing_class = AutoProcessor.from_pretrained(model_id, trust_remote_code=args.trust_remote_code)
             self.video_processor = VideoPreferenceProcessor(
-                processing_class,
-                family=self.family,
-                num_frames=args.num_frames,
-                video_fps=args.video_fps,
-                max_frames=args.max_frames,
-                max_pixels=args.video_max_pixels,
-                video_root=args.video_root,
+                processing_class, family=self.family, **args.video_settings()
             )
         if self.family.needs_fixed_frame_count and args.num_frames is None and args.per_device_train_batch_size > 1:
             raise ValueError(
