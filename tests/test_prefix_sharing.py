@@ -229,3 +229,52 @@ def test_precomputed_reference_is_reused_by_a_second_trainer(tmp_path, video_dir
     trainer.model.train()
     loss = trainer.compute_loss(trainer.model, batch)
     assert torch.isfinite(loss)
+
+
+def test_qlora_prefix_sharing_matches_duplicated_rows(tiny_model_dirs, tmp_path, video_dir):
+    """QLoRA: a 4-bit language model (bitsandbytes on CPU) under prefix sharing gives the duplicated rows' loss and
+    gradients."""
+    from transformers import BitsAndBytesConfig
+
+    from tpo_hf import VideoPreferenceProcessor
+
+    model_dir = tiny_model_dirs("qwen2_5_vl")
+
+    def make(**settings):
+        quantization = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.float32
+        )
+        args = TPOConfig(
+            str(tmp_path / "out"),
+            num_frames=4,
+            video_root=str(video_dir),
+            per_device_train_batch_size=2,
+            bf16=False,
+            report_to=[],
+            save_strategy="no",
+            gradient_checkpointing=False,
+            model_init_kwargs={"dtype": "float32"},
+            **settings,
+        )
+        torch.manual_seed(0)
+        trainer = TPOTrainer(
+            str(model_dir),
+            args=args,
+            train_dataset=Dataset.from_list(ROWS),
+            processing_class=VideoPreferenceProcessor.from_pretrained(model_dir, num_frames=4, video_root=video_dir),
+            quantization_config=quantization,
+            peft_config=LoraConfig(r=4, lora_alpha=8, init_lora_weights=False),
+        )
+        # TRL keeps QLoRA adapters in bf16, whose rounding (~1e-2) would hide what this compares: back to fp32, from
+        # the same bf16 values in both trainers
+        for parameter in trainer.model.parameters():
+            if parameter.requires_grad:
+                parameter.data = parameter.data.float()
+        return trainer
+
+    expected_trainer = make(**PATHS["duplicated"])
+    assert expected_trainer.model.get_base_model().is_loaded_in_4bit
+    expected = _loss_and_grads(expected_trainer)
+    trainer = make(**PATHS["prefix_sharing"])
+    assert trainer._prefix_sharing
+    _assert_close(_loss_and_grads(trainer), expected, "qlora/prefix_sharing")
