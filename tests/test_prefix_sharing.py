@@ -49,12 +49,9 @@ PATHS = {
 }
 
 
-def _trainer(family, tmp_path, video_dir, dataset=None, attn_implementation=None, **settings):
-    model, processor = build_tiny_model(family)
-    if attn_implementation is not None:
-        model.set_attn_implementation(attn_implementation)
+def _args(tmp_path, video_dir, **settings) -> TPOConfig:
     settings = {"gradient_checkpointing": False, **settings}
-    args = TPOConfig(
+    return TPOConfig(
         str(tmp_path / "out"),
         num_frames=4,
         video_root=str(video_dir),
@@ -64,6 +61,13 @@ def _trainer(family, tmp_path, video_dir, dataset=None, attn_implementation=None
         save_strategy="no",
         **settings,
     )
+
+
+def _trainer(family, tmp_path, video_dir, dataset=None, attn_implementation=None, **settings):
+    model, processor = build_tiny_model(family)
+    if attn_implementation is not None:
+        model.set_attn_implementation(attn_implementation)
+    args = _args(tmp_path, video_dir, **settings)
     torch.manual_seed(0)  # the same LoRA initialisation for every path
     # init_lora_weights=False: the policy differs from the reference, so the DPO term has a real gradient
     lora = LoraConfig(r=4, lora_alpha=8, init_lora_weights=False)
@@ -194,17 +198,7 @@ def test_precomputed_reference_is_reused_by_a_second_trainer(tmp_path, video_dir
     trainers = []
     for _ in range(2):
         model, processor = build_tiny_model(family)
-        args = TPOConfig(
-            str(tmp_path / "out"),
-            num_frames=4,
-            video_root=str(video_dir),
-            per_device_train_batch_size=2,
-            bf16=False,
-            report_to=[],
-            save_strategy="no",
-            gradient_checkpointing=False,
-            **settings,
-        )
+        args = _args(tmp_path, video_dir, **settings)
         trainers.append(
             _CountingTrainer(
                 model,
@@ -244,18 +238,7 @@ def test_qlora_prefix_sharing_matches_duplicated_rows(tiny_model_dirs, tmp_path,
         quantization = BitsAndBytesConfig(
             load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.float32
         )
-        args = TPOConfig(
-            str(tmp_path / "out"),
-            num_frames=4,
-            video_root=str(video_dir),
-            per_device_train_batch_size=2,
-            bf16=False,
-            report_to=[],
-            save_strategy="no",
-            gradient_checkpointing=False,
-            model_init_kwargs={"dtype": "float32"},
-            **settings,
-        )
+        args = _args(tmp_path, video_dir, model_init_kwargs={"dtype": "float32"}, **settings)
         torch.manual_seed(0)
         trainer = TPOTrainer(
             str(model_dir),
