@@ -15,9 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import yaml
-
-from tests.test_train_cli import REPO_ROOT, write_dataset_folder
+from tests.test_train_cli import REPO_ROOT, write_dataset_folder, write_recipe
 
 
 def launch(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
@@ -26,36 +24,21 @@ def launch(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
 
 
 def recipe(path: Path, model_dir: Path, dataset_dir: Path, output_dir: Path, per_device: int) -> Path:
-    path.write_text(
-        yaml.safe_dump(
-            {
-                "model_name_or_path": str(model_dir),
-                "dtype": "float32",
-                "use_peft": True,
-                "lora_r": 4,
-                "lora_alpha": 8,
-                "lora_dropout": 0.0,
-                "dataset_name": str(dataset_dir),
-                "num_frames": 4,
-                "output_dir": str(output_dir),
-                "per_device_train_batch_size": per_device,
-                "max_steps": 3,
-                "learning_rate": 1.0e-3,
-                "warmup_ratio": 0.0,
-                "lr_scheduler_type": "constant",
-                "logging_steps": 1,
-                "bf16": False,
-                "gradient_checkpointing": False,
-                "save_strategy": "no",
-                "report_to": "none",
-                "use_cpu": True,
-                "seed": 0,
-                "dataloader_pin_memory": False,
-                "log_level": "info",
-            }
-        )
+    """The CLI test's tiny recipe, with a constant learning rate and 3 steps so the two curves can be compared."""
+    return write_recipe(
+        path,
+        model_dir,
+        dataset_dir,
+        output_dir,
+        per_device_train_batch_size=per_device,
+        max_steps=3,
+        lora_dropout=0.0,
+        warmup_ratio=0.0,
+        lr_scheduler_type="constant",
+        seed=0,
+        dataloader_pin_memory=False,
+        log_level="info",
     )
-    return path
 
 
 def losses(output_dir: Path) -> list[float]:
