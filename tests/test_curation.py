@@ -12,7 +12,6 @@ import sys
 import time
 import urllib.request
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -40,6 +39,7 @@ from tpo_hf.curation import (
 from tpo_hf.curation.pipeline import mix_and_size
 from tpo_hf.curation.prompts import TASK_TYPES, question_prompt
 from tpo_hf.synthetic import read_frame_stamp
+from tpo_hf.tiny import save_tiny_text_model
 from tpo_hf.video import VideoFile
 
 TINY = dict(
@@ -451,7 +451,7 @@ def test_transformers_backend_text_prompts(tiny_backend, tmp_path):
     replies = tiny_backend.generate([GenerationRequest("Write a question."), GenerationRequest("Hi")], 4)
     assert len(replies) == 2 and all(isinstance(r, str) for r in replies)
     # a plain causal LM for the text roles: left-padded batches give the same greedy replies as one at a time
-    model_dir = _save_tiny_text_model(tmp_path / "tiny-lm")
+    model_dir = save_tiny_text_model(tmp_path / "tiny-lm")
     text_backend = TransformersBackend(str(model_dir), batch_size=4)
     assert not text_backend.is_video
     prompts = [GenerationRequest("a"), GenerationRequest("a much longer prompt than the first one")]
@@ -463,36 +463,6 @@ def test_transformers_backend_text_prompts(tiny_backend, tmp_path):
 
 
 # --- the HTTP backend against a real `transformers serve` ---------------------------------------------------------
-def _save_tiny_text_model(folder: Path) -> Path:
-    import torch
-    from transformers import Qwen2Config, Qwen2ForCausalLM
-
-    from tpo_hf.tiny import _CHATML_TEMPLATE, build_tokenizer
-
-    tokenizer = build_tokenizer()
-    tokenizer.chat_template = _CHATML_TEMPLATE.replace("VIDEO_MARKER", "")
-    torch.manual_seed(0)
-    config = Qwen2Config(
-        vocab_size=len(tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=4096,
-        tie_word_embeddings=False,
-        pad_token_id=tokenizer.pad_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        bos_token_id=None,
-    )
-    model = Qwen2ForCausalLM(config)
-    model.generation_config.pad_token_id = tokenizer.pad_token_id
-    model.generation_config.eos_token_id = tokenizer.eos_token_id
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
-
-
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -506,7 +476,7 @@ def served_model(tmp_path_factory):
 
     if not is_serve_available():
         pytest.skip("transformers serve needs `transformers[serving]` (fastapi, uvicorn, openai)")
-    model_dir = _save_tiny_text_model(tmp_path_factory.mktemp("served") / "tiny-lm")
+    model_dir = save_tiny_text_model(tmp_path_factory.mktemp("served") / "tiny-lm")
     port = _free_port()
     log = open(model_dir.parent / "serve.log", "w")
     process = subprocess.Popen(

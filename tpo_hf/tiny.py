@@ -282,6 +282,23 @@ def build_tiny_model(family: str = DEFAULT_TINY_FAMILY, seed: int = 0) -> tuple[
     return model.eval(), processor
 
 
+def save_tiny_text_model(output_dir: str | Path, seed: int = 0) -> Path:
+    """Writes a tiny random text-only Qwen2 LM (question/judge roles, `transformers serve`) with the same tokenizer."""
+    import torch
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    output_dir = Path(output_dir)
+    tokenizer = build_tokenizer()
+    tokenizer.chat_template = _CHATML_TEMPLATE.replace("VIDEO_MARKER", "")
+    torch.manual_seed(seed)
+    model = Qwen2ForCausalLM(Qwen2Config(**_qwen_text_config(tokenizer)))
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.save_pretrained(output_dir)
+    tokenizer.save_pretrained(output_dir)
+    return output_dir
+
+
 def save_tiny_model(output_dir: str | Path, family: str = DEFAULT_TINY_FAMILY, seed: int = 0) -> Path:
     """Writes a tiny model and its processor to `output_dir`, loadable with `from_pretrained` like a Hub model."""
     output_dir = Path(output_dir)
