@@ -18,6 +18,7 @@ SUBCOMMANDS = {
     "push": ("tpo_hf.hub.push", "Push a trained adapter (or merged model) with its model card to the Hub"),
     "space": ("tpo_hf.hub.space", "Write, push or run locally a Gradio Space demo"),
     "quickstart": ("tpo_hf.quickstart", "The whole loop on a tiny built-in default, offline"),
+    "world": ("tpo_hf.world.cli", "The synthetic temporal world: pretrain its base model, write corpora"),
 }
 
 

@@ -30,10 +30,15 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class GenerationRequest:
-    """One prompt, with the decoded video view `(frames, metadata)` it is about (`None` for text-only prompts)."""
+    """One prompt, with the decoded video view `(frames, metadata)` it is about (`None` for text-only prompts).
+
+    `context` holds the same request as fields (caption, task type, question, answers, video path, segment): LLM
+    backends read `prompt`; programmatic backends (e.g. a judge that knows the ground truth) read `context`.
+    """
 
     prompt: str
     video: tuple[np.ndarray, dict[str, Any]] | None = None
+    context: dict[str, Any] | None = None
 
 
 class BackendError(RuntimeError):

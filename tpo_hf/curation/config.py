@@ -99,7 +99,9 @@ class CurationConfig:
     judge_max_new_tokens: int = field(default=64, metadata={"help": "Token budget of judge replies."})
 
     # Pairs
-    num_frames: int = field(default=32, metadata={"help": "Frames of the preferred views and of captioning."})
+    num_frames: int | None = field(
+        default=32, metadata={"help": "Frames of the preferred views and of captioning (None: every frame of the view)."}
+    )
     sparse_num_frames: int = field(
         default=8, metadata={"help": "Frames of the dis-preferred (sparse) comprehensive view."}
     )
@@ -135,7 +137,11 @@ class CurationConfig:
             raise ValueError("Set `video_model` (the video-LMM that captions and answers; usually the one to train).")
         for role in ("video", "question", "judge"):
             backend = getattr(self, f"{role}_backend")
-            allowed = ("transformers", "openai", "template") if role == "question" else ("transformers", "openai")
+            allowed = {
+                "video": ("transformers", "openai"),
+                "question": ("transformers", "openai", "template", "world"),
+                "judge": ("transformers", "openai", "world"),
+            }[role]
             if backend is not None and backend not in allowed:  # judge_backend None = the documented default
                 raise ValueError(f"{role}_backend={backend!r}: use one of {allowed}.")
             resolved, _, base_url = self.role_settings(role)
@@ -148,7 +154,7 @@ class CurationConfig:
         if self.on_video_error not in ("skip", "raise"):
             raise ValueError(f"on_video_error={self.on_video_error!r}: use 'skip' or 'raise'.")
         self.mix_weights()  # validates
-        if self.sparse_num_frames >= self.num_frames:
+        if self.num_frames is not None and self.sparse_num_frames >= self.num_frames:
             raise ValueError(f"sparse_num_frames={self.sparse_num_frames} must be below num_frames={self.num_frames}.")
         if self.videos_per_shard < 1:
             raise ValueError("videos_per_shard must be at least 1.")

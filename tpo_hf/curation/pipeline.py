@@ -118,7 +118,11 @@ def build_backends(config: CurationConfig, device: str | None = None) -> Backend
         backend, model, base_url = config.role_settings(role)
         key = (backend, model, base_url)
         if key not in cache:
-            if backend == "openai":
+            if backend == "world":
+                from ..world.backends import WorldJudgeBackend, WorldQuestionBackend
+
+                cache[key] = WorldJudgeBackend(model) if role == "judge" else WorldQuestionBackend(model, config.seed)
+            elif backend == "openai":
                 cache[key] = OpenAIBackend(
                     model,
                     base_url=base_url,
@@ -256,6 +260,8 @@ def curate_shard(items: list[VideoItem], backends: Backends, config: CurationCon
                     }
                 )
 
+    paths = {item.video_id: item.path for item in items}
+
     def view(query: dict, side: str) -> tuple:
         return views[query["video_id"]][f"{query['view_key']}/{side}"]
 
@@ -294,7 +300,13 @@ def curate_shard(items: list[VideoItem], backends: Backends, config: CurationCon
     else:
         replies = _generate(
             backends.question,
-            [GenerationRequest(question_prompt(q["caption"], q["task_type"])) for q in pending],
+            [
+                GenerationRequest(
+                    question_prompt(q["caption"], q["task_type"]),
+                    context={key: q[key] for key in ("caption", "task_type", "video_id", "segment", "granularity")},
+                )
+                for q in pending
+            ],
             config.question_max_new_tokens,
             shard_seed + 2,
             stats,
@@ -328,7 +340,17 @@ def curate_shard(items: list[VideoItem], backends: Backends, config: CurationCon
     if backends.judge is not None:
         replies = _generate(
             backends.judge,
-            [GenerationRequest(judge_prompt(q["caption"], q["question"], q["chosen"], q["rejected"])) for q in judged],
+            [
+                GenerationRequest(
+                    judge_prompt(q["caption"], q["question"], q["chosen"], q["rejected"]),
+                    context={
+                        **{k: q[k] for k in ("caption", "question", "chosen", "rejected", "video_id", "segment")},
+                        "granularity": q["granularity"],
+                        "video_path": paths[q["video_id"]],
+                    },
+                )
+                for q in judged
+            ],
             config.judge_max_new_tokens,
             shard_seed + 4,
             stats,

@@ -91,7 +91,7 @@ def choose_segments(duration: float, spec: SegmentSpec, count: int, rng: random.
     return segments
 
 
-def localized_views(segment: tuple[float, float], num_frames: int) -> dict[str, VideoView]:
+def localized_views(segment: tuple[float, float], num_frames: int | None) -> dict[str, VideoView]:
     """Preferred view: frames inside the segment only; dis-preferred view: the whole video minus the segment."""
     start, end = segment
     return {
@@ -100,9 +100,10 @@ def localized_views(segment: tuple[float, float], num_frames: int) -> dict[str, 
     }
 
 
-def comprehensive_views(num_frames: int, sparse_num_frames: int) -> dict[str, VideoView]:
-    """Preferred view: `num_frames` dense frames of the whole video; dis-preferred: `sparse_num_frames` of them."""
-    if sparse_num_frames >= num_frames:
+def comprehensive_views(num_frames: int | None, sparse_num_frames: int) -> dict[str, VideoView]:
+    """Preferred view: `num_frames` dense frames of the whole video (`None`: every frame); dis-preferred:
+    `sparse_num_frames` of them."""
+    if num_frames is not None and sparse_num_frames >= num_frames:
         raise ValueError(
             f"sparse_num_frames={sparse_num_frames} must be smaller than num_frames={num_frames}: the dis-preferred "
             "comprehensive view is the down-sampled one."

@@ -1,0 +1,122 @@
+"""Curation roles for the world: a question writer and a judge that read the world's wording and timelines.
+
+They stand in for the paper's GPT-4o-mini and plug into the curation pipeline as ordinary backends
+(`--question_backend world`, `--judge_backend world`), with no special case inside the pipeline:
+
+- `WorldQuestionBackend` turns a caption into a multiple-choice question, as the paper's LLM does from the video
+  model's caption of a segment. It reads only the caption, so a wrong caption gives a wrong question, which the
+  judge then catches, exactly the failure the paper's filter exists for.
+- `WorldJudgeBackend` applies the paper's three checks against the true timeline saved beside each video
+  (`x.mp4` -> `x.json`): is answer 1 better than answer 2, does the question contradict the video or is it
+  ambiguous, is answer 1 correct.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from ..curation.backends import GenerationBackend, GenerationRequest
+from ..eval.answers import UNPARSEABLE, extract_answer_letter, option_letters
+from .questions import WorldQuestion, ask, parse_caption, true_answer
+from .timeline import WorldVideo, read_timeline, world_rng
+
+# Which world question each of the paper's task types becomes (the world has three localized kinds).
+TASK_KINDS = {
+    "temporal": ("after", "before"),
+    "action": ("motion",),
+    "spatial_reasoning": ("motion",),
+    "object": ("before", "after"),
+    "information_extraction": ("after",),
+    "descriptive": ("motion", "after", "before"),
+    "causal_reasoning": ("after", "before"),
+    "summarization": ("after", "before", "motion"),
+}
+
+_OPTION_LINE = re.compile(r"^([A-Z])\.\s+(.*)$")
+
+
+def split_mcq_prompt(prompt: str) -> tuple[str, list[str]]:
+    """(question, option texts) of a prompt worded like `WorldQuestion.prompt`."""
+    lines = [line.strip() for line in prompt.strip().splitlines() if line.strip()]
+    options = [m.group(2) for line in lines if (m := _OPTION_LINE.match(line))]
+    return (lines[0] if lines else ""), options
+
+
+class WorldQuestionBackend(GenerationBackend):
+    """Writes one question per caption (JSON reply `{"question", "answer"}`), or "None" when the caption names no
+    world scene the task type can ask about."""
+
+    model_id = "tpo-hf/world-question-writer"
+
+    def __init__(self, model_name_or_path: str | None = None, seed: int = 0):
+        self.seed = seed
+
+    def _one(self, request: GenerationRequest) -> str:
+        context = request.context or {}
+        scenes = parse_caption(context.get("caption", ""))
+        events = [scene for scene in scenes if not scene.needle]
+        if not events:
+            return "None"
+        video = WorldVideo("caption", tuple(events))
+        rng = world_rng("question-writer", self.seed, context.get("caption", ""), context.get("task_type", ""))
+        kinds = list(TASK_KINDS.get(context.get("task_type", ""), ("after", "before", "motion")))
+        rng.shuffle(kinds)
+        for kind in [*kinds, "motion"]:
+            question = ask(video, kind, rng)
+            if question is not None:
+                return json.dumps({"question": question.prompt, "answer": question.letter})
+        return "None"
+
+    def generate(self, requests: list[GenerationRequest], max_new_tokens: int, seed: int = 0) -> list[str]:
+        return [self._one(request) for request in requests]
+
+
+class WorldJudgeBackend(GenerationBackend):
+    """The paper's three checks against the timeline saved beside the video (`<video>.json`)."""
+
+    model_id = "tpo-hf/world-timeline-judge"
+
+    def __init__(self, model_name_or_path: str | None = None):
+        self._timelines: dict[str, WorldVideo] = {}
+
+    def timeline(self, video_path: str) -> WorldVideo:
+        if video_path not in self._timelines:
+            path = Path(video_path).with_suffix(".json")
+            if not path.is_file():
+                raise FileNotFoundError(
+                    f"The world judge needs the timeline of {video_path} at {path}; world corpora are written with "
+                    "`tpo-hf world corpus`, which saves it beside each video."
+                )
+            self._timelines[video_path] = read_timeline(path)
+        return self._timelines[video_path]
+
+    def verdict(self, request: GenerationRequest) -> dict:
+        context = request.context or {}
+        video = self.timeline(context["video_path"])
+        question, options = split_mcq_prompt(context.get("question", ""))
+        answer, reason = true_answer(video, question, options)
+        if answer is None:
+            return {"better": "No", "contradiction": "Yes", "correct": "No", "reason": reason}
+        truth = option_letters(len(options))[options.index(answer)]
+        chosen = extract_answer_letter(context.get("chosen"), options)
+        rejected = extract_answer_letter(context.get("rejected"), options)
+        correct = chosen == truth
+        better = correct and rejected != truth
+        if chosen == UNPARSEABLE:
+            reason = "answer 1 names no option"
+        elif not correct:
+            reason = f"answer 1 says {chosen}, the timeline says {truth} ({answer})"
+        elif not better:
+            reason = f"both answers say {truth}"
+        else:
+            reason = f"answer 1 is right ({truth}: {answer}), answer 2 says {rejected}"
+        yes = {True: "Yes", False: "No"}
+        return {"better": yes[better], "contradiction": "No", "correct": yes[correct], "reason": reason}
+
+    def generate(self, requests: list[GenerationRequest], max_new_tokens: int, seed: int = 0) -> list[str]:
+        return [json.dumps(self.verdict(request)) for request in requests]
+
+
+__all__ = ["WorldJudgeBackend", "WorldQuestionBackend", "WorldQuestion", "split_mcq_prompt"]

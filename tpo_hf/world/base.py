@@ -1,0 +1,104 @@
+"""The world's pretrained base model: shipped inside the package, or built once and cached.
+
+`tpo-hf world pretrain` builds it deterministically from `PretrainConfig` (one torch thread; ~15 minutes on 2 cores)
+and writes it with a model card saying how it was made. The package ships the result (`tpo_hf/world/base/`, ~4 MB)
+so the quickstart and the tests never wait for it and never download anything; when the shipped copy is absent or
+was made with other settings, `world_base_model()` builds it into the cache folder instead.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict
+from pathlib import Path
+
+from .pretrain import PretrainConfig, pretrain
+
+SHIPPED_BASE = Path(__file__).parent / "base"
+RECORD_NAME = "world_pretrain.json"
+
+CARD = """---
+library_name: transformers
+pipeline_tag: video-text-to-text
+tags:
+- tpo-hf
+- temporal-preference-optimization
+- synthetic
+license: apache-2.0
+---
+
+# tpo-hf world base ({params:.2f} M parameters)
+
+A small Qwen2-VL (`Qwen2VLForConditionalGeneration`, registry family `qwen2_vl`) pretrained from scratch on CPU by
+`tpo-hf world pretrain` on the synthetic temporal world of `tpo_hf.world`. It is the base model of tpo-hf's
+method-validity experiment and quickstart: good on short clips, worse on long videos, like the base models the
+TPO paper starts from.
+
+- Architecture: text {num_layers} layers x hidden {hidden_size}, vision depth 2; frames resized to 16x16, 8-pixel
+  patches, 2x2 merge, temporal patch 1: one visual token per frame (M-RoPE time position per frame).
+- Tokenizer: byte-level BPE whose merges were learned from the world's sentences (deterministic).
+- Data: generated on the fly, {steps} steps x batch {batch_size}; clips of {min_scenes}-{max_scenes} scenes (a scene is
+  one second, 2 frames: a coloured shape moving left/right/up/down), a 1-frame "needle" in {needle_pct:.0f}% of clips,
+  some clips cut mid-scene; targets: captions ({caption_pct:.0f}%) and multiple-choice answers (a letter) to
+  localized, comprehensive and needle questions. Long videos (8+ scenes) are never shown.
+- Optimiser: AdamW lr {learning_rate}, cosine with {warmup_steps} warmup steps, weight decay {weight_decay}, seed {seed}.
+- Build time: {minutes:.1f} minutes ({machine}).
+
+Settings fingerprint: `{fingerprint}`.
+"""
+
+
+def config_fingerprint(config: PretrainConfig) -> str:
+    return hashlib.sha256(json.dumps(asdict(config), sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _matches(folder: Path, config: PretrainConfig) -> bool:
+    record = folder / RECORD_NAME
+    if not (record.is_file() and (folder / "model.safetensors").is_file()):
+        return False
+    return json.loads(record.read_text()).get("fingerprint") == config_fingerprint(config)
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("TPO_HF_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "tpo_hf"
+    )
+    return Path(root) / "world-base"
+
+
+def build_base(output_dir: str | Path, config: PretrainConfig | None = None, progress: bool = True) -> Path:
+    """Pretrains the base into `output_dir` (model, processor, record, model card)."""
+    import platform
+
+    config = config or PretrainConfig()
+    output_dir = Path(output_dir)
+    pretrain(output_dir, config, progress=progress)
+    record = json.loads((output_dir / RECORD_NAME).read_text())
+    record["fingerprint"] = config_fingerprint(config)
+    (output_dir / RECORD_NAME).write_text(json.dumps(record, indent=2) + "\n")
+    (output_dir / "README.md").write_text(
+        CARD.format(
+            params=record["parameters"] / 1e6,
+            fingerprint=record["fingerprint"],
+            minutes=record["seconds"] / 60,
+            machine=f"{platform.machine()}, {os.cpu_count()} CPUs, one torch thread",
+            needle_pct=100 * config.needle_probability,
+            caption_pct=100 * config.caption_probability,
+            **asdict(config),
+        )
+    )
+    return output_dir
+
+
+def world_base_model(config: PretrainConfig | None = None, progress: bool = True) -> Path:
+    """The folder of the pretrained base: the shipped copy when it matches `config`, else the cached build
+    (built now if missing)."""
+    config = config or PretrainConfig()
+    if _matches(SHIPPED_BASE, config):
+        return SHIPPED_BASE
+    cached = cache_dir() / config_fingerprint(config)
+    if not _matches(cached, config):
+        build_base(cached, config, progress=progress)
+    return cached

@@ -1,0 +1,116 @@
+"""World corpora on disk: videos + timelines for curation, and held-out evaluation sets as `MCQSample`s.
+
+Splits never share a video: every video's content is drawn from a generator seeded by (split, seed, index), and the
+evaluation split uses its own split name, so curation and training never see an evaluation video or question.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..eval.benchmarks import MCQSample
+from .questions import COMPREHENSIVE_KINDS, LOCALIZED_KINDS, ask, caption
+from .timeline import WorldVideo, make_video, read_timeline, world_rng, write_world_video
+
+
+@dataclass(frozen=True)
+class CorpusSpec:
+    """Which videos a split holds: `num_videos` videos of `min_scenes`..`max_scenes` scenes."""
+
+    split: str
+    num_videos: int
+    min_scenes: int
+    max_scenes: int
+    needle_probability: float = 0.0
+    seed: int = 0
+
+
+def corpus_videos(spec: CorpusSpec) -> list[WorldVideo]:
+    """The timelines of a split (no files written)."""
+    videos = []
+    for index in range(spec.num_videos):
+        rng = world_rng(spec.split, spec.seed, index)
+        num_scenes = rng.randint(spec.min_scenes, spec.max_scenes)
+        with_needle = rng.random() < spec.needle_probability
+        videos.append(make_video(f"{spec.split}-{spec.seed}-{index:04d}", rng, num_scenes, with_needle))
+    return videos
+
+
+def write_corpus(spec: CorpusSpec, folder: str | Path) -> list[WorldVideo]:
+    """Writes every video of `spec` (mp4 + timeline json) into `folder`; existing identical files are kept."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    videos = corpus_videos(spec)
+    for video in videos:
+        mp4 = folder / f"{video.video_id}.mp4"
+        timeline = folder / f"{video.video_id}.json"
+        if mp4.is_file() and timeline.is_file() and read_timeline(timeline) == video:
+            continue
+        write_world_video(video, folder)
+    return videos
+
+
+def curation_rows(videos: list[WorldVideo], comprehensive_per_video: int = 2, seed: int = 0) -> list[dict]:
+    """Rows for `tpo-hf curate --dataset_name`: one per comprehensive question (the "existing QA annotations" input
+    of the curation pipeline), with the video's true caption; localized questions are written during curation from
+    the model's own captions of each segment."""
+    rows = []
+    for video in videos:
+        rng = world_rng("curation-questions", seed, video.video_id)
+        kinds = list(COMPREHENSIVE_KINDS)
+        rng.shuffle(kinds)
+        asked = 0
+        for kind in kinds * 2:
+            if asked == comprehensive_per_video:
+                break
+            question = ask(video, kind, rng)
+            if question is None:
+                continue
+            rows.append(
+                {
+                    "video": f"{video.video_id}.mp4",
+                    "caption": caption(video.scenes),
+                    "question": question.prompt,
+                    "answer": question.letter,
+                }
+            )
+            asked += 1
+    return rows
+
+
+def write_curation_inputs(videos: list[WorldVideo], path: str | Path, comprehensive_per_video: int = 2,
+                          seed: int = 0) -> Path:
+    path = Path(path)
+    path.write_text("".join(json.dumps(row) + "\n" for row in curation_rows(videos, comprehensive_per_video, seed)))
+    return path
+
+
+def eval_samples(videos: list[WorldVideo], per_video: dict[str, int], seed: int = 0) -> list[MCQSample]:
+    """Held-out questions: `per_video[kind]` questions of each kind per video (fewer where a video cannot support
+    more), each an `MCQSample` broken down by type (localized / comprehensive / needle), kind and scene count."""
+    samples = []
+    for video in videos:
+        rng = world_rng("eval-questions", seed, video.video_id)
+        for kind, count in per_video.items():
+            seen = set()
+            for _ in range(count * 3):
+                if len(seen) == count:
+                    break
+                question = ask(video, kind, rng)
+                if question is None or question.question in seen:
+                    continue
+                seen.add(question.question)
+                samples.append(
+                    question.to_sample(
+                        f"{video.video_id}-{kind}-{len(seen)}",
+                        f"{video.video_id}.mp4",
+                        num_frames=video.num_frames,  # the model sees every frame: no question is lost to sampling
+                        scenes=str(len(video.events)),
+                    )
+                )
+    return samples
+
+
+LOCALIZED_AND_COMPREHENSIVE = {**{k: 1 for k in LOCALIZED_KINDS}, **{k: 1 for k in COMPREHENSIVE_KINDS}}

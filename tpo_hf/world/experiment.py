@@ -1,0 +1,394 @@
+"""The method-validity experiment: does TPO make the world's base model better on long videos, and why?
+
+For every seed: write a training corpus of long videos, curate pairs with the real pipeline (the base model
+captions and answers, the world's question writer and timeline judge fill the LLM roles), then train one model per
+arm from the same pool of pairs and score every arm on the same held-out questions with `tpo_hf.eval`:
+
+- base: the pretrained model, untouched;
+- sft_self: SFT on the chosen answers of the 5:5 set (the paper's SFT_self);
+- localized_only / comprehensive_only: the TPO objective on one granularity;
+- tpo_5_5 (the paper's mix), tpo_1_9, tpo_9_1.
+
+Every arm gets the same number of pairs and steps. Arms run in parallel processes with one torch thread each,
+which is the fastest layout on a 2-core machine.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import statistics
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .corpus import CorpusSpec, eval_samples, write_corpus, write_curation_inputs
+from .questions import COMPREHENSIVE_KINDS, LOCALIZED_KINDS
+
+logger = logging.getLogger(__name__)
+
+# arm -> (localized:comprehensive mix of its pairs, TRL loss types); None = the untouched base
+ARMS: dict[str, tuple[str, list[str]] | None] = {
+    "base": None,
+    "sft_self": ("5:5", ["sft"]),
+    "localized_only": ("10:0", ["sigmoid", "sft"]),
+    "comprehensive_only": ("0:10", ["sigmoid", "sft"]),
+    "tpo_5_5": ("5:5", ["sigmoid", "sft"]),
+    "tpo_1_9": ("1:9", ["sigmoid", "sft"]),
+    "tpo_9_1": ("9:1", ["sigmoid", "sft"]),
+}
+QUESTION_TYPES = ("localized", "comprehensive", "needle")
+
+
+@dataclass
+class ExperimentConfig:
+    """Sizes and settings of one experiment run (`benchmarks/method_validity.py` flags map onto these)."""
+
+    out_dir: str = "method-validity"
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    arms: list[str] = field(default_factory=lambda: list(ARMS))
+    base_model: str | None = None  # default: the world base shipped with tpo-hf (built on first use if absent)
+    workers: int = 2
+    # training corpus (long videos only: the base was pretrained on 1-4 scenes)
+    train_videos: int = 120
+    train_min_scenes: int = 8
+    train_max_scenes: int = 16
+    needle_probability: float = 0.5
+    # curation
+    localized_per_video: int = 3
+    comprehensive_per_video: int = 3
+    segment_seconds: float = 2.0
+    sparse_num_frames: int = 6
+    pairs_per_arm: int = 240
+    # training (LoRA on the language model)
+    max_steps: int = 60
+    batch_size: int = 16
+    learning_rate: float = 1e-3
+    beta: float = 0.3
+    sft_weight: float = 0.5
+    lora_r: int = 32
+    # held-out evaluation: videos per scene count; long = at least `long_min_scenes`
+    eval_scene_counts: list[int] = field(default_factory=lambda: [2, 3, 4, 6, 8, 12, 16])
+    eval_videos_per_count: int = 30
+    long_min_scenes: int = 8
+    vniah_lengths: list[int] = field(default_factory=lambda: [8, 16, 24, 32])
+    vniah_depths: list[float] = field(default_factory=lambda: [0.0, 0.25, 0.5, 0.75, 1.0])
+
+
+# --- the pieces, each runnable in a worker process --------------------------------------------------------------
+def _single_thread() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def curate(config: ExperimentConfig, seed: int, base_model: str) -> dict[str, Any]:
+    """Writes the seed's training corpus and curates it once; each arm's pair set is then a re-mix of the same
+    shards (mix and size are not part of the shard fingerprint, so nothing is generated again)."""
+    _single_thread()
+    from ..curation.config import CurationConfig
+    from ..curation.pipeline import run_curation
+
+    root = Path(config.out_dir) / f"seed-{seed}"
+    corpus_dir = root / "corpus"
+    videos = write_corpus(
+        CorpusSpec(
+            "train", config.train_videos, config.train_min_scenes, config.train_max_scenes,
+            config.needle_probability, seed,
+        ),
+        corpus_dir,
+    )
+    inputs = write_curation_inputs(videos, root / "curation_inputs.jsonl", config.comprehensive_per_video, seed)
+    reports = {}
+    mixes = sorted({ARMS[arm][0] for arm in config.arms if ARMS.get(arm)})
+    for mix in mixes:
+        result = run_curation(
+            CurationConfig(
+                dataset_name=str(inputs),
+                video_root=str(corpus_dir),
+                caption_column="caption",
+                question_column="question",
+                answer_column="answer",
+                video_model=base_model,
+                question_backend="world",
+                judge_backend="world",
+                num_frames=None,
+                sparse_num_frames=config.sparse_num_frames,
+                segment_seconds=config.segment_seconds,
+                segment_min_seconds=1.0,
+                localized_per_video=config.localized_per_video,
+                caption_max_new_tokens=40,
+                answer_max_new_tokens=4,
+                batch_size=32,
+                dtype="float32",
+                device="cpu",
+                seed=seed,
+                mix_ratio=mix,
+                target_size=config.pairs_per_arm,
+                work_dir=str(root / "curation-shards"),
+                output_dir=str(root / f"pairs-{mix.replace(':', '_')}"),
+                copy_videos=False,
+                progress=False,
+            )
+        )
+        reports[mix] = result.report
+    return {"seed": seed, "reports": reports}
+
+
+def train_arm(config: ExperimentConfig, seed: int, arm: str, base_model: str) -> str:
+    """Trains one arm on its pair set (LoRA on the language model) and returns the adapter folder."""
+    _single_thread()
+    from peft import LoraConfig
+
+    from ..config import TPOConfig
+    from ..processing import VideoPreferenceProcessor
+    from ..train import load_preference_dataset
+    from ..trainer import TPOTrainer
+
+    mix, loss_type = ARMS[arm]
+    root = Path(config.out_dir) / f"seed-{seed}"
+    adapter_dir = root / "adapters" / arm
+    if (adapter_dir / "adapter_model.safetensors").is_file():
+        return str(adapter_dir)
+    dataset_dir = root / f"pairs-{mix.replace(':', '_')}"
+    corpus_dir = root / "corpus"
+    processor = VideoPreferenceProcessor.from_pretrained(base_model, num_frames=None, video_fps=2,
+                                                         video_root=str(corpus_dir))
+    args = TPOConfig(
+        str(adapter_dir),
+        num_frames=None,
+        video_fps=2,
+        video_root=str(corpus_dir),
+        per_device_train_batch_size=config.batch_size,
+        max_steps=config.max_steps,
+        learning_rate=config.learning_rate,
+        beta=config.beta,
+        sft_weight=config.sft_weight,
+        loss_type=loss_type,
+        loss_weights=[config.sft_weight if loss == "sft" and len(loss_type) > 1 else 1.0 for loss in loss_type],
+        warmup_ratio=0.1,
+        logging_steps=5,
+        bf16=False,
+        use_cpu=True,
+        save_strategy="no",
+        report_to=[],
+        seed=seed,
+        data_seed=seed,
+        dataloader_pin_memory=False,
+        disable_tqdm=True,
+    )
+    trainer = TPOTrainer(
+        base_model,
+        args=args,
+        train_dataset=load_preference_dataset(str(dataset_dir)),
+        processing_class=processor,
+        peft_config=LoraConfig(r=config.lora_r, lora_alpha=2 * config.lora_r, lora_dropout=0.0),
+    )
+    trainer.train()
+    trainer.save_model(str(adapter_dir))
+    return str(adapter_dir)
+
+
+def eval_sets(config: ExperimentConfig) -> tuple[Path, list]:
+    """The held-out videos (their own split, never curated or trained on) and their questions."""
+    folder = Path(config.out_dir) / "eval-videos"
+    videos = []
+    for count in config.eval_scene_counts:
+        spec = CorpusSpec(f"eval{count}", config.eval_videos_per_count, count, count, config.needle_probability, 0)
+        videos += write_corpus(spec, folder)
+    per_video = {**{k: 1 for k in LOCALIZED_KINDS}, **{k: 1 for k in COMPREHENSIVE_KINDS}, "needle": 1}
+    return folder, eval_samples(videos, per_video)
+
+
+def evaluate_arm(config: ExperimentConfig, seed: int, arm: str, base_model: str) -> dict[str, Any]:
+    """Scores one arm with the project's evaluation code: MCQ answers extracted from generated replies, plus
+    V-NIAH on haystacks cut from held-out world videos."""
+    _single_thread()
+    from ..eval.cli import load_model_and_processor
+    from ..eval.mcq import evaluate_mcq
+    from ..eval.vniah import Needle, build_vniah_suite, vniah_scores
+    from .timeline import render_scene, WorldScene
+
+    adapter = None if arm == "base" else str(Path(config.out_dir) / f"seed-{seed}" / "adapters" / arm)
+    model, processor = load_model_and_processor(base_model, adapter, dtype="float32", device="cpu")
+    processor.num_frames, processor.video_fps = None, 2.0
+    video_dir, samples = eval_sets(config)
+    tag = "base" if arm == "base" else "tpo"
+    run = evaluate_mcq(model, processor, samples, video_dir=video_dir, num_frames=32, batch_size=32,
+                       max_new_tokens=4, compare_base=False, progress=False)
+    results = run.results[tag]
+    haystacks = sorted(str(p) for p in video_dir.glob("eval16-*.mp4"))[:4]
+    needle = Needle(colour="magenta", shape="circle", distractors=("green", "blue", "yellow"))
+    vniah_dir = Path(config.out_dir) / "vniah-videos"
+    vniah = build_vniah_suite(haystacks, vniah_dir, config.vniah_lengths, config.vniah_depths, needle, fps=2,
+                              needle_clip_frames=render_scene(WorldScene("magenta", "circle", needle=True)))
+    vniah_run = evaluate_mcq(model, processor, vniah, batch_size=8, max_new_tokens=4, compare_base=False,
+                             progress=False)
+    return {
+        "arm": arm,
+        "seed": seed,
+        "samples": [
+            {"id": r.sample_id, "reply": r.reply, "prediction": r.prediction, "correct": r.correct, **r.breakdowns}
+            for r in results
+        ],
+        "vniah": vniah_scores(vniah, vniah_run.results[tag]),
+    }
+
+
+def _job(kind: str, *args: Any) -> Any:
+    return {"curate": curate, "train": train_arm, "eval": evaluate_arm}[kind](*args)
+
+
+def _train_and_eval(config: ExperimentConfig, seed: int, arm: str, base_model: str) -> dict[str, Any]:
+    if arm != "base":
+        train_arm(config, seed, arm, base_model)
+    return evaluate_arm(config, seed, arm, base_model)
+
+
+# --- scoring and reporting --------------------------------------------------------------------------------------
+def accuracies(samples: list[dict[str, Any]], long_min_scenes: int) -> dict[str, float]:
+    """Accuracy (percent) on long videos per question type and overall, on short clips, and per scene count."""
+
+    def pct(rows):
+        return 100.0 * sum(r["correct"] for r in rows) / len(rows) if rows else float("nan")
+
+    long = [s for s in samples if int(s["scenes"]) >= long_min_scenes]
+    short = [s for s in samples if int(s["scenes"]) <= 3]
+    scores = {"overall": pct(long), "short_clips": pct(short)}
+    for kind in QUESTION_TYPES:
+        scores[kind] = pct([s for s in long if s["type"] == kind])
+    for count in sorted({int(s["scenes"]) for s in samples}):
+        scores[f"scenes_{count}"] = pct([s for s in samples if int(s["scenes"]) == count])
+    scores["unparseable"] = 100.0 * sum(s["prediction"] == "unparseable" for s in long) / max(len(long), 1)
+    return scores
+
+
+def chance(samples: list[dict[str, Any]], long_min_scenes: int) -> float:
+    """Expected accuracy of a uniform random guess on the long-video questions (options per question vary)."""
+    long = [s for s in samples if int(s["scenes"]) >= long_min_scenes]
+    return 100.0 * statistics.mean(1.0 / (4 if s["kind"] != "order" else 2) for s in long)
+
+
+def summarize(config: ExperimentConfig, runs: list[dict[str, Any]]) -> dict[str, Any]:
+    table: dict[str, dict[str, Any]] = {}
+    for arm in config.arms:
+        per_seed = [accuracies(r["samples"], config.long_min_scenes) for r in runs if r["arm"] == arm]
+        keys = per_seed[0].keys() if per_seed else []
+        table[arm] = {
+            key: {
+                "mean": statistics.mean(s[key] for s in per_seed),
+                "std": statistics.stdev(s[key] for s in per_seed) if len(per_seed) > 1 else 0.0,
+                "per_seed": [round(s[key], 2) for s in per_seed],
+            }
+            for key in keys
+        }
+    return table
+
+
+def markdown(table: dict[str, Any], seeds: list[int], chance_level: float) -> str:
+    columns = ["overall", "localized", "comprehensive", "needle", "short_clips", "unparseable"]
+    lines = [
+        f"Held-out accuracy (%) on long videos (mean ± std over seeds {seeds}; chance {chance_level:.1f}%). "
+        "`short_clips`: 2-3-scene clips (forgetting check).",
+        "",
+        "| arm | " + " | ".join(columns) + " |",
+        "|---|" + "---|" * len(columns),
+    ]
+    for arm, scores in table.items():
+        cells = [f"{scores[c]['mean']:.1f} ± {scores[c]['std']:.1f}" for c in columns]
+        lines.append(f"| {arm} | " + " | ".join(cells) + " |")
+    lines += ["", "Per seed (overall, long videos):", ""]
+    for arm, scores in table.items():
+        lines.append(f"- {arm}: {scores['overall']['per_seed']}")
+    return "\n".join(lines) + "\n"
+
+
+def plot(table: dict[str, Any], out_dir: Path, scene_counts: list[int]) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    paths = []
+    arms = list(table)
+    kinds = ["overall", *QUESTION_TYPES, "short_clips"]
+    fig, ax = plt.subplots(figsize=(11, 4.5))
+    width = 0.8 / len(arms)
+    for i, arm in enumerate(arms):
+        means = [table[arm][k]["mean"] for k in kinds]
+        stds = [table[arm][k]["std"] for k in kinds]
+        ax.bar(np.arange(len(kinds)) + i * width, means, width, yerr=stds, capsize=2, label=arm)
+    ax.set_xticks(np.arange(len(kinds)) + width * (len(arms) - 1) / 2, kinds)
+    ax.set_ylabel("accuracy (%)")
+    ax.set_ylim(0, 100)
+    ax.set_title("Held-out accuracy by question type (long videos; short_clips = 2-3 scenes)")
+    ax.legend(ncol=4, fontsize=8)
+    fig.tight_layout()
+    paths.append(out_dir / "accuracy_by_arm.png")
+    fig.savefig(paths[-1], dpi=120)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for arm in [a for a in ("base", "sft_self", "tpo_5_5") if a in table]:
+        means = [table[arm][f"scenes_{n}"]["mean"] for n in scene_counts]
+        stds = [table[arm][f"scenes_{n}"]["std"] for n in scene_counts]
+        ax.errorbar([2 * n for n in scene_counts], means, yerr=stds, marker="o", capsize=3, label=arm)
+    ax.set_xlabel("video length (frames; 2 per scene)")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_ylim(0, 100)
+    ax.set_title("Accuracy against video length")
+    ax.legend()
+    fig.tight_layout()
+    paths.append(out_dir / "accuracy_vs_length.png")
+    fig.savefig(paths[-1], dpi=120)
+    plt.close(fig)
+    return paths
+
+
+def run_experiment(config: ExperimentConfig) -> dict[str, Any]:
+    """Runs every (seed, arm), writes `results.json`, `results.md` and the plots into `out_dir`; returns results."""
+    from .base import world_base_model
+
+    started = time.perf_counter()
+    out_dir = Path(config.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    base_model = config.base_model or str(world_base_model())
+    eval_sets(config)  # written once, before workers read them
+    with ProcessPoolExecutor(max_workers=config.workers) as pool:
+        curated = list(pool.map(_job, ["curate"] * len(config.seeds), [config] * len(config.seeds), config.seeds,
+                                [base_model] * len(config.seeds)))
+        jobs = [(seed, arm) for seed in config.seeds for arm in config.arms if arm != "base"]
+        futures = [pool.submit(_train_and_eval, config, seed, arm, base_model) for seed, arm in jobs]
+        base_runs = [pool.submit(evaluate_arm, config, config.seeds[0], "base", base_model)]
+        runs = [f.result() for f in futures]
+        base_result = base_runs[0].result()
+    # the base is deterministic (greedy decoding, same weights, same questions): one evaluation serves every seed
+    runs += [{**base_result, "seed": seed} for seed in config.seeds] if "base" in config.arms else []
+    table = summarize(config, runs)
+    chance_level = chance(runs[0]["samples"], config.long_min_scenes)
+    results = {
+        "config": asdict(config),
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version()},
+        "wall_seconds": round(time.perf_counter() - started, 1),
+        "chance": chance_level,
+        "curation": {
+            c["seed"]: {
+                mix: {key: r.get(key) for key in ("videos", "candidates", "questions", "judge", "drop_reasons",
+                                                  "kept_before_mix", "final")}
+                for mix, r in c["reports"].items()
+            }
+            for c in curated
+        },
+        "table": table,
+        "runs": runs,
+    }
+    (out_dir / "results.json").write_text(json.dumps(results, indent=1, default=str) + "\n")
+    (out_dir / "results.md").write_text(markdown(table, config.seeds, chance_level))
+    plot(table, out_dir, config.eval_scene_counts)
+    return results

@@ -1,0 +1,127 @@
+"""The world's small video-LMM: a real Qwen2-VL (registry family `qwen2_vl`) sized for CPU pretraining.
+
+Design choices, each for speed on a 2-core CPU without losing what makes it a video-LMM:
+- frames are resized to 16x16 with 8-pixel patches, 2x2 spatial merge and temporal patch 1, so every frame is one
+  visual token and a 12-scene video is 24 tokens (M-RoPE still gives each frame its own time position);
+- a byte-level BPE tokenizer trained (deterministically) on the world's own sentences, so every world word is one
+  token and prompts are ~40 tokens instead of ~200 bytes.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ..tiny import _CHATML_TEMPLATE, SPECIAL_TOKENS
+from .timeline import COLOURS, MOTIONS, SHAPES
+
+TOKEN_SIDE = 16  # pixels per frame side after resizing: one 2x2 group of 8-pixel patches = one token
+MAX_POSITIONS = 2048
+
+
+def world_sentences() -> list[str]:
+    """Text the tokenizer is trained on: every word and phrase that prompts, answers and captions use."""
+    from .questions import ALL_TEMPLATES
+
+    words = [*COLOURS, *SHAPES, *MOTIONS, "still"]
+    sentences = list(ALL_TEMPLATES)
+    sentences += [f"A {c} {s} moves {m}." for c in COLOURS for s in SHAPES for m in MOTIONS]
+    sentences += [" ".join(words), "Answer with the option's letter from the given choices directly."]
+    sentences += [f"{letter}. {word}" for letter in "ABCD" for word in words]
+    sentences += [f"A big {c} {s} flashes." for c in COLOURS for s in SHAPES]
+    sentences += [f"{n}" for n in range(32)]
+    return sentences
+
+
+def build_world_tokenizer():
+    """A Qwen2 tokenizer (byte-level BPE) whose merges are learned from `world_sentences` (deterministic)."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import Qwen2Tokenizer
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+    alphabet = list(bytes_to_unicode().values())
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    trainer = trainers.BpeTrainer(vocab_size=1024, min_frequency=1, initial_alphabet=alphabet, show_progress=False)
+    corpus = world_sentences()
+    bpe.train_from_iterator(corpus * 4, trainer=trainer)
+    vocab = bpe.get_vocab()
+    merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in json.loads(bpe.to_str())["model"]["merges"]]
+    tokenizer = Qwen2Tokenizer(
+        vocab=vocab, merges=merges, unk_token=None, pad_token="<|endoftext|>", eos_token="<|im_end|>"
+    )
+    tokenizer.add_special_tokens({"additional_special_tokens": SPECIAL_TOKENS[1:]})
+    return tokenizer
+
+
+def build_world_model(seed: int = 0, hidden_size: int = 128, num_layers: int = 4):
+    """A randomly initialised world Qwen2-VL and its processor (chat template, 16x16 frames, one token per frame)."""
+    import torch
+    from transformers import (
+        Qwen2VLConfig,
+        Qwen2VLForConditionalGeneration,
+        Qwen2VLImageProcessor,
+        Qwen2VLProcessor,
+        Qwen2VLVideoProcessor,
+    )
+
+    tokenizer = build_world_tokenizer()
+    ids = {token: tokenizer.convert_tokens_to_ids(token) for token in SPECIAL_TOKENS}
+    heads = 4
+    half_head = hidden_size // heads // 2
+    sections = [half_head - 2 * (half_head // 3), half_head // 3, half_head // 3]  # temporal, height, width
+    text_config = dict(
+        vocab_size=len(tokenizer),
+        bos_token_id=None,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        hidden_size=hidden_size,
+        intermediate_size=hidden_size * 2,
+        num_hidden_layers=num_layers,
+        num_attention_heads=heads,
+        num_key_value_heads=heads,
+        max_position_embeddings=MAX_POSITIONS,
+        tie_word_embeddings=True,
+        rope_parameters={"rope_type": "default", "mrope_section": sections, "rope_theta": 10000.0},
+    )
+    vision_config = dict(
+        depth=2,
+        embed_dim=64,
+        hidden_size=hidden_size,
+        num_heads=2,
+        mlp_ratio=2,
+        patch_size=8,
+        spatial_merge_size=2,
+        temporal_patch_size=1,
+        in_chans=3,
+    )
+    config = Qwen2VLConfig(
+        text_config=text_config,
+        vision_config=vision_config,
+        image_token_id=ids["<|image_pad|>"],
+        video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"],
+        vision_end_token_id=ids["<|vision_end|>"],
+    )
+    pixels = TOKEN_SIDE * TOKEN_SIDE
+    pixel_kwargs = dict(patch_size=8, temporal_patch_size=1, merge_size=2)
+    size = {"shortest_edge": pixels, "longest_edge": pixels}
+    processor = Qwen2VLProcessor(
+        image_processor=Qwen2VLImageProcessor(size=size, **pixel_kwargs),
+        video_processor=Qwen2VLVideoProcessor(size=size, **pixel_kwargs),
+        tokenizer=tokenizer,
+        chat_template=_CHATML_TEMPLATE.replace("VIDEO_MARKER", "<|vision_start|><|video_pad|><|vision_end|>"),
+    )
+    torch.manual_seed(seed)
+    model = Qwen2VLForConditionalGeneration(config)
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.do_sample = False
+    return model, processor
+
+
+def save_world_model(model, processor, output_dir: str | Path) -> Path:
+    output_dir = Path(output_dir)
+    model.save_pretrained(output_dir)
+    processor.save_pretrained(output_dir)
+    return output_dir

@@ -1,0 +1,149 @@
+"""Pretraining the world's base video-LMM on short clips (1-4 scenes): captions and questions about them.
+
+This is the stand-in for a video-LMM's instruction tuning on short videos: the model learns to see (colour, shape,
+motion), to caption, and to answer localized / comprehensive / needle questions about *short* clips. Long videos
+(8+ scenes) are never shown, which is what makes them hard for the base model, as in the TPO paper, where the
+base model is good on short clips and worse on long videos.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..curation.prompts import CAPTION_PROMPTS
+from .questions import COMPREHENSIVE_KINDS, LOCALIZED_KINDS, ask, caption
+from .timeline import WorldVideo, frame_metadata, make_video, render_video, world_rng
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class PretrainConfig:
+    """How the base is pretrained; everything that changes its weights (the cache key of `tpo-hf world pretrain`)."""
+
+    seed: int = 0
+    steps: int = 3000
+    batch_size: int = 32
+    learning_rate: float = 2e-3
+    warmup_steps: int = 100
+    weight_decay: float = 0.01
+    min_scenes: int = 1
+    max_scenes: int = 4
+    needle_probability: float = 0.25
+    caption_probability: float = 0.15
+    crop_probability: float = 0.3  # a clip may start or end in the middle of a scene, as curation segments do
+    hidden_size: int = 128
+    num_layers: int = 4
+    format_version: int = 1
+
+
+def short_clip(rng: random.Random, config: PretrainConfig, index: int) -> tuple[WorldVideo, np.ndarray]:
+    """A random clip of `min_scenes`..`max_scenes` scenes (maybe with a needle, maybe cut mid-scene)."""
+    num_scenes = rng.randint(config.min_scenes, config.max_scenes)
+    video = make_video(f"pretrain-{index}", rng, num_scenes, with_needle=rng.random() < config.needle_probability)
+    frames = render_video(video)
+    if len(video.scenes) > 1 and rng.random() < config.crop_probability:
+        first, last = video.scenes[0], video.scenes[-1]
+        start = 1 if (first.num_frames > 1 and rng.random() < 0.5) else 0
+        stop = len(frames) - (1 if (last.num_frames > 1 and rng.random() < 0.5) else 0)
+        frames = frames[start:stop]
+    return video, frames
+
+
+def training_example(rng: random.Random, config: PretrainConfig, index: int) -> tuple[str, str, np.ndarray]:
+    """(prompt, answer, frames) of one pretraining example."""
+    video, frames = short_clip(rng, config, index)
+    if rng.random() < config.caption_probability:
+        prompt = CAPTION_PROMPTS["localized" if rng.random() < 0.5 else "comprehensive"]
+        return prompt, caption(video.scenes), frames
+    kinds = list(LOCALIZED_KINDS + COMPREHENSIVE_KINDS)
+    if any(scene.needle for scene in video.scenes):
+        kinds += ["needle"] * 3
+    while True:
+        question = ask(video, rng.choice(kinds), rng)
+        if question is not None:
+            # the answer is the option's text: the evaluation's answer extraction maps it to its letter
+            return question.prompt, question.answer, frames
+
+
+def encode_batch(processor, examples: list[tuple[str, str, np.ndarray]]):
+    """Model inputs with labels on the answers only (prompt and padding masked with -100)."""
+    import torch
+
+    prompts = [processor.prompt_text(prompt) for prompt, _, _ in examples]
+    texts = [text + processor.completion_text(prompt, answer) for text, (prompt, answer, _) in zip(prompts, examples)]
+    videos = [(frames, frame_metadata(len(frames))) for _, _, frames in examples]
+    inputs = processor._process(texts, videos, padding=True, padding_side="right")
+    labels = inputs["input_ids"].clone()
+    labels[inputs["attention_mask"] == 0] = -100
+    video_token = processor.video_token_id
+    for row, (frames, _) in enumerate(videos):
+        prompt_length = len(processor.tokenizer(prompts[row], add_special_tokens=False)["input_ids"])
+        # the prompt text holds one video placeholder that the processor expanded to one token per frame
+        prompt_length += int((inputs["input_ids"][row] == video_token).sum()) - 1
+        labels[row, :prompt_length] = -100
+    inputs["labels"] = labels
+    return inputs
+
+
+def pretrain(
+    output_dir: str | Path, config: PretrainConfig | None = None, progress: bool = True, on_step=None
+) -> Path:
+    """Pretrains the base from scratch and saves it (model, processor, `world_pretrain.json`) to `output_dir`."""
+    import torch
+    from tqdm.auto import tqdm
+
+    from ..processing import VideoPreferenceProcessor
+    from .model import build_world_model
+
+    config = config or PretrainConfig()
+    output_dir = Path(output_dir)
+    model, hf_processor = build_world_model(config.seed, config.hidden_size, config.num_layers)
+    processor = VideoPreferenceProcessor(hf_processor, video_fps=2)
+    model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+
+    def schedule(step: int) -> float:
+        if step < config.warmup_steps:
+            return (step + 1) / config.warmup_steps
+        progress_ = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
+        return 0.5 * (1 + math.cos(math.pi * progress_))
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    rng = world_rng("pretrain", config.seed)
+    torch.manual_seed(config.seed)
+    started, losses = time.perf_counter(), []
+    bar = tqdm(range(config.steps), desc="world pretrain", disable=not progress)
+    for step in bar:
+        examples = [training_example(rng, config, step * config.batch_size + i) for i in range(config.batch_size)]
+        loss = model(**encode_batch(processor, examples)).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        losses.append(loss.item())
+        if step % 50 == 0:
+            bar.set_postfix(loss=f"{np.mean(losses[-50:]):.3f}")
+        if on_step is not None:
+            on_step(step + 1, model, processor)
+    model.eval()
+    output_dir.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(output_dir)
+    processor.save_pretrained(output_dir)
+    record = {
+        "config": asdict(config),
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "seconds": time.perf_counter() - started,
+        "loss_curve": losses[::10],
+    }
+    (output_dir / "world_pretrain.json").write_text(json.dumps(record, indent=2) + "\n")
+    return output_dir
