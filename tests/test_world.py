@@ -85,12 +85,12 @@ def test_names_are_unique_and_neighbours_differ():
 
 
 def test_unanswerable_questions_are_refused():
-    video = WorldVideo("x", (WorldScene("red", "circle", "left"), WorldScene("blue", "square", "up")))
+    video = WorldVideo("x", (WorldScene("red", "ring", "left"), WorldScene("blue", "square", "up")))
     rng = random.Random(0)
     assert ask(video, "after", rng, target=1) is None  # nothing after the last scene
     assert ask(video, "needle", rng) is None  # no needle
     options = ["red", "blue", "green", "white"]
-    assert true_answer(video, "What colour is the shape right after the green cross?", options)[0] is None
+    assert true_answer(video, "What colour is the shape right after the green bar?", options)[0] is None
     assert true_answer(video, "What colour is the shape right after the blue square?", options)[0] is None
     assert true_answer(video, "How are you?", options)[0] is None
 
@@ -188,7 +188,7 @@ def test_timeline_judge_applies_the_three_checks(tmp_path):
         "judge_not_better",
     ]
     assert verdicts[2].correct is False and verdicts[4].correct is False
-    ghost = ask(WorldVideo("g", (WorldScene("white", "cross", "up"), WorldScene("red", "circle", "up"))), "after",
+    ghost = ask(WorldVideo("g", (WorldScene("white", "bar", "up"), WorldScene("red", "ring", "up"))), "after",
                 random.Random(0))
     (reply,) = judge.generate([_judge_request(path, ghost, ghost.answer, "x")], max_new_tokens=64)
     verdict = parse_judge_reply(reply)
@@ -199,7 +199,7 @@ def test_timeline_judge_applies_the_three_checks(tmp_path):
 
 def test_question_writer_reads_the_caption():
     writer = WorldQuestionBackend(seed=0)
-    scenes = (WorldScene("red", "circle", "left"), WorldScene("blue", "square", "up"))
+    scenes = (WorldScene("red", "ring", "left"), WorldScene("blue", "square", "up"))
     requests = [
         GenerationRequest("prompt", context={"caption": caption(scenes), "task_type": task})
         for task in ("temporal", "action", "object", "descriptive")

@@ -1,8 +1,8 @@
 """The world's small video-LMM: a real Qwen2-VL (registry family `qwen2_vl`) sized for CPU pretraining.
 
 Design choices, each for speed on a 2-core CPU without losing what makes it a video-LMM:
-- frames are resized to 16x16 with 8-pixel patches, 2x2 spatial merge and temporal patch 1, so every frame is one
-  visual token and a 12-scene video is 24 tokens (M-RoPE still gives each frame its own time position);
+- frames are resized to 16x16 with 8-pixel patches, 2x2 spatial merge and temporal patch 2, so every two frames
+  are one visual token (the patch embedding sees the motion between them) and a 12-scene video is 24 tokens;
 - a byte-level BPE tokenizer trained (deterministically) on the world's own sentences, so every world word is one
   token and prompts are ~40 tokens instead of ~200 bytes.
 """
@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 
 from ..tiny import _CHATML_TEMPLATE, SPECIAL_TOKENS
-from .timeline import COLOURS, MOTIONS, SHAPES
+from .timeline import COLOURS, MOTIONS, NEEDLE_SHAPES, SHAPES
 
 TOKEN_SIDE = 16  # pixels per frame side after resizing: one 2x2 group of 8-pixel patches = one token
 MAX_POSITIONS = 2048
@@ -28,7 +28,7 @@ def world_sentences() -> list[str]:
     sentences += [f"A {c} {s} moves {m}." for c in COLOURS for s in SHAPES for m in MOTIONS]
     sentences += [" ".join(words), "Answer with the option's letter from the given choices directly."]
     sentences += [f"{letter}. {word}" for letter in "ABCD" for word in words]
-    sentences += [f"A big {c} {s} flashes." for c in COLOURS for s in SHAPES]
+    sentences += [f"A big {c} {s} flashes." for c in COLOURS for s in NEEDLE_SHAPES]
     sentences += [f"{n}" for n in range(32)]
     return sentences
 
@@ -92,7 +92,7 @@ def build_world_model(seed: int = 0, hidden_size: int = 128, num_layers: int = 4
         mlp_ratio=2,
         patch_size=8,
         spatial_merge_size=2,
-        temporal_patch_size=1,
+        temporal_patch_size=2,
         in_chans=3,
     )
     config = Qwen2VLConfig(
@@ -104,7 +104,7 @@ def build_world_model(seed: int = 0, hidden_size: int = 128, num_layers: int = 4
         vision_end_token_id=ids["<|vision_end|>"],
     )
     pixels = TOKEN_SIDE * TOKEN_SIDE
-    pixel_kwargs = dict(patch_size=8, temporal_patch_size=1, merge_size=2)
+    pixel_kwargs = dict(patch_size=8, temporal_patch_size=2, merge_size=2)
     size = {"shortest_edge": pixels, "longest_edge": pixels}
     processor = Qwen2VLProcessor(
         image_processor=Qwen2VLImageProcessor(size=size, **pixel_kwargs),

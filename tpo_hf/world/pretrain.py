@@ -51,9 +51,10 @@ def short_clip(rng: random.Random, config: PretrainConfig, index: int) -> tuple[
     video = make_video(f"pretrain-{index}", rng, num_scenes, with_needle=rng.random() < config.needle_probability)
     frames = render_video(video)
     if len(video.scenes) > 1 and rng.random() < config.crop_probability:
+        # start or end inside a scene (keeping at least half of it), as a curation segment may
         first, last = video.scenes[0], video.scenes[-1]
-        start = 1 if (first.num_frames > 1 and rng.random() < 0.5) else 0
-        stop = len(frames) - (1 if (last.num_frames > 1 and rng.random() < 0.5) else 0)
+        start = rng.randint(0, first.num_frames // 2)
+        stop = len(frames) - rng.randint(0, last.num_frames // 2)
         frames = frames[start:stop]
     return video, frames
 

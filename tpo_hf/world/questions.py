@@ -3,7 +3,7 @@
 Three families, as in the TPO paper's evaluation:
 
 - localized: about one moment, which the question names by content, the way the paper's questions do ("Which way
-  does the red circle move?", "What colour is the shape right after the red circle?");
+  does the red ring move?", "What colour is the shape right after the red ring?");
 - comprehensive: about the whole video (the first or last shape, which of two shapes comes first);
 - needle: one frame of a big shape hidden in the video (the V-NIAH question of `tpo_hf.eval.vniah`).
 
@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from ..eval.answers import option_letters
 from ..eval.benchmarks import MCQSample
 from ..eval.vniah import NEEDLE_QUESTION
-from .timeline import COLOURS, MOTIONS, SHAPES, WorldScene, WorldVideo
+from .timeline import COLOURS, MOTIONS, NEEDLE_SHAPES, SHAPES, WorldScene, WorldVideo
 
 # The world model answers with the option's text ("blue"), which `extract_answer_letter` maps to its letter: for a
 # model this small, naming the thing it saw is learnable long before the extra hop to a letter is.
@@ -36,7 +36,7 @@ TEMPLATES = {
     "order": "Which comes first, the {a} or the {b}?",
     "needle": NEEDLE_QUESTION,
 }
-ALL_TEMPLATES = [t.replace("{name}", "red circle").replace("{a}", "red circle").replace("{b}", "blue square")
+ALL_TEMPLATES = [t.replace("{name}", "red ring").replace("{a}", "red ring").replace("{b}", "blue square")
                  .replace("{shape}", "circle") for t in TEMPLATES.values()]
 LOCALIZED_KINDS = ("motion", "after", "before")
 COMPREHENSIVE_KINDS = ("first", "last", "order")
@@ -162,7 +162,7 @@ def parse_caption(text: str) -> list[WorldScene]:
     scenes = []
     for match in _SENTENCE.finditer(text or ""):
         big, colour, shape, _, motion = match.groups()
-        if colour in COLOURS and shape in SHAPES and (big or motion in MOTIONS):
+        if colour in COLOURS and (shape in NEEDLE_SHAPES if big else shape in SHAPES and motion in MOTIONS):
             scenes.append(WorldScene(colour, shape, motion or "still", needle=bool(big)))
     return scenes
 

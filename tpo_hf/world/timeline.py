@@ -29,19 +29,22 @@ COLOURS: dict[str, tuple[int, int, int]] = {
     "orange": (245, 140, 20),
     "white": (250, 250, 250),
 }
-SHAPES = ("square", "circle", "triangle", "cross")
+# Shapes that differ at 16x16 pixels in what an 8-pixel patch sees (filled, hollow, wide, tall)
+SHAPES = ("square", "ring", "bar", "column")
+NEEDLE_SHAPES = ("circle", "square")  # the V-NIAH needle shapes of `tpo_hf.eval.vniah`
 MOTIONS = ("left", "right", "up", "down")
 BACKGROUND = (128, 128, 128)
 
 FPS = 2  # frames per second of every world video
-FRAMES_PER_SCENE = 2  # a scene lasts one second
-FRAME_SIZE = 32  # rendered side in pixels; the world model's processor resizes to 16x16 (one token per frame)
-MOVE_PIXELS = 6  # how far the object moves between the two frames of a scene
+FRAMES_PER_SCENE = 4  # a scene lasts two seconds: two visual tokens (temporal patches of 2 frames)
+NEEDLE_FRAMES = 2  # a needle is one temporal patch
+FRAME_SIZE = 32  # rendered side in pixels; the world model's processor resizes to 16x16 (one token per 2 frames)
+MOVE_PIXELS = 3  # how far the object moves from one frame to the next
 
 
 @dataclass(frozen=True)
 class WorldScene:
-    """One second of a world video: a `colour` `shape` moving `motion`; `needle` scenes are one big still frame."""
+    """Two seconds of a world video: a `colour` `shape` moving `motion`; `needle` scenes are a big still shape."""
 
     colour: str
     shape: str
@@ -50,12 +53,12 @@ class WorldScene:
 
     @property
     def name(self) -> str:
-        """How questions refer to the scene's object ("the red circle")."""
+        """How questions refer to the scene's object ("the red ring")."""
         return f"{self.colour} {self.shape}"
 
     @property
     def num_frames(self) -> int:
-        return 1 if self.needle else FRAMES_PER_SCENE
+        return NEEDLE_FRAMES if self.needle else FRAMES_PER_SCENE
 
 
 @dataclass(frozen=True)
@@ -117,7 +120,7 @@ def world_rng(*parts: object) -> random.Random:
 
 
 def random_scenes(rng: random.Random, count: int) -> list[WorldScene]:
-    """`count` scenes whose (colour, shape) pairs are all different, so "the red circle" names one scene, and whose
+    """`count` scenes whose (colour, shape) pairs are all different, so "the red ring" names one scene, and whose
     neighbours differ in colour, so every scene boundary is visible."""
     combos = [(c, s) for c in COLOURS for s in SHAPES]
     scenes: list[WorldScene] = []
@@ -130,9 +133,9 @@ def random_scenes(rng: random.Random, count: int) -> list[WorldScene]:
 
 
 def needle_scene(rng: random.Random, avoid_colours: set[str] = frozenset()) -> WorldScene:
-    """A needle: one frame of a big shape, in a colour none of `avoid_colours` (so its colour is unique)."""
+    """A needle: a big still shape, in a colour none of `avoid_colours` (so its colour is unique)."""
     colours = [c for c in COLOURS if c not in avoid_colours] or list(COLOURS)
-    return WorldScene(rng.choice(colours), rng.choice(SHAPES[:2]), "still", needle=True)
+    return WorldScene(rng.choice(colours), rng.choice(NEEDLE_SHAPES), "still", needle=True)
 
 
 def make_video(video_id: str, rng: random.Random, num_scenes: int, with_needle: bool = False) -> WorldVideo:
@@ -152,12 +155,13 @@ def _shape_mask(shape: str, centre: tuple[float, float], radius: float, size: in
         return (np.abs(dy) <= radius) & (np.abs(dx) <= radius)
     if shape == "circle":
         return dy**2 + dx**2 <= radius**2
-    if shape == "triangle":  # apex up
-        return (dy <= radius) & (dy >= -radius) & (np.abs(dx) <= (dy + radius) / 2)
-    if shape == "cross":
-        arm = radius * 0.4
-        return ((np.abs(dy) <= radius) & (np.abs(dx) <= arm)) | ((np.abs(dx) <= radius) & (np.abs(dy) <= arm))
-    raise ValueError(f"Unknown shape {shape!r}; the world has {SHAPES}.")
+    if shape == "ring":
+        return (np.abs(dy) <= radius) & (np.abs(dx) <= radius) & ~((np.abs(dy) <= radius / 2) & (np.abs(dx) <= radius / 2))
+    if shape == "bar":
+        return (np.abs(dy) <= radius / 2.5) & (np.abs(dx) <= radius * 1.3)
+    if shape == "column":
+        return (np.abs(dx) <= radius / 2.5) & (np.abs(dy) <= radius * 1.3)
+    raise ValueError(f"Unknown shape {shape!r}; the world has {SHAPES} and needles {NEEDLE_SHAPES}.")
 
 
 def render_scene(scene: WorldScene, size: int = FRAME_SIZE) -> np.ndarray:
@@ -166,10 +170,10 @@ def render_scene(scene: WorldScene, size: int = FRAME_SIZE) -> np.ndarray:
     frames[:] = BACKGROUND
     colour = np.array(COLOURS[scene.colour], dtype=np.uint8)
     if scene.needle:
-        frames[0][_shape_mask(scene.shape, (size / 2, size / 2), size * 0.47, size)] = colour
+        frames[:, _shape_mask(scene.shape, (size / 2, size / 2), size * 0.47, size)] = colour
         return frames
     step = {"left": (0, -1), "right": (0, 1), "up": (-1, 0), "down": (1, 0)}[scene.motion]
-    radius = size * 0.28
+    radius = size * 0.25
     for index in range(scene.num_frames):
         offset = (index - (scene.num_frames - 1) / 2) * MOVE_PIXELS
         centre = (size / 2 + step[0] * offset, size / 2 + step[1] * offset)
