@@ -163,6 +163,33 @@ def _build_qwen3_vl(tokenizer):
     return Qwen3VLForConditionalGeneration(config), _qwen_processor(Qwen3VLProcessor, Qwen3VLVideoProcessor, tokenizer)
 
 
+# LLaVA families: 32x32-pixel frames cut into 8x8 patches
+_LLAVA_IMAGE_SIZE, _LLAVA_PATCH_SIZE = 32, 8
+
+
+def _llava_config_kwargs(tokenizer, vision_model_type: str, **vision_extra) -> dict:
+    """Text, vision and token settings shared by the tiny LLaVA-OneVision and LLaVA-NeXT-Video configs."""
+    ids = _token_ids(tokenizer)
+    vision_config = dict(
+        model_type=vision_model_type,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        image_size=_LLAVA_IMAGE_SIZE,
+        patch_size=_LLAVA_PATCH_SIZE,
+        **vision_extra,
+    )
+    return dict(
+        text_config=dict(model_type="qwen2", **_qwen_text_config(tokenizer)),
+        vision_config=vision_config,
+        image_token_index=ids["<image>"],
+        video_token_index=ids["<video>"],
+        vision_feature_layer=-1,
+        image_grid_pinpoints=[[_LLAVA_IMAGE_SIZE, _LLAVA_IMAGE_SIZE]],
+    )
+
+
 def _build_llava_onevision(tokenizer):
     from transformers import (
         LlavaOnevisionConfig,
@@ -172,25 +199,9 @@ def _build_llava_onevision(tokenizer):
         LlavaOnevisionVideoProcessor,
     )
 
-    ids = _token_ids(tokenizer)
-    image_size, patch_size = 32, 8
-    vision_config = dict(
-        model_type="siglip_vision_model",
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        image_size=image_size,
-        patch_size=patch_size,
-    )
+    image_size, patch_size = _LLAVA_IMAGE_SIZE, _LLAVA_PATCH_SIZE
     config = LlavaOnevisionConfig(
-        text_config=dict(model_type="qwen2", **_qwen_text_config(tokenizer)),
-        vision_config=vision_config,
-        image_token_index=ids["<image>"],
-        video_token_index=ids["<video>"],
-        vision_feature_layer=-1,
-        vision_feature_select_strategy="full",
-        image_grid_pinpoints=[[image_size, image_size]],
+        **_llava_config_kwargs(tokenizer, "siglip_vision_model"), vision_feature_select_strategy="full"
     )
     size = {"height": image_size, "width": image_size}
     processor = LlavaOnevisionProcessor(
@@ -213,26 +224,10 @@ def _build_llava_next_video(tokenizer):
         LlavaNextVideoVideoProcessor,
     )
 
-    ids = _token_ids(tokenizer)
-    image_size, patch_size = 32, 8
-    vision_config = dict(
-        model_type="clip_vision_model",
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        image_size=image_size,
-        patch_size=patch_size,
-        projection_dim=32,
-    )
+    image_size, patch_size = _LLAVA_IMAGE_SIZE, _LLAVA_PATCH_SIZE
     config = LlavaNextVideoConfig(
-        text_config=dict(model_type="qwen2", **_qwen_text_config(tokenizer)),
-        vision_config=vision_config,
-        image_token_index=ids["<image>"],
-        video_token_index=ids["<video>"],
-        vision_feature_layer=-1,
+        **_llava_config_kwargs(tokenizer, "clip_vision_model", projection_dim=32),
         vision_feature_select_strategy="default",
-        image_grid_pinpoints=[[image_size, image_size]],
         spatial_pool_stride=2,
         image_seq_length=(image_size // patch_size) ** 2,
         video_seq_length=(image_size // patch_size // 2) ** 2,
