@@ -29,11 +29,10 @@ def ask(
             candidate.question = template_question(candidate.task_type, candidate.segment)
             candidate.question_source = "template"
         return
-    prompt = lambda c: question_prompt(c.caption, c.task_type)  # noqa: E731
     asked = generate_and_parse(
         backend,
         pending,
-        prompt,
+        lambda candidate: question_prompt(candidate.caption, candidate.task_type),
         parse_question_reply,
         max_new_tokens=max_new_tokens,
         seed=seed,

@@ -25,11 +25,10 @@ def judge(
 ) -> None:
     """Sets `verdict` (and `drop_reason` when a check fails) on every live candidate."""
     alive = [candidate for candidate in candidates if candidate.alive]
-    prompt = lambda c: judge_prompt(c.caption, c.question, c.chosen, c.rejected)  # noqa: E731
     judged = generate_and_parse(
         backend,
         alive,
-        prompt,
+        lambda candidate: judge_prompt(candidate.caption, candidate.question, candidate.chosen, candidate.rejected),
         parse_judge_reply,
         max_new_tokens=max_new_tokens,
         seed=seed,
