@@ -24,10 +24,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from tpo_hf.curation import Backends, CurationConfig, TransformersBackend, curate_shard, list_videos  # noqa: E402
 from tpo_hf.curation.segments import comprehensive_views, localized_views  # noqa: E402
-from tpo_hf.synthetic import Scene, synthetic_frames  # noqa: E402
+from tpo_hf.synthetic import COLOURS, Scene, synthetic_frames  # noqa: E402
 from tpo_hf.video import VideoFile, load_video  # noqa: E402
 
-COLOURS = ["red", "green", "blue", "yellow", "purple", "white"]
+COLOUR_NAMES = list(COLOURS)
 
 
 def write_with_gop(path: Path, frames, fps: int, gop: int) -> Path:
@@ -51,7 +51,10 @@ def make_corpus(folder: Path, count: int, seconds: float, fps: int, gop: int) ->
     for index in range(count):
         scenes = [
             Scene(
-                seconds / 3, COLOURS[(index + k) % len(COLOURS)], ("square", "circle")[k % 2], ("right", "left")[k % 2]
+                seconds / 3,
+                COLOUR_NAMES[(index + k) % len(COLOUR_NAMES)],
+                ("square", "circle")[k % 2],
+                ("right", "left")[k % 2],
             )
             for k in range(3)
         ]

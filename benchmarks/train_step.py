@@ -14,7 +14,7 @@ out. Peak memory: growth of the process's max RSS over the steps on CPU (`resour
 `torch.cuda.max_memory_allocated` over the steps on CUDA.
 
     python benchmarks/train_step.py                    # CPU, tiny-but-long
-    python benchmarks/train_step.py --device cuda --frames 64 --hidden-size 1024 --layers 8 --pairs 4
+    python benchmarks/train_step.py --device cuda --frames 64 --hidden_size 1024 --layers 8 --pairs 4
 """
 
 from __future__ import annotations
@@ -129,7 +129,7 @@ def run_path(path: str, args: argparse.Namespace) -> dict:
     config = TPOConfig(
         str(work / f"out-{path}"),
         num_frames=args.frames,
-        video_max_pixels=args.height * args.width,
+        max_pixels=args.height * args.width,
         video_root=str(videos),
         per_device_train_batch_size=args.pairs,
         max_length=None,
@@ -201,13 +201,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--frames", type=int, default=32)
     parser.add_argument("--height", type=int, default=64)
     parser.add_argument("--width", type=int, default=128)
-    parser.add_argument("--answer-tokens", type=int, default=64)
+    parser.add_argument("--answer_tokens", type=int, default=64)
     parser.add_argument("--pairs", type=int, default=2, help="pairs per step (per_device_train_batch_size)")
-    parser.add_argument("--hidden-size", type=int, default=128)
+    parser.add_argument("--hidden_size", type=int, default=128)
     parser.add_argument("--layers", type=int, default=4)
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--gradient-checkpointing", action="store_true")
+    parser.add_argument("--gradient_checkpointing", action="store_true")
     parser.add_argument("--paths", default="abcd")
     parser.add_argument("--workdir", default=None)
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)

@@ -45,8 +45,8 @@ def train_and_push(out: Path, video_dir: str) -> None:
     sys.path.insert(0, str(Path(__file__).parent))
     from conftest import preference_rows
 
-    from tpo_hf import TPOConfig, TPOTrainer, VideoPreferenceProcessor
-    from tpo_hf.tiny import save_tiny_model
+    from tpo_hf import TPOTrainer, VideoPreferenceProcessor
+    from tpo_hf.tiny import save_tiny_model, tiny_tpo_config
 
     rows = preference_rows()
     Dataset.from_list(rows).push_to_hub(DATASET_REPO)
@@ -60,18 +60,12 @@ def train_and_push(out: Path, video_dir: str) -> None:
 
     # loaded by id, so the adapter's base_model_name_or_path is a repo id that resolves on the (local) Hub
     model = AutoModelForImageTextToText.from_pretrained(BASE_REPO)
-    args = TPOConfig(
-        str(out / "run"),
+    args = tiny_tpo_config(
+        out / "run",
         num_frames=8,
         video_root=video_dir,
-        per_device_train_batch_size=2,
         max_steps=2,
         learning_rate=5e-3,
-        logging_steps=1,
-        bf16=False,
-        report_to=[],
-        gradient_checkpointing=False,
-        save_strategy="no",
         hub_model_id=ADAPTER_REPO,
         seed=0,
     )
@@ -102,10 +96,10 @@ def cli_pushes(out: Path) -> None:
     adapter_dir = out / "run"
     runs = []
     for argv in (
-        ["push", "--adapter-dir", str(adapter_dir), "--repo-id", CLI_REPO],
-        ["push", "--adapter-dir", str(adapter_dir), "--repo-id", CLI_REPO],
-        ["push", "--adapter-dir", str(adapter_dir), "--repo-id", CLI_REPO],
-        ["push", "--adapter-dir", str(adapter_dir), "--repo-id", MERGED_REPO, "--merge"],
+        ["push", "--adapter_dir", str(adapter_dir), "--repo_id", CLI_REPO],
+        ["push", "--adapter_dir", str(adapter_dir), "--repo_id", CLI_REPO],
+        ["push", "--adapter_dir", str(adapter_dir), "--repo_id", CLI_REPO],
+        ["push", "--adapter_dir", str(adapter_dir), "--repo_id", MERGED_REPO, "--merge"],
     ):
         stdout, code, message = io.StringIO(), 0, ""
         try:
@@ -152,26 +146,14 @@ def train_from_curated_repo(out: Path) -> None:
     from datasets import load_dataset
     from peft import LoraConfig
 
-    from tpo_hf import TPOConfig, TPOTrainer
-    from tpo_hf.tiny import build_tiny_model
-    from tpo_hf.train import default_video_root
+    from tpo_hf import TPOTrainer
+    from tpo_hf.data import default_video_root
+    from tpo_hf.tiny import build_tiny_model, tiny_tpo_config
 
     dataset = load_dataset(CURATED_REPO, split="train")
     video_root = default_video_root(CURATED_REPO)
     model, processor = build_tiny_model("qwen2_vl")
-    args = TPOConfig(
-        str(out / "curated_run"),
-        num_frames=4,
-        video_root=video_root,
-        per_device_train_batch_size=2,
-        max_steps=1,
-        bf16=False,
-        use_cpu=True,
-        report_to=[],
-        gradient_checkpointing=False,
-        save_strategy="no",
-        dataloader_pin_memory=False,
-    )
+    args = tiny_tpo_config(out / "curated_run", video_root=video_root)
     trainer = TPOTrainer(
         model, args=args, train_dataset=dataset, processing_class=processor, peft_config=LoraConfig(r=4, lora_alpha=8)
     )

@@ -16,6 +16,32 @@ from tpo_hf.tiny import build_tiny_model, save_tiny_model  # noqa: E402
 
 ALL_FAMILIES = sorted(FAMILIES)
 
+
+# --- skip markers (TRL's require_* style): registered in pyproject.toml, enforced here ---------------------------------
+def _has_bitsandbytes() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("bitsandbytes") is not None
+
+
+def _has_torch_accelerator() -> bool:
+    import torch
+
+    return torch.cuda.is_available() or (hasattr(torch, "xpu") and torch.xpu.is_available())
+
+
+SKIP_MARKERS = {
+    "require_bitsandbytes": (_has_bitsandbytes, "needs bitsandbytes (pip install bitsandbytes)"),
+    "require_torch_accelerator": (_has_torch_accelerator, "needs a GPU (CUDA or XPU)"),
+}
+
+
+def pytest_runtest_setup(item):
+    for name, (available, reason) in SKIP_MARKERS.items():
+        if item.get_closest_marker(name) is not None and not available():
+            pytest.skip(f"{name}: {reason}")
+
+
 # Two 8-second clips (8 fps, 64x128) whose halves differ, so segments and exclusions change what the model sees.
 VIDEO_SCENES = {
     "red_blue.mp4": [Scene(4, "red", "square", "right"), Scene(4, "blue", "circle", "left")],

@@ -15,9 +15,13 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 def test_every_template_ships_in_the_wheel():
     tomllib = pytest.importorskip("tomllib") if sys.version_info >= (3, 11) else pytest.importorskip("tomli")
     pyproject = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())
-    patterns = pyproject["tool"]["setuptools"]["package-data"]["hub_cards"]
-    templates = [p.name for p in (REPO_ROOT / "hub_cards").iterdir() if p.is_file() and p.suffix != ".py"]
-    assert {"model_card.md", "space_readme.md", "space_app.py.j2", "space_requirements.txt"} <= set(templates)
+    setuptools = pyproject["tool"]["setuptools"]
+    # the templates install as data of tpo_hf (tpo_hf/_cards/), not as a second top-level package
+    assert setuptools["package-dir"] == {"tpo_hf._cards": "hub_cards"}
+    assert "hub_cards" not in setuptools["packages"] and "tpo_hf._cards" in setuptools["packages"]
+    patterns = setuptools["package-data"]["tpo_hf._cards"]
+    templates = [p.name for p in (REPO_ROOT / "hub_cards").iterdir() if p.is_file()]
+    assert {"dataset_card.md", "model_card.md", "space_readme.md", "space_app.py.j2"} <= set(templates)
     for name in templates:
         assert any(fnmatch.fnmatch(name, pattern) for pattern in patterns), f"hub_cards/{name} is not package data"
 
@@ -26,7 +30,7 @@ def test_describe_quantization():
     import torch
     from transformers import BitsAndBytesConfig
 
-    from tpo_hf.hub.cards import describe_quantization
+    from tpo_hf.hub.model_card import describe_quantization
 
     assert describe_quantization(None) == "none"
     config = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16)
@@ -47,24 +51,11 @@ def test_save_model_writes_card_from_the_run(tmp_path, tiny_model, preference_da
     from huggingface_hub import EvalResult, ModelCard
     from peft import LoraConfig
 
-    from tpo_hf import TPOConfig, TPOTrainer
+    from tpo_hf import TPOTrainer
+    from tpo_hf.tiny import tiny_tpo_config
 
     model, processor = tiny_model("qwen2_5_vl")
-    args = TPOConfig(
-        str(tmp_path / "out"),
-        num_frames=4,
-        video_root=str(video_dir),
-        per_device_train_batch_size=2,
-        max_steps=1,
-        logging_steps=1,
-        beta=0.2,
-        sft_weight=1.0,
-        learning_rate=1e-3,
-        bf16=False,
-        report_to=[],
-        gradient_checkpointing=False,
-        save_strategy="no",
-    )
+    args = tiny_tpo_config(tmp_path / "out", video_root=str(video_dir), beta=0.2, sft_weight=1.0, learning_rate=1e-3)
     trainer = TPOTrainer(
         model,
         args=args,

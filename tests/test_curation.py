@@ -32,12 +32,12 @@ from tpo_hf.curation import (
     localized_views,
     parse_judge_reply,
     parse_question_reply,
-    render_dataset_card,
     run_curation,
     video_seed,
 )
-from tpo_hf.curation.pipeline import mix_and_size
+from tpo_hf.curation.mixing import mix_and_size
 from tpo_hf.curation.prompts import TASK_TYPES, question_prompt
+from tpo_hf.hub.dataset_card import render_dataset_card
 from tpo_hf.synthetic import read_frame_stamp
 from tpo_hf.tiny import save_tiny_text_model
 from tpo_hf.video import VideoFile
@@ -388,8 +388,8 @@ def test_run_curation_card_and_training(video_dir, tiny_backend, tmp_path):
     from huggingface_hub import DatasetCard
     from peft import LoraConfig
 
-    from tpo_hf import TPOConfig, TPOTrainer
-    from tpo_hf.train import default_video_root, load_preference_dataset
+    from tpo_hf import TPOTrainer
+    from tpo_hf.data import default_video_root, load_preference_dataset
 
     output_dir = tmp_path / "curated"
     config = CurationConfig(
@@ -425,21 +425,10 @@ def test_run_curation_card_and_training(video_dir, tiny_backend, tmp_path):
     rendered = render_dataset_card(result.dataset, report, config, repo_id="user/tiny", videos_included=True)
     assert "user/tiny" in str(rendered) and "under `videos/`" in str(rendered)
 
-    from tpo_hf.tiny import build_tiny_model
+    from tpo_hf.tiny import build_tiny_model, tiny_tpo_config
 
     model, processor = build_tiny_model("qwen2_5_vl")
-    args = TPOConfig(
-        str(tmp_path / "train"),
-        num_frames=8,
-        video_root=default_video_root(str(output_dir)),
-        per_device_train_batch_size=2,
-        max_steps=1,
-        bf16=False,
-        report_to=[],
-        gradient_checkpointing=False,
-        save_strategy="no",
-        logging_steps=1,
-    )
+    args = tiny_tpo_config(tmp_path / "train", num_frames=8, video_root=default_video_root(str(output_dir)))
     trainer = TPOTrainer(
         model, args=args, train_dataset=dataset, processing_class=processor, peft_config=LoraConfig(r=4, lora_alpha=8)
     )

@@ -16,8 +16,8 @@ import yaml
 
 from tpo_hf.curate import make_parser
 from tpo_hf.curation import run_curation
+from tpo_hf.data import load_preference_dataset
 from tpo_hf.synthetic import Scene, write_synthetic_video
-from tpo_hf.train import load_preference_dataset
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -87,7 +87,7 @@ def test_reference_run_shape(curation_setup):
 def test_sigkill_mid_run_then_resume_gives_the_same_dataset(curation_setup):
     root, config_file, reference = curation_setup
     output_dir = root / "killed"
-    command = [sys.executable, "-m", "tpo_hf.curate", "--config", str(config_file), "--output-dir", str(output_dir)]
+    command = [sys.executable, "-m", "tpo_hf.curate", "--config", str(config_file), "--output_dir", str(output_dir)]
     shards = output_dir / "_curation" / "shards"
     process = subprocess.Popen(
         command, cwd=REPO_ROOT, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True

@@ -361,7 +361,7 @@ def test_eval_recipes_parse(path):
 
 
 def test_eval_config_rejects_what_cannot_run():
-    from tpo_hf.eval.cli import EvalConfig
+    from tpo_hf.eval.config import EvalConfig
 
     with pytest.raises(ValueError, match="Unknown benchmark 'mmlu'"):
         EvalConfig(model_name_or_path="m", benchmark="mmlu")

@@ -8,7 +8,6 @@ from PIL import Image
 
 from tpo_hf.eval.mcq import SampleResult
 from tpo_hf.eval.vniah import (
-    NEEDLE_COLOURS,
     Needle,
     build_vniah_suite,
     insert_needle,
@@ -16,7 +15,7 @@ from tpo_hf.eval.vniah import (
     plot_vniah_heatmap,
     vniah_scores,
 )
-from tpo_hf.synthetic import read_frame_stamp
+from tpo_hf.synthetic import COLOURS, read_frame_stamp
 from tpo_hf.video import load_video
 
 
@@ -24,7 +23,7 @@ def _is_needle(frame: np.ndarray, colour: str) -> bool:
     """The centre of a needle frame is the needle colour (the haystack's synthetic frames never are)."""
     height, width = frame.shape[:2]
     centre = frame[height // 3 : 2 * height // 3, width // 8 : width // 3].reshape(-1, 3).astype(float).mean(0)
-    return bool(np.abs(centre - np.array(NEEDLE_COLOURS[colour])).max() < 40)
+    return bool(np.abs(centre - np.array(COLOURS[colour])).max() < 40)
 
 
 def test_needle_sits_at_the_requested_depth_in_the_decoded_video(video_dir, tmp_path):

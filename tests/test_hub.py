@@ -150,7 +150,7 @@ def test_cli_push_failure_is_reported_and_retry_does_not_duplicate(hub, publishe
     failed, retried, again, merged = json.loads((published / "cli_pushes.json").read_text())
     adapter_dir = published / "run"
     assert failed["code"] == 1
-    assert f"Rerun `tpo-hf push --adapter-dir {adapter_dir} --repo-id {CLI_REPO}`" in failed["message"]
+    assert f"Rerun `tpo-hf push --adapter_dir {adapter_dir} --repo_id {CLI_REPO}`" in failed["message"]
     assert f"Nothing in {adapter_dir} was changed" in failed["message"]
     commits = hub.commits(CLI_REPO)
     assert failed["head"] == commits[0]["id"]  # the repo was created, nothing was committed

@@ -18,7 +18,7 @@ from peft import LoraConfig
 from tpo_hf import TPOConfig, TPOTrainer
 from tpo_hf.families import FAMILIES
 from tpo_hf.prefix_sharing import pack_pairs, unsupported_reason
-from tpo_hf.tiny import build_tiny_model
+from tpo_hf.tiny import build_tiny_model, tiny_tpo_config
 
 SUPPORTED = sorted(name for name, family in FAMILIES.items() if family.supports_prefix_sharing)
 TOLERANCE = 1e-4
@@ -51,16 +51,7 @@ PATHS = {
 
 def _args(tmp_path, video_dir, **settings) -> TPOConfig:
     settings = {"gradient_checkpointing": False, **settings}
-    return TPOConfig(
-        str(tmp_path / "out"),
-        num_frames=4,
-        video_root=str(video_dir),
-        per_device_train_batch_size=2,
-        bf16=False,
-        report_to=[],
-        save_strategy="no",
-        **settings,
-    )
+    return tiny_tpo_config(tmp_path / "out", video_root=str(video_dir), **settings)
 
 
 def _trainer(family, tmp_path, video_dir, dataset=None, attn_implementation=None, **settings):
@@ -225,6 +216,7 @@ def test_precomputed_reference_is_reused_by_a_second_trainer(tmp_path, video_dir
     assert torch.isfinite(loss)
 
 
+@pytest.mark.require_bitsandbytes
 def test_qlora_prefix_sharing_matches_duplicated_rows(tiny_model_dirs, tmp_path, video_dir):
     """QLoRA: a 4-bit language model (bitsandbytes on CPU) under prefix sharing gives the duplicated rows' loss and
     gradients."""

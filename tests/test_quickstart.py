@@ -19,7 +19,7 @@ def test_quickstart_end_to_end(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), HF_HUB_OFFLINE="1")
     out = tmp_path / "qs"
     result = subprocess.run(
-        [*command, "quickstart", "--output-dir", str(out)], env=env, capture_output=True, text=True, timeout=600
+        [*command, "quickstart", "--output_dir", str(out)], env=env, capture_output=True, text=True, timeout=600
     )
     assert result.returncode == 0, result.stderr[-4000:]
     stdout = result.stdout

@@ -18,6 +18,9 @@ from pathlib import Path
 
 import pytest
 from hub_server import HubServer
+from packaging.requirements import Requirement
+
+import tpo_hf
 
 # everything here talks to 127.0.0.1 only: no analytics calls, no proxy for loopback
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
@@ -92,7 +95,16 @@ def test_write_and_push_space(tmp_path):
     assert 'examples=["examples/shapes.mp4"]' in app
     compile(app, "app.py", "exec")
     assert (folder / "examples" / "shapes.mp4").stat().st_size > 0
-    assert "gradio==" in (folder / "requirements.txt").read_text()
+    # requirements: tpo-hf, then its runtime and `demo` dependencies with exactly the bounds of pyproject.toml
+    tomllib = pytest.importorskip("tomllib")
+    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
+    expected = [
+        f"tpo-hf[demo]=={tpo_hf.__version__}",
+        *project["dependencies"],
+        *project["optional-dependencies"]["demo"],
+    ]
+    normalized = [str(Requirement(line)) for line in expected]
+    assert (folder / "requirements.txt").read_text().splitlines() == normalized
 
     # the CLI pushes the same folder to a Space repo on the local hub
     with HubServer(tmp_path / "hub") as hub:
@@ -113,11 +125,11 @@ def test_write_and_push_space(tmp_path):
                 "space",
                 "--adapter",
                 "tester/tiny-tpo",
-                "--base-model",
+                "--base_model",
                 "tester/tiny-base",
-                "--space-id",
+                "--space_id",
                 "tester/tiny-tpo-demo",
-                "--num-frames",
+                "--num_frames",
                 "8",
             ],
             cwd=REPO_ROOT,

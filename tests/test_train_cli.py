@@ -14,7 +14,8 @@ import yaml
 from datasets import Dataset
 
 from tests.conftest import preference_rows
-from tpo_hf.train import TPOScriptArguments, load_preference_dataset, make_parser
+from tpo_hf.data import load_preference_dataset
+from tpo_hf.train import TPOScriptArguments, make_parser
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

@@ -11,26 +11,12 @@ from peft import LoraConfig, PeftModel
 
 from tests.conftest import ALL_FAMILIES, preference_rows
 from tpo_hf import TPOConfig, TPOTrainer, VideoPreferenceCollator, VideoPreferenceProcessor
+from tpo_hf.tiny import tiny_tpo_config
 
 
 def make_args(tmp_path, video_dir, **overrides):
-    settings = dict(
-        num_frames=4,
-        video_root=str(video_dir),
-        per_device_train_batch_size=2,
-        max_steps=2,
-        learning_rate=1e-3,
-        warmup_ratio=0.0,
-        logging_steps=1,
-        bf16=False,
-        report_to=[],
-        gradient_checkpointing=False,
-        save_strategy="no",
-        disable_tqdm=True,
-        dataloader_pin_memory=False,
-    )
-    settings.update(overrides)
-    return TPOConfig(str(tmp_path / "out"), **settings)
+    settings = dict(video_root=str(video_dir), max_steps=2, learning_rate=1e-3, warmup_ratio=0.0, disable_tqdm=True)
+    return tiny_tpo_config(tmp_path / "out", **{**settings, **overrides})
 
 
 def lora():
@@ -159,6 +145,25 @@ def test_precompute_keeps_rows_aligned_when_pairs_are_dropped(tiny_model, prefer
     assert all(math.isfinite(chosen[i]) for i in (0, 2))
     trainer.train()
     assert trainer.state.log_history[-2]["too_long/dropped_total"] > 0
+
+
+@pytest.mark.require_torch_accelerator
+def test_lora_trains_on_accelerator_in_bf16(tmp_path, tiny_model, preference_dataset, video_dir):
+    """On a GPU: bf16 LoRA training with shared encoding and prefix sharing runs, logs a finite loss, moves weights."""
+    model, processor = tiny_model("qwen2_5_vl")
+    trainer = TPOTrainer(
+        model,
+        args=make_args(tmp_path, video_dir, use_cpu=False, bf16=True),
+        train_dataset=preference_dataset(),
+        processing_class=processor,
+        peft_config=lora(),
+    )
+    assert trainer.model.device.type != "cpu"
+    before = trainable_snapshot(trainer.model)
+    trainer.train()
+    assert math.isfinite(trainer.state.log_history[-1]["train_loss"])
+    unchanged = [n for n, p in trainer.model.named_parameters() if p.requires_grad and torch.equal(p, before[n])]
+    assert not unchanged, f"LoRA parameters that did not change: {unchanged[:3]}"
 
 
 @pytest.mark.require_bitsandbytes

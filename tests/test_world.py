@@ -10,14 +10,15 @@ import numpy as np
 import pytest
 
 from tpo_hf.curation.backends import GenerationRequest
+from tpo_hf.curation.candidate import Candidate
 from tpo_hf.curation.prompts import parse_judge_reply, parse_question_reply
 from tpo_hf.eval.answers import extract_answer_letter
 from tpo_hf.video import load_video
 from tpo_hf.world.backends import WorldJudgeBackend, WorldQuestionBackend, split_mcq_prompt
 from tpo_hf.world.corpus import CorpusSpec, corpus_videos, curation_rows, eval_samples, write_corpus
 from tpo_hf.world.questions import TEMPLATES, ask, caption, parse_caption, true_answer
+from tpo_hf.synthetic import COLOURS
 from tpo_hf.world.timeline import (
-    COLOURS,
     FPS,
     MOTIONS,
     WorldScene,
@@ -106,17 +107,17 @@ def test_rendering_shows_the_timeline():
     for colour in COLOURS:
         for motion in MOTIONS:
             frames = render_scene(WorldScene(colour, "square", motion))
-            assert frames.shape[0] == 2
+            assert frames.shape[0] == 4
             centroids = []
             for frame in frames:
                 mask = np.all(frame == COLOURS[colour], axis=-1)
                 assert mask.sum() > 50
                 ys, xs = np.nonzero(mask)
                 centroids.append((ys.mean(), xs.mean()))
-            dy, dx = np.subtract(centroids[1], centroids[0])
+            dy, dx = np.subtract(centroids[-1], centroids[0])
             assert {"left": dx < 0, "right": dx > 0, "up": dy < 0, "down": dy > 0}[motion]
     needle = render_scene(WorldScene("cyan", "circle", "still", needle=True))
-    assert needle.shape[0] == 1 and np.all(needle[0][16, 16] == COLOURS["cyan"])
+    assert needle.shape[0] == 2 and np.all(needle[:, 16, 16] == COLOURS["cyan"])
 
 
 def test_corpus_on_disk_decodes_to_the_timeline(tmp_path):
@@ -157,10 +158,9 @@ def test_eval_samples_and_curation_rows():
 
 
 def _judge_request(video_path, question, chosen, rejected):
-    return GenerationRequest(
-        "judge prompt", context={"video_path": str(video_path), "question": question.prompt, "chosen": chosen,
-                                 "rejected": rejected}
-    )
+    candidate = Candidate(video_path.name, "localized", "localized0", "temporal", question=question.prompt,
+                          chosen=chosen, rejected=rejected)
+    return GenerationRequest("judge prompt", candidate=candidate)
 
 
 def test_timeline_judge_applies_the_three_checks(tmp_path):
@@ -168,7 +168,7 @@ def test_timeline_judge_applies_the_three_checks(tmp_path):
     path = tmp_path / f"{video.video_id}.mp4"
     question = ask(video, "after", random.Random(0))
     wrong = next(o for o in question.options if o != question.answer)
-    judge = WorldJudgeBackend()
+    judge = WorldJudgeBackend(tmp_path)
     replies = judge.generate(
         [
             _judge_request(path, question, question.answer, wrong),  # kept
@@ -201,10 +201,12 @@ def test_question_writer_reads_the_caption():
     writer = WorldQuestionBackend(seed=0)
     scenes = (WorldScene("red", "ring", "left"), WorldScene("blue", "square", "up"))
     requests = [
-        GenerationRequest("prompt", context={"caption": caption(scenes), "task_type": task})
+        GenerationRequest("prompt", candidate=Candidate("v.mp4", "localized", "l0", task, caption=caption(scenes)))
         for task in ("temporal", "action", "object", "descriptive")
     ]
-    requests.append(GenerationRequest("prompt", context={"caption": "Nothing I can name.", "task_type": "action"}))
+    requests.append(
+        GenerationRequest("prompt", candidate=Candidate("v.mp4", "localized", "l0", "action", caption="No name."))
+    )
     replies = writer.generate(requests, max_new_tokens=128)
     for reply in replies[:-1]:
         parsed = parse_question_reply(reply)

@@ -9,7 +9,7 @@ padded, with `completion_mask` marking the answer tokens. Each pair's prompt and
   plain `DPOTrainer` forward expects).
 
 Nothing is ever truncated: a pair whose prompt (video tokens included) plus answer exceeds `max_length` is dropped
-(counted in `tpo_num_dropped`) or raises an error naming the row, per `too_long_policy`.
+(counted in `tpo_num_dropped`, see `BOOKKEEPING_KEYS`) or raises an error naming the row, per `too_long_policy`.
 """
 
 from __future__ import annotations
@@ -25,9 +25,15 @@ from .video import VideoLoadError
 
 logger = logging.getLogger(__name__)
 
-ROW_INDEX_COLUMN = "tpo_row_index"
-PAIR_PREFIX = "pair_"
+REQUIRED_COLUMNS = ("prompt", "chosen", "rejected", "video")
+ROW_INDEX_COLUMN = "tpo_row_index"  # added to the dataset by TPOTrainer so errors and cached values find their row
+PAIR_PREFIX = "pair_"  # per-pair video tensors for the shared encoding: `pair_<processor key>`
 TOO_LONG_POLICIES = ("drop", "error")
+# Batch keys that are bookkeeping for the trainer, never model inputs (TPOTrainer strips them before the forward)
+NUM_DROPPED_KEY = "tpo_num_dropped"  # pairs of the batch dropped for length
+BATCH_SIZE_KEY = "tpo_batch_size"  # examples the batch was made from, dropped ones included
+KEPT_POSITIONS_KEY = "tpo_kept_positions"  # positions (in the examples) of the pairs kept
+BOOKKEEPING_KEYS = (NUM_DROPPED_KEY, BATCH_SIZE_KEY, KEPT_POSITIONS_KEY, ROW_INDEX_COLUMN)
 
 
 class TooLongError(ValueError):
@@ -66,7 +72,7 @@ class VideoPreferenceCollator:
             raise ValueError(f"too_long_policy must be one of {TOO_LONG_POLICIES}, got {self.too_long_policy!r}")
 
     def _encode(self, example: dict[str, Any], position: int) -> EncodedPair:
-        missing = [column for column in ("prompt", "chosen", "rejected", "video") if example.get(column) is None]
+        missing = [column for column in REQUIRED_COLUMNS if example.get(column) is None]
         if missing:
             raise KeyError(f"{describe_row(example, position)} has no value for column(s) {missing}")
         try:
@@ -102,9 +108,9 @@ class VideoPreferenceCollator:
                 kept.append(position)
         num_dropped = len(examples) - len(pairs)
         batch: dict[str, Any] = {
-            "tpo_num_dropped": torch.tensor(num_dropped),
-            "tpo_batch_size": torch.tensor(len(examples)),
-            "tpo_kept_positions": torch.tensor(kept, dtype=torch.long),
+            NUM_DROPPED_KEY: torch.tensor(num_dropped),
+            BATCH_SIZE_KEY: torch.tensor(len(examples)),
+            KEPT_POSITIONS_KEY: torch.tensor(kept, dtype=torch.long),
         }
         if not pairs:
             return batch

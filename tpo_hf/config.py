@@ -1,4 +1,4 @@
-"""Stage 4 of the flow (settings): `TPOConfig`, TRL's `DPOConfig` with TPO's defaults and the video fields."""
+"""Stage 4 of the flow (training settings): `TPOConfig`, TRL's `DPOConfig` with TPO's defaults and the video fields."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ class TPOConfig(DPOConfig):
         Sampling rate in frames per second, used when `num_frames` is `None`.
     max_frames (`int` or `None`, *optional*, defaults to `None`):
         Cap on the frames per video, whichever of the two above is used.
-    video_max_pixels (`int` or `None`, *optional*, defaults to `None`):
+    max_pixels (`int` or `None`, *optional*, defaults to `None`):
         Per-frame pixel budget for families that resize dynamically (Qwen); `None` keeps the processor's setting.
     video_root (`str` or `None`, *optional*, defaults to `None`):
         Folder that relative paths in the `video` column are resolved against.
@@ -57,7 +57,7 @@ class TPOConfig(DPOConfig):
         default=None, metadata={"help": "Sampling rate (frames per second) when `num_frames` is None."}
     )
     max_frames: int | None = field(default=None, metadata={"help": "Cap on the number of frames per video."})
-    video_max_pixels: int | None = field(
+    max_pixels: int | None = field(
         default=None, metadata={"help": "Per-frame pixel budget for dynamically resizing families (Qwen)."}
     )
     video_root: str | None = field(
@@ -105,14 +105,14 @@ class TPOConfig(DPOConfig):
             "num_frames": self.num_frames,
             "video_fps": self.video_fps,
             "max_frames": self.max_frames,
-            "max_pixels": self.video_max_pixels,
+            "max_pixels": self.max_pixels,
             "video_root": self.video_root,
         }
 
     def __post_init__(self):
         if self.num_frames is None and self.video_fps is None:
             raise ValueError("TPOConfig: set `num_frames` or `video_fps` (every frame of a long video is too many).")
-        for name in ("num_frames", "max_frames", "video_max_pixels"):
+        for name in ("num_frames", "max_frames", "max_pixels"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"TPOConfig: `{name}` must be a positive integer or None, got {value}.")

@@ -1,26 +1,20 @@
 """Stage 2 entry point: curate TPO preference pairs from videos.
 
-    tpo-hf curate --config recipes/Qwen2.5-VL-7B-Instruct/curation/config.yaml
+    tpo-hf curate --config recipes/Qwen2.5-VL-7B-Instruct/curate/config.yaml
     accelerate launch --num_processes 8 -m tpo_hf.curate --config FILE.yaml      # videos split across processes
 
 `CurationConfig` is parsed with TRL's `TrlParser`: every field can be set in the YAML file or as a flag, and flags
-override the file. A killed run resumes when started again with the same command. With `--push-to-hub REPO_ID`
+override the file. A killed run resumes when started again with the same command. With `--push_to_hub REPO_ID`
 the dataset, its card (and with `--upload_videos` the videos) are pushed in one commit.
 """
 
 from __future__ import annotations
 
-import logging
-
 from trl import TrlParser
 
-from .curation.card import push_dataset
 from .curation.config import CurationConfig
-from .curation.pipeline import CurationResult, run_curation
-
-logger = logging.getLogger(__name__)
-
-__all__ = ["CurationConfig", "cli_main", "main", "make_parser"]
+from .curation.run import CurationResult, run_curation
+from .hub.push import push_dataset
 
 
 def main(config: CurationConfig) -> CurationResult | None:

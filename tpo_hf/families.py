@@ -22,7 +22,7 @@ import torch
 
 from .video import sampled_fps
 
-# Linear layers of the language model only: "all-linear" would also adapt the vision tower (see DESIGN.md).
+# Linear layers of the language model only: PEFT's "all-linear" would also adapt the vision tower's linear layers.
 LANGUAGE_MODEL_LORA_TARGETS = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)$"
 
 

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .synthetic import COLOURS, Scene, write_synthetic_video
-from .tiny import DEFAULT_TINY_FAMILY, TINY_BUILDERS, save_tiny_model
+from .tiny import DEFAULT_TINY_FAMILY, TINY_BUILDERS, save_tiny_model, tiny_tpo_config
 
 
 @dataclass
@@ -97,12 +97,12 @@ def main(config: QuickstartConfig) -> dict[str, str]:
     from datasets import Dataset
 
     from .curation.config import CurationConfig
-    from .curation.pipeline import run_curation
-    from .eval.cli import EvalConfig
-    from .eval.cli import main as run_eval
+    from .curation.run import run_curation
+    from .data import default_video_root, load_preference_dataset
+    from .eval.config import EvalConfig
     from .eval.results import eval_results
+    from .eval.run import evaluate
     from .hub.space import write_space
-    from .train import default_video_root, load_preference_dataset
 
     output_dir = Path(config.output_dir).resolve()
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -170,7 +170,7 @@ def main(config: QuickstartConfig) -> dict[str, str]:
     mcq_file = output_dir / "eval_questions.jsonl"
     Dataset.from_list(known_content_mcq(corpus)).to_json(str(mcq_file))
     eval_dir = output_dir / "eval"
-    results = run_eval(
+    results = evaluate(
         EvalConfig(
             model_name_or_path=str(model_dir),
             adapter_path=str(adapter_dir),
@@ -238,28 +238,19 @@ def main(config: QuickstartConfig) -> dict[str, str]:
 def _train(config: QuickstartConfig, model_dir: Path, dataset, video_root: str | None, adapter_dir: Path):
     from peft import LoraConfig
 
-    from .config import TPOConfig
     from .processing import VideoPreferenceProcessor
     from .trainer import TPOTrainer
 
     processor = VideoPreferenceProcessor.from_pretrained(
         model_dir, num_frames=config.num_frames, video_root=video_root
     )
-    args = TPOConfig(
-        str(adapter_dir),
+    args = tiny_tpo_config(
+        adapter_dir,
         num_frames=config.num_frames,
         video_root=video_root,
-        per_device_train_batch_size=2,
         max_steps=config.max_steps,
         learning_rate=5e-4,
-        logging_steps=1,
-        bf16=False,
-        use_cpu=True,
-        gradient_checkpointing=False,
-        save_strategy="no",
-        report_to=[],
         seed=config.seed,
-        dataloader_pin_memory=False,
     )
     trainer = TPOTrainer(
         str(model_dir),

@@ -16,12 +16,15 @@ import numpy as np
 STAMP_BITS = 12  # frame indices up to 4095
 STAMP_BLOCK = 8  # pixels per bit block; large enough to survive compression
 
+# The named colours of every rendered shape: scenes here, V-NIAH needles (`tpo_hf.eval.vniah`), quickstart questions
 COLOURS = {
     "red": (220, 40, 40),
     "green": (40, 200, 60),
     "blue": (40, 80, 230),
     "yellow": (230, 220, 40),
     "purple": (160, 60, 200),
+    "magenta": (220, 40, 220),
+    "cyan": (40, 220, 230),
     "white": (240, 240, 240),
 }
 

@@ -9,9 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from transformers import PreTrainedModel, ProcessorMixin, Qwen2Tokenizer
 from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+if TYPE_CHECKING:
+    from .config import TPOConfig
 
 SPECIAL_TOKENS = [
     "<|endoftext|>",
@@ -78,6 +82,36 @@ def _qwen_text_config(tokenizer, **extra) -> dict:
     )
 
 
+def _qwen_vision_token_ids(tokenizer) -> dict[str, int]:
+    """The Qwen-VL config fields naming the vision special tokens."""
+    ids = _token_ids(tokenizer)
+    return dict(
+        image_token_id=ids["<|image_pad|>"],
+        video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"],
+        vision_end_token_id=ids["<|vision_end|>"],
+    )
+
+
+def _qwen_processor(processor_cls, video_processor_cls, tokenizer) -> ProcessorMixin:
+    """A Qwen-VL processor whose frames become 16x16-pixel merged patches, resized within 64x64 pixels."""
+    from transformers import Qwen2VLImageProcessor
+
+    pixel_kwargs = dict(patch_size=4, temporal_patch_size=2, merge_size=2)
+    size = {"shortest_edge": 16 * 16, "longest_edge": 64 * 64}
+    return processor_cls(
+        image_processor=Qwen2VLImageProcessor(size=size, **pixel_kwargs),
+        video_processor=video_processor_cls(size=size, **pixel_kwargs),
+        tokenizer=tokenizer,
+        chat_template=_CHATML_TEMPLATE.replace("VIDEO_MARKER", "<|vision_start|><|video_pad|><|vision_end|>"),
+    )
+
+
+# head_dim 16 -> M-RoPE sections (temporal, height, width) must sum to head_dim / 2
+_QWEN_ROPE = {"rope_type": "default", "mrope_section": [2, 3, 3], "rope_theta": 10000.0}
+_QWEN_VISION = dict(depth=2, num_heads=2, patch_size=4, spatial_merge_size=2, temporal_patch_size=2)
+
+
 def _build_qwen2_vl(tokenizer, qwen25: bool = False):
     from transformers import (
         Qwen2_5_VLConfig,
@@ -85,16 +119,11 @@ def _build_qwen2_vl(tokenizer, qwen25: bool = False):
         Qwen2_5_VLProcessor,
         Qwen2VLConfig,
         Qwen2VLForConditionalGeneration,
-        Qwen2VLImageProcessor,
         Qwen2VLProcessor,
         Qwen2VLVideoProcessor,
     )
 
-    ids = _token_ids(tokenizer)
-    # head_dim 16 -> M-RoPE sections (temporal, height, width) must sum to head_dim / 2
-    rope = {"rope_type": "default", "mrope_section": [2, 3, 3], "rope_theta": 10000.0}
-    text_config = _qwen_text_config(tokenizer, rope_parameters=rope)
-    vision_config = dict(depth=2, num_heads=2, patch_size=4, spatial_merge_size=2, temporal_patch_size=2, in_chans=3)
+    vision_config = dict(_QWEN_VISION, in_chans=3)
     if qwen25:
         vision_config.update(hidden_size=32, intermediate_size=64, out_hidden_size=64, fullatt_block_indexes=[1])
         vision_config["window_size"] = 16
@@ -107,66 +136,58 @@ def _build_qwen2_vl(tokenizer, qwen25: bool = False):
         vision_config.update(embed_dim=32, hidden_size=64, mlp_ratio=2)
         config_cls, model_cls, processor_cls = Qwen2VLConfig, Qwen2VLForConditionalGeneration, Qwen2VLProcessor
     config = config_cls(
-        text_config=text_config,
+        text_config=_qwen_text_config(tokenizer, rope_parameters=_QWEN_ROPE),
         vision_config=vision_config,
-        image_token_id=ids["<|image_pad|>"],
-        video_token_id=ids["<|video_pad|>"],
-        vision_start_token_id=ids["<|vision_start|>"],
-        vision_end_token_id=ids["<|vision_end|>"],
+        **_qwen_vision_token_ids(tokenizer),
     )
-    # 16x16 pixel patches after merging; frames are resized within this many pixels
-    pixel_kwargs = dict(patch_size=4, temporal_patch_size=2, merge_size=2)
-    size = {"shortest_edge": 16 * 16, "longest_edge": 64 * 64}
-    processor = processor_cls(
-        image_processor=Qwen2VLImageProcessor(size=size, **pixel_kwargs),
-        video_processor=Qwen2VLVideoProcessor(size=size, **pixel_kwargs),
-        tokenizer=tokenizer,
-        chat_template=_CHATML_TEMPLATE.replace("VIDEO_MARKER", "<|vision_start|><|video_pad|><|vision_end|>"),
-    )
-    return model_cls(config), processor
+    return model_cls(config), _qwen_processor(processor_cls, Qwen2VLVideoProcessor, tokenizer)
 
 
 def _build_qwen3_vl(tokenizer):
-    from transformers import (
-        Qwen2VLImageProcessor,
-        Qwen3VLConfig,
-        Qwen3VLForConditionalGeneration,
-        Qwen3VLProcessor,
-        Qwen3VLVideoProcessor,
-    )
+    from transformers import Qwen3VLConfig, Qwen3VLForConditionalGeneration, Qwen3VLProcessor, Qwen3VLVideoProcessor
 
-    ids = _token_ids(tokenizer)
-    rope = {"rope_type": "default", "mrope_section": [2, 3, 3], "mrope_interleaved": True, "rope_theta": 10000.0}
-    text_config = _qwen_text_config(tokenizer, head_dim=16, rope_parameters=rope)
+    rope = {**_QWEN_ROPE, "mrope_interleaved": True}
     vision_config = dict(
-        depth=2,
+        _QWEN_VISION,
         hidden_size=32,
         intermediate_size=64,
-        num_heads=2,
-        patch_size=4,
-        spatial_merge_size=2,
-        temporal_patch_size=2,
         out_hidden_size=64,
         num_position_embeddings=64,
         deepstack_visual_indexes=[0],
     )
     config = Qwen3VLConfig(
-        text_config=text_config,
+        text_config=_qwen_text_config(tokenizer, head_dim=16, rope_parameters=rope),
         vision_config=vision_config,
-        image_token_id=ids["<|image_pad|>"],
-        video_token_id=ids["<|video_pad|>"],
-        vision_start_token_id=ids["<|vision_start|>"],
-        vision_end_token_id=ids["<|vision_end|>"],
+        **_qwen_vision_token_ids(tokenizer),
     )
-    pixel_kwargs = dict(patch_size=4, temporal_patch_size=2, merge_size=2)
-    size = {"shortest_edge": 16 * 16, "longest_edge": 64 * 64}
-    processor = Qwen3VLProcessor(
-        image_processor=Qwen2VLImageProcessor(size=size, **pixel_kwargs),
-        video_processor=Qwen3VLVideoProcessor(size=size, **pixel_kwargs),
-        tokenizer=tokenizer,
-        chat_template=_CHATML_TEMPLATE.replace("VIDEO_MARKER", "<|vision_start|><|video_pad|><|vision_end|>"),
+    return Qwen3VLForConditionalGeneration(config), _qwen_processor(Qwen3VLProcessor, Qwen3VLVideoProcessor, tokenizer)
+
+
+# LLaVA families: 32x32-pixel frames cut into 8x8 patches
+_LLAVA_IMAGE_SIZE, _LLAVA_PATCH_SIZE = 32, 8
+
+
+def _llava_config_kwargs(tokenizer, vision_model_type: str, **vision_extra) -> dict:
+    """Text, vision and token settings shared by the tiny LLaVA-OneVision and LLaVA-NeXT-Video configs."""
+    ids = _token_ids(tokenizer)
+    vision_config = dict(
+        model_type=vision_model_type,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        image_size=_LLAVA_IMAGE_SIZE,
+        patch_size=_LLAVA_PATCH_SIZE,
+        **vision_extra,
     )
-    return Qwen3VLForConditionalGeneration(config), processor
+    return dict(
+        text_config=dict(model_type="qwen2", **_qwen_text_config(tokenizer)),
+        vision_config=vision_config,
+        image_token_index=ids["<image>"],
+        video_token_index=ids["<video>"],
+        vision_feature_layer=-1,
+        image_grid_pinpoints=[[_LLAVA_IMAGE_SIZE, _LLAVA_IMAGE_SIZE]],
+    )
 
 
 def _build_llava_onevision(tokenizer):
@@ -178,25 +199,9 @@ def _build_llava_onevision(tokenizer):
         LlavaOnevisionVideoProcessor,
     )
 
-    ids = _token_ids(tokenizer)
-    image_size, patch_size = 32, 8
-    vision_config = dict(
-        model_type="siglip_vision_model",
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        image_size=image_size,
-        patch_size=patch_size,
-    )
+    image_size, patch_size = _LLAVA_IMAGE_SIZE, _LLAVA_PATCH_SIZE
     config = LlavaOnevisionConfig(
-        text_config=dict(model_type="qwen2", **_qwen_text_config(tokenizer)),
-        vision_config=vision_config,
-        image_token_index=ids["<image>"],
-        video_token_index=ids["<video>"],
-        vision_feature_layer=-1,
-        vision_feature_select_strategy="full",
-        image_grid_pinpoints=[[image_size, image_size]],
+        **_llava_config_kwargs(tokenizer, "siglip_vision_model"), vision_feature_select_strategy="full"
     )
     size = {"height": image_size, "width": image_size}
     processor = LlavaOnevisionProcessor(
@@ -219,26 +224,10 @@ def _build_llava_next_video(tokenizer):
         LlavaNextVideoVideoProcessor,
     )
 
-    ids = _token_ids(tokenizer)
-    image_size, patch_size = 32, 8
-    vision_config = dict(
-        model_type="clip_vision_model",
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        image_size=image_size,
-        patch_size=patch_size,
-        projection_dim=32,
-    )
+    image_size, patch_size = _LLAVA_IMAGE_SIZE, _LLAVA_PATCH_SIZE
     config = LlavaNextVideoConfig(
-        text_config=dict(model_type="qwen2", **_qwen_text_config(tokenizer)),
-        vision_config=vision_config,
-        image_token_index=ids["<image>"],
-        video_token_index=ids["<video>"],
-        vision_feature_layer=-1,
+        **_llava_config_kwargs(tokenizer, "clip_vision_model", projection_dim=32),
         vision_feature_select_strategy="default",
-        image_grid_pinpoints=[[image_size, image_size]],
         spatial_pool_stride=2,
         image_seq_length=(image_size // patch_size) ** 2,
         video_seq_length=(image_size // patch_size // 2) ** 2,
@@ -297,6 +286,28 @@ def save_tiny_text_model(output_dir: str | Path, seed: int = 0) -> Path:
     model.save_pretrained(output_dir)
     tokenizer.save_pretrained(output_dir)
     return output_dir
+
+
+def tiny_tpo_config(output_dir: str | Path, **overrides: Any) -> TPOConfig:
+    """The `TPOConfig` tiny models train with on CPU (tests, quickstart, benchmarks): 4 frames, 2 pairs per batch,
+    one step logged, fp32, no gradient checkpointing, nothing saved mid-run, no reporting; `overrides` set any
+    `TPOConfig` field."""
+    from .config import TPOConfig
+
+    settings: dict[str, Any] = dict(
+        num_frames=4,
+        per_device_train_batch_size=2,
+        max_steps=1,
+        logging_steps=1,
+        bf16=False,
+        use_cpu=True,
+        gradient_checkpointing=False,
+        save_strategy="no",
+        report_to=[],
+        dataloader_pin_memory=False,
+    )
+    settings.update(overrides)
+    return TPOConfig(str(output_dir), **settings)
 
 
 def save_tiny_model(output_dir: str | Path, family: str = DEFAULT_TINY_FAMILY, seed: int = 0) -> Path:

@@ -1,4 +1,4 @@
-"""Stage 4 entry point: train TPO from a YAML recipe.
+"""Stage 4 entry point (training): train TPO from a YAML recipe.
 
     tpo-hf train --config recipes/Qwen2.5-VL-7B-Instruct/tpo/config_lora.yaml
     accelerate launch --config_file recipes/accelerate_configs/zero2.yaml -m tpo_hf.train --config FILE.yaml
@@ -10,12 +10,12 @@ field can be set in the YAML file or as a flag, and flags override the file.
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass, field
 
 from trl import ModelConfig, ScriptArguments, TrlParser, get_peft_config, get_quantization_config
 
 from .config import TPOConfig
+from .data import default_video_root, load_preference_dataset
 
 logger = logging.getLogger(__name__)
 
@@ -32,56 +32,6 @@ class TPOScriptArguments(ScriptArguments):
     dataset_name: str | None = field(
         default=None, metadata={"help": "Hub dataset id, `save_to_disk` folder, or json/parquet/csv file."}
     )
-
-
-def load_preference_dataset(name: str, config: str | None = None, split: str = "train"):
-    """Loads a TPO preference dataset from the Hub, a `save_to_disk` folder or a data file."""
-    from datasets import DatasetDict, load_dataset, load_from_disk
-
-    if os.path.isdir(name) and (
-        os.path.exists(os.path.join(name, "dataset_info.json"))
-        or os.path.exists(os.path.join(name, "dataset_dict.json"))
-    ):
-        dataset = load_from_disk(name)
-        if isinstance(dataset, DatasetDict):
-            if split not in dataset:
-                raise ValueError(f"Dataset folder {name} has splits {list(dataset)}, not {split!r}.")
-            dataset = dataset[split]
-        return dataset
-    if os.path.isfile(name):
-        extension = name.rsplit(".", 1)[-1].lower()
-        builder = {"jsonl": "json", "json": "json", "parquet": "parquet", "csv": "csv"}.get(extension)
-        if builder is None:
-            raise ValueError(f"Cannot read dataset file {name}: use json, jsonl, parquet or csv.")
-        return load_dataset(builder, data_files=name, split=split)
-    return load_dataset(name, config, split=split)
-
-
-def default_video_root(dataset_name: str) -> str | None:
-    """Where relative paths in the `video` column live when `video_root` is not set.
-
-    Local datasets keep them next to their data. A Hub dataset published by `tpo-hf curate --upload_videos true`
-    keeps them under `videos/` in its repository: those files are downloaded (once, into the Hub cache) and the
-    snapshot folder is the root, so `load_dataset(REPO_ID)` plus the repo's videos train without manual steps.
-    """
-    if os.path.isdir(dataset_name):
-        return dataset_name
-    if os.path.isfile(dataset_name):
-        return os.path.dirname(os.path.abspath(dataset_name))
-    from huggingface_hub import HfApi, snapshot_download
-
-    try:
-        has_videos = any(
-            path.startswith("videos/") for path in HfApi().list_repo_files(dataset_name, repo_type="dataset")
-        )
-    except Exception as error:  # offline, private or not a Hub dataset: the user must set video_root
-        logger.info(
-            "No video folder found for dataset %s (%s); set video_root if its paths are relative.", dataset_name, error
-        )
-        return None
-    if not has_videos:
-        return None
-    return snapshot_download(dataset_name, repo_type="dataset", allow_patterns=["videos/*", "videos/**"])
 
 
 def main(script_args: TPOScriptArguments, training_args: TPOConfig, model_args: ModelConfig):

@@ -1,4 +1,4 @@
-"""Stage 4 of the flow: `TPOTrainer`, TRL's `DPOTrainer` taught to train on video preference pairs.
+"""Stage 4 of the flow (training): `TPOTrainer`, TRL's `DPOTrainer` taught to train on video preference pairs.
 
 What it adds to `DPOTrainer`:
 - the dataset is used as is (`prompt`, `chosen`, `rejected`, `video`, ...): no eager tokenization, videos are
@@ -21,10 +21,19 @@ import torch
 from transformers import AutoConfig, PreTrainedModel
 from trl import DPOTrainer
 
-from .collator import PAIR_PREFIX, ROW_INDEX_COLUMN, VideoPreferenceCollator
+from .collator import (
+    BATCH_SIZE_KEY,
+    BOOKKEEPING_KEYS,
+    KEPT_POSITIONS_KEY,
+    NUM_DROPPED_KEY,
+    PAIR_PREFIX,
+    REQUIRED_COLUMNS,
+    ROW_INDEX_COLUMN,
+    VideoPreferenceCollator,
+)
 from .config import TPOConfig
 from .families import VideoFamily, get_family
-from .hub.cards import TPO_CITATION
+from .paper import TPO_CITATION, TPO_PAPER_ID, TPO_PAPER_TITLE
 from .prefix_sharing import (
     PREFIX_SHARING_KWARG,
     attention_mask_dtype,
@@ -36,9 +45,6 @@ from .prefix_sharing import (
 from .processing import VideoPreferenceProcessor
 
 logger = logging.getLogger(__name__)
-
-REQUIRED_COLUMNS = ("prompt", "chosen", "rejected", "video")
-_BATCH_BOOKKEEPING_KEYS = ("tpo_num_dropped", "tpo_batch_size", "tpo_kept_positions", ROW_INDEX_COLUMN)
 
 
 def _unwrap_peft(model: Any) -> Any:
@@ -68,8 +74,8 @@ class TPOTrainer(DPOTrainer):
     _tag_names = ["trl", "dpo", "tpo", "video"]
     _name = "TPO"
     _paper = {
-        "title": "Temporal Preference Optimization for Long-Form Video Understanding",
-        "id": "2501.13919",
+        "title": TPO_PAPER_TITLE,
+        "id": TPO_PAPER_ID,
         "citation": TPO_CITATION,
     }
 
@@ -239,10 +245,10 @@ class TPOTrainer(DPOTrainer):
         Returns `None` for a batch whose pairs were all dropped for length.
         """
         inputs = dict(inputs)
-        num_dropped = inputs.get("tpo_num_dropped")
+        num_dropped = inputs.get(NUM_DROPPED_KEY)
         if num_dropped is not None:
             self._total_dropped += int(num_dropped)
-        for key in _BATCH_BOOKKEEPING_KEYS:
+        for key in BOOKKEEPING_KEYS:
             inputs.pop(key, None)
         if "input_ids" not in inputs:
             return None
@@ -307,8 +313,8 @@ class TPOTrainer(DPOTrainer):
         Pairs dropped for length get NaN, so precomputed values stay aligned with the dataset rows.
         """
         self._configure_video()
-        batch_size = int(inputs["tpo_batch_size"])
-        kept = inputs["tpo_kept_positions"].to(self.accelerator.device)
+        batch_size = int(inputs[BATCH_SIZE_KEY])
+        kept = inputs[KEPT_POSITIONS_KEY].to(self.accelerator.device)
         model_inputs = self._to_model_inputs(model, inputs)
         chosen = torch.full((batch_size,), float("nan"), device=self.accelerator.device)
         rejected = chosen.clone()
@@ -349,7 +355,7 @@ class TPOTrainer(DPOTrainer):
         """
         if not self.is_world_process_zero():
             return
-        from .hub.cards import save_trainer_card
+        from .hub.model_card import save_trainer_card
 
         card_info = self.__dict__.setdefault("_tpo_card_info", {})
         for key, value in (("dataset_name", dataset_name), ("eval_results", eval_results), ("license", license)):

@@ -22,6 +22,21 @@ import numpy as np
 
 # The fields of `transformers.video_utils.VideoMetadata`; the metadata dict holds exactly these so it can be passed on.
 METADATA_FIELDS = ("total_num_frames", "fps", "width", "height", "duration", "video_backend", "frames_indices")
+# File endings taken for videos wherever a folder is searched (curation inputs, benchmark videos, V-NIAH haystacks);
+# matched case-insensitively.
+VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".avi", ".mov")
+
+
+def is_video_file(path: str | os.PathLike, extensions: tuple[str, ...] | list[str] = VIDEO_EXTENSIONS) -> bool:
+    """Whether `path` ends with one of `extensions` (case-insensitive)."""
+    return Path(path).suffix.lower() in {extension.lower() for extension in extensions}
+
+
+def list_video_files(
+    folder: str | os.PathLike, extensions: tuple[str, ...] | list[str] = VIDEO_EXTENSIONS
+) -> list[Path]:
+    """Every video file under `folder` (recursive), sorted by path."""
+    return sorted(path for path in Path(folder).rglob("*") if path.is_file() and is_video_file(path, extensions))
 
 
 class VideoLoadError(ValueError):

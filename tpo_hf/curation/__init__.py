@@ -1,24 +1,42 @@
 """Stage 2 of the flow: build TPO preference pairs (localized + comprehensive) from videos.
 
-- `segments`: which segment a localized query is about; the views each side of a pair sees.
-- `prompts`: caption, question (paper's task types) and judge prompts, and robust reply parsing.
-- `backends`: local transformers models (batched, left padded) and OpenAI-compatible endpoints.
-- `pipeline`: the resumable, sharded, multi-process run; `card`: the dataset card and the one-commit Hub push.
+A run (`run`) cuts the input videos (`inputs`) into shards; each shard's videos are decoded once (`decode`) into
+typed `Candidate`s (`candidate`) that go through the stages `caption` -> `ask` -> `answer` -> `judge`, each a
+generate-then-parse step (`generate`) on the role's backend (`backends`: a registry of named backends;
+`transformers_backend`, `openai_backend`). Candidates become shard records (`candidate.to_record`), stored
+atomically for kill-resume (`storage`); the merge de-duplicates and mixes them (`mixing`), builds the dataset
+(`records`) and the run report (`report`). Prompts and reply parsing: `prompts`; segments and views: `segments`;
+settings: `config`. The dataset card and the Hub push live in `tpo_hf.hub`.
 
 Entry point: `tpo-hf curate --config FILE.yaml` (`tpo_hf.curate`).
 """
 
-from .backends import BackendError, GenerationBackend, GenerationRequest, OpenAIBackend, TransformersBackend
-from .card import push_dataset, render_dataset_card
+from .backends import (
+    BACKENDS,
+    BackendError,
+    Backends,
+    GenerationBackend,
+    GenerationRequest,
+    build_backends,
+    register_backend,
+)
+from .candidate import Candidate
 from .config import CurationConfig
-from .pipeline import Backends, CurationResult, VideoItem, build_backends, curate_shard, list_videos, run_curation
+from .inputs import VideoItem, list_videos
+from .openai_backend import OpenAIBackend
 from .prompts import TASK_TYPES, JudgeVerdict, ParsedQuestion, parse_judge_reply, parse_question_reply
+from .report import CurationReport
+from .run import CurationResult, curate_shard, run_curation
 from .segments import SegmentSpec, choose_segments, comprehensive_views, localized_views, video_seed
+from .transformers_backend import TransformersBackend
 
 __all__ = [
+    "BACKENDS",
     "BackendError",
     "Backends",
+    "Candidate",
     "CurationConfig",
+    "CurationReport",
     "CurationResult",
     "GenerationBackend",
     "GenerationRequest",
@@ -37,8 +55,7 @@ __all__ = [
     "localized_views",
     "parse_judge_reply",
     "parse_question_reply",
-    "push_dataset",
-    "render_dataset_card",
+    "register_backend",
     "run_curation",
     "video_seed",
 ]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..video import VIDEO_EXTENSIONS
+from .backends import BACKENDS, TEMPLATE_QUESTIONS
 from .prompts import COMPREHENSIVE_TASK_TYPES, LOCALIZED_TASK_TYPES, TASK_TYPES
 
 
@@ -27,7 +29,8 @@ class CurationConfig:
             report go. Shards of the (resumable) run go to `work_dir` (default `output_dir/_curation`).
         push_to_hub: Hub dataset repo id to push the dataset, its card and optionally the videos to, in one commit.
 
-    > Parameters that control the models (each role: a local transformers model or an OpenAI-compatible endpoint)
+    > Parameters that control the models (each role: a backend registered in `tpo_hf.curation.backends.BACKENDS`,
+    > e.g. a local transformers model or an OpenAI-compatible endpoint)
 
     > Parameters that control the pairs (segments, views, task types, judge, mix and size)
     """
@@ -44,7 +47,7 @@ class CurationConfig:
     question_column: str | None = field(default=None, metadata={"help": "Column with existing questions."})
     answer_column: str | None = field(default=None, metadata={"help": "Column with the answers of those questions."})
     video_extensions: list[str] = field(
-        default_factory=lambda: [".mp4", ".mkv", ".webm", ".avi", ".mov"], metadata={"help": "Video file endings."}
+        default_factory=lambda: list(VIDEO_EXTENSIONS), metadata={"help": "Video file endings."}
     )
     max_videos: int | None = field(default=None, metadata={"help": "Use only the first N videos (sorted by path)."})
 
@@ -69,12 +72,14 @@ class CurationConfig:
     video_model: str | None = field(
         default=None, metadata={"help": "Video-LMM for captions and answers (the model you will train)."}
     )
-    video_backend: str = field(default="transformers", metadata={"help": "'transformers' or 'openai'."})
+    video_backend: str = field(
+        default="transformers", metadata={"help": "A registered backend: 'transformers', 'openai', ..."}
+    )
     video_base_url: str | None = field(default=None, metadata={"help": "Endpoint of an 'openai' video backend."})
     question_model: str | None = field(default=None, metadata={"help": "LLM for questions (default: video_model)."})
     question_backend: str = field(
         default="transformers",
-        metadata={"help": "'transformers', 'openai', or 'template' (generic per-task questions, no LLM)."},
+        metadata={"help": "A registered backend ('transformers', 'openai', ...) or 'template' (no LLM)."},
     )
     question_base_url: str | None = field(default=None, metadata={"help": "Endpoint of an 'openai' question backend."})
     use_judge: bool = field(default=True, metadata={"help": "Filter pairs with the judge's three checks."})
@@ -137,11 +142,8 @@ class CurationConfig:
             raise ValueError("Set `video_model` (the video-LMM that captions and answers; usually the one to train).")
         for role in ("video", "question", "judge"):
             backend = getattr(self, f"{role}_backend")
-            allowed = {
-                "video": ("transformers", "openai"),
-                "question": ("transformers", "openai", "template", "world"),
-                "judge": ("transformers", "openai", "world"),
-            }[role]
+            # backends are looked up by name in the registry (tpo_hf.curation.backends.BACKENDS)
+            allowed = (*BACKENDS, TEMPLATE_QUESTIONS) if role == "question" else tuple(BACKENDS)
             if backend is not None and backend not in allowed:  # judge_backend None = the documented default
                 raise ValueError(f"{role}_backend={backend!r}: use one of {allowed}.")
             resolved, _, base_url = self.role_settings(role)

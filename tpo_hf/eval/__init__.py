@@ -6,7 +6,8 @@ needle-in-a-haystack, with the base model and the TPO adapter side by side in on
 - `mcq`: the evaluation loop with its results cache (`evaluate_mcq`, `summarize`).
 - `vniah`: haystacks, needles and the heatmap (`build_vniah_suite`, `vniah_scores`, `plot_vniah_heatmap`).
 - `results`: JSON, Markdown and `huggingface_hub.EvalResult` outputs.
-- `cli`: `tpo-hf eval --config FILE.yaml` (`EvalConfig`, `main`, `cli_main`).
+- `config`: `EvalConfig`, the settings of a run; `run`: the run itself (`evaluate`), outputs and cache.
+- `cli`: `tpo-hf eval --config FILE.yaml` (`make_parser`, `main`, `cli_main`); `lmms_plugin`: `lmms-eval --model tpo_hf`.
 """
 
 from .answers import UNPARSEABLE, extract_answer_letter

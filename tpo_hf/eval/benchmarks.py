@@ -30,9 +30,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..video import VIDEO_EXTENSIONS
 from .answers import option_letters, strip_option_prefix
 
-VIDEO_EXTENSIONS = (".mp4", ".MP4", ".mkv", ".webm", ".avi", ".mov")
+# Video-MME stores bare stems: the endings tried, in both cases (file systems are case-sensitive)
+STEM_EXTENSIONS = tuple(e for extension in VIDEO_EXTENSIONS for e in (extension, extension.upper()))
 
 
 @dataclass
@@ -234,7 +236,7 @@ def load_benchmark(
         config: Hub dataset config.
         limit: keep the first `limit` rows (quick checks).
     """
-    from ..train import load_preference_dataset  # the one loader for Hub ids, save_to_disk folders and data files
+    from ..data import load_preference_dataset  # the one loader for Hub ids, save_to_disk folders and data files
 
     benchmark = get_benchmark(name)
     source = dataset or benchmark.hub_id
@@ -264,12 +266,12 @@ def find_video(video_dir: str | os.PathLike | None, video: str, sample_id: str =
         root = Path(video_dir)
         candidates = [root / video]
         if not Path(video).suffix:
-            candidates += [root / f"{video}{extension}" for extension in VIDEO_EXTENSIONS]
+            candidates += [root / f"{video}{extension}" for extension in STEM_EXTENSIONS]
         if root.is_dir():
             for sub in sorted(p for p in root.iterdir() if p.is_dir()):
                 candidates.append(sub / video)
                 if not Path(video).suffix:
-                    candidates += [sub / f"{video}{extension}" for extension in VIDEO_EXTENSIONS]
+                    candidates += [sub / f"{video}{extension}" for extension in STEM_EXTENSIONS]
     for candidate in candidates:
         if candidate.is_file():
             return str(candidate)

@@ -23,8 +23,8 @@ from typing import Any
 
 from lmms_eval.api.model import lmms
 
+from ..models import load_video_model
 from ..video import VideoView
-from .cli import load_model_and_processor
 
 MODEL_ID = "tpo_hf"
 
@@ -71,7 +71,7 @@ class TPOHFModel(lmms):
         super().__init__()
         if kwargs:
             raise ValueError(f"Unknown --model_args for tpo_hf: {sorted(kwargs)}; see TPOHFModel's docstring.")
-        self.model, self.processor = load_model_and_processor(
+        self.model, self.processor = load_video_model(
             pretrained,
             adapter,
             num_frames=int(num_frames),

@@ -16,23 +16,16 @@ from typing import Any
 
 import numpy as np
 
+from ..synthetic import COLOURS, write_video
 from .answers import option_letters
 from .benchmarks import MCQSample
 
-NEEDLE_COLOURS = {
-    "red": (230, 30, 30),
-    "green": (30, 200, 50),
-    "blue": (30, 70, 235),
-    "yellow": (240, 220, 30),
-    "magenta": (220, 40, 220),
-    "cyan": (40, 220, 230),
-}
 NEEDLE_QUESTION = "One frame of this video shows a big coloured {shape}. What colour is the {shape}?"
 
 
 @dataclass(frozen=True)
 class Needle:
-    """The rendered needle: a big `shape` of `colour` (a key of `NEEDLE_COLOURS`) with `text` written on it, shown
+    """The rendered needle: a big `shape` of `colour` (a key of `COLOURS`) with `text` written on it, shown
     for `num_frames` consecutive frames. `distractors` are the wrong colours offered as options."""
 
     colour: str = "red"
@@ -43,8 +36,8 @@ class Needle:
 
     def __post_init__(self):
         for name in (self.colour, *self.distractors):
-            if name not in NEEDLE_COLOURS:
-                raise ValueError(f"Needle colour {name!r} is not one of {sorted(NEEDLE_COLOURS)}.")
+            if name not in COLOURS:
+                raise ValueError(f"Needle colour {name!r} is not one of {sorted(COLOURS)}.")
         if self.colour in self.distractors:
             raise ValueError(f"The needle colour {self.colour!r} cannot also be a distractor.")
         if self.shape not in ("circle", "square"):
@@ -61,7 +54,7 @@ def render_needle_frame(needle: Needle, height: int, width: int) -> np.ndarray:
     draw = ImageDraw.Draw(image)
     margin_y, margin_x = height // 10, width // 10
     box = (margin_x, margin_y, width - margin_x - 1, height - margin_y - 1)
-    colour = NEEDLE_COLOURS[needle.colour]
+    colour = COLOURS[needle.colour]
     if needle.shape == "circle":
         draw.ellipse(box, fill=colour)
     else:
@@ -177,7 +170,6 @@ def build_vniah_suite(
     sampling. Options are the needle colour and its distractors, in a fixed shuffled order per sample.
     `haystack_fps` and `max_side` are passed to `build_haystack`; the other arguments are the grid and the needle.
     """
-    from ..synthetic import write_video
 
     needle = needle or Needle()
     output_dir = Path(output_dir)

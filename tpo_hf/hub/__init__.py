@@ -1,7 +1,10 @@
-"""Stage 5 of the flow: publish to the Hugging Face Hub.
+"""Stage 6 of the flow: publish to the Hugging Face Hub. Everything that leaves the machine goes through here.
 
-- `cards`: model card rendered from the run's real numbers (`hub_cards/model_card.md`);
-- `plots`: the training-curve PNG uploaded beside the card;
-- `push`: adapter (or merged weights) + processor + card + plot in one commit (`tpo-hf push`);
-- `space`: a Gradio Space folder written from `hub_cards/` and pushed (`tpo-hf space`); `app`: the demo itself.
+- `model_card`: the model card rendered from the run's real numbers (`hub_cards/model_card.md`);
+- `dataset_card`: the dataset card of a curated dataset, from its curation report (`hub_cards/dataset_card.md`);
+- `plots`: the training-curve PNG uploaded beside the model card;
+- `push`: one-commit pushes: adapter (or merged weights) + processor + card + plot (`tpo-hf push`), and a curated
+  dataset + card (+ videos) (`tpo-hf curate --push_to_hub`);
+- `space`: a Gradio Space folder written from `hub_cards/` and pushed (`tpo-hf space`); `app`: the demo itself;
+- `templates`: where the templates are (source checkout or installed package) and how they are rendered.
 """

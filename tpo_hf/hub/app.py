@@ -1,4 +1,4 @@
-"""Stage 5 of the flow (publish): the Gradio demo shown in the Space, base model vs. TPO adapter side by side.
+"""Stage 6 of the flow (publish): the Gradio demo shown in the Space, base model vs. TPO adapter side by side.
 
 One model is loaded: the base with the TPO adapter (`PeftModel`). The base answer is generated inside
 `with model.disable_adapter():`, the TPO answer with the adapter on, from the same sampled frames, which the app
@@ -20,19 +20,15 @@ class VideoQA:
 
     def __init__(self, adapter: str | os.PathLike, base_model: str | None = None, device: str | None = None):
         import torch
-        from peft import PeftConfig, PeftModel
-        from transformers import AutoModelForImageTextToText
 
-        from ..processing import VideoPreferenceProcessor
+        from ..models import adapter_base_model, load_video_model
 
-        adapter = str(adapter)
-        base_model = base_model or PeftConfig.from_pretrained(adapter).base_model_name_or_path
+        self.adapter = str(adapter)
+        self.base_model = base_model or adapter_base_model(self.adapter)
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        dtype = torch.bfloat16 if device == "cuda" else torch.float32
-        base = AutoModelForImageTextToText.from_pretrained(base_model, dtype=dtype)
-        self.model = PeftModel.from_pretrained(base, adapter).to(device).eval()
-        self.processor = VideoPreferenceProcessor.from_pretrained(adapter)
-        self.adapter, self.base_model = adapter, base_model
+        self.model, self.processor = load_video_model(
+            self.base_model, self.adapter, dtype="bfloat16" if device == "cuda" else "float32", device=device
+        )
 
     def sample(self, video: str, num_frames: int) -> tuple[Any, dict[str, Any]]:
         from ..video import VideoView

@@ -1,4 +1,4 @@
-"""Stage 5 of the flow (publish): the training-curve PNG uploaded beside the model card."""
+"""Stage 6 of the flow (publish): the training-curve PNG uploaded beside the model card."""
 
 from __future__ import annotations
 

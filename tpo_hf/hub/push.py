@@ -1,6 +1,8 @@
-"""Stage 5 of the flow (publish): push a trained adapter, or merged weights, to the Hub in one commit.
+"""Stage 6 of the flow (publish): one-commit pushes to the Hub: a trained adapter, merged weights, a dataset.
 
-    tpo-hf push --adapter-dir DIR --repo-id USER/NAME [--merge] [--private] [--revision BRANCH]
+    tpo-hf push --adapter_dir DIR --repo_id USER/NAME [--merge] [--private] [--revision BRANCH]
+
+`push_dataset` does the same for a curated dataset (`tpo-hf curate --push_to_hub`): data, card and videos.
 
 What goes up: the adapter (`adapter_config.json` + `adapter_model.safetensors`) or, with `--merge`, the base model
 with the adapter merged in (for serving without PEFT); the processor (tokenizer, chat template, processor configs,
@@ -13,8 +15,10 @@ files already on the Hub are skipped, and nothing changes if all of them are the
 from __future__ import annotations
 
 import fnmatch
+import io
 import json
 import logging
+import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,11 +26,10 @@ from typing import Any
 
 from huggingface_hub import CommitOperationAdd, HfApi, ModelCard
 
-from .cards import PLOT_FILE, build_model_card
+from .model_card import CARD_INFO_FILE, PLOT_FILE, build_model_card
 
 logger = logging.getLogger(__name__)
 
-CARD_INFO_FILE = "tpo_card.json"  # the run's numbers, saved beside the card so it can be re-rendered for any repo
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", "adapter_model.bin")
 # Training by-products that do not belong in a model repo
 EXCLUDE_PATTERNS = (
@@ -63,7 +66,7 @@ def collect_files(folder: str | Path) -> dict[str, Path]:
 
 
 def _rerun_command(adapter_dir: Path, repo_id: str, merge: bool, revision: str | None) -> str:
-    command = f"tpo-hf push --adapter-dir {adapter_dir} --repo-id {repo_id}"
+    command = f"tpo-hf push --adapter_dir {adapter_dir} --repo_id {repo_id}"
     if merge:
         command += " --merge"
     if revision:
@@ -91,24 +94,13 @@ def _render_card(adapter_dir: Path, repo_id: str, merged: bool) -> ModelCard | N
     )
 
 
-def _adapter_base(adapter_dir: Path) -> str:
-    config = json.loads((adapter_dir / "adapter_config.json").read_text())
-    base = config.get("base_model_name_or_path")
-    if not base:
-        raise PushError(f"{adapter_dir / 'adapter_config.json'} has no base_model_name_or_path; cannot merge.")
-    return base
-
-
 def merge_adapter(adapter_dir: str | Path, output_dir: str | Path) -> Path:
-    """Loads the base model named in the adapter config, merges the adapter in and saves the result."""
-    import torch
-    from peft import PeftModel
-    from transformers import AutoModelForImageTextToText
+    """Loads the base model named in the adapter config, merges the adapter in and saves the result (float32)."""
+    from ..models import load_video_model
 
     adapter_dir, output_dir = Path(adapter_dir), Path(output_dir)
-    base = AutoModelForImageTextToText.from_pretrained(_adapter_base(adapter_dir), dtype=torch.float32)
-    merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
-    merged.save_pretrained(output_dir)
+    model, _ = load_video_model(None, adapter_dir, dtype="float32", device="cpu")  # base from the adapter config
+    model.merge_and_unload().save_pretrained(output_dir)
     return output_dir
 
 
@@ -179,6 +171,47 @@ def push_adapter(
             ) from error
     logger.info("Pushed %d files from %s to %s (%s)", len(operations), adapter_dir, repo_id, commit.oid)
     return commit
+
+
+def push_dataset(
+    output_dir: str | os.PathLike,
+    repo_id: str,
+    dataset: Any,
+    report: dict[str, Any],
+    config: Any,
+    upload_videos: bool = False,
+    private: bool = False,
+    token: str | None = None,
+    endpoint: str | None = None,
+) -> Any:
+    """Pushes the data (`data/train-00000-of-00001.parquet`), the card and optionally `videos/` in ONE commit.
+
+    Returns the `CommitInfo`. The video column already holds `videos/<id>` paths, so `load_dataset(repo_id)` plus a
+    snapshot of the repository is ready for `tpo-hf train` with `video_root` set to the snapshot folder.
+    """
+    from .dataset_card import render_dataset_card
+
+    api = HfApi(token=token, endpoint=endpoint)
+    api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
+    buffer = io.BytesIO()
+    dataset.to_parquet(buffer)
+    card = render_dataset_card(dataset, report, config, repo_id=repo_id, videos_included=upload_videos)
+    operations = [
+        CommitOperationAdd("data/train-00000-of-00001.parquet", buffer.getvalue()),
+        CommitOperationAdd("README.md", str(card).encode()),
+    ]
+    if upload_videos:
+        output_dir = Path(output_dir)
+        for relative in sorted(set(dataset["video"])):
+            local = output_dir / relative
+            if not relative.startswith("videos/") or not local.is_file():
+                raise FileNotFoundError(
+                    f"Video {relative!r} is not under {output_dir}/videos; run with copy_videos=True to upload videos."
+                )
+            operations.append(CommitOperationAdd(relative, str(local)))
+    return api.create_commit(
+        repo_id, operations, commit_message=f"Add TPO preference pairs ({len(dataset)} pairs)", repo_type="dataset"
+    )
 
 
 @dataclass

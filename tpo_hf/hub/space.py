@@ -1,16 +1,16 @@
-"""Stage 5 of the flow (publish): write, push, or run locally the Gradio Space demo of a TPO adapter.
+"""Stage 6 of the flow (publish): write, push, or run locally the Gradio Space demo of a TPO adapter.
 
-    tpo-hf space --adapter USER/MODEL-TPO --space-id USER/MODEL-TPO-demo    # write the folder and push it
+    tpo-hf space --adapter USER/MODEL-TPO --space_id USER/MODEL-TPO-demo    # write the folder and push it
     tpo-hf space --adapter USER/MODEL-TPO --local                           # run the app here
 
 The folder is rendered from `hub_cards/`: `README.md` (Spaces metadata through `SpaceCardData`), `app.py` (a thin
-launcher of `tpo_hf.hub.app.build_demo`), `requirements.txt` and `examples/` (example videos offered with one click;
+launcher of `tpo_hf.hub.app.build_demo`), `requirements.txt` (tpo-hf plus its runtime and `demo` dependencies,
+with the bounds of `pyproject.toml` read from the installed package metadata) and `examples/` (example videos offered with one click;
 by default a short synthetic clip, so the Space works before anyone uploads a video).
 """
 
 from __future__ import annotations
 
-import json
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -19,22 +19,31 @@ from typing import Any
 
 from huggingface_hub import CommitOperationAdd, HfApi, SpaceCard, SpaceCardData, constants
 
-from hub_cards import template_path
+from .. import __version__
+from .templates import render_template, template_path
 
 
-def _render(name: str, **values: Any) -> str:
-    import jinja2
+def space_requirements(tpo_hf_requirement: str) -> str:
+    """The Space's `requirements.txt`: `tpo_hf_requirement`, then tpo-hf's runtime and `demo` dependencies exactly
+    as `pyproject.toml` bounds them (from the installed package metadata, so the pins are never copied by hand)."""
+    from importlib.metadata import requires
 
-    environment = jinja2.Environment(keep_trailing_newline=True, undefined=jinja2.StrictUndefined)
-    environment.filters["pystr"] = json.dumps  # a double-quoted string literal that Python reads back as is
-    return environment.from_string(template_path(name).read_text()).render(**values)
+    from packaging.requirements import Requirement
+
+    lines = [tpo_hf_requirement]
+    for text in requires("tpo-hf") or []:
+        requirement = Requirement(text)
+        if requirement.marker is None or requirement.marker.evaluate({"extra": "demo"}):
+            requirement.marker = None
+            lines.append(str(requirement))
+    return "\n".join(lines) + "\n"
 
 
 def _adapter_base(adapter: str) -> str | None:
-    try:
-        from peft import PeftConfig
+    from ..models import adapter_base_model
 
-        return PeftConfig.from_pretrained(adapter).base_model_name_or_path
+    try:
+        return adapter_base_model(adapter)
     except Exception:  # unreachable adapter (e.g. offline): the card just does not name the base
         return None
 
@@ -56,8 +65,6 @@ def write_space(
     `tpo-hf[demo]==<this version>`; e.g. a `git+https://...` URL for an unreleased version).
     """
     import gradio
-
-    import tpo_hf
 
     output_dir = Path(output_dir)
     (output_dir / "examples").mkdir(parents=True, exist_ok=True)
@@ -94,7 +101,7 @@ def write_space(
     )
     card.save(output_dir / "README.md")
     (output_dir / "app.py").write_text(
-        _render(
+        render_template(
             "space_app.py.j2",
             adapter=adapter,
             base_model=base_model,
@@ -103,10 +110,8 @@ def write_space(
             examples=example_paths,
         )
     )
-    requirement = tpo_hf_requirement or f"tpo-hf[demo]=={tpo_hf.__version__}"
-    (output_dir / "requirements.txt").write_text(
-        _render("space_requirements.txt", tpo_hf_requirement=requirement, gradio_version=gradio.__version__)
-    )
+    requirement = tpo_hf_requirement or f"tpo-hf[demo]=={__version__}"
+    (output_dir / "requirements.txt").write_text(space_requirements(requirement))
     return output_dir
 
 
@@ -124,7 +129,7 @@ def push_space(folder: str | Path, space_id: str, private: bool | None = None, t
     except Exception as error:
         raise RuntimeError(
             f"Uploading the Space folder {folder} to {space_id} failed: {type(error).__name__}: {error}. "
-            f"The folder is intact; rerun `tpo-hf space --adapter ... --space-id {space_id} --output-dir {folder}`."
+            f"The folder is intact; rerun `tpo-hf space --adapter ... --space_id {space_id} --output_dir {folder}`."
         ) from error
 
 
@@ -159,7 +164,7 @@ def cli_main(argv: list[str] | None = None) -> None:
         demo.launch(server_name=args.host, server_port=args.port)
         return
     if not args.space_id and not args.output_dir:
-        raise SystemExit("tpo-hf space: give --space-id USER/NAME to push, --output-dir DIR to write, or --local.")
+        raise SystemExit("tpo-hf space: give --space_id USER/NAME to push, --output_dir DIR to write, or --local.")
     with tempfile.TemporaryDirectory(prefix="tpo-space-") as scratch:
         folder = write_space(
             args.output_dir or scratch,

@@ -14,12 +14,14 @@ They stand in for the paper's GPT-4o-mini and plug into the curation pipeline as
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
+from typing import Any
 
 from ..curation.backends import GenerationBackend, GenerationRequest
 from ..eval.answers import UNPARSEABLE, extract_answer_letter, option_letters
-from .questions import WorldQuestion, ask, parse_caption, true_answer
+from .questions import ask, parse_caption, true_answer
 from .timeline import WorldVideo, read_timeline, world_rng
 
 # Which world question each of the paper's task types becomes (the world has three localized kinds).
@@ -50,18 +52,18 @@ class WorldQuestionBackend(GenerationBackend):
 
     model_id = "tpo-hf/world-question-writer"
 
-    def __init__(self, model_name_or_path: str | None = None, seed: int = 0):
+    def __init__(self, seed: int = 0):
         self.seed = seed
 
     def _one(self, request: GenerationRequest) -> str:
-        context = request.context or {}
-        scenes = parse_caption(context.get("caption", ""))
-        events = [scene for scene in scenes if not scene.needle]
+        caption_text = request.candidate.caption or ""
+        task_type = request.candidate.task_type
+        events = [scene for scene in parse_caption(caption_text) if not scene.needle]
         if not events:
             return "None"
         video = WorldVideo("caption", tuple(events))
-        rng = world_rng("question-writer", self.seed, context.get("caption", ""), context.get("task_type", ""))
-        kinds = list(TASK_KINDS.get(context.get("task_type", ""), ("after", "before", "motion")))
+        rng = world_rng("question-writer", self.seed, caption_text, task_type)
+        kinds = list(TASK_KINDS.get(task_type, ("after", "before", "motion")))
         rng.shuffle(kinds)
         for kind in [*kinds, "motion"]:
             question = ask(video, kind, rng)
@@ -78,10 +80,12 @@ class WorldJudgeBackend(GenerationBackend):
 
     model_id = "tpo-hf/world-timeline-judge"
 
-    def __init__(self, model_name_or_path: str | None = None):
+    def __init__(self, video_root: str | os.PathLike = ""):
+        self.video_root = str(video_root)
         self._timelines: dict[str, WorldVideo] = {}
 
-    def timeline(self, video_path: str) -> WorldVideo:
+    def timeline(self, video_id: str) -> WorldVideo:
+        video_path = os.path.join(self.video_root, video_id)
         if video_path not in self._timelines:
             path = Path(video_path).with_suffix(".json")
             if not path.is_file():
@@ -93,15 +97,15 @@ class WorldJudgeBackend(GenerationBackend):
         return self._timelines[video_path]
 
     def verdict(self, request: GenerationRequest) -> dict:
-        context = request.context or {}
-        video = self.timeline(context["video_path"])
-        question, options = split_mcq_prompt(context.get("question", ""))
+        candidate = request.candidate
+        video = self.timeline(candidate.video_id)
+        question, options = split_mcq_prompt(candidate.question or "")
         answer, reason = true_answer(video, question, options)
         if answer is None:
             return {"better": "No", "contradiction": "Yes", "correct": "No", "reason": reason}
         truth = option_letters(len(options))[options.index(answer)]
-        chosen = extract_answer_letter(context.get("chosen"), options)
-        rejected = extract_answer_letter(context.get("rejected"), options)
+        chosen = extract_answer_letter(candidate.chosen, options)
+        rejected = extract_answer_letter(candidate.rejected, options)
         correct = chosen == truth
         better = correct and rejected != truth
         if chosen == UNPARSEABLE:
@@ -119,4 +123,13 @@ class WorldJudgeBackend(GenerationBackend):
         return [json.dumps(self.verdict(request)) for request in requests]
 
 
-__all__ = ["WorldJudgeBackend", "WorldQuestionBackend", "WorldQuestion", "split_mcq_prompt"]
+def world_backend(config: Any, role: str, device: str | None = None) -> GenerationBackend:
+    """Factory of the `"world"` backend name: the question writer or the judge, by role (see `BACKENDS`)."""
+    if role == "question":
+        return WorldQuestionBackend(config.seed)
+    if role == "judge":
+        from ..data import default_video_root
+
+        root = config.video_dir or config.video_root or default_video_root(config.dataset_name) or ""
+        return WorldJudgeBackend(root)
+    raise ValueError("The world backend writes questions and judges pairs; the video role needs a video-LMM.")

@@ -18,18 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-# One table of the world's facts; question generators, the renderer and the judge all read these.
-COLOURS: dict[str, tuple[int, int, int]] = {
-    "red": (230, 30, 30),
-    "green": (30, 200, 50),
-    "blue": (30, 70, 235),
-    "yellow": (240, 220, 30),
-    "magenta": (220, 40, 220),
-    "cyan": (40, 220, 230),
-    "orange": (245, 140, 20),
-    "white": (250, 250, 250),
-}
-# Shapes that differ at 16x16 pixels in what an 8-pixel patch sees (filled, hollow, wide, tall)
+from ..synthetic import COLOURS
+
+# The project's one colour table (synthetic.COLOURS); shapes and motions are the world's own.
 SHAPES = ("square", "ring", "bar", "column")
 NEEDLE_SHAPES = ("circle", "square")  # the V-NIAH needle shapes of `tpo_hf.eval.vniah`
 MOTIONS = ("left", "right", "up", "down")

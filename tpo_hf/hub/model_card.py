@@ -1,4 +1,4 @@
-"""Stage 5 of the flow (publish): the model card of a TPO adapter, rendered from `hub_cards/model_card.md`.
+"""Stage 6 of the flow (publish): the model card of a TPO adapter, rendered from `hub_cards/model_card.md`.
 
 Everything in the card comes from the run itself: the hyperparameters the trainer actually used (TPOConfig, the
 adapter's LoRA config, the quantization config), the final training metrics from `trainer.state.log_history`, and
@@ -14,19 +14,15 @@ from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from hub_cards import template_path
+from .. import __version__
+from ..paper import TPO_CITATION
+from .templates import template_path
 
 TPO_TAGS = ["tpo", "dpo", "trl", "video", "video-text-to-text"]
 PLOT_FILE = "training_curves.png"
 PIPELINE_TAG = "video-text-to-text"
 
-TPO_CITATION = """\
-@article{li2025temporal,
-    title        = {{Temporal Preference Optimization for Long-Form Video Understanding}},
-    author       = {Li, Rui and Wang, Xiaohan and Zhang, Yuhui and Wang, Zeyu and Yeung-Levy, Serena},
-    year         = 2025,
-    journal      = {arXiv preprint arXiv:2501.13919}
-}"""
+CARD_INFO_FILE = "tpo_card.json"  # the run's numbers, saved beside the card so it can be re-rendered for any repo
 
 # log_history key -> row name in the "Training results" table
 RESULT_METRICS = {
@@ -183,9 +179,7 @@ def _eval_result(result: EvalResult | dict[str, Any]) -> EvalResult:
 def _framework_versions() -> list[tuple[str, str]]:
     from importlib.metadata import PackageNotFoundError, version
 
-    import tpo_hf
-
-    versions = [("tpo-hf", tpo_hf.__version__)]
+    versions = [("tpo-hf", __version__)]
     for package in ("trl", "transformers", "peft", "torch", "datasets", "huggingface_hub"):
         try:
             versions.append((package, version(package)))
@@ -350,7 +344,6 @@ def save_trainer_card(
     from pathlib import Path
 
     from .plots import plot_training_curves
-    from .push import CARD_INFO_FILE
 
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)

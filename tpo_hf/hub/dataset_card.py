@@ -1,18 +1,16 @@
-"""Stage 5 of the flow (publish), for data: the dataset card and the one-commit push to the Hub.
+"""Stage 6 of the flow (publish), for data: the dataset card of a curated TPO dataset.
 
 The card is rendered from `hub_cards/dataset_card.md` with `huggingface_hub.DatasetCard.from_template`; every number
-in it comes from the run report, so it always matches the data. `push_dataset` uploads the parquet data, the card
-and (optionally) the videos under `videos/` in a single commit, so the repository never shows a half-pushed state.
+in it comes from the curation report, so it always matches the data. `tpo_hf.hub.push.push_dataset` uploads it with
+the data in one commit.
 """
 
 from __future__ import annotations
 
-import io
-import os
-from pathlib import Path
 from typing import Any
 
-from .prompts import CAPTION_PROMPTS, JUDGE_PROMPT, QUESTION_PROMPT
+from ..curation.prompts import CAPTION_PROMPTS, JUDGE_PROMPT, QUESTION_PROMPT
+from .templates import template_path
 
 
 def _size_category(count: int) -> str:
@@ -27,8 +25,6 @@ def render_dataset_card(
 ):
     """A `DatasetCard` for `dataset` with the counts, filter pass rates, prompts and models of `report`."""
     from huggingface_hub import DatasetCard, DatasetCardData
-
-    from hub_cards import template_path
 
     pretty_name = config.pretty_name or "TPO video preference pairs"
     card_data = DatasetCardData(
@@ -67,45 +63,4 @@ def render_dataset_card(
         judge_prompt=JUDGE_PROMPT,
         videos_included=videos_included,
         license=config.license,
-    )
-
-
-def push_dataset(
-    output_dir: str | os.PathLike,
-    repo_id: str,
-    dataset: Any,
-    report: dict[str, Any],
-    config: Any,
-    upload_videos: bool = False,
-    private: bool = False,
-    token: str | None = None,
-    endpoint: str | None = None,
-) -> Any:
-    """Pushes the data (`data/train-00000-of-00001.parquet`), the card and optionally `videos/` in ONE commit.
-
-    Returns the `CommitInfo`. The video column already holds `videos/<id>` paths, so `load_dataset(repo_id)` plus a
-    snapshot of the repository is ready for `tpo-hf train` with `video_root` set to the snapshot folder.
-    """
-    from huggingface_hub import CommitOperationAdd, HfApi
-
-    api = HfApi(token=token, endpoint=endpoint)
-    api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
-    buffer = io.BytesIO()
-    dataset.to_parquet(buffer)
-    card = render_dataset_card(dataset, report, config, repo_id=repo_id, videos_included=upload_videos)
-    operations = [
-        CommitOperationAdd("data/train-00000-of-00001.parquet", buffer.getvalue()),
-        CommitOperationAdd("README.md", str(card).encode()),
-    ]
-    if upload_videos:
-        output_dir = Path(output_dir)
-        for relative in sorted(set(dataset["video"])):
-            local = output_dir / relative
-            if not relative.startswith("videos/") or not local.is_file():
-                raise FileNotFoundError(
-                    f"Video {relative!r} is not under {output_dir}/videos; run with copy_videos=True to upload videos."
-                )
-            operations.append(CommitOperationAdd(relative, str(local)))
-    return api.create_commit(
-        repo_id, operations, commit_message=f"Add TPO preference pairs ({len(dataset)} pairs)", repo_type="dataset"
     )

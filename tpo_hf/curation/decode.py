@@ -1,0 +1,110 @@
+"""Stage 2 of the flow (curation): decode each video's views once and make its candidates.
+
+For every video of a shard: draw the localized segments and the task types (from a generator seeded by the video
+id, so a resumed or distributed run draws the same), decode every view (segment, video without the segment, dense,
+sparse) in one pass with `VideoFile.load_views`, and make one `Candidate` per query. A video that cannot be decoded
+is skipped (listed in the report) or raises, per `on_video_error`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+
+from ..video import VideoFile, VideoLoadError
+from .candidate import Candidate, DecodedViews
+from .config import CurationConfig
+from .inputs import VideoItem
+from .segments import SegmentSpec, choose_segments, comprehensive_views, localized_views, video_rng
+
+
+def segment_spec(config: CurationConfig) -> SegmentSpec:
+    """The segment settings of `config`."""
+    return SegmentSpec(
+        config.segment_seconds,
+        config.segment_fraction,
+        config.segment_min_seconds,
+        config.segment_max_seconds,
+        config.segment_edge_margin,
+    )
+
+
+def decode_videos(
+    items: list[VideoItem], config: CurationConfig, stats: Counter
+) -> tuple[DecodedViews, list[Candidate], list[dict[str, str]]]:
+    """Decodes the views of `items`; returns (views, candidates in a fixed order, skipped videos with reasons)."""
+    spec = segment_spec(config)
+    views: DecodedViews = {}
+    candidates: list[Candidate] = []
+    skipped: list[dict[str, str]] = []
+    for item in items:
+        started = time.perf_counter()
+        try:
+            video = VideoFile(item.path)
+            rng = video_rng(item.video_id, config.seed)
+            segments = choose_segments(video.duration, spec, config.localized_per_video, rng)
+            wanted = {}
+            for index, segment in enumerate(segments):
+                for side, view in localized_views(segment, config.num_frames).items():
+                    wanted[f"localized{index}/{side}"] = view
+            for side, view in comprehensive_views(config.num_frames, config.sparse_num_frames).items():
+                wanted[f"comprehensive/{side}"] = view
+            decoded = video.load_views(wanted)
+            stats["frames_decoded"] += video.frames_decoded
+            video.clear_cache()
+        except VideoLoadError as error:
+            if config.on_video_error == "raise":
+                raise
+            skipped.append({"video": item.video_id, "reason": str(error)})
+            continue
+        finally:
+            stats["seconds_decode"] += time.perf_counter() - started
+        stats["videos_ok"] += 1
+        views[item.video_id] = decoded
+        if len(segments) < config.localized_per_video:
+            stats["segments_missing_short_video"] += config.localized_per_video - len(segments)
+        candidates += _video_candidates(item, segments, rng, config)
+    return views, candidates, skipped
+
+
+def _video_candidates(item: VideoItem, segments: list, rng, config: CurationConfig) -> list[Candidate]:
+    # The order of the draws from `rng` is part of the output: segments, then localized, then comprehensive types.
+    candidates = [
+        Candidate(
+            item.video_id,
+            "localized",
+            f"localized{index}",
+            rng.choice(config.localized_task_types),
+            segment=segment,
+        )
+        for index, segment in enumerate(segments)
+    ]
+    caption_source = "annotation" if item.caption else "generated"
+    if item.questions:
+        for question, answer in item.questions:
+            candidates.append(
+                Candidate(
+                    item.video_id,
+                    "comprehensive",
+                    "comprehensive",
+                    "annotation",
+                    caption=item.caption,
+                    caption_source=caption_source,
+                    question=question,
+                    reference_answer=answer,
+                    question_source="annotation",
+                )
+            )
+    else:
+        for _ in range(config.comprehensive_per_video):
+            candidates.append(
+                Candidate(
+                    item.video_id,
+                    "comprehensive",
+                    "comprehensive",
+                    rng.choice(config.comprehensive_task_types),
+                    caption=item.caption,
+                    caption_source=caption_source,
+                )
+            )
+    return candidates

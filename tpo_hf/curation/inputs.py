@@ -1,0 +1,67 @@
+"""Stage 2 of the flow (curation): the input videos, from a folder or a dataset, and how they are cut into shards."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..video import list_video_files
+from .config import CurationConfig
+
+
+@dataclass
+class VideoItem:
+    """One input video: `video_id` is its path relative to the corpus root (stable across machines)."""
+
+    video_id: str
+    path: str
+    caption: str | None = None
+    questions: list[tuple[str, str | None]] = field(default_factory=list)
+
+
+def list_videos(config: CurationConfig) -> list[VideoItem]:
+    """The input videos, sorted by id, from `video_dir` or from `dataset_name` (rows grouped by video)."""
+    if config.video_dir is not None:
+        root = Path(config.video_dir)
+        if not root.is_dir():
+            raise FileNotFoundError(f"video_dir={config.video_dir} is not a folder.")
+        paths = list_video_files(root, config.video_extensions)
+        items = [VideoItem(p.relative_to(root).as_posix(), str(p)) for p in paths]
+    else:
+        items = _videos_of_dataset(config)
+    if config.max_videos is not None:
+        items = items[: config.max_videos]
+    return items
+
+
+def _videos_of_dataset(config: CurationConfig) -> list[VideoItem]:
+    from ..data import default_video_root, load_preference_dataset
+
+    dataset = load_preference_dataset(config.dataset_name, split=config.dataset_split)
+    for column in (config.video_column, config.caption_column, config.question_column, config.answer_column):
+        if column is not None and column not in dataset.column_names:
+            raise ValueError(
+                f"Column {column!r} is not in dataset {config.dataset_name} (columns: {dataset.column_names})."
+            )
+    root = config.video_root or default_video_root(config.dataset_name) or ""
+    grouped: dict[str, VideoItem] = {}
+    for row_index, row in enumerate(dataset):
+        video = row[config.video_column]
+        if not isinstance(video, str) or not video:
+            raise ValueError(f"Row {row_index} of {config.dataset_name}: {config.video_column!r} is not a path.")
+        remote_or_absolute = os.path.isabs(video) or "://" in video
+        video_id = video.rstrip("/").split("/")[-1] if remote_or_absolute else video
+        path = video if remote_or_absolute else os.path.join(root, video)
+        item = grouped.setdefault(video_id, VideoItem(video_id, path))
+        if config.caption_column and row.get(config.caption_column) and item.caption is None:
+            item.caption = str(row[config.caption_column])
+        if config.question_column and row.get(config.question_column):
+            answer = row.get(config.answer_column) if config.answer_column else None
+            item.questions.append((str(row[config.question_column]), str(answer) if answer else None))
+    return [grouped[key] for key in sorted(grouped)]
+
+
+def make_shards(items: list[VideoItem], videos_per_shard: int) -> list[list[VideoItem]]:
+    """Consecutive groups of `videos_per_shard` videos: the unit of batching and of resume."""
+    return [items[i : i + videos_per_shard] for i in range(0, len(items), videos_per_shard)]

@@ -1,0 +1,162 @@
+"""Stage 2 of the flow (curation): the run report (`curation_report.json`), its summary table and the card's numbers.
+
+`CurationReport.from_run` counts what happened to every candidate: videos curated and skipped, questions written,
+declined or unparseable, why pairs were dropped, the judge's pass rate per check, the mix, and the final dataset.
+Deterministic counts come first; timings (which vary between runs) sit under `timings`.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from .config import CurationConfig
+from .inputs import VideoItem
+
+REPORT_NAME = "curation_report.json"
+
+
+@dataclass
+class VideoCounts:
+    total: int
+    curated: int
+    skipped: list[dict[str, str]]
+
+
+@dataclass
+class CandidateCounts:
+    total: int
+    localized: int
+    comprehensive: int
+
+
+@dataclass
+class JudgeRates:
+    """Share of judged pairs that parsed, passed each of the three checks, and passed all of them."""
+
+    judged: int
+    parsed: float | None
+    check1_chosen_better: float | None
+    check2_no_contradiction: float | None
+    check3_chosen_correct: float | None
+    passed: float | None
+
+
+@dataclass
+class FinalCounts:
+    total: int
+    by_granularity: dict[str, int]
+    by_task_type: dict[str, int]
+
+
+@dataclass
+class CurationReport:
+    """What a curation run did, as written to `curation_report.json` (`to_dict`) and shown on the dataset card."""
+
+    videos: VideoCounts
+    candidates: CandidateCounts
+    questions: dict[str, int]
+    drop_reasons: dict[str, int]
+    judge: JudgeRates | None
+    kept_before_mix: int
+    mix: dict[str, Any]
+    final: FinalCounts
+    models: dict[str, str | None]
+    frames: dict[str, int]
+    timings: dict[str, float] = field(default_factory=dict)
+    frames_decoded: int = 0
+
+    @classmethod
+    def from_run(
+        cls,
+        config: CurationConfig,
+        items: list[VideoItem],
+        shards: list[dict[str, Any]],
+        final: list[dict[str, Any]],
+        mix_counts: Counter,
+        models: dict[str, str | None],
+    ) -> CurationReport:
+        """The report of a run over `items`, from its shard results, the final records and the mix counts."""
+        records = [r for shard in shards for r in shard["records"]]
+        stats: Counter = Counter()
+        for shard in shards:
+            stats.update(shard["stats"])
+        return cls(
+            videos=VideoCounts(
+                len(items), int(stats.get("videos_ok", 0)), [s for shard in shards for s in shard["skipped"]]
+            ),
+            candidates=CandidateCounts(
+                len(records),
+                sum(r["granularity"] == "localized" for r in records),
+                sum(r["granularity"] == "comprehensive" for r in records),
+            ),
+            questions={s: int(stats.get(f"question_{s}", 0)) for s in ("ok", "none", "unparseable")},
+            drop_reasons=dict(sorted(Counter(r["keep_reason"] for r in records if not r["kept"]).items())),
+            judge=_judge_rates(records) if config.use_judge else None,
+            kept_before_mix=sum(r["kept"] for r in records),
+            mix={"ratio": config.mix_ratio, "target_size": config.target_size, **dict(mix_counts)},
+            final=FinalCounts(
+                len(final),
+                dict(sorted(Counter(r["granularity"] for r in final).items())),
+                dict(sorted(Counter(r["task_type"] for r in final).items())),
+            ),
+            models=models,
+            frames={"num_frames": config.num_frames, "sparse_num_frames": config.sparse_num_frames},
+            timings={
+                k.removeprefix("seconds_"): round(v, 3) for k, v in sorted(stats.items()) if k.startswith("seconds_")
+            },
+            frames_decoded=int(stats.get("frames_decoded", 0)),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The report as plain JSON-ready data (what `curation_report.json` and the dataset card hold)."""
+        return asdict(self)
+
+
+def _judge_rates(records: list[dict[str, Any]]) -> JudgeRates:
+    judged = [
+        r
+        for r in records
+        if r.get("judge_better") is not None
+        or r["keep_reason"].startswith("judge")
+        or r["keep_reason"] == "kept_judge_passed"
+    ]
+
+    def rate(values: list[bool]) -> float | None:
+        return round(sum(values) / len(values), 4) if values else None
+
+    return JudgeRates(
+        judged=len(judged),
+        parsed=rate([r["keep_reason"] != "judge_unparseable" for r in judged]),
+        check1_chosen_better=rate([r["judge_better"] is True for r in judged]),
+        check2_no_contradiction=rate([r["judge_contradiction"] is False for r in judged]),
+        check3_chosen_correct=rate([r["judge_correct"] is True for r in judged]),
+        passed=rate([r["kept"] for r in judged]),
+    )
+
+
+def summary_table(report: dict[str, Any]) -> str:
+    """The end-of-run summary of a report dict (as in `curation_report.json`) as a plain-text table."""
+    rows = [
+        (
+            "videos",
+            f"{report['videos']['curated']} curated / {report['videos']['total']} "
+            f"({len(report['videos']['skipped'])} skipped)",
+        ),
+        (
+            "candidate pairs",
+            f"{report['candidates']['total']} (localized {report['candidates']['localized']}, "
+            f"comprehensive {report['candidates']['comprehensive']})",
+        ),
+        ("questions", ", ".join(f"{k} {v}" for k, v in report["questions"].items())),
+        ("judge pass rate", "off" if report["judge"] is None else str(report["judge"]["passed"])),
+        ("kept before mix", str(report["kept_before_mix"])),
+        ("final pairs", f"{report['final']['total']} {report['final']['by_granularity']}"),
+    ]
+    rows += [(f"dropped: {k}", str(v)) for k, v in report["drop_reasons"].items()]
+    rows += [(f"skipped: {s['video']}", s["reason"][:80]) for s in report["videos"]["skipped"]]
+    width = max(len(k) for k, _ in rows)
+    line = "+" + "-" * (width + 2) + "+" + "-" * 62 + "+"
+    body = [f"| {k:<{width}} | {v:<60} |" for k, v in rows]
+    return "\n".join([line, f"| {'TPO curation':<{width}} | {'':<60} |", line, *body, line])

@@ -1,0 +1,168 @@
+"""Stage 2 of the flow (curation): the `"transformers"` backend, a local model answering batches of prompts.
+
+A video-LMM of a registered family goes through `VideoPreferenceProcessor.generate` (the same video-to-token path
+as training); text-only prompts (questions, judging) also work with it, or with any causal LM. Requests are grouped
+by frame count and batched with left padding. Decoding is greedy by default, so the preferred and dis-preferred
+answers differ only by what the model sees.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from .backends import BackendError, GenerationBackend, GenerationRequest
+
+if TYPE_CHECKING:
+    from .config import CurationConfig
+
+
+def _batches(indices: list[int], size: int) -> list[list[int]]:
+    return [indices[i : i + size] for i in range(0, len(indices), size)]
+
+
+class TransformersBackend(GenerationBackend):
+    """A local transformers model answering batches of prompts (with or without video) with left padding.
+
+    Args:
+        model_name_or_path: Hub id or local folder. A video-LMM of a family in `tpo_hf.families` takes video
+            requests; any other causal LM takes text-only requests.
+        batch_size: prompts per `generate` call.
+        do_sample, temperature: decoding settings (greedy by default); with sampling, each batch is seeded from
+            the `seed` passed to `generate`, so results do not depend on global RNG state.
+        dtype, device: where and how to load the model.
+        max_pixels: per-frame pixel budget for the video processor.
+    """
+
+    def __init__(
+        self,
+        model_name_or_path: str,
+        batch_size: int = 8,
+        do_sample: bool = False,
+        temperature: float = 1.0,
+        dtype: str = "auto",
+        device: str | None = None,
+        max_pixels: int | None = None,
+        model: Any = None,
+        processor: Any = None,
+    ):
+        self.model_id = str(model_name_or_path)
+        self.batch_size = batch_size
+        self.do_sample = do_sample
+        self.temperature = temperature
+        if model is None:
+            model, processor = _load(model_name_or_path, dtype, device, max_pixels)
+        self.model = model.eval()
+        self.processor = processor  # a VideoPreferenceProcessor (video-LMM) or a tokenizer (text LLM)
+        self.is_video = hasattr(processor, "generation_inputs")
+        tokenizer = self.tokenizer
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
+
+    @classmethod
+    def from_config(cls, config: CurationConfig, role: str, device: str | None = None) -> TransformersBackend:
+        """The backend of `role` ("video", "question" or "judge") as `config` sets it (the `BACKENDS` factory)."""
+        _, model, _ = config.role_settings(role)
+        return cls(
+            model,
+            batch_size=config.batch_size,
+            do_sample=config.do_sample,
+            temperature=config.temperature,
+            dtype=config.dtype,
+            device=config.device or device,
+            max_pixels=config.max_pixels,
+        )
+
+    @classmethod
+    def from_model(cls, model: Any, processor: Any, model_id: str = "in-memory", **kwargs: Any) -> TransformersBackend:
+        """Wraps an already loaded model and its `VideoPreferenceProcessor` (or tokenizer)."""
+        return cls(model_id, model=model, processor=processor, **kwargs)
+
+    @property
+    def tokenizer(self) -> Any:
+        return self.processor.tokenizer if self.is_video else self.processor
+
+    def _generate_kwargs(self, max_new_tokens: int) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {
+            "max_new_tokens": max_new_tokens,
+            "do_sample": self.do_sample,
+            "pad_token_id": self.tokenizer.pad_token_id,
+        }
+        if self.do_sample:
+            kwargs["temperature"] = self.temperature
+        else:  # silence the sampling defaults some generation configs carry
+            kwargs.update(temperature=None, top_p=None, top_k=None)
+        return kwargs
+
+    @torch.no_grad()
+    def _generate_text(self, prompts: list[str], max_new_tokens: int) -> list[str]:
+        messages = [[{"role": "user", "content": [{"type": "text", "text": p}]}] for p in prompts]
+        if self.is_video:
+            texts = [
+                self.processor.processor.apply_chat_template(m, add_generation_prompt=True, tokenize=False)
+                for m in messages
+            ]
+            inputs = self.processor.processor(text=texts, padding=True, padding_side="left", return_tensors="pt")
+        else:
+            texts = [
+                self.processor.apply_chat_template(
+                    [{"role": "user", "content": p}], add_generation_prompt=True, tokenize=False
+                )
+                for p in prompts
+            ]
+            inputs = self.processor(
+                texts, padding=True, padding_side="left", return_tensors="pt", add_special_tokens=False
+            )
+        inputs = inputs.to(self.model.device)
+        output = self.model.generate(**inputs, **self._generate_kwargs(max_new_tokens))
+        new_tokens = output[:, inputs["input_ids"].shape[1] :]
+        return self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+
+    def generate(self, requests: list[GenerationRequest], max_new_tokens: int, seed: int = 0) -> list[str]:
+        """Replies in request order. Requests are grouped by frame count (some families cannot batch mixed counts)
+        and the groups are cut into batches of `batch_size`."""
+        if any(r.video is not None for r in requests) and not self.is_video:
+            raise BackendError(
+                f"Model {self.model_id} is not a video-LMM of a registered family; it cannot take videos."
+            )
+        groups: dict[int, list[int]] = {}
+        for index, request in enumerate(requests):
+            groups.setdefault(-1 if request.video is None else len(request.video[0]), []).append(index)
+        replies: list[str | None] = [None] * len(requests)
+        batch_number = 0
+        for frames, indices in sorted(groups.items()):
+            for batch in _batches(indices, self.batch_size):
+                if self.do_sample:
+                    torch.manual_seed((seed + batch_number) % 2**63)
+                batch_number += 1
+                prompts = [requests[i].prompt for i in batch]
+                if frames == -1:
+                    outputs = self._generate_text(prompts, max_new_tokens)
+                else:
+                    outputs = self.processor.generate(
+                        self.model,
+                        prompts,
+                        [requests[i].video for i in batch],
+                        **self._generate_kwargs(max_new_tokens),
+                    )
+                for i, text in zip(batch, outputs):
+                    replies[i] = text.strip()
+        return replies  # type: ignore[return-value]
+
+
+def _load(model_name_or_path: str, dtype: str, device: str | None, max_pixels: int | None) -> tuple[Any, Any]:
+    """A video-LMM of a registered family with its `VideoPreferenceProcessor`, else a causal LM and its tokenizer."""
+    from transformers import AutoConfig
+
+    from ..families import get_family
+    from ..models import load_video_model, resolve_dtype
+
+    try:
+        get_family(AutoConfig.from_pretrained(model_name_or_path))
+    except ValueError:  # not a video-LMM: a text LLM for the question or judge role
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        model = AutoModelForCausalLM.from_pretrained(model_name_or_path, dtype=resolve_dtype(dtype))
+        return model.to(device or "cpu"), AutoTokenizer.from_pretrained(model_name_or_path)
+    return load_video_model(model_name_or_path, dtype=dtype, device=device or "cpu", max_pixels=max_pixels)

@@ -1,0 +1,114 @@
+"""Stage 5 of the flow (evaluation): `EvalConfig`, the settings of `tpo-hf eval`, parsed by `trl.TrlParser`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class EvalConfig:
+    """Settings of `tpo-hf eval`.
+
+    > Parameters that control the model
+
+    Args:
+        model_name_or_path: base model (Hub id or folder).
+        adapter_path: TPO LoRA adapter folder or Hub id; with it, base and adapter are evaluated side by side.
+        compare_base: with an adapter, also evaluate the adapter-disabled base model.
+        dtype: "auto", "bfloat16", "float16" or "float32".
+        device: "cuda", "cpu", ... (default: cuda when available).
+        attn_implementation: e.g. "sdpa" or "flash_attention_2".
+
+    > Parameters that control the multiple-choice benchmark
+
+    Args:
+        benchmark: "videomme", "mlvu_dev" or "longvideobench_val"; leave unset to run only V-NIAH.
+        dataset_name: Hub id, `save_to_disk` folder, or json/jsonl/parquet/csv file (default: the benchmark's id).
+        dataset_config, dataset_split: Hub config and split (default: the benchmark's split).
+        video_dir: folder holding the benchmark's videos.
+        limit: evaluate only the first `limit` questions.
+        num_frames: frames per video (the paper evaluates with 96-128).
+        max_pixels: per-frame pixel budget for families that resize dynamically.
+        batch_size: questions per `generate` call.
+        max_new_tokens: generation budget per answer.
+
+    > Parameters that control V-NIAH
+
+    Args:
+        vniah: run the video needle-in-a-haystack test.
+        vniah_haystack_dir: folder of videos to cut haystacks from (default: `video_dir`).
+        vniah_lengths: haystack lengths in frames.
+        vniah_depths: needle depths in [0, 1].
+        vniah_needle_colour, vniah_needle_shape, vniah_needle_frames: the rendered needle.
+        vniah_fps: frame rate of the written haystack videos.
+        vniah_haystack_fps: rate the source videos are sampled at to build haystacks (LongVA's V-NIAH: 1 fps).
+        vniah_max_side: cap on the longer side of haystack frames.
+
+    > Parameters that control the outputs
+
+    Args:
+        output_dir: where results, cache and heatmap go.
+        resume: reuse finished samples from the results cache in `output_dir`.
+        progress: show progress bars.
+    """
+
+    model_name_or_path: str | None = field(default=None, metadata={"help": "Base model: Hub id or local folder."})
+    adapter_path: str | None = field(default=None, metadata={"help": "TPO LoRA adapter (folder or Hub id)."})
+    compare_base: bool = field(default=True, metadata={"help": "With an adapter, also evaluate the base model."})
+    dtype: str = field(default="auto", metadata={"help": "auto, bfloat16, float16 or float32."})
+    device: str | None = field(default=None, metadata={"help": "Device (default: cuda when available, else cpu)."})
+    attn_implementation: str | None = field(default=None, metadata={"help": "Attention implementation."})
+
+    benchmark: str | None = field(
+        default=None, metadata={"help": "videomme, mlvu_dev or longvideobench_val (unset: V-NIAH only)."}
+    )
+    dataset_name: str | None = field(
+        default=None, metadata={"help": "Hub id, save_to_disk folder or data file (default: benchmark's Hub id)."}
+    )
+    dataset_config: str | None = field(default=None, metadata={"help": "Hub dataset config."})
+    dataset_split: str | None = field(default=None, metadata={"help": "Split (default: the benchmark's)."})
+    video_dir: str | None = field(default=None, metadata={"help": "Folder with the benchmark's videos."})
+    limit: int | None = field(default=None, metadata={"help": "Evaluate only the first N questions."})
+    num_frames: int = field(default=64, metadata={"help": "Frames per video (paper: 96-128)."})
+    max_pixels: int | None = field(default=None, metadata={"help": "Per-frame pixel budget (Qwen families)."})
+    batch_size: int = field(default=1, metadata={"help": "Questions per generate call."})
+    max_new_tokens: int = field(default=16, metadata={"help": "Generation budget per answer."})
+
+    vniah: bool = field(default=False, metadata={"help": "Run the video needle-in-a-haystack test."})
+    vniah_haystack_dir: str | None = field(
+        default=None, metadata={"help": "Videos to cut haystacks from (default: video_dir)."}
+    )
+    vniah_lengths: list[int] = field(
+        default_factory=lambda: [32, 64, 128], metadata={"help": "Haystack lengths in frames."}
+    )
+    vniah_depths: list[float] = field(
+        default_factory=lambda: [0.0, 0.25, 0.5, 0.75, 1.0], metadata={"help": "Needle depths in [0, 1]."}
+    )
+    vniah_needle_colour: str = field(default="red", metadata={"help": "Colour of the rendered needle."})
+    vniah_needle_shape: str = field(default="circle", metadata={"help": "circle or square."})
+    vniah_needle_frames: int = field(default=1, metadata={"help": "Frames the needle lasts."})
+    vniah_fps: int = field(default=8, metadata={"help": "Frame rate of the written haystack videos."})
+    vniah_haystack_fps: float | None = field(
+        default=1.0, metadata={"help": "Rate the haystack sources are sampled at (LongVA: 1 fps); unset: every frame."}
+    )
+    vniah_max_side: int | None = field(
+        default=448, metadata={"help": "Cap on the longer side of haystack frames (memory of long haystacks)."}
+    )
+
+    output_dir: str = field(default="eval_results", metadata={"help": "Where results, cache and heatmap go."})
+    resume: bool = field(default=True, metadata={"help": "Reuse finished samples from the results cache."})
+    progress: bool = field(default=True, metadata={"help": "Show progress bars."})
+
+    def __post_init__(self):
+        if self.benchmark is not None:
+            from .benchmarks import get_benchmark
+
+            get_benchmark(self.benchmark)  # fails early, naming the benchmarks there are
+        if self.benchmark is None and not self.vniah:
+            raise ValueError("Nothing to evaluate: set `benchmark` and/or `vniah: true`.")
+        for name in ("num_frames", "batch_size", "max_new_tokens", "vniah_needle_frames"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"`{name}` must be at least 1, got {getattr(self, name)}.")
+        for depth in self.vniah_depths:
+            if not 0.0 <= depth <= 1.0:
+                raise ValueError(f"`vniah_depths` must lie in [0, 1], got {depth}.")

@@ -1,0 +1,163 @@
+"""Stage 5 of the flow (evaluation): one evaluation run, base vs. TPO, on a benchmark and/or V-NIAH.
+
+`evaluate(config)` loads the model with its adapter (`tpo_hf.models.load_video_model`), answers every question with
+the adapter disabled (base) and enabled (TPO) from the same frames, and writes in `output_dir`: `results.json`,
+`results.md`, `model_index.yaml` (the card's model-index), `samples_<benchmark>.jsonl` (per-sample answers side by
+side), the results cache `cache_<benchmark>.jsonl` / `cache_vniah.jsonl`, and `vniah_heatmap.png`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from ..models import load_video_model
+from ..video import list_video_files
+from .config import EvalConfig
+
+logger = logging.getLogger(__name__)
+
+
+def _fingerprint(path: str | None) -> str:
+    """The path plus, for a local folder, the size and time of its newest file: an adapter retrained into the same
+    folder must not reuse the cached answers of the old one."""
+    if path is None or not os.path.isdir(path):
+        return str(path)
+    files = [entry for entry in Path(path).rglob("*") if entry.is_file()]
+    newest = max((entry.stat().st_mtime_ns for entry in files), default=0)
+    return f"{path}@{sum(entry.stat().st_size for entry in files)}:{newest}"
+
+
+def _side_by_side(run: Any, path: Path) -> None:
+    tags = list(run.results)
+    with path.open("w") as handle:
+        for per_tag in zip(*(run.results[tag] for tag in tags)):
+            record = {"sample_id": per_tag[0].sample_id, "answer": per_tag[0].answer, **per_tag[0].breakdowns}
+            for tag, result in zip(tags, per_tag):
+                record[f"{tag}_prediction"] = result.prediction
+                record[f"{tag}_reply"] = result.reply
+            record["agree"] = len({result.prediction for result in per_tag}) == 1
+            handle.write(json.dumps(record) + "\n")
+
+
+def evaluate(config: EvalConfig, model: Any = None, processor: Any = None) -> dict[str, Any]:
+    """Runs the configured evaluation and writes its outputs; returns the results dict (as in `results.json`).
+
+    `model` / `processor` may be passed in (already loaded) instead of being loaded from the config.
+    """
+    from huggingface_hub import ModelCardData
+
+    from .benchmarks import get_benchmark, load_benchmark
+    from .mcq import evaluate_mcq
+    from .results import eval_results, markdown_table, write_results_json
+    from .vniah import Needle, build_vniah_suite, plot_vniah_heatmap, vniah_scores
+
+    output_dir = Path(config.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    if model is None or processor is None:
+        model, processor = load_video_model(
+            config.model_name_or_path,
+            config.adapter_path,
+            num_frames=config.num_frames,
+            max_pixels=config.max_pixels,
+            dtype=config.dtype,
+            device=config.device,
+            attn_implementation=config.attn_implementation,
+        )
+    fingerprint = f"{_fingerprint(config.model_name_or_path)}|{_fingerprint(config.adapter_path)}"
+    results: dict[str, Any] = {
+        "model": config.model_name_or_path,
+        "adapter": config.adapter_path,
+        "benchmarks": {},
+    }
+
+    def cache(name: str) -> Path | None:
+        path = output_dir / f"cache_{name}.jsonl"
+        if not config.resume and path.exists():
+            path.unlink()
+        return path
+
+    if config.benchmark:
+        benchmark = get_benchmark(config.benchmark)
+        samples = load_benchmark(
+            config.benchmark, config.dataset_name, config.dataset_split, config.dataset_config, config.limit
+        )
+        logger.info("Evaluating %d %s questions at %d frames", len(samples), benchmark.pretty_name, config.num_frames)
+        run = evaluate_mcq(
+            model,
+            processor,
+            samples,
+            video_dir=config.video_dir,
+            num_frames=config.num_frames,
+            batch_size=config.batch_size,
+            max_new_tokens=config.max_new_tokens,
+            cache_path=cache(config.benchmark),
+            fingerprint=fingerprint,
+            compare_base=config.compare_base,
+            progress=config.progress,
+        )
+        summary = run.summary(benchmark.breakdowns)
+        results["benchmarks"][config.benchmark] = {
+            "pretty_name": benchmark.pretty_name,
+            "dataset": config.dataset_name
+            if config.dataset_name and not os.path.exists(config.dataset_name)
+            else benchmark.hub_id,
+            "split": config.dataset_split or benchmark.split,
+            "num_frames": config.num_frames,
+            **summary,
+        }
+        _side_by_side(run, output_dir / f"samples_{config.benchmark}.jsonl")
+
+    if config.vniah:
+        haystack_dir = config.vniah_haystack_dir or config.video_dir
+        if not haystack_dir or not os.path.isdir(haystack_dir):
+            raise ValueError(
+                f"V-NIAH needs a folder of haystack videos: set `vniah_haystack_dir` (got {haystack_dir})."
+            )
+        haystack_videos = [str(path) for path in list_video_files(haystack_dir)]
+        needle = Needle(
+            colour=config.vniah_needle_colour, shape=config.vniah_needle_shape, num_frames=config.vniah_needle_frames
+        )
+        samples = build_vniah_suite(
+            haystack_videos,
+            output_dir / "vniah_videos",
+            lengths=config.vniah_lengths,
+            depths=config.vniah_depths,
+            needle=needle,
+            fps=config.vniah_fps,
+            haystack_fps=config.vniah_haystack_fps,
+            max_side=config.vniah_max_side,
+        )
+        run = evaluate_mcq(
+            model,
+            processor,
+            samples,
+            batch_size=config.batch_size,
+            max_new_tokens=config.max_new_tokens,
+            cache_path=cache("vniah"),
+            fingerprint=fingerprint,
+            compare_base=config.compare_base,
+            progress=config.progress,
+        )
+        scores = {tag: vniah_scores(samples, tag_results) for tag, tag_results in run.results.items()}
+        heatmap = output_dir / "vniah_heatmap.png"
+        plot_vniah_heatmap(scores, heatmap)
+        # "models": the (depth x length) grids; "summary": the same answers scored like a benchmark, with agreement
+        results["vniah"] = {"models": scores, "heatmap": str(heatmap), "summary": run.summary(["length", "depth"])}
+
+    write_results_json(results, output_dir / "results.json")
+    (output_dir / "results.md").write_text(markdown_table(results))
+    tags = {tag for b in results["benchmarks"].values() for tag in b["models"]} | set(
+        results.get("vniah", {}).get("models", {})
+    )
+    tag = "tpo" if "tpo" in tags else "base"
+    card_data = ModelCardData(
+        model_name=Path(config.adapter_path or config.model_name_or_path or "model").name,
+        eval_results=eval_results(results, tag),
+    )
+    (output_dir / "model_index.yaml").write_text(card_data.to_yaml() + "\n")
+    logger.info("Results written to %s", output_dir)
+    return results

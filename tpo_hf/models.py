@@ -1,0 +1,91 @@
+"""Loading a video-LMM for inference: the base model, optionally a TPO (LoRA) adapter on it, and its processor.
+
+`load_video_model` is the one loader behind evaluation (`tpo-hf eval`, the lmms-eval plugin), the Space demo, the
+local curation backend and `tpo-hf push --merge`, so all of them see the same weights, frame sampling and family
+handling.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+PROCESSOR_FILES = ("processor_config.json", "preprocessor_config.json")
+
+
+def adapter_base_model(adapter: str | os.PathLike) -> str:
+    """The base model an adapter was trained on (`base_model_name_or_path` of its PEFT config)."""
+    from peft import PeftConfig
+
+    base = PeftConfig.from_pretrained(str(adapter)).base_model_name_or_path
+    if not base:
+        raise ValueError(f"The adapter config of {adapter} names no base_model_name_or_path; pass the base model.")
+    return base
+
+
+def _has_processor(path: str) -> bool:
+    """Whether an adapter folder or Hub repo carries its own processor (TPOTrainer saves one beside the adapter)."""
+    if os.path.isdir(path):
+        return any(os.path.isfile(os.path.join(path, name)) for name in PROCESSOR_FILES)
+    try:
+        from huggingface_hub import file_exists
+
+        return any(file_exists(path, name) for name in PROCESSOR_FILES)
+    except Exception:  # unreachable Hub: try the adapter's processor, as a Space does
+        return True
+
+
+def resolve_dtype(dtype: str | Any) -> Any:
+    """`"auto"` stays as is; a name such as `"bfloat16"` becomes the `torch.dtype`."""
+    import torch
+
+    return getattr(torch, dtype) if isinstance(dtype, str) and dtype != "auto" else dtype
+
+
+def load_video_model(
+    model_name_or_path: str | os.PathLike | None,
+    adapter: str | os.PathLike | None = None,
+    *,
+    dtype: str | Any = "auto",
+    device: str | None = None,
+    attn_implementation: str | None = None,
+    **video_settings: Any,
+) -> tuple[Any, Any]:
+    """The model (a `PeftModel` when `adapter` is given) in eval mode on its device, and its processor.
+
+    Args:
+        model_name_or_path: base model, Hub id or folder; `None` takes the base named in the adapter's config.
+        adapter: a LoRA adapter folder or Hub id (e.g. a `TPOTrainer` output).
+        dtype: `"auto"` or a torch dtype (name).
+        device: default `cuda` when available, else `cpu`.
+        attn_implementation: e.g. `"sdpa"`.
+        video_settings: `VideoPreferenceProcessor` settings (`num_frames`, `max_pixels`, ...); `None` values keep
+            the settings saved with the processor.
+
+    The processor comes from the adapter when it carries one (its saved video settings are those of training),
+    else from the base model.
+    """
+    import torch
+    from transformers import AutoModelForImageTextToText
+
+    from .processing import VideoPreferenceProcessor
+
+    adapter = str(adapter) if adapter is not None else None
+    if not model_name_or_path:
+        if adapter is None:
+            raise ValueError("Set `model_name_or_path` (a Hub model id or a local model folder).")
+        model_name_or_path = adapter_base_model(adapter)
+    model_name_or_path = str(model_name_or_path)
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    kwargs: dict[str, Any] = {"dtype": resolve_dtype(dtype)}
+    if attn_implementation:
+        kwargs["attn_implementation"] = attn_implementation
+    model = AutoModelForImageTextToText.from_pretrained(model_name_or_path, **kwargs)
+    if adapter is not None:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, adapter)
+    model.to(device).eval()
+    processor_source = adapter if adapter is not None and _has_processor(adapter) else model_name_or_path
+    settings = {name: value for name, value in video_settings.items() if value is not None}
+    return model, VideoPreferenceProcessor.from_pretrained(processor_source, **settings)
