@@ -173,6 +173,22 @@ def longvideobench_sample(row: dict[str, Any], index: int) -> MCQSample:
     )
 
 
+def tpo_world_sample(row: dict[str, Any], index: int) -> MCQSample:
+    """A held-out question of tpo-hf's synthetic temporal world (`tpo_hf.world`): rows are written by
+    `tpo_hf.world.corpus.eval_rows` with the full prompt and the video's frame count (every frame is shown)."""
+    options = list(_require(row, ("options",), "tpo_world", index))
+    return MCQSample(
+        sample_id=str(_require(row, ("sample_id",), "tpo_world", index)),
+        video=str(_require(row, ("video",), "tpo_world", index)),
+        question=str(_require(row, ("question",), "tpo_world", index)),
+        options=options,
+        answer=_answer_letter(_require(row, ("answer",), "tpo_world", index), options, "tpo_world", index),
+        prompt=str(_require(row, ("prompt",), "tpo_world", index)),
+        breakdowns={name: str(row[name]) for name in ("type", "kind", "scenes") if row.get(name) is not None},
+        num_frames=row.get("num_frames"),
+    )
+
+
 @dataclass(frozen=True)
 class Benchmark:
     """A registered multiple-choice benchmark: where it lives on the Hub and how its rows read.
@@ -208,6 +224,11 @@ BENCHMARKS: dict[str, Benchmark] = {
         "validation",
         ("duration_group", "question_category"),
         longvideobench_sample,
+    ),
+    # held-out questions about tpo-hf's synthetic temporal world (local files only; never on the Hub)
+    "tpo_world": Benchmark(
+        "tpo_world", "TPO world (held-out)", "tpo-hf/temporal-world", "test", ("type", "kind", "scenes"),
+        tpo_world_sample,
     ),
 }
 

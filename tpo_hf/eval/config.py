@@ -39,7 +39,7 @@ class EvalConfig:
         vniah_haystack_dir: folder of videos to cut haystacks from (default: `video_dir`).
         vniah_lengths: haystack lengths in frames.
         vniah_depths: needle depths in [0, 1].
-        vniah_needle_colour, vniah_needle_shape, vniah_needle_frames: the rendered needle.
+        vniah_needle_colour, vniah_needle_shape, vniah_needle_frames, vniah_needle_text: the rendered needle.
         vniah_fps: frame rate of the written haystack videos.
         vniah_haystack_fps: rate the source videos are sampled at to build haystacks (LongVA's V-NIAH: 1 fps).
         vniah_max_side: cap on the longer side of haystack frames.
@@ -87,6 +87,7 @@ class EvalConfig:
     vniah_needle_colour: str = field(default="red", metadata={"help": "Colour of the rendered needle."})
     vniah_needle_shape: str = field(default="circle", metadata={"help": "circle or square."})
     vniah_needle_frames: int = field(default=1, metadata={"help": "Frames the needle lasts."})
+    vniah_needle_text: str = field(default="NEEDLE", metadata={"help": "Text written on the needle ('' for none)."})
     vniah_fps: int = field(default=8, metadata={"help": "Frame rate of the written haystack videos."})
     vniah_haystack_fps: float | None = field(
         default=1.0, metadata={"help": "Rate the haystack sources are sampled at (LongVA: 1 fps); unset: every frame."}

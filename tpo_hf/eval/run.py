@@ -119,7 +119,10 @@ def evaluate(config: EvalConfig, model: Any = None, processor: Any = None) -> di
             )
         haystack_videos = [str(path) for path in list_video_files(haystack_dir)]
         needle = Needle(
-            colour=config.vniah_needle_colour, shape=config.vniah_needle_shape, num_frames=config.vniah_needle_frames
+            colour=config.vniah_needle_colour,
+            shape=config.vniah_needle_shape,
+            num_frames=config.vniah_needle_frames,
+            text=config.vniah_needle_text,
         )
         samples = build_vniah_suite(
             haystack_videos,

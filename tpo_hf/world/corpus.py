@@ -114,3 +114,20 @@ def eval_samples(videos: list[WorldVideo], per_video: dict[str, int], seed: int 
 
 
 LOCALIZED_AND_COMPREHENSIVE = {**{k: 1 for k in LOCALIZED_KINDS}, **{k: 1 for k in COMPREHENSIVE_KINDS}}
+
+
+def eval_rows(samples: list[MCQSample]) -> list[dict]:
+    """`samples` as rows of the `tpo_world` benchmark (`tpo-hf eval --benchmark tpo_world --dataset_name F.jsonl`)."""
+    return [
+        {
+            "sample_id": s.sample_id,
+            "video": s.video,
+            "question": s.question,
+            "options": s.options,
+            "answer": s.answer,
+            "prompt": s.prompt,
+            "num_frames": s.num_frames,
+            **s.breakdowns,
+        }
+        for s in samples
+    ]

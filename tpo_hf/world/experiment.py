@@ -26,8 +26,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .corpus import CorpusSpec, eval_samples, write_corpus, write_curation_inputs
+from .corpus import CorpusSpec, eval_rows, eval_samples, write_corpus, write_curation_inputs
 from .questions import COMPREHENSIVE_KINDS, LOCALIZED_KINDS
+from .timeline import FPS, NEEDLE_FRAMES
 
 logger = logging.getLogger(__name__)
 
@@ -92,7 +93,7 @@ def curate(config: ExperimentConfig, seed: int, base_model: str) -> dict[str, An
     shards (mix and size are not part of the shard fingerprint, so nothing is generated again)."""
     _single_thread()
     from ..curation.config import CurationConfig
-    from ..curation.pipeline import run_curation
+    from ..curation.run import run_curation
 
     root = Path(config.out_dir) / f"seed-{seed}"
     corpus_dir = root / "corpus"
@@ -141,28 +142,35 @@ def curate(config: ExperimentConfig, seed: int, base_model: str) -> dict[str, An
 
 
 def train_arm(config: ExperimentConfig, seed: int, arm: str, base_model: str) -> str:
-    """Trains one arm on its pair set (LoRA on the language model) and returns the adapter folder."""
+    """Trains one arm (unless its adapter exists) and returns the adapter folder."""
     _single_thread()
+    adapter_dir = Path(config.out_dir) / f"seed-{seed}" / "adapters" / arm
+    if not (adapter_dir / "adapter_model.safetensors").is_file():
+        train(config, seed, arm, base_model)
+    return str(adapter_dir)
+
+
+def train(config: ExperimentConfig, seed: int, arm: str, base_model: str):
+    """Trains one arm on its pair set (LoRA on the language model), saves it and returns the `TPOTrainer`."""
     from peft import LoraConfig
 
-    from ..config import TPOConfig
     from ..processing import VideoPreferenceProcessor
-    from ..train import load_preference_dataset
+    from ..tiny import tiny_tpo_config
+    from ..data import load_preference_dataset
     from ..trainer import TPOTrainer
 
     mix, loss_type = ARMS[arm]
     root = Path(config.out_dir) / f"seed-{seed}"
     adapter_dir = root / "adapters" / arm
-    if (adapter_dir / "adapter_model.safetensors").is_file():
-        return str(adapter_dir)
     dataset_dir = root / f"pairs-{mix.replace(':', '_')}"
     corpus_dir = root / "corpus"
-    processor = VideoPreferenceProcessor.from_pretrained(base_model, num_frames=None, video_fps=2,
-                                                         video_root=str(corpus_dir))
-    args = TPOConfig(
-        str(adapter_dir),
+    processor = VideoPreferenceProcessor.from_pretrained(
+        base_model, num_frames=None, video_fps=FPS, video_root=str(corpus_dir)
+    )
+    args = tiny_tpo_config(
+        adapter_dir,
         num_frames=None,
-        video_fps=2,
+        video_fps=FPS,
         video_root=str(corpus_dir),
         per_device_train_batch_size=config.batch_size,
         max_steps=config.max_steps,
@@ -173,13 +181,8 @@ def train_arm(config: ExperimentConfig, seed: int, arm: str, base_model: str) ->
         loss_weights=[config.sft_weight if loss == "sft" and len(loss_type) > 1 else 1.0 for loss in loss_type],
         warmup_ratio=0.1,
         logging_steps=5,
-        bf16=False,
-        use_cpu=True,
-        save_strategy="no",
-        report_to=[],
         seed=seed,
         data_seed=seed,
-        dataloader_pin_memory=False,
         disable_tqdm=True,
     )
     trainer = TPOTrainer(
@@ -191,57 +194,76 @@ def train_arm(config: ExperimentConfig, seed: int, arm: str, base_model: str) ->
     )
     trainer.train()
     trainer.save_model(str(adapter_dir))
-    return str(adapter_dir)
+    return trainer
 
 
-def eval_sets(config: ExperimentConfig) -> tuple[Path, list]:
-    """The held-out videos (their own split, never curated or trained on) and their questions."""
+def eval_sets(config: ExperimentConfig) -> tuple[Path, Path]:
+    """The held-out videos (their own splits, never curated or trained on) and their questions as a `tpo_world`
+    benchmark file; written once."""
     folder = Path(config.out_dir) / "eval-videos"
+    questions = Path(config.out_dir) / "heldout_questions.jsonl"
     videos = []
     for count in config.eval_scene_counts:
         spec = CorpusSpec(f"eval{count}", config.eval_videos_per_count, count, count, config.needle_probability, 0)
         videos += write_corpus(spec, folder)
     per_video = {**{k: 1 for k in LOCALIZED_KINDS}, **{k: 1 for k in COMPREHENSIVE_KINDS}, "needle": 1}
-    return folder, eval_samples(videos, per_video)
+    rows = eval_rows(eval_samples(videos, per_video))
+    questions.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return folder, questions
+
+
+def heldout_eval_config(
+    config: ExperimentConfig, base_model: str, adapter: str | None, output_dir: Path, compare_base: bool = False
+):
+    """How every arm (and the quickstart) is scored: the `tpo_world` benchmark plus V-NIAH through `tpo_hf.eval`."""
+    from ..eval.config import EvalConfig
+
+    video_dir, questions = Path(config.out_dir) / "eval-videos", Path(config.out_dir) / "heldout_questions.jsonl"
+    return EvalConfig(
+        model_name_or_path=base_model,
+        adapter_path=adapter,
+        benchmark="tpo_world",
+        dataset_name=str(questions),
+        video_dir=str(video_dir),
+        num_frames=32,  # each question carries its video's frame count: the model sees every frame
+        batch_size=32,
+        max_new_tokens=6,
+        compare_base=compare_base,
+        vniah=True,
+        vniah_haystack_dir=str(video_dir),
+        vniah_lengths=config.vniah_lengths,
+        vniah_depths=config.vniah_depths,
+        vniah_needle_colour="magenta",
+        vniah_needle_shape="circle",
+        vniah_needle_frames=NEEDLE_FRAMES,
+        vniah_needle_text="",  # the world's needle picture (see `timeline.render_scene`)
+        vniah_fps=2,
+        dtype="float32",
+        device="cpu",
+        progress=False,
+        output_dir=str(output_dir),
+    )
 
 
 def evaluate_arm(config: ExperimentConfig, seed: int, arm: str, base_model: str) -> dict[str, Any]:
-    """Scores one arm with the project's evaluation code: MCQ answers extracted from generated replies, plus
-    V-NIAH on haystacks cut from held-out world videos."""
+    """Scores one arm with the project's evaluation (`tpo_hf.eval.run.evaluate`): generated replies, answer
+    extraction, per-sample records, V-NIAH on haystacks cut from held-out world videos."""
     _single_thread()
-    from ..eval.cli import load_model_and_processor
-    from ..eval.mcq import evaluate_mcq
-    from ..eval.vniah import Needle, build_vniah_suite, vniah_scores
-    from .timeline import render_scene, WorldScene
+    from ..eval.run import evaluate
 
-    adapter = None if arm == "base" else str(Path(config.out_dir) / f"seed-{seed}" / "adapters" / arm)
-    model, processor = load_model_and_processor(base_model, adapter, dtype="float32", device="cpu")
-    processor.num_frames, processor.video_fps = None, 2.0
-    video_dir, samples = eval_sets(config)
+    root = Path(config.out_dir) / f"seed-{seed}"
+    adapter = None if arm == "base" else str(root / "adapters" / arm)
+    output_dir = root / "eval" / arm
+    results = evaluate(heldout_eval_config(config, base_model, adapter, output_dir))
     tag = "base" if arm == "base" else "tpo"
-    run = evaluate_mcq(model, processor, samples, video_dir=video_dir, num_frames=32, batch_size=32,
-                       max_new_tokens=4, compare_base=False, progress=False)
-    results = run.results[tag]
-    haystacks = sorted(str(p) for p in video_dir.glob("eval16-*.mp4"))[:4]
-    needle = Needle(colour="magenta", shape="circle", distractors=("green", "blue", "yellow"))
-    vniah_dir = Path(config.out_dir) / "vniah-videos"
-    vniah = build_vniah_suite(haystacks, vniah_dir, config.vniah_lengths, config.vniah_depths, needle, fps=2,
-                              needle_clip_frames=render_scene(WorldScene("magenta", "circle", needle=True)))
-    vniah_run = evaluate_mcq(model, processor, vniah, batch_size=8, max_new_tokens=4, compare_base=False,
-                             progress=False)
-    return {
-        "arm": arm,
-        "seed": seed,
-        "samples": [
-            {"id": r.sample_id, "reply": r.reply, "prediction": r.prediction, "correct": r.correct, **r.breakdowns}
-            for r in results
-        ],
-        "vniah": vniah_scores(vniah, vniah_run.results[tag]),
-    }
-
-
-def _job(kind: str, *args: Any) -> Any:
-    return {"curate": curate, "train": train_arm, "eval": evaluate_arm}[kind](*args)
+    samples = []
+    for line in (output_dir / "samples_tpo_world.jsonl").read_text().splitlines():
+        record = json.loads(line)
+        record["prediction"] = record.pop(f"{tag}_prediction")
+        record["reply"] = record.pop(f"{tag}_reply")
+        record["correct"] = record["prediction"] == record["answer"]
+        samples.append(record)
+    return {"arm": arm, "seed": seed, "samples": samples, "vniah": results["vniah"]["models"][tag]}
 
 
 def _train_and_eval(config: ExperimentConfig, seed: int, arm: str, base_model: str) -> dict[str, Any]:
@@ -361,8 +383,7 @@ def run_experiment(config: ExperimentConfig) -> dict[str, Any]:
     base_model = config.base_model or str(world_base_model())
     eval_sets(config)  # written once, before workers read them
     with ProcessPoolExecutor(max_workers=config.workers) as pool:
-        curated = list(pool.map(_job, ["curate"] * len(config.seeds), [config] * len(config.seeds), config.seeds,
-                                [base_model] * len(config.seeds)))
+        curated = [f.result() for f in [pool.submit(curate, config, seed, base_model) for seed in config.seeds]]
         jobs = [(seed, arm) for seed in config.seeds for arm in config.arms if arm != "base"]
         futures = [pool.submit(_train_and_eval, config, seed, arm, base_model) for seed, arm in jobs]
         base_runs = [pool.submit(evaluate_arm, config, config.seeds[0], "base", base_model)]

@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from ..curation.prompts import CAPTION_PROMPTS
-from .questions import COMPREHENSIVE_KINDS, LOCALIZED_KINDS, ask, caption
-from .timeline import WorldVideo, frame_metadata, make_video, render_video, world_rng
+from .questions import COMPREHENSIVE_KINDS, LETTER_POST_PROMPT, LOCALIZED_KINDS, POST_PROMPT, ask, caption
+from .timeline import FPS, WorldVideo, frame_metadata, make_video, render_video, world_rng
 
 logger = logging.getLogger(__name__)
 
@@ -72,7 +72,10 @@ def training_example(rng: random.Random, config: PretrainConfig, index: int) -> 
         question = ask(video, rng.choice(kinds), rng)
         if question is not None:
             # the answer is the option's text: the evaluation's answer extraction maps it to its letter
-            return question.prompt, question.answer, frames
+            prompt = question.prompt
+            if rng.random() < 0.3:
+                prompt = prompt.replace(POST_PROMPT, LETTER_POST_PROMPT)
+            return prompt, question.answer, frames
 
 
 def encode_batch(processor, examples: list[tuple[str, str, np.ndarray]]):
@@ -108,7 +111,7 @@ def pretrain(
     config = config or PretrainConfig()
     output_dir = Path(output_dir)
     model, hf_processor = build_world_model(config.seed, config.hidden_size, config.num_layers)
-    processor = VideoPreferenceProcessor(hf_processor, video_fps=2)
+    processor = VideoPreferenceProcessor(hf_processor, num_frames=None, video_fps=FPS)  # every frame
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
 

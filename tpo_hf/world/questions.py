@@ -26,6 +26,9 @@ from .timeline import COLOURS, MOTIONS, NEEDLE_SHAPES, SHAPES, WorldScene, World
 # The world model answers with the option's text ("blue"), which `extract_answer_letter` maps to its letter: for a
 # model this small, naming the thing it saw is learnable long before the extra hop to a letter is.
 POST_PROMPT = "Answer with the option's text."
+# lmms-eval's wording (used by V-NIAH and the benchmarks); the world model is pretrained on both and answers with the
+# option's text either way
+LETTER_POST_PROMPT = "Answer with the option's letter from the given choices directly."
 
 TEMPLATES = {
     "motion": "Which way does the {name} move?",

@@ -30,7 +30,7 @@ FPS = 2  # frames per second of every world video
 FRAMES_PER_SCENE = 4  # a scene lasts two seconds: two visual tokens (temporal patches of 2 frames)
 NEEDLE_FRAMES = 2  # a needle is one temporal patch
 FRAME_SIZE = 32  # rendered side in pixels; the world model's processor resizes to 16x16 (one token per 2 frames)
-MOVE_PIXELS = 3  # how far the object moves from one frame to the next
+MOVE_PIXELS = 6  # how far the object moves from one frame to the next (3 px after resizing to 16x16)
 
 
 @dataclass(frozen=True)
@@ -144,8 +144,6 @@ def _shape_mask(shape: str, centre: tuple[float, float], radius: float, size: in
     dy, dx = ys - centre[0], xs - centre[1]
     if shape == "square":
         return (np.abs(dy) <= radius) & (np.abs(dx) <= radius)
-    if shape == "circle":
-        return dy**2 + dx**2 <= radius**2
     if shape == "ring":
         return (np.abs(dy) <= radius) & (np.abs(dx) <= radius) & ~((np.abs(dy) <= radius / 2) & (np.abs(dx) <= radius / 2))
     if shape == "bar":
@@ -160,11 +158,13 @@ def render_scene(scene: WorldScene, size: int = FRAME_SIZE) -> np.ndarray:
     frames = np.empty((scene.num_frames, size, size, 3), dtype=np.uint8)
     frames[:] = BACKGROUND
     colour = np.array(COLOURS[scene.colour], dtype=np.uint8)
-    if scene.needle:
-        frames[:, _shape_mask(scene.shape, (size / 2, size / 2), size * 0.47, size)] = colour
+    if scene.needle:  # drawn by the V-NIAH renderer, so world needles and V-NIAH needles are the same picture
+        from ..eval.vniah import Needle, render_needle_frame
+
+        frames[:] = render_needle_frame(Needle(scene.colour, scene.shape, text="", distractors=()), size, size)
         return frames
     step = {"left": (0, -1), "right": (0, 1), "up": (-1, 0), "down": (1, 0)}[scene.motion]
-    radius = size * 0.25
+    radius = size * 0.17
     for index in range(scene.num_frames):
         offset = (index - (scene.num_frames - 1) / 2) * MOVE_PIXELS
         centre = (size / 2 + step[0] * offset, size / 2 + step[1] * offset)
