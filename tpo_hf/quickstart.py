@@ -53,9 +53,9 @@ def experiment_config(config: QuickstartConfig):
         train_videos=config.train_videos,
         pairs_per_arm=config.pairs,
         max_steps=config.max_steps,
-        eval_scene_counts=[2, 4, 8, 12, 16],
+        eval_scene_counts=[2, 3, 6, 9],
         eval_videos_per_count=config.eval_videos_per_length,
-        vniah_lengths=[8, 16, 32],
+        vniah_lengths=[4, 8, 16],
         vniah_depths=[0.0, 0.5, 1.0],
     )
 
@@ -110,7 +110,7 @@ def main(config: QuickstartConfig) -> dict[str, str]:
         base_model=base_model,
         num_frames=32,
         max_new_tokens=8,
-        examples=[str(next(video_dir.glob("eval8-*.mp4")))],
+        examples=[str(next(video_dir.glob("eval9-*.mp4")))],
     )
 
     progress.stage("Summary")

@@ -27,13 +27,13 @@ from .timeline import WorldVideo, read_timeline, world_rng
 # Which world question each of the paper's task types becomes (the world has three localized kinds).
 TASK_KINDS = {
     "temporal": ("after", "before"),
-    "action": ("motion",),
-    "spatial_reasoning": ("motion",),
+    "action": ("where",),
+    "spatial_reasoning": ("where",),
     "object": ("before", "after"),
-    "information_extraction": ("after",),
-    "descriptive": ("motion", "after", "before"),
+    "information_extraction": ("after", "where"),
+    "descriptive": ("where", "after", "before"),
     "causal_reasoning": ("after", "before"),
-    "summarization": ("after", "before", "motion"),
+    "summarization": ("after", "before", "where"),
 }
 
 _OPTION_LINE = re.compile(r"^([A-Z])\.\s+(.*)$")
@@ -63,9 +63,9 @@ class WorldQuestionBackend(GenerationBackend):
             return "None"
         video = WorldVideo("caption", tuple(events))
         rng = world_rng("question-writer", self.seed, caption_text, task_type)
-        kinds = list(TASK_KINDS.get(task_type, ("after", "before", "motion")))
+        kinds = list(TASK_KINDS.get(task_type, ("after", "before", "where")))
         rng.shuffle(kinds)
-        for kind in [*kinds, "motion"]:
+        for kind in [*kinds, "where"]:
             question = ask(video, kind, rng)
             if question is not None:
                 return json.dumps({"question": question.prompt, "answer": question.letter})

@@ -1,8 +1,8 @@
 """The world's small video-LMM: a real Qwen2-VL (registry family `qwen2_vl`) sized for CPU pretraining.
 
 Design choices, each for speed on a 2-core CPU without losing what makes it a video-LMM:
-- frames are resized to 16x16 with 8-pixel patches, 2x2 spatial merge and temporal patch 2, so every two frames
-  are one visual token (the patch embedding sees the motion between them) and a 12-scene video is 24 tokens;
+- frames are resized to 16x16 with 8-pixel patches, 2x2 spatial merge and temporal patch 1, so every frame (one
+  scene, one second) is one visual token whose four patches are the four quadrants (M-RoPE gives it its time);
 - a byte-level BPE tokenizer trained (deterministically) on the world's own sentences, so every world word is one
   token and prompts are ~40 tokens instead of ~200 bytes.
 """
@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 
 from ..tiny import _CHATML_TEMPLATE, SPECIAL_TOKENS
-from .timeline import COLOURS, MOTIONS, NEEDLE_SHAPES, SHAPES
+from .timeline import COLOURS, NEEDLE_SHAPE, POSITIONS
 
 TOKEN_SIDE = 16  # pixels per frame side after resizing: one 2x2 group of 8-pixel patches = one token
 MAX_POSITIONS = 2048
@@ -23,13 +23,21 @@ def world_sentences() -> list[str]:
     """Text the tokenizer is trained on: every word and phrase that prompts, answers and captions use."""
     from .questions import ALL_TEMPLATES
 
-    words = [*COLOURS, *SHAPES, *MOTIONS, "still"]
+    from .questions import LETTER_POST_PROMPT, POST_PROMPT, describe
+    from .timeline import WorldScene
+
+    words = [*COLOURS, *POSITIONS, NEEDLE_SHAPE, "square", "shape"]
     sentences = list(ALL_TEMPLATES)
-    sentences += [f"A {c} {s} moves {m}." for c in COLOURS for s in SHAPES for m in MOTIONS]
-    sentences += [" ".join(words), "Answer with the option's letter from the given choices directly."]
+    sentences += [describe(WorldScene(c, p)) for c in COLOURS for p in POSITIONS]
+    sentences += [describe(WorldScene(c, needle=True)) for c in COLOURS]
+    sentences += [" ".join(words), POST_PROMPT, LETTER_POST_PROMPT]
     sentences += [f"{letter}. {word}" for letter in "ABCD" for word in words]
-    sentences += [f"A big {c} {s} flashes." for c in COLOURS for s in NEEDLE_SHAPES]
-    sentences += [f"{n}" for n in range(32)]
+    sentences += [f"the {c} shape" for c in COLOURS]
+    # answers open the assistant turn without a leading space; the chat template's role names; caption requests
+    sentences += [*words, *(f"the {c} shape" for c in COLOURS), "user", "assistant", "system"]
+    from ..curation.prompts import CAPTION_PROMPTS
+
+    sentences += list(CAPTION_PROMPTS.values())
     return sentences
 
 
@@ -92,7 +100,7 @@ def build_world_model(seed: int = 0, hidden_size: int = 128, num_layers: int = 4
         mlp_ratio=2,
         patch_size=8,
         spatial_merge_size=2,
-        temporal_patch_size=2,
+        temporal_patch_size=1,
         in_chans=3,
     )
     config = Qwen2VLConfig(
@@ -104,7 +112,7 @@ def build_world_model(seed: int = 0, hidden_size: int = 128, num_layers: int = 4
         vision_end_token_id=ids["<|vision_end|>"],
     )
     pixels = TOKEN_SIDE * TOKEN_SIDE
-    pixel_kwargs = dict(patch_size=8, temporal_patch_size=2, merge_size=2)
+    pixel_kwargs = dict(patch_size=8, temporal_patch_size=1, merge_size=2)
     size = {"shortest_edge": pixels, "longest_edge": pixels}
     processor = Qwen2VLProcessor(
         image_processor=Qwen2VLImageProcessor(size=size, **pixel_kwargs),

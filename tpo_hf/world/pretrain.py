@@ -1,8 +1,8 @@
 """Pretraining the world's base video-LMM on short clips (1-4 scenes): captions and questions about them.
 
-This is the stand-in for a video-LMM's instruction tuning on short videos: the model learns to see (colour, shape,
-motion), to caption, and to answer localized / comprehensive / needle questions about *short* clips. Long videos
-(8+ scenes) are never shown, which is what makes them hard for the base model, as in the TPO paper, where the
+This is the stand-in for a video-LMM's instruction tuning on short videos: the model learns to see (colour,
+position), to caption, and to answer localized / comprehensive / needle questions about *short* clips. Long videos
+(6+ scenes) are never shown, which is what makes them hard for the base model, as in the TPO paper, where the
 base model is good on short clips and worse on long videos.
 """
 
@@ -36,27 +36,19 @@ class PretrainConfig:
     warmup_steps: int = 100
     weight_decay: float = 0.01
     min_scenes: int = 1
-    max_scenes: int = 4
+    max_scenes: int = 3
     needle_probability: float = 0.25
     caption_probability: float = 0.15
-    crop_probability: float = 0.3  # a clip may start or end in the middle of a scene, as curation segments do
     hidden_size: int = 128
     num_layers: int = 4
     format_version: int = 1
 
 
 def short_clip(rng: random.Random, config: PretrainConfig, index: int) -> tuple[WorldVideo, np.ndarray]:
-    """A random clip of `min_scenes`..`max_scenes` scenes (maybe with a needle, maybe cut mid-scene)."""
+    """A random clip of `min_scenes`..`max_scenes` scenes, maybe with a needle."""
     num_scenes = rng.randint(config.min_scenes, config.max_scenes)
     video = make_video(f"pretrain-{index}", rng, num_scenes, with_needle=rng.random() < config.needle_probability)
-    frames = render_video(video)
-    if len(video.scenes) > 1 and rng.random() < config.crop_probability:
-        # start or end inside a scene (keeping at least half of it), as a curation segment may
-        first, last = video.scenes[0], video.scenes[-1]
-        start = rng.randint(0, first.num_frames // 2)
-        stop = len(frames) - rng.randint(0, last.num_frames // 2)
-        frames = frames[start:stop]
-    return video, frames
+    return video, render_video(video)
 
 
 def training_example(rng: random.Random, config: PretrainConfig, index: int) -> tuple[str, str, np.ndarray]:

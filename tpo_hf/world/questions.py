@@ -2,8 +2,8 @@
 
 Three families, as in the TPO paper's evaluation:
 
-- localized: about one moment, which the question names by content, the way the paper's questions do ("Which way
-  does the red ring move?", "What colour is the shape right after the red ring?");
+- localized: about one moment, which the question names by content, the way the paper's questions do ("Where is
+  the red shape?", "What colour is the shape right after the red shape?");
 - comprehensive: about the whole video (the first or last shape, which of two shapes comes first);
 - needle: one frame of a big shape hidden in the video (the V-NIAH question of `tpo_hf.eval.vniah`).
 
@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from ..eval.answers import option_letters
 from ..eval.benchmarks import MCQSample
 from ..eval.vniah import NEEDLE_QUESTION
-from .timeline import COLOURS, MOTIONS, NEEDLE_SHAPES, SHAPES, WorldScene, WorldVideo
+from .timeline import COLOURS, NEEDLE_SHAPE, POSITIONS, WorldScene, WorldVideo
 
 # The world model answers with the option's text ("blue"), which `extract_answer_letter` maps to its letter: for a
 # model this small, naming the thing it saw is learnable long before the extra hop to a letter is.
@@ -31,20 +31,22 @@ POST_PROMPT = "Answer with the option's text."
 LETTER_POST_PROMPT = "Answer with the option's letter from the given choices directly."
 
 TEMPLATES = {
-    "motion": "Which way does the {name} move?",
+    "where": "Where is the {name}?",
     "after": "What colour is the shape right after the {name}?",
-    "before": "What shape comes right before the {name}?",
+    "before": "What colour is the shape right before the {name}?",
     "first": "What colour is the first shape in the video?",
     "last": "What colour is the last shape in the video?",
     "order": "Which comes first, the {a} or the {b}?",
     "needle": NEEDLE_QUESTION,
 }
-ALL_TEMPLATES = [t.replace("{name}", "red ring").replace("{a}", "red ring").replace("{b}", "blue square")
-                 .replace("{shape}", "circle") for t in TEMPLATES.values()]
-LOCALIZED_KINDS = ("motion", "after", "before")
+ALL_TEMPLATES = [t.format(name="red shape", a="red shape", b="blue shape", shape=NEEDLE_SHAPE) for t in TEMPLATES.values()]
+LOCALIZED_KINDS = ("where", "after", "before")
 COMPREHENSIVE_KINDS = ("first", "last", "order")
-KIND_GRANULARITY = {**{k: "localized" for k in LOCALIZED_KINDS}, **{k: "comprehensive" for k in COMPREHENSIVE_KINDS},
-                    "needle": "needle"}
+KIND_GRANULARITY = {
+    **{k: "localized" for k in LOCALIZED_KINDS},
+    **{k: "comprehensive" for k in COMPREHENSIVE_KINDS},
+    "needle": "needle",
+}
 
 
 @dataclass(frozen=True)
@@ -96,60 +98,60 @@ def ask(video: WorldVideo, kind: str, rng: random.Random, target: int | None = N
     `None` when the video cannot support that kind (e.g. "after" the last scene)."""
     events = video.events
     colours_shown = [e.colour for e in events]
-    if kind in ("motion", "after", "before"):
-        valid = {
-            "motion": range(len(events)),
-            "after": range(len(events) - 1),
-            "before": range(1, len(events)),
-        }[kind]
+    if kind in LOCALIZED_KINDS:
+        valid = {"where": range(len(events)), "after": range(len(events) - 1), "before": range(1, len(events))}[kind]
         if not valid:
             return None
         index = target if target is not None else rng.choice(list(valid))
         if index not in valid:
             return None
-        event = events[index]
-        question = TEMPLATES[kind].format(name=event.name)
-        if kind == "motion":
-            return WorldQuestion(kind, question, _options(event.motion, list(MOTIONS), [], rng), event.motion,
-                                 (index,))
-        if kind == "after":
-            answer = events[index + 1].colour
-            return WorldQuestion(kind, question, _options(answer, list(COLOURS), colours_shown, rng), answer,
-                                 (index, index + 1))
-        answer = events[index - 1].shape
-        return WorldQuestion(kind, question, _options(answer, list(SHAPES), [], rng), answer, (index - 1, index))
+        question = TEMPLATES[kind].format(name=events[index].name)
+        if kind == "where":
+            answer = events[index].position
+            return WorldQuestion(kind, question, _options(answer, list(POSITIONS), [], rng), answer, (index,))
+        other = index + 1 if kind == "after" else index - 1
+        answer = events[other].colour
+        return WorldQuestion(
+            kind, question, _options(answer, list(COLOURS), colours_shown, rng), answer, tuple(sorted((index, other)))
+        )
     if kind in ("first", "last"):
+        if not events:
+            return None
         index = 0 if kind == "first" else len(events) - 1
         answer = events[index].colour
-        return WorldQuestion(kind, TEMPLATES[kind], _options(answer, list(COLOURS), colours_shown, rng), answer,
-                             (index,))
+        return WorldQuestion(
+            kind, TEMPLATES[kind], _options(answer, list(COLOURS), colours_shown, rng), answer, (index,)
+        )
     if kind == "order":
         if len(events) < 2:
             return None
         a, b = sorted(rng.sample(range(len(events)), 2)) if target is None else (target, target + 1)
         if b >= len(events):
             return None
-        first = events[a].name
         pair = [events[a].name, events[b].name]
         rng.shuffle(pair)
-        return WorldQuestion(kind, TEMPLATES[kind].format(a=pair[0], b=pair[1]), tuple(f"the {x}" for x in pair),
-                             f"the {first}", (a, b))
+        options = tuple(f"the {x}" for x in pair)
+        return WorldQuestion(kind, TEMPLATES[kind].format(a=pair[0], b=pair[1]), options, f"the {events[a].name}", (a, b))
     if kind == "needle":
         needles = [s for s in video.scenes if s.needle]
         if len(needles) != 1:
             return None
         needle = needles[0]
-        return WorldQuestion(kind, TEMPLATES[kind].format(shape=needle.shape),
-                             _options(needle.colour, list(COLOURS), colours_shown, rng), needle.colour,
-                             (video.scenes.index(needle),))
+        return WorldQuestion(
+            kind,
+            TEMPLATES[kind].format(shape=NEEDLE_SHAPE),
+            _options(needle.colour, list(COLOURS), colours_shown, rng),
+            needle.colour,
+            (video.scenes.index(needle),),
+        )
     raise ValueError(f"Unknown question kind {kind!r}; the world asks {sorted(TEMPLATES)}.")
 
 
 # --- captions: the world's descriptions, what the video model learns to say and the question backend reads --------
 def describe(scene: WorldScene) -> str:
     if scene.needle:
-        return f"A big {scene.colour} {scene.shape} flashes."
-    return f"A {scene.colour} {scene.shape} moves {scene.motion}."
+        return f"A big {scene.colour} {NEEDLE_SHAPE} flashes."
+    return f"A {scene.colour} square at the {scene.position}."
 
 
 def caption(scenes: list[WorldScene] | tuple[WorldScene, ...]) -> str:
@@ -157,16 +159,18 @@ def caption(scenes: list[WorldScene] | tuple[WorldScene, ...]) -> str:
     return " ".join(describe(scene) for scene in scenes)
 
 
-_SENTENCE = re.compile(r"A (big )?(\w+) (\w+) (moves (\w+)|flashes)\.")
+_SENTENCE = re.compile(r"A (?:big (\w+) " + NEEDLE_SHAPE + r" flashes|(\w+) square at the (\w+ \w+))\.")
 
 
 def parse_caption(text: str) -> list[WorldScene]:
     """Scenes named by a caption in the world's wording (what a question writer can rely on); unknown words skip."""
     scenes = []
     for match in _SENTENCE.finditer(text or ""):
-        big, colour, shape, _, motion = match.groups()
-        if colour in COLOURS and (shape in NEEDLE_SHAPES if big else shape in SHAPES and motion in MOTIONS):
-            scenes.append(WorldScene(colour, shape, motion or "still", needle=bool(big)))
+        needle_colour, colour, position = match.groups()
+        if needle_colour in COLOURS:
+            scenes.append(WorldScene(needle_colour, "whole frame", needle=True))
+        elif colour in COLOURS and position in POSITIONS:
+            scenes.append(WorldScene(colour, position))
     return scenes
 
 
@@ -191,7 +195,7 @@ def true_answer(video: WorldVideo, question: str, options: list[str]) -> tuple[s
     names nothing in the video, names it ambiguously, or has no correct option among `options`."""
     text = question.strip()
     events = video.events
-    by_name = {}
+    by_name: dict[str, list[int]] = {}
     for index, event in enumerate(events):
         by_name.setdefault(event.name, []).append(index)
     for kind, pattern in _QUESTION_PATTERNS.items():
@@ -204,29 +208,23 @@ def true_answer(video: WorldVideo, question: str, options: list[str]) -> tuple[s
                 found = by_name.get(fields[key], [])
                 if len(found) != 1:
                     return None, f"the video shows {len(found)} {fields[key]}s"
-        if kind == "motion":
-            answer = events[by_name[fields["name"]][0]].motion
-        elif kind == "after":
+        if kind in LOCALIZED_KINDS:
             index = by_name[fields["name"]][0]
-            if index + 1 >= len(events):
-                return None, f"nothing comes after the {fields['name']}"
-            answer = events[index + 1].colour
-        elif kind == "before":
-            index = by_name[fields["name"]][0]
-            if index == 0:
-                return None, f"nothing comes before the {fields['name']}"
-            answer = events[index - 1].shape
-        elif kind == "first":
-            answer = events[0].colour
-        elif kind == "last":
-            answer = events[-1].colour
+            other = {"where": index, "after": index + 1, "before": index - 1}[kind]
+            if not 0 <= other < len(events):
+                return None, f"nothing comes {kind} the {fields['name']}"
+            answer = events[index].position if kind == "where" else events[other].colour
+        elif kind in ("first", "last"):
+            if not events:
+                return None, "the video shows no shape"
+            answer = events[0 if kind == "first" else -1].colour
         elif kind == "order":
             a, b = by_name[fields["a"]][0], by_name[fields["b"]][0]
             answer = f"the {fields['a'] if a < b else fields['b']}"
         else:  # needle
-            needles = [s for s in video.scenes if s.needle and s.shape == fields["shape"]]
-            if len(needles) != 1:
-                return None, f"the video has {len(needles)} needle {fields['shape']}s"
+            needles = [s for s in video.scenes if s.needle]
+            if len(needles) != 1 or fields["shape"] != NEEDLE_SHAPE:
+                return None, f"the video has {len(needles)} needles"
             answer = needles[0].colour
         if answer not in options:
             return None, f"the right answer ({answer}) is not among the options"
