@@ -105,7 +105,8 @@ class CurationConfig:
 
     # Pairs
     num_frames: int | None = field(
-        default=32, metadata={"help": "Frames of the preferred views and of captioning (None: every frame of the view)."}
+        default=32,
+        metadata={"help": "Frames of the preferred views and of captioning (None: every frame of the view)."},
     )
     sparse_num_frames: int = field(
         default=8, metadata={"help": "Frames of the dis-preferred (sparse) comprehensive view."}

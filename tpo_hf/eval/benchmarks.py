@@ -227,7 +227,11 @@ BENCHMARKS: dict[str, Benchmark] = {
     ),
     # held-out questions about tpo-hf's synthetic temporal world (local files only; never on the Hub)
     "tpo_world": Benchmark(
-        "tpo_world", "TPO world (held-out)", "tpo-hf/temporal-world", "test", ("type", "kind", "scenes"),
+        "tpo_world",
+        "TPO world (held-out)",
+        "tpo-hf/temporal-world",
+        "test",
+        ("type", "kind", "scenes"),
         tpo_world_sample,
     ),
 }

@@ -20,21 +20,14 @@ from pathlib import Path
 from typing import Any
 
 from ..curation.backends import GenerationBackend, GenerationRequest
+from ..curation.prompts import TASK_TYPES
 from ..eval.answers import UNPARSEABLE, extract_answer_letter, option_letters
 from .questions import ask, parse_caption, true_answer
 from .timeline import WorldVideo, read_timeline, world_rng
 
-# Which world question each of the paper's task types becomes (the world has three localized kinds).
-TASK_KINDS = {
-    "temporal": ("after", "before"),
-    "action": ("where",),
-    "spatial_reasoning": ("where",),
-    "object": ("before", "after"),
-    "information_extraction": ("after", "where"),
-    "descriptive": ("where", "after", "before"),
-    "causal_reasoning": ("after", "before"),
-    "summarization": ("after", "before", "where"),
-}
+# Which world question each of the paper's task types becomes (the world has two localized kinds: both ask about
+# what happens next to a moment named by its content).
+TASK_KINDS = {name: ("after", "before") for name in TASK_TYPES}
 
 _OPTION_LINE = re.compile(r"^([A-Z])\.\s+(.*)$")
 
@@ -63,9 +56,9 @@ class WorldQuestionBackend(GenerationBackend):
             return "None"
         video = WorldVideo("caption", tuple(events))
         rng = world_rng("question-writer", self.seed, caption_text, task_type)
-        kinds = list(TASK_KINDS.get(task_type, ("after", "before", "where")))
+        kinds = list(TASK_KINDS.get(task_type, ("after", "before")))
         rng.shuffle(kinds)
-        for kind in [*kinds, "where"]:
+        for kind in kinds:
             question = ask(video, kind, rng)
             if question is not None:
                 return json.dumps({"question": question.prompt, "answer": question.letter})

@@ -1,7 +1,7 @@
 """The world's pretrained base model: shipped inside the package, or built once and cached.
 
 `tpo-hf world pretrain` builds it deterministically from `PretrainConfig` (one torch thread; ~15 minutes on 2 cores)
-and writes it with a model card saying how it was made. The package ships the result (`tpo_hf/world/base/`, ~4 MB)
+and writes it with a model card saying how it was made. The package ships the result (`tpo_hf/world/base_model/`, ~2 MB)
 so the quickstart and the tests never wait for it and never download anything; when the shipped copy is absent or
 was made with other settings, `world_base_model()` builds it into the cache folder instead.
 """
@@ -16,7 +16,7 @@ from pathlib import Path
 
 from .pretrain import PretrainConfig, pretrain
 
-SHIPPED_BASE = Path(__file__).parent / "base"
+SHIPPED_BASE = Path(__file__).parent / "base_model"
 RECORD_NAME = "world_pretrain.json"
 
 CARD = """---
@@ -38,11 +38,14 @@ TPO paper starts from.
 
 - Architecture: text {num_layers} layers x hidden {hidden_size}, vision depth 2; frames resized to 16x16, 8-pixel
   patches, 2x2 merge, temporal patch 1: one visual token per frame (M-RoPE time position per frame).
+- Use: `AutoModelForImageTextToText.from_pretrained(path)` and `tpo_hf.VideoPreferenceProcessor.from_pretrained(path)`
+  (every frame, 1 fps).
 - Tokenizer: byte-level BPE whose merges were learned from the world's sentences (deterministic).
 - Data: generated on the fly, {steps} steps x batch {batch_size}; clips of {min_scenes}-{max_scenes} scenes (a scene is
-  one second, 2 frames: a coloured shape moving left/right/up/down), a 1-frame "needle" in {needle_pct:.0f}% of clips,
-  some clips cut mid-scene; targets: captions ({caption_pct:.0f}%) and multiple-choice answers (a letter) to
-  localized, comprehensive and needle questions. Long videos (8+ scenes) are never shown.
+  one second, one frame: a square of one colour), a 1-frame "needle" (a big circle) in {needle_pct:.0f}% of clips;
+  targets: captions ({caption_pct:.0f}%) and the option's text as the answer to localized ("what colour comes right
+  after the red shape?"), comprehensive (first / last / which comes first) and needle questions. Long videos (6+
+  scenes) are never shown.
 - Optimiser: AdamW lr {learning_rate}, cosine with {warmup_steps} warmup steps, weight decay {weight_decay}, seed {seed}.
 - Build time: {minutes:.1f} minutes ({machine}).
 
@@ -70,11 +73,16 @@ def cache_dir() -> Path:
 
 def build_base(output_dir: str | Path, config: PretrainConfig | None = None, progress: bool = True) -> Path:
     """Pretrains the base into `output_dir` (model, processor, record, model card)."""
+    config = config or PretrainConfig()
+    pretrain(output_dir, config, progress=progress)
+    return describe_base(output_dir, config)
+
+
+def describe_base(output_dir: str | Path, config: PretrainConfig) -> Path:
+    """Adds the settings fingerprint to the pretraining record and writes the model card."""
     import platform
 
-    config = config or PretrainConfig()
     output_dir = Path(output_dir)
-    pretrain(output_dir, config, progress=progress)
     record = json.loads((output_dir / RECORD_NAME).read_text())
     record["fingerprint"] = config_fingerprint(config)
     (output_dir / RECORD_NAME).write_text(json.dumps(record, indent=2) + "\n")

@@ -1,7 +1,7 @@
 """`tpo-hf world pretrain | corpus`: build the world's base model, write world corpora.
 
-    tpo-hf world pretrain [--output_dir DIR] [--steps N ...]   # default: the cache folder (the shipped copy if same)
-    tpo-hf world corpus --output_dir DIR --split train --num_videos 100 --min_scenes 8 --max_scenes 16
+tpo-hf world pretrain [--output_dir DIR] [--steps N ...]   # default: the cache folder (the shipped copy if same)
+tpo-hf world corpus --output_dir DIR --split train --num_videos 100 --min_scenes 8 --max_scenes 16
 """
 
 from __future__ import annotations

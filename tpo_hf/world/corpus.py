@@ -80,8 +80,9 @@ def curation_rows(videos: list[WorldVideo], comprehensive_per_video: int = 2, se
     return rows
 
 
-def write_curation_inputs(videos: list[WorldVideo], path: str | Path, comprehensive_per_video: int = 2,
-                          seed: int = 0) -> Path:
+def write_curation_inputs(
+    videos: list[WorldVideo], path: str | Path, comprehensive_per_video: int = 2, seed: int = 0
+) -> Path:
     path = Path(path)
     path.write_text("".join(json.dumps(row) + "\n" for row in curation_rows(videos, comprehensive_per_video, seed)))
     return path

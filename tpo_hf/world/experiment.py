@@ -99,8 +99,12 @@ def curate(config: ExperimentConfig, seed: int, base_model: str) -> dict[str, An
     corpus_dir = root / "corpus"
     videos = write_corpus(
         CorpusSpec(
-            "train", config.train_videos, config.train_min_scenes, config.train_max_scenes,
-            config.needle_probability, seed,
+            "train",
+            config.train_videos,
+            config.train_min_scenes,
+            config.train_max_scenes,
+            config.needle_probability,
+            seed,
         ),
         corpus_dir,
     )
@@ -154,9 +158,9 @@ def train(config: ExperimentConfig, seed: int, arm: str, base_model: str):
     """Trains one arm on its pair set (LoRA on the language model), saves it and returns the `TPOTrainer`."""
     from peft import LoraConfig
 
+    from ..data import load_preference_dataset
     from ..processing import VideoPreferenceProcessor
     from ..tiny import tiny_tpo_config
-    from ..data import load_preference_dataset
     from ..trainer import TPOTrainer
 
     mix, loss_type = ARMS[arm]
@@ -400,8 +404,18 @@ def run_experiment(config: ExperimentConfig) -> dict[str, Any]:
         "chance": chance_level,
         "curation": {
             c["seed"]: {
-                mix: {key: r.get(key) for key in ("videos", "candidates", "questions", "judge", "drop_reasons",
-                                                  "kept_before_mix", "final")}
+                mix: {
+                    key: r.get(key)
+                    for key in (
+                        "videos",
+                        "candidates",
+                        "questions",
+                        "judge",
+                        "drop_reasons",
+                        "kept_before_mix",
+                        "final",
+                    )
+                }
                 for mix, r in c["reports"].items()
             }
             for c in curated

@@ -2,7 +2,7 @@
 
 Design choices, each for speed on a 2-core CPU without losing what makes it a video-LMM:
 - frames are resized to 16x16 with 8-pixel patches, 2x2 spatial merge and temporal patch 1, so every frame (one
-  scene, one second) is one visual token whose four patches are the four quadrants (M-RoPE gives it its time);
+  scene, one second) is one visual token (M-RoPE gives it its own time position);
 - a byte-level BPE tokenizer trained (deterministically) on the world's own sentences, so every world word is one
   token and prompts are ~40 tokens instead of ~200 bytes.
 """
@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 
 from ..tiny import _CHATML_TEMPLATE, SPECIAL_TOKENS
-from .timeline import COLOURS, NEEDLE_SHAPE, POSITIONS
+from .timeline import COLOURS, NEEDLE_SHAPE
 
 TOKEN_SIDE = 16  # pixels per frame side after resizing: one 2x2 group of 8-pixel patches = one token
 MAX_POSITIONS = 2048
@@ -21,14 +21,12 @@ MAX_POSITIONS = 2048
 
 def world_sentences() -> list[str]:
     """Text the tokenizer is trained on: every word and phrase that prompts, answers and captions use."""
-    from .questions import ALL_TEMPLATES
-
-    from .questions import LETTER_POST_PROMPT, POST_PROMPT, describe
+    from .questions import ALL_TEMPLATES, LETTER_POST_PROMPT, POST_PROMPT, describe
     from .timeline import WorldScene
 
-    words = [*COLOURS, *POSITIONS, NEEDLE_SHAPE, "square", "shape"]
+    words = [*COLOURS, NEEDLE_SHAPE, "square", "shape"]
     sentences = list(ALL_TEMPLATES)
-    sentences += [describe(WorldScene(c, p)) for c in COLOURS for p in POSITIONS]
+    sentences += [describe(WorldScene(c)) for c in COLOURS]
     sentences += [describe(WorldScene(c, needle=True)) for c in COLOURS]
     sentences += [" ".join(words), POST_PROMPT, LETTER_POST_PROMPT]
     sentences += [f"{letter}. {word}" for letter in "ABCD" for word in words]
@@ -54,7 +52,9 @@ def build_world_tokenizer():
     corpus = world_sentences()
     bpe.train_from_iterator(corpus * 4, trainer=trainer)
     vocab = bpe.get_vocab()
-    merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in json.loads(bpe.to_str())["model"]["merges"]]
+    merges = [
+        tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in json.loads(bpe.to_str())["model"]["merges"]
+    ]
     tokenizer = Qwen2Tokenizer(
         vocab=vocab, merges=merges, unk_token=None, pad_token="<|endoftext|>", eos_token="<|im_end|>"
     )

@@ -1,7 +1,7 @@
-"""Pretraining the world's base video-LMM on short clips (1-4 scenes): captions and questions about them.
+"""Pretraining the world's base video-LMM on short clips (1-3 scenes): captions and questions about them.
 
-This is the stand-in for a video-LMM's instruction tuning on short videos: the model learns to see (colour,
-position), to caption, and to answer localized / comprehensive / needle questions about *short* clips. Long videos
+This is the stand-in for a video-LMM's instruction tuning on short videos: the model learns to see (colours),
+to caption, and to answer localized / comprehensive / needle questions about *short* clips. Long videos
 (6+ scenes) are never shown, which is what makes them hard for the base model, as in the TPO paper, where the
 base model is good on short clips and worse on long videos.
 """
@@ -72,7 +72,6 @@ def training_example(rng: random.Random, config: PretrainConfig, index: int) -> 
 
 def encode_batch(processor, examples: list[tuple[str, str, np.ndarray]]):
     """Model inputs with labels on the answers only (prompt and padding masked with -100)."""
-    import torch
 
     prompts = [processor.prompt_text(prompt) for prompt, _, _ in examples]
     texts = [text + processor.completion_text(prompt, answer) for text, (prompt, answer, _) in zip(prompts, examples)]
@@ -81,7 +80,7 @@ def encode_batch(processor, examples: list[tuple[str, str, np.ndarray]]):
     labels = inputs["input_ids"].clone()
     labels[inputs["attention_mask"] == 0] = -100
     video_token = processor.video_token_id
-    for row, (frames, _) in enumerate(videos):
+    for row in range(len(examples)):
         prompt_length = len(processor.tokenizer(prompts[row], add_special_tokens=False)["input_ids"])
         # the prompt text holds one video placeholder that the processor expanded to one token per frame
         prompt_length += int((inputs["input_ids"][row] == video_token).sum()) - 1

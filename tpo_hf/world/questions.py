@@ -2,8 +2,8 @@
 
 Three families, as in the TPO paper's evaluation:
 
-- localized: about one moment, which the question names by content, the way the paper's questions do ("Where is
-  the red shape?", "What colour is the shape right after the red shape?");
+- localized: about one moment, which the question names by content, the way the paper's questions do ("What colour
+  is the shape right after the red shape?", "... right before the red shape?");
 - comprehensive: about the whole video (the first or last shape, which of two shapes comes first);
 - needle: one frame of a big shape hidden in the video (the V-NIAH question of `tpo_hf.eval.vniah`).
 
@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from ..eval.answers import option_letters
 from ..eval.benchmarks import MCQSample
 from ..eval.vniah import NEEDLE_QUESTION
-from .timeline import COLOURS, NEEDLE_SHAPE, POSITIONS, WorldScene, WorldVideo
+from .timeline import COLOURS, NEEDLE_SHAPE, WorldScene, WorldVideo
 
 # The world model answers with the option's text ("blue"), which `extract_answer_letter` maps to its letter: for a
 # model this small, naming the thing it saw is learnable long before the extra hop to a letter is.
@@ -31,7 +31,6 @@ POST_PROMPT = "Answer with the option's text."
 LETTER_POST_PROMPT = "Answer with the option's letter from the given choices directly."
 
 TEMPLATES = {
-    "where": "Where is the {name}?",
     "after": "What colour is the shape right after the {name}?",
     "before": "What colour is the shape right before the {name}?",
     "first": "What colour is the first shape in the video?",
@@ -39,8 +38,10 @@ TEMPLATES = {
     "order": "Which comes first, the {a} or the {b}?",
     "needle": NEEDLE_QUESTION,
 }
-ALL_TEMPLATES = [t.format(name="red shape", a="red shape", b="blue shape", shape=NEEDLE_SHAPE) for t in TEMPLATES.values()]
-LOCALIZED_KINDS = ("where", "after", "before")
+ALL_TEMPLATES = [
+    t.format(name="red shape", a="red shape", b="blue shape", shape=NEEDLE_SHAPE) for t in TEMPLATES.values()
+]
+LOCALIZED_KINDS = ("after", "before")
 COMPREHENSIVE_KINDS = ("first", "last", "order")
 KIND_GRANULARITY = {
     **{k: "localized" for k in LOCALIZED_KINDS},
@@ -99,16 +100,13 @@ def ask(video: WorldVideo, kind: str, rng: random.Random, target: int | None = N
     events = video.events
     colours_shown = [e.colour for e in events]
     if kind in LOCALIZED_KINDS:
-        valid = {"where": range(len(events)), "after": range(len(events) - 1), "before": range(1, len(events))}[kind]
+        valid = {"after": range(len(events) - 1), "before": range(1, len(events))}[kind]
         if not valid:
             return None
         index = target if target is not None else rng.choice(list(valid))
         if index not in valid:
             return None
         question = TEMPLATES[kind].format(name=events[index].name)
-        if kind == "where":
-            answer = events[index].position
-            return WorldQuestion(kind, question, _options(answer, list(POSITIONS), [], rng), answer, (index,))
         other = index + 1 if kind == "after" else index - 1
         answer = events[other].colour
         return WorldQuestion(
@@ -131,7 +129,9 @@ def ask(video: WorldVideo, kind: str, rng: random.Random, target: int | None = N
         pair = [events[a].name, events[b].name]
         rng.shuffle(pair)
         options = tuple(f"the {x}" for x in pair)
-        return WorldQuestion(kind, TEMPLATES[kind].format(a=pair[0], b=pair[1]), options, f"the {events[a].name}", (a, b))
+        return WorldQuestion(
+            kind, TEMPLATES[kind].format(a=pair[0], b=pair[1]), options, f"the {events[a].name}", (a, b)
+        )
     if kind == "needle":
         needles = [s for s in video.scenes if s.needle]
         if len(needles) != 1:
@@ -151,7 +151,7 @@ def ask(video: WorldVideo, kind: str, rng: random.Random, target: int | None = N
 def describe(scene: WorldScene) -> str:
     if scene.needle:
         return f"A big {scene.colour} {NEEDLE_SHAPE} flashes."
-    return f"A {scene.colour} square at the {scene.position}."
+    return f"A {scene.colour} square."
 
 
 def caption(scenes: list[WorldScene] | tuple[WorldScene, ...]) -> str:
@@ -159,18 +159,18 @@ def caption(scenes: list[WorldScene] | tuple[WorldScene, ...]) -> str:
     return " ".join(describe(scene) for scene in scenes)
 
 
-_SENTENCE = re.compile(r"A (?:big (\w+) " + NEEDLE_SHAPE + r" flashes|(\w+) square at the (\w+ \w+))\.")
+_SENTENCE = re.compile(r"A (?:big (\w+) " + NEEDLE_SHAPE + r" flashes|(\w+) square)\.")
 
 
 def parse_caption(text: str) -> list[WorldScene]:
     """Scenes named by a caption in the world's wording (what a question writer can rely on); unknown words skip."""
     scenes = []
     for match in _SENTENCE.finditer(text or ""):
-        needle_colour, colour, position = match.groups()
+        needle_colour, colour = match.groups()
         if needle_colour in COLOURS:
-            scenes.append(WorldScene(needle_colour, "whole frame", needle=True))
-        elif colour in COLOURS and position in POSITIONS:
-            scenes.append(WorldScene(colour, position))
+            scenes.append(WorldScene(needle_colour, needle=True))
+        elif colour in COLOURS:
+            scenes.append(WorldScene(colour))
     return scenes
 
 
@@ -210,10 +210,10 @@ def true_answer(video: WorldVideo, question: str, options: list[str]) -> tuple[s
                     return None, f"the video shows {len(found)} {fields[key]}s"
         if kind in LOCALIZED_KINDS:
             index = by_name[fields["name"]][0]
-            other = {"where": index, "after": index + 1, "before": index - 1}[kind]
+            other = index + 1 if kind == "after" else index - 1
             if not 0 <= other < len(events):
                 return None, f"nothing comes {kind} the {fields['name']}"
-            answer = events[index].position if kind == "where" else events[other].colour
+            answer = events[other].colour
         elif kind in ("first", "last"):
             if not events:
                 return None, "the video shows no shape"
