@@ -221,3 +221,25 @@ def test_heldout_questions_load_as_the_tpo_world_benchmark(tmp_path):
     assert [(s.sample_id, s.prompt, s.answer, s.num_frames, s.breakdowns) for s in loaded] == [
         (s.sample_id, s.prompt, s.answer, s.num_frames, s.breakdowns) for s in samples
     ]
+
+
+def test_world_roles_plug_in_by_name(tmp_path):
+    from tpo_hf.curation.backends import build_backends
+    from tpo_hf.curation.config import CurationConfig
+
+    config = CurationConfig(
+        video_dir=str(tmp_path),
+        video_model="unused",
+        video_backend="world_questions",
+        question_backend="world_questions",
+        judge_backend="world_judge",
+    )
+    with pytest.raises(ValueError, match="cannot take the video role"):
+        build_backends(config)
+    config.video_backend = "transformers"
+    from tpo_hf.curation.backends import backend_factory
+
+    question = backend_factory("world_questions")(config, "question", None)
+    judge = backend_factory("world_judge")(config, "judge", None)
+    assert isinstance(question, WorldQuestionBackend) and isinstance(judge, WorldJudgeBackend)
+    assert judge.video_root == str(tmp_path)

@@ -24,9 +24,9 @@ class QuickstartConfig:
     """Settings of the quickstart run (all have working defaults)."""
 
     output_dir: str = field(default="tpo-quickstart", metadata={"help": "Where every artifact is written."})
-    train_videos: int = field(default=48, metadata={"help": "Long world videos to curate pairs from."})
-    pairs: int = field(default=128, metadata={"help": "Preference pairs to train on (localized:comprehensive 5:5)."})
-    max_steps: int = field(default=40, metadata={"help": "Training steps."})
+    train_videos: int = field(default=300, metadata={"help": "Long world videos to curate pairs from."})
+    pairs: int = field(default=300, metadata={"help": "Preference pairs to train on (localized:comprehensive 5:5)."})
+    max_steps: int = field(default=100, metadata={"help": "Training steps."})
     eval_videos_per_length: int = field(default=10, metadata={"help": "Held-out videos per length (scene count)."})
     seed: int = field(default=0, metadata={"help": "Seed of the corpus, the curation and training."})
 

@@ -65,20 +65,23 @@ def _token_ids(tokenizer) -> dict[str, int]:
     return {token: tokenizer.convert_tokens_to_ids(token) for token in SPECIAL_TOKENS}
 
 
-def _qwen_text_config(tokenizer, **extra) -> dict:
-    return dict(
-        vocab_size=len(tokenizer),
-        bos_token_id=None,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=4096,
-        tie_word_embeddings=False,
-        **extra,
+def _qwen_text_config(tokenizer, **overrides) -> dict:
+    """A tiny Qwen2 text config for `tokenizer`; `overrides` replace any field (the world model is larger)."""
+    return (
+        dict(
+            vocab_size=len(tokenizer),
+            bos_token_id=None,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+            hidden_size=64,
+            intermediate_size=128,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            max_position_embeddings=4096,
+            tie_word_embeddings=False,
+        )
+        | overrides
     )
 
 
@@ -93,12 +96,21 @@ def _qwen_vision_token_ids(tokenizer) -> dict[str, int]:
     )
 
 
-def _qwen_processor(processor_cls, video_processor_cls, tokenizer) -> ProcessorMixin:
-    """A Qwen-VL processor whose frames become 16x16-pixel merged patches, resized within 64x64 pixels."""
+def _qwen_processor(
+    processor_cls,
+    video_processor_cls,
+    tokenizer,
+    patch_size: int = 4,
+    temporal_patch_size: int = 2,
+    min_pixels: int = 16 * 16,
+    max_pixels: int = 64 * 64,
+) -> ProcessorMixin:
+    """A Qwen-VL processor whose frames become (2 x `patch_size`)-pixel merged patches, resized within
+    `min_pixels`..`max_pixels` (default: 16x16-pixel merged patches within 64x64 pixels)."""
     from transformers import Qwen2VLImageProcessor
 
-    pixel_kwargs = dict(patch_size=4, temporal_patch_size=2, merge_size=2)
-    size = {"shortest_edge": 16 * 16, "longest_edge": 64 * 64}
+    pixel_kwargs = dict(patch_size=patch_size, temporal_patch_size=temporal_patch_size, merge_size=2)
+    size = {"shortest_edge": min_pixels, "longest_edge": max_pixels}
     return processor_cls(
         image_processor=Qwen2VLImageProcessor(size=size, **pixel_kwargs),
         video_processor=video_processor_cls(size=size, **pixel_kwargs),

@@ -64,7 +64,8 @@ BACKENDS: dict[str, BackendFactory | str] = {
     "transformers": "tpo_hf.curation.transformers_backend:TransformersBackend.from_config",
     "openai": "tpo_hf.curation.openai_backend:OpenAIBackend.from_config",
     # the synthetic world's question writer and timeline judge (stand-ins for the paper's GPT-4o-mini)
-    "world": "tpo_hf.world.backends:world_backend",
+    "world_questions": "tpo_hf.world.backends:WorldQuestionBackend.from_config",
+    "world_judge": "tpo_hf.world.backends:WorldJudgeBackend.from_config",
 }
 
 

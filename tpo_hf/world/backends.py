@@ -1,7 +1,7 @@
 """Curation roles for the world: a question writer and a judge that read the world's wording and timelines.
 
 They stand in for the paper's GPT-4o-mini and plug into the curation pipeline as ordinary backends
-(`--question_backend world`, `--judge_backend world`), with no special case inside the pipeline:
+(`--question_backend world_questions`, `--judge_backend world_judge`), with no special case inside the pipeline:
 
 - `WorldQuestionBackend` turns a caption into a multiple-choice question, as the paper's LLM does from the video
   model's caption of a segment. It reads only the caption, so a wrong caption gives a wrong question, which the
@@ -48,16 +48,24 @@ class WorldQuestionBackend(GenerationBackend):
     def __init__(self, seed: int = 0):
         self.seed = seed
 
+    @classmethod
+    def from_config(cls, config: Any, role: str, device: str | None = None) -> WorldQuestionBackend:
+        if role != "question":
+            raise ValueError(f"world_questions writes questions; it cannot take the {role} role.")
+        return cls(config.seed)
+
     def _one(self, request: GenerationRequest) -> str:
         caption_text = request.candidate.caption or ""
         task_type = request.candidate.task_type
-        events = [scene for scene in parse_caption(caption_text) if not scene.needle]
-        if not events:
+        scenes = parse_caption(caption_text)
+        if not scenes:
             return "None"
-        video = WorldVideo("caption", tuple(events))
+        video = WorldVideo("caption", tuple(scenes))
         rng = world_rng("question-writer", self.seed, caption_text, task_type)
         kinds = list(TASK_KINDS.get(task_type, ("after", "before")))
         rng.shuffle(kinds)
+        if any(scene.needle for scene in scenes):  # a caption that saw the odd moment asks about it
+            kinds.insert(0, "needle")
         for kind in kinds:
             question = ask(video, kind, rng)
             if question is not None:
@@ -76,6 +84,15 @@ class WorldJudgeBackend(GenerationBackend):
     def __init__(self, video_root: str | os.PathLike = ""):
         self.video_root = str(video_root)
         self._timelines: dict[str, WorldVideo] = {}
+
+    @classmethod
+    def from_config(cls, config: Any, role: str, device: str | None = None) -> WorldJudgeBackend:
+        """Reads timelines beside the run's videos (`video_dir`, `video_root` or the dataset's folder)."""
+        from ..data import default_video_root
+
+        if role != "judge":
+            raise ValueError(f"world_judge judges pairs; it cannot take the {role} role.")
+        return cls(config.video_dir or config.video_root or default_video_root(config.dataset_name) or "")
 
     def timeline(self, video_id: str) -> WorldVideo:
         video_path = os.path.join(self.video_root, video_id)
@@ -114,15 +131,3 @@ class WorldJudgeBackend(GenerationBackend):
 
     def generate(self, requests: list[GenerationRequest], max_new_tokens: int, seed: int = 0) -> list[str]:
         return [json.dumps(self.verdict(request)) for request in requests]
-
-
-def world_backend(config: Any, role: str, device: str | None = None) -> GenerationBackend:
-    """Factory of the `"world"` backend name: the question writer or the judge, by role (see `BACKENDS`)."""
-    if role == "question":
-        return WorldQuestionBackend(config.seed)
-    if role == "judge":
-        from ..data import default_video_root
-
-        root = config.video_dir or config.video_root or default_video_root(config.dataset_name) or ""
-        return WorldJudgeBackend(root)
-    raise ValueError("The world backend writes questions and judges pairs; the video role needs a video-LMM.")

@@ -28,7 +28,7 @@ from typing import Any
 
 from .corpus import CorpusSpec, eval_rows, eval_samples, write_corpus, write_curation_inputs
 from .questions import COMPREHENSIVE_KINDS, LOCALIZED_KINDS
-from .timeline import FPS, NEEDLE_FRAMES
+from .timeline import FPS, NEEDLE_SHAPE
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ class ExperimentConfig:
     base_model: str | None = None  # default: the world base shipped with tpo-hf (built on first use if absent)
     workers: int = 2
     # training corpus (long videos only: the base was pretrained on 1-3 scenes)
-    train_videos: int = 120
+    train_videos: int = 600
     train_min_scenes: int = 6
     train_max_scenes: int = 9
     needle_probability: float = 0.5
@@ -64,9 +64,9 @@ class ExperimentConfig:
     comprehensive_per_video: int = 3
     segment_seconds: float = 2.0
     sparse_num_frames: int = 3
-    pairs_per_arm: int = 240
+    pairs_per_arm: int = 600
     # training (LoRA on the language model)
-    max_steps: int = 60
+    max_steps: int = 100
     batch_size: int = 16
     learning_rate: float = 1e-3
     beta: float = 0.3
@@ -120,8 +120,8 @@ def curate(config: ExperimentConfig, seed: int, base_model: str) -> dict[str, An
                 question_column="question",
                 answer_column="answer",
                 video_model=base_model,
-                question_backend="world",
-                judge_backend="world",
+                question_backend="world_questions",
+                judge_backend="world_judge",
                 num_frames=None,
                 sparse_num_frames=config.sparse_num_frames,
                 segment_seconds=config.segment_seconds,
@@ -238,8 +238,8 @@ def heldout_eval_config(
         vniah_lengths=config.vniah_lengths,
         vniah_depths=config.vniah_depths,
         vniah_needle_colour="magenta",
-        vniah_needle_shape="circle",
-        vniah_needle_frames=NEEDLE_FRAMES,
+        vniah_needle_shape=NEEDLE_SHAPE,
+        vniah_needle_frames=1,  # a needle is one frame, one scene
         vniah_needle_text="",  # the world's needle picture (see `timeline.render_scene`)
         vniah_fps=2,
         dtype="float32",
@@ -421,9 +421,22 @@ def run_experiment(config: ExperimentConfig) -> dict[str, Any]:
             for c in curated
         },
         "table": table,
-        "runs": runs,
+        # every arm x seed x question type (and scene count), and the V-NIAH grid
+        "runs": [
+            {
+                "arm": r["arm"],
+                "seed": r["seed"],
+                "accuracy": accuracies(r["samples"], config.long_min_scenes),
+                "vniah": r["vniah"],
+            }
+            for r in runs
+        ],
     }
     (out_dir / "results.json").write_text(json.dumps(results, indent=1, default=str) + "\n")
+    with (out_dir / "samples.jsonl").open("w") as handle:  # every reply of every run, for a closer look
+        for r in runs:
+            for sample in r["samples"]:
+                handle.write(json.dumps({"arm": r["arm"], "seed": r["seed"], **sample}) + "\n")
     (out_dir / "results.md").write_text(markdown(table, config.seeds, chance_level))
     plot(table, out_dir, config.eval_scene_counts)
     return results

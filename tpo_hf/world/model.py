@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..tiny import _CHATML_TEMPLATE, SPECIAL_TOKENS
+from ..tiny import SPECIAL_TOKENS, _qwen_processor, _qwen_text_config, _qwen_vision_token_ids
 from .timeline import COLOURS, NEEDLE_SHAPE
 
 TOKEN_SIDE = 16  # pixels per frame side after resizing: one 2x2 group of 8-pixel patches = one token
@@ -65,24 +65,14 @@ def build_world_tokenizer():
 def build_world_model(seed: int = 0, hidden_size: int = 128, num_layers: int = 4):
     """A randomly initialised world Qwen2-VL and its processor (chat template, 16x16 frames, one token per frame)."""
     import torch
-    from transformers import (
-        Qwen2VLConfig,
-        Qwen2VLForConditionalGeneration,
-        Qwen2VLImageProcessor,
-        Qwen2VLProcessor,
-        Qwen2VLVideoProcessor,
-    )
+    from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration, Qwen2VLProcessor, Qwen2VLVideoProcessor
 
     tokenizer = build_world_tokenizer()
-    ids = {token: tokenizer.convert_tokens_to_ids(token) for token in SPECIAL_TOKENS}
     heads = 4
     half_head = hidden_size // heads // 2
     sections = [half_head - 2 * (half_head // 3), half_head // 3, half_head // 3]  # temporal, height, width
-    text_config = dict(
-        vocab_size=len(tokenizer),
-        bos_token_id=None,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
+    text_config = _qwen_text_config(
+        tokenizer,
         hidden_size=hidden_size,
         intermediate_size=hidden_size * 2,
         num_hidden_layers=num_layers,
@@ -103,22 +93,16 @@ def build_world_model(seed: int = 0, hidden_size: int = 128, num_layers: int = 4
         temporal_patch_size=1,
         in_chans=3,
     )
-    config = Qwen2VLConfig(
-        text_config=text_config,
-        vision_config=vision_config,
-        image_token_id=ids["<|image_pad|>"],
-        video_token_id=ids["<|video_pad|>"],
-        vision_start_token_id=ids["<|vision_start|>"],
-        vision_end_token_id=ids["<|vision_end|>"],
-    )
-    pixels = TOKEN_SIDE * TOKEN_SIDE
-    pixel_kwargs = dict(patch_size=8, temporal_patch_size=1, merge_size=2)
-    size = {"shortest_edge": pixels, "longest_edge": pixels}
-    processor = Qwen2VLProcessor(
-        image_processor=Qwen2VLImageProcessor(size=size, **pixel_kwargs),
-        video_processor=Qwen2VLVideoProcessor(size=size, **pixel_kwargs),
-        tokenizer=tokenizer,
-        chat_template=_CHATML_TEMPLATE.replace("VIDEO_MARKER", "<|vision_start|><|video_pad|><|vision_end|>"),
+    config = Qwen2VLConfig(text_config=text_config, vision_config=vision_config, **_qwen_vision_token_ids(tokenizer))
+    pixels = TOKEN_SIDE * TOKEN_SIDE  # every frame is resized to exactly 16x16
+    processor = _qwen_processor(
+        Qwen2VLProcessor,
+        Qwen2VLVideoProcessor,
+        tokenizer,
+        patch_size=8,
+        temporal_patch_size=1,
+        min_pixels=pixels,
+        max_pixels=pixels,
     )
     torch.manual_seed(seed)
     model = Qwen2VLForConditionalGeneration(config)
