@@ -24,10 +24,10 @@ class QuickstartConfig:
     """Settings of the quickstart run (all have working defaults)."""
 
     output_dir: str = field(default="tpo-quickstart", metadata={"help": "Where every artifact is written."})
-    train_videos: int = field(default=300, metadata={"help": "Long world videos to curate pairs from."})
-    pairs: int = field(default=300, metadata={"help": "Preference pairs to train on (localized:comprehensive 5:5)."})
+    train_videos: int = field(default=600, metadata={"help": "Long world videos to curate pairs from."})
+    pairs: int = field(default=600, metadata={"help": "Preference pairs to train on (localized:comprehensive 5:5)."})
     max_steps: int = field(default=100, metadata={"help": "Training steps."})
-    eval_videos_per_length: int = field(default=10, metadata={"help": "Held-out videos per length (scene count)."})
+    eval_videos_per_length: int = field(default=20, metadata={"help": "Held-out videos per length (scene count)."})
     seed: int = field(default=0, metadata={"help": "Seed of the corpus, the curation and training."})
 
 
@@ -53,7 +53,7 @@ def experiment_config(config: QuickstartConfig):
         train_videos=config.train_videos,
         pairs_per_arm=config.pairs,
         max_steps=config.max_steps,
-        eval_scene_counts=[2, 3, 6, 9],
+        eval_scene_counts=[2, 3, 6, 7, 8, 9],
         eval_videos_per_count=config.eval_videos_per_length,
         vniah_lengths=[4, 8, 16],
         vniah_depths=[0.0, 0.5, 1.0],
@@ -124,7 +124,7 @@ def main(config: QuickstartConfig) -> dict[str, str]:
         "space": f"{space_dir}  (tpo-hf space --adapter {adapter_dir} --local)",
     }
     print(f"\nTPO quickstart done in {time.time() - progress.start:.0f}s")
-    for line in accuracy_lines(results):
+    for line in accuracy_lines(results, experiment.long_min_scenes):
         print(line)
     width = max(len(name) for name in artifacts)
     print(f"\n{'artifact':<{width}}  where\n{'-' * width}  {'-' * 60}")
@@ -133,14 +133,28 @@ def main(config: QuickstartConfig) -> dict[str, str]:
     return {name: path.split("  (")[0] for name, path in artifacts.items()}
 
 
-def accuracy_lines(results: dict) -> list[str]:
-    """One line per benchmark (and question type) and model: accuracy (already in percent) and unparseable replies."""
+def _pooled(groups: list[dict]) -> dict:
+    correct, total = sum(g["correct"] for g in groups), sum(g["total"] for g in groups)
+    unparseable = sum(g["unparseable"] for g in groups)
+    return {"accuracy": 100.0 * correct / total if total else 0.0, "total": total, "unparseable": unparseable}
+
+
+def accuracy_lines(results: dict, long_min_scenes: int = 6) -> list[str]:
+    """Accuracy (already in percent) and unparseable replies per model: per benchmark, per question type, and for
+    long videos (at least `long_min_scenes` scenes) vs. short clips (2-3 scenes) when the questions say so."""
     sections = []
     for name, benchmark in results.get("benchmarks", {}).items():
         sections.append((benchmark.get("pretty_name", name), benchmark["models"]))
-        types = {tag: model.get("by", {}).get("type", {}) for tag, model in benchmark["models"].items()}
-        for value in sorted(next(iter(types.values()), {})):
-            sections.append((f"  {value} questions", {tag: by[value] for tag, by in types.items() if value in by}))
+        by = {tag: model.get("by", {}) for tag, model in benchmark["models"].items()}
+        for value in sorted(next(iter(by.values()), {}).get("type", {})):
+            sections.append((f"  {value} questions", {tag: b["type"][value] for tag, b in by.items()}))
+        if "scenes" in next(iter(by.values()), {}):
+            for label, keep in (
+                (f"long videos ({long_min_scenes}+ scenes)", lambda n: n >= long_min_scenes),
+                ("short clips (2-3 scenes)", lambda n: n <= 3),
+            ):
+                pooled = {tag: _pooled([g for n, g in b["scenes"].items() if keep(int(n))]) for tag, b in by.items()}
+                sections.append((f"  {label}", pooled))
     if "vniah" in results:
         sections.append(("V-NIAH", results["vniah"]["summary"]["models"]))
     lines = []
