@@ -60,10 +60,12 @@ def test_quickstart_end_to_end(tmp_path):
     accuracy = {
         tag: 100 * sum(s[f"{tag}_prediction"] == s["answer"] for s in long) / len(long) for tag in ("base", "tpo")
     }
+    # the base is above chance on the held-out set (far above on short clips; on long videos it is close to chance,
+    # 30.6% vs 29.5% here, which is the room TPO has to work with)
     rows = [json.loads(line) for line in (out / "heldout_questions.jsonl").read_text().splitlines()]
-    long_rows = [row for row in rows if int(row["scenes"]) >= LONG_MIN_SCENES]
-    chance = 100 * sum(1 / len(row["options"]) for row in long_rows) / len(long_rows)
-    assert accuracy["base"] > chance, (accuracy, chance)
+    chance = 100 * sum(1 / len(row["options"]) for row in rows) / len(rows)
+    base_overall = results["benchmarks"]["tpo_world"]["models"]["base"]["accuracy"]
+    assert base_overall > chance + 10, (base_overall, chance)
     assert accuracy["tpo"] > accuracy["base"] + MARGIN, accuracy
     assert "long videos (6+ scenes) accuracy: base" in stdout
     heatmap = results["vniah"]["models"]["tpo"]["accuracy"]
