@@ -99,6 +99,7 @@ def main(config: QuickstartConfig) -> dict[str, str]:
     from .curation.config import CurationConfig
     from .curation.run import run_curation
     from .data import default_video_root, load_preference_dataset
+    from .eval.benchmarks import get_benchmark
     from .eval.config import EvalConfig
     from .eval.results import eval_results
     from .eval.run import evaluate
@@ -195,7 +196,7 @@ def main(config: QuickstartConfig) -> dict[str, str]:
     # The questions use Video-MME's schema but are about the synthetic corpus: say so in the model-index
     evaluations = eval_results(results, model_tag="tpo")
     for evaluation in evaluations:
-        if evaluation.dataset_type == "lmms-lab/Video-MME":
+        if evaluation.dataset_type == get_benchmark("videomme").hub_id:
             evaluation.dataset_type, evaluation.dataset_name = "tpo-hf/quickstart-mcq", "Quickstart colour questions"
     trainer.create_model_card(
         model_name="tpo-quickstart",

@@ -2,7 +2,7 @@
 
     tpo-hf eval --config recipes/Qwen2.5-VL-7B-Instruct/eval/config.yaml
     tpo-hf eval --model_name_or_path Qwen/Qwen2.5-VL-7B-Instruct --adapter_path out/tpo-lora \\
-        --benchmark videomme --dataset_name lmms-lab/Video-MME --video_dir /data/videomme/data --num_frames 96
+        --benchmark videomme --dataset_name lmms-eval/Video-MME --video_dir /data/videomme/data --num_frames 96
 
 Arguments are one `EvalConfig` dataclass parsed with TRL's `TrlParser`: every field can be set in the YAML file or
 as a flag, and flags override the file. The run itself is `tpo_hf.eval.run.evaluate`.

@@ -31,13 +31,15 @@ def _fingerprint(path: str | None) -> str:
     return f"{path}@{sum(entry.stat().st_size for entry in files)}:{newest}"
 
 
-def _side_by_side(run: Any, path: Path) -> None:
+def _side_by_side(run: Any, path: Path, lmms_eval_predictions: dict[str, list[str]] | None = None) -> None:
     tags = list(run.results)
     with path.open("w") as handle:
-        for per_tag in zip(*(run.results[tag] for tag in tags)):
+        for index, per_tag in enumerate(zip(*(run.results[tag] for tag in tags))):
             record = {"sample_id": per_tag[0].sample_id, "answer": per_tag[0].answer, **per_tag[0].breakdowns}
             for tag, result in zip(tags, per_tag):
                 record[f"{tag}_prediction"] = result.prediction
+                if lmms_eval_predictions is not None:
+                    record[f"{tag}_lmms_eval_prediction"] = lmms_eval_predictions[tag][index]
                 record[f"{tag}_reply"] = result.reply
             record["agree"] = len({result.prediction for result in per_tag}) == 1
             handle.write(json.dumps(record) + "\n")
@@ -50,7 +52,7 @@ def evaluate(config: EvalConfig, model: Any = None, processor: Any = None) -> di
     """
     from huggingface_hub import ModelCardData
 
-    from .benchmarks import get_benchmark, load_benchmark
+    from .benchmarks import LMMS_EVAL_STOP, LMMS_EVAL_VERSION, get_benchmark, lmms_eval_predictions, load_benchmark
     from .mcq import evaluate_mcq
     from .results import eval_results, markdown_table, write_results_json
     from .vniah import Needle, build_vniah_suite, plot_vniah_heatmap, vniah_scores
@@ -83,7 +85,14 @@ def evaluate(config: EvalConfig, model: Any = None, processor: Any = None) -> di
     if config.benchmark:
         benchmark = get_benchmark(config.benchmark)
         samples = load_benchmark(
-            config.benchmark, config.dataset_name, config.dataset_split, config.dataset_config, config.limit
+            config.benchmark,
+            config.dataset_name,
+            config.dataset_split,
+            config.dataset_config,
+            config.limit,
+            variant=config.prompt_variant,
+            video_dir=config.video_dir,
+            subtitle_dir=config.subtitle_dir,
         )
         logger.info("Evaluating %d %s questions at %d frames", len(samples), benchmark.pretty_name, config.num_frames)
         run = evaluate_mcq(
@@ -93,15 +102,24 @@ def evaluate(config: EvalConfig, model: Any = None, processor: Any = None) -> di
             video_dir=config.video_dir,
             num_frames=config.num_frames,
             batch_size=config.batch_size,
-            max_new_tokens=config.max_new_tokens,
+            max_new_tokens=config.max_new_tokens or benchmark.max_new_tokens,
+            stop=[LMMS_EVAL_STOP],
             cache_path=cache(config.benchmark),
             fingerprint=fingerprint,
             compare_base=config.compare_base,
             progress=config.progress,
         )
-        summary = run.summary(benchmark.breakdowns)
+        lmms_letters = {
+            tag: lmms_eval_predictions(config.benchmark, [r.reply for r in tag_results], samples)
+            for tag, tag_results in run.results.items()
+        }
+        summary = run.summary(benchmark.breakdowns, headline=benchmark.headline, lmms_eval_predictions=lmms_letters)
         results["benchmarks"][config.benchmark] = {
             "pretty_name": benchmark.pretty_name,
+            "headline": benchmark.headline_name,
+            "lmms_eval_task": benchmark.lmms_eval_task,
+            "lmms_eval_version": LMMS_EVAL_VERSION,
+            "prompt_variant": config.prompt_variant,
             "dataset": config.dataset_name
             if config.dataset_name and not os.path.exists(config.dataset_name)
             else benchmark.hub_id,
@@ -109,7 +127,7 @@ def evaluate(config: EvalConfig, model: Any = None, processor: Any = None) -> di
             "num_frames": config.num_frames,
             **summary,
         }
-        _side_by_side(run, output_dir / f"samples_{config.benchmark}.jsonl")
+        _side_by_side(run, output_dir / f"samples_{config.benchmark}.jsonl", lmms_letters)
 
     if config.vniah:
         haystack_dir = config.vniah_haystack_dir or config.video_dir
@@ -136,7 +154,7 @@ def evaluate(config: EvalConfig, model: Any = None, processor: Any = None) -> di
             processor,
             samples,
             batch_size=config.batch_size,
-            max_new_tokens=config.max_new_tokens,
+            max_new_tokens=config.max_new_tokens or 16,
             cache_path=cache("vniah"),
             fingerprint=fingerprint,
             compare_base=config.compare_base,
