@@ -53,11 +53,16 @@ class ResultsCache:
     """Finished samples in a JSONL file, one line per (model tag, fingerprint, sample id, frames), appended and
     flushed as each batch finishes so that an interrupted run loses at most the batch in flight."""
 
-    def __init__(self, path: str | os.PathLike | None):
+    def __init__(self, path: str | os.PathLike | None, read_also: Iterable[str | os.PathLike] = ()):
         self.path = Path(path) if path is not None else None
         self.records: dict[tuple[str, str, str, int], SampleResult] = {}
-        if self.path is not None and self.path.is_file():
-            with self.path.open() as handle:
+        for source in [*read_also, self.path]:
+            self._read(source)
+
+    def _read(self, source: str | os.PathLike | None) -> None:
+        source = Path(source) if source is not None else None
+        if source is not None and source.is_file():
+            with source.open() as handle:
                 for line_number, line in enumerate(handle, 1):
                     if not line.strip():
                         continue
@@ -66,7 +71,7 @@ class ResultsCache:
                     except (json.JSONDecodeError, TypeError) as error:
                         # a line cut short by a kill mid-write: the sample is simply recomputed
                         logger.warning(
-                            "Ignoring unreadable line %d of results cache %s: %s", line_number, self.path, error
+                            "Ignoring unreadable line %d of results cache %s: %s", line_number, source, error
                         )
                         continue
                     self.records[record.key] = record
@@ -151,6 +156,7 @@ def evaluate_mcq(
     max_new_tokens: int = 16,
     stop: list[str] | None = None,
     cache_path: str | os.PathLike | None = None,
+    cache_read_also: Iterable[str | os.PathLike] = (),
     fingerprint: str = "",
     compare_base: bool = True,
     progress: bool = True,
@@ -169,6 +175,7 @@ def evaluate_mcq(
         max_new_tokens: generation budget (`Benchmark.max_new_tokens`: lmms-eval's 16 or 32 for these tasks).
         stop: a reply is cut at the first of these strings, as lmms-eval's `until` does (its default: "\\n\\n").
         cache_path: JSONL results cache; finished samples found there are not generated again.
+        cache_read_also: more caches to take finished samples from (the other processes' shards); never written.
         fingerprint: identifies the weights (e.g. model and adapter path) so a cache never mixes models.
         compare_base: with a PeftModel, also evaluate the adapter-disabled base model.
         progress: show a tqdm bar.
@@ -182,7 +189,7 @@ def evaluate_mcq(
         raise ValueError("Set `num_frames`: evaluation samples a fixed number of frames per video.")
     generate_kwargs = {"do_sample": False, "max_new_tokens": max_new_tokens, **generate_kwargs}
     variants = model_variants(model, compare_base)
-    cache = ResultsCache(cache_path)
+    cache = ResultsCache(cache_path, cache_read_also)
     computed: dict[str, list[str]] = defaultdict(list)
     cached: dict[str, list[str]] = defaultdict(list)
     by_key: dict[tuple[str, str], SampleResult] = {}

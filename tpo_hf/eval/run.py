@@ -4,6 +4,11 @@
 the adapter disabled (base) and enabled (TPO) from the same frames, and writes in `output_dir`: `results.json`,
 `results.md`, `model_index.yaml` (the card's model-index), `samples_<benchmark>.jsonl` (per-sample answers side by
 side), the results cache `cache_<benchmark>.jsonl` / `cache_vniah.jsonl`, and `vniah_heatmap.png`.
+
+Data parallel: under `accelerate launch --num_processes N -m tpo_hf.eval ...` each process answers every N-th question
+into its own cache shard (`cache_<name>.rank<i>.jsonl`); then every process reads all shards back in question order
+(nothing left to generate) and the main process writes the same outputs a single process would. A later run, with any
+number of processes, resumes from all the shards.
 """
 
 from __future__ import annotations
@@ -45,6 +50,19 @@ def _side_by_side(run: Any, path: Path, lmms_eval_predictions: dict[str, list[st
             handle.write(json.dumps(record) + "\n")
 
 
+def _distributed_state(config: EvalConfig) -> Any:
+    """accelerate's `PartialState` when launched with more than one process, else None."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return None
+    from accelerate import PartialState
+
+    return PartialState(cpu=config.device == "cpu")
+
+
+def _cache_files(output_dir: Path, name: str) -> list[Path]:
+    return [output_dir / f"cache_{name}.jsonl", *sorted(output_dir.glob(f"cache_{name}.rank*.jsonl"))]
+
+
 def evaluate(config: EvalConfig, model: Any = None, processor: Any = None) -> dict[str, Any]:
     """Runs the configured evaluation and writes its outputs; returns the results dict (as in `results.json`).
 
@@ -59,6 +77,11 @@ def evaluate(config: EvalConfig, model: Any = None, processor: Any = None) -> di
 
     output_dir = Path(config.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
+    state = _distributed_state(config)
+    is_main = state is None or state.is_main_process
+    device = config.device
+    if state is not None and device is None:
+        device = str(state.device)  # one accelerator per process
     if model is None or processor is None:
         model, processor = load_video_model(
             config.model_name_or_path,
@@ -66,7 +89,7 @@ def evaluate(config: EvalConfig, model: Any = None, processor: Any = None) -> di
             num_frames=config.num_frames,
             max_pixels=config.max_pixels,
             dtype=config.dtype,
-            device=config.device,
+            device=device,
             attn_implementation=config.attn_implementation,
         )
     fingerprint = f"{_fingerprint(config.model_name_or_path)}|{_fingerprint(config.adapter_path)}"
@@ -76,11 +99,43 @@ def evaluate(config: EvalConfig, model: Any = None, processor: Any = None) -> di
         "benchmarks": {},
     }
 
-    def cache(name: str) -> Path | None:
-        path = output_dir / f"cache_{name}.jsonl"
-        if not config.resume and path.exists():
-            path.unlink()
-        return path
+    def run_mcq(name: str, samples: list[Any], **kwargs: Any) -> Any:
+        """`evaluate_mcq` over `samples`, split across processes when launched with several, cached in
+        `cache_<name>[.rank<i>].jsonl`; returns the results of all samples, in order, on every process."""
+        if not config.resume and is_main:
+            for path in _cache_files(output_dir, name):
+                path.unlink(missing_ok=True)
+        common = dict(
+            fingerprint=fingerprint, compare_base=config.compare_base, batch_size=config.batch_size, **kwargs
+        )
+        if state is None:
+            return evaluate_mcq(
+                model,
+                processor,
+                samples,
+                cache_path=output_dir / f"cache_{name}.jsonl",
+                cache_read_also=_cache_files(output_dir, name)[1:],
+                progress=config.progress,
+                **common,
+            )
+        state.wait_for_everyone()
+        rank, world = state.process_index, state.num_processes
+        evaluate_mcq(
+            model,
+            processor,
+            samples[rank::world],
+            cache_path=output_dir / f"cache_{name}.rank{rank}.jsonl",
+            cache_read_also=_cache_files(output_dir, name),
+            progress=config.progress and is_main,
+            **common,
+        )
+        state.wait_for_everyone()
+        # every answer is in some shard now: this pass only reads them back in order
+        merged = evaluate_mcq(
+            model, processor, samples, cache_read_also=_cache_files(output_dir, name), progress=False, **common
+        )
+        state.wait_for_everyone()
+        return merged
 
     if config.benchmark:
         benchmark = get_benchmark(config.benchmark)
@@ -95,19 +150,13 @@ def evaluate(config: EvalConfig, model: Any = None, processor: Any = None) -> di
             subtitle_dir=config.subtitle_dir,
         )
         logger.info("Evaluating %d %s questions at %d frames", len(samples), benchmark.pretty_name, config.num_frames)
-        run = evaluate_mcq(
-            model,
-            processor,
+        run = run_mcq(
+            config.benchmark,
             samples,
             video_dir=config.video_dir,
             num_frames=config.num_frames,
-            batch_size=config.batch_size,
             max_new_tokens=config.max_new_tokens or benchmark.max_new_tokens,
             stop=[LMMS_EVAL_STOP],
-            cache_path=cache(config.benchmark),
-            fingerprint=fingerprint,
-            compare_base=config.compare_base,
-            progress=config.progress,
         )
         lmms_letters = {
             tag: lmms_eval_predictions(config.benchmark, [r.reply for r in tag_results], samples)
@@ -127,7 +176,8 @@ def evaluate(config: EvalConfig, model: Any = None, processor: Any = None) -> di
             "num_frames": config.num_frames,
             **summary,
         }
-        _side_by_side(run, output_dir / f"samples_{config.benchmark}.jsonl", lmms_letters)
+        if is_main:
+            _side_by_side(run, output_dir / f"samples_{config.benchmark}.jsonl", lmms_letters)
 
     if config.vniah:
         haystack_dir = config.vniah_haystack_dir or config.video_dir
@@ -139,33 +189,34 @@ def evaluate(config: EvalConfig, model: Any = None, processor: Any = None) -> di
         needle = Needle(
             colour=config.vniah_needle_colour, shape=config.vniah_needle_shape, num_frames=config.vniah_needle_frames
         )
-        samples = build_vniah_suite(
-            haystack_videos,
-            output_dir / "vniah_videos",
-            lengths=config.vniah_lengths,
-            depths=config.vniah_depths,
-            needle=needle,
-            fps=config.vniah_fps,
-            haystack_fps=config.vniah_haystack_fps,
-            max_side=config.vniah_max_side,
-        )
-        run = evaluate_mcq(
-            model,
-            processor,
-            samples,
-            batch_size=config.batch_size,
-            max_new_tokens=config.max_new_tokens or 16,
-            cache_path=cache("vniah"),
-            fingerprint=fingerprint,
-            compare_base=config.compare_base,
-            progress=config.progress,
-        )
+
+        def build() -> list[Any]:
+            return build_vniah_suite(
+                haystack_videos,
+                output_dir / "vniah_videos",
+                lengths=config.vniah_lengths,
+                depths=config.vniah_depths,
+                needle=needle,
+                fps=config.vniah_fps,
+                haystack_fps=config.vniah_haystack_fps,
+                max_side=config.vniah_max_side,
+            )
+
+        if state is None:
+            samples = build()
+        else:  # the main process writes the haystack videos; the others then build the same suite on top
+            with state.main_process_first():
+                samples = build()
+        run = run_mcq("vniah", samples, max_new_tokens=config.max_new_tokens or 16)
         scores = {tag: vniah_scores(samples, tag_results) for tag, tag_results in run.results.items()}
         heatmap = output_dir / "vniah_heatmap.png"
-        plot_vniah_heatmap(scores, heatmap)
+        if is_main:
+            plot_vniah_heatmap(scores, heatmap)
         # "models": the (depth x length) grids; "summary": the same answers scored like a benchmark, with agreement
         results["vniah"] = {"models": scores, "heatmap": str(heatmap), "summary": run.summary(["length", "depth"])}
 
+    if not is_main:
+        return results
     write_results_json(results, output_dir / "results.json")
     (output_dir / "results.md").write_text(markdown_table(results))
     tags = {tag for b in results["benchmarks"].values() for tag in b["models"]} | set(
