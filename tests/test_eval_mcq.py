@@ -386,3 +386,26 @@ def test_eval_config_rejects_what_cannot_run():
         EvalConfig(model_name_or_path="m")
     with pytest.raises(ValueError, match="vniah_depths"):
         EvalConfig(model_name_or_path="m", vniah=True, vniah_depths=[0.5, 2.0])
+
+
+def test_mlvu_headline_is_the_mean_of_task_accuracies():
+    """MLVU's M-Avg weighs each task equally, unlike the pooled accuracy; the unparseable rate sits beside it."""
+
+    def result(sample_id: str, correct: bool, task: str, prediction: str = "A") -> SampleResult:
+        return SampleResult(
+            "tpo", sample_id, 4, prediction, prediction, "A" if correct else "B", correct, {"task_type": task}
+        )
+
+    results = {
+        "tpo": [
+            result("1", True, "count"),
+            result("2", True, "order"),
+            result("3", False, "order"),
+            result("4", False, "order", UNPARSEABLE),
+        ]
+    }
+    entry = summarize(results, ["task_type"], headline="task_mean")["models"]["tpo"]
+    assert entry["accuracy"] == pytest.approx(50.0)
+    assert entry["score"] == pytest.approx((100.0 + 100.0 / 3) / 2)
+    assert entry["unparseable"] == 1 and entry["unparseable_rate"] == pytest.approx(25.0)
+    assert summarize(results, ["task_type"])["models"]["tpo"]["score"] == pytest.approx(50.0)
