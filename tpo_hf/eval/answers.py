@@ -48,7 +48,7 @@ _NOT_AFTER_ARTICLE = frozenset(
 )
 # Ruled out when written just before the letter ...
 _NEGATION_BEFORE = re.compile(
-    r"(?:\bnot|n't|\bno|\bnever|\brather\s+than|\binstead\s+of|\bexcept(?:\s+for)?|\bexcluding|\bother\s+than|"
+    r"(?:\bnot|n't|\bno|\bnever|(?:\bnot|n't)\s+(?:choose|pick|select|go\s+with|be)|\brather\s+than|\binstead\s+of|\bexcept(?:\s+for)?|\bexcluding|\bother\s+than|"
     r"\beliminat\w*|\brul(?:e|ed|ing)\s+out|\bbesides|\bnor|\bno\s+es|\bpas|\bnicht|\bnão|\bnon|\bне|"
     r"不是|不选|不選|而非|并非|並非|排除|除了|而不是)"
     r"\s*(?:(?:the|option|choice|answer|letter|选项|選項)\s*)?[\(\[]?$",
@@ -89,6 +89,11 @@ _ALSO_AFTER = re.compile(
     r"|^[\)\]]?\s*(?:could|might)\b",
     re.IGNORECASE,
 )
+_HEDGE_BEFORE = re.compile(
+    r"(?:\balso|\bpossibly|\bmaybe|\bperhaps|\bprobably|\bor|\bmight\s+be|\bcould\s+be|或|或者|也可能是?)"
+    r"\s*(?:option\s+|choice\s+)?[\(\[]?$",
+    re.IGNORECASE,
+)
 _THINK = re.compile(r"<think>.*?</think>", re.DOTALL | re.IGNORECASE)
 _CJK_PUNCTUATION = str.maketrans(
     {"。": ".", "，": ",", "、": ",", "；": ";", "！": "!", "？": "?", "“": '"', "”": '"'}
@@ -105,7 +110,7 @@ _NUMBER_WORDS = {
 _LINK_WORDS = frozenset("with of in on to at by and holding wearing".split())
 _FILLER_WORDS = frozenset(
     "it is it's its was are i think believe the answer would be should must probably likely definitely option choice "
-    "correct right best one that this".split()
+    "correct right best one that this which who".split()
 )
 
 
@@ -125,13 +130,16 @@ def _normalise_text(reply: str) -> str:
     text = unicodedata.normalize("NFKC", _THINK.sub(" ", reply)).translate(_CJK_PUNCTUATION)
     for mark in ("**", "__", "*", "`", "#"):
         text = text.replace(mark, "")
+    text = re.sub(r"(?<![A-Za-z])[Nn]/[Aa](?![A-Za-z])", " ", text)  # "N/A" names no option
     return text.strip().strip("\"'").strip()
 
 
 def _stem(token: str) -> str:
+    """A light stem, the same on both sides: "opens", "opened", "opening" -> "open"; "three" -> "3"."""
     token = _NUMBER_WORDS.get(token, token)
-    if len(token) > 3 and token.endswith("s") and not token.endswith("ss"):
-        return token[:-1]
+    for ending in ("ing", "ed", "s"):
+        if len(token) > len(ending) + 2 and token.endswith(ending) and not token.endswith("ss"):
+            return token[: -len(ending)]
     return token
 
 
@@ -185,6 +193,14 @@ def _mentions(text: str, valid: str) -> list[_Mention]:
             continue  # "A dog runs": the article
         negated = _NEGATION_BEFORE.search(before[-30:]) is not None or _NEGATION_AFTER.match(after) is not None
         found.append(_Mention(letter, start, end, negated, phrased))
+    # "not A or B", "neither A nor B": the negation covers the whole list
+    for previous, mention in zip(found, found[1:]):
+        between = text[previous.end : mention.start]
+        linked = re.fullmatch(r"[\)\]]?\s*,?\s*(?:or|and|nor|或|和)\s*[\(\[]?", between, re.IGNORECASE)
+        # "not A, B or C" (a comma inside a list that goes on with "or") but not "not A, C"
+        listed = between.strip() == "," and re.match(r"[\)\]]?\s*,?\s*(?:or|nor|and)\b", text[mention.end :])
+        if previous.negated and (linked or listed):
+            mention.negated = True
     return found
 
 
@@ -290,7 +306,12 @@ def extract_answer_letter(reply: str | None, options: list[str] | None = None, n
         if not others:
             return first.letter
         # "A. Wait, it's C", "B (C is also possible)", or the options listed back: no single choice
-        also = any(_ALSO_AFTER.match(text[mention.end :]) for mention in others)
+        also = any(
+            _ALSO_AFTER.match(text[mention.end :])
+            or _HEDGE_BEFORE.search(text[max(0, mention.start - 20) : mention.start])
+            for mention in others
+        )
+        also = also or text[first.end :].lstrip(")]").startswith("?")
         relisted = any(re.search(r"(?:^|\n)\s*[\(\[]?$", text[: mention.start]) for mention in others)
         if _CORRECTION.search(text[first.end :]) or also or relisted:
             return UNPARSEABLE
