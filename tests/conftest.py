@@ -8,7 +8,17 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("WANDB_DISABLED", "true")
 
+import sys  # noqa: E402
+import types  # noqa: E402
+from pathlib import Path  # noqa: E402
+
 import pytest  # noqa: E402
+
+# lmms-eval's dependency latex2sympy2 installs a top-level `tests` package into site-packages, which would shadow this
+# folder in the tests' own `from tests.test_x import ...`: bind the name `tests` to this folder.
+_TESTS = types.ModuleType("tests")
+_TESTS.__path__ = [str(Path(__file__).resolve().parent)]
+sys.modules["tests"] = _TESTS
 
 from tpo_hf.families import FAMILIES  # noqa: E402
 from tpo_hf.synthetic import Scene, write_synthetic_video  # noqa: E402

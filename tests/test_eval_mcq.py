@@ -116,16 +116,28 @@ def test_schemas_load_from_local_copies(video_dir, tmp_path):
         "duration": "short",
         "task_type": "Attribute Perception",
         "domain": "Life Record",
+        "sub_category": "Daily Life",
     }
-    assert videomme[0].prompt.startswith("Select the best answer to the following multiple-choice question")
-    assert videomme[0].prompt.endswith("A. red\nB. blue\nC. green\nD. yellow\nThe best answer is:")
+    # lmms-eval 0.7.3 `videomme`, default post prompt (its leading newline leaves a blank line)
+    question = VIDEOMME_ROWS[0]["question"]
+    assert videomme[0].prompt == (
+        "Select the best answer to the following multiple-choice question based on the video and the subtitles. "
+        f"Respond with only the letter (A, B, C, or D) of the correct option.\n{question}\n"
+        "A. red\nB. blue\nC. green\nD. yellow\n\nAnswer with the option's letter from the given choices directly."
+    )
+    llava_vid = load_benchmark("videomme", str(videomme_file), variant="llava_vid")
+    assert llava_vid[0].prompt.endswith("A. red\nB. blue\nC. green\nD. yellow\nThe best answer is:")
+    with pytest.raises(ValueError, match="no prompt variant 'plm'"):
+        load_benchmark("videomme", str(videomme_file), variant="plm")
 
     mlvu_folder = tmp_path / "mlvu"
     Dataset.from_list(MLVU_ROWS).save_to_disk(mlvu_folder)
     mlvu = load_benchmark("mlvu_dev", str(mlvu_folder), split="train")
     assert [s.answer for s in mlvu] == ["A", "B", "B"]
     assert mlvu[0].breakdowns == {"task_type": "plotQA"}
-    assert "(A) square\n(B) circle" in mlvu[0].prompt and mlvu[0].prompt.endswith("Best option: (")
+    assert "(A) square\n(B) circle" in mlvu[0].prompt
+    assert mlvu[0].prompt.endswith("\nOnly give the best option.\nBest option: (")
+    assert not mlvu[0].prompt.startswith("\n")  # the pre-April-2025 wording began with a blank line
 
     lvb_file = tmp_path / "lvb.jsonl"
     lvb_file.write_text("".join(json.dumps(row) + "\n" for row in LVB_ROWS))
@@ -336,9 +348,14 @@ def test_cli_runs_benchmark_and_vniah_with_adapter(video_dir, tmp_path, tiny_mod
 
     card = ModelCard("---\n" + (out / "model_index.yaml").read_text() + "---\n")
     entries = card.data.eval_results
-    assert [e.dataset_name for e in entries] == ["Video-MME", "V-NIAH (synthetic)"]
+    assert [e.dataset_name for e in entries] == ["Video-MME"] * 3 + ["V-NIAH (synthetic)"]
     assert entries[0].metric_type == "accuracy" and entries[0].task_type == "multiple-choice"
     assert entries[0].metric_value == pytest.approx(round(benchmark["models"]["tpo"]["accuracy"], 2))
+    assert entries[0].dataset_type == "lmms-eval/Video-MME" and "lmms-eval 0.7.3 parser" in entries[1].metric_name
+    assert entries[2].metric_type == "unparseable_rate"
+    assert entries[2].metric_value == pytest.approx(round(benchmark["models"]["tpo"]["unparseable_rate"], 2))
+    assert "| Unparseable replies (%) |" in table
+    assert {"base_lmms_eval_prediction", "tpo_lmms_eval_prediction"} <= set(side_by_side[0])
 
     # run again: everything comes from the cache
     lines_before = (out / "cache_videomme.jsonl").read_text()
@@ -369,3 +386,26 @@ def test_eval_config_rejects_what_cannot_run():
         EvalConfig(model_name_or_path="m")
     with pytest.raises(ValueError, match="vniah_depths"):
         EvalConfig(model_name_or_path="m", vniah=True, vniah_depths=[0.5, 2.0])
+
+
+def test_mlvu_headline_is_the_mean_of_task_accuracies():
+    """MLVU's M-Avg weighs each task equally, unlike the pooled accuracy; the unparseable rate sits beside it."""
+
+    def result(sample_id: str, correct: bool, task: str, prediction: str = "A") -> SampleResult:
+        return SampleResult(
+            "tpo", sample_id, 4, prediction, prediction, "A" if correct else "B", correct, {"task_type": task}
+        )
+
+    results = {
+        "tpo": [
+            result("1", True, "count"),
+            result("2", True, "order"),
+            result("3", False, "order"),
+            result("4", False, "order", UNPARSEABLE),
+        ]
+    }
+    entry = summarize(results, ["task_type"], headline="task_mean")["models"]["tpo"]
+    assert entry["accuracy"] == pytest.approx(50.0)
+    assert entry["score"] == pytest.approx((100.0 + 100.0 / 3) / 2)
+    assert entry["unparseable"] == 1 and entry["unparseable_rate"] == pytest.approx(25.0)
+    assert summarize(results, ["task_type"])["models"]["tpo"]["score"] == pytest.approx(50.0)

@@ -16,7 +16,14 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = REPO_ROOT / "tpo_hf"
 # The scripts: `python -m` targets and `tpo-hf` subcommands. Library modules never import them.
-ENTRY_POINTS = {"tpo_hf.cli", "tpo_hf.train", "tpo_hf.curate", "tpo_hf.eval.cli", "tpo_hf.quickstart"}
+ENTRY_POINTS = {
+    "tpo_hf.cli",
+    "tpo_hf.train",
+    "tpo_hf.curate",
+    "tpo_hf.eval.cli",
+    "tpo_hf.eval.__main__",
+    "tpo_hf.quickstart",
+}
 
 
 def _module_name(path: Path) -> str:

@@ -2,12 +2,15 @@
 needle-in-a-haystack, with the base model and the TPO adapter side by side in one run.
 
 - `answers`: the option letter out of a free-form reply (`extract_answer_letter`).
-- `benchmarks`: the benchmarks' schemas and lmms-eval prompts (`load_benchmark`, `BENCHMARKS`).
-- `mcq`: the evaluation loop with its results cache (`evaluate_mcq`, `summarize`).
+- `benchmarks`: the benchmarks' schemas, lmms-eval 0.7.3's prompts, generation settings and answer parsers
+  (`load_benchmark`, `BENCHMARKS`, `lmms_eval_predictions`).
+- `mcq`: the evaluation loop with its results cache (`evaluate_mcq`, `summarize`: headline score, breakdowns and the
+  unparseable rate).
 - `vniah`: haystacks, needles and the heatmap (`build_vniah_suite`, `vniah_scores`, `plot_vniah_heatmap`).
 - `results`: JSON, Markdown and `huggingface_hub.EvalResult` outputs.
 - `config`: `EvalConfig`, the settings of a run; `run`: the run itself (`evaluate`), outputs and cache.
-- `cli`: `tpo-hf eval --config FILE.yaml` (`make_parser`, `main`, `cli_main`); `lmms_plugin`: `lmms-eval --model tpo_hf`.
+- `cli`: `tpo-hf eval --config FILE.yaml` (`make_parser`, `main`, `cli_main`), also `accelerate launch -m tpo_hf.eval`
+  (data parallel); `lmms_plugin`: `lmms-eval --model tpo_hf`.
 """
 
 from .answers import UNPARSEABLE, extract_answer_letter

@@ -1,40 +1,117 @@
 """Stage 5 of the flow (evaluation): read the chosen option letter out of a free-form model reply.
 
 Video-LMMs asked to "respond with only the letter" still answer "(B)", "B. A red square", "The answer is B",
-"answer: b) ...", the option text itself, or a letter followed by an explanation. lmms-eval's Video-MME / MLVU
-parsers take the first capital A-D anywhere in the reply, which turns "A dog runs" into "A" and "I think B or C" into
-"B". Here a reply counts as an answer only when it names exactly one option; anything else is `UNPARSEABLE` and is
-counted (as wrong) instead of being guessed.
+"answer: b) ...", "B because ...", the option text itself ("Dog" for "a dog"), another language ("答案是C"), or a
+hedge ("could be A or D"). lmms-eval's parsers take the first or the best-ranked capital letter anywhere in the
+reply, which turns "A dog runs" into "A" and "I think B or C" into "B" or "C". Here a reply counts as an answer only
+when it chooses exactly one option; anything else is `UNPARSEABLE` and is counted (as wrong, and reported as a rate)
+instead of being guessed.
 
-The rules, tried in order (the first that decides wins):
-1. The whole reply is one letter, optionally bracketed or followed by ".", ")" or ":" ("B", "(b)", "C.").
-2. An explicit answer phrase: "answer is B", "Answer: (C)", "best option: D", "option B". Two different letters in
-   such phrases make the reply unparseable.
-3. A letter at the start of the reply marked as an option ("B)", "(B)", "B.", "B:", "B - ...", "B because ...").
-   "A" followed by a lower-case word is the article, not option A. A list of letters ("A or B", "A, C") is
-   unparseable.
-4. The option text: the reply contains exactly one option's text (after lower-casing and dropping punctuation).
-5. Exactly one distinct stand-alone capital option letter anywhere in the reply ("I think it's B"). Letters inside
-   words ("Because", "CAT") never count.
+How a reply is read:
+- The text is normalised (Unicode NFKC, so full-width "Ｂ" and "（B）" read as "B" and "(B)"; markdown emphasis and
+  `<think>` blocks dropped).
+- Every *letter mention* is found: a valid option letter standing alone (capital, or lower-case when marked as an
+  option: "(b)", "b)", "option b", or the whole reply). A capital "A" (or "I") followed by an ordinary word is the
+  English article (pronoun), not an option ("A dog runs"), unless the word cannot follow an article ("A because",
+  "A is correct", "A the square").
+- A mention is *negated* when it is ruled out: "not A", "rather than A", "A is wrong", "排除A", "不是A".
+- Then, the first rule that decides wins:
+  1. Answer phrases ("the answer is B", "Answer: (C)", "I'd go with D", "答案是C", "选C", "La respuesta es B"):
+     exactly one letter named in them is the answer; two different ones ("the answer is B. No wait, the answer is
+     C") are unparseable.
+  2. A letter opening the reply ("B", "(B) ...", "B. ...", "B because ...") is the answer unless a list follows it
+     ("A or B", "B, C"), another letter is picked as well, or the reply corrects itself ("..., wait, ...").
+  3. The option text: the reply contains exactly one option's text, compared without case, punctuation or articles
+     ("Dog" for "a dog", "CAT" for "Cat"), or the whole short reply is a part of exactly one option ("blue" for "a
+     blue circle"). Options ruled out ("not red, blue") do not count.
+  4. Anywhere: exactly one distinct letter that is not ruled out ("I think it's B", "not A, it is C"). Several
+     ("could be A or D", "Both A and C") are unparseable.
 """
 
 from __future__ import annotations
 
 import re
 import string
+import unicodedata
+from dataclasses import dataclass
 
 UNPARSEABLE = "unparseable"
 OPTION_LETTERS = string.ascii_uppercase
 
 _OPTION_PREFIX = re.compile(r"^\s*[\(\[]?([A-Za-z])[\)\]\.:]\s+")
-_ANSWER_PHRASE = re.compile(
-    r"(?:answer|option|choice)(?:\s+is|\s+would\s+be|\s+should\s+be)?\s*[:\-=]?\s*(?:option\s+|choice\s+)?"
-    r"(?P<open>[\(\[]?)(?P<letter>[A-Za-z])(?P<close>[\)\]\.:,]?)(?P<rest>.?)",
+
+# A capital "A" followed by one of these words is the option letter, not the article ("A because ...").
+_NOT_AFTER_ARTICLE = frozenset(
+    "because since as is was are were it its it's the this that these those he she they there we i you from in on at "
+    "of to for with by seems seem fits fit would should could can will and or but so which who looks appears matches "
+    "best correct right wrong incorrect option choice answer an a".split()
+)
+# Ruled out when written just before the letter ...
+_NEGATION_BEFORE = re.compile(
+    r"(?:\bnot|n't|\bno|\bnever|(?:\bnot|n't)\s+(?:choose|pick|select|go\s+with|be)|\brather\s+than|\binstead\s+of|\bexcept(?:\s+for)?|\bexcluding|\bother\s+than|"
+    r"\beliminat\w*|\brul(?:e|ed|ing)\s+out|\bbesides|\bnor|\bno\s+es|\bpas|\bnicht|\bnão|\bnon|\bне|"
+    r"不是|不选|不選|而非|并非|並非|排除|除了|而不是)"
+    r"\s*(?:(?:the|option|choice|answer|letter|选项|選項)\s*)?[\(\[]?$",
     re.IGNORECASE,
 )
-_LEADING_LETTER = re.compile(r"^(?P<open>[\(\[]?)(?P<letter>[A-Za-z])(?P<close>[\)\]\.:,]?)(?P<rest>(?:\s*\S)?)")
-_LETTER_LIST = re.compile(r"^[\(\[]?[A-Z][\)\]]?\s*(?:,|/|&|\bor\b|\band\b)\s*[\(\[]?[A-Z][\)\]\.]?(?![\w'])")
-_STANDALONE = re.compile(r"(?<![\w'])[\(\[]?([A-Z])[\)\]]?(?![\w'])")
+# ... or just after it.
+_NEGATION_AFTER = re.compile(
+    r"^\s*[\)\]]?\s*(?:is|was|seems|looks|would\s+be|are)?\s*(?:definitely\s+|clearly\s+|also\s+)?"
+    r"(?:wrong|incorrect|false|not\b|isn't|can't|cannot|unlikely|ruled\s+out|eliminated|excluded|"
+    r"错|錯|不对|不對|不正确|不正確|是错|是錯|排除)",
+    re.IGNORECASE,
+)
+# Phrases that name the answer (English, Chinese, Japanese, Korean, Spanish, French, German, Portuguese, Italian,
+# Russian), then an optional connecting verb, article or "option".
+_ANSWER_PHRASE = re.compile(
+    r"(?:\banswer|\boption|\bchoice|\bpick|\bchoose|\bselect|\bgo\s+with|\bgoing\s+with|\bguess|\bi'?d\s+say|"
+    r"\bcorrect\s+one|\bright\s+one|\bbest\s+one|"
+    r"答案|选项|選項|选择|選擇|选|選|正确的是|正確的是|正确答案|答え|正解|정답|답|"
+    r"\brespuesta|\bopción|\bréponse|\bantwort|\bresposta|\bopção|\balternativa|\brisposta|\bopzione|"
+    r"\bответ|\bвариант)"
+    r"[^\S\n]*(?:(?:is|was|would\s+be|should\s+be|will\s+be|must\s+be|seems\s+to\s+be|has\s+to\s+be|here\s+is|"
+    r"then|therefore|thus|es|est|ist|é|è|sería|serait|wäre|lautet|la|le|l'|el|die|der|o|a|de|"
+    r"option|choice|letter|opción|opção|opzione|是|为|為|应该是|應該是|应是|的是|は|은|는|:|-|—|=|,)[^\S\n]*)*"
+    r"[\(\[]?$",
+    re.IGNORECASE,
+)
+_LIST_AFTER = re.compile(
+    r"^[\)\]\.]?\s*(?:,|/|&|\+|\bor\b|\band\b|\bvs\.?|\bversus\b|和|或者|或|还是|還是|与|與|跟|\by\b|\bo\b|\bet\b|\bou\b|"
+    r"\bund\b|\boder\b|\bи\b|\bили\b)\s*(?:maybe|perhaps|possibly|probably|even|also|option|choice)?\s*[\(\[]?"
+    r"(?P<letter>[A-Z])(?![A-Za-z0-9])",
+    re.IGNORECASE,
+)
+_CORRECTION = re.compile(
+    r"\b(?:wait|actually|sorry|correction|i\s+mean|on\s+second\s+thought|no,)|不对|不對|等等", re.IGNORECASE
+)
+_ALSO_AFTER = re.compile(
+    r"^[\)\]]?\s*(?:is|seems|looks|would\s+be|could\s+be|might\s+be)?\s*(?:also|equally|possibly|too)\b"
+    r"|^[\)\]]?\s*(?:could|might)\b",
+    re.IGNORECASE,
+)
+_HEDGE_BEFORE = re.compile(
+    r"(?:\balso|\bpossibly|\bmaybe|\bperhaps|\bprobably|\bor|\bmight\s+be|\bcould\s+be|或|或者|也可能是?)"
+    r"\s*(?:option\s+|choice\s+)?[\(\[]?$",
+    re.IGNORECASE,
+)
+_THINK = re.compile(r"<think>.*?</think>", re.DOTALL | re.IGNORECASE)
+_CJK_PUNCTUATION = str.maketrans(
+    {"。": ".", "，": ",", "、": ",", "；": ";", "！": "!", "？": "?", "“": '"', "”": '"'}
+)
+
+_ARTICLES = frozenset({"a", "an", "the"})
+_NUMBER_WORDS = {
+    word: str(number)
+    for number, word in enumerate(
+        "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
+        "seventeen eighteen nineteen twenty".split()
+    )
+}
+_LINK_WORDS = frozenset("with of in on to at by and holding wearing".split())
+_FILLER_WORDS = frozenset(
+    "it is it's its was are i think believe the answer would be should must probably likely definitely option choice "
+    "correct right best one that this which who".split()
+)
 
 
 def option_letters(num_options: int) -> str:
@@ -49,47 +126,124 @@ def strip_option_prefix(option: str) -> str:
     return _OPTION_PREFIX.sub("", option, count=1).strip()
 
 
-def _normalise(text: str) -> str:
-    text = text.lower().translate(str.maketrans(string.punctuation, " " * len(string.punctuation)))
-    return " ".join(text.split())
+def _normalise_text(reply: str) -> str:
+    text = unicodedata.normalize("NFKC", _THINK.sub(" ", reply)).translate(_CJK_PUNCTUATION)
+    for mark in ("**", "__", "*", "`", "#"):
+        text = text.replace(mark, "")
+    text = re.sub(r"(?<![A-Za-z])[Nn]/[Aa](?![A-Za-z])", " ", text)  # "N/A" names no option
+    return text.strip().strip("\"'").strip()
 
 
-def _is_article(letter: str, opened: str, closed: str, rest: str, text_after: str) -> bool:
-    """'A red square': a capital A followed by a lower-case word is the English article, not option A."""
-    return letter == "A" and not opened and not closed and bool(re.match(r"\s+[a-z]", text_after))
+def _stem(token: str) -> str:
+    """A light stem, the same on both sides: "opens", "opened", "opening" -> "open"; "three" -> "3"."""
+    token = _NUMBER_WORDS.get(token, token)
+    for ending in ("ing", "ed", "s"):
+        if len(token) > len(ending) + 2 and token.endswith(ending) and not token.endswith("ss"):
+            return token[: -len(ending)]
+    return token
 
 
-def _letter_from_match(match: re.Match, valid: str, text: str) -> str | None:
-    """The option letter a phrase/leading match names, or None when the letter is not used as an option."""
-    letter, opened, closed, rest = match["letter"], match["open"], match["close"], match["rest"]
-    text_after = text[match.end("close") :]
-    if rest and (rest.isalnum() or rest == "'") and not closed:
-        return None  # the letter starts a word: "answer is Because", "Answer: a dog"
-    if letter.islower():
-        # "a"/"b" in running text are words; lower-case letters count only when marked as an option
-        marked = opened or closed in (")", "]", ".", ":") or not text_after.strip()
-        if not marked:
-            return None
-        letter = letter.upper()
-    if _is_article(letter, opened, closed, rest, text_after):
+def _tokens(text: str) -> list[str]:
+    """Lower-case words without punctuation, articles, plural "s"; number words as digits."""
+    text = unicodedata.normalize("NFKC", text).lower()
+    text = text.translate(str.maketrans(string.punctuation, " " * len(string.punctuation)))
+    return [_stem(token) for token in text.split() if token not in _ARTICLES]
+
+
+def _contains(haystack: list[str], needle: list[str]) -> int:
+    """Start of the first occurrence of the word sequence `needle` in `haystack`, or -1."""
+    n = len(needle)
+    for start in range(len(haystack) - n + 1):
+        if haystack[start : start + n] == needle:
+            return start
+    return -1
+
+
+@dataclass
+class _Mention:
+    letter: str
+    start: int
+    end: int
+    negated: bool
+    phrased: bool
+
+
+def _mentions(text: str, valid: str) -> list[_Mention]:
+    """Every stand-alone use of a valid option letter in `text`."""
+    found = []
+    for match in re.finditer(r"(?<![A-Za-z0-9'’])([A-Za-z])(?![A-Za-z0-9]|['’][a-z])", text):
+        raw, start, end = match.group(1), match.start(1), match.end(1)
+        letter = raw.upper()
+        if letter not in valid:
+            continue
+        before, after = text[:start], text[end:]
+        bracketed = before.endswith(("(", "[")) or after.startswith((")", "]"))
+        punctuated = re.match(r"[\.:](?:\s|$)", after) is not None
+        phrased = _ANSWER_PHRASE.search(before[-60:]) is not None
+        next_word = re.match(r"[^\S\n]+([A-Za-z'’]+)", after)
+        article_like = next_word is not None and next_word.group(1).lower() not in _NOT_AFTER_ARTICLE
+        if raw.islower():
+            # lower-case letters are words ("a", "vitamin c"): they count only when marked as options
+            at_start = start == 0 and (raw != "a" or not next_word)
+            if not (bracketed or (phrased and not article_like) or (at_start and (punctuated or raw != "a"))):
+                continue
+        elif letter == "I" and not (bracketed or punctuated or phrased):
+            continue  # "I think ..."
+        elif letter == "A" and not bracketed and not punctuated and article_like:
+            continue  # "A dog runs": the article
+        negated = _NEGATION_BEFORE.search(before[-30:]) is not None or _NEGATION_AFTER.match(after) is not None
+        found.append(_Mention(letter, start, end, negated, phrased))
+    # "not A or B", "neither A nor B": the negation covers the whole list
+    for previous, mention in zip(found, found[1:]):
+        between = text[previous.end : mention.start]
+        linked = re.fullmatch(r"[\)\]]?\s*,?\s*(?:or|and|nor|或|和)\s*[\(\[]?", between, re.IGNORECASE)
+        # "not A, B or C" (a comma inside a list that goes on with "or") but not "not A, C"
+        listed = between.strip() == "," and re.match(r"[\)\]]?\s*,?\s*(?:or|nor|and)\b", text[mention.end :])
+        if previous.negated and (linked or listed):
+            mention.negated = True
+    return found
+
+
+def _single(letters: set[str]) -> str:
+    return next(iter(letters)) if len(letters) == 1 else UNPARSEABLE
+
+
+def _option_text_choice(text: str, options: list[str], valid: str) -> str | None:
+    """The one option whose text the reply gives (or gives part of); None when none or several."""
+    reply = _tokens(re.sub(r"\b(?:the|that|this)\s+one\b", " ", text, flags=re.IGNORECASE))
+    if not reply:
         return None
-    return letter if letter in valid else None
-
-
-def _option_text_match(text: str, options: list[str], valid: str) -> str | None:
-    reply = f" {_normalise(text)} "
+    texts = {letter: _tokens(strip_option_prefix(option)) for letter, option in zip(valid, options)}
+    # the reply contains the option (maximal matches only: "red square" beats "red" when both are options)
     found = {}
-    for letter, option in zip(valid, options):
-        option_text = _normalise(strip_option_prefix(option))
-        if option_text and f" {option_text} " in reply:
-            found[letter] = option_text
-    # "red square" also contains option "red": keep only the options not contained in another found option
-    maximal = [
+    for letter, words in texts.items():
+        position = _contains(reply, words) if words else -1
+        if position >= 0:
+            found[letter] = (words, position)
+    maximal = {
         letter
-        for letter, option_text in found.items()
-        if not any(option_text != other and f" {option_text} " in f" {other} " for other in found.values())
-    ]
-    return maximal[0] if len(maximal) == 1 else None
+        for letter, (words, _) in found.items()
+        if not any(len(other) > len(words) and _contains(other, words) >= 0 for other, _ in found.values())
+    }
+    ruled_out = set()
+    raw = unicodedata.normalize("NFKC", text).lower()
+    for letter in maximal:
+        option_text = " ".join(texts[letter])
+        before = re.split(re.escape(option_text.split()[0]), raw, maxsplit=1)[0] if option_text else ""
+        if re.search(r"(?:\bnot|n't|\brather than|\binstead of|\bexcept)\s+(?:the\s+|a\s+|an\s+)?$", before):
+            ruled_out.add(letter)
+    chosen = maximal - ruled_out
+    if chosen:
+        return _single(chosen) if len(chosen) == 1 else UNPARSEABLE
+    if maximal:
+        return None
+    # a short reply whose words (less filler) all belong to exactly one option: "blue" for "a blue circle",
+    # "woman with umbrella" for "The woman holding an umbrella"
+    core = {token for token in reply if token not in _FILLER_WORDS and token not in _LINK_WORDS}
+    if not core or len(core) > 4:
+        return None
+    partial = {letter for letter, words in texts.items() if core <= set(words)}
+    return _single(partial) if len(partial) == 1 else None
 
 
 def extract_answer_letter(reply: str | None, options: list[str] | None = None, num_options: int | None = None) -> str:
@@ -107,56 +261,67 @@ def extract_answer_letter(reply: str | None, options: list[str] | None = None, n
     Example:
         >>> extract_answer_letter("The answer is (C) because the square turns blue.")
         'C'
-        >>> extract_answer_letter("A or B")
+        >>> extract_answer_letter("It could be A or D.")
         'unparseable'
+        >>> extract_answer_letter("Dog", ["a dog", "a cat"])
+        'A'
     """
     if reply is None:
         return UNPARSEABLE
-    text = reply.replace("*", "").replace("`", "").strip().strip("\"'").strip()
+    text = _normalise_text(reply)
     if not text:
         return UNPARSEABLE
     valid = option_letters(len(options) if options is not None else (num_options or 4))
 
-    # 1. the whole reply is a letter
-    whole = re.fullmatch(r"[\(\[]?([A-Za-z])[\)\]\.:]?", text)
+    # the whole reply is one letter, perhaps marked: "B", "(b)", "C.", "Option D", "选项B", "B选项"
+    whole = re.fullmatch(
+        r"(?:option|choice|answer|选项|選項|答案)?\s*[:：]?\s*[\(\[]?([A-Za-z])[\)\]\.:]?\s*(?:option|选项|選項|项)?\.?",
+        text,
+        re.IGNORECASE,
+    )
     if whole:
         letter = whole.group(1).upper()
         return letter if letter in valid else UNPARSEABLE
 
-    # 2. explicit answer phrases
-    phrased = {
-        letter
-        for match in _ANSWER_PHRASE.finditer(text)
-        if (letter := _letter_from_match(match, valid, text)) is not None
-    }
-    if len(phrased) == 1:
-        return phrased.pop()
-    if len(phrased) > 1:
-        return UNPARSEABLE
+    mentions = _mentions(text, valid)
+    kept = [mention for mention in mentions if not mention.negated]
 
-    # 3. a letter at the start, marked as an option
-    if _LETTER_LIST.match(text):
-        return UNPARSEABLE
-    leading = _LEADING_LETTER.match(text)
-    if leading:
-        letter = _letter_from_match(leading, valid, text)
-        if letter is not None and (leading["open"] or leading["close"] or letter.isupper()):
-            return letter
+    def listed(mention: _Mention) -> bool:
+        follow = _LIST_AFTER.match(text[mention.end :])
+        return follow is not None and follow["letter"].upper() in valid and follow["letter"].upper() != mention.letter
 
-    # 4. the option text itself
+    # 1. answer phrases
+    phrased = [mention for mention in kept if mention.phrased]
+    if phrased:
+        if any(listed(mention) for mention in phrased):
+            return UNPARSEABLE
+        return _single({mention.letter for mention in phrased})
+
+    # 2. a letter opening the reply
+    if kept and kept[0].start <= 1 and re.match(r"^[\(\[]?$", text[: kept[0].start]):
+        first = kept[0]
+        if listed(first):
+            return UNPARSEABLE
+        others = [mention for mention in kept[1:] if mention.letter != first.letter]
+        if not others:
+            return first.letter
+        # "A. Wait, it's C", "B (C is also possible)", or the options listed back: no single choice
+        also = any(
+            _ALSO_AFTER.match(text[mention.end :])
+            or _HEDGE_BEFORE.search(text[max(0, mention.start - 20) : mention.start])
+            for mention in others
+        )
+        also = also or text[first.end :].lstrip(")]").startswith("?")
+        relisted = any(re.search(r"(?:^|\n)\s*[\(\[]?$", text[: mention.start]) for mention in others)
+        if _CORRECTION.search(text[first.end :]) or also or relisted:
+            return UNPARSEABLE
+        return first.letter
+
+    # 3. the option text
     if options:
-        letter = _option_text_match(text, options, valid)
+        letter = _option_text_choice(text, options, valid)
         if letter is not None:
             return letter
 
-    # 5. one distinct stand-alone capital letter anywhere
-    letters = set()
-    for match in _STANDALONE.finditer(text):
-        letter = match.group(1)
-        opened = text[match.start()] in "(["
-        closed = match.group(0)[-1] in ")]"
-        if letter in valid and not _is_article(
-            letter, "(" if opened else "", ")" if closed else "", "", text[match.end() :]
-        ):
-            letters.add(letter)
-    return letters.pop() if len(letters) == 1 else UNPARSEABLE
+    # 4. one letter anywhere that is not ruled out
+    return _single({mention.letter for mention in kept})

@@ -1,23 +1,31 @@
 """Stage 5 of the flow (evaluation): the long-video multiple-choice benchmarks, each mapped to one `MCQSample` shape.
 
 Each benchmark keeps its own schema on the Hub; an adapter here reads one row into an `MCQSample` (question,
-option texts, answer letter, video file, the fields its results are broken down by) and words the prompt as the
-standard lmms-eval task does, so numbers are comparable with published ones. Field names and prompts follow
-lmms-eval (EvolvingLMMs-Lab/lmms-eval):
+option texts, answer letter, video file, the fields its results are broken down by) and words the prompt exactly as
+the lmms-eval task does (`LMMS_EVAL_VERSION`, default `lmms_eval_specific_kwargs`; the other prompt variants of the
+task YAML are options under their lmms-eval names), with the task's `generation_kwargs` and its default stop string,
+so numbers are comparable with published ones:
 
-- Video-MME, `lmms-lab/Video-MME` split `test` (`lmms_eval/tasks/videomme/videomme.yaml`, `utils.py`): `videoID`
-  (file stem; `video_id` is the numeric id), `question_id`, `duration` ("short" | "medium" | "long"), `domain`,
-  `sub_category`, `task_type`, `question`, `options` (["A. ...", "B. ...", ...]), `answer` (a letter).
-  Prompt: `videomme_doc_to_text` (its option prompt mentions subtitles even without them; kept as lmms-eval has it).
-- MLVU dev, `sy1998/MLVU_dev` split `test` (`lmms_eval/tasks/mlvu/mlvu_dev.yaml`, `utils.py`): `video_name`,
-  `question` (lmms-eval's copy already lists the options as "(A) ..."), `candidates`, `answer` (a letter there, the
-  option text in the original MLVU json), `task_type` (the original json calls it `question_type`), `duration`.
-  Prompt: `mlvu_doc_to_text` ("Only give the best option." ... "Best option: (").
-- LongVideoBench val, `longvideobench/LongVideoBench` split `validation`
+- `videomme` = lmms-eval task `videomme`, `lmms-eval/Video-MME` split `test` (`lmms_eval/tasks/videomme/videomme.yaml`,
+  `utils.py`): `videoID` (file stem; `video_id` is the numeric id), `question_id`, `duration` ("short" | "medium" |
+  "long"), `domain`, `sub_category`, `task_type`, `question`, `options` (["A. ...", ...]), `answer` (a letter).
+  Prompt: `videomme_doc_to_text`; variants `default` (post prompt "\nAnswer with the option's letter from the given
+  choices directly."), `llava_vid` ("The best answer is:"), `gpt4v`, `qwen3_vl`. `max_new_tokens` 16.
+- `videomme_w_subtitle` = task `videomme_w_subtitle`: the same rows, the subtitles from `<subtitle_dir>/<videoID>.srt`
+  of the frames sampled (`frame_num` 32 for `default`, 768 for `llava_vid` / `qwen3_vl`) put before the question
+  (`videomme_doc_to_text_subtitle`).
+- `mlvu_dev` = task `mlvu_dev`, `sy1998/MLVU_dev` split `test` (`lmms_eval/tasks/mlvu/mlvu_dev.yaml`, `utils.py`):
+  `video_name`, `question` (lmms-eval's copy already lists the options as "(A) ..."), `candidates`, `answer` (a letter
+  there, the option text in the original MLVU json), `task_type` (the original json: `question_type`). Prompt:
+  `mlvu_doc_to_text`, variants `default` (question + "\nOnly give the best option.\nBest option: (") and `plm`.
+  Headline: M-Avg, the mean of the per-task accuracies. `max_new_tokens` 16.
+- `longvideobench_val` = task `longvideobench_val_v`, `longvideobench/LongVideoBench` split `validation`
   (`lmms_eval/tasks/longvideobench/longvideobench_val_v.yaml`, `utils.py`): `id`, `video_path`, `question`,
   `option0`..`option4` ("N/A" when absent; the original `lvb_val.json` has `candidates`), `correct_choice` (index),
-  `duration_group`, `question_category`, `duration`. Prompt: `longvideobench_doc_to_text` with the default
-  post-prompt "Answer with the option's letter from the given choices directly.".
+  `duration_group`, `question_category`, `duration`. Prompt: `longvideobench_doc_to_text` with the post prompt
+  "Answer with the option's letter from the given choices directly.\n". `max_new_tokens` 32.
+
+lmms-eval's own answer parsers are in `lmms_eval_prediction`, so a run also reports the score lmms-eval would give.
 """
 
 from __future__ import annotations
@@ -32,6 +40,10 @@ from typing import Any
 
 from ..video import VIDEO_EXTENSIONS
 from .answers import option_letters, strip_option_prefix
+
+LMMS_EVAL_VERSION = "0.7.3"
+# lmms-eval's `fewshot_delimiter`: the `until` stop string of every generate_until task that sets none
+LMMS_EVAL_STOP = "\n\n"
 
 # Video-MME stores bare stems: the endings tried, in both cases (file systems are case-sensitive)
 STEM_EXTENSIONS = tuple(e for extension in VIDEO_EXTENSIONS for e in (extension, extension.upper()))
@@ -98,15 +110,108 @@ VIDEOMME_OPTION_PROMPT = (
     "Select the best answer to the following multiple-choice question based on the video and the subtitles. "
     "Respond with only the letter (A, B, C, or D) of the correct option."
 )
+# `lmms_eval_specific_kwargs` of videomme.yaml / videomme_w_subtitle.yaml
+VIDEOMME_VARIANTS = {
+    "default": {"pre_prompt": "", "post_prompt": "\nAnswer with the option's letter from the given choices directly."},
+    "gpt4v": {"pre_prompt": "", "post_prompt": "Answer the question with A, B, C, or D."},
+    "llava_vid": {"pre_prompt": "", "post_prompt": "The best answer is:"},
+    "qwen3_vl": {
+        "format": "qwen3_vl",
+        "pre_prompt": "Question: ",
+        "post_prompt": "Answer with the option letter only.",
+    },
+}
+VIDEOMME_SUBTITLE_VARIANTS = {
+    "default": {"frame_num": 32},
+    "llava_vid": {"frame_num": 768},
+    "qwen3_vl": {"frame_num": 768, **VIDEOMME_VARIANTS["qwen3_vl"]},
+}
+_SRT_FONT = re.compile(r'<font color="white" size=".72c">(.*?)</font>')
 
 
-def videomme_sample(row: dict[str, Any], index: int) -> MCQSample:
-    """A `lmms-lab/Video-MME` row -> `MCQSample` (prompt of lmms-eval's `videomme_doc_to_text`)."""
+def _variant(variants: dict[str, dict[str, Any]], variant: str, benchmark: str) -> dict[str, Any]:
+    if variant not in variants:
+        raise ValueError(f"{benchmark} has no prompt variant {variant!r}; lmms-eval's are {sorted(variants)}.")
+    return variants[variant]
+
+
+def _videomme_question(row: dict[str, Any], raw_options: list[str], kwargs: dict[str, Any]) -> str:
+    options = "\n".join(str(option) for option in raw_options)
+    if kwargs.get("format") == "qwen3_vl":  # videomme_doc_to_text_qwen3vl
+        return f"{kwargs['pre_prompt']}{row['question']}\nOptions:\n{options}\n{kwargs['post_prompt']}"
+    return VIDEOMME_OPTION_PROMPT + "\n" + f"{row['question']}\n{options}" + "\n" + kwargs.get("post_prompt", "")
+
+
+def videomme_subtitles(srt_path: str | os.PathLike, fps: float, total_frames: int, frame_num: int) -> str:
+    """The subtitle text lmms-eval's `videomme_doc_to_text_subtitle` shows: the `.srt` lines on screen at any of
+    `frame_num` uniformly sampled frames (same parsing, same order, same frame arithmetic)."""
+    import numpy as np
+
+    subtitle_frames = []
+    with open(srt_path, encoding="utf-8") as handle:
+        sections = handle.read().split("\n\n")
+    subtitles = {}
+    for section in sections:
+        lines = section.split("\n")
+        if section.strip() and len(lines) >= 3:
+            start, end = (_srt_seconds(t) for t in lines[1].split(" --> "))
+            subtitles[(start, end)] = " ".join(lines[2:])
+    for (start, end), text in subtitles.items():
+        subtitle_frames.append((int(start * fps), int(end * fps), text))
+    frame_num = total_frames if frame_num == -1 else frame_num
+    sampled = np.linspace(0, total_frames - 1, frame_num, dtype=int).tolist()
+    shown = []
+    for frame in sampled:
+        for index, (first, last, _) in enumerate(subtitle_frames):
+            if first <= frame < last:
+                shown.append(index)
+    texts = []
+    for index in list(set(shown)):  # lmms-eval's order (a set of ints), kept for byte-identical prompts
+        found = _SRT_FONT.findall(subtitle_frames[index][2])
+        if found:
+            texts.append(found[0])
+    return "\n".join(texts)
+
+
+def _srt_seconds(stamp: str) -> float:
+    hours, minutes, rest = stamp.split(":")
+    seconds, milliseconds = rest.split(",")
+    return int(hours) * 3600 + int(minutes) * 60 + int(seconds) + int(milliseconds) / 1000
+
+
+def videomme_sample(
+    row: dict[str, Any],
+    index: int,
+    variant: str = "default",
+    subtitles: bool = False,
+    subtitle_dir: str | os.PathLike | None = None,
+    video_dir: str | os.PathLike | None = None,
+) -> MCQSample:
+    """A `lmms-eval/Video-MME` row -> `MCQSample`, prompt of lmms-eval's `videomme_doc_to_text` (or, with
+    `subtitles`, `videomme_doc_to_text_subtitle`, reading `<subtitle_dir>/<videoID>.srt`)."""
     video = str(_require(row, ("videoID",), "Video-MME", index))
     question = str(_require(row, ("question",), "Video-MME", index))
     raw_options = list(_require(row, ("options",), "Video-MME", index))
     options = [strip_option_prefix(option) for option in raw_options]
-    prompt = VIDEOMME_OPTION_PROMPT + "\n" + question + "\n" + "\n".join(raw_options) + "\n" + "The best answer is:"
+    if subtitles:
+        kwargs = _variant(VIDEOMME_SUBTITLE_VARIANTS, variant, "videomme_w_subtitle")
+        srt = Path(subtitle_dir) / f"{video}.srt" if subtitle_dir is not None else None
+        if srt is not None and srt.is_file():
+            from ..video import VideoFile
+
+            clip = VideoFile(find_video(video_dir, video, str(row.get("question_id"))), cache_frames=False)
+            text = videomme_subtitles(srt, clip.fps, clip.total_num_frames, kwargs["frame_num"])
+        else:
+            text = "No subtitles available"
+        head = "This video's subtitles are listed below: \n" + text + "\n"
+        if kwargs.get("format") == "qwen3_vl":
+            prompt = head + _videomme_question(row | {"question": question}, raw_options, kwargs)
+        else:
+            prompt = head + _videomme_question(row | {"question": question}, raw_options, {"post_prompt": ""})
+            prompt += "The best answer is:"
+    else:
+        kwargs = _variant(VIDEOMME_VARIANTS, variant, "videomme")
+        prompt = _videomme_question(row | {"question": question}, raw_options, kwargs)
     sample_id = row.get("question_id") or f"{video}-{_stable_id(question)}"
     return MCQSample(
         sample_id=str(sample_id),
@@ -115,22 +220,38 @@ def videomme_sample(row: dict[str, Any], index: int) -> MCQSample:
         options=options,
         answer=_answer_letter(_require(row, ("answer",), "Video-MME", index), options, "Video-MME", index),
         prompt=prompt,
-        breakdowns={name: str(row[name]) for name in ("duration", "domain", "task_type") if row.get(name) is not None},
+        breakdowns={
+            name: str(row[name])
+            for name in ("duration", "domain", "sub_category", "task_type")
+            if row.get(name) is not None
+        },
     )
 
 
+def videomme_subtitle_sample(row: dict[str, Any], index: int, variant: str = "default", **paths: Any) -> MCQSample:
+    """lmms-eval task `videomme_w_subtitle`: `videomme_sample` with the subtitles before the question."""
+    return videomme_sample(row, index, variant, subtitles=True, **paths)
+
+
 # --- MLVU (dev) ------------------------------------------------------------------------------------------------------
-def mlvu_sample(row: dict[str, Any], index: int) -> MCQSample:
-    """An MLVU dev row (lmms-eval's `sy1998/MLVU_dev` or the original json) -> `MCQSample`."""
+# `lmms_eval_specific_kwargs` of mlvu_dev.yaml
+MLVU_VARIANTS = {
+    "default": {"pre_prompt": "", "post_prompt": "\nOnly give the best option.\nBest option: ("},
+    "plm": {"pre_prompt": "", "post_prompt": "\nOnly give the best option."},
+}
+
+
+def mlvu_sample(row: dict[str, Any], index: int, variant: str = "default", **_: Any) -> MCQSample:
+    """An MLVU dev row (lmms-eval's `sy1998/MLVU_dev` or the original json) -> `MCQSample` (`mlvu_doc_to_text`)."""
+    kwargs = _variant(MLVU_VARIANTS, variant, "mlvu_dev")
     video = str(_require(row, ("video_name", "video"), "MLVU", index))
-    question = str(_require(row, ("question",), "MLVU", index)).strip()
+    question = str(_require(row, ("question",), "MLVU", index))
     options = [strip_option_prefix(str(c)) for c in _require(row, ("candidates",), "MLVU", index)]
     letters = option_letters(len(options))
     if "(A)" in question:  # lmms-eval's copy carries the options in the question already
         listed = question
     else:
         listed = question + "\n" + "\n".join(f"({letter}) {option}" for letter, option in zip(letters, options))
-    prompt = "\n" + listed + "\nOnly give the best option.\n" + "\n" + "Best option: ("
     task = row.get("task_type") or row.get("question_type")
     return MCQSample(
         sample_id=str(row.get("question_id") or f"{video}-{_stable_id(question)}"),
@@ -138,17 +259,19 @@ def mlvu_sample(row: dict[str, Any], index: int) -> MCQSample:
         question=question,
         options=options,
         answer=_answer_letter(_require(row, ("answer",), "MLVU", index), options, "MLVU", index),
-        prompt=prompt,
+        prompt=kwargs["pre_prompt"] + listed + kwargs["post_prompt"],
         breakdowns={"task_type": str(task)} if task is not None else {},
     )
 
 
 # --- LongVideoBench (val) --------------------------------------------------------------------------------------------
 LONGVIDEOBENCH_POST_PROMPT = "Answer with the option's letter from the given choices directly.\n"
+LONGVIDEOBENCH_VARIANTS = {"default": {"pre_prompt": "", "post_prompt": LONGVIDEOBENCH_POST_PROMPT}}
 
 
-def longvideobench_sample(row: dict[str, Any], index: int) -> MCQSample:
+def longvideobench_sample(row: dict[str, Any], index: int, variant: str = "default", **_: Any) -> MCQSample:
     """A `longvideobench/LongVideoBench` validation row -> `MCQSample` (lmms-eval's `longvideobench_doc_to_text`)."""
+    kwargs = _variant(LONGVIDEOBENCH_VARIANTS, variant, "longvideobench_val_v")
     video = str(_require(row, ("video_path",), "LongVideoBench", index))
     question = str(_require(row, ("question",), "LongVideoBench", index))
     if row.get("candidates") is not None:
@@ -166,14 +289,14 @@ def longvideobench_sample(row: dict[str, Any], index: int) -> MCQSample:
         question=question,
         options=options,
         answer=_answer_letter(int(correct), options, "LongVideoBench", index),
-        prompt=f"{listed}\n{LONGVIDEOBENCH_POST_PROMPT}",
+        prompt=f"{kwargs['pre_prompt']}{listed}\n{kwargs['post_prompt']}",
         breakdowns={
             name: str(row[name]) for name in ("duration_group", "question_category") if row.get(name) is not None
         },
     )
 
 
-def tpo_world_sample(row: dict[str, Any], index: int) -> MCQSample:
+def tpo_world_sample(row: dict[str, Any], index: int, variant: str = "default", **_: Any) -> MCQSample:
     """A held-out question of tpo-hf's synthetic temporal world (`tpo_hf.world`): rows are written by
     `tpo_hf.world.corpus.eval_rows` with the full prompt and the video's frame count (every frame is shown)."""
     options = list(_require(row, ("options",), "tpo_world", index))
@@ -189,9 +312,73 @@ def tpo_world_sample(row: dict[str, Any], index: int) -> MCQSample:
     )
 
 
+# --- lmms-eval's answer parsers --------------------------------------------------------------------------------------
+_MCQ_PHRASES = (
+    "the answer is", "answer is", "the correct answer is", "correct answer is", "the best answer is", "best answer is",
+    "the correct option is", "correct option is", "the best option is", "best option is", "the choice is",
+    "choice is", "the correct choice is", "correct choice is", "i choose", "i select", "i pick", "my answer is",
+    "my choice is", "옵션", "정답은", "답은", "답:", "答案是", "答案为", "选", "答えは",
+)  # fmt: skip
+_MCQ_PRIORITY = {"start": 10, "end": 9, "phrase": 7, "parentheses": 6, "period": 5, "colon": 4, "right_paren": 3}
+
+
+def lmms_eval_mcq_answer(response: str, choices: list[str]) -> str:
+    """lmms-eval 0.7.3's `_task_utils.mcq_extract.extract_mcq_answer` (the Video-MME and MLVU parser), verbatim in
+    behaviour: the best-ranked letter format wins, the last occurrence within a format; "" when none."""
+    if not response or not response.strip():
+        return ""
+    text = response.strip()
+    for char in [",", ".", "!", "?", ";", ":", "'", '"']:
+        text = text.strip(char)
+    text = " " + text + " "
+    candidates = []
+    for name, pattern in (("parentheses", "({})"), ("period", "{}."), ("colon", "{}:"), ("right_paren", "{})")):
+        candidates += [(ch, text.rfind(pattern.format(ch)), name) for ch in choices if pattern.format(ch) in text]
+    candidates += [(ch, text.rfind(f"{ch} "), "space") for ch in choices if f"{ch} " in text]
+    lower = text.lower()
+    for phrase in _MCQ_PHRASES:
+        found = lower.find(phrase)
+        if found != -1:
+            for ch in choices:
+                position = text.find(ch, found + len(phrase))
+                if position != -1:
+                    candidates.append((ch, position, "phrase"))
+    stripped = text.strip()
+    for ch in choices:
+        if stripped.startswith(ch) and (len(stripped) == 1 or not stripped[1].isalpha()):
+            candidates.append((ch, 0, "start"))
+    for ch in choices:
+        if stripped.endswith(ch) and (len(stripped) == 1 or not stripped[-2].isalpha()):
+            candidates.append((ch, len(text) - 1, "end"))
+    if not candidates:
+        candidates = [(ch, text.rfind(ch), "fallback") for ch in choices if ch in text]
+    if not candidates:
+        return ""
+    candidates.sort(key=lambda c: (_MCQ_PRIORITY.get(c[2], 0), c[1]), reverse=True)
+    return candidates[0][0]
+
+
+_LVB_PREFIXES = (
+    "The best answer is", "The correct answer is", "The answer is", "The answer", "The best option is",
+    "The correct option is", "Best answer:", "Best option:",
+)  # fmt: skip
+
+
+def lmms_eval_longvideobench_answer(response: str, choices: list[str], rng: Any) -> str:
+    """lmms-eval 0.7.3's `longvideobench/utils.parse_multi_choice_response`: the first capital A-E after dropping
+    answer prefixes; a random choice (drawn from `rng`, lmms-eval's global `random`) when there is none."""
+    s = response.strip()
+    for prefix in _LVB_PREFIXES:
+        s = s.replace(prefix, "")
+    if len(s.split()) > 10 and not re.search("[ABCDE]", s):
+        return rng.choice(choices)
+    match = re.search(r"[ABCDE]", s)
+    return rng.choice(choices) if match is None else match[0]
+
+
 @dataclass(frozen=True)
 class Benchmark:
-    """A registered multiple-choice benchmark: where it lives on the Hub and how its rows read.
+    """A registered multiple-choice benchmark: where it lives on the Hub, how its rows read, and how lmms-eval runs it.
 
     Args:
         name: registry key (`tpo-hf eval --benchmark NAME`).
@@ -199,7 +386,12 @@ class Benchmark:
         hub_id: the dataset lmms-eval evaluates on.
         split: its evaluation split.
         breakdowns: the fields accuracy is reported by, besides overall.
-        to_sample: row, row index -> `MCQSample`.
+        to_sample: row, row index, prompt variant, paths -> `MCQSample`.
+        lmms_eval_task: the lmms-eval task this benchmark reproduces (`None`: tpo-hf's own, scored by our parser only).
+        max_new_tokens: the task's `generation_kwargs.max_new_tokens`.
+        variants: the task's prompt variants (`lmms_eval_specific_kwargs` keys); "default" is lmms-eval's default.
+        headline: "accuracy" (pooled over samples) or "task_mean" (MLVU's M-Avg: the mean of the per-`task_type`
+            accuracies).
         config: Hub dataset config, if any.
     """
 
@@ -208,15 +400,54 @@ class Benchmark:
     hub_id: str
     split: str
     breakdowns: tuple[str, ...]
-    to_sample: Callable[[dict[str, Any], int], MCQSample]
+    to_sample: Callable[..., MCQSample]
+    lmms_eval_task: str | None
+    max_new_tokens: int
+    variants: tuple[str, ...] = ("default",)
+    headline: str = "accuracy"
     config: str | None = None
 
+    @property
+    def headline_name(self) -> str:
+        return "M-Avg" if self.headline == "task_mean" else "Accuracy"
 
+
+_VIDEOMME_BREAKDOWNS = ("duration", "domain", "sub_category", "task_type")
 BENCHMARKS: dict[str, Benchmark] = {
     "videomme": Benchmark(
-        "videomme", "Video-MME", "lmms-lab/Video-MME", "test", ("duration", "task_type", "domain"), videomme_sample
+        "videomme",
+        "Video-MME",
+        "lmms-eval/Video-MME",
+        "test",
+        _VIDEOMME_BREAKDOWNS,
+        videomme_sample,
+        lmms_eval_task="videomme",
+        max_new_tokens=16,
+        variants=tuple(VIDEOMME_VARIANTS),
     ),
-    "mlvu_dev": Benchmark("mlvu_dev", "MLVU (dev)", "sy1998/MLVU_dev", "test", ("task_type",), mlvu_sample),
+    "videomme_w_subtitle": Benchmark(
+        "videomme_w_subtitle",
+        "Video-MME (with subtitles)",
+        "lmms-eval/Video-MME",
+        "test",
+        _VIDEOMME_BREAKDOWNS,
+        videomme_subtitle_sample,
+        lmms_eval_task="videomme_w_subtitle",
+        max_new_tokens=16,
+        variants=tuple(VIDEOMME_SUBTITLE_VARIANTS),
+    ),
+    "mlvu_dev": Benchmark(
+        "mlvu_dev",
+        "MLVU (dev)",
+        "sy1998/MLVU_dev",
+        "test",
+        ("task_type",),
+        mlvu_sample,
+        lmms_eval_task="mlvu_dev",
+        max_new_tokens=16,
+        variants=tuple(MLVU_VARIANTS),
+        headline="task_mean",
+    ),
     "longvideobench_val": Benchmark(
         "longvideobench_val",
         "LongVideoBench (val)",
@@ -224,6 +455,8 @@ BENCHMARKS: dict[str, Benchmark] = {
         "validation",
         ("duration_group", "question_category"),
         longvideobench_sample,
+        lmms_eval_task="longvideobench_val_v",
+        max_new_tokens=32,
     ),
     # held-out questions about tpo-hf's synthetic temporal world (local files only; never on the Hub)
     "tpo_world": Benchmark(
@@ -233,6 +466,8 @@ BENCHMARKS: dict[str, Benchmark] = {
         "test",
         ("type", "kind", "scenes"),
         tpo_world_sample,
+        lmms_eval_task=None,
+        max_new_tokens=6,  # the world model answers with an option's text ("the red shape")
     ),
 }
 
@@ -244,33 +479,62 @@ def get_benchmark(name: str) -> Benchmark:
     return BENCHMARKS[name]
 
 
+def lmms_eval_predictions(name: str, replies: list[str], samples: list[MCQSample], seed: int = 0) -> list[str]:
+    """The letters lmms-eval's parser for benchmark `name` reads out of `replies` ("" when it finds none).
+
+    LongVideoBench's parser guesses at random when it finds no letter; lmms-eval draws from Python's global `random`
+    (seeded with `--seed`, default 0) in sample order, emulated here with one `random.Random(seed)` per call.
+    """
+    import random
+
+    if name.startswith("longvideobench"):
+        rng = random.Random(seed)
+        return [
+            lmms_eval_longvideobench_answer(reply.strip(), list(option_letters(len(sample.options))), rng)
+            for reply, sample in zip(replies, samples)
+        ]
+    return [lmms_eval_mcq_answer(reply.strip(), ["A", "B", "C", "D"]) for reply in replies]
+
+
 def load_benchmark(
     name: str,
     dataset: str | None = None,
     split: str | None = None,
     config: str | None = None,
     limit: int | None = None,
+    variant: str = "default",
+    video_dir: str | os.PathLike | None = None,
+    subtitle_dir: str | os.PathLike | None = None,
 ) -> list[MCQSample]:
     """Reads a benchmark into `MCQSample`s.
 
     Args:
         name: a key of `BENCHMARKS`.
-        dataset: Hub dataset id, `save_to_disk` folder, or json/jsonl/parquet/csv file (default: the benchmark's
-            Hub id).
+        dataset: Hub id, `save_to_disk` folder, or json/jsonl/parquet/csv file (default: the benchmark's Hub id).
         split: split to read (default: the benchmark's evaluation split; data files have "train").
         config: Hub dataset config.
         limit: keep the first `limit` rows (quick checks).
+        variant: the lmms-eval prompt variant (`Benchmark.variants`, e.g. "llava_vid"); "default" is lmms-eval's.
+        video_dir: folder of the videos (`videomme_w_subtitle` reads their frame rate to pick the subtitles).
+        subtitle_dir: folder of Video-MME's `<videoID>.srt` files (`videomme_w_subtitle`).
     """
     from ..data import load_preference_dataset  # the one loader for Hub ids, save_to_disk folders and data files
 
     benchmark = get_benchmark(name)
+    if variant not in benchmark.variants:
+        raise ValueError(f"{name} has no prompt variant {variant!r}; lmms-eval's are {list(benchmark.variants)}.")
+    if name == "videomme_w_subtitle" and (subtitle_dir is None or not os.path.isdir(subtitle_dir)):
+        raise ValueError(
+            f"videomme_w_subtitle needs `subtitle_dir`, the folder of Video-MME's .srt files (got {subtitle_dir})."
+        )
     source = dataset or benchmark.hub_id
     if split is None:
         split = "train" if os.path.isfile(source) else benchmark.split
     rows = load_preference_dataset(source, config or benchmark.config, split)
     if limit is not None:
         rows = rows.select(range(min(limit, len(rows))))
-    samples = [benchmark.to_sample(dict(row), index) for index, row in enumerate(rows)]
+    paths = {"video_dir": video_dir, "subtitle_dir": subtitle_dir} if subtitle_dir is not None else {}
+    samples = [benchmark.to_sample(dict(row), index, variant, **paths) for index, row in enumerate(rows)]
     seen: dict[str, int] = {}
     for index, sample in enumerate(samples):
         if sample.sample_id in seen:

@@ -2,14 +2,17 @@
 
     tpo-hf eval --config recipes/Qwen2.5-VL-7B-Instruct/eval/config.yaml
     tpo-hf eval --model_name_or_path Qwen/Qwen2.5-VL-7B-Instruct --adapter_path out/tpo-lora \\
-        --benchmark videomme --dataset_name lmms-lab/Video-MME --video_dir /data/videomme/data --num_frames 96
+        --benchmark videomme --dataset_name lmms-eval/Video-MME --video_dir /data/videomme/data --num_frames 96
 
 Arguments are one `EvalConfig` dataclass parsed with TRL's `TrlParser`: every field can be set in the YAML file or
-as a flag, and flags override the file. The run itself is `tpo_hf.eval.run.evaluate`.
+as a flag, and flags override the file. The run itself is `tpo_hf.eval.run.evaluate`. Data parallel:
+
+    accelerate launch --num_processes 2 -m tpo_hf.eval --config FILE.yaml
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +25,8 @@ from .run import evaluate
 def main(config: EvalConfig) -> dict[str, Any]:
     """Evaluates as configured, prints the results table, and returns the results (as in `results.json`)."""
     results = evaluate(config)
-    print((Path(config.output_dir) / "results.md").read_text())
+    if int(os.environ.get("RANK", "0")) == 0:  # under `accelerate launch`, the main process prints the table
+        print((Path(config.output_dir) / "results.md").read_text())
     return results
 
 

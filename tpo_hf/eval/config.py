@@ -22,7 +22,11 @@ class EvalConfig:
     > Parameters that control the multiple-choice benchmark
 
     Args:
-        benchmark: "videomme", "mlvu_dev" or "longvideobench_val"; leave unset to run only V-NIAH.
+        benchmark: "videomme", "videomme_w_subtitle", "mlvu_dev" or "longvideobench_val" (lmms-eval tasks `videomme`,
+            `videomme_w_subtitle`, `mlvu_dev`, `longvideobench_val_v`); leave unset to run only V-NIAH.
+        prompt_variant: the lmms-eval prompt variant: "default" (lmms-eval's default), or a model-specific one of the
+            task YAML such as "llava_vid" (Video-MME's "The best answer is:").
+        subtitle_dir: folder of Video-MME's `.srt` subtitles (`videomme_w_subtitle`).
         dataset_name: Hub id, `save_to_disk` folder, or json/jsonl/parquet/csv file (default: the benchmark's id).
         dataset_config, dataset_split: Hub config and split (default: the benchmark's split).
         video_dir: folder holding the benchmark's videos.
@@ -30,7 +34,7 @@ class EvalConfig:
         num_frames: frames per video (the paper evaluates with 96-128).
         max_pixels: per-frame pixel budget for families that resize dynamically.
         batch_size: questions per `generate` call.
-        max_new_tokens: generation budget per answer.
+        max_new_tokens: generation budget per answer (default: the lmms-eval task's, 16 or 32; V-NIAH 16).
 
     > Parameters that control V-NIAH
 
@@ -62,6 +66,12 @@ class EvalConfig:
     benchmark: str | None = field(
         default=None, metadata={"help": "videomme, mlvu_dev or longvideobench_val (unset: V-NIAH only)."}
     )
+    prompt_variant: str = field(
+        default="default", metadata={"help": "lmms-eval prompt variant: default, llava_vid, gpt4v, qwen3_vl, plm."}
+    )
+    subtitle_dir: str | None = field(
+        default=None, metadata={"help": "Folder of Video-MME's .srt subtitles (videomme_w_subtitle)."}
+    )
     dataset_name: str | None = field(
         default=None, metadata={"help": "Hub id, save_to_disk folder or data file (default: benchmark's Hub id)."}
     )
@@ -72,7 +82,9 @@ class EvalConfig:
     num_frames: int = field(default=64, metadata={"help": "Frames per video (paper: 96-128)."})
     max_pixels: int | None = field(default=None, metadata={"help": "Per-frame pixel budget (Qwen families)."})
     batch_size: int = field(default=1, metadata={"help": "Questions per generate call."})
-    max_new_tokens: int = field(default=16, metadata={"help": "Generation budget per answer."})
+    max_new_tokens: int | None = field(
+        default=None, metadata={"help": "Generation budget per answer (default: the lmms-eval task's)."}
+    )
 
     vniah: bool = field(default=False, metadata={"help": "Run the video needle-in-a-haystack test."})
     vniah_haystack_dir: str | None = field(
@@ -104,11 +116,16 @@ class EvalConfig:
         if self.benchmark is not None:
             from .benchmarks import get_benchmark
 
-            get_benchmark(self.benchmark)  # fails early, naming the benchmarks there are
+            benchmark = get_benchmark(self.benchmark)  # fails early, naming the benchmarks there are
+            if self.prompt_variant not in benchmark.variants:
+                raise ValueError(
+                    f"`prompt_variant` {self.prompt_variant!r} is not one of {self.benchmark}'s lmms-eval variants "
+                    f"{list(benchmark.variants)}."
+                )
         if self.benchmark is None and not self.vniah:
             raise ValueError("Nothing to evaluate: set `benchmark` and/or `vniah: true`.")
         for name in ("num_frames", "batch_size", "max_new_tokens", "vniah_needle_frames"):
-            if getattr(self, name) < 1:
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"`{name}` must be at least 1, got {getattr(self, name)}.")
         for depth in self.vniah_depths:
             if not 0.0 <= depth <= 1.0:

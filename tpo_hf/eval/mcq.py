@@ -15,7 +15,7 @@ import logging
 import os
 from collections import defaultdict
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -53,11 +53,16 @@ class ResultsCache:
     """Finished samples in a JSONL file, one line per (model tag, fingerprint, sample id, frames), appended and
     flushed as each batch finishes so that an interrupted run loses at most the batch in flight."""
 
-    def __init__(self, path: str | os.PathLike | None):
+    def __init__(self, path: str | os.PathLike | None, read_also: Iterable[str | os.PathLike] = ()):
         self.path = Path(path) if path is not None else None
         self.records: dict[tuple[str, str, str, int], SampleResult] = {}
-        if self.path is not None and self.path.is_file():
-            with self.path.open() as handle:
+        for source in [*read_also, self.path]:
+            self._read(source)
+
+    def _read(self, source: str | os.PathLike | None) -> None:
+        source = Path(source) if source is not None else None
+        if source is not None and source.is_file():
+            with source.open() as handle:
                 for line_number, line in enumerate(handle, 1):
                     if not line.strip():
                         continue
@@ -66,7 +71,7 @@ class ResultsCache:
                     except (json.JSONDecodeError, TypeError) as error:
                         # a line cut short by a kill mid-write: the sample is simply recomputed
                         logger.warning(
-                            "Ignoring unreadable line %d of results cache %s: %s", line_number, self.path, error
+                            "Ignoring unreadable line %d of results cache %s: %s", line_number, source, error
                         )
                         continue
                     self.records[record.key] = record
@@ -94,9 +99,9 @@ class MCQRun:
     computed: dict[str, list[str]]  # model tag -> sample ids generated in this run
     cached: dict[str, list[str]]  # model tag -> sample ids read from the cache
 
-    def summary(self, breakdowns: Iterable[str] | None = None) -> dict[str, Any]:
+    def summary(self, breakdowns: Iterable[str] | None = None, **kwargs: Any) -> dict[str, Any]:
         """Accuracy overall and per breakdown for each model, and base-vs-adapter agreement (see `summarize`)."""
-        return summarize(self.results, breakdowns)
+        return summarize(self.results, breakdowns, **kwargs)
 
 
 def model_variants(
@@ -112,6 +117,21 @@ def model_variants(
             variants = {BASE_TAG: model.disable_adapter, **variants}
         return variants
     return {BASE_TAG: contextlib.nullcontext}
+
+
+def _scored(tag: str, sample: MCQSample, frames: int, reply: str, fingerprint: str) -> SampleResult:
+    prediction = extract_answer_letter(reply, sample.options)
+    return SampleResult(
+        model=tag,
+        sample_id=sample.sample_id,
+        num_frames=frames,
+        reply=reply,
+        prediction=prediction,
+        answer=sample.answer,
+        correct=prediction == sample.answer,
+        breakdowns=dict(sample.breakdowns),
+        fingerprint=fingerprint,
+    )
 
 
 def _batches(samples: list[MCQSample], default_frames: int, batch_size: int) -> list[list[MCQSample]]:
@@ -134,7 +154,9 @@ def evaluate_mcq(
     num_frames: int | None = None,
     batch_size: int = 1,
     max_new_tokens: int = 16,
+    stop: list[str] | None = None,
     cache_path: str | os.PathLike | None = None,
+    cache_read_also: Iterable[str | os.PathLike] = (),
     fingerprint: str = "",
     compare_base: bool = True,
     progress: bool = True,
@@ -150,8 +172,10 @@ def evaluate_mcq(
         video_dir: folder of the benchmark's videos.
         num_frames: frames per video (default: the processor's `num_frames`); a sample's own `num_frames` wins.
         batch_size: samples per `generate` call.
-        max_new_tokens: generation budget (lmms-eval uses 16-32 for these tasks).
+        max_new_tokens: generation budget (`Benchmark.max_new_tokens`: lmms-eval's 16 or 32 for these tasks).
+        stop: a reply is cut at the first of these strings, as lmms-eval's `until` does (its default: "\\n\\n").
         cache_path: JSONL results cache; finished samples found there are not generated again.
+        cache_read_also: more caches to take finished samples from (the other processes' shards); never written.
         fingerprint: identifies the weights (e.g. model and adapter path) so a cache never mixes models.
         compare_base: with a PeftModel, also evaluate the adapter-disabled base model.
         progress: show a tqdm bar.
@@ -165,7 +189,7 @@ def evaluate_mcq(
         raise ValueError("Set `num_frames`: evaluation samples a fixed number of frames per video.")
     generate_kwargs = {"do_sample": False, "max_new_tokens": max_new_tokens, **generate_kwargs}
     variants = model_variants(model, compare_base)
-    cache = ResultsCache(cache_path)
+    cache = ResultsCache(cache_path, cache_read_also)
     computed: dict[str, list[str]] = defaultdict(list)
     cached: dict[str, list[str]] = defaultdict(list)
     by_key: dict[tuple[str, str], SampleResult] = {}
@@ -179,6 +203,8 @@ def evaluate_mcq(
             for sample in batch:
                 hit = cache.get((tag, fingerprint, sample.sample_id, frames))
                 if hit is not None:
+                    # the reply is what was cached; it is read again so a better parser also scores old answers
+                    hit = _scored(tag, sample, frames, hit.reply, fingerprint)
                     by_key[(tag, sample.sample_id)] = hit
                     cached[tag].append(sample.sample_id)
                     bar.update(1)
@@ -203,20 +229,9 @@ def evaluate_mcq(
                     )
                 finished = []
                 for sample, reply in zip(pending, replies):
-                    prediction = extract_answer_letter(reply, sample.options)
-                    finished.append(
-                        SampleResult(
-                            model=tag,
-                            sample_id=sample.sample_id,
-                            num_frames=frames,
-                            reply=reply,
-                            prediction=prediction,
-                            answer=sample.answer,
-                            correct=prediction == sample.answer,
-                            breakdowns=dict(sample.breakdowns),
-                            fingerprint=fingerprint,
-                        )
-                    )
+                    for marker in stop or ():
+                        reply = reply.split(marker, 1)[0] if marker else reply
+                    finished.append(_scored(tag, sample, frames, reply, fingerprint))
                     computed[tag].append(sample.sample_id)
                 cache.add(finished)
                 by_key.update({(tag, result.sample_id): result for result in finished})
@@ -238,17 +253,41 @@ def _accuracy(results: list[SampleResult]) -> dict[str, Any]:
     }
 
 
-def summarize(results: dict[str, list[SampleResult]], breakdowns: Iterable[str] | None = None) -> dict[str, Any]:
+def headline_score(entry: dict[str, Any], headline: str = "accuracy", task_field: str = "task_type") -> float:
+    """A benchmark's headline number from a `summarize` model entry: "accuracy" (pooled), or "task_mean" (MLVU's
+    M-Avg: the unweighted mean of the per-task accuracies, over the task types present)."""
+    if headline == "task_mean":
+        tasks = entry.get("by", {}).get(task_field, {})
+        return sum(group["accuracy"] for group in tasks.values()) / len(tasks) if tasks else 0.0
+    if headline != "accuracy":
+        raise ValueError(f"Unknown headline metric {headline!r}: use 'accuracy' or 'task_mean'.")
+    return entry["accuracy"]
+
+
+def summarize(
+    results: dict[str, list[SampleResult]],
+    breakdowns: Iterable[str] | None = None,
+    headline: str = "accuracy",
+    lmms_eval_predictions: dict[str, list[str]] | None = None,
+) -> dict[str, Any]:
     """Accuracy (percent) overall and by each breakdown field per model, plus per-sample agreement.
 
+    Args:
+        results: model tag -> results.
+        breakdowns: fields to break accuracy down by (default: every field the results carry).
+        headline: how the benchmark defines its headline `score` (see `headline_score`).
+        lmms_eval_predictions: model tag -> the letters lmms-eval's own parser reads in the same replies; adds
+            `lmms_eval_parser` (its `score` and `accuracy`) to each model, the number lmms-eval would report.
+
     Returns:
-        `{"models": {tag: {"accuracy", "correct", "total", "unparseable", "by": {field: {value: {...}}}}},
-        "agreement": {...}}`; agreement (only with two models) counts the samples where both predict the same
-        letter, and where only one of them is right.
+        `{"models": {tag: {"score", "accuracy", "correct", "total", "unparseable", "unparseable_rate", "by":
+        {field: {value: {...}}}, ["lmms_eval_parser"]}}, "agreement": {...}}`; agreement (only with two models)
+        counts the samples where both predict the same letter, and where only one of them is right.
     """
     summary: dict[str, Any] = {"models": {}}
     for tag, tag_results in results.items():
         entry = _accuracy(tag_results)
+        entry["unparseable_rate"] = 100.0 * entry["unparseable"] / entry["total"] if entry["total"] else 0.0
         fields = list(breakdowns) if breakdowns is not None else sorted({k for r in tag_results for k in r.breakdowns})
         entry["by"] = {}
         for name in fields:
@@ -257,7 +296,17 @@ def summarize(results: dict[str, list[SampleResult]], breakdowns: Iterable[str] 
                 if name in result.breakdowns:
                     groups[result.breakdowns[name]].append(result)
             entry["by"][name] = {value: _accuracy(group) for value, group in sorted(groups.items())}
-        summary["models"][tag] = entry
+        summary["models"][tag] = {"score": headline_score(entry, headline), **entry}
+        if lmms_eval_predictions is not None and tag in lmms_eval_predictions:
+            rescored = [
+                replace(result, prediction=letter or UNPARSEABLE, correct=letter == result.answer)
+                for result, letter in zip(tag_results, lmms_eval_predictions[tag])
+            ]
+            other = summarize({tag: rescored}, fields, headline)["models"][tag]
+            summary["models"][tag]["lmms_eval_parser"] = {
+                "score": other["score"],
+                "accuracy": other["accuracy"],
+            }
     if len(results) == 2:
         (tag_a, results_a), (tag_b, results_b) = results.items()
         pairs = list(zip(results_a, results_b))

@@ -47,7 +47,15 @@ def markdown_table(results: dict[str, Any]) -> str:
                 cells.append("-")
             return "| " + " | ".join([label, *cells]) + " |"
 
-        lines.append(row("**Overall**", [benchmark["models"][m]["accuracy"] for m in models]))
+        entries = [benchmark["models"][m] for m in models]
+        headline = benchmark.get("headline", "Accuracy")
+        lines.append(row(f"**{headline}**", [entry.get("score", entry["accuracy"]) for entry in entries]))
+        if headline != "Accuracy":
+            lines.append(row("Accuracy (all questions)", [entry["accuracy"] for entry in entries]))
+        if all("lmms_eval_parser" in entry for entry in entries):
+            label = f"{headline}, lmms-eval's answer parser"
+            lines.append(row(label, [entry["lmms_eval_parser"]["score"] for entry in entries]))
+        lines.append(row("Unparseable replies (%)", [entry.get("unparseable_rate") for entry in entries]))
         fields = list(benchmark["models"][models[0]].get("by", {}))
         for field_name in fields:
             values = sorted({v for m in models for v in benchmark["models"][m]["by"].get(field_name, {})})
@@ -94,18 +102,42 @@ def eval_results(results: dict[str, Any], model_tag: str = "tpo") -> list[Any]:
         if model_tag not in benchmark["models"]:
             continue
         registered = get_benchmark(name)
+        entry = benchmark["models"][model_tag]
+        common = dict(
+            task_type=MCQ_TASK_TYPE,
+            task_name="Multiple-choice video QA",
+            dataset_type=benchmark.get("dataset", registered.hub_id),
+            dataset_name=registered.pretty_name,
+            dataset_split=benchmark.get("split", registered.split),
+        )
+        frames = f"{benchmark.get('num_frames', '?')} frames"
+        headline = benchmark.get("headline", registered.headline_name)
         entries.append(
             EvalResult(
-                task_type=MCQ_TASK_TYPE,
-                task_name="Multiple-choice video QA",
-                dataset_type=benchmark.get("dataset", registered.hub_id),
-                dataset_name=registered.pretty_name,
-                dataset_split=benchmark.get("split", registered.split),
+                **common,
                 metric_type="accuracy",
-                metric_name=f"Accuracy ({benchmark.get('num_frames', '?')} frames)",
-                metric_value=round(float(benchmark["models"][model_tag]["accuracy"]), 2),
+                metric_name=f"{headline} ({frames})",
+                metric_value=round(float(entry.get("score", entry["accuracy"])), 2),
             )
         )
+        if "lmms_eval_parser" in entry:
+            entries.append(
+                EvalResult(
+                    **common,
+                    metric_type="accuracy",
+                    metric_name=f"{headline}, lmms-eval {benchmark.get('lmms_eval_version', '')} parser ({frames})",
+                    metric_value=round(float(entry["lmms_eval_parser"]["score"]), 2),
+                )
+            )
+        if "unparseable_rate" in entry:
+            entries.append(
+                EvalResult(
+                    **common,
+                    metric_type="unparseable_rate",
+                    metric_name=f"Unparseable replies, % ({frames})",
+                    metric_value=round(float(entry["unparseable_rate"]), 2),
+                )
+            )
     vniah = results.get("vniah")
     if vniah and model_tag in vniah["models"]:
         values = [v for row in vniah["models"][model_tag]["accuracy"] for v in row if v is not None]

@@ -4,6 +4,11 @@
 the adapter disabled (base) and enabled (TPO) from the same frames, and writes in `output_dir`: `results.json`,
 `results.md`, `model_index.yaml` (the card's model-index), `samples_<benchmark>.jsonl` (per-sample answers side by
 side), the results cache `cache_<benchmark>.jsonl` / `cache_vniah.jsonl`, and `vniah_heatmap.png`.
+
+Data parallel: under `accelerate launch --num_processes N -m tpo_hf.eval ...` each process answers every N-th question
+into its own cache shard (`cache_<name>.rank<i>.jsonl`); then every process reads all shards back in question order
+(nothing left to generate) and the main process writes the same outputs a single process would. A later run, with any
+number of processes, resumes from all the shards.
 """
 
 from __future__ import annotations
@@ -31,16 +36,31 @@ def _fingerprint(path: str | None) -> str:
     return f"{path}@{sum(entry.stat().st_size for entry in files)}:{newest}"
 
 
-def _side_by_side(run: Any, path: Path) -> None:
+def _side_by_side(run: Any, path: Path, lmms_eval_predictions: dict[str, list[str]] | None = None) -> None:
     tags = list(run.results)
     with path.open("w") as handle:
-        for per_tag in zip(*(run.results[tag] for tag in tags)):
+        for index, per_tag in enumerate(zip(*(run.results[tag] for tag in tags))):
             record = {"sample_id": per_tag[0].sample_id, "answer": per_tag[0].answer, **per_tag[0].breakdowns}
             for tag, result in zip(tags, per_tag):
                 record[f"{tag}_prediction"] = result.prediction
+                if lmms_eval_predictions is not None:
+                    record[f"{tag}_lmms_eval_prediction"] = lmms_eval_predictions[tag][index]
                 record[f"{tag}_reply"] = result.reply
             record["agree"] = len({result.prediction for result in per_tag}) == 1
             handle.write(json.dumps(record) + "\n")
+
+
+def _distributed_state(config: EvalConfig) -> Any:
+    """accelerate's `PartialState` when launched with more than one process, else None."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return None
+    from accelerate import PartialState
+
+    return PartialState(cpu=config.device == "cpu")
+
+
+def _cache_files(output_dir: Path, name: str) -> list[Path]:
+    return [output_dir / f"cache_{name}.jsonl", *sorted(output_dir.glob(f"cache_{name}.rank*.jsonl"))]
 
 
 def evaluate(config: EvalConfig, model: Any = None, processor: Any = None) -> dict[str, Any]:
@@ -50,13 +70,18 @@ def evaluate(config: EvalConfig, model: Any = None, processor: Any = None) -> di
     """
     from huggingface_hub import ModelCardData
 
-    from .benchmarks import get_benchmark, load_benchmark
+    from .benchmarks import LMMS_EVAL_STOP, LMMS_EVAL_VERSION, get_benchmark, lmms_eval_predictions, load_benchmark
     from .mcq import evaluate_mcq
     from .results import eval_results, markdown_table, write_results_json
     from .vniah import Needle, build_vniah_suite, plot_vniah_heatmap, vniah_scores
 
     output_dir = Path(config.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
+    state = _distributed_state(config)
+    is_main = state is None or state.is_main_process
+    device = config.device
+    if state is not None and device is None:
+        device = str(state.device)  # one accelerator per process
     if model is None or processor is None:
         model, processor = load_video_model(
             config.model_name_or_path,
@@ -64,7 +89,7 @@ def evaluate(config: EvalConfig, model: Any = None, processor: Any = None) -> di
             num_frames=config.num_frames,
             max_pixels=config.max_pixels,
             dtype=config.dtype,
-            device=config.device,
+            device=device,
             attn_implementation=config.attn_implementation,
         )
     fingerprint = f"{_fingerprint(config.model_name_or_path)}|{_fingerprint(config.adapter_path)}"
@@ -74,34 +99,80 @@ def evaluate(config: EvalConfig, model: Any = None, processor: Any = None) -> di
         "benchmarks": {},
     }
 
-    def cache(name: str) -> Path | None:
-        path = output_dir / f"cache_{name}.jsonl"
-        if not config.resume and path.exists():
-            path.unlink()
-        return path
+    def run_mcq(name: str, samples: list[Any], **kwargs: Any) -> Any:
+        """`evaluate_mcq` over `samples`, split across processes when launched with several, cached in
+        `cache_<name>[.rank<i>].jsonl`; returns the results of all samples, in order, on every process."""
+        if not config.resume and is_main:
+            for path in _cache_files(output_dir, name):
+                path.unlink(missing_ok=True)
+        common = dict(
+            fingerprint=fingerprint, compare_base=config.compare_base, batch_size=config.batch_size, **kwargs
+        )
+        if state is None:
+            return evaluate_mcq(
+                model,
+                processor,
+                samples,
+                cache_path=output_dir / f"cache_{name}.jsonl",
+                cache_read_also=_cache_files(output_dir, name)[1:],
+                progress=config.progress,
+                **common,
+            )
+        state.wait_for_everyone()
+        rank, world = state.process_index, state.num_processes
+        evaluate_mcq(
+            model,
+            processor,
+            samples[rank::world],
+            cache_path=output_dir / f"cache_{name}.rank{rank}.jsonl",
+            cache_read_also=_cache_files(output_dir, name),
+            progress=config.progress and is_main,
+            **common,
+        )
+        state.wait_for_everyone()
+        # every answer is in some shard now: this pass only reads them back in order
+        merged = evaluate_mcq(
+            model, processor, samples, cache_read_also=_cache_files(output_dir, name), progress=False, **common
+        )
+        state.wait_for_everyone()
+        return merged
 
     if config.benchmark:
         benchmark = get_benchmark(config.benchmark)
         samples = load_benchmark(
-            config.benchmark, config.dataset_name, config.dataset_split, config.dataset_config, config.limit
+            config.benchmark,
+            config.dataset_name,
+            config.dataset_split,
+            config.dataset_config,
+            config.limit,
+            variant=config.prompt_variant,
+            video_dir=config.video_dir,
+            subtitle_dir=config.subtitle_dir,
         )
         logger.info("Evaluating %d %s questions at %d frames", len(samples), benchmark.pretty_name, config.num_frames)
-        run = evaluate_mcq(
-            model,
-            processor,
+        run = run_mcq(
+            config.benchmark,
             samples,
             video_dir=config.video_dir,
             num_frames=config.num_frames,
-            batch_size=config.batch_size,
-            max_new_tokens=config.max_new_tokens,
-            cache_path=cache(config.benchmark),
-            fingerprint=fingerprint,
-            compare_base=config.compare_base,
-            progress=config.progress,
+            max_new_tokens=config.max_new_tokens or benchmark.max_new_tokens,
+            stop=[LMMS_EVAL_STOP],
         )
-        summary = run.summary(benchmark.breakdowns)
+        lmms_letters = (
+            {
+                tag: lmms_eval_predictions(config.benchmark, [r.reply for r in tag_results], samples)
+                for tag, tag_results in run.results.items()
+            }
+            if benchmark.lmms_eval_task
+            else None
+        )
+        summary = run.summary(benchmark.breakdowns, headline=benchmark.headline, lmms_eval_predictions=lmms_letters)
         results["benchmarks"][config.benchmark] = {
             "pretty_name": benchmark.pretty_name,
+            "headline": benchmark.headline_name,
+            "lmms_eval_task": benchmark.lmms_eval_task,
+            "lmms_eval_version": LMMS_EVAL_VERSION,
+            "prompt_variant": config.prompt_variant,
             "dataset": config.dataset_name
             if config.dataset_name and not os.path.exists(config.dataset_name)
             else benchmark.hub_id,
@@ -109,7 +180,8 @@ def evaluate(config: EvalConfig, model: Any = None, processor: Any = None) -> di
             "num_frames": config.num_frames,
             **summary,
         }
-        _side_by_side(run, output_dir / f"samples_{config.benchmark}.jsonl")
+        if is_main:
+            _side_by_side(run, output_dir / f"samples_{config.benchmark}.jsonl", lmms_letters)
 
     if config.vniah:
         haystack_dir = config.vniah_haystack_dir or config.video_dir
@@ -124,33 +196,34 @@ def evaluate(config: EvalConfig, model: Any = None, processor: Any = None) -> di
             num_frames=config.vniah_needle_frames,
             text=config.vniah_needle_text,
         )
-        samples = build_vniah_suite(
-            haystack_videos,
-            output_dir / "vniah_videos",
-            lengths=config.vniah_lengths,
-            depths=config.vniah_depths,
-            needle=needle,
-            fps=config.vniah_fps,
-            haystack_fps=config.vniah_haystack_fps,
-            max_side=config.vniah_max_side,
-        )
-        run = evaluate_mcq(
-            model,
-            processor,
-            samples,
-            batch_size=config.batch_size,
-            max_new_tokens=config.max_new_tokens,
-            cache_path=cache("vniah"),
-            fingerprint=fingerprint,
-            compare_base=config.compare_base,
-            progress=config.progress,
-        )
+
+        def build() -> list[Any]:
+            return build_vniah_suite(
+                haystack_videos,
+                output_dir / "vniah_videos",
+                lengths=config.vniah_lengths,
+                depths=config.vniah_depths,
+                needle=needle,
+                fps=config.vniah_fps,
+                haystack_fps=config.vniah_haystack_fps,
+                max_side=config.vniah_max_side,
+            )
+
+        if state is None:
+            samples = build()
+        else:  # the main process writes the haystack videos; the others then build the same suite on top
+            with state.main_process_first():
+                samples = build()
+        run = run_mcq("vniah", samples, max_new_tokens=config.max_new_tokens or 16)
         scores = {tag: vniah_scores(samples, tag_results) for tag, tag_results in run.results.items()}
         heatmap = output_dir / "vniah_heatmap.png"
-        plot_vniah_heatmap(scores, heatmap)
+        if is_main:
+            plot_vniah_heatmap(scores, heatmap)
         # "models": the (depth x length) grids; "summary": the same answers scored like a benchmark, with agreement
         results["vniah"] = {"models": scores, "heatmap": str(heatmap), "summary": run.summary(["length", "depth"])}
 
+    if not is_main:
+        return results
     write_results_json(results, output_dir / "results.json")
     (output_dir / "results.md").write_text(markdown_table(results))
     tags = {tag for b in results["benchmarks"].values() for tag in b["models"]} | set(
