@@ -20,6 +20,7 @@ from typing import Any
 from huggingface_hub import CommitOperationAdd, HfApi, SpaceCard, SpaceCardData, constants
 
 from .. import __version__
+from ..paper import TPO_TAG
 from .templates import render_template, template_path
 
 
@@ -88,7 +89,7 @@ def write_space(
         sdk_version=gradio.__version__,
         app_file="app.py",
         models=[model for model in (adapter, base_model) if model],
-        tags=["tpo", "video", "video-text-to-text"],
+        tags=[TPO_TAG, "tpo", "video", "video-text-to-text"],
         short_description="Base vs. TPO answers to questions about a video",
     )
     card = SpaceCard.from_template(
