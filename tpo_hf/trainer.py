@@ -21,6 +21,7 @@ import torch
 from transformers import AutoConfig, PreTrainedModel
 from trl import DPOTrainer
 
+from . import compat
 from .collator import (
     BATCH_SIZE_KEY,
     BOOKKEEPING_KEYS,
@@ -396,7 +397,7 @@ class TPOTrainer(DPOTrainer):
         from .hub.push import push_adapter
 
         if self.hub_model_id is None:
-            self.init_hf_repo(token=token, private=private)
+            compat.init_hf_repo(self, token=token, private=private)
         self.save_model(_internal_call=True)
         if not self.is_world_process_zero():
             return None
