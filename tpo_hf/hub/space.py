@@ -34,9 +34,12 @@ def space_requirements(tpo_hf_requirement: str) -> str:
     lines = [tpo_hf_requirement]
     for text in requires("tpo-hf") or []:
         requirement = Requirement(text)
-        if requirement.marker is None or requirement.marker.evaluate({"extra": "demo"}):
-            requirement.marker = None
-            lines.append(str(requirement))
+        if requirement.marker is not None and "extra" in str(requirement.marker):
+            if not requirement.marker.evaluate({"extra": "demo"}):
+                continue
+            requirement.marker = None  # a `demo` extra: unconditional in the Space
+        # platform markers stay (decord installs on x86-64 Linux and Windows only)
+        lines.append(str(requirement))
     return "\n".join(lines) + "\n"
 
 
