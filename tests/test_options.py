@@ -147,3 +147,16 @@ def test_deprecated_checkpointing_names_still_work(recwarn):
     assert config.activation_checkpointing is False and config.gradient_checkpointing is False
     assert config.activation_checkpointing_kwargs == {"use_reentrant": True}
     assert TPOConfig("out", use_cpu=True).activation_checkpointing is True  # TRL's default, under the new name
+
+
+def test_activation_checkpointing_flags_parse_on_every_supported_transformers():
+    from trl import TrlParser
+
+    def parse(*flags):
+        (config,) = TrlParser((TPOConfig,)).parse_args_and_config(
+            args=["--output_dir", "o", "--use_cpu", "true", *flags]
+        )
+        return config
+
+    assert parse("--activation_checkpointing").gradient_checkpointing is True  # a bare flag means True
+    assert parse("--activation_checkpointing", "false").gradient_checkpointing is False

@@ -154,19 +154,24 @@ class TPOConfig(DPOConfig):
     )
     loss_type: list[str] | None = field(
         default=None,
-        metadata={"help": "TRL loss types; default ['sigmoid', 'sft'] (DPO + SFT) weighted by `sft_weight`."},
+        metadata={"help": "TRL pair loss type(s), default ['sigmoid']; TPO appends 'sft' weighted by `sft_weight`."},
     )
     # One spelling of activation checkpointing on every supported transformers (tpo_hf.compat): the new names, on by
     # default as in TRL; the deprecated `gradient_checkpointing*` names still work where transformers has them.
     activation_checkpointing: bool | None = field(
         default=None,
-        metadata={"help": "Trade compute for memory by recomputing activations in the backward pass (default on)."},
+        # `nargs`/`const`: a bare `--activation_checkpointing` means True, as in transformers
+        metadata={
+            "help": "Trade compute for memory by recomputing activations in the backward pass (default on).",
+            "nargs": "?",
+            "const": True,
+        },
     )
     activation_checkpointing_kwargs: dict | str | None = field(
         default=None, metadata={"help": "Keyword arguments for activation checkpointing, e.g. `use_reentrant`."}
     )
     gradient_checkpointing: bool | None = field(
-        default=None, metadata={"help": "Deprecated alias of `activation_checkpointing`."}
+        default=None, metadata={"help": "Deprecated alias of `activation_checkpointing`.", "nargs": "?", "const": True}
     )
     # The `video` column and the provenance columns must reach the collator.
     remove_unused_columns: bool = field(
