@@ -137,7 +137,7 @@ def run_path(path: str, args: argparse.Namespace) -> dict:
         use_cpu=args.device == "cpu",
         report_to=[],
         save_strategy="no",
-        gradient_checkpointing=args.gradient_checkpointing,
+        activation_checkpointing=args.activation_checkpointing,
         dataloader_num_workers=0,
         **PATHS[path],
     )
@@ -207,7 +207,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--layers", type=int, default=4)
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--gradient_checkpointing", action="store_true")
+    parser.add_argument("--activation_checkpointing", action="store_true")
     parser.add_argument("--paths", default="abcd")
     parser.add_argument("--workdir", default=None)
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)

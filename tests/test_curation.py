@@ -488,7 +488,7 @@ def served_model(tmp_path_factory):
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.time() + 120
+        deadline = time.time() + 300  # a loaded 2-core CI machine can take minutes to import torch and start
         while True:
             try:
                 with urllib.request.urlopen(url + "/health", timeout=2) as response:

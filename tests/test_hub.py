@@ -122,7 +122,7 @@ def test_card_reloads_with_trainer_numbers(published):
     assert data["datasets"] == [DATASET_REPO]
     assert data["library_name"] == "peft"
     assert data["pipeline_tag"] == "video-text-to-text"
-    assert {"tpo", "dpo", "trl", "video"} <= set(data["tags"])
+    assert {"temporal-preference-optimization", "tpo", "dpo", "trl", "video"} <= set(data["tags"])
     (result,) = data["model-index"][0]["results"]
     assert result["dataset"]["type"] == EVAL_RESULTS[0]["dataset_type"]
     assert result["metrics"][0] == {"type": "accuracy", "value": EVAL_RESULTS[0]["metric_value"]}

@@ -44,13 +44,15 @@ PATHS = {
     "shared_encoding": dict(share_video_encoding=True, prefix_sharing=False),
     "prefix_sharing": dict(share_video_encoding=True, prefix_sharing=True),
     "prefix_sharing_unshared_encoding": dict(share_video_encoding=False, prefix_sharing=True),
-    "prefix_sharing_checkpointing": dict(share_video_encoding=True, prefix_sharing=True, gradient_checkpointing=True),
-    "duplicated_checkpointing": dict(share_video_encoding=False, prefix_sharing=False, gradient_checkpointing=True),
+    "prefix_sharing_checkpointing": dict(
+        share_video_encoding=True, prefix_sharing=True, activation_checkpointing=True
+    ),
+    "duplicated_checkpointing": dict(share_video_encoding=False, prefix_sharing=False, activation_checkpointing=True),
 }
 
 
 def _args(tmp_path, video_dir, **settings) -> TPOConfig:
-    settings = {"gradient_checkpointing": False, **settings}
+    settings = {"activation_checkpointing": False, **settings}
     return tiny_tpo_config(tmp_path / "out", video_root=str(video_dir), **settings)
 
 

@@ -45,7 +45,7 @@ def write_recipe(path: Path, model_dir: Path, dataset_dir: Path, output_dir: Pat
         "learning_rate": 1.0e-3,
         "logging_steps": 1,
         "bf16": False,
-        "gradient_checkpointing": False,
+        "activation_checkpointing": False,
         "save_strategy": "no",
         "report_to": "none",
         "use_cpu": True,

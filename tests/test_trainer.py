@@ -88,11 +88,11 @@ def test_trainable_vision_falls_back_to_per_row_encoding(tiny_model, preference_
     trainer.train()
 
 
-def test_conversational_dataset_with_gradient_checkpointing(tiny_model, preference_dataset, video_dir, tmp_path):
+def test_conversational_dataset_with_activation_checkpointing(tiny_model, preference_dataset, video_dir, tmp_path):
     model, processor = tiny_model("qwen2_5_vl")
     trainer = TPOTrainer(
         model,
-        args=make_args(tmp_path, video_dir, gradient_checkpointing=True),
+        args=make_args(tmp_path, video_dir, activation_checkpointing=True),
         train_dataset=preference_dataset(conversational=True),
         processing_class=processor,
         peft_config=lora(),

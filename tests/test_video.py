@@ -120,3 +120,38 @@ def test_missing_and_undecodable_files(tmp_path, video_dir):
     truncated.write_bytes(data[: len(data) // 3])
     with pytest.raises(VideoLoadError, match="truncated.mp4"):
         load_video(truncated, num_frames=4)
+
+
+# --- PyAV, the reader where decord does not install: the same frames and metadata as decord ---------------------------
+FALLBACK_VIEWS = {
+    "whole": VideoView(num_frames=8),
+    "window": VideoView(num_frames=5, start=2.0, end=5.0),
+    "hole": VideoView(num_frames=6, exclude=(3.0, 6.0)),
+    "rate": VideoView(fps=2.0, max_frames=10),
+    "every_frame": VideoView(),
+}
+
+
+@pytest.mark.parametrize("name", ["red_blue.mp4", "green_yellow.mp4"])
+def test_pyav_fallback_reads_what_decord_reads(video_dir, name, monkeypatch):
+    pytest.importorskip("decord")
+    path = str(video_dir / name)
+    by_decord = VideoFile(path, reader="decord").load_views(FALLBACK_VIEWS)
+    monkeypatch.setenv("TPO_HF_VIDEO_READER", "pyav")  # forced, as on a platform without decord
+    by_pyav = load_video(path, num_frames=8)
+    assert by_pyav[1]["video_backend"] == "pyav"
+    fallback = VideoFile(path)
+    assert fallback.reader == "pyav"
+    for view, (pyav_frames, pyav_metadata) in fallback.load_views(FALLBACK_VIEWS).items():
+        decord_frames, decord_metadata = by_decord[view]
+        assert {**pyav_metadata, "video_backend": "decord"} == decord_metadata, view
+        assert pyav_frames.shape == decord_frames.shape and pyav_frames.dtype == decord_frames.dtype
+        # Same frames (each carries its index in pixels), decoded by the same FFmpeg up to colour conversion rounding
+        assert [read_frame_stamp(f) for f in pyav_frames] == [read_frame_stamp(f) for f in decord_frames]
+        assert np.abs(pyav_frames.astype(int) - decord_frames.astype(int)).mean() < 2.0, view
+
+
+def test_unknown_reader_is_named(clip, monkeypatch):
+    monkeypatch.setenv("TPO_HF_VIDEO_READER", "opencv")
+    with pytest.raises(VideoLoadError, match="TPO_HF_VIDEO_READER='opencv'"):
+        load_video(clip, num_frames=2)

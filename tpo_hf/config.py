@@ -2,11 +2,64 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from trl import DPOConfig
 
+from . import compat
 from .collator import TOO_LONG_POLICIES
+
+
+def _on_cpu(config: DPOConfig) -> bool:
+    import torch
+
+    accelerators = (torch.cuda, getattr(torch, "xpu", None), getattr(torch.backends, "mps", None))
+    return config.use_cpu or not any(backend is not None and backend.is_available() for backend in accelerators)
+
+
+# TRL / transformers options that do not work with video pairs, refused at config time: name -> (is it set?, why, and
+# what to use instead). README's "TRL and transformers options" table lists these and the options that do work.
+REFUSED_OPTIONS: dict[str, tuple[Callable[[DPOConfig], bool], str]] = {
+    "use_liger_kernel": (
+        lambda config: bool(config.use_liger_kernel),
+        "Liger's kernels replace the model's layers (rotary positions included) and are deprecated in TRL; they are "
+        "untested with video inputs and with the positions prefix sharing computes. Train without them.",
+    ),
+    "padding_free": (
+        lambda config: bool(config.padding_free),
+        "TRL has disabled it, and packing rows without padding cannot keep each row's video inputs aligned with its "
+        "tokens. `prefix_sharing=True` (the default) already runs each pair's shared prompt once.",
+    ),
+    "torch_compile": (
+        lambda config: bool(config.torch_compile),
+        "every batch has a different number of video tokens and its own packed attention mask, so the compiled "
+        "graph would be rebuilt at every step. Train uncompiled; `share_video_encoding` and `prefix_sharing` remove "
+        "the duplicated compute.",
+    ),
+    "fp16": (
+        lambda config: bool(config.fp16) and _on_cpu(config),
+        "fp16 mixed precision needs a GPU. On CPU use `bf16=True` (with `use_cpu=True`) or full precision "
+        "(`bf16=False`).",
+    ),
+}
+# TRL's preference losses; each one takes the chosen/rejected log-probs that TPOTrainer computes from video pairs.
+PAIR_LOSS_TYPES = (
+    "sigmoid",
+    "hinge",
+    "ipo",
+    "exo_pair",
+    "nca_pair",
+    "robust",
+    "bco_pair",
+    "sppo_hard",
+    "aot",
+    "aot_unpaired",
+    "apo_zero",
+    "apo_down",
+    "discopop",
+    "sigmoid_norm",
+)
 
 
 @dataclass
@@ -14,9 +67,18 @@ class TPOConfig(DPOConfig):
     r"""
     Configuration class for [`TPOTrainer`]: Temporal Preference Optimization (arXiv 2501.13919) on video-LMMs.
 
+    Not TRL's `trl.experimental.tpo.TPOConfig` (Triple Preference Optimization, an unrelated text-only method with the
+    same acronym); the two can be imported in one program.
+
     Only the parameters specific to TPO are listed here; see [`trl.DPOConfig`] and [`transformers.TrainingArguments`]
     for the rest. The loss is `L = L_DPO + sft_weight * L_SFT` (TRL's `loss_type=["sigmoid", "sft"]`,
     `loss_weights=[1, sft_weight]`).
+
+    `sft_weight` is the only weight of the SFT term: `loss_type` names the preference loss(es) (default
+    `["sigmoid"]`, any of TRL's pair losses), and TPO appends `"sft"` with weight `sft_weight` when it is positive.
+    `loss_weights`, if given, weighs the preference losses; an `"sft"` entry listed in `loss_type` must carry the
+    weight `sft_weight` (its default weight there). Options that do not work with video pairs (`padding_free`,
+    `use_liger_kernel`, `torch_compile`, fp16 on CPU) are refused here with the reason and what to use instead.
 
     > Parameters that control the videos
 
@@ -92,7 +154,24 @@ class TPOConfig(DPOConfig):
     )
     loss_type: list[str] | None = field(
         default=None,
-        metadata={"help": "TRL loss types; default ['sigmoid', 'sft'] (DPO + SFT) weighted by `sft_weight`."},
+        metadata={"help": "TRL pair loss type(s), default ['sigmoid']; TPO appends 'sft' weighted by `sft_weight`."},
+    )
+    # One spelling of activation checkpointing on every supported transformers (tpo_hf.compat): the new names, on by
+    # default as in TRL; the deprecated `gradient_checkpointing*` names still work where transformers has them.
+    activation_checkpointing: bool | None = field(
+        default=None,
+        # `nargs`/`const`: a bare `--activation_checkpointing` means True, as in transformers
+        metadata={
+            "help": "Trade compute for memory by recomputing activations in the backward pass (default on).",
+            "nargs": "?",
+            "const": True,
+        },
+    )
+    activation_checkpointing_kwargs: dict | str | None = field(
+        default=None, metadata={"help": "Keyword arguments for activation checkpointing, e.g. `use_reentrant`."}
+    )
+    gradient_checkpointing: bool | None = field(
+        default=None, metadata={"help": "Deprecated alias of `activation_checkpointing`.", "nargs": "?", "const": True}
     )
     # The `video` column and the provenance columns must reach the collator.
     remove_unused_columns: bool = field(
@@ -108,6 +187,39 @@ class TPOConfig(DPOConfig):
             "max_pixels": self.max_pixels,
             "video_root": self.video_root,
         }
+
+    def _resolve_loss(self) -> None:
+        """`loss_type` + `loss_weights` as TRL reads them, with the SFT term weighted by `sft_weight` (see above)."""
+        loss_type = ["sigmoid"] if self.loss_type is None else self.loss_type
+        loss_type = [loss_type] if isinstance(loss_type, str) else list(loss_type)
+        unknown = [loss for loss in loss_type if loss not in (*PAIR_LOSS_TYPES, "sft")]
+        if unknown:
+            raise ValueError(
+                f"TPOConfig: unknown `loss_type` {unknown}; use TRL's pair losses {list(PAIR_LOSS_TYPES)}."
+            )
+        if loss_type == ["sft"] and self.sft_weight <= 0:
+            # SFT alone (weight `sft_weight`) is the paper's SFT_self baseline; with no weight it would train nothing
+            raise ValueError("TPOConfig: `loss_type=['sft']` with `sft_weight=0` trains nothing; set `sft_weight`.")
+        weights = list(self.loss_weights) if self.loss_weights is not None else None
+        if weights is not None and len(weights) != len(loss_type):
+            raise ValueError(
+                f"TPOConfig: `loss_weights` {weights} needs one weight per `loss_type` entry {loss_type}."
+            )
+        if weights is None:
+            weights = [self.sft_weight if loss == "sft" else 1.0 for loss in loss_type]
+        for loss, weight in zip(loss_type, weights):
+            if loss == "sft" and weight != self.sft_weight:
+                raise ValueError(
+                    f"TPOConfig: `loss_weights` gives 'sft' the weight {weight} but `sft_weight` is {self.sft_weight}; "
+                    f"the SFT term has one weight: set `sft_weight={weight}`."
+                )
+        if "sft" not in loss_type and self.sft_weight > 0:
+            loss_type.append("sft")
+            weights.append(self.sft_weight)
+        if "sft" in loss_type and self.sft_weight == 0:
+            index = loss_type.index("sft")
+            del loss_type[index], weights[index]
+        self.loss_type, self.loss_weights = loss_type, weights
 
     def __post_init__(self):
         if self.num_frames is None and self.video_fps is None:
@@ -126,12 +238,10 @@ class TPOConfig(DPOConfig):
             )
         if self.max_length is not None and self.max_length < 1:
             raise ValueError(f"TPOConfig: `max_length` must be positive or None, got {self.max_length}.")
-        if self.padding_free:
-            raise ValueError("TPOConfig: `padding_free` is not supported for video pairs.")
-        if self.loss_type is None:
-            self.loss_type = ["sigmoid", "sft"] if self.sft_weight > 0 else ["sigmoid"]
-        elif isinstance(self.loss_type, str):
-            self.loss_type = [self.loss_type]
-        if self.loss_weights is None:
-            self.loss_weights = [self.sft_weight if loss == "sft" else 1.0 for loss in self.loss_type]
+        for name, (is_set, why) in REFUSED_OPTIONS.items():
+            if is_set(self):
+                raise ValueError(f"TPOConfig: `{name}` is not supported for video pairs: {why}")
+        self._resolve_loss()
+        compat.resolve_activation_checkpointing(self)
         super().__post_init__()
+        compat.mirror_activation_checkpointing(self)

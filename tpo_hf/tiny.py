@@ -313,7 +313,7 @@ def tiny_tpo_config(output_dir: str | Path, **overrides: Any) -> TPOConfig:
         logging_steps=1,
         bf16=False,
         use_cpu=True,
-        gradient_checkpointing=False,
+        activation_checkpointing=False,
         save_strategy="no",
         report_to=[],
         dataloader_pin_memory=False,

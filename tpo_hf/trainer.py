@@ -21,6 +21,7 @@ import torch
 from transformers import AutoConfig, PreTrainedModel
 from trl import DPOTrainer
 
+from . import compat
 from .collator import (
     BATCH_SIZE_KEY,
     BOOKKEEPING_KEYS,
@@ -33,7 +34,7 @@ from .collator import (
 )
 from .config import TPOConfig
 from .families import VideoFamily, get_family
-from .paper import TPO_CITATION, TPO_PAPER_ID, TPO_PAPER_TITLE
+from .paper import TPO_CITATION, TPO_PAPER_ID, TPO_PAPER_TITLE, TPO_TAG
 from .prefix_sharing import (
     PREFIX_SHARING_KWARG,
     attention_mask_dtype,
@@ -54,6 +55,9 @@ def _unwrap_peft(model: Any) -> Any:
 class TPOTrainer(DPOTrainer):
     """Trains a video-LMM with Temporal Preference Optimization (DPO + SFT on video preference pairs).
 
+    Temporal Preference Optimization (arXiv 2501.13919), not TRL's `trl.experimental.tpo.TPOTrainer` (Triple
+    Preference Optimization, a text-only method that happens to share the acronym); both import side by side.
+
     Args:
         model: model id/path or an instantiated video-LMM (PEFT-wrapped or not).
         ref_model: optional reference model; with PEFT the adapter-disabled model is the reference.
@@ -71,7 +75,7 @@ class TPOTrainer(DPOTrainer):
         >>> trainer.train()
     """
 
-    _tag_names = ["trl", "dpo", "tpo", "video"]
+    _tag_names = ["trl", "dpo", "tpo", TPO_TAG, "video"]
     _name = "TPO"
     _paper = {
         "title": TPO_PAPER_TITLE,
@@ -393,7 +397,7 @@ class TPOTrainer(DPOTrainer):
         from .hub.push import push_adapter
 
         if self.hub_model_id is None:
-            self.init_hf_repo(token=token, private=private)
+            compat.init_hf_repo(self, token=token, private=private)
         self.save_model(_internal_call=True)
         if not self.is_world_process_zero():
             return None

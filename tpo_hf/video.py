@@ -1,4 +1,4 @@
-"""Stage 1 of the flow: decode videos and sample frames (decord).
+"""Stage 1 of the flow: decode videos and sample frames (decord where it installs, else PyAV).
 
 `load_video` returns frames plus the metadata a transformers video processor needs with `do_sample_frames=False`.
 `VideoFile` keeps one video open so curation can cut several views from it (the segment, the video without the
@@ -6,6 +6,10 @@ segment, a dense and a sparse view) while every frame is decoded at most once.
 
 Frame `i` belongs to the time window `[a, b)` when `a <= i / fps < b`: a localized view of `[a, b)` holds only such
 frames and the view that excludes `[a, b)` holds none of them.
+
+Readers: decord (x86-64 Linux and Windows wheels only) is the default where it is installed; elsewhere (macOS arm64,
+aarch64 Linux) PyAV reads the file. Both count frames in decode order and report the stream's average frame rate, so
+the same view selects the same frame indices and timestamps with either; `TPO_HF_VIDEO_READER=pyav` forces PyAV.
 """
 
 from __future__ import annotations
@@ -41,6 +45,64 @@ def list_video_files(
 
 class VideoLoadError(ValueError):
     """A video cannot be opened, decoded or sampled as asked; the message names the file and the values."""
+
+
+VIDEO_READERS = ("decord", "pyav")
+
+
+def default_video_reader() -> str:
+    """`TPO_HF_VIDEO_READER` if set, else decord where it is installed, else PyAV."""
+    import importlib.util
+
+    chosen = os.environ.get("TPO_HF_VIDEO_READER")
+    if chosen:
+        if chosen not in VIDEO_READERS:
+            raise VideoLoadError(f"TPO_HF_VIDEO_READER={chosen!r}: use one of {VIDEO_READERS}")
+        return chosen
+    return "decord" if importlib.util.find_spec("decord") is not None else "pyav"
+
+
+class _DecordReader:
+    def __init__(self, path: str):
+        import decord
+
+        self._reader = decord.VideoReader(path, ctx=decord.cpu(0), num_threads=1)
+        self.total_num_frames = len(self._reader)
+        self.fps = float(self._reader.get_avg_fps())
+
+    def get_batch(self, indices: list[int]) -> np.ndarray:
+        return self._reader.get_batch(indices).asnumpy()
+
+
+class _PyAVReader:
+    """Frames by decode-order index, like decord: the file is decoded from the start up to the last frame asked for."""
+
+    def __init__(self, path: str):
+        import av
+
+        self._path = path
+        with av.open(path) as container:
+            stream = container.streams.video[0]
+            rate = stream.average_rate or stream.guessed_rate
+            self.fps = float(rate) if rate else 0.0
+            # Counted from the packets (no decoding): the container's frame count can be missing or rounded
+            self.total_num_frames = sum(1 for packet in container.demux(stream) if packet.size > 0)
+
+    def get_batch(self, indices: list[int]) -> np.ndarray:
+        import av
+
+        wanted = set(indices)
+        found: dict[int, np.ndarray] = {}
+        with av.open(self._path) as container:
+            for index, frame in enumerate(container.decode(video=0)):
+                if index in wanted:
+                    found[index] = frame.to_ndarray(format="rgb24")
+                    if len(found) == len(wanted):
+                        break
+        missing = sorted(wanted - found.keys())
+        if missing:
+            raise IndexError(f"frames {missing[:5]} are past the last decodable frame")
+        return np.stack([found[i] for i in indices])
 
 
 @dataclass(frozen=True)
@@ -92,25 +154,26 @@ class VideoFile:
         >>> frames, metadata = views["segment"]
     """
 
-    def __init__(self, path: str | os.PathLike, cache_frames: bool = True):
-        import decord
-
+    def __init__(self, path: str | os.PathLike, cache_frames: bool = True, reader: str | None = None):
         self.path = str(path)
+        self.reader = reader or default_video_reader()
+        if self.reader not in VIDEO_READERS:
+            raise VideoLoadError(f"reader={self.reader!r}: use one of {VIDEO_READERS}")
         local_path = _resolve_local_path(path)
         if not local_path.exists():
             raise VideoLoadError(f"Video file not found: {self.path}")
         try:
-            self._reader = decord.VideoReader(str(local_path), ctx=decord.cpu(0), num_threads=1)
-        except Exception as error:  # decord raises its own DECORDError (and RuntimeError) for broken files
+            self._reader = (_DecordReader if self.reader == "decord" else _PyAVReader)(str(local_path))
+        except Exception as error:  # decord raises its own DECORDError, PyAV its FFmpegError, for broken files
             raise VideoLoadError(f"Could not decode video {self.path}: {error}") from error
-        self.total_num_frames = len(self._reader)
+        self.total_num_frames = self._reader.total_num_frames
         if self.total_num_frames == 0:
             raise VideoLoadError(f"Video {self.path} has zero frames")
-        self.fps = float(self._reader.get_avg_fps())
+        self.fps = self._reader.fps
         if not self.fps > 0:
             raise VideoLoadError(f"Video {self.path} reports an invalid frame rate ({self.fps})")
         self.duration = self.total_num_frames / self.fps
-        self.height, self.width = self._reader[0].shape[:2]
+        self.height, self.width = self._reader.get_batch([0])[0].shape[:2]
         self._cache: dict[int, np.ndarray] | None = {} if cache_frames else None
         self.frames_decoded = 0  # how many frames this object decoded (the decode-once benchmark reads it)
 
@@ -188,7 +251,7 @@ class VideoFile:
         missing = sorted(set(indices) - cache.keys())
         if missing:
             try:
-                decoded = self._reader.get_batch(missing).asnumpy()
+                decoded = self._reader.get_batch(missing)
             except Exception as error:
                 raise VideoLoadError(
                     f"Could not decode frames {missing[:5]}... of video {self.path}: {error}"
@@ -206,7 +269,7 @@ class VideoFile:
             "width": self.width,
             "height": self.height,
             "duration": self.duration,
-            "video_backend": "decord",
+            "video_backend": self.reader,
             "frames_indices": [int(i) for i in indices],
         }
 

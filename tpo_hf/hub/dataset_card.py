@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..curation.prompts import CAPTION_PROMPTS, JUDGE_PROMPT, QUESTION_PROMPT
+from ..paper import TPO_TAG
 from .templates import template_path
 
 
@@ -32,7 +33,7 @@ def render_dataset_card(
         license=config.license,
         language=["en"],
         task_categories=["video-text-to-text"],
-        tags=["tpo", "dpo", "video", "preference", "tpo-hf"],
+        tags=[TPO_TAG, "tpo", "dpo", "video", "preference", "tpo-hf"],
         size_categories=[_size_category(len(dataset))],
         configs=[{"config_name": "default", "data_files": [{"split": "train", "path": "data/train-*"}]}],
     )

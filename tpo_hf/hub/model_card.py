@@ -15,10 +15,10 @@ from typing import Any
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from .. import __version__
-from ..paper import TPO_CITATION
+from ..paper import TPO_CITATION, TPO_TAG
 from .templates import template_path
 
-TPO_TAGS = ["tpo", "dpo", "trl", "video", "video-text-to-text"]
+TPO_TAGS = [TPO_TAG, "tpo", "dpo", "trl", "video", "video-text-to-text"]
 PLOT_FILE = "training_curves.png"
 PIPELINE_TAG = "video-text-to-text"
 

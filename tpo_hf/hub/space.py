@@ -20,6 +20,7 @@ from typing import Any
 from huggingface_hub import CommitOperationAdd, HfApi, SpaceCard, SpaceCardData, constants
 
 from .. import __version__
+from ..paper import TPO_TAG
 from .templates import render_template, template_path
 
 
@@ -33,9 +34,12 @@ def space_requirements(tpo_hf_requirement: str) -> str:
     lines = [tpo_hf_requirement]
     for text in requires("tpo-hf") or []:
         requirement = Requirement(text)
-        if requirement.marker is None or requirement.marker.evaluate({"extra": "demo"}):
-            requirement.marker = None
-            lines.append(str(requirement))
+        if requirement.marker is not None and "extra" in str(requirement.marker):
+            if not requirement.marker.evaluate({"extra": "demo"}):
+                continue
+            requirement.marker = None  # a `demo` extra: unconditional in the Space
+        # platform markers stay (decord installs on x86-64 Linux and Windows only)
+        lines.append(str(requirement))
     return "\n".join(lines) + "\n"
 
 
@@ -88,7 +92,7 @@ def write_space(
         sdk_version=gradio.__version__,
         app_file="app.py",
         models=[model for model in (adapter, base_model) if model],
-        tags=["tpo", "video", "video-text-to-text"],
+        tags=[TPO_TAG, "tpo", "video", "video-text-to-text"],
         short_description="Base vs. TPO answers to questions about a video",
     )
     card = SpaceCard.from_template(

@@ -32,15 +32,16 @@ from .timeline import FPS, NEEDLE_SHAPE
 
 logger = logging.getLogger(__name__)
 
-# arm -> (localized:comprehensive mix of its pairs, TRL loss types); None = the untouched base
+# arm -> (localized:comprehensive mix of its pairs, TRL loss types; TPOConfig adds the SFT term at `sft_weight` to
+# the pair loss); None = the untouched base
 ARMS: dict[str, tuple[str, list[str]] | None] = {
     "base": None,
     "sft_self": ("5:5", ["sft"]),
-    "localized_only": ("10:0", ["sigmoid", "sft"]),
-    "comprehensive_only": ("0:10", ["sigmoid", "sft"]),
-    "tpo_5_5": ("5:5", ["sigmoid", "sft"]),
-    "tpo_1_9": ("1:9", ["sigmoid", "sft"]),
-    "tpo_9_1": ("9:1", ["sigmoid", "sft"]),
+    "localized_only": ("10:0", ["sigmoid"]),
+    "comprehensive_only": ("0:10", ["sigmoid"]),
+    "tpo_5_5": ("5:5", ["sigmoid"]),
+    "tpo_1_9": ("1:9", ["sigmoid"]),
+    "tpo_9_1": ("9:1", ["sigmoid"]),
 }
 QUESTION_TYPES = ("localized", "comprehensive", "needle")
 
@@ -180,9 +181,9 @@ def train(config: ExperimentConfig, seed: int, arm: str, base_model: str):
         max_steps=config.max_steps,
         learning_rate=config.learning_rate,
         beta=config.beta,
-        sft_weight=config.sft_weight,
+        # SFT_self trains the SFT term alone at weight 1; TPO arms add it to DPO at `sft_weight` (TPOConfig's rule)
+        sft_weight=1.0 if loss_type == ["sft"] else config.sft_weight,
         loss_type=loss_type,
-        loss_weights=[config.sft_weight if loss == "sft" and len(loss_type) > 1 else 1.0 for loss in loss_type],
         warmup_ratio=0.1,
         logging_steps=5,
         seed=seed,

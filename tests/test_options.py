@@ -1,0 +1,165 @@
+"""Every TRL / transformers option of README's "TRL and transformers options" table: it trains on video pairs or
+TPOConfig refuses it with the reason and what to use instead. One test per row (`ROW_TESTS` maps rows to tests)."""
+
+from __future__ import annotations
+
+import copy
+import math
+import re
+from pathlib import Path
+
+import pytest
+import torch
+from peft import LoraConfig
+
+from tpo_hf import TPOConfig, TPOTrainer
+from tpo_hf.config import REFUSED_OPTIONS
+from tpo_hf.tiny import tiny_tpo_config
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+# README row (the option as written in its first column) -> the test that checks it
+ROW_TESTS = {
+    "use_liger_kernel": "test_refused_options_say_why_and_what_instead",
+    "padding_free": "test_refused_options_say_why_and_what_instead",
+    "torch_compile": "test_refused_options_say_why_and_what_instead",
+    "fp16": "test_refused_options_say_why_and_what_instead",
+    "bf16": "test_bf16_trains_on_cpu",
+    "use_logits_to_keep": "test_use_logits_to_keep_is_not_an_option",
+    "precompute_ref_log_probs": "test_trainer.py::test_precomputed_reference_log_probs",
+    "ref_model": "test_explicit_reference_model_trains",
+    "loss_type": "test_pair_losses_train_with_the_sft_term",
+    "loss_weights": "test_sft_weight_is_the_one_weight_of_the_sft_term",
+    "activation_checkpointing_kwargs": "test_activation_checkpointing_kwargs_train",
+    "gradient_checkpointing_kwargs": "test_deprecated_checkpointing_names_still_work",
+}
+
+
+def train_one_step(tmp_path, video_dir, preference_dataset, tiny_model, ref_model=None, peft=True, **overrides):
+    model, processor = tiny_model("qwen2_vl")
+    settings = dict(video_root=str(video_dir), learning_rate=1e-3, warmup_ratio=0.0, disable_tqdm=True)
+    trainer = TPOTrainer(
+        model,
+        ref_model=ref_model(model) if ref_model else None,
+        args=tiny_tpo_config(tmp_path / "out", **{**settings, **overrides}),
+        train_dataset=preference_dataset(),
+        processing_class=processor,
+        peft_config=LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0) if peft else None,
+    )
+    trainer.train()
+    losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
+    assert losses and all(math.isfinite(loss) for loss in losses)
+    return trainer
+
+
+def test_readme_table_lists_every_row_and_each_row_has_a_test():
+    table = README.read_text(encoding="utf-8").split("## TRL and transformers options", 1)[1].split("\n## ", 1)[0]
+    rows = re.findall(r"^\| `([a-z_0-9]+)`", table, flags=re.MULTILINE)
+    assert sorted(rows) == sorted(ROW_TESTS)
+    assert set(REFUSED_OPTIONS) <= set(rows)
+    names = {name for name in globals() if name.startswith("test_")}
+    for test in ROW_TESTS.values():
+        if "::" in test:
+            file, name = test.split("::")
+            assert f"def {name}(" in (Path(__file__).parent / file).read_text(encoding="utf-8")
+        else:
+            assert test in names
+
+
+@pytest.mark.parametrize(
+    "option, value",
+    [("use_liger_kernel", True), ("padding_free", True), ("torch_compile", True), ("fp16", True)],
+)
+def test_refused_options_say_why_and_what_instead(option, value):
+    settings = {"use_cpu": True, "bf16": False, option: value}
+    with pytest.raises(ValueError, match=rf"`{option}` is not supported for video pairs: .+\. .+") as error:
+        TPOConfig("out", **settings)
+    assert REFUSED_OPTIONS[option][1] in str(error.value)
+
+
+def test_bf16_trains_on_cpu(tmp_path, video_dir, preference_dataset, tiny_model):
+    train_one_step(tmp_path, video_dir, preference_dataset, tiny_model, bf16=True)
+
+
+def test_use_logits_to_keep_is_not_an_option():
+    # Removed from TRL's DPOConfig: its fused LM head never builds the full logits, so there is nothing to keep
+    with pytest.raises(TypeError, match="use_logits_to_keep"):
+        TPOConfig("out", use_cpu=True, use_logits_to_keep=True)
+
+
+def test_explicit_reference_model_trains(tmp_path, video_dir, preference_dataset, tiny_model):
+    """Full fine-tuning against a separate reference model (a frozen copy of the policy)."""
+    trainer = train_one_step(
+        tmp_path, video_dir, preference_dataset, tiny_model, ref_model=copy.deepcopy, peft=False, max_steps=2
+    )
+    assert trainer.ref_model is not None and trainer._prefix_sharing
+    # The reference is untouched, the policy moved
+    policy = dict(trainer.model.named_parameters())
+    moved = [name for name, p in trainer.ref_model.named_parameters() if not torch.equal(p, policy[name])]
+    assert moved
+
+
+@pytest.mark.parametrize("loss_type", ["ipo", "robust", "apo_zero", ["hinge", "sigmoid"]])
+def test_pair_losses_train_with_the_sft_term(tmp_path, video_dir, preference_dataset, tiny_model, loss_type):
+    trainer = train_one_step(tmp_path, video_dir, preference_dataset, tiny_model, loss_type=loss_type)
+    expected = [loss_type] if isinstance(loss_type, str) else loss_type
+    assert trainer.args.loss_type == [*expected, "sft"] and trainer.args.loss_weights[-1] == 0.5
+
+
+def test_sft_weight_is_the_one_weight_of_the_sft_term():
+    config = TPOConfig("out", use_cpu=True, loss_type=["ipo"], loss_weights=[2.0], sft_weight=0.25)
+    assert config.loss_type == ["ipo", "sft"] and config.loss_weights == [2.0, 0.25]
+    assert TPOConfig("out", use_cpu=True, loss_type="ipo", sft_weight=0.0).loss_type == ["ipo"]
+    # An "sft" entry must carry sft_weight, so the SFT term never has two weights
+    assert TPOConfig("out", use_cpu=True, loss_type=["sigmoid", "sft"], loss_weights=[1.0, 0.5]).loss_weights == [
+        1.0,
+        0.5,
+    ]
+    with pytest.raises(ValueError, match=r"set `sft_weight=1.0`"):
+        TPOConfig("out", use_cpu=True, loss_type=["sigmoid", "sft"], loss_weights=[1.0, 1.0])
+    with pytest.raises(ValueError, match="one weight per `loss_type` entry"):
+        TPOConfig("out", use_cpu=True, loss_type=["sigmoid", "ipo"], loss_weights=[1.0])
+    with pytest.raises(ValueError, match="unknown `loss_type`"):
+        TPOConfig("out", use_cpu=True, loss_type="kto")
+    # SFT alone on the chosen answers (the paper's SFT_self baseline), weighted by sft_weight
+    sft_only = TPOConfig("out", use_cpu=True, loss_type="sft", sft_weight=1.0)
+    assert sft_only.loss_type == ["sft"] and sft_only.loss_weights == [1.0]
+    with pytest.raises(ValueError, match="trains nothing"):
+        TPOConfig("out", use_cpu=True, loss_type="sft", sft_weight=0.0)
+
+
+def test_activation_checkpointing_kwargs_train(tmp_path, video_dir, preference_dataset, tiny_model):
+    trainer = train_one_step(
+        tmp_path,
+        video_dir,
+        preference_dataset,
+        tiny_model,
+        activation_checkpointing=True,
+        activation_checkpointing_kwargs={"use_reentrant": False},
+    )
+    assert trainer.args.gradient_checkpointing and trainer.args.gradient_checkpointing_kwargs == {
+        "use_reentrant": False
+    }
+
+
+def test_deprecated_checkpointing_names_still_work(recwarn):
+    """The pre-5.23 names keep working (transformers itself warns where it deprecates them)."""
+    config = TPOConfig(
+        "out", use_cpu=True, gradient_checkpointing=False, gradient_checkpointing_kwargs={"use_reentrant": True}
+    )
+    assert config.activation_checkpointing is False and config.gradient_checkpointing is False
+    assert config.activation_checkpointing_kwargs == {"use_reentrant": True}
+    assert TPOConfig("out", use_cpu=True).activation_checkpointing is True  # TRL's default, under the new name
+
+
+def test_activation_checkpointing_flags_parse_on_every_supported_transformers():
+    from trl import TrlParser
+
+    def parse(*flags):
+        (config,) = TrlParser((TPOConfig,)).parse_args_and_config(
+            args=["--output_dir", "o", "--use_cpu", "true", *flags]
+        )
+        return config
+
+    assert parse("--activation_checkpointing").gradient_checkpointing is True  # a bare flag means True
+    assert parse("--activation_checkpointing", "false").gradient_checkpointing is False

@@ -1,0 +1,64 @@
+"""The one place where tpo-hf bridges API differences across its supported dependency ranges (see pyproject.toml).
+
+Every other module asks this one instead of comparing versions. Each entry names the release that changed the API.
+
+- transformers 5.23 renamed `TrainingArguments.gradient_checkpointing*` to `activation_checkpointing*` and deprecated
+  the old names (FutureWarning). `TPOConfig` takes the new names on every supported release; on older releases
+  `resolve_activation_checkpointing` hands them to the old fields, so recipes and code use one spelling.
+- transformers 5.23 added `private` to `Trainer.init_hf_repo`; before, it read `args.hub_private_repo`
+  (`init_hf_repo` below).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+from typing import Any
+
+from transformers import Trainer, TrainingArguments
+
+# transformers >= 5.23: `activation_checkpointing` is a TrainingArguments field and `gradient_checkpointing` its
+# deprecated alias
+NATIVE_ACTIVATION_CHECKPOINTING = "activation_checkpointing" in {f.name for f in dataclasses.fields(TrainingArguments)}
+
+# TRL trains with activation checkpointing on unless told otherwise; TPOConfig keeps that default.
+DEFAULT_ACTIVATION_CHECKPOINTING = True
+
+
+def resolve_activation_checkpointing(args: Any) -> None:
+    """Before `TrainingArguments.__post_init__`: applies the default and, on transformers < 5.23, the new names.
+
+    Only the deprecated `gradient_checkpointing*` names given by the user reach transformers' FutureWarning; the
+    default is set under the new name.
+    """
+    if args.activation_checkpointing is None and args.gradient_checkpointing is None:
+        args.activation_checkpointing = DEFAULT_ACTIVATION_CHECKPOINTING
+    if NATIVE_ACTIVATION_CHECKPOINTING:
+        return
+    for old, new in (
+        ("gradient_checkpointing", "activation_checkpointing"),
+        ("gradient_checkpointing_kwargs", "activation_checkpointing_kwargs"),
+    ):
+        if getattr(args, new) is not None:
+            setattr(args, old, getattr(args, new))
+
+
+def mirror_activation_checkpointing(args: Any) -> None:
+    """After `TrainingArguments.__post_init__` on transformers < 5.23: the new names read what the old ones hold."""
+    if not NATIVE_ACTIVATION_CHECKPOINTING:
+        args.activation_checkpointing = bool(args.gradient_checkpointing)
+        args.activation_checkpointing_kwargs = args.gradient_checkpointing_kwargs
+
+
+# transformers >= 5.23: `Trainer.init_hf_repo(token, private)`
+INIT_HF_REPO_TAKES_PRIVATE = "private" in inspect.signature(Trainer.init_hf_repo).parameters
+
+
+def init_hf_repo(trainer: Trainer, token: str | None = None, private: bool | None = None) -> None:
+    """Creates the trainer's Hub repo with the visibility asked for, on every supported transformers."""
+    if INIT_HF_REPO_TAKES_PRIVATE:
+        trainer.init_hf_repo(token=token, private=private)
+        return
+    if private is not None:
+        trainer.args.hub_private_repo = private  # what transformers < 5.23 reads
+    trainer.init_hf_repo(token=token)
