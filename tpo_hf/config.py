@@ -76,7 +76,8 @@ class TPOConfig(DPOConfig):
 
     `sft_weight` is the only weight of the SFT term: `loss_type` names the preference loss(es) (default
     `["sigmoid"]`, any of TRL's pair losses), and TPO appends `"sft"` with weight `sft_weight` when it is positive.
-    `loss_weights`, if given, weighs the preference losses; an `"sft"` entry listed in `loss_type` must carry the
+    `loss_type=["sft"]` alone trains the SFT term only (the paper's SFT_self baseline). `loss_weights`, if given,
+    weighs the preference losses; an `"sft"` entry listed in `loss_type` must carry the
     weight `sft_weight` (its default weight there). Options that do not work with video pairs (`padding_free`,
     `use_liger_kernel`, `torch_compile`, fp16 on CPU) are refused here with the reason and what to use instead.
 
