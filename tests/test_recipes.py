@@ -124,6 +124,11 @@ def test_readme_commands_are_valid(readme, command):
         module, script_args = args[1], args[2:]
     if module == "quickstart":
         return
+    if module == "world":  # `tpo-hf world <command> ...`: the command's own parser
+        from tpo_hf.world.cli import make_parser
+
+        make_parser(script_args[0]).parse_args_and_config(args=script_args[1:])
+        return
     if "--config" not in script_args:
         parser_for(module).parse_args_and_config(args=[*script_args, *(CPU_OVERRIDES if module == "train" else [])])
         return

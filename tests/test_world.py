@@ -243,3 +243,13 @@ def test_world_roles_plug_in_by_name(tmp_path):
     judge = backend_factory("world_judge")(config, "judge", None)
     assert isinstance(question, WorldQuestionBackend) and isinstance(judge, WorldJudgeBackend)
     assert judge.video_root == str(tmp_path)
+
+
+def test_world_corpus_command(tmp_path, capsys):
+    from tpo_hf.world.cli import cli_main
+
+    cli_main(["corpus", "--output_dir", str(tmp_path), "--num_videos", "2", "--needle_probability", "1"])
+    assert "2 videos with timelines" in capsys.readouterr().out
+    assert len(list(tmp_path.glob("*.mp4"))) == 2 and len(list(tmp_path.glob("train-0-*.json"))) == 2
+    rows = [json.loads(line) for line in (tmp_path / "curation_inputs.jsonl").read_text().splitlines()]
+    assert len(rows) == 4 and all(row["video"].endswith(".mp4") for row in rows)

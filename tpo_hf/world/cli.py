@@ -1,7 +1,7 @@
 """`tpo-hf world pretrain | corpus`: build the world's base model, write world corpora.
 
 tpo-hf world pretrain [--output_dir DIR] [--steps N ...]   # default: the cache folder (the shipped copy if same)
-tpo-hf world corpus --output_dir DIR --split train --num_videos 100 --min_scenes 8 --max_scenes 16
+tpo-hf world corpus --output_dir DIR --split train --num_videos 100 --min_scenes 6 --max_scenes 9
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ class CorpusArguments:
     output_dir: str = field(default="world-corpus", metadata={"help": "Folder for the mp4 files and timelines."})
     split: str = field(default="train", metadata={"help": "Split name: different names never share a video."})
     num_videos: int = field(default=100, metadata={"help": "Number of videos."})
-    min_scenes: int = field(default=8, metadata={"help": "Fewest scenes per video."})
-    max_scenes: int = field(default=16, metadata={"help": "Most scenes per video."})
+    min_scenes: int = field(default=6, metadata={"help": "Fewest scenes per video."})
+    max_scenes: int = field(default=9, metadata={"help": "Most scenes per video (at most 9: one colour each)."})
     needle_probability: float = field(default=0.5, metadata={"help": "Share of videos with a 1-frame needle."})
     seed: int = field(default=0, metadata={"help": "Seed of the split's content."})
     curation_inputs: bool = field(
@@ -33,13 +33,21 @@ class PretrainArguments:
     output_dir: str | None = field(default=None, metadata={"help": "Where to write (default: the cache folder)."})
 
 
-def _pretrain(argv: list[str]) -> None:
+def make_parser(command: str):
+    """The `TrlParser` of `tpo-hf world <command>` ("pretrain" or "corpus")."""
     from trl import TrlParser
 
-    from .base import build_base, world_base_model
     from .pretrain import PretrainConfig
 
-    where, config = TrlParser((PretrainArguments, PretrainConfig)).parse_args_and_config(args=argv)
+    if command not in COMMANDS:
+        raise ValueError(f"Unknown world command {command!r}; use one of {sorted(COMMANDS)}.")
+    return TrlParser((PretrainArguments, PretrainConfig) if command == "pretrain" else (CorpusArguments,))
+
+
+def _pretrain(argv: list[str]) -> None:
+    from .base import build_base, world_base_model
+
+    where, config = make_parser("pretrain").parse_args_and_config(args=argv)
     folder = build_base(where.output_dir, config) if where.output_dir else world_base_model(config)
     print(f"world base model: {folder}")
 
@@ -47,11 +55,9 @@ def _pretrain(argv: list[str]) -> None:
 def _corpus(argv: list[str]) -> None:
     from pathlib import Path
 
-    from trl import TrlParser
-
     from .corpus import CorpusSpec, write_corpus, write_curation_inputs
 
-    (args,) = TrlParser((CorpusArguments,)).parse_args_and_config(args=argv)
+    (args,) = make_parser("corpus").parse_args_and_config(args=argv)
     spec_fields = {f.name for f in fields(CorpusSpec)}
     spec = CorpusSpec(**{k: v for k, v in vars(args).items() if k in spec_fields})
     videos = write_corpus(spec, args.output_dir)
