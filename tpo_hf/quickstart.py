@@ -1,4 +1,4 @@
-"""`tpo-hf quickstart`: the whole TPO loop on the synthetic temporal world, offline, in one command (~5 minutes on
+"""`tpo-hf quickstart`: the whole TPO loop on the synthetic temporal world, offline, in one command (a few minutes on
 2 CPU cores), with a model that really gets better.
 
 1. load the world's pretrained base video-LMM (`tpo_hf.world`, shipped with tpo-hf): good on short clips, worse on
