@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..eval.benchmarks import MCQSample
-from .questions import COMPREHENSIVE_KINDS, LOCALIZED_KINDS, ask, caption
+from .questions import COMPREHENSIVE_KINDS, ask, caption
 from .timeline import WorldVideo, make_video, read_timeline, world_rng, write_world_video
 
 
@@ -112,9 +112,6 @@ def eval_samples(videos: list[WorldVideo], per_video: dict[str, int], seed: int 
                     )
                 )
     return samples
-
-
-LOCALIZED_AND_COMPREHENSIVE = {**{k: 1 for k in LOCALIZED_KINDS}, **{k: 1 for k in COMPREHENSIVE_KINDS}}
 
 
 def eval_rows(samples: list[MCQSample]) -> list[dict]:
