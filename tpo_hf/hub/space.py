@@ -67,20 +67,34 @@ def _is_tpo_hf_checkout(root: Path) -> bool:
 def build_tpo_hf_wheel(output_dir: str | Path) -> Path:
     """Writes a wheel of the running tpo-hf into `output_dir` (replacing older `tpo_hf-*.whl` there); returns it.
 
-    From a source checkout (`pyproject.toml` beside the package, an editable install included) the project's own
-    build backend builds it, with `pip wheel` on a copy of the files it packages (so the checkout gets no `build/`);
-    setuptools comes from this environment (no build isolation), so no package index is needed. Otherwise (tpo-hf
-    installed from a wheel) the installed files are packed back into one (`repack_installed_wheel`).
+    From a source checkout (`pyproject.toml` beside the package, an editable install included) the project's build
+    backend (setuptools' PEP 517 `build_wheel`) builds it from a copy of the files it packages, so the checkout gets
+    no `build/`; with setuptools in this environment no package index is needed (uv venvs have neither pip nor
+    setuptools: `pip install setuptools`), else `pip wheel` fetches it. Otherwise (tpo-hf installed from a wheel)
+    the installed files are packed back into one (`repack_installed_wheel`).
     """
+    import importlib.util
+
     import tpo_hf
 
-    output_dir = Path(output_dir)
+    output_dir = Path(output_dir).resolve()
     output_dir.mkdir(parents=True, exist_ok=True)
     for old in output_dir.glob("tpo_hf-*.whl"):
         old.unlink()
     package_dir = Path(tpo_hf.__file__).resolve().parent
     if not _is_tpo_hf_checkout(package_dir.parent):
         return repack_installed_wheel(package_dir.parent, output_dir)
+    if importlib.util.find_spec("setuptools") is not None:
+        code = "import sys, setuptools.build_meta as backend; backend.build_wheel(sys.argv[1])"
+        command = [sys.executable, "-c", code, str(output_dir)]
+    elif importlib.util.find_spec("pip") is not None:
+        command = [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(output_dir), "."]
+    else:
+        raise RuntimeError(
+            f"Building a wheel of tpo-hf from {package_dir.parent} needs setuptools (or pip) in this environment: "
+            "`pip install setuptools` / `uv pip install setuptools`, or give the Space a requirement instead of a "
+            "wheel: --tpo_hf_requirement 'tpo-hf[demo] @ git+https://...'."
+        )
     with tempfile.TemporaryDirectory(prefix="tpo-hf-source-") as scratch:
         source = Path(scratch)
         # what pyproject.toml packages: the library, the card templates (`tpo_hf._cards`), readme and license
@@ -89,14 +103,13 @@ def build_tpo_hf_wheel(output_dir: str | Path) -> Path:
                 shutil.copy2(package_dir.parent / name, source / name)
         for name in ("tpo_hf", "hub_cards"):
             shutil.copytree(package_dir.parent / name, source / name, ignore=shutil.ignore_patterns("__pycache__"))
-        command = [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "--no-index"]
-        result = subprocess.run([*command, "-w", str(output_dir), str(source)], capture_output=True, text=True)
+        result = subprocess.run(command, cwd=source, capture_output=True, text=True)
     wheels = sorted(output_dir.glob("tpo_hf-*.whl"))
     if result.returncode != 0 or len(wheels) != 1:
         raise RuntimeError(
-            f"Building a wheel of tpo-hf from {package_dir.parent} failed ({' '.join(command)}): "
-            f"{(result.stderr or result.stdout)[-2000:]}\nInstall `setuptools>=68` here, or give the Space a "
-            "requirement instead of a wheel: --tpo_hf_requirement 'tpo-hf[demo] @ git+https://...'."
+            f"Building a wheel of tpo-hf from {package_dir.parent} failed ({' '.join(command[:3])} ...): "
+            f"{(result.stderr or result.stdout)[-2000:]}\nGive the Space a requirement instead of a wheel: "
+            "--tpo_hf_requirement 'tpo-hf[demo] @ git+https://...'."
         )
     return wheels[0]
 
