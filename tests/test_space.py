@@ -307,8 +307,8 @@ def test_space_folder_installs_in_a_fresh_venv_and_answers_in_chromium(tiny_adap
     Choice made for time: the venv is created with `--system-site-packages`, for the heavy third-party dependencies
     only (torch, transformers, gradio, ...: a full install is ~5 GB and minutes per run), so `pip install -r
     requirements.txt` finds them satisfied. What is proven is that tpo-hf itself comes from the Space's own wheel:
-    the running app's `tpo_hf` is the one `app.py` installed from that wheel (`pip --no-index`), not the repository
-    checkout and not the tpo-hf installed in the system site-packages.
+    the running app's `tpo_hf` is the one `app.py` unpacked from that wheel, not the repository checkout and not the
+    tpo-hf installed in the system site-packages.
     """
     import site
 
@@ -326,7 +326,7 @@ def test_space_folder_installs_in_a_fresh_venv_and_answers_in_chromium(tiny_adap
     pip = [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", "-r", "requirements.txt"]
     subprocess.run(pip, cwd=builder, env=env, check=True, timeout=300)
 
-    scratch = tmp_path / "space-tmp"  # app.py installs the wheel under the temp folder
+    scratch = tmp_path / "space-tmp"  # app.py unpacks the wheel under the temp folder
     scratch.mkdir()
     port = _free_port()
     env.update(TMPDIR=str(scratch), GRADIO_SERVER_NAME="127.0.0.1", GRADIO_SERVER_PORT=str(port))
@@ -354,4 +354,4 @@ def test_space_folder_installs_in_a_fresh_venv_and_answers_in_chromium(tiny_adap
     assert running.is_relative_to(scratch.resolve()), line  # the wheel's copy ...
     assert not running.is_relative_to(REPO_ROOT)  # ... not the checkout ...
     assert not any(running.is_relative_to(Path(p).resolve()) for p in site.getsitepackages())  # ... nor the system's
-    assert (running.parent.parent / f"tpo_hf-{tpo_hf.__version__}.dist-info").is_dir()
+    assert (running.parent / f"tpo_hf-{tpo_hf.__version__}.dist-info").is_dir()

@@ -47,7 +47,7 @@ def video_data_url(frames: np.ndarray, metadata: dict[str, Any]) -> str:
     would reach the model as different frames than the training path's. Encoding exactly our frames keeps them
     identical: x264 in lossless RGB mode (bit-exact frames), at the frames' sampled rate (`sampled_fps`, the rate
     the families use for temporal positions), so the server's timestamps step as the training path's do. A server
-    that caps frames below `T` (vLLM: `--media-io-kwargs '{"video": {"num_frames": N}}'`, default 32) subsamples.
+    that caps frames below `T` (vLLM: the video `num_frames` of its `media_io_kwargs`, default 32) subsamples.
     """
     import av
 

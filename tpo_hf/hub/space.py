@@ -8,7 +8,7 @@ launcher of `tpo_hf.hub.app.build_demo`), `requirements.txt` (tpo-hf's runtime a
 bounds of `pyproject.toml` read from the installed package metadata) and `examples/` (example videos offered with one
 click; by default a short synthetic clip, so the Space works before anyone uploads a video).
 
-tpo-hf itself ships with the Space as a wheel of the running package (`build_tpo_hf_wheel`), which `app.py` installs
+tpo-hf itself ships with the Space as a wheel of the running package (`build_tpo_hf_wheel`), which `app.py` unpacks
 on its first start: the Space builder runs `pip install -r requirements.txt` with that one file mounted in /tmp,
 before it copies the repository, so a wheel in the folder cannot be named in `requirements.txt`. With
 `tpo_hf_requirement` (a `git+https://...` URL or a released `tpo-hf[demo]==X`) no wheel is shipped and that line
@@ -46,7 +46,7 @@ def space_requirements(tpo_hf_requirement: str | None = None, wheel: str | None 
     if tpo_hf_requirement:
         lines = [tpo_hf_requirement]
     else:
-        lines = [f"# tpo-hf itself is {wheel}, installed by app.py (the Space builder installs this file before it"]
+        lines = [f"# tpo-hf itself is {wheel}, unpacked by app.py (the Space builder installs this file before it"]
         lines.append("# copies the repository, so the wheel cannot be named here)")
     for text in requires("tpo-hf") or []:
         requirement = Requirement(text)
@@ -69,35 +69,30 @@ def build_tpo_hf_wheel(output_dir: str | Path) -> Path:
 
     From a source checkout (`pyproject.toml` beside the package, an editable install included) the project's build
     backend (setuptools' PEP 517 `build_wheel`) builds it from a copy of the files it packages, so the checkout gets
-    no `build/`; with setuptools in this environment no package index is needed (uv venvs have neither pip nor
-    setuptools: `pip install setuptools`), else `pip wheel` fetches it. Otherwise (tpo-hf installed from a wheel)
-    the installed files are packed back into one (`repack_installed_wheel`).
+    no `build/` and no package index is needed (setuptools is in the `dev` extra; uv venvs lack it otherwise).
+    Otherwise (tpo-hf installed from a wheel) the installed files are packed back into one (`repack_installed_wheel`).
     """
     import importlib.util
-
-    import tpo_hf
 
     output_dir = Path(output_dir).resolve()
     output_dir.mkdir(parents=True, exist_ok=True)
     for old in output_dir.glob("tpo_hf-*.whl"):
         old.unlink()
-    package_dir = Path(tpo_hf.__file__).resolve().parent
+    package_dir = Path(__file__).resolve().parents[1]
     if not _is_tpo_hf_checkout(package_dir.parent):
         return repack_installed_wheel(package_dir.parent, output_dir)
-    if importlib.util.find_spec("setuptools") is not None:
-        code = "import sys, setuptools.build_meta as backend; backend.build_wheel(sys.argv[1])"
-        command = [sys.executable, "-c", code, str(output_dir)]
-    elif importlib.util.find_spec("pip") is not None:
-        command = [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(output_dir), "."]
-    else:
+    if importlib.util.find_spec("setuptools") is None:
         raise RuntimeError(
-            f"Building a wheel of tpo-hf from {package_dir.parent} needs setuptools (or pip) in this environment: "
-            "`pip install setuptools` / `uv pip install setuptools`, or give the Space a requirement instead of a "
-            "wheel: --tpo_hf_requirement 'tpo-hf[demo] @ git+https://...'."
+            f"Building a wheel of tpo-hf from {package_dir.parent} needs setuptools in this environment "
+            "(`pip install setuptools`), or give the Space a requirement instead of a wheel: "
+            "--tpo_hf_requirement 'tpo-hf[demo] @ git+https://...'."
         )
+    code = "import sys, setuptools.build_meta as backend; backend.build_wheel(sys.argv[1])"
+    command = [sys.executable, "-c", code, str(output_dir)]
     with tempfile.TemporaryDirectory(prefix="tpo-hf-source-") as scratch:
         source = Path(scratch)
-        # what pyproject.toml packages: the library, the card templates (`tpo_hf._cards`), readme and license
+        # what pyproject.toml packages: the library, the card templates (hub_cards/, installed as `_cards`), readme
+        # and license
         for name in ("pyproject.toml", "README.md", "LICENSE"):
             if (package_dir.parent / name).is_file():
                 shutil.copy2(package_dir.parent / name, source / name)
@@ -107,7 +102,7 @@ def build_tpo_hf_wheel(output_dir: str | Path) -> Path:
     wheels = sorted(output_dir.glob("tpo_hf-*.whl"))
     if result.returncode != 0 or len(wheels) != 1:
         raise RuntimeError(
-            f"Building a wheel of tpo-hf from {package_dir.parent} failed ({' '.join(command[:3])} ...): "
+            f"Building a wheel of tpo-hf from {package_dir.parent} with setuptools failed: "
             f"{(result.stderr or result.stdout)[-2000:]}\nGive the Space a requirement instead of a wheel: "
             "--tpo_hf_requirement 'tpo-hf[demo] @ git+https://...'."
         )
@@ -186,7 +181,7 @@ def write_space(
     `examples` are video files copied to `examples/`; without them a synthetic clip is written there.
     `tpo_hf_requirement` is a requirements line that installs this library in the Space (e.g.
     `tpo-hf[demo] @ git+https://...` or, once released, `tpo-hf[demo]==X`); by default a wheel of the running tpo-hf
-    is written into the folder instead and `app.py` installs it on its first start.
+    is written into the folder instead and `app.py` unpacks it on its first start.
     """
     import gradio
 
@@ -275,7 +270,7 @@ class SpaceArguments:
         default=None,
         metadata={
             "help": "requirements.txt line installing tpo-hf in the Space, e.g. 'tpo-hf[demo] @ git+https://...' or "
-            "'tpo-hf[demo]==X' (default: ship a wheel of this tpo-hf in the Space folder, installed by app.py)."
+            "'tpo-hf[demo]==X' (default: ship a wheel of this tpo-hf in the Space folder, unpacked by app.py)."
         },
     )
     local: bool = field(default=False, metadata={"help": "Run the app here instead of pushing it."})
