@@ -3,7 +3,9 @@ dataset card, training on the curated data, and the HTTP backend against a real 
 
 from __future__ import annotations
 
+import base64
 import json
+import logging
 import os
 import random
 import socket
@@ -12,6 +14,7 @@ import sys
 import time
 import urllib.request
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -39,7 +42,7 @@ from tpo_hf.curation.mixing import mix_and_size
 from tpo_hf.curation.prompts import TASK_TYPES, question_prompt
 from tpo_hf.hub.dataset_card import render_dataset_card
 from tpo_hf.synthetic import read_frame_stamp
-from tpo_hf.tiny import save_tiny_text_model
+from tpo_hf.tiny import save_tiny_model, save_tiny_text_model
 from tpo_hf.video import VideoFile
 
 TINY = dict(
@@ -460,12 +463,14 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def served_model(tmp_path_factory):
-    """A real `transformers serve` on loopback serving a tiny model directory written here."""
+    """A real `transformers serve` on loopback; it loads the model a request names, here one of two tiny model
+    directories written here: a text LM (yielded) and a video-LMM (`tiny-vl` beside it, see `served_video_model`)."""
     from transformers.utils.import_utils import is_serve_available
 
     if not is_serve_available():
         pytest.skip("transformers serve needs `transformers[serving]` (fastapi, uvicorn, openai)")
     model_dir = save_tiny_text_model(tmp_path_factory.mktemp("served") / "tiny-lm")
+    save_tiny_model(model_dir.parent / "tiny-vl", "qwen2_5_vl")
     port = _free_port()
     log = open(model_dir.parent / "serve.log", "w")
     process = subprocess.Popen(
@@ -474,7 +479,6 @@ def served_model(tmp_path_factory):
             "-m",
             "transformers.cli.transformers",
             "serve",
-            str(model_dir),
             "--host",
             "127.0.0.1",
             "--port",
@@ -551,6 +555,63 @@ def test_openai_backend_against_transformers_serve(served_model, video_dir, tmp_
     stats = shard["stats"]
     assert stats["requests_question"] == 2
     assert stats.get("question_ok", 0) + stats.get("question_none", 0) + stats.get("question_unparseable", 0) == 2
+
+
+@pytest.fixture(scope="module")
+def served_video_model(served_model):
+    url, text_model = served_model
+    return url, str(Path(text_model).parent / "tiny-vl")
+
+
+def test_openai_backend_sends_video_as_mp4_of_the_sampled_frames(video_dir, tmp_path, online):
+    """The request body: one `video_url` part whose mp4 holds exactly the frames the training path sampled (here a
+    view with a hole cut out of it), at their sampled rate, as transformers' own video reader decodes it."""
+    from transformers.video_utils import load_video as hf_load_video
+
+    from tpo_hf.video import load_video, sampled_fps
+
+    frames, metadata = load_video(str(video_dir / "red_blue.mp4"), num_frames=6, exclude=(3.0, 5.0))
+    request = GenerationRequest("What changes?", (frames, metadata))
+    backend = OpenAIBackend("m", base_url="http://127.0.0.1:1")
+    (message,) = backend.messages(request)
+    video_part, text_part = message["content"]
+    assert video_part["type"] == "video_url" and text_part == {"type": "text", "text": "What changes?"}
+    prefix = "data:video/mp4;base64,"
+    assert video_part["video_url"]["url"].startswith(prefix)
+    mp4 = tmp_path / "sent.mp4"
+    mp4.write_bytes(base64.b64decode(video_part["video_url"]["url"][len(prefix) :]))
+    decoded, decoded_metadata = hf_load_video(str(mp4), backend="pyav")
+    np.testing.assert_array_equal(decoded, frames)  # lossless: bit-exact frames, none added or dropped
+    assert decoded_metadata.fps == pytest.approx(sampled_fps(metadata), rel=1e-3)
+    # the image form (after a refusal) carries the same frames one image each
+    parts = backend.messages(request, as_images=True)[0]["content"]
+    assert [p["type"] for p in parts] == ["image_url"] * len(frames) + ["text"]
+
+
+def test_openai_backend_video_then_image_fallback_on_transformers_serve(served_video_model, video_dir, online, caplog):
+    """`transformers serve` 5.x cannot decode a `data:` video URL (its `load_video` takes http(s) URLs and server-side
+    paths only, and needs torchcodec + FFmpeg): the video form is tried first, the server answers HTTP 500, the
+    backend warns once and sends images from then on."""
+    from tpo_hf.video import load_video
+
+    url, model_id = served_video_model
+    views = [load_video(str(video_dir / name), num_frames=4) for name in ("red_blue.mp4", "green_yellow.mp4")]
+    requests = [GenerationRequest("Describe the video.", view) for view in views]
+    backend = OpenAIBackend(model_id, base_url=url, timeout=120, max_retries=0, max_concurrency=2)
+    with caplog.at_level(logging.INFO, logger="tpo_hf.curation.openai_backend"):
+        replies = backend.generate(requests, max_new_tokens=4)
+        replies += backend.generate(requests[:1], max_new_tokens=4)
+    warnings = [r.getMessage() for r in caplog.records if "refused a video" in r.getMessage()]
+    assert len(warnings) == 1 and "HTTP 500" in warnings[0], caplog.text
+    assert backend.video_refused.startswith("HTTP 500")
+    served_log = (Path(model_id).parent / "serve.log").read_text()
+    assert "torchcodec" in served_log  # the server received the video part and failed to decode it
+    assert len(replies) == 3 and all(isinstance(r, str) for r in replies)
+    # after the fallback the replies are the image form's: the same greedy replies as a backend sending images
+    images_only = OpenAIBackend(model_id, base_url=url, timeout=120, max_retries=0)
+    images_only.video_refused = "test: images from the start"
+    assert images_only.generate(requests, max_new_tokens=4) == replies[:2]
+    assert replies[2] == replies[0]
 
 
 def test_openai_backend_retries_with_backoff_then_names_endpoint(online):

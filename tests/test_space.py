@@ -5,6 +5,8 @@ driven by `gradio_client` and by headless Chromium (Debian `chromium` + `chromiu
 from __future__ import annotations
 
 import base64
+import hashlib
+import io
 import json
 import os
 import shutil
@@ -14,6 +16,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -95,16 +98,25 @@ def test_write_and_push_space(tmp_path):
     assert 'examples=["examples/shapes.mp4"]' in app
     compile(app, "app.py", "exec")
     assert (folder / "examples" / "shapes.mp4").stat().st_size > 0
-    # requirements: tpo-hf, then its runtime and `demo` dependencies with exactly the bounds of pyproject.toml
+    # requirements: tpo-hf's runtime and `demo` dependencies with exactly the bounds of pyproject.toml; tpo-hf itself
+    # is the wheel shipped in the folder (the Space builder installs requirements.txt before the repo is copied)
     tomllib = pytest.importorskip("tomllib")
     project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
-    expected = [
-        f"tpo-hf[demo]=={tpo_hf.__version__}",
-        *project["dependencies"],
-        *project["optional-dependencies"]["demo"],
-    ]
+    expected = [*project["dependencies"], *project["optional-dependencies"]["demo"]]
     normalized = [str(Requirement(line)) for line in expected]
-    assert (folder / "requirements.txt").read_text().splitlines() == normalized
+    wheel = f"tpo_hf-{tpo_hf.__version__}-py3-none-any.whl"
+    lines = (folder / "requirements.txt").read_text().splitlines()
+    assert [line for line in lines if not line.startswith("#")] == normalized
+    assert wheel in lines[0] and f'/ "{wheel}"' in app
+    with zipfile.ZipFile(folder / wheel) as archive:
+        names = set(archive.namelist())
+    assert {"tpo_hf/hub/app.py", "tpo_hf/_cards/space_app.py.j2", "tpo_hf/world/base_model/config.json"} <= names
+    # a released version or a git URL instead of the wheel: that line heads requirements.txt, no wheel is shipped
+    git = "tpo-hf[demo] @ git+https://example.org/tpo-hf.git@v1"
+    folder = write_space(folder, "tester/tiny-tpo", base_model="tester/tiny-base", tpo_hf_requirement=git)
+    assert (folder / "requirements.txt").read_text().splitlines() == [git, *normalized]
+    assert not list(folder.glob("*.whl")) and "WHEEL" not in (folder / "app.py").read_text()
+    compile((folder / "app.py").read_text(), "app.py", "exec")
 
     # the CLI pushes the same folder to a Space repo on the local hub
     with HubServer(tmp_path / "hub") as hub:
@@ -136,13 +148,46 @@ def test_write_and_push_space(tmp_path):
             env=env,
             capture_output=True,
             text=True,
-            timeout=120,
+            timeout=600,
         )
         assert result.returncode == 0, result.stderr[-4000:]
         files = hub.files("tester/tiny-tpo-demo", "space")
-    assert sorted(files) == ["README.md", "app.py", "examples/shapes.mp4", "requirements.txt"]
+    assert sorted(files) == ["README.md", "app.py", "examples/shapes.mp4", "requirements.txt", wheel]
     assert files["app.py"].decode() == app
+    assert zipfile.ZipFile(io.BytesIO(files[wheel])).namelist()  # the wheel went up whole
     assert "sdk: gradio" in files["README.md"].decode()
+
+
+def test_space_wheel_when_tpo_hf_was_installed_from_a_wheel(tmp_path):
+    """With no source checkout beside the package (tpo-hf installed from a wheel), the Space's wheel is packed back
+    from the installed files: the same files as the wheel they were installed from, with a valid RECORD."""
+    from tpo_hf.hub.space import build_tpo_hf_wheel
+
+    built = build_tpo_hf_wheel(tmp_path / "built")  # from this checkout, by the build backend
+    site_dir = tmp_path / "site"
+    with zipfile.ZipFile(built) as archive:  # what an installer does with a pure-Python wheel (no pip in uv venvs)
+        archive.extractall(site_dir)
+    script = "import sys, tpo_hf.hub.space as s; print(s.__file__); print(s.build_tpo_hf_wheel(sys.argv[1]))"
+    env = dict(os.environ, PYTHONPATH=str(site_dir))
+    result = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "again")], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    module, repacked = result.stdout.split()
+    assert Path(module).is_relative_to(site_dir)  # the installed copy ran, not the checkout
+    assert Path(repacked).name == built.name
+    with zipfile.ZipFile(built) as original, zipfile.ZipFile(repacked) as again:
+        files = {n: original.read(n) for n in original.namelist() if not n.endswith("/RECORD")}
+        assert {n: again.read(n) for n in again.namelist() if not n.endswith("/RECORD")} == files
+        (record,) = [n for n in again.namelist() if n.endswith(".dist-info/RECORD")]
+        for line in again.read(record).decode().splitlines():
+            name, digest, size = line.rsplit(",", 2)
+            if name != record:
+                data = again.read(name)
+                assert (
+                    digest == "sha256=" + base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+                )
+                assert int(size) == len(data)
 
 
 def test_gradio_client_answers_both_ways(demo_url, video_dir):
@@ -199,11 +244,15 @@ class WebDriver:
         self._call("DELETE", f"/session/{self.session}")
 
 
-@pytest.mark.skipif(
+needs_chromium = pytest.mark.skipif(
     not CHROMIUM.exists() or not CHROMEDRIVER.exists(),
     reason="needs Debian's chromium and chromium-driver packages (/usr/bin/chromium, chromedriver)",
 )
-def test_space_in_headless_chromium(demo_url, video_dir, tmp_path):
+
+
+def ask_in_chromium(url: str, video: Path, tmp_path: Path) -> tuple[str, str, Path]:
+    """Opens the Space at `url` in headless Chromium, uploads `video`, clicks Ask; returns the base and TPO answers
+    and a screenshot of the page once the sampled frames show."""
     port = _free_port()
     driver_process = subprocess.Popen(
         [str(CHROMEDRIVER), f"--port={port}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
@@ -219,9 +268,9 @@ def test_space_in_headless_chromium(demo_url, video_dir, tmp_path):
         options = {"binary": str(CHROMIUM), "args": [*CHROMIUM_FLAGS, f"--user-data-dir={profile}"]}
         browser = WebDriver(f"http://127.0.0.1:{port}", {"browserName": "chrome", "goog:chromeOptions": options})
         try:
-            browser.session_call("POST", "/url", {"url": demo_url})
+            browser.session_call("POST", "/url", {"url": url})
             file_input = browser.wait_for(lambda: browser.find("#video input[type=file]"), "the video upload input")
-            browser.session_call("POST", f"/element/{file_input[0]}/value", {"text": str(video_dir / "red_blue.mp4")})
+            browser.session_call("POST", f"/element/{file_input[0]}/value", {"text": str(video)})
             browser.wait_for(lambda: browser.find("#video video"), "the uploaded video to show")
             (ask,) = browser.find("#ask")
             browser.session_call("POST", f"/element/{ask}/click", {})
@@ -230,14 +279,79 @@ def test_space_in_headless_chromium(demo_url, video_dir, tmp_path):
             browser.wait_for(lambda: len(browser.find("#gallery img")) >= 4, "the sampled frames")
             screenshot = tmp_path / "space_demo.png"
             screenshot.write_bytes(base64.b64decode(browser.session_call("GET", "/screenshot")))
-            print(f"\nSpace screenshot: {screenshot}")
-            keep = os.environ.get("TPO_HF_ARTIFACTS")
-            if keep:
-                shutil.copy(screenshot, Path(keep) / screenshot.name)
         finally:
             browser.quit()
     finally:
         driver_process.terminate()
         driver_process.wait(timeout=10)
+    return base, tpo, screenshot
+
+
+@needs_chromium
+def test_space_in_headless_chromium(demo_url, video_dir, tmp_path):
+    base, tpo, screenshot = ask_in_chromium(demo_url, video_dir / "red_blue.mp4", tmp_path)
+    print(f"\nSpace screenshot: {screenshot}")
+    keep = os.environ.get("TPO_HF_ARTIFACTS")
+    if keep:
+        shutil.copy(screenshot, Path(keep) / screenshot.name)
     assert base and tpo and base != tpo
     assert screenshot.read_bytes().startswith(b"\x89PNG")
+
+
+@needs_chromium
+def test_space_folder_installs_in_a_fresh_venv_and_answers_in_chromium(tiny_adapter, video_dir, tmp_path):
+    """The Space folder as a fresh Space gets it: its `requirements.txt` alone is installed into a new venv (the Space
+    builder mounts that one file before it copies the repository), then `python app.py` runs from the folder, and the
+    UI answers a question in headless Chromium.
+
+    Choice made for time: the venv is created with `--system-site-packages`, for the heavy third-party dependencies
+    only (torch, transformers, gradio, ...: a full install is ~5 GB and minutes per run), so `pip install -r
+    requirements.txt` finds them satisfied. What is proven is that tpo-hf itself comes from the Space's own wheel:
+    the running app's `tpo_hf` is the one `app.py` unpacked from that wheel, not the repository checkout and not the
+    tpo-hf installed in the system site-packages.
+    """
+    import site
+
+    from tpo_hf.hub.space import write_space
+
+    video = video_dir / "red_blue.mp4"
+    folder = write_space(tmp_path / "space", str(tiny_adapter), num_frames=4, max_new_tokens=6, examples=[str(video)])
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True, timeout=120)
+    python = venv / "bin" / "python"
+    builder = tmp_path / "builder"  # requirements.txt away from the folder, as the Space builder has it
+    builder.mkdir()
+    shutil.copy(folder / "requirements.txt", builder / "requirements.txt")
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")}
+    pip = [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", "-r", "requirements.txt"]
+    subprocess.run(pip, cwd=builder, env=env, check=True, timeout=300)
+
+    scratch = tmp_path / "space-tmp"  # app.py unpacks the wheel under the temp folder
+    scratch.mkdir()
+    port = _free_port()
+    env.update(TMPDIR=str(scratch), GRADIO_SERVER_NAME="127.0.0.1", GRADIO_SERVER_PORT=str(port))
+    log_path = tmp_path / "app.log"
+    with open(log_path, "w") as log:
+        app = subprocess.Popen([str(python), "app.py"], cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        url = f"http://127.0.0.1:{port}/"
+        deadline = time.monotonic() + 300
+        while True:
+            try:
+                urllib.request.urlopen(url, timeout=2)
+                break
+            except OSError:
+                if app.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError(f"app.py did not start:\n{log_path.read_text()[-4000:]}") from None
+                time.sleep(0.5)
+        base, tpo, _ = ask_in_chromium(url, video, tmp_path)
+    finally:
+        app.terminate()
+        app.wait(timeout=30)
+    assert base and tpo and base != tpo
+    (line,) = [line for line in log_path.read_text().splitlines() if line.startswith("tpo-hf ")]
+    running = Path(line.split(" from ", 1)[1]).resolve()
+    assert running.is_relative_to(scratch.resolve()), line  # the wheel's copy ...
+    assert not running.is_relative_to(REPO_ROOT)  # ... not the checkout ...
+    assert not any(running.is_relative_to(Path(p).resolve()) for p in site.getsitepackages())  # ... nor the system's
+    assert (running.parent / f"tpo_hf-{tpo_hf.__version__}.dist-info").is_dir()

@@ -29,12 +29,13 @@ SPECIAL_TOKENS = [
     "<image>",
 ]
 
-# ChatML as the Qwen and LLaVA-OneVision families write it; `video_marker` is the family's placeholder.
+# ChatML as the Qwen and LLaVA-OneVision families write it; VIDEO_MARKER / IMAGE_MARKER are the family's placeholders
+# (images: what an OpenAI-compatible server gets when it refuses video, tests/test_curation.py).
 _CHATML_TEMPLATE = (
     "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
     "{% if message['content'] is string %}{{ message['content'] }}"
     "{% else %}{% for part in message['content'] %}"
-    "{% if part['type'] == 'video' %}VIDEO_MARKER"
+    "{% if part['type'] == 'video' %}VIDEO_MARKER{% elif part['type'] == 'image' %}IMAGE_MARKER"
     "{% elif part['type'] == 'text' %}{{ part['text'] }}{% endif %}"
     "{% endfor %}{% endif %}<|im_end|>\n{% endfor %}"
     "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
@@ -115,7 +116,9 @@ def _qwen_processor(
         image_processor=Qwen2VLImageProcessor(size=size, **pixel_kwargs),
         video_processor=video_processor_cls(size=size, **pixel_kwargs),
         tokenizer=tokenizer,
-        chat_template=_CHATML_TEMPLATE.replace("VIDEO_MARKER", "<|vision_start|><|video_pad|><|vision_end|>"),
+        chat_template=_CHATML_TEMPLATE.replace("VIDEO_MARKER", "<|vision_start|><|video_pad|><|vision_end|>").replace(
+            "IMAGE_MARKER", "<|vision_start|><|image_pad|><|vision_end|>"
+        ),
     )
 
 
@@ -222,7 +225,7 @@ def _build_llava_onevision(tokenizer):
         tokenizer=tokenizer,
         num_image_tokens=(image_size // patch_size) ** 2,
         vision_feature_select_strategy="full",
-        chat_template=_CHATML_TEMPLATE.replace("VIDEO_MARKER", "<video>"),
+        chat_template=_CHATML_TEMPLATE.replace("VIDEO_MARKER", "<video>").replace("IMAGE_MARKER", "<image>"),
     )
     return LlavaOnevisionForConditionalGeneration(config), processor
 
@@ -290,7 +293,7 @@ def save_tiny_text_model(output_dir: str | Path, seed: int = 0) -> Path:
 
     output_dir = Path(output_dir)
     tokenizer = build_tokenizer()
-    tokenizer.chat_template = _CHATML_TEMPLATE.replace("VIDEO_MARKER", "")
+    tokenizer.chat_template = _CHATML_TEMPLATE.replace("VIDEO_MARKER", "").replace("IMAGE_MARKER", "")
     torch.manual_seed(seed)
     model = Qwen2ForCausalLM(Qwen2Config(**_qwen_text_config(tokenizer)))
     model.generation_config.pad_token_id = tokenizer.pad_token_id

@@ -1,8 +1,13 @@
 """Stage 2 of the flow (curation): the `"openai"` backend, any OpenAI-compatible chat endpoint.
 
 vLLM, TGI, `transformers serve` or Inference Providers, reached through `huggingface_hub.InferenceClient`, with a
-timeout, retries with exponential backoff, and a few requests in flight at once. Video frames are sent as images
-(data URLs), which every multi-image endpoint understands.
+timeout, retries with exponential backoff, and a few requests in flight at once.
+
+A video goes as a `video_url` content part (the extension vLLM and `transformers serve` read): the frames the training
+path samples, encoded losslessly into a small mp4 at their sampled rate, so a video model applies its temporal
+encoding to the very frames and timing `TPOTrainer` trains on. A server that refuses video (an HTTP error for the
+video form of a request whose image form it answers) gets the frames as images for the rest of the run, after one
+warning that names its reason.
 """
 
 from __future__ import annotations
@@ -10,8 +15,10 @@ from __future__ import annotations
 import base64
 import io
 import logging
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -30,6 +37,45 @@ def _frame_data_url(frame: np.ndarray) -> str:
     buffer = io.BytesIO()
     Image.fromarray(frame).save(buffer, format="JPEG", quality=90)
     return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def video_data_url(frames: np.ndarray, metadata: dict[str, Any]) -> str:
+    """The sampled frames `[T, H, W, 3]` as a `data:video/mp4;base64,...` URL, one mp4 frame per sampled frame.
+
+    Why the sampled frames and not the original file: the server would sample the file again with its own rule (e.g.
+    32 frames spread over the whole file), so a segment view, a view with a hole cut out, or a capped frame count
+    would reach the model as different frames than the training path's. Encoding exactly our frames keeps them
+    identical: x264 in lossless RGB mode (bit-exact frames), at the frames' sampled rate (`sampled_fps`, the rate
+    the families use for temporal positions), so the server's timestamps step as the training path's do. A server
+    that caps frames below `T` (vLLM: the video `num_frames` of its `media_io_kwargs`, default 32) subsamples.
+    """
+    import av
+
+    from ..video import sampled_fps
+
+    rate = Fraction(sampled_fps(metadata)).limit_denominator(1001)
+    buffer = io.BytesIO()
+    with av.open(buffer, "w", format="mp4") as container:
+        if "libx264rgb" in av.codecs_available:
+            stream = container.add_stream("libx264rgb", rate=rate)
+            stream.pix_fmt = "rgb24"
+        else:  # an FFmpeg build without it: lossless in YUV 4:4:4, off by at most a rounding step per channel
+            stream = container.add_stream("libx264", rate=rate)
+            stream.pix_fmt = "yuv444p"
+        stream.width, stream.height = frames.shape[2], frames.shape[1]
+        stream.options = {"qp": "0", "preset": "veryfast"}
+        for frame in frames:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")))
+        container.mux(stream.encode())
+    return "data:video/mp4;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def _http_status(error: Exception) -> int | None:
+    from huggingface_hub.errors import HfHubHTTPError
+
+    if isinstance(error, HfHubHTTPError) and error.response is not None:
+        return error.response.status_code
+    return None
 
 
 class OpenAIBackend(GenerationBackend):
@@ -72,6 +118,9 @@ class OpenAIBackend(GenerationBackend):
         self.max_concurrency = max(1, max_concurrency)
         self.temperature = temperature
         self.client = InferenceClient(base_url=self.base_url, api_key=api_key, timeout=timeout)
+        # why the server refused a `video_url` part (videos then go as images for the rest of the run), or None
+        self.video_refused: str | None = None
+        self._fallback_lock = threading.Lock()
 
     @classmethod
     def from_config(cls, config: CurationConfig, role: str, device: str | None = None) -> OpenAIBackend:
@@ -100,25 +149,72 @@ class OpenAIBackend(GenerationBackend):
             return error.response.status_code == 429 or error.response.status_code >= 500
         return False
 
-    def messages(self, request: GenerationRequest) -> list[dict[str, Any]]:
-        """Chat messages for one request: the frames as images, then the prompt."""
+    def messages(self, request: GenerationRequest, as_images: bool | None = None) -> list[dict[str, Any]]:
+        """Chat messages for one request: the video as one `video_url` part (or its frames as images, when
+        `as_images` or, by default, after the server refused video), then the prompt."""
         if request.video is None:
             return [{"role": "user", "content": request.prompt}]
-        parts = [{"type": "image_url", "image_url": {"url": _frame_data_url(f)}} for f in request.video[0]]
+        if as_images is None:
+            as_images = self.video_refused is not None
+        if as_images:
+            parts = [{"type": "image_url", "image_url": {"url": _frame_data_url(f)}} for f in request.video[0]]
+        else:
+            parts = [{"type": "video_url", "video_url": {"url": video_data_url(*request.video)}}]
         return [{"role": "user", "content": [*parts, {"type": "text", "text": request.prompt}]}]
+
+    def _complete(self, messages: list[dict[str, Any]], max_new_tokens: int, seed: int) -> str:
+        response = self.client.chat_completion(
+            messages, model=self.model_id, max_tokens=max_new_tokens, temperature=self.temperature, seed=seed % 2**31
+        )
+        return (response.choices[0].message.content or "").strip()
+
+    def _ask(self, request: GenerationRequest, max_new_tokens: int, seed: int) -> str:
+        """One attempt: video first while the server takes video, else images."""
+        video_first = request.video is not None and self.video_refused is None
+        try:
+            return self._complete(self.messages(request, as_images=not video_first), max_new_tokens, seed)
+        except Exception as error:
+            status = _http_status(error)
+            # Servers word a refusal differently, or not at all (`transformers serve` answers a bare "500 Internal
+            # Server Error" when it cannot decode the video), so the message is not parsed: the same request as
+            # images tells. 429 is rate limiting, for the retry loop.
+            if not video_first or status is None or status < 400 or status == 429:
+                raise
+            for again in (True, False):
+                try:
+                    reply = self._complete(self.messages(request, as_images=True), max_new_tokens, seed)
+                    break
+                except Exception as image_error:
+                    # a server that just failed may drop the kept-alive connection: one more try on a new one
+                    if again and _http_status(image_error) is None and self._retriable(image_error):
+                        logger.info("The image form of a refused video request failed (%r); once more", image_error)
+                        continue
+                    logger.info("The image form of a refused video request failed too (%r)", image_error)
+                    raise error from None  # images fail too: not about video, the retry loop decides
+            self._refuse_video(f"HTTP {status}: {str(error)[:300]}")
+            return reply
+
+    def _refuse_video(self, reason: str) -> None:
+        with self._fallback_lock:
+            if self.video_refused is not None:
+                return  # requests in flight at once found it too: one warning per run
+            self.video_refused = reason
+        logger.warning(
+            "Endpoint %s (model %s) refused a video sent as a `video_url` part (%s) but answers the same request "
+            "with its frames as images: sending videos as images for the rest of this run. The model then sees the "
+            "frames without their timing, so its answers can differ from the training path's. (`transformers serve` "
+            "5.x decodes `video_url` only from http(s) URLs or server-side paths, with torchcodec and FFmpeg; vLLM "
+            "takes `data:video/mp4;base64` URLs for video models.)",
+            self.base_url,
+            self.model_id,
+            reason,
+        )
 
     def _one(self, request: GenerationRequest, max_new_tokens: int, seed: int) -> str:
         last_error: Exception | None = None
         for attempt in range(self.max_retries + 1):
             try:
-                response = self.client.chat_completion(
-                    self.messages(request),
-                    model=self.model_id,
-                    max_tokens=max_new_tokens,
-                    temperature=self.temperature,
-                    seed=seed % 2**31,
-                )
-                return (response.choices[0].message.content or "").strip()
+                return self._ask(request, max_new_tokens, seed)
             except Exception as error:  # noqa: BLE001 - classified just below
                 last_error = error
                 if not self._retriable(error) or attempt == self.max_retries:

@@ -4,34 +4,50 @@
     tpo-hf space --adapter USER/MODEL-TPO --local                           # run the app here
 
 The folder is rendered from `hub_cards/`: `README.md` (Spaces metadata through `SpaceCardData`), `app.py` (a thin
-launcher of `tpo_hf.hub.app.build_demo`), `requirements.txt` (tpo-hf plus its runtime and `demo` dependencies,
-with the bounds of `pyproject.toml` read from the installed package metadata) and `examples/` (example videos offered with one click;
-by default a short synthetic clip, so the Space works before anyone uploads a video).
+launcher of `tpo_hf.hub.app.build_demo`), `requirements.txt` (tpo-hf's runtime and `demo` dependencies, with the
+bounds of `pyproject.toml` read from the installed package metadata) and `examples/` (example videos offered with one
+click; by default a short synthetic clip, so the Space works before anyone uploads a video).
+
+tpo-hf itself ships with the Space as a wheel of the running package (`build_tpo_hf_wheel`), which `app.py` unpacks
+on its first start: the Space builder runs `pip install -r requirements.txt` with that one file mounted in /tmp,
+before it copies the repository, so a wheel in the folder cannot be named in `requirements.txt`. With
+`tpo_hf_requirement` (a `git+https://...` URL or a released `tpo-hf[demo]==X`) no wheel is shipped and that line
+heads `requirements.txt` instead.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import re
 import shutil
+import subprocess
+import sys
 import tempfile
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from huggingface_hub import CommitOperationAdd, HfApi, SpaceCard, SpaceCardData, constants
 
-from .. import __version__
 from ..paper import TPO_TAG
 from .templates import render_template, template_path
 
 
-def space_requirements(tpo_hf_requirement: str) -> str:
-    """The Space's `requirements.txt`: `tpo_hf_requirement`, then tpo-hf's runtime and `demo` dependencies exactly
-    as `pyproject.toml` bounds them (from the installed package metadata, so the pins are never copied by hand)."""
+def space_requirements(tpo_hf_requirement: str | None = None, wheel: str | None = None) -> str:
+    """The Space's `requirements.txt`: `tpo_hf_requirement` (or a comment naming the bundled `wheel`), then tpo-hf's
+    runtime and `demo` dependencies exactly as `pyproject.toml` bounds them (from the installed package metadata, so
+    the pins are never copied by hand)."""
     from importlib.metadata import requires
 
     from packaging.requirements import Requirement
 
-    lines = [tpo_hf_requirement]
+    if tpo_hf_requirement:
+        lines = [tpo_hf_requirement]
+    else:
+        lines = [f"# tpo-hf itself is {wheel}, unpacked by app.py (the Space builder installs this file before it"]
+        lines.append("# copies the repository, so the wheel cannot be named here)")
     for text in requires("tpo-hf") or []:
         requirement = Requirement(text)
         if requirement.marker is not None and "extra" in str(requirement.marker):
@@ -41,6 +57,104 @@ def space_requirements(tpo_hf_requirement: str) -> str:
         # platform markers stay (decord installs on x86-64 Linux and Windows only)
         lines.append(str(requirement))
     return "\n".join(lines) + "\n"
+
+
+def _is_tpo_hf_checkout(root: Path) -> bool:
+    pyproject = root / "pyproject.toml"
+    return pyproject.is_file() and re.search(r'^name\s*=\s*"tpo-hf"', pyproject.read_text(), re.M) is not None
+
+
+def build_tpo_hf_wheel(output_dir: str | Path) -> Path:
+    """Writes a wheel of the running tpo-hf into `output_dir` (replacing older `tpo_hf-*.whl` there); returns it.
+
+    From a source checkout (`pyproject.toml` beside the package, an editable install included) the project's build
+    backend (setuptools' PEP 517 `build_wheel`) builds it from a copy of the files it packages, so the checkout gets
+    no `build/` and no package index is needed (setuptools is in the `dev` extra; uv venvs lack it otherwise).
+    Otherwise (tpo-hf installed from a wheel) the installed files are packed back into one (`repack_installed_wheel`).
+    """
+    import importlib.util
+
+    output_dir = Path(output_dir).resolve()
+    output_dir.mkdir(parents=True, exist_ok=True)
+    for old in output_dir.glob("tpo_hf-*.whl"):
+        old.unlink()
+    package_dir = Path(__file__).resolve().parents[1]
+    if not _is_tpo_hf_checkout(package_dir.parent):
+        return repack_installed_wheel(package_dir.parent, output_dir)
+    if importlib.util.find_spec("setuptools") is None:
+        raise RuntimeError(
+            f"Building a wheel of tpo-hf from {package_dir.parent} needs setuptools in this environment "
+            "(`pip install setuptools`), or give the Space a requirement instead of a wheel: "
+            "--tpo_hf_requirement 'tpo-hf[demo] @ git+https://...'."
+        )
+    code = "import sys, setuptools.build_meta as backend; backend.build_wheel(sys.argv[1])"
+    command = [sys.executable, "-c", code, str(output_dir)]
+    with tempfile.TemporaryDirectory(prefix="tpo-hf-source-") as scratch:
+        source = Path(scratch)
+        # what pyproject.toml packages: the library, the card templates (hub_cards/, installed as `_cards`), readme
+        # and license
+        for name in ("pyproject.toml", "README.md", "LICENSE"):
+            if (package_dir.parent / name).is_file():
+                shutil.copy2(package_dir.parent / name, source / name)
+        for name in ("tpo_hf", "hub_cards"):
+            shutil.copytree(package_dir.parent / name, source / name, ignore=shutil.ignore_patterns("__pycache__"))
+        result = subprocess.run(command, cwd=source, capture_output=True, text=True)
+    wheels = sorted(output_dir.glob("tpo_hf-*.whl"))
+    if result.returncode != 0 or len(wheels) != 1:
+        raise RuntimeError(
+            f"Building a wheel of tpo-hf from {package_dir.parent} with setuptools failed: "
+            f"{(result.stderr or result.stdout)[-2000:]}\nGive the Space a requirement instead of a wheel: "
+            "--tpo_hf_requirement 'tpo-hf[demo] @ git+https://...'."
+        )
+    return wheels[0]
+
+
+def _record_hash(data: bytes) -> str:
+    return "sha256=" + base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+
+
+def repack_installed_wheel(site_dir: str | Path, output_dir: str | Path) -> Path:
+    """Packs the tpo-hf installed in `site_dir` (a site-packages or `pip install --target` folder) back into a wheel
+    in `output_dir`: the package files and the `.dist-info` metadata as installed, with a fresh `RECORD`, leaving
+    out what installers add (`INSTALLER`, `REQUESTED`, `direct_url.json`), bytecode and console-script launchers."""
+    from importlib.metadata import distributions
+
+    site_dir = Path(site_dir)
+    found = [d for d in distributions(path=[str(site_dir)]) if (d.metadata["Name"] or "").lower() == "tpo-hf"]
+    files = [f for dist in found[:1] for f in dist.files or []]
+    if not any(f.as_posix() == "tpo_hf/__init__.py" for f in files):
+        raise RuntimeError(
+            f"No installed tpo-hf with its files listed in {site_dir} (found {len(found)} tpo-hf distribution(s)); "
+            "give the Space a requirement instead: --tpo_hf_requirement 'tpo-hf[demo] @ git+https://...'."
+        )
+    dist = found[0]
+    dist_info = next(f.parts[0] for f in files if f.parts[0].endswith(".dist-info"))
+    installer_files = {"RECORD", "INSTALLER", "REQUESTED", "direct_url.json"}
+    members = [
+        f.as_posix()
+        for f in files
+        if f.parts[0] in ("tpo_hf", dist_info)  # not `../../bin/tpo-hf`: installers write launchers themselves
+        and "__pycache__" not in f.parts
+        and not (f.parts[0] == dist_info and f.name in installer_files)
+    ]
+    tags = [
+        line.split(":", 1)[1].strip()
+        for line in (dist.read_text("WHEEL") or "").splitlines()
+        if line.startswith("Tag:")
+    ]
+    wheel = Path(output_dir) / f"tpo_hf-{dist.version}-{tags[0] if tags else 'py3-none-any'}.whl"
+    wheel.parent.mkdir(parents=True, exist_ok=True)
+    record = []
+    # the .dist-info goes last, as the wheel spec asks
+    members.sort(key=lambda name: (name.startswith(dist_info + "/"), name))
+    with zipfile.ZipFile(wheel, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name in members:
+            data = (site_dir / name).read_bytes()
+            archive.writestr(name, data)
+            record.append(f"{name},{_record_hash(data)},{len(data)}")
+        record.append(f"{dist_info}/RECORD,,")
+        archive.writestr(f"{dist_info}/RECORD", "\n".join(record) + "\n")
+    return wheel
 
 
 def _adapter_base(adapter: str) -> str | None:
@@ -65,8 +179,9 @@ def write_space(
     """Writes the Space folder (README.md, app.py, requirements.txt, examples/) for `adapter` into `output_dir`.
 
     `examples` are video files copied to `examples/`; without them a synthetic clip is written there.
-    `tpo_hf_requirement` is the requirements line that installs this library in the Space (default
-    `tpo-hf[demo]==<this version>`; e.g. a `git+https://...` URL for an unreleased version).
+    `tpo_hf_requirement` is a requirements line that installs this library in the Space (e.g.
+    `tpo-hf[demo] @ git+https://...` or, once released, `tpo-hf[demo]==X`); by default a wheel of the running tpo-hf
+    is written into the folder instead and `app.py` unpacks it on its first start.
     """
     import gradio
 
@@ -104,6 +219,9 @@ def write_space(
         hub_url=constants.ENDPOINT,
     )
     card.save(output_dir / "README.md")
+    for old in output_dir.glob("tpo_hf-*.whl"):
+        old.unlink()  # a folder written before: only the wheel of this run may remain
+    wheel = None if tpo_hf_requirement else build_tpo_hf_wheel(output_dir).name
     (output_dir / "app.py").write_text(
         render_template(
             "space_app.py.j2",
@@ -112,15 +230,15 @@ def write_space(
             num_frames=num_frames,
             max_new_tokens=max_new_tokens,
             examples=example_paths,
+            wheel=wheel,
         )
     )
-    requirement = tpo_hf_requirement or f"tpo-hf[demo]=={__version__}"
-    (output_dir / "requirements.txt").write_text(space_requirements(requirement))
+    (output_dir / "requirements.txt").write_text(space_requirements(tpo_hf_requirement, wheel))
     return output_dir
 
 
 def push_space(folder: str | Path, space_id: str, private: bool | None = None, token: str | None = None) -> Any:
-    """Creates the Space (Gradio SDK) if needed and uploads `folder` in one commit."""
+    """Creates the Space (Gradio SDK) if needed and uploads `folder` in one commit (the bundled wheel included)."""
     api = HfApi(token=token)
     api.create_repo(space_id, repo_type="space", space_sdk="gradio", private=private, exist_ok=True)
     operations = [
@@ -149,7 +267,11 @@ class SpaceArguments:
     max_new_tokens: int = field(default=128, metadata={"help": "Answer length cap."})
     examples: list[str] | None = field(default=None, metadata={"help": "Example video files for the Space."})
     tpo_hf_requirement: str | None = field(
-        default=None, metadata={"help": "requirements.txt line installing tpo-hf (default tpo-hf[demo]==VERSION)."}
+        default=None,
+        metadata={
+            "help": "requirements.txt line installing tpo-hf in the Space, e.g. 'tpo-hf[demo] @ git+https://...' or "
+            "'tpo-hf[demo]==X' (default: ship a wheel of this tpo-hf in the Space folder, unpacked by app.py)."
+        },
     )
     local: bool = field(default=False, metadata={"help": "Run the app here instead of pushing it."})
     host: str = field(default="127.0.0.1", metadata={"help": "Host for --local."})
@@ -176,6 +298,8 @@ def cli_main(argv: list[str] | None = None) -> None:
             args.base_model,
             num_frames=args.num_frames,
             max_new_tokens=args.max_new_tokens,
+            examples=args.examples,
+            tpo_hf_requirement=args.tpo_hf_requirement,
         )
         if args.space_id:
             commit = push_space(folder, args.space_id, private=args.private)
