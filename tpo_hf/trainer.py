@@ -60,6 +60,7 @@ logger = logging.getLogger(__name__)
 REF_LOGPS_FORMAT_VERSION = 1
 # Written last into every checkpoint folder: only a folder holding it is a complete checkpoint to resume from.
 CHECKPOINT_COMPLETE_FILE = "tpo_checkpoint_complete.json"
+BOOLEAN_WORDS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False, "": False}
 _CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 
 
@@ -434,6 +435,9 @@ class TPOTrainer(DPOTrainer):
     def _resolve_checkpoint(self, resume_from_checkpoint: str | bool | None) -> str | None:
         """`True` -> the newest complete checkpoint of `output_dir` (incomplete newer ones, left by a kill during a
         save, are removed); a path -> checked to be complete."""
+        if isinstance(resume_from_checkpoint, str) and resume_from_checkpoint.strip().lower() in BOOLEAN_WORDS:
+            # `--resume_from_checkpoint true` arrives as a string (TrainingArguments types it `str`)
+            resume_from_checkpoint = BOOLEAN_WORDS[resume_from_checkpoint.strip().lower()]
         if resume_from_checkpoint in (None, False):
             return None
         if resume_from_checkpoint is True:

@@ -15,8 +15,13 @@ from typing import Any
 GRANULARITIES = ("localized", "comprehensive")
 
 
-class RowError(ValueError):
-    """A row has a value of the wrong type or shape; the message names the row and the field."""
+class RowError(ValueError, KeyError):
+    """A row has a value missing, or of the wrong type or shape; the message names the row and the field.
+
+    Also a `KeyError`, which a missing field raised before; shown as plain text, not as a quoted key.
+    """
+
+    __str__ = Exception.__str__
 
 
 def _where(index: Any, source: str | None) -> str:

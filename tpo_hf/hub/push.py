@@ -65,9 +65,9 @@ def push_failed(
     what: str, repo_id: str | None, error: BaseException, rerun: str, api: HfApi | None = None, kept: str = ""
 ) -> PushError:
     """The `PushError` for a failed push: endpoint, repo, the cause in one line, what was kept and what to rerun."""
-    cause = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    cause = " ".join(line.strip() for line in str(error).splitlines() if line.strip())  # one line, server's words kept
     return PushError(
-        f"{what} to {repo_id} on {hub_endpoint(api)} failed: {type(error).__name__}: {cause[:300]}\n"
+        f"{what} to {repo_id} on {hub_endpoint(api)} failed: {type(error).__name__}: {cause[:500]}\n"
         f"{kept + ' ' if kept else ''}Rerun `{rerun}` once the Hub is reachable; files already uploaded are skipped, "
         "so a retry does not duplicate anything."
     )
