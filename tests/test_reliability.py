@@ -533,7 +533,9 @@ def test_resume_true_picks_the_latest_complete_checkpoint(video_dir, tmp_path):
 
     def trainer(max_steps):
         model, processor = build_tiny_model(FAMILY)
-        args = make_args(tmp_path, video_dir, max_steps=max_steps, save_strategy="steps", save_steps=1)
+        args = make_args(
+            tmp_path, video_dir, max_steps=max_steps, save_strategy="steps", save_steps=1, save_total_limit=2
+        )
         return TPOTrainer(model, args=args, train_dataset=dataset, processing_class=processor, peft_config=lora())
 
     first = trainer(2)
@@ -552,7 +554,9 @@ def test_resume_true_picks_the_latest_complete_checkpoint(video_dir, tmp_path):
     assert resumed.state.global_step == 3
     steps = [entry["step"] for entry in resumed.state.log_history if "loss" in entry]
     assert steps[0] == 1 and steps[-1] == 3  # the history of step 1 came from checkpoint-1; steps 2-3 retrained
-    assert all((output / f"checkpoint-{step}" / complete_file).is_file() for step in (1, 2, 3))
+    # rotation (save_total_limit=2) ran only once the new checkpoint was complete
+    assert sorted(path.name for path in output.glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-3"]
+    assert all((output / f"checkpoint-{step}" / complete_file).is_file() for step in (2, 3))
 
 
 # --- smaller items ---------------------------------------------------------------------------------------------------

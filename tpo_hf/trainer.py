@@ -423,7 +423,11 @@ class TPOTrainer(DPOTrainer):
         ran_steps = self.state.global_step > start_step and (
             resume_from_checkpoint is None or self.state.global_step > _checkpoint_step(resume_from_checkpoint)
         )
-        if ran_steps and self._pairs_trained == 0:
+        trained = self._pairs_trained
+        if ran_steps and self.accelerator.num_processes > 1:  # every rank takes the same decision
+            count = torch.tensor(trained, device=self.accelerator.device)
+            trained = int(self.accelerator.reduce(count, reduction="sum").item())
+        if ran_steps and trained == 0:
             raise NoTrainingDataError(
                 f"No pair was trained on in {self.state.global_step - start_step} step(s): all "
                 f"{self._total_dropped} pairs seen were dropped as longer than max_length={self.args.max_length} "
