@@ -3,9 +3,18 @@ role of a curation run through the same stages as the built-in ones, with no spe
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
-from tpo_hf.curation import BACKENDS, CurationConfig, GenerationBackend, register_backend, run_curation
+from tpo_hf.curation import (
+    BACKENDS,
+    CurationConfig,
+    GenerationBackend,
+    NoPairsError,
+    register_backend,
+    run_curation,
+)
 from tpo_hf.curation.backends import backend_factory, build_backends
 
 
@@ -62,12 +71,13 @@ def test_registered_backend_runs_every_role(oracle_backends, video_dir, tmp_path
     )
     backends = build_backends(config)
     assert {backends.video.role, backends.question.role, backends.judge.role} == {"video", "question", "judge"}
-    result = run_curation(config)
-    records = result.dataset
-    # the judge passed localized pairs only: the ratio 5:5 then keeps as many comprehensive ones, i.e. none
-    assert result.report["judge"]["check1_chosen_better"] == 0.5
-    assert result.report["drop_reasons"] == {"judge_not_better": 2}
-    assert len(records) == 0 or set(records["granularity"]) == {"localized"}
+    # the judge passed localized pairs only: the ratio 5:5 then keeps as many comprehensive ones, i.e. none, and a
+    # run that made no pair fails with the reason (issue 12), its report written
+    with pytest.raises(NoPairsError, match="passed the filters but the mix '5:5' kept none"):
+        run_curation(config)
+    report = json.loads((tmp_path / "out" / "curation_report.json").read_text())
+    assert report["judge"]["check1_chosen_better"] == 0.5
+    assert report["drop_reasons"] == {"judge_not_better": 2}
     assert all(r.candidate is not None for r in oracle_backends["judge"].requests)
 
 

@@ -39,7 +39,13 @@ def main(argv: list[str] | None = None) -> None:
         print(f"tpo-hf: unknown command {command!r}\n\n{_usage()}", file=sys.stderr)
         raise SystemExit(2)
     module = importlib.import_module(SUBCOMMANDS[command][0])
-    module.cli_main(rest)
+    from .hub.push import PushError
+
+    try:
+        module.cli_main(rest)
+    except PushError as error:
+        # the same one-paragraph message for every command that pushes, not the Hub client's traceback
+        raise SystemExit(f"tpo-hf {command}: {error}") from None
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from .processing import EncodedPair, VideoPreferenceProcessor
+from .validation import check_preference_row
 from .video import VideoLoadError
 
 logger = logging.getLogger(__name__)
@@ -72,9 +73,8 @@ class VideoPreferenceCollator:
             raise ValueError(f"too_long_policy must be one of {TOO_LONG_POLICIES}, got {self.too_long_policy!r}")
 
     def _encode(self, example: dict[str, Any], position: int) -> EncodedPair:
-        missing = [column for column in REQUIRED_COLUMNS if example.get(column) is None]
-        if missing:
-            raise KeyError(f"{describe_row(example, position)} has no value for column(s) {missing}")
+        # Wrong types raise here naming row and field, not deep inside the tokenizer or the video decoder
+        check_preference_row(example, example.get(ROW_INDEX_COLUMN, position))
         try:
             return self.processor.encode_pair(
                 example["prompt"], example["video"], example["chosen"], example["rejected"]

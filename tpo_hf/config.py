@@ -62,6 +62,25 @@ PAIR_LOSS_TYPES = (
 )
 
 
+# (field, lowest allowed value, whether that value itself is allowed): checked by `TPOConfig._check_ranges`.
+RANGE_CHECKS = (
+    ("beta", 0.0, False),  # beta <= 0 flips or removes the preference term
+    ("sft_weight", 0.0, True),
+    ("learning_rate", 0.0, True),
+    ("num_train_epochs", 0.0, False),
+    ("per_device_train_batch_size", 1, True),
+    ("per_device_eval_batch_size", 1, True),
+    ("gradient_accumulation_steps", 1, True),
+    ("precompute_ref_batch_size", 1, True),
+    ("warmup_steps", 0, True),
+    ("weight_decay", 0.0, True),
+    ("max_grad_norm", 0.0, True),
+    ("logging_steps", 0, False),
+    ("save_steps", 0, False),
+    ("dataloader_num_workers", 0, True),
+)
+
+
 @dataclass
 class TPOConfig(DPOConfig):
     r"""
@@ -222,6 +241,25 @@ class TPOConfig(DPOConfig):
             del loss_type[index], weights[index]
         self.loss_type, self.loss_weights = loss_type, weights
 
+    def _check_ranges(self) -> None:
+        """Out-of-range numbers are refused here, before training, instead of being trained with (issue 12)."""
+        for name, low, inclusive in RANGE_CHECKS:
+            value = getattr(self, name, None)
+            if value is None or isinstance(value, str):
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ValueError(f"TPOConfig: `{name}` must be a number, got {value!r} ({type(value).__name__}).")
+            if value < low or (value == low and not inclusive) or value != value:  # NaN compares unequal
+                bound = f">= {low}" if inclusive else f"> {low}"
+                raise ValueError(f"TPOConfig: `{name}` must be {bound}, got {value}.")
+        if not 0.0 <= self.warmup_ratio <= 1.0:
+            raise ValueError(f"TPOConfig: `warmup_ratio` must lie in [0, 1], got {self.warmup_ratio}.")
+        if not 0.0 <= self.label_smoothing < 0.5:
+            raise ValueError(f"TPOConfig: `label_smoothing` must lie in [0, 0.5), got {self.label_smoothing}.")
+        for weight in self.loss_weights or []:
+            if not isinstance(weight, (int, float)) or weight < 0:
+                raise ValueError(f"TPOConfig: `loss_weights` must be non-negative numbers, got {self.loss_weights}.")
+
     def __post_init__(self):
         if self.num_frames is None and self.video_fps is None:
             raise ValueError("TPOConfig: set `num_frames` or `video_fps` (every frame of a long video is too many).")
@@ -231,8 +269,7 @@ class TPOConfig(DPOConfig):
                 raise ValueError(f"TPOConfig: `{name}` must be a positive integer or None, got {value}.")
         if self.video_fps is not None and self.video_fps <= 0:
             raise ValueError(f"TPOConfig: `video_fps` must be positive, got {self.video_fps}.")
-        if self.sft_weight < 0:
-            raise ValueError(f"TPOConfig: `sft_weight` must be >= 0, got {self.sft_weight}.")
+        self._check_ranges()
         if self.too_long_policy not in TOO_LONG_POLICIES:
             raise ValueError(
                 f"TPOConfig: `too_long_policy` must be one of {TOO_LONG_POLICIES}, got {self.too_long_policy!r}."

@@ -45,7 +45,12 @@ def make_parser(subparsers=None) -> TrlParser:
 
 def cli_main(argv: list[str] | None = None) -> None:
     (config,) = make_parser().parse_args_and_config(args=argv)
-    main(config)
+    from .hub.push import PushError
+
+    try:
+        main(config)
+    except PushError as error:  # also under `accelerate launch -m tpo_hf.curate`: one message, no Hub traceback
+        raise SystemExit(f"tpo-hf curate: {error}") from None
 
 
 if __name__ == "__main__":

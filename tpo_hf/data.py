@@ -8,6 +8,7 @@ taken from.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from typing import Any
@@ -16,6 +17,7 @@ logger = logging.getLogger(__name__)
 
 # data file ending -> `datasets` builder
 DATA_FILE_BUILDERS = {"jsonl": "json", "json": "json", "parquet": "parquet", "csv": "csv"}
+JSON_CHECK_MAX_BYTES = 512 * 2**20  # JSON files up to this size are checked row by row before loading
 
 
 def load_preference_dataset(name: str, config: str | None = None, split: str = "train") -> Any:
@@ -40,8 +42,62 @@ def load_preference_dataset(name: str, config: str | None = None, split: str = "
         builder = DATA_FILE_BUILDERS.get(name.rsplit(".", 1)[-1].lower())
         if builder is None:
             raise ValueError(f"Cannot read dataset file {name}: use {', '.join(DATA_FILE_BUILDERS)}.")
-        return load_dataset(builder, data_files=name, split=split)
+        if os.path.getsize(name) == 0:
+            raise ValueError(f"Dataset file {name} is empty: no rows.")
+        # `datasets` may quietly cast a clashing value (a number among strings becomes "42"): check JSON first
+        problem = (
+            json_rows_problem(name) if builder == "json" and os.path.getsize(name) < JSON_CHECK_MAX_BYTES else None
+        )
+        if problem is not None:
+            raise ValueError(f"Cannot read dataset file {name}: {problem}")
+        try:
+            return load_dataset(builder, data_files=name, split=split)
+        except Exception as error:
+            # Arrow's messages name neither row nor field; for JSON, find the first row that breaks the schema
+            problem = json_rows_problem(name) if builder == "json" else None
+            raise ValueError(
+                f"Cannot read dataset file {name}: {problem or f'{type(error).__name__}: {error}'}"
+            ) from error
     return load_dataset(name, config, split=split)
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    return {str: "string", list: "list", dict: "object"}.get(type(value), type(value).__name__)
+
+
+def json_rows_problem(path: str) -> str | None:
+    """The first row of a json/jsonl file that is not valid JSON, not an object, or holds a field whose type
+    differs from the same field in an earlier row (what makes Arrow refuse the file), named by row and field."""
+    with open(path, encoding="utf-8") as handle:
+        text = handle.read()
+    try:
+        document = json.loads(text)
+        rows = document if isinstance(document, list) else [document]
+    except json.JSONDecodeError:
+        rows = []
+        for number, line in enumerate(text.splitlines()):
+            if not line.strip():
+                continue
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as error:
+                return f"line {number + 1} is not valid JSON ({error.msg})"
+    first: dict[str, tuple[str, int]] = {}
+    for index, row in enumerate(rows):
+        if not isinstance(row, dict):
+            return f"row {index} is a {_kind(row)}, not an object with the dataset's fields"
+        for field, value in row.items():
+            if value is None:
+                continue
+            kind = _kind(value)
+            seen = first.setdefault(field, (kind, index))
+            if seen[0] != kind:
+                return f"row {index}, field {field!r} is a {kind} ({value!r:.40}) where row {seen[1]} has a {seen[0]}"
+    return None
 
 
 def default_video_root(dataset_name: str) -> str | None:

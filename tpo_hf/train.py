@@ -95,7 +95,12 @@ def make_parser(subparsers=None) -> TrlParser:
 def cli_main(argv: list[str] | None = None) -> None:
     parser = make_parser()
     script_args, training_args, model_args = parser.parse_args_and_config(args=argv)
-    main(script_args, training_args, model_args)
+    from .hub.push import PushError
+
+    try:
+        main(script_args, training_args, model_args)
+    except PushError as error:  # also under `accelerate launch -m tpo_hf.train`: one message, no Hub traceback
+        raise SystemExit(f"tpo-hf train: {error}") from None
 
 
 if __name__ == "__main__":

@@ -14,7 +14,13 @@ What it adds to `DPOTrainer`:
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+import re
+import shutil
+from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -34,6 +40,7 @@ from .collator import (
 )
 from .config import TPOConfig
 from .families import VideoFamily, get_family
+from .fingerprint import atomic_write_json, file_identity, key_hash
 from .paper import TPO_CITATION, TPO_PAPER_ID, TPO_PAPER_TITLE, TPO_TAG
 from .prefix_sharing import (
     PREFIX_SHARING_KWARG,
@@ -44,8 +51,56 @@ from .prefix_sharing import (
     unsupported_reason,
 )
 from .processing import VideoPreferenceProcessor
+from .validation import check_preference_row
 
 logger = logging.getLogger(__name__)
+
+
+# Bumped when the reference log-probs a precompute writes change meaning (part of their cache key).
+REF_LOGPS_FORMAT_VERSION = 1
+# Written last into every checkpoint folder: only a folder holding it is a complete checkpoint to resume from.
+CHECKPOINT_COMPLETE_FILE = "tpo_checkpoint_complete.json"
+BOOLEAN_WORDS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False, "": False}
+_CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
+
+
+class NoTrainingDataError(RuntimeError):
+    """Training would run on nothing (every pair dropped): refused instead of saving an untrained model."""
+
+
+def _checkpoint_step(folder: str | os.PathLike) -> int:
+    match = _CHECKPOINT_RE.match(os.path.basename(os.path.normpath(folder)))
+    return int(match.group(1)) if match else -1
+
+
+def checkpoint_is_complete(folder: str | os.PathLike) -> bool:
+    """A checkpoint folder is complete when its completion file is there, or (checkpoints written before tpo-hf
+    marked them) when its `trainer_state.json`, written after the weights and optimizer, reads back."""
+    if os.path.isfile(os.path.join(folder, CHECKPOINT_COMPLETE_FILE)):
+        return True
+    try:
+        with open(os.path.join(folder, "trainer_state.json")) as handle:
+            return isinstance(json.load(handle).get("global_step"), int)
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def latest_complete_checkpoint(output_dir: str | os.PathLike) -> tuple[str | None, list[str]]:
+    """(the newest complete `checkpoint-N` in `output_dir`, the incomplete ones newer than it)."""
+    if not os.path.isdir(output_dir):
+        return None, []
+    steps = sorted(
+        (int(match.group(1)), name)
+        for name in os.listdir(output_dir)
+        if (match := _CHECKPOINT_RE.match(name)) and os.path.isdir(os.path.join(output_dir, name))
+    )
+    incomplete = []
+    for _, name in reversed(steps):
+        path = os.path.join(output_dir, name)
+        if checkpoint_is_complete(path):
+            return path, incomplete
+        incomplete.append(path)
+    return None, incomplete
 
 
 def _unwrap_peft(model: Any) -> Any:
@@ -103,6 +158,10 @@ class TPOTrainer(DPOTrainer):
             args = TPOConfig(f"{str(model_name).rstrip('/').split('/')[-1]}-TPO")
         elif not isinstance(args, TPOConfig):
             raise TypeError(f"`args` must be a TPOConfig, got {type(args).__name__}.")
+        # `args` may have been changed after it was built: the one source of truth for the loss is checked again, so
+        # what trains is what the card reports (e.g. `sft_weight` against the "sft" entry of `loss_weights`)
+        args._check_ranges()
+        args._resolve_loss()
         if train_dataset is None:
             raise ValueError("`train_dataset` is required")
         self._check_columns(train_dataset, "train_dataset")
@@ -144,7 +203,9 @@ class TPOTrainer(DPOTrainer):
 
         self._share_video_encoding: bool | None = None  # decided once the model is wrapped (see _configure_video)
         self._prefix_sharing = False
-        self._total_dropped = 0
+        self._total_dropped = 0  # pairs dropped for length, over the whole run (logged, in trainer_state.json)
+        self._pairs_trained = 0  # pairs that reached a training forward in the current `train()` call
+        self.degenerate_dropped: Counter = Counter()  # reason -> rows dropped before training
         if data_collator is None:
             data_collator = VideoPreferenceCollator(
                 self.video_processor,
@@ -185,12 +246,39 @@ class TPOTrainer(DPOTrainer):
 
     def _prepare_dataset(self, dataset: Any, processing_class: Any, args: Any, dataset_name: str) -> Any:
         # Videos are decoded and tokenized on the fly in the collator; only a row index is added, so that errors
-        # and precomputed reference log-probs can name and find their row.
+        # and precomputed reference log-probs can name and find their row. Every row is checked first: a wrong type
+        # raises naming row and field, a degenerate pair (empty text, chosen == rejected) is dropped and counted.
         if ROW_INDEX_COLUMN in (dataset.column_names or []):
             return dataset
-        if hasattr(dataset, "add_column") and hasattr(dataset, "__len__"):
-            return dataset.add_column(ROW_INDEX_COLUMN, list(range(len(dataset))))
-        return dataset.map(lambda _, index: {ROW_INDEX_COLUMN: index}, with_indices=True)
+        if not (hasattr(dataset, "add_column") and hasattr(dataset, "__len__")):
+            return dataset.map(lambda _, index: {ROW_INDEX_COLUMN: index}, with_indices=True)
+        columns = [
+            c for c in (*REQUIRED_COLUMNS, "granularity", "segment_start", "segment_end") if c in dataset.column_names
+        ]
+        kept, dropped = [], Counter()
+        for index, row in enumerate(dataset.select_columns(columns)):
+            reason = check_preference_row(row, index, source=dataset_name)
+            if reason is None:
+                kept.append(index)
+            else:
+                dropped[reason] += 1
+        if dropped:
+            logger.warning(
+                "%s: dropped %d degenerate pair(s) that teach nothing (%s); %d left.",
+                dataset_name,
+                sum(dropped.values()),
+                ", ".join(f"{count} {reason}" for reason, count in sorted(dropped.items())),
+                len(kept),
+            )
+            if dataset_name == "train":
+                self.degenerate_dropped.update(dropped)
+        if not kept:
+            raise NoTrainingDataError(
+                f"{dataset_name} dataset: no usable pair among its {len(dataset)} rows "
+                f"({', '.join(f'{count} {reason}' for reason, count in sorted(dropped.items())) or 'no rows'})."
+            )
+        dataset = dataset.add_column(ROW_INDEX_COLUMN, list(range(len(dataset))))
+        return dataset.select(kept) if dropped else dataset
 
     def _set_signature_columns_if_needed(self):
         if self._signature_columns is None:
@@ -304,12 +392,104 @@ class TPOTrainer(DPOTrainer):
 
     def _compute_loss(self, model, inputs, return_outputs):
         model_inputs = self._to_model_inputs(model, inputs)
+        mode = "train" if self.model.training else "eval"
+        # logged for every batch, empty ones included, so a run that drops everything shows it in its logs
+        self._metrics[mode]["too_long/dropped_total"] = [self._total_dropped]
         if model_inputs is None:
             loss = self._empty_batch_loss(model)
             return (loss, None) if return_outputs else loss
-        mode = "train" if self.model.training else "eval"
-        self._metrics[mode]["too_long/dropped_total"] = [self._total_dropped]
+        if mode == "train":
+            self._pairs_trained += model_inputs["input_ids"].size(0) // 2
         return super()._compute_loss(model, model_inputs, return_outputs)
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        if "train_loss" in logs:
+            # the run's summary entry (last of trainer_state.json's log_history) carries the drop counts too
+            logs["too_long/dropped_total"] = self._total_dropped
+            logs["degenerate/dropped_total"] = sum(self.degenerate_dropped.values())
+        super().log(logs, start_time)
+
+    def train(self, resume_from_checkpoint: str | bool | None = None, **kwargs: Any):
+        """`Trainer.train`, resuming from the latest *complete* checkpoint with `resume_from_checkpoint=True`, and
+        refusing to end "successfully" when no pair was trained on (e.g. every pair longer than `max_length`).
+
+        Raises:
+            NoTrainingDataError: optimizer steps ran but every pair of them was dropped; nothing is saved.
+        """
+        resume_from_checkpoint = self._resolve_checkpoint(resume_from_checkpoint)
+        self._pairs_trained = 0
+        start_step = self.state.global_step
+        output = super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
+        ran_steps = self.state.global_step > start_step and (
+            resume_from_checkpoint is None or self.state.global_step > _checkpoint_step(resume_from_checkpoint)
+        )
+        trained = self._pairs_trained
+        if ran_steps and self.accelerator.num_processes > 1:  # every rank takes the same decision
+            count = torch.tensor(trained, device=self.accelerator.device)
+            trained = int(self.accelerator.reduce(count, reduction="sum").item())
+        if ran_steps and trained == 0:
+            raise NoTrainingDataError(
+                f"No pair was trained on in {self.state.global_step - start_step} step(s): all "
+                f"{self._total_dropped} pairs seen were dropped as longer than max_length={self.args.max_length} "
+                "(prompt with its video tokens + answer). Raise max_length, or lower num_frames / max_pixels; the "
+                "dropped rows are named in the warnings above. Nothing was saved as a trained model."
+            )
+        return output
+
+    def _resolve_checkpoint(self, resume_from_checkpoint: str | bool | None) -> str | None:
+        """`True` -> the newest complete checkpoint of `output_dir` (incomplete newer ones, left by a kill during a
+        save, are removed); a path -> checked to be complete."""
+        if isinstance(resume_from_checkpoint, str) and resume_from_checkpoint.strip().lower() in BOOLEAN_WORDS:
+            # `--resume_from_checkpoint true` arrives as a string (TrainingArguments types it `str`)
+            resume_from_checkpoint = BOOLEAN_WORDS[resume_from_checkpoint.strip().lower()]
+        if resume_from_checkpoint in (None, False):
+            return None
+        if resume_from_checkpoint is True:
+            latest, incomplete = latest_complete_checkpoint(self.args.output_dir)
+            if incomplete and self.args.should_save:
+                for path in incomplete:
+                    logger.warning("Removing %s: its save was interrupted (no %s).", path, CHECKPOINT_COMPLETE_FILE)
+                    shutil.rmtree(path, ignore_errors=True)
+            if latest is None:
+                raise ValueError(
+                    f"resume_from_checkpoint=True but {self.args.output_dir} holds no complete checkpoint"
+                    f"{f' ({len(incomplete)} interrupted one(s) removed)' if incomplete else ''}; train from scratch "
+                    "by leaving resume_from_checkpoint unset."
+                )
+            logger.info("Resuming from %s, the newest complete checkpoint", latest)
+            return latest
+        if not checkpoint_is_complete(resume_from_checkpoint):
+            latest, _ = latest_complete_checkpoint(os.path.dirname(os.path.abspath(resume_from_checkpoint)))
+            raise ValueError(
+                f"Checkpoint {resume_from_checkpoint} is incomplete (its save was interrupted) or not a checkpoint. "
+                + (f"The newest complete one is {latest}; " if latest else "")
+                + "pass that path, or resume_from_checkpoint=True to pick it."
+            )
+        return str(resume_from_checkpoint)
+
+    def _save_checkpoint(self, model, trial) -> None:
+        # Old checkpoints are rotated out only after the new one is marked complete, so a kill at any moment leaves
+        # at least one complete checkpoint behind.
+        limit = self.args.save_total_limit
+        self.args.save_total_limit = None
+        try:
+            super()._save_checkpoint(model, trial)
+        finally:
+            self.args.save_total_limit = limit
+        run_dir = self._get_output_dir(trial=trial)
+        folder = os.path.join(run_dir, f"checkpoint-{self.state.global_step}")
+        self.accelerator.wait_for_everyone()
+        if self.args.should_save and os.path.isdir(folder):
+            atomic_write_json(Path(folder) / CHECKPOINT_COMPLETE_FILE, {"global_step": self.state.global_step})
+            if limit is not None:
+                from transformers.trainer_utils import rotate_checkpoints
+
+                rotate_checkpoints(
+                    output_dir=run_dir,
+                    save_total_limit=limit,
+                    best_model_checkpoint=self.state.best_model_checkpoint,
+                    use_mtime=False,
+                )
 
     def compute_ref_log_probs(self, model, inputs):
         """Reference log-probs of one batch, scattered back to the positions of the batch's examples.
@@ -328,8 +508,30 @@ class TPOTrainer(DPOTrainer):
             rejected[kept] = kept_rejected.float()
         return chosen, rejected
 
+    def ref_logps_key(self, dataset: Any) -> dict[str, Any]:
+        """What the precomputed reference log-probs of `dataset` depend on beyond its rows and the reference weights
+        (TRL's own key): the video files (size + time), the frame and pixel settings, length handling, the chat
+        template and the format. Any change recomputes them instead of reusing another run's values."""
+        videos = sorted(set(dataset["video"])) if "video" in (dataset.column_names or []) else []
+        processor = self.video_processor
+        return {
+            "reference": self._tpo_reference_hash,
+            "video_settings": processor.video_settings(),
+            "videos": [file_identity(processor.resolve_video(video)) for video in videos],
+            "max_length": self.args.max_length,
+            "too_long_policy": self.args.too_long_policy,
+            "chat_template": getattr(processor.processor, "chat_template", None),
+            "family": self.family.name,
+            "format": REF_LOGPS_FORMAT_VERSION,
+        }
+
     def _precompute_ref_logps(self, dataset, name, batch_size):
         self._configure_video()
+        # TRL keys its cache file by (dataset fingerprint, this hash): widen the hash to everything the values
+        # depend on, so other frames, pixels or re-encoded videos never reuse stale reference log-probs
+        if not hasattr(self, "_tpo_reference_hash"):
+            self._tpo_reference_hash = self._precompute_model_hash
+        self._precompute_model_hash = key_hash(self.ref_logps_key(dataset))
         return super()._precompute_ref_logps(dataset, name, batch_size)
 
     # --- saving -----------------------------------------------------------------------------------------------------
@@ -379,6 +581,27 @@ class TPOTrainer(DPOTrainer):
         # A user-facing save writes the card too, so every saved folder is ready for `tpo-hf push`
         if not _internal_call and not self.args.push_to_hub:
             self.create_model_card(output_dir=output_dir)
+
+    def init_hf_repo(self, token: str | None = None, private: bool | None = None) -> None:
+        from .hub.push import push_failed
+
+        try:
+            if compat.INIT_HF_REPO_TAKES_PRIVATE:
+                super().init_hf_repo(token=token, private=private)
+            else:
+                if private is not None:
+                    self.args.hub_private_repo = private  # what transformers < 5.23 reads
+                super().init_hf_repo(token=token)
+        except Exception as error:
+            repo = self.args.hub_model_id or os.path.basename(os.path.abspath(self.args.output_dir))
+            raise push_failed(
+                "Creating the model repo",
+                repo,
+                error,
+                f"tpo-hf train ... (without --push_to_hub), then tpo-hf push --adapter_dir {self.args.output_dir} "
+                f"--repo_id {repo}",
+                kept="Nothing was trained or changed yet.",
+            ) from error
 
     def push_to_hub(
         self,

@@ -26,7 +26,7 @@ from .inputs import VideoItem, list_videos
 from .openai_backend import OpenAIBackend
 from .prompts import TASK_TYPES, JudgeVerdict, ParsedQuestion, parse_judge_reply, parse_question_reply
 from .report import CurationReport
-from .run import CurationResult, curate_shard, run_curation
+from .run import CurationResult, NoPairsError, curate_shard, run_curation
 from .segments import SegmentSpec, choose_segments, comprehensive_views, localized_views, video_seed
 from .transformers_backend import TransformersBackend
 
@@ -41,6 +41,7 @@ __all__ = [
     "GenerationBackend",
     "GenerationRequest",
     "JudgeVerdict",
+    "NoPairsError",
     "OpenAIBackend",
     "ParsedQuestion",
     "SegmentSpec",

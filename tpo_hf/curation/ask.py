@@ -23,7 +23,7 @@ def ask(
     stats: Counter,
 ) -> None:
     """Sets `question` (and the LLM's reference answer) on every candidate without one; `backend=None`: templates."""
-    pending = [candidate for candidate in candidates if candidate.question is None]
+    pending = [candidate for candidate in candidates if candidate.question is None and candidate.alive]
     if backend is None:
         for candidate in pending:
             candidate.question = template_question(candidate.task_type, candidate.segment)

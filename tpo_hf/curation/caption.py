@@ -23,10 +23,10 @@ def caption(
     seed: int,
     stats: Counter,
 ) -> None:
-    """Sets `caption` on every candidate that has none."""
+    """Sets `caption` on every live candidate that has none."""
     first: dict[tuple[str, str], Candidate] = {}
     for candidate in candidates:
-        if candidate.caption is None:
+        if candidate.caption is None and candidate.alive:
             first.setdefault((candidate.video_id, candidate.view_key), candidate)
     requests = [
         GenerationRequest(CAPTION_PROMPTS[c.granularity], c.view(views, "preferred"), candidate=c)
@@ -35,5 +35,5 @@ def caption(
     replies = generate(backend, requests, max_new_tokens=max_new_tokens, seed=seed, stats=stats, stage="caption")
     captions = dict(zip(first, replies))
     for candidate in candidates:
-        if candidate.caption is None:
+        if candidate.caption is None and candidate.alive:
             candidate.caption = captions[(candidate.video_id, candidate.view_key)]

@@ -8,6 +8,31 @@ from ..video import VIDEO_EXTENSIONS
 from .backends import BACKENDS, TEMPLATE_QUESTIONS
 from .prompts import COMPREHENSIVE_TASK_TYPES, LOCALIZED_TASK_TYPES, TASK_TYPES
 
+# (field, lowest allowed value, whether that value itself is allowed), checked by `CurationConfig._check_ranges`
+CURATION_RANGE_CHECKS = (
+    ("max_videos", 1, True),
+    ("num_frames", 1, True),
+    ("sparse_num_frames", 1, True),
+    ("max_pixels", 1, True),
+    ("localized_per_video", 0, True),
+    ("comprehensive_per_video", 0, True),
+    ("segment_seconds", 0.0, False),
+    ("segment_fraction", 0.0, False),
+    ("segment_min_seconds", 0.0, True),
+    ("segment_max_seconds", 0.0, False),
+    ("target_size", 1, True),
+    ("request_timeout", 0.0, False),
+    ("max_retries", 0, True),
+    ("retry_backoff", 0.0, True),
+    ("max_concurrency", 1, True),
+    ("batch_size", 1, True),
+    ("temperature", 0.0, True),
+    ("caption_max_new_tokens", 1, True),
+    ("question_max_new_tokens", 1, True),
+    ("answer_max_new_tokens", 1, True),
+    ("judge_max_new_tokens", 1, True),
+)
+
 
 @dataclass
 class CurationConfig:
@@ -161,6 +186,29 @@ class CurationConfig:
             raise ValueError(f"sparse_num_frames={self.sparse_num_frames} must be below num_frames={self.num_frames}.")
         if self.videos_per_shard < 1:
             raise ValueError("videos_per_shard must be at least 1.")
+        self._check_ranges()
+
+    def _check_ranges(self) -> None:
+        """Numbers out of range are refused here, not turned into an empty or wrong dataset later (issue 12)."""
+        for name, low, inclusive in CURATION_RANGE_CHECKS:
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ValueError(f"{name} must be a number, got {value!r} ({type(value).__name__}).")
+            if value < low or (value == low and not inclusive) or value != value:
+                raise ValueError(f"{name} must be {'>=' if inclusive else '>'} {low}, got {value}.")
+        if self.localized_per_video == 0 and self.comprehensive_per_video == 0 and self.question_column is None:
+            raise ValueError("localized_per_video and comprehensive_per_video are both 0: no pair would be made.")
+        if self.segment_fraction is not None and self.segment_fraction > 1:
+            raise ValueError(f"segment_fraction must be in (0, 1], got {self.segment_fraction}.")
+        if not 0 <= self.segment_edge_margin < 0.5:
+            raise ValueError(f"segment_edge_margin must be in [0, 0.5), got {self.segment_edge_margin}.")
+        if self.segment_max_seconds is not None and self.segment_max_seconds < self.segment_min_seconds:
+            raise ValueError(
+                f"segment_max_seconds={self.segment_max_seconds} is below segment_min_seconds="
+                f"{self.segment_min_seconds}."
+            )
 
     def role_settings(self, role: str) -> tuple[str, str | None, str | None]:
         """(backend, model, base_url) of `role` ("video", "question" or "judge"), with the documented defaults:

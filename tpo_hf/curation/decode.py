@@ -12,7 +12,7 @@ import time
 from collections import Counter
 
 from ..video import VideoFile, VideoLoadError
-from .candidate import Candidate, DecodedViews
+from .candidate import SIDES, Candidate, DecodedViews
 from .config import CurationConfig
 from .inputs import VideoItem
 from .segments import SegmentSpec, choose_segments, comprehensive_views, localized_views, video_rng
@@ -63,7 +63,14 @@ def decode_videos(
         views[item.video_id] = decoded
         if len(segments) < config.localized_per_video:
             stats["segments_missing_short_video"] += config.localized_per_video - len(segments)
-        candidates += _video_candidates(item, segments, rng, config)
+        made = _video_candidates(item, segments, rng, config)
+        for candidate in made:
+            # e.g. a 1-frame video: dense and sparse views show the same frames, so the two answers would come from
+            # identical inputs and the pair would teach nothing about time
+            preferred, rejected = (set(candidate.view(views, side)[1]["frames_indices"]) for side in SIDES)
+            if preferred == rejected:
+                candidate.drop_reason = "identical_views"
+        candidates += made
     return views, candidates, skipped
 
 

@@ -53,6 +53,14 @@ def _videos_of_dataset(config: CurationConfig) -> list[VideoItem]:
         remote_or_absolute = os.path.isabs(video) or "://" in video
         video_id = video.rstrip("/").split("/")[-1] if remote_or_absolute else video
         path = video if remote_or_absolute else os.path.join(root, video)
+        for column in (config.caption_column, config.question_column, config.answer_column):
+            value = row.get(column) if column else None
+            if value is not None and not isinstance(value, str):
+                # str() of a list or a number would silently become a caption or a question
+                raise ValueError(
+                    f"Row {row_index} of {config.dataset_name}, field {column!r}: expected a string, got "
+                    f"{type(value).__name__} {value!r:.60}."
+                )
         item = grouped.setdefault(video_id, VideoItem(video_id, path))
         if config.caption_column and row.get(config.caption_column) and item.caption is None:
             item.caption = str(row[config.caption_column])

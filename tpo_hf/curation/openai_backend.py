@@ -212,7 +212,9 @@ class OpenAIBackend(GenerationBackend):
 
     def _one(self, request: GenerationRequest, max_new_tokens: int, seed: int) -> str:
         last_error: Exception | None = None
+        attempts = 0
         for attempt in range(self.max_retries + 1):
+            attempts = attempt + 1
             try:
                 return self._ask(request, max_new_tokens, seed)
             except Exception as error:  # noqa: BLE001 - classified just below
@@ -224,8 +226,10 @@ class OpenAIBackend(GenerationBackend):
                     "Request to %s failed (%s); retry %d in %.1f s", self.base_url, error, attempt + 1, delay
                 )
                 time.sleep(delay)
+        # only errors worth retrying (timeouts, connection errors, 429, 5xx) were retried: say how many were made
+        retried = "" if self._retriable(last_error) else " (not retried: this error does not go away by retrying)"
         raise BackendError(
-            f"Endpoint {self.base_url} (model {self.model_id}) failed after {self.max_retries + 1} attempt(s): "
+            f"Endpoint {self.base_url} (model {self.model_id}) failed after {attempts} attempt(s){retried}: "
             f"{last_error}"
         ) from last_error
 

@@ -66,6 +66,10 @@ class CurationReport:
     frames: dict[str, int]
     timings: dict[str, float] = field(default_factory=dict)
     frames_decoded: int = 0
+    # localized segments that could not be placed (video shorter than the segment plus its margins)
+    segments_missing_short_video: int = 0
+    # why the run produced no pair (empty when it produced some); also the error's message
+    no_pairs_reason: str = ""
 
     @classmethod
     def from_run(
@@ -107,11 +111,49 @@ class CurationReport:
                 k.removeprefix("seconds_"): round(v, 3) for k, v in sorted(stats.items()) if k.startswith("seconds_")
             },
             frames_decoded=int(stats.get("frames_decoded", 0)),
+            segments_missing_short_video=int(stats.get("segments_missing_short_video", 0)),
+            no_pairs_reason="" if final else _no_pairs_reason(config, items, shards, records, stats),
         )
 
     def to_dict(self) -> dict[str, Any]:
         """The report as plain JSON-ready data (what `curation_report.json` and the dataset card hold)."""
         return asdict(self)
+
+
+def _no_pairs_reason(
+    config: CurationConfig,
+    items: list[VideoItem],
+    shards: list[dict[str, Any]],
+    records: list[dict[str, Any]],
+    stats: Counter,
+) -> str:
+    """Why a run ended with no pair, from its counts: what a user needs to change."""
+    parts = []
+    skipped = [s for shard in shards for s in shard["skipped"]]
+    if skipped:
+        parts.append(
+            f"{len(skipped)} of {len(items)} video(s) could not be decoded (first: {skipped[0]['reason'][:120]})"
+        )
+    missing = int(stats.get("segments_missing_short_video", 0))
+    if missing:
+        length = (
+            f"segment_seconds={config.segment_seconds}"
+            if config.segment_seconds is not None
+            else f"segment_fraction={config.segment_fraction}, segment_min_seconds={config.segment_min_seconds}"
+        )
+        parts.append(
+            f"{missing} localized segment(s) did not fit in their video ({length}, segment_edge_margin="
+            f"{config.segment_edge_margin}): use shorter segments or longer videos"
+        )
+    reasons = Counter(r["keep_reason"] for r in records if not r["kept"])
+    if reasons:
+        parts.append("candidate pairs dropped: " + ", ".join(f"{n} {reason}" for reason, n in reasons.most_common()))
+    kept = sum(r["kept"] for r in records)
+    if kept:
+        parts.append(f"{kept} pair(s) passed the filters but the mix {config.mix_ratio!r} kept none of them")
+    if not records and not parts:
+        parts.append("no candidate pair was made (no query per video)")
+    return "; ".join(parts) or "no candidate pair was made"
 
 
 def _judge_rates(records: list[dict[str, Any]]) -> JudgeRates:
@@ -155,6 +197,11 @@ def summary_table(report: dict[str, Any]) -> str:
         ("final pairs", f"{report['final']['total']} {report['final']['by_granularity']}"),
     ]
     rows += [(f"dropped: {k}", str(v)) for k, v in report["drop_reasons"].items()]
+    if report.get("segments_missing_short_video"):
+        rows.append(("segments not placed", f"{report['segments_missing_short_video']} (video too short)"))
+    if report.get("no_pairs_reason"):
+        reason = report["no_pairs_reason"]
+        rows += [("NO PAIRS" if i == 0 else "", reason[i : i + 60]) for i in range(0, len(reason), 60)]
     rows += [(f"skipped: {s['video']}", s["reason"][:80]) for s in report["videos"]["skipped"]]
     width = max(len(k) for k, _ in rows)
     line = "+" + "-" * (width + 2) + "+" + "-" * 62 + "+"

@@ -42,12 +42,18 @@ from .storage import (
     config_fingerprint,
     remove_leftovers,
     save_dataset,
+    shard_inputs,
+    shard_is_current,
     shard_path,
     work_dir_of,
     write_manifest,
 )
 
 logger = logging.getLogger(__name__)
+
+
+class NoPairsError(RuntimeError):
+    """A curation run ended with an empty dataset; the message (and the report's `no_pairs_reason`) says why."""
 
 
 @dataclass
@@ -117,12 +123,21 @@ def merge(config: CurationConfig, items: list[VideoItem], shards: list[dict[str,
     models = role_models(config)
     dataset = build_dataset(final, video_paths, models)
     report = CurationReport.from_run(config, items, shards, final, mix_counts, models).to_dict()
-    if not final:
-        logger.warning("No pair survived the filters and the mix; see %s for the drop reasons.", REPORT_NAME)
     save_dataset(dataset, output_dir)
     atomic_write_json(output_dir / REPORT_NAME, report)
     render_dataset_card(dataset, report, config).save(str(output_dir / "README.md"))
     return CurationResult(dataset=dataset, output_dir=str(output_dir), report=report)
+
+
+def _reusable(work_dir: Path, index: int, items: list[VideoItem], config: CurationConfig) -> bool:
+    """Whether shard `index` on disk was made from these very video files under these settings (else redone)."""
+    path = shard_path(work_dir, index)
+    if not path.exists():
+        return False
+    reason = shard_is_current(json.loads(path.read_text()), items, config)
+    if reason is not None:
+        logger.warning("Recomputing shard %d (%s): %s.", index, ", ".join(i.video_id for i in items), reason)
+    return reason is None
 
 
 def _process_state(config: CurationConfig) -> Any:
@@ -154,7 +169,7 @@ def run_curation(config: CurationConfig, backends: Backends | None = None) -> Cu
     shards = make_shards(items, config.videos_per_shard)
     work_dir = work_dir_of(config)
     fingerprint = config_fingerprint(config, items)
-    check_manifest(work_dir, fingerprint)
+    check_manifest(work_dir, fingerprint, config, items)
     if state.is_main_process:
         remove_leftovers(work_dir, Path(config.output_dir))
     state.wait_for_everyone()  # every rank checked the manifest (and nobody writes yet) before the main process goes on
@@ -162,7 +177,7 @@ def run_curation(config: CurationConfig, backends: Backends | None = None) -> Cu
         write_manifest(work_dir, fingerprint, config, shards)
 
     mine = [i for i in range(len(shards)) if i % state.num_processes == state.process_index]
-    todo = [i for i in mine if not shard_path(work_dir, i).exists()]
+    todo = [i for i in mine if not _reusable(work_dir, i, shards[i], config)]
     if todo and backends is None:
         backends = build_backends(config, device=str(state.device))
     bar = tqdm(
@@ -175,6 +190,7 @@ def run_curation(config: CurationConfig, backends: Backends | None = None) -> Cu
     )
     for index in todo:
         result = curate_shard(shards[index], backends, config)
+        result["inputs"] = shard_inputs(shards[index])
         result["process_index"] = state.process_index
         atomic_write_json(shard_path(work_dir, index), result)
         bar.update(1)
@@ -185,4 +201,10 @@ def run_curation(config: CurationConfig, backends: Backends | None = None) -> Cu
     loaded = [json.loads(shard_path(work_dir, i).read_text()) for i in range(len(shards))]
     result = merge(config, items, loaded)
     print(summary_table(result.report))
+    if not len(result.dataset):
+        # the report and the summary above hold the same reason; a run that made nothing must not exit 0
+        raise NoPairsError(
+            f"Curation produced no pair from {len(items)} video(s): {result.report['no_pairs_reason']}. "
+            f"See {Path(config.output_dir) / REPORT_NAME}."
+        )
     return result

@@ -16,27 +16,41 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from ..fingerprint import atomic_write_json, changed_fields, file_identity, key_hash
 from .config import CurationConfig
 from .inputs import VideoItem
 
-SHARD_FORMAT_VERSION = 1
+SHARD_FORMAT_VERSION = 2  # 2: shards record their videos' identities (`inputs`)
 MANIFEST_NAME = "manifest.json"
 
 
-def atomic_write_json(path: Path, data: Any) -> None:
-    """Writes `data` so that `path` either holds the old content or the complete new one, even after SIGKILL."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w") as file:
-            json.dump(data, file)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-        raise
+def shard_inputs(items: list[VideoItem]) -> dict[str, str]:
+    """video id -> identity (path, size, modification time) of the file a shard was made from, plus a hash of the
+    video's annotations (caption, questions) when the videos come from a dataset."""
+    return {
+        item.video_id: file_identity(item.path)
+        + (f"#{key_hash([item.caption, item.questions])[:16]}" if item.caption or item.questions else "")
+        for item in items
+    }
+
+
+def shard_is_current(shard: dict[str, Any], items: list[VideoItem], config: CurationConfig) -> str | None:
+    """`None` when a stored shard may be reused as is, else why it must be recomputed.
+
+    A shard is keyed by the run's fingerprint (manifest) plus its own videos' identities: a video repaired,
+    re-encoded or replaced since is curated again, and so is a video skipped under `on_video_error="skip"` when the
+    run now asks to `"raise"` on such videos.
+    """
+    if shard.get("version") != SHARD_FORMAT_VERSION:
+        return f"written by shard format {shard.get('version')}, this code writes {SHARD_FORMAT_VERSION}"
+    current = shard_inputs(items)
+    stored = shard.get("inputs")
+    if stored != current:
+        changed = changed_fields(stored, current)
+        return f"its video file(s) changed since: {', '.join(changed)}"
+    if config.on_video_error == "raise" and shard.get("skipped"):
+        return f"it skipped {', '.join(s['video'] for s in shard['skipped'])} and on_video_error is now 'raise'"
+    return None
 
 
 def config_fingerprint(config: CurationConfig, items: list[VideoItem]) -> str:
@@ -62,14 +76,22 @@ def shard_path(work_dir: Path, index: int) -> Path:
     return work_dir / "shards" / f"shard-{index:05d}.json"
 
 
-def check_manifest(work_dir: Path, fingerprint: str) -> None:
-    """Refuses shards of a run with other settings or videos."""
+def check_manifest(work_dir: Path, fingerprint: str, config: CurationConfig, items: list[VideoItem]) -> None:
+    """Refuses shards of a run with other settings or videos, naming what changed."""
     manifest_path = work_dir / MANIFEST_NAME
-    if manifest_path.exists() and json.loads(manifest_path.read_text())["fingerprint"] != fingerprint:
-        raise ValueError(
-            f"{work_dir} holds shards of a run with other settings or videos; delete it, or set another "
-            "`work_dir`, to start over (settings that only affect mixing and output may change freely)."
-        )
+    if not manifest_path.exists():
+        return
+    manifest = json.loads(manifest_path.read_text())
+    if manifest.get("fingerprint") == fingerprint:
+        return
+    old = {**manifest.get("config", {}), "videos": [v for shard in manifest.get("shards", []) for v in shard]}
+    new = {**config.fingerprint_fields(), "videos": [i.video_id for i in items]}
+    changed = changed_fields(old, new) or ["shard format"]
+    raise ValueError(
+        f"{work_dir} holds shards of a run with other settings or videos (changed: {', '.join(changed)}); delete "
+        "it, or set another `work_dir`, to start over (settings that only affect mixing and output may change "
+        "freely)."
+    )
 
 
 def write_manifest(work_dir: Path, fingerprint: str, config: CurationConfig, shards: list[list[VideoItem]]) -> None:

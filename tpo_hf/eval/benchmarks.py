@@ -74,6 +74,35 @@ class MCQSample:
     num_frames: int | None = None
 
 
+def check_sample(sample: MCQSample, benchmark: str, index: int) -> None:
+    """Every converted row must be a real question: text fields are non-empty strings, at least two distinct
+    options, each a non-empty string. A bad row raises naming the row and the field, never scored silently."""
+    where = f"{benchmark} row {index}"
+    for name in ("video", "question", "prompt"):
+        value = getattr(sample, name)
+        if not isinstance(value, str) or not value.strip():
+            raise ValueError(f"{where}, field {name!r}: expected a non-empty string, got {value!r:.60}.")
+    options = sample.options
+    if not isinstance(options, list) or len(options) < 2:
+        raise ValueError(f"{where}, field 'options': expected a list of at least 2 options, got {options!r:.80}.")
+    for position, option in enumerate(options):
+        if not isinstance(option, str) or not option.strip():
+            raise ValueError(f"{where}, field 'options': option {position} is {option!r:.60}, not a non-empty string.")
+    if sample.num_frames is not None and (not isinstance(sample.num_frames, int) or sample.num_frames < 1):
+        raise ValueError(f"{where}, field 'num_frames': expected a positive integer, got {sample.num_frames!r}.")
+
+
+def _require_list(row: dict[str, Any], names: tuple[str, ...], benchmark: str, index: int) -> list:
+    """A list-valued field (options, candidates): a string or a number here would be split into characters."""
+    value = _require(row, names, benchmark, index)
+    if not isinstance(value, (list, tuple)):
+        raise ValueError(
+            f"{benchmark} row {index}, field {names[0]!r}: expected a list of options, got {type(value).__name__} "
+            f"{value!r:.60}."
+        )
+    return list(value)
+
+
 def _require(row: dict[str, Any], names: tuple[str, ...], benchmark: str, index: int) -> Any:
     for name in names:
         if row.get(name) is not None:
@@ -191,7 +220,7 @@ def videomme_sample(
     `subtitles`, `videomme_doc_to_text_subtitle`, reading `<subtitle_dir>/<videoID>.srt`)."""
     video = str(_require(row, ("videoID",), "Video-MME", index))
     question = str(_require(row, ("question",), "Video-MME", index))
-    raw_options = list(_require(row, ("options",), "Video-MME", index))
+    raw_options = _require_list(row, ("options",), "Video-MME", index)
     options = [strip_option_prefix(option) for option in raw_options]
     if subtitles:
         kwargs = _variant(VIDEOMME_SUBTITLE_VARIANTS, variant, "videomme_w_subtitle")
@@ -246,7 +275,7 @@ def mlvu_sample(row: dict[str, Any], index: int, variant: str = "default", **_: 
     kwargs = _variant(MLVU_VARIANTS, variant, "mlvu_dev")
     video = str(_require(row, ("video_name", "video"), "MLVU", index))
     question = str(_require(row, ("question",), "MLVU", index))
-    options = [strip_option_prefix(str(c)) for c in _require(row, ("candidates",), "MLVU", index)]
+    options = [strip_option_prefix(str(c)) for c in _require_list(row, ("candidates",), "MLVU", index)]
     letters = option_letters(len(options))
     if "(A)" in question:  # lmms-eval's copy carries the options in the question already
         listed = question
@@ -275,7 +304,7 @@ def longvideobench_sample(row: dict[str, Any], index: int, variant: str = "defau
     video = str(_require(row, ("video_path",), "LongVideoBench", index))
     question = str(_require(row, ("question",), "LongVideoBench", index))
     if row.get("candidates") is not None:
-        options = [str(c) for c in row["candidates"]]
+        options = [str(c) for c in _require_list(row, ("candidates",), "LongVideoBench", index)]
     else:
         options = [str(row[f"option{i}"]) for i in range(5) if row.get(f"option{i}") not in (None, "N/A")]
     if not options:
@@ -299,7 +328,7 @@ def longvideobench_sample(row: dict[str, Any], index: int, variant: str = "defau
 def tpo_world_sample(row: dict[str, Any], index: int, variant: str = "default", **_: Any) -> MCQSample:
     """A held-out question of tpo-hf's synthetic temporal world (`tpo_hf.world`): rows are written by
     `tpo_hf.world.corpus.eval_rows` with the full prompt and the video's frame count (every frame is shown)."""
-    options = list(_require(row, ("options",), "tpo_world", index))
+    options = _require_list(row, ("options",), "tpo_world", index)
     return MCQSample(
         sample_id=str(_require(row, ("sample_id",), "tpo_world", index)),
         video=str(_require(row, ("video",), "tpo_world", index)),
@@ -534,7 +563,22 @@ def load_benchmark(
     if limit is not None:
         rows = rows.select(range(min(limit, len(rows))))
     paths = {"video_dir": video_dir, "subtitle_dir": subtitle_dir} if subtitle_dir is not None else {}
-    samples = [benchmark.to_sample(dict(row), index, variant, **paths) for index, row in enumerate(rows)]
+    if len(rows) == 0:
+        raise ValueError(f"{benchmark.pretty_name}: {source} (split {split!r}) has no rows to evaluate.")
+    samples = []
+    for index, row in enumerate(rows):
+        try:
+            sample = benchmark.to_sample(dict(row), index, variant, **paths)
+        except ValueError as error:
+            if f"row {index}" in str(error):
+                raise
+            raise ValueError(f"{benchmark.pretty_name} row {index} of {source}: {error}") from error
+        except (TypeError, AttributeError) as error:  # a field of the wrong type, deep in the conversion
+            raise ValueError(
+                f"{benchmark.pretty_name} row {index} of {source}: a field has the wrong type ({error})."
+            ) from error
+        check_sample(sample, benchmark.pretty_name, index)
+        samples.append(sample)
     seen: dict[str, int] = {}
     for index, sample in enumerate(samples):
         if sample.sample_id in seen:

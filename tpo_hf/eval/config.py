@@ -124,9 +124,17 @@ class EvalConfig:
                 )
         if self.benchmark is None and not self.vniah:
             raise ValueError("Nothing to evaluate: set `benchmark` and/or `vniah: true`.")
-        for name in ("num_frames", "batch_size", "max_new_tokens", "vniah_needle_frames"):
+        for name in ("num_frames", "batch_size", "max_new_tokens", "vniah_needle_frames", "limit", "max_pixels"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"`{name}` must be at least 1, got {getattr(self, name)}.")
+        if self.vniah and (not self.vniah_lengths or any(length < 1 for length in self.vniah_lengths)):
+            raise ValueError(f"`vniah_lengths` must be positive frame counts, got {self.vniah_lengths}.")
+        if self.vniah and not self.vniah_depths:
+            raise ValueError("`vniah_depths` is empty: V-NIAH would evaluate nothing.")
+        if self.vniah_fps < 1 or (self.vniah_haystack_fps is not None and self.vniah_haystack_fps <= 0):
+            raise ValueError(
+                f"`vniah_fps` ({self.vniah_fps}) and `vniah_haystack_fps` ({self.vniah_haystack_fps}) must be positive."
+            )
         for depth in self.vniah_depths:
             if not 0.0 <= depth <= 1.0:
                 raise ValueError(f"`vniah_depths` must lie in [0, 1], got {depth}.")

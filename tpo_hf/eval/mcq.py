@@ -13,12 +13,13 @@ import contextlib
 import json
 import logging
 import os
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from ..fingerprint import changed_fields, file_identity, key_hash
 from ..processing import VideoPreferenceProcessor
 from ..video import VideoView
 from .answers import UNPARSEABLE, extract_answer_letter
@@ -26,6 +27,8 @@ from .benchmarks import MCQSample, find_video
 
 logger = logging.getLogger(__name__)
 
+# Bumped when what a cached answer line means changes; part of every answer's key (`answer_key`).
+CACHE_FORMAT_VERSION = 2
 BASE_TAG = "base"
 ADAPTER_TAG = "tpo"
 
@@ -43,6 +46,8 @@ class SampleResult:
     correct: bool
     breakdowns: dict[str, str] = field(default_factory=dict)
     fingerprint: str = ""
+    # everything else the reply depends on (`answer_key`): a cached reply is reused only when this matches
+    inputs: dict[str, Any] = field(default_factory=dict)
 
     @property
     def key(self) -> tuple[str, str, str, int]:
@@ -119,7 +124,26 @@ def model_variants(
     return {BASE_TAG: contextlib.nullcontext}
 
 
-def _scored(tag: str, sample: MCQSample, frames: int, reply: str, fingerprint: str) -> SampleResult:
+def answer_key(
+    sample: MCQSample, video_path: str, processor: VideoPreferenceProcessor, generation: dict[str, Any]
+) -> dict[str, Any]:
+    """What a cached reply depends on besides (model, weights, sample id, frames): the question as asked (prompt,
+    options, answer key, video), the video file's identity, the processor's video settings (pixels, ...), the
+    generation settings and the cache format. A mismatch means the cached reply is stale: it is generated again."""
+    return {
+        "sample": key_hash([sample.prompt, sample.question, sample.options, sample.answer, sample.video]),
+        "video_file": file_identity(video_path),
+        "video_settings": {
+            k: v for k, v in processor.video_settings().items() if k not in ("num_frames", "video_root")
+        },
+        "generation": generation,
+        "format": CACHE_FORMAT_VERSION,
+    }
+
+
+def _scored(
+    tag: str, sample: MCQSample, frames: int, reply: str, fingerprint: str, inputs: dict[str, Any] | None = None
+) -> SampleResult:
     prediction = extract_answer_letter(reply, sample.options)
     return SampleResult(
         model=tag,
@@ -131,7 +155,15 @@ def _scored(tag: str, sample: MCQSample, frames: int, reply: str, fingerprint: s
         correct=prediction == sample.answer,
         breakdowns=dict(sample.breakdowns),
         fingerprint=fingerprint,
+        inputs=inputs or {},
     )
+
+
+def _video_path(video_dir: str | os.PathLike | None, sample: MCQSample) -> str:
+    try:
+        return find_video(video_dir, sample.video, sample.sample_id)
+    except FileNotFoundError:
+        return sample.video  # reported when the video is decoded; the key then holds the bare name
 
 
 def _batches(samples: list[MCQSample], default_frames: int, batch_size: int) -> list[list[MCQSample]]:
@@ -194,17 +226,33 @@ def evaluate_mcq(
     cached: dict[str, list[str]] = defaultdict(list)
     by_key: dict[tuple[str, str], SampleResult] = {}
 
+    if not samples:
+        raise ValueError("No samples to evaluate: the benchmark or suite is empty (check the dataset, split, limit).")
+    generation = {
+        "generate_kwargs": {k: generate_kwargs[k] for k in sorted(generate_kwargs)},
+        "stop": list(stop or []),
+    }
+    stale: Counter = Counter()
     batches = _batches(samples, num_frames, batch_size)
     bar = tqdm(total=len(samples) * len(variants), desc="eval", unit="answer", disable=not progress)
     for batch_number, batch in enumerate(batches, 1):
         frames = batch[0].num_frames or num_frames
         todo: dict[str, list[MCQSample]] = {}
+        paths = {sample.sample_id: _video_path(video_dir, sample) for sample in batch}
+        keys = {
+            sample.sample_id: answer_key(sample, paths[sample.sample_id], processor, generation) for sample in batch
+        }
         for tag in variants:
             for sample in batch:
+                inputs = keys[sample.sample_id]
                 hit = cache.get((tag, fingerprint, sample.sample_id, frames))
+                if hit is not None and hit.inputs != inputs:
+                    stale.update(changed_fields(hit.inputs, inputs))
+                    stale["answers"] += 1
+                    hit = None
                 if hit is not None:
                     # the reply is what was cached; it is read again so a better parser also scores old answers
-                    hit = _scored(tag, sample, frames, hit.reply, fingerprint)
+                    hit = _scored(tag, sample, frames, hit.reply, fingerprint, inputs)
                     by_key[(tag, sample.sample_id)] = hit
                     cached[tag].append(sample.sample_id)
                     bar.update(1)
@@ -231,7 +279,7 @@ def evaluate_mcq(
                 for sample, reply in zip(pending, replies):
                     for marker in stop or ():
                         reply = reply.split(marker, 1)[0] if marker else reply
-                    finished.append(_scored(tag, sample, frames, reply, fingerprint))
+                    finished.append(_scored(tag, sample, frames, reply, fingerprint, keys[sample.sample_id]))
                     computed[tag].append(sample.sample_id)
                 cache.add(finished)
                 by_key.update({(tag, result.sample_id): result for result in finished})
@@ -239,6 +287,13 @@ def evaluate_mcq(
         if on_batch_done is not None:
             on_batch_done(batch_number)
     bar.close()
+    if stale:
+        answers = stale.pop("answers")
+        logger.warning(
+            "Generated again %d cached answer(s) made with other inputs or settings (changed: %s).",
+            answers,
+            ", ".join(sorted(stale)),
+        )
     results = {tag: [by_key[(tag, sample.sample_id)] for sample in samples] for tag in variants}
     return MCQRun(results=results, computed=dict(computed), cached=dict(cached))
 

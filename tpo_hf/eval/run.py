@@ -92,7 +92,11 @@ def evaluate(config: EvalConfig, model: Any = None, processor: Any = None) -> di
             device=device,
             attn_implementation=config.attn_implementation,
         )
-    fingerprint = f"{_fingerprint(config.model_name_or_path)}|{_fingerprint(config.adapter_path)}"
+    # the weights and how they run (dtype, attention kernel): replies made otherwise are not reused
+    fingerprint = (
+        f"{_fingerprint(config.model_name_or_path)}|{_fingerprint(config.adapter_path)}"
+        f"|dtype={config.dtype}|attn={config.attn_implementation}"
+    )
     results: dict[str, Any] = {
         "model": config.model_name_or_path,
         "adapter": config.adapter_path,
@@ -190,6 +194,8 @@ def evaluate(config: EvalConfig, model: Any = None, processor: Any = None) -> di
                 f"V-NIAH needs a folder of haystack videos: set `vniah_haystack_dir` (got {haystack_dir})."
             )
         haystack_videos = [str(path) for path in list_video_files(haystack_dir)]
+        if not haystack_videos:
+            raise ValueError(f"V-NIAH found no videos in {haystack_dir} to cut haystacks from; nothing to evaluate.")
         needle = Needle(
             colour=config.vniah_needle_colour,
             shape=config.vniah_needle_shape,

@@ -68,11 +68,15 @@ def trainer_hyperparameters(trainer: Any) -> dict[str, Any]:
     """The TPO hyperparameters a trainer actually ran with: objective, optimisation, video, LoRA, quantization."""
     args = trainer.args
     world_size = getattr(args, "world_size", 1) or 1
+    # The losses TRL really combined (the trainer's, not a setting that may have been changed after): the card's
+    # alpha is the weight the "sft" term trained with, 0 when there was none.
+    loss_types = list(getattr(trainer, "loss_types", None) or args.loss_type)
+    loss_weights = list(getattr(trainer, "loss_weights", None) or args.loss_weights or [1.0] * len(loss_types))
     hyperparameters: dict[str, Any] = {
-        "beta": args.beta,
-        "sft_weight": args.sft_weight,
-        "loss_type": list(args.loss_type),
-        "loss_weights": list(args.loss_weights),
+        "beta": getattr(trainer, "beta", args.beta),
+        "sft_weight": loss_weights[loss_types.index("sft")] if "sft" in loss_types else 0.0,
+        "loss_type": loss_types,
+        "loss_weights": loss_weights,
         "learning_rate": args.learning_rate,
         "lr_scheduler_type": str(getattr(args.lr_scheduler_type, "value", args.lr_scheduler_type)),
         "warmup_ratio": args.warmup_ratio,

@@ -47,7 +47,30 @@ EXCLUDE_PATTERNS = (
 
 
 class PushError(RuntimeError):
-    """An upload failed; the message names the folder (left intact) and the command to rerun."""
+    """An upload failed; the message names the endpoint, the repo, the folder (left intact) and the command to rerun.
+
+    Every push (`tpo-hf push`, `curate --push_to_hub`, `train --push_to_hub`, `tpo-hf space`) raises this one error,
+    built by `push_failed`, instead of the Hub client's traceback.
+    """
+
+
+def hub_endpoint(api: HfApi | None = None) -> str:
+    """The Hub endpoint pushes go to (`HF_ENDPOINT`, default https://huggingface.co)."""
+    from huggingface_hub import constants
+
+    return getattr(api, "endpoint", None) or constants.ENDPOINT
+
+
+def push_failed(
+    what: str, repo_id: str | None, error: BaseException, rerun: str, api: HfApi | None = None, kept: str = ""
+) -> PushError:
+    """The `PushError` for a failed push: endpoint, repo, the cause in one line, what was kept and what to rerun."""
+    cause = " ".join(line.strip() for line in str(error).splitlines() if line.strip())  # one line, server's words kept
+    return PushError(
+        f"{what} to {repo_id} on {hub_endpoint(api)} failed: {type(error).__name__}: {cause[:500]}\n"
+        f"{kept + ' ' if kept else ''}Rerun `{rerun}` once the Hub is reachable; files already uploaded are skipped, "
+        "so a retry does not duplicate anything."
+    )
 
 
 def _excluded(relative: Path) -> bool:
@@ -164,10 +187,13 @@ def push_adapter(
                 revision=revision,
             )
         except Exception as error:
-            raise PushError(
-                f"Uploading {len(operations)} files from {adapter_dir} to {repo_id} failed: "
-                f"{type(error).__name__}: {error}\nNothing in {adapter_dir} was changed. Rerun `{rerun}`; files "
-                "already uploaded are skipped, so a retry does not duplicate anything."
+            raise push_failed(
+                f"Uploading {len(operations)} files from {adapter_dir}",
+                repo_id,
+                error,
+                rerun,
+                api,
+                kept=f"Nothing in {adapter_dir} was changed.",
             ) from error
     logger.info("Pushed %d files from %s to %s (%s)", len(operations), adapter_dir, repo_id, commit.oid)
     return commit
@@ -192,7 +218,6 @@ def push_dataset(
     from .dataset_card import render_dataset_card
 
     api = HfApi(token=token, endpoint=endpoint)
-    api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
     buffer = io.BytesIO()
     dataset.to_parquet(buffer)
     card = render_dataset_card(dataset, report, config, repo_id=repo_id, videos_included=upload_videos)
@@ -209,9 +234,24 @@ def push_dataset(
                     f"Video {relative!r} is not under {output_dir}/videos; run with copy_videos=True to upload videos."
                 )
             operations.append(CommitOperationAdd(relative, str(local)))
-    return api.create_commit(
-        repo_id, operations, commit_message=f"Add TPO preference pairs ({len(dataset)} pairs)", repo_type="dataset"
+    rerun = f"tpo-hf curate --config ... --output_dir {output_dir} --push_to_hub {repo_id}" + (
+        " --upload_videos true" if upload_videos else ""
     )
+    try:
+        api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
+        return api.create_commit(
+            repo_id, operations, commit_message=f"Add TPO preference pairs ({len(dataset)} pairs)", repo_type="dataset"
+        )
+    except Exception as error:
+        # the curated dataset is complete on disk; rerunning the same curate command only redoes the push
+        raise push_failed(
+            f"Pushing the dataset in {output_dir} ({len(dataset)} pairs)",
+            repo_id,
+            error,
+            rerun + " (same settings: every shard is reused)",
+            api,
+            kept=f"The dataset in {output_dir} is complete and unchanged.",
+        ) from error
 
 
 @dataclass

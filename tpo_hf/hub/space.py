@@ -239,19 +239,25 @@ def write_space(
 
 def push_space(folder: str | Path, space_id: str, private: bool | None = None, token: str | None = None) -> Any:
     """Creates the Space (Gradio SDK) if needed and uploads `folder` in one commit (the bundled wheel included)."""
+    from .push import push_failed
+
     api = HfApi(token=token)
-    api.create_repo(space_id, repo_type="space", space_sdk="gradio", private=private, exist_ok=True)
     operations = [
         CommitOperationAdd(path_in_repo=path.relative_to(folder).as_posix(), path_or_fileobj=str(path))
         for path in sorted(Path(folder).rglob("*"))
         if path.is_file()
     ]
     try:
+        api.create_repo(space_id, repo_type="space", space_sdk="gradio", private=private, exist_ok=True)
         return api.create_commit(space_id, repo_type="space", operations=operations, commit_message="TPO demo")
     except Exception as error:
-        raise RuntimeError(
-            f"Uploading the Space folder {folder} to {space_id} failed: {type(error).__name__}: {error}. "
-            f"The folder is intact; rerun `tpo-hf space --adapter ... --space_id {space_id} --output_dir {folder}`."
+        raise push_failed(
+            f"Uploading the Space folder {folder}",
+            space_id,
+            error,
+            f"tpo-hf space --adapter ... --space_id {space_id} --output_dir {folder}",
+            api,
+            kept="The folder is intact.",
         ) from error
 
 
