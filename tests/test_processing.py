@@ -23,8 +23,10 @@ def test_registry_resolves_models_and_processors(family, tiny_model):
     model, processor = tiny_model(family)
     assert get_family(model) is FAMILIES[family]
     assert get_family(model.config) is FAMILIES[family]
-    assert get_family(processor) is FAMILIES[family]
     entry = FAMILIES[family]
+    # A family sharing another's processor class (an MoE twin) resolves to that one, which processes identically
+    resolved = get_family(processor)
+    assert resolved is entry or (not entry.processor_classes and resolved.video_keys == entry.video_keys)
     # LoRA targets: language-model linears only; vision modules exist in the model
     import re
 

@@ -90,6 +90,10 @@ class VideoFamily:
         supports_prefix_sharing: the language model takes a custom 4D attention mask and explicit position ids, so
             each pair's prompt can run once with both answers packed after it (`tpo_hf.prefix_sharing`); checked
             for equal loss and gradients in tests/test_prefix_sharing.py.
+        router_modules: Mixture-of-Experts families: suffix of the router modules of the language model whose first
+            output is the router logits (`tpo_hf.moe` records them for the load-balancing loss); `None`: dense.
+        expert_parameters: MoE families: the experts' weight names (stacked 3D parameters, not `nn.Linear`), for
+            LoRA's `target_parameters` when `TPOConfig.lora_include_experts` asks for adapters on the experts.
     """
 
     name: str
@@ -107,6 +111,13 @@ class VideoFamily:
     timing_fix: Callable[[dict[str, Any], list[dict[str, Any]], Any], None] = _no_timing_fix
     encode_videos: Callable[[Any, dict[str, torch.Tensor]], Any] = _encode_qwen
     supports_prefix_sharing: bool = False
+    router_modules: str | None = None
+    expert_parameters: tuple[str, ...] = ()
+
+    @property
+    def is_moe(self) -> bool:
+        """Whether the language model routes tokens to experts (and has a load-balancing loss)."""
+        return self.router_modules is not None
 
     @property
     def video_keys(self) -> tuple[str, ...]:
@@ -185,6 +196,17 @@ FAMILIES: dict[str, VideoFamily] = {
             model_types=("qwen3_vl",),
             processor_classes=("Qwen3VLProcessor",),
             **{**_QWEN_COMMON, "encoder_output_fields": ("pooler_output", "deepstack_features")},
+        ),
+        # Qwen3-VL-MoE (Qwen3-VL-30B-A3B): Qwen3-VL's processor and vision side, a sparse language model. Its
+        # processor class is Qwen3-VL's, so a bare processor resolves to `qwen3_vl`, which processes identically.
+        # Expert weights are stacked 3D parameters that the default LoRA regex never matches (attention only).
+        VideoFamily(
+            name="qwen3_vl_moe",
+            model_types=("qwen3_vl_moe",),
+            processor_classes=(),
+            **{**_QWEN_COMMON, "encoder_output_fields": ("pooler_output", "deepstack_features")},
+            router_modules="mlp.gate",
+            expert_parameters=("mlp.experts.gate_up_proj", "mlp.experts.down_proj"),
         ),
         VideoFamily(
             name="llava_onevision",

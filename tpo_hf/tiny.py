@@ -155,10 +155,18 @@ def _build_qwen2_vl(tokenizer, qwen25: bool = False):
     return model_cls(config), _qwen_processor(processor_cls, Qwen2VLVideoProcessor, tokenizer)
 
 
-def _build_qwen3_vl(tokenizer):
+def _build_qwen3_vl(tokenizer, moe: bool = False):
     from transformers import Qwen3VLConfig, Qwen3VLForConditionalGeneration, Qwen3VLProcessor, Qwen3VLVideoProcessor
 
     rope = {**_QWEN_ROPE, "mrope_interleaved": True}
+    text_overrides = {}
+    config_cls, model_cls = Qwen3VLConfig, Qwen3VLForConditionalGeneration
+    if moe:
+        from transformers import Qwen3VLMoeConfig, Qwen3VLMoeForConditionalGeneration
+
+        config_cls, model_cls = Qwen3VLMoeConfig, Qwen3VLMoeForConditionalGeneration
+        # 4 experts, 2 per token, small enough to stay cheap; every decoder layer is sparse, as in Qwen3-VL-30B-A3B
+        text_overrides = dict(num_experts=4, num_experts_per_tok=2, moe_intermediate_size=32, decoder_sparse_step=1)
     vision_config = dict(
         _QWEN_VISION,
         hidden_size=32,
@@ -167,12 +175,12 @@ def _build_qwen3_vl(tokenizer):
         num_position_embeddings=64,
         deepstack_visual_indexes=[0],
     )
-    config = Qwen3VLConfig(
-        text_config=_qwen_text_config(tokenizer, head_dim=16, rope_parameters=rope),
+    config = config_cls(
+        text_config=_qwen_text_config(tokenizer, head_dim=16, rope_parameters=rope, **text_overrides),
         vision_config=vision_config,
         **_qwen_vision_token_ids(tokenizer),
     )
-    return Qwen3VLForConditionalGeneration(config), _qwen_processor(Qwen3VLProcessor, Qwen3VLVideoProcessor, tokenizer)
+    return model_cls(config), _qwen_processor(Qwen3VLProcessor, Qwen3VLVideoProcessor, tokenizer)
 
 
 # LLaVA families: 32x32-pixel frames cut into 8x8 patches
@@ -264,6 +272,7 @@ TINY_BUILDERS: dict[str, Callable[[Qwen2Tokenizer], tuple[PreTrainedModel, Proce
     "qwen2_vl": _build_qwen2_vl,
     "qwen2_5_vl": lambda tokenizer: _build_qwen2_vl(tokenizer, qwen25=True),
     "qwen3_vl": _build_qwen3_vl,
+    "qwen3_vl_moe": lambda tokenizer: _build_qwen3_vl(tokenizer, moe=True),
     "llava_onevision": _build_llava_onevision,
     "llava_next_video": _build_llava_next_video,
 }
