@@ -32,7 +32,7 @@ def test_registry_resolves_models_and_processors(family, tiny_model):
 
     names = [name for name, _ in model.named_modules()]
     targets = [name for name in names if re.fullmatch(entry.lora_target_modules, name)]
-    assert targets and all("language_model" in name for name in targets)
+    assert targets and not any(f".{m}." in f".{name}." for name in targets for m in entry.vision_modules)
     assert all(any(f".{m}." in f".{name}." for name in names) for m in entry.vision_modules)
     assert len(list(entry.vision_parameters(model))) > 0
 
@@ -72,8 +72,9 @@ def test_collator_keys_and_shapes(family, share, processors):
         assert (batch[key][batch["completion_mask"].bool()] == 0).all()
         assert batch[key][0, :prompt_len].tolist() == pair0.sequence_inputs[key]
     # video tensors: once per pair when shared, once per row otherwise
-    pixels = batch["pair_pixel_values_videos" if share else "pixel_values_videos"]
-    per_video = pair0.video_inputs["pixel_values_videos"].shape[0]
+    pixel_key = entry.encoder_input_keys[0]
+    pixels = batch[f"pair_{pixel_key}" if share else pixel_key]
+    per_video = pair0.video_inputs[pixel_key].shape[0]
     expected_videos = n_pairs if share else rows_per_batch
     assert pixels.shape[0] == per_video * expected_videos
     if "video_grid_thw" in entry.row_video_keys:
@@ -118,6 +119,21 @@ def test_qwen3_timestamps_come_from_frame_indices(processors, video_dir):
     text = processor.tokenizer.decode(ids)
     # frames 36, 44 | 52, 60 at 8 fps -> patch timestamps 5.0 s and 7.0 s (absolute time in the video)
     assert "<5.0 seconds>" in text and "<7.0 seconds>" in text
+
+
+def test_smolvlm_frame_timestamps_come_from_frame_indices(processors, video_dir):
+    processor = processors("smolvlm")
+    from tpo_hf.video import VideoFile, VideoView
+
+    frames, metadata = VideoFile(video_dir / "red_blue.mp4").load(VideoView(num_frames=4, start=4.0, end=8.0))
+    processed = processor.encode_prompt("q", frames, metadata)
+    text = processor.tokenizer.decode(processed["input_ids"][0])
+    # frames 36, 44, 52, 60 at 8 fps: 4.5 s ... 7.5 s into the video (absolute time, whole seconds)
+    assert [line.split(":<")[0] for line in text.splitlines() if line.startswith("Frame from")] == [
+        f"Frame from 00:0{second}" for second in (4, 5, 6, 7)
+    ]
+    assert "series of four frames" in text
+    assert processed["pixel_values"].shape[:2] == (1, 4)
 
 
 def test_pixel_budget_reduces_video_tokens(processors):
@@ -169,7 +185,7 @@ def test_processor_save_and_reload_keeps_video_settings(processors, tmp_path):
     assert VideoPreferenceProcessor.from_pretrained(tmp_path, num_frames=4).num_frames == 4
 
 
-@pytest.mark.parametrize("family", ["qwen2_5_vl", "llava_onevision"])
+@pytest.mark.parametrize("family", ["qwen2_5_vl", "llava_onevision", "qwen3_vl_moe", "smolvlm"])
 def test_generation_inputs_are_left_padded(family, processors, tiny_model):
     processor = processors(family)
     inputs = processor.generation_inputs(["Short?", "A much longer question about it?"], ["red_blue.mp4"] * 2)

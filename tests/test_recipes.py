@@ -16,6 +16,7 @@ REQUIRED_MODELS = {
     "Qwen2.5-VL-7B-Instruct",
     "Qwen3-VL-8B-Instruct",
     "Qwen3-VL-30B-A3B-Instruct",
+    "SmolVLM2-2.2B-Instruct",
     "llava-onevision-qwen2-7b-ov-hf",
     "LLaVA-NeXT-Video-7B-hf",
 }

@@ -58,6 +58,13 @@ def _encode_llava(model: Any, video_inputs: dict[str, torch.Tensor]) -> Any:
     )
 
 
+def _encode_smolvlm(model: Any, video_inputs: dict[str, torch.Tensor]) -> Any:
+    # SmolVLM has no video tower: a video is a sequence of frames through the image path
+    return model.get_image_features(
+        video_inputs["pixel_values"], video_inputs.get("pixel_attention_mask"), return_dict=True
+    )
+
+
 def _repeat_per_video(value: Any, times: int) -> Any:
     """Repeats per-video encoder output: a tensor along dim 0, a tuple/list of per-video tensors as a sequence."""
     if value is None:
@@ -90,6 +97,12 @@ class VideoFamily:
         supports_prefix_sharing: the language model takes a custom 4D attention mask and explicit position ids, so
             each pair's prompt can run once with both answers packed after it (`tpo_hf.prefix_sharing`); checked
             for equal loss and gradients in tests/test_prefix_sharing.py.
+        encoder_output_key: the `mm_encoder_outputs` key the language model reads the shared features from (SmolVLM
+            feeds video frames through its image path: `"image"`).
+        feature_token_attribute: processor attribute naming the token that video features replace in `input_ids`
+            (SmolVLM expands a video into per-frame `<image>` tokens).
+        requires: Python modules the family's transformers processor imports beyond tpo-hf's own needs (SmolVLM's
+            `num2words`); tests of the family skip, naming them, where they are missing.
         router_modules: Mixture-of-Experts families: suffix of the router modules of the language model whose first
             output is the router logits (`tpo_hf.moe` records them for the load-balancing loss); `None`: dense.
         expert_parameters: MoE families: the experts' weight names (stacked 3D parameters, not `nn.Linear`), for
@@ -111,8 +124,17 @@ class VideoFamily:
     timing_fix: Callable[[dict[str, Any], list[dict[str, Any]], Any], None] = _no_timing_fix
     encode_videos: Callable[[Any, dict[str, torch.Tensor]], Any] = _encode_qwen
     supports_prefix_sharing: bool = False
+    requires: tuple[str, ...] = ()
+    encoder_output_key: str = "video"
+    feature_token_attribute: str = "video_token"
     router_modules: str | None = None
     expert_parameters: tuple[str, ...] = ()
+
+    def missing_requirements(self) -> list[str]:
+        """The modules of `requires` that are not installed."""
+        import importlib.util
+
+        return [module for module in self.requires if importlib.util.find_spec(module) is None]
 
     @property
     def is_moe(self) -> bool:
@@ -154,7 +176,7 @@ class VideoFamily:
             else:
                 value = _repeat_per_video(value, times)
             repeated[name] = value
-        return {"video": repeated}
+        return {self.encoder_output_key: repeated}
 
 
 def _qwen_pixel_budget(max_pixels: int) -> dict[str, Any]:
@@ -226,6 +248,21 @@ FAMILIES: dict[str, VideoFamily] = {
             vision_modules=("vision_tower", "multi_modal_projector", "vision_resampler"),
             needs_fixed_frame_count=True,
             encode_videos=_encode_llava,
+            supports_prefix_sharing=True,
+        ),
+        # SmolVLM / SmolVLM2: each frame is an image tile under a "Frame from MM:SS" line the processor writes from
+        # `frames_indices` / `fps`; the frames go through the image path (pixel_values, per video along dim 0).
+        VideoFamily(
+            name="smolvlm",
+            model_types=("smolvlm",),
+            processor_classes=("SmolVLMProcessor",),
+            encoder_input_keys=("pixel_values", "pixel_attention_mask"),
+            vision_modules=("vision_model", "connector"),
+            lora_target_modules=r".*text_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)$",
+            encode_videos=_encode_smolvlm,
+            encoder_output_key="image",
+            feature_token_attribute="image_token",
+            requires=("num2words",),  # the processor spells out the frame count ("four frames")
             supports_prefix_sharing=True,
         ),
     )
