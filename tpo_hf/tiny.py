@@ -51,13 +51,18 @@ _VICUNA_TEMPLATE = (
 )
 
 
-def build_tokenizer() -> Qwen2Tokenizer:
-    """A byte-level BPE tokenizer with no merges: 256 byte symbols plus the families' special tokens."""
+def build_tokenizer(named_tokens: dict[str, str] | None = None) -> Qwen2Tokenizer:
+    """A byte-level BPE tokenizer with no merges: 256 byte symbols plus the families' special tokens.
+
+    `named_tokens` adds model-specific special tokens reachable as attributes (InternVL's `tokenizer.video_token`).
+    """
     vocab = {symbol: index for index, symbol in enumerate(bytes_to_unicode().values())}
+    extra = {"model_specific_special_tokens": named_tokens} if named_tokens else {}
     tokenizer = Qwen2Tokenizer(
-        vocab=vocab, merges=[], unk_token=None, pad_token="<|endoftext|>", eos_token="<|im_end|>"
+        vocab=vocab, merges=[], unk_token=None, pad_token="<|endoftext|>", eos_token="<|im_end|>", **extra
     )
-    tokenizer.add_special_tokens({"additional_special_tokens": SPECIAL_TOKENS[1:]})
+    extra_tokens = [token for token in (named_tokens or {}).values() if token not in SPECIAL_TOKENS]
+    tokenizer.add_special_tokens({"additional_special_tokens": SPECIAL_TOKENS[1:] + extra_tokens})
     return tokenizer
 
 
@@ -268,6 +273,92 @@ def _build_llava_next_video(tokenizer):
     return LlavaNextVideoForConditionalGeneration(config), processor
 
 
+# SmolVLM's own special tokens (the processor builds the per-frame prompt from them)
+_SMOLVLM_TOKENS = ["<fake_token_around_image>", "<global-img>", "<end_of_utterance>"]
+
+
+def _build_smolvlm(tokenizer):
+    from transformers import (
+        SmolVLMConfig,
+        SmolVLMForConditionalGeneration,
+        SmolVLMImageProcessor,
+        SmolVLMProcessor,
+        SmolVLMVideoProcessor,
+    )
+
+    tokenizer.add_special_tokens({"additional_special_tokens": SPECIAL_TOKENS[1:] + _SMOLVLM_TOKENS})
+    image_size, patch_size, scale_factor = _LLAVA_IMAGE_SIZE, _LLAVA_PATCH_SIZE, 2
+    text_config = dict(model_type="llama", **_qwen_text_config(tokenizer), head_dim=16)
+    config = SmolVLMConfig(
+        text_config=text_config,
+        vision_config=dict(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            image_size=image_size,
+            patch_size=patch_size,
+        ),
+        scale_factor=scale_factor,
+        image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    # Every frame is resized into one 32x32 tile: (32 / 8)^2 patches / scale_factor^2 = 4 tokens per frame
+    size = {"longest_edge": image_size}
+    processor = SmolVLMProcessor(
+        image_processor=SmolVLMImageProcessor(size=size, max_image_size=size, do_image_splitting=False),
+        video_processor=SmolVLMVideoProcessor(size=size, max_image_size=size),
+        tokenizer=tokenizer,
+        image_seq_len=(image_size // patch_size) ** 2 // scale_factor**2,
+    )
+    return SmolVLMForConditionalGeneration(config), processor
+
+
+# InternVL names its image tokens on the tokenizer
+_INTERNVL_TOKENS = {
+    "start_image_token": "<img>",
+    "end_image_token": "</img>",
+    "context_image_token": "<IMG_CONTEXT>",
+    "video_token": "<video>",
+}
+
+
+def _build_internvl(_tokenizer):
+    from transformers import (
+        GotOcr2ImageProcessor,
+        InternVLConfig,
+        InternVLForConditionalGeneration,
+        InternVLProcessor,
+        InternVLVideoProcessor,
+    )
+
+    tokenizer = build_tokenizer(_INTERNVL_TOKENS)
+    image_size, patch_size = _LLAVA_IMAGE_SIZE, _LLAVA_PATCH_SIZE
+    config = InternVLConfig(
+        text_config=dict(model_type="qwen2", **_qwen_text_config(tokenizer)),
+        vision_config=dict(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            image_size=[image_size, image_size],
+            patch_size=[patch_size, patch_size],
+        ),
+        image_token_id=tokenizer.context_image_token_id,
+        # (32 / 8)^2 patches, pixel-shuffled by 0.5: 4 tokens per frame
+        image_seq_length=(image_size // patch_size) ** 2 // 4,
+    )
+    size = {"height": image_size, "width": image_size}
+    processor = InternVLProcessor(
+        image_processor=GotOcr2ImageProcessor(size=size, crop_to_patches=False),
+        video_processor=InternVLVideoProcessor(size=size),
+        tokenizer=tokenizer,
+        image_seq_length=config.image_seq_length,
+        chat_template=_CHATML_TEMPLATE.replace("VIDEO_MARKER", "<video>\n"),
+    )
+    return InternVLForConditionalGeneration(config), processor
+
+
 TINY_BUILDERS: dict[str, Callable[[Qwen2Tokenizer], tuple[PreTrainedModel, ProcessorMixin]]] = {
     "qwen2_vl": _build_qwen2_vl,
     "qwen2_5_vl": lambda tokenizer: _build_qwen2_vl(tokenizer, qwen25=True),
@@ -275,6 +366,8 @@ TINY_BUILDERS: dict[str, Callable[[Qwen2Tokenizer], tuple[PreTrainedModel, Proce
     "qwen3_vl_moe": lambda tokenizer: _build_qwen3_vl(tokenizer, moe=True),
     "llava_onevision": _build_llava_onevision,
     "llava_next_video": _build_llava_next_video,
+    "smolvlm": _build_smolvlm,
+    "internvl": _build_internvl,
 }
 DEFAULT_TINY_FAMILY = "qwen2_5_vl"
 
