@@ -136,6 +136,20 @@ def test_smolvlm_frame_timestamps_come_from_frame_indices(processors, video_dir)
     assert processed["pixel_values"].shape[:2] == (1, 4)
 
 
+def test_internvl_labels_each_sampled_frame_in_order(processors, video_dir):
+    processor = processors("internvl")
+    from tpo_hf.video import VideoFile, VideoView
+
+    frames, metadata = VideoFile(video_dir / "red_blue.mp4").load(VideoView(num_frames=4, start=4.0, end=8.0))
+    processed = processor.encode_prompt("q", frames, metadata)
+    text = processor.tokenizer.decode(processed["input_ids"][0])
+    # InternVL's prompt carries frame order, not time: one label per sampled frame, and one pixel row per frame
+    assert [line.split(":")[0] for line in text.splitlines() if line.startswith("Frame")] == [
+        f"Frame{i}" for i in range(1, 5)
+    ]
+    assert processed["pixel_values"].shape[0] == len(metadata["frames_indices"]) == 4
+
+
 def test_pixel_budget_reduces_video_tokens(processors):
     small = processors("qwen2_vl", max_pixels=32 * 32)
     large = processors("qwen2_vl", max_pixels=64 * 64)
@@ -185,7 +199,7 @@ def test_processor_save_and_reload_keeps_video_settings(processors, tmp_path):
     assert VideoPreferenceProcessor.from_pretrained(tmp_path, num_frames=4).num_frames == 4
 
 
-@pytest.mark.parametrize("family", ["qwen2_5_vl", "llava_onevision", "qwen3_vl_moe", "smolvlm"])
+@pytest.mark.parametrize("family", ["qwen2_5_vl", "llava_onevision", "qwen3_vl_moe", "smolvlm", "internvl"])
 def test_generation_inputs_are_left_padded(family, processors, tiny_model):
     processor = processors(family)
     inputs = processor.generation_inputs(["Short?", "A much longer question about it?"], ["red_blue.mp4"] * 2)

@@ -17,6 +17,7 @@ REQUIRED_MODELS = {
     "Qwen3-VL-8B-Instruct",
     "Qwen3-VL-30B-A3B-Instruct",
     "SmolVLM2-2.2B-Instruct",
+    "InternVL3-8B-hf",
     "llava-onevision-qwen2-7b-ov-hf",
     "LLaVA-NeXT-Video-7B-hf",
 }

@@ -65,6 +65,17 @@ def _encode_smolvlm(model: Any, video_inputs: dict[str, torch.Tensor]) -> Any:
     )
 
 
+def _encode_internvl(model: Any, video_inputs: dict[str, torch.Tensor]) -> Any:
+    # InternVL has no video tower: the processor flattens every frame into `pixel_values` for the image path
+    config = model.config
+    return model.get_image_features(
+        video_inputs["pixel_values"],
+        vision_feature_layer=config.vision_feature_layer,
+        vision_feature_select_strategy=config.vision_feature_select_strategy,
+        return_dict=True,
+    )
+
+
 def _repeat_per_video(value: Any, times: int) -> Any:
     """Repeats per-video encoder output: a tensor along dim 0, a tuple/list of per-video tensors as a sequence."""
     if value is None:
@@ -263,6 +274,19 @@ FAMILIES: dict[str, VideoFamily] = {
             encoder_output_key="image",
             feature_token_attribute="image_token",
             requires=("num2words",),  # the processor spells out the frame count ("four frames")
+            supports_prefix_sharing=True,
+        ),
+        # InternVL 3 / 3.5: frames are labelled "Frame1: ... FrameN:" (order only, no timestamps) and flattened
+        # into `pixel_values` frame by frame, so one video is a block of rows along dim 0.
+        VideoFamily(
+            name="internvl",
+            model_types=("internvl",),
+            processor_classes=("InternVLProcessor",),
+            encoder_input_keys=("pixel_values",),
+            vision_modules=("vision_tower", "multi_modal_projector"),
+            encode_videos=_encode_internvl,
+            encoder_output_key="image",
+            feature_token_attribute="image_token",
             supports_prefix_sharing=True,
         ),
     )
