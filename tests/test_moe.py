@@ -10,15 +10,18 @@ from peft import LoraConfig
 
 from tests.test_prefix_sharing import PATHS, ROWS, _args, _assert_close, _loss_and_grads, _trainer
 from tpo_hf import TPOTrainer
+from tpo_hf.families import FAMILIES
 from tpo_hf.moe import load_balancing_loss, router_modules, row_token_mask
 from tpo_hf.tiny import build_tiny_model
 
 FAMILY = "qwen3_vl_moe"
+MOE_FAMILIES = sorted(name for name, family in FAMILIES.items() if family.is_moe)
 
 
-def test_aux_loss_counts_the_prompt_once_and_matches_across_paths(tmp_path, video_dir):
+@pytest.mark.parametrize("family", MOE_FAMILIES)
+def test_aux_loss_counts_the_prompt_once_and_matches_across_paths(family, tmp_path, video_dir):
     coef = 0.5  # large enough that the aux term moves the loss and the gradients visibly
-    expected_trainer = _trainer(FAMILY, tmp_path, video_dir, router_aux_loss_coef=coef, **PATHS["duplicated"])
+    expected_trainer = _trainer(family, tmp_path, video_dir, router_aux_loss_coef=coef, **PATHS["duplicated"])
     assert expected_trainer.aux_loss_enabled and expected_trainer.router_aux_loss_coef == coef
     expected = _loss_and_grads(expected_trainer)
     aux = expected_trainer._metrics["train"]["aux_loss"][-1]
@@ -46,14 +49,14 @@ def test_aux_loss_counts_the_prompt_once_and_matches_across_paths(tmp_path, vide
     assert aux != pytest.approx(every_token, rel=1e-4)
 
     for name in ("shared_encoding", "prefix_sharing"):
-        trainer = _trainer(FAMILY, tmp_path, video_dir, router_aux_loss_coef=coef, **PATHS[name])
+        trainer = _trainer(family, tmp_path, video_dir, router_aux_loss_coef=coef, **PATHS[name])
         assert trainer._prefix_sharing == PATHS[name]["prefix_sharing"]
         result = _loss_and_grads(trainer)
-        _assert_close(result, expected, f"{FAMILY}/{name}")
+        _assert_close(result, expected, f"{family}/{name}")
         assert trainer._metrics["train"]["aux_loss"][-1] == pytest.approx(aux, rel=1e-4)
 
     # coef 0: TRL turns the aux loss off, and the loss drops by coef * aux
-    off = _loss_and_grads(_trainer(FAMILY, tmp_path, video_dir, router_aux_loss_coef=0.0, **PATHS["prefix_sharing"]))
+    off = _loss_and_grads(_trainer(family, tmp_path, video_dir, router_aux_loss_coef=0.0, **PATHS["prefix_sharing"]))
     assert float(expected[0] - off[0]) == pytest.approx(coef * aux, rel=1e-3)
 
 

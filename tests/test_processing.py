@@ -150,6 +150,18 @@ def test_internvl_labels_each_sampled_frame_in_order(processors, video_dir):
     assert processed["pixel_values"].shape[0] == len(metadata["frames_indices"]) == 4
 
 
+def test_glm4v_frame_seconds_come_from_frame_indices(processors, video_dir):
+    processor = processors("glm4v")
+    from tpo_hf.video import VideoFile, VideoView
+
+    frames, metadata = VideoFile(video_dir / "red_blue.mp4").load(VideoView(num_frames=4, start=4.0, end=8.0))
+    processed = processor.encode_prompt("q", frames, metadata)
+    text = processor.tokenizer.decode(processed["input_ids"][0])
+    # frames 36, 44 | 52, 60 at 8 fps: one label per temporal patch, its first frame's second (4.5 -> 4, 6.5 -> 6)
+    assert "<|end_of_image|>4<|begin_of_image|>" in text and text.count("<|end_of_image|>6<|end_of_video|>") == 1
+    assert processed["video_grid_thw"][0, 0] == 2
+
+
 def test_pixel_budget_reduces_video_tokens(processors):
     small = processors("qwen2_vl", max_pixels=32 * 32)
     large = processors("qwen2_vl", max_pixels=64 * 64)
@@ -199,7 +211,7 @@ def test_processor_save_and_reload_keeps_video_settings(processors, tmp_path):
     assert VideoPreferenceProcessor.from_pretrained(tmp_path, num_frames=4).num_frames == 4
 
 
-@pytest.mark.parametrize("family", ["qwen2_5_vl", "llava_onevision", "qwen3_vl_moe", "smolvlm", "internvl"])
+@pytest.mark.parametrize("family", ["qwen2_5_vl", "llava_onevision", "qwen3_vl_moe", "smolvlm", "internvl", "glm4v"])
 def test_generation_inputs_are_left_padded(family, processors, tiny_model):
     processor = processors(family)
     inputs = processor.generation_inputs(["Short?", "A much longer question about it?"], ["red_blue.mp4"] * 2)

@@ -18,6 +18,7 @@ REQUIRED_MODELS = {
     "Qwen3-VL-30B-A3B-Instruct",
     "SmolVLM2-2.2B-Instruct",
     "InternVL3-8B-hf",
+    "GLM-4.1V-9B-Thinking",
     "llava-onevision-qwen2-7b-ov-hf",
     "LLaVA-NeXT-Video-7B-hf",
 }

@@ -289,6 +289,36 @@ FAMILIES: dict[str, VideoFamily] = {
             feature_token_attribute="image_token",
             supports_prefix_sharing=True,
         ),
+        # GLM-4.1V: Qwen-style grids, M-RoPE (`get_rope_index`, `mm_token_type_ids`) and vision side; each pair of
+        # frames is written as <|begin_of_image|>...<|end_of_image|> followed by its second, from `frames_indices`.
+        # Its frame tokens are `<|image|>`. The processor's own pixel settings apply (no Qwen `cap_pixels_per_frame`).
+        VideoFamily(
+            name="glm4v",
+            model_types=("glm4v",),
+            processor_classes=("Glm4vProcessor",),
+            **{
+                **_QWEN_COMMON,
+                "processor_kwargs": {},
+                "pixel_budget_kwargs": None,
+                "feature_token_attribute": "image_token",
+            },
+        ),
+        # GLM-4.5V: GLM-4.1V's processor (so a bare processor resolves to `glm4v`) and vision side, a sparse
+        # language model whose first layer is dense and whose MoE layers add a shared expert (a plain MLP, adapted
+        # by the default LoRA targets); routed experts are stacked 3D weights, out of LoRA unless asked.
+        VideoFamily(
+            name="glm4v_moe",
+            model_types=("glm4v_moe",),
+            processor_classes=(),
+            **{
+                **_QWEN_COMMON,
+                "processor_kwargs": {},
+                "pixel_budget_kwargs": None,
+                "feature_token_attribute": "image_token",
+            },
+            router_modules="mlp.gate",
+            expert_parameters=("mlp.experts.gate_up_proj", "mlp.experts.down_proj"),
+        ),
     )
 }
 

@@ -51,9 +51,10 @@ def load_balancing_loss(router_logits: list[torch.Tensor], token_mask: torch.Ten
     """The Switch Transformer load-balancing loss over the tokens of `token_mask` (as transformers computes it)."""
     from transformers.models.mixtral.modeling_mixtral import load_balancing_loss_func
 
-    text_config = config.get_text_config()
+    # The expert count is the router's output width (configs name it num_experts or n_routed_experts)
+    num_experts = router_logits[0].shape[-1]
     return load_balancing_loss_func(
-        tuple(router_logits), text_config.num_experts, text_config.num_experts_per_tok, token_mask
+        tuple(router_logits), num_experts, config.get_text_config().num_experts_per_tok, token_mask
     )
 
 

@@ -359,6 +359,71 @@ def _build_internvl(_tokenizer):
     return InternVLForConditionalGeneration(config), processor
 
 
+# GLM-4.1V's vision and frame tokens (the processor writes each frame as begin/end-of-image + its second)
+_GLM4V_TOKENS = [
+    "<|image|>",
+    "<|video|>",
+    "<|begin_of_image|>",
+    "<|end_of_image|>",
+    "<|begin_of_video|>",
+    "<|end_of_video|>",
+]
+
+
+def _build_glm4v(tokenizer, moe: bool = False):
+    from transformers import (
+        Glm4vConfig,
+        Glm4vForConditionalGeneration,
+        Glm4vImageProcessor,
+        Glm4vProcessor,
+        Glm4vVideoProcessor,
+    )
+
+    config_cls, model_cls, text_overrides = Glm4vConfig, Glm4vForConditionalGeneration, {}
+    if moe:
+        from transformers import Glm4vMoeConfig, Glm4vMoeForConditionalGeneration
+
+        config_cls, model_cls = Glm4vMoeConfig, Glm4vMoeForConditionalGeneration
+        # layer 0 dense, layer 1 sparse (4 experts, 2 per token, one shared expert), as GLM-4.5V's first layer is
+        text_overrides = dict(
+            n_routed_experts=4, num_experts_per_tok=2, moe_intermediate_size=32, first_k_dense_replace=1
+        )
+
+    tokenizer.add_special_tokens({"additional_special_tokens": SPECIAL_TOKENS[1:] + _GLM4V_TOKENS})
+    ids = {token: tokenizer.convert_tokens_to_ids(token) for token in _GLM4V_TOKENS}
+    # head_dim 16 with half of it rotary (as GLM-4.1V): M-RoPE sections sum to 4
+    rope = {"rope_type": "default", "mrope_section": [2, 1, 1], "partial_rotary_factor": 0.5, "rope_theta": 10000.0}
+    config = config_cls(
+        text_config=_qwen_text_config(tokenizer, rope_parameters=rope, **text_overrides),
+        vision_config=dict(
+            depth=2,
+            hidden_size=32,
+            intermediate_size=64,
+            num_heads=2,
+            image_size=32,
+            patch_size=4,
+            spatial_merge_size=2,
+            temporal_patch_size=2,
+            out_hidden_size=64,
+        ),
+        image_token_id=ids["<|image|>"],
+        video_token_id=ids["<|video|>"],
+        image_start_token_id=ids["<|begin_of_image|>"],
+        image_end_token_id=ids["<|end_of_image|>"],
+        video_start_token_id=ids["<|begin_of_video|>"],
+        video_end_token_id=ids["<|end_of_video|>"],
+    )
+    pixel_kwargs = dict(patch_size=4, temporal_patch_size=2, merge_size=2)
+    size = {"shortest_edge": 16 * 16, "longest_edge": 64 * 64}
+    processor = Glm4vProcessor(
+        image_processor=Glm4vImageProcessor(size=size, **pixel_kwargs),
+        video_processor=Glm4vVideoProcessor(size=size, **pixel_kwargs),
+        tokenizer=tokenizer,
+        chat_template=_CHATML_TEMPLATE.replace("VIDEO_MARKER", "<|begin_of_video|><|video|><|end_of_video|>"),
+    )
+    return model_cls(config), processor
+
+
 TINY_BUILDERS: dict[str, Callable[[Qwen2Tokenizer], tuple[PreTrainedModel, ProcessorMixin]]] = {
     "qwen2_vl": _build_qwen2_vl,
     "qwen2_5_vl": lambda tokenizer: _build_qwen2_vl(tokenizer, qwen25=True),
@@ -368,6 +433,8 @@ TINY_BUILDERS: dict[str, Callable[[Qwen2Tokenizer], tuple[PreTrainedModel, Proce
     "llava_next_video": _build_llava_next_video,
     "smolvlm": _build_smolvlm,
     "internvl": _build_internvl,
+    "glm4v": _build_glm4v,
+    "glm4v_moe": lambda tokenizer: _build_glm4v(tokenizer, moe=True),
 }
 DEFAULT_TINY_FAMILY = "qwen2_5_vl"
 
