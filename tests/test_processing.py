@@ -162,6 +162,19 @@ def test_glm4v_frame_seconds_come_from_frame_indices(processors, video_dir):
     assert processed["video_grid_thw"][0, 0] == 2
 
 
+def test_video_llama_3_times_come_from_frame_indices(processors, video_dir):
+    processor = processors("video_llama_3")
+    from tpo_hf.video import VideoFile, VideoView
+
+    frames, metadata = VideoFile(video_dir / "red_blue.mp4").load(VideoView(num_frames=4, start=4.0, end=8.0))
+    processed = processor.encode_prompt("q", frames, metadata)
+    text = processor.tokenizer.decode(processed["input_ids"][0])
+    # frames 36, 44, 52, 60 at 8 fps
+    assert [part.split(":")[0] for part in text.split("Time ")[1:]] == ["4.5s", "5.5s", "6.5s", "7.5s"]
+    kept = int(processed["video_compression_mask"].sum())
+    assert (processed["input_ids"][0] == processor.video_token_id).sum() == kept
+
+
 def test_pixel_budget_reduces_video_tokens(processors):
     small = processors("qwen2_vl", max_pixels=32 * 32)
     large = processors("qwen2_vl", max_pixels=64 * 64)
@@ -211,7 +224,9 @@ def test_processor_save_and_reload_keeps_video_settings(processors, tmp_path):
     assert VideoPreferenceProcessor.from_pretrained(tmp_path, num_frames=4).num_frames == 4
 
 
-@pytest.mark.parametrize("family", ["qwen2_5_vl", "llava_onevision", "qwen3_vl_moe", "smolvlm", "internvl", "glm4v"])
+@pytest.mark.parametrize(
+    "family", ["qwen2_5_vl", "llava_onevision", "qwen3_vl_moe", "smolvlm", "internvl", "glm4v", "video_llama_3"]
+)
 def test_generation_inputs_are_left_padded(family, processors, tiny_model):
     processor = processors(family)
     inputs = processor.generation_inputs(["Short?", "A much longer question about it?"], ["red_blue.mp4"] * 2)

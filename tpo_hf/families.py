@@ -76,6 +76,15 @@ def _encode_internvl(model: Any, video_inputs: dict[str, torch.Tensor]) -> Any:
     )
 
 
+def _encode_video_llama_3(model: Any, video_inputs: dict[str, torch.Tensor]) -> Any:
+    return model.get_video_features(
+        video_inputs["pixel_values_videos"],
+        video_inputs["video_grid_thw"],
+        video_merge_sizes=video_inputs["video_merge_sizes"],
+        return_dict=True,
+    )
+
+
 def _repeat_per_video(value: Any, times: int) -> Any:
     """Repeats per-video encoder output: a tensor along dim 0, a tuple/list of per-video tensors as a sequence."""
     if value is None:
@@ -318,6 +327,21 @@ FAMILIES: dict[str, VideoFamily] = {
             },
             router_modules="mlp.gate",
             expert_parameters=("mlp.experts.gate_up_proj", "mlp.experts.down_proj"),
+        ),
+        # VideoLLaMA3: "Time 4.5s:" before each frame's tokens, from `frames_indices` / `fps`. Its processor prunes
+        # patches that barely change between frames (`video_compression_mask`, one flag per encoder feature); the
+        # language model drops the pruned features itself, so the mask travels with each row and the encoder
+        # output is shared unpruned.
+        VideoFamily(
+            name="video_llama_3",
+            model_types=("video_llama_3",),
+            processor_classes=("VideoLlama3Processor",),
+            encoder_input_keys=("pixel_values_videos", "video_grid_thw", "video_merge_sizes"),
+            row_video_keys=("video_compression_mask",),
+            vision_modules=("vision_model", "projector"),
+            pixel_budget_kwargs=_qwen_pixel_budget,
+            encode_videos=_encode_video_llama_3,
+            supports_prefix_sharing=True,
         ),
     )
 }

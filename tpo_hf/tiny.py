@@ -424,6 +424,35 @@ def _build_glm4v(tokenizer, moe: bool = False):
     return model_cls(config), processor
 
 
+def _build_video_llama_3(tokenizer):
+    from transformers import (
+        VideoLlama3Config,
+        VideoLlama3ForConditionalGeneration,
+        VideoLlama3ImageProcessor,
+        VideoLlama3Processor,
+        VideoLlama3VideoProcessor,
+    )
+
+    ids = _token_ids(tokenizer)
+    config = VideoLlama3Config(
+        text_config=dict(model_type="qwen2", **_qwen_text_config(tokenizer)),
+        vision_config=dict(
+            hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, patch_size=4
+        ),
+        image_token_id=ids["<|image_pad|>"],
+        video_token_id=ids["<|video_pad|>"],
+    )
+    # frames resized within 16x16..64x64 pixels into 4-pixel patches, merged 2x2
+    pixel_kwargs = dict(patch_size=4, merge_size=2, size={"shortest_edge": 16 * 16, "longest_edge": 64 * 64})
+    processor = VideoLlama3Processor(
+        image_processor=VideoLlama3ImageProcessor(**pixel_kwargs),
+        video_processor=VideoLlama3VideoProcessor(**pixel_kwargs),
+        tokenizer=tokenizer,
+        chat_template=_CHATML_TEMPLATE.replace("VIDEO_MARKER", "<|video_pad|>"),
+    )
+    return VideoLlama3ForConditionalGeneration(config), processor
+
+
 TINY_BUILDERS: dict[str, Callable[[Qwen2Tokenizer], tuple[PreTrainedModel, ProcessorMixin]]] = {
     "qwen2_vl": _build_qwen2_vl,
     "qwen2_5_vl": lambda tokenizer: _build_qwen2_vl(tokenizer, qwen25=True),
@@ -435,6 +464,7 @@ TINY_BUILDERS: dict[str, Callable[[Qwen2Tokenizer], tuple[PreTrainedModel, Proce
     "internvl": _build_internvl,
     "glm4v": _build_glm4v,
     "glm4v_moe": lambda tokenizer: _build_glm4v(tokenizer, moe=True),
+    "video_llama_3": _build_video_llama_3,
 }
 DEFAULT_TINY_FAMILY = "qwen2_5_vl"
 
