@@ -175,6 +175,29 @@ def test_video_llama_3_times_come_from_frame_indices(processors, video_dir):
     assert (processed["input_ids"][0] == processor.video_token_id).sum() == kept
 
 
+def test_video_llama_3_pruned_frames_keep_shared_encoding_exact(processors, tiny_model, video_dir):
+    """A frame equal to the one before is pruned by the processor; the shared encoding still gives the same logits."""
+    processor = processors("video_llama_3")
+    model, _ = tiny_model("video_llama_3")
+    from tpo_hf.video import VideoFile
+
+    frames, metadata = VideoFile(video_dir / "red_blue.mp4").load(processor.default_view())
+    frames = frames.copy()
+    frames[2] = frames[1]
+    pair = processor.encode_pair("q", (frames, metadata), "a", "bb")
+    mask = pair.video_inputs["video_compression_mask"]
+    assert 0 < mask.sum() < mask.numel()  # frame 2's patches are pruned (the processor keeps one token)
+    family = processor.family
+    shared = VideoPreferenceCollator(processor, share_video_encoding=True).collate_pairs([pair])
+    unshared = VideoPreferenceCollator(processor, share_video_encoding=False).collate_pairs([pair])
+    encoded = family.encode_videos(model, {key[len("pair_") :]: v for key, v in shared.items() if "pair_" in key})
+    rows = {key: shared[key] for key in ("input_ids", "attention_mask", *family.row_video_keys)}
+    with torch.no_grad():
+        logits = model(**rows, mm_encoder_outputs=family.repeat_encoder_output(encoded)).logits
+        expected = model(**{key: v for key, v in unshared.items() if key != "completion_mask"}).logits
+    torch.testing.assert_close(logits, expected, atol=1e-5, rtol=1e-5)
+
+
 def test_pixel_budget_reduces_video_tokens(processors):
     small = processors("qwen2_vl", max_pixels=32 * 32)
     large = processors("qwen2_vl", max_pixels=64 * 64)
