@@ -9,7 +9,10 @@ What differs between families:
 - which processor outputs are per video (to duplicate for the chosen and rejected rows) and which run along the
   token sequence (padded with `input_ids`);
 - how the vision encoder is called on its own and how its output is duplicated for both rows of a pair;
-- which modules are the language model (LoRA targets) and which are the vision side (kept frozen and out of 4-bit).
+- which modules are the language model (LoRA targets) and which are the vision side (kept frozen and out of 4-bit);
+- which token the video features replace and under which `mm_encoder_outputs` key they go (families without a video
+  tower feed frames through their image path);
+- for Mixture-of-Experts families, where the routers are (load-balancing loss) and which weights are the experts.
 """
 
 from __future__ import annotations
