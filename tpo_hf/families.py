@@ -125,7 +125,7 @@ class VideoFamily:
         feature_token_attribute: processor attribute naming the token that video features replace in `input_ids`
             (SmolVLM expands a video into per-frame `<image>` tokens).
         requires: Python modules the family's transformers processor imports beyond tpo-hf's own needs (SmolVLM's
-            `num2words`); tests of the family skip, naming them, where they are missing.
+            `num2words`, the `smolvlm` extra); tests of the family skip, naming them, where they are missing.
         router_modules: Mixture-of-Experts families: suffix of the router modules of the language model whose first
             output is the router logits (`tpo_hf.moe` records them for the load-balancing loss); `None`: dense.
         expert_parameters: MoE families: the experts' weight names (stacked 3D parameters, not `nn.Linear`), for
