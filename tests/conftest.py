@@ -46,6 +46,25 @@ SKIP_MARKERS = {
 }
 
 
+# Families whose processor needs a module that is not installed (e.g. SmolVLM's num2words): their tests skip
+MISSING_FAMILY_REQUIREMENTS = {
+    name: missing for name, family in FAMILIES.items() if (missing := family.missing_requirements())
+}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        family = callspec.params.get("family") if callspec is not None else None
+        names = [family] if family else [name for name in MISSING_FAMILY_REQUIREMENTS if name in item.name]
+        for name in names:
+            if name in MISSING_FAMILY_REQUIREMENTS:
+                missing = " ".join(MISSING_FAMILY_REQUIREMENTS[name])
+                item.add_marker(
+                    pytest.mark.skip(reason=f"the {name} family needs {missing} (pip install tpo-hf[{name}])")
+                )
+
+
 def pytest_runtest_setup(item):
     for name, (available, reason) in SKIP_MARKERS.items():
         if item.get_closest_marker(name) is not None and not available():

@@ -23,14 +23,16 @@ def test_registry_resolves_models_and_processors(family, tiny_model):
     model, processor = tiny_model(family)
     assert get_family(model) is FAMILIES[family]
     assert get_family(model.config) is FAMILIES[family]
-    assert get_family(processor) is FAMILIES[family]
     entry = FAMILIES[family]
+    # A family sharing another's processor class (an MoE twin) resolves to that one, which processes identically
+    resolved = get_family(processor)
+    assert resolved is entry or (not entry.processor_classes and resolved.video_keys == entry.video_keys)
     # LoRA targets: language-model linears only; vision modules exist in the model
     import re
 
     names = [name for name, _ in model.named_modules()]
     targets = [name for name in names if re.fullmatch(entry.lora_target_modules, name)]
-    assert targets and all("language_model" in name for name in targets)
+    assert targets and not any(f".{m}." in f".{name}." for name in targets for m in entry.vision_modules)
     assert all(any(f".{m}." in f".{name}." for name in names) for m in entry.vision_modules)
     assert len(list(entry.vision_parameters(model))) > 0
 
@@ -70,8 +72,9 @@ def test_collator_keys_and_shapes(family, share, processors):
         assert (batch[key][batch["completion_mask"].bool()] == 0).all()
         assert batch[key][0, :prompt_len].tolist() == pair0.sequence_inputs[key]
     # video tensors: once per pair when shared, once per row otherwise
-    pixels = batch["pair_pixel_values_videos" if share else "pixel_values_videos"]
-    per_video = pair0.video_inputs["pixel_values_videos"].shape[0]
+    pixel_key = entry.encoder_input_keys[0]
+    pixels = batch[f"pair_{pixel_key}" if share else pixel_key]
+    per_video = pair0.video_inputs[pixel_key].shape[0]
     expected_videos = n_pairs if share else rows_per_batch
     assert pixels.shape[0] == per_video * expected_videos
     if "video_grid_thw" in entry.row_video_keys:
@@ -116,6 +119,83 @@ def test_qwen3_timestamps_come_from_frame_indices(processors, video_dir):
     text = processor.tokenizer.decode(ids)
     # frames 36, 44 | 52, 60 at 8 fps -> patch timestamps 5.0 s and 7.0 s (absolute time in the video)
     assert "<5.0 seconds>" in text and "<7.0 seconds>" in text
+
+
+def test_smolvlm_frame_timestamps_come_from_frame_indices(processors, video_dir):
+    processor = processors("smolvlm")
+    from tpo_hf.video import VideoFile, VideoView
+
+    frames, metadata = VideoFile(video_dir / "red_blue.mp4").load(VideoView(num_frames=4, start=4.0, end=8.0))
+    processed = processor.encode_prompt("q", frames, metadata)
+    text = processor.tokenizer.decode(processed["input_ids"][0])
+    # frames 36, 44, 52, 60 at 8 fps: 4.5 s ... 7.5 s into the video (absolute time, whole seconds)
+    assert [line.split(":<")[0] for line in text.splitlines() if line.startswith("Frame from")] == [
+        f"Frame from 00:0{second}" for second in (4, 5, 6, 7)
+    ]
+    assert "series of four frames" in text
+    assert processed["pixel_values"].shape[:2] == (1, 4)
+
+
+def test_internvl_labels_each_sampled_frame_in_order(processors, video_dir):
+    processor = processors("internvl")
+    from tpo_hf.video import VideoFile, VideoView
+
+    frames, metadata = VideoFile(video_dir / "red_blue.mp4").load(VideoView(num_frames=4, start=4.0, end=8.0))
+    processed = processor.encode_prompt("q", frames, metadata)
+    text = processor.tokenizer.decode(processed["input_ids"][0])
+    # InternVL's prompt carries frame order, not time: one label per sampled frame, and one pixel row per frame
+    assert [line.split(":")[0] for line in text.splitlines() if line.startswith("Frame")] == [
+        f"Frame{i}" for i in range(1, 5)
+    ]
+    assert processed["pixel_values"].shape[0] == len(metadata["frames_indices"]) == 4
+
+
+def test_glm4v_frame_seconds_come_from_frame_indices(processors, video_dir):
+    processor = processors("glm4v")
+    from tpo_hf.video import VideoFile, VideoView
+
+    frames, metadata = VideoFile(video_dir / "red_blue.mp4").load(VideoView(num_frames=4, start=4.0, end=8.0))
+    processed = processor.encode_prompt("q", frames, metadata)
+    text = processor.tokenizer.decode(processed["input_ids"][0])
+    # frames 36, 44 | 52, 60 at 8 fps: one label per temporal patch, its first frame's second (4.5 -> 4, 6.5 -> 6)
+    assert "<|end_of_image|>4<|begin_of_image|>" in text and text.count("<|end_of_image|>6<|end_of_video|>") == 1
+    assert processed["video_grid_thw"][0, 0] == 2
+
+
+def test_video_llama_3_times_come_from_frame_indices(processors, video_dir):
+    processor = processors("video_llama_3")
+    from tpo_hf.video import VideoFile, VideoView
+
+    frames, metadata = VideoFile(video_dir / "red_blue.mp4").load(VideoView(num_frames=4, start=4.0, end=8.0))
+    processed = processor.encode_prompt("q", frames, metadata)
+    text = processor.tokenizer.decode(processed["input_ids"][0])
+    # frames 36, 44, 52, 60 at 8 fps
+    assert [part.split(":")[0] for part in text.split("Time ")[1:]] == ["4.5s", "5.5s", "6.5s", "7.5s"]
+    kept = int(processed["video_compression_mask"].sum())
+    assert (processed["input_ids"][0] == processor.video_token_id).sum() == kept
+
+
+def test_video_llama_3_pruned_frames_keep_shared_encoding_exact(processors, tiny_model, video_dir):
+    """A frame equal to the one before is pruned by the processor; the shared encoding still gives the same logits."""
+    processor = processors("video_llama_3")
+    model, _ = tiny_model("video_llama_3")
+    from tpo_hf.video import VideoFile
+
+    frames, metadata = VideoFile(video_dir / "red_blue.mp4").load(processor.default_view())
+    frames = frames.copy()
+    frames[2] = frames[1]
+    pair = processor.encode_pair("q", (frames, metadata), "a", "bb")
+    mask = pair.video_inputs["video_compression_mask"]
+    assert 0 < mask.sum() < mask.numel()  # frame 2's patches are pruned (the processor keeps one token)
+    family = processor.family
+    shared = VideoPreferenceCollator(processor, share_video_encoding=True).collate_pairs([pair])
+    unshared = VideoPreferenceCollator(processor, share_video_encoding=False).collate_pairs([pair])
+    encoded = family.encode_videos(model, {key[len("pair_") :]: v for key, v in shared.items() if "pair_" in key})
+    rows = {key: shared[key] for key in ("input_ids", "attention_mask", *family.row_video_keys)}
+    with torch.no_grad():
+        logits = model(**rows, mm_encoder_outputs=family.repeat_encoder_output(encoded)).logits
+        expected = model(**{key: v for key, v in unshared.items() if key != "completion_mask"}).logits
+    torch.testing.assert_close(logits, expected, atol=1e-5, rtol=1e-5)
 
 
 def test_pixel_budget_reduces_video_tokens(processors):
@@ -167,7 +247,9 @@ def test_processor_save_and_reload_keeps_video_settings(processors, tmp_path):
     assert VideoPreferenceProcessor.from_pretrained(tmp_path, num_frames=4).num_frames == 4
 
 
-@pytest.mark.parametrize("family", ["qwen2_5_vl", "llava_onevision"])
+@pytest.mark.parametrize(
+    "family", ["qwen2_5_vl", "llava_onevision", "qwen3_vl_moe", "smolvlm", "internvl", "glm4v", "video_llama_3"]
+)
 def test_generation_inputs_are_left_padded(family, processors, tiny_model):
     processor = processors(family)
     inputs = processor.generation_inputs(["Short?", "A much longer question about it?"], ["red_blue.mp4"] * 2)

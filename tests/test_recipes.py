@@ -15,6 +15,10 @@ MODEL_FOLDERS = sorted(p for p in RECIPES.iterdir() if p.is_dir() and p.name != 
 REQUIRED_MODELS = {
     "Qwen2.5-VL-7B-Instruct",
     "Qwen3-VL-8B-Instruct",
+    "Qwen3-VL-30B-A3B-Instruct",
+    "SmolVLM2-2.2B-Instruct",
+    "InternVL3-8B-hf",
+    "GLM-4.1V-9B-Thinking",
     "llava-onevision-qwen2-7b-ov-hf",
     "LLaVA-NeXT-Video-7B-hf",
 }
@@ -73,6 +77,8 @@ def test_training_recipes_parse(path):
         assert (training_args.beta, training_args.sft_weight, training_args.learning_rate) == (0.3, 0.5, 4e-6)
         assert (training_args.num_train_epochs, training_args.lr_scheduler_type.value) == (1, "cosine")
         assert training_args.warmup_ratio == 0.1 and not model_args.use_peft
+    if "A3B" in path.parent.parent.name:  # MoE: the load-balancing loss on, experts out of LoRA unless asked
+        assert training_args.router_aux_loss_coef > 0 and not training_args.lora_include_experts
     if path.name == "config_qlora.yaml":
         assert model_args.load_in_4bit and model_args.use_peft
         assert "Memory estimate" in path.read_text()

@@ -127,6 +127,10 @@ class TPOConfig(DPOConfig):
         implementations that cannot take a custom 4D mask.
     freeze_vision_tower (`bool`, *optional*, defaults to `True`):
         Keep the vision encoder and projector frozen in full fine-tuning, as the paper does.
+    lora_include_experts (`bool`, *optional*, defaults to `False`):
+        Mixture-of-Experts families (e.g. Qwen3-VL-MoE): also put LoRA adapters on the experts (PEFT's
+        `target_parameters`). Off by default: with 128 experts per layer the adapter would grow ~100-fold for the
+        same rank. The router load-balancing loss is weighted by `router_aux_loss_coef` (TRL's field).
     too_long_policy (`str`, *optional*, defaults to `"drop"`):
         What to do with a pair whose prompt (video tokens included) plus answer exceeds `max_length`: `"drop"` it
         (counted and logged as `too_long/dropped_total`) or raise an `"error"` naming the row. Video tokens are
@@ -157,6 +161,12 @@ class TPOConfig(DPOConfig):
     )
     freeze_vision_tower: bool = field(
         default=True, metadata={"help": "Keep the vision encoder and projector frozen in full fine-tuning."}
+    )
+    lora_include_experts: bool = field(
+        default=False,
+        metadata={
+            "help": "MoE families: also adapt the experts with LoRA (off by default: the adapter would balloon)."
+        },
     )
     too_long_policy: str = field(
         default="drop",

@@ -9,7 +9,10 @@ What differs between families:
 - which processor outputs are per video (to duplicate for the chosen and rejected rows) and which run along the
   token sequence (padded with `input_ids`);
 - how the vision encoder is called on its own and how its output is duplicated for both rows of a pair;
-- which modules are the language model (LoRA targets) and which are the vision side (kept frozen and out of 4-bit).
+- which modules are the language model (LoRA targets) and which are the vision side (kept frozen and out of 4-bit);
+- which token the video features replace and under which `mm_encoder_outputs` key they go (families without a video
+  tower feed frames through their image path);
+- for Mixture-of-Experts families, where the routers are (load-balancing loss) and which weights are the experts.
 """
 
 from __future__ import annotations
@@ -58,6 +61,33 @@ def _encode_llava(model: Any, video_inputs: dict[str, torch.Tensor]) -> Any:
     )
 
 
+def _encode_smolvlm(model: Any, video_inputs: dict[str, torch.Tensor]) -> Any:
+    # SmolVLM has no video tower: a video is a sequence of frames through the image path
+    return model.get_image_features(
+        video_inputs["pixel_values"], video_inputs.get("pixel_attention_mask"), return_dict=True
+    )
+
+
+def _encode_internvl(model: Any, video_inputs: dict[str, torch.Tensor]) -> Any:
+    # InternVL has no video tower: the processor flattens every frame into `pixel_values` for the image path
+    config = model.config
+    return model.get_image_features(
+        video_inputs["pixel_values"],
+        vision_feature_layer=config.vision_feature_layer,
+        vision_feature_select_strategy=config.vision_feature_select_strategy,
+        return_dict=True,
+    )
+
+
+def _encode_video_llama_3(model: Any, video_inputs: dict[str, torch.Tensor]) -> Any:
+    return model.get_video_features(
+        video_inputs["pixel_values_videos"],
+        video_inputs["video_grid_thw"],
+        video_merge_sizes=video_inputs["video_merge_sizes"],
+        return_dict=True,
+    )
+
+
 def _repeat_per_video(value: Any, times: int) -> Any:
     """Repeats per-video encoder output: a tensor along dim 0, a tuple/list of per-video tensors as a sequence."""
     if value is None:
@@ -90,6 +120,16 @@ class VideoFamily:
         supports_prefix_sharing: the language model takes a custom 4D attention mask and explicit position ids, so
             each pair's prompt can run once with both answers packed after it (`tpo_hf.prefix_sharing`); checked
             for equal loss and gradients in tests/test_prefix_sharing.py.
+        encoder_output_key: the `mm_encoder_outputs` key the language model reads the shared features from (SmolVLM
+            feeds video frames through its image path: `"image"`).
+        feature_token_attribute: processor attribute naming the token that video features replace in `input_ids`
+            (SmolVLM expands a video into per-frame `<image>` tokens).
+        requires: Python modules the family's transformers processor imports beyond tpo-hf's own needs (SmolVLM's
+            `num2words`, the `smolvlm` extra); tests of the family skip, naming them, where they are missing.
+        router_modules: Mixture-of-Experts families: suffix of the router modules of the language model whose first
+            output is the router logits (`tpo_hf.moe` records them for the load-balancing loss); `None`: dense.
+        expert_parameters: MoE families: the experts' weight names (stacked 3D parameters, not `nn.Linear`), for
+            LoRA's `target_parameters` when `TPOConfig.lora_include_experts` asks for adapters on the experts.
     """
 
     name: str
@@ -107,6 +147,22 @@ class VideoFamily:
     timing_fix: Callable[[dict[str, Any], list[dict[str, Any]], Any], None] = _no_timing_fix
     encode_videos: Callable[[Any, dict[str, torch.Tensor]], Any] = _encode_qwen
     supports_prefix_sharing: bool = False
+    requires: tuple[str, ...] = ()
+    encoder_output_key: str = "video"
+    feature_token_attribute: str = "video_token"
+    router_modules: str | None = None
+    expert_parameters: tuple[str, ...] = ()
+
+    def missing_requirements(self) -> list[str]:
+        """The modules of `requires` that are not installed."""
+        import importlib.util
+
+        return [module for module in self.requires if importlib.util.find_spec(module) is None]
+
+    @property
+    def is_moe(self) -> bool:
+        """Whether the language model routes tokens to experts (and has a load-balancing loss)."""
+        return self.router_modules is not None
 
     @property
     def video_keys(self) -> tuple[str, ...]:
@@ -143,7 +199,7 @@ class VideoFamily:
             else:
                 value = _repeat_per_video(value, times)
             repeated[name] = value
-        return {"video": repeated}
+        return {self.encoder_output_key: repeated}
 
 
 def _qwen_pixel_budget(max_pixels: int) -> dict[str, Any]:
@@ -186,6 +242,17 @@ FAMILIES: dict[str, VideoFamily] = {
             processor_classes=("Qwen3VLProcessor",),
             **{**_QWEN_COMMON, "encoder_output_fields": ("pooler_output", "deepstack_features")},
         ),
+        # Qwen3-VL-MoE (Qwen3-VL-30B-A3B): Qwen3-VL's processor and vision side, a sparse language model. Its
+        # processor class is Qwen3-VL's, so a bare processor resolves to `qwen3_vl`, which processes identically.
+        # Expert weights are stacked 3D parameters that the default LoRA regex never matches (attention only).
+        VideoFamily(
+            name="qwen3_vl_moe",
+            model_types=("qwen3_vl_moe",),
+            processor_classes=(),
+            **{**_QWEN_COMMON, "encoder_output_fields": ("pooler_output", "deepstack_features")},
+            router_modules="mlp.gate",
+            expert_parameters=("mlp.experts.gate_up_proj", "mlp.experts.down_proj"),
+        ),
         VideoFamily(
             name="llava_onevision",
             model_types=("llava_onevision",),
@@ -204,6 +271,79 @@ FAMILIES: dict[str, VideoFamily] = {
             vision_modules=("vision_tower", "multi_modal_projector", "vision_resampler"),
             needs_fixed_frame_count=True,
             encode_videos=_encode_llava,
+            supports_prefix_sharing=True,
+        ),
+        # SmolVLM / SmolVLM2: each frame is an image tile under a "Frame from MM:SS" line the processor writes from
+        # `frames_indices` / `fps`; the frames go through the image path (pixel_values, per video along dim 0).
+        VideoFamily(
+            name="smolvlm",
+            model_types=("smolvlm",),
+            processor_classes=("SmolVLMProcessor",),
+            encoder_input_keys=("pixel_values", "pixel_attention_mask"),
+            vision_modules=("vision_model", "connector"),
+            lora_target_modules=r".*text_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)$",
+            encode_videos=_encode_smolvlm,
+            encoder_output_key="image",
+            feature_token_attribute="image_token",
+            requires=("num2words",),  # the processor spells out the frame count ("four frames")
+            supports_prefix_sharing=True,
+        ),
+        # InternVL 3 / 3.5: frames are labelled "Frame1: ... FrameN:" (order only, no timestamps) and flattened
+        # into `pixel_values` frame by frame, so one video is a block of rows along dim 0.
+        VideoFamily(
+            name="internvl",
+            model_types=("internvl",),
+            processor_classes=("InternVLProcessor",),
+            encoder_input_keys=("pixel_values",),
+            vision_modules=("vision_tower", "multi_modal_projector"),
+            encode_videos=_encode_internvl,
+            encoder_output_key="image",
+            feature_token_attribute="image_token",
+            supports_prefix_sharing=True,
+        ),
+        # GLM-4.1V: Qwen-style grids, M-RoPE (`get_rope_index`, `mm_token_type_ids`) and vision side; each pair of
+        # frames is written as <|begin_of_image|>...<|end_of_image|> followed by its second, from `frames_indices`.
+        # Its frame tokens are `<|image|>`. The processor's own pixel settings apply (no Qwen `cap_pixels_per_frame`).
+        VideoFamily(
+            name="glm4v",
+            model_types=("glm4v",),
+            processor_classes=("Glm4vProcessor",),
+            **{
+                **_QWEN_COMMON,
+                "processor_kwargs": {},
+                "pixel_budget_kwargs": None,
+                "feature_token_attribute": "image_token",
+            },
+        ),
+        # GLM-4.5V: GLM-4.1V's processor (so a bare processor resolves to `glm4v`) and vision side, a sparse
+        # language model whose first layer is dense and whose MoE layers add a shared expert (a plain MLP, adapted
+        # by the default LoRA targets); routed experts are stacked 3D weights, out of LoRA unless asked.
+        VideoFamily(
+            name="glm4v_moe",
+            model_types=("glm4v_moe",),
+            processor_classes=(),
+            **{
+                **_QWEN_COMMON,
+                "processor_kwargs": {},
+                "pixel_budget_kwargs": None,
+                "feature_token_attribute": "image_token",
+            },
+            router_modules="mlp.gate",
+            expert_parameters=("mlp.experts.gate_up_proj", "mlp.experts.down_proj"),
+        ),
+        # VideoLLaMA3: "Time 4.5s:" before each frame's tokens, from `frames_indices` / `fps`. Its processor prunes
+        # patches that barely change between frames (`video_compression_mask`, one flag per encoder feature); the
+        # language model drops the pruned features itself, so the mask travels with each row and the encoder
+        # output is shared unpruned.
+        VideoFamily(
+            name="video_llama_3",
+            model_types=("video_llama_3",),
+            processor_classes=("VideoLlama3Processor",),
+            encoder_input_keys=("pixel_values_videos", "video_grid_thw", "video_merge_sizes"),
+            row_video_keys=("video_compression_mask",),
+            vision_modules=("vision_model", "projector"),
+            pixel_budget_kwargs=_qwen_pixel_budget,
+            encode_videos=_encode_video_llama_3,
             supports_prefix_sharing=True,
         ),
     )

@@ -79,7 +79,7 @@ class VideoPreferenceProcessor:
         tokenizer = self.tokenizer
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
-        video_token = getattr(processor, "video_token", None)
+        video_token = getattr(processor, self.family.feature_token_attribute, None)
         self.video_token_id = tokenizer.convert_tokens_to_ids(video_token) if video_token else None
 
     # --- loading / saving -------------------------------------------------------------------------------------------

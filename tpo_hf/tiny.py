@@ -52,13 +52,18 @@ _VICUNA_TEMPLATE = (
 )
 
 
-def build_tokenizer() -> Qwen2Tokenizer:
-    """A byte-level BPE tokenizer with no merges: 256 byte symbols plus the families' special tokens."""
+def build_tokenizer(named_tokens: dict[str, str] | None = None) -> Qwen2Tokenizer:
+    """A byte-level BPE tokenizer with no merges: 256 byte symbols plus the families' special tokens.
+
+    `named_tokens` adds model-specific special tokens reachable as attributes (InternVL's `tokenizer.video_token`).
+    """
     vocab = {symbol: index for index, symbol in enumerate(bytes_to_unicode().values())}
+    extra = {"model_specific_special_tokens": named_tokens} if named_tokens else {}
     tokenizer = Qwen2Tokenizer(
-        vocab=vocab, merges=[], unk_token=None, pad_token="<|endoftext|>", eos_token="<|im_end|>"
+        vocab=vocab, merges=[], unk_token=None, pad_token="<|endoftext|>", eos_token="<|im_end|>", **extra
     )
-    tokenizer.add_special_tokens({"additional_special_tokens": SPECIAL_TOKENS[1:]})
+    extra_tokens = [token for token in (named_tokens or {}).values() if token not in SPECIAL_TOKENS]
+    tokenizer.add_special_tokens({"additional_special_tokens": SPECIAL_TOKENS[1:] + extra_tokens})
     return tokenizer
 
 
@@ -158,10 +163,18 @@ def _build_qwen2_vl(tokenizer, qwen25: bool = False):
     return model_cls(config), _qwen_processor(processor_cls, Qwen2VLVideoProcessor, tokenizer)
 
 
-def _build_qwen3_vl(tokenizer):
+def _build_qwen3_vl(tokenizer, moe: bool = False):
     from transformers import Qwen3VLConfig, Qwen3VLForConditionalGeneration, Qwen3VLProcessor, Qwen3VLVideoProcessor
 
     rope = {**_QWEN_ROPE, "mrope_interleaved": True}
+    text_overrides = {}
+    config_cls, model_cls = Qwen3VLConfig, Qwen3VLForConditionalGeneration
+    if moe:
+        from transformers import Qwen3VLMoeConfig, Qwen3VLMoeForConditionalGeneration
+
+        config_cls, model_cls = Qwen3VLMoeConfig, Qwen3VLMoeForConditionalGeneration
+        # 4 experts, 2 per token, small enough to stay cheap; every decoder layer is sparse, as in Qwen3-VL-30B-A3B
+        text_overrides = dict(num_experts=4, num_experts_per_tok=2, moe_intermediate_size=32, decoder_sparse_step=1)
     vision_config = dict(
         _QWEN_VISION,
         hidden_size=32,
@@ -170,12 +183,12 @@ def _build_qwen3_vl(tokenizer):
         num_position_embeddings=64,
         deepstack_visual_indexes=[0],
     )
-    config = Qwen3VLConfig(
-        text_config=_qwen_text_config(tokenizer, head_dim=16, rope_parameters=rope),
+    config = config_cls(
+        text_config=_qwen_text_config(tokenizer, head_dim=16, rope_parameters=rope, **text_overrides),
         vision_config=vision_config,
         **_qwen_vision_token_ids(tokenizer),
     )
-    return Qwen3VLForConditionalGeneration(config), _qwen_processor(Qwen3VLProcessor, Qwen3VLVideoProcessor, tokenizer)
+    return model_cls(config), _qwen_processor(Qwen3VLProcessor, Qwen3VLVideoProcessor, tokenizer)
 
 
 # LLaVA families: 32x32-pixel frames cut into 8x8 patches
@@ -263,12 +276,198 @@ def _build_llava_next_video(tokenizer):
     return LlavaNextVideoForConditionalGeneration(config), processor
 
 
+# SmolVLM's own special tokens (the processor builds the per-frame prompt from them)
+_SMOLVLM_TOKENS = ["<fake_token_around_image>", "<global-img>", "<end_of_utterance>"]
+
+
+def _build_smolvlm(tokenizer):
+    from transformers import (
+        SmolVLMConfig,
+        SmolVLMForConditionalGeneration,
+        SmolVLMImageProcessor,
+        SmolVLMProcessor,
+        SmolVLMVideoProcessor,
+    )
+
+    tokenizer.add_special_tokens({"additional_special_tokens": SPECIAL_TOKENS[1:] + _SMOLVLM_TOKENS})
+    image_size, patch_size, scale_factor = _LLAVA_IMAGE_SIZE, _LLAVA_PATCH_SIZE, 2
+    text_config = dict(model_type="llama", **_qwen_text_config(tokenizer), head_dim=16)
+    config = SmolVLMConfig(
+        text_config=text_config,
+        vision_config=dict(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            image_size=image_size,
+            patch_size=patch_size,
+        ),
+        scale_factor=scale_factor,
+        image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    # Every frame is resized into one 32x32 tile: (32 / 8)^2 patches / scale_factor^2 = 4 tokens per frame
+    size = {"longest_edge": image_size}
+    processor = SmolVLMProcessor(
+        image_processor=SmolVLMImageProcessor(size=size, max_image_size=size, do_image_splitting=False),
+        video_processor=SmolVLMVideoProcessor(size=size, max_image_size=size),
+        tokenizer=tokenizer,
+        image_seq_len=(image_size // patch_size) ** 2 // scale_factor**2,
+    )
+    return SmolVLMForConditionalGeneration(config), processor
+
+
+# InternVL names its image tokens on the tokenizer
+_INTERNVL_TOKENS = {
+    "start_image_token": "<img>",
+    "end_image_token": "</img>",
+    "context_image_token": "<IMG_CONTEXT>",
+    "video_token": "<video>",
+}
+
+
+def _build_internvl(_tokenizer):
+    from transformers import (
+        GotOcr2ImageProcessor,
+        InternVLConfig,
+        InternVLForConditionalGeneration,
+        InternVLProcessor,
+        InternVLVideoProcessor,
+    )
+
+    tokenizer = build_tokenizer(_INTERNVL_TOKENS)
+    image_size, patch_size = _LLAVA_IMAGE_SIZE, _LLAVA_PATCH_SIZE
+    config = InternVLConfig(
+        text_config=dict(model_type="qwen2", **_qwen_text_config(tokenizer)),
+        vision_config=dict(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            image_size=[image_size, image_size],
+            patch_size=[patch_size, patch_size],
+        ),
+        image_token_id=tokenizer.context_image_token_id,
+        # (32 / 8)^2 patches, pixel-shuffled by 0.5: 4 tokens per frame
+        image_seq_length=(image_size // patch_size) ** 2 // 4,
+    )
+    size = {"height": image_size, "width": image_size}
+    processor = InternVLProcessor(
+        image_processor=GotOcr2ImageProcessor(size=size, crop_to_patches=False),
+        video_processor=InternVLVideoProcessor(size=size),
+        tokenizer=tokenizer,
+        image_seq_length=config.image_seq_length,
+        chat_template=_CHATML_TEMPLATE.replace("VIDEO_MARKER", "<video>\n"),
+    )
+    return InternVLForConditionalGeneration(config), processor
+
+
+# GLM-4.1V's vision and frame tokens (the processor writes each frame as begin/end-of-image + its second)
+_GLM4V_TOKENS = [
+    "<|image|>",
+    "<|video|>",
+    "<|begin_of_image|>",
+    "<|end_of_image|>",
+    "<|begin_of_video|>",
+    "<|end_of_video|>",
+]
+
+
+def _build_glm4v(tokenizer, moe: bool = False):
+    from transformers import (
+        Glm4vConfig,
+        Glm4vForConditionalGeneration,
+        Glm4vImageProcessor,
+        Glm4vProcessor,
+        Glm4vVideoProcessor,
+    )
+
+    config_cls, model_cls, text_overrides = Glm4vConfig, Glm4vForConditionalGeneration, {}
+    if moe:
+        from transformers import Glm4vMoeConfig, Glm4vMoeForConditionalGeneration
+
+        config_cls, model_cls = Glm4vMoeConfig, Glm4vMoeForConditionalGeneration
+        # layer 0 dense, layer 1 sparse (4 experts, 2 per token, one shared expert), as GLM-4.5V's first layer is
+        text_overrides = dict(
+            n_routed_experts=4, num_experts_per_tok=2, moe_intermediate_size=32, first_k_dense_replace=1
+        )
+
+    tokenizer.add_special_tokens({"additional_special_tokens": SPECIAL_TOKENS[1:] + _GLM4V_TOKENS})
+    ids = {token: tokenizer.convert_tokens_to_ids(token) for token in _GLM4V_TOKENS}
+    # head_dim 16 with half of it rotary (as GLM-4.1V): M-RoPE sections sum to 4
+    rope = {"rope_type": "default", "mrope_section": [2, 1, 1], "partial_rotary_factor": 0.5, "rope_theta": 10000.0}
+    config = config_cls(
+        text_config=_qwen_text_config(tokenizer, rope_parameters=rope, **text_overrides),
+        vision_config=dict(
+            depth=2,
+            hidden_size=32,
+            intermediate_size=64,
+            num_heads=2,
+            image_size=32,
+            patch_size=4,
+            spatial_merge_size=2,
+            temporal_patch_size=2,
+            out_hidden_size=64,
+        ),
+        image_token_id=ids["<|image|>"],
+        video_token_id=ids["<|video|>"],
+        image_start_token_id=ids["<|begin_of_image|>"],
+        image_end_token_id=ids["<|end_of_image|>"],
+        video_start_token_id=ids["<|begin_of_video|>"],
+        video_end_token_id=ids["<|end_of_video|>"],
+    )
+    pixel_kwargs = dict(patch_size=4, temporal_patch_size=2, merge_size=2)
+    size = {"shortest_edge": 16 * 16, "longest_edge": 64 * 64}
+    processor = Glm4vProcessor(
+        image_processor=Glm4vImageProcessor(size=size, **pixel_kwargs),
+        video_processor=Glm4vVideoProcessor(size=size, **pixel_kwargs),
+        tokenizer=tokenizer,
+        chat_template=_CHATML_TEMPLATE.replace("VIDEO_MARKER", "<|begin_of_video|><|video|><|end_of_video|>"),
+    )
+    return model_cls(config), processor
+
+
+def _build_video_llama_3(tokenizer):
+    from transformers import (
+        VideoLlama3Config,
+        VideoLlama3ForConditionalGeneration,
+        VideoLlama3ImageProcessor,
+        VideoLlama3Processor,
+        VideoLlama3VideoProcessor,
+    )
+
+    ids = _token_ids(tokenizer)
+    config = VideoLlama3Config(
+        text_config=dict(model_type="qwen2", **_qwen_text_config(tokenizer)),
+        vision_config=dict(
+            hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, patch_size=4
+        ),
+        image_token_id=ids["<|image_pad|>"],
+        video_token_id=ids["<|video_pad|>"],
+    )
+    # frames resized within 16x16..64x64 pixels into 4-pixel patches, merged 2x2
+    pixel_kwargs = dict(patch_size=4, merge_size=2, size={"shortest_edge": 16 * 16, "longest_edge": 64 * 64})
+    processor = VideoLlama3Processor(
+        image_processor=VideoLlama3ImageProcessor(**pixel_kwargs),
+        video_processor=VideoLlama3VideoProcessor(**pixel_kwargs),
+        tokenizer=tokenizer,
+        chat_template=_CHATML_TEMPLATE.replace("VIDEO_MARKER", "<|video_pad|>"),
+    )
+    return VideoLlama3ForConditionalGeneration(config), processor
+
+
 TINY_BUILDERS: dict[str, Callable[[Qwen2Tokenizer], tuple[PreTrainedModel, ProcessorMixin]]] = {
     "qwen2_vl": _build_qwen2_vl,
     "qwen2_5_vl": lambda tokenizer: _build_qwen2_vl(tokenizer, qwen25=True),
     "qwen3_vl": _build_qwen3_vl,
+    "qwen3_vl_moe": lambda tokenizer: _build_qwen3_vl(tokenizer, moe=True),
     "llava_onevision": _build_llava_onevision,
     "llava_next_video": _build_llava_next_video,
+    "smolvlm": _build_smolvlm,
+    "internvl": _build_internvl,
+    "glm4v": _build_glm4v,
+    "glm4v_moe": lambda tokenizer: _build_glm4v(tokenizer, moe=True),
+    "video_llama_3": _build_video_llama_3,
 }
 DEFAULT_TINY_FAMILY = "qwen2_5_vl"
 

@@ -6,6 +6,8 @@ What it adds to `DPOTrainer`:
 - LoRA targets default to the language model only, and 4-bit quantization skips the vision side (family registry);
 - shared video encoding: the vision encoder runs once per pair and its output (`mm_encoder_outputs`) serves the
   chosen row, the rejected row and the reference pass, when the vision side has no trainable weights;
+- Mixture-of-Experts families: TRL's router load-balancing loss, with each pair's prompt counted once in every
+  path (`tpo_hf.moe`); `lora_include_experts` adds adapters on the experts;
 - prefix sharing: each pair's prompt (video tokens included) runs through the language model once, with both
   answers packed after it, in the policy and the reference pass (`tpo_hf.prefix_sharing`);
 - `precompute_ref_log_probs=True` for video datasets, with pairs dropped for length kept aligned;
@@ -41,6 +43,7 @@ from .collator import (
 from .config import TPOConfig
 from .families import VideoFamily, get_family
 from .fingerprint import atomic_write_json, file_identity, key_hash
+from .moe import install_router_aux_loss
 from .paper import TPO_CITATION, TPO_PAPER_ID, TPO_PAPER_TITLE, TPO_TAG
 from .prefix_sharing import (
     PREFIX_SHARING_KWARG,
@@ -194,6 +197,15 @@ class TPOTrainer(DPOTrainer):
             # "all-linear" would also adapt the vision tower; TPO adapts the language model only
             peft_config.target_modules = self.family.lora_target_modules
             logger.info("LoRA targets the language model only: %s", peft_config.target_modules)
+        if peft_config is not None and args.lora_include_experts:
+            if not self.family.expert_parameters:
+                raise ValueError(
+                    f"lora_include_experts=True, but the {self.family.name} family has no experts to adapt; "
+                    "it applies to Mixture-of-Experts families (see `expert_parameters` in tpo_hf/families.py)."
+                )
+            # Experts are stacked 3D parameters, adapted through PEFT's `target_parameters`
+            targets = list(getattr(peft_config, "target_parameters", None) or [])
+            peft_config.target_parameters = targets + [p for p in self.family.expert_parameters if p not in targets]
         if quantization_config is not None:
             skip = list(getattr(quantization_config, "llm_int8_skip_modules", None) or [])
             for module in (*self.family.quantization_skip_patterns(), "lm_head"):
@@ -314,6 +326,12 @@ class TPOTrainer(DPOTrainer):
         if isinstance(self.data_collator, VideoPreferenceCollator):
             self.data_collator.share_video_encoding = share
         self._configure_prefix_sharing(_unwrap_peft(model))
+        if self.family.is_moe:
+            # After prefix sharing, so the aux loss sees the packed call; on the reference too, which must never
+            # compute an aux loss over the packed 4D mask
+            install_router_aux_loss(_unwrap_peft(model), self.family)
+            if self.ref_model is not None:
+                install_router_aux_loss(self.accelerator.unwrap_model(self.ref_model), self.family)
 
     def _configure_prefix_sharing(self, base_model: Any) -> None:
         """Turns prefix sharing on where the family and the attention implementation allow it, else logs why not."""
