@@ -48,6 +48,16 @@ PATHS = {
         share_video_encoding=True, prefix_sharing=True, activation_checkpointing=True
     ),
     "duplicated_checkpointing": dict(share_video_encoding=False, prefix_sharing=False, activation_checkpointing=True),
+    # segment-wise attention (no L x L mask); the paths above are short, so "auto" gives them the dense mask
+    "prefix_sharing_segments": dict(
+        share_video_encoding=True, prefix_sharing=True, prefix_sharing_attention="segments"
+    ),
+    "prefix_sharing_segments_checkpointing": dict(
+        share_video_encoding=True,
+        prefix_sharing=True,
+        prefix_sharing_attention="segments",
+        activation_checkpointing=True,
+    ),
 }
 
 
@@ -108,6 +118,16 @@ def test_all_paths_match_duplicated_rows(family, tmp_path, video_dir):
             stats = trainer._last_packing_stats
             # one pass over each prompt: fewer language-model tokens than the two padded rows per pair
             assert stats["packed_tokens"] < stats["row_tokens"]
+            segments = settings.get("prefix_sharing_attention") == "segments"
+            assert stats["segment_attention"] == segments
+            if segments:
+                # the 4D mask handed to the model is a one-element view, and the text attention is the wrapper
+                assert stats["mask_bytes"] == 1
+                text_config = trainer.model.get_base_model().config.get_text_config()
+                assert text_config._attn_implementation == "tpo_prefix_sdpa"
+                assert trainer.model.get_base_model().config.vision_config._attn_implementation == "sdpa"
+            else:
+                assert stats["mask_bytes"] >= stats["packed_length"] ** 2
 
 
 def test_eager_attention_float_mask(tmp_path, video_dir):

@@ -106,6 +106,11 @@ class TPOConfig(DPOConfig):
         rejected answers packed after it under a block attention mask, for the policy and the reference pass. Same
         loss and gradients as the unshared rows. Falls back (with a logged reason) for families or attention
         implementations that cannot take a custom 4D mask.
+    prefix_sharing_attention (`str`, *optional*, defaults to `"auto"`):
+        How the packed branches are kept apart: `"segments"` (segment-wise attention registered with transformers'
+        `AttentionInterface`, memory linear in length; SDPA, or flash-attn varlen on CUDA), `"dense"` (an L x L
+        block mask per pair; sdpa/eager only) or `"auto"` (dense up to 1024 packed tokens, where it is faster,
+        segments above; dense always under eager attention).
     freeze_vision_tower (`bool`, *optional*, defaults to `True`):
         Keep the vision encoder and projector frozen in full fine-tuning, as the paper does.
     too_long_policy (`str`, *optional*, defaults to `"drop"`):
@@ -135,6 +140,10 @@ class TPOConfig(DPOConfig):
     prefix_sharing: bool = field(
         default=True,
         metadata={"help": "Run each pair's prompt once, with both answers packed after it (block attention mask)."},
+    )
+    prefix_sharing_attention: str = field(
+        default="auto",
+        metadata={"help": "'segments' (no L x L mask), 'dense' (L x L block mask) or 'auto' (dense when short)."},
     )
     freeze_vision_tower: bool = field(
         default=True, metadata={"help": "Keep the vision encoder and projector frozen in full fine-tuning."}
@@ -236,6 +245,11 @@ class TPOConfig(DPOConfig):
         if self.too_long_policy not in TOO_LONG_POLICIES:
             raise ValueError(
                 f"TPOConfig: `too_long_policy` must be one of {TOO_LONG_POLICIES}, got {self.too_long_policy!r}."
+            )
+        if self.prefix_sharing_attention not in ("auto", "segments", "dense"):
+            raise ValueError(
+                "TPOConfig: `prefix_sharing_attention` must be 'auto', 'segments' or 'dense', got "
+                f"{self.prefix_sharing_attention!r}."
             )
         if self.max_length is not None and self.max_length < 1:
             raise ValueError(f"TPOConfig: `max_length` must be positive or None, got {self.max_length}.")
