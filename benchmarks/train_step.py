@@ -6,7 +6,8 @@ Paths (each run in a fresh subprocess, so peak memory is its own):
   (b) shared video encoding: the vision encoder runs once per pair (share_video_encoding=True);
   (c) (b) + prefix sharing: the language model runs once over each pair's prompt, both answers packed after it;
   (d) (c) + precompute_ref_log_probs: the reference pass runs once before training, not in the step;
-  (e) (c) with the dense L x L block mask instead of the segment-wise attention (prefix_sharing_attention='dense').
+  (e) (c) with the dense L x L block mask instead of the segment-wise attention (prefix_sharing_attention='dense');
+  (s) (c) with the segment-wise attention at any length (prefix_sharing_attention='segments').
 
 (c) uses `prefix_sharing_attention='auto'`: the dense mask up to 1024 packed tokens, the segment-wise attention (no
 L x L mask) above. The paths run interleaved (a, c, a, c, ... for `--repeats`), each run in its own subprocess, and
@@ -60,6 +61,7 @@ LABELS = {
     "c": "(c) + prefix sharing",
     "d": "(d) + precomputed reference",
     "e": "(e) (c) with dense L x L mask",
+    "s": "(s) (c) with segment attention",
 }
 # `--long`: 64 frames of 128x128 -> 32 temporal groups x 256 tokens = 8192 video tokens per prompt
 LONG = dict(frames=64, height=128, width=128, pairs=1, layers=2, steps=1, warmup=0, paths="ac", repeats=3)
@@ -186,14 +188,17 @@ def run_path(path: str, args: argparse.Namespace) -> dict:
     device = torch.device(args.device)
     cuda = device.type == "cuda"
 
+    cpu_times = []
+
     def step() -> float:
         if cuda:
             torch.cuda.synchronize()
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         trainer.training_step(trainer.model, batch)
         if cuda:
             torch.cuda.synchronize()
         trainer.model.zero_grad(set_to_none=True)
+        cpu_times.append(time.process_time() - cpu_start)
         return time.perf_counter() - start
 
     for _ in range(args.warmup):
@@ -219,6 +224,8 @@ def run_path(path: str, args: argparse.Namespace) -> dict:
     return {
         "path": path,
         "median_step_s": statistics.median(times),
+        # CPU seconds of this process (all its threads): what the step costs, less exposed to other processes' load
+        "median_step_cpu_s": statistics.median(cpu_times[-len(times) :]),
         "peak_bytes": peak,
         "lm_tokens_per_pair": policy_tokens + reference_tokens,
         "video_tokens_per_pair": num_video_tokens,
@@ -285,7 +292,8 @@ def main(argv: list[str] | None = None) -> None:
                 result = json.loads(lines[-1][len("RESULT ") :])
                 results[path].append(result)
                 print(
-                    f"  repeat {repeat + 1}/{args.repeats} {LABELS[path]}: {result['median_step_s']:.2f} s, "
+                    f"  repeat {repeat + 1}/{args.repeats} {LABELS[path]}: {result['median_step_s']:.2f} s "
+                    f"({result['median_step_cpu_s']:.2f} CPU s), "
                     f"peak {result['peak_bytes'] / 2**20:.0f} MiB",
                     file=sys.stderr,
                     flush=True,
@@ -299,21 +307,23 @@ def main(argv: list[str] | None = None) -> None:
         f"{args.repeats} interleaved repeats; ratios to (a): median [min-max] over repeats"
     )
     header = (
-        f"{'path':<31} {'step s':>8} {'x faster':>18} {'peak MiB':>9} {'x mem':>18} {'mask MiB':>9} "
-        f"{'LM tok/pair':>12} {'enc/pair':>9}"
+        f"{'path':<31} {'step s':>8} {'x faster':>18} {'CPU s':>7} {'x faster (CPU s)':>18} {'peak MiB':>9} "
+        f"{'x mem':>18} {'mask MiB':>9} {'LM tok/pair':>12} {'enc/pair':>9}"
     )
     print(header)
     print("-" * len(header))
     baseline = results.get("a")
     for path, runs in results.items():
-        speed = memory = []
+        speed = cpu_speed = memory = []
         if baseline:
             # ratio within each repeat: the two runs of a repeat are neighbours in time, so they share the load
             speed = [a["median_step_s"] / r["median_step_s"] for a, r in zip(baseline, runs)]
+            cpu_speed = [a["median_step_cpu_s"] / r["median_step_cpu_s"] for a, r in zip(baseline, runs)]
             memory = [r["peak_bytes"] / a["peak_bytes"] for a, r in zip(baseline, runs) if a["peak_bytes"] > 0]
         result = runs[0]
         print(
             f"{LABELS[path]:<31} {statistics.median(r['median_step_s'] for r in runs):>8.2f} {_spread(speed):>18} "
+            f"{statistics.median(r['median_step_cpu_s'] for r in runs):>7.2f} {_spread(cpu_speed):>18} "
             f"{statistics.median(r['peak_bytes'] for r in runs) / 2**20:>9.1f} {_spread(memory):>18} "
             f"{result['mask_bytes'] / 2**20:>9.2f} {result['lm_tokens_per_pair']:>12} "
             f"{result['encoder_runs_per_pair']:>9}"
