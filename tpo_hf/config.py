@@ -93,6 +93,9 @@ class TPOConfig(DPOConfig):
         Per-frame pixel budget for families that resize dynamically (Qwen); `None` keeps the processor's setting.
     video_root (`str` or `None`, *optional*, defaults to `None`):
         Folder that relative paths in the `video` column are resolved against.
+    max_video_tokens (`int` or `None`, *optional*, defaults to `None`):
+        Video-token budget per prompt: the per-frame resolution (Qwen) and, where the smallest frames do not fit,
+        the frame count are chosen so each video fits (`VideoPreferenceProcessor`; the same in curation and eval).
 
     > Parameters that control the TPO objective and its cost
 
@@ -130,6 +133,9 @@ class TPOConfig(DPOConfig):
     )
     video_root: str | None = field(
         default=None, metadata={"help": "Folder that relative paths in the `video` column are resolved against."}
+    )
+    max_video_tokens: int | None = field(
+        default=None, metadata={"help": "Video-token budget per prompt: resolution, then frames, are fitted to it."}
     )
 
     # Objective and cost
@@ -196,6 +202,7 @@ class TPOConfig(DPOConfig):
             "max_frames": self.max_frames,
             "max_pixels": self.max_pixels,
             "video_root": self.video_root,
+            "max_video_tokens": self.max_video_tokens,
         }
 
     def _resolve_loss(self) -> None:
@@ -234,7 +241,7 @@ class TPOConfig(DPOConfig):
     def __post_init__(self):
         if self.num_frames is None and self.video_fps is None:
             raise ValueError("TPOConfig: set `num_frames` or `video_fps` (every frame of a long video is too many).")
-        for name in ("num_frames", "max_frames", "max_pixels"):
+        for name in ("num_frames", "max_frames", "max_pixels", "max_video_tokens"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"TPOConfig: `{name}` must be a positive integer or None, got {value}.")
