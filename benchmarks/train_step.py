@@ -54,6 +54,12 @@ PATHS = {
         precompute_ref_log_probs=False,
         prefix_sharing_attention="dense",
     ),
+    "s": dict(
+        share_video_encoding=True,
+        prefix_sharing=True,
+        precompute_ref_log_probs=False,
+        prefix_sharing_attention="segments",
+    ),
 }
 LABELS = {
     "a": "(a) duplicated rows",
