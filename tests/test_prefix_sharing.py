@@ -47,19 +47,16 @@ ROWS = [
     },
 ]
 
+DENSE = dict(prefix_sharing=True, prefix_sharing_attention="dense")
 PATHS = {
     "duplicated": dict(share_video_encoding=False, prefix_sharing=False),
     "shared_encoding": dict(share_video_encoding=True, prefix_sharing=False),
-    "prefix_sharing": dict(share_video_encoding=True, prefix_sharing=True),
-    "prefix_sharing_unshared_encoding": dict(share_video_encoding=False, prefix_sharing=True),
-    "prefix_sharing_checkpointing": dict(
-        share_video_encoding=True, prefix_sharing=True, activation_checkpointing=True
-    ),
+    "prefix_sharing": dict(share_video_encoding=True, **DENSE),
+    "prefix_sharing_unshared_encoding": dict(share_video_encoding=False, **DENSE),
+    "prefix_sharing_checkpointing": dict(share_video_encoding=True, activation_checkpointing=True, **DENSE),
     "duplicated_checkpointing": dict(share_video_encoding=False, prefix_sharing=False, activation_checkpointing=True),
-    # segment-wise attention (no L x L mask); the paths above are short, so "auto" gives them the dense mask
-    "prefix_sharing_segments": dict(
-        share_video_encoding=True, prefix_sharing=True, prefix_sharing_attention="segments"
-    ),
+    # segment-wise attention (no L x L mask): what "auto" (the default) uses with sdpa, and forced
+    "prefix_sharing_segments": dict(share_video_encoding=True, prefix_sharing=True),
     "prefix_sharing_segments_checkpointing": dict(
         share_video_encoding=True,
         prefix_sharing=True,
@@ -126,7 +123,7 @@ def test_all_paths_match_duplicated_rows(family, tmp_path, video_dir):
             stats = trainer._last_packing_stats
             # one pass over each prompt: fewer language-model tokens than the two padded rows per pair
             assert stats["packed_tokens"] < stats["row_tokens"]
-            segments = settings.get("prefix_sharing_attention") == "segments"
+            segments = settings.get("prefix_sharing_attention", "auto") in ("auto", "segments")
             assert stats["segment_attention"] == segments
             if segments:
                 # the 4D mask handed to the model is a one-element view, and the text attention is the wrapper
@@ -258,11 +255,19 @@ def test_eager_attention_keeps_the_dense_mask(tmp_path, video_dir, caplog):
     """Eager attention's function is model-specific, so it cannot be wrapped: 'auto' logs the dense fallback once and
     'segments' refuses, naming the implementation."""
     with caplog.at_level(logging.WARNING, logger="tpo_hf.trainer"):
-        trainer = _trainer("qwen2_vl", tmp_path, video_dir, attn_implementation="eager", **PATHS["prefix_sharing"])
+        trainer = _trainer(
+            "qwen2_vl", tmp_path, video_dir, attn_implementation="eager", **PATHS["prefix_sharing_segments"]
+        )
     assert trainer._prefix_sharing and trainer._prefix_attention == "dense"
     assert [r.getMessage() for r in caplog.records if "dense L x L block mask" in r.getMessage()]
     with pytest.raises(ValueError, match="'eager'"):
-        _trainer("qwen2_vl", tmp_path, video_dir, attn_implementation="eager", **PATHS["prefix_sharing_segments"])
+        _trainer(
+            "qwen2_vl",
+            tmp_path,
+            video_dir,
+            attn_implementation="eager",
+            **dict(PATHS["prefix_sharing_segments"], prefix_sharing_attention="segments"),
+        )
 
 
 def test_pack_pairs_rejects_rows_that_are_not_pairs():

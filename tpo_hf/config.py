@@ -112,8 +112,8 @@ class TPOConfig(DPOConfig):
     prefix_sharing_attention (`str`, *optional*, defaults to `"auto"`):
         How the packed branches are kept apart: `"segments"` (segment-wise attention registered with transformers'
         `AttentionInterface`, memory linear in length; SDPA, or flash-attn varlen on CUDA), `"dense"` (an L x L
-        block mask per pair; sdpa/eager only) or `"auto"` (dense up to 1024 packed tokens, where it is faster,
-        segments above; dense always under eager attention).
+        block mask per pair; sdpa/eager only) or `"auto"` (segments, and the dense mask under eager attention, which
+        cannot be wrapped).
     freeze_vision_tower (`bool`, *optional*, defaults to `True`):
         Keep the vision encoder and projector frozen in full fine-tuning, as the paper does.
     too_long_policy (`str`, *optional*, defaults to `"drop"`):
@@ -149,7 +149,7 @@ class TPOConfig(DPOConfig):
     )
     prefix_sharing_attention: str = field(
         default="auto",
-        metadata={"help": "'segments' (no L x L mask), 'dense' (L x L block mask) or 'auto' (dense when short)."},
+        metadata={"help": "'segments' (no L x L mask), 'dense' (L x L block mask) or 'auto' (dense for eager only)."},
     )
     freeze_vision_tower: bool = field(
         default=True, metadata={"help": "Keep the vision encoder and projector frozen in full fine-tuning."}

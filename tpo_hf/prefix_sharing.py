@@ -29,8 +29,8 @@ Two ways to keep the branches apart inside attention:
   it as the `tpo_prefix_layout` keyword argument, which the transformers models forward to their attention function;
   the 4D `attention_mask` is a stride-0 view (no memory) so that transformers builds no mask of its own. Without the
   keyword (generation, evaluation) the function calls the original implementation.
-- a dense 4D block mask (`attention="dense"`): L x L per pair; the only way for eager attention, and faster for short
-  packed sequences (`DENSE_MAX_PACKED_LENGTH`, measured in benchmarks/train_step.py).
+- a dense 4D block mask (`attention="dense"`): L x L per pair; the only way for eager attention (`auto` can also keep
+  it for short packed sequences, `DENSE_MAX_PACKED_LENGTH`, but it measured no faster there).
 """
 
 from __future__ import annotations
@@ -53,9 +53,11 @@ LAYOUT_KWARG = "tpo_prefix_layout"
 # Name prefix under which the segment-wise attention is registered, per wrapped implementation
 ATTENTION_PREFIX = "tpo_prefix_"
 ATTENTION_MODES = ("auto", "segments", "dense")
-# `auto`: packed sequences up to this length use the dense mask (one SDPA call beats the per-pair calls there; see
-# the short setting of benchmarks/train_step.py), longer ones the segment-wise attention
-DENSE_MAX_PACKED_LENGTH = 1024
+# `auto`: packed sequences up to this length use the dense mask, longer ones the segment-wise attention. 0: the
+# dense mask was not measurably faster anywhere (benchmarks/train_step.py, CPU, 2 pairs: CPU-seconds ratio to the
+# duplicated rows 1.91x dense vs 2.03x segments at 718 packed tokens, and segments ahead at ~1.2k), so `auto` keeps
+# it for eager attention only
+DENSE_MAX_PACKED_LENGTH = 0
 # Per-token outputs of TRL's fused LM head (`trl.trainer.utils.FusedCausalLMOutput`)
 PER_TOKEN_FIELDS = ("log_probs", "entropy", "log_sum_sq_probs", "mean_logits", "is_top1")
 _PASSTHROUGH_KWARGS = ("use_cache", "output_router_logits")

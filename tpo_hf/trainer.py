@@ -280,7 +280,7 @@ class TPOTrainer(DPOTrainer):
             return "dense"
         for model in models:
             install_prefix_attention(model)
-        if mode == "segments" or not dense_ok:
+        if mode == "segments" or not dense_ok or DENSE_MAX_PACKED_LENGTH == 0:
             logger.info("prefix sharing: segment-wise attention around %s (no L x L mask)", implementations)
             return "segments"
         logger.info(
