@@ -79,6 +79,8 @@ class PrefixLayout:
 
     segments: list[tuple[int, int, int]]
     answer_masks: list[torch.Tensor]
+    # `varlen` is the same for every layer of a forward: built once per packed batch and device
+    _varlen: dict[tuple[int, str], dict[str, Any]] = field(default_factory=dict, repr=False)
 
     @classmethod
     def build(cls, segments: list[tuple[int, int, int]], device: torch.device | str) -> PrefixLayout:
@@ -98,6 +100,9 @@ class PrefixLayout:
         Queries are the real packed tokens in order; each answer branch's keys are its prompt followed by itself,
         so flash attention's bottom-right causal alignment (seqlen_q < seqlen_k) gives exactly the branch mask.
         """
+        cache_key = (packed_length, str(device))
+        if cache_key in self._varlen:
+            return self._varlen[cache_key]
         query_index, key_index, query_lengths, key_lengths = [], [], [0], [0]
         for pair, (prompt, chosen, rejected) in enumerate(self.segments):
             start = pair * packed_length
@@ -113,7 +118,8 @@ class PrefixLayout:
                     key_index += keys
                     query_lengths.append(length)
                     key_lengths.append(len(keys))
-        return varlen_tensors(query_index, key_index, query_lengths, key_lengths, device)
+        self._varlen[cache_key] = varlen_tensors(query_index, key_index, query_lengths, key_lengths, device)
+        return self._varlen[cache_key]
 
 
 def varlen_tensors(
