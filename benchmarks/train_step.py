@@ -5,7 +5,15 @@ Paths (each run in a fresh subprocess, so peak memory is its own):
       Factory, ms-swift and the official TPO fork do): share_video_encoding=False, prefix_sharing=False;
   (b) shared video encoding: the vision encoder runs once per pair (share_video_encoding=True);
   (c) (b) + prefix sharing: the language model runs once over each pair's prompt, both answers packed after it;
-  (d) (c) + precompute_ref_log_probs: the reference pass runs once before training, not in the step.
+  (d) (c) + precompute_ref_log_probs: the reference pass runs once before training, not in the step;
+  (e) (c) with the dense L x L block mask instead of the segment-wise attention (prefix_sharing_attention='dense');
+  (s) (c) with the segment-wise attention at any length (prefix_sharing_attention='segments').
+
+(c) uses `prefix_sharing_attention='auto'`: the dense mask up to 1024 packed tokens, the segment-wise attention (no
+L x L mask) above. The paths run interleaved (a, c, a, c, ... for `--repeats`), each run in its own subprocess, and
+every ratio to (a) is printed as the median over repeats with its min-max spread: on a shared machine, paths run one
+after the other drift apart with the load. "mask MiB": bytes of the attention mask (and the segment layout) the
+first language-model layer receives, per step, measured with a forward pre-hook.
 
 The model is a random Qwen2.5-VL-shaped model, small in width but long in sequence (32 frames -> >= 2k video
 tokens, 64-token answers), trained with LoRA on the language model. A step is `Trainer.training_step` (forward of
@@ -14,6 +22,7 @@ out. Peak memory: growth of the process's max RSS over the steps on CPU (`resour
 `torch.cuda.max_memory_allocated` over the steps on CUDA.
 
     python benchmarks/train_step.py                    # CPU, tiny-but-long
+    python benchmarks/train_step.py --long             # CPU, >= 8k video tokens per pair, (a) vs (c)
     python benchmarks/train_step.py --device cuda --frames 64 --hidden_size 1024 --layers 8 --pairs 4
 """
 
@@ -39,13 +48,29 @@ PATHS = {
     "b": dict(share_video_encoding=True, prefix_sharing=False, precompute_ref_log_probs=False),
     "c": dict(share_video_encoding=True, prefix_sharing=True, precompute_ref_log_probs=False),
     "d": dict(share_video_encoding=True, prefix_sharing=True, precompute_ref_log_probs=True),
+    "e": dict(
+        share_video_encoding=True,
+        prefix_sharing=True,
+        precompute_ref_log_probs=False,
+        prefix_sharing_attention="dense",
+    ),
+    "s": dict(
+        share_video_encoding=True,
+        prefix_sharing=True,
+        precompute_ref_log_probs=False,
+        prefix_sharing_attention="segments",
+    ),
 }
 LABELS = {
     "a": "(a) duplicated rows",
     "b": "(b) shared video encoding",
     "c": "(c) + prefix sharing",
     "d": "(d) + precomputed reference",
+    "e": "(e) (c) with dense L x L mask",
+    "s": "(s) (c) with segment attention",
 }
+# `--long`: 64 frames of 128x128 -> 32 temporal groups x 256 tokens = 8192 video tokens per prompt
+LONG = dict(frames=64, height=128, width=128, pairs=1, layers=2, steps=1, warmup=0, paths="ac", repeats=3)
 ANSWERS = [
     (
         "The red square slides to the right, then a blue circle drifts left.",
@@ -100,6 +125,7 @@ def run_path(path: str, args: argparse.Namespace) -> dict:
     from peft import LoraConfig
 
     from tpo_hf import TPOConfig, TPOTrainer
+    from tpo_hf.prefix_sharing import LAYOUT_KWARG
     from tpo_hf.synthetic import Scene, write_synthetic_video
 
     torch.set_num_threads(args.threads)
@@ -152,20 +178,37 @@ def run_path(path: str, args: argparse.Namespace) -> dict:
     num_video_tokens = int((batch["input_ids"][0] == model.config.video_token_id).sum())
     trainer.model.train()
     trainer.current_gradient_accumulation_steps = 1  # set by `train()`'s loop, which is not used here
+    mask_bytes = []
+
+    def record_mask(module, args_, kwargs):
+        # what the first decoder layer's attention is handed to tell the branches apart: the 4D mask (as stored:
+        # a stride-0 view counts one element) and the tensors of the segment layout
+        tensors = [kwargs.get("attention_mask")]
+        layout = kwargs.get(LAYOUT_KWARG)
+        if layout is not None:
+            tensors += layout.answer_masks
+        mask_bytes.append(sum(t.untyped_storage().nbytes() for t in tensors if isinstance(t, torch.Tensor)))
+
+    first_attention = next(m for name, m in trainer.model.named_modules() if name.endswith("layers.0.self_attn"))
+    first_attention.register_forward_pre_hook(record_mask, with_kwargs=True)
     device = torch.device(args.device)
     cuda = device.type == "cuda"
+
+    cpu_times = []
 
     def step() -> float:
         if cuda:
             torch.cuda.synchronize()
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         trainer.training_step(trainer.model, batch)
         if cuda:
             torch.cuda.synchronize()
         trainer.model.zero_grad(set_to_none=True)
+        cpu_times.append(time.process_time() - cpu_start)
         return time.perf_counter() - start
 
-    step()  # warm-up: allocator, kernels, lazy inits
+    for _ in range(args.warmup):
+        step()  # warm-up: allocator, kernels, lazy inits
     if cuda:
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
@@ -187,17 +230,28 @@ def run_path(path: str, args: argparse.Namespace) -> dict:
     return {
         "path": path,
         "median_step_s": statistics.median(times),
+        # CPU seconds of this process (all its threads): what the step costs, less exposed to other processes' load
+        "median_step_cpu_s": statistics.median(cpu_times[-len(times) :]),
         "peak_bytes": peak,
         "lm_tokens_per_pair": policy_tokens + reference_tokens,
         "video_tokens_per_pair": num_video_tokens,
         "encoder_runs_per_pair": encoder_runs,
         "prefix_sharing_active": bool(trainer._prefix_sharing),
+        "segment_attention": bool(stats and stats["segment_attention"]),
+        "mask_bytes": max(mask_bytes),
     }
+
+
+def _spread(values: list[float]) -> str:
+    if not values:
+        return "n/a"
+    return f"{statistics.median(values):.2f} [{min(values):.2f}-{max(values):.2f}]"
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--long", action="store_true", help=f"the long setting: {LONG} unless given explicitly")
     parser.add_argument("--frames", type=int, default=32)
     parser.add_argument("--height", type=int, default=64)
     parser.add_argument("--width", type=int, default=128)
@@ -206,47 +260,79 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--hidden_size", type=int, default=128)
     parser.add_argument("--layers", type=int, default=4)
     parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--warmup", type=int, default=1, help="untimed steps before the timed ones")
+    parser.add_argument("--repeats", type=int, default=2, help="rounds of the interleaved paths")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--activation_checkpointing", action="store_true")
     parser.add_argument("--paths", default="abcd")
     parser.add_argument("--workdir", default=None)
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
+    raw = argv if argv is not None else sys.argv[1:]
+    args = parser.parse_args(raw)
+    if args.long:
+        given = {arg.split("=")[0][2:] for arg in raw if arg.startswith("--")}
+        for key, value in LONG.items():
+            if key not in given:
+                setattr(args, key, value)
 
     if args.child:
         print("RESULT " + json.dumps(run_path(args.child, args)))
         return
 
+    results: dict[str, list[dict]] = {path: [] for path in args.paths}
     with tempfile.TemporaryDirectory() as workdir:
-        forwarded = [a for a in (argv if argv is not None else sys.argv[1:])]
-        results = {}
-        for path in args.paths:
-            command = [sys.executable, __file__, *forwarded, "--workdir", workdir, "--child", path]
-            completed = subprocess.run(command, capture_output=True, text=True)
-            lines = [line for line in completed.stdout.splitlines() if line.startswith("RESULT ")]
-            if completed.returncode or not lines:
-                sys.stderr.write(completed.stderr[-4000:])
-                raise SystemExit(f"path {path} failed (exit {completed.returncode})")
-            results[path] = json.loads(lines[-1][len("RESULT ") :])
-            print(f"  measured {LABELS[path]}", file=sys.stderr, flush=True)
+        child_args = [
+            f"--{key}={value}" for key, value in vars(args).items() if key not in ("child", "workdir", "long")
+        ]
+        child_args = [arg for arg in child_args if not arg.startswith("--activation_checkpointing")]
+        if args.activation_checkpointing:
+            child_args.append("--activation_checkpointing")
+        for repeat in range(args.repeats):
+            for path in args.paths:  # interleaved: a, c, a, c, ...
+                command = [sys.executable, __file__, *child_args, "--workdir", workdir, "--child", path]
+                completed = subprocess.run(command, capture_output=True, text=True)
+                lines = [line for line in completed.stdout.splitlines() if line.startswith("RESULT ")]
+                if completed.returncode or not lines:
+                    sys.stderr.write(completed.stderr[-4000:])
+                    raise SystemExit(f"path {path} failed (exit {completed.returncode})")
+                result = json.loads(lines[-1][len("RESULT ") :])
+                results[path].append(result)
+                print(
+                    f"  repeat {repeat + 1}/{args.repeats} {LABELS[path]}: {result['median_step_s']:.2f} s "
+                    f"({result['median_step_cpu_s']:.2f} CPU s), "
+                    f"peak {result['peak_bytes'] / 2**20:.0f} MiB",
+                    file=sys.stderr,
+                    flush=True,
+                )
 
-    first = results.get("a")
+    first = next(iter(results.values()))[0]
     print(
-        f"TPO train step, {args.device}: {args.frames} frames ({results[next(iter(results))]['video_tokens_per_pair']}"
-        f" video tokens), {args.answer_tokens}-token answers, {args.pairs} pairs/step, LM hidden {args.hidden_size}"
-        f" x {args.layers} layers, LoRA r=16, median of {args.steps} steps"
+        f"TPO train step, {args.device}: {args.frames} frames of {args.height}x{args.width} "
+        f"({first['video_tokens_per_pair']} video tokens), {args.answer_tokens}-token answers, {args.pairs} pairs/step, "
+        f"LM hidden {args.hidden_size} x {args.layers} layers, LoRA r=16, median of {args.steps} steps per run, "
+        f"{args.repeats} interleaved repeats; ratios to (a): median [min-max] over repeats"
     )
     header = (
-        f"{'path':<30} {'step s':>8} {'x faster':>9} {'peak MiB':>9} {'x mem':>6} {'LM tok/pair':>12} {'enc/pair':>9}"
+        f"{'path':<31} {'step s':>8} {'x faster':>18} {'CPU s':>7} {'x faster (CPU s)':>18} {'peak MiB':>9} "
+        f"{'x mem':>18} {'mask MiB':>9} {'LM tok/pair':>12} {'enc/pair':>9}"
     )
     print(header)
     print("-" * len(header))
-    for path, result in results.items():
-        speed = first["median_step_s"] / result["median_step_s"] if first else float("nan")
-        memory = result["peak_bytes"] / first["peak_bytes"] if first and first["peak_bytes"] > 0 else float("nan")
+    baseline = results.get("a")
+    for path, runs in results.items():
+        speed = cpu_speed = memory = []
+        if baseline:
+            # ratio within each repeat: the two runs of a repeat are neighbours in time, so they share the load
+            speed = [a["median_step_s"] / r["median_step_s"] for a, r in zip(baseline, runs)]
+            cpu_speed = [a["median_step_cpu_s"] / r["median_step_cpu_s"] for a, r in zip(baseline, runs)]
+            memory = [r["peak_bytes"] / a["peak_bytes"] for a, r in zip(baseline, runs) if a["peak_bytes"] > 0]
+        result = runs[0]
         print(
-            f"{LABELS[path]:<30} {result['median_step_s']:>8.3f} {speed:>9.2f} {result['peak_bytes'] / 2**20:>9.1f}"
-            f" {memory:>6.2f} {result['lm_tokens_per_pair']:>12} {result['encoder_runs_per_pair']:>9}"
+            f"{LABELS[path]:<31} {statistics.median(r['median_step_s'] for r in runs):>8.2f} {_spread(speed):>18} "
+            f"{statistics.median(r['median_step_cpu_s'] for r in runs):>7.2f} {_spread(cpu_speed):>18} "
+            f"{statistics.median(r['peak_bytes'] for r in runs) / 2**20:>9.1f} {_spread(memory):>18} "
+            f"{result['mask_bytes'] / 2**20:>9.2f} {result['lm_tokens_per_pair']:>12} "
+            f"{result['encoder_runs_per_pair']:>9}"
         )
 
 

@@ -17,7 +17,15 @@ from peft import LoraConfig
 
 from tpo_hf import TPOConfig, TPOTrainer
 from tpo_hf.families import FAMILIES
-from tpo_hf.prefix_sharing import pack_pairs, unsupported_reason
+from tpo_hf.prefix_sharing import (
+    LAYOUT_KWARG,
+    PrefixLayout,
+    _block_mask,
+    install_prefix_attention,
+    pack_pairs,
+    prefix_attention_forward,
+    unsupported_reason,
+)
 from tpo_hf.tiny import build_tiny_model, tiny_tpo_config
 
 SUPPORTED = sorted(name for name, family in FAMILIES.items() if family.supports_prefix_sharing)
@@ -39,15 +47,22 @@ ROWS = [
     },
 ]
 
+DENSE = dict(prefix_sharing=True, prefix_sharing_attention="dense")
 PATHS = {
     "duplicated": dict(share_video_encoding=False, prefix_sharing=False),
     "shared_encoding": dict(share_video_encoding=True, prefix_sharing=False),
-    "prefix_sharing": dict(share_video_encoding=True, prefix_sharing=True),
-    "prefix_sharing_unshared_encoding": dict(share_video_encoding=False, prefix_sharing=True),
-    "prefix_sharing_checkpointing": dict(
-        share_video_encoding=True, prefix_sharing=True, activation_checkpointing=True
-    ),
+    "prefix_sharing": dict(share_video_encoding=True, **DENSE),
+    "prefix_sharing_unshared_encoding": dict(share_video_encoding=False, **DENSE),
+    "prefix_sharing_checkpointing": dict(share_video_encoding=True, activation_checkpointing=True, **DENSE),
     "duplicated_checkpointing": dict(share_video_encoding=False, prefix_sharing=False, activation_checkpointing=True),
+    # segment-wise attention (no L x L mask): what "auto" (the default) uses with sdpa, and forced
+    "prefix_sharing_segments": dict(share_video_encoding=True, prefix_sharing=True),
+    "prefix_sharing_segments_checkpointing": dict(
+        share_video_encoding=True,
+        prefix_sharing=True,
+        prefix_sharing_attention="segments",
+        activation_checkpointing=True,
+    ),
 }
 
 
@@ -108,6 +123,16 @@ def test_all_paths_match_duplicated_rows(family, tmp_path, video_dir):
             stats = trainer._last_packing_stats
             # one pass over each prompt: fewer language-model tokens than the two padded rows per pair
             assert stats["packed_tokens"] < stats["row_tokens"]
+            segments = settings.get("prefix_sharing_attention", "auto") in ("auto", "segments")
+            assert stats["segment_attention"] == segments
+            if segments:
+                # the 4D mask handed to the model is a one-element view, and the text attention is the wrapper
+                assert stats["mask_bytes"] == 1
+                text_config = trainer.model.get_base_model().config.get_text_config()
+                assert text_config._attn_implementation == "tpo_prefix_sdpa"
+                assert trainer.model.get_base_model().config.vision_config._attn_implementation == "sdpa"
+            else:
+                assert stats["mask_bytes"] >= stats["packed_length"] ** 2
 
 
 def test_eager_attention_float_mask(tmp_path, video_dir):
@@ -145,6 +170,104 @@ def test_pack_pairs_layout():
     # un-packing puts each log-prob where the unshared forward has it: row r, column of the token before it
     unpacked = packed.unpack(torch.arange(1.0, 11.0).view(2, 5))
     assert unpacked.tolist() == [[0, 0, 3, 4, 0], [0, 7, 0, 0, 0], [0, 0, 5, 0, 0], [0, 8, 9, 0, 0]]
+
+
+def _varlen_reference(query, key, value, index, scale):
+    """What `flash_attn_varlen_func(..., causal=True)` computes, in plain torch: each sequence's queries attend
+    causally to its keys, aligned bottom-right (flash-attn >= 2.1), so the GPU path's indices are checked here."""
+    out = []
+    cu_q, cu_k = index["cu_seqlens_q"].tolist(), index["cu_seqlens_k"].tolist()
+    for (q0, q1), (k0, k1) in zip(zip(cu_q, cu_q[1:]), zip(cu_k, cu_k[1:])):
+        q, k, v = (x.transpose(0, 1)[None] for x in (query[q0:q1], key[k0:k1], value[k0:k1]))
+        allowed = torch.ones(q1 - q0, k1 - k0, dtype=torch.bool).tril(diagonal=(k1 - k0) - (q1 - q0))
+        out.append(
+            torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=allowed, scale=scale, enable_gqa=True)[
+                0
+            ].transpose(0, 1)
+        )
+    return torch.cat(out)
+
+
+class _Attention(torch.nn.Module):
+    pass
+
+
+def test_segment_attention_equals_dense_block_mask():
+    """The segment-wise attention (CPU SDPA path), the flash varlen layout (checked with a plain-torch varlen) and
+    SDPA under the dense block mask agree on every real packed position, with grouped query heads."""
+    torch.manual_seed(0)
+    segments = [(7, 3, 5), (4, 1, 2)]  # (prompt, chosen, rejected) per pair; the second pair is padded
+    packed_length, heads, kv_heads, dim = 15, 4, 2, 8
+    query = torch.randn(2, heads, packed_length, dim, requires_grad=True)
+    key = torch.randn(2, kv_heads, packed_length, dim, requires_grad=True)
+    value = torch.randn(2, kv_heads, packed_length, dim, requires_grad=True)
+    layout = PrefixLayout.build(segments, "cpu")
+    module = _Attention().train()
+    out, _ = prefix_attention_forward(module, query, key, value, None, scaling=0.3, **{LAYOUT_KWARG: layout})
+
+    ids = torch.full((2, packed_length), -1)
+    for pair, (prompt, chosen, rejected) in enumerate(segments):
+        ids[pair, : prompt + chosen + rejected] = torch.tensor([0] * prompt + [1] * chosen + [2] * rejected)
+    real = ids != -1
+    dense = torch.nn.functional.scaled_dot_product_attention(
+        query, key, value, attn_mask=_block_mask(ids, torch.bool), scale=0.3, enable_gqa=True
+    ).transpose(1, 2)
+    assert torch.allclose(out[real], dense[real], atol=1e-6)
+    assert torch.equal(out[~real], torch.zeros_like(out[~real]))
+    # gradients flow to the prompt keys from both branches
+    (out[real] ** 2).sum().backward()
+    grads = [t.grad.clone() for t in (query, key, value)]
+    for t in (query, key, value):
+        t.grad = None
+    (dense[real] ** 2).sum().backward()
+    for grad, t in zip(grads, (query, key, value)):
+        assert torch.allclose(grad, t.grad, atol=1e-5)
+
+    index = layout.varlen(packed_length, "cpu")
+    flat = [x.detach().transpose(1, 2).reshape(2 * packed_length, x.shape[1], dim) for x in (query, key, value)]
+    varlen = _varlen_reference(
+        flat[0][index["query_index"]], flat[1][index["key_index"]], flat[2][index["key_index"]], index, 0.3
+    )
+    assert torch.allclose(
+        varlen, dense.detach().reshape(2 * packed_length, heads, dim)[index["query_index"]], atol=1e-6
+    )
+    assert index["query_index"].tolist() == real.reshape(-1).nonzero().squeeze(1).tolist()
+
+
+def test_wrapped_attention_leaves_unpacked_forwards_alone():
+    """With the wrapper installed, a forward without a layout (generation, evaluation) gets the usual padding mask
+    and the wrapped implementation's result."""
+    model, _ = build_tiny_model("qwen2_5_vl")
+    model.eval()
+    input_ids = torch.randint(1, 100, (2, 9))
+    attention_mask = torch.ones_like(input_ids)
+    attention_mask[1, :3] = 0  # left padding: the mask matters
+    with torch.no_grad():
+        expected = model(input_ids=input_ids, attention_mask=attention_mask).logits
+        assert install_prefix_attention(model) == "sdpa"
+        assert model.config.get_text_config()._attn_implementation == "tpo_prefix_sdpa"
+        assert model.config.vision_config._attn_implementation == "sdpa"
+        logits = model(input_ids=input_ids, attention_mask=attention_mask).logits
+    assert torch.allclose(logits[attention_mask.bool()], expected[attention_mask.bool()], atol=1e-5)
+
+
+def test_eager_attention_keeps_the_dense_mask(tmp_path, video_dir, caplog):
+    """Eager attention's function is model-specific, so it cannot be wrapped: 'auto' logs the dense fallback once and
+    'segments' refuses, naming the implementation."""
+    with caplog.at_level(logging.WARNING, logger="tpo_hf.trainer"):
+        trainer = _trainer(
+            "qwen2_vl", tmp_path, video_dir, attn_implementation="eager", **PATHS["prefix_sharing_segments"]
+        )
+    assert trainer._prefix_sharing and trainer._prefix_attention == "dense"
+    assert [r.getMessage() for r in caplog.records if "dense L x L block mask" in r.getMessage()]
+    with pytest.raises(ValueError, match="'eager'"):
+        _trainer(
+            "qwen2_vl",
+            tmp_path,
+            video_dir,
+            attn_implementation="eager",
+            **dict(PATHS["prefix_sharing_segments"], prefix_sharing_attention="segments"),
+        )
 
 
 def test_pack_pairs_rejects_rows_that_are_not_pairs():
@@ -252,6 +375,7 @@ def test_qlora_prefix_sharing_matches_duplicated_rows(tiny_model_dirs, tmp_path,
     expected_trainer = make(**PATHS["duplicated"])
     assert expected_trainer.model.get_base_model().is_loaded_in_4bit
     expected = _loss_and_grads(expected_trainer)
-    trainer = make(**PATHS["prefix_sharing"])
-    assert trainer._prefix_sharing
-    _assert_close(_loss_and_grads(trainer), expected, "qlora/prefix_sharing")
+    for path in ("prefix_sharing", "prefix_sharing_segments"):
+        trainer = make(**PATHS[path])
+        assert trainer._prefix_sharing
+        _assert_close(_loss_and_grads(trainer), expected, f"qlora/{path}")

@@ -112,6 +112,9 @@ class TPOConfig(DPOConfig):
         Per-frame pixel budget for families that resize dynamically (Qwen); `None` keeps the processor's setting.
     video_root (`str` or `None`, *optional*, defaults to `None`):
         Folder that relative paths in the `video` column are resolved against.
+    max_video_tokens (`int` or `None`, *optional*, defaults to `None`):
+        Video-token budget per prompt: the per-frame resolution (Qwen) and, where the smallest frames do not fit,
+        the frame count are chosen so each video fits (`VideoPreferenceProcessor`; the same in curation and eval).
 
     > Parameters that control the TPO objective and its cost
 
@@ -125,6 +128,11 @@ class TPOConfig(DPOConfig):
         rejected answers packed after it under a block attention mask, for the policy and the reference pass. Same
         loss and gradients as the unshared rows. Falls back (with a logged reason) for families or attention
         implementations that cannot take a custom 4D mask.
+    prefix_sharing_attention (`str`, *optional*, defaults to `"auto"`):
+        How the packed branches are kept apart: `"segments"` (segment-wise attention registered with transformers'
+        `AttentionInterface`, memory linear in length; SDPA, or flash-attn varlen on CUDA), `"dense"` (an L x L
+        block mask per pair; sdpa/eager only) or `"auto"` (segments, and the dense mask under eager attention, which
+        cannot be wrapped).
     freeze_vision_tower (`bool`, *optional*, defaults to `True`):
         Keep the vision encoder and projector frozen in full fine-tuning, as the paper does.
     lora_include_experts (`bool`, *optional*, defaults to `False`):
@@ -149,6 +157,9 @@ class TPOConfig(DPOConfig):
     video_root: str | None = field(
         default=None, metadata={"help": "Folder that relative paths in the `video` column are resolved against."}
     )
+    max_video_tokens: int | None = field(
+        default=None, metadata={"help": "Video-token budget per prompt: resolution, then frames, are fitted to it."}
+    )
 
     # Objective and cost
     sft_weight: float = field(default=0.5, metadata={"help": "Weight alpha of the SFT term on the chosen answer."})
@@ -158,6 +169,10 @@ class TPOConfig(DPOConfig):
     prefix_sharing: bool = field(
         default=True,
         metadata={"help": "Run each pair's prompt once, with both answers packed after it (block attention mask)."},
+    )
+    prefix_sharing_attention: str = field(
+        default="auto",
+        metadata={"help": "'segments' (no L x L mask), 'dense' (L x L block mask) or 'auto' (dense for eager only)."},
     )
     freeze_vision_tower: bool = field(
         default=True, metadata={"help": "Keep the vision encoder and projector frozen in full fine-tuning."}
@@ -216,6 +231,7 @@ class TPOConfig(DPOConfig):
             "max_frames": self.max_frames,
             "max_pixels": self.max_pixels,
             "video_root": self.video_root,
+            "max_video_tokens": self.max_video_tokens,
         }
 
     def _resolve_loss(self) -> None:
@@ -273,7 +289,7 @@ class TPOConfig(DPOConfig):
     def __post_init__(self):
         if self.num_frames is None and self.video_fps is None:
             raise ValueError("TPOConfig: set `num_frames` or `video_fps` (every frame of a long video is too many).")
-        for name in ("num_frames", "max_frames", "max_pixels"):
+        for name in ("num_frames", "max_frames", "max_pixels", "max_video_tokens"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"TPOConfig: `{name}` must be a positive integer or None, got {value}.")
@@ -283,6 +299,11 @@ class TPOConfig(DPOConfig):
         if self.too_long_policy not in TOO_LONG_POLICIES:
             raise ValueError(
                 f"TPOConfig: `too_long_policy` must be one of {TOO_LONG_POLICIES}, got {self.too_long_policy!r}."
+            )
+        if self.prefix_sharing_attention not in ("auto", "segments", "dense"):
+            raise ValueError(
+                "TPOConfig: `prefix_sharing_attention` must be 'auto', 'segments' or 'dense', got "
+                f"{self.prefix_sharing_attention!r}."
             )
         if self.max_length is not None and self.max_length < 1:
             raise ValueError(f"TPOConfig: `max_length` must be positive or None, got {self.max_length}.")

@@ -88,6 +88,51 @@ def _encode_video_llama_3(model: Any, video_inputs: dict[str, torch.Tensor]) -> 
     )
 
 
+# Smallest frame `_qwen_pixel_budget` lets the processor resize to (its `shortest_edge`, i.e. min_pixels)
+QWEN_MIN_PIXELS = 56 * 56
+
+
+def _qwen_video_token_budget(processor: Any, num_frames: int, max_video_tokens: int) -> tuple[int, int | None]:
+    """Qwen-VL: a video is ceil(frames / temporal_patch) groups of (h / (patch * merge)) x (w / (patch * merge))
+    tokens, so the per-frame pixel budget follows from the token budget; frames are dropped only below the smallest
+    frame size."""
+    video_processor = processor.video_processor
+    factor = video_processor.patch_size * video_processor.merge_size
+    temporal = video_processor.temporal_patch_size
+    min_tokens = 4  # the smallest frame worth encoding: 2 x 2 merged patches (56 x 56 pixels at Qwen's factor 28)
+    groups = -(-num_frames // temporal)
+    if max_video_tokens // groups < min_tokens:
+        groups = max_video_tokens // min_tokens
+        if groups < 1:
+            raise ValueError(
+                f"max_video_tokens={max_video_tokens} is below one frame group of the smallest size "
+                f"({min_tokens} tokens); raise it."
+            )
+        num_frames = groups * temporal
+    return num_frames, (max_video_tokens // groups) * factor**2
+
+
+def _fixed_video_token_budget(processor: Any, num_frames: int, max_video_tokens: int) -> tuple[int, int | None]:
+    """Fixed-size families (LLaVA-OneVision, LLaVA-NeXT-Video): the resolution is fixed, so only frames can go. The
+    tokens per frame (and any per-video extra, e.g. a newline token) are counted on the processor's own output for
+    one and two blank frames."""
+    import numpy as np
+
+    token = processor.video_token
+    token_id = processor.tokenizer.convert_tokens_to_ids(token)
+    counts = []
+    for frames in (1, 2):
+        out = processor(text=[token], videos=[np.zeros((frames, 64, 64, 3), dtype=np.uint8)], return_tensors="pt")
+        counts.append(int((out["input_ids"][0] == token_id).sum()))
+    per_frame, extra = counts[1] - counts[0], 2 * counts[0] - counts[1]
+    fitting = (max_video_tokens - extra) // per_frame
+    if fitting < 1:
+        raise ValueError(
+            f"max_video_tokens={max_video_tokens} is below one frame ({per_frame + extra} tokens); raise it."
+        )
+    return min(num_frames, fitting), None
+
+
 def _repeat_per_video(value: Any, times: int) -> Any:
     """Repeats per-video encoder output: a tensor along dim 0, a tuple/list of per-video tensors as a sequence."""
     if value is None:
@@ -117,6 +162,9 @@ class VideoFamily:
         pixel_budget_kwargs: maps a per-frame pixel budget to processor kwargs (`None`: fixed-size family).
         timing_fix: post-processes processor outputs so temporal positions use the true sampled frame rate.
         encode_videos: runs the vision encoder alone on `encoder_input_keys`.
+        video_token_budget: `(processor, num_frames, max_video_tokens) -> (num_frames, max_pixels or None)`: the
+            frames and per-frame pixel budget that keep one video within `max_video_tokens` (see
+            `VideoPreferenceProcessor`'s `max_video_tokens`).
         supports_prefix_sharing: the language model takes a custom 4D attention mask and explicit position ids, so
             each pair's prompt can run once with both answers packed after it (`tpo_hf.prefix_sharing`); checked
             for equal loss and gradients in tests/test_prefix_sharing.py.
@@ -164,6 +212,8 @@ class VideoFamily:
         """Whether the language model routes tokens to experts (and has a load-balancing loss)."""
         return self.router_modules is not None
 
+    video_token_budget: Callable[[Any, int, int], tuple[int, int | None]] = _fixed_video_token_budget
+
     @property
     def video_keys(self) -> tuple[str, ...]:
         """All per-video processor outputs."""
@@ -203,7 +253,7 @@ class VideoFamily:
 
 
 def _qwen_pixel_budget(max_pixels: int) -> dict[str, Any]:
-    return {"size": {"shortest_edge": min(max_pixels, 56 * 56), "longest_edge": max_pixels}}
+    return {"size": {"shortest_edge": min(max_pixels, QWEN_MIN_PIXELS), "longest_edge": max_pixels}}
 
 
 _QWEN_COMMON = dict(
@@ -216,6 +266,7 @@ _QWEN_COMMON = dict(
     pixel_budget_kwargs=_qwen_pixel_budget,
     encode_videos=_encode_qwen,
     supports_prefix_sharing=True,
+    video_token_budget=_qwen_video_token_budget,
 )
 
 FAMILIES: dict[str, VideoFamily] = {

@@ -50,6 +50,10 @@ class VideoPreferenceProcessor:
         max_pixels: per-frame pixel budget (families that resize dynamically, e.g. Qwen); `None` keeps the
             processor's own setting.
         video_root: folder that relative video paths are resolved against.
+        max_video_tokens: video-token budget per prompt ("64 frames, whatever resolution fits 16k tokens"): the
+            family's `video_token_budget` lowers the per-frame pixel budget (Qwen) and, where even the smallest frame
+            does not fit, the frames (`num_frames`, or `max_frames` with `video_fps`). Curation, training and
+            evaluation all build their processor here, so one budget gives the same frames and resolution in each.
 
     Example:
         >>> processor = VideoPreferenceProcessor.from_pretrained("Qwen/Qwen2.5-VL-7B-Instruct", num_frames=32)
@@ -66,6 +70,7 @@ class VideoPreferenceProcessor:
         max_frames: int | None = None,
         max_pixels: int | None = None,
         video_root: str | os.PathLike | None = None,
+        max_video_tokens: int | None = None,
     ):
         self.processor = processor
         self.family = get_family(family if family is not None else processor)
@@ -76,6 +81,9 @@ class VideoPreferenceProcessor:
         self.max_frames = max_frames
         self.max_pixels = max_pixels
         self.video_root = str(video_root) if video_root is not None else None
+        self.max_video_tokens = max_video_tokens
+        if max_video_tokens is not None:
+            self._fit_video_token_budget(max_video_tokens)
         tokenizer = self.tokenizer
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
@@ -94,7 +102,15 @@ class VideoPreferenceProcessor:
         """
         from transformers import AutoConfig, AutoProcessor
 
-        setting_names = ("family", "num_frames", "video_fps", "max_frames", "max_pixels", "video_root")
+        setting_names = (
+            "family",
+            "num_frames",
+            "video_fps",
+            "max_frames",
+            "max_pixels",
+            "video_root",
+            "max_video_tokens",
+        )
         settings = {name: kwargs.pop(name) for name in setting_names if name in kwargs}
         processor = AutoProcessor.from_pretrained(pretrained_model_name_or_path, **kwargs)
         saved = {}
@@ -125,7 +141,22 @@ class VideoPreferenceProcessor:
             "video_fps": self.video_fps,
             "max_frames": self.max_frames,
             "max_pixels": self.max_pixels,
+            "max_video_tokens": self.max_video_tokens,
         }
+
+    def _fit_video_token_budget(self, max_video_tokens: int) -> None:
+        if max_video_tokens < 1:
+            raise ValueError(f"max_video_tokens must be a positive integer or None, got {max_video_tokens}.")
+        frames = self.num_frames if self.num_frames is not None else self.max_frames
+        if frames is None:
+            raise ValueError("max_video_tokens needs `num_frames`, or `max_frames` with `video_fps`, to count frames.")
+        frames, max_pixels = self.family.video_token_budget(self.processor, frames, max_video_tokens)
+        if self.num_frames is not None:
+            self.num_frames = frames
+        else:
+            self.max_frames = frames
+        if max_pixels is not None:
+            self.max_pixels = max_pixels if self.max_pixels is None else min(self.max_pixels, max_pixels)
 
     def save_pretrained(self, save_directory: str | os.PathLike, **kwargs: Any) -> None:
         """Saves the transformers processor and the video settings (`tpo_video_config.json`)."""

@@ -46,11 +46,15 @@ from .fingerprint import atomic_write_json, file_identity, key_hash
 from .moe import install_router_aux_loss
 from .paper import TPO_CITATION, TPO_PAPER_ID, TPO_PAPER_TITLE, TPO_TAG
 from .prefix_sharing import (
+    DENSE_MAX_PACKED_LENGTH,
     PREFIX_SHARING_KWARG,
     attention_mask_dtype,
+    inner_attention,
+    install_prefix_attention,
     install_prefix_sharing,
     pack_pairs,
     row_position_ids,
+    segments_supported,
     unsupported_reason,
 )
 from .processing import VideoPreferenceProcessor
@@ -215,6 +219,8 @@ class TPOTrainer(DPOTrainer):
 
         self._share_video_encoding: bool | None = None  # decided once the model is wrapped (see _configure_video)
         self._prefix_sharing = False
+        self._prefix_attention = "dense"  # how packed branches are kept apart: see _configure_prefix_attention
+        self._logged_dense_batch = False
         self._total_dropped = 0  # pairs dropped for length, over the whole run (logged, in trainer_state.json)
         self._pairs_trained = 0  # pairs that reached a training forward in the current `train()` call
         self.degenerate_dropped: Counter = Counter()  # reason -> rows dropped before training
@@ -344,10 +350,51 @@ class TPOTrainer(DPOTrainer):
             logger.warning("prefix_sharing is off: %s. Each pair's prompt runs once per answer.", reason)
             return
         # The forward TRL patched with its fused LM head: the base model under PEFT, and a separate reference model
-        install_prefix_sharing(base_model)
+        models = [base_model]
         if self.ref_model is not None:
-            install_prefix_sharing(self.accelerator.unwrap_model(self.ref_model))
+            models.append(self.accelerator.unwrap_model(self.ref_model))
+        for packed_model in models:
+            install_prefix_sharing(packed_model)
+        self._prefix_attention = self._configure_prefix_attention(models)
         self._prefix_sharing = True
+
+    def _configure_prefix_attention(self, models: list[Any]) -> str:
+        """Segment-wise attention (no L x L mask) where every model's attention can be wrapped, else the dense mask.
+
+        Returns the `pack_pairs` attention mode; logs once why the dense mask is used where it is.
+        """
+        mode = self.args.prefix_sharing_attention
+        implementations = sorted({str(inner_attention(model)) for model in models})
+        dense_ok = all(attention_mask_dtype(model) is not None for model in models)
+        segments_ok = all(segments_supported(model) for model in models)
+        if mode == "dense" and not dense_ok:
+            raise ValueError(
+                f"prefix_sharing_attention='dense' needs sdpa or eager attention, the model uses {implementations}; "
+                "use 'segments' or 'auto'"
+            )
+        if mode == "segments" and not segments_ok:
+            raise ValueError(
+                f"prefix_sharing_attention='segments' cannot wrap attention {implementations} (eager's function is "
+                "model-specific); load the model with attn_implementation='sdpa' or use 'dense'"
+            )
+        if mode == "dense" or not segments_ok:
+            logger.warning(
+                "prefix sharing uses a dense L x L block mask per pair (%s), memory quadratic in length: %s",
+                implementations,
+                "prefix_sharing_attention='dense'" if mode == "dense" else "eager attention cannot be wrapped",
+            )
+            return "dense"
+        for model in models:
+            install_prefix_attention(model)
+        if mode == "segments" or not dense_ok or DENSE_MAX_PACKED_LENGTH == 0:
+            logger.info("prefix sharing: segment-wise attention around %s (no L x L mask)", implementations)
+            return "segments"
+        logger.info(
+            "prefix sharing: segment-wise attention around %s above %d packed tokens, dense block mask up to it",
+            implementations,
+            DENSE_MAX_PACKED_LENGTH,
+        )
+        return "auto"
 
     def _to_model_inputs(self, model: Any, inputs: dict[str, Any]) -> dict[str, Any] | None:
         """Strips bookkeeping keys and turns `pair_*` video tensors into shared `mm_encoder_outputs`.
@@ -389,8 +436,17 @@ class TPOTrainer(DPOTrainer):
             inputs["completion_mask"],
             positions,
             sequence_inputs,
-            mask_dtype=attention_mask_dtype(base_model),
+            mask_dtype=attention_mask_dtype(base_model) or torch.bool,
+            attention=self._prefix_attention,
         )
+        if self._prefix_attention == "auto" and not packed.stats["segment_attention"] and not self._logged_dense_batch:
+            self._logged_dense_batch = True
+            logger.info(
+                "prefix sharing: packed length %d <= %d, this and other short batches use the dense block mask "
+                "(faster than per-pair segment calls there)",
+                packed.stats["packed_length"],
+                DENSE_MAX_PACKED_LENGTH,
+            )
         num_pairs = inputs["input_ids"].size(0) // 2
         for key in family.video_keys:
             if key in inputs:

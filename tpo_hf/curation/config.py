@@ -137,6 +137,12 @@ class CurationConfig:
         default=8, metadata={"help": "Frames of the dis-preferred (sparse) comprehensive view."}
     )
     max_pixels: int | None = field(default=None, metadata={"help": "Per-frame pixel budget of the video processor."})
+    max_video_tokens: int | None = field(
+        default=None,
+        metadata={
+            "help": "Video-token budget per prompt: num_frames and max_pixels are fitted to it, as in training."
+        },
+    )
     localized_per_video: int = field(default=1, metadata={"help": "Localized queries per video."})
     comprehensive_per_video: int = field(default=1, metadata={"help": "Generated comprehensive queries per video."})
     segment_seconds: float | None = field(default=None, metadata={"help": "Segment length in seconds."})

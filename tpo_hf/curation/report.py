@@ -63,7 +63,7 @@ class CurationReport:
     mix: dict[str, Any]
     final: FinalCounts
     models: dict[str, str | None]
-    frames: dict[str, int]
+    frames: dict[str, int | None]
     timings: dict[str, float] = field(default_factory=dict)
     frames_decoded: int = 0
     # localized segments that could not be placed (video shorter than the segment plus its margins)
@@ -106,7 +106,12 @@ class CurationReport:
                 dict(sorted(Counter(r["task_type"] for r in final).items())),
             ),
             models=models,
-            frames={"num_frames": config.num_frames, "sparse_num_frames": config.sparse_num_frames},
+            frames={
+                "num_frames": config.num_frames,
+                "sparse_num_frames": config.sparse_num_frames,
+                "max_pixels": config.max_pixels,
+                "max_video_tokens": config.max_video_tokens,
+            },
             timings={
                 k.removeprefix("seconds_"): round(v, 3) for k, v in sorted(stats.items()) if k.startswith("seconds_")
             },

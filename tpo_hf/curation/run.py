@@ -154,6 +154,37 @@ def _process_state(config: CurationConfig) -> Any:
     return PartialState(cpu=True) if distributed_cpu else PartialState()
 
 
+def fit_video_token_budget(config: CurationConfig, backends: Backends | None = None) -> None:
+    """Applies `max_video_tokens`: `num_frames` and `max_pixels` become what `VideoPreferenceProcessor` (the function
+    training and evaluation use) fits to the budget for the video model's family and processor."""
+    if config.max_video_tokens is None:
+        return
+    from ..processing import VideoPreferenceProcessor
+
+    loaded = getattr(getattr(backends, "video", None), "processor", None)
+    settings = dict(
+        num_frames=config.num_frames, max_pixels=config.max_pixels, max_video_tokens=config.max_video_tokens
+    )
+    if isinstance(loaded, VideoPreferenceProcessor):
+        fitted = VideoPreferenceProcessor(loaded.processor, loaded.family, **settings)
+        loaded.max_pixels, loaded.max_video_tokens = fitted.max_pixels, fitted.max_video_tokens
+    else:
+        model_id = config.role_settings("video")[1]
+        try:
+            fitted = VideoPreferenceProcessor.from_pretrained(model_id, **settings)
+        except (OSError, ValueError) as error:
+            raise ValueError(
+                f"max_video_tokens: cannot load the processor of video model {model_id!r} to count its video tokens "
+                f"({error})"
+            ) from error
+    config.num_frames, config.max_pixels = fitted.num_frames, fitted.max_pixels
+    if config.sparse_num_frames >= config.num_frames:
+        raise ValueError(
+            f"max_video_tokens={config.max_video_tokens} fits {config.num_frames} frames, not more than "
+            f"sparse_num_frames={config.sparse_num_frames}; raise the budget or lower sparse_num_frames."
+        )
+
+
 def run_curation(config: CurationConfig, backends: Backends | None = None) -> CurationResult | None:
     """Runs (or resumes) curation on this process's shards and merges on the main process.
 
@@ -162,6 +193,7 @@ def run_curation(config: CurationConfig, backends: Backends | None = None) -> Cu
     """
     from tqdm.auto import tqdm
 
+    fit_video_token_budget(config, backends)
     state = _process_state(config)
     items = list_videos(config)
     if not items:

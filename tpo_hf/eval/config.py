@@ -33,6 +33,8 @@ class EvalConfig:
         limit: evaluate only the first `limit` questions.
         num_frames: frames per video (the paper evaluates with 96-128).
         max_pixels: per-frame pixel budget for families that resize dynamically.
+        max_video_tokens: video-token budget per prompt; frames and resolution are fitted to it as in training (an
+            adapter saved by `TPOTrainer` carries its training budget, used when this is unset).
         batch_size: questions per `generate` call.
         max_new_tokens: generation budget per answer (default: the lmms-eval task's, 16 or 32; V-NIAH 16).
 
@@ -81,6 +83,9 @@ class EvalConfig:
     limit: int | None = field(default=None, metadata={"help": "Evaluate only the first N questions."})
     num_frames: int = field(default=64, metadata={"help": "Frames per video (paper: 96-128)."})
     max_pixels: int | None = field(default=None, metadata={"help": "Per-frame pixel budget (Qwen families)."})
+    max_video_tokens: int | None = field(
+        default=None, metadata={"help": "Video-token budget per prompt; frames and resolution are fitted to it."}
+    )
     batch_size: int = field(default=1, metadata={"help": "Questions per generate call."})
     max_new_tokens: int | None = field(
         default=None, metadata={"help": "Generation budget per answer (default: the lmms-eval task's)."}

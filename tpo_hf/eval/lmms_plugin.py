@@ -49,6 +49,7 @@ class TPOHFModel(lmms):
         use_adapter: with an adapter, `false` evaluates the adapter-disabled base model.
         num_frames: frames sampled uniformly per video.
         max_pixels: per-frame pixel budget (Qwen families).
+        max_video_tokens: video-token budget per prompt; frames and resolution are fitted to it as in training.
         batch_size: requests per `generate` call.
         dtype, device, attn_implementation: as in `tpo-hf eval`.
     """
@@ -62,6 +63,7 @@ class TPOHFModel(lmms):
         use_adapter: bool | str = True,
         num_frames: int = 32,
         max_pixels: int | None = None,
+        max_video_tokens: int | str | None = None,
         batch_size: int | str = 1,
         dtype: str = "auto",
         device: str | None = None,
@@ -76,6 +78,7 @@ class TPOHFModel(lmms):
             adapter,
             num_frames=int(num_frames),
             max_pixels=int(max_pixels) if max_pixels is not None else None,
+            max_video_tokens=int(max_video_tokens) if max_video_tokens is not None else None,
             dtype=dtype,
             device=device,
             attn_implementation=attn_implementation,
@@ -84,7 +87,8 @@ class TPOHFModel(lmms):
         if not self.use_adapter and adapter is None:
             raise ValueError("use_adapter=false only makes sense together with adapter=...")
         self.batch_size_per_gpu = int(batch_size)
-        self.num_frames = int(num_frames)
+        # a video-token budget (given, or saved with the adapter) may have fitted fewer frames than asked for
+        self.num_frames = self.processor.num_frames if self.processor.max_video_tokens else int(num_frames)
 
     def _video(self, request: Any) -> str:
         context, gen_kwargs, doc_to_visual, doc_id, task, split = request.args

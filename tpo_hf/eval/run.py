@@ -88,10 +88,13 @@ def evaluate(config: EvalConfig, model: Any = None, processor: Any = None) -> di
             config.adapter_path,
             num_frames=config.num_frames,
             max_pixels=config.max_pixels,
+            max_video_tokens=config.max_video_tokens,
             dtype=config.dtype,
             device=device,
             attn_implementation=config.attn_implementation,
         )
+    # a video-token budget (given, or saved with the adapter) may have fitted fewer frames than asked for
+    num_frames = processor.num_frames if getattr(processor, "max_video_tokens", None) else config.num_frames
     # the weights and how they run (dtype, attention kernel): replies made otherwise are not reused
     fingerprint = (
         f"{_fingerprint(config.model_name_or_path)}|{_fingerprint(config.adapter_path)}"
@@ -153,12 +156,12 @@ def evaluate(config: EvalConfig, model: Any = None, processor: Any = None) -> di
             video_dir=config.video_dir,
             subtitle_dir=config.subtitle_dir,
         )
-        logger.info("Evaluating %d %s questions at %d frames", len(samples), benchmark.pretty_name, config.num_frames)
+        logger.info("Evaluating %d %s questions at %d frames", len(samples), benchmark.pretty_name, num_frames)
         run = run_mcq(
             config.benchmark,
             samples,
             video_dir=config.video_dir,
-            num_frames=config.num_frames,
+            num_frames=num_frames,
             max_new_tokens=config.max_new_tokens or benchmark.max_new_tokens,
             stop=[LMMS_EVAL_STOP],
         )
@@ -181,7 +184,8 @@ def evaluate(config: EvalConfig, model: Any = None, processor: Any = None) -> di
             if config.dataset_name and not os.path.exists(config.dataset_name)
             else benchmark.hub_id,
             "split": config.dataset_split or benchmark.split,
-            "num_frames": config.num_frames,
+            "num_frames": num_frames,
+            "max_video_tokens": getattr(processor, "max_video_tokens", None),
             **summary,
         }
         if is_main:

@@ -47,6 +47,8 @@ def render_dataset_card(
         num_skipped=len(report["videos"]["skipped"]),
         num_frames=report["frames"]["num_frames"],
         sparse_num_frames=report["frames"]["sparse_num_frames"],
+        max_video_tokens=report["frames"].get("max_video_tokens"),
+        max_pixels=report["frames"].get("max_pixels"),
         total=final["total"],
         by_granularity=final["by_granularity"],
         by_task_type=final["by_task_type"],
