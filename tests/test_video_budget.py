@@ -10,6 +10,7 @@ from peft import LoraConfig
 from tpo_hf import TPOTrainer, VideoPreferenceProcessor
 from tpo_hf.curation.config import CurationConfig
 from tpo_hf.curation.run import fit_video_token_budget
+from tpo_hf.families import FAMILIES
 from tpo_hf.hub.model_card import trainer_hyperparameters
 from tpo_hf.tiny import build_tiny_model, tiny_tpo_config
 
@@ -85,3 +86,18 @@ def test_budget_is_saved_and_applied_in_training_and_curation(tmp_path, video_di
     config.max_video_tokens, config.num_frames = 9, 8  # room for 4 frames of 2 x 2 patches, with 4 sparse ones
     with pytest.raises(ValueError, match="sparse_num_frames=4"):
         fit_video_token_budget(config)
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_every_family_fits_the_budget_or_refuses_it(family, video_dir):
+    """No family may accept a budget and then exceed it: the fit holds, or the processor refuses at once."""
+    _, processor = build_tiny_model(family)
+    unbounded = _video_tokens(VideoPreferenceProcessor(processor, num_frames=8), video_dir)
+    budget = unbounded // 2
+    try:
+        fitted = VideoPreferenceProcessor(processor, num_frames=8, max_video_tokens=budget)
+    except ValueError as error:
+        # refused only where no fit is written (an MoE twin's processor resolves to its dense family's entry)
+        assert FAMILIES[family].video_token_budget is None and "max_video_tokens is not supported" in str(error)
+        return
+    assert 0 < _video_tokens(fitted, video_dir) <= budget

@@ -212,7 +212,8 @@ class VideoFamily:
         """Whether the language model routes tokens to experts (and has a load-balancing loss)."""
         return self.router_modules is not None
 
-    video_token_budget: Callable[[Any, int, int], tuple[int, int | None]] = _fixed_video_token_budget
+    # None: no fit written for the family yet; `max_video_tokens` is refused rather than exceeded
+    video_token_budget: Callable[[Any, int, int], tuple[int, int | None]] | None = None
 
     @property
     def video_keys(self) -> tuple[str, ...]:
@@ -312,6 +313,7 @@ FAMILIES: dict[str, VideoFamily] = {
             vision_modules=("vision_tower", "multi_modal_projector"),
             needs_fixed_frame_count=True,
             encode_videos=_encode_llava,
+            video_token_budget=_fixed_video_token_budget,
             supports_prefix_sharing=True,
         ),
         VideoFamily(
@@ -322,6 +324,7 @@ FAMILIES: dict[str, VideoFamily] = {
             vision_modules=("vision_tower", "multi_modal_projector", "vision_resampler"),
             needs_fixed_frame_count=True,
             encode_videos=_encode_llava,
+            video_token_budget=_fixed_video_token_budget,
             supports_prefix_sharing=True,
         ),
         # SmolVLM / SmolVLM2: each frame is an image tile under a "Frame from MM:SS" line the processor writes from
@@ -363,6 +366,7 @@ FAMILIES: dict[str, VideoFamily] = {
                 **_QWEN_COMMON,
                 "processor_kwargs": {},
                 "pixel_budget_kwargs": None,
+                "video_token_budget": None,
                 "feature_token_attribute": "image_token",
             },
         ),
@@ -377,6 +381,7 @@ FAMILIES: dict[str, VideoFamily] = {
                 **_QWEN_COMMON,
                 "processor_kwargs": {},
                 "pixel_budget_kwargs": None,
+                "video_token_budget": None,
                 "feature_token_attribute": "image_token",
             },
             router_modules="mlp.gate",

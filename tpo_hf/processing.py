@@ -150,6 +150,11 @@ class VideoPreferenceProcessor:
         frames = self.num_frames if self.num_frames is not None else self.max_frames
         if frames is None:
             raise ValueError("max_video_tokens needs `num_frames`, or `max_frames` with `video_fps`, to count frames.")
+        if self.family.video_token_budget is None:
+            raise ValueError(
+                f"max_video_tokens is not supported for the {self.family.name} family yet (no token-count fit is "
+                "written for its processor); set num_frames / max_pixels instead."
+            )
         frames, max_pixels = self.family.video_token_budget(self.processor, frames, max_video_tokens)
         if self.num_frames is not None:
             self.num_frames = frames
