@@ -60,9 +60,7 @@ def pytest_collection_modifyitems(items):
         for name in names:
             if name in MISSING_FAMILY_REQUIREMENTS:
                 missing = " ".join(MISSING_FAMILY_REQUIREMENTS[name])
-                item.add_marker(
-                    pytest.mark.skip(reason=f"the {name} family needs {missing} (pip install tpo-hf[{name}])")
-                )
+                item.add_marker(pytest.mark.skip(reason=f"the {name} family needs {missing}"))
 
 
 def pytest_runtest_setup(item):

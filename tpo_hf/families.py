@@ -174,6 +174,8 @@ class VideoFamily:
             (SmolVLM expands a video into per-frame `<image>` tokens).
         requires: Python modules the family's transformers processor imports beyond tpo-hf's own needs (SmolVLM's
             `num2words`, the `smolvlm` extra); tests of the family skip, naming them, where they are missing.
+        min_transformers: the oldest transformers release whose processor takes this family's pre-sampled frames
+            as tested (`None`: every release tpo-hf allows).
         router_modules: Mixture-of-Experts families: suffix of the router modules of the language model whose first
             output is the router logits (`tpo_hf.moe` records them for the load-balancing loss); `None`: dense.
         expert_parameters: MoE families: the experts' weight names (stacked 3D parameters, not `nn.Linear`), for
@@ -200,12 +202,19 @@ class VideoFamily:
     feature_token_attribute: str = "video_token"
     router_modules: str | None = None
     expert_parameters: tuple[str, ...] = ()
+    min_transformers: str | None = None
 
     def missing_requirements(self) -> list[str]:
-        """The modules of `requires` that are not installed."""
+        """The modules of `requires` that are not installed, and a too-old transformers."""
         import importlib.util
 
-        return [module for module in self.requires if importlib.util.find_spec(module) is None]
+        import transformers
+        from packaging.version import Version
+
+        missing = [module for module in self.requires if importlib.util.find_spec(module) is None]
+        if self.min_transformers and Version(transformers.__version__) < Version(self.min_transformers):
+            missing.append(f"transformers>={self.min_transformers} (installed: {transformers.__version__})")
+        return missing
 
     @property
     def is_moe(self) -> bool:
@@ -340,6 +349,9 @@ FAMILIES: dict[str, VideoFamily] = {
             encoder_output_key="image",
             feature_token_attribute="image_token",
             requires=("num2words",),  # the processor spells out the frame count ("four frames")
+            # 5.18's processor counts pre-sampled frames as separate videos ("videos in the text [1] and videos
+            # [4]"); 5.24 is the release tested (releases in between are untested, so they are refused too)
+            min_transformers="5.24",
             supports_prefix_sharing=True,
         ),
         # InternVL 3 / 3.5: frames are labelled "Frame1: ... FrameN:" (order only, no timestamps) and flattened

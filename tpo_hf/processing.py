@@ -74,6 +74,8 @@ class VideoPreferenceProcessor:
     ):
         self.processor = processor
         self.family = get_family(family if family is not None else processor)
+        if missing := self.family.missing_requirements():
+            raise ImportError(f"The {self.family.name} family needs {', '.join(missing)}.")
         if num_frames is None and video_fps is None:
             raise ValueError("Set `num_frames` or `video_fps`: sampling every frame of a long video is never wanted.")
         self.num_frames = num_frames
