@@ -253,3 +253,39 @@ def test_world_corpus_command(tmp_path, capsys):
     assert len(list(tmp_path.glob("*.mp4"))) == 2 and len(list(tmp_path.glob("train-0-*.json"))) == 2
     rows = [json.loads(line) for line in (tmp_path / "curation_inputs.jsonl").read_text().splitlines()]
     assert len(rows) == 4 and all(row["video"].endswith(".mp4") for row in rows)
+
+
+def test_shipped_base_matches_the_default_pretraining_config():
+    """The shipped base is what `tpo-hf world pretrain` builds by default, so nothing is rebuilt at run time (fields
+    added later, at their default, leave the fingerprint unchanged)."""
+    from tpo_hf.world.base import SHIPPED_BASE, _matches, config_fingerprint
+    from tpo_hf.world.pretrain import PretrainConfig
+
+    assert _matches(SHIPPED_BASE, PretrainConfig())
+    assert config_fingerprint(PretrainConfig(family="qwen3_vl")) != config_fingerprint(PretrainConfig())
+
+
+@pytest.mark.parametrize("family", ["qwen2_vl", "qwen3_vl"])
+def test_world_model_families_train_on_a_clip(family):
+    """Both world architectures encode a pretraining batch (one visual token per frame; Qwen3-VL's frames each after
+    their timestamp) and take a gradient step with loss on the answers only."""
+    import torch
+
+    from tpo_hf.processing import VideoPreferenceProcessor
+    from tpo_hf.world.model import build_world_model
+    from tpo_hf.world.pretrain import PretrainConfig, encode_batch, training_example
+
+    model, hf_processor = build_world_model(0, hidden_size=32, num_layers=1, family=family)
+    processor = VideoPreferenceProcessor(hf_processor, num_frames=None, video_fps=FPS)
+    rng = random.Random(0)
+    examples = [training_example(rng, PretrainConfig(family=family, min_scenes=3), i) for i in range(2)]
+    inputs = encode_batch(processor, examples)
+    frames = sum(len(frames) for _, _, frames in examples)
+    assert int((inputs["input_ids"] == processor.video_token_id).sum()) == frames
+    text = hf_processor.tokenizer.decode(inputs["input_ids"][0])
+    assert ("<1.0 seconds>" in text) == (family == "qwen3_vl")
+    loss = model(**inputs).loss
+    loss.backward()
+    assert torch.isfinite(loss) and model.lm_head.weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="family"):
+        build_world_model(family="llava")

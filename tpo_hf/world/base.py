@@ -31,13 +31,13 @@ license: apache-2.0
 
 # tpo-hf world base ({params:.2f} M parameters)
 
-A small Qwen2-VL (`Qwen2VLForConditionalGeneration`, registry family `qwen2_vl`) pretrained from scratch on CPU by
+A small {architecture} pretrained from scratch on CPU by
 `tpo-hf world pretrain` on the synthetic temporal world of `tpo_hf.world`. It is the base model of tpo-hf's
 method-validity experiment and quickstart: good on short clips, worse on long videos, like the base models the
 TPO paper starts from.
 
 - Architecture: text {num_layers} layers x hidden {hidden_size}, vision depth 2; frames resized to 16x16, 8-pixel
-  patches, 2x2 merge, temporal patch 1: one visual token per frame (M-RoPE time position per frame).
+  patches, 2x2 merge, temporal patch 1: one visual token per frame ({frame_positions}).
 - Use: `AutoModelForImageTextToText.from_pretrained(path)` and `tpo_hf.VideoPreferenceProcessor.from_pretrained(path)`
   (every frame, 1 fps).
 - Tokenizer: byte-level BPE whose merges were learned from the world's sentences (deterministic).
@@ -53,8 +53,14 @@ Settings fingerprint: `{fingerprint}`.
 """
 
 
+# fields added after the shipped base was built: left out of the fingerprint at their default, so the shipped copy
+# still matches the default config
+_LATER_FIELDS = {"family": "qwen2_vl"}
+
+
 def config_fingerprint(config: PretrainConfig) -> str:
-    return hashlib.sha256(json.dumps(asdict(config), sort_keys=True).encode()).hexdigest()[:16]
+    settings = {k: v for k, v in asdict(config).items() if _LATER_FIELDS.get(k, object()) != v}
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def _matches(folder: Path, config: PretrainConfig) -> bool:
@@ -78,6 +84,18 @@ def build_base(output_dir: str | Path, config: PretrainConfig | None = None, pro
     return describe_base(output_dir, config)
 
 
+_ARCHITECTURES = {
+    "qwen2_vl": (
+        "Qwen2-VL (`Qwen2VLForConditionalGeneration`, registry family `qwen2_vl`)",
+        "M-RoPE time position per frame",
+    ),
+    "qwen3_vl": (
+        "Qwen3-VL (`Qwen3VLForConditionalGeneration`, registry family `qwen3_vl`)",
+        'each frame after its timestamp as text, "<3.0 seconds>"',
+    ),
+}
+
+
 def describe_base(output_dir: str | Path, config: PretrainConfig) -> Path:
     """Adds the settings fingerprint to the pretraining record and writes the model card."""
     import platform
@@ -92,6 +110,8 @@ def describe_base(output_dir: str | Path, config: PretrainConfig) -> Path:
             fingerprint=record["fingerprint"],
             minutes=record["seconds"] / 60,
             machine=f"{platform.machine()}, {os.cpu_count()} CPUs, one torch thread",
+            architecture=_ARCHITECTURES[config.family][0],
+            frame_positions=_ARCHITECTURES[config.family][1],
             needle_pct=100 * config.needle_probability,
             caption_pct=100 * config.caption_probability,
             **asdict(config),

@@ -19,7 +19,7 @@ TOKEN_SIDE = 16  # pixels per frame side after resizing: one 2x2 group of 8-pixe
 MAX_POSITIONS = 2048
 
 
-def world_sentences() -> list[str]:
+def world_sentences(family: str = "qwen2_vl") -> list[str]:
     """Text the tokenizer is trained on: every word and phrase that prompts, answers and captions use."""
     from .questions import ALL_TEMPLATES, LETTER_POST_PROMPT, POST_PROMPT, describe
     from .timeline import WorldScene
@@ -36,10 +36,12 @@ def world_sentences() -> list[str]:
     from ..curation.prompts import CAPTION_PROMPTS
 
     sentences += list(CAPTION_PROMPTS.values())
+    if family == "qwen3_vl":  # its processor writes each frame's timestamp before the frame
+        sentences += [f"<{second:.1f} seconds>" for second in range(64)]
     return sentences
 
 
-def build_world_tokenizer():
+def build_world_tokenizer(family: str = "qwen2_vl"):
     """A Qwen2 tokenizer (byte-level BPE) whose merges are learned from `world_sentences` (deterministic)."""
     from tokenizers import Tokenizer, models, pre_tokenizers, trainers
     from transformers import Qwen2Tokenizer
@@ -49,7 +51,7 @@ def build_world_tokenizer():
     bpe = Tokenizer(models.BPE())
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     trainer = trainers.BpeTrainer(vocab_size=1024, min_frequency=1, initial_alphabet=alphabet, show_progress=False)
-    corpus = world_sentences()
+    corpus = world_sentences(family)
     bpe.train_from_iterator(corpus * 4, trainer=trainer)
     vocab = bpe.get_vocab()
     merges = [
@@ -62,9 +64,18 @@ def build_world_tokenizer():
     return tokenizer
 
 
-def build_world_model(seed: int = 0, hidden_size: int = 128, num_layers: int = 4):
-    """A randomly initialised world Qwen2-VL and its processor (chat template, 16x16 frames, one token per frame)."""
+def build_world_model(seed: int = 0, hidden_size: int = 128, num_layers: int = 4, family: str = "qwen2_vl"):
+    """A randomly initialised world video-LMM and its processor (chat template, 16x16 frames, one token per frame).
+
+    `family` "qwen2_vl": frames get M-RoPE (time, height, width) positions; "qwen3_vl": every frame is preceded by
+    its timestamp as text ("<3.0 seconds>") and positioned like text, which keeps the question's offset to the
+    frames independent of the video's length."""
     import torch
+
+    if family == "qwen3_vl":
+        return _build_world_qwen3_vl(seed, hidden_size, num_layers)
+    if family != "qwen2_vl":
+        raise ValueError(f"world model family must be 'qwen2_vl' or 'qwen3_vl', got {family!r}")
     from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration, Qwen2VLProcessor, Qwen2VLVideoProcessor
 
     tokenizer = build_world_tokenizer()
@@ -106,6 +117,63 @@ def build_world_model(seed: int = 0, hidden_size: int = 128, num_layers: int = 4
     )
     torch.manual_seed(seed)
     model = Qwen2VLForConditionalGeneration(config)
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.do_sample = False
+    return model, processor
+
+
+def _build_world_qwen3_vl(seed: int, hidden_size: int, num_layers: int):
+    import torch
+    from transformers import Qwen3VLConfig, Qwen3VLForConditionalGeneration, Qwen3VLProcessor, Qwen3VLVideoProcessor
+
+    tokenizer = build_world_tokenizer("qwen3_vl")
+    heads = 4
+    half_head = hidden_size // heads // 2
+    sections = [half_head - 2 * (half_head // 3), half_head // 3, half_head // 3]
+    text_config = _qwen_text_config(
+        tokenizer,
+        hidden_size=hidden_size,
+        intermediate_size=hidden_size * 2,
+        num_hidden_layers=num_layers,
+        num_attention_heads=heads,
+        num_key_value_heads=heads,
+        head_dim=hidden_size // heads,
+        max_position_embeddings=MAX_POSITIONS,
+        tie_word_embeddings=True,
+        rope_parameters={
+            "rope_type": "default",
+            "mrope_section": sections,
+            "mrope_interleaved": True,
+            "rope_theta": 10000.0,
+        },
+    )
+    vision_config = dict(
+        depth=2,
+        hidden_size=64,
+        intermediate_size=128,
+        out_hidden_size=hidden_size,
+        num_heads=2,
+        patch_size=8,
+        spatial_merge_size=2,
+        temporal_patch_size=1,
+        in_channels=3,
+        num_position_embeddings=4,  # a 16x16 frame is 2x2 patches
+        deepstack_visual_indexes=[],
+    )
+    config = Qwen3VLConfig(text_config=text_config, vision_config=vision_config, **_qwen_vision_token_ids(tokenizer))
+    pixels = TOKEN_SIDE * TOKEN_SIDE
+    processor = _qwen_processor(
+        Qwen3VLProcessor,
+        Qwen3VLVideoProcessor,
+        tokenizer,
+        patch_size=8,
+        temporal_patch_size=1,
+        min_pixels=pixels,
+        max_pixels=pixels,
+    )
+    torch.manual_seed(seed)
+    model = Qwen3VLForConditionalGeneration(config)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.generation_config.do_sample = False

@@ -41,6 +41,7 @@ class PretrainConfig:
     caption_probability: float = 0.15
     hidden_size: int = 128
     num_layers: int = 4
+    family: str = "qwen2_vl"  # or "qwen3_vl" (per-frame timestamps; tried, not shipped: README "Does TPO work?")
     format_version: int = 1
 
 
@@ -101,7 +102,7 @@ def pretrain(
 
     config = config or PretrainConfig()
     output_dir = Path(output_dir)
-    model, hf_processor = build_world_model(config.seed, config.hidden_size, config.num_layers)
+    model, hf_processor = build_world_model(config.seed, config.hidden_size, config.num_layers, config.family)
     processor = VideoPreferenceProcessor(hf_processor, num_frames=None, video_fps=FPS)  # every frame
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
