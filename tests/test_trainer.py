@@ -199,7 +199,9 @@ def test_qlora_4bit_trains_on_cpu(tiny_model_dirs, preference_dataset, video_dir
     assert len(changed) == len(before)
 
 
-@pytest.mark.parametrize("family", ["qwen2_vl", "qwen3_vl_moe", "smolvlm", "internvl", "glm4v", "video_llama_3"])
+@pytest.mark.parametrize(
+    "family", ["qwen2_vl", "qwen3_vl_moe", "smolvlm", "internvl", "glm4v", "video_llama_3", "qwen2_5_omni"]
+)
 def test_saved_adapter_reloads_and_reproduces_logits(family, tiny_model_dirs, preference_dataset, video_dir, tmp_path):
     from transformers import AutoModelForImageTextToText
 

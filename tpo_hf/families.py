@@ -45,6 +45,30 @@ def _qwen25_second_per_grid_ts(processed: dict[str, Any], metadatas: list[dict[s
     )
 
 
+def _omni_video_second_per_grid(processed: dict[str, Any], metadatas: list[dict[str, Any]], processor: Any) -> None:
+    """Qwen2.5-Omni spaces frame groups by `video_second_per_grid` x `position_id_per_seconds` (TMRoPE); its
+    processor derives the seconds from a fixed 2 fps whatever frames it is given, so they are set from the true
+    sampled rate (as `_qwen25_second_per_grid_ts` does for Qwen2.5-VL)."""
+    temporal_patch_size = processor.video_processor.temporal_patch_size
+    processed["video_second_per_grid"] = torch.tensor(
+        [temporal_patch_size / sampled_fps(metadata) for metadata in metadatas], dtype=torch.float32
+    )
+
+
+def _omni_row_positions(model: Any, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The thinker's TMRoPE positions of the rows (its `get_rope_index` takes no `mm_token_type_ids`); no audio."""
+    backbone = getattr(model, "model", model)
+    positions, _ = backbone.get_rope_index(
+        inputs["input_ids"],
+        image_grid_thw=inputs.get("image_grid_thw"),
+        video_grid_thw=inputs.get("video_grid_thw"),
+        attention_mask=inputs["attention_mask"],
+        use_audio_in_video=False,
+        second_per_grids=inputs.get("video_second_per_grid"),
+    )
+    return positions
+
+
 def _encode_qwen(model: Any, video_inputs: dict[str, torch.Tensor]) -> Any:
     return model.get_video_features(
         video_inputs["pixel_values_videos"], video_inputs["video_grid_thw"], return_dict=True
@@ -178,6 +202,13 @@ class VideoFamily:
             as tested (`None`: every release tpo-hf allows).
         router_modules: Mixture-of-Experts families: suffix of the router modules of the language model whose first
             output is the router logits (`tpo_hf.moe` records them for the load-balancing loss); `None`: dense.
+        row_positions: `(model, row inputs) -> position ids` for families whose multimodal rotary positions come from
+            other inputs than Qwen-VL's `get_rope_index(input_ids, mm_token_type_ids, ...)` (prefix sharing packs
+            the rows' own positions); `None`: that generic rule (`tpo_hf.prefix_sharing.row_position_ids`).
+        load_class: the transformers class that loads the trainable model from a checkpoint of this family, where
+            the checkpoint holds more than it (an Omni checkpoint: thinker + speech talker + vocoder; only the
+            thinker is loaded); `None`: the class the checkpoint's config names.
+        no_4bit_reason: why this family cannot train in 4-bit (QLoRA is then refused with it); `None`: it can.
         expert_parameters: MoE families: the experts' weight names (stacked 3D parameters, not `nn.Linear`), for
             LoRA's `target_parameters` when `TPOConfig.lora_include_experts` asks for adapters on the experts.
     """
@@ -203,6 +234,9 @@ class VideoFamily:
     router_modules: str | None = None
     expert_parameters: tuple[str, ...] = ()
     min_transformers: str | None = None
+    row_positions: Callable[[Any, dict[str, torch.Tensor]], torch.Tensor] | None = None
+    load_class: str | None = None
+    no_4bit_reason: str | None = None
 
     def missing_requirements(self) -> list[str]:
         """The modules of `requires` that are not installed, and a too-old transformers."""
@@ -413,6 +447,26 @@ FAMILIES: dict[str, VideoFamily] = {
             pixel_budget_kwargs=_qwen_pixel_budget,
             encode_videos=_encode_video_llama_3,
             supports_prefix_sharing=True,
+        ),
+        # Qwen2.5-Omni thinker, audio off: Qwen2.5-VL's vision side and grids, no `mm_token_type_ids`; frame groups are
+        # spaced by `video_second_per_grid` (TMRoPE, 25 positions per second), set from the true sampled rate. No
+        # audio input is built: frames are passed decoded, so the processor has no audio track to load, and the
+        # model's `use_audio_in_video` stays off. The audio tower is a frozen encoder that never runs (kept out of
+        # LoRA and 4-bit with the vision side). Omni checkpoints (`qwen2_5_omni`: thinker + talker + vocoder) load
+        # as the thinker alone.
+        VideoFamily(
+            name="qwen2_5_omni",
+            model_types=("qwen2_5_omni_thinker", "qwen2_5_omni"),
+            processor_classes=("Qwen2_5OmniProcessor",),
+            **{
+                **_QWEN_COMMON,
+                "sequence_keys": (),
+                "row_video_keys": ("video_grid_thw", "video_second_per_grid"),
+                "vision_modules": ("visual", "audio_tower"),
+                "timing_fix": _omni_video_second_per_grid,
+            },
+            row_positions=_omni_row_positions,
+            load_class="Qwen2_5OmniThinkerForConditionalGeneration",
         ),
     )
 }
