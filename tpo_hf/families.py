@@ -467,6 +467,9 @@ FAMILIES: dict[str, VideoFamily] = {
             },
             row_positions=_omni_row_positions,
             load_class="Qwen2_5OmniThinkerForConditionalGeneration",
+            # 5.18's thinker nests its text model differently (`model.layers`, no `language_model`: the LoRA targets
+            # match nothing, and its weights load under other names); 5.24 is the release tested
+            min_transformers="5.24",
         ),
     )
 }
