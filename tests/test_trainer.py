@@ -4,6 +4,7 @@ gradient checkpointing, adapter save/reload."""
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 import torch
@@ -169,32 +170,53 @@ def test_lora_trains_on_accelerator_in_bf16(tmp_path, tiny_model, preference_dat
     assert not unchanged, f"LoRA parameters that did not change: {unchanged[:3]}"
 
 
-@pytest.mark.require_bitsandbytes
-def test_qlora_4bit_trains_on_cpu(tiny_model_dirs, preference_dataset, video_dir, tmp_path):
+# QLoRA on every family added after the first five (Qwen2.5-VL stands for the Qwen-VL and LLaVA ones)
+QLORA_FAMILIES = [
+    "qwen2_5_vl",
+    "qwen3_vl_moe",
+    "smolvlm",
+    "internvl",
+    "glm4v",
+    "glm4v_moe",
+    "video_llama_3",
+    "qwen2_5_omni",
+]
+
+
+def _qlora_trainer(family, tiny_model_dirs, preference_dataset, video_dir, tmp_path, **settings):
     from transformers import BitsAndBytesConfig
 
-    model_dir = tiny_model_dirs("qwen2_5_vl")
+    model_dir = tiny_model_dirs(family)
     quantization = BitsAndBytesConfig(
         load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.float32
     )
-    trainer = TPOTrainer(
+    return TPOTrainer(
         str(model_dir),
-        args=make_args(tmp_path, video_dir, model_init_kwargs={"dtype": "float32"}),
+        args=make_args(tmp_path, video_dir, model_init_kwargs={"dtype": "float32"}, **settings),
         train_dataset=preference_dataset(),
         processing_class=VideoPreferenceProcessor.from_pretrained(model_dir, num_frames=4, video_root=video_dir),
         quantization_config=quantization,
         peft_config=lora(),
     )
+
+
+@pytest.mark.require_bitsandbytes
+@pytest.mark.parametrize("family", QLORA_FAMILIES)
+def test_qlora_4bit_trains_on_cpu(family, tiny_model_dirs, preference_dataset, video_dir, tmp_path):
+    trainer = _qlora_trainer(family, tiny_model_dirs, preference_dataset, video_dir, tmp_path)
     base = trainer.model.get_base_model()
     assert base.is_loaded_in_4bit
-    linear_types = {
-        type(m).__name__ for n, m in base.named_modules() if n.endswith("language_model.layers.0.mlp.up_proj")
-    }
-    assert any("4bit" in t for t in linear_types), linear_types
-    # The vision side stays in full precision
-    assert all("4bit" not in type(m).__name__ for n, m in base.named_modules() if ".visual." in f".{n}.")
+    entry = trainer.family
+    modules = dict(base.named_modules())
+    quantized = [name for name, module in modules.items() if "4bit" in type(module).__name__]
+    # The language model's LoRA-targeted linears are 4-bit; the vision side (and Omni's audio tower) stays in full
+    # precision, as the registry's `vision_modules` say
+    targets = [name for name in modules if re.fullmatch(entry.lora_target_modules, name)]
+    assert targets and all(f"{name}.base_layer" in quantized for name in targets), targets[:3]
+    assert not [name for name in quantized if any(f".{m}." in f".{name}." for m in entry.vision_modules)]
     before = trainable_snapshot(trainer.model)
     trainer.train()
+    assert math.isfinite(trainer.state.log_history[-1]["train_loss"])
     changed = [n for n, p in trainer.model.named_parameters() if p.requires_grad and not torch.equal(p, before[n])]
     assert len(changed) == len(before)
 

@@ -208,7 +208,6 @@ class VideoFamily:
         load_class: the transformers class that loads the trainable model from a checkpoint of this family, where
             the checkpoint holds more than it (an Omni checkpoint: thinker + speech talker + vocoder; only the
             thinker is loaded); `None`: the class the checkpoint's config names.
-        no_4bit_reason: why this family cannot train in 4-bit (QLoRA is then refused with it); `None`: it can.
         expert_parameters: MoE families: the experts' weight names (stacked 3D parameters, not `nn.Linear`), for
             LoRA's `target_parameters` when `TPOConfig.lora_include_experts` asks for adapters on the experts.
     """
@@ -236,7 +235,6 @@ class VideoFamily:
     min_transformers: str | None = None
     row_positions: Callable[[Any, dict[str, torch.Tensor]], torch.Tensor] | None = None
     load_class: str | None = None
-    no_4bit_reason: str | None = None
 
     def missing_requirements(self) -> list[str]:
         """The modules of `requires` that are not installed, and a too-old transformers."""
@@ -417,12 +415,15 @@ FAMILIES: dict[str, VideoFamily] = {
             },
         ),
         # GLM-4.5V: GLM-4.1V's processor (so a bare processor resolves to `glm4v`) and vision side, a sparse
-        # language model whose first layer is dense and whose MoE layers add a shared expert (a plain MLP, adapted
-        # by the default LoRA targets); routed experts are stacked 3D weights, out of LoRA unless asked.
+        # language model whose first layer is dense and whose MoE layers add a shared expert; routed experts are
+        # stacked 3D weights, out of LoRA unless asked. LoRA targets attention only: PEFT (>= 0.21, its transformers
+        # v4 -> v5 MoE conversion for this model type) turns any `gate_proj`/`up_proj`/`down_proj` target into the
+        # routed experts' parameters, so naming the dense MLP or shared expert would adapt the experts instead.
         VideoFamily(
             name="glm4v_moe",
             model_types=("glm4v_moe",),
             processor_classes=(),
+            lora_target_modules=r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj)$",
             **{
                 **_QWEN_COMMON,
                 "processor_kwargs": {},
