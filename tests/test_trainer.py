@@ -273,3 +273,36 @@ def test_missing_columns_are_named(tiny_model, video_dir, tmp_path):
     dataset = Dataset.from_list([{"prompt": "q", "chosen": "a", "rejected": "b"}])
     with pytest.raises(ValueError, match=r"lacks column\(s\) \['video'\]"):
         TPOTrainer(model, args=make_args(tmp_path, video_dir), train_dataset=dataset, processing_class=processor)
+
+
+def test_omni_checkpoint_trains_and_serves_its_thinker(preference_dataset, video_dir, tmp_path):
+    """A Qwen2.5-Omni checkpoint (thinker + talker config, weights under `thinker.`) trains and loads as the thinker
+    alone (the family's `load_class`), policy and reference, with no audio input anywhere."""
+    from transformers import Qwen2_5OmniConfig, Qwen2_5OmniForConditionalGeneration
+
+    from tpo_hf.models import load_video_model
+    from tpo_hf.tiny import build_tiny_model
+
+    thinker, processor = build_tiny_model("qwen2_5_omni")
+    omni = Qwen2_5OmniForConditionalGeneration(
+        Qwen2_5OmniConfig(thinker_config=thinker.config.to_dict(), enable_audio_output=False)
+    )
+    omni.thinker.load_state_dict(thinker.state_dict())
+    checkpoint = tmp_path / "omni"
+    omni.save_pretrained(checkpoint)
+    processor.save_pretrained(checkpoint)
+
+    # full fine-tuning: TRL would load the reference from the same path, so it is the thinker too
+    trainer = TPOTrainer(
+        str(checkpoint), args=make_args(tmp_path, video_dir, max_steps=1), train_dataset=preference_dataset()
+    )
+    for model in (trainer.model, trainer.ref_model):
+        assert type(model).__name__ == "Qwen2_5OmniThinkerForConditionalGeneration"
+    torch.testing.assert_close(trainer.model.lm_head.weight, thinker.lm_head.weight)
+    trainer.train()
+    assert math.isfinite(trainer.state.log_history[-1]["train_loss"])
+
+    served, served_processor = load_video_model(checkpoint, num_frames=4, video_root=video_dir, device="cpu")
+    assert type(served).__name__ == "Qwen2_5OmniThinkerForConditionalGeneration"
+    assert served_processor.family.name == "qwen2_5_omni"
+    assert len(served_processor.generate(served, ["What?"], ["red_blue.mp4"], max_new_tokens=2)) == 1

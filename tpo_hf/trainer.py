@@ -216,6 +216,15 @@ class TPOTrainer(DPOTrainer):
                 if module not in skip:
                     skip.append(module)
             quantization_config.llm_int8_skip_modules = skip
+        if isinstance(model, str) and self.family.load_class:
+            # The checkpoint holds more than the trainable model (an Omni thinker + talker): load the family's class
+            # for the policy and, in full fine-tuning, for the reference TRL would otherwise load from the same path
+            from .models import load_family_model
+
+            if ref_model is None and peft_config is None:
+                ref_model = load_family_model(model, self.family, args)
+            model = load_family_model(model, self.family, args, quantization_config)
+            quantization_config = None  # applied at load
 
         self._share_video_encoding: bool | None = None  # decided once the model is wrapped (see _configure_video)
         self._prefix_sharing = False
