@@ -301,6 +301,10 @@ def test_omni_checkpoint_trains_and_serves_its_thinker(preference_dataset, video
     torch.testing.assert_close(trainer.model.lm_head.weight, thinker.lm_head.weight)
     trainer.train()
     assert math.isfinite(trainer.state.log_history[-1]["train_loss"])
+    # the model card says audio was off
+    from tpo_hf.hub.model_card import trainer_model_card
+
+    assert "| Inputs | video frames and text; audio off" in str(trainer_model_card(trainer))
 
     served, served_processor = load_video_model(checkpoint, num_frames=4, video_root=video_dir, device="cpu")
     assert type(served).__name__ == "Qwen2_5OmniThinkerForConditionalGeneration"

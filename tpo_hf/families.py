@@ -208,6 +208,8 @@ class VideoFamily:
         load_class: the transformers class that loads the trainable model from a checkpoint of this family, where
             the checkpoint holds more than it (an Omni checkpoint: thinker + speech talker + vocoder; only the
             thinker is loaded); `None`: the class the checkpoint's config names.
+        card_inputs: what the model card states about the inputs trained on, for a family that leaves one of its
+            model's modalities out (the Omni thinker: audio off); `None`: nothing to state.
         expert_parameters: MoE families: the experts' weight names (stacked 3D parameters, not `nn.Linear`), for
             LoRA's `target_parameters` when `TPOConfig.lora_include_experts` asks for adapters on the experts.
     """
@@ -235,6 +237,7 @@ class VideoFamily:
     min_transformers: str | None = None
     row_positions: Callable[[Any, dict[str, torch.Tensor]], torch.Tensor] | None = None
     load_class: str | None = None
+    card_inputs: str | None = None
 
     def missing_requirements(self) -> list[str]:
         """The modules of `requires` that are not installed, and a too-old transformers."""
@@ -468,6 +471,7 @@ FAMILIES: dict[str, VideoFamily] = {
             },
             row_positions=_omni_row_positions,
             load_class="Qwen2_5OmniThinkerForConditionalGeneration",
+            card_inputs="video frames and text; audio off (no audio input is built, the audio encoder never runs)",
             # 5.18's thinker nests its text model differently (`model.layers`, no `language_model`: the LoRA targets
             # match nothing, and its weights load under other names); 5.24 is the release tested
             min_transformers="5.24",
