@@ -180,6 +180,7 @@ QLORA_FAMILIES = [
     "glm4v_moe",
     "video_llama_3",
     "qwen2_5_omni",
+    "qwen3_omni_moe",
 ]
 
 
@@ -222,7 +223,8 @@ def test_qlora_4bit_trains_on_cpu(family, tiny_model_dirs, preference_dataset, v
 
 
 @pytest.mark.parametrize(
-    "family", ["qwen2_vl", "qwen3_vl_moe", "smolvlm", "internvl", "glm4v", "video_llama_3", "qwen2_5_omni"]
+    "family",
+    ["qwen2_vl", "qwen3_vl_moe", "smolvlm", "internvl", "glm4v", "video_llama_3", "qwen2_5_omni", "qwen3_omni_moe"],
 )
 def test_saved_adapter_reloads_and_reproduces_logits(family, tiny_model_dirs, preference_dataset, video_dir, tmp_path):
     from transformers import AutoModelForImageTextToText

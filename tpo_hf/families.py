@@ -274,6 +274,11 @@ class VideoFamily:
             if any(f".{module}." in f".{name}" for module in self.vision_modules):
                 yield name, parameter
 
+    @property
+    def lora_exclude_modules(self) -> str:
+        """Regex of the vision side's modules, never adapted by the default LoRA targets."""
+        return rf"(?:.*\.)?(?:{'|'.join(self.vision_modules)})(?:\..*)?"
+
     def quantization_skip_patterns(self) -> list[str]:
         """`llm_int8_skip_modules` patterns that keep the vision side out of 4-bit, wherever the model nests it.
 
@@ -313,6 +318,24 @@ _QWEN_COMMON = dict(
     supports_prefix_sharing=True,
     video_token_budget=_qwen_video_token_budget,
 )
+
+_OMNI_COMMON = dict(
+    **{
+        **_QWEN_COMMON,
+        "sequence_keys": (),
+        "row_video_keys": ("video_grid_thw", "video_second_per_grid"),
+        "vision_modules": ("visual", "audio_tower"),
+        "timing_fix": _omni_video_second_per_grid,
+    },
+    row_positions=_omni_row_positions,
+    load_class="Qwen2_5OmniThinkerForConditionalGeneration",
+    card_inputs="video frames and text; audio off (no audio input is built, the audio encoder never runs)",
+    # 5.18's Omni thinkers nest their text model differently (`model.layers`, no `language_model`: the LoRA targets
+    # match nothing, and weights load under other names); 5.24 is the release tested
+    min_transformers="5.24",
+)
+# Attention projections of the language model (MoE families whose MLP names PEFT maps onto the experts)
+_ATTENTION_LORA_TARGETS = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj)$"
 
 FAMILIES: dict[str, VideoFamily] = {
     family.name: family
@@ -426,7 +449,7 @@ FAMILIES: dict[str, VideoFamily] = {
             name="glm4v_moe",
             model_types=("glm4v_moe",),
             processor_classes=(),
-            lora_target_modules=r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj)$",
+            lora_target_modules=_ATTENTION_LORA_TARGETS,
             **{
                 **_QWEN_COMMON,
                 "processor_kwargs": {},
@@ -462,19 +485,23 @@ FAMILIES: dict[str, VideoFamily] = {
             name="qwen2_5_omni",
             model_types=("qwen2_5_omni_thinker", "qwen2_5_omni"),
             processor_classes=("Qwen2_5OmniProcessor",),
+            **_OMNI_COMMON,
+        ),
+        # Qwen3-Omni-MoE thinker, audio off: the Qwen2.5-Omni entry plus Qwen3-VL's deepstack features and a sparse
+        # language model (router loss and experts as Qwen3-VL-MoE). LoRA targets attention only: PEFT's MoE
+        # conversion for this model type turns MLP-named targets into the experts' parameters (as for GLM-4.5V).
+        VideoFamily(
+            name="qwen3_omni_moe",
+            model_types=("qwen3_omni_moe_thinker", "qwen3_omni_moe"),
+            processor_classes=("Qwen3OmniMoeProcessor",),
             **{
-                **_QWEN_COMMON,
-                "sequence_keys": (),
-                "row_video_keys": ("video_grid_thw", "video_second_per_grid"),
-                "vision_modules": ("visual", "audio_tower"),
-                "timing_fix": _omni_video_second_per_grid,
+                **_OMNI_COMMON,
+                "encoder_output_fields": ("pooler_output", "deepstack_features"),
+                "lora_target_modules": _ATTENTION_LORA_TARGETS,
+                "load_class": "Qwen3OmniMoeThinkerForConditionalGeneration",
             },
-            row_positions=_omni_row_positions,
-            load_class="Qwen2_5OmniThinkerForConditionalGeneration",
-            card_inputs="video frames and text; audio off (no audio input is built, the audio encoder never runs)",
-            # 5.18's thinker nests its text model differently (`model.layers`, no `language_model`: the LoRA targets
-            # match nothing, and its weights load under other names); 5.24 is the release tested
-            min_transformers="5.24",
+            router_modules="mlp.gate",
+            expert_parameters=("mlp.experts.gate_up_proj", "mlp.experts.down_proj"),
         ),
     )
 }

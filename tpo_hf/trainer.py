@@ -200,6 +200,10 @@ class TPOTrainer(DPOTrainer):
         if peft_config is not None and getattr(peft_config, "target_modules", None) in (None, "all-linear"):
             # "all-linear" would also adapt the vision tower; TPO adapts the language model only
             peft_config.target_modules = self.family.lora_target_modules
+            # PEFT's MoE conversion (Qwen3-Omni-MoE, GLM-4.5V) reduces the regex to bare names (q_proj, ...) that the
+            # vision/audio towers have too: keep those out explicitly
+            if getattr(peft_config, "exclude_modules", None) is None:
+                peft_config.exclude_modules = self.family.lora_exclude_modules
             logger.info("LoRA targets the language model only: %s", peft_config.target_modules)
         if peft_config is not None and args.lora_include_experts:
             if not self.family.expert_parameters:
