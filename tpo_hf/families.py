@@ -12,7 +12,9 @@ What differs between families:
 - which modules are the language model (LoRA targets) and which are the vision side (kept frozen and out of 4-bit);
 - which token the video features replace and under which `mm_encoder_outputs` key they go (families without a video
   tower feed frames through their image path);
-- for Mixture-of-Experts families, where the routers are (load-balancing loss) and which weights are the experts.
+- for Mixture-of-Experts families, where the routers are (load-balancing loss) and which weights are the experts;
+- which class loads the trainable model where a checkpoint holds more (the Omni thinkers), and which modality a
+  family leaves out (their audio: off, stated in the model card).
 """
 
 from __future__ import annotations
@@ -46,9 +48,9 @@ def _qwen25_second_per_grid_ts(processed: dict[str, Any], metadatas: list[dict[s
 
 
 def _omni_video_second_per_grid(processed: dict[str, Any], metadatas: list[dict[str, Any]], processor: Any) -> None:
-    """Qwen2.5-Omni spaces frame groups by `video_second_per_grid` x `position_id_per_seconds` (TMRoPE); its
-    processor derives the seconds from a fixed 2 fps whatever frames it is given, so they are set from the true
-    sampled rate (as `_qwen25_second_per_grid_ts` does for Qwen2.5-VL)."""
+    """The Omni thinkers space frame groups by `video_second_per_grid` x `position_id_per_seconds` (TMRoPE); their
+    processors derive the seconds from a fixed rate (Qwen2.5-Omni 2 fps, Qwen3-Omni 1 fps) whatever frames they are
+    given, so they are set from the true sampled rate (as `_qwen25_second_per_grid_ts` does for Qwen2.5-VL)."""
     temporal_patch_size = processor.video_processor.temporal_patch_size
     processed["video_second_per_grid"] = torch.tensor(
         [temporal_patch_size / sampled_fps(metadata) for metadata in metadatas], dtype=torch.float32
