@@ -277,7 +277,7 @@ def test_missing_columns_are_named(tiny_model, video_dir, tmp_path):
         TPOTrainer(model, args=make_args(tmp_path, video_dir), train_dataset=dataset, processing_class=processor)
 
 
-def test_omni_checkpoint_trains_and_serves_its_thinker(preference_dataset, video_dir, tmp_path):
+def test_qwen2_5_omni_checkpoint_trains_and_serves_its_thinker(preference_dataset, video_dir, tmp_path):
     """A Qwen2.5-Omni checkpoint (thinker + talker config, weights under `thinker.`) trains and loads as the thinker
     alone (the family's `load_class`), policy and reference, with no audio input anywhere."""
     from transformers import Qwen2_5OmniConfig, Qwen2_5OmniForConditionalGeneration
