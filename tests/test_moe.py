@@ -1,5 +1,5 @@
-"""Mixture-of-Experts families (Qwen3-VL-MoE): the router load-balancing loss counts each pair's prompt once, in every
-path, and LoRA leaves the experts out unless asked."""
+"""Mixture-of-Experts families (Qwen3-VL-MoE, GLM-4.5V): the router load-balancing loss counts each pair's prompt
+once, in every path, and LoRA leaves the experts out unless asked."""
 
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ from tpo_hf.families import FAMILIES
 from tpo_hf.moe import load_balancing_loss, router_modules, row_token_mask
 from tpo_hf.tiny import build_tiny_model
 
-FAMILY = "qwen3_vl_moe"
 MOE_FAMILIES = sorted(name for name, family in FAMILIES.items() if family.is_moe)
 
 
@@ -60,9 +59,10 @@ def test_aux_loss_counts_the_prompt_once_and_matches_across_paths(family, tmp_pa
     assert float(expected[0] - off[0]) == pytest.approx(coef * aux, rel=1e-3)
 
 
-def test_lora_leaves_experts_out_unless_asked(tmp_path, video_dir):
+@pytest.mark.parametrize("family", MOE_FAMILIES)
+def test_lora_leaves_experts_out_unless_asked(family, tmp_path, video_dir):
     def adapted(**settings):
-        model, processor = build_tiny_model(FAMILY)
+        model, processor = build_tiny_model(family)
         args = _args(tmp_path, video_dir, **settings)
         trainer = TPOTrainer(
             model,

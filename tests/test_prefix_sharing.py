@@ -15,6 +15,7 @@ import torch
 from datasets import Dataset, load_from_disk
 from peft import LoraConfig
 
+from tests.test_trainer import QLORA_FAMILIES
 from tpo_hf import TPOConfig, TPOTrainer
 from tpo_hf.families import FAMILIES
 from tpo_hf.prefix_sharing import (
@@ -342,14 +343,15 @@ def test_precomputed_reference_is_reused_by_a_second_trainer(tmp_path, video_dir
 
 
 @pytest.mark.require_bitsandbytes
-def test_qlora_prefix_sharing_matches_duplicated_rows(tiny_model_dirs, tmp_path, video_dir):
+@pytest.mark.parametrize("family", [name for name in QLORA_FAMILIES if FAMILIES[name].supports_prefix_sharing])
+def test_qlora_prefix_sharing_matches_duplicated_rows(family, tiny_model_dirs, tmp_path, video_dir):
     """QLoRA: a 4-bit language model (bitsandbytes on CPU) under prefix sharing gives the duplicated rows' loss and
     gradients."""
     from transformers import BitsAndBytesConfig
 
     from tpo_hf import VideoPreferenceProcessor
 
-    model_dir = tiny_model_dirs("qwen2_5_vl")
+    model_dir = tiny_model_dirs(family)
 
     def make(**settings):
         quantization = BitsAndBytesConfig(
@@ -378,4 +380,4 @@ def test_qlora_prefix_sharing_matches_duplicated_rows(tiny_model_dirs, tmp_path,
     for path in ("prefix_sharing", "prefix_sharing_segments"):
         trainer = make(**PATHS[path])
         assert trainer._prefix_sharing
-        _assert_close(_loss_and_grads(trainer), expected, f"qlora/{path}")
+        _assert_close(_loss_and_grads(trainer), expected, f"qlora/{family}/{path}")

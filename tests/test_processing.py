@@ -198,6 +198,33 @@ def test_video_llama_3_pruned_frames_keep_shared_encoding_exact(processors, tiny
     torch.testing.assert_close(logits, expected, atol=1e-5, rtol=1e-5)
 
 
+# (family, segment end, true seconds per 2-frame group): 4 frames from 4 s on at 8 fps; each processor alone would
+# assume its default rate (Qwen2.5-Omni 2 fps: 1 s; Qwen3-Omni 1 fps: 2 s)
+OMNI_TIMING = [("qwen2_5_omni", 8.0, 2.0), ("qwen3_omni_moe", 6.0, 1.0)]
+
+
+@pytest.mark.parametrize("family, end, seconds_per_group", OMNI_TIMING)
+def test_omni_groups_spaced_by_true_sampled_rate_and_no_audio(
+    family, end, seconds_per_group, processors, tiny_model, video_dir
+):
+    processor = processors(family)
+    from tpo_hf.prefix_sharing import row_position_ids
+    from tpo_hf.video import VideoFile, VideoView
+
+    frames, metadata = VideoFile(video_dir / "red_blue.mp4").load(VideoView(num_frames=4, start=4.0, end=end))
+    processed = processor.encode_prompt("q", frames, metadata)
+    assert processed["video_second_per_grid"].tolist() == pytest.approx([seconds_per_group])
+    # audio off: no audio features and no audio tokens are built
+    assert not {"input_features", "feature_attention_mask"} & set(processed)
+    assert processor.processor.audio_token_id not in processed["input_ids"][0].tolist()
+    # TMRoPE: the second group's temporal position is its start in seconds x the positions per second after the first's
+    model, _ = tiny_model(family)
+    temporal = row_position_ids(model, processed)[0, 0][processed["input_ids"][0] == processor.video_token_id]
+    first = int(temporal[0])
+    step = int(seconds_per_group * model.config.position_id_per_seconds)
+    assert sorted(set(temporal.tolist())) == [first, first + step]
+
+
 def test_pixel_budget_reduces_video_tokens(processors):
     small = processors("qwen2_vl", max_pixels=32 * 32)
     large = processors("qwen2_vl", max_pixels=64 * 64)
@@ -248,7 +275,18 @@ def test_processor_save_and_reload_keeps_video_settings(processors, tmp_path):
 
 
 @pytest.mark.parametrize(
-    "family", ["qwen2_5_vl", "llava_onevision", "qwen3_vl_moe", "smolvlm", "internvl", "glm4v", "video_llama_3"]
+    "family",
+    [
+        "qwen2_5_vl",
+        "llava_onevision",
+        "qwen3_vl_moe",
+        "smolvlm",
+        "internvl",
+        "glm4v",
+        "video_llama_3",
+        "qwen2_5_omni",
+        "qwen3_omni_moe",
+    ],
 )
 def test_generation_inputs_are_left_padded(family, processors, tiny_model):
     processor = processors(family)

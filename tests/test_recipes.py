@@ -19,6 +19,8 @@ REQUIRED_MODELS = {
     "SmolVLM2-2.2B-Instruct",
     "InternVL3-8B-hf",
     "GLM-4.1V-9B-Thinking",
+    "VideoLLaMA3-2B-Image-HF",
+    "Qwen2.5-Omni-7B",
     "llava-onevision-qwen2-7b-ov-hf",
     "LLaVA-NeXT-Video-7B-hf",
 }

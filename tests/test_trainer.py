@@ -4,6 +4,7 @@ gradient checkpointing, adapter save/reload."""
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 import torch
@@ -169,37 +170,62 @@ def test_lora_trains_on_accelerator_in_bf16(tmp_path, tiny_model, preference_dat
     assert not unchanged, f"LoRA parameters that did not change: {unchanged[:3]}"
 
 
-@pytest.mark.require_bitsandbytes
-def test_qlora_4bit_trains_on_cpu(tiny_model_dirs, preference_dataset, video_dir, tmp_path):
+# QLoRA on every family added after the first five (Qwen2.5-VL stands for the Qwen-VL and LLaVA ones)
+QLORA_FAMILIES = [
+    "qwen2_5_vl",
+    "qwen3_vl_moe",
+    "smolvlm",
+    "internvl",
+    "glm4v",
+    "glm4v_moe",
+    "video_llama_3",
+    "qwen2_5_omni",
+    "qwen3_omni_moe",
+]
+
+
+def _qlora_trainer(family, tiny_model_dirs, preference_dataset, video_dir, tmp_path, **settings):
     from transformers import BitsAndBytesConfig
 
-    model_dir = tiny_model_dirs("qwen2_5_vl")
+    model_dir = tiny_model_dirs(family)
     quantization = BitsAndBytesConfig(
         load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.float32
     )
-    trainer = TPOTrainer(
+    return TPOTrainer(
         str(model_dir),
-        args=make_args(tmp_path, video_dir, model_init_kwargs={"dtype": "float32"}),
+        args=make_args(tmp_path, video_dir, model_init_kwargs={"dtype": "float32"}, **settings),
         train_dataset=preference_dataset(),
         processing_class=VideoPreferenceProcessor.from_pretrained(model_dir, num_frames=4, video_root=video_dir),
         quantization_config=quantization,
         peft_config=lora(),
     )
+
+
+@pytest.mark.require_bitsandbytes
+@pytest.mark.parametrize("family", QLORA_FAMILIES)
+def test_qlora_4bit_trains_on_cpu(family, tiny_model_dirs, preference_dataset, video_dir, tmp_path):
+    trainer = _qlora_trainer(family, tiny_model_dirs, preference_dataset, video_dir, tmp_path)
     base = trainer.model.get_base_model()
     assert base.is_loaded_in_4bit
-    linear_types = {
-        type(m).__name__ for n, m in base.named_modules() if n.endswith("language_model.layers.0.mlp.up_proj")
-    }
-    assert any("4bit" in t for t in linear_types), linear_types
-    # The vision side stays in full precision
-    assert all("4bit" not in type(m).__name__ for n, m in base.named_modules() if ".visual." in f".{n}.")
+    entry = trainer.family
+    modules = dict(base.named_modules())
+    quantized = [name for name, module in modules.items() if "4bit" in type(module).__name__]
+    # The language model's LoRA-targeted linears are 4-bit; the vision side (and Omni's audio tower) stays in full
+    # precision, as the registry's `vision_modules` say
+    targets = [name for name in modules if re.fullmatch(entry.lora_target_modules, name)]
+    assert targets and all(f"{name}.base_layer" in quantized for name in targets), targets[:3]
+    assert not [name for name in quantized if any(f".{m}." in f".{name}." for m in entry.vision_modules)]
     before = trainable_snapshot(trainer.model)
     trainer.train()
+    assert math.isfinite(trainer.state.log_history[-1]["train_loss"])
     changed = [n for n, p in trainer.model.named_parameters() if p.requires_grad and not torch.equal(p, before[n])]
     assert len(changed) == len(before)
 
 
-@pytest.mark.parametrize("family", ["qwen2_vl", "qwen3_vl_moe", "smolvlm", "internvl", "glm4v", "video_llama_3"])
+@pytest.mark.parametrize(
+    "family",
+    ["qwen2_vl", "qwen3_vl_moe", "smolvlm", "internvl", "glm4v", "video_llama_3", "qwen2_5_omni", "qwen3_omni_moe"],
+)
 def test_saved_adapter_reloads_and_reproduces_logits(family, tiny_model_dirs, preference_dataset, video_dir, tmp_path):
     from transformers import AutoModelForImageTextToText
 
@@ -249,3 +275,40 @@ def test_missing_columns_are_named(tiny_model, video_dir, tmp_path):
     dataset = Dataset.from_list([{"prompt": "q", "chosen": "a", "rejected": "b"}])
     with pytest.raises(ValueError, match=r"lacks column\(s\) \['video'\]"):
         TPOTrainer(model, args=make_args(tmp_path, video_dir), train_dataset=dataset, processing_class=processor)
+
+
+def test_qwen2_5_omni_checkpoint_trains_and_serves_its_thinker(preference_dataset, video_dir, tmp_path):
+    """A Qwen2.5-Omni checkpoint (thinker + talker config, weights under `thinker.`) trains and loads as the thinker
+    alone (the family's `load_class`), policy and reference, with no audio input anywhere."""
+    from transformers import Qwen2_5OmniConfig, Qwen2_5OmniForConditionalGeneration
+
+    from tpo_hf.models import load_video_model
+    from tpo_hf.tiny import build_tiny_model
+
+    thinker, processor = build_tiny_model("qwen2_5_omni")
+    omni = Qwen2_5OmniForConditionalGeneration(
+        Qwen2_5OmniConfig(thinker_config=thinker.config.to_dict(), enable_audio_output=False)
+    )
+    omni.thinker.load_state_dict(thinker.state_dict())
+    checkpoint = tmp_path / "omni"
+    omni.save_pretrained(checkpoint)
+    processor.save_pretrained(checkpoint)
+
+    # full fine-tuning: TRL would load the reference from the same path, so it is the thinker too
+    trainer = TPOTrainer(
+        str(checkpoint), args=make_args(tmp_path, video_dir, max_steps=1), train_dataset=preference_dataset()
+    )
+    for model in (trainer.model, trainer.ref_model):
+        assert type(model).__name__ == "Qwen2_5OmniThinkerForConditionalGeneration"
+    torch.testing.assert_close(trainer.model.lm_head.weight, thinker.lm_head.weight)
+    trainer.train()
+    assert math.isfinite(trainer.state.log_history[-1]["train_loss"])
+    # the model card says audio was off
+    from tpo_hf.hub.model_card import trainer_model_card
+
+    assert "| Inputs | video frames and text; audio off" in str(trainer_model_card(trainer))
+
+    served, served_processor = load_video_model(checkpoint, num_frames=4, video_root=video_dir, device="cpu")
+    assert type(served).__name__ == "Qwen2_5OmniThinkerForConditionalGeneration"
+    assert served_processor.family.name == "qwen2_5_omni"
+    assert len(served_processor.generate(served, ["What?"], ["red_blue.mp4"], max_new_tokens=2)) == 1

@@ -12,7 +12,9 @@ What differs between families:
 - which modules are the language model (LoRA targets) and which are the vision side (kept frozen and out of 4-bit);
 - which token the video features replace and under which `mm_encoder_outputs` key they go (families without a video
   tower feed frames through their image path);
-- for Mixture-of-Experts families, where the routers are (load-balancing loss) and which weights are the experts.
+- for Mixture-of-Experts families, where the routers are (load-balancing loss) and which weights are the experts;
+- which class loads the trainable model where a checkpoint holds more (the Omni thinkers), and which modality a
+  family leaves out (their audio: off, stated in the model card).
 """
 
 from __future__ import annotations
@@ -43,6 +45,30 @@ def _qwen25_second_per_grid_ts(processed: dict[str, Any], metadatas: list[dict[s
     processed["second_per_grid_ts"] = torch.tensor(
         [temporal_patch_size / sampled_fps(metadata) for metadata in metadatas], dtype=torch.float32
     )
+
+
+def _omni_video_second_per_grid(processed: dict[str, Any], metadatas: list[dict[str, Any]], processor: Any) -> None:
+    """The Omni thinkers space frame groups by `video_second_per_grid` x `position_id_per_seconds` (TMRoPE); their
+    processors derive the seconds from a fixed rate (Qwen2.5-Omni 2 fps, Qwen3-Omni 1 fps) whatever frames they are
+    given, so they are set from the true sampled rate (as `_qwen25_second_per_grid_ts` does for Qwen2.5-VL)."""
+    temporal_patch_size = processor.video_processor.temporal_patch_size
+    processed["video_second_per_grid"] = torch.tensor(
+        [temporal_patch_size / sampled_fps(metadata) for metadata in metadatas], dtype=torch.float32
+    )
+
+
+def _omni_row_positions(model: Any, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The thinker's TMRoPE positions of the rows (its `get_rope_index` takes no `mm_token_type_ids`); no audio."""
+    backbone = getattr(model, "model", model)
+    positions, _ = backbone.get_rope_index(
+        inputs["input_ids"],
+        image_grid_thw=inputs.get("image_grid_thw"),
+        video_grid_thw=inputs.get("video_grid_thw"),
+        attention_mask=inputs["attention_mask"],
+        use_audio_in_video=False,
+        second_per_grids=inputs.get("video_second_per_grid"),
+    )
+    return positions
 
 
 def _encode_qwen(model: Any, video_inputs: dict[str, torch.Tensor]) -> Any:
@@ -178,6 +204,14 @@ class VideoFamily:
             as tested (`None`: every release tpo-hf allows).
         router_modules: Mixture-of-Experts families: suffix of the router modules of the language model whose first
             output is the router logits (`tpo_hf.moe` records them for the load-balancing loss); `None`: dense.
+        row_positions: `(model, row inputs) -> position ids` for families whose multimodal rotary positions come from
+            other inputs than Qwen-VL's `get_rope_index(input_ids, mm_token_type_ids, ...)` (prefix sharing packs
+            the rows' own positions); `None`: that generic rule (`tpo_hf.prefix_sharing.row_position_ids`).
+        load_class: the transformers class that loads the trainable model from a checkpoint of this family, where
+            the checkpoint holds more than it (an Omni checkpoint: thinker + speech talker + vocoder; only the
+            thinker is loaded); `None`: the class the checkpoint's config names.
+        card_inputs: what the model card states about the inputs trained on, for a family that leaves one of its
+            model's modalities out (the Omni thinker: audio off); `None`: nothing to state.
         expert_parameters: MoE families: the experts' weight names (stacked 3D parameters, not `nn.Linear`), for
             LoRA's `target_parameters` when `TPOConfig.lora_include_experts` asks for adapters on the experts.
     """
@@ -203,6 +237,9 @@ class VideoFamily:
     router_modules: str | None = None
     expert_parameters: tuple[str, ...] = ()
     min_transformers: str | None = None
+    row_positions: Callable[[Any, dict[str, torch.Tensor]], torch.Tensor] | None = None
+    load_class: str | None = None
+    card_inputs: str | None = None
 
     def missing_requirements(self) -> list[str]:
         """The modules of `requires` that are not installed, and a too-old transformers."""
@@ -238,6 +275,11 @@ class VideoFamily:
         for name, parameter in model.named_parameters():
             if any(f".{module}." in f".{name}" for module in self.vision_modules):
                 yield name, parameter
+
+    @property
+    def lora_exclude_modules(self) -> str:
+        """Regex of the vision side's modules, never adapted by the default LoRA targets."""
+        return rf"(?:.*\.)?(?:{'|'.join(self.vision_modules)})(?:\..*)?"
 
     def quantization_skip_patterns(self) -> list[str]:
         """`llm_int8_skip_modules` patterns that keep the vision side out of 4-bit, wherever the model nests it.
@@ -278,6 +320,24 @@ _QWEN_COMMON = dict(
     supports_prefix_sharing=True,
     video_token_budget=_qwen_video_token_budget,
 )
+
+_OMNI_COMMON = dict(
+    **{
+        **_QWEN_COMMON,
+        "sequence_keys": (),
+        "row_video_keys": ("video_grid_thw", "video_second_per_grid"),
+        "vision_modules": ("visual", "audio_tower"),
+        "timing_fix": _omni_video_second_per_grid,
+    },
+    row_positions=_omni_row_positions,
+    load_class="Qwen2_5OmniThinkerForConditionalGeneration",
+    card_inputs="video frames and text; audio off (no audio input is built, the audio encoder never runs)",
+    # 5.18's Omni thinkers nest their text model differently (`model.layers`, no `language_model`: the LoRA targets
+    # match nothing, and weights load under other names); 5.24 is the release tested
+    min_transformers="5.24",
+)
+# Attention projections of the language model (MoE families whose MLP names PEFT maps onto the experts)
+_ATTENTION_LORA_TARGETS = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj)$"
 
 FAMILIES: dict[str, VideoFamily] = {
     family.name: family
@@ -383,12 +443,15 @@ FAMILIES: dict[str, VideoFamily] = {
             },
         ),
         # GLM-4.5V: GLM-4.1V's processor (so a bare processor resolves to `glm4v`) and vision side, a sparse
-        # language model whose first layer is dense and whose MoE layers add a shared expert (a plain MLP, adapted
-        # by the default LoRA targets); routed experts are stacked 3D weights, out of LoRA unless asked.
+        # language model whose first layer is dense and whose MoE layers add a shared expert; routed experts are
+        # stacked 3D weights, out of LoRA unless asked. LoRA targets attention only: PEFT (>= 0.21, its transformers
+        # v4 -> v5 MoE conversion for this model type) turns any `gate_proj`/`up_proj`/`down_proj` target into the
+        # routed experts' parameters, so naming the dense MLP or shared expert would adapt the experts instead.
         VideoFamily(
             name="glm4v_moe",
             model_types=("glm4v_moe",),
             processor_classes=(),
+            lora_target_modules=_ATTENTION_LORA_TARGETS,
             **{
                 **_QWEN_COMMON,
                 "processor_kwargs": {},
@@ -413,6 +476,34 @@ FAMILIES: dict[str, VideoFamily] = {
             pixel_budget_kwargs=_qwen_pixel_budget,
             encode_videos=_encode_video_llama_3,
             supports_prefix_sharing=True,
+        ),
+        # Qwen2.5-Omni thinker, audio off: Qwen2.5-VL's vision side and grids, no `mm_token_type_ids`; frame groups are
+        # spaced by `video_second_per_grid` (TMRoPE, 25 positions per second), set from the true sampled rate. No
+        # audio input is built: frames are passed decoded, so the processor has no audio track to load, and the
+        # model's `use_audio_in_video` stays off. The audio tower is a frozen encoder that never runs (kept out of
+        # LoRA and 4-bit with the vision side). Omni checkpoints (`qwen2_5_omni`: thinker + talker + vocoder) load
+        # as the thinker alone.
+        VideoFamily(
+            name="qwen2_5_omni",
+            model_types=("qwen2_5_omni_thinker", "qwen2_5_omni"),
+            processor_classes=("Qwen2_5OmniProcessor",),
+            **_OMNI_COMMON,
+        ),
+        # Qwen3-Omni-MoE thinker, audio off: the Qwen2.5-Omni entry plus Qwen3-VL's deepstack features and a sparse
+        # language model (router loss and experts as Qwen3-VL-MoE). LoRA targets attention only: PEFT's MoE
+        # conversion for this model type turns MLP-named targets into the experts' parameters (as for GLM-4.5V).
+        VideoFamily(
+            name="qwen3_omni_moe",
+            model_types=("qwen3_omni_moe_thinker", "qwen3_omni_moe"),
+            processor_classes=("Qwen3OmniMoeProcessor",),
+            **{
+                **_OMNI_COMMON,
+                "encoder_output_fields": ("pooler_output", "deepstack_features"),
+                "lora_target_modules": _ATTENTION_LORA_TARGETS,
+                "load_class": "Qwen3OmniMoeThinkerForConditionalGeneration",
+            },
+            router_modules="mlp.gate",
+            expert_parameters=("mlp.experts.gate_up_proj", "mlp.experts.down_proj"),
         ),
     )
 }

@@ -302,8 +302,15 @@ def row_position_ids(model: Any, inputs: dict[str, torch.Tensor]) -> torch.Tenso
     """Position ids of the unshared 2B rows, as the model's own forward would compute them.
 
     Models with multimodal rotary positions (Qwen2/2.5/3-VL) expose `get_rope_index` on their backbone; it is called
-    with the rows' grids and timing inputs. Other models use 1D positions counted over the attention mask.
+    with the rows' grids and timing inputs. A family whose positions come from other inputs says how in its registry
+    entry (`VideoFamily.row_positions`). Other models use 1D positions counted over the attention mask.
     """
+    from .families import FAMILIES
+
+    model_type = getattr(getattr(model, "config", None), "model_type", None)
+    family = next((f for f in FAMILIES.values() if model_type in f.model_types), None)
+    if family is not None and family.row_positions is not None:
+        return family.row_positions(model, inputs)
     backbone = getattr(model, "model", model)
     rope_index = getattr(backbone, "get_rope_index", None)
     attention_mask = inputs["attention_mask"]

@@ -456,6 +456,97 @@ def _build_video_llama_3(tokenizer):
     return VideoLlama3ForConditionalGeneration(config), processor
 
 
+# Qwen2.5-Omni names its modality tokens on the tokenizer (the processor reads them from there)
+_OMNI_TOKENS = {
+    "image_token": "<|IMAGE|>",
+    "audio_token": "<|AUDIO|>",
+    "video_token": "<|VIDEO|>",
+    "vision_bos_token": "<|vision_bos|>",
+    "vision_eos_token": "<|vision_eos|>",
+    "audio_bos_token": "<|audio_bos|>",
+    "audio_eos_token": "<|audio_eos|>",
+}
+
+
+def _build_qwen_omni(_tokenizer, qwen3_moe: bool = False):
+    """The Qwen2.5-Omni thinker, or Qwen3-Omni-MoE's (vision + audio encoders and the language model; no talker).
+    Audio stays off: the audio tower is built, as in the checkpoints, but no audio input reaches it."""
+    import transformers
+    from transformers import Qwen2VLImageProcessor, Qwen2VLVideoProcessor, WhisperFeatureExtractor
+
+    tokenizer = build_tokenizer(_OMNI_TOKENS)
+    ids = {name: tokenizer.convert_tokens_to_ids(token) for name, token in _OMNI_TOKENS.items()}
+    # The processor's own per-frame size (128 to 768 merged patches) overrides its video processor's, so the tiny model
+    # keeps it with coarse patches (28 / 32 pixels, merged 2 x 2): 32 tokens per 2-frame group of a 64 x 128 clip
+    patch_size = 32 if qwen3_moe else 28
+    vision = dict(
+        depth=2,
+        hidden_size=32,
+        intermediate_size=64,
+        num_heads=2,
+        patch_size=patch_size,
+        spatial_merge_size=2,
+        temporal_patch_size=2,
+        out_hidden_size=64,
+    )
+    audio = dict(
+        num_mel_bins=16,
+        encoder_layers=1,
+        encoder_attention_heads=2,
+        encoder_ffn_dim=32,
+        d_model=16,
+        output_dim=64,
+        n_window=4,
+        max_source_positions=32,
+    )
+    token_ids = dict(
+        audio_start_token_id=ids["audio_bos_token"],
+        audio_end_token_id=ids["audio_eos_token"],
+        vision_start_token_id=ids["vision_bos_token"],
+        vision_end_token_id=ids["vision_eos_token"],
+    )
+    if qwen3_moe:
+        prefix = "Qwen3OmniMoe"
+        vision.update(num_position_embeddings=64, deepstack_visual_indexes=[0])
+        audio.update(downsample_hidden_size=8)
+        # 4 experts, 2 per token, every decoder layer sparse, as in Qwen3-Omni-30B-A3B
+        text = _qwen_text_config(
+            tokenizer,
+            head_dim=16,
+            rope_parameters={**_QWEN_ROPE, "mrope_interleaved": True},
+            num_experts=4,
+            num_experts_per_tok=2,
+            moe_intermediate_size=32,
+            decoder_sparse_step=1,
+        )
+        token_ids.update(
+            image_token_id=ids["image_token"], video_token_id=ids["video_token"], audio_token_id=ids["audio_token"]
+        )
+    else:
+        prefix = "Qwen2_5Omni"
+        vision.update(window_size=2 * patch_size, fullatt_block_indexes=[1])
+        text = _qwen_text_config(tokenizer, rope_parameters=_QWEN_ROPE)
+        token_ids.update(
+            image_token_index=ids["image_token"],
+            video_token_index=ids["video_token"],
+            audio_token_index=ids["audio_token"],
+        )
+    config = getattr(transformers, f"{prefix}ThinkerConfig")(
+        text_config=text, vision_config=vision, audio_config=audio, **token_ids
+    )
+    pixel_kwargs = dict(patch_size=patch_size, temporal_patch_size=2, merge_size=2)
+    processor = getattr(transformers, f"{prefix}Processor")(
+        image_processor=Qwen2VLImageProcessor(**pixel_kwargs),
+        video_processor=Qwen2VLVideoProcessor(**pixel_kwargs),
+        feature_extractor=WhisperFeatureExtractor(feature_size=16),
+        tokenizer=tokenizer,
+        chat_template=_CHATML_TEMPLATE.replace("VIDEO_MARKER", "<|vision_bos|><|VIDEO|><|vision_eos|>").replace(
+            "IMAGE_MARKER", "<|vision_bos|><|IMAGE|><|vision_eos|>"
+        ),
+    )
+    return getattr(transformers, f"{prefix}ThinkerForConditionalGeneration")(config), processor
+
+
 TINY_BUILDERS: dict[str, Callable[[Qwen2Tokenizer], tuple[PreTrainedModel, ProcessorMixin]]] = {
     "qwen2_vl": _build_qwen2_vl,
     "qwen2_5_vl": lambda tokenizer: _build_qwen2_vl(tokenizer, qwen25=True),
@@ -468,6 +559,8 @@ TINY_BUILDERS: dict[str, Callable[[Qwen2Tokenizer], tuple[PreTrainedModel, Proce
     "glm4v": _build_glm4v,
     "glm4v_moe": lambda tokenizer: _build_glm4v(tokenizer, moe=True),
     "video_llama_3": _build_video_llama_3,
+    "qwen2_5_omni": _build_qwen_omni,
+    "qwen3_omni_moe": lambda tokenizer: _build_qwen_omni(tokenizer, qwen3_moe=True),
 }
 DEFAULT_TINY_FAMILY = "qwen2_5_vl"
 

@@ -200,6 +200,10 @@ class TPOTrainer(DPOTrainer):
         if peft_config is not None and getattr(peft_config, "target_modules", None) in (None, "all-linear"):
             # "all-linear" would also adapt the vision tower; TPO adapts the language model only
             peft_config.target_modules = self.family.lora_target_modules
+            # PEFT's MoE conversion (Qwen3-Omni-MoE, GLM-4.5V) reduces the regex to bare names (q_proj, ...) that the
+            # vision/audio towers have too: keep those out explicitly
+            if getattr(peft_config, "exclude_modules", None) is None:
+                peft_config.exclude_modules = self.family.lora_exclude_modules
             logger.info("LoRA targets the language model only: %s", peft_config.target_modules)
         if peft_config is not None and args.lora_include_experts:
             if not self.family.expert_parameters:
@@ -216,6 +220,15 @@ class TPOTrainer(DPOTrainer):
                 if module not in skip:
                     skip.append(module)
             quantization_config.llm_int8_skip_modules = skip
+        if isinstance(model, str) and self.family.load_class:
+            # The checkpoint holds more than the trainable model (an Omni thinker + talker): load the family's class
+            # for the policy and, in full fine-tuning, for the reference TRL would otherwise load from the same path
+            from .models import load_family_model
+
+            if ref_model is None and peft_config is None:
+                ref_model = load_family_model(model, self.family, args)
+            model = load_family_model(model, self.family, args, quantization_config)
+            quantization_config = None  # applied at load
 
         self._share_video_encoding: bool | None = None  # decided once the model is wrapped (see _configure_video)
         self._prefix_sharing = False

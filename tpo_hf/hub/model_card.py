@@ -93,6 +93,8 @@ def trainer_hyperparameters(trainer: Any) -> dict[str, Any]:
         "max_pixels": getattr(trainer, "video_processor", args).max_pixels,
         "max_video_tokens": getattr(trainer, "video_processor", args).max_video_tokens,
         "max_length": args.max_length,
+        # a modality the family leaves out (the Omni thinker's audio), as its registry entry states it
+        "inputs": getattr(getattr(trainer, "family", None), "card_inputs", None),
         "seed": args.seed,
         "precision": "bf16" if args.bf16 else ("fp16" if args.fp16 else "fp32"),
     }
@@ -146,6 +148,7 @@ _HYPERPARAMETER_NAMES = {
     "max_pixels": "Max pixels per frame",
     "max_video_tokens": "Video-token budget per prompt",
     "max_length": "Max sequence length",
+    "inputs": "Inputs",
     "seed": "Seed",
     "precision": "Precision",
     "peft_type": "PEFT method",
