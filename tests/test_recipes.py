@@ -23,6 +23,26 @@ REQUIRED_MODELS = {
     "Qwen2.5-Omni-7B",
     "llava-onevision-qwen2-7b-ov-hf",
     "LLaVA-NeXT-Video-7B-hf",
+    "GLM-4.5V",
+    "Qwen3-Omni-30B-A3B-Instruct",
+    "Qwen2-VL-7B-Instruct",
+}
+# The family of each recipe's checkpoint (its config's `model_type`, which needs the Hub, resolved by hand): every
+# registry family must have a recipe, and a recipe for a checkpoint missing here fails until it is added.
+CHECKPOINT_FAMILIES = {
+    "Qwen/Qwen2-VL-7B-Instruct": "qwen2_vl",
+    "Qwen/Qwen2.5-VL-7B-Instruct": "qwen2_5_vl",
+    "Qwen/Qwen3-VL-8B-Instruct": "qwen3_vl",
+    "Qwen/Qwen3-VL-30B-A3B-Instruct": "qwen3_vl_moe",
+    "HuggingFaceTB/SmolVLM2-2.2B-Instruct": "smolvlm",
+    "OpenGVLab/InternVL3-8B-hf": "internvl",
+    "zai-org/GLM-4.1V-9B-Thinking": "glm4v",
+    "zai-org/GLM-4.5V": "glm4v_moe",
+    "lkhl/VideoLLaMA3-2B-Image-HF": "video_llama_3",
+    "Qwen/Qwen2.5-Omni-7B": "qwen2_5_omni",
+    "Qwen/Qwen3-Omni-30B-A3B-Instruct": "qwen3_omni_moe",
+    "llava-hf/llava-onevision-qwen2-7b-ov-hf": "llava_onevision",
+    "llava-hf/LLaVA-NeXT-Video-7B-hf": "llava_next_video",
 }
 # Recipes are written for GPUs (bf16); on the CPU test machine the parser needs use_cpu to accept bf16.
 CPU_OVERRIDES = ["--use_cpu", "true"]
@@ -64,6 +84,20 @@ def test_required_models_have_all_recipes():
             assert (folder / name).exists(), f"{folder.name} lacks {name}"
 
 
+def test_every_family_has_a_recipe():
+    import yaml
+
+    from tpo_hf.families import FAMILIES
+
+    checkpoints = {
+        yaml.safe_load(path.read_text())["model_name_or_path"] for path in RECIPES.glob("*/tpo/config_*.yaml")
+    }
+    assert set(CHECKPOINT_FAMILIES.values()) <= set(FAMILIES), "CHECKPOINT_FAMILIES names a family not in the registry"
+    covered = {CHECKPOINT_FAMILIES.get(checkpoint) for checkpoint in checkpoints}
+    missing = sorted(set(FAMILIES) - covered)
+    assert not missing, f"registry families without a recipe under recipes/: {missing}"
+
+
 @pytest.mark.parametrize(
     "path", sorted(RECIPES.glob("*/tpo/config_*.yaml")), ids=lambda p: f"{p.parent.parent.name}/{p.name}"
 )
@@ -79,7 +113,13 @@ def test_training_recipes_parse(path):
         assert (training_args.beta, training_args.sft_weight, training_args.learning_rate) == (0.3, 0.5, 4e-6)
         assert (training_args.num_train_epochs, training_args.lr_scheduler_type.value) == (1, "cosine")
         assert training_args.warmup_ratio == 0.1 and not model_args.use_peft
-    if "A3B" in path.parent.parent.name:  # MoE: the load-balancing loss on, experts out of LoRA unless asked
+    from tpo_hf.families import get_family
+
+    assert model_args.model_name_or_path in CHECKPOINT_FAMILIES, (
+        f"{path}: add {model_args.model_name_or_path!r} and its family to CHECKPOINT_FAMILIES"
+    )
+    if get_family(CHECKPOINT_FAMILIES[model_args.model_name_or_path]).is_moe:
+        # MoE: the load-balancing loss on, experts out of LoRA unless asked
         assert training_args.router_aux_loss_coef > 0 and not training_args.lora_include_experts
     if path.name == "config_qlora.yaml":
         assert model_args.load_in_4bit and model_args.use_peft
