@@ -1,15 +1,18 @@
 """Sharded training with 2 processes on a CPU gloo group: FSDP2 (`fsdp_version: 2`,
 recipes/accelerate_configs/fsdp.yaml) and, where DeepSpeed is installed, ZeRO-3 (recipes/accelerate_configs/zero3.yaml),
-each for LoRA and full fine-tuning with shared video encoding and prefix sharing on (the defaults).
+each for LoRA and full fine-tuning of Qwen2-VL and LoRA of LLaVA-OneVision, with shared video encoding and prefix
+sharing on (the defaults).
 
 Checked against a 1-process run on the same global batch (2 pairs per step): the loss at every step within
 `LOSS_TOLERANCE`; a checkpoint saved at step 2, resumed, gives the identical step-3 loss; the saved adapter / model
 loads with `PeftModel.from_pretrained` / `from_pretrained`. The runs (`tests/_sharded_train.py`) happen once per
-backend: one `accelerate launch` for its four 2-process runs (LoRA, its resume, full, its resume), and one plain
-process for the two 1-process references.
+backend: one `accelerate launch` for its 2-process runs (each with its resume), and one plain process for the
+1-process references.
 
 Before `TPOTrainer` routed the shared encoding through the wrapped forward, the FSDP2 runs crashed in the vision
-tower's patch embedding: "aten.convolution.default: got mixed torch.Tensor and DTensor".
+tower's patch embedding: "aten.convolution.default: got mixed torch.Tensor and DTensor"; and LLaVA-OneVision stopped
+in FSDP's wrap: "Could not find the transformer layer class SiglipTextEmbeddings in the model". Under ZeRO-3,
+LLaVA-OneVision's shared encoding read its unpartitioned `image_newline` and SigLIP `out_proj` (size-0 tensors).
 """
 
 from __future__ import annotations
@@ -26,13 +29,18 @@ from tests.test_distributed import launch, losses, recipe
 from tests.test_train_cli import REPO_ROOT, write_dataset_folder
 
 # Same global batch, same data order: the DPO terms average identically over 1 or 2 processes, the SFT term
-# averages tokens per rank. Measured over 3 steps: LoRA <= 0.04% (both backends), full <= 0.04% (ZeRO-3) and
-# <= 0.7% (FSDP2, whose lm_head gradient comes out ~9% larger than the 1-process one at step 1).
+# averages tokens per rank. Measured over 3 steps: LoRA <= 0.04% (FSDP2, ZeRO-3 Qwen2-VL), 0.19% (ZeRO-3
+# LLaVA-OneVision, other LoRA A draws), full 0.04% (ZeRO-3) and 0.65% (FSDP2, whose lm_head gradient comes out ~9%
+# larger than the 1-process one at step 1).
 LOSS_TOLERANCE = 0.01
+# run name -> (family of the tiny model, recipe changes). LLaVA-OneVision checks a family whose
+# `_no_split_modules` names a class its model lacks (see `TPOTrainer._configure_fsdp_wrap`).
 KINDS = {
-    "lora": {},
-    "full": {"use_peft": False, "learning_rate": 1.0e-4},
+    "lora": ("qwen2_vl", {}),
+    "full": ("qwen2_vl", {"use_peft": False, "learning_rate": 1.0e-4}),
+    "lora_llava_onevision": ("llava_onevision", {}),
 }
+LORA_KINDS = [kind for kind, (_, extra) in KINDS.items() if extra.get("use_peft", True)]
 BACKENDS = {
     "fsdp2": dict(config="fsdp.yaml", distributed_type="DistributedType.FSDP"),
     "zero3": dict(config="zero3.yaml", distributed_type="DistributedType.DEEPSPEED"),
@@ -56,16 +64,16 @@ def _reports(output: str) -> dict[str, list[dict]]:
 @pytest.fixture(scope="module")
 def sharded_setup(tiny_model_dirs, video_dir, tmp_path_factory):
     """The tiny model, the dataset and the 1-process reference runs (shared by both backends)."""
-    model_dir = tiny_model_dirs("qwen2_vl")
+    model_dirs = {kind: tiny_model_dirs(family) for kind, (family, _) in KINDS.items()}
     root = tmp_path_factory.mktemp("sharded")
     dataset_dir = write_dataset_folder(root / "data", video_dir)
     recipes = [
-        recipe(root / f"one_{kind}.yaml", model_dir, dataset_dir, root / f"one_{kind}", 2, **extra)
-        for kind, extra in KINDS.items()
+        recipe(root / f"one_{kind}.yaml", model_dirs[kind], dataset_dir, root / f"one_{kind}", 2, **extra)
+        for kind, (_, extra) in KINDS.items()
     ]
     single = launch([sys.executable, str(RUN_SCRIPT), *map(str, recipes)], root)
     assert single.returncode == 0, single.stderr[-4000:]
-    return SimpleNamespace(root=root, model_dir=model_dir, dataset_dir=dataset_dir, reports=_reports(single.stdout))
+    return SimpleNamespace(root=root, model_dirs=model_dirs, dataset_dir=dataset_dir, reports=_reports(single.stdout))
 
 
 @pytest.fixture(scope="module")
@@ -74,9 +82,11 @@ def sharded_runs(sharded_setup):
     cache = {}
 
     def get(backend: str) -> SimpleNamespace:
-        if backend not in cache:
+        if backend not in cache:  # a failed launch is kept too: the backend's other tests fail without relaunching
             cache[backend] = _launch(sharded_setup, backend)
-        return cache[backend]
+        runs = cache[backend]
+        assert runs.returncode == 0, runs.stderr[-4000:]
+        return runs
 
     return get
 
@@ -85,12 +95,12 @@ def _launch(setup: SimpleNamespace, backend: str) -> SimpleNamespace:
     root = setup.root / backend
     root.mkdir()
     recipes = []
-    for kind, extra in KINDS.items():
+    for kind, (_, extra) in KINDS.items():
         output_dir = root / f"two_{kind}"
         recipes.append(
             recipe(
                 root / f"two_{kind}.yaml",
-                setup.model_dir,
+                setup.model_dirs[kind],
                 setup.dataset_dir,
                 output_dir,
                 1,
@@ -102,7 +112,7 @@ def _launch(setup: SimpleNamespace, backend: str) -> SimpleNamespace:
         recipes.append(
             recipe(
                 root / f"resumed_{kind}.yaml",
-                setup.model_dir,
+                setup.model_dirs[kind],
                 setup.dataset_dir,
                 root / f"resumed_{kind}",
                 1,
@@ -130,8 +140,13 @@ def _launch(setup: SimpleNamespace, backend: str) -> SimpleNamespace:
         ],
         root,
     )
-    assert result.returncode == 0, result.stderr[-4000:]
-    return SimpleNamespace(root=root, reports=_reports(result.stdout), log=result.stdout + result.stderr)
+    return SimpleNamespace(
+        root=root,
+        reports=_reports(result.stdout),
+        log=result.stdout + result.stderr,
+        returncode=result.returncode,
+        stderr=result.stderr,
+    )
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -178,21 +193,28 @@ def _distance(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
     return sum(float((a[name] - b[name]).pow(2).sum()) for name in a) ** 0.5
 
 
+@pytest.mark.parametrize("kind", LORA_KINDS)
 @pytest.mark.parametrize("backend", BACKEND_PARAMS)
-def test_sharded_lora_adapter_loads_with_peft(sharded_setup, sharded_runs, backend):
+def test_sharded_lora_adapter_loads_with_peft(sharded_setup, sharded_runs, backend, kind):
     from peft import PeftModel
     from transformers import AutoModelForImageTextToText
 
     def adapter(folder: Path) -> dict[str, torch.Tensor]:
-        model = PeftModel.from_pretrained(AutoModelForImageTextToText.from_pretrained(sharded_setup.model_dir), folder)
+        base = AutoModelForImageTextToText.from_pretrained(sharded_setup.model_dirs[kind])
+        model = PeftModel.from_pretrained(base, folder)
         return {name: p.detach() for name, p in model.named_parameters() if "lora_" in name}
 
-    sharded = adapter(sharded_runs(backend).root / "two_lora")
-    single = adapter(sharded_setup.root / "one_lora")
+    sharded = adapter(sharded_runs(backend).root / f"two_{kind}")
+    single = adapter(sharded_setup.root / f"one_{kind}")
     assert sharded.keys() == single.keys() and any("lora_B" in name for name in sharded)
     assert all(sharded[name].shape == single[name].shape for name in sharded)
     lora_b = {name: value for name, value in sharded.items() if "lora_B" in name}
     assert all(value.abs().sum() > 0 for value in lora_b.values()), "the saved LoRA B matrices are untrained"
+    if backend == "zero3" and kind == "lora_llava_onevision":
+        # under ZeRO-3 (zero3_init_flag) this model's LoRA A matrices start from other random draws than in the
+        # 1-process run (after 3 steps they differ by up to 0.25, FSDP2's by 0.002), so the adapters differ by
+        # construction; the loss curve still matches (test_sharded_loss_matches_one_process)
+        return
     # the whole adapter, gathered from both shards: close to the 1-process adapter
     zeros = {name: torch.zeros_like(value) for name, value in single.items() if "lora_B" in name}
     assert _distance(lora_b, single) < 0.5 * _distance(zeros, single)
@@ -212,7 +234,7 @@ def test_sharded_full_model_loads_with_from_pretrained(sharded_setup, sharded_ru
     def weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
         return {name: p.detach() for name, p in model.named_parameters()}
 
-    initial_model = load(sharded_setup.model_dir)
+    initial_model = load(sharded_setup.model_dirs["full"])
     vision = [name for name, _ in get_family(initial_model).vision_parameters(initial_model)]
     initial = weights(initial_model)
     single = weights(load(sharded_setup.root / "one_full"))

@@ -276,6 +276,35 @@ class TPOTrainer(DPOTrainer):
             peft_config=peft_config,
         )
         self._configure_video()
+        self._configure_fsdp_wrap()
+
+    def _configure_fsdp_wrap(self) -> None:
+        """FSDP's transformer-based wrap: only the `_no_split_modules` classes this model contains.
+
+        transformers lists the no-split classes of every sub-model class, including parts a video-LMM does not
+        build (LLaVA-OneVision lists `SiglipTextEmbeddings`, its vision tower has no text side), and accelerate
+        refuses a listed class it cannot find ("Could not find the transformer layer class ..."). An explicit
+        `fsdp_transformer_layer_cls_to_wrap` is left as the user set it.
+        """
+        plugin = getattr(self.accelerator.state, "fsdp_plugin", None) if self.is_fsdp_enabled else None
+        if plugin is None or plugin.transformer_cls_names_to_wrap is not None:
+            return
+        from torch.distributed.fsdp.wrap import transformer_auto_wrap_policy
+
+        policy = plugin.auto_wrap_policy
+        policy = policy.func if isinstance(policy, functools.partial) else policy
+        if policy is not transformer_auto_wrap_policy:
+            return
+        listed = list(getattr(self.model, "_no_split_modules", None) or [])
+        present = {type(module).__name__ for module in self.model.modules()}
+        absent = [name for name in listed if name not in present]
+        if absent:
+            plugin.transformer_cls_names_to_wrap = [name for name in listed if name in present]
+            logger.info(
+                "FSDP wraps %s; %s (listed in the model's _no_split_modules) are not in this model",
+                plugin.transformer_cls_names_to_wrap,
+                absent,
+            )
 
     # --- data -------------------------------------------------------------------------------------------------------
     @staticmethod
@@ -454,12 +483,25 @@ class TPOTrainer(DPOTrainer):
         Under FSDP the encoder call goes through the wrapped model's own `__call__`: FSDP gathers a unit's
         parameters only in its forward hooks, so a direct call to the vision tower would meet sharded (DTensor)
         weights in the modules left to the root unit (e.g. Qwen's patch embedding), and would lazily make the
-        vision blocks' units roots of their own ahead of the real root. DeepSpeed ZeRO-3 gathers per submodule
-        and needs no detour.
+        vision blocks' units roots of their own ahead of the real root. ZeRO-3 gathers in each submodule's forward,
+        which covers Qwen's vision tower but not parameters read outside a module's forward: those are gathered
+        explicitly.
         """
         if getattr(self, "is_fsdp_enabled", False):
             install_encode_forward(base_model, self.family)
             return model(**{ENCODE_VIDEOS_KWARG: pair_inputs})
+        if getattr(self, "is_deepspeed_enabled", False) and any(hasattr(p, "ds_id") for p in base_model.parameters()):
+            # ZeRO-3 gathers a module's own parameters in that module's forward only: the vision side reads some
+            # outside of it (LLaVA-OneVision's `image_newline` on the model, SigLIP's pooling-head `out_proj`
+            # through `nn.MultiheadAttention`), so its parameters and the model's direct ones are gathered here
+            import deepspeed
+
+            parameters = [parameter for _, parameter in self.family.vision_parameters(base_model)]
+            for module in (base_model, getattr(base_model, "model", None)):
+                if isinstance(module, torch.nn.Module):
+                    parameters.extend(module.parameters(recurse=False))
+            with deepspeed.zero.GatheredParameters(parameters):
+                return self.family.encode_videos(base_model, pair_inputs)
         return self.family.encode_videos(base_model, pair_inputs)
 
     def _packed_inputs(self, base_model: Any, inputs: dict[str, Any], encoded: Any) -> dict[str, Any]:
