@@ -34,6 +34,12 @@ def _has_bitsandbytes() -> bool:
     return importlib.util.find_spec("bitsandbytes") is not None
 
 
+def _has_deepspeed() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("deepspeed") is not None
+
+
 def _has_torch_accelerator() -> bool:
     import torch
 
@@ -43,6 +49,7 @@ def _has_torch_accelerator() -> bool:
 SKIP_MARKERS = {
     "require_bitsandbytes": (_has_bitsandbytes, "needs bitsandbytes (pip install bitsandbytes)"),
     "require_torch_accelerator": (_has_torch_accelerator, "needs a GPU (CUDA or XPU)"),
+    "require_deepspeed": (_has_deepspeed, "needs DeepSpeed (pip install deepspeed)"),
 }
 
 

@@ -23,7 +23,7 @@ def launch(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
 
 
-def recipe(path: Path, model_dir: Path, dataset_dir: Path, output_dir: Path, per_device: int) -> Path:
+def recipe(path: Path, model_dir: Path, dataset_dir: Path, output_dir: Path, per_device: int, **extra) -> Path:
     """The CLI test's tiny recipe, with a constant learning rate and 3 steps so the two curves can be compared."""
     return write_recipe(
         path,
@@ -38,6 +38,7 @@ def recipe(path: Path, model_dir: Path, dataset_dir: Path, output_dir: Path, per
         seed=0,
         dataloader_pin_memory=False,
         log_level="info",
+        **extra,
     )
 
 

@@ -16,6 +16,7 @@ What it adds to `DPOTrainer`:
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -108,6 +109,31 @@ def latest_complete_checkpoint(output_dir: str | os.PathLike) -> tuple[str | Non
             return path, incomplete
         incomplete.append(path)
     return None, incomplete
+
+
+# Keyword that makes the model's forward run only the shared video encoding (see `install_encode_forward`)
+ENCODE_VIDEOS_KWARG = "tpo_encode_videos"
+
+
+def install_encode_forward(model: torch.nn.Module, family: VideoFamily) -> None:
+    """Lets `model(tpo_encode_videos=video_inputs)` return `family.encode_videos(model, video_inputs)`.
+
+    `model` is the module whose forward a wrapper (FSDP, PEFT) ends up calling: the encoding then runs inside the
+    wrapper's forward hooks, which gather sharded parameters. Without the keyword the forward is unchanged.
+    """
+    if getattr(model, "_tpo_encode_forward", False):
+        return
+    inner = model.forward
+
+    @functools.wraps(inner)
+    def forward(*args, **kwargs):
+        video_inputs = kwargs.pop(ENCODE_VIDEOS_KWARG, None)
+        if video_inputs is None:
+            return inner(*args, **kwargs)
+        return family.encode_videos(model, video_inputs)
+
+    model.forward = forward
+    model._tpo_encode_forward = True
 
 
 def _unwrap_peft(model: Any) -> Any:
@@ -263,6 +289,35 @@ class TPOTrainer(DPOTrainer):
             peft_config=peft_config,
         )
         self._configure_video()
+        self._configure_fsdp_wrap()
+
+    def _configure_fsdp_wrap(self) -> None:
+        """FSDP's transformer-based wrap: only the `_no_split_modules` classes this model contains.
+
+        transformers lists the no-split classes of every sub-model class, including parts a video-LMM does not
+        build (LLaVA-OneVision lists `SiglipTextEmbeddings`, its vision tower has no text side), and accelerate
+        refuses a listed class it cannot find ("Could not find the transformer layer class ..."). An explicit
+        `fsdp_transformer_layer_cls_to_wrap` is left as the user set it.
+        """
+        plugin = getattr(self.accelerator.state, "fsdp_plugin", None) if self.is_fsdp_enabled else None
+        if plugin is None or plugin.transformer_cls_names_to_wrap is not None:
+            return
+        from torch.distributed.fsdp.wrap import transformer_auto_wrap_policy
+
+        policy = plugin.auto_wrap_policy
+        policy = policy.func if isinstance(policy, functools.partial) else policy
+        if policy is not transformer_auto_wrap_policy:
+            return
+        listed = list(getattr(self.model, "_no_split_modules", None) or [])
+        present = {type(module).__name__ for module in self.model.modules()}
+        absent = [name for name in listed if name not in present]
+        if absent:
+            plugin.transformer_cls_names_to_wrap = [name for name in listed if name in present]
+            logger.info(
+                "FSDP wraps %s; %s (listed in the model's _no_split_modules) are not in this model",
+                plugin.transformer_cls_names_to_wrap,
+                absent,
+            )
 
     # --- data -------------------------------------------------------------------------------------------------------
     @staticmethod
@@ -428,12 +483,39 @@ class TPOTrainer(DPOTrainer):
         if pair_inputs:
             # The vision side is frozen (checked in _configure_video): no graph needed through it
             with torch.no_grad():
-                encoded = self.family.encode_videos(base_model, pair_inputs)
+                encoded = self._encode_videos(model, base_model, pair_inputs)
         if self._prefix_sharing:
             return self._packed_inputs(base_model, inputs, encoded)
         if encoded is not None:
             inputs["mm_encoder_outputs"] = self.family.repeat_encoder_output(encoded, times=2)
         return inputs
+
+    def _encode_videos(self, model: Any, base_model: Any, pair_inputs: dict[str, Any]) -> Any:
+        """Runs the family's vision encoder once per pair.
+
+        Under FSDP the encoder call goes through the wrapped model's own `__call__`: FSDP gathers a unit's
+        parameters only in its forward hooks, so a direct call to the vision tower would meet sharded (DTensor)
+        weights in the modules left to the root unit (e.g. Qwen's patch embedding), and would lazily make the
+        vision blocks' units roots of their own ahead of the real root. ZeRO-3 gathers in each submodule's forward,
+        which covers Qwen's vision tower but not parameters read outside a module's forward: those are gathered
+        explicitly.
+        """
+        if getattr(self, "is_fsdp_enabled", False):
+            install_encode_forward(base_model, self.family)
+            return model(**{ENCODE_VIDEOS_KWARG: pair_inputs})
+        if getattr(self, "is_deepspeed_enabled", False) and any(hasattr(p, "ds_id") for p in base_model.parameters()):
+            # ZeRO-3 gathers a module's own parameters in that module's forward only: the vision side reads some
+            # outside of it (LLaVA-OneVision's `image_newline` on the model, SigLIP's pooling-head `out_proj`
+            # through `nn.MultiheadAttention`), so its parameters and the model's direct ones are gathered here
+            import deepspeed
+
+            parameters = [parameter for _, parameter in self.family.vision_parameters(base_model)]
+            for module in (base_model, getattr(base_model, "model", None)):
+                if isinstance(module, torch.nn.Module):
+                    parameters.extend(module.parameters(recurse=False))
+            with deepspeed.zero.GatheredParameters(parameters):
+                return self.family.encode_videos(base_model, pair_inputs)
+        return self.family.encode_videos(base_model, pair_inputs)
 
     def _packed_inputs(self, base_model: Any, inputs: dict[str, Any], encoded: Any) -> dict[str, Any]:
         """Row-layout batch -> what TRL reads (row ids and masks) plus the packed forward under `prefix_sharing`.
