@@ -30,9 +30,11 @@ from tests.test_train_cli import REPO_ROOT, write_dataset_folder
 
 # Same global batch, same data order: the DPO terms average identically over 1 or 2 processes, the SFT term
 # averages tokens per rank. Measured over 3 steps: LoRA <= 0.04% (FSDP2, ZeRO-3 Qwen2-VL), 0.19% (ZeRO-3
-# LLaVA-OneVision, other LoRA A draws), full 0.04% (ZeRO-3) and 0.65% (FSDP2, whose lm_head gradient comes out ~9%
-# larger than the 1-process one at step 1).
+# LLaVA-OneVision, other LoRA A draws), full 0.04% (ZeRO-3 and FSDP2). Full fine-tuning gets the tighter bound: under
+# FSDP2 it was 0.65% while TRL's fused LM head read the separately sharded `lm_head` outside its unit's forward and
+# its gradient was never averaged over ranks (see `install_output_head_unshard`).
 LOSS_TOLERANCE = 0.01
+FULL_LOSS_TOLERANCE = 0.002
 # run name -> (family of the tiny model, recipe changes). LLaVA-OneVision checks a family whose
 # `_no_split_modules` names a class its model lacks (see `TPOTrainer._configure_fsdp_wrap`).
 KINDS = {
@@ -175,8 +177,9 @@ def test_sharded_loss_matches_one_process(sharded_setup, sharded_runs, backend, 
     one = losses(sharded_setup.root / f"one_{kind}")
     two = losses(sharded_runs(backend).root / f"two_{kind}")
     assert len(one) == len(two) == 3
+    tolerance = LOSS_TOLERANCE if KINDS[kind][1].get("use_peft", True) else FULL_LOSS_TOLERANCE
     for step, (a, b) in enumerate(zip(one, two)):
-        assert abs(a - b) <= LOSS_TOLERANCE * abs(a), f"step {step + 1}: 1 process {a:.5f} vs {backend} {b:.5f}"
+        assert abs(a - b) <= tolerance * abs(a), f"step {step + 1}: 1 process {a:.5f} vs {backend} {b:.5f}"
 
 
 @pytest.mark.parametrize("kind", KINDS)
