@@ -7,6 +7,10 @@ Every other module asks this one instead of comparing versions. Each entry names
   `resolve_activation_checkpointing` hands them to the old fields, so recipes and code use one spelling.
 - transformers 5.23 added `private` to `Trainer.init_hf_repo`; before, it read `args.hub_private_repo`
   (`init_hf_repo` below).
+- FSDP2 training is verified (tests/test_sharded.py) only from accelerate 1.15, torch 2.14 and transformers 5.24: on
+  the lowest supported stack (accelerate 1.10-1.12, torch 2.9, transformers 5.18) a resumed run diverged from the
+  uninterrupted one, and with accelerate 1.15 on torch 2.9 / transformers 5.18 full fine-tuning still drifted 1%
+  from one process. `TPOTrainer` refuses FSDP2 there (`fsdp2_unverified_versions`).
 """
 
 from __future__ import annotations
@@ -20,6 +24,23 @@ from transformers import Trainer, TrainingArguments
 # transformers >= 5.23: `activation_checkpointing` is a TrainingArguments field and `gradient_checkpointing` its
 # deprecated alias
 NATIVE_ACTIVATION_CHECKPOINTING = "activation_checkpointing" in {f.name for f in dataclasses.fields(TrainingArguments)}
+
+FSDP2_MIN_VERSIONS = {"accelerate": "1.15", "torch": "2.14", "transformers": "5.24"}
+
+
+def fsdp2_unverified_versions(installed: dict[str, str] | None = None) -> list[str]:
+    """The installed packages older than FSDP2 training was verified on, e.g. ["torch 2.9.0 < 2.14"]."""
+    import importlib.metadata
+
+    from packaging.version import Version
+
+    installed = installed or {name: importlib.metadata.version(name) for name in FSDP2_MIN_VERSIONS}
+    return [
+        f"{name} {installed[name]} < {minimum}"
+        for name, minimum in FSDP2_MIN_VERSIONS.items()
+        if Version(Version(installed[name]).base_version) < Version(minimum)
+    ]
+
 
 # TRL trains with activation checkpointing on unless told otherwise; TPOConfig keeps that default.
 DEFAULT_ACTIVATION_CHECKPOINTING = True

@@ -326,9 +326,25 @@ class TPOTrainer(DPOTrainer):
             peft_config=peft_config,
         )
         self._configure_video()
+        self._check_fsdp2_versions()
         self._configure_fsdp_wrap()
         if self.is_fsdp_enabled:
             install_output_head_unshard(_unwrap_peft(self.model))
+
+    def _check_fsdp2_versions(self) -> None:
+        """FSDP2 on a stack where it trained wrongly in our tests is refused before any step (see `tpo_hf.compat`)."""
+        plugin = getattr(self.accelerator.state, "fsdp_plugin", None) if self.is_fsdp_enabled else None
+        if plugin is None or getattr(plugin, "fsdp_version", 1) != 2:
+            return
+        from .compat import FSDP2_MIN_VERSIONS, fsdp2_unverified_versions
+
+        if old := fsdp2_unverified_versions():
+            needed = ", ".join(f"{name}>={version}" for name, version in FSDP2_MIN_VERSIONS.items())
+            raise RuntimeError(
+                f"FSDP2 training needs {needed} (installed: {'; '.join(old)}). On older releases our 2-process tests "
+                "measured resumed runs that diverged and full fine-tuning that drifted from one process; upgrade "
+                "them, or train with DDP or DeepSpeed ZeRO-3."
+            )
 
     def _configure_fsdp_wrap(self) -> None:
         """FSDP's transformer-based wrap: only the `_no_split_modules` classes this model contains.
