@@ -71,17 +71,21 @@ def build_world_model(seed: int = 0, hidden_size: int = 128, num_layers: int = 4
     its timestamp as text ("<3.0 seconds>") and positioned like text, which keeps the question's offset to the
     frames independent of the video's length."""
     import torch
+    import transformers
 
-    if family == "qwen3_vl":
-        return _build_world_qwen3_vl(seed, hidden_size, num_layers)
-    if family != "qwen2_vl":
+    if family not in ("qwen2_vl", "qwen3_vl"):
         raise ValueError(f"world model family must be 'qwen2_vl' or 'qwen3_vl', got {family!r}")
-    from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration, Qwen2VLProcessor, Qwen2VLVideoProcessor
-
-    tokenizer = build_world_tokenizer()
+    qwen3 = family == "qwen3_vl"
+    prefix = "Qwen3VL" if qwen3 else "Qwen2VL"
+    config_cls, model_cls, processor_cls, video_processor_cls = (
+        getattr(transformers, f"{prefix}{suffix}")
+        for suffix in ("Config", "ForConditionalGeneration", "Processor", "VideoProcessor")
+    )
+    tokenizer = build_world_tokenizer(family)
     heads = 4
     half_head = hidden_size // heads // 2
     sections = [half_head - 2 * (half_head // 3), half_head // 3, half_head // 3]  # temporal, height, width
+    rope = {"rope_type": "default", "mrope_section": sections, "rope_theta": 10000.0}
     text_config = _qwen_text_config(
         tokenizer,
         hidden_size=hidden_size,
@@ -91,24 +95,28 @@ def build_world_model(seed: int = 0, hidden_size: int = 128, num_layers: int = 4
         num_key_value_heads=heads,
         max_position_embeddings=MAX_POSITIONS,
         tie_word_embeddings=True,
-        rope_parameters={"rope_type": "default", "mrope_section": sections, "rope_theta": 10000.0},
+        rope_parameters=rope | ({"mrope_interleaved": True} if qwen3 else {}),
+        **({"head_dim": hidden_size // heads} if qwen3 else {}),
     )
     vision_config = dict(
-        depth=2,
-        embed_dim=64,
-        hidden_size=hidden_size,
-        num_heads=2,
-        mlp_ratio=2,
-        patch_size=8,
-        spatial_merge_size=2,
-        temporal_patch_size=1,
-        in_chans=3,
-    )
-    config = Qwen2VLConfig(text_config=text_config, vision_config=vision_config, **_qwen_vision_token_ids(tokenizer))
+        depth=2, num_heads=2, patch_size=8, spatial_merge_size=2, temporal_patch_size=1
+    )  # 8-pixel patches, 2x2 merge: a 16x16 frame is one token
+    if qwen3:
+        vision_config |= dict(
+            hidden_size=64,
+            intermediate_size=128,
+            out_hidden_size=hidden_size,
+            in_channels=3,
+            num_position_embeddings=4,  # a 16x16 frame is 2x2 patches
+            deepstack_visual_indexes=[],
+        )
+    else:
+        vision_config |= dict(embed_dim=64, hidden_size=hidden_size, mlp_ratio=2, in_chans=3)
+    config = config_cls(text_config=text_config, vision_config=vision_config, **_qwen_vision_token_ids(tokenizer))
     pixels = TOKEN_SIDE * TOKEN_SIDE  # every frame is resized to exactly 16x16
     processor = _qwen_processor(
-        Qwen2VLProcessor,
-        Qwen2VLVideoProcessor,
+        processor_cls,
+        video_processor_cls,
         tokenizer,
         patch_size=8,
         temporal_patch_size=1,
@@ -116,64 +124,7 @@ def build_world_model(seed: int = 0, hidden_size: int = 128, num_layers: int = 4
         max_pixels=pixels,
     )
     torch.manual_seed(seed)
-    model = Qwen2VLForConditionalGeneration(config)
-    model.generation_config.pad_token_id = tokenizer.pad_token_id
-    model.generation_config.eos_token_id = tokenizer.eos_token_id
-    model.generation_config.do_sample = False
-    return model, processor
-
-
-def _build_world_qwen3_vl(seed: int, hidden_size: int, num_layers: int):
-    import torch
-    from transformers import Qwen3VLConfig, Qwen3VLForConditionalGeneration, Qwen3VLProcessor, Qwen3VLVideoProcessor
-
-    tokenizer = build_world_tokenizer("qwen3_vl")
-    heads = 4
-    half_head = hidden_size // heads // 2
-    sections = [half_head - 2 * (half_head // 3), half_head // 3, half_head // 3]
-    text_config = _qwen_text_config(
-        tokenizer,
-        hidden_size=hidden_size,
-        intermediate_size=hidden_size * 2,
-        num_hidden_layers=num_layers,
-        num_attention_heads=heads,
-        num_key_value_heads=heads,
-        head_dim=hidden_size // heads,
-        max_position_embeddings=MAX_POSITIONS,
-        tie_word_embeddings=True,
-        rope_parameters={
-            "rope_type": "default",
-            "mrope_section": sections,
-            "mrope_interleaved": True,
-            "rope_theta": 10000.0,
-        },
-    )
-    vision_config = dict(
-        depth=2,
-        hidden_size=64,
-        intermediate_size=128,
-        out_hidden_size=hidden_size,
-        num_heads=2,
-        patch_size=8,
-        spatial_merge_size=2,
-        temporal_patch_size=1,
-        in_channels=3,
-        num_position_embeddings=4,  # a 16x16 frame is 2x2 patches
-        deepstack_visual_indexes=[],
-    )
-    config = Qwen3VLConfig(text_config=text_config, vision_config=vision_config, **_qwen_vision_token_ids(tokenizer))
-    pixels = TOKEN_SIDE * TOKEN_SIDE
-    processor = _qwen_processor(
-        Qwen3VLProcessor,
-        Qwen3VLVideoProcessor,
-        tokenizer,
-        patch_size=8,
-        temporal_patch_size=1,
-        min_pixels=pixels,
-        max_pixels=pixels,
-    )
-    torch.manual_seed(seed)
-    model = Qwen3VLForConditionalGeneration(config)
+    model = model_cls(config)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.generation_config.do_sample = False
