@@ -241,6 +241,14 @@ class VideoFamily:
     load_class: str | None = None
     card_inputs: str | None = None
 
+    def load_model_class(self) -> Any:
+        """The transformers class named by `load_class`, or `None` where the checkpoint's own class is right."""
+        if self.load_class is None:
+            return None
+        import transformers
+
+        return getattr(transformers, self.load_class)
+
     def missing_requirements(self) -> list[str]:
         """The modules of `requires` that are not installed, and a too-old transformers."""
         import importlib.util

@@ -38,7 +38,6 @@ def _has_processor(path: str) -> bool:
 def load_family_model(model_id: str, family: Any, args: Any, quantization_config: Any = None) -> Any:
     """Loads `model_id` with its family's `load_class` (e.g. the Qwen2.5-Omni thinker out of an Omni checkpoint), with
     the `model_init_kwargs`, device placement and quantization TRL's `DPOTrainer` would use for a model id."""
-    import transformers
     from trl.trainer.utils import create_model_from_path
 
     kwargs = dict(args.model_init_kwargs or {})
@@ -47,7 +46,7 @@ def load_family_model(model_id: str, family: Any, args: Any, quantization_config
     if args.distributed_state.distributed_type in ("MULTI_GPU", "DEEPSPEED"):
         kwargs["device_map"] = None  # as TRL: "auto" fails under distributed training
     kwargs.setdefault("trust_remote_code", args.trust_remote_code)
-    return create_model_from_path(model_id, architecture=getattr(transformers, family.load_class), **kwargs)
+    return create_model_from_path(model_id, architecture=family.load_model_class(), **kwargs)
 
 
 def resolve_dtype(dtype: str | Any) -> Any:
@@ -81,7 +80,6 @@ def load_video_model(
     else from the base model.
     """
     import torch
-    import transformers
     from transformers import AutoConfig, AutoModelForImageTextToText
 
     from .processing import VideoPreferenceProcessor
@@ -99,10 +97,10 @@ def load_video_model(
     from .families import get_family
 
     try:
-        load_class = get_family(AutoConfig.from_pretrained(model_name_or_path)).load_class
+        family_class = get_family(AutoConfig.from_pretrained(model_name_or_path)).load_model_class()
     except ValueError:  # not a registry family: the processor refuses it below with the list of families
-        load_class = None
-    model_class = getattr(transformers, load_class) if load_class else AutoModelForImageTextToText
+        family_class = None
+    model_class = family_class or AutoModelForImageTextToText
     model = model_class.from_pretrained(model_name_or_path, **kwargs)
     if adapter is not None:
         from peft import PeftModel

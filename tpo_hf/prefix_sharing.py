@@ -298,17 +298,21 @@ def _block_mask(segments: torch.Tensor, mask_dtype: torch.dtype) -> torch.Tensor
     return mask
 
 
-def row_position_ids(model: Any, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+def row_position_ids(model: Any, inputs: dict[str, torch.Tensor], family: Any = None) -> torch.Tensor:
     """Position ids of the unshared 2B rows, as the model's own forward would compute them.
 
     Models with multimodal rotary positions (Qwen2/2.5/3-VL) expose `get_rope_index` on their backbone; it is called
     with the rows' grids and timing inputs. A family whose positions come from other inputs says how in its registry
-    entry (`VideoFamily.row_positions`). Other models use 1D positions counted over the attention mask.
+    entry (`VideoFamily.row_positions`). Other models use 1D positions counted over the attention mask. `family`:
+    the model's registry entry, looked up when not given.
     """
-    from .families import FAMILIES
+    if family is None:
+        from .families import get_family
 
-    model_type = getattr(getattr(model, "config", None), "model_type", None)
-    family = next((f for f in FAMILIES.values() if model_type in f.model_types), None)
+        try:
+            family = get_family(model)
+        except ValueError:  # not a registry model: the generic rules below
+            pass
     if family is not None and family.row_positions is not None:
         return family.row_positions(model, inputs)
     backbone = getattr(model, "model", model)

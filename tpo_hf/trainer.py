@@ -331,9 +331,14 @@ class TPOTrainer(DPOTrainer):
         if self.is_fsdp_enabled:
             install_output_head_unshard(_unwrap_peft(self.model))
 
+    @property
+    def _fsdp_plugin(self) -> Any:
+        """Accelerate's FSDP plugin when training under FSDP, else `None`."""
+        return getattr(self.accelerator.state, "fsdp_plugin", None) if self.is_fsdp_enabled else None
+
     def _check_fsdp2_versions(self) -> None:
         """FSDP2 on a stack where it trained wrongly in our tests is refused before any step (see `tpo_hf.compat`)."""
-        plugin = getattr(self.accelerator.state, "fsdp_plugin", None) if self.is_fsdp_enabled else None
+        plugin = self._fsdp_plugin
         if plugin is None or getattr(plugin, "fsdp_version", 1) != 2:
             return
         from .compat import FSDP2_MIN_VERSIONS, fsdp2_unverified_versions
@@ -354,7 +359,7 @@ class TPOTrainer(DPOTrainer):
         refuses a listed class it cannot find ("Could not find the transformer layer class ..."). An explicit
         `fsdp_transformer_layer_cls_to_wrap` is left as the user set it.
         """
-        plugin = getattr(self.accelerator.state, "fsdp_plugin", None) if self.is_fsdp_enabled else None
+        plugin = self._fsdp_plugin
         if plugin is None or plugin.transformer_cls_names_to_wrap is not None:
             return
         from torch.distributed.fsdp.wrap import transformer_auto_wrap_policy
@@ -578,7 +583,7 @@ class TPOTrainer(DPOTrainer):
         The rope positions are computed on the rows (the model's own function), the video inputs kept once per pair.
         """
         family = self.family
-        positions = row_position_ids(base_model, inputs)
+        positions = row_position_ids(base_model, inputs, family)
         sequence_inputs = {key: inputs[key] for key in family.sequence_keys if key in inputs}
         packed = pack_pairs(
             inputs["input_ids"],
