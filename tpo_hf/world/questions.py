@@ -190,43 +190,51 @@ def _pattern(template: str) -> re.Pattern:
 _QUESTION_PATTERNS = {kind: _pattern(template) for kind, template in TEMPLATES.items()}
 
 
+def match_question(question: str) -> tuple[str, dict[str, str]] | None:
+    """(kind, named fields) of a question in the world's wording, e.g. ("after", {"name": "red shape"}); `None` for
+    any other text."""
+    text = question.strip()
+    for kind, pattern in _QUESTION_PATTERNS.items():
+        match = pattern.match(text)
+        if match:
+            return kind, match.groupdict()
+    return None
+
+
 def true_answer(video: WorldVideo, question: str, options: list[str]) -> tuple[str | None, str]:
     """(correct option text, reason) for a question in the world's wording about `video`; `None` when the question
     names nothing in the video, names it ambiguously, or has no correct option among `options`."""
-    text = question.strip()
     events = video.events
     by_name: dict[str, list[int]] = {}
     for index, event in enumerate(events):
         by_name.setdefault(event.name, []).append(index)
-    for kind, pattern in _QUESTION_PATTERNS.items():
-        match = pattern.match(text)
-        if not match:
-            continue
-        fields = match.groupdict()
-        for key in ("name", "a", "b"):
-            if key in fields:
-                found = by_name.get(fields[key], [])
-                if len(found) != 1:
-                    return None, f"the video shows {len(found)} {fields[key]}s"
-        if kind in LOCALIZED_KINDS:
-            index = by_name[fields["name"]][0]
-            other = index + 1 if kind == "after" else index - 1
-            if not 0 <= other < len(events):
-                return None, f"nothing comes {kind} the {fields['name']}"
-            answer = events[other].colour
-        elif kind in ("first", "last"):
-            if not events:
-                return None, "the video shows no shape"
-            answer = events[0 if kind == "first" else -1].colour
-        elif kind == "order":
-            a, b = by_name[fields["a"]][0], by_name[fields["b"]][0]
-            answer = f"the {fields['a'] if a < b else fields['b']}"
-        else:  # needle
-            needles = [s for s in video.scenes if s.needle]
-            if len(needles) != 1 or fields["shape"] != NEEDLE_SHAPE:
-                return None, f"the video has {len(needles)} needles"
-            answer = needles[0].colour
-        if answer not in options:
-            return None, f"the right answer ({answer}) is not among the options"
-        return answer, f"{kind} question: the timeline says {answer}"
-    return None, "the question is not in the world's wording"
+    matched = match_question(question)
+    if matched is None:
+        return None, "the question is not in the world's wording"
+    kind, fields = matched
+    for key in ("name", "a", "b"):
+        if key in fields:
+            found = by_name.get(fields[key], [])
+            if len(found) != 1:
+                return None, f"the video shows {len(found)} {fields[key]}s"
+    if kind in LOCALIZED_KINDS:
+        index = by_name[fields["name"]][0]
+        other = index + 1 if kind == "after" else index - 1
+        if not 0 <= other < len(events):
+            return None, f"nothing comes {kind} the {fields['name']}"
+        answer = events[other].colour
+    elif kind in ("first", "last"):
+        if not events:
+            return None, "the video shows no shape"
+        answer = events[0 if kind == "first" else -1].colour
+    elif kind == "order":
+        a, b = by_name[fields["a"]][0], by_name[fields["b"]][0]
+        answer = f"the {fields['a'] if a < b else fields['b']}"
+    else:  # needle
+        needles = [s for s in video.scenes if s.needle]
+        if len(needles) != 1 or fields["shape"] != NEEDLE_SHAPE:
+            return None, f"the video has {len(needles)} needles"
+        answer = needles[0].colour
+    if answer not in options:
+        return None, f"the right answer ({answer}) is not among the options"
+    return answer, f"{kind} question: the timeline says {answer}"
