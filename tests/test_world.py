@@ -17,7 +17,7 @@ from tpo_hf.synthetic import COLOURS
 from tpo_hf.video import load_video
 from tpo_hf.world.backends import WorldJudgeBackend, WorldQuestionBackend, split_mcq_prompt
 from tpo_hf.world.corpus import CorpusSpec, corpus_videos, curation_rows, eval_samples, write_corpus
-from tpo_hf.world.questions import TEMPLATES, ask, caption, parse_caption, true_answer
+from tpo_hf.world.questions import TEMPLATES, ask, caption, match_question, parse_caption, true_answer
 from tpo_hf.world.timeline import (
     FPS,
     WorldScene,
@@ -66,6 +66,7 @@ def test_every_answer_is_what_the_timeline_says(kind):
         assert question.answer in question.options and len(set(question.options)) == len(question.options)
         assert extract_answer_letter(question.answer, list(question.options)) == question.letter
         assert true_answer(video, question.question, list(question.options))[0] == question.answer
+        assert match_question(question.question)[0] == kind
         # the prompt round-trips through the judge's reading of it
         assert split_mcq_prompt(question.prompt) == (question.question, list(question.options))
     assert asked >= 10
@@ -289,3 +290,62 @@ def test_world_model_families_train_on_a_clip(family):
     assert torch.isfinite(loss) and model.lm_head.weight.grad.abs().sum() > 0
     with pytest.raises(ValueError, match="family"):
         build_world_model(family="llava")
+
+
+def test_experiment_reports_pairs_and_accuracy_per_question_kind(tmp_path):
+    """The method-validity report breaks long-video accuracy down by question kind and counts the curated pairs
+    of each kind, read back from the saved pair set (a kind without pairs is one TPO cannot teach)."""
+    from datasets import Dataset
+
+    from tpo_hf.world.experiment import (
+        QUESTION_KINDS,
+        ExperimentConfig,
+        accuracies,
+        markdown,
+        pairs_by_kind,
+        summarize,
+    )
+
+    rng = random.Random(0)
+    videos = [v for v in _videos(40) if len(v.events) >= 3]
+    rows, samples = [], []
+    for index, kind in enumerate(["after", "last", "last", "order", "first"]):
+        question = next(q for v in videos if (q := ask(v, kind, rng)) is not None)
+        rows.append(
+            {
+                "prompt": question.prompt,
+                "chosen": question.answer,
+                "rejected": "none",
+                "video": "v.mp4",
+                "granularity": "localized" if index < 2 else "comprehensive",
+            }
+        )
+    rows.append(
+        {
+            "prompt": "Describe the video.",
+            "chosen": "a",
+            "rejected": "b",
+            "video": "v.mp4",
+            "granularity": "comprehensive",
+        }
+    )
+    Dataset.from_list(rows).save_to_disk(str(tmp_path / "pairs"))
+    assert pairs_by_kind(tmp_path / "pairs") == {
+        "localized": {"after": 1, "last": 1},
+        "comprehensive": {"last": 1, "order": 1, "first": 1, "other": 1},
+    }
+
+    for kind, correct in [("after", True), ("after", False), ("last", False), ("needle", True)]:
+        granularity = {"after": "localized", "last": "comprehensive", "needle": "needle"}[kind]
+        samples.append({"kind": kind, "type": granularity, "scenes": "7", "correct": correct, "prediction": "A"})
+    samples.append({"kind": "last", "type": "comprehensive", "scenes": "2", "correct": True, "prediction": "A"})
+    scores = accuracies(samples, long_min_scenes=6)
+    assert scores["kind_after"] == 50.0 and scores["kind_last"] == 0.0 and scores["kind_needle"] == 100.0
+    assert np.isnan(scores["kind_first"])  # no long "first" question was asked
+    config = ExperimentConfig(seeds=[0], arms=["base"])
+    table = summarize(config, [{"arm": "base", "samples": samples}])
+    curation = {0: {"5:5": {"pairs_by_kind": pairs_by_kind(tmp_path / "pairs")}}}
+    text = markdown(table, [0], 29.5, curation)
+    assert "| " + " | ".join(QUESTION_KINDS) + " |" in text
+    assert "| base | 50.0 ± 0.0 | nan" in text
+    assert "- seed 0, mix 5:5: comprehensive: first 1, last 1, order 1, other 1; localized: after 1, last 1" in text

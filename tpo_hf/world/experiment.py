@@ -26,8 +26,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .backends import split_mcq_prompt
 from .corpus import CorpusSpec, eval_rows, eval_samples, write_corpus, write_curation_inputs
-from .questions import COMPREHENSIVE_KINDS, LOCALIZED_KINDS
+from .questions import COMPREHENSIVE_KINDS, LOCALIZED_KINDS, match_question
 from .timeline import FPS, NEEDLE_SHAPE
 
 logger = logging.getLogger(__name__)
@@ -44,6 +45,8 @@ ARMS: dict[str, tuple[str, list[str]] | None] = {
     "tpo_9_1": ("9:1", ["sigmoid"]),
 }
 QUESTION_TYPES = ("localized", "comprehensive", "needle")
+# each question kind on its own: TPO can only teach a kind that its curated pairs hold with a right chosen answer
+QUESTION_KINDS = (*LOCALIZED_KINDS, *COMPREHENSIVE_KINDS, "needle")
 
 
 @dataclass
@@ -143,7 +146,21 @@ def curate(config: ExperimentConfig, seed: int, base_model: str) -> dict[str, An
             )
         )
         reports[mix] = result.report
+        reports[mix]["pairs_by_kind"] = pairs_by_kind(root / f"pairs-{mix.replace(':', '_')}")
     return {"seed": seed, "reports": reports}
+
+
+def pairs_by_kind(dataset_dir: str | Path) -> dict[str, dict[str, int]]:
+    """How many curated pairs of each granularity ask each question kind (read back from the saved pair set)."""
+    from ..data import load_preference_dataset
+
+    counts: dict[str, dict[str, int]] = {}
+    for row in load_preference_dataset(str(dataset_dir)):
+        matched = match_question(split_mcq_prompt(row["prompt"])[0])  # read the way the judge reads it
+        kind = matched[0] if matched else "other"
+        by_kind = counts.setdefault(row["granularity"], {})
+        by_kind[kind] = by_kind.get(kind, 0) + 1
+    return counts
 
 
 def train_arm(config: ExperimentConfig, seed: int, arm: str, base_model: str) -> str:
@@ -289,6 +306,8 @@ def accuracies(samples: list[dict[str, Any]], long_min_scenes: int) -> dict[str,
     scores = {"overall": pct(long), "short_clips": pct(short)}
     for kind in QUESTION_TYPES:
         scores[kind] = pct([s for s in long if s["type"] == kind])
+    for kind in QUESTION_KINDS:
+        scores[f"kind_{kind}"] = pct([s for s in long if s["kind"] == kind])
     for count in sorted({int(s["scenes"]) for s in samples}):
         scores[f"scenes_{count}"] = pct([s for s in samples if int(s["scenes"]) == count])
     scores["unparseable"] = 100.0 * sum(s["prediction"] == "unparseable" for s in long) / max(len(long), 1)
@@ -317,21 +336,42 @@ def summarize(config: ExperimentConfig, runs: list[dict[str, Any]]) -> dict[str,
     return table
 
 
-def markdown(table: dict[str, Any], seeds: list[int], chance_level: float) -> str:
+def _mean_std_table(table: dict[str, Any], keys: list[str], headers: list[str]) -> list[str]:
+    """Markdown rows: one per arm, a `mean ± std` cell per key."""
+    lines = ["| arm | " + " | ".join(headers) + " |", "|---|" + "---|" * len(keys)]
+    for arm, scores in table.items():
+        cells = [f"{scores[k]['mean']:.1f} ± {scores[k]['std']:.1f}" for k in keys]
+        lines.append(f"| {arm} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def markdown(
+    table: dict[str, Any], seeds: list[int], chance_level: float, curation: dict[Any, Any] | None = None
+) -> str:
     columns = ["overall", "localized", "comprehensive", "needle", "short_clips", "unparseable"]
     lines = [
         f"Held-out accuracy (%) on long videos (mean ± std over seeds {seeds}; chance {chance_level:.1f}%). "
         "`short_clips`: 2-3-scene clips (forgetting check).",
         "",
-        "| arm | " + " | ".join(columns) + " |",
-        "|---|" + "---|" * len(columns),
+        *_mean_std_table(table, columns, columns),
+        "",
+        "Long videos by question kind (localized: after, before; comprehensive: first, last, order):",
+        "",
+        *_mean_std_table(table, [f"kind_{kind}" for kind in QUESTION_KINDS], list(QUESTION_KINDS)),
     ]
-    for arm, scores in table.items():
-        cells = [f"{scores[c]['mean']:.1f} ± {scores[c]['std']:.1f}" for c in columns]
-        lines.append(f"| {arm} | " + " | ".join(cells) + " |")
     lines += ["", "Per seed (overall, long videos):", ""]
     for arm, scores in table.items():
         lines.append(f"- {arm}: {scores['overall']['per_seed']}")
+    if curation:
+        lines += ["", "Curated pairs by question kind (per seed and mix, as trained):", ""]
+        for seed, mixes in curation.items():
+            for mix, report in mixes.items():
+                counts = report.get("pairs_by_kind") or {}
+                listed = "; ".join(
+                    f"{granularity}: " + ", ".join(f"{kind} {n}" for kind, n in sorted(by_kind.items()))
+                    for granularity, by_kind in sorted(counts.items())
+                )
+                lines.append(f"- seed {seed}, mix {mix}: {listed}")
     return "\n".join(lines) + "\n"
 
 
@@ -345,15 +385,20 @@ def plot(table: dict[str, Any], out_dir: Path, scene_counts: list[int]) -> list[
     paths = []
     arms = list(table)
     kinds = ["overall", *QUESTION_TYPES, "short_clips"]
+
+    def grouped_bars(ax, shown_arms: list[str], keys: list[str], labels: list[str]) -> None:
+        """One group of bars (mean, std as error bar) per key, one bar per arm."""
+        width = 0.8 / max(len(shown_arms), 1)
+        for i, arm in enumerate(shown_arms):
+            means = [table[arm][k]["mean"] for k in keys]
+            stds = [table[arm][k]["std"] for k in keys]
+            ax.bar(np.arange(len(keys)) + i * width, means, width, yerr=stds, capsize=2, label=arm)
+        ax.set_xticks(np.arange(len(keys)) + width * (len(shown_arms) - 1) / 2, labels)
+        ax.set_ylabel("accuracy (%)")
+        ax.set_ylim(0, 100)
+
     fig, ax = plt.subplots(figsize=(11, 4.5))
-    width = 0.8 / len(arms)
-    for i, arm in enumerate(arms):
-        means = [table[arm][k]["mean"] for k in kinds]
-        stds = [table[arm][k]["std"] for k in kinds]
-        ax.bar(np.arange(len(kinds)) + i * width, means, width, yerr=stds, capsize=2, label=arm)
-    ax.set_xticks(np.arange(len(kinds)) + width * (len(arms) - 1) / 2, kinds)
-    ax.set_ylabel("accuracy (%)")
-    ax.set_ylim(0, 100)
+    grouped_bars(ax, arms, kinds, kinds)
     ax.set_title("Held-out accuracy by question type (long videos; short_clips = 2-3 scenes)")
     ax.legend(ncol=4, fontsize=8)
     fig.tight_layout()
@@ -361,8 +406,18 @@ def plot(table: dict[str, Any], out_dir: Path, scene_counts: list[int]) -> list[
     fig.savefig(paths[-1], dpi=120)
     plt.close(fig)
 
+    shown = [a for a in ("base", "sft_self", "tpo_5_5") if a in table]
+    fig, ax = plt.subplots(figsize=(8, 4))
+    grouped_bars(ax, shown, [f"kind_{k}" for k in QUESTION_KINDS], list(QUESTION_KINDS))
+    ax.set_title("Held-out accuracy on long videos by question kind")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    paths.append(out_dir / "accuracy_by_kind.png")
+    fig.savefig(paths[-1], dpi=120)
+    plt.close(fig)
+
     fig, ax = plt.subplots(figsize=(6.5, 4))
-    for arm in [a for a in ("base", "sft_self", "tpo_5_5") if a in table]:
+    for arm in shown:
         means = [table[arm][f"scenes_{n}"]["mean"] for n in scene_counts]
         stds = [table[arm][f"scenes_{n}"]["std"] for n in scene_counts]
         ax.errorbar(scene_counts, means, yerr=stds, marker="o", capsize=3, label=arm)
@@ -415,6 +470,7 @@ def run_experiment(config: ExperimentConfig) -> dict[str, Any]:
                         "drop_reasons",
                         "kept_before_mix",
                         "final",
+                        "pairs_by_kind",
                     )
                 }
                 for mix, r in c["reports"].items()
@@ -438,6 +494,6 @@ def run_experiment(config: ExperimentConfig) -> dict[str, Any]:
         for r in runs:
             for sample in r["samples"]:
                 handle.write(json.dumps({"arm": r["arm"], "seed": r["seed"], **sample}) + "\n")
-    (out_dir / "results.md").write_text(markdown(table, config.seeds, chance_level))
+    (out_dir / "results.md").write_text(markdown(table, config.seeds, chance_level, results["curation"]))
     plot(table, out_dir, config.eval_scene_counts)
     return results
