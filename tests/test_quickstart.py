@@ -14,7 +14,7 @@ from huggingface_hub import DatasetCard, ModelCard
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 # Measured by `benchmarks/method_validity.py` (README "Does TPO work?"): the seed-to-seed standard deviation of the
-# long-video accuracy is 0.3 points for TPO 5:5 and at most 1.5 for any arm. The quickstart is that experiment's
+# long-video accuracy is 0.2 points for TPO 5:5 and at most 1.5 for any arm. The quickstart is that experiment's
 # TPO 5:5 arm on seed 0 (its own held-out videos), so its gain on long videos must clear the spread with room.
 MARGIN = 2.0
 LONG_MIN_SCENES = 6
