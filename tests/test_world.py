@@ -288,6 +288,20 @@ def test_world_model_families_train_on_a_clip(family):
     loss = model(**inputs).loss
     loss.backward()
     assert torch.isfinite(loss) and model.lm_head.weight.grad.abs().sum() > 0
+
+    # a gap of filler tokens right after the video's last frame (PretrainConfig.max_gap_tokens); the answer labels are unchanged
+    gapped = encode_batch(processor, examples, gaps=[0, 3])
+
+    def answer_ids(batch, row):
+        return batch["input_ids"][row][batch["labels"][row] != -100].tolist()
+
+    for row, gap in enumerate([0, 3]):
+        ids = gapped["input_ids"][row][gapped["attention_mask"][row] == 1].tolist()
+        plain = inputs["input_ids"][row][inputs["attention_mask"][row] == 1].tolist()
+        end = len(plain) - plain[::-1].index(hf_processor.tokenizer.convert_tokens_to_ids("<|vision_end|>"))
+        (filler,) = hf_processor.tokenizer("\n", add_special_tokens=False)["input_ids"]
+        assert ids == plain[:end] + [filler] * gap + plain[end:]
+        assert answer_ids(gapped, row) == answer_ids(inputs, row)
     with pytest.raises(ValueError, match="family"):
         build_world_model(family="llava")
 

@@ -42,6 +42,9 @@ class PretrainConfig:
     hidden_size: int = 128
     num_layers: int = 4
     family: str = "qwen2_vl"  # or "qwen3_vl" (per-frame timestamps; tried, not shipped: README "Does TPO work?")
+    # 0..N filler tokens between the video and the question, drawn per example: real instruction data varies the text
+    # around the video, so a frame's distance to the question says nothing about which frame it is
+    max_gap_tokens: int = 0
     format_version: int = 1
 
 
@@ -71,10 +74,17 @@ def training_example(rng: random.Random, config: PretrainConfig, index: int) -> 
             return prompt, question.answer, frames
 
 
-def encode_batch(processor, examples: list[tuple[str, str, np.ndarray]]):
-    """Model inputs with labels on the answers only (prompt and padding masked with -100)."""
+GAP_FILLER = "\n"  # one token of the world tokenizer
+VIDEO_END = "<|vision_end|>"
+
+
+def encode_batch(processor, examples: list[tuple[str, str, np.ndarray]], gaps: list[int] | None = None):
+    """Model inputs with labels on the answers only (prompt and padding masked with -100); `gaps[i]` filler tokens
+    go right after example i's video."""
 
     prompts = [processor.prompt_text(prompt) for prompt, _, _ in examples]
+    if gaps is not None:  # the world families (Qwen2-VL, Qwen3-VL) close every video with this token
+        prompts = [text.replace(VIDEO_END, VIDEO_END + GAP_FILLER * gap, 1) for text, gap in zip(prompts, gaps)]
     texts = [text + processor.completion_text(prompt, answer) for text, (prompt, answer, _) in zip(prompts, examples)]
     videos = [(frames, frame_metadata(len(frames))) for _, _, frames in examples]
     inputs = processor._process(texts, videos, padding=True, padding_side="right")
@@ -120,7 +130,9 @@ def pretrain(
     bar = tqdm(range(config.steps), desc="world pretrain", disable=not progress)
     for step in bar:
         examples = [training_example(rng, config, step * config.batch_size + i) for i in range(config.batch_size)]
-        loss = model(**encode_batch(processor, examples)).loss
+        # drawn only when used, so the default settings keep the random stream the shipped base was built with
+        gaps = [rng.randint(0, config.max_gap_tokens) for _ in examples] if config.max_gap_tokens else None
+        loss = model(**encode_batch(processor, examples, gaps)).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
