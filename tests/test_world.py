@@ -274,7 +274,7 @@ def test_world_model_families_train_on_a_clip(family):
 
     from tpo_hf.processing import VideoPreferenceProcessor
     from tpo_hf.world.model import build_world_model
-    from tpo_hf.world.pretrain import PretrainConfig, encode_batch, training_example
+    from tpo_hf.world.pretrain import PretrainConfig, encode_batch, shifted_position_ids, training_example
 
     model, hf_processor = build_world_model(0, hidden_size=32, num_layers=1, family=family)
     processor = VideoPreferenceProcessor(hf_processor, num_frames=None, video_fps=FPS)
@@ -302,6 +302,20 @@ def test_world_model_families_train_on_a_clip(family):
         (filler,) = hf_processor.tokenizer("\n", add_special_tokens=False)["input_ids"]
         assert ids == plain[:end] + [filler] * gap + plain[end:]
         assert answer_ids(gapped, row) == answer_ids(inputs, row)
+
+    if family == "qwen2_vl":  # frames shifted later in time (PretrainConfig.max_time_offset); offset 0 = the model's
+        with torch.no_grad():
+            own = model(**inputs).logits
+            same = model(**inputs, position_ids=shifted_position_ids(model, inputs, processor.video_token_id, [0, 0]))
+        assert torch.equal(own, same.logits)
+        shifted = shifted_position_ids(model, inputs, processor.video_token_id, [0, 4])
+        plain = shifted_position_ids(model, inputs, processor.video_token_id, [0, 0])
+        frames = (inputs["input_ids"][1] == processor.video_token_id).nonzero().flatten()
+        start, end = int(frames[0]), int(frames[-1]) + 1
+        assert torch.equal(shifted[:, 0], plain[:, 0]) and torch.equal(shifted[:, 1, :start], plain[:, 1, :start])
+        assert torch.equal(shifted[0, 1, start:end], plain[0, 1, start:end] + 4)  # time moves, height/width do not
+        assert torch.equal(shifted[1:, 1, start:end], plain[1:, 1, start:end])
+        assert torch.equal(shifted[:, 1, end:], plain[:, 1, end:] + 4)  # the text after the video moves along
     with pytest.raises(ValueError, match="family"):
         build_world_model(family="llava")
 

@@ -45,6 +45,9 @@ class PretrainConfig:
     # 0..N filler tokens between the video and the question, drawn per example: real instruction data varies the text
     # around the video, so a frame's distance to the question says nothing about which frame it is
     max_gap_tokens: int = 0
+    # 0..N: each clip's frames start N time positions later (M-RoPE, qwen2_vl only), as if cut from later in a longer
+    # video; randomized positions let a model trained on short inputs read positions that only long inputs reach
+    max_time_offset: int = 0
     format_version: int = 1
 
 
@@ -100,6 +103,23 @@ def encode_batch(processor, examples: list[tuple[str, str, np.ndarray]], gaps: l
     return inputs
 
 
+def shifted_position_ids(model, inputs, video_token_id: int, offsets: list[int]):
+    """The M-RoPE positions (time, height, width) Qwen2-VL gives `inputs`, with each row's frames `offsets[row]` time
+    steps later and the text after them moved along: the clip sits where the last frames of a video `offsets[row]`
+    frames longer would. Offset 0 gives the model's own positions."""
+    import inspect
+
+    accepted = inspect.signature(model.model.get_rope_index).parameters  # its arguments differ across versions
+    positions, _ = model.model.get_rope_index(**{k: v for k, v in inputs.items() if k in accepted})
+    positions = positions.clone()
+    for row, offset in enumerate(offsets):
+        frames = (inputs["input_ids"][row] == video_token_id).nonzero().flatten()
+        start, end = int(frames[0]), int(frames[-1]) + 1
+        positions[0, row, start:end] += offset
+        positions[:, row, end:] += offset
+    return positions
+
+
 def pretrain(
     output_dir: str | Path, config: PretrainConfig | None = None, progress: bool = True, on_step=None
 ) -> Path:
@@ -111,6 +131,8 @@ def pretrain(
     from .model import build_world_model
 
     config = config or PretrainConfig()
+    if config.max_time_offset and config.family != "qwen2_vl":
+        raise ValueError(f"max_time_offset shifts Qwen2-VL's M-RoPE time positions; family is {config.family!r}")
     output_dir = Path(output_dir)
     model, hf_processor = build_world_model(config.seed, config.hidden_size, config.num_layers, config.family)
     processor = VideoPreferenceProcessor(hf_processor, num_frames=None, video_fps=FPS)  # every frame
@@ -132,7 +154,11 @@ def pretrain(
         examples = [training_example(rng, config, step * config.batch_size + i) for i in range(config.batch_size)]
         # drawn only when used, so the default settings keep the random stream the shipped base was built with
         gaps = [rng.randint(0, config.max_gap_tokens) for _ in examples] if config.max_gap_tokens else None
-        loss = model(**encode_batch(processor, examples, gaps)).loss
+        inputs = encode_batch(processor, examples, gaps)
+        if config.max_time_offset:
+            offsets = [rng.randint(0, config.max_time_offset) for _ in examples]
+            inputs["position_ids"] = shifted_position_ids(model, inputs, processor.video_token_id, offsets)
+        loss = model(**inputs).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
