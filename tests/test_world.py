@@ -274,7 +274,7 @@ def test_world_model_families_train_on_a_clip(family):
 
     from tpo_hf.processing import VideoPreferenceProcessor
     from tpo_hf.world.model import build_world_model
-    from tpo_hf.world.pretrain import PretrainConfig, encode_batch, shifted_position_ids, training_example
+    from tpo_hf.world.pretrain import PretrainConfig, encode_batch, pretrain, shifted_position_ids, training_example
 
     model, hf_processor = build_world_model(0, hidden_size=32, num_layers=1, family=family)
     processor = VideoPreferenceProcessor(hf_processor, num_frames=None, video_fps=FPS)
@@ -303,19 +303,24 @@ def test_world_model_families_train_on_a_clip(family):
         assert ids == plain[:end] + [filler] * gap + plain[end:]
         assert answer_ids(gapped, row) == answer_ids(inputs, row)
 
-    if family == "qwen2_vl":  # frames shifted later in time (PretrainConfig.max_time_offset); offset 0 = the model's
-        with torch.no_grad():
-            own = model(**inputs).logits
-            same = model(**inputs, position_ids=shifted_position_ids(model, inputs, processor.video_token_id, [0, 0]))
-        assert torch.equal(own, same.logits)
-        shifted = shifted_position_ids(model, inputs, processor.video_token_id, [0, 4])
-        plain = shifted_position_ids(model, inputs, processor.video_token_id, [0, 0])
-        frames = (inputs["input_ids"][1] == processor.video_token_id).nonzero().flatten()
-        start, end = int(frames[0]), int(frames[-1]) + 1
-        assert torch.equal(shifted[:, 0], plain[:, 0]) and torch.equal(shifted[:, 1, :start], plain[:, 1, :start])
-        assert torch.equal(shifted[0, 1, start:end], plain[0, 1, start:end] + 4)  # time moves, height/width do not
-        assert torch.equal(shifted[1:, 1, start:end], plain[1:, 1, start:end])
-        assert torch.equal(shifted[:, 1, end:], plain[:, 1, end:] + 4)  # the text after the video moves along
+    # positions moved (PretrainConfig.max_time_offset: frames later in time, Qwen2-VL; max_question_offset: the
+    # question further from the video); offsets 0 give the model's own positions
+    def positions(frame_offset, question_offset):
+        return shifted_position_ids(model, inputs, processor.video_token_id, [0, frame_offset], [0, question_offset])
+
+    with torch.no_grad():
+        assert torch.equal(model(**inputs).logits, model(**inputs, position_ids=positions(0, 0)).logits)
+    plain, shifted = positions(0, 0), positions(4 if family == "qwen2_vl" else 0, 3)
+    frame_shift = 4 if family == "qwen2_vl" else 0
+    frames = (inputs["input_ids"][1] == processor.video_token_id).nonzero().flatten()
+    start, end = int(frames[0]), int(frames[-1]) + 1
+    assert torch.equal(shifted[:, 0], plain[:, 0]) and torch.equal(shifted[:, 1, :start], plain[:, 1, :start])
+    assert torch.equal(shifted[0, 1, start:end], plain[0, 1, start:end] + frame_shift)  # time only
+    assert torch.equal(shifted[1:, 1, start:end], plain[1:, 1, start:end])
+    assert torch.equal(shifted[:, 1, end:], plain[:, 1, end:] + frame_shift + 3)  # the text after the video moves
+    if family == "qwen3_vl":  # its frames follow their timestamps as text: moving the frames alone is refused
+        with pytest.raises(ValueError, match="max_time_offset"):
+            pretrain("unused", PretrainConfig(family=family, max_time_offset=2))
     with pytest.raises(ValueError, match="family"):
         build_world_model(family="llava")
 

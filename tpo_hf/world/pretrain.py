@@ -48,6 +48,9 @@ class PretrainConfig:
     # 0..N: each clip's frames start N time positions later (M-RoPE, qwen2_vl only), as if cut from later in a longer
     # video; randomized positions let a model trained on short inputs read positions that only long inputs reach
     max_time_offset: int = 0
+    # 0..N: a jump of N positions (no tokens) between the video and the question, all families: the question meets
+    # the first frame at the distances it has in long videos
+    max_question_offset: int = 0
     format_version: int = 1
 
 
@@ -103,20 +106,21 @@ def encode_batch(processor, examples: list[tuple[str, str, np.ndarray]], gaps: l
     return inputs
 
 
-def shifted_position_ids(model, inputs, video_token_id: int, offsets: list[int]):
-    """The M-RoPE positions (time, height, width) Qwen2-VL gives `inputs`, with each row's frames `offsets[row]` time
-    steps later and the text after them moved along: the clip sits where the last frames of a video `offsets[row]`
-    frames longer would. Offset 0 gives the model's own positions."""
+def shifted_position_ids(model, inputs, video_token_id: int, frame_offsets: list[int], question_offsets=None):
+    """The M-RoPE positions (time, height, width) the model gives `inputs`, with row i's frames `frame_offsets[i]`
+    time steps later (Qwen2-VL: the clip sits where the last frames of a longer video would) and the text after the
+    video `frame_offsets[i] + question_offsets[i]` positions later. Offsets 0 give the model's own positions."""
     import inspect
 
     accepted = inspect.signature(model.model.get_rope_index).parameters  # its arguments differ across versions
     positions, _ = model.model.get_rope_index(**{k: v for k, v in inputs.items() if k in accepted})
     positions = positions.clone()
-    for row, offset in enumerate(offsets):
+    question_offsets = question_offsets or [0] * len(frame_offsets)
+    for row, (offset, question_offset) in enumerate(zip(frame_offsets, question_offsets)):
         frames = (inputs["input_ids"][row] == video_token_id).nonzero().flatten()
         start, end = int(frames[0]), int(frames[-1]) + 1
         positions[0, row, start:end] += offset
-        positions[:, row, end:] += offset
+        positions[:, row, end:] += offset + question_offset
     return positions
 
 
@@ -155,9 +159,12 @@ def pretrain(
         # drawn only when used, so the default settings keep the random stream the shipped base was built with
         gaps = [rng.randint(0, config.max_gap_tokens) for _ in examples] if config.max_gap_tokens else None
         inputs = encode_batch(processor, examples, gaps)
-        if config.max_time_offset:
+        if config.max_time_offset or config.max_question_offset:  # drawn only when used, as above
             offsets = [rng.randint(0, config.max_time_offset) for _ in examples]
-            inputs["position_ids"] = shifted_position_ids(model, inputs, processor.video_token_id, offsets)
+            question_offsets = [rng.randint(0, config.max_question_offset) for _ in examples]
+            inputs["position_ids"] = shifted_position_ids(
+                model, inputs, processor.video_token_id, offsets, question_offsets
+            )
         loss = model(**inputs).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
