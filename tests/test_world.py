@@ -263,7 +263,7 @@ def test_shipped_base_matches_the_default_pretraining_config():
     from tpo_hf.world.pretrain import PretrainConfig
 
     assert _matches(SHIPPED_BASE, PretrainConfig())
-    assert config_fingerprint(PretrainConfig(family="qwen3_vl")) != config_fingerprint(PretrainConfig())
+    assert config_fingerprint(PretrainConfig(family="qwen2_vl")) != config_fingerprint(PretrainConfig())
 
 
 @pytest.mark.parametrize("family", ["qwen2_vl", "qwen3_vl"])

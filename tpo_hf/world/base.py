@@ -1,7 +1,7 @@
 """The world's pretrained base model: shipped inside the package, or built once and cached.
 
-`tpo-hf world pretrain` builds it deterministically from `PretrainConfig` (one torch thread; ~15 minutes on 2 cores)
-and writes it with a model card saying how it was made. The package ships the result (`tpo_hf/world/base_model/`, ~2 MB)
+`tpo-hf world pretrain` builds it deterministically from `PretrainConfig` (one torch thread; ~20 minutes on 2 cores)
+and writes it with a model card saying how it was made. The package ships the result (`tpo_hf/world/base_model/`, ~4 MB)
 so the quickstart and the tests never wait for it and never download anything; when the shipped copy is absent or
 was made with other settings, `world_base_model()` builds it into the cache folder instead.
 """
@@ -46,6 +46,7 @@ TPO paper starts from.
   targets: captions ({caption_pct:.0f}%) and the option's text as the answer to localized ("what colour comes right
   after the red shape?"), comprehensive (first / last / which comes first) and needle questions. Long videos (6+
   scenes) are never shown.
+- Positions: {position_note}
 - Optimiser: AdamW lr {learning_rate}, cosine with {warmup_steps} warmup steps, weight decay {weight_decay}, seed {seed}.
 - Build time: {minutes:.1f} minutes ({machine}).
 
@@ -55,7 +56,7 @@ Settings fingerprint: `{fingerprint}`.
 
 # fields added after the shipped base was built: left out of the fingerprint at their default, so the shipped copy
 # still matches the default config
-_LATER_FIELDS = {"family": "qwen2_vl", "max_gap_tokens": 0, "max_time_offset": 0, "max_question_offset": 0}
+_LATER_FIELDS = {"max_gap_tokens": 0, "max_time_offset": 0}
 
 
 def config_fingerprint(config: PretrainConfig) -> str:
@@ -96,6 +97,20 @@ _ARCHITECTURES = {
 }
 
 
+def position_note(config: PretrainConfig) -> str:
+    """What the pretraining did to the positions the model sees (the card's "Positions" line)."""
+    notes = []
+    if config.max_time_offset:
+        notes.append(f"each clip's frames start 0-{config.max_time_offset} time positions late")
+    if config.max_question_offset:
+        notes.append(
+            f"the question starts 0-{config.max_question_offset} positions after the video (a jump, no tokens)"
+        )
+    if config.max_gap_tokens:
+        notes.append(f"0-{config.max_gap_tokens} filler tokens between the video and the question")
+    return "; ".join(notes) + ", drawn per clip" if notes else "the model's own, unchanged"
+
+
 def describe_base(output_dir: str | Path, config: PretrainConfig) -> Path:
     """Adds the settings fingerprint to the pretraining record and writes the model card."""
     import platform
@@ -112,6 +127,7 @@ def describe_base(output_dir: str | Path, config: PretrainConfig) -> Path:
             machine=f"{platform.machine()}, {os.cpu_count()} CPUs, one torch thread",
             architecture=_ARCHITECTURES[config.family][0],
             frame_positions=_ARCHITECTURES[config.family][1],
+            position_note=position_note(config),
             needle_pct=100 * config.needle_probability,
             caption_pct=100 * config.caption_probability,
             **asdict(config),

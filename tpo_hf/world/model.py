@@ -1,8 +1,10 @@
-"""The world's small video-LMM: a real Qwen2-VL (registry family `qwen2_vl`) sized for CPU pretraining.
+"""The world's small video-LMM: a real Qwen3-VL (registry family `qwen3_vl`, the shipped base) or Qwen2-VL
+(`qwen2_vl`) sized for CPU pretraining.
 
 Design choices, each for speed on a 2-core CPU without losing what makes it a video-LMM:
 - frames are resized to 16x16 with 8-pixel patches, 2x2 spatial merge and temporal patch 1, so every frame (one
-  scene, one second) is one visual token (M-RoPE gives it its own time position);
+  scene, one second) is one visual token (Qwen3-VL writes its timestamp as text before it; Qwen2-VL gives it an
+  M-RoPE time position);
 - a byte-level BPE tokenizer trained (deterministically) on the world's own sentences, so every world word is one
   token and prompts are ~40 tokens instead of ~200 bytes.
 """

@@ -41,7 +41,7 @@ class PretrainConfig:
     caption_probability: float = 0.15
     hidden_size: int = 128
     num_layers: int = 4
-    family: str = "qwen2_vl"  # or "qwen3_vl" (per-frame timestamps; tried, not shipped: README "Does TPO work?")
+    family: str = "qwen3_vl"  # frames after their timestamps as text; "qwen2_vl": M-RoPE time positions (README)
     # 0..N filler tokens between the video and the question, drawn per example: real instruction data varies the text
     # around the video, so a frame's distance to the question says nothing about which frame it is
     max_gap_tokens: int = 0
@@ -50,7 +50,7 @@ class PretrainConfig:
     max_time_offset: int = 0
     # 0..N: a jump of N positions (no tokens) between the video and the question, all families: the question meets
     # the first frame at the distances it has in long videos
-    max_question_offset: int = 0
+    max_question_offset: int = 45
     format_version: int = 1
 
 
