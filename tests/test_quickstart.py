@@ -14,9 +14,10 @@ from huggingface_hub import DatasetCard, ModelCard
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 # Measured by `benchmarks/method_validity.py` (README "Does TPO work?"): the seed-to-seed standard deviation of the
-# long-video accuracy is 0.2 points for TPO 5:5 and at most 1.5 for any arm. The quickstart is that experiment's
-# TPO 5:5 arm on seed 0 (its own held-out videos), so its gain on long videos must clear the spread with room.
-MARGIN = 2.0
+# long-video accuracy is 1.6 points for TPO 5:5 and at most 1.6 for any arm, and TPO 5:5 gains +26.6. The quickstart
+# is that experiment's TPO 5:5 arm on seed 0 (its own held-out videos), so it must clear the issue's +10 target, which
+# is also far above the spread.
+MARGIN = 10.0
 LONG_MIN_SCENES = 6
 
 
@@ -61,15 +62,17 @@ def test_quickstart_end_to_end(tmp_path):
         tag: 100 * sum(s[f"{tag}_prediction"] == s["answer"] for s in long) / len(long) for tag in ("base", "tpo")
     }
     # the base is above chance on the held-out set (far above on short clips; on long videos it is close to chance,
-    # 30.6% vs 29.5% here, which is the room TPO has to work with)
+    # 31.9% vs 29.5% in the experiment, which is the room TPO has to work with)
     rows = [json.loads(line) for line in (out / "heldout_questions.jsonl").read_text().splitlines()]
     chance = 100 * sum(1 / len(row["options"]) for row in rows) / len(rows)
     base_overall = results["benchmarks"]["tpo_world"]["models"]["base"]["accuracy"]
     assert base_overall > chance + 10, (base_overall, chance)
     assert accuracy["tpo"] > accuracy["base"] + MARGIN, accuracy
     assert "long videos (6+ scenes) accuracy: base" in stdout
-    heatmap = results["vniah"]["models"]["tpo"]["accuracy"]
-    assert len({value for row in heatmap for value in row}) > 1  # not all one colour
+    # the heatmap figure has a base panel and a TPO panel; together they are not all one colour (a random model's is
+    # all red; TPO may well fill its own panel: 100% at every length and depth)
+    heatmaps = [results["vniah"]["models"][tag]["accuracy"] for tag in ("base", "tpo")]
+    assert len({value for heatmap in heatmaps for row in heatmap for value in row}) > 1
     assert (out / "eval" / "vniah_heatmap.png").stat().st_size > 0
     for name in ("README.md", "app.py", "requirements.txt"):
         assert (out / "space" / name).exists(), name
