@@ -45,11 +45,11 @@ class PretrainConfig:
     # 0..N filler tokens between the video and the question, drawn per example: real instruction data varies the text
     # around the video, so a frame's distance to the question says nothing about which frame it is
     max_gap_tokens: int = 0
-    # 0..N: each clip's frames start N time positions later (M-RoPE, qwen2_vl only), as if cut from later in a longer
+    # each clip's frames start 0..N time positions later (M-RoPE, qwen2_vl only), as if cut from later in a longer
     # video; randomized positions let a model trained on short inputs read positions that only long inputs reach
     max_time_offset: int = 0
-    # 0..N: a jump of N positions (no tokens) between the video and the question, all families: the question meets
-    # the first frame at the distances it has in long videos
+    # a jump of 0..N positions (no tokens) between the video and the question, drawn per example, any family: the
+    # question meets the first frame at the distances it has in long videos (the shipped base: 45, README)
     max_question_offset: int = 45
     format_version: int = 1
 
@@ -156,7 +156,7 @@ def pretrain(
     bar = tqdm(range(config.steps), desc="world pretrain", disable=not progress)
     for step in bar:
         examples = [training_example(rng, config, step * config.batch_size + i) for i in range(config.batch_size)]
-        # drawn only when used, so the default settings keep the random stream the shipped base was built with
+        # drawn only when used, so settings without them keep the random stream of bases built before these options
         gaps = [rng.randint(0, config.max_gap_tokens) for _ in examples] if config.max_gap_tokens else None
         inputs = encode_batch(processor, examples, gaps)
         if config.max_time_offset or config.max_question_offset:  # drawn only when used, as above
