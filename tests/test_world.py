@@ -289,7 +289,8 @@ def test_world_model_families_train_on_a_clip(family):
     loss.backward()
     assert torch.isfinite(loss) and model.lm_head.weight.grad.abs().sum() > 0
 
-    # a gap of filler tokens right after the video's last frame (PretrainConfig.max_gap_tokens); the answer labels are unchanged
+    # a gap of filler tokens right after the video's last frame (PretrainConfig.max_gap_tokens); the answer labels
+    # are unchanged
     gapped = encode_batch(processor, examples, gaps=[0, 3])
 
     def answer_ids(batch, row):
@@ -310,14 +311,14 @@ def test_world_model_families_train_on_a_clip(family):
 
     with torch.no_grad():
         assert torch.equal(model(**inputs).logits, model(**inputs, position_ids=positions(0, 0)).logits)
-    plain, shifted = positions(0, 0), positions(4 if family == "qwen2_vl" else 0, 3)
     frame_shift = 4 if family == "qwen2_vl" else 0
+    own, shifted = positions(0, 0), positions(frame_shift, 3)
     frames = (inputs["input_ids"][1] == processor.video_token_id).nonzero().flatten()
     start, end = int(frames[0]), int(frames[-1]) + 1
-    assert torch.equal(shifted[:, 0], plain[:, 0]) and torch.equal(shifted[:, 1, :start], plain[:, 1, :start])
-    assert torch.equal(shifted[0, 1, start:end], plain[0, 1, start:end] + frame_shift)  # time only
-    assert torch.equal(shifted[1:, 1, start:end], plain[1:, 1, start:end])
-    assert torch.equal(shifted[:, 1, end:], plain[:, 1, end:] + frame_shift + 3)  # the text after the video moves
+    assert torch.equal(shifted[:, 0], own[:, 0]) and torch.equal(shifted[:, 1, :start], own[:, 1, :start])
+    assert torch.equal(shifted[0, 1, start:end], own[0, 1, start:end] + frame_shift)  # time only
+    assert torch.equal(shifted[1:, 1, start:end], own[1:, 1, start:end])
+    assert torch.equal(shifted[:, 1, end:], own[:, 1, end:] + frame_shift + 3)  # the text after the video moves
     if family == "qwen3_vl":  # its frames follow their timestamps as text: moving the frames alone is refused
         with pytest.raises(ValueError, match="max_time_offset"):
             pretrain("unused", PretrainConfig(family=family, max_time_offset=2))

@@ -54,8 +54,8 @@ Settings fingerprint: `{fingerprint}`.
 """
 
 
-# fields added after the shipped base was built: left out of the fingerprint at their default, so the shipped copy
-# still matches the default config
+# pretraining options that are off (at these values) are left out of the fingerprint, so adding an option never
+# changes the fingerprint of a base built without it
 _LATER_FIELDS = {"max_gap_tokens": 0, "max_time_offset": 0}
 
 
