@@ -378,8 +378,23 @@ def test_experiment_reports_pairs_and_accuracy_per_question_kind(tmp_path):
     assert np.isnan(scores["kind_first"])  # no long "first" question was asked
     config = ExperimentConfig(seeds=[0], arms=["base"])
     table = summarize(config, [{"arm": "base", "samples": samples}])
-    curation = {0: {"5:5": {"pairs_by_kind": pairs_by_kind(tmp_path / "pairs")}}}
+    curation = {0: {"5:5": {"pairs_by_kind": pairs_by_kind(tmp_path / "pairs"), "final": {"total": 6}}}}
     text = markdown(table, [0], 29.5, curation)
     assert "| " + " | ".join(QUESTION_KINDS) + " |" in text
     assert "| base | 50.0 ± 0.0 | nan" in text
-    assert "- seed 0, mix 5:5: comprehensive: first 1, last 1, order 1, other 1; localized: after 1, last 1" in text
+    assert (
+        "- seed 0, mix 5:5 (6 pairs): comprehensive: first 1, last 1, order 1, other 1; localized: after 1, last 1"
+        in text
+    )
+
+
+def test_experiment_refuses_arms_with_unequal_pair_counts():
+    """Arms must differ only in objective: a mix whose pool could not fill `pairs_per_arm` stops the run, naming it."""
+    from tpo_hf.world.experiment import ExperimentConfig, check_equal_pair_counts
+
+    config = ExperimentConfig(seeds=[0, 1], arms=["base", "tpo_5_5", "comprehensive_only"], pairs_per_arm=600)
+    full = {"5:5": {"final": {"total": 600}}, "0:10": {"final": {"total": 600}}}
+    check_equal_pair_counts(config, [{"seed": 0, "reports": full}, {"seed": 1, "reports": full}])
+    short = {"5:5": {"final": {"total": 600}}, "0:10": {"final": {"total": 311}}}
+    with pytest.raises(ValueError, match=r"seed 1, comprehensive_only \(mix 0:10\): 311 pairs.*train_videos"):
+        check_equal_pair_counts(config, [{"seed": 0, "reports": full}, {"seed": 1, "reports": short}])

@@ -3,7 +3,7 @@
 
 1. load the world's pretrained base video-LMM (`tpo_hf.world`, shipped with tpo-hf): good on short clips, worse on
    long videos;
-2. write a training corpus of long world videos and a held-out set of videos and questions it never sees;
+2. write a training corpus of world videos (2-9 scenes) and a held-out set of videos and questions it never sees;
 3. curate TPO pairs with the base model (`tpo_hf.curation`: it captions and answers; the world's question writer and
    timeline judge fill the LLM roles), saved with their dataset card;
 4. train TPO (LoRA) with `TPOTrainer`; the adapter is saved with its model card and training curves;
@@ -24,7 +24,7 @@ class QuickstartConfig:
     """Settings of the quickstart run (all have working defaults)."""
 
     output_dir: str = field(default="tpo-quickstart", metadata={"help": "Where every artifact is written."})
-    train_videos: int = field(default=600, metadata={"help": "Long world videos to curate pairs from."})
+    train_videos: int = field(default=600, metadata={"help": "World videos (2-9 scenes) to curate pairs from."})
     pairs: int = field(default=600, metadata={"help": "Preference pairs to train on (localized:comprehensive 5:5)."})
     max_steps: int = field(default=100, metadata={"help": "Training steps."})
     eval_videos_per_length: int = field(default=20, metadata={"help": "Held-out videos per length (scene count)."})
@@ -79,7 +79,10 @@ def main(config: QuickstartConfig) -> dict[str, str]:
     progress.stage("Loading the world's pretrained base video-LMM (short clips good, long videos worse)")
     base_model = str(world_base_model())
 
-    progress.stage(f"Writing {config.train_videos} long training videos and the held-out videos + questions")
+    progress.stage(
+        f"Writing {config.train_videos} training videos ({experiment.train_min_scenes}-{experiment.train_max_scenes}"
+        " scenes) and the held-out videos + questions"
+    )
     video_dir, questions = eval_sets(experiment)
 
     progress.stage("Curating TPO pairs with the base model: localized (segment vs. video without it) + comprehensive")

@@ -1,6 +1,6 @@
 """The method-validity experiment: does TPO make the world's base model better on long videos, and why?
 
-For every seed: write a training corpus of long videos, curate pairs with the real pipeline (the base model
+For every seed: write a training corpus of 2-9-scene videos, curate pairs with the real pipeline (the base model
 captions and answers, the world's question writer and timeline judge fill the LLM roles), then train one model per
 arm from the same pool of pairs and score every arm on the same held-out questions with `tpo_hf.eval`:
 
@@ -58,9 +58,10 @@ class ExperimentConfig:
     arms: list[str] = field(default_factory=lambda: list(ARMS))
     base_model: str | None = None  # default: the world base shipped with tpo-hf (built on first use if absent)
     workers: int = 2
-    # training corpus (long videos only: the base was pretrained on 1-3 scenes)
-    train_videos: int = 600
-    train_min_scenes: int = 6
+    # training corpus: 2-9 scenes. Curating long videos only (6-9) made the DPO arms forget more on short clips
+    # (dev seed 100: TPO 5:5 short clips 79.6% vs 83.0% with 2-9, long videos 59.0% vs 58.0%)
+    train_videos: int = 1500  # enough that every mix, comprehensive-only included, fills `pairs_per_arm`
+    train_min_scenes: int = 2
     train_max_scenes: int = 9
     needle_probability: float = 0.5
     # curation
@@ -148,6 +149,24 @@ def curate(config: ExperimentConfig, seed: int, base_model: str) -> dict[str, An
         reports[mix] = result.report
         reports[mix]["pairs_by_kind"] = pairs_by_kind(root / f"pairs-{mix.replace(':', '_')}")
     return {"seed": seed, "reports": reports}
+
+
+def check_equal_pair_counts(config: ExperimentConfig, curated: list[dict[str, Any]]) -> None:
+    """Every trained arm must get `pairs_per_arm` pairs, or arms differ in data as well as in objective. A mix can
+    fall short when one granularity's pool is small (comprehensive pairs need videos long enough that sparse and dense
+    frames differ); the fix is a larger corpus, not a smaller arm."""
+    short = [
+        f"seed {c['seed']}, {arm} (mix {ARMS[arm][0]}): {c['reports'][ARMS[arm][0]]['final']['total']} pairs"
+        for c in curated
+        for arm in config.arms
+        if ARMS.get(arm) and c["reports"][ARMS[arm][0]]["final"]["total"] < config.pairs_per_arm
+    ]
+    if short:
+        raise ValueError(
+            f"arms must train on equal pair counts (pairs_per_arm={config.pairs_per_arm}), but curation gave fewer for "
+            + "; ".join(short)
+            + ". Raise train_videos (or comprehensive_per_video) so every granularity's pool holds enough pairs."
+        )
 
 
 def pairs_by_kind(dataset_dir: str | Path) -> dict[str, dict[str, int]]:
@@ -371,7 +390,9 @@ def markdown(
                     f"{granularity}: " + ", ".join(f"{kind} {n}" for kind, n in sorted(by_kind.items()))
                     for granularity, by_kind in sorted(counts.items())
                 )
-                lines.append(f"- seed {seed}, mix {mix}: {listed}")
+                total = (report.get("final") or {}).get("total")
+                size = f" ({total} pairs)" if total is not None else ""
+                lines.append(f"- seed {seed}, mix {mix}{size}: {listed}")
     return "\n".join(lines) + "\n"
 
 
@@ -444,6 +465,7 @@ def run_experiment(config: ExperimentConfig) -> dict[str, Any]:
     eval_sets(config)  # written once, before workers read them
     with ProcessPoolExecutor(max_workers=config.workers) as pool:
         curated = [f.result() for f in [pool.submit(curate, config, seed, base_model) for seed in config.seeds]]
+        check_equal_pair_counts(config, curated)
         jobs = [(seed, arm) for seed in config.seeds for arm in config.arms if arm != "base"]
         futures = [pool.submit(_train_and_eval, config, seed, arm, base_model) for seed, arm in jobs]
         base_runs = [pool.submit(evaluate_arm, config, config.seeds[0], "base", base_model)]
