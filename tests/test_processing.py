@@ -110,24 +110,23 @@ def test_qwen25_temporal_spacing_uses_true_sampled_fps(processors, video_dir):
     assert processed["second_per_grid_ts"].tolist() == pytest.approx([patch / 1.0])
 
 
-def test_qwen3_timestamps_come_from_frame_indices(processors, video_dir):
-    processor = processors("qwen3_vl")
+def _encode_seconds_4_to_8(processor, video_dir):
+    """Four frames of red_blue.mp4 (8 fps) between 4 s and 8 s: frames 36, 44, 52, 60, i.e. 4.5 s ... 7.5 s."""
     from tpo_hf.video import VideoFile, VideoView
 
     frames, metadata = VideoFile(video_dir / "red_blue.mp4").load(VideoView(num_frames=4, start=4.0, end=8.0))
-    ids = processor.encode_prompt("q", frames, metadata)["input_ids"][0]
-    text = processor.tokenizer.decode(ids)
+    processed = processor.encode_prompt("q", frames, metadata)
+    return processed, processor.tokenizer.decode(processed["input_ids"][0]), metadata
+
+
+def test_qwen3_timestamps_come_from_frame_indices(processors, video_dir):
+    _, text, _ = _encode_seconds_4_to_8(processors("qwen3_vl"), video_dir)
     # frames 36, 44 | 52, 60 at 8 fps -> patch timestamps 5.0 s and 7.0 s (absolute time in the video)
     assert "<5.0 seconds>" in text and "<7.0 seconds>" in text
 
 
 def test_smolvlm_frame_timestamps_come_from_frame_indices(processors, video_dir):
-    processor = processors("smolvlm")
-    from tpo_hf.video import VideoFile, VideoView
-
-    frames, metadata = VideoFile(video_dir / "red_blue.mp4").load(VideoView(num_frames=4, start=4.0, end=8.0))
-    processed = processor.encode_prompt("q", frames, metadata)
-    text = processor.tokenizer.decode(processed["input_ids"][0])
+    processed, text, _ = _encode_seconds_4_to_8(processors("smolvlm"), video_dir)
     # frames 36, 44, 52, 60 at 8 fps: 4.5 s ... 7.5 s into the video (absolute time, whole seconds)
     assert [line.split(":<")[0] for line in text.splitlines() if line.startswith("Frame from")] == [
         f"Frame from 00:0{second}" for second in (4, 5, 6, 7)
@@ -137,12 +136,7 @@ def test_smolvlm_frame_timestamps_come_from_frame_indices(processors, video_dir)
 
 
 def test_internvl_labels_each_sampled_frame_in_order(processors, video_dir):
-    processor = processors("internvl")
-    from tpo_hf.video import VideoFile, VideoView
-
-    frames, metadata = VideoFile(video_dir / "red_blue.mp4").load(VideoView(num_frames=4, start=4.0, end=8.0))
-    processed = processor.encode_prompt("q", frames, metadata)
-    text = processor.tokenizer.decode(processed["input_ids"][0])
+    processed, text, metadata = _encode_seconds_4_to_8(processors("internvl"), video_dir)
     # InternVL's prompt carries frame order, not time: one label per sampled frame, and one pixel row per frame
     assert [line.split(":")[0] for line in text.splitlines() if line.startswith("Frame")] == [
         f"Frame{i}" for i in range(1, 5)
@@ -151,12 +145,7 @@ def test_internvl_labels_each_sampled_frame_in_order(processors, video_dir):
 
 
 def test_glm4v_frame_seconds_come_from_frame_indices(processors, video_dir):
-    processor = processors("glm4v")
-    from tpo_hf.video import VideoFile, VideoView
-
-    frames, metadata = VideoFile(video_dir / "red_blue.mp4").load(VideoView(num_frames=4, start=4.0, end=8.0))
-    processed = processor.encode_prompt("q", frames, metadata)
-    text = processor.tokenizer.decode(processed["input_ids"][0])
+    processed, text, _ = _encode_seconds_4_to_8(processors("glm4v"), video_dir)
     # frames 36, 44 | 52, 60 at 8 fps: one label per temporal patch, its first frame's second (4.5 -> 4, 6.5 -> 6)
     assert "<|end_of_image|>4<|begin_of_image|>" in text and text.count("<|end_of_image|>6<|end_of_video|>") == 1
     assert processed["video_grid_thw"][0, 0] == 2
@@ -164,11 +153,7 @@ def test_glm4v_frame_seconds_come_from_frame_indices(processors, video_dir):
 
 def test_video_llama_3_times_come_from_frame_indices(processors, video_dir):
     processor = processors("video_llama_3")
-    from tpo_hf.video import VideoFile, VideoView
-
-    frames, metadata = VideoFile(video_dir / "red_blue.mp4").load(VideoView(num_frames=4, start=4.0, end=8.0))
-    processed = processor.encode_prompt("q", frames, metadata)
-    text = processor.tokenizer.decode(processed["input_ids"][0])
+    processed, text, _ = _encode_seconds_4_to_8(processor, video_dir)
     # frames 36, 44, 52, 60 at 8 fps
     assert [part.split(":")[0] for part in text.split("Time ")[1:]] == ["4.5s", "5.5s", "6.5s", "7.5s"]
     kept = int(processed["video_compression_mask"].sum())
