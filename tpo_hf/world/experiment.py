@@ -155,12 +155,15 @@ def check_equal_pair_counts(config: ExperimentConfig, curated: list[dict[str, An
     """Every trained arm must get `pairs_per_arm` pairs, or arms differ in data as well as in objective. A mix can
     fall short when one granularity's pool is small (comprehensive pairs need videos long enough that sparse and dense
     frames differ); the fix is a larger corpus, not a smaller arm."""
-    short = [
-        f"seed {c['seed']}, {arm} (mix {ARMS[arm][0]}): {c['reports'][ARMS[arm][0]]['final']['total']} pairs"
-        for c in curated
-        for arm in config.arms
-        if ARMS.get(arm) and c["reports"][ARMS[arm][0]]["final"]["total"] < config.pairs_per_arm
-    ]
+    short = []
+    for c in curated:
+        for arm in config.arms:
+            if not ARMS.get(arm):  # the base trains on nothing
+                continue
+            mix = ARMS[arm][0]
+            total = c["reports"][mix]["final"]["total"]
+            if total < config.pairs_per_arm:
+                short.append(f"seed {c['seed']}, {arm} (mix {mix}): {total} pairs")
     if short:
         raise ValueError(
             f"arms must train on equal pair counts (pairs_per_arm={config.pairs_per_arm}), but curation gave fewer for "
