@@ -24,6 +24,7 @@ from peft import LoraConfig
 from tests.conftest import preference_rows
 from tpo_hf import TPOTrainer, VideoPreferenceCollator, VideoPreferenceProcessor
 from tpo_hf.curation import Backends, CurationConfig, GenerationBackend, run_curation
+from tpo_hf.curation.run import NoPairsError
 from tpo_hf.synthetic import Scene, write_synthetic_video
 from tpo_hf.tiny import build_tiny_model, tiny_tpo_config
 
@@ -156,8 +157,6 @@ def test_dropped_totals_reach_trainer_state_json(video_dir, tmp_path):
 
 
 def test_zero_pairs_curated_fails_with_the_reason_in_error_summary_and_report(video_dir, tmp_path, capsys):
-    from tpo_hf.curation.run import NoPairsError
-
     config = CurationConfig(
         video_dir=str(video_dir),
         video_model="frames",
@@ -444,6 +443,30 @@ def test_one_frame_video_gives_no_pair_from_identical_views(tmp_path):
     )
     assert result.report["drop_reasons"].get("identical_views") == 1
     assert set(result.dataset["video"]) == {"videos/moving.mp4"}
+
+
+def test_sparse_frame_fraction_gives_short_videos_a_sparser_view(tmp_path):
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    two_frames = [Scene(0.125, "red", "square", "right"), Scene(0.125, "blue", "circle", "left")]
+    write_synthetic_video(folder / "short.mp4", two_frames, fps=8)
+    comprehensive_only = dict(localized_per_video=0, mix_ratio="0:1")
+    # 2 distinct frames and sparse_num_frames=2: both views are the whole video, so no pair
+    with pytest.raises(NoPairsError, match="1 identical_views"):
+        run_curation(
+            curation_config(folder, tmp_path / "plain", **comprehensive_only), Backends(FrameBackend(), None, None)
+        )
+    capped = run_curation(
+        curation_config(folder, tmp_path / "capped", sparse_frame_fraction=0.5, **comprehensive_only),
+        Backends(FrameBackend(), None, None),
+    )
+    assert capped.report["frames"]["sparse_frame_fraction"] == 0.5
+    [row] = capped.dataset
+    assert len(row["rejected_frame_indices"]) == 1 and len(set(row["chosen_frame_indices"])) == 2
+    with pytest.raises(ValueError, match="sparse_frame_fraction=1.5"):
+        curation_config(folder, tmp_path / "bad", sparse_frame_fraction=1.5)
+    # off (None) leaves the shard fingerprint as it was before the option existed
+    assert "sparse_frame_fraction" not in curation_config(folder, tmp_path / "x").fingerprint_fields()
 
 
 # --- 5. push failures and checkpoints ---------------------------------------------------------------------------------

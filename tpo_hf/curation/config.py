@@ -136,6 +136,14 @@ class CurationConfig:
     sparse_num_frames: int = field(
         default=8, metadata={"help": "Frames of the dis-preferred (sparse) comprehensive view."}
     )
+    sparse_frame_fraction: float | None = field(
+        default=None,
+        metadata={
+            "help": "Also cap the sparse view at this fraction (0-1) of the dense view's distinct frames, at least 1, "
+            "so that short videos, whose dense view has no more frames than sparse_num_frames, still give a sparser "
+            "view and comprehensive pairs. None: always sparse_num_frames."
+        },
+    )
     max_pixels: int | None = field(default=None, metadata={"help": "Per-frame pixel budget of the video processor."})
     max_video_tokens: int | None = field(
         default=None,
@@ -190,6 +198,10 @@ class CurationConfig:
         self.mix_weights()  # validates
         if self.num_frames is not None and self.sparse_num_frames >= self.num_frames:
             raise ValueError(f"sparse_num_frames={self.sparse_num_frames} must be below num_frames={self.num_frames}.")
+        if self.sparse_frame_fraction is not None and not 0 < self.sparse_frame_fraction < 1:
+            raise ValueError(
+                f"sparse_frame_fraction={self.sparse_frame_fraction} must lie between 0 and 1 (exclusive)."
+            )
         if self.videos_per_shard < 1:
             raise ValueError("videos_per_shard must be at least 1.")
         self._check_ranges()
@@ -277,4 +289,7 @@ class CurationConfig:
             "question_base_url",
             "judge_base_url",
         }
-        return {k: v for k, v in vars(self).items() if k not in skip}
+        fields = {k: v for k, v in vars(self).items() if k not in skip}
+        if fields["sparse_frame_fraction"] is None:  # off: shards written before the option existed still resume
+            del fields["sparse_frame_fraction"]
+        return fields

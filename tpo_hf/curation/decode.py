@@ -11,11 +11,20 @@ from __future__ import annotations
 import time
 from collections import Counter
 
-from ..video import VideoFile, VideoLoadError
+import numpy as np
+
+from ..video import VideoFile, VideoLoadError, VideoView
 from .candidate import SIDES, Candidate, DecodedViews
 from .config import CurationConfig
 from .inputs import VideoItem
-from .segments import SegmentSpec, choose_segments, comprehensive_views, localized_views, video_rng
+from .segments import (
+    SegmentSpec,
+    choose_segments,
+    comprehensive_views,
+    localized_views,
+    sparse_frame_count,
+    video_rng,
+)
 
 
 def segment_spec(config: CurationConfig) -> SegmentSpec:
@@ -47,7 +56,9 @@ def decode_videos(
             for index, segment in enumerate(segments):
                 for side, view in localized_views(segment, config.num_frames).items():
                     wanted[f"localized{index}/{side}"] = view
-            for side, view in comprehensive_views(config.num_frames, config.sparse_num_frames).items():
+            dense_frames = np.unique(video.frame_indices(VideoView(num_frames=config.num_frames))).size
+            sparse = sparse_frame_count(dense_frames, config.sparse_num_frames, config.sparse_frame_fraction)
+            for side, view in comprehensive_views(config.num_frames, sparse).items():
                 wanted[f"comprehensive/{side}"] = view
             decoded = video.load_views(wanted)
             stats["frames_decoded"] += video.frames_decoded

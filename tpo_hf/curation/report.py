@@ -109,6 +109,7 @@ class CurationReport:
             frames={
                 "num_frames": config.num_frames,
                 "sparse_num_frames": config.sparse_num_frames,
+                "sparse_frame_fraction": config.sparse_frame_fraction,
                 "max_pixels": config.max_pixels,
                 "max_video_tokens": config.max_video_tokens,
             },

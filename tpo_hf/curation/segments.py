@@ -15,6 +15,7 @@ distributed run picks exactly the segments an uninterrupted single-process run p
 from __future__ import annotations
 
 import hashlib
+import math
 import random
 from dataclasses import dataclass
 
@@ -98,6 +99,16 @@ def localized_views(segment: tuple[float, float], num_frames: int | None) -> dic
         "preferred": VideoView(num_frames=num_frames, start=start, end=end),
         "rejected": VideoView(num_frames=num_frames, exclude=(start, end)),
     }
+
+
+def sparse_frame_count(dense_frames: int, sparse_num_frames: int, sparse_frame_fraction: float | None) -> int:
+    """Frames of the sparse view of a video whose dense view shows `dense_frames` distinct frames: `sparse_num_frames`,
+    capped at `sparse_frame_fraction` of the dense frames (at least 1) when that is set. Without the cap a video of
+    at most `sparse_num_frames` frames gets identical views and no comprehensive pair, so short videos would be
+    missing from the comprehensive side of the training mix."""
+    if sparse_frame_fraction is None:
+        return sparse_num_frames
+    return min(sparse_num_frames, max(1, math.floor(dense_frames * sparse_frame_fraction)))
 
 
 def comprehensive_views(num_frames: int | None, sparse_num_frames: int) -> dict[str, VideoView]:
