@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -337,20 +338,27 @@ def test_experiment_reports_pairs_and_accuracy_per_question_kind(tmp_path):
         accuracies,
         markdown,
         pairs_by_kind,
+        pairs_by_scenes,
         summarize,
     )
 
     rng = random.Random(0)
     videos = [v for v in _videos(40) if len(v.events) >= 3]
     rows, samples = [], []
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for video in videos:
+        (corpus / f"{video.video_id}.json").write_text(json.dumps(video.to_json()))
+    asked_videos = []
     for index, kind in enumerate(["after", "last", "last", "order", "first"]):
-        question = next(q for v in videos if (q := ask(v, kind, rng)) is not None)
+        video, question = next((v, q) for v in videos if (q := ask(v, kind, rng)) is not None)
+        asked_videos.append(video)
         rows.append(
             {
                 "prompt": question.prompt,
                 "chosen": question.answer,
                 "rejected": "none",
-                "video": "v.mp4",
+                "video": f"/elsewhere/{video.video_id}.mp4",
                 "granularity": "localized" if index < 2 else "comprehensive",
             }
         )
@@ -359,11 +367,15 @@ def test_experiment_reports_pairs_and_accuracy_per_question_kind(tmp_path):
             "prompt": "Describe the video.",
             "chosen": "a",
             "rejected": "b",
-            "video": "v.mp4",
+            "video": f"{videos[0].video_id}.mp4",
             "granularity": "comprehensive",
         }
     )
+    asked_videos.append(videos[0])
     Dataset.from_list(rows).save_to_disk(str(tmp_path / "pairs"))
+    # the source video's scene count is read from its timeline beside it in the corpus, needles not counted
+    scene_counts = Counter(len(v.events) for v in asked_videos)
+    assert pairs_by_scenes(tmp_path / "pairs", corpus) == dict(sorted(scene_counts.items()))
     assert pairs_by_kind(tmp_path / "pairs") == {
         "localized": {"after": 1, "last": 1},
         "comprehensive": {"last": 1, "order": 1, "first": 1, "other": 1},
@@ -378,13 +390,21 @@ def test_experiment_reports_pairs_and_accuracy_per_question_kind(tmp_path):
     assert np.isnan(scores["kind_first"])  # no long "first" question was asked
     config = ExperimentConfig(seeds=[0], arms=["base"])
     table = summarize(config, [{"arm": "base", "samples": samples}])
-    curation = {0: {"5:5": {"pairs_by_kind": pairs_by_kind(tmp_path / "pairs"), "final": {"total": 6}}}}
+    curation = {
+        0: {
+            "5:5": {
+                "pairs_by_kind": pairs_by_kind(tmp_path / "pairs"),
+                "final": {"total": 6},
+                "pairs_by_scenes": {2: 1},
+            }
+        }
+    }
     text = markdown(table, [0], 29.5, curation)
     assert "| " + " | ".join(QUESTION_KINDS) + " |" in text
     assert "| base | 50.0 ± 0.0 | nan" in text
     assert (
-        "- seed 0, mix 5:5 (6 pairs): comprehensive: first 1, last 1, order 1, other 1; localized: after 1, last 1"
-        in text
+        "- seed 0, mix 5:5 (6 pairs): comprehensive: first 1, last 1, order 1, other 1; localized: after 1, last 1; "
+        "by scenes of the video: 2: 1" in text
     )
 
 

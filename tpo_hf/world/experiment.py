@@ -29,7 +29,7 @@ from typing import Any
 from .backends import split_mcq_prompt
 from .corpus import CorpusSpec, eval_rows, eval_samples, write_corpus, write_curation_inputs
 from .questions import COMPREHENSIVE_KINDS, LOCALIZED_KINDS, match_question
-from .timeline import FPS, NEEDLE_SHAPE
+from .timeline import FPS, NEEDLE_SHAPE, read_timeline
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +69,7 @@ class ExperimentConfig:
     comprehensive_per_video: int = 3
     segment_seconds: float = 2.0
     sparse_num_frames: int = 3
+    sparse_frame_fraction: float | None = None
     pairs_per_arm: int = 600
     # training (LoRA on the language model)
     max_steps: int = 100
@@ -129,6 +130,7 @@ def curate(config: ExperimentConfig, seed: int, base_model: str) -> dict[str, An
                 judge_backend="world_judge",
                 num_frames=None,
                 sparse_num_frames=config.sparse_num_frames,
+                sparse_frame_fraction=config.sparse_frame_fraction,
                 segment_seconds=config.segment_seconds,
                 segment_min_seconds=1.0,
                 localized_per_video=config.localized_per_video,
@@ -148,6 +150,7 @@ def curate(config: ExperimentConfig, seed: int, base_model: str) -> dict[str, An
         )
         reports[mix] = result.report
         reports[mix]["pairs_by_kind"] = pairs_by_kind(root / f"pairs-{mix.replace(':', '_')}")
+        reports[mix]["pairs_by_scenes"] = pairs_by_scenes(root / f"pairs-{mix.replace(':', '_')}", corpus_dir)
     return {"seed": seed, "reports": reports}
 
 
@@ -183,6 +186,18 @@ def pairs_by_kind(dataset_dir: str | Path) -> dict[str, dict[str, int]]:
         by_kind = counts.setdefault(row["granularity"], {})
         by_kind[kind] = by_kind.get(kind, 0) + 1
     return counts
+
+
+def pairs_by_scenes(dataset_dir: str | Path, corpus_dir: str | Path) -> dict[int, int]:
+    """How many curated pairs come from videos of each scene count (needles not counted, as in the held-out split):
+    the short clips' share says whether training still sees what the forgetting check asks about."""
+    from ..data import load_preference_dataset
+
+    counts: dict[int, int] = {}
+    for row in load_preference_dataset(str(dataset_dir)):
+        scenes = len(read_timeline(Path(corpus_dir) / Path(row["video"]).name).events)
+        counts[scenes] = counts.get(scenes, 0) + 1
+    return dict(sorted(counts.items()))
 
 
 def train_arm(config: ExperimentConfig, seed: int, arm: str, base_model: str) -> str:
@@ -395,6 +410,9 @@ def markdown(
                 )
                 total = (report.get("final") or {}).get("total")
                 size = f" ({total} pairs)" if total is not None else ""
+                by_scenes = report.get("pairs_by_scenes") or {}
+                if by_scenes:
+                    listed += "; by scenes of the video: " + ", ".join(f"{n}: {k}" for n, k in by_scenes.items())
                 lines.append(f"- seed {seed}, mix {mix}{size}: {listed}")
     return "\n".join(lines) + "\n"
 
@@ -494,8 +512,10 @@ def run_experiment(config: ExperimentConfig) -> dict[str, Any]:
                         "judge",
                         "drop_reasons",
                         "kept_before_mix",
+                        "mix",
                         "final",
                         "pairs_by_kind",
+                        "pairs_by_scenes",
                     )
                 }
                 for mix, r in c["reports"].items()
