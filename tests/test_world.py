@@ -211,6 +211,27 @@ def test_question_writer_reads_the_caption():
     assert parse_question_reply(replies[-1]).status == "none"
 
 
+def test_question_writer_asks_the_curated_localized_kinds():
+    """By default the writer asks "right after X" only (its "before" pairs caused the short-clip forgetting on the dev
+    set); both kinds stay available, and the held-out questions still ask both."""
+    colours = list(COLOURS)
+    captions = [caption(tuple(WorldScene(c) for c in colours[i : i + 3])) for i in range(len(colours) - 2)]
+    requests = [
+        GenerationRequest("prompt", candidate=Candidate("v.mp4", "localized", "l0", task, caption=text))
+        for text in captions
+        for task in ("temporal", "action")
+    ]
+
+    def kinds_asked(writer):
+        replies = writer.generate(requests, max_new_tokens=128)
+        return {match_question(split_mcq_prompt(parse_question_reply(r).question)[0])[0] for r in replies}
+
+    assert kinds_asked(WorldQuestionBackend(seed=0)) == {"after"}
+    assert kinds_asked(WorldQuestionBackend(seed=0, localized_kinds=("after", "before"))) == {"after", "before"}
+    with pytest.raises(ValueError, match="unknown kinds \\['first'\\]"):
+        WorldQuestionBackend(localized_kinds=("first",))
+
+
 def test_heldout_questions_load_as_the_tpo_world_benchmark(tmp_path):
     from tpo_hf.eval.benchmarks import load_benchmark
     from tpo_hf.world.corpus import eval_rows
