@@ -76,14 +76,3 @@ def test_quickstart_end_to_end(tmp_path):
     assert (out / "eval" / "vniah_heatmap.png").stat().st_size > 0
     for name in ("README.md", "app.py", "requirements.txt"):
         assert (out / "space" / name).exists(), name
-
-
-def test_quickstart_says_when_the_pools_could_not_fill_the_mix():
-    from tpo_hf.quickstart import mix_shortfall_note
-
-    full = {"mix": {"ratio": "5:5", "target_size": 600, "short_localized": 0, "short_comprehensive": 0}}
-    assert mix_shortfall_note({**full, "final": {"total": 600}}) is None
-    short = {"mix": {**full["mix"], "short_comprehensive": 12}, "final": {"total": 588}}
-    note = mix_shortfall_note(short)
-    assert "5:5 mix of 600 pairs" in note and "12 comprehensive" in note and "trains on 588" in note
-    assert "--train_videos" in note

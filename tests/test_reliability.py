@@ -445,6 +445,26 @@ def test_one_frame_video_gives_no_pair_from_identical_views(tmp_path):
     assert set(result.dataset["video"]) == {"videos/moving.mp4"}
 
 
+def test_curation_summary_says_when_the_pools_could_not_fill_the_mix(tmp_path, capsys):
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    write_synthetic_video(folder / "moving.mp4", [Scene(4, "blue", "circle", "left")], fps=8)
+    # one video, one comprehensive question: 1 pair where the 0:1 mix asks for 5
+    result = run_curation(
+        curation_config(folder, tmp_path / "out", localized_per_video=0, mix_ratio="0:1", target_size=5),
+        Backends(FrameBackend(), None, None),
+    )
+    assert len(result.dataset) == 1 and result.report["mix"]["short_comprehensive"] == 4
+    summary = capsys.readouterr().out
+    assert "mix 0:1 short by" in summary and "0 localized, 4 comprehensive (more videos fill it)" in summary
+    # a mix that fills leaves the row out
+    run_curation(
+        curation_config(folder, tmp_path / "full", localized_per_video=0, mix_ratio="0:1", target_size=1),
+        Backends(FrameBackend(), None, None),
+    )
+    assert "short by" not in capsys.readouterr().out
+
+
 def test_sparse_frame_fraction_gives_short_videos_a_sparser_view(tmp_path):
     folder = tmp_path / "videos"
     folder.mkdir()

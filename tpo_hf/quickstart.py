@@ -60,19 +60,6 @@ def experiment_config(config: QuickstartConfig):
     )
 
 
-def mix_shortfall_note(report: dict) -> str | None:
-    """What to tell the user when the curated pools could not fill the mix (the mix keeps its ratio rather than
-    topping one side up from the other, so TPO then trains on fewer pairs than asked)."""
-    missing = {side: report["mix"].get(f"short_{side}", 0) for side in ("localized", "comprehensive")}
-    if not any(missing.values()):
-        return None
-    return (
-        f"Note: the curated pools could not fill the {report['mix']['ratio']} mix of {report['mix']['target_size']} "
-        f"pairs (short by {missing['localized']} localized, {missing['comprehensive']} comprehensive), so TPO trains "
-        f"on {report['final']['total']}; raise --train_videos for the full set."
-    )
-
-
 def main(config: QuickstartConfig) -> dict[str, str]:
     import torch
 
@@ -102,9 +89,6 @@ def main(config: QuickstartConfig) -> dict[str, str]:
     curated = curate(experiment, config.seed, base_model)
     report = curated["reports"]["5:5"]
     dataset_dir = seed_dir / "pairs-5_5"
-    note = mix_shortfall_note(report)
-    if note:
-        print(note, flush=True)
 
     progress.stage(f"Training TPO (LoRA, {config.max_steps} steps on {report['final']['total']} pairs)")
     trainer = train(experiment, config.seed, "tpo_5_5", base_model)

@@ -202,6 +202,14 @@ def summary_table(report: dict[str, Any]) -> str:
         ("kept before mix", str(report["kept_before_mix"])),
         ("final pairs", f"{report['final']['total']} {report['final']['by_granularity']}"),
     ]
+    short = {side: report["mix"].get(f"short_{side}", 0) for side in ("localized", "comprehensive")}
+    if any(short.values()):  # the mix keeps its ratio rather than topping one side up from the other
+        rows.append(
+            (
+                f"mix {report['mix']['ratio']} short by",
+                f"{short['localized']} localized, {short['comprehensive']} comprehensive (more videos fill it)",
+            )
+        )
     rows += [(f"dropped: {k}", str(v)) for k, v in report["drop_reasons"].items()]
     if report.get("segments_missing_short_video"):
         rows.append(("segments not placed", f"{report['segments_missing_short_video']} (video too short)"))
