@@ -351,7 +351,7 @@ def test_world_model_families_train_on_a_clip(family):
 def test_experiment_reports_pairs_and_accuracy_per_question_kind(tmp_path):
     """The method-validity report breaks long-video accuracy down by question kind and counts the curated pairs
     of each kind, read back from the saved pair set (a kind without pairs is one TPO cannot teach)."""
-    from datasets import Dataset
+    from datasets import Dataset, load_from_disk
 
     from tpo_hf.world.experiment import (
         QUESTION_KINDS,
@@ -394,10 +394,11 @@ def test_experiment_reports_pairs_and_accuracy_per_question_kind(tmp_path):
     )
     asked_videos.append(videos[0])
     Dataset.from_list(rows).save_to_disk(str(tmp_path / "pairs"))
+    saved = load_from_disk(str(tmp_path / "pairs"))  # counted as saved, the way the experiment trains on them
     # the source video's scene count is read from its timeline beside it in the corpus, needles not counted
     scene_counts = Counter(len(v.events) for v in asked_videos)
-    assert pairs_by_scenes(tmp_path / "pairs", corpus) == dict(sorted(scene_counts.items()))
-    assert pairs_by_kind(tmp_path / "pairs") == {
+    assert pairs_by_scenes(saved, corpus) == dict(sorted(scene_counts.items()))
+    assert pairs_by_kind(saved) == {
         "localized": {"after": 1, "last": 1},
         "comprehensive": {"last": 1, "order": 1, "first": 1, "other": 1},
     }
@@ -414,7 +415,7 @@ def test_experiment_reports_pairs_and_accuracy_per_question_kind(tmp_path):
     curation = {
         0: {
             "5:5": {
-                "pairs_by_kind": pairs_by_kind(tmp_path / "pairs"),
+                "pairs_by_kind": pairs_by_kind(saved),
                 "final": {"total": 6},
                 "pairs_by_scenes": {2: 1},
             }

@@ -67,7 +67,7 @@ def main(config: QuickstartConfig) -> dict[str, str]:
     from .eval.run import evaluate
     from .hub.space import write_space
     from .world.base import world_base_model
-    from .world.experiment import curate, eval_sets, heldout_eval_config, train
+    from .world.experiment import curate, eval_sets, heldout_eval_config, pairs_dir, train
 
     torch.set_num_threads(1)  # one thread is the fastest layout for a model this small on a 2-core machine
     experiment = experiment_config(config)
@@ -88,7 +88,7 @@ def main(config: QuickstartConfig) -> dict[str, str]:
     progress.stage("Curating TPO pairs with the base model: localized (segment vs. video without it) + comprehensive")
     curated = curate(experiment, config.seed, base_model)
     report = curated["reports"]["5:5"]
-    dataset_dir = seed_dir / "pairs-5_5"
+    dataset_dir = pairs_dir(seed_dir, "5:5")
 
     progress.stage(f"Training TPO (LoRA, {config.max_steps} steps on {report['final']['total']} pairs)")
     trainer = train(experiment, config.seed, "tpo_5_5", base_model)

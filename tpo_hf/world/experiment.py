@@ -21,6 +21,7 @@ import os
 import platform
 import statistics
 import time
+from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -143,14 +144,14 @@ def curate(config: ExperimentConfig, seed: int, base_model: str) -> dict[str, An
                 mix_ratio=mix,
                 target_size=config.pairs_per_arm,
                 work_dir=str(root / "curation-shards"),
-                output_dir=str(root / f"pairs-{mix.replace(':', '_')}"),
+                output_dir=str(pairs_dir(root, mix)),
                 copy_videos=False,
                 progress=False,
             )
         )
         reports[mix] = result.report
-        reports[mix]["pairs_by_kind"] = pairs_by_kind(root / f"pairs-{mix.replace(':', '_')}")
-        reports[mix]["pairs_by_scenes"] = pairs_by_scenes(root / f"pairs-{mix.replace(':', '_')}", corpus_dir)
+        reports[mix]["pairs_by_kind"] = pairs_by_kind(result.dataset)
+        reports[mix]["pairs_by_scenes"] = pairs_by_scenes(result.dataset, corpus_dir)
     return {"seed": seed, "reports": reports}
 
 
@@ -175,12 +176,15 @@ def check_equal_pair_counts(config: ExperimentConfig, curated: list[dict[str, An
         )
 
 
-def pairs_by_kind(dataset_dir: str | Path) -> dict[str, dict[str, int]]:
-    """How many curated pairs of each granularity ask each question kind (read back from the saved pair set)."""
-    from ..data import load_preference_dataset
+def pairs_dir(seed_root: str | Path, mix: str) -> Path:
+    """Where a seed's pair set of `mix` ("5:5") is saved (`pairs-5_5`), for curation to write and training to read."""
+    return Path(seed_root) / f"pairs-{mix.replace(':', '_')}"
 
+
+def pairs_by_kind(pairs: Iterable[dict[str, Any]]) -> dict[str, dict[str, int]]:
+    """How many curated pairs (rows of the saved pair set) of each granularity ask each question kind."""
     counts: dict[str, dict[str, int]] = {}
-    for row in load_preference_dataset(str(dataset_dir)):
+    for row in pairs:
         matched = match_question(split_mcq_prompt(row["prompt"])[0])  # read the way the judge reads it
         kind = matched[0] if matched else "other"
         by_kind = counts.setdefault(row["granularity"], {})
@@ -188,13 +192,11 @@ def pairs_by_kind(dataset_dir: str | Path) -> dict[str, dict[str, int]]:
     return counts
 
 
-def pairs_by_scenes(dataset_dir: str | Path, corpus_dir: str | Path) -> dict[int, int]:
+def pairs_by_scenes(pairs: Iterable[dict[str, Any]], corpus_dir: str | Path) -> dict[int, int]:
     """How many curated pairs come from videos of each scene count (needles not counted, as in the held-out split):
     the short clips' share says whether training still sees what the forgetting check asks about."""
-    from ..data import load_preference_dataset
-
     counts: dict[int, int] = {}
-    for row in load_preference_dataset(str(dataset_dir)):
+    for row in pairs:
         scenes = len(read_timeline(Path(corpus_dir) / Path(row["video"]).name).events)
         counts[scenes] = counts.get(scenes, 0) + 1
     return dict(sorted(counts.items()))
@@ -221,7 +223,7 @@ def train(config: ExperimentConfig, seed: int, arm: str, base_model: str):
     mix, loss_type = ARMS[arm]
     root = Path(config.out_dir) / f"seed-{seed}"
     adapter_dir = root / "adapters" / arm
-    dataset_dir = root / f"pairs-{mix.replace(':', '_')}"
+    dataset_dir = pairs_dir(root, mix)
     corpus_dir = root / "corpus"
     processor = VideoPreferenceProcessor.from_pretrained(
         base_model, num_frames=None, video_fps=FPS, video_root=str(corpus_dir)
