@@ -59,6 +59,12 @@ def key_hash(key: Any) -> str:
     return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
 
 
+def without_off_options(settings: dict[str, Any], off_values: dict[str, Any]) -> dict[str, Any]:
+    """`settings` less the options added later that are off (at their value in `off_values`): adding an option then
+    never changes the key of work done without it, so that work still resumes or is still found."""
+    return {name: value for name, value in settings.items() if name not in off_values or off_values[name] != value}
+
+
 def changed_fields(old: dict[str, Any] | None, new: dict[str, Any]) -> list[str]:
     """The top-level names whose values differ between two keys (present in one only counts as changed)."""
     old = old or {}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..fingerprint import without_off_options
 from ..video import VIDEO_EXTENSIONS
 from .backends import BACKENDS, TEMPLATE_QUESTIONS
 from .prompts import COMPREHENSIVE_TASK_TYPES, LOCALIZED_TASK_TYPES, TASK_TYPES
@@ -32,6 +33,11 @@ CURATION_RANGE_CHECKS = (
     ("answer_max_new_tokens", 1, True),
     ("judge_max_new_tokens", 1, True),
 )
+
+
+# options added after shards were first written, at their "off" value: left out of the shard fingerprint when off, so
+# shards written before an option existed still resume
+CURATION_LATER_FIELDS = {"sparse_frame_fraction": None}
 
 
 @dataclass
@@ -289,7 +295,4 @@ class CurationConfig:
             "question_base_url",
             "judge_base_url",
         }
-        fields = {k: v for k, v in vars(self).items() if k not in skip}
-        if fields["sparse_frame_fraction"] is None:  # off: shards written before the option existed still resume
-            del fields["sparse_frame_fraction"]
-        return fields
+        return without_off_options({k: v for k, v in vars(self).items() if k not in skip}, CURATION_LATER_FIELDS)

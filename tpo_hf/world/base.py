@@ -14,6 +14,7 @@ import os
 from dataclasses import asdict
 from pathlib import Path
 
+from ..fingerprint import without_off_options
 from .pretrain import PretrainConfig, pretrain
 
 SHIPPED_BASE = Path(__file__).parent / "base_model"
@@ -60,7 +61,7 @@ _LATER_FIELDS = {"max_gap_tokens": 0, "max_time_offset": 0}
 
 
 def config_fingerprint(config: PretrainConfig) -> str:
-    settings = {k: v for k, v in asdict(config).items() if _LATER_FIELDS.get(k, object()) != v}
+    settings = without_off_options(asdict(config), _LATER_FIELDS)
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
 
