@@ -189,8 +189,10 @@ class OpenAIBackend(GenerationBackend):
                     if again and _http_status(image_error) is None and self._retriable(image_error):
                         logger.info("The image form of a refused video request failed (%r); once more", image_error)
                         continue
-                    logger.info("The image form of a refused video request failed too (%r)", image_error)
-                    raise error from None  # images fail too: not about video, the retry loop decides
+                    # images fail too: not about video. The image error is the one to retry on and to report
+                    # (a server that fails every request says why there), chained to the video error.
+                    logger.info("The image form of a refused video request (%r) failed too (%r)", error, image_error)
+                    raise image_error from error
             self._refuse_video(f"HTTP {status}: {str(error)[:300]}")
             return reply
 
