@@ -440,3 +440,44 @@ def test_experiment_refuses_arms_with_unequal_pair_counts():
     short = {"5:5": {"final": {"total": 600}}, "0:10": {"final": {"total": 311}}}
     with pytest.raises(ValueError, match=r"seed 1, comprehensive_only \(mix 0:10\): 311 pairs.*train_videos"):
         check_equal_pair_counts(config, [{"seed": 0, "reports": full}, {"seed": 1, "reports": short}])
+
+
+def test_paired_differences_resample_videos_and_average_seeds():
+    """The forgetting check's interval: each question's difference is averaged over seeds, and resampling draws
+    whole held-out videos. An arm that equals the base has difference 0 with a zero-width interval; one that is right
+    where the base is wrong on one video of four shows +25 points on that subset with an interval holding it."""
+    from tpo_hf.world.experiment import paired_differences, paired_markdown, video_of
+
+    assert video_of("eval2-0-0013-after-1") == "eval2-0-0013"
+
+    def samples(right_videos: set[str], right_seed_only: dict[str, int] | None = None, seed: int = 0):
+        rows = []
+        for scenes in (2, 7):
+            for v in range(4):
+                video = f"eval{scenes}-0-{v:04d}"
+                for kind in ("after", "first"):
+                    right = video in right_videos or (right_seed_only or {}).get(video) == seed
+                    rows.append({"sample_id": f"{video}-{kind}-1", "scenes": str(scenes), "correct": right})
+        return rows
+
+    base_right = {"eval2-0-0001", "eval2-0-0002", "eval7-0-0001"}
+    runs = [{"arm": "base", "seed": s, "samples": samples(base_right)} for s in (0, 1)]
+    # sft_self equals the base; tpo_5_5 adds one long video on both seeds and one short video on seed 1 only
+    runs += [{"arm": "sft_self", "seed": s, "samples": samples(base_right)} for s in (0, 1)]
+    extra = {"eval2-0-0003": 1}
+    runs += [
+        {"arm": "tpo_5_5", "seed": s, "samples": samples(base_right | {"eval7-0-0002"}, extra, seed=s)} for s in (0, 1)
+    ]
+    paired = paired_differences(runs, long_min_scenes=6, resamples=500)
+    assert set(paired) == {"sft_self - base", "tpo_5_5 - base", "tpo_5_5 - sft_self"}  # only arms that ran
+    same = paired["sft_self - base"]["short_clips"]
+    assert (same["diff"], same["low"], same["high"]) == (0.0, 0.0, 0.0)
+    assert same["questions"] == 8 and same["videos"] == 4
+    long = paired["tpo_5_5 - base"]["long_videos"]
+    assert long["diff"] == 25.0 and long["low"] <= 0.0 < 25.0 <= long["high"]
+    short = paired["tpo_5_5 - base"]["short_clips"]
+    assert short["diff"] == 12.5  # right on one of four videos, on one of two seeds
+    text = "\n".join(paired_markdown(paired))
+    assert (
+        "| tpo_5_5 - base | +25.0 [" in text and "| sft_self - base | +0.0 [+0.0, +0.0] | +0.0 [+0.0, +0.0] |" in text
+    )

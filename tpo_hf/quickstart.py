@@ -55,6 +55,7 @@ def experiment_config(config: QuickstartConfig):
         max_steps=config.max_steps,
         eval_scene_counts=[2, 3, 6, 7, 8, 9],
         eval_videos_per_count=config.eval_videos_per_length,
+        eval_short_videos_per_count=config.eval_videos_per_length,
         vniah_lengths=[4, 8, 16],
         vniah_depths=[0.0, 0.5, 1.0],
     )

@@ -82,6 +82,9 @@ class ExperimentConfig:
     # held-out evaluation: videos per scene count; long = at least `long_min_scenes`
     eval_scene_counts: list[int] = field(default_factory=lambda: [2, 3, 4, 5, 6, 7, 8, 9])
     eval_videos_per_count: int = 30
+    # short clips (2-3 scenes) are the forgetting check: 30 videos each gave a 95% interval of about +-3.4 points on
+    # a paired difference, too wide to tell a 1-2 point loss from none; 150 each narrow it about 2x (cheap: short)
+    eval_short_videos_per_count: int = 150
     long_min_scenes: int = 6
     vniah_lengths: list[int] = field(default_factory=lambda: [4, 8, 12, 16])
     vniah_depths: list[float] = field(default_factory=lambda: [0.0, 0.25, 0.5, 0.75, 1.0])
@@ -265,7 +268,8 @@ def eval_sets(config: ExperimentConfig) -> tuple[Path, Path]:
     questions = Path(config.out_dir) / "heldout_questions.jsonl"
     videos = []
     for count in config.eval_scene_counts:
-        spec = CorpusSpec(f"eval{count}", config.eval_videos_per_count, count, count, config.needle_probability, 0)
+        per_count = config.eval_short_videos_per_count if count <= 3 else config.eval_videos_per_count
+        spec = CorpusSpec(f"eval{count}", per_count, count, count, config.needle_probability, 0)
         videos += write_corpus(spec, folder)
     per_video = {**{k: 1 for k in LOCALIZED_KINDS}, **{k: 1 for k in COMPREHENSIVE_KINDS}, "needle": 1}
     rows = eval_rows(eval_samples(videos, per_video))
@@ -375,6 +379,92 @@ def summarize(config: ExperimentConfig, runs: list[dict[str, Any]]) -> dict[str,
     return table
 
 
+# what each paired comparison asks: every trained arm against the base (gain on long videos, forgetting on short
+# clips), and TPO 5:5 against the paper's baselines
+PAIRED_COMPARISONS = (
+    *((arm, "base") for arm in ARMS if arm != "base"),
+    ("tpo_5_5", "sft_self"),
+    ("tpo_5_5", "localized_only"),
+    ("tpo_5_5", "comprehensive_only"),
+)
+
+
+def video_of(sample_id: str) -> str:
+    """The held-out video a question asks about (`eval_samples` names questions `<video>-<kind>-<n>`)."""
+    return sample_id.rsplit("-", 2)[0]
+
+
+def paired_differences(
+    runs: list[dict[str, Any]], long_min_scenes: int, resamples: int = 2000, seed: int = 0
+) -> dict[str, dict[str, dict[str, float]]]:
+    """Accuracy differences (points) between two arms on the same held-out questions, with a 95% interval.
+
+    The seed spread says how much training varies; it does not say whether a 1-point change on a few hundred
+    questions is more than the luck of which questions were asked. Here each question's difference is averaged over
+    the seeds both arms ran, and the interval comes from resampling the held-out *videos* (a video's questions are
+    not independent of each other) with replacement. `{"tpo_5_5 - base": {"long_videos": {...}, "short_clips":
+    {...}}}`, each with `diff`, `low`, `high` and the number of `questions` and `videos`."""
+    import numpy as np
+
+    correct: dict[tuple[str, int], dict[str, bool]] = {}
+    scenes: dict[str, int] = {}
+    for run in runs:
+        correct[(run["arm"], run["seed"])] = {s["sample_id"]: bool(s["correct"]) for s in run["samples"]}
+        scenes.update({s["sample_id"]: int(s["scenes"]) for s in run["samples"]})
+    subsets = {
+        "long_videos": lambda n: n >= long_min_scenes,
+        "short_clips": lambda n: n <= 3,  # the forgetting check
+    }
+    rng = np.random.default_rng(seed)
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for arm, reference in PAIRED_COMPARISONS:
+        seeds = sorted({s for a, s in correct if a == arm} & {s for a, s in correct if a == reference})
+        if not seeds:
+            continue
+        out[f"{arm} - {reference}"] = {}
+        for name, keep in subsets.items():
+            ids = sorted(q for q in correct[(arm, seeds[0])] if keep(scenes[q]))
+            per_question = np.array(
+                [np.mean([correct[(arm, s)][q] - correct[(reference, s)][q] for s in seeds]) for q in ids]
+            )
+            videos = [video_of(q) for q in ids]
+            names = sorted(set(videos))
+            index = {v: i for i, v in enumerate(names)}
+            # per video: the sum of its questions' differences and their count; a resample draws whole videos
+            sums = np.zeros(len(names))
+            counts = np.zeros(len(names))
+            np.add.at(sums, [index[v] for v in videos], per_question)
+            np.add.at(counts, [index[v] for v in videos], 1)
+            draws = rng.integers(0, len(names), size=(resamples, len(names)))
+            boot = sums[draws].sum(axis=1) / counts[draws].sum(axis=1)
+            out[f"{arm} - {reference}"][name] = {
+                "diff": round(100 * float(per_question.mean()), 2),
+                "low": round(100 * float(np.percentile(boot, 2.5)), 2),
+                "high": round(100 * float(np.percentile(boot, 97.5)), 2),
+                "questions": len(ids),
+                "videos": len(names),
+            }
+    return out
+
+
+def paired_markdown(paired: dict[str, dict[str, dict[str, float]]]) -> list[str]:
+    lines = [
+        "Paired differences on the same held-out questions (points; each question averaged over seeds; 95% interval "
+        "from resampling held-out videos). An interval that holds 0 is a change this question set cannot tell from "
+        "no change:",
+        "",
+        "| comparison | long videos | short clips (2-3 scenes) |",
+        "|---|---|---|",
+    ]
+    for name, by_subset in paired.items():
+        cells = [
+            f"{d['diff']:+.1f} [{d['low']:+.1f}, {d['high']:+.1f}]"
+            for d in (by_subset["long_videos"], by_subset["short_clips"])
+        ]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def _mean_std_table(table: dict[str, Any], keys: list[str], headers: list[str]) -> list[str]:
     """Markdown rows: one per arm, a `mean ± std` cell per key."""
     lines = ["| arm | " + " | ".join(headers) + " |", "|---|" + "---|" * len(keys)]
@@ -385,7 +475,11 @@ def _mean_std_table(table: dict[str, Any], keys: list[str], headers: list[str]) 
 
 
 def markdown(
-    table: dict[str, Any], seeds: list[int], chance_level: float, curation: dict[Any, Any] | None = None
+    table: dict[str, Any],
+    seeds: list[int],
+    chance_level: float,
+    curation: dict[Any, Any] | None = None,
+    paired: dict[str, Any] | None = None,
 ) -> str:
     columns = ["overall", "localized", "comprehensive", "needle", "short_clips", "unparseable"]
     lines = [
@@ -401,6 +495,8 @@ def markdown(
     lines += ["", "Per seed (overall, long videos):", ""]
     for arm, scores in table.items():
         lines.append(f"- {arm}: {scores['overall']['per_seed']}")
+    if paired:
+        lines += ["", *paired_markdown(paired)]
     if curation:
         lines += ["", "Curated pairs by question kind (per seed and mix, as trained):", ""]
         for seed, mixes in curation.items():
@@ -525,6 +621,7 @@ def run_experiment(config: ExperimentConfig) -> dict[str, Any]:
             for c in curated
         },
         "table": table,
+        "paired": paired_differences(runs, config.long_min_scenes),
         # every arm x seed x question type (and scene count), and the V-NIAH grid
         "runs": [
             {
@@ -541,6 +638,8 @@ def run_experiment(config: ExperimentConfig) -> dict[str, Any]:
         for r in runs:
             for sample in r["samples"]:
                 handle.write(json.dumps({"arm": r["arm"], "seed": r["seed"], **sample}) + "\n")
-    (out_dir / "results.md").write_text(markdown(table, config.seeds, chance_level, results["curation"]))
+    (out_dir / "results.md").write_text(
+        markdown(table, config.seeds, chance_level, results["curation"], results["paired"])
+    )
     plot(table, out_dir, config.eval_scene_counts)
     return results
