@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -130,11 +131,30 @@ def main(config: QuickstartConfig) -> dict[str, str]:
     print(f"\nTPO quickstart done in {time.time() - progress.start:.0f}s")
     for line in accuracy_lines(results, experiment.long_min_scenes):
         print(line)
+    print(paired_line(eval_dir / "samples_tpo_world.jsonl", experiment.long_min_scenes))
     width = max(len(name) for name in artifacts)
     print(f"\n{'artifact':<{width}}  where\n{'-' * width}  {'-' * 60}")
     for name, path in artifacts.items():
         print(f"{name:<{width}}  {path}")
     return {name: path.split("  (")[0] for name, path in artifacts.items()}
+
+
+def paired_line(samples_file: Path, long_min_scenes: int = 6) -> str:
+    """TPO minus base on the same held-out questions, with the experiment's 95% interval (held-out videos
+    resampled): how much of a change this small question set can tell from none."""
+    from .world.experiment import paired_differences
+
+    rows = [json.loads(line) for line in samples_file.read_text().splitlines()]
+    runs = [
+        {"arm": arm, "seed": 0, "samples": [{**r, "correct": r[f"{tag}_prediction"] == r["answer"]} for r in rows]}
+        for arm, tag in (("base", "base"), ("tpo_5_5", "tpo"))
+    ]
+    paired = paired_differences(runs, long_min_scenes)["tpo_5_5 - base"]
+    cells = [
+        f"{label} {d['diff']:+.1f} [{d['low']:+.1f}, {d['high']:+.1f}] ({d['questions']} questions)"
+        for label, d in (("long videos", paired["long_videos"]), ("short clips", paired["short_clips"]))
+    ]
+    return "TPO - base, same questions, points [95% interval, held-out videos resampled]: " + "; ".join(cells)
 
 
 def _pooled(groups: list[dict]) -> dict:
