@@ -442,11 +442,18 @@ def test_experiment_refuses_arms_with_unequal_pair_counts():
         check_equal_pair_counts(config, [{"seed": 0, "reports": full}, {"seed": 1, "reports": short}])
 
 
-def test_paired_differences_resample_videos_and_average_seeds():
+def test_paired_differences_resample_videos_and_average_seeds(tmp_path):
     """The forgetting check's interval: each question's difference is averaged over seeds, and resampling draws
     whole held-out videos. An arm that equals the base has difference 0 with a zero-width interval; one that is right
     where the base is wrong on one video of four shows +25 points on that subset with an interval holding it."""
-    from tpo_hf.world.experiment import paired_differences, paired_markdown, video_of
+    from tpo_hf.world.experiment import (
+        ExperimentConfig,
+        paired_differences,
+        paired_markdown,
+        plot,
+        summarize,
+        video_of,
+    )
 
     assert video_of("eval2-0-0013-after-1") == "eval2-0-0013"
 
@@ -457,7 +464,17 @@ def test_paired_differences_resample_videos_and_average_seeds():
                 video = f"eval{scenes}-0-{v:04d}"
                 for kind in ("after", "first"):
                     right = video in right_videos or (right_seed_only or {}).get(video) == seed
-                    rows.append({"sample_id": f"{video}-{kind}-1", "scenes": str(scenes), "correct": right})
+                    granularity = "localized" if kind == "after" else "comprehensive"
+                    rows.append(
+                        {
+                            "sample_id": f"{video}-{kind}-1",
+                            "scenes": str(scenes),
+                            "kind": kind,
+                            "type": granularity,
+                            "prediction": "A",
+                            "correct": right,
+                        }
+                    )
         return rows
 
     base_right = {"eval2-0-0001", "eval2-0-0002", "eval7-0-0001"}
@@ -481,3 +498,7 @@ def test_paired_differences_resample_videos_and_average_seeds():
     assert (
         "| tpo_5_5 - base | +25.0 [" in text and "| sft_self - base | +0.0 [+0.0, +0.0] | +0.0 [+0.0, +0.0] |" in text
     )
+    # drawn as well: one panel per subset, a bar per comparison
+    config = ExperimentConfig(seeds=[0, 1], arms=["base", "sft_self", "tpo_5_5"])
+    paths = plot(summarize(config, runs), tmp_path, [2, 7], paired)
+    assert tmp_path / "paired_differences.png" in paths and all(p.stat().st_size > 0 for p in paths)

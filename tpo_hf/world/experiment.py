@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import platform
 import statistics
@@ -363,19 +364,22 @@ def chance(samples: list[dict[str, Any]], long_min_scenes: int) -> float:
     return 100.0 * statistics.mean(1.0 / (4 if s["kind"] != "order" else 2) for s in long)
 
 
+def _mean_std(values: list[float]) -> dict[str, Any]:
+    if any(math.isnan(v) for v in values):  # a kind the questions never asked: statistics' exact sums reject nan
+        return {"mean": math.nan, "std": math.nan, "per_seed": [round(v, 2) for v in values]}
+    return {
+        "mean": statistics.mean(values),
+        "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+        "per_seed": [round(v, 2) for v in values],
+    }
+
+
 def summarize(config: ExperimentConfig, runs: list[dict[str, Any]]) -> dict[str, Any]:
     table: dict[str, dict[str, Any]] = {}
     for arm in config.arms:
         per_seed = [accuracies(r["samples"], config.long_min_scenes) for r in runs if r["arm"] == arm]
         keys = per_seed[0].keys() if per_seed else []
-        table[arm] = {
-            key: {
-                "mean": statistics.mean(s[key] for s in per_seed),
-                "std": statistics.stdev(s[key] for s in per_seed) if len(per_seed) > 1 else 0.0,
-                "per_seed": [round(s[key], 2) for s in per_seed],
-            }
-            for key in keys
-        }
+        table[arm] = {key: _mean_std([s[key] for s in per_seed]) for key in keys}
     return table
 
 
@@ -515,7 +519,9 @@ def markdown(
     return "\n".join(lines) + "\n"
 
 
-def plot(table: dict[str, Any], out_dir: Path, scene_counts: list[int]) -> list[Path]:
+def plot(
+    table: dict[str, Any], out_dir: Path, scene_counts: list[int], paired: dict[str, Any] | None = None
+) -> list[Path]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -570,6 +576,27 @@ def plot(table: dict[str, Any], out_dir: Path, scene_counts: list[int]) -> list[
     paths.append(out_dir / "accuracy_vs_length.png")
     fig.savefig(paths[-1], dpi=120)
     plt.close(fig)
+
+    if paired:
+        # the paired differences with their intervals: a gain or a loss is real where its bar misses the 0 line
+        names = list(paired)
+        fig, axes = plt.subplots(1, 2, figsize=(11, 0.45 * len(names) + 1.5), sharey=True)
+        for ax, (subset, title) in zip(
+            axes, (("long_videos", "long videos (6+ scenes)"), ("short_clips", "short clips (2-3 scenes): forgetting"))
+        ):
+            diffs = np.array([paired[n][subset]["diff"] for n in names])
+            lows = np.array([paired[n][subset]["low"] for n in names])
+            highs = np.array([paired[n][subset]["high"] for n in names])
+            ax.errorbar(diffs, np.arange(len(names)), xerr=[diffs - lows, highs - diffs], fmt="o", capsize=3)
+            ax.axvline(0, color="grey", linewidth=1)
+            ax.set_title(title)
+            ax.set_xlabel("difference (points, 95% interval)")
+        axes[0].set_yticks(np.arange(len(names)), names)
+        axes[0].invert_yaxis()
+        fig.tight_layout()
+        paths.append(out_dir / "paired_differences.png")
+        fig.savefig(paths[-1], dpi=120)
+        plt.close(fig)
     return paths
 
 
@@ -641,5 +668,5 @@ def run_experiment(config: ExperimentConfig) -> dict[str, Any]:
     (out_dir / "results.md").write_text(
         markdown(table, config.seeds, chance_level, results["curation"], results["paired"])
     )
-    plot(table, out_dir, config.eval_scene_counts)
+    plot(table, out_dir, config.eval_scene_counts, results["paired"])
     return results
