@@ -5,7 +5,9 @@
 Arms (same pairs budget and steps each): base, sft_self, localized_only, comprehensive_only, tpo_5_5, tpo_1_9,
 tpo_9_1. Every seed re-curates its own training corpus with the real pipeline and retrains every arm; all arms are
 scored on one held-out set with `tpo_hf.eval`. Writes results.json (every arm x seed x question type, every
-per-sample reply), results.md (mean ± std and every seed), accuracy_by_arm.png and accuracy_vs_length.png.
+per-sample reply, and the paired differences between arms on the same questions with 95% intervals), results.md
+(mean ± std, every seed, the paired table), accuracy_by_arm.png, accuracy_by_kind.png, accuracy_vs_length.png and
+paired_differences.png.
 The settings were chosen on development seeds (100, 101) that are never reported; report seeds are not tuned on.
 """
 
