@@ -14,7 +14,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -142,11 +141,10 @@ def main(config: QuickstartConfig) -> dict[str, str]:
 def paired_line(samples_file: Path, long_min_scenes: int = 6) -> str:
     """TPO minus base on the same held-out questions, with the experiment's 95% interval (held-out videos
     resampled): how much of a change this small question set can tell from none."""
-    from .world.experiment import paired_differences
+    from .world.experiment import paired_differences, read_samples
 
-    rows = [json.loads(line) for line in samples_file.read_text().splitlines()]
     runs = [
-        {"arm": arm, "seed": 0, "samples": [{**r, "correct": r[f"{tag}_prediction"] == r["answer"]} for r in rows]}
+        {"arm": arm, "seed": 0, "samples": read_samples(samples_file, tag)}
         for arm, tag in (("base", "base"), ("tpo_5_5", "tpo"))
     ]
     paired = paired_differences(runs, long_min_scenes)["tpo_5_5 - base"]
@@ -166,6 +164,8 @@ def _pooled(groups: list[dict]) -> dict:
 def accuracy_lines(results: dict, long_min_scenes: int = 6) -> list[str]:
     """Accuracy (already in percent) and unparseable replies per model: per benchmark, per question type, and for
     long videos (at least `long_min_scenes` scenes) vs. short clips (2-3 scenes) when the questions say so."""
+    from .world.experiment import SHORT_CLIP_MAX_SCENES
+
     sections = []
     for name, benchmark in results.get("benchmarks", {}).items():
         sections.append((benchmark.get("pretty_name", name), benchmark["models"]))
@@ -175,7 +175,7 @@ def accuracy_lines(results: dict, long_min_scenes: int = 6) -> list[str]:
         if "scenes" in next(iter(by.values()), {}):
             for label, keep in (
                 (f"long videos ({long_min_scenes}+ scenes)", lambda n: n >= long_min_scenes),
-                ("short clips (2-3 scenes)", lambda n: n <= 3),
+                (f"short clips (2-{SHORT_CLIP_MAX_SCENES} scenes)", lambda n: n <= SHORT_CLIP_MAX_SCENES),
             ):
                 pooled = {tag: _pooled([g for n, g in b["scenes"].items() if keep(int(n))]) for tag, b in by.items()}
                 sections.append((f"  {label}", pooled))

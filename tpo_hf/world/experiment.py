@@ -47,6 +47,8 @@ ARMS: dict[str, tuple[str, list[str]] | None] = {
     "tpo_9_1": ("9:1", ["sigmoid"]),
 }
 QUESTION_TYPES = ("localized", "comprehensive", "needle")
+# short clips, the forgetting check: videos of at most this many scenes (the base was pretrained on 1-3)
+SHORT_CLIP_MAX_SCENES = 3
 # each question kind on its own: TPO can only teach a kind that its curated pairs hold with a right chosen answer
 QUESTION_KINDS = (*LOCALIZED_KINDS, *COMPREHENSIVE_KINDS, "needle")
 
@@ -269,7 +271,9 @@ def eval_sets(config: ExperimentConfig) -> tuple[Path, Path]:
     questions = Path(config.out_dir) / "heldout_questions.jsonl"
     videos = []
     for count in config.eval_scene_counts:
-        per_count = config.eval_short_videos_per_count if count <= 3 else config.eval_videos_per_count
+        per_count = (
+            config.eval_short_videos_per_count if count <= SHORT_CLIP_MAX_SCENES else config.eval_videos_per_count
+        )
         spec = CorpusSpec(f"eval{count}", per_count, count, count, config.needle_probability, 0)
         videos += write_corpus(spec, folder)
     per_video = {**{k: 1 for k in LOCALIZED_KINDS}, **{k: 1 for k in COMPREHENSIVE_KINDS}, "needle": 1}
@@ -322,14 +326,21 @@ def evaluate_arm(config: ExperimentConfig, seed: int, arm: str, base_model: str)
     output_dir = root / "eval" / arm
     results = evaluate(heldout_eval_config(config, base_model, adapter, output_dir))
     tag = "base" if arm == "base" else "tpo"
+    samples = read_samples(output_dir / "samples_tpo_world.jsonl", tag)
+    return {"arm": arm, "seed": seed, "samples": samples, "vniah": results["vniah"]["models"][tag]}
+
+
+def read_samples(samples_file: Path, tag: str) -> list[dict[str, Any]]:
+    """One model's records from an evaluation's per-sample file (`tag` "base" or "tpo"; a `compare_base` run holds
+    both): each question with that model's `prediction`, `reply` and whether it is `correct`."""
     samples = []
-    for line in (output_dir / "samples_tpo_world.jsonl").read_text().splitlines():
+    for line in samples_file.read_text().splitlines():
         record = json.loads(line)
         record["prediction"] = record.pop(f"{tag}_prediction")
         record["reply"] = record.pop(f"{tag}_reply")
         record["correct"] = record["prediction"] == record["answer"]
         samples.append(record)
-    return {"arm": arm, "seed": seed, "samples": samples, "vniah": results["vniah"]["models"][tag]}
+    return samples
 
 
 def _train_and_eval(config: ExperimentConfig, seed: int, arm: str, base_model: str) -> dict[str, Any]:
@@ -346,7 +357,7 @@ def accuracies(samples: list[dict[str, Any]], long_min_scenes: int) -> dict[str,
         return 100.0 * sum(r["correct"] for r in rows) / len(rows) if rows else float("nan")
 
     long = [s for s in samples if int(s["scenes"]) >= long_min_scenes]
-    short = [s for s in samples if int(s["scenes"]) <= 3]
+    short = [s for s in samples if int(s["scenes"]) <= SHORT_CLIP_MAX_SCENES]
     scores = {"overall": pct(long), "short_clips": pct(short)}
     for kind in QUESTION_TYPES:
         scores[kind] = pct([s for s in long if s["type"] == kind])
@@ -417,7 +428,7 @@ def paired_differences(
         scenes.update({s["sample_id"]: int(s["scenes"]) for s in run["samples"]})
     subsets = {
         "long_videos": lambda n: n >= long_min_scenes,
-        "short_clips": lambda n: n <= 3,  # the forgetting check
+        "short_clips": lambda n: n <= SHORT_CLIP_MAX_SCENES,  # the forgetting check
     }
     rng = np.random.default_rng(seed)
     out: dict[str, dict[str, dict[str, float]]] = {}
@@ -434,11 +445,12 @@ def paired_differences(
             videos = [video_of(q) for q in ids]
             names = sorted(set(videos))
             index = {v: i for i, v in enumerate(names)}
+            video_index = [index[v] for v in videos]
             # per video: the sum of its questions' differences and their count; a resample draws whole videos
             sums = np.zeros(len(names))
             counts = np.zeros(len(names))
-            np.add.at(sums, [index[v] for v in videos], per_question)
-            np.add.at(counts, [index[v] for v in videos], 1)
+            np.add.at(sums, video_index, per_question)
+            np.add.at(counts, video_index, 1)
             draws = rng.integers(0, len(names), size=(resamples, len(names)))
             boot = sums[draws].sum(axis=1) / counts[draws].sum(axis=1)
             out[f"{arm} - {reference}"][name] = {
