@@ -13,10 +13,10 @@ import pytest
 from tpo_hf.curation.backends import GenerationRequest
 from tpo_hf.curation.candidate import Candidate
 from tpo_hf.curation.prompts import parse_judge_reply, parse_question_reply
-from tpo_hf.eval.answers import extract_answer_letter
+from tpo_hf.eval.answers import extract_answer_letter, split_mcq_prompt
 from tpo_hf.synthetic import COLOURS
 from tpo_hf.video import load_video
-from tpo_hf.world.backends import WorldJudgeBackend, WorldQuestionBackend, split_mcq_prompt
+from tpo_hf.world.backends import WorldJudgeBackend, WorldQuestionBackend
 from tpo_hf.world.corpus import CorpusSpec, corpus_videos, curation_rows, eval_samples, write_corpus
 from tpo_hf.world.questions import TEMPLATES, ask, caption, match_question, parse_caption, true_answer
 from tpo_hf.world.timeline import (

@@ -39,6 +39,8 @@ UNPARSEABLE = "unparseable"
 OPTION_LETTERS = string.ascii_uppercase
 
 _OPTION_PREFIX = re.compile(r"^\s*[\(\[]?([A-Za-z])[\)\]\.:]\s+")
+# an option line of a multiple-choice prompt: "B. the red shape"
+_OPTION_LINE = re.compile(r"^([A-Z])\.\s+(.*)$")
 
 # A capital "A" followed by one of these words is the option letter, not the article ("A because ...").
 _NOT_AFTER_ARTICLE = frozenset(
@@ -119,6 +121,19 @@ def option_letters(num_options: int) -> str:
     if not 1 <= num_options <= len(OPTION_LETTERS):
         raise ValueError(f"A multiple-choice question needs 1 to {len(OPTION_LETTERS)} options, got {num_options}.")
     return OPTION_LETTERS[:num_options]
+
+
+def split_mcq_prompt(prompt: str) -> tuple[str, list[str]]:
+    """(question, option texts) of a multiple-choice prompt laid out as its first line, then one "A. text" line per
+    option (the world's questions and the lmms-eval-style prompts); no option lines gives an empty list.
+
+    Example:
+        >>> split_mcq_prompt("Which comes first?\\nA. the red shape\\nB. the blue shape\\nAnswer with the option's text.")
+        ('Which comes first?', ['the red shape', 'the blue shape'])
+    """
+    lines = [line.strip() for line in prompt.strip().splitlines() if line.strip()]
+    options = [m.group(2) for line in lines if (m := _OPTION_LINE.match(line))]
+    return (lines[0] if lines else ""), options
 
 
 def strip_option_prefix(option: str) -> str:

@@ -15,12 +15,11 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from pathlib import Path
 from typing import Any
 
 from ..curation.backends import GenerationBackend, GenerationRequest
-from ..eval.answers import UNPARSEABLE, extract_answer_letter, option_letters
+from ..eval.answers import UNPARSEABLE, extract_answer_letter, option_letters, split_mcq_prompt
 from .questions import LOCALIZED_KINDS, ask, parse_caption, true_answer
 from .timeline import WorldVideo, read_timeline, world_rng
 
@@ -30,15 +29,6 @@ from .timeline import WorldVideo, read_timeline, world_rng
 # pairs caused the short-clip forgetting (TPO 5:5, 2-scene clips: "before" 97% -> 63%) and taught nothing on long
 # videos, and dropping them alone kept short clips at the base's level. The held-out questions still ask both kinds.
 CURATED_LOCALIZED_KINDS = ("after",)
-
-_OPTION_LINE = re.compile(r"^([A-Z])\.\s+(.*)$")
-
-
-def split_mcq_prompt(prompt: str) -> tuple[str, list[str]]:
-    """(question, option texts) of a prompt worded like `WorldQuestion.prompt`."""
-    lines = [line.strip() for line in prompt.strip().splitlines() if line.strip()]
-    options = [m.group(2) for line in lines if (m := _OPTION_LINE.match(line))]
-    return (lines[0] if lines else ""), options
 
 
 class WorldQuestionBackend(GenerationBackend):

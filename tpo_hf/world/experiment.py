@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .backends import split_mcq_prompt
+from ..eval.answers import split_mcq_prompt
 from .corpus import CorpusSpec, eval_rows, eval_samples, write_corpus, write_curation_inputs
 from .questions import COMPREHENSIVE_KINDS, LOCALIZED_KINDS, match_question
 from .timeline import FPS, NEEDLE_SHAPE, read_timeline
