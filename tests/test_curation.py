@@ -38,7 +38,7 @@ from tpo_hf.curation import (
     run_curation,
     video_seed,
 )
-from tpo_hf.curation.mixing import mix_and_size
+from tpo_hf.curation.mixing import chosen_option, mix_and_size
 from tpo_hf.curation.prompts import TASK_TYPES, question_prompt
 from tpo_hf.hub.dataset_card import render_dataset_card
 from tpo_hf.synthetic import read_frame_stamp
@@ -247,6 +247,67 @@ def test_mix_deduplicates(tmp_path):
     assert counts["dropped_duplicate"] == 1 and len(chosen) == 6
     with pytest.raises(ValueError, match="mix_ratio"):
         _config(tmp_path, mix_ratio="half")
+
+
+def _mcq(video: int, options: list[str], chosen: str, granularity: str = "comprehensive") -> dict:
+    listed = "\n".join(f"{letter}. {text}" for letter, text in zip("ABCD", options))
+    prompt = f"Which comes first, shape {video}?\n{listed}\nAnswer with the option's text."
+    return {"video": f"v{video}.mp4", "prompt": prompt, "chosen": chosen, "granularity": granularity}
+
+
+def test_chosen_option_reads_the_option_the_chosen_answer_names():
+    assert chosen_option(_mcq(0, ["the red shape", "the blue shape"], "the blue shape")) == (2, "B")
+    assert chosen_option(_mcq(0, ["red", "blue", "green", "cyan"], "C")) == (4, "C")
+    assert chosen_option(_mcq(0, ["red", "blue"], "no idea")) is None  # names no option
+    assert chosen_option({"prompt": "What happens?", "chosen": "A dog runs."}) is None  # open-ended
+
+
+def test_mix_balances_the_chosen_options_of_multiple_choice_pairs(tmp_path):
+    # 70 two-option pairs chose the first option and 30 the second (the model's lean, passed on by the judge); 40
+    # four-option pairs are balanced already; 50 open-ended pairs have no options
+    rows = [_mcq(i, ["the red shape", "the blue shape"], "the red shape") for i in range(70)]
+    rows += [_mcq(100 + i, ["the red shape", "the blue shape"], "the blue shape") for i in range(30)]
+    rows += [
+        _mcq(200 + i, ["red", "blue", "green", "cyan"], ["red", "blue", "green", "cyan"][i % 4]) for i in range(40)
+    ]
+    rows += [{"video": f"w{i}.mp4", "prompt": f"q{i}", "chosen": "x", "granularity": "localized"} for i in range(50)]
+
+    plain, plain_counts = mix_and_size(rows, _config(tmp_path, mix_ratio="0:1"))
+    assert "dropped_by_option_balance" not in plain_counts  # off by default: the paper's curation
+    assert Counter(chosen_option(r) for r in plain)[(2, "A")] == 70
+
+    # 1:2 takes every pair that survives balancing: 50 localized, 100 comprehensive
+    balanced, counts = mix_and_size(rows, _config(tmp_path, mix_ratio="1:2", balance_chosen_options=True))
+    assert counts["dropped_by_option_balance"] == 40  # the first option's surplus, nothing else
+    got = Counter(chosen_option(r) for r in balanced)
+    assert got[(2, "A")] == got[(2, "B")] == 30
+    assert all(got[(4, letter)] == 10 for letter in "ABCD") and got[None] == 50
+
+    # a draw smaller than the pool stays balanced (a random draw from a balanced pool would not be, exactly)
+    for target in (20, 41, 61):
+        drawn, _ = mix_and_size(
+            rows, _config(tmp_path, mix_ratio="0:1", target_size=target, balance_chosen_options=True)
+        )
+        assert len(drawn) == target
+        for num_options in (2, 4):
+            per_letter = [
+                n for (k, _), n in Counter(filter(None, map(chosen_option, drawn))).items() if k == num_options
+            ]
+            assert max(per_letter) - min(per_letter) <= 1, (target, num_options, per_letter)
+    again, _ = mix_and_size(rows, _config(tmp_path, mix_ratio="0:1", target_size=41, balance_chosen_options=True))
+    assert (
+        again == mix_and_size(rows, _config(tmp_path, mix_ratio="0:1", target_size=41, balance_chosen_options=True))[0]
+    )
+
+
+def test_option_balance_drops_a_group_whose_option_was_never_chosen(tmp_path):
+    rows = [_mcq(i, ["the red shape", "the blue shape"], "the red shape") for i in range(5)]
+    rows += [_mcq(10 + i, ["red", "blue", "green", "cyan"], "blue") for i in range(3)]
+    rows += [_mcq(20 + i, ["red", "blue", "green", "cyan"], c) for i, c in enumerate(["red", "green", "cyan"])]
+    balanced, counts = mix_and_size(rows, _config(tmp_path, mix_ratio="0:1", balance_chosen_options=True))
+    # no pair chose "B" of the two-option questions: none of them can be kept balanced
+    assert counts["dropped_by_option_balance"] == 5 + 2 and len(balanced) == 4
+    assert Counter(chosen_option(r) for r in balanced) == {(4, letter): 1 for letter in "ABCD"}
 
 
 # --- the pipeline with scripted question/judge models -------------------------------------------------------------

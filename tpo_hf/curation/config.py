@@ -177,6 +177,14 @@ class CurationConfig:
         default=None, metadata={"help": "Number of pairs (default: as many as the ratio allows)."}
     )
     deduplicate: bool = field(default=True, metadata={"help": "Drop pairs repeating a (video, question)."})
+    balance_chosen_options: bool = field(
+        default=False,
+        metadata={
+            "help": "For multiple-choice questions (options listed as 'A. ...' lines), drop pairs until every option "
+            "position is the chosen answer equally often (per granularity and option count): the judge keeps the "
+            "model's right answers, so the pairs inherit the model's option bias, which DPO then reinforces."
+        },
+    )
     seed: int = field(default=42, metadata={"help": "Seed of segments, task types, sampling and the mix."})
     videos_per_shard: int = field(default=1, metadata={"help": "Videos per shard (the unit of resume and batching)."})
     progress: bool = field(default=True, metadata={"help": "Show progress bars."})
@@ -290,6 +298,7 @@ class CurationConfig:
             "mix_ratio",
             "target_size",
             "deduplicate",
+            "balance_chosen_options",
             "device",
             "video_base_url",
             "question_base_url",

@@ -1,11 +1,13 @@
-"""Stage 2 of the flow (curation): de-duplicate, then draw the localized:comprehensive mix and the dataset size."""
+"""Stage 2 of the flow (curation): de-duplicate, optionally balance the chosen options of multiple-choice pairs, then
+draw the localized:comprehensive mix and the dataset size."""
 
 from __future__ import annotations
 
 import random
-from collections import Counter
+from collections import Counter, deque
 from typing import Any
 
+from ..eval.answers import UNPARSEABLE, extract_answer_letter, option_letters, split_mcq_prompt
 from .config import CurationConfig
 
 GRANULARITIES = ("localized", "comprehensive")
@@ -15,8 +17,68 @@ def _normalize(text: str) -> str:
     return " ".join(text.lower().split())
 
 
+def chosen_option(record: dict[str, Any]) -> tuple[int, str] | None:
+    """(number of options, letter of the option the chosen answer names) of a multiple-choice pair; `None` when the
+    prompt lists fewer than two options or the chosen answer names none of them."""
+    _, options = split_mcq_prompt(record["prompt"])
+    if len(options) < 2:
+        return None
+    letter = extract_answer_letter(record.get("chosen"), options)
+    return None if letter == UNPARSEABLE else (len(options), letter)
+
+
+def balance_chosen_options(records: list[dict[str, Any]], rng: random.Random) -> tuple[list[dict[str, Any]], int]:
+    """Drops multiple-choice pairs until, within each granularity and number of options, every option position is the
+    chosen answer equally often (as often as the least chosen one); other pairs are kept. Returns (kept, dropped).
+
+    Why: the judge keeps pairs whose chosen answer is right, and which those are follows the model's own leanings, so
+    a model that leans to option A yields pairs whose right answer is A more often than chance; DPO on them teaches
+    "answer A" as much as the content (the world's dev probe: `benchmarks/results/method_validity/probes/`).
+    """
+    groups: dict[tuple[str, int], dict[str, list[int]]] = {}
+    for index, record in enumerate(records):
+        found = chosen_option(record)
+        if found is not None:
+            num_options, letter = found
+            groups.setdefault((record["granularity"], num_options), {}).setdefault(letter, []).append(index)
+    dropped: set[int] = set()
+    for (_, num_options), by_letter in sorted(groups.items()):
+        # a letter never chosen caps every other letter at zero: the group cannot be balanced, so it is all dropped
+        keep = min(len(by_letter.get(letter, [])) for letter in option_letters(num_options))
+        for letter in sorted(by_letter):
+            indices = by_letter[letter]
+            rng.shuffle(indices)
+            dropped.update(indices[keep:])
+    return [r for i, r in enumerate(records) if i not in dropped], len(dropped)
+
+
+def draw_keeping_options_balanced(shuffled: list[dict[str, Any]], count: int) -> list[dict[str, Any]]:
+    """The first `count` of `shuffled` (one granularity), except that each multiple-choice slot takes, from the same
+    option count, the next pair whose chosen option has been taken least so far: the draw holds as many pairs of each
+    option count as the plain draw, with their chosen options as even as the pool allows (a random draw from a
+    balanced pool is off by a few points, enough to matter: the world's "which comes first" pairs)."""
+    options = [chosen_option(record) for record in shuffled]
+    queues: dict[int, dict[str, deque[int]]] = {}
+    for index, found in enumerate(options):
+        if found is not None:
+            queues.setdefault(found[0], {}).setdefault(found[1], deque()).append(index)
+    taken: Counter = Counter()
+    drawn = []
+    for index in range(count):
+        if options[index] is None:
+            drawn.append(shuffled[index])
+            continue
+        num_options = options[index][0]
+        waiting = {letter: queue for letter, queue in queues[num_options].items() if queue}
+        letter = min(sorted(waiting), key=lambda x: taken[num_options, x])
+        taken[num_options, letter] += 1
+        drawn.append(shuffled[waiting[letter].popleft()])
+    return drawn
+
+
 def mix_and_size(records: list[dict[str, Any]], config: CurationConfig) -> tuple[list[dict[str, Any]], Counter]:
-    """De-duplicates, then draws the localized:comprehensive mix (seeded) up to `target_size`.
+    """De-duplicates, balances the chosen options when `balance_chosen_options` is set, then draws the
+    localized:comprehensive mix (seeded) up to `target_size`.
 
     Without `target_size` the set is as large as the ratio allows. With it, each side gets its share of the target;
     a side that has fewer pairs than its share is not topped up from the other (the ratio is kept), and the report
@@ -32,6 +94,9 @@ def mix_and_size(records: list[dict[str, Any]], config: CurationConfig) -> tuple
             continue
         seen.add(key)
         unique.append(record)
+    if config.balance_chosen_options:
+        # its own seeded stream, so the mix's shuffle below is seeded as it is without balancing
+        unique, counts["dropped_by_option_balance"] = balance_chosen_options(unique, random.Random(config.seed + 1))
     by_side = {g: [r for r in unique if r["granularity"] == g] for g in GRANULARITIES}
     rng = random.Random(config.seed)
     for side in GRANULARITIES:
@@ -52,6 +117,10 @@ def mix_and_size(records: list[dict[str, Any]], config: CurationConfig) -> tuple
     counts["short_localized"] = want_l - take_l
     counts["short_comprehensive"] = want_c - take_c
     counts["dropped_by_mix"] = available_l - take_l + available_c - take_c
-    chosen = by_side["localized"][:take_l] + by_side["comprehensive"][:take_c]
+    if config.balance_chosen_options:
+        chosen = draw_keeping_options_balanced(by_side["localized"], take_l)
+        chosen += draw_keeping_options_balanced(by_side["comprehensive"], take_c)
+    else:
+        chosen = by_side["localized"][:take_l] + by_side["comprehensive"][:take_c]
     rng.shuffle(chosen)
     return chosen, counts

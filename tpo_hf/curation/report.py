@@ -211,6 +211,8 @@ def summary_table(report: dict[str, Any]) -> str:
             )
         )
     rows += [(f"dropped: {k}", str(v)) for k, v in report["drop_reasons"].items()]
+    if report["mix"].get("dropped_by_option_balance"):
+        rows.append(("dropped: option balance", str(report["mix"]["dropped_by_option_balance"])))
     if report.get("segments_missing_short_video"):
         rows.append(("segments not placed", f"{report['segments_missing_short_video']} (video too short)"))
     if report.get("no_pairs_reason"):

@@ -56,6 +56,7 @@ def render_dataset_card(
         kept_before_mix=report["kept_before_mix"],
         mix_ratio=report["mix"]["ratio"],
         target_size=report["mix"]["target_size"],
+        option_balance_dropped=report["mix"].get("dropped_by_option_balance", 0),
         questions=report["questions"],
         judge=report["judge"],
         drop_reasons=report["drop_reasons"],
