@@ -29,7 +29,9 @@ def main() -> None:
         if item.name in ("out_dir", "seeds", "arms"):
             continue
         value = getattr(defaults, item.name)
-        if isinstance(value, list):
+        if isinstance(value, bool):  # --balance_chosen_options / --no-balance_chosen_options
+            parser.add_argument(f"--{item.name}", action=argparse.BooleanOptionalAction, default=value)
+        elif isinstance(value, list):
             parser.add_argument(f"--{item.name}", type=type(value[0]), nargs="+", default=value)
         elif value is None:
             parser.add_argument(f"--{item.name}", default=None)

@@ -7,9 +7,12 @@ import json
 import os
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 from huggingface_hub import DatasetCard, ModelCard
+
+from tpo_hf.curation.mixing import chosen_option
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -45,6 +48,13 @@ def test_quickstart_end_to_end(tmp_path):
     report = json.loads((dataset_dir / "curation_report.json").read_text())
     assert report["final"]["total"] == len(dataset)
     assert DatasetCard.load(dataset_dir / "README.md").data.task_categories
+    # the chosen options of multiple-choice pairs are balanced (the judge keeps the base's right answers, which lean
+    # to the first-named option of "which comes first"): per option count, every letter equally often, within one
+    assert "dropped_by_option_balance" in report["mix"]
+    by_option = Counter(filter(None, map(chosen_option, dataset)))
+    for num_options in {n for n, _ in by_option}:
+        per_letter = [by_option[num_options, letter] for letter in "ABCD"[:num_options]]
+        assert max(per_letter) - min(per_letter) <= 1, (num_options, per_letter)
 
     # Adapter with its model card (evaluation results in model-index), curves and video settings
     adapter_dir = out / "seed-0" / "adapters" / "tpo_5_5"
