@@ -357,7 +357,9 @@ def test_experiment_reports_pairs_and_accuracy_per_question_kind(tmp_path):
         QUESTION_KINDS,
         ExperimentConfig,
         accuracies,
+        chosen_options,
         markdown,
+        order_errors_by_option,
         pairs_by_kind,
         pairs_by_scenes,
         summarize,
@@ -370,10 +372,11 @@ def test_experiment_reports_pairs_and_accuracy_per_question_kind(tmp_path):
     corpus.mkdir()
     for video in videos:
         (corpus / f"{video.video_id}.json").write_text(json.dumps(video.to_json()))
-    asked_videos = []
+    asked_videos, asked_questions = [], []
     for index, kind in enumerate(["after", "last", "last", "order", "first"]):
         video, question = next((v, q) for v in videos if (q := ask(v, kind, rng)) is not None)
         asked_videos.append(video)
+        asked_questions.append(question)
         rows.append(
             {
                 "prompt": question.prompt,
@@ -402,6 +405,12 @@ def test_experiment_reports_pairs_and_accuracy_per_question_kind(tmp_path):
         "localized": {"after": 1, "last": 1},
         "comprehensive": {"last": 1, "order": 1, "first": 1, "other": 1},
     }
+    # the chosen answer's option letter, per option count (the open-ended row has none)
+    letters: dict[str, dict[str, int]] = {}
+    for question in asked_questions:
+        by_letter = letters.setdefault(str(len(question.options)), {})
+        by_letter[question.letter] = by_letter.get(question.letter, 0) + 1
+    assert chosen_options(saved) == {n: dict(sorted(by_letter.items())) for n, by_letter in sorted(letters.items())}
 
     for kind, correct in [("after", True), ("after", False), ("last", False), ("needle", True)]:
         granularity = {"after": "localized", "last": "comprehensive", "needle": "needle"}[kind]
@@ -421,7 +430,31 @@ def test_experiment_reports_pairs_and_accuracy_per_question_kind(tmp_path):
             }
         }
     }
-    text = markdown(table, [0], 29.5, curation)
+    # short-clip "which comes first" answers by the option they name; long videos and other kinds are not counted
+    order = [
+        {"kind": "order", "scenes": "2", "answer": "B", "prediction": "A"},
+        {"kind": "order", "scenes": "3", "answer": "B", "prediction": "A"},
+        {"kind": "order", "scenes": "2", "answer": "A", "prediction": "B"},
+        {"kind": "order", "scenes": "3", "answer": "A", "prediction": "A"},
+        {"kind": "order", "scenes": "2", "answer": "A", "prediction": "unparseable"},
+        {"kind": "order", "scenes": "7", "answer": "B", "prediction": "A"},
+        {"kind": "first", "scenes": "2", "answer": "B", "prediction": "A"},
+    ]
+    order_errors = order_errors_by_option(
+        [{"arm": "tpo_5_5", "seed": 1, "samples": order[:4]}, {"arm": "tpo_5_5", "seed": 0, "samples": order}]
+    )
+    assert order_errors == {
+        "tpo_5_5": {
+            "questions": [5, 4],  # seed 0 first
+            "wrong_first_named": [2, 2],
+            "wrong_second_named": [1, 1],
+            "unanswered": [1, 0],
+        }
+    }
+    curation[0]["5:5"]["chosen_options"] = {"2": {"A": 3, "B": 1}}
+    text = markdown(table, [0], 29.5, curation, order_errors=order_errors)
+    assert "| tpo_5_5 | 2 / 2 | 1 / 1 | 1 / 0 | 5 / 4 |" in text
+    assert "by scenes of the video: 2: 1; chosen option: 2 options A 3 B 1" in text
     assert "| " + " | ".join(QUESTION_KINDS) + " |" in text
     assert "| base | 50.0 ± 0.0 | nan" in text
     assert (

@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..curation.mixing import chosen_option
 from ..eval.answers import split_mcq_prompt
 from .corpus import CorpusSpec, eval_rows, eval_samples, write_corpus, write_curation_inputs
 from .questions import COMPREHENSIVE_KINDS, LOCALIZED_KINDS, match_question
@@ -163,6 +164,7 @@ def curate(config: ExperimentConfig, seed: int, base_model: str) -> dict[str, An
         reports[mix] = result.report
         reports[mix]["pairs_by_kind"] = pairs_by_kind(result.dataset)
         reports[mix]["pairs_by_scenes"] = pairs_by_scenes(result.dataset, corpus_dir)
+        reports[mix]["chosen_options"] = chosen_options(result.dataset)
     return {"seed": seed, "reports": reports}
 
 
@@ -201,6 +203,18 @@ def pairs_by_kind(pairs: Iterable[dict[str, Any]]) -> dict[str, dict[str, int]]:
         by_kind = counts.setdefault(row["granularity"], {})
         by_kind[kind] = by_kind.get(kind, 0) + 1
     return counts
+
+
+def chosen_options(pairs: Iterable[dict[str, Any]]) -> dict[str, dict[str, int]]:
+    """How often each option letter is the chosen answer, per number of options ("2": the "which comes first" pairs,
+    where A is the shape the question names first): whether the pairs lean to one option."""
+    counts: dict[str, dict[str, int]] = {}
+    for row in pairs:
+        found = chosen_option(row)
+        if found is not None:
+            by_letter = counts.setdefault(str(found[0]), {})
+            by_letter[found[1]] = by_letter.get(found[1], 0) + 1
+    return {n: dict(sorted(by_letter.items())) for n, by_letter in sorted(counts.items())}
 
 
 def pairs_by_scenes(pairs: Iterable[dict[str, Any]], corpus_dir: str | Path) -> dict[int, int]:
@@ -380,6 +394,25 @@ def chance(samples: list[dict[str, Any]], long_min_scenes: int) -> float:
     return 100.0 * statistics.mean(1.0 / (4 if s["kind"] != "order" else 2) for s in long)
 
 
+def order_errors_by_option(runs: list[dict[str, Any]]) -> dict[str, dict[str, list[int]]]:
+    """Short-clip "which comes first" questions per arm, a list over seeds of: how many were asked, answered wrong
+    naming the shape the question names first (option A), wrong naming the other one, and not answered (unparseable).
+    A model that learned "answer the first-named shape" shows it as a lopsided wrong column."""
+    by_arm: dict[str, dict[str, list[int]]] = {}
+    for run in sorted(runs, key=lambda r: r["seed"]):
+        asked = [s for s in run["samples"] if s["kind"] == "order" and int(s["scenes"]) <= SHORT_CLIP_MAX_SCENES]
+        counts = {
+            "questions": len(asked),
+            "wrong_first_named": sum(s["prediction"] == "A" != s["answer"] for s in asked),
+            "wrong_second_named": sum(s["prediction"] == "B" != s["answer"] for s in asked),
+            "unanswered": sum(s["prediction"] not in ("A", "B") for s in asked),
+        }
+        row = by_arm.setdefault(run["arm"], {key: [] for key in counts})
+        for key, value in counts.items():
+            row[key].append(value)
+    return by_arm
+
+
 def _mean_std(values: list[float]) -> dict[str, Any]:
     if any(math.isnan(v) for v in values):  # a kind the questions never asked: statistics' exact sums reject nan
         return {"mean": math.nan, "std": math.nan, "per_seed": [round(v, 2) for v in values]}
@@ -501,6 +534,7 @@ def markdown(
     chance_level: float,
     curation: dict[Any, Any] | None = None,
     paired: dict[str, Any] | None = None,
+    order_errors: dict[str, Any] | None = None,
 ) -> str:
     columns = ["overall", "localized", "comprehensive", "needle", "short_clips", "unparseable"]
     lines = [
@@ -518,6 +552,21 @@ def markdown(
         lines.append(f"- {arm}: {scores['overall']['per_seed']}")
     if paired:
         lines += ["", *paired_markdown(paired)]
+    if order_errors:
+        lines += [
+            "",
+            'Short-clip "which comes first" questions, per seed: wrong answers naming the shape the question names '
+            "first / naming the other / unanswered (of the questions asked):",
+            "",
+            "| arm | wrong, first-named | wrong, second-named | unanswered | questions |",
+            "|---|---|---|---|---|",
+        ]
+        for arm, counts in order_errors.items():
+            cells = [
+                " / ".join(str(v) for v in counts[key])
+                for key in ("wrong_first_named", "wrong_second_named", "unanswered", "questions")
+            ]
+            lines.append(f"| {arm} | " + " | ".join(cells) + " |")
     if curation:
         lines += ["", "Curated pairs by question kind (per seed and mix, as trained):", ""]
         for seed, mixes in curation.items():
@@ -532,6 +581,12 @@ def markdown(
                 by_scenes = report.get("pairs_by_scenes") or {}
                 if by_scenes:
                     listed += "; by scenes of the video: " + ", ".join(f"{n}: {k}" for n, k in by_scenes.items())
+                options = report.get("chosen_options") or {}
+                if options:
+                    listed += "; chosen option: " + "; ".join(
+                        f"{n} options " + " ".join(f"{letter} {k}" for letter, k in by_letter.items())
+                        for n, by_letter in options.items()
+                    )
                 lines.append(f"- seed {seed}, mix {mix}{size}: {listed}")
     return "\n".join(lines) + "\n"
 
@@ -658,6 +713,7 @@ def run_experiment(config: ExperimentConfig) -> dict[str, Any]:
                         "final",
                         "pairs_by_kind",
                         "pairs_by_scenes",
+                        "chosen_options",
                     )
                 }
                 for mix, r in c["reports"].items()
@@ -666,6 +722,7 @@ def run_experiment(config: ExperimentConfig) -> dict[str, Any]:
         },
         "table": table,
         "paired": paired_differences(runs, config.long_min_scenes),
+        "order_errors": order_errors_by_option(runs),
         # every arm x seed x question type (and scene count), and the V-NIAH grid
         "runs": [
             {
@@ -683,7 +740,7 @@ def run_experiment(config: ExperimentConfig) -> dict[str, Any]:
             for sample in r["samples"]:
                 handle.write(json.dumps({"arm": r["arm"], "seed": r["seed"], **sample}) + "\n")
     (out_dir / "results.md").write_text(
-        markdown(table, config.seeds, chance_level, results["curation"], results["paired"])
+        markdown(table, config.seeds, chance_level, results["curation"], results["paired"], results["order_errors"])
     )
     plot(table, out_dir, config.eval_scene_counts, results["paired"])
     return results
