@@ -24,7 +24,11 @@ class QuickstartConfig:
     """Settings of the quickstart run (all have working defaults)."""
 
     output_dir: str = field(default="tpo-quickstart", metadata={"help": "Where every artifact is written."})
-    train_videos: int = field(default=600, metadata={"help": "World videos (2-9 scenes) to curate pairs from."})
+    # comprehensive pairs are the scarce side once chosen options are balanced (a video gives at most one "first",
+    # one "last" and a few "which comes first"), so more videos with fewer localized segments each (the experiment
+    # asks 3; localized pairs are plentiful and each costs a caption), at about the same curation time
+    train_videos: int = field(default=800, metadata={"help": "World videos (2-9 scenes) to curate pairs from."})
+    localized_per_video: int = field(default=2, metadata={"help": "Localized segments asked about per video."})
     pairs: int = field(default=600, metadata={"help": "Preference pairs to train on (localized:comprehensive 5:5)."})
     max_steps: int = field(default=100, metadata={"help": "Training steps."})
     eval_videos_per_length: int = field(default=20, metadata={"help": "Held-out videos per length (scene count)."})
@@ -51,6 +55,7 @@ def experiment_config(config: QuickstartConfig):
         seeds=[config.seed],
         arms=["tpo_5_5"],
         train_videos=config.train_videos,
+        localized_per_video=config.localized_per_video,
         pairs_per_arm=config.pairs,
         max_steps=config.max_steps,
         eval_scene_counts=[2, 3, 6, 7, 8, 9],
