@@ -4,10 +4,10 @@
 
 Arms (same pairs budget and steps each): base, sft_self, localized_only, comprehensive_only, tpo_5_5, tpo_1_9,
 tpo_9_1. Every seed re-curates its own training corpus with the real pipeline and retrains every arm; all arms are
-scored on one held-out set with `tpo_hf.eval`. Writes results.json (every arm x seed x question type, every
-per-sample reply, and the paired differences between arms on the same questions with 95% intervals), results.md
-(mean ± std, every seed, the paired table), accuracy_by_arm.png, accuracy_by_kind.png, accuracy_vs_length.png and
-paired_differences.png.
+scored on one held-out set with `tpo_hf.eval`. Writes results.json (every arm x seed x question type, and the
+paired differences between arms on the same questions with 95% intervals), samples.jsonl (every reply), results.md
+(mean ± std, every seed, the paired table, short-clip "which comes first" errors by the option they name, each pair
+set's chosen options), accuracy_by_arm.png, accuracy_by_kind.png, accuracy_vs_length.png and paired_differences.png.
 The settings were chosen on development seeds (100, 101) that are never reported; report seeds are not tuned on.
 """
 
@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import fields
+
+from transformers.hf_argparser import string_to_bool
 
 from tpo_hf.world.experiment import ARMS, ExperimentConfig, run_experiment
 
@@ -29,8 +31,8 @@ def main() -> None:
         if item.name in ("out_dir", "seeds", "arms"):
             continue
         value = getattr(defaults, item.name)
-        if isinstance(value, bool):  # --balance_chosen_options / --no-balance_chosen_options
-            parser.add_argument(f"--{item.name}", action=argparse.BooleanOptionalAction, default=value)
+        if isinstance(value, bool):  # as TrlParser reads them: `--balance_chosen_options false`
+            parser.add_argument(f"--{item.name}", type=string_to_bool, nargs="?", const=True, default=value)
         elif isinstance(value, list):
             parser.add_argument(f"--{item.name}", type=type(value[0]), nargs="+", default=value)
         elif value is None:
