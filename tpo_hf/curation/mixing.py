@@ -33,7 +33,8 @@ def balance_chosen_options(records: list[dict[str, Any]], rng: random.Random) ->
 
     Why: the judge keeps pairs whose chosen answer is right, and which those are follows the model's own leanings, so
     a model that leans to option A yields pairs whose right answer is A more often than chance; DPO on them teaches
-    "answer A" as much as the content (the world's dev probe: `benchmarks/results/method_validity/probes/`).
+    "answer A" as much as the content (the world's option-bias probe in
+    `benchmarks/results/method_validity/probes/forgetting_probes_dev.json`).
     """
     groups: dict[tuple[str, int], dict[str, list[int]]] = {}
     for index, record in enumerate(records):
