@@ -77,8 +77,9 @@ class ExperimentConfig:
     sparse_frame_fraction: float | None = None
     pairs_per_arm: int = 600
     # "which comes first" pairs whose chosen answer is the first-named option taught TPO to answer the first-named
-    # option (dev seed 100, one-sided pair sets: 2-3-scene errors naming it 14 -> 77); held-out run 5's seeds had
-    # 62% / 52% / 47% such pairs and 20 / 12 / 4 such errors on 2-scene clips. Balanced: each option chosen equally
+    # option (dev seed 100, one-sided pair sets: 2-3-scene errors naming it 14 -> 77), so each option is chosen
+    # equally often. It evens the pairs, not the whole lean: with balanced pairs TPO still leans to the first-named
+    # option on most held-out seeds (README, "What balancing did")
     balance_chosen_options: bool = True
     # training (LoRA on the language model)
     max_steps: int = 100
