@@ -7,12 +7,11 @@ import json
 import os
 import subprocess
 import sys
-from collections import Counter
 from pathlib import Path
 
 from huggingface_hub import DatasetCard, ModelCard
 
-from tpo_hf.curation.mixing import chosen_option
+from tpo_hf.world.experiment import chosen_options
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -51,10 +50,9 @@ def test_quickstart_end_to_end(tmp_path):
     # the chosen options of multiple-choice pairs are balanced (the judge keeps the base's right answers, which lean
     # to the first-named option of "which comes first"): per option count, every letter equally often, within one
     assert "dropped_by_option_balance" in report["mix"]
-    by_option = Counter(filter(None, map(chosen_option, dataset)))
-    for num_options in {n for n, _ in by_option}:
-        per_letter = [by_option[num_options, letter] for letter in "ABCD"[:num_options]]
-        assert max(per_letter) - min(per_letter) <= 1, (num_options, per_letter)
+    for num_options, by_letter in chosen_options(dataset).items():
+        assert sorted(by_letter) == list("ABCD"[: int(num_options)]), (num_options, by_letter)
+        assert max(by_letter.values()) - min(by_letter.values()) <= 1, (num_options, by_letter)
 
     # Adapter with its model card (evaluation results in model-index), curves and video settings
     adapter_dir = out / "seed-0" / "adapters" / "tpo_5_5"
