@@ -310,6 +310,52 @@ def test_option_balance_drops_a_group_whose_option_was_never_chosen(tmp_path):
     assert Counter(chosen_option(r) for r in balanced) == {(4, letter): 1 for letter in "ABCD"}
 
 
+def test_mix_draws_anchor_rows_apart_from_the_pairs(tmp_path):
+    pairs = _records(20, 20)
+    anchors = [
+        _mcq(300 + i, ["red", "blue", "green", "cyan"], ["red", "blue", "green", "cyan"][i % 4]) for i in range(30)
+    ]
+    anchors += [dict(_mcq(300, ["red", "blue", "green", "cyan"], "red"))]  # repeats a (video, question)
+    for row in anchors:
+        row.update(anchor=True, rejected=row["chosen"])
+    without, _ = mix_and_size(pairs + anchors, _config(tmp_path, target_size=20))
+    assert not any(r.get("anchor") for r in without)  # anchor_ratio 0: none drawn, pairs drawn as before
+
+    config = _config(tmp_path, target_size=20, anchor_ratio=0.5)
+    drawn, counts = mix_and_size(pairs + anchors, config)
+    drawn_pairs = [r for r in drawn if not r.get("anchor")]
+    drawn_anchors = [r for r in drawn if r.get("anchor")]
+    # the same pairs as without anchors (the anchors draw on their own stream), plus 0.5 anchors per pair
+    assert sorted(map(str, drawn_pairs)) == sorted(map(str, without))
+    assert len(drawn_anchors) == 10 and counts["anchors"] == 10 and counts["short_anchors"] == 0
+    assert counts["dropped_duplicate_anchor"] == 1
+    # every mix of a run draws the same anchors
+    other, _ = mix_and_size(pairs + anchors, _config(tmp_path, target_size=20, anchor_ratio=0.5, mix_ratio="7:3"))
+    assert sorted(map(str, (r for r in other if r.get("anchor")))) == sorted(map(str, drawn_anchors))
+    # more than the pool holds: all of them, and the report says how many were missing
+    _, counts = mix_and_size(pairs + anchors, _config(tmp_path, target_size=20, anchor_ratio=2.0))
+    assert counts["anchors"] == 30 and counts["short_anchors"] == 10
+    # balanced chosen options apply to anchors too
+    lopsided = anchors[:28] + [dict(anchors[0], video=f"x{i}.mp4") for i in range(12)]  # 7 each, 12 more "red"
+    balanced, counts = mix_and_size(
+        pairs + lopsided, _config(tmp_path, target_size=20, anchor_ratio=0.6, balance_chosen_options=True)
+    )
+    letters = Counter(chosen_option(r) for r in balanced if r.get("anchor"))
+    assert sum(letters.values()) == 12 and set(letters.values()) == {3}
+    assert counts["anchors_dropped_by_option_balance"] == 12
+
+
+def test_anchor_ratio_needs_the_judge_and_leaves_shards_of_runs_without_it_alone(tmp_path):
+    assert "anchors" not in _config(tmp_path).fingerprint_fields()  # off: the key of earlier runs
+    on = _config(tmp_path, anchor_ratio=0.25).fingerprint_fields()
+    # whether shards hold anchor candidates is part of the key; how many the mix draws is not
+    assert on["anchors"] is True and on == _config(tmp_path, anchor_ratio=0.5).fingerprint_fields()
+    with pytest.raises(ValueError, match="anchor_ratio=0.25 needs the judge"):
+        _config(tmp_path, anchor_ratio=0.25, use_judge=False)
+    with pytest.raises(ValueError, match="anchor_ratio must be >= 0.0"):
+        _config(tmp_path, anchor_ratio=-1.0)
+
+
 # --- the pipeline with scripted question/judge models -------------------------------------------------------------
 class ScriptedBackend(GenerationBackend):
     """Replies from a function of the prompt: stands in for an instruction-following LLM that tiny random models

@@ -257,6 +257,55 @@ def test_degenerate_pairs_are_dropped_with_count_and_reason(video_dir, tmp_path,
         )
 
 
+def test_anchor_rows_train_through_the_sft_term_only(video_dir, tmp_path):
+    """An anchor row (`anchor` true, its one answer as chosen and rejected) is kept, not dropped as degenerate. The
+    margin of a preference loss is zero on it whatever the weights, so the DPO term gives it no gradient and only the
+    SFT term trains on it; losses that score chosen and rejected apart are refused on such a dataset."""
+    from tpo_hf.trainer import TPOTrainer
+
+    rows = preference_rows(repeat=1)
+    anchors = [dict(row, rejected=row["chosen"], anchor=True) for row in rows]
+    pairs = [dict(row, anchor=False) for row in rows]
+
+    def gradient_norm(dataset_rows, **overrides) -> float:
+        model, processor = build_tiny_model(FAMILY)
+        trainer = TPOTrainer(
+            model,
+            args=make_args(tmp_path, video_dir, **overrides),
+            train_dataset=Dataset.from_list(dataset_rows),
+            processing_class=processor,
+            peft_config=lora(),
+        )
+        assert len(trainer.train_dataset) == len(dataset_rows) and not trainer.degenerate_dropped
+        trainer.model.train()
+        batch = trainer._prepare_inputs(next(iter(trainer.get_train_dataloader())))
+        trainer.compute_loss(trainer.model, batch).backward()
+        grads = [p.grad.norm() for p in trainer.model.parameters() if p.requires_grad and p.grad is not None]
+        return float(torch.stack(grads).norm()) if grads else 0.0
+
+    dpo_only = dict(loss_type=["sigmoid"], sft_weight=0.0)
+    assert gradient_norm(anchors, **dpo_only) < 1e-6 * gradient_norm(pairs, **dpo_only)
+    assert gradient_norm(anchors, loss_type=["sigmoid"], sft_weight=0.5) > 1e-3
+    model, processor = build_tiny_model(FAMILY)
+    with pytest.raises(ValueError, match=r"2 anchor row\(s\).*'apo_zero'"):
+        TPOTrainer(
+            model,
+            args=make_args(tmp_path, video_dir, loss_type=["apo_zero"]),
+            train_dataset=Dataset.from_list(anchors + pairs),
+            processing_class=processor,
+            peft_config=lora(),
+        )
+    model, processor = build_tiny_model(FAMILY)
+    with pytest.raises(ValueError, match=r"train row 1 is an anchor row .* differ"):
+        TPOTrainer(
+            model,
+            args=make_args(tmp_path, video_dir),
+            train_dataset=Dataset.from_list([anchors[0], dict(pairs[1], anchor=True)]),
+            processing_class=processor,
+            peft_config=lora(),
+        )
+
+
 def test_data_files_with_clashing_types_name_row_and_field(tmp_path):
     from tpo_hf.data import load_preference_dataset
 

@@ -60,6 +60,10 @@ PAIR_LOSS_TYPES = (
     "discopop",
     "sigmoid_norm",
 )
+# The pair losses that depend on the pair only through its margin, (chosen - ref) - (rejected - ref): on an anchor
+# row (chosen == rejected, `anchor` column) the margin is zero whatever the weights, so they give it no gradient and
+# only the SFT term trains on it. The others score chosen and rejected apart (or sort margins across the batch).
+MARGIN_LOSS_TYPES = ("sigmoid", "hinge", "ipo", "exo_pair", "robust", "discopop", "sigmoid_norm")
 
 
 # (field, lowest allowed value, whether that value itself is allowed): checked by `TPOConfig._check_ranges`.

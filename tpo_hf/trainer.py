@@ -41,7 +41,7 @@ from .collator import (
     ROW_INDEX_COLUMN,
     VideoPreferenceCollator,
 )
-from .config import TPOConfig
+from .config import MARGIN_LOSS_TYPES, TPOConfig
 from .families import VideoFamily, get_family
 from .fingerprint import atomic_write_json, file_identity, key_hash
 from .moe import install_router_aux_loss
@@ -387,7 +387,7 @@ class TPOTrainer(DPOTrainer):
         if missing:
             raise ValueError(
                 f"{name} lacks column(s) {missing}; a TPO dataset has {list(REQUIRED_COLUMNS)} "
-                f"(plus optional granularity/segment_start/segment_end). It has {columns}."
+                f"(plus optional granularity/segment_start/segment_end/anchor). It has {columns}."
             )
 
     def _prepare_dataset(self, dataset: Any, processing_class: Any, args: Any, dataset_name: str) -> Any:
@@ -399,7 +399,9 @@ class TPOTrainer(DPOTrainer):
         if not (hasattr(dataset, "add_column") and hasattr(dataset, "__len__")):
             return dataset.map(lambda _, index: {ROW_INDEX_COLUMN: index}, with_indices=True)
         columns = [
-            c for c in (*REQUIRED_COLUMNS, "granularity", "segment_start", "segment_end") if c in dataset.column_names
+            c
+            for c in (*REQUIRED_COLUMNS, "granularity", "segment_start", "segment_end", "anchor")
+            if c in dataset.column_names
         ]
         kept, dropped = [], Counter()
         for index, row in enumerate(dataset.select_columns(columns)):
@@ -418,6 +420,8 @@ class TPOTrainer(DPOTrainer):
             )
             if dataset_name == "train":
                 self.degenerate_dropped.update(dropped)
+        if "anchor" in columns:
+            self._check_anchor_loss(sum(bool(a) for a in dataset.select(kept)["anchor"]), dataset_name, args.loss_type)
         if not kept:
             raise NoTrainingDataError(
                 f"{dataset_name} dataset: no usable pair among its {len(dataset)} rows "
@@ -425,6 +429,25 @@ class TPOTrainer(DPOTrainer):
             )
         dataset = dataset.add_column(ROW_INDEX_COLUMN, list(range(len(dataset))))
         return dataset.select(kept) if dropped else dataset
+
+    @staticmethod
+    def _check_anchor_loss(num_anchors: int, dataset_name: str, loss_types: list[str]) -> None:
+        # an anchor row trains only through the SFT term, which holds only for losses of the pair's margin
+        if not num_anchors:
+            return
+        unsafe = [loss for loss in loss_types if loss not in (*MARGIN_LOSS_TYPES, "sft")]
+        if unsafe:
+            raise ValueError(
+                f"{dataset_name} dataset has {num_anchors} anchor row(s) (chosen == rejected), which only losses of "
+                f"the pair's margin {list(MARGIN_LOSS_TYPES)} leave to the SFT term; `loss_type` has {unsafe}. Drop "
+                "the anchor rows (`dataset.filter(lambda row: not row['anchor'])`) or use such a loss."
+            )
+        if "sft" not in loss_types:
+            logger.warning(
+                "%s: %d anchor row(s) train nothing without the SFT term (sft_weight=0).", dataset_name, num_anchors
+            )
+        else:
+            logger.info("%s: %d anchor row(s), trained by the SFT term only.", dataset_name, num_anchors)
 
     def _set_signature_columns_if_needed(self):
         if self._signature_columns is None:

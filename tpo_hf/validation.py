@@ -76,6 +76,7 @@ def _number_or_none(row: dict[str, Any], field: str, where: str) -> float | None
 
 def check_preference_row(row: dict[str, Any], index: Any, source: str | None = None) -> str | None:
     """Checks one TPO training row; returns why it is degenerate (to drop and count), or `None` when it is fine.
+    chosen == rejected is degenerate in a pair, and what an anchor row (`anchor` true) is.
 
     Raises:
         RowError: a field is missing or of the wrong type (naming row and field).
@@ -91,6 +92,9 @@ def check_preference_row(row: dict[str, Any], index: Any, source: str | None = N
             f"{video!r:.60}."
         )
     texts = {field: text_of(row[field], field, index, source) for field in ("prompt", "chosen", "rejected")}
+    anchor = row.get("anchor")
+    if anchor is not None and not isinstance(anchor, bool):
+        raise RowError(f"{where}, field 'anchor': expected true, false or null, got {anchor!r:.60}.")
     granularity = row.get("granularity")
     if granularity is not None and granularity not in GRANULARITIES:
         raise RowError(f"{where}, field 'granularity': expected one of {GRANULARITIES} or null, got {granularity!r}.")
@@ -101,5 +105,10 @@ def check_preference_row(row: dict[str, Any], index: Any, source: str | None = N
         if not text.strip():
             return f"empty {field}"
     if texts["chosen"].strip() == texts["rejected"].strip():
-        return "chosen == rejected"
+        return None if anchor else "chosen == rejected"
+    if anchor:
+        raise RowError(
+            f"{where} is an anchor row (field 'anchor' is true) but its chosen and rejected answers differ; an anchor "
+            "gives its one answer as both, so that only the SFT term trains on it."
+        )
     return None

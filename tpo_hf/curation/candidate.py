@@ -34,6 +34,10 @@ class Candidate:
         chosen, rejected: the answers from the preferred and the dis-preferred view.
         verdict, judge_reply: the judge's three checks and its raw reply.
         drop_reason: why a stage dropped the candidate (`None` while it is alive).
+        anchor_origin: set when the candidate cannot make a pair but stays as an anchor candidate
+            (`CurationConfig.anchor_ratio`): the reason it would otherwise be dropped, "identical_views" or
+            "identical_answers". It answers once and becomes an anchor row (chosen == rejected) if the judge finds
+            that answer correct, else it is dropped for that reason after all.
     """
 
     video_id: str
@@ -52,6 +56,7 @@ class Candidate:
     verdict: JudgeVerdict | None = None
     judge_reply: str | None = None
     drop_reason: str | None = None
+    anchor_origin: str | None = None
 
     @property
     def alive(self) -> bool:
@@ -65,7 +70,9 @@ class Candidate:
     def to_record(self, views: DecodedViews, judged: bool) -> dict[str, Any]:
         """The shard row: training columns, provenance, verdicts and why it was kept or dropped."""
         kept = self.alive and self.chosen is not None
-        if kept:
+        if kept and self.anchor_origin is not None:
+            keep_reason = "kept_anchor"
+        elif kept:
             keep_reason = "kept_judge_passed" if judged else "kept_no_judge"
         else:
             keep_reason = self.drop_reason
@@ -78,6 +85,7 @@ class Candidate:
             "granularity": self.granularity,
             "segment_start": self.segment[0] if self.segment else None,
             "segment_end": self.segment[1] if self.segment else None,
+            "anchor": kept and self.anchor_origin is not None,
             "task_type": self.task_type,
             "question_source": self.question_source or "generated",
             "caption": self.caption or "",

@@ -32,6 +32,7 @@ CURATION_RANGE_CHECKS = (
     ("question_max_new_tokens", 1, True),
     ("answer_max_new_tokens", 1, True),
     ("judge_max_new_tokens", 1, True),
+    ("anchor_ratio", 0.0, True),
 )
 
 
@@ -185,6 +186,15 @@ class CurationConfig:
             "model's right answers, so the pairs inherit the model's option bias, which DPO then reinforces."
         },
     )
+    anchor_ratio: float = field(
+        default=0.0,
+        metadata={
+            "help": "Anchor rows per preference pair in the dataset (0: none, as in the paper). An anchor is a question "
+            "the model answers the same from both views (or whose two views are the same frames, as on short videos), "
+            "kept when the judge finds the answer correct, with chosen == rejected: its DPO term is zero, so only the "
+            "SFT term trains on it. It keeps what the model already does right where no pair can be made."
+        },
+    )
     seed: int = field(default=42, metadata={"help": "Seed of segments, task types, sampling and the mix."})
     videos_per_shard: int = field(default=1, metadata={"help": "Videos per shard (the unit of resume and batching)."})
     progress: bool = field(default=True, metadata={"help": "Show progress bars."})
@@ -219,6 +229,11 @@ class CurationConfig:
         if self.videos_per_shard < 1:
             raise ValueError("videos_per_shard must be at least 1.")
         self._check_ranges()
+        if self.anchor_ratio > 0 and not self.use_judge:
+            raise ValueError(
+                f"anchor_ratio={self.anchor_ratio} needs the judge (use_judge=True): an anchor is kept only when the "
+                "judge finds its answer correct, or the SFT term would rehearse the model's mistakes."
+            )
 
     def _check_ranges(self) -> None:
         """Numbers out of range are refused here, not turned into an empty or wrong dataset later (issue 12)."""
@@ -299,9 +314,18 @@ class CurationConfig:
             "target_size",
             "deduplicate",
             "balance_chosen_options",
+            "anchor_ratio",  # how many anchors the mix draws; whether shards hold any is `wants_anchors` below
             "device",
             "video_base_url",
             "question_base_url",
             "judge_base_url",
         }
-        return without_off_options({k: v for k, v in vars(self).items() if k not in skip}, CURATION_LATER_FIELDS)
+        fields = {k: v for k, v in vars(self).items() if k not in skip}
+        if self.wants_anchors:  # shards then also answer and judge the anchor candidates
+            fields["anchors"] = True
+        return without_off_options(fields, CURATION_LATER_FIELDS)
+
+    @property
+    def wants_anchors(self) -> bool:
+        """Whether candidates that cannot make a pair (identical views or answers) are kept as anchor candidates."""
+        return self.anchor_ratio > 0

@@ -80,7 +80,10 @@ def decode_videos(
             # identical inputs and the pair would teach nothing about time
             preferred, rejected = (set(candidate.view(views, side)[1]["frames_indices"]) for side in SIDES)
             if preferred == rejected:
-                candidate.drop_reason = "identical_views"
+                if config.wants_anchors:  # no pair, but its answer may still anchor what the model gets right
+                    candidate.anchor_origin = "identical_views"
+                else:
+                    candidate.drop_reason = "identical_views"
         candidates += made
     return views, candidates, skipped
 

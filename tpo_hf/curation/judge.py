@@ -2,7 +2,8 @@
 
 1. is the chosen answer better than the rejected one; 2. does the question or the chosen answer contradict the
 caption, or is the question ambiguous; 3. is the chosen answer correct given the caption. Every judged pair records
-the three verdicts and the judge's reason; a pair is kept only when all three pass.
+the three verdicts and the judge's reason; a pair is kept only when all three pass. An anchor candidate (one answer,
+given twice) has nothing to be better than: it is kept when checks 2 and 3 pass.
 """
 
 from __future__ import annotations
@@ -37,4 +38,7 @@ def judge(
     )
     for candidate, reply, verdict in judged:
         candidate.judge_reply, candidate.verdict = reply, verdict
-        candidate.drop_reason = verdict.drop_reason()
+        if candidate.anchor_origin is None:
+            candidate.drop_reason = verdict.drop_reason()
+        elif not (verdict.contradiction is False and verdict.correct is True):
+            candidate.drop_reason = candidate.anchor_origin  # dropped as it would have been without anchors

@@ -1,5 +1,5 @@
 """Stage 2 of the flow (curation): de-duplicate, optionally balance the chosen options of multiple-choice pairs, then
-draw the localized:comprehensive mix and the dataset size."""
+draw the localized:comprehensive mix and the dataset size, and the anchor rows (`anchor_ratio` per pair)."""
 
 from __future__ import annotations
 
@@ -83,18 +83,11 @@ def mix_and_size(records: list[dict[str, Any]], config: CurationConfig) -> tuple
 
     Without `target_size` the set is as large as the ratio allows. With it, each side gets its share of the target;
     a side that has fewer pairs than its share is not topped up from the other (the ratio is kept), and the report
-    says so.
+    says so. Anchor rows (`record["anchor"]`) are drawn apart from the pairs, `anchor_ratio` per pair drawn.
     """
     counts: Counter = Counter()
-    seen: set[tuple[str, str]] = set()
-    unique = []
-    for record in records:
-        key = (record["video"], _normalize(record["prompt"]))
-        if config.deduplicate and key in seen:
-            counts["dropped_duplicate"] += 1
-            continue
-        seen.add(key)
-        unique.append(record)
+    pairs = [record for record in records if not record.get("anchor")]
+    unique = _deduplicate(pairs, config, counts, "dropped_duplicate")
     if config.balance_chosen_options:
         # its own seeded stream, so the mix's shuffle below is seeded as it is without balancing
         unique, counts["dropped_by_option_balance"] = balance_chosen_options(unique, random.Random(config.seed + 1))
@@ -123,5 +116,39 @@ def mix_and_size(records: list[dict[str, Any]], config: CurationConfig) -> tuple
         chosen += draw_keeping_options_balanced(by_side["comprehensive"], take_c)
     else:
         chosen = by_side["localized"][:take_l] + by_side["comprehensive"][:take_c]
+    if config.wants_anchors:
+        chosen += draw_anchors([record for record in records if record.get("anchor")], len(chosen), config, counts)
     rng.shuffle(chosen)
     return chosen, counts
+
+
+def _deduplicate(records: list[dict[str, Any]], config: CurationConfig, counts: Counter, key: str) -> list:
+    seen: set[tuple[str, str]] = set()
+    unique = []
+    for record in records:
+        video_and_question = (record["video"], _normalize(record["prompt"]))
+        if config.deduplicate and video_and_question in seen:
+            counts[key] += 1
+            continue
+        seen.add(video_and_question)
+        unique.append(record)
+    return unique
+
+
+def draw_anchors(
+    anchors: list[dict[str, Any]], num_pairs: int, config: CurationConfig, counts: Counter
+) -> list[dict[str, Any]]:
+    """`round(anchor_ratio * num_pairs)` anchor rows (seeded, on their own stream so every mix of a run draws the
+    same ones), their chosen options balanced like the pairs' when `balance_chosen_options` is set. Counts what was
+    drawn (`anchors`), what was missing (`short_anchors`) and what was dropped on the way."""
+    unique = _deduplicate(anchors, config, counts, "dropped_duplicate_anchor")
+    if config.balance_chosen_options:
+        unique, counts["anchors_dropped_by_option_balance"] = balance_chosen_options(
+            unique, random.Random(config.seed + 3)
+        )
+    random.Random(config.seed + 2).shuffle(unique)
+    want = round(config.anchor_ratio * num_pairs)
+    take = min(want, len(unique))
+    counts["anchors"] = take
+    counts["short_anchors"] = want - take
+    return draw_keeping_options_balanced(unique, take) if config.balance_chosen_options else unique[:take]

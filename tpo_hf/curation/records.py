@@ -1,7 +1,8 @@
 """Stage 2 of the flow (curation): shard records -> the rows and columns of the curated `datasets.Dataset`.
 
-The first seven columns are the training schema (`prompt`, `chosen`, `rejected`, `video`, `granularity`,
-`segment_start`, `segment_end`); the rest is provenance: task type, caption and question sources, the frame indices
+The first eight columns are the training schema (`prompt`, `chosen`, `rejected`, `video`, `granularity`,
+`segment_start`, `segment_end`, and `anchor`: a row whose chosen answer is also its rejected one, trained by the SFT
+term only); the rest is provenance: task type, caption and question sources, the frame indices
 each side saw, the judge's verdicts and reason, why the pair was kept, and the model of each role.
 """
 
@@ -28,6 +29,7 @@ def dataset_features() -> Any:
             "granularity": Value("string"),
             "segment_start": Value("float64"),
             "segment_end": Value("float64"),
+            "anchor": Value("bool"),
             "task_type": Value("string"),
             "question_source": Value("string"),
             "caption": Value("string"),

@@ -45,9 +45,10 @@ class JudgeRates:
 
 @dataclass
 class FinalCounts:
-    total: int
+    total: int  # rows, anchors included
     by_granularity: dict[str, int]
     by_task_type: dict[str, int]
+    anchors: int = 0
 
 
 @dataclass
@@ -70,6 +71,8 @@ class CurationReport:
     segments_missing_short_video: int = 0
     # why the run produced no pair (empty when it produced some); also the error's message
     no_pairs_reason: str = ""
+    # anchor candidates the judge kept (`anchor_ratio`); `kept_before_mix` counts pairs only
+    anchors_before_mix: int = 0
 
     @classmethod
     def from_run(
@@ -98,12 +101,13 @@ class CurationReport:
             questions={s: int(stats.get(f"question_{s}", 0)) for s in ("ok", "none", "unparseable")},
             drop_reasons=dict(sorted(Counter(r["keep_reason"] for r in records if not r["kept"]).items())),
             judge=_judge_rates(records) if config.use_judge else None,
-            kept_before_mix=sum(r["kept"] for r in records),
+            kept_before_mix=sum(r["kept"] and not r.get("anchor") for r in records),
             mix={"ratio": config.mix_ratio, "target_size": config.target_size, **dict(mix_counts)},
             final=FinalCounts(
                 len(final),
                 dict(sorted(Counter(r["granularity"] for r in final).items())),
                 dict(sorted(Counter(r["task_type"] for r in final).items())),
+                sum(bool(r.get("anchor")) for r in final),
             ),
             models=models,
             frames={
@@ -119,6 +123,7 @@ class CurationReport:
             frames_decoded=int(stats.get("frames_decoded", 0)),
             segments_missing_short_video=int(stats.get("segments_missing_short_video", 0)),
             no_pairs_reason="" if final else _no_pairs_reason(config, items, shards, records, stats),
+            anchors_before_mix=sum(bool(r.get("anchor")) for r in records),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -154,7 +159,7 @@ def _no_pairs_reason(
     reasons = Counter(r["keep_reason"] for r in records if not r["kept"])
     if reasons:
         parts.append("candidate pairs dropped: " + ", ".join(f"{n} {reason}" for reason, n in reasons.most_common()))
-    kept = sum(r["kept"] for r in records)
+    kept = sum(r["kept"] and not r.get("anchor") for r in records)
     if kept:
         parts.append(f"{kept} pair(s) passed the filters but the mix {config.mix_ratio!r} kept none of them")
     if not records and not parts:
@@ -163,12 +168,16 @@ def _no_pairs_reason(
 
 
 def _judge_rates(records: list[dict[str, Any]]) -> JudgeRates:
+    # pairs only: an anchor candidate (chosen == rejected) fails check 1 by construction
     judged = [
         r
         for r in records
-        if r.get("judge_better") is not None
-        or r["keep_reason"].startswith("judge")
-        or r["keep_reason"] == "kept_judge_passed"
+        if r["chosen"] != r["rejected"]
+        and (
+            r.get("judge_better") is not None
+            or r["keep_reason"].startswith("judge")
+            or r["keep_reason"] == "kept_judge_passed"
+        )
     ]
 
     def rate(values: list[bool]) -> float | None:
@@ -202,6 +211,11 @@ def summary_table(report: dict[str, Any]) -> str:
         ("kept before mix", str(report["kept_before_mix"])),
         ("final pairs", f"{report['final']['total']} {report['final']['by_granularity']}"),
     ]
+    if report["mix"].get("anchors") is not None:
+        anchors = f"{report['final'].get('anchors', 0)} of the final rows, from {report.get('anchors_before_mix', 0)}"
+        if report["mix"].get("short_anchors"):
+            anchors += f" (short by {report['mix']['short_anchors']})"
+        rows.append(("anchors (SFT term only)", anchors))
     short = {side: report["mix"].get(f"short_{side}", 0) for side in ("localized", "comprehensive")}
     if any(short.values()):  # the mix keeps its ratio rather than topping one side up from the other
         rows.append(

@@ -89,6 +89,7 @@ def curate_shard(items: list[VideoItem], backends: Backends, config: CurationCon
         max_new_tokens=config.answer_max_new_tokens,
         seed=shard_seed + 3,
         stats=stats,
+        anchors=config.wants_anchors,
     )
     if backends.judge is not None:
         judge(candidates, backends.judge, max_new_tokens=config.judge_max_new_tokens, seed=shard_seed + 4, stats=stats)
