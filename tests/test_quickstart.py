@@ -11,7 +11,7 @@ from pathlib import Path
 
 from huggingface_hub import DatasetCard, ModelCard
 
-from tpo_hf.world.experiment import chosen_options
+from tpo_hf.world.experiment import ExperimentConfig, chosen_options
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -50,9 +50,14 @@ def test_quickstart_end_to_end(tmp_path):
     # the chosen options of multiple-choice pairs are balanced (the judge keeps the base's right answers, which lean
     # to the first-named option of "which comes first"): per option count, every letter equally often, within one
     assert "dropped_by_option_balance" in report["mix"]
-    for num_options, by_letter in chosen_options(dataset).items():
+    pairs = dataset.filter(lambda row: not row["anchor"])
+    for num_options, by_letter in chosen_options(pairs).items():
         assert sorted(by_letter) == list("ABCD"[: int(num_options)]), (num_options, by_letter)
         assert max(by_letter.values()) - min(by_letter.values()) <= 1, (num_options, by_letter)
+    # anchor rows (`anchor_ratio` per pair): answers the base gives alike from both views, right per the timeline judge
+    anchors = dataset.filter(lambda row: row["anchor"])
+    assert len(anchors) == report["final"]["anchors"] == round(ExperimentConfig.anchor_ratio * len(pairs))
+    assert all(row["chosen"] == row["rejected"] and row["judge_correct"] for row in anchors)
 
     # Adapter with its model card (evaluation results in model-index), curves and video settings
     adapter_dir = out / "seed-0" / "adapters" / "tpo_5_5"

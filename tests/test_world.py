@@ -268,6 +268,77 @@ def test_world_roles_plug_in_by_name(tmp_path):
     assert judge.video_root == str(tmp_path)
 
 
+def test_curation_keeps_judged_anchors_from_short_videos(tmp_path):
+    """With `anchor_ratio`, whole-video questions on 2-3-scene videos (whose dense and sparse views are the same
+    frames, so they make no pair) are answered once by the shipped base and kept as anchor rows when the timeline
+    judge finds the answer right: chosen == rejected, every kept answer the timeline's, every wrong one dropped."""
+    from tpo_hf.curation.config import CurationConfig
+    from tpo_hf.curation.run import run_curation
+    from tpo_hf.world.base import SHIPPED_BASE
+    from tpo_hf.world.corpus import write_curation_inputs
+    from tpo_hf.world.timeline import read_timeline
+
+    corpus = tmp_path / "corpus"
+    videos = write_corpus(CorpusSpec("train", 16, 2, 3, 0.5, 0), corpus)
+    inputs = write_curation_inputs(videos, tmp_path / "inputs.jsonl", 3, 0)
+
+    def curate(name: str, anchor_ratio: float):
+        return run_curation(
+            CurationConfig(
+                dataset_name=str(inputs),
+                video_root=str(corpus),
+                caption_column="caption",
+                question_column="question",
+                answer_column="answer",
+                video_model=str(SHIPPED_BASE),
+                question_backend="world_questions",
+                judge_backend="world_judge",
+                num_frames=None,
+                sparse_num_frames=3,
+                segment_seconds=1.0,
+                segment_min_seconds=1.0,
+                localized_per_video=1,
+                answer_max_new_tokens=4,
+                caption_max_new_tokens=40,
+                dtype="float32",
+                device="cpu",
+                anchor_ratio=anchor_ratio,
+                work_dir=str(tmp_path / f"{name}-shards"),
+                output_dir=str(tmp_path / name),
+                copy_videos=False,
+                progress=False,
+            )
+        )
+
+    plain = curate("plain", 0.0)
+    assert plain.report["drop_reasons"]["identical_views"] > 0 and not any(plain.dataset["anchor"])
+
+    anchored = curate("anchored", 10.0)  # more than there are: every kept anchor is in the set
+    rows = list(anchored.dataset)
+    anchors = [row for row in rows if row["anchor"]]
+    assert anchors and len(anchors) == anchored.report["anchors_before_mix"] == anchored.report["final"]["anchors"]
+    assert len(rows) - len(anchors) == len(plain.dataset)  # the pairs are the same count
+    for row in anchors:
+        assert row["chosen"] == row["rejected"] and row["keep_reason"] == "kept_anchor"
+        assert row["granularity"] == "comprehensive" and row["judge_correct"] is True
+        question, options = split_mcq_prompt(row["prompt"])
+        truth, _ = true_answer(read_timeline((corpus / row["video"]).with_suffix(".json")), question, options)
+        assert row["chosen"] == truth
+    # anchor candidates the base answered wrongly were dropped, for the reason they would have been without anchors
+    shards = [json.loads(p.read_text()) for p in sorted((tmp_path / "anchored-shards").rglob("shard-*.json"))]
+    answered_wrong = [
+        r
+        for shard in shards
+        for r in shard["records"]
+        if r["keep_reason"] in ("identical_views", "identical_answers") and r["chosen"]
+    ]
+    assert answered_wrong and all(r["judge_correct"] is False and r["chosen"] == r["rejected"] for r in answered_wrong)
+    # the judge's pass rates are the pairs' (an anchor fails "answer 1 better than answer 2" by construction)
+    assert anchored.report["judge"] == plain.report["judge"]
+    card = (tmp_path / "anchored" / "README.md").read_text()
+    assert f"**Anchor rows**: {len(anchors)} of the {len(rows)} rows" in card
+
+
 def test_world_corpus_command(tmp_path, capsys):
     from tpo_hf.world.cli import cli_main
 
@@ -452,6 +523,12 @@ def test_experiment_reports_pairs_and_accuracy_per_question_kind(tmp_path):
         }
     }
     curation[0]["5:5"]["chosen_options"] = {"2": {"A": 3, "B": 1}}
+    curation[0]["7:3"] = {
+        "pairs_by_kind": {"localized": {"after": 1}},
+        "final": {"total": 4, "anchors": 3},
+        "anchors_by_kind": {"comprehensive": {"order": 2, "first": 1}},
+        "anchors_by_scenes": {2: 3},
+    }
     text = markdown(table, [0], 29.5, curation, order_errors=order_errors)
     assert "| tpo_5_5 | 2 / 2 | 1 / 1 | 1 / 0 | 5 / 4 |" in text
     assert "by scenes of the video: 2: 1; chosen option: 2 options A 3 B 1" in text
@@ -461,6 +538,8 @@ def test_experiment_reports_pairs_and_accuracy_per_question_kind(tmp_path):
         "- seed 0, mix 5:5 (6 pairs): comprehensive: first 1, last 1, order 1, other 1; localized: after 1, last 1; "
         "by scenes of the video: 2: 1" in text
     )
+    # anchor rows are counted apart from the pairs
+    assert "- seed 0, mix 7:3 (1 pairs): localized: after 1; plus 3 anchors: first 1, order 2; by scenes: 2: 3" in text
 
 
 def test_experiment_refuses_arms_with_unequal_pair_counts():
@@ -468,11 +547,16 @@ def test_experiment_refuses_arms_with_unequal_pair_counts():
     from tpo_hf.world.experiment import ExperimentConfig, check_equal_pair_counts
 
     config = ExperimentConfig(seeds=[0, 1], arms=["base", "tpo_5_5", "comprehensive_only"], pairs_per_arm=600)
-    full = {"5:5": {"final": {"total": 600}}, "0:10": {"final": {"total": 600}}}
+    assert config.anchor_ratio == 0.5  # 300 anchor rows on top of the 600 pairs
+    filled = {"total": 900, "anchors": 300}
+    full = {"5:5": {"final": filled}, "0:10": {"final": filled}}
     check_equal_pair_counts(config, [{"seed": 0, "reports": full}, {"seed": 1, "reports": full}])
-    short = {"5:5": {"final": {"total": 600}}, "0:10": {"final": {"total": 311}}}
+    short = {"5:5": {"final": filled}, "0:10": {"final": {"total": 611, "anchors": 300}}}
     with pytest.raises(ValueError, match=r"seed 1, comprehensive_only \(mix 0:10\): 311 pairs.*train_videos"):
         check_equal_pair_counts(config, [{"seed": 0, "reports": full}, {"seed": 1, "reports": short}])
+    few_anchors = {"5:5": {"final": {"total": 700, "anchors": 100}}, "0:10": {"final": filled}}  # 600 + 100
+    with pytest.raises(ValueError, match=r"seed 0, tpo_5_5 \(mix 5:5\): 100 anchors"):
+        check_equal_pair_counts(config, [{"seed": 0, "reports": few_anchors}, {"seed": 1, "reports": full}])
 
 
 def test_paired_differences_resample_videos_and_average_seeds(tmp_path):

@@ -5,7 +5,8 @@
    long videos;
 2. write a training corpus of world videos (2-9 scenes) and a held-out set of videos and questions it never sees;
 3. curate TPO pairs with the base model (`tpo_hf.curation`: it captions and answers; the world's question writer and
-   timeline judge fill the LLM roles), saved with their dataset card;
+   timeline judge fill the LLM roles), plus anchor rows (answers the judge found right where no pair can be made),
+   saved with their dataset card;
 4. train TPO (LoRA) with `TPOTrainer`; the adapter is saved with its model card and training curves;
 5. evaluate base vs. TPO on the held-out questions and on V-NIAH (`tpo_hf.eval`, one run, adapter on and off);
 6. write the model card with the evaluation results and the Gradio Space folder (`tpo_hf.hub`);
@@ -96,7 +97,9 @@ def main(config: QuickstartConfig) -> dict[str, str]:
     report = curated["reports"]["5:5"]
     dataset_dir = pairs_dir(seed_dir, "5:5")
 
-    progress.stage(f"Training TPO (LoRA, {config.max_steps} steps on {report['final']['total']} pairs)")
+    final = report["final"]
+    rows = f"{final['total'] - final['anchors']} pairs + {final['anchors']} anchor rows"
+    progress.stage(f"Training TPO (LoRA, {config.max_steps} steps on {rows})")
     trainer = train(experiment, config.seed, "tpo_5_5", base_model)
     adapter_dir = seed_dir / "adapters" / "tpo_5_5"
 
@@ -126,8 +129,7 @@ def main(config: QuickstartConfig) -> dict[str, str]:
     artifacts = {
         "base model": base_model,
         "held-out set": f"{questions}  ({video_dir})",
-        "dataset + card": f"{dataset_dir}  ({report['final']['total']} pairs {report['final']['by_granularity']};"
-        " README.md, curation_report.json)",
+        "dataset + card": f"{dataset_dir}  ({rows}; README.md, curation_report.json)",
         "adapter + card": f"{adapter_dir}  (README.md, training curves PNG)",
         "evaluation": f"{eval_dir}  (results.md, vniah_heatmap.png)",
         "space": f"{space_dir}  (tpo-hf space --adapter {adapter_dir} --local)",

@@ -81,6 +81,15 @@ class ExperimentConfig:
     # equally often. It evens the pairs, not the whole lean: with balanced pairs TPO still leans to the first-named
     # option on most held-out seeds (README, "What balancing did")
     balance_chosen_options: bool = True
+    # Anchor rows, 0.5 per pair (300 with 600 pairs): whole-video questions the model answers the same from both
+    # views (on 2-3-scene videos the views are the same frames, so those never make pairs), kept when the judge finds
+    # the answer right, trained by the SFT term only. Comprehensive pairs all come from longer videos, and short-clip
+    # "which comes first" is where TPO forgot (2-scene 100 -> 83-88% on dev seeds 100-103). Dev probes (dev question
+    # set): 150 anchors from 2-3-scene videos with timeline answers standing in for judged ones put 2-scene "which
+    # comes first" from 82.7 to 93.3 (dev seed 100) and 84.7 to 89.3 (dev seed 101), while 80 steps without anchors
+    # (pairs seen as often) left it at 84.7; the real judged anchors, half of them from 4-9-scene videos, gave 86.7
+    # at 0.25 per pair and 98.0 at 0.5 (short clips 87.4 / 87.2, base 86.3; long videos 58.0 / 59.0, 59.3 without)
+    anchor_ratio: float = 0.5
     # training (LoRA on the language model)
     max_steps: int = 100
     batch_size: int = 16
@@ -156,37 +165,47 @@ def curate(config: ExperimentConfig, seed: int, base_model: str) -> dict[str, An
                 mix_ratio=mix,
                 target_size=config.pairs_per_arm,
                 balance_chosen_options=config.balance_chosen_options,
+                anchor_ratio=config.anchor_ratio,
                 work_dir=str(root / "curation-shards"),
                 output_dir=str(pairs_dir(root, mix)),
                 copy_videos=False,
                 progress=False,
             )
         )
+        pairs = result.dataset.filter(lambda row: not row["anchor"])
+        anchors = result.dataset.filter(lambda row: row["anchor"])
         reports[mix] = result.report
-        reports[mix]["pairs_by_kind"] = pairs_by_kind(result.dataset)
-        reports[mix]["pairs_by_scenes"] = pairs_by_scenes(result.dataset, corpus_dir)
-        reports[mix]["chosen_options"] = chosen_options(result.dataset)
+        reports[mix]["pairs_by_kind"] = pairs_by_kind(pairs)
+        reports[mix]["pairs_by_scenes"] = pairs_by_scenes(pairs, corpus_dir)
+        reports[mix]["chosen_options"] = chosen_options(pairs)
+        reports[mix]["anchors_by_kind"] = pairs_by_kind(anchors)
+        reports[mix]["anchors_by_scenes"] = pairs_by_scenes(anchors, corpus_dir)
     return {"seed": seed, "reports": reports}
 
 
 def check_equal_pair_counts(config: ExperimentConfig, curated: list[dict[str, Any]]) -> None:
-    """Every trained arm must get `pairs_per_arm` pairs, or arms differ in data as well as in objective. A mix can
-    fall short when one granularity's pool is small (comprehensive pairs need videos long enough that sparse and dense
-    frames differ); the fix is a larger corpus, not a smaller arm."""
+    """Every trained arm must get `pairs_per_arm` pairs (and its `anchor_ratio` share of anchors), or arms differ in
+    data as well as in objective. A mix can fall short when one granularity's pool is small (comprehensive pairs need
+    videos long enough that sparse and dense frames differ); the fix is a larger corpus, not a smaller arm."""
     short = []
     for c in curated:
         for arm in config.arms:
             if not ARMS.get(arm):  # the base trains on nothing
                 continue
             mix = ARMS[arm][0]
-            total = c["reports"][mix]["final"]["total"]
-            if total < config.pairs_per_arm:
-                short.append(f"seed {c['seed']}, {arm} (mix {mix}): {total} pairs")
+            final = c["reports"][mix]["final"]
+            anchors = final.get("anchors", 0)
+            pairs = final["total"] - anchors
+            if pairs < config.pairs_per_arm:
+                short.append(f"seed {c['seed']}, {arm} (mix {mix}): {pairs} pairs")
+            if anchors < round(config.anchor_ratio * config.pairs_per_arm):
+                short.append(f"seed {c['seed']}, {arm} (mix {mix}): {anchors} anchors")
     if short:
         raise ValueError(
             f"arms must train on equal pair counts (pairs_per_arm={config.pairs_per_arm}), but curation gave fewer for "
             + "; ".join(short)
-            + ". Raise train_videos (or comprehensive_per_video) so every granularity's pool holds enough pairs."
+            + ". Raise train_videos (or comprehensive_per_video) so every granularity's pool holds enough pairs "
+            "(and anchors)."
         )
 
 
@@ -577,8 +596,9 @@ def markdown(
                     f"{granularity}: " + ", ".join(f"{kind} {n}" for kind, n in sorted(by_kind.items()))
                     for granularity, by_kind in sorted(counts.items())
                 )
-                total = (report.get("final") or {}).get("total")
-                size = f" ({total} pairs)" if total is not None else ""
+                final = report.get("final") or {}
+                total, anchors = final.get("total"), final.get("anchors", 0)
+                size = f" ({total - anchors} pairs)" if total is not None else ""
                 by_scenes = report.get("pairs_by_scenes") or {}
                 if by_scenes:
                     listed += "; by scenes of the video: " + ", ".join(f"{n}: {k}" for n, k in by_scenes.items())
@@ -588,6 +608,14 @@ def markdown(
                         f"{n} options " + " ".join(f"{letter} {k}" for letter, k in by_letter.items())
                         for n, by_letter in options.items()
                     )
+                if anchors:
+                    kinds: dict[str, int] = {}
+                    for by_kind in (report.get("anchors_by_kind") or {}).values():
+                        for kind, n in by_kind.items():
+                            kinds[kind] = kinds.get(kind, 0) + n
+                    by_scenes = report.get("anchors_by_scenes") or {}
+                    listed += f"; plus {anchors} anchors: " + ", ".join(f"{k} {n}" for k, n in sorted(kinds.items()))
+                    listed += "; by scenes: " + ", ".join(f"{n}: {k}" for n, k in by_scenes.items())
                 lines.append(f"- seed {seed}, mix {mix}{size}: {listed}")
     return "\n".join(lines) + "\n"
 
@@ -710,11 +738,14 @@ def run_experiment(config: ExperimentConfig) -> dict[str, Any]:
                         "judge",
                         "drop_reasons",
                         "kept_before_mix",
+                        "anchors_before_mix",
                         "mix",
                         "final",
                         "pairs_by_kind",
                         "pairs_by_scenes",
                         "chosen_options",
+                        "anchors_by_kind",
+                        "anchors_by_scenes",
                     )
                 }
                 for mix, r in c["reports"].items()
