@@ -3,6 +3,7 @@ timeline says, splits never share a video, and the curation roles (question writ
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 from collections import Counter
@@ -272,10 +273,10 @@ def test_curation_keeps_judged_anchors_from_short_videos(tmp_path):
     """With `anchor_ratio`, whole-video questions on 2-3-scene videos (whose dense and sparse views are the same
     frames, so they make no pair) are answered once by the shipped base and kept as anchor rows when the timeline
     judge finds the answer right: chosen == rejected, every kept answer the timeline's, every wrong one dropped."""
-    from tpo_hf.curation.config import CurationConfig
     from tpo_hf.curation.run import run_curation
     from tpo_hf.world.base import SHIPPED_BASE
     from tpo_hf.world.corpus import write_curation_inputs
+    from tpo_hf.world.experiment import ExperimentConfig, curation_config
     from tpo_hf.world.timeline import read_timeline
 
     corpus = tmp_path / "corpus"
@@ -283,37 +284,19 @@ def test_curation_keeps_judged_anchors_from_short_videos(tmp_path):
     inputs = write_curation_inputs(videos, tmp_path / "inputs.jsonl", 3, 0)
 
     def curate(name: str, anchor_ratio: float):
-        return run_curation(
-            CurationConfig(
-                dataset_name=str(inputs),
-                video_root=str(corpus),
-                caption_column="caption",
-                question_column="question",
-                answer_column="answer",
-                video_model=str(SHIPPED_BASE),
-                question_backend="world_questions",
-                judge_backend="world_judge",
-                num_frames=None,
-                sparse_num_frames=3,
-                segment_seconds=1.0,
-                segment_min_seconds=1.0,
-                localized_per_video=1,
-                answer_max_new_tokens=4,
-                caption_max_new_tokens=40,
-                dtype="float32",
-                device="cpu",
-                anchor_ratio=anchor_ratio,
-                work_dir=str(tmp_path / f"{name}-shards"),
-                output_dir=str(tmp_path / name),
-                copy_videos=False,
-                progress=False,
-            )
+        # the experiment's curation settings on a pool with no whole-video pairs (2-3 scenes), so localized pairs
+        # only (10:0) and no target size; every anchor kept (no option balancing), shards and output of their own
+        experiment = ExperimentConfig(
+            localized_per_video=1, segment_seconds=1.0, balance_chosen_options=False, anchor_ratio=anchor_ratio
         )
+        settings = curation_config(experiment, 0, str(SHIPPED_BASE), tmp_path, inputs, "10:0")
+        work = dict(target_size=None, work_dir=str(tmp_path / f"{name}-shards"), output_dir=str(tmp_path / name))
+        return run_curation(dataclasses.replace(settings, **work))
 
     plain = curate("plain", 0.0)
     assert plain.report["drop_reasons"]["identical_views"] > 0 and not any(plain.dataset["anchor"])
 
-    anchored = curate("anchored", 10.0)  # more than there are: every kept anchor is in the set
+    anchored = curate("anchored", 100.0)  # more than there are: every kept anchor is in the set
     rows = list(anchored.dataset)
     anchors = [row for row in rows if row["anchor"]]
     assert anchors and len(anchors) == anchored.report["anchors_before_mix"] == anchored.report["final"]["anchors"]

@@ -45,8 +45,8 @@ class JudgeRates:
 
 @dataclass
 class FinalCounts:
-    total: int  # rows, anchors included
-    by_granularity: dict[str, int]
+    total: int  # rows of the dataset, anchors included
+    by_granularity: dict[str, int]  # pairs only, as by_task_type
     by_task_type: dict[str, int]
     anchors: int = 0
 
@@ -105,8 +105,8 @@ class CurationReport:
             mix={"ratio": config.mix_ratio, "target_size": config.target_size, **dict(mix_counts)},
             final=FinalCounts(
                 len(final),
-                dict(sorted(Counter(r["granularity"] for r in final).items())),
-                dict(sorted(Counter(r["task_type"] for r in final).items())),
+                dict(sorted(Counter(r["granularity"] for r in final if not r.get("anchor")).items())),
+                dict(sorted(Counter(r["task_type"] for r in final if not r.get("anchor")).items())),
                 sum(bool(r.get("anchor")) for r in final),
             ),
             models=models,
@@ -209,7 +209,10 @@ def summary_table(report: dict[str, Any]) -> str:
         ("questions", ", ".join(f"{k} {v}" for k, v in report["questions"].items())),
         ("judge pass rate", "off" if report["judge"] is None else str(report["judge"]["passed"])),
         ("kept before mix", str(report["kept_before_mix"])),
-        ("final pairs", f"{report['final']['total']} {report['final']['by_granularity']}"),
+        (
+            "final pairs",
+            f"{report['final']['total'] - report['final'].get('anchors', 0)} {report['final']['by_granularity']}",
+        ),
     ]
     if report["mix"].get("anchors") is not None:
         anchors = f"{report['final'].get('anchors', 0)} of the final rows, from {report.get('anchors_before_mix', 0)}"

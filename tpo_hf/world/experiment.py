@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..curation.config import CurationConfig
 from ..curation.mixing import chosen_option
 from ..eval.answers import split_mcq_prompt
 from .corpus import CorpusSpec, eval_rows, eval_samples, write_corpus, write_curation_inputs
@@ -120,7 +121,6 @@ def curate(config: ExperimentConfig, seed: int, base_model: str) -> dict[str, An
     """Writes the seed's training corpus and curates it once; each arm's pair set is then a re-mix of the same
     shards (mix and size are not part of the shard fingerprint, so nothing is generated again)."""
     _single_thread()
-    from ..curation.config import CurationConfig
     from ..curation.run import run_curation
 
     root = Path(config.out_dir) / f"seed-{seed}"
@@ -140,38 +140,7 @@ def curate(config: ExperimentConfig, seed: int, base_model: str) -> dict[str, An
     reports = {}
     mixes = sorted({ARMS[arm][0] for arm in config.arms if ARMS.get(arm)})
     for mix in mixes:
-        result = run_curation(
-            CurationConfig(
-                dataset_name=str(inputs),
-                video_root=str(corpus_dir),
-                caption_column="caption",
-                question_column="question",
-                answer_column="answer",
-                video_model=base_model,
-                question_backend="world_questions",
-                judge_backend="world_judge",
-                num_frames=None,
-                sparse_num_frames=config.sparse_num_frames,
-                sparse_frame_fraction=config.sparse_frame_fraction,
-                segment_seconds=config.segment_seconds,
-                segment_min_seconds=1.0,
-                localized_per_video=config.localized_per_video,
-                caption_max_new_tokens=40,
-                answer_max_new_tokens=4,
-                batch_size=32,
-                dtype="float32",
-                device="cpu",
-                seed=seed,
-                mix_ratio=mix,
-                target_size=config.pairs_per_arm,
-                balance_chosen_options=config.balance_chosen_options,
-                anchor_ratio=config.anchor_ratio,
-                work_dir=str(root / "curation-shards"),
-                output_dir=str(pairs_dir(root, mix)),
-                copy_videos=False,
-                progress=False,
-            )
-        )
+        result = run_curation(curation_config(config, seed, base_model, root, inputs, mix))
         pairs = result.dataset.filter(lambda row: not row["anchor"])
         anchors = result.dataset.filter(lambda row: row["anchor"])
         reports[mix] = result.report
@@ -181,6 +150,43 @@ def curate(config: ExperimentConfig, seed: int, base_model: str) -> dict[str, An
         reports[mix]["anchors_by_kind"] = pairs_by_kind(anchors)
         reports[mix]["anchors_by_scenes"] = pairs_by_scenes(anchors, corpus_dir)
     return {"seed": seed, "reports": reports}
+
+
+def curation_config(
+    config: ExperimentConfig, seed: int, base_model: str, seed_root: Path, inputs: Path, mix: str
+) -> CurationConfig:
+    """The `tpo-hf curate` settings of one seed's pair set `mix`: the base captions and answers, the world's question
+    writer and timeline judge fill the LLM roles, shards shared by every mix of the seed (`curation-shards/`)."""
+    return CurationConfig(
+        dataset_name=str(inputs),
+        video_root=str(seed_root / "corpus"),
+        caption_column="caption",
+        question_column="question",
+        answer_column="answer",
+        video_model=base_model,
+        question_backend="world_questions",
+        judge_backend="world_judge",
+        num_frames=None,
+        sparse_num_frames=config.sparse_num_frames,
+        sparse_frame_fraction=config.sparse_frame_fraction,
+        segment_seconds=config.segment_seconds,
+        segment_min_seconds=1.0,
+        localized_per_video=config.localized_per_video,
+        caption_max_new_tokens=40,
+        answer_max_new_tokens=4,
+        batch_size=32,
+        dtype="float32",
+        device="cpu",
+        seed=seed,
+        mix_ratio=mix,
+        target_size=config.pairs_per_arm,
+        balance_chosen_options=config.balance_chosen_options,
+        anchor_ratio=config.anchor_ratio,
+        work_dir=str(seed_root / "curation-shards"),
+        output_dir=str(pairs_dir(seed_root, mix)),
+        copy_videos=False,
+        progress=False,
+    )
 
 
 def check_equal_pair_counts(config: ExperimentConfig, curated: list[dict[str, Any]]) -> None:
