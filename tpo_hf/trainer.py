@@ -403,11 +403,12 @@ class TPOTrainer(DPOTrainer):
             for c in (*REQUIRED_COLUMNS, "granularity", "segment_start", "segment_end", "anchor")
             if c in dataset.column_names
         ]
-        kept, dropped = [], Counter()
+        kept, dropped, anchors = [], Counter(), 0
         for index, row in enumerate(dataset.select_columns(columns)):
             reason = check_preference_row(row, index, source=dataset_name)
             if reason is None:
                 kept.append(index)
+                anchors += bool(row.get("anchor"))
             else:
                 dropped[reason] += 1
         if dropped:
@@ -420,8 +421,7 @@ class TPOTrainer(DPOTrainer):
             )
             if dataset_name == "train":
                 self.degenerate_dropped.update(dropped)
-        if "anchor" in columns:
-            self._check_anchor_loss(sum(bool(a) for a in dataset.select(kept)["anchor"]), dataset_name, args.loss_type)
+        self._check_anchor_loss(anchors, dataset_name, args.loss_type)
         if not kept:
             raise NoTrainingDataError(
                 f"{dataset_name} dataset: no usable pair among its {len(dataset)} rows "

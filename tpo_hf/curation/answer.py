@@ -40,7 +40,4 @@ def answer(
         if not candidate.chosen.strip() or not candidate.rejected.strip():
             candidate.drop_reason = "empty_answer"
         elif candidate.anchor_origin is None and candidate.chosen.strip() == candidate.rejected.strip():
-            if anchors:
-                candidate.anchor_origin = "identical_answers"
-            else:
-                candidate.drop_reason = "identical_answers"
+            candidate.cannot_pair("identical_answers", anchors)

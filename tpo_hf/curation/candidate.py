@@ -63,6 +63,13 @@ class Candidate:
         """No stage has dropped it (yet)."""
         return self.drop_reason is None
 
+    def cannot_pair(self, reason: str, anchors: bool) -> None:
+        """It can make no pair (`reason`): dropped, or kept as an anchor candidate for the judge when `anchors`."""
+        if anchors:
+            self.anchor_origin = reason
+        else:
+            self.drop_reason = reason
+
     def view(self, views: DecodedViews, side: str) -> tuple[Any, dict[str, Any]]:
         """The decoded `(frames, metadata)` this candidate's `side` ("preferred" or "rejected") sees."""
         return views[self.video_id][f"{self.view_key}/{side}"]

@@ -79,11 +79,8 @@ def decode_videos(
             # e.g. a 1-frame video: dense and sparse views show the same frames, so the two answers would come from
             # identical inputs and the pair would teach nothing about time
             preferred, rejected = (set(candidate.view(views, side)[1]["frames_indices"]) for side in SIDES)
-            if preferred == rejected:
-                if config.wants_anchors:  # no pair, but its answer may still anchor what the model gets right
-                    candidate.anchor_origin = "identical_views"
-                else:
-                    candidate.drop_reason = "identical_views"
+            if preferred == rejected:  # no pair, but its answer may still anchor what the model gets right
+                candidate.cannot_pair("identical_views", config.wants_anchors)
         candidates += made
     return views, candidates, skipped
 

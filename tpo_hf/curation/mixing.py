@@ -87,6 +87,7 @@ def mix_and_size(records: list[dict[str, Any]], config: CurationConfig) -> tuple
     """
     counts: Counter = Counter()
     pairs = [record for record in records if not record.get("anchor")]
+    anchors = [record for record in records if record.get("anchor")]
     unique = _deduplicate(pairs, config, counts, "dropped_duplicate")
     if config.balance_chosen_options:
         # its own seeded stream, so the mix's shuffle below is seeded as it is without balancing
@@ -117,7 +118,7 @@ def mix_and_size(records: list[dict[str, Any]], config: CurationConfig) -> tuple
     else:
         chosen = by_side["localized"][:take_l] + by_side["comprehensive"][:take_c]
     if config.wants_anchors:
-        chosen += draw_anchors([record for record in records if record.get("anchor")], len(chosen), config, counts)
+        chosen += draw_anchors(anchors, len(chosen), config, counts)
     rng.shuffle(chosen)
     return chosen, counts
 
