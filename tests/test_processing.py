@@ -282,3 +282,119 @@ def test_generation_inputs_are_left_padded(family, processors, tiny_model):
         model, ["What?", "Where?"], ["red_blue.mp4", "green_yellow.mp4"], max_new_tokens=3, do_sample=False
     )
     assert len(answers) == 2 and all(isinstance(a, str) for a in answers)
+
+
+# What each family's processor writes for `VideoPreferenceProcessor.video_prompt_layout`'s probe (4 frames at 0-3 s,
+# 1 fps; "Which?"), with the tiny models' chat templates, and the feature tokens of each run. Checked against each
+# model's own processor format (Qwen's Qwen3-VL processor replaces the template's <|vision_start|><|video_pad|>
+# <|vision_end|> with the frames, no pair around them all); the same on transformers 5.18, 5.24 and 5.25. A release
+# that writes a family's video prompt differently fails here (docs/supported_versions.md).
+PINNED_VIDEO_PROMPTS = {
+    "glm4v": (
+        "<|im_start|>user\n<|begin_of_video|><|begin_of_image|><|image|>*<|end_of_image|>0<|begin_of_image|><|image|>*<|end_of_image|>2<|end_of_video|>Which?<|im_end|>\n<|im_start|>assistant\n",
+        [16, 16],
+    ),
+    "glm4v_moe": (
+        "<|im_start|>user\n<|begin_of_video|><|begin_of_image|><|image|>*<|end_of_image|>0<|begin_of_image|><|image|>*<|end_of_image|>2<|end_of_video|>Which?<|im_end|>\n<|im_start|>assistant\n",
+        [16, 16],
+    ),
+    "internvl": (
+        "<|im_start|>user\nFrame1: <img><IMG_CONTEXT>*</img>\nFrame2: <img><IMG_CONTEXT>*</img>\nFrame3: <img><IMG_CONTEXT>*</img>\nFrame4: <img><IMG_CONTEXT>*</img>\nWhich?<|im_end|>\n<|im_start|>assistant\n",
+        [4, 4, 4, 4],
+    ),
+    "llava_next_video": (
+        "USER: <video>*\nWhich? ASSISTANT:",
+        [16],
+    ),
+    "llava_onevision": (
+        "<|im_start|>user\n<video>*Which?<|im_end|>\n<|im_start|>assistant\n",
+        [17],
+    ),
+    "qwen2_5_omni": (
+        "<|im_start|>user\n<|vision_bos|><|VIDEO|>*<|vision_eos|>Which?<|im_end|>\n<|im_start|>assistant\n",
+        [72],
+    ),
+    "qwen2_5_vl": (
+        "<|im_start|>user\n<|vision_start|><|video_pad|>*<|vision_end|>Which?<|im_end|>\n<|im_start|>assistant\n",
+        [98],
+    ),
+    "qwen2_vl": (
+        "<|im_start|>user\n<|vision_start|><|video_pad|>*<|vision_end|>Which?<|im_end|>\n<|im_start|>assistant\n",
+        [98],
+    ),
+    "qwen3_omni_moe": (
+        "<|im_start|>user\n<|vision_bos|><|VIDEO|>*<|vision_eos|>Which?<|im_end|>\n<|im_start|>assistant\n",
+        [72],
+    ),
+    "qwen3_vl": (
+        "<|im_start|>user\n<0.5 seconds><|vision_start|><|video_pad|>*<|vision_end|><2.5 seconds><|vision_start|><|video_pad|>*<|vision_end|>Which?<|im_end|>\n<|im_start|>assistant\n",
+        [16, 16],
+    ),
+    "qwen3_vl_moe": (
+        "<|im_start|>user\n<0.5 seconds><|vision_start|><|video_pad|>*<|vision_end|><2.5 seconds><|vision_start|><|video_pad|>*<|vision_end|>Which?<|im_end|>\n<|im_start|>assistant\n",
+        [16, 16],
+    ),
+    "smolvlm": (
+        "<|im_start|>User: You are provided the following series of four frames from a 0:00:04 [H:MM:SS] video.\n\nFrame from 00:00:<fake_token_around_image><global-img><image>*<fake_token_around_image>\nFrame from 00:01:<fake_token_around_image><global-img><image>*<fake_token_around_image>\nFrame from 00:02:<fake_token_around_image><global-img><image>*<fake_token_around_image>\nFrame from 00:03:<fake_token_around_image><global-img><image>*<fake_token_around_image>\n\nWhich?<end_of_utterance>\nAssistant:",
+        [4, 4, 4, 4],
+    ),
+    "video_llama_3": (
+        "<|im_start|>user\nTime 0.0s:<|video_pad|>*,Time 1.0s:<|video_pad|>*,Time 2.0s:<|video_pad|>*,Time 3.0s:<|video_pad|>*Which?<|im_end|>\n<|im_start|>assistant\n",
+        [16, 16, 16, 16],
+    ),
+}
+
+
+@pytest.mark.parametrize("family", ALL_FAMILIES)
+def test_video_prompt_layout_is_pinned(family, processors):
+    import itertools
+
+    import numpy as np
+
+    processor = processors(family)
+    layout, runs = PINNED_VIDEO_PROMPTS[family]
+    assert processor.video_prompt_layout() == layout
+    frames = np.stack([np.full((56, 56, 3), 50 * index, dtype=np.uint8) for index in range(4)])
+    metadata = {"fps": 1.0, "total_num_frames": 4, "frames_indices": [0, 1, 2, 3], "duration": 4.0}
+    ids = processor.encode_prompt("Which?", frames, metadata)["input_ids"][0].tolist()
+    assert [len(list(run)) for token, run in itertools.groupby(ids) if token == processor.video_token_id] == runs
+
+
+def test_qwen3_vl_frames_are_not_wrapped_twice(processors, video_dir):
+    """The documented Qwen3-VL layout: each frame group is <t seconds><|vision_start|>...<|vision_end|>, and the chat
+    template's own wrapper is gone (transformers 5.18-5.24 kept it around all frames)."""
+    processed, text, _ = _encode_seconds_4_to_8(processors("qwen3_vl"), video_dir)
+    video = text[text.index("<5.0 seconds>") : text.rindex("<|vision_end|>") + len("<|vision_end|>")]
+    assert (
+        text.count("<|vision_start|>") == text.count("<|vision_end|>") == int(processed["video_grid_thw"][0, 0]) == 2
+    )
+    assert "user\n<5.0 seconds>" in text and video.endswith("<|video_pad|><|vision_end|>")
+
+
+def test_saved_video_prompt_layout_is_checked_at_load(processors, tmp_path):
+    import json
+
+    from tpo_hf.processing import VIDEO_CONFIG_NAME, VideoPromptLayoutError
+
+    processor = processors("qwen3_vl")
+    processor.save_pretrained(tmp_path)
+    record = json.loads((tmp_path / VIDEO_CONFIG_NAME).read_text())
+    assert record["video_prompt_layout"] == processor.video_prompt_layout() == PINNED_VIDEO_PROMPTS["qwen3_vl"][0]
+    assert record["transformers_version"]
+    VideoPreferenceProcessor.from_pretrained(tmp_path)  # same layout: loads
+    # a model trained on transformers 5.24's Qwen3-VL prompt (one more pair around all frames) is refused by name
+    old = (
+        record["video_prompt_layout"]
+        .replace("user\n", "user\n<|vision_start|>")
+        .replace("Which?", "<|vision_end|>Which?")
+    )
+    (tmp_path / VIDEO_CONFIG_NAME).write_text(
+        json.dumps(dict(record, video_prompt_layout=old, transformers_version="5.24.0"))
+    )
+    with pytest.raises(
+        VideoPromptLayoutError, match=r"qwen3_vl video prompt.*transformers 5\.24\.0 then.*vision_start"
+    ):
+        VideoPreferenceProcessor.from_pretrained(tmp_path)
+    assert (
+        VideoPreferenceProcessor.from_pretrained(tmp_path, check_video_prompt_layout=False).family.name == "qwen3_vl"
+    )

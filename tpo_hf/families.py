@@ -47,6 +47,22 @@ def _qwen25_second_per_grid_ts(processed: dict[str, Any], metadatas: list[dict[s
     )
 
 
+def _keep_prompt(text: str, processor: Any) -> str:
+    return text
+
+
+def _bare_qwen3_video_token(text: str, processor: Any) -> str:
+    """Renders the chat template's `<|vision_start|><|video_pad|><|vision_end|>` as the bare video token.
+
+    Qwen3-VL's processor writes every frame group as `<t seconds><|vision_start|><|video_pad|>...<|vision_end|>`.
+    Qwen's own processor and transformers >= 5.25 replace the template's wrapper along with the token (the documented
+    layout); transformers 5.18-5.24 replaced the token alone, leaving an extra pair around all frames. From the bare
+    token every release writes the documented layout, so what a model sees does not depend on the release.
+    """
+    wrapper = processor.vision_start_token + processor.video_token + processor.vision_end_token
+    return text.replace(wrapper, processor.video_token)
+
+
 def _omni_video_second_per_grid(processed: dict[str, Any], metadatas: list[dict[str, Any]], processor: Any) -> None:
     """The Omni thinkers space frame groups by `video_second_per_grid` x `position_id_per_seconds` (TMRoPE); their
     processors derive the seconds from a fixed rate (Qwen2.5-Omni 2 fps, Qwen3-Omni 1 fps) whatever frames they are
@@ -187,6 +203,9 @@ class VideoFamily:
         processor_kwargs: extra kwargs for every processor call.
         pixel_budget_kwargs: maps a per-frame pixel budget to processor kwargs (`None`: fixed-size family).
         timing_fix: post-processes processor outputs so temporal positions use the true sampled frame rate.
+        prompt_fix: `(rendered prompt, processor) -> text for the processor`, where transformers releases expand the
+            chat template's video part differently: it makes every release write the family's documented layout
+            (`VideoPreferenceProcessor.video_prompt_layout` records the result with each saved model).
         encode_videos: runs the vision encoder alone on `encoder_input_keys`.
         video_token_budget: `(processor, num_frames, max_video_tokens) -> (num_frames, max_pixels or None)`: the
             frames and per-frame pixel budget that keep one video within `max_video_tokens` (see
@@ -229,6 +248,7 @@ class VideoFamily:
     processor_kwargs: dict[str, Any] = field(default_factory=dict)
     pixel_budget_kwargs: Callable[[int], dict[str, Any]] | None = None
     timing_fix: Callable[[dict[str, Any], list[dict[str, Any]], Any], None] = _no_timing_fix
+    prompt_fix: Callable[[str, Any], str] = _keep_prompt
     encode_videos: Callable[[Any, dict[str, torch.Tensor]], Any] = _encode_qwen
     supports_prefix_sharing: bool = False
     requires: tuple[str, ...] = ()
@@ -329,6 +349,11 @@ _QWEN_COMMON = dict(
     video_token_budget=_qwen_video_token_budget,
 )
 
+# Qwen3-VL (dense and MoE): deepstack features are duplicated too; one frame layout on every transformers release
+_QWEN3_COMMON = dict(
+    **_QWEN_COMMON, encoder_output_fields=("pooler_output", "deepstack_features"), prompt_fix=_bare_qwen3_video_token
+)
+
 _OMNI_COMMON = dict(
     **{
         **_QWEN_COMMON,
@@ -369,7 +394,7 @@ FAMILIES: dict[str, VideoFamily] = {
             name="qwen3_vl",
             model_types=("qwen3_vl",),
             processor_classes=("Qwen3VLProcessor",),
-            **{**_QWEN_COMMON, "encoder_output_fields": ("pooler_output", "deepstack_features")},
+            **_QWEN3_COMMON,
         ),
         # Qwen3-VL-MoE (Qwen3-VL-30B-A3B): Qwen3-VL's processor and vision side, a sparse language model. Its
         # processor class is Qwen3-VL's, so a bare processor resolves to `qwen3_vl`, which processes identically.
@@ -378,7 +403,7 @@ FAMILIES: dict[str, VideoFamily] = {
             name="qwen3_vl_moe",
             model_types=("qwen3_vl_moe",),
             processor_classes=(),
-            **{**_QWEN_COMMON, "encoder_output_fields": ("pooler_output", "deepstack_features")},
+            **_QWEN3_COMMON,
             router_modules="mlp.gate",
             expert_parameters=("mlp.experts.gate_up_proj", "mlp.experts.down_proj"),
         ),

@@ -12,17 +12,24 @@ token (as TRL does for non-conversational data).
 from __future__ import annotations
 
 import json
+import logging
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from .families import VideoFamily, get_family
+from .families import VideoFamily, _keep_prompt, get_family
 from .video import VideoFile, VideoView
 
 VIDEO_CONFIG_NAME = "tpo_video_config.json"
+logger = logging.getLogger(__name__)
+
+
+class VideoPromptLayoutError(ValueError):
+    """The installed processor would write a saved model's video prompt differently from the one it was saved with."""
 
 
 @dataclass
@@ -114,6 +121,7 @@ class VideoPreferenceProcessor:
             "max_video_tokens",
         )
         settings = {name: kwargs.pop(name) for name in setting_names if name in kwargs}
+        check_layout = kwargs.pop("check_video_prompt_layout", True)
         processor = AutoProcessor.from_pretrained(pretrained_model_name_or_path, **kwargs)
         saved = {}
         local_config = Path(pretrained_model_name_or_path) / VIDEO_CONFIG_NAME
@@ -133,7 +141,20 @@ class VideoPreferenceProcessor:
                 saved["family"] = get_family(processor).name
             except ValueError:
                 saved["family"] = get_family(AutoConfig.from_pretrained(pretrained_model_name_or_path, **kwargs)).name
-        return cls(processor, **{**saved, **settings})
+        recorded_layout = saved.pop("video_prompt_layout", None)
+        recorded_with = saved.pop("transformers_version", None)
+        loaded = cls(processor, **{**saved, **settings})
+        if recorded_layout is not None and check_layout:
+            loaded.check_video_prompt_layout(recorded_layout, recorded_with, source=str(pretrained_model_name_or_path))
+        elif recorded_layout is None and loaded.family.prompt_fix is not _keep_prompt and saved:
+            logger.warning(
+                "%s holds %s video settings saved without a video prompt layout (tpo-hf before it recorded one). If "
+                "it was trained with transformers 5.18-5.24, its prompts had an extra <|vision_start|>...<|vision_end|> "
+                "pair around all frames, which tpo-hf no longer writes on any release (docs/supported_versions.md).",
+                pretrained_model_name_or_path,
+                loaded.family.name,
+            )
+        return loaded
 
     def video_settings(self) -> dict[str, Any]:
         """The video settings, as saved beside the processor."""
@@ -166,9 +187,50 @@ class VideoPreferenceProcessor:
             self.max_pixels = max_pixels if self.max_pixels is None else min(self.max_pixels, max_pixels)
 
     def save_pretrained(self, save_directory: str | os.PathLike, **kwargs: Any) -> None:
-        """Saves the transformers processor and the video settings (`tpo_video_config.json`)."""
+        """Saves the transformers processor and `tpo_video_config.json`: the video settings, and the video prompt
+        layout with the transformers release that wrote it (checked by `from_pretrained`)."""
+        import transformers
+
         self.processor.save_pretrained(save_directory, **kwargs)
-        Path(save_directory, VIDEO_CONFIG_NAME).write_text(json.dumps(self.video_settings(), indent=2) + "\n")
+        record = {
+            **self.video_settings(),
+            "video_prompt_layout": self.video_prompt_layout(),
+            "transformers_version": transformers.__version__,
+        }
+        Path(save_directory, VIDEO_CONFIG_NAME).write_text(json.dumps(record, indent=2) + "\n")
+
+    def video_prompt_layout(self) -> str:
+        """The prompt this processor builds for a fixed probe (four distinct frames at 0-3 s, 1 fps; a one-word
+        question), decoded, with each run of the feature token written once as `<token>*`.
+
+        It is the text a model reads around its frames (chat template, timestamps, frame separators) whatever the
+        pixel budget, so a transformers release that writes a family's video prompt differently changes it.
+        """
+        import numpy as np
+
+        frames = np.stack([np.full((56, 56, 3), 50 * index, dtype=np.uint8) for index in range(4)])
+        metadata = {"fps": 1.0, "total_num_frames": 4, "frames_indices": [0, 1, 2, 3], "duration": 4.0}
+        ids = self.encode_prompt("Which?", frames, metadata)["input_ids"][0].tolist()
+        text = self.tokenizer.decode(ids, skip_special_tokens=False)
+        token = self.tokenizer.convert_ids_to_tokens(self.video_token_id)
+        return re.sub(f"(?:{re.escape(token)})+", lambda _: token + "*", text)
+
+    def check_video_prompt_layout(self, recorded: str, recorded_with: str | None = None, source: str = "") -> None:
+        """Raises `VideoPromptLayoutError` when the installed processor builds another layout than `recorded`."""
+        import transformers
+
+        installed = self.video_prompt_layout()
+        if installed == recorded:
+            return
+        start = len(os.path.commonprefix([recorded, installed]))
+        context = slice(max(0, start - 40), start + 80)
+        raise VideoPromptLayoutError(
+            f"{source or 'This model'} was saved with another {self.family.name} video prompt than the installed "
+            f"processor writes (transformers {recorded_with or 'unknown'} then, {transformers.__version__} now). "
+            f"Saved: ...{recorded[context]!r}; now: ...{installed[context]!r}. The model learned to read its frames "
+            "in the saved layout, so its answers would change. Install the transformers release it was saved with, "
+            "or pass check_video_prompt_layout=False to load it anyway (docs/supported_versions.md)."
+        )
 
     @property
     def tokenizer(self) -> Any:
@@ -244,7 +306,7 @@ class VideoPreferenceProcessor:
         frames = [video[0] for video in videos]
         metadatas = [video[1] for video in videos]
         processed = self.processor(
-            text=texts,
+            text=[self.family.prompt_fix(text, self.processor) for text in texts],
             videos=frames,
             video_metadata=metadatas,
             do_sample_frames=False,
