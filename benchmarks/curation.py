@@ -7,7 +7,7 @@
 
     python benchmarks/curation.py [--videos 4] [--seconds 30] [--repeats 3]
 
-Targets (issue 3): decode-once >= 2x fewer decode seconds per video; batch 8 >= 3x the pairs per second of batch 1.
+Targets: decode-once >= 2x fewer decode seconds per video; batch 8 >= 3x the pairs per second of batch 1.
 """
 
 from __future__ import annotations

@@ -72,7 +72,7 @@ def test_registered_backend_runs_every_role(oracle_backends, video_dir, tmp_path
     backends = build_backends(config)
     assert {backends.video.role, backends.question.role, backends.judge.role} == {"video", "question", "judge"}
     # the judge passed localized pairs only: the ratio 5:5 then keeps as many comprehensive ones, i.e. none, and a
-    # run that made no pair fails with the reason (issue 12), its report written
+    # run that made no pair fails with the reason, its report written
     with pytest.raises(NoPairsError, match="passed the filters but the mix '5:5' kept none"):
         run_curation(config)
     report = json.loads((tmp_path / "out" / "curation_report.json").read_text())

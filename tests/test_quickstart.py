@@ -1,5 +1,5 @@
 """`tpo-hf quickstart` (the README's first command) runs the whole loop offline, writes every artifact, and TPO
-really improves the world's base model on held-out long-video questions (the CI-sized method check of issue 17)."""
+really improves the world's base model on held-out long-video questions (a CI-sized check of the method-validity experiment)."""
 
 from __future__ import annotations
 

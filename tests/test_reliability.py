@@ -1,4 +1,4 @@
-"""Issue 12, "never a silent wrong result": each case a reliability probe found silent or poor becomes a test.
+"""Never a silent wrong result: each case a reliability probe found silent or poor becomes a test.
 
 Caches keyed by everything they depend on (eval answers, precomputed reference log-probs, curation shards and skip
 decisions), config validation in one place, runs that did no work failing loudly, bad rows named by row and field,

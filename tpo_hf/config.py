@@ -272,7 +272,7 @@ class TPOConfig(DPOConfig):
         self.loss_type, self.loss_weights = loss_type, weights
 
     def _check_ranges(self) -> None:
-        """Out-of-range numbers are refused here, before training, instead of being trained with (issue 12)."""
+        """Out-of-range numbers are refused here, before training, instead of being trained with."""
         for name, low, inclusive in RANGE_CHECKS:
             value = getattr(self, name, None)
             if value is None or isinstance(value, str):

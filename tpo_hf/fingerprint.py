@@ -76,14 +76,3 @@ def changed_fields(old: dict[str, Any] | None, new: dict[str, Any]) -> list[str]
     )
 
 
-class StaleCacheError(ValueError):
-    """A cache or resumable state was made with other inputs or settings, and recomputing is not possible here."""
-
-
-def describe_change(what: str, old: dict[str, Any] | None, new: dict[str, Any], remedy: str) -> str:
-    """A message naming the fields that changed, with their old and new values (shortened)."""
-    parts = []
-    for name in changed_fields(old, new):
-        before, after = (repr((old or {}).get(name)), repr(new.get(name)))
-        parts.append(f"{name}: {before[:80]} -> {after[:80]}")
-    return f"{what} was made with other inputs or settings ({'; '.join(parts)}). {remedy}"

@@ -46,8 +46,6 @@ import torch
 logger = logging.getLogger(__name__)
 
 PREFIX_SHARING_KWARG = "prefix_sharing"
-# Attention implementations that take an arbitrary 4D mask (the dense path)
-SUPPORTED_ATTENTION = ("sdpa", "eager")
 # The keyword the packed forward passes down to `prefix_attention_forward` through the model's **kwargs
 LAYOUT_KWARG = "tpo_prefix_layout"
 # Name prefix under which the segment-wise attention is registered, per wrapped implementation

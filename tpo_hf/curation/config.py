@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from ..fingerprint import without_off_options
 from ..video import VIDEO_EXTENSIONS
+from ..plugins import BACKENDS_GROUP, plugin_entry_points
 from .backends import BACKENDS, TEMPLATE_QUESTIONS
 from .prompts import COMPREHENSIVE_TASK_TYPES, LOCALIZED_TASK_TYPES, TASK_TYPES
 
@@ -61,7 +62,7 @@ class CurationConfig:
             report go. Shards of the (resumable) run go to `work_dir` (default `output_dir/_curation`).
         push_to_hub: Hub dataset repo id to push the dataset, its card and optionally the videos to, in one commit.
 
-    > Parameters that control the models (each role: a backend registered in `tpo_hf.curation.backends.BACKENDS`,
+    > Parameters that control the models (each role: a backend registered in `tpo_hf.curation.backends.BACKENDS` or installed as a plugin,
     > e.g. a local transformers model or an OpenAI-compatible endpoint)
 
     > Parameters that control the pairs (segments, views, task types, judge, mix and size)
@@ -206,8 +207,9 @@ class CurationConfig:
             raise ValueError("Set `video_model` (the video-LMM that captions and answers; usually the one to train).")
         for role in ("video", "question", "judge"):
             backend = getattr(self, f"{role}_backend")
-            # backends are looked up by name in the registry (tpo_hf.curation.backends.BACKENDS)
-            allowed = (*BACKENDS, TEMPLATE_QUESTIONS) if role == "question" else tuple(BACKENDS)
+            # backends are looked up by name: the registry (tpo_hf.curation.backends.BACKENDS) and installed plugins
+            backends = (*BACKENDS, *plugin_entry_points(BACKENDS_GROUP))
+            allowed = (*backends, TEMPLATE_QUESTIONS) if role == "question" else backends
             if backend is not None and backend not in allowed:  # judge_backend None = the documented default
                 raise ValueError(f"{role}_backend={backend!r}: use one of {allowed}.")
             resolved, _, base_url = self.role_settings(role)
@@ -236,7 +238,7 @@ class CurationConfig:
             )
 
     def _check_ranges(self) -> None:
-        """Numbers out of range are refused here, not turned into an empty or wrong dataset later (issue 12)."""
+        """Numbers out of range are refused here, not turned into an empty or wrong dataset later."""
         for name, low, inclusive in CURATION_RANGE_CHECKS:
             value = getattr(self, name)
             if value is None:

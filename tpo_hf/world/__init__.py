@@ -1,2 +1,2 @@
-"""A synthetic temporal world for proving TPO end to end on CPU (issue 17): videos with a known timeline,
+"""A synthetic temporal world for proving TPO end to end on CPU: videos with a known timeline,
 questions answered from it, a small pretrained video-LMM, a judge that knows the truth, and the experiment."""

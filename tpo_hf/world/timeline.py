@@ -1,4 +1,4 @@
-"""The synthetic temporal world: procedural videos whose timeline is known exactly (the ground truth of issue 17).
+"""The synthetic temporal world: procedural videos whose timeline is known exactly (the ground truth of the method-validity experiment).
 
 A world video is a sequence of *scenes*, one frame (one second) each: a big square of one colour in the middle of a
 grey frame. The colours of a video are all different, so "the red shape" names one scene. A *needle* is a scene
