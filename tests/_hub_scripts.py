@@ -91,7 +91,7 @@ def cli_pushes(out: Path) -> None:
 
     from huggingface_hub import HfApi
 
-    from tpo_hf.cli import main
+    from tpo_hf.commands import main
 
     adapter_dir = out / "run"
     runs = []

@@ -293,7 +293,7 @@ def test_cli_runs_benchmark_and_vniah_with_adapter(video_dir, tmp_path, tiny_mod
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForImageTextToText
 
-    from tpo_hf.eval.cli import cli_main
+    from tpo_hf.commands.eval import cli_main
 
     model_dir = tiny_model_dirs("qwen2_5_vl")
     adapter_dir = tmp_path / "adapter"
@@ -369,7 +369,7 @@ def test_cli_runs_benchmark_and_vniah_with_adapter(video_dir, tmp_path, tiny_mod
     ids=lambda p: p.parent.parent.name,
 )
 def test_eval_recipes_parse(path):
-    from tpo_hf.eval.cli import make_parser
+    from tpo_hf.commands.eval import make_parser
 
     assert path.read_text().startswith("# Hardware:")
     (config,) = make_parser().parse_args_and_config(args=["--config", str(path)])

@@ -25,7 +25,7 @@ LONG_MIN_SCENES = 6
 
 def test_quickstart_end_to_end(tmp_path):
     # the `tpo-hf` command of this interpreter (a venv's python may run without its bin/ on PATH)
-    command = [sys.executable, "-m", "tpo_hf.cli"]
+    command = [sys.executable, "-m", "tpo_hf.commands"]
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), HF_HUB_OFFLINE="1")
     out = tmp_path / "qs"
     result = subprocess.run(

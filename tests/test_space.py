@@ -133,7 +133,7 @@ def test_write_and_push_space(tmp_path):
             [
                 sys.executable,
                 "-m",
-                "tpo_hf.cli",
+                "tpo_hf.commands",
                 "space",
                 "--adapter",
                 "tester/tiny-tpo",

@@ -85,7 +85,7 @@ def test_tpo_hf_train_command(tiny_model_dirs, video_dir, tmp_path):
     dataset_dir = write_dataset_folder(tmp_path / "data", video_dir)
     output_dir = tmp_path / "run"
     recipe = write_recipe(tmp_path / "config.yaml", model_dir, dataset_dir, output_dir)
-    command = [shutil.which("tpo-hf")] if shutil.which("tpo-hf") else [sys.executable, "-m", "tpo_hf.cli"]
+    command = [shutil.which("tpo-hf")] if shutil.which("tpo-hf") else [sys.executable, "-m", "tpo_hf.commands"]
     result = run_cli([*command, "train", "--config", str(recipe)], tmp_path)
     assert result.returncode == 0, result.stderr[-4000:]
     assert (output_dir / "adapter_model.safetensors").exists()

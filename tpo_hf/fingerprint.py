@@ -74,5 +74,3 @@ def changed_fields(old: dict[str, Any] | None, new: dict[str, Any]) -> list[str]
         if json.dumps(old.get(name), sort_keys=True, default=str)
         != json.dumps(new.get(name), sort_keys=True, default=str)
     )
-
-

@@ -8,7 +8,7 @@ atomically for kill-resume (`storage`); the merge de-duplicates and mixes them (
 (`records`) and the run report (`report`). Prompts and reply parsing: `prompts`; segments and views: `segments`;
 settings: `config`. The dataset card and the Hub push live in `tpo_hf.hub`.
 
-Entry point: `tpo-hf curate --config FILE.yaml` (`tpo_hf.curate`).
+Entry point: `tpo-hf curate --config FILE.yaml` (`tpo_hf.commands.curate`).
 """
 
 from .backends import (

@@ -9,8 +9,8 @@ needle-in-a-haystack, with the base model and the TPO adapter side by side in on
 - `vniah`: haystacks, needles and the heatmap (`build_vniah_suite`, `vniah_scores`, `plot_vniah_heatmap`).
 - `results`: JSON, Markdown and `huggingface_hub.EvalResult` outputs.
 - `config`: `EvalConfig`, the settings of a run; `run`: the run itself (`evaluate`), outputs and cache.
-- `cli`: `tpo-hf eval --config FILE.yaml` (`make_parser`, `main`, `cli_main`), also `accelerate launch -m tpo_hf.eval`
-  (data parallel); `lmms_plugin`: `lmms-eval --model tpo_hf`.
+- `lmms_plugin`: `lmms-eval --model tpo_hf`. The command, `tpo-hf eval --config FILE.yaml`, is
+  `tpo_hf.commands.eval` (also `accelerate launch -m tpo_hf.eval`, data parallel).
 """
 
 from .answers import UNPARSEABLE, extract_answer_letter

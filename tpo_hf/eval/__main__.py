@@ -1,6 +1,6 @@
-"""`python -m tpo_hf.eval` / `accelerate launch -m tpo_hf.eval --config FILE.yaml`: the `tpo-hf eval` command."""
+"""`accelerate launch -m tpo_hf.eval --config FILE.yaml`: data-parallel `tpo-hf eval` (`tpo_hf.commands.eval`)."""
 
-from .cli import cli_main
+from ..commands.eval import cli_main
 
 if __name__ == "__main__":
     cli_main()

@@ -19,7 +19,7 @@ VNIAH_TASK_TYPE = "video-question-answering"
 
 
 def write_results_json(results: dict[str, Any], path: str | os.PathLike) -> Path:
-    """Writes `results` (the dict `tpo_hf.eval.cli.main` returns) as indented JSON."""
+    """Writes `results` (the dict `tpo_hf.eval.run.evaluate` returns) as indented JSON."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(results, indent=2, sort_keys=False) + "\n")

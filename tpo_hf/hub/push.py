@@ -20,7 +20,6 @@ import json
 import logging
 import os
 import tempfile
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -252,37 +251,3 @@ def push_dataset(
             api,
             kept=f"The dataset in {output_dir} is complete and unchanged.",
         ) from error
-
-
-@dataclass
-class PushArguments:
-    """Arguments of `tpo-hf push`."""
-
-    adapter_dir: str = field(metadata={"help": "Folder written by `tpo-hf train` (adapter, processor, card, plot)."})
-    repo_id: str = field(metadata={"help": "Target model repo on the Hub, e.g. `user/Qwen2.5-VL-7B-TPO`."})
-    merge: bool = field(default=False, metadata={"help": "Upload the base model with the adapter merged in."})
-    private: bool | None = field(default=None, metadata={"help": "Create the repo as private."})
-    revision: str | None = field(default=None, metadata={"help": "Branch to commit to (default main)."})
-    commit_message: str | None = field(default=None, metadata={"help": "Commit message."})
-
-
-def cli_main(argv: list[str] | None = None) -> None:
-    from trl import TrlParser
-
-    (args,) = TrlParser((PushArguments,)).parse_args_and_config(args=argv)
-    try:
-        commit = push_adapter(
-            args.adapter_dir,
-            args.repo_id,
-            merge=args.merge,
-            private=args.private,
-            revision=args.revision,
-            commit_message=args.commit_message,
-        )
-    except PushError as error:
-        raise SystemExit(f"tpo-hf push: {error}") from None
-    print(f"Pushed {args.adapter_dir} to {commit.commit_url}")
-
-
-if __name__ == "__main__":
-    cli_main()

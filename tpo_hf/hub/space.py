@@ -25,7 +25,6 @@ import subprocess
 import sys
 import tempfile
 import zipfile
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -259,60 +258,3 @@ def push_space(folder: str | Path, space_id: str, private: bool | None = None, t
             api,
             kept="The folder is intact.",
         ) from error
-
-
-@dataclass
-class SpaceArguments:
-    """Arguments of `tpo-hf space`."""
-
-    adapter: str = field(metadata={"help": "TPO adapter: Hub id or local folder."})
-    space_id: str | None = field(default=None, metadata={"help": "Space to push to, e.g. `user/tpo-demo`."})
-    base_model: str | None = field(default=None, metadata={"help": "Base model (default: the adapter's base)."})
-    output_dir: str | None = field(default=None, metadata={"help": "Where to write the Space folder."})
-    num_frames: int = field(default=16, metadata={"help": "Default of the frames slider."})
-    max_new_tokens: int = field(default=128, metadata={"help": "Answer length cap."})
-    examples: list[str] | None = field(default=None, metadata={"help": "Example video files for the Space."})
-    tpo_hf_requirement: str | None = field(
-        default=None,
-        metadata={
-            "help": "requirements.txt line installing tpo-hf in the Space, e.g. 'tpo-hf[demo] @ git+https://...' or "
-            "'tpo-hf[demo]==X' (default: ship a wheel of this tpo-hf in the Space folder, unpacked by app.py)."
-        },
-    )
-    local: bool = field(default=False, metadata={"help": "Run the app here instead of pushing it."})
-    host: str = field(default="127.0.0.1", metadata={"help": "Host for --local."})
-    port: int | None = field(default=None, metadata={"help": "Port for --local (default: Gradio's)."})
-    private: bool | None = field(default=None, metadata={"help": "Create the Space as private."})
-
-
-def cli_main(argv: list[str] | None = None) -> None:
-    from trl import TrlParser
-
-    (args,) = TrlParser((SpaceArguments,)).parse_args_and_config(args=argv)
-    if args.local:
-        from .app import build_demo
-
-        demo = build_demo(args.adapter, args.base_model, args.num_frames, max_new_tokens=args.max_new_tokens)
-        demo.launch(server_name=args.host, server_port=args.port)
-        return
-    if not args.space_id and not args.output_dir:
-        raise SystemExit("tpo-hf space: give --space_id USER/NAME to push, --output_dir DIR to write, or --local.")
-    with tempfile.TemporaryDirectory(prefix="tpo-space-") as scratch:
-        folder = write_space(
-            args.output_dir or scratch,
-            args.adapter,
-            args.base_model,
-            num_frames=args.num_frames,
-            max_new_tokens=args.max_new_tokens,
-            examples=args.examples,
-            tpo_hf_requirement=args.tpo_hf_requirement,
-        )
-        if args.space_id:
-            commit = push_space(folder, args.space_id, private=args.private)
-            print(f"Pushed the Space to {commit.commit_url}")
-        else:
-            print(f"Wrote the Space folder to {folder}")
-
-
-if __name__ == "__main__":
-    cli_main()

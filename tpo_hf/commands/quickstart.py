@@ -49,7 +49,7 @@ class _Progress:
 
 def experiment_config(config: QuickstartConfig):
     """The quickstart as a one-seed, one-arm run of the method-validity experiment (`tpo_hf.world.experiment`)."""
-    from .world.experiment import ExperimentConfig
+    from ..world.experiment import ExperimentConfig
 
     return ExperimentConfig(
         out_dir=str(Path(config.output_dir).resolve()),
@@ -70,11 +70,11 @@ def experiment_config(config: QuickstartConfig):
 def main(config: QuickstartConfig) -> dict[str, str]:
     import torch
 
-    from .eval.results import eval_results
-    from .eval.run import evaluate
-    from .hub.space import write_space
-    from .world.base import world_base_model
-    from .world.experiment import curate, eval_sets, heldout_eval_config, pairs_dir, train
+    from ..eval.results import eval_results
+    from ..eval.run import evaluate
+    from ..hub.space import write_space
+    from ..world.base import world_base_model
+    from ..world.experiment import curate, eval_sets, heldout_eval_config, pairs_dir, train
 
     torch.set_num_threads(1)  # one thread is the fastest layout for a model this small on a 2-core machine
     experiment = experiment_config(config)
@@ -148,7 +148,7 @@ def main(config: QuickstartConfig) -> dict[str, str]:
 def paired_line(samples_file: Path, long_min_scenes: int = 6) -> str:
     """TPO minus base on the same held-out questions, with the experiment's 95% interval (held-out videos
     resampled): how much of a change this small question set can tell from none."""
-    from .world.experiment import paired_differences, read_samples
+    from ..world.experiment import paired_differences, read_samples
 
     runs = [
         {"arm": arm, "seed": 0, "samples": read_samples(samples_file, tag)}
@@ -171,7 +171,7 @@ def _pooled(groups: list[dict]) -> dict:
 def accuracy_lines(results: dict, long_min_scenes: int = 6) -> list[str]:
     """Accuracy (already in percent) and unparseable replies per model: per benchmark, per question type, and for
     long videos (at least `long_min_scenes` scenes) vs. short clips (2-3 scenes) when the questions say so."""
-    from .world.experiment import SHORT_CLIP_MAX_SCENES
+    from ..world.experiment import SHORT_CLIP_MAX_SCENES
 
     sections = []
     for name, benchmark in results.get("benchmarks", {}).items():
@@ -198,10 +198,14 @@ def accuracy_lines(results: dict, long_min_scenes: int = 6) -> list[str]:
 
 
 def cli_main(argv: list[str] | None = None) -> None:
+    (config,) = make_parser().parse_args_and_config(args=argv)
+    main(config)
+
+
+def make_parser():
     from trl import TrlParser
 
-    (config,) = TrlParser((QuickstartConfig,)).parse_args_and_config(args=argv)
-    main(config)
+    return TrlParser((QuickstartConfig,))
 
 
 if __name__ == "__main__":

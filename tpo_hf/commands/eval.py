@@ -1,4 +1,4 @@
-"""Stage 5 entry point: `tpo-hf eval --config FILE.yaml` evaluates a model, and its TPO adapter against it.
+"""`tpo-hf eval` (stage 5 of the flow): evaluates a model, and its TPO adapter against it.
 
     tpo-hf eval --config recipes/Qwen2.5-VL-7B-Instruct/eval/config.yaml
     tpo-hf eval --model_name_or_path Qwen/Qwen2.5-VL-7B-Instruct --adapter_path out/tpo-lora \\
@@ -7,7 +7,7 @@
 Arguments are one `EvalConfig` dataclass parsed with TRL's `TrlParser`: every field can be set in the YAML file or
 as a flag, and flags override the file. The run itself is `tpo_hf.eval.run.evaluate`. Data parallel:
 
-    accelerate launch --num_processes 2 -m tpo_hf.eval --config FILE.yaml
+    accelerate launch --num_processes 2 -m tpo_hf.commands.eval --config FILE.yaml
 """
 
 from __future__ import annotations
@@ -18,8 +18,9 @@ from typing import Any
 
 from trl import TrlParser
 
-from .config import EvalConfig
-from .run import evaluate
+from ..eval.config import EvalConfig
+from ..eval.run import evaluate
+from . import run_command
 
 
 def main(config: EvalConfig) -> dict[str, Any]:
@@ -39,7 +40,7 @@ def make_parser(subparsers=None) -> TrlParser:
 def cli_main(argv: list[str] | None = None) -> dict[str, Any]:
     """`tpo-hf eval [--config FILE.yaml] [--flag value ...]`."""
     (config,) = make_parser().parse_args_and_config(args=argv)
-    return main(config)
+    return run_command("eval", main, config)
 
 
 if __name__ == "__main__":

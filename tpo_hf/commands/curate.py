@@ -1,0 +1,53 @@
+"""`tpo-hf curate` (stage 2 of the flow): curate TPO preference pairs from videos.
+
+    tpo-hf curate --config recipes/Qwen2.5-VL-7B-Instruct/curate/config.yaml
+    accelerate launch --num_processes 8 -m tpo_hf.commands.curate --config FILE.yaml      # videos split across processes
+
+`CurationConfig` is parsed with TRL's `TrlParser`: every field can be set in the YAML file or as a flag, and flags
+override the file. A killed run resumes when started again with the same command. With `--push_to_hub REPO_ID`
+the dataset, its card (and with `--upload_videos` the videos) are pushed in one commit.
+"""
+
+from __future__ import annotations
+
+from trl import TrlParser
+
+from ..curation.config import CurationConfig
+from ..curation.run import CurationResult, run_curation
+from ..hub.push import push_dataset
+from . import run_command
+
+
+def main(config: CurationConfig) -> CurationResult | None:
+    """Runs curation (resuming if shards exist), saves the dataset to `output_dir`, and pushes it if asked.
+
+    Returns the result on the main process, `None` on the other processes of a distributed run.
+    """
+    result = run_curation(config)
+    if result is not None and config.push_to_hub:
+        commit = push_dataset(
+            result.output_dir,
+            config.push_to_hub,
+            result.dataset,
+            result.report,
+            config,
+            upload_videos=config.upload_videos,
+            private=config.hub_private,
+        )
+        print(f"Pushed {len(result.dataset)} pairs to {config.push_to_hub}: {commit.commit_url}")
+    return result
+
+
+def make_parser(subparsers=None) -> TrlParser:
+    if subparsers is not None:
+        return subparsers.add_parser("curate", help="Curate TPO preference pairs", dataclass_types=(CurationConfig,))
+    return TrlParser((CurationConfig,))
+
+
+def cli_main(argv: list[str] | None = None) -> None:
+    (config,) = make_parser().parse_args_and_config(args=argv)
+    run_command("curate", main, config)
+
+
+if __name__ == "__main__":
+    cli_main()

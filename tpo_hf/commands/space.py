@@ -1,0 +1,80 @@
+"""`tpo-hf space` (stage 6 of the flow): write the Gradio Space folder of a TPO adapter, push it, or run the demo
+here (`tpo_hf.hub.space`, `tpo_hf.hub.app`).
+
+    tpo-hf space --adapter user/Qwen2.5-VL-7B-TPO --space_id user/tpo-demo      # or --output_dir DIR, or --local
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass, field
+
+from . import run_command
+
+
+@dataclass
+class SpaceArguments:
+    """Arguments of `tpo-hf space`."""
+
+    adapter: str = field(metadata={"help": "TPO adapter: Hub id or local folder."})
+    space_id: str | None = field(default=None, metadata={"help": "Space to push to, e.g. `user/tpo-demo`."})
+    base_model: str | None = field(default=None, metadata={"help": "Base model (default: the adapter's base)."})
+    output_dir: str | None = field(default=None, metadata={"help": "Where to write the Space folder."})
+    num_frames: int = field(default=16, metadata={"help": "Default of the frames slider."})
+    max_new_tokens: int = field(default=128, metadata={"help": "Answer length cap."})
+    examples: list[str] | None = field(default=None, metadata={"help": "Example video files for the Space."})
+    tpo_hf_requirement: str | None = field(
+        default=None,
+        metadata={
+            "help": "requirements.txt line installing tpo-hf in the Space, e.g. 'tpo-hf[demo] @ git+https://...' or "
+            "'tpo-hf[demo]==X' (default: ship a wheel of this tpo-hf in the Space folder, unpacked by app.py)."
+        },
+    )
+    local: bool = field(default=False, metadata={"help": "Run the app here instead of pushing it."})
+    host: str = field(default="127.0.0.1", metadata={"help": "Host for --local."})
+    port: int | None = field(default=None, metadata={"help": "Port for --local (default: Gradio's)."})
+    private: bool | None = field(default=None, metadata={"help": "Create the Space as private."})
+
+
+def make_parser():
+    from trl import TrlParser
+
+    return TrlParser((SpaceArguments,))
+
+
+def main(args: SpaceArguments) -> None:
+    """Runs the demo here (`--local`), or writes the Space folder and pushes it when `space_id` is set."""
+    if args.local:
+        from ..hub.app import build_demo
+
+        demo = build_demo(args.adapter, args.base_model, args.num_frames, max_new_tokens=args.max_new_tokens)
+        demo.launch(server_name=args.host, server_port=args.port)
+        return
+    if not args.space_id and not args.output_dir:
+        raise SystemExit("tpo-hf space: give --space_id USER/NAME to push, --output_dir DIR to write, or --local.")
+    from ..hub.space import push_space, write_space
+
+    with tempfile.TemporaryDirectory(prefix="tpo-space-") as scratch:
+        folder = write_space(
+            args.output_dir or scratch,
+            args.adapter,
+            args.base_model,
+            num_frames=args.num_frames,
+            max_new_tokens=args.max_new_tokens,
+            examples=args.examples,
+            tpo_hf_requirement=args.tpo_hf_requirement,
+        )
+        if args.space_id:
+            commit = push_space(folder, args.space_id, private=args.private)
+            print(f"Pushed the Space to {commit.commit_url}")
+        else:
+            print(f"Wrote the Space folder to {folder}")
+
+
+def cli_main(argv: list[str] | None = None) -> None:
+    (args,) = make_parser().parse_args_and_config(args=argv)
+    run_command("space", main, args)
+
+
+if __name__ == "__main__":
+    cli_main()

@@ -1,0 +1,103 @@
+"""`tpo-hf train` (stage 4 of the flow): train TPO from a YAML recipe.
+
+    tpo-hf train --config recipes/Qwen2.5-VL-7B-Instruct/tpo/config_lora.yaml
+    accelerate launch --config_file recipes/accelerate_configs/zero2.yaml -m tpo_hf.commands.train --config FILE.yaml
+
+Arguments are parsed with TRL's `TrlParser` over (`TPOScriptArguments`, `TPOConfig`, `trl.ModelConfig`): every
+field can be set in the YAML file or as a flag, and flags override the file.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from trl import ModelConfig, ScriptArguments, TrlParser, get_peft_config, get_quantization_config
+
+from ..config import TPOConfig
+from ..data import default_video_root, load_preference_dataset
+from . import run_command
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class TPOScriptArguments(ScriptArguments):
+    """Where the preference dataset comes from.
+
+    `dataset_name` is a Hub dataset id, a folder written by `Dataset.save_to_disk` / `tpo-hf curate`, or a local
+    json/jsonl/parquet/csv file. Relative paths in its `video` column are resolved against `video_root`
+    (`TPOConfig`), which defaults to the dataset's folder for local datasets.
+    """
+
+    dataset_name: str | None = field(
+        default=None, metadata={"help": "Hub dataset id, `save_to_disk` folder, or json/parquet/csv file."}
+    )
+
+
+def main(script_args: TPOScriptArguments, training_args: TPOConfig, model_args: ModelConfig):
+    """Loads data, model and processor, trains, and saves the adapter (or model) and processor to `output_dir`."""
+    from ..processing import VideoPreferenceProcessor
+    from ..trainer import TPOTrainer
+
+    if not script_args.dataset_name:
+        raise ValueError("Set `dataset_name` (a Hub dataset id, a `save_to_disk` folder or a data file).")
+    if not model_args.model_name_or_path:
+        raise ValueError("Set `model_name_or_path` (a Hub model id or a local model folder).")
+    if training_args.video_root is None:
+        training_args.video_root = default_video_root(script_args.dataset_name)
+
+    train_dataset = load_preference_dataset(
+        script_args.dataset_name, script_args.dataset_config, script_args.dataset_train_split
+    )
+    eval_dataset = None
+    if training_args.eval_strategy != "no":
+        eval_dataset = load_preference_dataset(
+            script_args.dataset_name, script_args.dataset_config, script_args.dataset_test_split
+        )
+
+    training_args.model_init_kwargs = {
+        **(training_args.model_init_kwargs or {}),
+        "revision": model_args.model_revision,
+        "dtype": model_args.dtype,
+        **({"attn_implementation": model_args.attn_implementation} if model_args.attn_implementation else {}),
+    }
+    processor = VideoPreferenceProcessor.from_pretrained(
+        model_args.model_name_or_path,
+        revision=model_args.model_revision,
+        trust_remote_code=training_args.trust_remote_code,
+        **training_args.video_settings(),
+    )
+    trainer = TPOTrainer(
+        model=model_args.model_name_or_path,
+        args=training_args,
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
+        processing_class=processor,
+        quantization_config=get_quantization_config(model_args),
+        peft_config=get_peft_config(model_args),
+    )
+    trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    trainer.save_model(training_args.output_dir)
+    trainer.save_state()  # trainer_state.json: the loss curve and metrics, read by model cards and tests
+    logger.info("Saved to %s", training_args.output_dir)
+    if training_args.push_to_hub:
+        trainer.push_to_hub(dataset_name=script_args.dataset_name)
+    return trainer
+
+
+def make_parser(subparsers=None) -> TrlParser:
+    dataclass_types = (TPOScriptArguments, TPOConfig, ModelConfig)
+    if subparsers is not None:
+        return subparsers.add_parser("train", help="Train TPO", dataclass_types=dataclass_types)
+    return TrlParser(dataclass_types)
+
+
+def cli_main(argv: list[str] | None = None) -> None:
+    parser = make_parser()
+    script_args, training_args, model_args = parser.parse_args_and_config(args=argv)
+    run_command("train", main, script_args, training_args, model_args)
+
+
+if __name__ == "__main__":
+    cli_main()
