@@ -71,7 +71,7 @@ def _token_ids(tokenizer) -> dict[str, int]:
     return {token: tokenizer.convert_tokens_to_ids(token) for token in SPECIAL_TOKENS}
 
 
-def _qwen_text_config(tokenizer, **overrides) -> dict:
+def qwen_text_config(tokenizer, **overrides) -> dict:
     """A tiny Qwen2 text config for `tokenizer`; `overrides` replace any field (the world model is larger)."""
     return (
         dict(
@@ -91,7 +91,7 @@ def _qwen_text_config(tokenizer, **overrides) -> dict:
     )
 
 
-def _qwen_vision_token_ids(tokenizer) -> dict[str, int]:
+def qwen_vision_token_ids(tokenizer) -> dict[str, int]:
     """The Qwen-VL config fields naming the vision special tokens."""
     ids = _token_ids(tokenizer)
     return dict(
@@ -102,7 +102,7 @@ def _qwen_vision_token_ids(tokenizer) -> dict[str, int]:
     )
 
 
-def _qwen_processor(
+def qwen_processor(
     processor_cls,
     video_processor_cls,
     tokenizer,
@@ -156,11 +156,11 @@ def _build_qwen2_vl(tokenizer, qwen25: bool = False):
         vision_config.update(embed_dim=32, hidden_size=64, mlp_ratio=2)
         config_cls, model_cls, processor_cls = Qwen2VLConfig, Qwen2VLForConditionalGeneration, Qwen2VLProcessor
     config = config_cls(
-        text_config=_qwen_text_config(tokenizer, rope_parameters=_QWEN_ROPE),
+        text_config=qwen_text_config(tokenizer, rope_parameters=_QWEN_ROPE),
         vision_config=vision_config,
-        **_qwen_vision_token_ids(tokenizer),
+        **qwen_vision_token_ids(tokenizer),
     )
-    return model_cls(config), _qwen_processor(processor_cls, Qwen2VLVideoProcessor, tokenizer)
+    return model_cls(config), qwen_processor(processor_cls, Qwen2VLVideoProcessor, tokenizer)
 
 
 def _build_qwen3_vl(tokenizer, moe: bool = False):
@@ -184,11 +184,11 @@ def _build_qwen3_vl(tokenizer, moe: bool = False):
         deepstack_visual_indexes=[0],
     )
     config = config_cls(
-        text_config=_qwen_text_config(tokenizer, head_dim=16, rope_parameters=rope, **text_overrides),
+        text_config=qwen_text_config(tokenizer, head_dim=16, rope_parameters=rope, **text_overrides),
         vision_config=vision_config,
-        **_qwen_vision_token_ids(tokenizer),
+        **qwen_vision_token_ids(tokenizer),
     )
-    return model_cls(config), _qwen_processor(Qwen3VLProcessor, Qwen3VLVideoProcessor, tokenizer)
+    return model_cls(config), qwen_processor(Qwen3VLProcessor, Qwen3VLVideoProcessor, tokenizer)
 
 
 # LLaVA families: 32x32-pixel frames cut into 8x8 patches
@@ -209,7 +209,7 @@ def _llava_config_kwargs(tokenizer, vision_model_type: str, **vision_extra) -> d
         **vision_extra,
     )
     return dict(
-        text_config=dict(model_type="qwen2", **_qwen_text_config(tokenizer)),
+        text_config=dict(model_type="qwen2", **qwen_text_config(tokenizer)),
         vision_config=vision_config,
         image_token_index=ids["<image>"],
         video_token_index=ids["<video>"],
@@ -291,7 +291,7 @@ def _build_smolvlm(tokenizer):
 
     tokenizer.add_special_tokens({"additional_special_tokens": SPECIAL_TOKENS[1:] + _SMOLVLM_TOKENS})
     image_size, patch_size, scale_factor = _LLAVA_IMAGE_SIZE, _LLAVA_PATCH_SIZE, 2
-    text_config = dict(model_type="llama", **_qwen_text_config(tokenizer), head_dim=16)
+    text_config = dict(model_type="llama", **qwen_text_config(tokenizer), head_dim=16)
     config = SmolVLMConfig(
         text_config=text_config,
         vision_config=dict(
@@ -338,7 +338,7 @@ def _build_internvl(_tokenizer):
     tokenizer = build_tokenizer(_INTERNVL_TOKENS)
     image_size, patch_size = _LLAVA_IMAGE_SIZE, _LLAVA_PATCH_SIZE
     config = InternVLConfig(
-        text_config=dict(model_type="qwen2", **_qwen_text_config(tokenizer)),
+        text_config=dict(model_type="qwen2", **qwen_text_config(tokenizer)),
         vision_config=dict(
             hidden_size=32,
             intermediate_size=64,
@@ -397,7 +397,7 @@ def _build_glm4v(tokenizer, moe: bool = False):
     # head_dim 16 with half of it rotary (as GLM-4.1V): M-RoPE sections sum to 4
     rope = {"rope_type": "default", "mrope_section": [2, 1, 1], "partial_rotary_factor": 0.5, "rope_theta": 10000.0}
     config = config_cls(
-        text_config=_qwen_text_config(tokenizer, rope_parameters=rope, **text_overrides),
+        text_config=qwen_text_config(tokenizer, rope_parameters=rope, **text_overrides),
         vision_config=dict(
             depth=2,
             hidden_size=32,
@@ -438,7 +438,7 @@ def _build_video_llama_3(tokenizer):
 
     ids = _token_ids(tokenizer)
     config = VideoLlama3Config(
-        text_config=dict(model_type="qwen2", **_qwen_text_config(tokenizer)),
+        text_config=dict(model_type="qwen2", **qwen_text_config(tokenizer)),
         vision_config=dict(
             hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, patch_size=4
         ),
@@ -510,7 +510,7 @@ def _build_qwen_omni(_tokenizer, qwen3_moe: bool = False):
         vision.update(num_position_embeddings=64, deepstack_visual_indexes=[0])
         audio.update(downsample_hidden_size=8)
         # 4 experts, 2 per token, every decoder layer sparse, as in Qwen3-Omni-30B-A3B
-        text = _qwen_text_config(
+        text = qwen_text_config(
             tokenizer,
             head_dim=16,
             rope_parameters={**_QWEN_ROPE, "mrope_interleaved": True},
@@ -525,7 +525,7 @@ def _build_qwen_omni(_tokenizer, qwen3_moe: bool = False):
     else:
         prefix = "Qwen2_5Omni"
         vision.update(window_size=2 * patch_size, fullatt_block_indexes=[1])
-        text = _qwen_text_config(tokenizer, rope_parameters=_QWEN_ROPE)
+        text = qwen_text_config(tokenizer, rope_parameters=_QWEN_ROPE)
         token_ids.update(
             image_token_index=ids["image_token"],
             video_token_index=ids["video_token"],
@@ -587,7 +587,7 @@ def save_tiny_text_model(output_dir: str | Path, seed: int = 0) -> Path:
     tokenizer = build_tokenizer()
     tokenizer.chat_template = _CHATML_TEMPLATE.replace("VIDEO_MARKER", "").replace("IMAGE_MARKER", "")
     torch.manual_seed(seed)
-    model = Qwen2ForCausalLM(Qwen2Config(**_qwen_text_config(tokenizer)))
+    model = Qwen2ForCausalLM(Qwen2Config(**qwen_text_config(tokenizer)))
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.save_pretrained(output_dir)

@@ -30,7 +30,6 @@ if TYPE_CHECKING:
     from .candidate import Candidate
     from .config import CurationConfig
 
-ROLES = ("video", "question", "judge")
 TEMPLATE_QUESTIONS = "template"  # question_backend value: questions from templates, no model
 
 
@@ -59,13 +58,11 @@ class GenerationBackend:
 
 BackendFactory = Callable[["CurationConfig", str, "str | None"], GenerationBackend]
 
-# name -> factory `(config, role, device) -> GenerationBackend`, or "module:attribute" naming one (imported on use)
+# name -> factory `(config, role, device) -> GenerationBackend`, or "module:attribute" naming one (imported on use).
+# Installed packages add theirs as entry points of the group `tpo_hf.curation_backends` (`tpo_hf.plugins`).
 BACKENDS: dict[str, BackendFactory | str] = {
     "transformers": "tpo_hf.curation.transformers_backend:TransformersBackend.from_config",
     "openai": "tpo_hf.curation.openai_backend:OpenAIBackend.from_config",
-    # the synthetic world's question writer and timeline judge (stand-ins for the paper's GPT-4o-mini)
-    "world_questions": "tpo_hf.world.backends:WorldQuestionBackend.from_config",
-    "world_judge": "tpo_hf.world.backends:WorldJudgeBackend.from_config",
 }
 
 
@@ -75,9 +72,15 @@ def register_backend(name: str, factory: BackendFactory | str) -> None:
 
 
 def backend_factory(name: str) -> BackendFactory:
-    """The factory registered as `name`; the error lists the registered names."""
+    """The factory registered as `name`, or installed as an entry point of that name; the error lists both."""
+    from ..plugins import BACKENDS_GROUP, load_plugin, plugin_entry_points
+
     if name not in BACKENDS:
-        raise ValueError(f"Unknown generation backend {name!r}; registered: {sorted(BACKENDS)}.")
+        factory = load_plugin(BACKENDS_GROUP, name)
+        if factory is None:
+            known = sorted(set(BACKENDS) | set(plugin_entry_points(BACKENDS_GROUP)))
+            raise ValueError(f"Unknown generation backend {name!r}; registered: {known}.")
+        return factory
     factory = BACKENDS[name]
     if isinstance(factory, str):
         module_name, _, attribute = factory.partition(":")

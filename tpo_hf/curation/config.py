@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..fingerprint import without_off_options
-from ..video import VIDEO_EXTENSIONS
 from ..plugins import BACKENDS_GROUP, plugin_entry_points
+from ..video import VIDEO_EXTENSIONS
 from .backends import BACKENDS, TEMPLATE_QUESTIONS
 from .prompts import COMPREHENSIVE_TASK_TYPES, LOCALIZED_TASK_TYPES, TASK_TYPES
 

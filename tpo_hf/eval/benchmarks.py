@@ -92,9 +92,9 @@ def check_sample(sample: MCQSample, benchmark: str, index: int) -> None:
         raise ValueError(f"{where}, field 'num_frames': expected a positive integer, got {sample.num_frames!r}.")
 
 
-def _require_list(row: dict[str, Any], names: tuple[str, ...], benchmark: str, index: int) -> list:
+def require_list(row: dict[str, Any], names: tuple[str, ...], benchmark: str, index: int) -> list:
     """A list-valued field (options, candidates): a string or a number here would be split into characters."""
-    value = _require(row, names, benchmark, index)
+    value = require_field(row, names, benchmark, index)
     if not isinstance(value, (list, tuple)):
         raise ValueError(
             f"{benchmark} row {index}, field {names[0]!r}: expected a list of options, got {type(value).__name__} "
@@ -103,7 +103,8 @@ def _require_list(row: dict[str, Any], names: tuple[str, ...], benchmark: str, i
     return list(value)
 
 
-def _require(row: dict[str, Any], names: tuple[str, ...], benchmark: str, index: int) -> Any:
+def require_field(row: dict[str, Any], names: tuple[str, ...], benchmark: str, index: int) -> Any:
+    """The first of `names` that the row holds; the error names the row, the fields it has and the schema."""
     for name in names:
         if row.get(name) is not None:
             return row[name]
@@ -117,7 +118,7 @@ def _stable_id(*parts: str) -> str:
     return hashlib.sha1("\x1f".join(parts).encode()).hexdigest()[:12]
 
 
-def _answer_letter(answer: Any, options: list[str], benchmark: str, index: int) -> str:
+def answer_letter(answer: Any, options: list[str], benchmark: str, index: int) -> str:
     """A letter, an index, or the option text itself -> the letter."""
     letters = option_letters(len(options))
     if isinstance(answer, int) and not isinstance(answer, bool):
@@ -218,9 +219,9 @@ def videomme_sample(
 ) -> MCQSample:
     """A `lmms-eval/Video-MME` row -> `MCQSample`, prompt of lmms-eval's `videomme_doc_to_text` (or, with
     `subtitles`, `videomme_doc_to_text_subtitle`, reading `<subtitle_dir>/<videoID>.srt`)."""
-    video = str(_require(row, ("videoID",), "Video-MME", index))
-    question = str(_require(row, ("question",), "Video-MME", index))
-    raw_options = _require_list(row, ("options",), "Video-MME", index)
+    video = str(require_field(row, ("videoID",), "Video-MME", index))
+    question = str(require_field(row, ("question",), "Video-MME", index))
+    raw_options = require_list(row, ("options",), "Video-MME", index)
     options = [strip_option_prefix(option) for option in raw_options]
     if subtitles:
         kwargs = _variant(VIDEOMME_SUBTITLE_VARIANTS, variant, "videomme_w_subtitle")
@@ -247,7 +248,7 @@ def videomme_sample(
         video=video,
         question=question,
         options=options,
-        answer=_answer_letter(_require(row, ("answer",), "Video-MME", index), options, "Video-MME", index),
+        answer=answer_letter(require_field(row, ("answer",), "Video-MME", index), options, "Video-MME", index),
         prompt=prompt,
         breakdowns={
             name: str(row[name])
@@ -273,9 +274,9 @@ MLVU_VARIANTS = {
 def mlvu_sample(row: dict[str, Any], index: int, variant: str = "default", **_: Any) -> MCQSample:
     """An MLVU dev row (lmms-eval's `sy1998/MLVU_dev` or the original json) -> `MCQSample` (`mlvu_doc_to_text`)."""
     kwargs = _variant(MLVU_VARIANTS, variant, "mlvu_dev")
-    video = str(_require(row, ("video_name", "video"), "MLVU", index))
-    question = str(_require(row, ("question",), "MLVU", index))
-    options = [strip_option_prefix(str(c)) for c in _require_list(row, ("candidates",), "MLVU", index)]
+    video = str(require_field(row, ("video_name", "video"), "MLVU", index))
+    question = str(require_field(row, ("question",), "MLVU", index))
+    options = [strip_option_prefix(str(c)) for c in require_list(row, ("candidates",), "MLVU", index)]
     letters = option_letters(len(options))
     if "(A)" in question:  # lmms-eval's copy carries the options in the question already
         listed = question
@@ -287,7 +288,7 @@ def mlvu_sample(row: dict[str, Any], index: int, variant: str = "default", **_: 
         video=video,
         question=question,
         options=options,
-        answer=_answer_letter(_require(row, ("answer",), "MLVU", index), options, "MLVU", index),
+        answer=answer_letter(require_field(row, ("answer",), "MLVU", index), options, "MLVU", index),
         prompt=kwargs["pre_prompt"] + listed + kwargs["post_prompt"],
         breakdowns={"task_type": str(task)} if task is not None else {},
     )
@@ -301,43 +302,27 @@ LONGVIDEOBENCH_VARIANTS = {"default": {"pre_prompt": "", "post_prompt": LONGVIDE
 def longvideobench_sample(row: dict[str, Any], index: int, variant: str = "default", **_: Any) -> MCQSample:
     """A `longvideobench/LongVideoBench` validation row -> `MCQSample` (lmms-eval's `longvideobench_doc_to_text`)."""
     kwargs = _variant(LONGVIDEOBENCH_VARIANTS, variant, "longvideobench_val_v")
-    video = str(_require(row, ("video_path",), "LongVideoBench", index))
-    question = str(_require(row, ("question",), "LongVideoBench", index))
+    video = str(require_field(row, ("video_path",), "LongVideoBench", index))
+    question = str(require_field(row, ("question",), "LongVideoBench", index))
     if row.get("candidates") is not None:
-        options = [str(c) for c in _require_list(row, ("candidates",), "LongVideoBench", index)]
+        options = [str(c) for c in require_list(row, ("candidates",), "LongVideoBench", index)]
     else:
         options = [str(row[f"option{i}"]) for i in range(5) if row.get(f"option{i}") not in (None, "N/A")]
     if not options:
         raise KeyError(f"LongVideoBench row {index} has neither `candidates` nor `option0`..`option4`.")
     letters = option_letters(len(options))
     listed = question + "\n" + "\n".join(f"{letter}. {option}" for letter, option in zip(letters, options))
-    correct = _require(row, ("correct_choice",), "LongVideoBench", index)
+    correct = require_field(row, ("correct_choice",), "LongVideoBench", index)
     return MCQSample(
         sample_id=str(row.get("id") or f"{video}-{_stable_id(question)}"),
         video=video,
         question=question,
         options=options,
-        answer=_answer_letter(int(correct), options, "LongVideoBench", index),
+        answer=answer_letter(int(correct), options, "LongVideoBench", index),
         prompt=f"{kwargs['pre_prompt']}{listed}\n{kwargs['post_prompt']}",
         breakdowns={
             name: str(row[name]) for name in ("duration_group", "question_category") if row.get(name) is not None
         },
-    )
-
-
-def tpo_world_sample(row: dict[str, Any], index: int, variant: str = "default", **_: Any) -> MCQSample:
-    """A held-out question of tpo-hf's synthetic temporal world (`tpo_hf.world`): rows are written by
-    `tpo_hf.world.corpus.eval_rows` with the full prompt and the video's frame count (every frame is shown)."""
-    options = _require_list(row, ("options",), "tpo_world", index)
-    return MCQSample(
-        sample_id=str(_require(row, ("sample_id",), "tpo_world", index)),
-        video=str(_require(row, ("video",), "tpo_world", index)),
-        question=str(_require(row, ("question",), "tpo_world", index)),
-        options=options,
-        answer=_answer_letter(_require(row, ("answer",), "tpo_world", index), options, "tpo_world", index),
-        prompt=str(_require(row, ("prompt",), "tpo_world", index)),
-        breakdowns={name: str(row[name]) for name in ("type", "kind", "scenes") if row.get(name) is not None},
-        num_frames=row.get("num_frames"),
     )
 
 
@@ -487,25 +472,23 @@ BENCHMARKS: dict[str, Benchmark] = {
         lmms_eval_task="longvideobench_val_v",
         max_new_tokens=32,
     ),
-    # held-out questions about tpo-hf's synthetic temporal world (local files only; never on the Hub)
-    "tpo_world": Benchmark(
-        "tpo_world",
-        "TPO world (held-out)",
-        "tpo-hf/temporal-world",
-        "test",
-        ("type", "kind", "scenes"),
-        tpo_world_sample,
-        lmms_eval_task=None,
-        max_new_tokens=6,  # the world model answers with an option's text ("the red shape")
-    ),
 }
 
 
 def get_benchmark(name: str) -> Benchmark:
-    """The registry entry for `name` (see `BENCHMARKS`)."""
-    if name not in BENCHMARKS:
-        raise ValueError(f"Unknown benchmark {name!r}; available: {sorted(BENCHMARKS)}.")
-    return BENCHMARKS[name]
+    """The registry entry for `name` (see `BENCHMARKS`), or the `Benchmark` an installed package declares as an
+    entry point of that name in the group `tpo_hf.eval_benchmarks` (`tpo_hf.plugins`)."""
+    from ..plugins import BENCHMARKS_GROUP, load_plugin, plugin_entry_points
+
+    if name in BENCHMARKS:
+        return BENCHMARKS[name]
+    benchmark = load_plugin(BENCHMARKS_GROUP, name)
+    if benchmark is None:
+        available = sorted(set(BENCHMARKS) | set(plugin_entry_points(BENCHMARKS_GROUP)))
+        raise ValueError(f"Unknown benchmark {name!r}; available: {available}.")
+    if not isinstance(benchmark, Benchmark) or benchmark.name != name:
+        raise TypeError(f"The {BENCHMARKS_GROUP} entry point {name!r} must name a Benchmark called {name!r}.")
+    return benchmark
 
 
 def lmms_eval_predictions(name: str, replies: list[str], samples: list[MCQSample], seed: int = 0) -> list[str]:

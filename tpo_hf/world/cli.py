@@ -9,6 +9,9 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass, field, fields
 
+# `tpo-hf world` is a plugin command (entry point `tpo_hf.commands` in pyproject.toml): its line in `tpo-hf --help`
+HELP = "The synthetic temporal world: pretrain its base model, write corpora"
+
 
 @dataclass
 class CorpusArguments:

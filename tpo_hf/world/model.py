@@ -12,9 +12,8 @@ Design choices, each for speed on a 2-core CPU without losing what makes it a vi
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
-from ..tiny import SPECIAL_TOKENS, _qwen_processor, _qwen_text_config, _qwen_vision_token_ids
+from ..tiny import SPECIAL_TOKENS, qwen_processor, qwen_text_config, qwen_vision_token_ids
 from .timeline import COLOURS, NEEDLE_SHAPE
 
 TOKEN_SIDE = 16  # pixels per frame side after resizing: one 2x2 group of 8-pixel patches = one token
@@ -88,7 +87,7 @@ def build_world_model(seed: int = 0, hidden_size: int = 128, num_layers: int = 4
     half_head = hidden_size // heads // 2
     sections = [half_head - 2 * (half_head // 3), half_head // 3, half_head // 3]  # temporal, height, width
     rope = {"rope_type": "default", "mrope_section": sections, "rope_theta": 10000.0}
-    text_config = _qwen_text_config(
+    text_config = qwen_text_config(
         tokenizer,
         hidden_size=hidden_size,
         intermediate_size=hidden_size * 2,
@@ -114,9 +113,9 @@ def build_world_model(seed: int = 0, hidden_size: int = 128, num_layers: int = 4
         )
     else:
         vision_config |= dict(embed_dim=64, hidden_size=hidden_size, mlp_ratio=2, in_chans=3)
-    config = config_cls(text_config=text_config, vision_config=vision_config, **_qwen_vision_token_ids(tokenizer))
+    config = config_cls(text_config=text_config, vision_config=vision_config, **qwen_vision_token_ids(tokenizer))
     pixels = TOKEN_SIDE * TOKEN_SIDE  # every frame is resized to exactly 16x16
-    processor = _qwen_processor(
+    processor = qwen_processor(
         processor_cls,
         video_processor_cls,
         tokenizer,
@@ -131,10 +130,3 @@ def build_world_model(seed: int = 0, hidden_size: int = 128, num_layers: int = 4
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.generation_config.do_sample = False
     return model, processor
-
-
-def save_world_model(model, processor, output_dir: str | Path) -> Path:
-    output_dir = Path(output_dir)
-    model.save_pretrained(output_dir)
-    processor.save_pretrained(output_dir)
-    return output_dir
