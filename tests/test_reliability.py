@@ -593,8 +593,8 @@ def test_push_failures_raise_the_same_push_error_everywhere(down_hub, video_dir,
 def test_push_error_from_a_faulty_hub_and_through_the_cli(video_dir, tmp_path, monkeypatch):
     import huggingface_hub.constants
     from hub_server import HubServer
-    from tpo_hf.commands import main as cli_main
 
+    from tpo_hf.commands import main as cli_main
     from tpo_hf.hub.push import PushError, push_dataset
 
     config = curation_config(video_dir, tmp_path / "curated")
