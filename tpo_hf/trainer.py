@@ -17,13 +17,9 @@ What it adds to `DPOTrainer`:
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import os
-import re
-import shutil
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -31,6 +27,7 @@ from transformers import AutoConfig, PreTrainedModel
 from trl import DPOTrainer
 
 from . import compat
+from .checkpoints import checkpoint_step, resolve_checkpoint, save_complete_checkpoint
 from .collator import (
     BATCH_SIZE_KEY,
     BOOKKEEPING_KEYS,
@@ -43,7 +40,7 @@ from .collator import (
 )
 from .config import MARGIN_LOSS_TYPES, TPOConfig
 from .families import VideoFamily, get_family
-from .fingerprint import atomic_write_json, file_identity, key_hash
+from .fingerprint import file_identity, key_hash
 from .moe import install_router_aux_loss
 from .paper import TPO_CITATION, TPO_PAPER_ID, TPO_PAPER_TITLE, TPO_TAG
 from .prefix_sharing import (
@@ -66,49 +63,10 @@ logger = logging.getLogger(__name__)
 
 # Bumped when the reference log-probs a precompute writes change meaning (part of their cache key).
 REF_LOGPS_FORMAT_VERSION = 1
-# Written last into every checkpoint folder: only a folder holding it is a complete checkpoint to resume from.
-CHECKPOINT_COMPLETE_FILE = "tpo_checkpoint_complete.json"
-BOOLEAN_WORDS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False, "": False}
-_CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 
 
 class NoTrainingDataError(RuntimeError):
     """Training would run on nothing (every pair dropped): refused instead of saving an untrained model."""
-
-
-def _checkpoint_step(folder: str | os.PathLike) -> int:
-    match = _CHECKPOINT_RE.match(os.path.basename(os.path.normpath(folder)))
-    return int(match.group(1)) if match else -1
-
-
-def checkpoint_is_complete(folder: str | os.PathLike) -> bool:
-    """A checkpoint folder is complete when its completion file is there, or (checkpoints written before tpo-hf
-    marked them) when its `trainer_state.json`, written after the weights and optimizer, reads back."""
-    if os.path.isfile(os.path.join(folder, CHECKPOINT_COMPLETE_FILE)):
-        return True
-    try:
-        with open(os.path.join(folder, "trainer_state.json")) as handle:
-            return isinstance(json.load(handle).get("global_step"), int)
-    except (OSError, ValueError, AttributeError):
-        return False
-
-
-def latest_complete_checkpoint(output_dir: str | os.PathLike) -> tuple[str | None, list[str]]:
-    """(the newest complete `checkpoint-N` in `output_dir`, the incomplete ones newer than it)."""
-    if not os.path.isdir(output_dir):
-        return None, []
-    steps = sorted(
-        (int(match.group(1)), name)
-        for name in os.listdir(output_dir)
-        if (match := _CHECKPOINT_RE.match(name)) and os.path.isdir(os.path.join(output_dir, name))
-    )
-    incomplete = []
-    for _, name in reversed(steps):
-        path = os.path.join(output_dir, name)
-        if checkpoint_is_complete(path):
-            return path, incomplete
-        incomplete.append(path)
-    return None, incomplete
 
 
 # Keyword that makes the model's forward run only the shared video encoding (see `install_encode_forward`)
@@ -668,12 +626,14 @@ class TPOTrainer(DPOTrainer):
         Raises:
             NoTrainingDataError: optimizer steps ran but every pair of them was dropped; nothing is saved.
         """
-        resume_from_checkpoint = self._resolve_checkpoint(resume_from_checkpoint)
+        resume_from_checkpoint = resolve_checkpoint(
+            resume_from_checkpoint, self.args.output_dir, self.args.should_save
+        )
         self._pairs_trained = 0
         start_step = self.state.global_step
         output = super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
         ran_steps = self.state.global_step > start_step and (
-            resume_from_checkpoint is None or self.state.global_step > _checkpoint_step(resume_from_checkpoint)
+            resume_from_checkpoint is None or self.state.global_step > checkpoint_step(resume_from_checkpoint)
         )
         trained = self._pairs_trained
         if ran_steps and self.accelerator.num_processes > 1:  # every rank takes the same decision
@@ -688,60 +648,8 @@ class TPOTrainer(DPOTrainer):
             )
         return output
 
-    def _resolve_checkpoint(self, resume_from_checkpoint: str | bool | None) -> str | None:
-        """`True` -> the newest complete checkpoint of `output_dir` (incomplete newer ones, left by a kill during a
-        save, are removed); a path -> checked to be complete."""
-        if isinstance(resume_from_checkpoint, str) and resume_from_checkpoint.strip().lower() in BOOLEAN_WORDS:
-            # `--resume_from_checkpoint true` arrives as a string (TrainingArguments types it `str`)
-            resume_from_checkpoint = BOOLEAN_WORDS[resume_from_checkpoint.strip().lower()]
-        if resume_from_checkpoint in (None, False):
-            return None
-        if resume_from_checkpoint is True:
-            latest, incomplete = latest_complete_checkpoint(self.args.output_dir)
-            if incomplete and self.args.should_save:
-                for path in incomplete:
-                    logger.warning("Removing %s: its save was interrupted (no %s).", path, CHECKPOINT_COMPLETE_FILE)
-                    shutil.rmtree(path, ignore_errors=True)
-            if latest is None:
-                raise ValueError(
-                    f"resume_from_checkpoint=True but {self.args.output_dir} holds no complete checkpoint"
-                    f"{f' ({len(incomplete)} interrupted one(s) removed)' if incomplete else ''}; train from scratch "
-                    "by leaving resume_from_checkpoint unset."
-                )
-            logger.info("Resuming from %s, the newest complete checkpoint", latest)
-            return latest
-        if not checkpoint_is_complete(resume_from_checkpoint):
-            latest, _ = latest_complete_checkpoint(os.path.dirname(os.path.abspath(resume_from_checkpoint)))
-            raise ValueError(
-                f"Checkpoint {resume_from_checkpoint} is incomplete (its save was interrupted) or not a checkpoint. "
-                + (f"The newest complete one is {latest}; " if latest else "")
-                + "pass that path, or resume_from_checkpoint=True to pick it."
-            )
-        return str(resume_from_checkpoint)
-
     def _save_checkpoint(self, model, trial) -> None:
-        # Old checkpoints are rotated out only after the new one is marked complete, so a kill at any moment leaves
-        # at least one complete checkpoint behind.
-        limit = self.args.save_total_limit
-        self.args.save_total_limit = None
-        try:
-            super()._save_checkpoint(model, trial)
-        finally:
-            self.args.save_total_limit = limit
-        run_dir = self._get_output_dir(trial=trial)
-        folder = os.path.join(run_dir, f"checkpoint-{self.state.global_step}")
-        self.accelerator.wait_for_everyone()
-        if self.args.should_save and os.path.isdir(folder):
-            atomic_write_json(Path(folder) / CHECKPOINT_COMPLETE_FILE, {"global_step": self.state.global_step})
-            if limit is not None:
-                from transformers.trainer_utils import rotate_checkpoints
-
-                rotate_checkpoints(
-                    output_dir=run_dir,
-                    save_total_limit=limit,
-                    best_model_checkpoint=self.state.best_model_checkpoint,
-                    use_mtime=False,
-                )
+        save_complete_checkpoint(self, functools.partial(super()._save_checkpoint, model, trial), trial)
 
     def compute_ref_log_probs(self, model, inputs):
         """Reference log-probs of one batch, scattered back to the positions of the batch's examples.
