@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 from collections import Counter
 from typing import Any
 
@@ -26,7 +25,6 @@ import torch
 from transformers import AutoConfig, PreTrainedModel
 from trl import DPOTrainer
 
-from . import compat
 from .checkpoints import checkpoint_step, resolve_checkpoint, save_complete_checkpoint
 from .collator import (
     BATCH_SIZE_KEY,
@@ -580,7 +578,7 @@ class TPOTrainer(DPOTrainer):
         if self.args.should_save:
             self.video_processor.save_pretrained(output_dir)
 
-    # --- Hub: model card and push (tpo_hf.hub) ----------------------------------------------------------------------
+    # --- Hub: model card and push (tpo_hf.hub.training_publish) ----------------------------------------------------
     def create_model_card(
         self,
         model_name: str | None = None,
@@ -597,22 +595,9 @@ class TPOTrainer(DPOTrainer):
         accuracy and margin, and `eval_results` (`EvalResult`s or dicts) as `model-index`. `dataset_name`,
         `eval_results` and `license` given once are kept for the cards written by later saves.
         """
-        if not self.is_world_process_zero():
-            return
-        from .hub.model_card import save_trainer_card
+        from .hub.training_publish import write_training_card
 
-        card_info = self.__dict__.setdefault("_tpo_card_info", {})
-        for key, value in (("dataset_name", dataset_name), ("eval_results", eval_results), ("license", license)):
-            if value is not None:
-                card_info[key] = value
-        tags = [tags] if isinstance(tags, str) else list(tags or [])
-        save_trainer_card(
-            self,
-            output_dir or self.args.output_dir,
-            repo_id=self.hub_model_id or self.args.hub_model_id or model_name,
-            tags=[*tags, *(tag for tag in self._tag_names if tag not in tags)],
-            **card_info,
-        )
+        write_training_card(self, output_dir, model_name, dataset_name, tags, eval_results, license)
 
     def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
         super().save_model(output_dir, _internal_call)
@@ -621,25 +606,9 @@ class TPOTrainer(DPOTrainer):
             self.create_model_card(output_dir=output_dir)
 
     def init_hf_repo(self, token: str | None = None, private: bool | None = None) -> None:
-        from .hub.push import push_failed
+        from .hub.training_publish import create_training_repo
 
-        try:
-            if compat.INIT_HF_REPO_TAKES_PRIVATE:
-                super().init_hf_repo(token=token, private=private)
-            else:
-                if private is not None:
-                    self.args.hub_private_repo = private  # what transformers < 5.23 reads
-                super().init_hf_repo(token=token)
-        except Exception as error:
-            repo = self.args.hub_model_id or os.path.basename(os.path.abspath(self.args.output_dir))
-            raise push_failed(
-                "Creating the model repo",
-                repo,
-                error,
-                f"tpo-hf train ... (without --push_to_hub), then tpo-hf push --adapter_dir {self.args.output_dir} "
-                f"--repo_id {repo}",
-                kept="Nothing was trained or changed yet.",
-            ) from error
+        create_training_repo(self, super().init_hf_repo, token=token, private=private)
 
     def push_to_hub(
         self,
@@ -655,20 +624,6 @@ class TPOTrainer(DPOTrainer):
         `kwargs` go to `create_model_card` (`dataset_name`, `eval_results`, `tags`, `license`). The upload is
         always blocking. On failure a `tpo_hf.hub.push.PushError` names the folder and the command to rerun.
         """
-        from .hub.push import push_adapter
+        from .hub.training_publish import push_training_run
 
-        if self.hub_model_id is None:
-            compat.init_hf_repo(self, token=token, private=private)
-        self.save_model(_internal_call=True)
-        if not self.is_world_process_zero():
-            return None
-        kwargs.pop("model_name", None)
-        self.create_model_card(**kwargs)
-        return push_adapter(
-            self.args.output_dir,
-            self.hub_model_id,
-            private=private,
-            revision=revision if revision is not None else self.args.hub_revision,
-            commit_message=commit_message,
-            token=token if token is not None else self.args.hub_token,
-        )
+        return push_training_run(self, commit_message, token=token, revision=revision, private=private, **kwargs)
