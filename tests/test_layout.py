@@ -15,14 +15,11 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = REPO_ROOT / "tpo_hf"
-# The scripts: `python -m` targets and `tpo-hf` subcommands. Library modules never import them.
-ENTRY_POINTS = {
-    "tpo_hf.cli",
-    "tpo_hf.train",
-    "tpo_hf.curate",
-    "tpo_hf.eval.cli",
-    "tpo_hf.eval.__main__",
-    "tpo_hf.quickstart",
+# The scripts: `python -m` targets and the `tpo-hf` subcommands (every module of tpo_hf/commands/). Library modules
+# never import them.
+ENTRY_POINTS = {"tpo_hf.train", "tpo_hf.curate", "tpo_hf.eval.__main__"} | {
+    "tpo_hf.commands" + ("" if path.stem == "__init__" else f".{path.stem}")
+    for path in (PACKAGE / "commands").glob("*.py")
 }
 
 
@@ -70,10 +67,14 @@ def _import_graph() -> dict[str, set[str]]:
 
 
 def test_import_tpo_hf_and_help_do_not_load_torch():
+    # the function the `tpo-hf` console script runs, as pyproject.toml declares it
+    script = re.search(r'^tpo-hf = "([\w.]+):(\w+)"', (REPO_ROOT / "pyproject.toml").read_text(), re.MULTILINE)
+    assert script, "pyproject.toml declares no `tpo-hf` console script"
     check = (
         "import sys, tpo_hf; assert 'torch' not in sys.modules, 'import tpo_hf loaded torch'; "
         "assert tpo_hf.__version__ and 'TPOTrainer' in dir(tpo_hf); "
-        "from tpo_hf.cli import main; main(['--help']); assert 'torch' not in sys.modules, 'tpo-hf --help loaded torch'"
+        f"from {script[1]} import {script[2]} as main; main(['--help']); "
+        "assert 'torch' not in sys.modules, 'tpo-hf --help loaded torch'"
     )
     result = subprocess.run([sys.executable, "-c", check], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
@@ -142,6 +143,13 @@ def _documents() -> list[Path]:
 
 _PATH = re.compile(r"(?<![\w./-])((?:tpo_hf|recipes|hub_cards|tests|benchmarks)/[\w./<>{}*-]*|[A-Z][A-Z_]+\.md)")
 _MODULE = re.compile(r"(?<![\w.])tpo_hf(?:\.\w+)+")
+
+
+def _entry_point_groups() -> set[str]:
+    """The entry-point groups pyproject.toml declares (`tpo_hf.commands`, ...): names that look like modules."""
+    return set(re.findall(r'^\[project\.entry-points\."([\w.]+)"\]', (REPO_ROOT / "pyproject.toml").read_text(), re.M))
+
+
 _PLACEHOLDER = re.compile(r"[<>{}*]|\.\.\.|/[A-Z]\.yaml$|^tpo_hf/_cards/")  # templates of paths, install-only paths
 
 
@@ -154,6 +162,8 @@ def test_every_cited_path_and_module_exists():
             if not _PLACEHOLDER.search(cited) and not (REPO_ROOT / cited).exists():
                 missing.append(f"{document.relative_to(REPO_ROOT)}: {cited}")
         for match in _MODULE.finditer(text):
+            if match.group(0) in _entry_point_groups():
+                continue
             parts = match.group(0).split(".")
             # the longest prefix that is a module or package must be followed by at most an attribute chain
             if len(parts) > 1 and not (
