@@ -1,5 +1,6 @@
 """The house rules of the layout, checked: cheap imports, no import cycles, no library code importing a CLI, every
-package in the wheel, every cited path real, one flag style, stage numbers that agree with the README."""
+package in the wheel, every cited path and every relative link real, one flag style, stage numbers that agree with
+the tree in docs/architecture.md."""
 
 from __future__ import annotations
 
@@ -135,13 +136,22 @@ def test_every_package_is_in_the_wheel():
 
 
 # --- what the docs cite exists ----------------------------------------------------------------------------------------
+def _markdown_pages() -> list[Path]:
+    """The user-facing pages: the README, the docs and the experiment write-ups beside their results."""
+    pages = [REPO_ROOT / "README.md", *REPO_ROOT.glob("docs/*.md"), *REPO_ROOT.glob("benchmarks/results/**/README.md")]
+    return sorted(pages)
+
+
 def _documents() -> list[Path]:
-    files = [REPO_ROOT / "README.md", *REPO_ROOT.glob("recipes/**/*.md"), *REPO_ROOT.glob("recipes/**/*.yaml")]
+    files = [*_markdown_pages(), *REPO_ROOT.glob("recipes/**/*.md"), *REPO_ROOT.glob("recipes/**/*.yaml")]
     files += [*PACKAGE.rglob("*.py"), *REPO_ROOT.glob("benchmarks/*.py"), *REPO_ROOT.glob("hub_cards/*")]
-    return sorted(files)
+    return sorted(set(files))
 
 
-_PATH = re.compile(r"(?<![\w./-])((?:tpo_hf|recipes|hub_cards|tests|benchmarks)/[\w./<>{}*-]*|[A-Z][A-Z_]+\.md)")
+# (`docs/` only as our own pages, `docs/NAME.md`: recipe READMEs also cite transformers' docs/source/... files)
+_PATH = re.compile(
+    r"(?<![\w./-])((?:tpo_hf|recipes|hub_cards|tests|benchmarks)/[\w./<>{}*-]*|docs/[\w-]+\.md|[A-Z][A-Z_]+\.md)"
+)
 _MODULE = re.compile(r"(?<![\w.])tpo_hf(?:\.\w+)+")
 
 
@@ -178,6 +188,34 @@ def test_every_cited_path_and_module_exists():
     assert not missing, "cited but absent:\n" + "\n".join(missing)
 
 
+_LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)\)")
+
+
+def _anchors(page: Path) -> set[str]:
+    """GitHub's anchors of a Markdown page's headings: lower case, punctuation dropped, spaces as hyphens."""
+    headings = re.findall(r"^#+ (.+)$", re.sub(r"```.*?```", "", page.read_text(), flags=re.DOTALL), re.MULTILINE)
+    return {re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-") for heading in headings}
+
+
+def test_every_relative_link_resolves():
+    """A link in the README or the docs that points into the repository names a file or folder that exists, and
+    an anchor (`page.md#section`) names a heading of that page."""
+    broken = []
+    for page in _markdown_pages():
+        for match in _LINK.finditer(page.read_text()):
+            target = match.group(1)
+            if re.match(r"^[a-z]+:", target):  # https:, mailto:
+                continue
+            path, _, anchor = target.partition("#")
+            resolved = (page.parent / path).resolve() if path else page
+            where = f"{page.relative_to(REPO_ROOT)}: {target}"
+            if not resolved.exists():
+                broken.append(f"{where} (no such file)")
+            elif anchor and resolved.suffix == ".md" and anchor not in _anchors(resolved):
+                broken.append(f"{where} (no such heading)")
+    assert not broken, "broken links:\n" + "\n".join(broken)
+
+
 def _public_names() -> set[str]:
     import tpo_hf
 
@@ -199,11 +237,11 @@ def test_one_flag_style():
     assert not found, "dashed flags (use snake_case):\n" + "\n".join(found)
 
 
-def test_stage_numbers_agree_with_the_readme():
-    readme = (REPO_ROOT / "README.md").read_text()
-    tree = readme.split("## How to navigate", 1)[1].split("```", 2)[1]
+def test_stage_numbers_agree_with_the_architecture_tree():
+    architecture = (REPO_ROOT / "docs" / "architecture.md").read_text()
+    tree = architecture.split("## How to navigate", 1)[1].split("```", 2)[1]
     stages = dict(re.findall(r"^  (\w+(?:\.py|/))\s+(\d)\. ", tree, re.MULTILINE))
-    assert stages, "the README tree lists no numbered stages"
+    assert stages, "the tree in docs/architecture.md lists no numbered stages"
     wrong = []
     for entry, number in stages.items():
         target = PACKAGE / entry.rstrip("/")
@@ -212,7 +250,7 @@ def test_stage_numbers_agree_with_the_readme():
             docstring = ast.get_docstring(ast.parse(path.read_text())) or ""
             for stated in re.findall(r"\bStage (\d)", docstring):
                 if stated != number:
-                    wrong.append(f"{path.relative_to(REPO_ROOT)} says stage {stated}, the README {number}")
+                    wrong.append(f"{path.relative_to(REPO_ROOT)} says stage {stated}, docs/architecture.md {number}")
     assert not wrong, "\n".join(wrong)
 
 

@@ -1,5 +1,6 @@
-"""Every TRL / transformers option of README's "TRL and transformers options" table: it trains on video pairs or
-TPOConfig refuses it with the reason and what to use instead. One test per row (`ROW_TESTS` maps rows to tests)."""
+"""Every TRL / transformers option of the "TRL and transformers options" table in docs/training.md: it trains on video
+pairs or TPOConfig refuses it with the reason and what to use instead. One test per row (`ROW_TESTS` maps rows to
+tests)."""
 
 from __future__ import annotations
 
@@ -16,9 +17,9 @@ from tpo_hf import TPOConfig, TPOTrainer
 from tpo_hf.config import REFUSED_OPTIONS
 from tpo_hf.tiny import tiny_tpo_config
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+TRAINING_DOC = Path(__file__).resolve().parents[1] / "docs" / "training.md"
 
-# README row (the option as written in its first column) -> the test that checks it
+# table row (the option as written in its first column) -> the test that checks it
 ROW_TESTS = {
     "use_liger_kernel": "test_refused_options_say_why_and_what_instead",
     "padding_free": "test_refused_options_say_why_and_what_instead",
@@ -52,8 +53,9 @@ def train_one_step(tmp_path, video_dir, preference_dataset, tiny_model, ref_mode
     return trainer
 
 
-def test_readme_table_lists_every_row_and_each_row_has_a_test():
-    table = README.read_text(encoding="utf-8").split("## TRL and transformers options", 1)[1].split("\n## ", 1)[0]
+def test_options_table_lists_every_row_and_each_row_has_a_test():
+    text = TRAINING_DOC.read_text(encoding="utf-8")
+    table = text.split("## TRL and transformers options", 1)[1].split("\n## ", 1)[0]
     rows = re.findall(r"^\| `([a-z_0-9]+)`", table, flags=re.MULTILINE)
     assert sorted(rows) == sorted(ROW_TESTS)
     assert set(REFUSED_OPTIONS) <= set(rows)
