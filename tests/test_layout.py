@@ -254,6 +254,34 @@ def test_stage_numbers_agree_with_the_architecture_tree():
     assert not wrong, "\n".join(wrong)
 
 
+def test_the_architecture_tree_lists_every_module():
+    """The tree in docs/architecture.md names every module of tpo_hf/ (package `__init__` / `__main__` files aside)
+    in its folder, and nothing that is not there: a module added, moved or removed fails until the tree says so."""
+    architecture = (REPO_ROOT / "docs" / "architecture.md").read_text()
+    tree = architecture.split("## How to navigate", 1)[1].split("```", 2)[1]
+    entry = re.compile(r"^( +)((?:\w+\.py|\w+/)(?:, (?:\w+\.py|\w+/))*)(?:\s|$)")
+    listed, folder = set(), ""
+    for line in tree.splitlines():
+        if not line.startswith(" "):
+            folder = ""  # a top-level entry (tpo_hf/, recipes/, ...) ends the folder above
+            continue
+        match = entry.match(line)
+        if match is None:  # a continuation line
+            continue
+        depth = len(match.group(1)) // 2
+        for name in match.group(2).split(", "):
+            path = name if depth == 1 else f"{folder}{name}"
+            listed.add(path.rstrip("/"))
+            if depth == 1 and name.endswith("/"):
+                folder = name
+    on_disk = {str(path.relative_to(PACKAGE)) for path in PACKAGE.rglob("*.py")}
+    on_disk |= {str(path.relative_to(PACKAGE)) for path in PACKAGE.iterdir() if (path / "__init__.py").exists()}
+    stale = sorted(listed - on_disk)
+    unlisted = sorted(path for path in on_disk - listed if not re.search(r"/__(init|main)__\.py$", path))
+    assert not stale, f"docs/architecture.md lists modules that do not exist: {stale}"
+    assert not unlisted, f"docs/architecture.md does not list: {unlisted}"
+
+
 def test_skip_markers_skip_without_the_hardware(monkeypatch):
     """Every registered `require_*` marker has a check in conftest, and the hook skips a test when it fails."""
     from tests import conftest
