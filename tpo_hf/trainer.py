@@ -36,7 +36,8 @@ from .collator import (
     ROW_INDEX_COLUMN,
     VideoPreferenceCollator,
 )
-from .config import MARGIN_LOSS_TYPES, TPOConfig
+from .config import TPOConfig
+from .dataset_checks import NoTrainingDataError, check_columns, check_rows
 from .distributed import (
     check_fsdp2_versions,
     configure_fsdp_wrap,
@@ -61,17 +62,12 @@ from .prefix_sharing import (
     unsupported_reason,
 )
 from .processing import VideoPreferenceProcessor
-from .validation import check_preference_row
 
 logger = logging.getLogger(__name__)
 
 
 # Bumped when the reference log-probs a precompute writes change meaning (part of their cache key).
 REF_LOGPS_FORMAT_VERSION = 1
-
-
-class NoTrainingDataError(RuntimeError):
-    """Training would run on nothing (every pair dropped): refused instead of saving an untrained model."""
 
 
 def _unwrap_peft(model: Any) -> Any:
@@ -135,7 +131,7 @@ class TPOTrainer(DPOTrainer):
         args._resolve_loss()
         if train_dataset is None:
             raise ValueError("`train_dataset` is required")
-        self._check_columns(train_dataset, "train_dataset")
+        check_columns(train_dataset, "train_dataset")
 
         config = (
             AutoConfig.from_pretrained(model, trust_remote_code=args.trust_remote_code)
@@ -210,7 +206,7 @@ class TPOTrainer(DPOTrainer):
             )
         if eval_dataset is not None:
             for name, dataset in eval_dataset.items() if isinstance(eval_dataset, dict) else [("eval", eval_dataset)]:
-                self._check_columns(dataset, name)
+                check_columns(dataset, name)
 
         super().__init__(
             model=model,
@@ -233,75 +229,13 @@ class TPOTrainer(DPOTrainer):
         if self.is_fsdp_enabled:
             install_output_head_unshard(_unwrap_peft(self.model))
 
-    # --- data -------------------------------------------------------------------------------------------------------
-    @staticmethod
-    def _check_columns(dataset: Any, name: str) -> None:
-        columns = dataset.column_names or list(next(iter(dataset)).keys())
-        missing = [column for column in REQUIRED_COLUMNS if column not in columns]
-        if missing:
-            raise ValueError(
-                f"{name} lacks column(s) {missing}; a TPO dataset has {list(REQUIRED_COLUMNS)} "
-                f"(plus optional granularity/segment_start/segment_end/anchor). It has {columns}."
-            )
-
+    # --- data (checks in tpo_hf.dataset_checks) ---------------------------------------------------------------------
     def _prepare_dataset(self, dataset: Any, processing_class: Any, args: Any, dataset_name: str) -> Any:
-        # Videos are decoded and tokenized on the fly in the collator; only a row index is added, so that errors
-        # and precomputed reference log-probs can name and find their row. Every row is checked first: a wrong type
-        # raises naming row and field, a degenerate pair (empty text, chosen == rejected) is dropped and counted.
-        if ROW_INDEX_COLUMN in (dataset.column_names or []):
-            return dataset
-        if not (hasattr(dataset, "add_column") and hasattr(dataset, "__len__")):
-            return dataset.map(lambda _, index: {ROW_INDEX_COLUMN: index}, with_indices=True)
-        columns = [
-            c
-            for c in (*REQUIRED_COLUMNS, "granularity", "segment_start", "segment_end", "anchor")
-            if c in dataset.column_names
-        ]
-        kept, dropped, anchors = [], Counter(), 0
-        for index, row in enumerate(dataset.select_columns(columns)):
-            reason = check_preference_row(row, index, source=dataset_name)
-            if reason is None:
-                kept.append(index)
-                anchors += bool(row.get("anchor"))
-            else:
-                dropped[reason] += 1
-        if dropped:
-            logger.warning(
-                "%s: dropped %d degenerate pair(s) that teach nothing (%s); %d left.",
-                dataset_name,
-                sum(dropped.values()),
-                ", ".join(f"{count} {reason}" for reason, count in sorted(dropped.items())),
-                len(kept),
-            )
-            if dataset_name == "train":
-                self.degenerate_dropped.update(dropped)
-        self._check_anchor_loss(anchors, dataset_name, args.loss_type)
-        if not kept:
-            raise NoTrainingDataError(
-                f"{dataset_name} dataset: no usable pair among its {len(dataset)} rows "
-                f"({', '.join(f'{count} {reason}' for reason, count in sorted(dropped.items())) or 'no rows'})."
-            )
-        dataset = dataset.add_column(ROW_INDEX_COLUMN, list(range(len(dataset))))
-        return dataset.select(kept) if dropped else dataset
-
-    @staticmethod
-    def _check_anchor_loss(num_anchors: int, dataset_name: str, loss_types: list[str]) -> None:
-        # an anchor row trains only through the SFT term, which holds only for losses of the pair's margin
-        if not num_anchors:
-            return
-        unsafe = [loss for loss in loss_types if loss not in (*MARGIN_LOSS_TYPES, "sft")]
-        if unsafe:
-            raise ValueError(
-                f"{dataset_name} dataset has {num_anchors} anchor row(s) (chosen == rejected), which only losses of "
-                f"the pair's margin {list(MARGIN_LOSS_TYPES)} leave to the SFT term; `loss_type` has {unsafe}. Drop "
-                "the anchor rows (`dataset.filter(lambda row: not row['anchor'])`) or use such a loss."
-            )
-        if "sft" not in loss_types:
-            logger.warning(
-                "%s: %d anchor row(s) train nothing without the SFT term (sft_weight=0).", dataset_name, num_anchors
-            )
-        else:
-            logger.info("%s: %d anchor row(s), trained by the SFT term only.", dataset_name, num_anchors)
+        # Videos are decoded and tokenized on the fly in the collator: the rows are only checked and indexed here
+        dataset, dropped = check_rows(dataset, dataset_name, args.loss_type)
+        if dataset_name == "train":
+            self.degenerate_dropped.update(dropped)
+        return dataset
 
     def _set_signature_columns_if_needed(self):
         if self._signature_columns is None:
