@@ -12,6 +12,11 @@ What it adds to `DPOTrainer`:
   answers packed after it, in the policy and the reference pass (`tpo_hf.prefix_sharing`);
 - `precompute_ref_log_probs=True` for video datasets, with pairs dropped for length kept aligned;
 - pairs over `max_length` are dropped and counted (`too_long/dropped_total`) or rejected, never truncated.
+
+The methods TRL and transformers call stay here; what they do beyond training is in its own module:
+`dataset_checks` (rows checked before training), `model_setup` (LoRA/quantization targets, frozen vision side,
+prefix sharing switched on), `distributed` (FSDP2 / ZeRO-3 workarounds), `checkpoints` (complete checkpoints and
+resume) and `hub.training_publish` (model card and push).
 """
 
 from __future__ import annotations
@@ -47,19 +52,15 @@ from .distributed import (
 )
 from .families import VideoFamily, get_family
 from .fingerprint import file_identity, key_hash
+from .model_setup import configure_prefix_sharing, configure_vision, fit_peft_config, fit_quantization_config
 from .moe import install_router_aux_loss
 from .paper import TPO_CITATION, TPO_PAPER_ID, TPO_PAPER_TITLE, TPO_TAG
 from .prefix_sharing import (
     DENSE_MAX_PACKED_LENGTH,
     PREFIX_SHARING_KWARG,
     attention_mask_dtype,
-    inner_attention,
-    install_prefix_attention,
-    install_prefix_sharing,
     pack_pairs,
     row_position_ids,
-    segments_supported,
-    unsupported_reason,
 )
 from .processing import VideoPreferenceProcessor
 
@@ -157,29 +158,8 @@ class TPOTrainer(DPOTrainer):
                 "(not only `video_fps`) or use per_device_train_batch_size=1."
             )
 
-        if peft_config is not None and getattr(peft_config, "target_modules", None) in (None, "all-linear"):
-            # "all-linear" would also adapt the vision tower; TPO adapts the language model only
-            peft_config.target_modules = self.family.lora_target_modules
-            # PEFT's MoE conversion (Qwen3-Omni-MoE, GLM-4.5V) reduces the regex to bare names (q_proj, ...) that the
-            # vision/audio towers have too: keep those out explicitly
-            if getattr(peft_config, "exclude_modules", None) is None:
-                peft_config.exclude_modules = self.family.lora_exclude_modules
-            logger.info("LoRA targets the language model only: %s", peft_config.target_modules)
-        if peft_config is not None and args.lora_include_experts:
-            if not self.family.expert_parameters:
-                raise ValueError(
-                    f"lora_include_experts=True, but the {self.family.name} family has no experts to adapt; "
-                    "it applies to Mixture-of-Experts families (see `expert_parameters` in tpo_hf/families.py)."
-                )
-            # Experts are stacked 3D parameters, adapted through PEFT's `target_parameters`
-            targets = list(getattr(peft_config, "target_parameters", None) or [])
-            peft_config.target_parameters = targets + [p for p in self.family.expert_parameters if p not in targets]
-        if quantization_config is not None:
-            skip = list(getattr(quantization_config, "llm_int8_skip_modules", None) or [])
-            for module in (*self.family.quantization_skip_patterns(), "lm_head"):
-                if module not in skip:
-                    skip.append(module)
-            quantization_config.llm_int8_skip_modules = skip
+        fit_peft_config(peft_config, self.family, args.lora_include_experts)
+        fit_quantization_config(quantization_config, self.family)
         if isinstance(model, str) and self.family.load_class:
             # The checkpoint holds more than the trainable model (an Omni thinker + talker): load the family's class
             # for the policy and, in full fine-tuning, for the reference TRL would otherwise load from the same path
@@ -192,7 +172,7 @@ class TPOTrainer(DPOTrainer):
 
         self._share_video_encoding: bool | None = None  # decided once the model is wrapped (see _configure_video)
         self._prefix_sharing = False
-        self._prefix_attention = "dense"  # how packed branches are kept apart: see _configure_prefix_attention
+        self._prefix_attention = "dense"  # how packed branches are kept apart: see configure_prefix_attention
         self._logged_dense_batch = False
         self._total_dropped = 0  # pairs dropped for length, over the whole run (logged, in trainer_state.json)
         self._pairs_trained = 0  # pairs that reached a training forward in the current `train()` call
@@ -246,94 +226,31 @@ class TPOTrainer(DPOTrainer):
                 "ref_rejected_logps",
             ]
 
-    # --- shared video encoding --------------------------------------------------------------------------------------
+    # --- shared video encoding and prefix sharing (decided in tpo_hf.model_setup) -----------------------------------
     def _configure_video(self) -> None:
-        """Freezes the vision side (full fine-tuning) and decides whether the video encoding can be shared."""
+        """Freezes the vision side (full fine-tuning), decides whether the video encoding can be shared, and turns
+        prefix sharing on where it can run."""
         if self._share_video_encoding is not None:
             return
         model = self.accelerator.unwrap_model(self.model) if hasattr(self, "accelerator") else self.model
-        # Full fine-tuning only: with PEFT the base is frozen already, and adapters on the vision side are wanted
-        if self.args.freeze_vision_tower and not hasattr(model, "peft_config"):
-            for _, parameter in self.family.vision_parameters(model):
-                parameter.requires_grad_(False)
-        share = self.args.share_video_encoding
-        if share:
-            trainable = [name for name, p in self.family.vision_parameters(model) if p.requires_grad]
-            if trainable:
-                share = False
-                logger.warning(
-                    "share_video_encoding is off: the vision side has trainable weights (%s%s), so its output "
-                    "differs between the policy and the reference and cannot be shared.",
-                    ", ".join(trainable[:3]),
-                    "..." if len(trainable) > 3 else "",
-                )
+        share = configure_vision(model, self.family, self.args)
         self._share_video_encoding = share
         if isinstance(self.data_collator, VideoPreferenceCollator):
             self.data_collator.share_video_encoding = share
-        self._configure_prefix_sharing(_unwrap_peft(model))
+        if self.args.prefix_sharing:
+            # The forwards TRL patched with its fused LM head: the base model under PEFT, and a separate reference
+            models = [_unwrap_peft(model)]
+            if self.ref_model is not None:
+                models.append(self.accelerator.unwrap_model(self.ref_model))
+            attention = configure_prefix_sharing(models, self.family, self.args.prefix_sharing_attention)
+            if attention is not None:
+                self._prefix_attention, self._prefix_sharing = attention, True
         if self.family.is_moe:
             # After prefix sharing, so the aux loss sees the packed call; on the reference too, which must never
             # compute an aux loss over the packed 4D mask
             install_router_aux_loss(_unwrap_peft(model), self.family)
             if self.ref_model is not None:
                 install_router_aux_loss(self.accelerator.unwrap_model(self.ref_model), self.family)
-
-    def _configure_prefix_sharing(self, base_model: Any) -> None:
-        """Turns prefix sharing on where the family and the attention implementation allow it, else logs why not."""
-        if not self.args.prefix_sharing:
-            return
-        reason = unsupported_reason(base_model, self.family)
-        if reason is None and self.ref_model is not None:
-            reason = unsupported_reason(self.accelerator.unwrap_model(self.ref_model), self.family)
-        if reason is not None:
-            logger.warning("prefix_sharing is off: %s. Each pair's prompt runs once per answer.", reason)
-            return
-        # The forward TRL patched with its fused LM head: the base model under PEFT, and a separate reference model
-        models = [base_model]
-        if self.ref_model is not None:
-            models.append(self.accelerator.unwrap_model(self.ref_model))
-        for packed_model in models:
-            install_prefix_sharing(packed_model)
-        self._prefix_attention = self._configure_prefix_attention(models)
-        self._prefix_sharing = True
-
-    def _configure_prefix_attention(self, models: list[Any]) -> str:
-        """Segment-wise attention (no L x L mask) where every model's attention can be wrapped, else the dense mask.
-
-        Returns the `pack_pairs` attention mode; logs once why the dense mask is used where it is.
-        """
-        mode = self.args.prefix_sharing_attention
-        implementations = sorted({str(inner_attention(model)) for model in models})
-        dense_ok = all(attention_mask_dtype(model) is not None for model in models)
-        segments_ok = all(segments_supported(model) for model in models)
-        if mode == "dense" and not dense_ok:
-            raise ValueError(
-                f"prefix_sharing_attention='dense' needs sdpa or eager attention, the model uses {implementations}; "
-                "use 'segments' or 'auto'"
-            )
-        if mode == "segments" and not segments_ok:
-            raise ValueError(
-                f"prefix_sharing_attention='segments' cannot wrap attention {implementations} (eager's function is "
-                "model-specific); load the model with attn_implementation='sdpa' or use 'dense'"
-            )
-        if mode == "dense" or not segments_ok:
-            logger.warning(
-                "prefix sharing uses a dense L x L block mask per pair (%s), memory quadratic in length: %s",
-                implementations,
-                "prefix_sharing_attention='dense'" if mode == "dense" else "eager attention cannot be wrapped",
-            )
-            return "dense"
-        for model in models:
-            install_prefix_attention(model)
-        if mode == "segments" or not dense_ok or DENSE_MAX_PACKED_LENGTH == 0:
-            logger.info("prefix sharing: segment-wise attention around %s (no L x L mask)", implementations)
-            return "segments"
-        logger.info(
-            "prefix sharing: segment-wise attention around %s above %d packed tokens, dense block mask up to it",
-            implementations,
-            DENSE_MAX_PACKED_LENGTH,
-        )
-        return "auto"
 
     def _to_model_inputs(self, model: Any, inputs: dict[str, Any]) -> dict[str, Any] | None:
         """Strips bookkeeping keys and turns `pair_*` video tensors into shared `mm_encoder_outputs`.
