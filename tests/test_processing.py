@@ -382,7 +382,8 @@ def test_saved_video_prompt_layout_is_checked_at_load(processors, tmp_path):
     assert record["video_prompt_layout"] == processor.video_prompt_layout() == PINNED_VIDEO_PROMPTS["qwen3_vl"][0]
     assert record["transformers_version"]
     VideoPreferenceProcessor.from_pretrained(tmp_path)  # same layout: loads
-    # a model trained on transformers 5.24's Qwen3-VL prompt (one more pair around all frames) is refused by name
+    # a model trained on transformers 5.24's Qwen3-VL prompt (one more pair around all frames) gets that prompt on the
+    # installed release too (5.18-5.24 from the template's wrapper, 5.25 from the wrapper in one more pair)
     old = (
         record["video_prompt_layout"]
         .replace("user\n", "user\n<|vision_start|>")
@@ -391,9 +392,14 @@ def test_saved_video_prompt_layout_is_checked_at_load(processors, tmp_path):
     (tmp_path / VIDEO_CONFIG_NAME).write_text(
         json.dumps(dict(record, video_prompt_layout=old, transformers_version="5.24.0"))
     )
-    with pytest.raises(
-        VideoPromptLayoutError, match=r"qwen3_vl video prompt.*transformers 5\.24\.0 then.*vision_start"
-    ):
+    reloaded = VideoPreferenceProcessor.from_pretrained(tmp_path)
+    assert reloaded.video_prompt_layout() == old and reloaded.video_placeholder_index > 0
+    # a layout that no placeholder gives is refused, naming both layouts and releases
+    other = record["video_prompt_layout"].replace("<0.5 seconds>", "<0.5 s>")
+    (tmp_path / VIDEO_CONFIG_NAME).write_text(
+        json.dumps(dict(record, video_prompt_layout=other, transformers_version="9.0"))
+    )
+    with pytest.raises(VideoPromptLayoutError, match=r"qwen3_vl video prompt.*transformers 9\.0 then.*0\.5 s"):
         VideoPreferenceProcessor.from_pretrained(tmp_path)
     assert (
         VideoPreferenceProcessor.from_pretrained(tmp_path, check_video_prompt_layout=False).family.name == "qwen3_vl"

@@ -47,20 +47,18 @@ def _qwen25_second_per_grid_ts(processed: dict[str, Any], metadatas: list[dict[s
     )
 
 
-def _keep_prompt(text: str, processor: Any) -> str:
-    return text
+def _qwen3_video_placeholders(processor: Any) -> tuple[str, tuple[str, ...]]:
+    """What Qwen3-VL's chat template writes for a video, and the texts that can stand in its place.
 
-
-def _bare_qwen3_video_token(text: str, processor: Any) -> str:
-    """Renders the chat template's `<|vision_start|><|video_pad|><|vision_end|>` as the bare video token.
-
-    Qwen3-VL's processor writes every frame group as `<t seconds><|vision_start|><|video_pad|>...<|vision_end|>`.
-    Qwen's own processor and transformers >= 5.25 replace the template's wrapper along with the token (the documented
-    layout); transformers 5.18-5.24 replaced the token alone, leaving an extra pair around all frames. From the bare
-    token every release writes the documented layout, so what a model sees does not depend on the release.
+    Its processor writes every frame group as `<t seconds><|vision_start|><|video_pad|>...<|vision_end|>`. Qwen's own
+    processor and transformers >= 5.25 replace the template's wrapper along with the token (the documented layout);
+    transformers 5.18-5.24 replaced the token alone, leaving one more pair around all frames. From the bare token
+    every release writes the documented layout (the default); the wrapper, and the wrapper inside one more pair, give
+    the older layout on 5.18-5.24 and on 5.25 respectively, for models trained on it.
     """
-    wrapper = processor.vision_start_token + processor.video_token + processor.vision_end_token
-    return text.replace(wrapper, processor.video_token)
+    start, token, end = processor.vision_start_token, processor.video_token, processor.vision_end_token
+    wrapper = start + token + end
+    return wrapper, (token, wrapper, start + wrapper + end)
 
 
 def _omni_video_second_per_grid(processed: dict[str, Any], metadatas: list[dict[str, Any]], processor: Any) -> None:
@@ -203,9 +201,10 @@ class VideoFamily:
         processor_kwargs: extra kwargs for every processor call.
         pixel_budget_kwargs: maps a per-frame pixel budget to processor kwargs (`None`: fixed-size family).
         timing_fix: post-processes processor outputs so temporal positions use the true sampled frame rate.
-        prompt_fix: `(rendered prompt, processor) -> text for the processor`, where transformers releases expand the
-            chat template's video part differently: it makes every release write the family's documented layout
-            (`VideoPreferenceProcessor.video_prompt_layout` records the result with each saved model).
+        video_placeholders: where transformers releases expand the chat template's video part differently:
+            `processor -> (what the template writes, texts to write instead)`. The first makes every release write
+            the family's documented layout; the others reproduce a layout a saved model recorded
+            (`VideoPreferenceProcessor.video_prompt_layout`). `None`: the template's text as it is.
         encode_videos: runs the vision encoder alone on `encoder_input_keys`.
         video_token_budget: `(processor, num_frames, max_video_tokens) -> (num_frames, max_pixels or None)`: the
             frames and per-frame pixel budget that keep one video within `max_video_tokens` (see
@@ -248,7 +247,7 @@ class VideoFamily:
     processor_kwargs: dict[str, Any] = field(default_factory=dict)
     pixel_budget_kwargs: Callable[[int], dict[str, Any]] | None = None
     timing_fix: Callable[[dict[str, Any], list[dict[str, Any]], Any], None] = _no_timing_fix
-    prompt_fix: Callable[[str, Any], str] = _keep_prompt
+    video_placeholders: Callable[[Any], tuple[str, tuple[str, ...]]] | None = None
     encode_videos: Callable[[Any, dict[str, torch.Tensor]], Any] = _encode_qwen
     supports_prefix_sharing: bool = False
     requires: tuple[str, ...] = ()
@@ -351,7 +350,9 @@ _QWEN_COMMON = dict(
 
 # Qwen3-VL (dense and MoE): deepstack features are duplicated too; one frame layout on every transformers release
 _QWEN3_COMMON = dict(
-    **_QWEN_COMMON, encoder_output_fields=("pooler_output", "deepstack_features"), prompt_fix=_bare_qwen3_video_token
+    **_QWEN_COMMON,
+    encoder_output_fields=("pooler_output", "deepstack_features"),
+    video_placeholders=_qwen3_video_placeholders,
 )
 
 _OMNI_COMMON = dict(

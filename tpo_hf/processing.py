@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from .families import VideoFamily, _keep_prompt, get_family
+from .families import VideoFamily, get_family
 from .video import VideoFile, VideoView
 
 VIDEO_CONFIG_NAME = "tpo_video_config.json"
@@ -91,6 +91,9 @@ class VideoPreferenceProcessor:
         self.max_pixels = max_pixels
         self.video_root = str(video_root) if video_root is not None else None
         self.max_video_tokens = max_video_tokens
+        # which of the family's video placeholder texts the processor gets (0: its documented layout; see
+        # `use_video_prompt_layout`)
+        self.video_placeholder_index = 0
         if max_video_tokens is not None:
             self._fit_video_token_budget(max_video_tokens)
         tokenizer = self.tokenizer
@@ -145,8 +148,8 @@ class VideoPreferenceProcessor:
         recorded_with = saved.pop("transformers_version", None)
         loaded = cls(processor, **{**saved, **settings})
         if recorded_layout is not None and check_layout:
-            loaded.check_video_prompt_layout(recorded_layout, recorded_with, source=str(pretrained_model_name_or_path))
-        elif recorded_layout is None and loaded.family.prompt_fix is not _keep_prompt and saved:
+            loaded.use_video_prompt_layout(recorded_layout, recorded_with, source=str(pretrained_model_name_or_path))
+        elif recorded_layout is None and loaded.family.video_placeholders is not None and saved:
             logger.warning(
                 "%s holds %s video settings saved without a video prompt layout (tpo-hf before it recorded one). If "
                 "it was trained with transformers 5.18-5.24, its prompts had an extra <|vision_start|>...<|vision_end|> "
@@ -215,21 +218,38 @@ class VideoPreferenceProcessor:
         token = self.tokenizer.convert_ids_to_tokens(self.video_token_id)
         return re.sub(f"(?:{re.escape(token)})+", lambda _: token + "*", text)
 
-    def check_video_prompt_layout(self, recorded: str, recorded_with: str | None = None, source: str = "") -> None:
-        """Raises `VideoPromptLayoutError` when the installed processor builds another layout than `recorded`."""
+    def use_video_prompt_layout(self, recorded: str, recorded_with: str | None = None, source: str = "") -> None:
+        """Makes this processor write the `recorded` layout (a saved model's) with the installed transformers: the
+        family's placeholder texts are tried in turn (`VideoFamily.video_placeholders`), and the first that gives it
+        is kept. Raises `VideoPromptLayoutError` when none does."""
         import transformers
 
+        _, placeholders = (
+            self.family.video_placeholders(self.processor) if self.family.video_placeholders else ("", [""])
+        )
+        for index in range(len(placeholders)):
+            self.video_placeholder_index = index
+            if self.video_prompt_layout() == recorded:
+                if index:
+                    logger.info(
+                        "%s: writing the video prompt layout it was saved with (transformers %s), which transformers "
+                        "%s writes only from another placeholder.",
+                        source or "The model",
+                        recorded_with,
+                        transformers.__version__,
+                    )
+                return
+        self.video_placeholder_index = 0
         installed = self.video_prompt_layout()
-        if installed == recorded:
-            return
         start = len(os.path.commonprefix([recorded, installed]))
         context = slice(max(0, start - 40), start + 80)
         raise VideoPromptLayoutError(
             f"{source or 'This model'} was saved with another {self.family.name} video prompt than the installed "
             f"processor writes (transformers {recorded_with or 'unknown'} then, {transformers.__version__} now). "
             f"Saved: ...{recorded[context]!r}; now: ...{installed[context]!r}. The model learned to read its frames "
-            "in the saved layout, so its answers would change. Install the transformers release it was saved with, "
-            "or pass check_video_prompt_layout=False to load it anyway (docs/supported_versions.md)."
+            "in the saved layout, so its answers would change, and tpo-hf cannot write that layout with this release. "
+            "Install the transformers release it was saved with, or pass check_video_prompt_layout=False to load it "
+            "anyway (docs/supported_versions.md)."
         )
 
     @property
@@ -298,6 +318,14 @@ class VideoPreferenceProcessor:
             )
         return full_text[len(prompt_text) :]
 
+    def processor_text(self, text: str) -> str:
+        """`text` as the processor gets it: the chat template's video part written as the chosen placeholder (the
+        family's documented layout on every transformers release, or a saved model's recorded one)."""
+        if self.family.video_placeholders is None:
+            return text
+        rendered, placeholders = self.family.video_placeholders(self.processor)
+        return text.replace(rendered, placeholders[self.video_placeholder_index])
+
     def _tokenize_answer(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
@@ -306,7 +334,7 @@ class VideoPreferenceProcessor:
         frames = [video[0] for video in videos]
         metadatas = [video[1] for video in videos]
         processed = self.processor(
-            text=[self.family.prompt_fix(text, self.processor) for text in texts],
+            text=[self.processor_text(text) for text in texts],
             videos=frames,
             video_metadata=metadatas,
             do_sample_frames=False,
