@@ -342,6 +342,24 @@ def test_shipped_base_matches_the_default_pretraining_config():
     assert config_fingerprint(PretrainConfig(family="qwen2_vl")) != config_fingerprint(PretrainConfig())
 
 
+def test_shipped_base_records_its_video_prompt(caplog):
+    """The base was trained on Qwen3-VL's video prompt as transformers 5.24 wrote it (one more pair around all
+    frames), which it records; tpo-hf writes that layout on the installed release too (any release it allows), so
+    the base's numbers do not depend on the release."""
+    from tpo_hf.processing import VIDEO_CONFIG_NAME, VideoPreferenceProcessor
+    from tpo_hf.world.base import SHIPPED_BASE
+
+    record = json.loads((SHIPPED_BASE / VIDEO_CONFIG_NAME).read_text())
+    processor = VideoPreferenceProcessor.from_pretrained(SHIPPED_BASE)  # checks the layout
+    assert record["video_prompt_layout"] == processor.video_prompt_layout()
+    layout = record["video_prompt_layout"]
+    assert "user\n<|vision_start|><0.0 seconds><|vision_start|><|video_pad|>*<|vision_end|><1.0 seconds>" in layout
+    assert "<|vision_end|><|vision_end|>Which?" in layout
+    assert "without a video prompt layout" not in caplog.text
+    pretrain_record = json.loads((SHIPPED_BASE / "world_pretrain.json").read_text())
+    assert pretrain_record["transformers_version"] == record["transformers_version"]
+
+
 @pytest.mark.parametrize("family", ["qwen2_vl", "qwen3_vl"])
 def test_world_model_families_train_on_a_clip(family):
     """Both world architectures encode a pretraining batch (one visual token per frame; Qwen3-VL's frames each after
@@ -350,7 +368,14 @@ def test_world_model_families_train_on_a_clip(family):
 
     from tpo_hf.processing import VideoPreferenceProcessor
     from tpo_hf.world.model import build_world_model
-    from tpo_hf.world.pretrain import PretrainConfig, encode_batch, pretrain, shifted_position_ids, training_example
+    from tpo_hf.world.pretrain import (
+        PretrainConfig,
+        encode_batch,
+        pair_around_frames,
+        pretrain,
+        shifted_position_ids,
+        training_example,
+    )
 
     model, hf_processor = build_world_model(0, hidden_size=32, num_layers=1, family=family)
     processor = VideoPreferenceProcessor(hf_processor, num_frames=None, video_fps=FPS)
@@ -379,6 +404,20 @@ def test_world_model_families_train_on_a_clip(family):
         (filler,) = hf_processor.tokenizer("\n", add_special_tokens=False)["input_ids"]
         assert ids == plain[:end] + [filler] * gap + plain[end:]
         assert answer_ids(gapped, row) == answer_ids(inputs, row)
+
+    # the loss is on the answer and its end token alone; format 1's mask (the shipped base's) counted Qwen2-VL's
+    # prompt right, and on Qwen3-VL also took the prompt's last tokens (as many as the timestamps and per-frame pairs)
+    for row, (_, answer, _) in enumerate(examples):
+        assert hf_processor.tokenizer.decode(answer_ids(inputs, row)) == answer + hf_processor.tokenizer.eos_token
+    format_1 = encode_batch(processor, examples, answer_only=False)
+    if family == "qwen2_vl":
+        assert torch.equal(format_1["labels"], inputs["labels"])
+    else:
+        processor.use_video_prompt_layout(pair_around_frames(processor))
+        format_1 = encode_batch(processor, examples, answer_only=False)
+        for row in range(len(examples)):
+            answer = answer_ids(inputs, row)
+            assert answer_ids(format_1, row)[-len(answer) :] == answer and len(answer_ids(format_1, row)) > len(answer)
 
     # positions moved (PretrainConfig.max_time_offset: frames later in time, Qwen2-VL; max_question_offset: the
     # question further from the video); offsets 0 give the model's own positions

@@ -49,7 +49,8 @@ TPO paper starts from.
   scenes) are never shown.
 - Positions: {position_note}
 - Optimiser: AdamW lr {learning_rate}, cosine with {warmup_steps} warmup steps, weight decay {weight_decay}, seed {seed}.
-- Build time: {minutes:.1f} minutes ({machine}).
+- Build time: {minutes:.1f} minutes ({machine}), transformers {transformers_version}. The video prompt it was
+  trained on is recorded in `tpo_video_config.json` (`video_prompt_layout`) and checked when it loads.
 
 Settings fingerprint: `{fingerprint}`.
 """
@@ -125,6 +126,7 @@ def describe_base(output_dir: str | Path, config: PretrainConfig) -> Path:
             params=record["parameters"] / 1e6,
             fingerprint=record["fingerprint"],
             minutes=record["seconds"] / 60,
+            transformers_version=record.get("transformers_version", "unknown"),
             machine=f"{platform.machine()}, {os.cpu_count()} CPUs, one torch thread",
             architecture=_ARCHITECTURES[config.family][0],
             frame_positions=_ARCHITECTURES[config.family][1],

@@ -41,7 +41,7 @@ class PretrainConfig:
     caption_probability: float = 0.15
     hidden_size: int = 128
     num_layers: int = 4
-    family: str = "qwen3_vl"  # frames after their timestamps as text; "qwen2_vl": M-RoPE time positions (README)
+    family: str = "qwen3_vl"  # frames after their timestamps as text; "qwen2_vl": M-RoPE time positions (the experiment write-up)
     # 0..N filler tokens between the video and the question, drawn per example: real instruction data varies the text
     # around the video, so a frame's distance to the question says nothing about which frame it is
     max_gap_tokens: int = 0
@@ -49,8 +49,13 @@ class PretrainConfig:
     # video; randomized positions let a model trained on short inputs read positions that only long inputs reach
     max_time_offset: int = 0
     # a jump of 0..N positions (no tokens) between the video and the question, drawn per example, any family: the
-    # question meets the first frame at the distances it has in long videos (the shipped base: 45, README)
+    # question meets the first frame at the distances it has in long videos (the shipped base: 45; benchmarks/results/method_validity/README.md)
     max_question_offset: int = 45
+    # 1 (the shipped base): Qwen3-VL's video prompt as transformers 5.18-5.24 wrote it, with one more
+    # <|vision_start|>...<|vision_end|> pair around all frames (written on every release, and recorded with the
+    # model), and the loss mask of that time, which also covers the prompt's last tokens (it counted the frame tokens
+    # but not their timestamps and per-frame pairs). 2: the documented layout and a loss on the answer
+    # alone (docs/supported_versions.md: what each gave)
     format_version: int = 1
 
 
@@ -84,9 +89,11 @@ GAP_FILLER = "\n"  # one token of the world tokenizer
 VIDEO_END = "<|vision_end|>"
 
 
-def encode_batch(processor, examples: list[tuple[str, str, np.ndarray]], gaps: list[int] | None = None):
-    """Model inputs with labels on the answers only (prompt and padding masked with -100); `gaps[i]` filler tokens
-    go right after example i's video."""
+def encode_batch(
+    processor, examples: list[tuple[str, str, np.ndarray]], gaps: list[int] | None = None, answer_only: bool = True
+):
+    """Model inputs with labels on the answers (prompt and padding masked with -100); `gaps[i]` filler tokens go
+    right after example i's video. `answer_only=False`: format 1's mask (see `PretrainConfig.format_version`)."""
 
     prompts = [processor.prompt_text(prompt) for prompt, _, _ in examples]
     if gaps is not None:  # the world families (Qwen2-VL, Qwen3-VL) close every video with this token
@@ -96,14 +103,28 @@ def encode_batch(processor, examples: list[tuple[str, str, np.ndarray]], gaps: l
     inputs = processor._process(texts, videos, padding=True, padding_side="right")
     labels = inputs["input_ids"].clone()
     labels[inputs["attention_mask"] == 0] = -100
-    video_token = processor.video_token_id
-    for row in range(len(examples)):
-        prompt_length = len(processor.tokenizer(prompts[row], add_special_tokens=False)["input_ids"])
-        # the prompt text holds one video placeholder that the processor expanded to one token per frame
-        prompt_length += int((inputs["input_ids"][row] == video_token).sum()) - 1
+    for row, (prompt, answer, _) in enumerate(examples):
+        if answer_only:
+            # the answer is the row's last tokens (it follows the prompt's closing newline, so it tokenizes on its
+            # own); counted from the answer, the processor's expansion of the video needs no count
+            completion = processor.completion_text(prompt, answer)
+            answer_length = len(processor.tokenizer(completion, add_special_tokens=False)["input_ids"])
+            prompt_length = int(inputs["attention_mask"][row].sum()) - answer_length
+        else:
+            prompt_length = len(processor.tokenizer(prompts[row], add_special_tokens=False)["input_ids"])
+            prompt_length += int((inputs["input_ids"][row] == processor.video_token_id).sum()) - 1
         labels[row, :prompt_length] = -100
     inputs["labels"] = labels
     return inputs
+
+
+def pair_around_frames(processor) -> str:
+    """The documented Qwen3-VL layout of `processor` with one more <|vision_start|>...<|vision_end|> pair around all
+    frames: what transformers 5.18-5.24 wrote, and the shipped base (format 1) was trained on."""
+    documented = processor.video_prompt_layout()
+    start, end = processor.processor.vision_start_token, processor.processor.vision_end_token
+    first, last = documented.index("<0.0 seconds>"), documented.rindex(end) + len(end)
+    return documented[:first] + start + documented[first:last] + end + documented[last:]
 
 
 def shifted_position_ids(model, inputs, video_token_id: int, frame_offsets: list[int], question_offsets=None):
@@ -140,6 +161,8 @@ def pretrain(
     output_dir = Path(output_dir)
     model, hf_processor = build_world_model(config.seed, config.hidden_size, config.num_layers, config.family)
     processor = VideoPreferenceProcessor(hf_processor, num_frames=None, video_fps=FPS)  # every frame
+    if config.format_version < 2 and config.family == "qwen3_vl":
+        processor.use_video_prompt_layout(pair_around_frames(processor), source="format 1 of the world base")
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
 
@@ -158,7 +181,7 @@ def pretrain(
         examples = [training_example(rng, config, step * config.batch_size + i) for i in range(config.batch_size)]
         # drawn only when used, so settings without them keep the random stream of bases built before these options
         gaps = [rng.randint(0, config.max_gap_tokens) for _ in examples] if config.max_gap_tokens else None
-        inputs = encode_batch(processor, examples, gaps)
+        inputs = encode_batch(processor, examples, gaps, answer_only=config.format_version >= 2)
         if config.max_time_offset or config.max_question_offset:  # drawn only when used, as above
             offsets = [rng.randint(0, config.max_time_offset) for _ in examples]
             question_offsets = [rng.randint(0, config.max_question_offset) for _ in examples]
@@ -180,8 +203,11 @@ def pretrain(
     output_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(output_dir)
     processor.save_pretrained(output_dir)
+    import transformers
+
     record = {
         "config": asdict(config),
+        "transformers_version": transformers.__version__,
         "parameters": sum(p.numel() for p in model.parameters()),
         "seconds": time.perf_counter() - started,
         "loss_curve": losses[::10],
