@@ -15,9 +15,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 
 @dataclass
@@ -34,17 +37,85 @@ class QuickstartConfig:
     max_steps: int = field(default=100, metadata={"help": "Training steps."})
     eval_videos_per_length: int = field(default=20, metadata={"help": "Held-out videos per length (scene count)."})
     seed: int = field(default=0, metadata={"help": "Seed of the corpus, the curation and training."})
+    verbose: bool = field(
+        default=False,
+        metadata={"help": "Show everything on the terminal (trainer logs, warnings, every progress bar)."},
+    )
 
 
-class _Progress:
-    """Numbered stage banners with timings, so a user sees where the run is."""
+# loggers of the libraries the loop runs through: their records go to the log file unless --verbose
+LIBRARY_LOGGERS = ("transformers", "datasets", "trl", "peft", "accelerate", "huggingface_hub", "tpo_hf", "py.warnings")
 
-    def __init__(self, total: int):
+
+class _Console:
+    """One line per stage on the terminal, with the stage's own progress bar (curation shards, training steps,
+    evaluation answers); everything else the libraries print (trainer log dicts, warnings, log records, dataset
+    bars) goes to `log_path`, whose path the summary prints. `verbose` leaves the terminal as the libraries use it."""
+
+    def __init__(self, total: int, log_path: Path, verbose: bool):
         self.total, self.index, self.start = total, 0, time.time()
+        self.log_path, self.verbose = log_path, verbose
+        self.terminal = sys.stdout
+
+    def __enter__(self) -> _Console:
+        if self.verbose:
+            return self
+        import logging
+
+        import datasets
+        import huggingface_hub
+
+        self._exit = contextlib.ExitStack()
+        log = self._exit.enter_context(open(self.log_path, "a", encoding="utf-8"))
+        self._exit.enter_context(contextlib.redirect_stdout(log))  # prints: curation tables, trainer log dicts
+        handler = logging.StreamHandler(log)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        saved = {name: logging.getLogger(name) for name in LIBRARY_LOGGERS}
+        state = {name: (logger.handlers[:], logger.propagate) for name, logger in saved.items()}
+        for logger in saved.values():
+            logger.handlers, logger.propagate = [handler], False
+        logging.captureWarnings(True)  # warnings become records of `py.warnings`, which writes to the log
+        datasets.disable_progress_bars()
+        huggingface_hub.utils.disable_progress_bars()
+
+        def restore() -> None:
+            logging.captureWarnings(False)
+            for name, logger in saved.items():
+                logger.handlers, logger.propagate = state[name]
+            datasets.enable_progress_bars()
+            huggingface_hub.utils.enable_progress_bars()
+
+        self._exit.callback(restore)
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        if not self.verbose:
+            self._exit.close()
+
+    def print(self, text: str = "") -> None:
+        print(text, file=self.terminal, flush=True)
 
     def stage(self, title: str) -> None:
         self.index += 1
-        print(f"\n[{self.index}/{self.total}] {title}  (+{time.time() - self.start:.0f}s)", flush=True)
+        self.print(f"[{self.index}/{self.total}] {title}  (+{time.time() - self.start:.0f}s)")
+
+    def step_bar(self, total: int):
+        """A `TrainerCallback` drawing one bar of training steps on the terminal (the trainer's own bar is off)."""
+        from tqdm.auto import tqdm
+        from transformers import TrainerCallback
+
+
+        class StepBar(TrainerCallback):
+            def on_train_begin(self, args, state, control, **kwargs):
+                self.bar = tqdm(total=total, desc="train", unit="step", file=sys.stderr)
+
+            def on_step_end(self, args, state, control, **kwargs):
+                self.bar.update(1)
+
+            def on_train_end(self, args, state, control, **kwargs):
+                self.bar.close()
+
+        return StepBar()
 
 
 def experiment_config(config: QuickstartConfig):
@@ -81,67 +152,70 @@ def main(config: QuickstartConfig) -> dict[str, str]:
     output_dir = Path(experiment.out_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     seed_dir = output_dir / f"seed-{config.seed}"
-    progress = _Progress(total=7)
+    log_path = output_dir / "quickstart.log"
+    with _Console(total=6, log_path=log_path, verbose=config.verbose) as console:
+        console.stage("Loading the world's pretrained base video-LMM (short clips good, long videos worse)")
+        base_model = str(world_base_model())
 
-    progress.stage("Loading the world's pretrained base video-LMM (short clips good, long videos worse)")
-    base_model = str(world_base_model())
+        console.stage(
+            f"Writing {config.train_videos} training videos ({experiment.train_min_scenes}-"
+            f"{experiment.train_max_scenes} scenes) and the held-out videos + questions"
+        )
+        video_dir, questions = eval_sets(experiment)
 
-    progress.stage(
-        f"Writing {config.train_videos} training videos ({experiment.train_min_scenes}-{experiment.train_max_scenes}"
-        " scenes) and the held-out videos + questions"
-    )
-    video_dir, questions = eval_sets(experiment)
+        console.stage(
+            "Curating TPO pairs with the base model: localized (segment vs. video without it) + comprehensive"
+        )
+        curated = curate(experiment, config.seed, base_model, progress=True)
+        report = curated["reports"]["5:5"]
+        dataset_dir = pairs_dir(seed_dir, "5:5")
 
-    progress.stage("Curating TPO pairs with the base model: localized (segment vs. video without it) + comprehensive")
-    curated = curate(experiment, config.seed, base_model)
-    report = curated["reports"]["5:5"]
-    dataset_dir = pairs_dir(seed_dir, "5:5")
+        final = report["final"]
+        rows = f"{final['total'] - final['anchors']} pairs + {final['anchors']} anchor rows"
+        console.stage(f"Training TPO (LoRA, {config.max_steps} steps on {rows})")
+        trainer = train(experiment, config.seed, "tpo_5_5", base_model, callbacks=[console.step_bar(config.max_steps)])
+        adapter_dir = seed_dir / "adapters" / "tpo_5_5"
 
-    final = report["final"]
-    rows = f"{final['total'] - final['anchors']} pairs + {final['anchors']} anchor rows"
-    progress.stage(f"Training TPO (LoRA, {config.max_steps} steps on {rows})")
-    trainer = train(experiment, config.seed, "tpo_5_5", base_model)
-    adapter_dir = seed_dir / "adapters" / "tpo_5_5"
+        console.stage("Evaluating base vs. TPO on held-out questions + video needle-in-a-haystack")
+        eval_dir = output_dir / "eval"
+        eval_config = heldout_eval_config(experiment, base_model, str(adapter_dir), eval_dir, compare_base=True)
+        eval_config.progress = True
+        results = evaluate(eval_config)
 
-    progress.stage("Evaluating base vs. TPO on held-out questions + video needle-in-a-haystack")
-    eval_dir = output_dir / "eval"
-    eval_config = heldout_eval_config(experiment, base_model, str(adapter_dir), eval_dir, compare_base=True)
-    eval_config.progress = True
-    results = evaluate(eval_config)
+        console.stage("Writing the model card (with evaluation results) and the Space folder")
+        trainer.create_model_card(
+            model_name="tpo-hf-world-quickstart",
+            dataset_name=str(dataset_dir),
+            eval_results=eval_results(results, model_tag="tpo"),
+            output_dir=str(adapter_dir),
+        )
+        space_dir = write_space(
+            output_dir / "space",
+            adapter=str(adapter_dir),
+            base_model=base_model,
+            num_frames=32,
+            max_new_tokens=8,
+            examples=[str(next(video_dir.glob("eval9-*.mp4")))],
+        )
 
-    progress.stage("Writing the model card (with evaluation results) and the Space folder")
-    trainer.create_model_card(
-        model_name="tpo-hf-world-quickstart",
-        dataset_name=str(dataset_dir),
-        eval_results=eval_results(results, model_tag="tpo"),
-        output_dir=str(adapter_dir),
-    )
-    space_dir = write_space(
-        output_dir / "space",
-        adapter=str(adapter_dir),
-        base_model=base_model,
-        num_frames=32,
-        max_new_tokens=8,
-        examples=[str(next(video_dir.glob("eval9-*.mp4")))],
-    )
-
-    progress.stage("Summary")
-    artifacts = {
-        "base model": base_model,
-        "held-out set": f"{questions}  ({video_dir})",
-        "dataset + card": f"{dataset_dir}  ({rows}; README.md, curation_report.json)",
-        "adapter + card": f"{adapter_dir}  (README.md, training curves PNG)",
-        "evaluation": f"{eval_dir}  (results.md, vniah_heatmap.png)",
-        "space": f"{space_dir}  (tpo-hf space --adapter {adapter_dir} --local)",
-    }
-    print(f"\nTPO quickstart done in {time.time() - progress.start:.0f}s")
-    for line in accuracy_lines(results, experiment.long_min_scenes):
-        print(line)
-    print(paired_line(eval_dir / "samples_tpo_world.jsonl", experiment.long_min_scenes))
-    width = max(len(name) for name in artifacts)
-    print(f"\n{'artifact':<{width}}  where\n{'-' * width}  {'-' * 60}")
-    for name, path in artifacts.items():
-        print(f"{name:<{width}}  {path}")
+        artifacts = {
+            "base model": base_model,
+            "held-out set": f"{questions}  ({video_dir})",
+            "dataset + card": f"{dataset_dir}  ({rows}; README.md, curation_report.json)",
+            "adapter + card": f"{adapter_dir}  (README.md, training curves PNG)",
+            "evaluation": f"{eval_dir}  (results.md, vniah_heatmap.png)",
+            "space": f"{space_dir}  (tpo-hf space --adapter {adapter_dir} --local)",
+        }
+        if not config.verbose:
+            artifacts["log"] = f"{log_path}  (trainer logs, warnings; --verbose shows them here)"
+        console.print(f"\nTPO quickstart done in {time.time() - console.start:.0f}s")
+        for line in accuracy_lines(results, experiment.long_min_scenes):
+            console.print(line)
+        console.print(paired_line(eval_dir / "samples_tpo_world.jsonl", experiment.long_min_scenes))
+        width = max(len(name) for name in artifacts)
+        console.print(f"\n{'artifact':<{width}}  where\n{'-' * width}  {'-' * 60}")
+        for name, path in artifacts.items():
+            console.print(f"{name:<{width}}  {path}")
     return {name: path.split("  (")[0] for name, path in artifacts.items()}
 
 

@@ -80,7 +80,7 @@ class ExperimentConfig:
     # "which comes first" pairs whose chosen answer is the first-named option taught TPO to answer the first-named
     # option (dev seed 100, one-sided pair sets: 2-3-scene errors naming it 14 -> 77), so each option is chosen
     # equally often. It evens the pairs, not the whole lean: with balanced pairs TPO still leans to the first-named
-    # option on most held-out seeds (README, "What balancing did")
+    # option on most held-out seeds (benchmarks/results/method_validity/README.md, "What balancing did")
     balance_chosen_options: bool = True
     # Anchor rows, 0.5 per pair (300 with 600 pairs): whole-video questions the model answers the same from both
     # views (on 2-3-scene videos the views are the same frames, so those never make pairs), kept when the judge finds
@@ -117,9 +117,10 @@ def _single_thread() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
-def curate(config: ExperimentConfig, seed: int, base_model: str) -> dict[str, Any]:
+def curate(config: ExperimentConfig, seed: int, base_model: str, progress: bool = False) -> dict[str, Any]:
     """Writes the seed's training corpus and curates it once; each arm's pair set is then a re-mix of the same
-    shards (mix and size are not part of the shard fingerprint, so nothing is generated again)."""
+    shards (mix and size are not part of the shard fingerprint, so nothing is generated again). `progress` shows
+    curation's bar (the quickstart's)."""
     _single_thread()
     from ..curation.run import run_curation
 
@@ -140,7 +141,9 @@ def curate(config: ExperimentConfig, seed: int, base_model: str) -> dict[str, An
     reports = {}
     mixes = sorted({ARMS[arm][0] for arm in config.arms if ARMS.get(arm)})
     for mix in mixes:
-        result = run_curation(curation_config(config, seed, base_model, root, inputs, mix))
+        settings = curation_config(config, seed, base_model, root, inputs, mix)
+        settings.progress = progress
+        result = run_curation(settings)
         pairs = result.dataset.filter(lambda row: not row["anchor"])
         anchors = result.dataset.filter(lambda row: row["anchor"])
         reports[mix] = result.report
@@ -262,8 +265,9 @@ def train_arm(config: ExperimentConfig, seed: int, arm: str, base_model: str) ->
     return str(adapter_dir)
 
 
-def train(config: ExperimentConfig, seed: int, arm: str, base_model: str):
-    """Trains one arm on its pair set (LoRA on the language model), saves it and returns the `TPOTrainer`."""
+def train(config: ExperimentConfig, seed: int, arm: str, base_model: str, callbacks: list | None = None):
+    """Trains one arm on its pair set (LoRA on the language model), saves it and returns the `TPOTrainer`;
+    `callbacks` are transformers `TrainerCallback`s (the quickstart's step bar)."""
     from peft import LoraConfig
 
     from ..data import load_preference_dataset
@@ -303,6 +307,7 @@ def train(config: ExperimentConfig, seed: int, arm: str, base_model: str):
         train_dataset=load_preference_dataset(str(dataset_dir)),
         processing_class=processor,
         peft_config=LoraConfig(r=config.lora_r, lora_alpha=2 * config.lora_r, lora_dropout=0.0),
+        callbacks=callbacks,
     )
     trainer.train()
     trainer.save_model(str(adapter_dir))
