@@ -37,7 +37,7 @@ from tpo_hf.compat import fsdp2_unverified_versions
 LOSS_TOLERANCE = 0.01
 FULL_LOSS_TOLERANCE = 0.002
 # run name -> (family of the tiny model, recipe changes). LLaVA-OneVision checks a family whose
-# `_no_split_modules` names a class its model lacks (see `TPOTrainer._configure_fsdp_wrap`).
+# `_no_split_modules` names a class its model lacks (see `tpo_hf.distributed.configure_fsdp_wrap`).
 KINDS = {
     "lora": ("qwen2_vl", {}),
     "full": ("qwen2_vl", {"use_peft": False, "learning_rate": 1.0e-4}),

@@ -19,7 +19,7 @@ def _on_cpu(config: DPOConfig) -> bool:
 
 
 # TRL / transformers options that do not work with video pairs, refused at config time: name -> (is it set?, why, and
-# what to use instead). README's "TRL and transformers options" table lists these and the options that do work.
+# what to use instead). The "TRL and transformers options" table of docs/training.md lists these and the options that do work.
 REFUSED_OPTIONS: dict[str, tuple[Callable[[DPOConfig], bool], str]] = {
     "use_liger_kernel": (
         lambda config: bool(config.use_liger_kernel),

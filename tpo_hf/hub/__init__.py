@@ -5,6 +5,7 @@
 - `plots`: the training-curve PNG uploaded beside the model card;
 - `push`: one-commit pushes: adapter (or merged weights) + processor + card + plot (`tpo-hf push`), and a curated
   dataset + card (+ videos) (`tpo-hf curate --push_to_hub`);
+- `training_publish`: what `TPOTrainer` publishes of a run (model card, repo, push), on the modules above;
 - `space`: a Gradio Space folder written from `hub_cards/` and pushed (`tpo-hf space`); `app`: the demo itself;
 - `templates`: where the templates are (source checkout or installed package) and how they are rendered.
 """
