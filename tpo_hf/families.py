@@ -15,6 +15,9 @@ What differs between families:
 - for Mixture-of-Experts families, where the routers are (load-balancing loss) and which weights are the experts;
 - which class loads the trainable model where a checkpoint holds more (the Omni thinkers), and which modality a
   family leaves out (their audio: off, stated in the model card).
+
+One module over 500 lines on purpose: it is the one place where families differ, so every entry and the helpers only
+entries use sit together.
 """
 
 from __future__ import annotations

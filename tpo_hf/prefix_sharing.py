@@ -31,6 +31,9 @@ Two ways to keep the branches apart inside attention:
   keyword (generation, evaluation) the function calls the original implementation.
 - a dense 4D block mask (`attention="dense"`): L x L per pair; the only way for eager attention (`auto` can also keep
   it for short packed sequences, `DENSE_MAX_PACKED_LENGTH`, but it measured no faster there).
+
+One module over 500 lines on purpose: the packing, the masks and positions, and the attention it installs must agree
+token for token, and are checked together (tests/test_prefix_sharing.py).
 """
 
 from __future__ import annotations

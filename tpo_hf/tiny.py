@@ -3,6 +3,9 @@
 No weights can be downloaded here, so every family in the registry gets a miniature model built from its config, a
 byte-level tokenizer made in code and a chat template with the family's video placeholder. The models are random:
 they exercise every code path (processing, M-RoPE, vision features, LoRA, saving) but produce gibberish.
+
+One module over 500 lines on purpose: one miniature builder per registered family, side by side, so a new family adds
+one builder next to its neighbours.
 """
 
 from __future__ import annotations

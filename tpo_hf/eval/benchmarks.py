@@ -26,6 +26,9 @@ so numbers are comparable with published ones:
   "Answer with the option's letter from the given choices directly.\n". `max_new_tokens` 32.
 
 lmms-eval's own answer parsers are in `lmms_eval_prediction`, so a run also reports the score lmms-eval would give.
+
+One module over 500 lines on purpose: each benchmark's schema, lmms-eval 0.7.3's prompts for it and lmms-eval's
+answer parsers sit side by side, so the reproduction is checked against lmms-eval in one place.
 """
 
 from __future__ import annotations
