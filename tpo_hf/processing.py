@@ -151,9 +151,10 @@ class VideoPreferenceProcessor:
             loaded.use_video_prompt_layout(recorded_layout, recorded_with, source=str(pretrained_model_name_or_path))
         elif recorded_layout is None and loaded.family.video_placeholders is not None and saved:
             logger.warning(
-                "%s holds %s video settings saved without a video prompt layout (tpo-hf before it recorded one). If "
-                "it was trained with transformers 5.18-5.24, its prompts had an extra <|vision_start|>...<|vision_end|> "
-                "pair around all frames, which tpo-hf no longer writes on any release (docs/supported_versions.md).",
+                "%s holds %s video settings saved without a video prompt layout (tpo-hf before it recorded one), so "
+                "it gets the documented layout. If it was trained with transformers 5.18-5.24, its prompts had one "
+                "more <|vision_start|>...<|vision_end|> pair around all frames: record that layout in its "
+                "tpo_video_config.json to get it back (docs/supported_versions.md).",
                 pretrained_model_name_or_path,
                 loaded.family.name,
             )

@@ -143,12 +143,13 @@ class TPOTrainer(DPOTrainer):
 
         if isinstance(processing_class, VideoPreferenceProcessor):
             self.video_processor = processing_class
+        elif processing_class is None:
+            # from the model's folder, so a video prompt layout recorded there is written again
+            model_id = model if isinstance(model, str) else config._name_or_path
+            self.video_processor = VideoPreferenceProcessor.from_pretrained(
+                model_id, family=self.family, trust_remote_code=args.trust_remote_code, **args.video_settings()
+            )
         else:
-            if processing_class is None:
-                from transformers import AutoProcessor
-
-                model_id = model if isinstance(model, str) else config._name_or_path
-                processing_class = AutoProcessor.from_pretrained(model_id, trust_remote_code=args.trust_remote_code)
             self.video_processor = VideoPreferenceProcessor(
                 processing_class, family=self.family, **args.video_settings()
             )
