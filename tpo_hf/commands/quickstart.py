@@ -104,7 +104,6 @@ class _Console:
         from tqdm.auto import tqdm
         from transformers import TrainerCallback
 
-
         class StepBar(TrainerCallback):
             def on_train_begin(self, args, state, control, **kwargs):
                 self.bar = tqdm(total=total, desc="train", unit="step", file=sys.stderr)
