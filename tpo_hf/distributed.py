@@ -164,3 +164,29 @@ def configure_fsdp_wrap(model: torch.nn.Module, plugin: Any) -> None:
             plugin.transformer_cls_names_to_wrap,
             absent,
         )
+
+
+def import_modeling_modules(config: Any) -> None:
+    """Imports the transformers modeling modules of `config` and of its sub-configs (e.g. LLaVA-OneVision's Qwen2 text
+    model), so their classes are defined before DeepSpeed ZeRO-3 builds the model.
+
+    `deepspeed.zero.Init` wraps the `__init__` of every module class defined while it is active and, on exit, puts back
+    the `__init__` it saw at definition, before decorators ran. transformers >= 5.25 decorates attention classes with
+    the `kernels` package's `use_kernelized_func`, whose `__init__` gives each instance its `_kernel_funcs`: a class
+    first imported inside `zero.Init` loses that, and every module built after it (a second model, a reference model)
+    fails in its first forward (`'Qwen2Attention' object has no attribute '_kernel_funcs'`).
+    """
+    import importlib
+
+    from transformers.models.auto.configuration_auto import model_type_to_module_name
+
+    configs = [config, *(getattr(config, name, None) for name in getattr(config, "sub_configs", {}))]
+    for sub_config in configs:
+        model_type = getattr(sub_config, "model_type", None)
+        if not model_type:
+            continue
+        module = model_type_to_module_name(model_type)
+        try:
+            importlib.import_module(f"transformers.models.{module}.modeling_{module}")
+        except ImportError:  # a remote-code model, or a config type without its own modeling module
+            logger.debug("No transformers modeling module for model type %r", model_type)

@@ -48,6 +48,7 @@ from .distributed import (
     configure_fsdp_wrap,
     encode_videos,
     fsdp_plugin,
+    import_modeling_modules,
     install_output_head_unshard,
 )
 from .families import VideoFamily, get_family
@@ -139,6 +140,8 @@ class TPOTrainer(DPOTrainer):
             if isinstance(model, str)
             else model.config
         )
+        if isinstance(model, str):
+            import_modeling_modules(config)  # before a ZeRO-3 zero.Init builds the model (see the function)
         self.family: VideoFamily = get_family(config)
 
         if isinstance(processing_class, VideoPreferenceProcessor):
