@@ -10,6 +10,7 @@ import re
 import subprocess
 import sys
 import textwrap
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -87,18 +88,21 @@ echo = "tpo_echo_plugin"
 
 @pytest.fixture(scope="module")
 def installed_plugin(tmp_path_factory):
-    """The plugin package built and installed by pip into a folder of its own, put on sys.path (its metadata makes
-    the entry points visible, as in any environment it is installed into)."""
+    """The plugin package built into a wheel by its own build backend (setuptools, as pip would build it) and
+    installed as pip installs a pure-Python wheel: unpacked into a folder on sys.path, where its metadata makes the
+    entry points visible. pip itself is not used: the CI's uv-made venvs have none."""
     root = tmp_path_factory.mktemp("plugin")
-    source, site = root / "tpo-echo-plugin", root / "site"
+    source, wheels, site = root / "tpo-echo-plugin", root / "wheels", root / "site"
     source.mkdir()
     (source / "pyproject.toml").write_text(PLUGIN_PYPROJECT)
     (source / "tpo_echo_plugin.py").write_text(textwrap.dedent(PLUGIN_MODULE))
-    subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--target", str(site)]
-        + [str(source)],
-        check=True,
+    build = "import sys, setuptools.build_meta as backend; print(backend.build_wheel(sys.argv[1]))"
+    built = subprocess.run(
+        [sys.executable, "-c", build, str(wheels)], cwd=source, check=True, capture_output=True, text=True
     )
+    with zipfile.ZipFile(wheels / built.stdout.strip().splitlines()[-1]) as wheel:
+        wheel.extractall(site)
+    assert (site / "tpo_echo_plugin-0.1.0.dist-info" / "entry_points.txt").is_file()
     sys.path.insert(0, str(site))
     importlib.invalidate_caches()
     yield site
