@@ -38,9 +38,9 @@ from tpo_hf.curation import (
     run_curation,
     video_seed,
 )
+from tpo_hf.curation.dataset_card import render_dataset_card
 from tpo_hf.curation.mixing import chosen_option, mix_and_size
 from tpo_hf.curation.prompts import TASK_TYPES, question_prompt
-from tpo_hf.hub.dataset_card import render_dataset_card
 from tpo_hf.synthetic import read_frame_stamp
 from tpo_hf.tiny import save_tiny_model, save_tiny_text_model
 from tpo_hf.video import VideoFile

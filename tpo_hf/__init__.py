@@ -11,13 +11,9 @@ Importing `tpo_hf` is cheap: the public names below are imported on first use (a
 from __future__ import annotations
 
 import importlib
-from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
-try:
-    __version__ = version("tpo-hf")  # the one place the version is written is pyproject.toml
-except PackageNotFoundError:  # a source tree that was never installed
-    __version__ = "0.0.0+unknown"
+from .version import __version__
 
 # submodule -> the public names it defines (imported on first use)
 _IMPORT_STRUCTURE = {

@@ -10,7 +10,7 @@ that were not written and ends with exactly the dataset of an uninterrupted run 
 
 One shard goes through the stages in order, each over the shard's `Candidate`s: `decode` -> `caption` -> `ask` ->
 `answer` -> `judge` -> records. The merge then mixes and sizes the kept pairs (`mixing`), writes the dataset
-(`records`), the report (`report`) and the dataset card (`tpo_hf.hub.dataset_card`).
+(`records`), the report (`report`) and the dataset card (`dataset_card`).
 """
 
 from __future__ import annotations
@@ -114,7 +114,7 @@ def role_models(config: CurationConfig) -> dict[str, str | None]:
 
 def merge(config: CurationConfig, items: list[VideoItem], shards: list[dict[str, Any]]) -> CurationResult:
     """Merges the shards, mixes and sizes the pairs, saves the dataset, the card and the report."""
-    from ..hub.dataset_card import render_dataset_card
+    from .dataset_card import render_dataset_card
 
     kept = [r for shard in shards for r in shard["records"] if r["kept"]]
     final, mix_counts = mix_and_size(kept, config)

@@ -14,9 +14,9 @@ from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from .. import __version__
 from ..paper import TPO_CITATION, TPO_TAG
-from .templates import template_path
+from ..templates import template_path
+from ..version import __version__
 
 TPO_TAGS = [TPO_TAG, "tpo", "dpo", "trl", "video", "video-text-to-text"]
 PLOT_FILE = "training_curves.png"

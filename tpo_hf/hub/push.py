@@ -214,7 +214,7 @@ def push_dataset(
     Returns the `CommitInfo`. The video column already holds `videos/<id>` paths, so `load_dataset(repo_id)` plus a
     snapshot of the repository is ready for `tpo-hf train` with `video_root` set to the snapshot folder.
     """
-    from .dataset_card import render_dataset_card
+    from ..curation.dataset_card import render_dataset_card
 
     api = HfApi(token=token, endpoint=endpoint)
     buffer = io.BytesIO()

@@ -31,7 +31,7 @@ from typing import Any
 from huggingface_hub import CommitOperationAdd, HfApi, SpaceCard, SpaceCardData, constants
 
 from ..paper import TPO_TAG
-from .templates import render_template, template_path
+from ..templates import render_template, template_path
 
 
 def space_requirements(tpo_hf_requirement: str | None = None, wheel: str | None = None) -> str:

@@ -1,4 +1,4 @@
-"""Stage 6 of the flow (publish), for data: the dataset card of a curated TPO dataset.
+"""Stage 2 of the flow (curation): the dataset card of a curated TPO dataset, written beside it and pushed with it.
 
 The card is rendered from `hub_cards/dataset_card.md` with `huggingface_hub.DatasetCard.from_template`; every number
 in it comes from the curation report, so it always matches the data. `tpo_hf.hub.push.push_dataset` uploads it with
@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..curation.prompts import CAPTION_PROMPTS, JUDGE_PROMPT, QUESTION_PROMPT
 from ..paper import TPO_TAG
-from .templates import template_path
+from ..templates import template_path
+from .prompts import CAPTION_PROMPTS, JUDGE_PROMPT, QUESTION_PROMPT
 
 
 def _size_category(count: int) -> str:

@@ -1,4 +1,5 @@
-"""Stage 6 of the flow (publish): where the card and Space templates are, and how they are rendered.
+"""Where the card and Space templates are, and how they are rendered (curation writes the dataset card, publishing
+the model card and the Space).
 
 The templates live in the top-level `hub_cards/` folder of the repository; the wheel installs them as package data
 `tpo_hf/_cards/` (a `package-dir` mapping in `pyproject.toml`), so they are found in a source checkout and in an
@@ -11,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-_PACKAGE_DIR = Path(__file__).resolve().parents[1]
+_PACKAGE_DIR = Path(__file__).resolve().parent
 # installed wheel first, then the source checkout
 TEMPLATE_DIRS = (_PACKAGE_DIR / "_cards", _PACKAGE_DIR.parent / "hub_cards")
 
