@@ -1,4 +1,4 @@
-"""Data-parallel evaluation: `accelerate launch --multi_gpu --num_processes 2 -m tpo_hf.eval` on the CPU (gloo, see
+"""Data-parallel evaluation: `accelerate launch --multi_gpu --num_processes 2 -m tpo_hf.commands.eval` on the CPU (gloo, see
 tests/test_distributed.py) splits the questions across two processes and writes the same result files as one
 process; a second launch, and a single process after it, resume from the two cache shards without generating."""
 
@@ -50,7 +50,7 @@ def test_two_processes_write_the_one_process_results(tiny_model_dirs, video_dir,
     accelerate = [shutil.which("accelerate") or "accelerate"]
     if accelerate[0] == "accelerate":
         accelerate = [sys.executable, "-m", "accelerate.commands.accelerate_cli"]
-    command = [*accelerate, "launch", "--multi_gpu", "--num_processes", "2", "-m", "tpo_hf.eval"]
+    command = [*accelerate, "launch", "--multi_gpu", "--num_processes", "2", "-m", "tpo_hf.commands.eval"]
     command += ["--config", str(config)]
     double = launch(command, tmp_path)
     assert double.returncode == 0, double.stderr[-4000:]

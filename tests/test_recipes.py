@@ -54,7 +54,12 @@ CPU_OVERRIDES = ["--use_cpu", "true"]
 
 
 # `python -m MODULE` -> the `tpo-hf` subcommand it runs
-LAUNCH_MODULES = {"tpo_hf.train": "train", "tpo_hf.curate": "curate", "tpo_hf.eval": "eval", "tpo_hf.eval.cli": "eval"}
+LAUNCH_MODULES = {
+    "tpo_hf.train": "train",
+    "tpo_hf.curate": "curate",
+    "tpo_hf.eval": "eval",
+    "tpo_hf.commands.eval": "eval",
+}
 # where each subcommand's `make_parser()` lives: the commands package, or the module that held it before it
 COMMAND_MODULES = {
     "train": ("tpo_hf.commands.train", "tpo_hf.train"),

@@ -10,7 +10,7 @@ needle-in-a-haystack, with the base model and the TPO adapter side by side in on
 - `results`: JSON, Markdown and `huggingface_hub.EvalResult` outputs.
 - `config`: `EvalConfig`, the settings of a run; `run`: the run itself (`evaluate`), outputs and cache.
 - `lmms_plugin`: `lmms-eval --model tpo_hf`. The command, `tpo-hf eval --config FILE.yaml`, is
-  `tpo_hf.commands.eval` (also `accelerate launch -m tpo_hf.eval`, data parallel).
+  `tpo_hf.commands.eval` (also `accelerate launch -m tpo_hf.commands.eval`, data parallel).
 """
 
 from .answers import UNPARSEABLE, extract_answer_letter

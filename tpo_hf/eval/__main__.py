@@ -1,6 +1,8 @@
-"""`accelerate launch -m tpo_hf.eval --config FILE.yaml`: data-parallel `tpo-hf eval` (`tpo_hf.commands.eval`)."""
+"""The old spelling of `accelerate launch -m tpo_hf.commands.eval` (data-parallel `tpo-hf eval`), kept so that launch
+lines written before the commands package keep working; it says so once and runs the command."""
 
-from ..commands.eval import cli_main
+import runpy
+import warnings
 
-if __name__ == "__main__":
-    cli_main()
+warnings.warn("`-m tpo_hf.eval` is now `-m tpo_hf.commands.eval`", FutureWarning, stacklevel=1)
+runpy.run_module("tpo_hf.commands.eval", run_name="__main__", alter_sys=True)

@@ -5,7 +5,7 @@ the adapter disabled (base) and enabled (TPO) from the same frames, and writes i
 `results.md`, `model_index.yaml` (the card's model-index), `samples_<benchmark>.jsonl` (per-sample answers side by
 side), the results cache `cache_<benchmark>.jsonl` / `cache_vniah.jsonl`, and `vniah_heatmap.png`.
 
-Data parallel: under `accelerate launch --num_processes N -m tpo_hf.eval ...` each process answers every N-th question
+Data parallel: under `accelerate launch --num_processes N -m tpo_hf.commands.eval ...` each process answers every N-th question
 into its own cache shard (`cache_<name>.rank<i>.jsonl`); then every process reads all shards back in question order
 (nothing left to generate) and the main process writes the same outputs a single process would. A later run, with any
 number of processes, resumes from all the shards.
