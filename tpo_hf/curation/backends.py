@@ -22,13 +22,12 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     import numpy as np
 
     from .candidate import Candidate
-    from .config import CurationConfig
 
 TEMPLATE_QUESTIONS = "template"  # question_backend value: questions from templates, no model
 
@@ -56,7 +55,17 @@ class GenerationBackend:
         raise NotImplementedError
 
 
-BackendFactory = Callable[["CurationConfig", str, "str | None"], GenerationBackend]
+class RoleSettings(Protocol):
+    """What this module reads of a `CurationConfig`, by shape: the config imports the registry, so the registry does
+    not import the config."""
+
+    question_backend: str | None
+    use_judge: bool
+
+    def role_settings(self, role: str) -> tuple[str, str | None, str | None]: ...
+
+
+BackendFactory = Callable[[RoleSettings, str, "str | None"], GenerationBackend]
 
 # name -> factory `(config, role, device) -> GenerationBackend`, or "module:attribute" naming one (imported on use).
 # Installed packages add theirs as entry points of the group `tpo_hf.curation_backends` (`tpo_hf.plugins`).
@@ -99,7 +108,7 @@ class Backends:
     judge: GenerationBackend | None
 
 
-def build_backends(config: CurationConfig, device: str | None = None) -> Backends:
+def build_backends(config: RoleSettings, device: str | None = None) -> Backends:
     """Builds each role's backend once; roles naming the same backend, model and endpoint share one instance
     (one copy of a local model in memory)."""
     cache: dict[tuple, GenerationBackend] = {}
