@@ -53,6 +53,8 @@ def free_port() -> int:
         (dict(beta=-0.3), "beta"),
         (dict(beta=0.0), "beta"),
         (dict(learning_rate=-1e-4), "learning_rate"),
+        (dict(learning_rate=0.0), "learning_rate"),  # trains nothing, then saves and publishes the untrained adapter
+        (dict(max_steps=0), "max_steps"),
         (dict(num_train_epochs=0.0), "num_train_epochs"),
         (dict(weight_decay=-0.1), "weight_decay"),
         (dict(warmup_ratio=1.5), "warmup_ratio"),

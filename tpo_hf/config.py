@@ -70,7 +70,7 @@ MARGIN_LOSS_TYPES = ("sigmoid", "hinge", "ipo", "exo_pair", "robust", "discopop"
 RANGE_CHECKS = (
     ("beta", 0.0, False),  # beta <= 0 flips or removes the preference term
     ("sft_weight", 0.0, True),
-    ("learning_rate", 0.0, True),
+    ("learning_rate", 0.0, False),  # 0 trains nothing, and the untrained adapter would be saved and published
     ("num_train_epochs", 0.0, False),
     ("per_device_train_batch_size", 1, True),
     ("per_device_eval_batch_size", 1, True),
@@ -282,6 +282,8 @@ class TPOConfig(DPOConfig):
             if value < low or (value == low and not inclusive) or value != value:  # NaN compares unequal
                 bound = f">= {low}" if inclusive else f"> {low}"
                 raise ValueError(f"TPOConfig: `{name}` must be {bound}, got {value}.")
+        if self.max_steps == 0:  # -1 (the default) means "use num_train_epochs"; 0 would save an untrained adapter
+            raise ValueError("TPOConfig: `max_steps` must be positive, or -1 to train for `num_train_epochs`; got 0.")
         if not 0.0 <= self.warmup_ratio <= 1.0:
             raise ValueError(f"TPOConfig: `warmup_ratio` must lie in [0, 1], got {self.warmup_ratio}.")
         if not 0.0 <= self.label_smoothing < 0.5:
