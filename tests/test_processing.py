@@ -349,14 +349,12 @@ PINNED_VIDEO_PROMPTS = {
 def test_video_prompt_layout_is_pinned(family, processors):
     import itertools
 
-    import numpy as np
+    from tpo_hf.processing import LAYOUT_PROBE_PROMPT, layout_probe_video
 
     processor = processors(family)
     layout, runs = PINNED_VIDEO_PROMPTS[family]
     assert processor.video_prompt_layout() == layout
-    frames = np.stack([np.full((56, 56, 3), 50 * index, dtype=np.uint8) for index in range(4)])
-    metadata = {"fps": 1.0, "total_num_frames": 4, "frames_indices": [0, 1, 2, 3], "duration": 4.0}
-    ids = processor.encode_prompt("Which?", frames, metadata)["input_ids"][0].tolist()
+    ids = processor.encode_prompt(LAYOUT_PROBE_PROMPT, *layout_probe_video())["input_ids"][0].tolist()
     assert [len(list(run)) for token, run in itertools.groupby(ids) if token == processor.video_token_id] == runs
 
 

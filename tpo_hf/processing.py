@@ -25,6 +25,17 @@ from .families import VideoFamily, get_family
 from .video import VideoFile, VideoView
 
 VIDEO_CONFIG_NAME = "tpo_video_config.json"
+LAYOUT_PROBE_PROMPT = "Which?"
+
+
+def layout_probe_video() -> tuple[Any, dict[str, Any]]:
+    """The probe of `VideoPreferenceProcessor.video_prompt_layout`: four distinct 56x56 frames at 0-3 s, 1 fps."""
+    import numpy as np
+
+    frames = np.stack([np.full((56, 56, 3), 50 * index, dtype=np.uint8) for index in range(4)])
+    return frames, {"fps": 1.0, "total_num_frames": 4, "frames_indices": [0, 1, 2, 3], "duration": 4.0}
+
+
 logger = logging.getLogger(__name__)
 
 
@@ -210,11 +221,8 @@ class VideoPreferenceProcessor:
         It is the text a model reads around its frames (chat template, timestamps, frame separators) whatever the
         pixel budget, so a transformers release that writes a family's video prompt differently changes it.
         """
-        import numpy as np
 
-        frames = np.stack([np.full((56, 56, 3), 50 * index, dtype=np.uint8) for index in range(4)])
-        metadata = {"fps": 1.0, "total_num_frames": 4, "frames_indices": [0, 1, 2, 3], "duration": 4.0}
-        ids = self.encode_prompt("Which?", frames, metadata)["input_ids"][0].tolist()
+        ids = self.encode_prompt(LAYOUT_PROBE_PROMPT, *layout_probe_video())["input_ids"][0].tolist()
         text = self.tokenizer.decode(ids, skip_special_tokens=False)
         token = self.tokenizer.convert_ids_to_tokens(self.video_token_id)
         return re.sub(f"(?:{re.escape(token)})+", lambda _: token + "*", text)

@@ -47,7 +47,7 @@ def _usage() -> str:
     lines = ["usage: tpo-hf <command> [--config FILE.yaml] [options]", "", "commands:"]
     lines += [f"  {name:<11} {help_text}" for name, (_, help_text) in BUILTIN_COMMANDS.items()]
     for name, point in _plugin_commands().items():
-        lines.append(f"  {name:<11} {getattr(importlib.import_module(point.value), 'HELP', '')} (plugin)")
+        lines.append(f"  {name:<11} {getattr(point.load(), 'HELP', '')} (plugin)")
     lines += ["", "Run `tpo-hf <command> --help` for the options of a command."]
     return "\n".join(lines)
 

@@ -80,15 +80,21 @@ def register_backend(name: str, factory: BackendFactory | str) -> None:
     BACKENDS[name] = factory
 
 
+def backend_names() -> list[str]:
+    """Every valid backend name: the registry's and those installed packages declare as entry points."""
+    from ..plugins import BACKENDS_GROUP, plugin_entry_points
+
+    return sorted(set(BACKENDS) | set(plugin_entry_points(BACKENDS_GROUP)))
+
+
 def backend_factory(name: str) -> BackendFactory:
     """The factory registered as `name`, or installed as an entry point of that name; the error lists both."""
-    from ..plugins import BACKENDS_GROUP, load_plugin, plugin_entry_points
+    from ..plugins import BACKENDS_GROUP, load_plugin
 
     if name not in BACKENDS:
         factory = load_plugin(BACKENDS_GROUP, name)
         if factory is None:
-            known = sorted(set(BACKENDS) | set(plugin_entry_points(BACKENDS_GROUP)))
-            raise ValueError(f"Unknown generation backend {name!r}; registered: {known}.")
+            raise ValueError(f"Unknown generation backend {name!r}; registered: {backend_names()}.")
         return factory
     factory = BACKENDS[name]
     if isinstance(factory, str):

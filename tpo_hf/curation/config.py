@@ -5,9 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..fingerprint import without_off_options
-from ..plugins import BACKENDS_GROUP, plugin_entry_points
 from ..video import VIDEO_EXTENSIONS
-from .backends import BACKENDS, TEMPLATE_QUESTIONS
+from .backends import TEMPLATE_QUESTIONS, backend_names
 from .prompts import COMPREHENSIVE_TASK_TYPES, LOCALIZED_TASK_TYPES, TASK_TYPES
 
 # (field, lowest allowed value, whether that value itself is allowed), checked by `CurationConfig._check_ranges`
@@ -62,7 +61,8 @@ class CurationConfig:
             report go. Shards of the (resumable) run go to `work_dir` (default `output_dir/_curation`).
         push_to_hub: Hub dataset repo id to push the dataset, its card and optionally the videos to, in one commit.
 
-    > Parameters that control the models (each role: a backend registered in `tpo_hf.curation.backends.BACKENDS` or installed as a plugin,
+    > Parameters that control the models (each role: a backend registered in `tpo_hf.curation.backends.BACKENDS`
+    > or installed as a plugin,
     > e.g. a local transformers model or an OpenAI-compatible endpoint)
 
     > Parameters that control the pairs (segments, views, task types, judge, mix and size)
@@ -208,7 +208,7 @@ class CurationConfig:
         for role in ("video", "question", "judge"):
             backend = getattr(self, f"{role}_backend")
             # backends are looked up by name: the registry (tpo_hf.curation.backends.BACKENDS) and installed plugins
-            backends = (*BACKENDS, *plugin_entry_points(BACKENDS_GROUP))
+            backends = tuple(backend_names())
             allowed = (*backends, TEMPLATE_QUESTIONS) if role == "question" else backends
             if backend is not None and backend not in allowed:  # judge_backend None = the documented default
                 raise ValueError(f"{role}_backend={backend!r}: use one of {allowed}.")
