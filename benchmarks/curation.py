@@ -26,6 +26,7 @@ from tpo_hf.curation import Backends, CurationConfig, TransformersBackend, curat
 from tpo_hf.curation.segments import comprehensive_views, localized_views  # noqa: E402
 from tpo_hf.synthetic import COLOURS, Scene, synthetic_frames  # noqa: E402
 from tpo_hf.video import VideoFile, load_video  # noqa: E402
+from tpo_hf.video_settings import VideoSettings  # noqa: E402
 
 COLOUR_NAMES = list(COLOURS)
 
@@ -65,8 +66,9 @@ def make_corpus(folder: Path, count: int, seconds: float, fps: int, gop: int) ->
 
 def four_views(duration: float, num_frames: int, sparse: int) -> dict:
     segment = (round(duration * 0.4, 3), round(duration * 0.6, 3))
-    views = {f"localized/{k}": v for k, v in localized_views(segment, num_frames).items()}
-    views.update({f"comprehensive/{k}": v for k, v in comprehensive_views(num_frames, sparse).items()})
+    settings = VideoSettings(num_frames=num_frames)
+    views = {f"localized/{k}": v for k, v in localized_views(segment, settings).items()}
+    views.update({f"comprehensive/{k}": v for k, v in comprehensive_views(settings, sparse).items()})
     return views
 
 

@@ -84,6 +84,21 @@ def demo_url(tiny_adapter, video_dir):
     demo.close()
 
 
+def test_frames_slider_starts_at_the_frames_the_adapter_was_trained_with(tiny_adapter):
+    """The Space reads the video settings saved with the adapter (its processor's `VideoSettings`), not a default of
+    its own."""
+    from tpo_hf.hub.app import VideoQA, build_demo
+
+    qa = VideoQA(str(tiny_adapter))
+    assert qa.processor.settings.num_frames == 4
+    demo = build_demo(str(tiny_adapter), qa=qa)
+    (slider,) = [c for c in demo.config["components"] if c.get("props", {}).get("elem_id") == "frames"]
+    assert slider["props"]["value"] == 4
+    demo = build_demo(str(tiny_adapter), num_frames=12, qa=qa)
+    (slider,) = [c for c in demo.config["components"] if c.get("props", {}).get("elem_id") == "frames"]
+    assert slider["props"]["value"] == 12
+
+
 def test_write_and_push_space(tmp_path):
     from huggingface_hub import SpaceCard
 

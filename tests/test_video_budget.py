@@ -3,13 +3,15 @@ resolution to a per-prompt video-token budget, and curation, training and evalua
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from datasets import Dataset
 from peft import LoraConfig
 
 from tpo_hf import TPOTrainer, VideoPreferenceProcessor
 from tpo_hf.curation.config import CurationConfig
-from tpo_hf.curation.run import fit_video_token_budget
+from tpo_hf.curation.run import fitted_to_video_model
 from tpo_hf.families import FAMILIES
 from tpo_hf.hub.model_card import trainer_hyperparameters
 from tpo_hf.tiny import build_tiny_model, tiny_tpo_config
@@ -81,11 +83,13 @@ def test_budget_is_saved_and_applied_in_training_and_curation(tmp_path, video_di
         sparse_num_frames=4,
         max_video_tokens=budget,
     )
-    fit_video_token_budget(config)
-    assert (config.num_frames, config.max_pixels) == (8, expected.max_pixels)
-    config.max_video_tokens, config.num_frames = 9, 8  # room for 4 frames of 2 x 2 patches, with 4 sparse ones
-    with pytest.raises(ValueError, match="sparse_num_frames=4"):
-        fit_video_token_budget(config)
+    fitted = fitted_to_video_model(config)
+    assert (fitted.num_frames, fitted.max_pixels) == (8, expected.max_pixels)
+    assert (config.num_frames, config.max_pixels) == (8, None)  # a validated config is never mutated
+    # room for 4 frames of 2 x 2 patches, with 4 sparse ones: the fitted copy is refused, naming the budget
+    tight = dataclasses.replace(config, max_video_tokens=9)
+    with pytest.raises(ValueError, match=r"sparse_num_frames=4 must be below num_frames=\d+ \(the frames max_video_"):
+        fitted_to_video_model(tight)
 
 
 @pytest.mark.parametrize("family", sorted(FAMILIES))

@@ -25,6 +25,7 @@ _IMPORT_STRUCTURE = {
     "processing": ["VideoPreferenceProcessor"],
     "trainer": ["TPOTrainer"],
     "video": ["VideoFile", "VideoLoadError", "VideoView", "load_video"],
+    "video_settings": ["VideoSettings"],
 }
 _LAZY_IMPORTS = {name: module for module, names in _IMPORT_STRUCTURE.items() for name in names}
 
@@ -37,6 +38,7 @@ __all__ = [
     "VideoLoadError",
     "VideoPreferenceCollator",
     "VideoPreferenceProcessor",
+    "VideoSettings",
     "VideoView",
     "__version__",
     "get_family",
@@ -54,6 +56,7 @@ if TYPE_CHECKING:
     from .processing import VideoPreferenceProcessor
     from .trainer import TPOTrainer
     from .video import VideoFile, VideoLoadError, VideoView, load_video
+    from .video_settings import VideoSettings
 
 
 def __getattr__(name: str) -> Any:

@@ -9,6 +9,7 @@ from trl import DPOConfig
 
 from . import compat
 from .collator import TOO_LONG_POLICIES
+from .video_settings import VideoSettings
 
 
 def _on_cpu(config: DPOConfig) -> bool:
@@ -86,7 +87,7 @@ RANGE_CHECKS = (
 
 
 @dataclass
-class TPOConfig(DPOConfig):
+class TPOConfig(VideoSettings, DPOConfig):
     r"""
     Configuration class for [`TPOTrainer`]: Temporal Preference Optimization (arXiv 2501.13919) on video-LMMs.
 
@@ -106,19 +107,13 @@ class TPOConfig(DPOConfig):
 
     > Parameters that control the videos
 
-    num_frames (`int` or `None`, *optional*, defaults to `32`):
-        Frames sampled uniformly from each video. Takes precedence over `video_fps`.
-    video_fps (`float` or `None`, *optional*, defaults to `None`):
-        Sampling rate in frames per second, used when `num_frames` is `None`.
-    max_frames (`int` or `None`, *optional*, defaults to `None`):
-        Cap on the frames per video, whichever of the two above is used.
-    max_pixels (`int` or `None`, *optional*, defaults to `None`):
-        Per-frame pixel budget for families that resize dynamically (Qwen); `None` keeps the processor's setting.
+    num_frames, video_fps, max_frames, max_pixels, max_video_tokens:
+        The video settings, inherited from [`VideoSettings`] (their one default and validation): frames per video
+        (default `32`; `None` samples at `video_fps`), a cap on them, the per-frame pixel budget (Qwen) and the
+        video-token budget per prompt that resolution, then frames, are fitted to (the same fit in curation and
+        eval). The trainer samples with the processor's fitted copy, which the model card records.
     video_root (`str` or `None`, *optional*, defaults to `None`):
         Folder that relative paths in the `video` column are resolved against.
-    max_video_tokens (`int` or `None`, *optional*, defaults to `None`):
-        Video-token budget per prompt: the per-frame resolution (Qwen) and, where the smallest frames do not fit,
-        the frame count are chosen so each video fits (`VideoPreferenceProcessor`; the same in curation and eval).
 
     > Parameters that control the TPO objective and its cost
 
@@ -149,20 +144,9 @@ class TPOConfig(DPOConfig):
         never truncated.
     """
 
-    # Video
-    num_frames: int | None = field(default=32, metadata={"help": "Frames sampled uniformly from each video."})
-    video_fps: float | None = field(
-        default=None, metadata={"help": "Sampling rate (frames per second) when `num_frames` is None."}
-    )
-    max_frames: int | None = field(default=None, metadata={"help": "Cap on the number of frames per video."})
-    max_pixels: int | None = field(
-        default=None, metadata={"help": "Per-frame pixel budget for dynamically resizing families (Qwen)."}
-    )
+    # Video (the sampling fields come from VideoSettings)
     video_root: str | None = field(
         default=None, metadata={"help": "Folder that relative paths in the `video` column are resolved against."}
-    )
-    max_video_tokens: int | None = field(
-        default=None, metadata={"help": "Video-token budget per prompt: resolution, then frames, are fitted to it."}
     )
 
     # Objective and cost
@@ -229,14 +213,7 @@ class TPOConfig(DPOConfig):
 
     def video_settings(self) -> dict:
         """The video fields as `VideoPreferenceProcessor` keyword arguments (one mapping for every entry point)."""
-        return {
-            "num_frames": self.num_frames,
-            "video_fps": self.video_fps,
-            "max_frames": self.max_frames,
-            "max_pixels": self.max_pixels,
-            "video_root": self.video_root,
-            "max_video_tokens": self.max_video_tokens,
-        }
+        return {**VideoSettings.of(self).to_dict(), "video_root": self.video_root}
 
     def _resolve_loss(self) -> None:
         """`loss_type` + `loss_weights` as TRL reads them, with the SFT term weighted by `sft_weight` (see above)."""
@@ -293,14 +270,7 @@ class TPOConfig(DPOConfig):
                 raise ValueError(f"TPOConfig: `loss_weights` must be non-negative numbers, got {self.loss_weights}.")
 
     def __post_init__(self):
-        if self.num_frames is None and self.video_fps is None:
-            raise ValueError("TPOConfig: set `num_frames` or `video_fps` (every frame of a long video is too many).")
-        for name in ("num_frames", "max_frames", "max_pixels", "max_video_tokens"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise ValueError(f"TPOConfig: `{name}` must be a positive integer or None, got {value}.")
-        if self.video_fps is not None and self.video_fps <= 0:
-            raise ValueError(f"TPOConfig: `video_fps` must be positive, got {self.video_fps}.")
+        self.check_video_settings()  # VideoSettings' validation, first: the rest may assume sane video fields
         self._check_ranges()
         if self.too_long_policy not in TOO_LONG_POLICIES:
             raise ValueError(
@@ -318,5 +288,5 @@ class TPOConfig(DPOConfig):
                 raise ValueError(f"TPOConfig: `{name}` is not supported for video pairs: {why}")
         self._resolve_loss()
         compat.resolve_activation_checkpointing(self)
-        super().__post_init__()
+        super().__post_init__()  # VideoSettings', then DPOConfig's
         compat.mirror_activation_checkpointing(self)

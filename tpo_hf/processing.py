@@ -11,6 +11,7 @@ token (as TRL does for non-conversational data).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -23,6 +24,7 @@ import torch
 
 from .families import VideoFamily, get_family
 from .video import VideoFile, VideoView
+from .video_settings import DEFAULT_NUM_FRAMES, VideoSettings
 
 VIDEO_CONFIG_NAME = "tpo_video_config.json"
 LAYOUT_PROBE_PROMPT = "Which?"
@@ -62,16 +64,11 @@ class VideoPreferenceProcessor:
     Args:
         processor: the model's transformers processor (e.g. from `AutoProcessor.from_pretrained`).
         family: registry entry or name; inferred from the processor class when omitted.
-        num_frames: frames sampled uniformly per video (takes precedence over `video_fps`).
-        video_fps: sampling rate when `num_frames` is `None`.
-        max_frames: cap on the frames per video.
-        max_pixels: per-frame pixel budget (families that resize dynamically, e.g. Qwen); `None` keeps the
-            processor's own setting.
-        video_root: folder that relative video paths are resolved against.
-        max_video_tokens: video-token budget per prompt ("64 frames, whatever resolution fits 16k tokens"): the
-            family's `video_token_budget` lowers the per-frame pixel budget (Qwen) and, where even the smallest frame
-            does not fit, the frames (`num_frames`, or `max_frames` with `video_fps`). Curation, training and
+        num_frames, video_fps, max_frames, max_pixels, max_video_tokens: the video settings (`VideoSettings`, the
+            one owner of their defaults and checks). `settings` holds them fitted to the token budget for this family
+            and processor (`VideoSettings.fitted`): that is what every video is sampled with. Curation, training and
             evaluation all build their processor here, so one budget gives the same frames and resolution in each.
+        video_root: folder that relative video paths are resolved against.
 
     Example:
         >>> processor = VideoPreferenceProcessor.from_pretrained("Qwen/Qwen2.5-VL-7B-Instruct", num_frames=32)
@@ -83,7 +80,7 @@ class VideoPreferenceProcessor:
         self,
         processor: Any,
         family: VideoFamily | str | None = None,
-        num_frames: int | None = 32,
+        num_frames: int | None = DEFAULT_NUM_FRAMES,
         video_fps: float | None = None,
         max_frames: int | None = None,
         max_pixels: int | None = None,
@@ -94,19 +91,14 @@ class VideoPreferenceProcessor:
         self.family = get_family(family if family is not None else processor)
         if missing := self.family.missing_requirements():
             raise ImportError(f"The {self.family.name} family needs {', '.join(missing)}.")
-        if num_frames is None and video_fps is None:
-            raise ValueError("Set `num_frames` or `video_fps`: sampling every frame of a long video is never wanted.")
-        self.num_frames = num_frames
-        self.video_fps = video_fps
-        self.max_frames = max_frames
-        self.max_pixels = max_pixels
+        requested = VideoSettings(num_frames, video_fps, max_frames, max_pixels, max_video_tokens)
+        # what every video is sampled with: the settings fitted to the budget (the requested ones are left as given)
+        self.settings = requested.fitted(processor, self.family)
         self.video_root = str(video_root) if video_root is not None else None
-        self.max_video_tokens = max_video_tokens
         # which of the family's video placeholder texts the processor gets (0: its documented layout; see
         # `use_video_prompt_layout`)
         self.video_placeholder_index = 0
-        if max_video_tokens is not None:
-            self._fit_video_token_budget(max_video_tokens)
+        self._video_prompt_layouts: dict[int, str] = {}
         tokenizer = self.tokenizer
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
@@ -125,15 +117,7 @@ class VideoPreferenceProcessor:
         """
         from transformers import AutoConfig, AutoProcessor
 
-        setting_names = (
-            "family",
-            "num_frames",
-            "video_fps",
-            "max_frames",
-            "max_pixels",
-            "video_root",
-            "max_video_tokens",
-        )
+        setting_names = ("family", "video_root", *(f.name for f in dataclasses.fields(VideoSettings)))
         settings = {name: kwargs.pop(name) for name in setting_names if name in kwargs}
         check_layout = kwargs.pop("check_video_prompt_layout", True)
         processor = AutoProcessor.from_pretrained(pretrained_model_name_or_path, **kwargs)
@@ -171,35 +155,16 @@ class VideoPreferenceProcessor:
             )
         return loaded
 
-    def video_settings(self) -> dict[str, Any]:
-        """The video settings, as saved beside the processor."""
-        return {
-            "family": self.family.name,
-            "num_frames": self.num_frames,
-            "video_fps": self.video_fps,
-            "max_frames": self.max_frames,
-            "max_pixels": self.max_pixels,
-            "max_video_tokens": self.max_video_tokens,
-        }
+    # the fitted settings, read-only: a processor with other settings is a new processor
+    num_frames = property(lambda self: self.settings.num_frames)
+    video_fps = property(lambda self: self.settings.video_fps)
+    max_frames = property(lambda self: self.settings.max_frames)
+    max_pixels = property(lambda self: self.settings.max_pixels)
+    max_video_tokens = property(lambda self: self.settings.max_video_tokens)
 
-    def _fit_video_token_budget(self, max_video_tokens: int) -> None:
-        if max_video_tokens < 1:
-            raise ValueError(f"max_video_tokens must be a positive integer or None, got {max_video_tokens}.")
-        frames = self.num_frames if self.num_frames is not None else self.max_frames
-        if frames is None:
-            raise ValueError("max_video_tokens needs `num_frames`, or `max_frames` with `video_fps`, to count frames.")
-        if self.family.video_token_budget is None:
-            raise ValueError(
-                f"max_video_tokens is not supported for the {self.family.name} family yet (no token-count fit is "
-                "written for its processor); set num_frames / max_pixels instead."
-            )
-        frames, max_pixels = self.family.video_token_budget(self.processor, frames, max_video_tokens)
-        if self.num_frames is not None:
-            self.num_frames = frames
-        else:
-            self.max_frames = frames
-        if max_pixels is not None:
-            self.max_pixels = max_pixels if self.max_pixels is None else min(self.max_pixels, max_pixels)
+    def video_settings(self) -> dict[str, Any]:
+        """The family and the fitted video settings, as saved beside the processor."""
+        return {"family": self.family.name, **self.settings.to_dict()}
 
     def save_pretrained(self, save_directory: str | os.PathLike, **kwargs: Any) -> None:
         """Saves the transformers processor and `tpo_video_config.json`: the video settings, and the video prompt
@@ -221,11 +186,15 @@ class VideoPreferenceProcessor:
         It is the text a model reads around its frames (chat template, timestamps, frame separators) whatever the
         pixel budget, so a transformers release that writes a family's video prompt differently changes it.
         """
-
-        ids = self.encode_prompt(LAYOUT_PROBE_PROMPT, *layout_probe_video())["input_ids"][0].tolist()
-        text = self.tokenizer.decode(ids, skip_special_tokens=False)
-        token = self.tokenizer.convert_ids_to_tokens(self.video_token_id)
-        return re.sub(f"(?:{re.escape(token)})+", lambda _: token + "*", text)
+        # computed once per placeholder choice: caches key their entries by it (eval answers, reference log-probs)
+        cached = self._video_prompt_layouts.get(self.video_placeholder_index)
+        if cached is None:
+            ids = self.encode_prompt(LAYOUT_PROBE_PROMPT, *layout_probe_video())["input_ids"][0].tolist()
+            text = self.tokenizer.decode(ids, skip_special_tokens=False)
+            token = self.tokenizer.convert_ids_to_tokens(self.video_token_id)
+            cached = re.sub(f"(?:{re.escape(token)})+", lambda _: token + "*", text)
+            self._video_prompt_layouts[self.video_placeholder_index] = cached
+        return cached
 
     def use_video_prompt_layout(self, recorded: str, recorded_with: str | None = None, source: str = "") -> None:
         """Makes this processor write the `recorded` layout (a saved model's) with the installed transformers: the
@@ -266,8 +235,12 @@ class VideoPreferenceProcessor:
         return self.processor.tokenizer
 
     # --- videos -----------------------------------------------------------------------------------------------------
-    def default_view(self) -> VideoView:
-        return VideoView(num_frames=self.num_frames, fps=self.video_fps, max_frames=self.max_frames)
+    def default_view(self, **overrides: Any) -> VideoView:
+        """How this processor samples a video: its settings (`overrides`: other `VideoView` fields, e.g. another
+        `num_frames` or a window), with frames repeated up to `num_frames` for a family that cannot batch different
+        frame counts (a shorter video otherwise gives each of its frames once)."""
+        view = dataclasses.replace(self.settings.view(), repeat_frames=self.family.needs_fixed_frame_count)
+        return dataclasses.replace(view, **overrides)
 
     def resolve_video(self, video: str | os.PathLike) -> str:
         """Absolute path or URL of `video`; relative paths are taken against `video_root`."""

@@ -6,15 +6,14 @@ from dataclasses import dataclass, field
 
 from ..fingerprint import without_off_options
 from ..video import VIDEO_EXTENSIONS
+from ..video_settings import VideoSettings
 from .backends import TEMPLATE_QUESTIONS, backend_names
 from .prompts import COMPREHENSIVE_TASK_TYPES, LOCALIZED_TASK_TYPES, TASK_TYPES
 
 # (field, lowest allowed value, whether that value itself is allowed), checked by `CurationConfig._check_ranges`
 CURATION_RANGE_CHECKS = (
     ("max_videos", 1, True),
-    ("num_frames", 1, True),
     ("sparse_num_frames", 1, True),
-    ("max_pixels", 1, True),
     ("localized_per_video", 0, True),
     ("comprehensive_per_video", 0, True),
     ("segment_seconds", 0.0, False),
@@ -38,11 +37,11 @@ CURATION_RANGE_CHECKS = (
 
 # options added after shards were first written, at their "off" value: left out of the shard fingerprint when off, so
 # shards written before an option existed still resume
-CURATION_LATER_FIELDS = {"sparse_frame_fraction": None}
+CURATION_LATER_FIELDS = {"sparse_frame_fraction": None, "video_fps": None, "max_frames": None}
 
 
 @dataclass
-class CurationConfig:
+class CurationConfig(VideoSettings):
     """Settings of `tpo-hf curate`: every field can be set in the YAML file given with `--config` or as a flag.
 
     > Parameters that control the inputs
@@ -64,6 +63,14 @@ class CurationConfig:
     > Parameters that control the models (each role: a backend registered in `tpo_hf.curation.backends.BACKENDS`
     > or installed as a plugin,
     > e.g. a local transformers model or an OpenAI-compatible endpoint)
+
+    > Parameters that control the videos (`tpo_hf.VideoSettings`, the same fields and defaults as in training)
+
+    Args:
+        num_frames / video_fps / max_frames: how each view is sampled (the preferred views, the whole video without
+            the segment, and captioning); `sparse_num_frames` is the dis-preferred comprehensive view.
+        max_pixels / max_video_tokens: the per-frame pixel budget, and the video-token budget that frames and
+            resolution are fitted to for the video model, as in training and evaluation.
 
     > Parameters that control the pairs (segments, views, task types, judge, mix and size)
     """
@@ -136,11 +143,7 @@ class CurationConfig:
     answer_max_new_tokens: int = field(default=256, metadata={"help": "Token budget of answers."})
     judge_max_new_tokens: int = field(default=64, metadata={"help": "Token budget of judge replies."})
 
-    # Pairs
-    num_frames: int | None = field(
-        default=32,
-        metadata={"help": "Frames of the preferred views and of captioning (None: every frame of the view)."},
-    )
+    # Pairs (the video sampling fields, num_frames ... max_video_tokens, come from VideoSettings)
     sparse_num_frames: int = field(
         default=8, metadata={"help": "Frames of the dis-preferred (sparse) comprehensive view."}
     )
@@ -150,13 +153,6 @@ class CurationConfig:
             "help": "Also cap the sparse view at this fraction (0-1) of the dense view's distinct frames, at least 1, "
             "so that short videos, whose dense view has no more frames than sparse_num_frames, still give a sparser "
             "view and comprehensive pairs. None: always sparse_num_frames."
-        },
-    )
-    max_pixels: int | None = field(default=None, metadata={"help": "Per-frame pixel budget of the video processor."})
-    max_video_tokens: int | None = field(
-        default=None,
-        metadata={
-            "help": "Video-token budget per prompt: num_frames and max_pixels are fitted to it, as in training."
         },
     )
     localized_per_video: int = field(default=1, metadata={"help": "Localized queries per video."})
@@ -197,10 +193,13 @@ class CurationConfig:
         },
     )
     seed: int = field(default=42, metadata={"help": "Seed of segments, task types, sampling and the mix."})
-    videos_per_shard: int = field(default=1, metadata={"help": "Videos per shard (the unit of resume and batching)."})
+    videos_per_shard: int = field(
+        default=1, metadata={"help": "At most this many videos per shard (the unit of resume and batching)."}
+    )
     progress: bool = field(default=True, metadata={"help": "Show progress bars."})
 
     def __post_init__(self):
+        super().__post_init__()  # the video fields' one validation (VideoSettings)
         if (self.video_dir is None) == (self.dataset_name is None):
             raise ValueError("Set exactly one of `video_dir` (a folder of videos) and `dataset_name`.")
         if self.video_model is None:
@@ -223,7 +222,14 @@ class CurationConfig:
             raise ValueError(f"on_video_error={self.on_video_error!r}: use 'skip' or 'raise'.")
         self.mix_weights()  # validates
         if self.num_frames is not None and self.sparse_num_frames >= self.num_frames:
-            raise ValueError(f"sparse_num_frames={self.sparse_num_frames} must be below num_frames={self.num_frames}.")
+            # the dis-preferred comprehensive view is the down-sampled one; checked again on the copy fitted to
+            # max_video_tokens (`fitted_to_video_model`), whose num_frames may be lower
+            fitted = f" (the frames max_video_tokens={self.max_video_tokens} fits)" if self.max_video_tokens else ""
+            raise ValueError(
+                f"sparse_num_frames={self.sparse_num_frames} must be below num_frames={self.num_frames}{fitted}: the "
+                "dis-preferred comprehensive view is the sparse one. Lower sparse_num_frames"
+                + (" or raise max_video_tokens." if fitted else " or raise num_frames.")
+            )
         if self.sparse_frame_fraction is not None and not 0 < self.sparse_frame_fraction < 1:
             raise ValueError(
                 f"sparse_frame_fraction={self.sparse_frame_fraction} must lie between 0 and 1 (exclusive)."

@@ -13,7 +13,8 @@ from collections import Counter
 
 import numpy as np
 
-from ..video import VideoFile, VideoLoadError, VideoView
+from ..video import VideoFile, VideoLoadError
+from ..video_settings import VideoSettings
 from .candidate import SIDES, Candidate, DecodedViews
 from .config import CurationConfig
 from .inputs import VideoItem
@@ -43,6 +44,7 @@ def decode_videos(
 ) -> tuple[DecodedViews, list[Candidate], list[dict[str, str]]]:
     """Decodes the views of `items`; returns (views, candidates in a fixed order, skipped videos with reasons)."""
     spec = segment_spec(config)
+    settings = VideoSettings.of(config)
     views: DecodedViews = {}
     candidates: list[Candidate] = []
     skipped: list[dict[str, str]] = []
@@ -54,11 +56,11 @@ def decode_videos(
             segments = choose_segments(video.duration, spec, config.localized_per_video, rng)
             wanted = {}
             for index, segment in enumerate(segments):
-                for side, view in localized_views(segment, config.num_frames).items():
+                for side, view in localized_views(segment, settings).items():
                     wanted[f"localized{index}/{side}"] = view
-            dense_frames = np.unique(video.frame_indices(VideoView(num_frames=config.num_frames))).size
+            dense_frames = np.unique(video.frame_indices(settings.view())).size
             sparse = sparse_frame_count(dense_frames, config.sparse_num_frames, config.sparse_frame_fraction)
-            for side, view in comprehensive_views(config.num_frames, sparse).items():
+            for side, view in comprehensive_views(settings, sparse).items():
                 wanted[f"comprehensive/{side}"] = view
             decoded = video.load_views(wanted)
             stats["frames_decoded"] += video.frames_decoded

@@ -14,12 +14,14 @@ distributed run picks exactly the segments an uninterrupted single-process run p
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
 import random
 from dataclasses import dataclass
 
 from ..video import VideoView
+from ..video_settings import VideoSettings
 
 
 def video_seed(video_id: str, seed: int, purpose: str = "") -> int:
@@ -92,12 +94,14 @@ def choose_segments(duration: float, spec: SegmentSpec, count: int, rng: random.
     return segments
 
 
-def localized_views(segment: tuple[float, float], num_frames: int | None) -> dict[str, VideoView]:
-    """Preferred view: frames inside the segment only; dis-preferred view: the whole video minus the segment."""
+def localized_views(segment: tuple[float, float], settings: VideoSettings) -> dict[str, VideoView]:
+    """Preferred view: frames inside the segment only; dis-preferred view: the whole video minus the segment. Both
+    are sampled with `settings` (frames, or a rate, and their cap)."""
     start, end = segment
+    whole = settings.view()
     return {
-        "preferred": VideoView(num_frames=num_frames, start=start, end=end),
-        "rejected": VideoView(num_frames=num_frames, exclude=(start, end)),
+        "preferred": dataclasses.replace(whole, start=start, end=end),
+        "rejected": dataclasses.replace(whole, exclude=(start, end)),
     }
 
 
@@ -111,12 +115,7 @@ def sparse_frame_count(dense_frames: int, sparse_num_frames: int, sparse_frame_f
     return min(sparse_num_frames, max(1, math.floor(dense_frames * sparse_frame_fraction)))
 
 
-def comprehensive_views(num_frames: int | None, sparse_num_frames: int) -> dict[str, VideoView]:
-    """Preferred view: `num_frames` dense frames of the whole video (`None`: every frame); dis-preferred:
-    `sparse_num_frames` of them."""
-    if num_frames is not None and sparse_num_frames >= num_frames:
-        raise ValueError(
-            f"sparse_num_frames={sparse_num_frames} must be smaller than num_frames={num_frames}: the dis-preferred "
-            "comprehensive view is the down-sampled one."
-        )
-    return {"preferred": VideoView(num_frames=num_frames), "rejected": VideoView(num_frames=sparse_num_frames)}
+def comprehensive_views(settings: VideoSettings, sparse_num_frames: int) -> dict[str, VideoView]:
+    """Preferred view: the whole video sampled with `settings` (dense); dis-preferred: `sparse_num_frames` frames of
+    it. `CurationConfig` checks that the sparse view has fewer frames than the dense one."""
+    return {"preferred": settings.view(), "rejected": VideoView(num_frames=sparse_num_frames)}

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..video_settings import VideoSettings
+
 
 @dataclass
-class EvalConfig:
+class EvalConfig(VideoSettings):
     """Settings of `tpo-hf eval`.
 
     > Parameters that control the model
@@ -31,10 +33,11 @@ class EvalConfig:
         dataset_config, dataset_split: Hub config and split (default: the benchmark's split).
         video_dir: folder holding the benchmark's videos.
         limit: evaluate only the first `limit` questions.
-        num_frames: frames per video (the paper evaluates with 96-128).
-        max_pixels: per-frame pixel budget for families that resize dynamically.
-        max_video_tokens: video-token budget per prompt; frames and resolution are fitted to it as in training (an
-            adapter saved by `TPOTrainer` carries its training budget, used when this is unset).
+        num_frames, max_frames, max_pixels, max_video_tokens: the video settings (`tpo_hf.VideoSettings`, the same
+            fields and default as in training): frames per video (default 32; the paper evaluates with 96-128; a
+            fixed count, as questions are batched), the per-frame pixel budget, and the video-token budget that frames
+            and resolution are fitted to as in training (an adapter saved by `TPOTrainer` carries its training
+            budget, used when this is unset).
         batch_size: questions per `generate` call.
         max_new_tokens: generation budget per answer (default: the lmms-eval task's, 16 or 32; V-NIAH 16).
 
@@ -81,11 +84,6 @@ class EvalConfig:
     dataset_split: str | None = field(default=None, metadata={"help": "Split (default: the benchmark's)."})
     video_dir: str | None = field(default=None, metadata={"help": "Folder with the benchmark's videos."})
     limit: int | None = field(default=None, metadata={"help": "Evaluate only the first N questions."})
-    num_frames: int = field(default=64, metadata={"help": "Frames per video (paper: 96-128)."})
-    max_pixels: int | None = field(default=None, metadata={"help": "Per-frame pixel budget (Qwen families)."})
-    max_video_tokens: int | None = field(
-        default=None, metadata={"help": "Video-token budget per prompt; frames and resolution are fitted to it."}
-    )
     batch_size: int = field(default=1, metadata={"help": "Questions per generate call."})
     max_new_tokens: int | None = field(
         default=None, metadata={"help": "Generation budget per answer (default: the lmms-eval task's)."}
@@ -118,6 +116,12 @@ class EvalConfig:
     progress: bool = field(default=True, metadata={"help": "Show progress bars."})
 
     def __post_init__(self):
+        super().__post_init__()  # the video fields' one validation (VideoSettings)
+        if self.num_frames is None:
+            raise ValueError(
+                "EvalConfig: set `num_frames`: questions are batched, so every video gives the same number of frames "
+                "(`video_fps` alone would make it depend on each video's length)."
+            )
         if self.benchmark is not None:
             from .benchmarks import get_benchmark
 
@@ -129,7 +133,7 @@ class EvalConfig:
                 )
         if self.benchmark is None and not self.vniah:
             raise ValueError("Nothing to evaluate: set `benchmark` and/or `vniah: true`.")
-        for name in ("num_frames", "batch_size", "max_new_tokens", "vniah_needle_frames", "limit", "max_pixels"):
+        for name in ("batch_size", "max_new_tokens", "vniah_needle_frames", "limit"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"`{name}` must be at least 1, got {getattr(self, name)}.")
         if self.vniah and (not self.vniah_lengths or any(length < 1 for length in self.vniah_lengths)):

@@ -24,7 +24,7 @@ from typing import Any
 from lmms_eval.api.model import lmms
 
 from ..models import load_video_model
-from ..video import VideoView
+from ..video_settings import DEFAULT_NUM_FRAMES, VideoSettings
 
 MODEL_ID = "tpo_hf"
 
@@ -47,9 +47,9 @@ class TPOHFModel(lmms):
         pretrained: base model, Hub id or folder.
         adapter: TPO LoRA adapter, folder or Hub id.
         use_adapter: with an adapter, `false` evaluates the adapter-disabled base model.
-        num_frames: frames sampled uniformly per video.
-        max_pixels: per-frame pixel budget (Qwen families).
-        max_video_tokens: video-token budget per prompt; frames and resolution are fitted to it as in training.
+        num_frames, max_pixels, max_video_tokens: the video settings (`tpo_hf.VideoSettings`: the same fields,
+            default and checks as `tpo-hf train` and `tpo-hf eval`): frames sampled uniformly per video, the per-frame
+            pixel budget (Qwen families), and the video-token budget that frames and resolution are fitted to.
         batch_size: requests per `generate` call.
         dtype, device, attn_implementation: as in `tpo-hf eval`.
     """
@@ -61,8 +61,8 @@ class TPOHFModel(lmms):
         pretrained: str,
         adapter: str | None = None,
         use_adapter: bool | str = True,
-        num_frames: int = 32,
-        max_pixels: int | None = None,
+        num_frames: int | str = DEFAULT_NUM_FRAMES,
+        max_pixels: int | str | None = None,
         max_video_tokens: int | str | None = None,
         batch_size: int | str = 1,
         dtype: str = "auto",
@@ -73,12 +73,16 @@ class TPOHFModel(lmms):
         super().__init__()
         if kwargs:
             raise ValueError(f"Unknown --model_args for tpo_hf: {sorted(kwargs)}; see TPOHFModel's docstring.")
-        self.model, self.processor = load_video_model(
-            pretrained,
-            adapter,
+        # lmms-eval hands `--model_args` values over as strings
+        asked = VideoSettings(
             num_frames=int(num_frames),
             max_pixels=int(max_pixels) if max_pixels is not None else None,
             max_video_tokens=int(max_video_tokens) if max_video_tokens is not None else None,
+        )
+        self.model, self.processor = load_video_model(
+            pretrained,
+            adapter,
+            **asked.to_dict(),
             dtype=dtype,
             device=device,
             attn_implementation=attn_implementation,
@@ -87,8 +91,9 @@ class TPOHFModel(lmms):
         if not self.use_adapter and adapter is None:
             raise ValueError("use_adapter=false only makes sense together with adapter=...")
         self.batch_size_per_gpu = int(batch_size)
-        # a video-token budget (given, or saved with the adapter) may have fitted fewer frames than asked for
-        self.num_frames = self.processor.num_frames if self.processor.max_video_tokens else int(num_frames)
+        # the processor's settings: a video-token budget (given, or saved with the adapter) may have fitted fewer
+        # frames than asked for
+        self.num_frames = self.processor.settings.num_frames
 
     def _video(self, request: Any) -> str:
         context, gen_kwargs, doc_to_visual, doc_id, task, split = request.args
@@ -135,8 +140,7 @@ class TPOHFModel(lmms):
                 batch = indices[start : start + self.batch_size_per_gpu]
                 generate_kwargs, until = self._generate_kwargs(requests[batch[0]].args[1])
                 videos = [
-                    self.processor.load_video(self._video(requests[i]), VideoView(num_frames=self.num_frames))
-                    for i in batch
+                    self.processor.load_video(self._video(requests[i]), self.processor.default_view()) for i in batch
                 ]
                 with variant():
                     replies = self.processor.generate(

@@ -31,9 +31,7 @@ class VideoQA:
         )
 
     def sample(self, video: str, num_frames: int) -> tuple[Any, dict[str, Any]]:
-        from ..video import VideoView
-
-        return self.processor.load_video(video, VideoView(num_frames=int(num_frames)))
+        return self.processor.load_video(video, self.processor.default_view(num_frames=int(num_frames)))
 
     def answer(self, video: str, question: str, num_frames: int, max_new_tokens: int = 64):
         """Returns (sampled frames as images with their timestamps, base answer, TPO answer)."""
@@ -55,7 +53,7 @@ class VideoQA:
 def build_demo(
     adapter: str | os.PathLike,
     base_model: str | None = None,
-    num_frames: int = 16,
+    num_frames: int | None = None,
     max_frames: int = 64,
     max_new_tokens: int = 128,
     examples: list[str] | None = None,
@@ -63,11 +61,17 @@ def build_demo(
 ):
     """Builds the Gradio Blocks app for `adapter` (Hub id or folder); `base_model` defaults to the adapter's base.
 
-    `examples` are video files offered as one-click examples.
+    `num_frames` is where the frames slider starts; by default, the frames the adapter was trained with (its
+    processor's `VideoSettings`, saved with it). `examples` are video files offered as one-click examples.
     """
     import gradio as gr
 
+    from ..video_settings import DEFAULT_NUM_FRAMES
+
     qa = qa or VideoQA(adapter, base_model)
+    trained = qa.processor.settings
+    num_frames = num_frames or trained.num_frames or trained.max_frames or DEFAULT_NUM_FRAMES
+    max_frames = max(max_frames, num_frames)
 
     def respond(video, question, frames):
         try:

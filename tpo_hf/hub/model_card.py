@@ -17,6 +17,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from ..paper import TPO_CITATION, TPO_TAG
 from ..templates import template_path
 from ..version import __version__
+from ..video_settings import VideoSettings
 
 TPO_TAGS = [TPO_TAG, "tpo", "dpo", "trl", "video", "video-text-to-text"]
 PLOT_FILE = "training_curves.png"
@@ -86,12 +87,8 @@ def trainer_hyperparameters(trainer: Any) -> dict[str, Any]:
         "per_device_train_batch_size": args.per_device_train_batch_size,
         "gradient_accumulation_steps": args.gradient_accumulation_steps,
         "total_train_batch_size": args.per_device_train_batch_size * args.gradient_accumulation_steps * world_size,
-        # the processor's values: `max_video_tokens` may have fitted frames and resolution to its budget
-        "num_frames": getattr(trainer, "video_processor", args).num_frames,
-        "video_fps": args.video_fps,
-        "max_frames": getattr(trainer, "video_processor", args).max_frames,
-        "max_pixels": getattr(trainer, "video_processor", args).max_pixels,
-        "max_video_tokens": getattr(trainer, "video_processor", args).max_video_tokens,
+        # what training sampled with: the processor's settings, fitted to `max_video_tokens` (`VideoSettings`)
+        **VideoSettings.of(getattr(trainer, "video_processor", None) or args).to_dict(),
         "max_length": args.max_length,
         # a modality the family leaves out (the Omni thinker's audio), as its registry entry states it
         "inputs": getattr(getattr(trainer, "family", None), "card_inputs", None),

@@ -170,14 +170,15 @@ def write_space(
     adapter: str,
     base_model: str | None = None,
     title: str | None = None,
-    num_frames: int = 16,
+    num_frames: int | None = None,
     max_new_tokens: int = 128,
     examples: list[str] | None = None,
     tpo_hf_requirement: str | None = None,
 ) -> Path:
     """Writes the Space folder (README.md, app.py, requirements.txt, examples/) for `adapter` into `output_dir`.
 
-    `examples` are video files copied to `examples/`; without them a synthetic clip is written there.
+    `examples` are video files copied to `examples/`; without them a synthetic clip is written there. `num_frames`
+    starts the frames slider (default: the frames the adapter was trained with).
     `tpo_hf_requirement` is a requirements line that installs this library in the Space (e.g.
     `tpo-hf[demo] @ git+https://...` or, once released, `tpo-hf[demo]==X`); by default a wheel of the running tpo-hf
     is written into the folder instead and `app.py` unpacks it on its first start.

@@ -1,0 +1,93 @@
+"""`VideoSettings` owns the video fields: one default, one validation and one budget fit, for the training, curation
+and eval configs, the processor, the lmms-eval plugin and the Space."""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+
+import pytest
+
+from tpo_hf import TPOConfig, VideoPreferenceProcessor, VideoSettings
+from tpo_hf.curation.config import CurationConfig
+from tpo_hf.eval.config import EvalConfig
+from tpo_hf.tiny import build_tiny_model
+from tpo_hf.video_settings import DEFAULT_NUM_FRAMES, VideoSettingsError
+
+SETTING_NAMES = [f.name for f in dataclasses.fields(VideoSettings)]
+
+
+def configs(**video):
+    """One config of each stage with the given video fields."""
+    return {
+        "TPOConfig": lambda: TPOConfig("out", use_cpu=True, report_to="none", **video),
+        "CurationConfig": lambda: CurationConfig(
+            video_dir="videos", video_model="model", sparse_num_frames=1, **video
+        ),
+        "EvalConfig": lambda: EvalConfig(vniah=True, **video),
+    }
+
+
+def test_every_config_takes_its_video_fields_from_video_settings():
+    """Same names, defaults and help text in every config: inherited, not copied."""
+    owner = {f.name: f for f in dataclasses.fields(VideoSettings)}
+    for name, make in configs().items():
+        config = make()
+        assert isinstance(config, VideoSettings), name
+        fields = {f.name: f for f in dataclasses.fields(config)}
+        for setting in SETTING_NAMES:
+            assert fields[setting].default == owner[setting].default, (name, setting)
+            assert fields[setting].metadata["help"] == owner[setting].metadata["help"], (name, setting)
+        assert VideoSettings.of(config) == VideoSettings(), name
+    # the processor, the lmms-eval plugin and the Space start from the same default
+    assert inspect.signature(VideoPreferenceProcessor).parameters["num_frames"].default == DEFAULT_NUM_FRAMES
+    lmms_plugin = pytest.importorskip("tpo_hf.eval.lmms_plugin")
+    assert inspect.signature(lmms_plugin.TPOHFModel).parameters["num_frames"].default == DEFAULT_NUM_FRAMES
+
+
+@pytest.mark.parametrize(
+    "video, field_name",
+    [
+        (dict(num_frames=0), "num_frames"),
+        (dict(max_pixels=-4), "max_pixels"),
+        (dict(max_frames=True), "max_frames"),
+        (dict(max_video_tokens=2.5), "max_video_tokens"),
+        (dict(num_frames=None, video_fps=0.0), "video_fps"),
+        (dict(num_frames=None), "video_fps"),
+        (dict(num_frames=None, video_fps=1.0, max_video_tokens=100), "max_frames"),
+    ],
+)
+def test_one_validation_refuses_the_same_settings_everywhere(video, field_name):
+    with pytest.raises(VideoSettingsError, match=field_name):
+        VideoSettings(**video)
+    for name, make in configs(**video).items():
+        with pytest.raises(VideoSettingsError, match=field_name) as refused:
+            make()
+        assert str(refused.value).startswith(f"{name}:")
+
+
+def test_rate_sampling_is_a_video_setting_of_curation_too():
+    config = CurationConfig(
+        video_dir="videos", video_model="model", num_frames=None, video_fps=1.0, max_frames=64, sparse_num_frames=4
+    )
+    assert VideoSettings.of(config).describe() == "1 frame per second, at most 64"
+    assert VideoSettings(num_frames=32, max_frames=64).describe() == "32 frames"
+    # evaluation batches questions: it needs a fixed frame count
+    with pytest.raises(ValueError, match="num_frames"):
+        EvalConfig(vniah=True, num_frames=None, video_fps=1.0)
+
+
+def test_the_budget_fit_returns_a_fitted_copy():
+    _, hf_processor = build_tiny_model("qwen2_5_vl")
+    asked = VideoSettings(num_frames=8, max_video_tokens=40)
+    processor = VideoPreferenceProcessor(hf_processor, **asked.to_dict())
+    fitted = processor.settings
+    assert asked == VideoSettings(num_frames=8, max_video_tokens=40)  # left as given
+    assert fitted is not asked and fitted.max_video_tokens == 40
+    assert fitted.max_pixels is not None and fitted.num_frames <= 8
+    assert fitted.fitted(hf_processor, processor.family) == fitted  # fitting a fitted copy changes nothing
+    assert VideoSettings(num_frames=8).fitted(hf_processor, processor.family) == VideoSettings(num_frames=8)
+    # the processor's settings are read-only views of that one object
+    assert (processor.num_frames, processor.max_pixels) == (fitted.num_frames, fitted.max_pixels)
+    with pytest.raises(AttributeError):
+        processor.num_frames = 3
