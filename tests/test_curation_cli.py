@@ -146,3 +146,38 @@ def test_two_process_accelerate_run_equals_one_process_run(curation_setup):
     }
     assert ranks == {0, 1}  # both processes curated their share
     assert _rows(output_dir) == reference.dataset.to_list()
+
+
+def _last_stderr_line(result: subprocess.CompletedProcess) -> str:
+    return result.stderr.strip().splitlines()[-1]
+
+
+def test_a_user_error_is_one_line_and_debug_shows_the_traceback(tmp_path):
+    """A refused setting (at parse time) and a job that finds nothing to do (raised by tpo-hf's own check) end the
+    command with one line `tpo-hf curate: ...` and status 1; `--debug` (through `tpo-hf` too) or `TPO_HF_DEBUG=1`
+    shows the traceback."""
+    empty = tmp_path / "no_videos"
+    empty.mkdir()
+    base = ["--video_dir", str(empty), "--video_model", "frames", "--output_dir", str(tmp_path / "out")]
+    module = [sys.executable, "-m", "tpo_hf.commands.curate", *base]
+
+    def run(command, **env):
+        return subprocess.run(
+            command, cwd=REPO_ROOT, env={**_env(), **env}, capture_output=True, text=True, timeout=300
+        )
+
+    bad_setting = run([*module, "--videos_per_shard", "0"])
+    assert bad_setting.returncode == 1 and "Traceback" not in bad_setting.stderr
+    assert _last_stderr_line(bad_setting) == "tpo-hf curate: videos_per_shard must be at least 1."
+
+    no_videos = run(module)
+    assert no_videos.returncode == 1 and "Traceback" not in no_videos.stderr
+    assert _last_stderr_line(no_videos) == f"tpo-hf curate: No videos found in {empty}."
+    assert not (tmp_path / "out" / ".tpo-hf.lock").exists()  # the lock the job took is given back
+
+    debug = run([sys.executable, "-m", "tpo_hf.commands", "curate", "--debug", *base, "--videos_per_shard", "0"])
+    assert debug.returncode == 1 and "Traceback" in debug.stderr
+    assert _last_stderr_line(debug) == "tpo_hf.commands.ConfigError: videos_per_shard must be at least 1."
+    debug_env = run(module, TPO_HF_DEBUG="1")
+    assert debug_env.returncode == 1 and "Traceback" in debug_env.stderr
+    assert _last_stderr_line(debug_env) == f"ValueError: No videos found in {empty}."

@@ -1,6 +1,11 @@
-"""Answer-letter extraction over the reply shapes video-LMMs produce, including adversarial ones."""
+"""Answer-letter extraction over the reply shapes video-LMMs produce, including adversarial ones; the answer cache
+those replies are kept in."""
 
 from __future__ import annotations
+
+import json
+import logging
+from collections import Counter
 
 import pytest
 
@@ -120,3 +125,101 @@ def test_a_reply_that_is_an_option_text_names_that_option(option_set):
 def test_table_labels_are_valid():
     for option_set, reply, label in TABLE:
         assert label == UNPARSEABLE or label in "ABCDE"[: len(OPTION_SETS[option_set])], (reply, label)
+
+
+# --- the answer cache: appends after a torn line, base answers shared across adapters, why answers are redone ---------
+LVB_ROWS = [
+    {
+        "id": f"q{i}",
+        "video_path": video,
+        "question": "Where does it move?",
+        "candidates": ["left", "right", "up"],
+        "correct_choice": 1,
+    }
+    for i, video in enumerate(["red_blue.mp4", "green_yellow.mp4"])
+]
+
+
+def test_an_answer_appended_after_a_torn_cache_line_is_kept(video_dir, tmp_path, caplog):
+    """A run killed mid-write leaves a last line without its end; the next answer must start a line of its own, not
+    be glued onto the torn one and lost (then computed again by every later run)."""
+    from tpo_hf.eval.benchmarks import load_benchmark
+    from tpo_hf.eval.mcq import evaluate_mcq
+    from tpo_hf.processing import VideoPreferenceProcessor
+    from tpo_hf.tiny import build_tiny_model
+
+    model, processor = build_tiny_model("qwen2_vl")
+    processor = VideoPreferenceProcessor(processor, num_frames=2)
+    data = tmp_path / "lvb.jsonl"
+    data.write_text("".join(json.dumps(row) + "\n" for row in LVB_ROWS))
+    samples = load_benchmark("longvideobench_val", str(data))
+    cache = tmp_path / "cache.jsonl"
+
+    def run():
+        return evaluate_mcq(
+            model, processor, samples, video_dir=video_dir, max_new_tokens=2, cache_path=cache, progress=False
+        )
+
+    assert run().computed == {"base": ["q0", "q1"]}
+    first, second = cache.read_text().splitlines()
+    cache.write_text(first + "\n" + second[: len(second) // 2])  # killed while writing the answer to q1
+    with caplog.at_level(logging.WARNING, logger="tpo_hf.eval.mcq"):
+        assert run().computed == {"base": ["q1"]}
+    assert run().computed == {}  # the answer written after the torn line was read back
+    assert "unreadable line 2" in caplog.text and "ends in a torn line" in caplog.text
+    lines = cache.read_text().splitlines()
+    assert lines[1] == second[: len(second) // 2] and [json.loads(line)["sample_id"] for line in lines[::2]] == [
+        "q0",
+        "q1",
+    ]
+
+
+def test_a_new_adapter_reuses_the_base_answers_and_says_why_it_answers_again(
+    video_dir, tmp_path, tiny_model_dirs, caplog
+):
+    """`evaluate` keys the base model's answers without the adapter: evaluating another adapter of the same base
+    generates only the adapter's answers, and the warning names the adapter as what changed."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForImageTextToText
+
+    from tpo_hf.eval.config import EvalConfig
+    from tpo_hf.eval.run import evaluate
+    from tpo_hf.families import LANGUAGE_MODEL_LORA_TARGETS
+
+    model_dir = tiny_model_dirs("qwen2_5_vl")
+    adapters = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        base = AutoModelForImageTextToText.from_pretrained(model_dir)
+        lora = LoraConfig(r=4, lora_alpha=64, target_modules=LANGUAGE_MODEL_LORA_TARGETS, init_lora_weights=False)
+        get_peft_model(base, lora).save_pretrained(tmp_path / f"adapter{seed}")
+        adapters.append(str(tmp_path / f"adapter{seed}"))
+    data = tmp_path / "lvb.jsonl"
+    data.write_text("".join(json.dumps(row) + "\n" for row in LVB_ROWS))
+    out = tmp_path / "out"
+
+    def run(adapter):
+        config = EvalConfig(
+            model_name_or_path=str(model_dir),
+            adapter_path=adapter,
+            benchmark="longvideobench_val",
+            dataset_name=str(data),
+            video_dir=str(video_dir),
+            num_frames=2,
+            max_new_tokens=2,
+            dtype="float32",
+            device="cpu",
+            output_dir=str(out),
+            progress=False,
+        )
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="tpo_hf.eval.mcq"):
+            evaluate(config)
+        lines = (out / "cache_longvideobench_val.jsonl").read_text().splitlines()
+        return Counter(json.loads(line)["model"] for line in lines)
+
+    assert run(adapters[0]) == {"base": 2, "tpo": 2}
+    assert run(adapters[1]) == {"base": 2, "tpo": 4}  # only the new adapter's answers were generated
+    assert "Generated again 2 answer(s) (tpo: 2)" in caplog.text and "changed: adapter (2)" in caplog.text
+    assert run(adapters[1]) == {"base": 2, "tpo": 4} and not caplog.text  # all cached: nothing to say

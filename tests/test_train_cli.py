@@ -128,3 +128,35 @@ def test_load_preference_dataset_sources(tmp_path):
     (tmp_path / "rows.txt").write_text("x")
     with pytest.raises(ValueError, match="rows.txt"):
         load_preference_dataset(str(tmp_path / "rows.txt"))
+
+
+def test_user_errors_are_one_line_and_bugs_keep_their_traceback(tmp_path, monkeypatch):
+    """`run_command` is the one place: a setting refused while parsing (here by transformers' own check) or by a tpo-hf
+    check ends the command with `tpo-hf NAME: message`; an error raised inside a library (a bug) keeps its traceback,
+    and so does every error with `debug` or `TPO_HF_DEBUG=1`."""
+    import torch
+
+    from tpo_hf.commands import run_command
+    from tpo_hf.eval.mcq import headline_score
+    from tpo_hf.train import cli_main
+
+    monkeypatch.delenv("TPO_HF_DEBUG", raising=False)
+    args = ["--model_name_or_path", "m", "--dataset_name", "d", "--output_dir", str(tmp_path / "run")]
+    mismatched = ["--load_best_model_at_end", "true", "--save_strategy", "steps", "--eval_strategy", "no"]
+    with pytest.raises(SystemExit, match=r"^tpo-hf train: .*load_best_model_at_end"):
+        cli_main([*args, *mismatched])
+    with pytest.raises(SystemExit, match=r"^tpo-hf train: .*beta"):
+        cli_main([*args, "--beta", "-1"])
+    with pytest.raises(ValueError, match="beta"):
+        cli_main([*args, "--beta", "-1", "--debug"])
+
+    with pytest.raises(SystemExit, match="^tpo-hf eval: Unknown headline metric 'best'"):
+        run_command("eval", headline_score, {}, "best")
+    # the same class raised by a library's code is a bug: its traceback is kept
+    with pytest.raises(ValueError, match="only one of size or scale_factor"):
+        run_command("eval", torch.nn.functional.interpolate, torch.ones(1, 1, 2), 1, 2.0)
+    with pytest.raises(ValueError, match="invalid literal"):
+        run_command("eval", int, "x")
+    monkeypatch.setenv("TPO_HF_DEBUG", "1")
+    with pytest.raises(ValueError, match="Unknown headline metric"):
+        run_command("eval", headline_score, {}, "best")

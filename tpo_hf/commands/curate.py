@@ -15,26 +15,29 @@ from trl import TrlParser
 from ..curation.config import CurationConfig
 from ..curation.run import CurationResult, run_curation
 from ..hub.push import push_dataset
-from . import run_command
+from ..locks import output_dir_lock
+from . import run_cli
 
 
 def main(config: CurationConfig) -> CurationResult | None:
     """Runs curation (resuming if shards exist), saves the dataset to `output_dir`, and pushes it if asked.
 
-    Returns the result on the main process, `None` on the other processes of a distributed run.
+    Returns the result on the main process, `None` on the other processes of a distributed run. Holds
+    `output_dir` (`tpo_hf.locks`) until the push is done.
     """
-    result = run_curation(config)
-    if result is not None and config.push_to_hub:
-        commit = push_dataset(
-            result.output_dir,
-            config.push_to_hub,
-            result.dataset,
-            result.report,
-            config,
-            upload_videos=config.upload_videos,
-            private=config.hub_private,
-        )
-        print(f"Pushed {len(result.dataset)} pairs to {config.push_to_hub}: {commit.commit_url}")
+    with output_dir_lock(config.output_dir, "curate"):
+        result = run_curation(config)
+        if result is not None and config.push_to_hub:
+            commit = push_dataset(
+                result.output_dir,
+                config.push_to_hub,
+                result.dataset,
+                result.report,
+                config,
+                upload_videos=config.upload_videos,
+                private=config.hub_private,
+            )
+            print(f"Pushed {len(result.dataset)} pairs to {config.push_to_hub}: {commit.commit_url}")
     return result
 
 
@@ -45,8 +48,7 @@ def make_parser(subparsers=None) -> TrlParser:
 
 
 def cli_main(argv: list[str] | None = None) -> None:
-    (config,) = make_parser().parse_args_and_config(args=argv)
-    run_command("curate", main, config)
+    run_cli("curate", make_parser, main, argv)
 
 
 if __name__ == "__main__":

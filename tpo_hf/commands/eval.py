@@ -20,7 +20,7 @@ from trl import TrlParser
 
 from ..eval.config import EvalConfig
 from ..eval.run import evaluate
-from . import run_command
+from . import run_cli
 
 
 def main(config: EvalConfig) -> dict[str, Any]:
@@ -39,8 +39,7 @@ def make_parser(subparsers=None) -> TrlParser:
 
 def cli_main(argv: list[str] | None = None) -> dict[str, Any]:
     """`tpo-hf eval [--config FILE.yaml] [--flag value ...]`."""
-    (config,) = make_parser().parse_args_and_config(args=argv)
-    return run_command("eval", main, config)
+    return run_cli("eval", make_parser, main, argv)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from . import run_command
+from . import run_cli
 
 
 @dataclass
@@ -45,8 +45,7 @@ def main(args: PushArguments) -> None:
 
 
 def cli_main(argv: list[str] | None = None) -> None:
-    (args,) = make_parser().parse_args_and_config(args=argv)
-    run_command("push", main, args)
+    run_cli("push", make_parser, main, argv)
 
 
 if __name__ == "__main__":

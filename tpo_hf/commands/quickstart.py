@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import run_cli
+
 
 @dataclass
 class QuickstartConfig:
@@ -192,7 +194,6 @@ def main(config: QuickstartConfig) -> dict[str, str]:
             output_dir / "space",
             adapter=str(adapter_dir),
             base_model=base_model,
-            num_frames=32,
             max_new_tokens=8,
             examples=[str(next(video_dir.glob("eval9-*.mp4")))],
         )
@@ -271,8 +272,7 @@ def accuracy_lines(results: dict, long_min_scenes: int = 6) -> list[str]:
 
 
 def cli_main(argv: list[str] | None = None) -> None:
-    (config,) = make_parser().parse_args_and_config(args=argv)
-    main(config)
+    run_cli("quickstart", make_parser, main, argv)
 
 
 def make_parser():

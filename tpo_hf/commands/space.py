@@ -9,7 +9,7 @@ from __future__ import annotations
 import tempfile
 from dataclasses import dataclass, field
 
-from . import run_command
+from . import run_cli
 
 
 @dataclass
@@ -20,7 +20,10 @@ class SpaceArguments:
     space_id: str | None = field(default=None, metadata={"help": "Space to push to, e.g. `user/tpo-demo`."})
     base_model: str | None = field(default=None, metadata={"help": "Base model (default: the adapter's base)."})
     output_dir: str | None = field(default=None, metadata={"help": "Where to write the Space folder."})
-    num_frames: int = field(default=16, metadata={"help": "Default of the frames slider."})
+    num_frames: int | None = field(
+        default=None,
+        metadata={"help": "Start of the frames slider (default: the frames the adapter was trained with)."},
+    )
     max_new_tokens: int = field(default=128, metadata={"help": "Answer length cap."})
     examples: list[str] | None = field(default=None, metadata={"help": "Example video files for the Space."})
     tpo_hf_requirement: str | None = field(
@@ -72,8 +75,7 @@ def main(args: SpaceArguments) -> None:
 
 
 def cli_main(argv: list[str] | None = None) -> None:
-    (args,) = make_parser().parse_args_and_config(args=argv)
-    run_command("space", main, args)
+    run_cli("space", make_parser, main, argv)
 
 
 if __name__ == "__main__":

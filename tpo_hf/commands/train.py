@@ -16,7 +16,8 @@ from trl import ModelConfig, ScriptArguments, TrlParser, get_peft_config, get_qu
 
 from ..config import TPOConfig
 from ..data import default_video_root, load_preference_dataset
-from . import run_command
+from ..locks import output_dir_lock
+from . import run_cli
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +37,8 @@ class TPOScriptArguments(ScriptArguments):
 
 
 def main(script_args: TPOScriptArguments, training_args: TPOConfig, model_args: ModelConfig):
-    """Loads data, model and processor, trains, and saves the adapter (or model) and processor to `output_dir`."""
+    """Loads data, model and processor, trains, and saves the adapter (or model) and processor to `output_dir`,
+    holding `output_dir` (`tpo_hf.locks`) from the start to the end of the push."""
     from ..processing import VideoPreferenceProcessor
     from ..trainer import TPOTrainer
 
@@ -47,43 +49,44 @@ def main(script_args: TPOScriptArguments, training_args: TPOConfig, model_args: 
     if training_args.video_root is None:
         training_args.video_root = default_video_root(script_args.dataset_name)
 
-    train_dataset = load_preference_dataset(
-        script_args.dataset_name, script_args.dataset_config, script_args.dataset_train_split
-    )
-    eval_dataset = None
-    if training_args.eval_strategy != "no":
-        eval_dataset = load_preference_dataset(
-            script_args.dataset_name, script_args.dataset_config, script_args.dataset_test_split
+    with output_dir_lock(training_args.output_dir, "train"):
+        train_dataset = load_preference_dataset(
+            script_args.dataset_name, script_args.dataset_config, script_args.dataset_train_split
         )
+        eval_dataset = None
+        if training_args.eval_strategy != "no":
+            eval_dataset = load_preference_dataset(
+                script_args.dataset_name, script_args.dataset_config, script_args.dataset_test_split
+            )
 
-    training_args.model_init_kwargs = {
-        **(training_args.model_init_kwargs or {}),
-        "revision": model_args.model_revision,
-        "dtype": model_args.dtype,
-        **({"attn_implementation": model_args.attn_implementation} if model_args.attn_implementation else {}),
-    }
-    processor = VideoPreferenceProcessor.from_pretrained(
-        model_args.model_name_or_path,
-        revision=model_args.model_revision,
-        trust_remote_code=training_args.trust_remote_code,
-        **training_args.video_settings(),
-    )
-    trainer = TPOTrainer(
-        model=model_args.model_name_or_path,
-        args=training_args,
-        train_dataset=train_dataset,
-        eval_dataset=eval_dataset,
-        processing_class=processor,
-        quantization_config=get_quantization_config(model_args),
-        peft_config=get_peft_config(model_args),
-    )
-    trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
-    trainer.save_model(training_args.output_dir)
-    trainer.save_state()  # trainer_state.json: the loss curve and metrics, read by model cards and tests
-    logger.info("Saved to %s", training_args.output_dir)
-    if training_args.push_to_hub:
-        trainer.push_to_hub(dataset_name=script_args.dataset_name)
-    return trainer
+        training_args.model_init_kwargs = {
+            **(training_args.model_init_kwargs or {}),
+            "revision": model_args.model_revision,
+            "dtype": model_args.dtype,
+            **({"attn_implementation": model_args.attn_implementation} if model_args.attn_implementation else {}),
+        }
+        processor = VideoPreferenceProcessor.from_pretrained(
+            model_args.model_name_or_path,
+            revision=model_args.model_revision,
+            trust_remote_code=training_args.trust_remote_code,
+            **training_args.video_settings(),
+        )
+        trainer = TPOTrainer(
+            model=model_args.model_name_or_path,
+            args=training_args,
+            train_dataset=train_dataset,
+            eval_dataset=eval_dataset,
+            processing_class=processor,
+            quantization_config=get_quantization_config(model_args),
+            peft_config=get_peft_config(model_args),
+        )
+        trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+        trainer.save_model(training_args.output_dir)
+        trainer.save_state()  # trainer_state.json: the loss curve and metrics, read by model cards and tests
+        logger.info("Saved to %s", training_args.output_dir)
+        if training_args.push_to_hub:
+            trainer.push_to_hub(dataset_name=script_args.dataset_name)
+        return trainer
 
 
 def make_parser(subparsers=None) -> TrlParser:
@@ -94,9 +97,7 @@ def make_parser(subparsers=None) -> TrlParser:
 
 
 def cli_main(argv: list[str] | None = None) -> None:
-    parser = make_parser()
-    script_args, training_args, model_args = parser.parse_args_and_config(args=argv)
-    run_command("train", main, script_args, training_args, model_args)
+    run_cli("train", make_parser, main, argv)
 
 
 if __name__ == "__main__":

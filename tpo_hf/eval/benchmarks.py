@@ -65,6 +65,8 @@ class MCQSample:
         prompt: the full prompt as the benchmark's lmms-eval task words it.
         breakdowns: field -> value that accuracy is also reported by (e.g. `{"duration": "long"}`).
         num_frames: frames for this sample (V-NIAH gives every haystack frame); `None` uses the run's setting.
+        start: the second the sample's window of the video starts at (`VideoView.start`; the frames keep their
+            timestamps in the whole video); `None`: the whole video.
     """
 
     sample_id: str
@@ -75,6 +77,7 @@ class MCQSample:
     prompt: str
     breakdowns: dict[str, str] = field(default_factory=dict)
     num_frames: int | None = None
+    start: float | None = None
 
 
 def check_sample(sample: MCQSample, benchmark: str, index: int) -> None:

@@ -4,7 +4,9 @@ The base model and the adapter answer the same samples from the same decoded fra
 `peft.PeftModel`, and the base answers are generated inside `model.disable_adapter()`. Each video is decoded once
 per batch and shared by both. Every finished sample is appended to a JSONL cache keyed by (model tag, model
 fingerprint, sample id, frames); a run that is interrupted and started again reads the cache and generates only what
-is missing.
+is missing. Each variant has its own fingerprint (`weights_fingerprint`): the base model's answers do not depend on the
+adapter, so a new adapter evaluated beside the same base reuses the base answers. A cached answer made otherwise
+(other weights, frames, question or settings) is generated again, and a warning says what changed.
 """
 
 from __future__ import annotations
@@ -14,23 +16,34 @@ import json
 import logging
 import os
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from ..fingerprint import changed_fields, file_identity, key_hash
 from ..processing import VideoPreferenceProcessor
-from ..video import VideoView
 from .answers import UNPARSEABLE, extract_answer_letter
 from .benchmarks import MCQSample, find_video
 
 logger = logging.getLogger(__name__)
 
-# Bumped when what a cached answer line means changes; part of every answer's key (`answer_key`).
-CACHE_FORMAT_VERSION = 2
+# Bumped when what a cached answer line means changes; part of every answer's key (`answer_key`). 3: a video shorter
+# than `num_frames` gives each frame once (it repeated frames before), except for fixed-count families
+CACHE_FORMAT_VERSION = 3
 BASE_TAG = "base"
 ADAPTER_TAG = "tpo"
+# how a changed part of an answer's key is named in the warning that it was generated again
+_CHANGE_NAMES = {
+    "weights": "model weights",
+    "num_frames": "frames",
+    "sample": "question (prompt, options, answer key or video name)",
+    "video_file": "video file",
+    "video_settings": "video settings",
+    "processor": "processor (chat template, vocabulary)",
+    "generation": "generation settings",
+    "format": "cache format",
+}
 
 
 @dataclass
@@ -61,6 +74,9 @@ class ResultsCache:
     def __init__(self, path: str | os.PathLike | None, read_also: Iterable[str | os.PathLike] = ()):
         self.path = Path(path) if path is not None else None
         self.records: dict[tuple[str, str, str, int], SampleResult] = {}
+        # (model tag, sample id) -> the last record read for it, whatever its weights or frames: what a recomputed
+        # answer is compared with to say what changed
+        self.latest: dict[tuple[str, str], SampleResult] = {}
         for source in [*read_also, self.path]:
             self._read(source)
 
@@ -80,18 +96,34 @@ class ResultsCache:
                         )
                         continue
                     self.records[record.key] = record
+                    self.latest[(record.model, record.sample_id)] = record
 
     def get(self, key: tuple[str, str, str, int]) -> SampleResult | None:
         return self.records.get(key)
 
+    def previous(self, tag: str, sample_id: str) -> SampleResult | None:
+        """The last cached answer of `tag` to `sample_id`, made with any weights and frames."""
+        return self.latest.get((tag, sample_id))
+
     def add(self, results: list[SampleResult]) -> None:
         for result in results:
             self.records[result.key] = result
+            self.latest[(result.model, result.sample_id)] = result
         if self.path is not None and results:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            with self.path.open("a") as handle:
+            with self.path.open("a+b") as handle:  # appends go to the end wherever the handle was read
+                if handle.seek(0, os.SEEK_END) > 0:
+                    handle.seek(-1, os.SEEK_END)
+                    if handle.read(1) != b"\n":
+                        # a line cut short by a run killed mid-write: ended here, so that the next record is a line
+                        # of its own (the torn line is skipped when read, and its sample generated again)
+                        logger.warning(
+                            "Results cache %s ends in a torn line (a run killed mid-write?); appending after it.",
+                            self.path,
+                        )
+                        handle.write(b"\n")
                 for result in results:
-                    handle.write(json.dumps(asdict(result)) + "\n")
+                    handle.write((json.dumps(asdict(result)) + "\n").encode())
                 handle.flush()
                 os.fsync(handle.fileno())
 
@@ -124,18 +156,53 @@ def model_variants(
     return {BASE_TAG: contextlib.nullcontext}
 
 
+def weights_fingerprint(**parts: Any) -> str:
+    """The fingerprint of answers made with these weights and this way of running them (`model`, `adapter`,
+    `dtype`, ...): a cached answer is reused only under the same one, and a changed part is named when it is not."""
+    return json.dumps(parts, sort_keys=True, default=str)
+
+
+def _weights_parts(fingerprint: str) -> dict[str, Any] | None:
+    try:
+        parts = json.loads(fingerprint)
+    except ValueError:
+        return None
+    return parts if isinstance(parts, dict) else None
+
+
+def stale_parts(previous: SampleResult, fingerprint: str, num_frames: int, inputs: dict[str, Any]) -> list[str]:
+    """What differs between a cached answer and the key of the answer wanted now (weights parts, frames, and the
+    `answer_key` fields), for the warning that it was generated again."""
+    old, new = _weights_parts(previous.fingerprint), _weights_parts(fingerprint)
+    if old is not None and new is not None:
+        changed = changed_fields(old, new)
+    else:
+        changed = ["weights"] if previous.fingerprint != fingerprint else []
+    if previous.num_frames != num_frames:
+        changed.append("num_frames")
+    return changed + changed_fields(previous.inputs, inputs)
+
+
 def answer_key(
     sample: MCQSample, video_path: str, processor: VideoPreferenceProcessor, generation: dict[str, Any]
 ) -> dict[str, Any]:
     """What a cached reply depends on besides (model, weights, sample id, frames): the question as asked (prompt,
-    options, answer key, video), the video file's identity, the processor's video settings (pixels, ...), the
-    generation settings and the cache format. A mismatch means the cached reply is stale: it is generated again."""
+    options, answer key, video), the video file's identity, the processor's video settings (pixels, ...), its chat
+    template, video prompt layout and vocabulary (an adapter may carry its own processor), the generation settings and the cache format.
+    A mismatch means the cached reply is stale: it is generated again."""
+    tokenizer = processor.tokenizer
+    template = getattr(processor.processor, "chat_template", None) or getattr(tokenizer, "chat_template", None)
     return {
-        "sample": key_hash([sample.prompt, sample.question, sample.options, sample.answer, sample.video]),
+        "sample": key_hash(
+            [sample.prompt, sample.question, sample.options, sample.answer, sample.video]
+            + ([sample.start] if sample.start is not None else [])  # a window: only then, so old keys still hold
+        ),
         "video_file": file_identity(video_path),
         "video_settings": {
             k: v for k, v in processor.video_settings().items() if k not in ("num_frames", "video_root")
         },
+        # the text around the frames too (timestamps, separators): it differs between transformers releases
+        "processor": key_hash([template, len(tokenizer), processor.video_prompt_layout()]),
         "generation": generation,
         "format": CACHE_FORMAT_VERSION,
     }
@@ -189,7 +256,7 @@ def evaluate_mcq(
     stop: list[str] | None = None,
     cache_path: str | os.PathLike | None = None,
     cache_read_also: Iterable[str | os.PathLike] = (),
-    fingerprint: str = "",
+    fingerprint: str | Mapping[str, str] = "",
     compare_base: bool = True,
     progress: bool = True,
     on_batch_done: Callable[[int], None] | None = None,
@@ -208,7 +275,9 @@ def evaluate_mcq(
         stop: a reply is cut at the first of these strings, as lmms-eval's `until` does (its default: "\\n\\n").
         cache_path: JSONL results cache; finished samples found there are not generated again.
         cache_read_also: more caches to take finished samples from (the other processes' shards); never written.
-        fingerprint: identifies the weights (e.g. model and adapter path) so a cache never mixes models.
+        fingerprint: identifies the weights (e.g. model and adapter path) so a cache never mixes models: one for
+            every variant, or model tag -> fingerprint (`weights_fingerprint`; the base model's without the adapter,
+            so that its answers are reused across adapters).
         compare_base: with a PeftModel, also evaluate the adapter-disabled base model.
         progress: show a tqdm bar.
         on_batch_done: called with the number of finished batches (e.g. to checkpoint elsewhere or stop a run).
@@ -221,6 +290,7 @@ def evaluate_mcq(
         raise ValueError("Set `num_frames`: evaluation samples a fixed number of frames per video.")
     generate_kwargs = {"do_sample": False, "max_new_tokens": max_new_tokens, **generate_kwargs}
     variants = model_variants(model, compare_base)
+    fingerprints = {tag: fingerprint if isinstance(fingerprint, str) else fingerprint[tag] for tag in variants}
     cache = ResultsCache(cache_path, cache_read_also)
     computed: dict[str, list[str]] = defaultdict(list)
     cached: dict[str, list[str]] = defaultdict(list)
@@ -232,7 +302,8 @@ def evaluate_mcq(
         "generate_kwargs": {k: generate_kwargs[k] for k in sorted(generate_kwargs)},
         "stop": list(stop or []),
     }
-    stale: Counter = Counter()
+    stale: Counter = Counter()  # changed key part -> answers generated again for it
+    stale_answers: Counter = Counter()  # model tag -> answers generated again
     batches = _batches(samples, num_frames, batch_size)
     bar = tqdm(total=len(samples) * len(variants), desc="eval", unit="answer", disable=not progress)
     for batch_number, batch in enumerate(batches, 1):
@@ -245,14 +316,16 @@ def evaluate_mcq(
         for tag in variants:
             for sample in batch:
                 inputs = keys[sample.sample_id]
-                hit = cache.get((tag, fingerprint, sample.sample_id, frames))
-                if hit is not None and hit.inputs != inputs:
-                    stale.update(changed_fields(hit.inputs, inputs))
-                    stale["answers"] += 1
-                    hit = None
+                found = cache.get((tag, fingerprints[tag], sample.sample_id, frames))
+                hit = found if found is not None and found.inputs == inputs else None
+                # the cached answer this one replaces, if any: same weights and frames, else the last one made
+                previous = (found or cache.previous(tag, sample.sample_id)) if hit is None else None
+                if previous is not None:
+                    stale.update(stale_parts(previous, fingerprints[tag], frames, inputs))
+                    stale_answers[tag] += 1
                 if hit is not None:
                     # the reply is what was cached; it is read again so a better parser also scores old answers
-                    hit = _scored(tag, sample, frames, hit.reply, fingerprint, inputs)
+                    hit = _scored(tag, sample, frames, hit.reply, fingerprints[tag], inputs)
                     by_key[(tag, sample.sample_id)] = hit
                     cached[tag].append(sample.sample_id)
                     bar.update(1)
@@ -263,7 +336,8 @@ def evaluate_mcq(
             # each video decoded once for all variants, so base and adapter see the same frames
             decoded = {
                 sample_id: processor.load_video(
-                    find_video(video_dir, sample.video, sample_id), VideoView(num_frames=frames)
+                    find_video(video_dir, sample.video, sample_id),
+                    processor.default_view(num_frames=frames, start=sample.start),
                 )
                 for sample_id, sample in needed.items()
             }
@@ -279,7 +353,7 @@ def evaluate_mcq(
                 for sample, reply in zip(pending, replies):
                     for marker in stop or ():
                         reply = reply.split(marker, 1)[0] if marker else reply
-                    finished.append(_scored(tag, sample, frames, reply, fingerprint, keys[sample.sample_id]))
+                    finished.append(_scored(tag, sample, frames, reply, fingerprints[tag], keys[sample.sample_id]))
                     computed[tag].append(sample.sample_id)
                 cache.add(finished)
                 by_key.update({(tag, result.sample_id): result for result in finished})
@@ -287,12 +361,12 @@ def evaluate_mcq(
         if on_batch_done is not None:
             on_batch_done(batch_number)
     bar.close()
-    if stale:
-        answers = stale.pop("answers")
+    if stale_answers:
         logger.warning(
-            "Generated again %d cached answer(s) made with other inputs or settings (changed: %s).",
-            answers,
-            ", ".join(sorted(stale)),
+            "Generated again %d answer(s) (%s) whose cached answers were made otherwise (changed: %s).",
+            sum(stale_answers.values()),
+            ", ".join(f"{tag}: {count}" for tag, count in stale_answers.items()),
+            ", ".join(f"{_CHANGE_NAMES.get(part, part)} ({count})" for part, count in sorted(stale.items())),
         )
     results = {tag: [by_key[(tag, sample.sample_id)] for sample in samples] for tag in variants}
     return MCQRun(results=results, computed=dict(computed), cached=dict(cached))

@@ -19,8 +19,10 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ..models import load_video_model
+from ..locks import output_dir_lock
+from ..models import adapter_base_model, load_video_model
 from ..video import list_video_files
+from ..video_settings import VideoSettings
 from .config import EvalConfig
 
 logger = logging.getLogger(__name__)
@@ -67,11 +69,19 @@ def evaluate(config: EvalConfig, model: Any = None, processor: Any = None) -> di
     """Runs the configured evaluation and writes its outputs; returns the results dict (as in `results.json`).
 
     `model` / `processor` may be passed in (already loaded) instead of being loaded from the config.
+
+    Raises:
+        OutputDirLockedError: another run is writing `output_dir` (`tpo_hf.locks`).
     """
+    with output_dir_lock(config.output_dir, "eval"):
+        return _evaluate_locked(config, model, processor)
+
+
+def _evaluate_locked(config: EvalConfig, model: Any, processor: Any) -> dict[str, Any]:
     from huggingface_hub import ModelCardData
 
     from .benchmarks import LMMS_EVAL_STOP, LMMS_EVAL_VERSION, get_benchmark, lmms_eval_predictions, load_benchmark
-    from .mcq import evaluate_mcq
+    from .mcq import ADAPTER_TAG, BASE_TAG, evaluate_mcq, weights_fingerprint
     from .results import eval_results, markdown_table, write_results_json
     from .vniah import Needle, build_vniah_suite, plot_vniah_heatmap, vniah_scores
 
@@ -82,24 +92,32 @@ def evaluate(config: EvalConfig, model: Any = None, processor: Any = None) -> di
     device = config.device
     if state is not None and device is None:
         device = str(state.device)  # one accelerator per process
+    asked = VideoSettings.of(config)
     if model is None or processor is None:
         model, processor = load_video_model(
             config.model_name_or_path,
             config.adapter_path,
-            num_frames=config.num_frames,
-            max_pixels=config.max_pixels,
-            max_video_tokens=config.max_video_tokens,
+            **asked.to_dict(),  # None keeps what the adapter saved from training (its token budget, say)
             dtype=config.dtype,
             device=device,
             attn_implementation=config.attn_implementation,
         )
-    # a video-token budget (given, or saved with the adapter) may have fitted fewer frames than asked for
-    num_frames = processor.num_frames if getattr(processor, "max_video_tokens", None) else config.num_frames
-    # the weights and how they run (dtype, attention kernel): replies made otherwise are not reused
-    fingerprint = (
-        f"{_fingerprint(config.model_name_or_path)}|{_fingerprint(config.adapter_path)}"
-        f"|dtype={config.dtype}|attn={config.attn_implementation}"
+    # what every question is sampled with: the processor's settings, fitted to the token budget (given, or saved
+    # with the adapter), which may give fewer frames than asked for
+    settings = processor.settings
+    if settings != asked.fitted(processor.processor, processor.family):
+        logger.info("Sampling videos with %s (the processor's settings; asked: %s).", settings, asked)
+    num_frames = settings.num_frames
+    # the weights and how they run (dtype, attention kernel): replies made otherwise are not reused. The base
+    # model's replies do not depend on the adapter: a new adapter evaluated beside it reuses them
+    base_model = config.model_name_or_path or (
+        adapter_base_model(config.adapter_path) if config.adapter_path else None
     )
+    base = dict(model=_fingerprint(base_model), dtype=config.dtype, attn_implementation=config.attn_implementation)
+    fingerprint = {
+        BASE_TAG: weights_fingerprint(**base),
+        ADAPTER_TAG: weights_fingerprint(**base, adapter=_fingerprint(config.adapter_path)),
+    }
     results: dict[str, Any] = {
         "model": config.model_name_or_path,
         "adapter": config.adapter_path,
@@ -185,7 +203,8 @@ def evaluate(config: EvalConfig, model: Any = None, processor: Any = None) -> di
             else benchmark.hub_id,
             "split": config.dataset_split or benchmark.split,
             "num_frames": num_frames,
-            "max_video_tokens": getattr(processor, "max_video_tokens", None),
+            "max_video_tokens": settings.max_video_tokens,
+            "video_settings": settings.to_dict(),
             **summary,
         }
         if is_main:

@@ -1,0 +1,222 @@
+"""One writer per output folder: the lock every job (`tpo-hf curate`, `train`, `eval`) takes on its `output_dir`.
+
+Two runs writing the same folder interleave shards, checkpoints or answer caches into a result neither run made. So
+a job holds `<output_dir>/.tpo-hf.lock` while it runs, and a second one refuses at once with `OutputDirLockedError`,
+naming the holder (pid, host, command, since when).
+
+The lock is an exclusive `flock` on that file, held for the life of the job, and the file holds the holder as JSON.
+The kernel drops a `flock` when its process dies, so a run that was killed (SIGKILL, out of memory, a lost node)
+leaves the file but no lock: the next run takes it over, with a warning naming the run that left it. Where `flock`
+is not available (a file system without it), the pid decides on the same host: a holder whose process no longer
+exists (or is a zombie, or is another process under a reused pid) is stale; one on another host is taken as alive.
+
+Under `accelerate launch` only the main process (global `RANK` 0) takes the lock: the ranks of one launch are one
+writer, and a refused main process ends the whole launch. The lock is re-entrant within a process (the CLI holds it
+around a whole job, `TPOTrainer.train` again inside it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import errno
+import json
+import logging
+import os
+import shlex
+import socket
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+try:
+    import fcntl
+except ImportError:  # not on Windows: the pid check alone decides there
+    fcntl = None
+
+logger = logging.getLogger(__name__)
+
+LOCK_NAME = ".tpo-hf.lock"
+
+# lock path -> (open file descriptor holding the flock, how many nested `output_dir_lock` hold it in this process)
+_HELD: dict[str, list[int]] = {}
+
+
+class OutputDirLockedError(RuntimeError):
+    """Another run holds the output folder; the message names it (pid, host, command, since when)."""
+
+
+def _is_main_process() -> bool:
+    """Whether this process writes for its launch: global rank 0 under `accelerate launch` / torchrun, else yes."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def _start_time(pid: int) -> str | None:
+    """The process's start time in clock ticks since boot (Linux `/proc`), which tells a reused pid apart."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # fields after the command name, which is in parentheses and may hold spaces: state is field 3, start time 22
+    fields = stat.rsplit(")", 1)[1].split()
+    return None if fields[0] == "Z" else fields[19]  # a zombie has exited: its start time is no proof of life
+
+
+def holder_alive(holder: dict[str, Any], other_hosts: bool = True) -> bool:
+    """Whether the process a lock file names still runs. Only a holder on this host can be checked; one on another
+    host counts as `other_hosts` says."""
+    if holder.get("host") != socket.gethostname():
+        return other_hosts
+    pid = holder.get("pid")
+    if not isinstance(pid, int):
+        return False
+    if os.name == "nt":  # os.kill would end the process there: it cannot be checked, so it counts as alive
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    started = _start_time(pid)
+    if started is None and Path("/proc/self/stat").exists():
+        return False  # a zombie (exited, not yet reaped)
+    return holder.get("started") is None or started is None or holder["started"] == started
+
+
+def describe_holder(holder: dict[str, Any] | None) -> str:
+    """`pid 123 on host h (`tpo-hf train --config x.yaml`, train) since 2025-01-01T10:00:00+00:00`."""
+    if not holder:
+        return "a run that left no details"
+    return (
+        f"pid {holder.get('pid')} on host {holder.get('host')} (`{holder.get('command')}`, {holder.get('what')}) "
+        f"since {holder.get('since')}"
+    )
+
+
+def _command() -> str:
+    """How this process was started, on one line: `tpo-hf train --config x.yaml`, `python -m tpo_hf.commands.eval ...`."""
+    argv = list(getattr(sys, "orig_argv", None) or sys.argv)  # orig_argv (3.10+) keeps `python -m module`
+    if sys.argv and Path(sys.argv[0]).name == "tpo-hf":
+        argv = ["tpo-hf", *sys.argv[1:]]
+    elif argv:
+        argv[0] = Path(argv[0]).name
+    text = shlex.join(" ".join(arg.split()) for arg in argv)
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+def _read(fd: int) -> dict[str, Any] | None:
+    os.lseek(fd, 0, os.SEEK_SET)
+    data = b""
+    while chunk := os.read(fd, 65536):
+        data += chunk
+    try:
+        holder = json.loads(data)
+    except ValueError:
+        return None  # empty (just created) or torn by a kill mid-write
+    return holder if isinstance(holder, dict) else None
+
+
+def _flock(fd: int) -> bool | None:
+    """Takes the exclusive `flock` without waiting: True taken, False held by another, None unsupported here."""
+    if fcntl is None:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as error:
+        if error.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            return False
+        return None  # ENOLCK, EOPNOTSUPP, ...: a file system without flock
+    return True
+
+
+def _refusal(path: Path, what: str, holder: dict[str, Any] | None) -> OutputDirLockedError:
+    return OutputDirLockedError(
+        f"output folder {path.parent} is in use by another run: {describe_holder(holder)}. Two runs writing one "
+        f"folder would mix their results. Wait for it to end or set another output_dir; if that run is gone (e.g. "
+        f"on another host), delete {path} and start {what} again."
+    )
+
+
+def _acquire(path: Path, what: str) -> int:
+    me = {
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "command": _command(),
+        "what": what,
+        "since": datetime.datetime.now(datetime.timezone.utc).astimezone().isoformat(timespec="seconds"),
+        "started": _start_time(os.getpid()),
+    }
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            locked = _flock(fd)
+            holder = _read(fd)
+            if locked is False:
+                raise _refusal(path, what, holder)
+            try:
+                same_file = os.fstat(fd).st_ino == os.stat(path).st_ino
+            except FileNotFoundError:
+                same_file = False
+            if not same_file:  # the holder removed the file between our open and our flock: try the new one
+                os.close(fd)
+                continue
+            # a free flock is proof enough for a holder on another host (whose pid cannot be checked from here);
+            # without flock, such a holder counts as alive
+            if holder is not None and holder_alive(holder, other_hosts=locked is None):
+                raise _refusal(path, what, holder)
+            if holder is not None:
+                logger.warning(
+                    "Taking over the lock on %s left by %s: that run no longer runs (killed?); its results so far "
+                    "are resumed or checked as usual.",
+                    path.parent,
+                    describe_holder(holder),
+                )
+            os.ftruncate(fd, 0)
+            os.lseek(fd, 0, os.SEEK_SET)
+            os.write(fd, json.dumps(me).encode())
+            os.fsync(fd)
+            return fd
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+            raise
+
+
+@contextlib.contextmanager
+def output_dir_lock(output_dir: str | os.PathLike, what: str) -> Iterator[Path | None]:
+    """Holds `<output_dir>/.tpo-hf.lock` for the body (creating the folder); yields the lock file's path, or None
+    on the non-main processes of a launch, which take no lock.
+
+    Args:
+        output_dir: the job's output folder.
+        what: the job, for the holder's record and messages ("curate", "train", "eval").
+
+    Raises:
+        OutputDirLockedError: another live run holds the folder.
+    """
+    if not _is_main_process():
+        yield None
+        return
+    folder = Path(output_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / LOCK_NAME
+    key = os.path.realpath(path)
+    if key in _HELD:  # this process holds it already (the CLI around the job, the job inside): re-entrant
+        _HELD[key][1] += 1
+        try:
+            yield path
+        finally:
+            _HELD[key][1] -= 1
+        return
+    fd = _acquire(path, what)
+    _HELD[key] = [fd, 1]
+    try:
+        yield path
+    finally:
+        del _HELD[key]
+        # the file goes while the flock is still held, so that no other run can take a lock on a removed file
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        os.close(fd)
