@@ -155,3 +155,25 @@ def test_unknown_reader_is_named(clip, monkeypatch):
     monkeypatch.setenv("TPO_HF_VIDEO_READER", "opencv")
     with pytest.raises(VideoLoadError, match="TPO_HF_VIDEO_READER='opencv'"):
         load_video(clip, num_frames=2)
+
+
+def test_more_frames_than_the_video_has_gives_each_once_and_warns_once_per_video(video_dir, tmp_path, caplog):
+    import logging
+    import shutil
+
+    clip = shutil.copy(video_dir / "red_blue.mp4", tmp_path / "copy.mp4")  # a path no other test warned about
+    video = VideoFile(clip)
+    with caplog.at_level(logging.WARNING, logger="tpo_hf.video"):
+        indices = video.frame_indices(num_frames=200)
+        assert indices.tolist() == list(range(FPS * SECONDS))  # 64 distinct frames once, not 200 with repeats
+        assert len(video.frame_indices(fps=4 * FPS)) == FPS * SECONDS  # a rate above the file's: the same rule
+        window = video.frame_indices(num_frames=40, start=2.0, end=4.0)
+        assert window.tolist() == list(range(2 * FPS, 4 * FPS))
+        # where a fixed frame count is needed: repeats, evenly, up to the count asked
+        repeated = video.frame_indices(VideoView(num_frames=200, repeat_frames=True))
+        assert len(repeated) == 200 and set(repeated.tolist()) == set(range(FPS * SECONDS))
+        frames, metadata = load_video(clip, num_frames=100)
+        assert len(frames) == len(metadata["frames_indices"]) == FPS * SECONDS
+    warned = [record.getMessage() for record in caplog.records]
+    assert len(warned) == 1  # once per video per process
+    assert str(clip) in warned[0] and "has 64 frame(s), fewer than the 200 asked (num_frames=200)" in warned[0]

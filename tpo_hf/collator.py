@@ -14,6 +14,7 @@ Nothing is ever truncated: a pair whose prompt (video tokens included) plus answ
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -21,8 +22,8 @@ from typing import Any
 import torch
 
 from .processing import EncodedPair, VideoPreferenceProcessor
-from .validation import check_preference_row
-from .video import VideoLoadError
+from .validation import check_placeholder_tokens, check_preference_row, placeholder_tokens
+from .video import VideoLoadError, VideoView
 
 logger = logging.getLogger(__name__)
 
@@ -67,18 +68,27 @@ class VideoPreferenceCollator:
     max_length: int | None = None
     too_long_policy: str = "drop"
     share_video_encoding: bool = True
+    _placeholders: tuple[str, ...] | None = dataclasses.field(default=None, init=False, repr=False)
 
     def __post_init__(self):
         if self.too_long_policy not in TOO_LONG_POLICIES:
             raise ValueError(f"too_long_policy must be one of {TOO_LONG_POLICIES}, got {self.too_long_policy!r}")
 
+    def video_view(self) -> VideoView:
+        """How each row's video is sampled: the processor's (`VideoPreferenceProcessor.default_view`)."""
+        return self.processor.default_view()
+
     def _encode(self, example: dict[str, Any], position: int) -> EncodedPair:
-        # Wrong types raise here naming row and field, not deep inside the tokenizer or the video decoder
-        check_preference_row(example, example.get(ROW_INDEX_COLUMN, position))
+        # Wrong types, lone surrogates and placeholder tokens raise here naming row and field, not deep inside the
+        # tokenizer, the processor or the video decoder
+        index = example.get(ROW_INDEX_COLUMN, position)
+        check_preference_row(example, index)
+        if self._placeholders is None:
+            self._placeholders = placeholder_tokens(self.processor.processor)
+        check_placeholder_tokens(example, index, self._placeholders)
         try:
-            return self.processor.encode_pair(
-                example["prompt"], example["video"], example["chosen"], example["rejected"]
-            )
+            video = self.processor.load_video(example["video"], self.video_view())
+            return self.processor.encode_pair(example["prompt"], video, example["chosen"], example["rejected"])
         except VideoLoadError as error:
             raise VideoLoadError(f"{describe_row(example, position)}: {error}") from error
 

@@ -1,9 +1,11 @@
 """Stage 3 of the flow (data): what a preference row must hold before anything is trained on it.
 
 `check_preference_row` is the one gate every training row passes (`TPOTrainer` checks the whole dataset up front,
-the collator each row it encodes): a value of the wrong type raises `RowError` naming the row and the field, and a
-*degenerate* pair -- nothing to learn from, e.g. an empty answer or chosen == rejected -- is reported with its reason
-so the caller drops and counts it instead of training on it silently.
+the collator each row it encodes): a value of the wrong type, or text that is not valid UTF-8 (a lone surrogate),
+raises `RowError` naming the row and the field; so does a text holding the processor's video/image placeholder token
+(`check_placeholder_tokens`, run by both with the processor). A *degenerate* pair -- nothing to learn from, e.g. an
+empty answer or chosen == rejected -- is reported with its reason so the caller drops and counts it instead of
+training on it silently.
 """
 
 from __future__ import annotations
@@ -74,6 +76,62 @@ def _number_or_none(row: dict[str, Any], field: str, where: str) -> float | None
     return float(value)
 
 
+def check_utf8(text: str, field: str, where: str) -> None:
+    """Raises `RowError` when `text` cannot be written as UTF-8 (a lone surrogate such as '\\ud800', left by a bad
+    decode or a cut emoji): the tokenizer would fail on it with an error that names no row."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise RowError(
+            f"{where}, field {field!r}: the text is not valid UTF-8 (lone surrogate {text[error.start]!r} at "
+            f"character {error.start}: ...{text[max(0, error.start - 30) : error.start]!r}); fix the row's text "
+            "encoding, e.g. `text.encode('utf-8', 'replace').decode()`."
+        ) from None
+
+
+# Words in the name of a processor's `*_token` attribute, or in a special token, that make it a multimodal
+# placeholder: text holding one would be read as a video/image slot (or counted as one) by the processor
+PLACEHOLDER_WORDS = ("video", "image", "img", "vision", "audio")
+
+
+def placeholder_tokens(processor: Any) -> tuple[str, ...]:
+    """The multimodal placeholder tokens of a transformers `processor`: its `*_token` attributes for a video, image,
+    vision or audio slot (`<|video_pad|>`, `<video>`, `<|vision_start|>`, ...) and the tokenizer's special tokens
+    named so. A prompt or answer holding one makes the processor expand or count it as a slot."""
+    names = [name for name in dir(processor) if name.endswith("_token") and not name.startswith("_")]
+    tokens = {
+        value
+        for name in names
+        if any(word in name for word in PLACEHOLDER_WORDS) and isinstance(value := getattr(processor, name, None), str)
+    }
+    tokenizer = getattr(processor, "tokenizer", None)
+    for token in getattr(tokenizer, "added_tokens_decoder", {}).values():
+        if getattr(token, "special", False) and any(word in str(token).lower() for word in PLACEHOLDER_WORDS):
+            tokens.add(str(token))
+    return tuple(sorted(token for token in tokens if token))
+
+
+def check_placeholder_tokens(
+    row: dict[str, Any], index: Any, tokens: tuple[str, ...], source: str | None = None
+) -> None:
+    """Raises `RowError` naming the row, the field and the token when a prompt or answer text holds one of `tokens`
+    (`placeholder_tokens`): the processor would take it for a video or image slot ("Found total 2 <|video_pad|>
+    tokens and 1 videos") or feed the model a slot marker as text."""
+    if not tokens:
+        return
+    for field in ("prompt", "chosen", "rejected"):
+        text = text_of(row[field], field, index, source)
+        found = [token for token in tokens if token in text]
+        if found:
+            at = text.index(found[0])
+            raise RowError(
+                f"{_where(index, source)}, field {field!r}: the text holds the processor's placeholder token(s) "
+                f"{found} (at character {at}: ...{text[max(0, at - 30) : at + len(found[0]) + 10]!r}), which would be "
+                "taken for a video or image slot. Prompts carry no placeholder (the processor adds the video part); "
+                "remove it from the text."
+            )
+
+
 def check_preference_row(row: dict[str, Any], index: Any, source: str | None = None) -> str | None:
     """Checks one TPO training row; returns why it is degenerate (to drop and count), or `None` when it is fine.
     chosen == rejected is degenerate in a pair, and what an anchor row (`anchor` true) is.
@@ -101,6 +159,8 @@ def check_preference_row(row: dict[str, Any], index: Any, source: str | None = N
     start, end = _number_or_none(row, "segment_start", where), _number_or_none(row, "segment_end", where)
     if start is not None and end is not None and end <= start:
         raise RowError(f"{where}: segment_end ({end}) must be after segment_start ({start}).")
+    for field, text in texts.items():
+        check_utf8(text, field, where)
     for field, text in texts.items():
         if not text.strip():
             return f"empty {field}"

@@ -15,6 +15,7 @@ the same view selects the same frame indices and timestamps with either; `TPO_HF
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 import os
 import urllib.request
@@ -23,6 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+logger = logging.getLogger(__name__)
 
 # The fields of `transformers.video_utils.VideoMetadata`; the metadata dict holds exactly these so it can be passed on.
 METADATA_FIELDS = ("total_num_frames", "fps", "width", "height", "duration", "video_backend", "frames_indices")
@@ -115,6 +118,14 @@ class VideoView:
         max_frames: cap on the number of frames, whichever of the above is used.
         start, end: window to sample from (default: the whole video).
         exclude: `(t0, t1)` window to leave out (the localized TPO dis-preferred view).
+        repeat_frames: when the video (or window) has fewer frames than asked, repeat frames up to the count asked
+            instead of giving each frame once. Only for families that need a fixed frame count per batch
+            (`VideoFamily.needs_fixed_frame_count`); repeats add tokens, never information.
+
+    Fewer frames than asked: a video (or window) with fewer frames than `num_frames` (or than `fps` asks for) gives
+    each of its frames once, no repeats, so it costs fewer tokens rather than repeats of the same frames; with
+    `repeat_frames` the frames are repeated (evenly) up to the count asked. Either way a warning names the video and
+    the counts, once per video per process.
     """
 
     num_frames: int | None = None
@@ -123,6 +134,34 @@ class VideoView:
     start: float | None = None
     end: float | None = None
     exclude: tuple[float, float] | None = None
+    repeat_frames: bool = False
+
+
+_WARNED_FEWER_FRAMES: set[str] = set()  # videos warned about by `_warn_fewer_frames` in this process
+
+
+def _warn_fewer_frames(path: str, asked: int, available: int, view: VideoView) -> None:
+    """Warns, once per video per process, that a view asks for more frames than the video (or window) has."""
+    if path in _WARNED_FEWER_FRAMES:
+        return
+    _WARNED_FEWER_FRAMES.add(path)
+    setting = f"num_frames={view.num_frames}" if view.num_frames is not None else f"fps={view.fps}"
+    window = "" if view.start is None and view.end is None and view.exclude is None else " in the window sampled"
+    outcome = (
+        f"its frames are repeated to make {asked} (repeat_frames: the model needs a fixed frame count)"
+        if view.repeat_frames
+        else f"each is given once ({available} frames, not {asked})"
+    )
+    logger.warning(
+        "Video %s has %d frame(s)%s, fewer than the %d asked (%s): %s. Further views of this video are not warned "
+        "about.",
+        path,
+        available,
+        window,
+        asked,
+        setting,
+        outcome,
+    )
 
 
 def _resolve_local_path(path: str | os.PathLike) -> Path:
@@ -239,7 +278,11 @@ class VideoFile:
             count = kept.size
         if view.max_frames is not None:
             count = min(count, view.max_frames)
-        # Uniform over the kept frames (centre of each of `count` equal bins); repeats frames if count > kept.size
+        if count > kept.size:
+            _warn_fewer_frames(self.path, count, kept.size, view)
+            if not view.repeat_frames:
+                count = kept.size  # each frame once: repeats would add tokens, never information
+        # Uniform over the kept frames (centre of each of `count` equal bins); repeats only with `repeat_frames`
         positions = np.floor((np.arange(count) + 0.5) * kept.size / count).astype(np.int64)
         return kept[np.clip(positions, 0, kept.size - 1)]
 
@@ -304,8 +347,11 @@ def load_video(
 
     Args:
         path: local path or http(s) URL of the video.
-        num_frames: number of frames, spread uniformly over the window (default: every frame, or `fps`).
-        fps: sampling rate in frames per second, used when `num_frames` is not given.
+        num_frames: number of frames, spread uniformly over the window (default: every frame, or `fps`). A video
+            (or window) with fewer frames gives each of its frames once, no repeats, and a warning naming the video
+            (once per video per process); `VideoView(repeat_frames=True)` repeats frames up to the count instead.
+        fps: sampling rate in frames per second, used when `num_frames` is not given (the same rule above the
+            file's own rate).
         max_frames: cap on the number of frames.
         start, end: window in seconds (default: the whole video).
         exclude: `(t0, t1)` window in seconds whose frames are left out.
