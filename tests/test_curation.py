@@ -44,6 +44,7 @@ from tpo_hf.curation.prompts import TASK_TYPES, question_prompt
 from tpo_hf.synthetic import read_frame_stamp
 from tpo_hf.tiny import save_tiny_model, save_tiny_text_model
 from tpo_hf.video import VideoFile
+from tpo_hf.video_settings import VideoSettings
 
 TINY = dict(
     num_frames=8,
@@ -84,8 +85,8 @@ def test_segments_bounded_seeded_and_per_video():
 def test_localized_views_frames_inside_and_outside_segment(video_dir):
     video = VideoFile(video_dir / "red_blue.mp4")
     segment = (2.5, 5.0)
-    views = localized_views(segment, num_frames=8)
-    sparse = comprehensive_views(num_frames=8, sparse_num_frames=3)
+    views = localized_views(segment, VideoSettings(num_frames=8))
+    sparse = comprehensive_views(VideoSettings(num_frames=8), sparse_num_frames=3)
     decoded = video.load_views({**views, **{f"c/{k}": v for k, v in sparse.items()}})
     preferred_frames, preferred = decoded["preferred"]
     rejected_frames, rejected = decoded["rejected"]
@@ -100,8 +101,18 @@ def test_localized_views_frames_inside_and_outside_segment(video_dir):
     # decode once: every frame of the four views decoded exactly once
     union = {i for _, meta in decoded.values() for i in meta["frames_indices"]}
     assert video.frames_decoded == len(union)
-    with pytest.raises(ValueError, match="sparse_num_frames"):
-        comprehensive_views(4, 4)
+
+
+def test_views_sample_at_a_rate_when_num_frames_is_none(video_dir):
+    """Curation samples its views with the same settings as training: a rate and its cap as well as a count."""
+    video = VideoFile(video_dir / "red_blue.mp4")  # 8 s at 8 fps
+    settings = VideoSettings(num_frames=None, video_fps=2.0, max_frames=5)
+    localized = localized_views((0.0, 2.0), settings)
+    comprehensive = comprehensive_views(settings, sparse_num_frames=2)
+    assert len(video.frame_indices(localized["preferred"])) == 4  # 2 s at 2 fps
+    assert len(video.frame_indices(localized["rejected"])) == 5  # 6 s at 2 fps, capped at max_frames
+    assert len(video.frame_indices(comprehensive["preferred"])) == 5
+    assert len(video.frame_indices(comprehensive["rejected"])) == 2
 
 
 # --- parsing ------------------------------------------------------------------------------------------------------

@@ -2,9 +2,10 @@
 
 A cached value may be reused only when its *key* matches: a dict naming everything that determines the value --
 input files by identity (`file_identity`: path, size and modification time), every setting that changes the
-output, and the format version of the code that wrote it. Keys are stored next to the values as plain dicts (not
-only as hashes), so a mismatch can say *what* changed (`changed_fields`) instead of silently reusing or silently
-recomputing.
+output, every prompt and template text a model is given and what the model's processor wraps around it (chat
+template, video prompt layout; `text_hashes`, one entry per text so that a mismatch names it), and the format
+version of the code that wrote it. Keys are stored next to the values as plain dicts (not only as hashes), so a
+mismatch can say *what* changed (`changed_fields`) instead of silently reusing or silently recomputing.
 """
 
 from __future__ import annotations
@@ -57,6 +58,12 @@ def file_identity(path: str | os.PathLike | None) -> str:
 def key_hash(key: Any) -> str:
     """A stable hex digest of a JSON-able key (dict order does not matter)."""
     return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def text_hashes(texts: dict[str, str | None]) -> dict[str, str]:
+    """name -> hash of each prompt or template text (`None`: not used, left out), for a key: a text can be long, and
+    its own entry lets a mismatch name the text that changed (e.g. `judge_prompt`)."""
+    return {name: key_hash(text) for name, text in texts.items() if text is not None}
 
 
 def without_off_options(settings: dict[str, Any], off_values: dict[str, Any]) -> dict[str, Any]:

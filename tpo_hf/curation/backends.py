@@ -54,6 +54,12 @@ class GenerationBackend:
     def generate(self, requests: list[GenerationRequest], max_new_tokens: int, seed: int = 0) -> list[str]:
         raise NotImplementedError
 
+    def prompt_format(self, video: bool) -> str | None:
+        """What the model reads around a prompt (`video`: a prompt with a video; else a text prompt), e.g. its chat
+        template: curation keys its shards by it, so a change is never served from shards made before. `None`: the
+        backend does not say (an endpoint, a rule-based backend)."""
+        return None
+
 
 class RoleSettings(Protocol):
     """What this module reads of a `CurationConfig`, by shape: the config imports the registry, so the registry does

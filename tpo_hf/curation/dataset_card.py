@@ -11,7 +11,8 @@ from typing import Any
 
 from ..paper import TPO_TAG
 from ..templates import template_path
-from .prompts import CAPTION_PROMPTS, JUDGE_PROMPT, QUESTION_PROMPT
+from ..video_settings import VideoSettings, VideoSettingsError
+from . import prompts
 
 
 def _size_category(count: int) -> str:
@@ -45,7 +46,11 @@ def render_dataset_card(
         repo_id=repo_id,
         num_videos=report["videos"]["curated"],
         num_skipped=len(report["videos"]["skipped"]),
+        videos_added=len(report["videos"].get("added", [])),
+        videos_removed=len(report["videos"].get("removed", [])),
+        videos_changed=len(report["videos"].get("changed", [])),
         num_frames=report["frames"]["num_frames"],
+        dense_sampling=_dense_sampling(report["frames"]),
         sparse_num_frames=report["frames"]["sparse_num_frames"],
         max_video_tokens=report["frames"].get("max_video_tokens"),
         max_pixels=report["frames"].get("max_pixels"),
@@ -64,10 +69,19 @@ def render_dataset_card(
         judge=report["judge"],
         drop_reasons=report["drop_reasons"],
         models=report["models"],
-        caption_prompt_localized=CAPTION_PROMPTS["localized"],
-        caption_prompt_comprehensive=CAPTION_PROMPTS["comprehensive"],
-        question_prompt=QUESTION_PROMPT,
-        judge_prompt=JUDGE_PROMPT,
+        # the texts as the run read them (`tpo_hf.curation.prompts`, looked up now: an edited prompt shows)
+        caption_prompt_localized=prompts.CAPTION_PROMPTS["localized"],
+        caption_prompt_comprehensive=prompts.CAPTION_PROMPTS["comprehensive"],
+        question_prompt=prompts.QUESTION_PROMPT,
+        judge_prompt=prompts.JUDGE_PROMPT,
         videos_included=videos_included,
         license=config.license,
     )
+
+
+def _dense_sampling(frames: dict[str, Any]) -> str:
+    """The dense view's sampling in words, from the report's video settings."""
+    try:
+        return VideoSettings.of(frames).describe()
+    except VideoSettingsError:  # a report written before curation sampled by rate: num_frames None was every frame
+        return "every frame"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,5 +72,18 @@ def _videos_of_dataset(config: CurationConfig) -> list[VideoItem]:
 
 
 def make_shards(items: list[VideoItem], videos_per_shard: int) -> list[list[VideoItem]]:
-    """Consecutive groups of `videos_per_shard` videos: the unit of batching and of resume."""
-    return [items[i : i + videos_per_shard] for i in range(0, len(items), videos_per_shard)]
+    """Groups of at most `videos_per_shard` consecutive videos (in id order): the unit of batching and of resume.
+
+    A group ends before a video whose id hashes to a boundary (one id in `videos_per_shard`) or when it is full, so
+    where groups end depends on the ids nearby only: adding or removing a video regroups the videos of its own
+    group (and rarely of the next), and every other group, hence every other finished shard, stays as it was. With
+    one video per shard (the default) every video is its own shard.
+    """
+    shards: list[list[VideoItem]] = []
+    for item in items:
+        boundary = int(hashlib.sha256(item.video_id.encode()).hexdigest()[:8], 16) % videos_per_shard == 0
+        if not shards or boundary or len(shards[-1]) >= videos_per_shard:
+            shards.append([item])
+        else:
+            shards[-1].append(item)
+    return shards

@@ -11,6 +11,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ..video_settings import VideoSettings
 from .config import CurationConfig
 from .inputs import VideoItem
 
@@ -22,6 +23,11 @@ class VideoCounts:
     total: int
     curated: int
     skipped: list[dict[str, str]]
+    # since the last run on the same shards (`storage.VideoChanges`): videos curated anew, videos whose pairs were
+    # dropped, and videos whose file (or annotations) changed in place and were curated again
+    added: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -83,15 +89,20 @@ class CurationReport:
         final: list[dict[str, Any]],
         mix_counts: Counter,
         models: dict[str, str | None],
+        changes: Any = None,
     ) -> CurationReport:
-        """The report of a run over `items`, from its shard results, the final records and the mix counts."""
+        """The report of a run over `items`, from its shard results, the final records and the mix counts;
+        `changes` (`storage.VideoChanges`): the videos added, removed or changed since the last run."""
         records = [r for shard in shards for r in shard["records"]]
         stats: Counter = Counter()
         for shard in shards:
             stats.update(shard["stats"])
         return cls(
             videos=VideoCounts(
-                len(items), int(stats.get("videos_ok", 0)), [s for shard in shards for s in shard["skipped"]]
+                len(items),
+                int(stats.get("videos_ok", 0)),
+                [s for shard in shards for s in shard["skipped"]],
+                *((list(changes.added), list(changes.removed), list(changes.changed)) if changes else ()),
             ),
             candidates=CandidateCounts(
                 len(records),
@@ -111,11 +122,9 @@ class CurationReport:
             ),
             models=models,
             frames={
-                "num_frames": config.num_frames,
+                **VideoSettings.of(config).to_dict(),  # the run's (fitted) settings
                 "sparse_num_frames": config.sparse_num_frames,
                 "sparse_frame_fraction": config.sparse_frame_fraction,
-                "max_pixels": config.max_pixels,
-                "max_video_tokens": config.max_video_tokens,
             },
             timings={
                 k.removeprefix("seconds_"): round(v, 3) for k, v in sorted(stats.items()) if k.startswith("seconds_")
@@ -201,6 +210,16 @@ def summary_table(report: dict[str, Any]) -> str:
             f"{report['videos']['curated']} curated / {report['videos']['total']} "
             f"({len(report['videos']['skipped'])} skipped)",
         ),
+    ]
+    since = {what: len(report["videos"].get(what, [])) for what in ("added", "removed", "changed")}
+    if any(since.values()):  # an incremental run (`storage.VideoChanges`)
+        rows.append(
+            (
+                "videos since last run",
+                f"{since['added']} added, {since['removed']} removed (pairs dropped), {since['changed']} changed",
+            )
+        )
+    rows += [
         (
             "candidate pairs",
             f"{report['candidates']['total']} (localized {report['candidates']['localized']}, "

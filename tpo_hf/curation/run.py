@@ -2,11 +2,13 @@
 
     result = run_curation(config)                # shards -> merged, mixed, sized `datasets.Dataset` on disk
 
-Work is cut into shards of `videos_per_shard` videos, fixed by the sorted video list. A shard is the unit of
-batching and of resume: it is computed from scratch (every random choice seeded from the video ids, never from
-global RNG state), then written atomically, so a run killed at any moment and started again redoes only the shards
-that were not written and ends with exactly the dataset of an uninterrupted run (`storage`). Under
-`accelerate launch`, shard `i` goes to process `i % num_processes`; the main process merges after all finish.
+Work is cut into shards of at most `videos_per_shard` videos (`make_shards`; one by default), each named by its own
+videos. A shard is the unit of batching and of resume: it is computed from scratch (every random choice seeded from
+the video ids, never from global RNG state), then written atomically, so a run killed at any moment and started
+again redoes only the shards that were not written and ends with exactly the dataset of an uninterrupted run
+(`storage`). Shards are keyed by the settings and prompt texts (a change refuses, naming it) and by their videos'
+files: a run after videos were added, removed or changed curates only those and drops the pairs of removed videos.
+Under `accelerate launch`, shard `i` goes to process `i % num_processes`; the main process merges after all finish.
 
 One shard goes through the stages in order, each over the shard's `Candidate`s: `decode` -> `caption` -> `ask` ->
 `answer` -> `judge` -> records. The merge then mixes and sizes the kept pairs (`mixing`), writes the dataset
@@ -15,6 +17,7 @@ One shard goes through the stages in order, each over the shard's `Candidate`s: 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -23,6 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..fingerprint import key_hash
+from ..video_settings import VideoSettings
 from .answer import answer
 from .ask import ask
 from .backends import TEMPLATE_QUESTIONS, Backends, build_backends
@@ -37,9 +42,11 @@ from .report import REPORT_NAME, CurationReport, summary_table
 from .segments import video_seed
 from .storage import (
     SHARD_FORMAT_VERSION,
+    VideoChanges,
     atomic_write_json,
     check_manifest,
-    config_fingerprint,
+    curation_key,
+    model_prompt_formats,
     remove_leftovers,
     save_dataset,
     shard_inputs,
@@ -112,32 +119,42 @@ def role_models(config: CurationConfig) -> dict[str, str | None]:
     return models
 
 
-def merge(config: CurationConfig, items: list[VideoItem], shards: list[dict[str, Any]]) -> CurationResult:
-    """Merges the shards, mixes and sizes the pairs, saves the dataset, the card and the report."""
+def merge(
+    config: CurationConfig,
+    items: list[VideoItem],
+    shards: list[dict[str, Any]],
+    changes: VideoChanges | None = None,
+) -> CurationResult:
+    """Merges the shards, mixes and sizes the pairs, saves the dataset, the card and the report. `changes`: the
+    videos added, removed or changed since the last run (counted in the report and the card)."""
     from .dataset_card import render_dataset_card
 
+    changes = changes or VideoChanges()
     kept = [r for shard in shards for r in shard["records"] if r["kept"]]
     final, mix_counts = mix_and_size(kept, config)
     output_dir = Path(config.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
+    for video_id in changes.removed + changes.changed:  # a copy of a removed video, or of the old file, is stale
+        (output_dir / "videos" / video_id).unlink(missing_ok=True)
     video_paths = place_videos(items, {r["video"] for r in final}, output_dir, config.copy_videos)
     models = role_models(config)
     dataset = build_dataset(final, video_paths, models)
-    report = CurationReport.from_run(config, items, shards, final, mix_counts, models).to_dict()
+    report = CurationReport.from_run(config, items, shards, final, mix_counts, models, changes).to_dict()
     save_dataset(dataset, output_dir)
     atomic_write_json(output_dir / REPORT_NAME, report)
     render_dataset_card(dataset, report, config).save(str(output_dir / "README.md"))
     return CurationResult(dataset=dataset, output_dir=str(output_dir), report=report)
 
 
-def _reusable(work_dir: Path, index: int, items: list[VideoItem], config: CurationConfig) -> bool:
-    """Whether shard `index` on disk was made from these very video files under these settings (else redone)."""
-    path = shard_path(work_dir, index)
+def _reusable(work_dir: Path, items: list[VideoItem], config: CurationConfig, settings: str) -> bool:
+    """Whether the shard of `items` on disk was made from these very video files under these settings and prompts
+    (`settings`: the hash of the run's key), else it is redone."""
+    path = shard_path(work_dir, items)
     if not path.exists():
         return False
-    reason = shard_is_current(json.loads(path.read_text()), items, config)
+    reason = shard_is_current(json.loads(path.read_text()), items, config, settings)
     if reason is not None:
-        logger.warning("Recomputing shard %d (%s): %s.", index, ", ".join(i.video_id for i in items), reason)
+        logger.warning("Recomputing the shard of %s: %s.", ", ".join(i.video_id for i in items), reason)
     return reason is None
 
 
@@ -155,35 +172,30 @@ def _process_state(config: CurationConfig) -> Any:
     return PartialState(cpu=True) if distributed_cpu else PartialState()
 
 
-def fit_video_token_budget(config: CurationConfig, backends: Backends | None = None) -> None:
-    """Applies `max_video_tokens`: `num_frames` and `max_pixels` become what `VideoPreferenceProcessor` (the function
-    training and evaluation use) fits to the budget for the video model's family and processor."""
-    if config.max_video_tokens is None:
-        return
+def fitted_to_video_model(config: CurationConfig, backends: Backends | None = None) -> CurationConfig:
+    """The run's config with its video settings fitted to `max_video_tokens` for the video model's family and
+    processor (`VideoSettings.fitted`, the fit training and evaluation use): a new, validated copy; `config` itself
+    is left as given. A video backend passed in already loaded is set to sample with these settings."""
     from ..processing import VideoPreferenceProcessor
 
     loaded = getattr(getattr(backends, "video", None), "processor", None)
-    settings = dict(
-        num_frames=config.num_frames, max_pixels=config.max_pixels, max_video_tokens=config.max_video_tokens
-    )
+    settings = VideoSettings.of(config)
     if isinstance(loaded, VideoPreferenceProcessor):
-        fitted = VideoPreferenceProcessor(loaded.processor, loaded.family, **settings)
-        loaded.max_pixels, loaded.max_video_tokens = fitted.max_pixels, fitted.max_video_tokens
+        fitted = settings.fitted(loaded.processor, loaded.family)
+        loaded.settings = fitted
+    elif settings.max_video_tokens is None:
+        return config
     else:
         model_id = config.role_settings("video")[1]
         try:
-            fitted = VideoPreferenceProcessor.from_pretrained(model_id, **settings)
+            fitted = VideoPreferenceProcessor.from_pretrained(model_id, **settings.to_dict()).settings
         except (OSError, ValueError) as error:
             raise ValueError(
                 f"max_video_tokens: cannot load the processor of video model {model_id!r} to count its video tokens "
                 f"({error})"
             ) from error
-    config.num_frames, config.max_pixels = fitted.num_frames, fitted.max_pixels
-    if config.sparse_num_frames >= config.num_frames:
-        raise ValueError(
-            f"max_video_tokens={config.max_video_tokens} fits {config.num_frames} frames, not more than "
-            f"sparse_num_frames={config.sparse_num_frames}; raise the budget or lower sparse_num_frames."
-        )
+    # replace() validates the copy again: sparse_num_frames must stay below the fitted num_frames
+    return dataclasses.replace(config, **fitted.to_dict())
 
 
 def run_curation(config: CurationConfig, backends: Backends | None = None) -> CurationResult | None:
@@ -191,26 +203,41 @@ def run_curation(config: CurationConfig, backends: Backends | None = None) -> Cu
 
     Returns the result on the main process and `None` on the others. `backends` overrides the models the config
     names (e.g. already loaded ones).
+
+    Raises:
+        OutputDirLockedError: another run is writing `output_dir` (`tpo_hf.locks`).
     """
+    from ..locks import output_dir_lock
+
+    with output_dir_lock(config.output_dir, "curate"):
+        return _run_curation_locked(config, backends)
+
+
+def _run_curation_locked(config: CurationConfig, backends: Backends | None) -> CurationResult | None:
     from tqdm.auto import tqdm
 
-    fit_video_token_budget(config, backends)
+    config = fitted_to_video_model(config, backends)
     state = _process_state(config)
     items = list_videos(config)
     if not items:
         raise ValueError(f"No videos found in {config.video_dir or config.dataset_name}.")
     shards = make_shards(items, config.videos_per_shard)
     work_dir = work_dir_of(config)
-    fingerprint = config_fingerprint(config, items)
-    check_manifest(work_dir, fingerprint, config, items)
+    key = curation_key(config, model_prompt_formats(config, backends))
+    manifest = check_manifest(work_dir, key)  # refuses other settings or prompts, naming them
+    previous = manifest.get("videos") if manifest else None  # the videos of the last finished run
+    inputs = shard_inputs(items)
+    changes = VideoChanges.between(previous, inputs)
     if state.is_main_process:
         remove_leftovers(work_dir, Path(config.output_dir))
+        changes.log(logger)
     state.wait_for_everyone()  # every rank checked the manifest (and nobody writes yet) before the main process goes on
     if state.is_main_process:
-        write_manifest(work_dir, fingerprint, config, shards)
+        write_manifest(work_dir, key, previous)
 
+    settings = key_hash(key)
     mine = [i for i in range(len(shards)) if i % state.num_processes == state.process_index]
-    todo = [i for i in mine if not _reusable(work_dir, i, shards[i], config)]
+    todo = [i for i in mine if not _reusable(work_dir, shards[i], config, settings)]
     if todo and backends is None:
         backends = build_backends(config, device=str(state.device))
     bar = tqdm(
@@ -224,15 +251,17 @@ def run_curation(config: CurationConfig, backends: Backends | None = None) -> Cu
     for index in todo:
         result = curate_shard(shards[index], backends, config)
         result["inputs"] = shard_inputs(shards[index])
+        result["settings"] = settings
         result["process_index"] = state.process_index
-        atomic_write_json(shard_path(work_dir, index), result)
+        atomic_write_json(shard_path(work_dir, shards[index]), result)
         bar.update(1)
     bar.close()
     state.wait_for_everyone()
     if not state.is_main_process:
         return None
-    loaded = [json.loads(shard_path(work_dir, i).read_text()) for i in range(len(shards))]
-    result = merge(config, items, loaded)
+    loaded = [json.loads(shard_path(work_dir, shard).read_text()) for shard in shards]
+    result = merge(config, items, loaded, changes)
+    write_manifest(work_dir, key, inputs)  # what the next run is compared to
     print(summary_table(result.report))
     if not len(result.dataset):
         # the report and the summary above hold the same reason; a run that made nothing must not exit 0

@@ -1,27 +1,49 @@
 """Stage 2 of the flow (curation): shards on disk, and what makes a killed run resume to the same dataset.
 
-Each shard is written atomically (temporary file + rename), so a shard file is either absent or complete. The
-manifest records a fingerprint of the settings that change which pairs a shard holds, plus the video list; a run
-started with other settings refuses to mix its shards with the old ones. A killed run leaves at most half-written
-temporary files and merge staging folders; the main process removes them before the run goes on.
+Each shard is written atomically (temporary file + rename), so a shard file is either absent or complete. Its file
+is named by its own videos, and it records the run's key and its videos' identities: a shard is reused only when
+all three match. The manifest holds the run's key (`curation_key`: the settings that change which pairs a shard
+holds, the prompt and template texts, the models' prompt formats) as a plain dict, and the videos of the last
+finished run: a run started with other settings or prompts refuses, naming them; a run with videos added, removed or
+changed in place curates only those (`VideoChanges`). A killed run leaves at most half-written temporary files and
+merge staging folders; the main process removes them before the run goes on.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
+import logging
 import os
 import shutil
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..fingerprint import atomic_write_json, changed_fields, file_identity, key_hash
+from ..fingerprint import atomic_write_json, changed_fields, file_identity, key_hash, text_hashes
+from ..video_settings import VideoSettings
 from .config import CurationConfig
 from .inputs import VideoItem
 
-SHARD_FORMAT_VERSION = 2  # 2: shards record their videos' identities (`inputs`)
+# 2: shards record their videos' identities (`inputs`); 3: and the run's key (`settings`), and a view shorter than
+# `num_frames` gives each frame once (frames were repeated before)
+SHARD_FORMAT_VERSION = 3
 MANIFEST_NAME = "manifest.json"
+# The fields that only choose which videos are curated: changing them adds or removes videos (curated incrementally),
+# it does not change any shard's content.
+VIDEO_SET_FIELDS = ("max_videos", "video_extensions")
+# Names of the key entries that hold prompt and template texts (by hash) rather than settings.
+PROMPT_KEY_NAMES = (
+    "caption_prompt_localized",
+    "caption_prompt_comprehensive",
+    "question_prompt",
+    "question_task_focus",
+    "question_templates",
+    "judge_prompt",
+    "video_prompt_layout",
+    "question_chat_template",
+    "judge_chat_template",
+)
 
 
 def shard_inputs(items: list[VideoItem]) -> dict[str, str]:
@@ -34,15 +56,89 @@ def shard_inputs(items: list[VideoItem]) -> dict[str, str]:
     }
 
 
-def shard_is_current(shard: dict[str, Any], items: list[VideoItem], config: CurationConfig) -> str | None:
+def prompt_texts(config: CurationConfig) -> dict[str, str]:
+    """The prompt and template texts the run's stages send, by name: the caption prompts, the question prompt and
+    its task-type focus sentences (or the question templates of `question_backend: template`) and the judge prompt
+    (when the judge is on). Read from `tpo_hf.curation.prompts` when called, so an edited text is the one keyed."""
+    from . import prompts
+    from .backends import TEMPLATE_QUESTIONS
+
+    texts = {
+        "caption_prompt_localized": prompts.CAPTION_PROMPTS["localized"],
+        "caption_prompt_comprehensive": prompts.CAPTION_PROMPTS["comprehensive"],
+    }
+    if config.question_backend == TEMPLATE_QUESTIONS:
+        texts["question_templates"] = json.dumps(prompts.TEMPLATE_QUESTIONS, sort_keys=True)
+    else:
+        texts["question_prompt"] = prompts.QUESTION_PROMPT
+        texts["question_task_focus"] = json.dumps(prompts.TASK_TYPES, sort_keys=True)
+    if config.use_judge:
+        texts["judge_prompt"] = prompts.JUDGE_PROMPT
+    return texts
+
+
+def model_prompt_formats(config: CurationConfig, backends: Any = None) -> dict[str, str]:
+    """What each role's model reads around a prompt: the video model's video prompt layout
+    (`VideoPreferenceProcessor.video_prompt_layout`: chat template, timestamps, frame separators; it differs between
+    transformers releases) and the chat template of the question and judge models, as rendered around a placeholder.
+
+    Taken from `backends` when given (`GenerationBackend.prompt_format`; a backend that does not say gives nothing);
+    else, for roles on the `transformers` backend, from the model's processor or tokenizer alone (no weights load).
+    """
+    from .backends import TEMPLATE_QUESTIONS
+
+    roles = [("video", True)]
+    if config.question_backend != TEMPLATE_QUESTIONS:
+        roles.append(("question", False))
+    if config.use_judge:
+        roles.append(("judge", False))
+    formats: dict[str, str] = {}
+    for role, video in roles:
+        if backends is not None:
+            describe = getattr(getattr(backends, role, None), "prompt_format", None)
+            text = describe(video) if callable(describe) else None
+        elif config.role_settings(role)[0] == "transformers":
+            from .transformers_backend import model_prompt_format
+
+            model_id = config.role_settings(role)[1]
+            try:
+                text = model_prompt_format(model_id, video, VideoSettings.of(config))
+            except (OSError, ValueError) as error:
+                raise ValueError(
+                    f"Cannot load the processor of the {role} model {model_id!r} to key the curation shards by the "
+                    f"prompts it reads ({error})."
+                ) from error
+        else:
+            text = None
+        if text is not None:
+            formats["video_prompt_layout" if video else f"{role}_chat_template"] = text
+    return formats
+
+
+def curation_key(config: CurationConfig, prompt_formats: dict[str, str] | None = None) -> dict[str, Any]:
+    """Everything that decides a shard's content besides its own videos (`tpo_hf.fingerprint`'s rule): the settings
+    that change pairs (`CurationConfig.fingerprint_fields`, less the fields that only choose videos), a hash of every
+    prompt and template text (`prompt_texts`) and of the models' prompt formats (`model_prompt_formats`), and the
+    shard format. Stored in the manifest as it is, so a mismatch names what changed."""
+    key = {name: value for name, value in config.fingerprint_fields().items() if name not in VIDEO_SET_FIELDS}
+    key.update(text_hashes({**prompt_texts(config), **(prompt_formats or {})}))
+    key["shard_format"] = SHARD_FORMAT_VERSION
+    return key
+
+
+def shard_is_current(
+    shard: dict[str, Any], items: list[VideoItem], config: CurationConfig, settings: str | None = None
+) -> str | None:
     """`None` when a stored shard may be reused as is, else why it must be recomputed.
 
-    A shard is keyed by the run's fingerprint (manifest) plus its own videos' identities: a video repaired,
-    re-encoded or replaced since is curated again, and so is a video skipped under `on_video_error="skip"` when the
-    run now asks to `"raise"` on such videos.
+    A shard is keyed by the run's key (`settings`: `key_hash(curation_key(...))`) plus its own videos' identities: a
+    video repaired, re-encoded or replaced since is curated again, and so is a video skipped under
+    `on_video_error="skip"` when the run now asks to `"raise"` on such videos.
     """
     if shard.get("version") != SHARD_FORMAT_VERSION:
         return f"written by shard format {shard.get('version')}, this code writes {SHARD_FORMAT_VERSION}"
+    if settings is not None and shard.get("settings") != settings:
+        return "made with other settings or prompts"
     current = shard_inputs(items)
     stored = shard.get("inputs")
     if stored != current:
@@ -53,57 +149,70 @@ def shard_is_current(shard: dict[str, Any], items: list[VideoItem], config: Cura
     return None
 
 
-def config_fingerprint(config: CurationConfig, items: list[VideoItem]) -> str:
-    """A hash of the settings that decide a shard's content, the video list and the shard format."""
-    payload = json.dumps(
-        {
-            "config": config.fingerprint_fields(),
-            "videos": [i.video_id for i in items],
-            "version": SHARD_FORMAT_VERSION,
-        },
-        sort_keys=True,
-        default=str,
-    )
-    return hashlib.sha256(payload.encode()).hexdigest()
-
-
 def work_dir_of(config: CurationConfig) -> Path:
     """Where the shards and the manifest live (`work_dir`, default `output_dir/_curation`)."""
     return Path(config.work_dir or Path(config.output_dir) / "_curation")
 
 
-def shard_path(work_dir: Path, index: int) -> Path:
-    return work_dir / "shards" / f"shard-{index:05d}.json"
+def shard_path(work_dir: Path, items: list[VideoItem]) -> Path:
+    """A shard's file, named by its own videos: adding or removing other videos never renames it."""
+    return work_dir / "shards" / f"shard-{key_hash([i.video_id for i in items])[:16]}.json"
 
 
-def check_manifest(work_dir: Path, fingerprint: str, config: CurationConfig, items: list[VideoItem]) -> None:
-    """Refuses shards of a run with other settings or videos, naming what changed."""
+@dataclass
+class VideoChanges:
+    """How the videos differ from those of the last finished run on the same shards (all empty on a first run)."""
+
+    added: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)  # same id, other file (size, time) or other annotations
+
+    @classmethod
+    def between(cls, previous: dict[str, str] | None, current: dict[str, str]) -> VideoChanges:
+        if previous is None:
+            return cls()
+        return cls(
+            added=sorted(set(current) - set(previous)),
+            removed=sorted(set(previous) - set(current)),
+            changed=sorted(v for v in set(current) & set(previous) if current[v] != previous[v]),
+        )
+
+    def log(self, logger: logging.Logger) -> None:
+        for what, videos in (("added", self.added), ("removed", self.removed), ("changed in place", self.changed)):
+            if videos:
+                action = "their pairs are dropped" if what == "removed" else "curated now"
+                shown = ", ".join(videos[:20]) + (f" and {len(videos) - 20} more" if len(videos) > 20 else "")
+                logger.warning("%d video(s) %s since the last run (%s): %s.", len(videos), what, action, shown)
+
+
+def check_manifest(work_dir: Path, key: dict[str, Any]) -> dict[str, Any] | None:
+    """The manifest of the shards in `work_dir` (`None` when there is none); refuses shards made with other
+    settings or prompts, naming what changed. Videos added or removed are not a change of settings: the run goes on
+    incrementally (`VideoChanges`)."""
     manifest_path = work_dir / MANIFEST_NAME
     if not manifest_path.exists():
-        return
+        return None
     manifest = json.loads(manifest_path.read_text())
-    if manifest.get("fingerprint") == fingerprint:
-        return
-    old = {**manifest.get("config", {}), "videos": [v for shard in manifest.get("shards", []) for v in shard]}
-    new = {**config.fingerprint_fields(), "videos": [i.video_id for i in items]}
-    changed = changed_fields(old, new) or ["shard format"]
-    raise ValueError(
-        f"{work_dir} holds shards of a run with other settings or videos (changed: {', '.join(changed)}); delete "
-        "it, or set another `work_dir`, to start over (settings that only affect mixing and output may change "
-        "freely)."
-    )
+    start_over = "delete it, or set another `work_dir`, to start over"
+    if "key" not in manifest:  # shard format 2 and before: a hash of settings and video list, no prompt texts
+        raise ValueError(
+            f"{work_dir} holds shards written before prompt texts were recorded (an older tpo-hf): whether they "
+            f"were made with today's prompts cannot be told; {start_over}."
+        )
+    changed = changed_fields(manifest["key"], key)
+    if changed:
+        prompts = [name for name in changed if name in PROMPT_KEY_NAMES]
+        what = "prompts" if prompts and len(prompts) == len(changed) else "settings"
+        raise ValueError(
+            f"{work_dir} holds shards made with other {what} (changed: {', '.join(changed)}); {start_over} "
+            "(settings that only affect mixing and output may change freely, and videos may be added or removed)."
+        )
+    return manifest
 
 
-def write_manifest(work_dir: Path, fingerprint: str, config: CurationConfig, shards: list[list[VideoItem]]) -> None:
-    atomic_write_json(
-        work_dir / MANIFEST_NAME,
-        {
-            "fingerprint": fingerprint,
-            "num_shards": len(shards),
-            "shards": [[i.video_id for i in s] for s in shards],
-            "config": config.fingerprint_fields(),
-        },
-    )
+def write_manifest(work_dir: Path, key: dict[str, Any], videos: dict[str, str] | None) -> None:
+    """The run's key, and the videos (id -> identity) of the last finished run, that the next one is compared to."""
+    atomic_write_json(work_dir / MANIFEST_NAME, {"key": key, "fingerprint": key_hash(key), "videos": videos})
 
 
 def remove_leftovers(work_dir: Path, output_dir: Path) -> None:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from ..video_settings import VideoSettings
 from .backends import BackendError, GenerationBackend, GenerationRequest
 
 if TYPE_CHECKING:
@@ -32,7 +33,8 @@ class TransformersBackend(GenerationBackend):
         do_sample, temperature: decoding settings (greedy by default); with sampling, each batch is seeded from
             the `seed` passed to `generate`, so results do not depend on global RNG state.
         dtype, device: where and how to load the model.
-        max_pixels: per-frame pixel budget for the video processor.
+        video_settings: the video processor's settings (`VideoSettings`; its per-frame pixel budget is what
+            matters here: the curation run decodes the frames of each view itself).
     """
 
     def __init__(
@@ -43,7 +45,7 @@ class TransformersBackend(GenerationBackend):
         temperature: float = 1.0,
         dtype: str = "auto",
         device: str | None = None,
-        max_pixels: int | None = None,
+        video_settings: VideoSettings | None = None,
         model: Any = None,
         processor: Any = None,
     ):
@@ -52,7 +54,7 @@ class TransformersBackend(GenerationBackend):
         self.do_sample = do_sample
         self.temperature = temperature
         if model is None:
-            model, processor = _load(model_name_or_path, dtype, device, max_pixels)
+            model, processor = _load(model_name_or_path, dtype, device, video_settings or VideoSettings())
         self.model = model.eval()
         self.processor = processor  # a VideoPreferenceProcessor (video-LMM) or a tokenizer (text LLM)
         self.is_video = hasattr(processor, "generation_inputs")
@@ -71,7 +73,7 @@ class TransformersBackend(GenerationBackend):
             temperature=config.temperature,
             dtype=config.dtype,
             device=config.device or device,
-            max_pixels=config.max_pixels,
+            video_settings=VideoSettings.of(config),
         )
 
     @classmethod
@@ -119,6 +121,10 @@ class TransformersBackend(GenerationBackend):
         new_tokens = output[:, inputs["input_ids"].shape[1] :]
         return self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
 
+    def prompt_format(self, video: bool) -> str | None:
+        """What the model reads around a prompt (`_prompt_format`), part of the curation shards' key."""
+        return _prompt_format(self.processor, video)
+
     def generate(self, requests: list[GenerationRequest], max_new_tokens: int, seed: int = 0) -> list[str]:
         """Replies in request order. Requests are grouped by frame count (some families cannot batch mixed counts)
         and the groups are cut into batches of `batch_size`."""
@@ -151,7 +157,7 @@ class TransformersBackend(GenerationBackend):
         return replies  # type: ignore[return-value]
 
 
-def _load(model_name_or_path: str, dtype: str, device: str | None, max_pixels: int | None) -> tuple[Any, Any]:
+def _load(model_name_or_path: str, dtype: str, device: str | None, settings: VideoSettings) -> tuple[Any, Any]:
     """A video-LMM of a registered family with its `VideoPreferenceProcessor`, else a causal LM and its tokenizer."""
     from transformers import AutoConfig
 
@@ -165,4 +171,39 @@ def _load(model_name_or_path: str, dtype: str, device: str | None, max_pixels: i
 
         model = AutoModelForCausalLM.from_pretrained(model_name_or_path, dtype=resolve_dtype(dtype))
         return model.to(device or "cpu"), AutoTokenizer.from_pretrained(model_name_or_path)
-    return load_video_model(model_name_or_path, dtype=dtype, device=device or "cpu", max_pixels=max_pixels)
+    return load_video_model(model_name_or_path, dtype=dtype, device=device or "cpu", **settings.to_dict())
+
+
+# the text a prompt is rendered around in `prompt_format`: a placeholder, so that only the template shows
+_PROMPT_PLACEHOLDER = "{prompt}"
+
+
+def _prompt_format(processor: Any, video: bool) -> str | None:
+    """With `video`, the video prompt layout of a `VideoPreferenceProcessor` (`video_prompt_layout`); else the text
+    a text prompt is wrapped in (its chat template rendered as `_generate_text` renders it, around a placeholder).
+    `None` for a video prompt to a model that takes no video."""
+    is_video = hasattr(processor, "generation_inputs")
+    if video:
+        return processor.video_prompt_layout() if is_video else None
+    if is_video:
+        message = [{"role": "user", "content": [{"type": "text", "text": _PROMPT_PLACEHOLDER}]}]
+        return processor.processor.apply_chat_template(message, add_generation_prompt=True, tokenize=False)
+    if getattr(processor, "chat_template", None) is None:  # no template: generation refuses it anyway
+        return None
+    message = [{"role": "user", "content": _PROMPT_PLACEHOLDER}]
+    return processor.apply_chat_template(message, add_generation_prompt=True, tokenize=False)
+
+
+def model_prompt_format(model_name_or_path: str, video: bool, settings: VideoSettings) -> str | None:
+    """`TransformersBackend.prompt_format` of a model without loading its weights: from its processor (a video-LMM of
+    a registered family, loaded as `_load` loads it) or its tokenizer."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    from ..families import get_family
+    from ..processing import VideoPreferenceProcessor
+
+    try:
+        get_family(AutoConfig.from_pretrained(model_name_or_path))
+    except ValueError:  # a text LLM
+        return _prompt_format(AutoTokenizer.from_pretrained(model_name_or_path), video)
+    return _prompt_format(VideoPreferenceProcessor.from_pretrained(model_name_or_path, **settings.to_dict()), video)
