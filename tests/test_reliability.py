@@ -21,7 +21,7 @@ import torch
 from datasets import Dataset, load_from_disk
 from peft import LoraConfig
 
-from tests.conftest import preference_rows
+from tests.conftest import ALL_FAMILIES, preference_rows
 from tpo_hf import TPOTrainer, VideoPreferenceCollator, VideoPreferenceProcessor
 from tpo_hf.curation import Backends, CurationConfig, GenerationBackend, run_curation
 from tpo_hf.curation.run import NoPairsError
@@ -122,9 +122,13 @@ def test_every_pair_too_long_fails_instead_of_saving_an_untrained_model(video_di
     from tpo_hf.trainer import NoTrainingDataError
 
     model, processor = build_tiny_model(FAMILY)
+    # A collator TPOTrainer cannot count rows for before training (here a plain function): the check after the
+    # steps is the backstop (test_rows_too_long_are_refused_before_the_first_step: the counted case)
+    collator = VideoPreferenceCollator(VideoPreferenceProcessor(processor, num_frames=4, video_root=video_dir), 16)
     trainer = TPOTrainer(
         model,
         args=make_args(tmp_path, video_dir, max_length=16, max_steps=2),
+        data_collator=lambda rows: collator(rows),
         train_dataset=Dataset.from_list(preference_rows(repeat=1)),
         processing_class=processor,
         peft_config=lora(),
@@ -687,3 +691,508 @@ def test_http_backend_does_not_claim_retries_it_did_not_make(monkeypatch):
     finally:
         server.shutdown()
     assert len(calls) == 1
+
+
+# --- issue #30 round 2: refused before wasted work, bad rows named, fewer frames than asked -------------------------
+def test_rows_too_long_are_refused_before_the_first_step(video_dir, tmp_path):
+    from tpo_hf.collator import TooLongError
+    from tpo_hf.trainer import NoTrainingDataError
+
+    model, processor = build_tiny_model(FAMILY)
+    dataset = Dataset.from_list(preference_rows(repeat=1))
+    # None fits: refused when the trainer is built, before any step, naming the setting, the rows and the lengths
+    with pytest.raises(NoTrainingDataError, match="max_length=16") as error:
+        TPOTrainer(
+            model,
+            args=make_args(tmp_path, video_dir, max_length=16),
+            train_dataset=dataset,
+            processing_class=processor,
+            peft_config=lora(),
+        )
+    message = str(error.value)
+    assert "2 of the 2 rows of the train dataset" in message and "shortest" in message and "longest" in message
+    assert "Raise max_length (to at least" in message and "num_frames" in message
+    # too_long_policy="error": the first row over is named, before training
+    model, processor = build_tiny_model(FAMILY)
+    with pytest.raises(TooLongError, match=r"train row 0 \(video 'red_blue.mp4'\).*over max_length=16"):
+        TPOTrainer(
+            model,
+            args=make_args(tmp_path, video_dir, max_length=16, too_long_policy="error"),
+            train_dataset=dataset,
+            processing_class=processor,
+            peft_config=lora(),
+        )
+
+
+def test_rows_too_long_are_counted_before_training_and_an_answer_over_max_length_named(video_dir, tmp_path, caplog):
+    from tpo_hf.collator import TooLongError
+
+    rows = preference_rows(repeat=1)
+    rows[1]["chosen"] = "a long answer " * 60
+    probe = VideoPreferenceProcessor(build_tiny_model(FAMILY)[1], num_frames=4, video_root=video_dir)
+    prompt_len = len(probe.encode_pair(rows[0]["prompt"], rows[0]["video"], "x", "y").prompt_ids)
+    model, processor = build_tiny_model(FAMILY)
+    with caplog.at_level(logging.WARNING, logger="tpo_hf.dataset_checks"):
+        trainer = TPOTrainer(
+            model,
+            args=make_args(tmp_path, video_dir, max_length=prompt_len + 40),
+            train_dataset=Dataset.from_list(rows),
+            processing_class=processor,
+            peft_config=lora(),
+        )
+    assert trainer.state.global_step == 0
+    assert "1 of the 2 rows of the train dataset are longer than max_length" in caplog.text
+    assert "will drop them (rows 1)" in caplog.text
+    # an answer that alone is longer than max_length is said so, with its field
+    model, processor = build_tiny_model(FAMILY)
+    with pytest.raises(TooLongError, match=r"train row 1 .*The answer alone \(field 'chosen'\) is \d+ tokens"):
+        TPOTrainer(
+            model,
+            args=make_args(tmp_path, video_dir, max_length=prompt_len + 40, too_long_policy="error"),
+            train_dataset=Dataset.from_list(rows),
+            processing_class=processor,
+            peft_config=lora(),
+        )
+
+
+@pytest.mark.parametrize("family", ALL_FAMILIES)
+@pytest.mark.parametrize("settings", [dict(num_frames=5), dict(num_frames=None, video_fps=2.0), dict(num_frames=90)])
+def test_lengths_counted_before_training_are_the_collators(family, settings, video_dir, tmp_path):
+    """The length pass counts each row's tokens without decoding its frames, and gets what the collator encodes
+    (exactly; for a family whose video tokens depend on the pixels, bounds holding it)."""
+    from tpo_hf.dataset_checks import PairLengthCounter
+
+    odd = tmp_path / "odd.mp4"  # another size and rate than the fixture clips
+    write_synthetic_video(odd, [Scene(3, "red"), Scene(2.5, "blue", "circle", "left")], fps=6, height=96, width=176)
+    processor = VideoPreferenceProcessor(build_tiny_model(family)[1], video_root=video_dir, **settings)
+    collator = VideoPreferenceCollator(processor)
+    counter = PairLengthCounter(processor, collator.video_view())
+    rows = preference_rows(repeat=1) + preference_rows(conversational=True, repeat=1)
+    rows.append(dict(rows[0], video=str(odd)))
+    for index, row in enumerate(rows):
+        counted = counter.lengths(row, index)
+        pair = collator._encode(row, index)
+        assert (counted.chosen, counted.rejected) == (len(pair.chosen_ids), len(pair.rejected_ids))
+        assert counted.prompt <= len(pair.prompt_ids) <= counted.prompt_max, (index, counted)
+        if counted.prompt != counted.prompt_max:  # pixels count: between the bounds, the row's frames are decoded
+            between = counter.lengths(row, index, max_length=counted.longest)
+            assert between.prompt == between.prompt_max == len(pair.prompt_ids)
+        else:
+            assert counted.prompt == len(pair.prompt_ids)
+
+
+@pytest.mark.parametrize(
+    "family, field, token",
+    [
+        ("qwen2_vl", "prompt", "<|video_pad|>"),
+        ("qwen2_vl", "chosen", "<|vision_start|>"),
+        ("llava_onevision", "rejected", "<video>"),
+        ("llava_onevision", "prompt", "<image>"),
+    ],
+)
+def test_placeholder_tokens_in_text_are_named_by_row_and_field(video_dir, tmp_path, family, field, token):
+    rows = preference_rows(repeat=1)
+    rows[1][field] = f"Look at {token} here: {rows[1][field]}"
+    model, processor = build_tiny_model(family)
+    pattern = rf"row 1, field '{field}'.*placeholder token.*{token.replace('|', '.')}"
+    # before training, from the whole dataset (not "Found total 2 <|video_pad|> tokens and 1 videos" mid-run)
+    with pytest.raises(ValueError, match="train " + pattern):
+        TPOTrainer(
+            model,
+            args=make_args(tmp_path, video_dir),
+            train_dataset=Dataset.from_list(rows),
+            processing_class=processor,
+            peft_config=lora(),
+        )
+    # and by the collator, for rows that did not go through the trainer's checks
+    video_processor = VideoPreferenceProcessor(processor, num_frames=2, video_root=video_dir)
+    with pytest.raises(ValueError, match=pattern):
+        VideoPreferenceCollator(video_processor)(rows)
+
+
+@pytest.mark.parametrize("field", ["prompt", "chosen", "rejected"])
+def test_text_that_is_not_utf8_is_named_by_row_and_field(video_dir, field):
+    from tpo_hf.validation import RowError
+
+    processor = VideoPreferenceProcessor(build_tiny_model(FAMILY)[1], num_frames=2, video_root=video_dir)
+    rows = preference_rows(repeat=1)
+    rows[1][field] = "A cut emoji \ud83d, then more."
+    with pytest.raises(
+        RowError, match=rf"row 1, field '{field}': the text is not valid UTF-8.*'\\ud83d' at character 12"
+    ):
+        VideoPreferenceCollator(processor)(rows)
+    conversational = preference_rows(conversational=True, repeat=1)
+    conversational[0][field] = [{"role": "user" if field == "prompt" else "assistant", "content": "bad \udc80"}]
+    with pytest.raises(RowError, match=rf"row 0, field '{field}': the text is not valid UTF-8"):
+        VideoPreferenceCollator(processor)(conversational)
+
+
+def test_a_video_shorter_than_num_frames_is_not_repeated_except_where_a_fixed_count_is_needed(tmp_path, caplog):
+    short = tmp_path / "short.mp4"
+    write_synthetic_video(short, [Scene(2, "red")], fps=4)  # 8 frames
+    rows = [dict(preference_rows(repeat=1)[0], video=str(short))]
+    with caplog.at_level(logging.WARNING, logger="tpo_hf.video"):
+        # a family that batches any frame count: each frame once, not 20 frames of which 8 distinct
+        pair = VideoPreferenceCollator(VideoPreferenceProcessor(build_tiny_model(FAMILY)[1], num_frames=20))._encode(
+            rows[0], 0
+        )
+        assert pair.frames_indices == list(range(8))
+        # a family that cannot batch different frame counts: repeated up to num_frames, so batches stay batchable
+        collator = VideoPreferenceCollator(
+            VideoPreferenceProcessor(build_tiny_model("llava_onevision")[1], num_frames=20)
+        )
+        batch = collator(rows * 2)
+        assert batch["pair_pixel_values_videos"].shape[:2] == (2, 20)
+    warned = [record.getMessage() for record in caplog.records if str(short) in record.getMessage()]
+    assert len(warned) == 1, warned  # once per video per process
+    assert "has 8 frame(s), fewer than the 20 asked (num_frames=20)" in warned[0]
+
+
+# --- one writer per output folder ---------------------------------------------------------------------------------------
+REPO_ROOT = Path(__file__).resolve().parents[1]
+HOLD_LOCK = """
+import sys, time
+from tpo_hf.locks import output_dir_lock
+with output_dir_lock(sys.argv[1], "curate"):
+    print("held", flush=True)
+    time.sleep(600)
+"""
+
+
+def hold_output_dir(folder):
+    """A real second process holding `folder` (as a running `tpo-hf curate` would), once it says so."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    env.pop("RANK", None)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, str(folder)], cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, text=True
+    )
+    assert holder.stdout.readline().strip() == "held"
+    return holder
+
+
+def test_a_second_run_on_an_output_folder_in_use_is_refused_naming_the_holder(video_dir, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from tpo_hf.eval.config import EvalConfig
+    from tpo_hf.eval.run import evaluate
+    from tpo_hf.locks import OutputDirLockedError
+
+    folder = tmp_path / "out"
+    holder = hold_output_dir(folder)
+    try:
+        named = rf"in use by another run: pid {holder.pid} on host {socket.gethostname()} \(`.*`, curate\) since "
+        with pytest.raises(OutputDirLockedError, match=named):
+            run_curation(curation_config(video_dir, folder), Backends(FrameBackend(), None, None))
+        model, processor = build_tiny_model(FAMILY)
+        trainer = TPOTrainer(
+            model,
+            args=make_args(tmp_path, video_dir),  # output_dir: tmp_path / "out"
+            train_dataset=Dataset.from_list(preference_rows(repeat=1)),
+            processing_class=processor,
+            peft_config=lora(),
+        )
+        with pytest.raises(OutputDirLockedError, match=named):
+            trainer.train()
+        assert trainer.state.global_step == 0
+        with pytest.raises(OutputDirLockedError, match=named):
+            evaluate(EvalConfig(model_name_or_path="not/loaded", benchmark="videomme", output_dir=str(folder)))
+
+        # the command: one line naming the holder, no traceback, status 1
+        command = [sys.executable, "-m", "tpo_hf.commands.curate", "--video_dir", str(video_dir)]
+        command += ["--video_model", "frames", "--output_dir", str(folder)]
+        env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "HF_HUB_OFFLINE": "1"}
+        refused = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
+        assert refused.returncode == 1
+        assert "Traceback" not in refused.stderr
+        last = refused.stderr.strip().splitlines()[-1]
+        assert last.startswith(f"tpo-hf curate: output folder {folder} is in use by another run: pid {holder.pid} ")
+        assert f"(`{Path(sys.executable).name} -c 'import sys, time from tpo_hf.locks" in last  # its command
+        assert f"delete {folder / '.tpo-hf.lock'}" in last
+        assert holder.poll() is None and json.loads((folder / ".tpo-hf.lock").read_text())["pid"] == holder.pid
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_a_lock_left_by_a_killed_run_is_taken_over(video_dir, tmp_path, caplog):
+    import signal
+
+    folder = tmp_path / "out"
+    holder = hold_output_dir(folder)
+    holder.send_signal(signal.SIGKILL)
+    holder.wait()
+    assert json.loads((folder / ".tpo-hf.lock").read_text())["pid"] == holder.pid  # the killed run left its file
+    with caplog.at_level(logging.WARNING, logger="tpo_hf.locks"):
+        result = run_curation(curation_config(video_dir, folder), Backends(FrameBackend(), None, None))
+    assert len(result.dataset) > 0
+    assert f"Taking over the lock on {folder} left by pid {holder.pid} " in caplog.text
+    assert not (folder / ".tpo-hf.lock").exists()  # released at the end of the run
+
+
+def test_the_lock_file_decides_by_pid_on_this_host_and_by_flock_elsewhere(tmp_path, monkeypatch):
+    """What a lock file whose flock is free means: its holder is gone, unless the pid it names still runs on this host
+    (a file system where flock does nothing); a holder on another host is gone once its flock is free."""
+    import os
+    import subprocess
+    import sys
+
+    from tpo_hf.locks import LOCK_NAME, OutputDirLockedError, output_dir_lock
+
+    folder = tmp_path / "out"
+    folder.mkdir()
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    try:
+        for holder, refused in (
+            ({"pid": live.pid, "host": socket.gethostname()}, True),
+            ({"pid": dead.pid, "host": socket.gethostname()}, False),
+            ({"pid": live.pid, "host": "another-host"}, False),
+        ):
+            (folder / LOCK_NAME).write_text(json.dumps({**holder, "command": "tpo-hf train", "what": "train"}))
+            if refused:
+                with pytest.raises(OutputDirLockedError, match=f"pid {live.pid} on host {socket.gethostname()}"):
+                    with output_dir_lock(folder, "eval"):
+                        pass
+            else:
+                with output_dir_lock(folder, "eval") as path:
+                    assert json.loads(path.read_text())["pid"] == os.getpid()
+                    with output_dir_lock(folder, "eval"):  # the same process again (the CLI around the job): fine
+                        pass
+                    assert path.exists()
+                    # the other ranks of a launch take no lock: they are one writer with their main process
+                    monkeypatch.setenv("RANK", "1")
+                    with output_dir_lock(folder, "eval") as other_rank:
+                        assert other_rank is None
+                    monkeypatch.delenv("RANK")
+                assert not (folder / LOCK_NAME).exists()
+    finally:
+        live.kill()
+        live.wait()
+
+
+# --- caches keyed by prompt texts; incremental curation (issue #30) ------------------------------------------------------
+class CountingBackend(FrameBackend):
+    """`FrameBackend` that also answers text prompts as a judge that passes every pair, and records the video of every
+    request it gets (`calls`), and optionally says what its model reads around a prompt (`prompt_format`)."""
+
+    def __init__(self, layout: str | None = None):
+        self.calls: list[str] = []
+        self.layout = layout
+
+    def generate(self, requests, max_new_tokens, seed=0):
+        self.calls += [request.candidate.video_id for request in requests]
+        replies = super().generate(requests, max_new_tokens, seed)
+        return ["1. Yes\n2. No\n3. Yes" if r.video is None else reply for r, reply in zip(requests, replies)]
+
+    def prompt_format(self, video):
+        return self.layout if video else None
+
+
+def test_edited_prompts_and_templates_are_not_served_from_old_shards(tmp_path, monkeypatch):
+    """Curate with the judge on, edit the judge prompt, run again into the same folder: the run refuses, naming
+    `judge_prompt`, instead of returning the old verdicts (0 judge calls). The same for the question templates, the
+    caption prompts and the video model's prompt layout; a text the run does not use (the judge's, judge off)
+    changes nothing."""
+    from tpo_hf.curation import prompts
+
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    write_synthetic_video(folder / "a.mp4", [Scene(2, "red", "square", "right"), Scene(2, "blue", "circle")], fps=8)
+    config = curation_config(folder, tmp_path / "out", use_judge=True)
+    judge = CountingBackend()
+    first = run_curation(config, Backends(FrameBackend(), None, judge))
+    assert judge.calls and len(first.dataset) > 0
+
+    monkeypatch.setattr(
+        prompts, "JUDGE_PROMPT", prompts.JUDGE_PROMPT.replace("three checks", "3 checks") + " Be strict."
+    )
+    judge.calls.clear()
+    with pytest.raises(ValueError, match=r"other prompts \(changed: judge_prompt\)"):
+        run_curation(config, Backends(FrameBackend(), None, judge))
+    assert judge.calls == []
+    # a folder of its own curates with the edited prompt, and its card shows the prompt it used
+    edited = run_curation(
+        curation_config(folder, tmp_path / "edited", use_judge=True), Backends(FrameBackend(), None, judge)
+    )
+    assert judge.calls and "Be strict." in (tmp_path / "edited" / "README.md").read_text()
+    monkeypatch.undo()
+
+    monkeypatch.setitem(
+        prompts.TEMPLATE_QUESTIONS, "temporal", ["What happens from {start:.1f} s to {end:.1f} s?", "Order?"]
+    )
+    with pytest.raises(ValueError, match=r"changed: question_templates\)"):
+        run_curation(config, Backends(FrameBackend(), None, judge))
+    monkeypatch.undo()
+    monkeypatch.setitem(prompts.CAPTION_PROMPTS, "localized", "Describe this clip.")
+    with pytest.raises(ValueError, match=r"changed: caption_prompt_localized\)"):
+        run_curation(config, Backends(FrameBackend(), None, judge))
+    monkeypatch.undo()
+    # the video model's prompt layout (another transformers release, another chat template)
+    with pytest.raises(ValueError, match=r"changed: video_prompt_layout\)"):
+        run_curation(config, Backends(CountingBackend(layout="<video>* {prompt}"), None, judge))
+    assert run_curation(config, Backends(FrameBackend(), None, judge)).dataset.to_list() == first.dataset.to_list()
+
+    # without the judge, its prompt is not part of the key
+    plain = curation_config(folder, tmp_path / "plain")
+    run_curation(plain, Backends(FrameBackend(), None, None))
+    monkeypatch.setattr(prompts, "JUDGE_PROMPT", "Another judge prompt.")
+    assert len(run_curation(plain, Backends(FrameBackend(), None, None)).dataset) > 0
+    assert len(edited.dataset) > 0
+
+
+def test_shards_written_before_prompt_texts_were_recorded_are_refused_by_name(tmp_path):
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    write_synthetic_video(folder / "a.mp4", [Scene(2, "red", "square", "right"), Scene(2, "blue", "circle")], fps=8)
+    work = tmp_path / "out" / "_curation"
+    work.mkdir(parents=True)
+    config = curation_config(folder, tmp_path / "out")
+    # a manifest as tpo-hf wrote it before (shard format 2): a hash, the settings and the shards' video lists
+    old = {"fingerprint": "0" * 64, "num_shards": 1, "shards": [["a.mp4"]], "config": config.fingerprint_fields()}
+    (work / "manifest.json").write_text(json.dumps(old))
+    with pytest.raises(ValueError, match="written before prompt texts were recorded"):
+        run_curation(config, Backends(FrameBackend(), None, None))
+
+
+def test_the_models_prompt_formats_are_keyed_from_their_processors(tiny_model_dirs, tmp_path):
+    """Without loaded backends (the command), the key holds the video model's video prompt layout and the text
+    roles' chat templates, read from the processor alone; editing the chat template changes both, by name."""
+    from tpo_hf.curation.storage import curation_key, model_prompt_formats
+    from tpo_hf.curation.transformers_backend import TransformersBackend
+    from tpo_hf.fingerprint import changed_fields
+    from tpo_hf.processing import VideoPreferenceProcessor
+
+    model_dir = tmp_path / "model"
+    shutil.copytree(tiny_model_dirs(FAMILY), model_dir)
+    config = curation_config(
+        tmp_path, tmp_path / "out", video_model=str(model_dir), question_backend="transformers", use_judge=True
+    )
+    formats = model_prompt_formats(config)
+    assert sorted(formats) == ["judge_chat_template", "question_chat_template", "video_prompt_layout"]
+    processor = VideoPreferenceProcessor.from_pretrained(model_dir)
+    assert formats["video_prompt_layout"] == processor.video_prompt_layout()
+    assert "{prompt}" in formats["question_chat_template"]
+    model, _ = build_tiny_model(FAMILY)
+    loaded = TransformersBackend.from_model(model, processor)
+    assert model_prompt_formats(config, Backends(loaded, loaded, loaded)) == formats
+
+    template = model_dir / "chat_template.jinja"
+    template.write_text("{{ 'You are a careful video assistant.\n' }}" + template.read_text())
+    changed = changed_fields(curation_key(config, formats), curation_key(config, model_prompt_formats(config)))
+    assert changed == ["judge_chat_template", "question_chat_template", "video_prompt_layout"]
+
+
+def test_shards_depend_on_their_own_videos_only():
+    """Adding a video regroups its own shard (and rarely the next): every other shard keeps its videos, so its file
+    (named by its videos) is reused; with one video per shard nothing else moves at all."""
+    from tpo_hf.curation.inputs import VideoItem, make_shards
+
+    ids = [f"clip_{i:03d}.mp4" for i in range(0, 200, 2)]
+    for per_shard in (1, 4, 8):
+        before = make_shards([VideoItem(i, i) for i in ids], per_shard)
+        assert all(1 <= len(shard) <= per_shard for shard in before)
+        for new in ("clip_000a.mp4", "clip_101.mp4", "clip_199.mp4"):
+            after = make_shards([VideoItem(i, i) for i in sorted([*ids, new])], per_shard)
+            old = {tuple(v.video_id for v in shard) for shard in before}
+            now = {tuple(v.video_id for v in shard) for shard in after}
+            assert len(old - now) <= (0 if per_shard == 1 else 2), (per_shard, new, old - now)
+
+
+def test_incremental_curation_adds_and_removes_videos_and_reuses_every_finished_shard(tmp_path, caplog):
+    """A rerun after videos were added curates only those; removed videos have their pairs (and copies) dropped; a
+    video changed in place is curated again; each is named in the log and counted in the report, the summary and the
+    card. The result is the dataset a fresh run on the new folder makes. Settings still refuse by name."""
+    from huggingface_hub import DatasetCard
+
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    colours = {"a.mp4": "red", "b.mp4": "green", "c.mp4": "blue", "d.mp4": "purple"}
+
+    def write(name, direction="right"):
+        write_synthetic_video(
+            folder / name, [Scene(2, colours[name], "square", direction), Scene(2, "white", "circle")], fps=8
+        )
+
+    for name in ("a.mp4", "b.mp4", "c.mp4"):
+        write(name)
+    output = tmp_path / "out"
+
+    def curate(out=output, **overrides):
+        backend = CountingBackend()
+        result = run_curation(curation_config(folder, out, **overrides), Backends(backend, None, None))
+        return result, sorted(set(backend.calls))
+
+    first, called = curate()
+    assert called == ["a.mp4", "b.mp4", "c.mp4"] and first.report["videos"]["added"] == []
+
+    write("d.mp4")
+    with caplog.at_level(logging.WARNING, logger="tpo_hf.curation"):
+        grown, called = curate()
+    assert called == ["d.mp4"]  # only the new video
+    assert "1 video(s) added since the last run (curated now): d.mp4." in caplog.text
+    assert grown.report["videos"]["added"] == ["d.mp4"] and grown.report["videos"]["total"] == 4
+    assert "videos/d.mp4" in set(grown.dataset["video"])
+    fresh, _ = curate(tmp_path / "fresh")
+    assert grown.dataset.to_list() == fresh.dataset.to_list()
+    card = DatasetCard.load(output / "README.md").text
+    assert "1 video(s) added and curated" in card
+
+    (folder / "a.mp4").unlink()
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="tpo_hf.curation"):
+        shrunk, called = curate()
+    assert called == []  # nothing to curate
+    assert "1 video(s) removed since the last run (their pairs are dropped): a.mp4." in caplog.text
+    assert shrunk.report["videos"]["removed"] == ["a.mp4"] and "videos/a.mp4" not in set(shrunk.dataset["video"])
+    assert not (output / "videos" / "a.mp4").exists()
+    assert (
+        "0 video(s) added and curated,\n1 removed (their pairs dropped)" in DatasetCard.load(output / "README.md").text
+    )
+
+    write("b.mp4", direction="left")  # the same name, another file
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="tpo_hf.curation"):
+        changed, called = curate()
+    assert called == ["b.mp4"]
+    assert "1 video(s) changed in place since the last run (curated now): b.mp4." in caplog.text
+    assert changed.report["videos"]["changed"] == ["b.mp4"]
+
+    again, called = curate()  # nothing changed since: nothing curated, nothing reported
+    assert called == [] and again.report["videos"]["added"] == again.report["videos"]["removed"] == []
+    assert again.dataset.to_list() == changed.dataset.to_list()
+    fewer, called = curate(max_videos=2)  # choosing fewer videos is a change of the video set, not of settings
+    assert called == [] and fewer.report["videos"]["removed"] == ["d.mp4"]
+    with pytest.raises(ValueError, match=r"other settings \(changed: seed\)"):
+        curate(seed=7)
+
+
+def test_reference_log_probs_are_keyed_by_the_video_prompt_layout(video_dir, tmp_path):
+    """Another transformers release writes Qwen3-VL's video prompt differently (`VideoFamily.video_placeholders`):
+    precomputed reference log-probs of the other layout are not reused."""
+    from tpo_hf.fingerprint import changed_fields
+
+    model, processor = build_tiny_model("qwen3_vl")
+    dataset = Dataset.from_list(preference_rows(repeat=1))
+    trainer = TPOTrainer(
+        model,
+        args=make_args(tmp_path, video_dir),
+        train_dataset=dataset,
+        processing_class=processor,
+        peft_config=lora(),
+    )
+    trainer._tpo_reference_hash = "the reference weights"  # TRL's part of the key, set when log-probs are computed
+    key = trainer.ref_logps_key(trainer.train_dataset)
+    layouts = {}
+    for index in (0, 1, 2):
+        trainer.video_processor.video_placeholder_index = index
+        layouts[index] = trainer.video_processor.video_prompt_layout()
+        if layouts[index] != layouts[0]:  # the layout of another release
+            assert changed_fields(key, trainer.ref_logps_key(trainer.train_dataset)) == ["video_prompt_layout"]
+    assert len(set(layouts.values())) > 1

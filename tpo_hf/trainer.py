@@ -42,7 +42,7 @@ from .collator import (
     VideoPreferenceCollator,
 )
 from .config import TPOConfig
-from .dataset_checks import NoTrainingDataError, check_columns, check_rows
+from .dataset_checks import NoTrainingDataError, check_columns, check_lengths, check_rows
 from .distributed import (
     check_fsdp2_versions,
     configure_fsdp_wrap,
@@ -53,6 +53,7 @@ from .distributed import (
 )
 from .families import VideoFamily, get_family
 from .fingerprint import file_identity, key_hash
+from .locks import output_dir_lock
 from .model_setup import configure_prefix_sharing, configure_vision, fit_peft_config, fit_quantization_config
 from .moe import install_router_aux_loss
 from .paper import TPO_CITATION, TPO_PAPER_ID, TPO_PAPER_TITLE, TPO_TAG
@@ -64,12 +65,15 @@ from .prefix_sharing import (
     row_position_ids,
 )
 from .processing import VideoPreferenceProcessor
+from .validation import placeholder_tokens
+from .video_settings import VideoSettings
 
 logger = logging.getLogger(__name__)
 
 
-# Bumped when the reference log-probs a precompute writes change meaning (part of their cache key).
-REF_LOGPS_FORMAT_VERSION = 1
+# Bumped when the reference log-probs a precompute writes change meaning (part of their cache key). 2: a video with
+# fewer frames than num_frames gives each frame once (no repeats) outside fixed-frame-count families.
+REF_LOGPS_FORMAT_VERSION = 2
 
 
 def _unwrap_peft(model: Any) -> Any:
@@ -146,6 +150,14 @@ class TPOTrainer(DPOTrainer):
 
         if isinstance(processing_class, VideoPreferenceProcessor):
             self.video_processor = processing_class
+            asked = VideoSettings.of(args).fitted(processing_class.processor, processing_class.family)
+            if asked != processing_class.settings:
+                logger.warning(
+                    "TPOTrainer: the processing_class samples videos with %s, the training arguments ask for %s; "
+                    "training (and the model card) use the processor's settings.",
+                    processing_class.settings,
+                    asked,
+                )
         elif processing_class is None:
             # from the model's folder, so a video prompt layout recorded there is written again
             model_id = model if isinstance(model, str) else config._name_or_path
@@ -156,7 +168,11 @@ class TPOTrainer(DPOTrainer):
             self.video_processor = VideoPreferenceProcessor(
                 processing_class, family=self.family, **args.video_settings()
             )
-        if self.family.needs_fixed_frame_count and args.num_frames is None and args.per_device_train_batch_size > 1:
+        if (
+            self.family.needs_fixed_frame_count
+            and self.video_processor.num_frames is None
+            and args.per_device_train_batch_size > 1
+        ):
             raise ValueError(
                 f"{self.family.name} cannot batch videos with different frame counts: set `num_frames` "
                 "(not only `video_fps`) or use per_device_train_batch_size=1."
@@ -188,6 +204,8 @@ class TPOTrainer(DPOTrainer):
                 too_long_policy=args.too_long_policy,
                 share_video_encoding=args.share_video_encoding,
             )
+        # the collator whose max_length the rows are counted against before training (`_prepare_dataset`)
+        self._length_collator = data_collator if isinstance(data_collator, VideoPreferenceCollator) else None
         if eval_dataset is not None:
             for name, dataset in eval_dataset.items() if isinstance(eval_dataset, dict) else [("eval", eval_dataset)]:
                 check_columns(dataset, name)
@@ -215,8 +233,12 @@ class TPOTrainer(DPOTrainer):
 
     # --- data (checks in tpo_hf.dataset_checks) ---------------------------------------------------------------------
     def _prepare_dataset(self, dataset: Any, processing_class: Any, args: Any, dataset_name: str) -> Any:
-        # Videos are decoded and tokenized on the fly in the collator: the rows are only checked and indexed here
-        dataset, dropped = check_rows(dataset, dataset_name, args.loss_type)
+        # Videos are decoded and tokenized on the fly in the collator: the rows are only checked and indexed here, and
+        # those too long for max_length counted (or refused) from token counts
+        placeholders = placeholder_tokens(self.video_processor.processor)
+        dataset, dropped = check_rows(dataset, dataset_name, args.loss_type, placeholders)
+        if self._length_collator is not None:
+            check_lengths(dataset, dataset_name, self._length_collator)
         if dataset_name == "train":
             self.degenerate_dropped.update(dropped)
         return dataset
@@ -356,7 +378,12 @@ class TPOTrainer(DPOTrainer):
 
         Raises:
             NoTrainingDataError: optimizer steps ran but every pair of them was dropped; nothing is saved.
+            OutputDirLockedError: another run is writing `output_dir` (`tpo_hf.locks`).
         """
+        with output_dir_lock(self.args.output_dir, "train"):
+            return self._train_locked(resume_from_checkpoint, **kwargs)
+
+    def _train_locked(self, resume_from_checkpoint: str | bool | None, **kwargs: Any):
         resume_from_checkpoint = resolve_checkpoint(
             resume_from_checkpoint, self.args.output_dir, self.args.should_save
         )
@@ -402,7 +429,7 @@ class TPOTrainer(DPOTrainer):
     def ref_logps_key(self, dataset: Any) -> dict[str, Any]:
         """What the precomputed reference log-probs of `dataset` depend on beyond its rows and the reference weights
         (TRL's own key): the video files (size + time), the frame and pixel settings, length handling, the chat
-        template and the format. Any change recomputes them instead of reusing another run's values."""
+        template, the video prompt layout and the format. Any change recomputes them instead of reusing another run's values."""
         videos = sorted(set(dataset["video"])) if "video" in (dataset.column_names or []) else []
         processor = self.video_processor
         return {
@@ -412,6 +439,8 @@ class TPOTrainer(DPOTrainer):
             "max_length": self.args.max_length,
             "too_long_policy": self.args.too_long_policy,
             "chat_template": getattr(processor.processor, "chat_template", None),
+            # what the model reads around the frames (timestamps, separators): differs between transformers releases
+            "video_prompt_layout": processor.video_prompt_layout(),
             "family": self.family.name,
             "format": REF_LOGPS_FORMAT_VERSION,
         }
