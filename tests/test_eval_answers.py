@@ -223,3 +223,64 @@ def test_a_new_adapter_reuses_the_base_answers_and_says_why_it_answers_again(
     assert run(adapters[1]) == {"base": 2, "tpo": 4}  # only the new adapter's answers were generated
     assert "Generated again 2 answer(s) (tpo: 2)" in caplog.text and "changed: adapter (2)" in caplog.text
     assert run(adapters[1]) == {"base": 2, "tpo": 4} and not caplog.text  # all cached: nothing to say
+
+
+# --- probe fixes: eval, push, locks, model identity ------------------------------------------------------------------
+def test_an_eval_inside_the_adapter_folder_reuses_its_answers_and_another_base_is_named(
+    video_dir, tmp_path, tiny_model_dirs, caplog
+):
+    """The README's layout, `output_dir: <adapter>/eval`: the eval's own outputs are not the adapter, so a second run
+    generates nothing. An adapter evaluated on a base other than the one its config names: a warning names both, and
+    results.json records both."""
+    import shutil
+
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForImageTextToText
+
+    from tpo_hf.eval.config import EvalConfig
+    from tpo_hf.eval.run import evaluate
+    from tpo_hf.families import LANGUAGE_MODEL_LORA_TARGETS
+
+    model_dir = tiny_model_dirs("qwen2_5_vl")
+    torch.manual_seed(0)
+    base = AutoModelForImageTextToText.from_pretrained(model_dir)
+    lora = LoraConfig(r=4, lora_alpha=64, target_modules=LANGUAGE_MODEL_LORA_TARGETS, init_lora_weights=False)
+    adapter = tmp_path / "adapter"
+    get_peft_model(base, lora).save_pretrained(adapter)
+    data = tmp_path / "lvb.jsonl"
+    data.write_text("".join(json.dumps(row) + "\n" for row in LVB_ROWS))
+
+    def run(model, out):
+        config = EvalConfig(
+            model_name_or_path=str(model),
+            adapter_path=str(adapter),
+            benchmark="longvideobench_val",
+            dataset_name=str(data),
+            video_dir=str(video_dir),
+            num_frames=2,
+            max_new_tokens=2,
+            dtype="float32",
+            device="cpu",
+            output_dir=str(out),
+            progress=False,
+        )
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="tpo_hf"):
+            results = evaluate(config)
+        return results, len((out / "cache_longvideobench_val.jsonl").read_text().splitlines())
+
+    inside = adapter / "eval"
+    results, lines = run(model_dir, inside)
+    assert lines == 4
+    assert run(model_dir, inside)[1] == 4 and "Generated again" not in caplog.text  # nothing generated again
+    assert results["adapter_base_model"] == str(model_dir) and "adapter_base_mismatch" not in results
+
+    other_base = tmp_path / "other_base"  # the same architecture, other weights
+    shutil.copytree(model_dir, other_base)
+    results, _ = run(other_base, tmp_path / "other")
+    assert f"The adapter {adapter} was trained on {model_dir}" in caplog.text
+    assert f"loaded on {other_base}" in caplog.text
+    mismatch = {"trained_on": str(model_dir), "evaluated_on": str(other_base)}
+    assert results["adapter_base_mismatch"] == mismatch
+    assert json.loads((tmp_path / "other" / "results.json").read_text())["adapter_base_mismatch"] == mismatch

@@ -167,3 +167,66 @@ def test_cli_push_failure_is_reported_and_retry_does_not_duplicate(hub, publishe
     assert "model.safetensors" in merged_files and "config.json" in merged_files
     assert "adapter_config.json" not in merged_files and "tokenizer.json" in merged_files
     assert "library_name: transformers" in merged_files["README.md"].decode()
+
+
+# --- probe fixes: a Hub model is keyed by its commit; a truncated weights file is not pushed ------------------------
+IDENTITY_SCRIPT = """
+import json, sys
+from huggingface_hub import HfApi, constants, hf_hub_download
+from tpo_hf.fingerprint import model_identity
+repo, push = sys.argv[1], sys.argv[2]
+api = HfApi()
+if push != "no":
+    api.create_repo(repo, exist_ok=True)
+    api.upload_file(path_or_fileobj=push.encode(), path_in_repo="adapter_config.json", repo_id=repo)
+    hf_hub_download(repo, "adapter_config.json")  # as loading it would: the cache's refs now name this commit
+head = None if constants.HF_HUB_OFFLINE else api.model_info(repo).sha
+print(json.dumps({"identity": model_identity(repo), "head": head}))
+"""
+
+
+def test_a_hub_model_is_keyed_by_its_commit_online_and_offline(hub, tmp_path):
+    """`model_identity` of a Hub id is the commit it resolves to: a repo pushed again gets another identity (the eval
+    cache and the curation key then hold no stale answers); offline, the commit the local cache last loaded."""
+    env = hub_env(hub, tmp_path / "home")
+    offline = {**env, "HF_HUB_OFFLINE": "1"}
+    repo = "tester/identity-adapter"
+
+    def identity(push: str, environment=env) -> dict:
+        return json.loads(run(["-c", IDENTITY_SCRIPT, repo, push], environment).stdout.strip().splitlines()[-1])
+
+    first = identity('{"r": 4}')
+    assert first["identity"] == f"{repo}@commit:{first['head']}"
+    second = identity('{"r": 8}')  # the adapter retrained and pushed again
+    assert second["identity"] == f"{repo}@commit:{second['head']}" != first["identity"]
+    assert identity("no", offline)["identity"] == second["identity"]  # offline: the cached refs
+    assert identity("no")["identity"] == second["identity"]  # nothing pushed since: the same
+
+
+def test_push_refuses_a_truncated_weights_file(hub, tmp_path):
+    """A kill or a full disk during the final save leaves a short `adapter_model.safetensors`: `tpo-hf push` names it
+    in one line and pushes nothing."""
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "base_model_name_or_path": "x"}))
+    weights = adapter / "adapter_model.safetensors"
+    save_file({"a": np.ones((16, 16), dtype=np.float32), "b": np.zeros(8, dtype=np.float32)}, str(weights))
+    whole = weights.read_bytes()
+    weights.write_bytes(whole[: len(whole) // 2])
+
+    repo = "tester/truncated-adapter"
+    command = ["-m", "tpo_hf.commands", "push", "--adapter_dir", str(adapter), "--repo_id", repo]
+    refused = run(command, hub_env(hub, tmp_path / "home"), check=False)
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr
+    last = refused.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"tpo-hf push: {weights} is incomplete (its tensors end at byte {len(whole)}")
+    assert not hub.store.exists("model", repo)  # nothing pushed, not even an empty repo
+
+    from tpo_hf.hub.push import incomplete_weights
+
+    assert "the file has" in incomplete_weights(weights)
+    weights.write_bytes(whole)
+    assert incomplete_weights(weights) is None

@@ -1196,3 +1196,403 @@ def test_reference_log_probs_are_keyed_by_the_video_prompt_layout(video_dir, tmp
         if layouts[index] != layouts[0]:  # the layout of another release
             assert changed_fields(key, trainer.ref_logps_key(trainer.train_dataset)) == ["video_prompt_layout"]
     assert len(set(layouts.values())) > 1
+
+
+# --- probe fixes: curation files and inputs
+
+
+def _three_videos(folder):
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, colour in (("a.mp4", "red"), ("b.mp4", "green"), ("c.mp4", "blue")):
+        write_synthetic_video(folder / name, [Scene(2, colour, "square", "right"), Scene(2, "white", "circle")], fps=8)
+    return folder
+
+
+def _curate_counting(folder, output, **overrides):
+    backend = CountingBackend()
+    result = run_curation(curation_config(folder, output, **overrides), Backends(backend, None, None))
+    return result, sorted(set(backend.calls))
+
+
+def _tear(path):
+    text = path.read_text()
+    path.write_text(text[: len(text) // 2])
+
+
+def test_a_damaged_shard_file_is_named_and_its_videos_curated_again(tmp_path, caplog):
+    """A shard file torn by a disk error counts as absent: a warning names it, its video is curated again, and the
+    dataset is the one of the first run (it was a JSONDecodeError naming no file)."""
+    folder = _three_videos(tmp_path / "videos")
+    output = tmp_path / "out"
+    first, _ = _curate_counting(folder, output)
+    shards = sorted((output / "_curation" / "shards").glob("shard-*.json"))
+    torn = next(s for s in shards if json.loads(s.read_text())["videos"] == ["b.mp4"])
+    _tear(torn)
+    with caplog.at_level(logging.WARNING, logger="tpo_hf.curation"):
+        again, called = _curate_counting(folder, output)
+    assert called == ["b.mp4"]
+    assert f"Shard file {torn} is damaged" in caplog.text
+    assert again.dataset.to_list() == first.dataset.to_list()
+
+
+def test_a_damaged_manifest_is_rebuilt_from_shards_of_this_run_and_refused_for_other_settings(tmp_path, caplog):
+    """A torn `_curation/manifest.json`: the shards record the hash of the run's key, so a run with the same
+    settings goes on (the manifest named, nothing curated again, the same dataset), while a run with other
+    settings is refused, naming the manifest and how to start over: no shard of an unknown key is reused."""
+    folder = _three_videos(tmp_path / "videos")
+    output = tmp_path / "out"
+    manifest = output / "_curation" / "manifest.json"
+    first, _ = _curate_counting(folder, output)
+    _tear(manifest)
+    with pytest.raises(ValueError, match=rf"{manifest} is damaged .*other settings or prompts.*delete"):
+        _curate_counting(folder, output, seed=7)
+    with caplog.at_level(logging.WARNING, logger="tpo_hf.curation"):
+        again, called = _curate_counting(folder, output)
+    assert called == [] and f"The curation manifest {manifest} is damaged" in caplog.text
+    assert again.dataset.to_list() == first.dataset.to_list()
+    assert json.loads(manifest.read_text())["videos"]  # written whole again
+
+    # with the manifest deleted (as the refusal says), a video replaced since is curated again and its copy in
+    # output_dir/videos is the new file, not the old one
+    manifest.unlink()
+    replacement = tmp_path / "new_b.mp4"
+    write_synthetic_video(replacement, [Scene(2, "purple", "circle", "left"), Scene(2, "white", "square")], fps=8)
+    shutil.move(replacement, folder / "b.mp4")
+    _, called = _curate_counting(folder, output)
+    assert called == ["b.mp4"]
+    assert (output / "videos" / "b.mp4").read_bytes() == (folder / "b.mp4").read_bytes()
+
+
+def _no_pairs_config(video_dir, output):
+    return curation_config(video_dir, output, comprehensive_per_video=0, segment_seconds=100.0)
+
+
+def test_a_curation_with_no_pairs_leaves_its_report_and_nothing_that_loads_as_a_dataset(video_dir, tmp_path):
+    """A run that ends with no pair writes its report but no dataset skeleton (state.json, dataset_info.json, card),
+    and removes the dataset an earlier run left in the folder; loading the folder says it holds no rows and points
+    to the report (training on the skeleton was an IndexError from `datasets`)."""
+    from tpo_hf.data import load_preference_dataset
+
+    output = tmp_path / "out"
+    Dataset.from_list(preference_rows(repeat=1)).save_to_disk(str(output))  # an earlier dataset in the folder
+    (output / "README.md").write_text("an earlier card")
+    with pytest.raises(NoPairsError):
+        run_curation(_no_pairs_config(video_dir, output), Backends(FrameBackend(), None, None))
+    left = sorted(p.name for p in output.iterdir())
+    assert "curation_report.json" in left
+    assert not {"state.json", "dataset_info.json", "README.md"} & set(left) and not list(output.glob("*.arrow"))
+    with pytest.raises(ValueError, match=rf"{output} holds no data \(0 rows\).*no pair.*curation_report.json"):
+        load_preference_dataset(str(output))
+
+    # a skeleton as earlier versions left it: `save_to_disk` of 0 rows
+    skeleton = tmp_path / "skeleton"
+    Dataset.from_list(preference_rows(repeat=1)).select([]).save_to_disk(str(skeleton))
+    with pytest.raises(ValueError, match=rf"{skeleton} holds no data \(0 rows\)"):
+        load_preference_dataset(str(skeleton))
+
+
+@pytest.mark.parametrize("damage", ["state.json", "dataset_info.json", "data file"])
+def test_a_damaged_dataset_folder_is_named_with_its_file(tmp_path, damage):
+    """A curated folder whose state.json or dataset_info.json is torn, or whose data file is gone: one ValueError
+    naming the folder and the file, and saying to curate again (it was a JSONDecodeError traceback)."""
+    from tpo_hf.data import load_preference_dataset
+
+    folder = tmp_path / "data"
+    Dataset.from_list(preference_rows(repeat=1)).save_to_disk(str(folder))
+    if damage == "data file":
+        lost = next(folder.glob("data-*.arrow"))
+        lost.unlink()
+        expected = rf"{folder} is damaged \({lost.name} is missing\)"
+    else:
+        _tear(folder / damage)
+        expected = rf"{folder} is damaged \({damage}: "
+    with pytest.raises(ValueError, match=expected + r".*rerun `tpo-hf curate`"):
+        load_preference_dataset(str(folder))
+
+
+def test_output_and_work_dirs_inside_video_dir_are_not_curated_as_new_videos(tmp_path):
+    """`output_dir` (and `work_dir`) inside `video_dir`: the copies a run places in output_dir/videos are not videos
+    of the next run (they were curated as new videos, duplicating pairs)."""
+    folder = _three_videos(tmp_path / "videos")
+    first, called = _curate_counting(folder, folder / "out", work_dir=str(folder / "work"))
+    assert called == ["a.mp4", "b.mp4", "c.mp4"] and list((folder / "out" / "videos").glob("*.mp4"))
+    (folder / "work" / "stray.mp4").write_bytes((folder / "a.mp4").read_bytes())  # anything under work_dir too
+    again, called = _curate_counting(folder, folder / "out", work_dir=str(folder / "work"))
+    assert called == [] and again.report["videos"]["total"] == 3 and again.report["videos"]["added"] == []
+    assert again.dataset.to_list() == first.dataset.to_list()
+    # the videos of a video_dir that is the output folder itself are curated; only its videos/ copies are left out
+    own = _three_videos(tmp_path / "own")
+    _curate_counting(own, own, work_dir=str(tmp_path / "work2"))
+    inside, called = _curate_counting(own, own, work_dir=str(tmp_path / "work2"))
+    assert called == [] and inside.report["videos"]["total"] == 3 and len(inside.dataset) == len(first.dataset)
+
+
+def test_a_torn_world_base_record_is_a_cache_miss_and_rebuilt(tmp_path, monkeypatch):
+    """A `world_pretrain.json` torn by a kill while it was rewritten: the cached base is built again, with a warning
+    naming the record (it was a JSONDecodeError on every later call)."""
+    from tpo_hf.world.base import RECORD_NAME, world_base_model
+    from tpo_hf.world.pretrain import PretrainConfig
+
+    monkeypatch.setenv("TPO_HF_CACHE", str(tmp_path / "cache"))
+    config = PretrainConfig(steps=2, batch_size=2, warmup_steps=1)
+    folder = world_base_model(config, progress=False)
+    _tear(folder / RECORD_NAME)
+    with pytest.warns(UserWarning, match=rf"{folder / RECORD_NAME} is unreadable"):
+        assert world_base_model(config, progress=False) == folder
+    assert json.loads((folder / RECORD_NAME).read_text())["fingerprint"]
+    assert world_base_model(config, progress=False) == folder  # whole again: no warning, no rebuild
+
+
+# --- probe fixes: eval, push, locks, model identity ------------------------------------------------------------------
+def test_a_model_folder_is_keyed_by_its_weight_and_config_files_only(tiny_model_dirs, tmp_path):
+    """Curation shards and eval answers depend on the model's weights: a model saved again into the same folder is
+    named as what changed (the shards of the old weights were reused); what runs write into and beside the folder
+    (`<adapter>/eval`, checkpoints, the card, the trainer state) is not the model (every eval rerun answered again)."""
+    import os
+
+    from tpo_hf.curation.storage import check_manifest, curation_key, write_manifest
+    from tpo_hf.fingerprint import changed_fields, model_identity
+
+    model_dir = tmp_path / "model"
+    shutil.copytree(tiny_model_dirs(FAMILY), model_dir)
+    config = curation_config(tmp_path, tmp_path / "out", video_model=str(model_dir))
+    key = curation_key(config)
+    assert key["video_model_weights"] == model_identity(model_dir)
+    (model_dir / "eval").mkdir()
+    (model_dir / "eval" / "cache_videomme.jsonl").write_text("{}\n")
+    (model_dir / "checkpoint-1").mkdir()
+    (model_dir / "checkpoint-1" / "model.safetensors").write_bytes(b"other weights")
+    (model_dir / "trainer_state.json").write_text("{}")
+    (model_dir / "README.md").write_text("a card")
+    assert curation_key(config) == key
+
+    weights = next(model_dir.glob("*.safetensors"))
+    weights.write_bytes(weights.read_bytes())  # saved again in place: same size, same name
+    stat = weights.stat()
+    os.utime(weights, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    assert changed_fields(key, curation_key(config)) == ["video_model_weights"]
+    write_manifest(tmp_path / "work", key, None)
+    with pytest.raises(ValueError, match=r"\(changed: video_model_weights\)"):
+        check_manifest(tmp_path / "work", curation_key(config))
+    # a model behind an API endpoint has no files to key by; a name that is no folder is kept as it is
+    served = curation_config(tmp_path, tmp_path / "o", video_backend="openai", video_base_url="http://127.0.0.1:9")
+    assert "video_model_weights" not in curation_key(served)
+    assert model_identity("/no/such/model") == "/no/such/model"
+
+
+def test_push_and_eval_refuse_a_folder_another_run_is_writing(tiny_model_dirs, tmp_path):
+    """`tpo-hf push` / `tpo-hf eval` of an adapter (or model) folder a running training holds: refused, naming that
+    run (it pushed a mix of old weights and a new card). A lock left by a killed run refuses nothing."""
+    import signal
+
+    from tpo_hf.eval.config import EvalConfig
+    from tpo_hf.eval.run import evaluate
+    from tpo_hf.hub.push import push_adapter
+    from tpo_hf.locks import OutputDirLockedError, refuse_if_locked
+
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "base_model_name_or_path": "x"}))
+    holder = hold_output_dir(adapter)
+    try:
+        named = rf"{adapter} is being written by another run: pid {holder.pid} on host {socket.gethostname()} "
+        with pytest.raises(OutputDirLockedError, match=named):
+            push_adapter(adapter, "tester/never-pushed")  # refused before any request
+        with pytest.raises(OutputDirLockedError, match=named):
+            evaluate(EvalConfig(adapter_path=str(adapter), benchmark="videomme", output_dir=str(tmp_path / "e1")))
+        with pytest.raises(OutputDirLockedError, match=named):
+            evaluate(EvalConfig(model_name_or_path=str(adapter), benchmark="videomme", output_dir=str(tmp_path / "e")))
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    assert (adapter / ".tpo-hf.lock").exists()  # left by the killed run: no run holds the folder
+    refuse_if_locked(adapter, "push")
+
+
+def test_a_full_model_given_as_the_adapter_is_refused_in_one_line(tiny_model_dirs, tmp_path):
+    """`--adapter_path` naming a folder without adapter_config.json (a full model): our error, shown as one line."""
+    from tpo_hf.commands import is_user_error
+    from tpo_hf.eval.config import EvalConfig
+    from tpo_hf.eval.run import evaluate
+    from tpo_hf.models import load_video_model
+
+    model_dir = tiny_model_dirs(FAMILY)
+    message = rf"{model_dir} is not a LoRA adapter folder \(no adapter_config.json\) but a full model"
+    with pytest.raises(ValueError, match=message) as refused:
+        evaluate(EvalConfig(adapter_path=str(model_dir), benchmark="videomme", output_dir=str(tmp_path / "out")))
+    assert is_user_error(refused.value) and "--model_name_or_path" in str(refused.value)
+    with pytest.raises(ValueError, match=message):
+        load_video_model(model_dir, model_dir)
+
+
+def test_an_output_dir_that_is_a_file_or_not_writable_is_one_user_error(tmp_path):
+    """The lock is the first thing a job writes: an output_dir that is a file, or on a read-only file system, is named
+    in one line (it was a FileExistsError / OSError traceback out of `locks.py`)."""
+    import os
+
+    from tpo_hf.commands import is_user_error, run_command
+    from tpo_hf.locks import OutputDirError, output_dir_lock
+
+    a_file = tmp_path / "file"
+    a_file.write_text("hello")
+    for output_dir in (a_file, a_file / "below"):
+        with pytest.raises(OutputDirError, match=rf"output_dir {output_dir} is a file, not a folder") as refused:
+            with output_dir_lock(output_dir, "train"):
+                pass
+        assert is_user_error(refused.value)
+    read_only = tmp_path / "read_only"
+    read_only.mkdir()
+    read_only.chmod(0o555)
+    if os.access(read_only, os.W_OK):  # root writes anyway; sysfs refuses root too
+        read_only = Path("/sys")
+    try:
+
+        def train():
+            with output_dir_lock(read_only, "train"):
+                pass
+
+        with pytest.raises(SystemExit, match=rf"^tpo-hf train: output_dir {read_only} is not writable: "):
+            run_command("train", train)
+    finally:
+        (tmp_path / "read_only").chmod(0o755)
+
+
+# --- probe fixes: training resume and caches --------------------------------------------------------------------------
+def _resumable(video_dir, tmp_path, max_steps, lora_r=4, **overrides):
+    """A trainer saving a checkpoint every step into tmp_path/out (one pair per step's batch of two)."""
+    model, processor = build_tiny_model(FAMILY)
+    settings = {"max_steps": max_steps, "save_strategy": "steps", "save_steps": 1, **overrides}
+    return TPOTrainer(
+        model,
+        args=make_args(tmp_path, video_dir, **settings),
+        train_dataset=Dataset.from_list(preference_rows(repeat=1)),
+        processing_class=processor,
+        peft_config=LoraConfig(r=lora_r, lora_alpha=8, lora_dropout=0.0),
+    )
+
+
+def test_resume_with_other_settings_is_refused_naming_each_change(video_dir, tmp_path, monkeypatch, caplog):
+    """Resuming with other frames and learning rate mixed the two settings silently (and the card claimed the new
+    ones); another LoRA rank failed in a wall of "size mismatch" lines. Harmless fields may change."""
+    from tpo_hf.checkpoints import CheckpointError
+    from tpo_hf.commands import is_user_error
+
+    _resumable(video_dir, tmp_path, 1).train()
+    with pytest.raises(CheckpointError, match=r"changed: num_frames 4 -> 2, learning_rate 0\.001 -> 0\.05\)") as info:
+        _resumable(video_dir, tmp_path, 2, num_frames=2, learning_rate=0.05).train(resume_from_checkpoint=True)
+    assert "checkpoint-1" in str(info.value) and "TPO_HF_RESUME_CHANGED=1" in str(info.value)
+    assert is_user_error(info.value)
+    with pytest.raises(CheckpointError, match=r"changed: lora_r 4 -> 8\)"):
+        _resumable(video_dir, tmp_path, 2, lora_r=8).train(resume_from_checkpoint="true")
+    with pytest.raises(CheckpointError, match=r"changed: loss_weights \[1\.0, 0\.5\] -> \[1\.0, 1\.0\], sft_weight"):
+        _resumable(video_dir, tmp_path, 2, sft_weight=1.0).train(resume_from_checkpoint=True)
+    # where logs and saves go, and how far to train, are not what the checkpoint trained with
+    harmless = _resumable(video_dir, tmp_path, 2, logging_steps=2, save_steps=2, dataloader_num_workers=0)
+    harmless.train(resume_from_checkpoint=True)
+    assert harmless.state.global_step == 2
+    monkeypatch.setenv("TPO_HF_RESUME_CHANGED", "1")  # the documented escape hatch: warned, not refused
+    with caplog.at_level(logging.WARNING, logger="tpo_hf.checkpoints"):
+        changed = _resumable(video_dir, tmp_path, 3, learning_rate=0.05)
+        changed.train(resume_from_checkpoint=True)
+    assert changed.state.global_step == 3 and "learning_rate 0.001 -> 0.05" in caplog.text
+
+
+def test_a_damaged_checkpoint_is_named_and_the_previous_complete_one_resumed(video_dir, tmp_path, caplog):
+    """A truncated adapter in the newest complete checkpoint was a SafetensorError traceback naming nothing."""
+    import re
+
+    from tpo_hf.checkpoints import CheckpointError, damaged_file
+
+    first = _resumable(video_dir, tmp_path, 2)
+    first.train()
+    output = Path(first.args.output_dir)
+    adapter = output / "checkpoint-2" / "adapter_model.safetensors"
+    adapter.write_bytes(adapter.read_bytes()[: adapter.stat().st_size // 3])
+    previous = output / "checkpoint-1"
+    with pytest.raises(CheckpointError, match=re.escape(f"{adapter} is damaged")) as info:
+        _resumable(video_dir, tmp_path, 3).train(resume_from_checkpoint=str(adapter.parent))
+    assert f"--resume_from_checkpoint {previous}" in str(info.value)
+    resumed = _resumable(video_dir, tmp_path, 3)
+    with caplog.at_level(logging.WARNING, logger="tpo_hf.checkpoints"):
+        resumed.train(resume_from_checkpoint=True)
+    assert str(adapter) in caplog.text and f"Falling back to {previous}" in caplog.text
+    assert resumed.state.global_step == 3
+    steps = [entry["step"] for entry in resumed.state.log_history if "loss" in entry]
+    assert steps == [1, 2, 3]  # step 1 from checkpoint-1; 2 and 3 trained again
+    assert damaged_file(adapter.parent) is None  # checkpoint-2 saved again, whole
+
+
+def test_a_damaged_reference_log_prob_cache_is_named_and_recomputed(video_dir, tmp_path, caplog):
+    """A truncated `cache-*.arrow` of precomputed reference log-probs was a pyarrow ArrowInvalid traceback."""
+    Dataset.from_list(preference_rows(repeat=1)).save_to_disk(str(tmp_path / "data"))
+
+    def reference():
+        model, processor = build_tiny_model(FAMILY)
+        trainer = TPOTrainer(
+            model,
+            args=make_args(tmp_path, video_dir, precompute_ref_log_probs=True),
+            train_dataset=load_from_disk(str(tmp_path / "data")),
+            processing_class=processor,
+            peft_config=lora(),
+        )
+        return torch.tensor(trainer.train_dataset["ref_chosen_logps"])
+
+    first = reference()
+    [cache] = [
+        path
+        for path in (tmp_path / "data").glob("cache-*.arrow")
+        if "ref_chosen_logps" in Dataset.from_file(str(path)).column_names
+    ]
+    cache.write_bytes(cache.read_bytes()[: cache.stat().st_size // 2])
+    with caplog.at_level(logging.WARNING, logger="tpo_hf.ref_logps_cache"):
+        again = reference()
+    assert str(cache) in caplog.text and "computing the reference log-probs again" in caplog.text
+    torch.testing.assert_close(again, first)
+    assert "ref_chosen_logps" in Dataset.from_file(str(cache)).column_names  # written again, whole
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full, where every write fails with ENOSPC")
+def test_a_full_disk_during_a_checkpoint_save_is_named(video_dir, tmp_path):
+    """A checkpoint save on a full disk ended in torch's "unexpected pos" or a bare OSError, never saying disk full."""
+    import re
+
+    from tpo_hf.checkpoints import CheckpointSaveError
+    from tpo_hf.commands import is_user_error
+
+    trainer = _resumable(video_dir, tmp_path, 1)
+    folder = Path(trainer.args.output_dir) / "checkpoint-1"
+    folder.mkdir(parents=True)
+    (folder / "trainer_state.json").symlink_to("/dev/full")  # this file's write fails as on a full disk
+    with pytest.raises(CheckpointSaveError, match=re.escape(f"{folder} failed: no space left on device")) as info:
+        trainer.train()
+    assert "training starts over" in str(info.value) and is_user_error(info.value)
+
+
+def test_an_output_dir_holding_a_dataset_is_refused(video_dir, tmp_path):
+    """Training into the curated dataset folder it read overwrote the dataset card (README.md) with a model card."""
+    import re
+
+    from tpo_hf.train import cli_main
+
+    saved = tmp_path / "saved"
+    Dataset.from_list(preference_rows(repeat=1)).save_to_disk(str(saved))
+    curated = tmp_path / "curated"
+    curated.mkdir()
+    (curated / "curation_report.json").write_text("{}")
+    (curated / "README.md").write_text("the dataset card")
+    for folder, found in ((saved, "a saved dataset"), (curated, "a curated dataset")):
+        model, processor = build_tiny_model(FAMILY)
+        with pytest.raises(ValueError, match=re.escape(f"output_dir {folder} holds {found}")):
+            TPOTrainer(
+                model,
+                args=tiny_tpo_config(folder, video_root=str(video_dir)),
+                train_dataset=load_from_disk(str(saved)),
+                processing_class=processor,
+                peft_config=lora(),
+            )
+    with pytest.raises(SystemExit) as info:  # the command refuses before it loads or writes anything
+        cli_main(
+            ["--model_name_or_path", "unused", "--dataset_name", str(saved), "--output_dir", str(curated), "--use_cpu"]
+        )
+    assert f"output_dir {curated} holds a curated dataset" in str(info.value)
+    assert (curated / "README.md").read_text() == "the dataset card" and not (curated / ".tpo-hf.lock").exists()

@@ -5,15 +5,23 @@ out right after: a kill during a save (preemption, out of memory) can leave a ne
 resumable but is not, with the older complete ones already deleted. `TPOTrainer` therefore writes a completion
 file last into every checkpoint, rotates only after it, and resumes only from a folder that holds it
 (`resume_from_checkpoint=True` picks the newest such folder and removes the interrupted ones above it).
+
+A checkpoint is resumed from only when its files read back (safetensors headers and lengths, whole torch archives:
+a damaged newest one falls back to the previous complete one, with a warning) and when it was trained with the run's
+settings (`check_resume_settings`: video, loss, optimizer, schedule, batch and LoRA settings; the changes are named,
+and `TPO_HF_RESUME_CHANGED=1` resumes anyway). A save that fails for lack of disk space says so, naming the folder.
 """
 
 from __future__ import annotations
 
+import enum
+import errno
 import json
 import logging
 import os
 import re
 import shutil
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -26,6 +34,61 @@ logger = logging.getLogger(__name__)
 CHECKPOINT_COMPLETE_FILE = "tpo_checkpoint_complete.json"
 BOOLEAN_WORDS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False, "": False}
 _CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
+# Set to 1 to resume from a checkpoint trained with other settings (the changes are then only warned about).
+RESUME_CHANGED_ENV = "TPO_HF_RESUME_CHANGED"
+# The training arguments that change what a resumed run trains (compared where both sides have them). Raising
+# max_steps / num_train_epochs to train further, and where logs, saves and pushes go, may change.
+RESUME_SETTINGS = (
+    "max_length",
+    "loss_type",
+    "loss_weights",
+    "beta",
+    "sft_weight",
+    "label_smoothing",
+    "use_weighting",
+    "ld_alpha",
+    "sync_ref_model",
+    "ref_model_mixup_alpha",
+    "ref_model_sync_steps",
+    "router_aux_loss_coef",
+    "freeze_vision_tower",
+    "lora_include_experts",
+    "learning_rate",
+    "lr_scheduler_type",
+    "lr_scheduler_kwargs",
+    "warmup_ratio",
+    "warmup_steps",
+    "weight_decay",
+    "optim",
+    "optim_args",
+    "adam_beta1",
+    "adam_beta2",
+    "adam_epsilon",
+    "max_grad_norm",
+    "seed",
+    "data_seed",
+    "per_device_train_batch_size",
+    "gradient_accumulation_steps",
+)
+# adapter_config.json field -> the `tpo-hf train` flag that sets it (trl.ModelConfig)
+LORA_SETTINGS = {
+    "r": "lora_r",
+    "lora_alpha": "lora_alpha",
+    "lora_dropout": "lora_dropout",
+    "target_modules": "lora_target_modules",
+    "modules_to_save": "lora_modules_to_save",
+    "use_dora": "use_dora",
+    "use_rslora": "use_rslora",
+}
+DISK_FULL_BYTES = 64 * 2**20  # less free space than this after a failed save: the disk filled up
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be resumed from: a damaged file, or settings other than the run's (named)."""
+
+
+class CheckpointSaveError(OSError):
+    """A checkpoint save that failed because the disk is full (names the checkpoint folder)."""
 
 
 def checkpoint_step(folder: str | os.PathLike) -> int:
@@ -46,14 +109,18 @@ def checkpoint_is_complete(folder: str | os.PathLike) -> bool:
         return False
 
 
-def latest_complete_checkpoint(output_dir: str | os.PathLike) -> tuple[str | None, list[str]]:
-    """(the newest complete `checkpoint-N` in `output_dir`, the incomplete ones newer than it)."""
+def latest_complete_checkpoint(
+    output_dir: str | os.PathLike, below: int | None = None
+) -> tuple[str | None, list[str]]:
+    """(the newest complete `checkpoint-N` in `output_dir` with N < `below`, the incomplete ones newer than it)."""
     if not os.path.isdir(output_dir):
         return None, []
     steps = sorted(
         (int(match.group(1)), name)
         for name in os.listdir(output_dir)
-        if (match := _CHECKPOINT_RE.match(name)) and os.path.isdir(os.path.join(output_dir, name))
+        if (match := _CHECKPOINT_RE.match(name))
+        and os.path.isdir(os.path.join(output_dir, name))
+        and (below is None or int(match.group(1)) < below)
     )
     incomplete = []
     for _, name in reversed(steps):
@@ -64,14 +131,70 @@ def latest_complete_checkpoint(output_dir: str | os.PathLike) -> tuple[str | Non
     return None, incomplete
 
 
+def _safetensors_problem(path: Path) -> str | None:
+    """Why a safetensors file cannot be loaded (header, or length other than its tensors need), or None."""
+    size = path.stat().st_size
+    with open(path, "rb") as handle:
+        head = handle.read(8)
+        length = int.from_bytes(head, "little") if len(head) == 8 else -1
+        if length < 0 or 8 + length > size:
+            return f"truncated: {size} bytes, shorter than its header says"
+        try:
+            header = json.loads(handle.read(length))
+            end = max(
+                (int(entry["data_offsets"][1]) for name, entry in header.items() if name != "__metadata__"), default=0
+            )
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError):
+            return "its header does not parse"
+    if 8 + length + end != size:
+        return f"truncated or padded: its tensors need {8 + length + end} bytes, the file holds {size}"
+    return None
+
+
+def damaged_file(folder: str | os.PathLike) -> tuple[str, str] | None:
+    """(path, why) of the first file of a checkpoint folder that cannot be read back -- a safetensors file with a
+    wrong header or length, a torch file (`.pt`, `.pth`, `.bin`) that is not a whole archive -- or None."""
+    for path in sorted(Path(folder).iterdir()):
+        if not path.is_file():
+            continue
+        if path.suffix == ".safetensors":
+            why = _safetensors_problem(path)
+        elif path.suffix in (".pt", ".pth", ".bin"):
+            why = None if zipfile.is_zipfile(path) else "truncated: not a whole torch archive"
+        else:
+            continue
+        if why is not None:
+            return str(path), why
+    return None
+
+
+def _readable_checkpoint(output_dir: str | os.PathLike, latest: str | None) -> tuple[str | None, list[str]]:
+    """(the newest complete checkpoint from `latest` down whose files read back, the damaged ones above it)."""
+    damaged = []
+    while latest is not None and (damage := damaged_file(latest)) is not None:
+        damaged.append(latest)
+        latest, _ = latest_complete_checkpoint(output_dir, below=checkpoint_step(latest))
+        logger.warning(
+            "Checkpoint %s cannot be resumed from: %s is damaged (%s). %s",
+            damaged[-1],
+            damage[0],
+            damage[1],
+            f"Falling back to {latest}, the previous complete checkpoint." if latest else "",
+        )
+    return latest, damaged
+
+
 def resolve_checkpoint(
     resume_from_checkpoint: str | bool | None, output_dir: str | os.PathLike, should_save: bool
 ) -> str | None:
-    """`True` -> the newest complete checkpoint of `output_dir` (incomplete newer ones, left by a kill during a
-    save, are removed by the process that saves); a path -> checked to be complete.
+    """`True` -> the newest complete checkpoint of `output_dir` whose files read back (incomplete newer ones, left
+    by a kill during a save, and damaged ones, named with their file, are removed by the process that saves); a
+    path -> checked to be complete and readable.
 
     Raises:
         ValueError: no complete checkpoint to resume from, naming the newest complete one where there is one.
+        CheckpointError: the checkpoint given (or every complete one) has a damaged file, named with the previous
+            complete checkpoint to pass instead.
     """
     if isinstance(resume_from_checkpoint, str) and resume_from_checkpoint.strip().lower() in BOOLEAN_WORDS:
         # `--resume_from_checkpoint true` arrives as a string (TrainingArguments types it `str`)
@@ -83,6 +206,19 @@ def resolve_checkpoint(
         if incomplete and should_save:
             for path in incomplete:
                 logger.warning("Removing %s: its save was interrupted (no %s).", path, CHECKPOINT_COMPLETE_FILE)
+                shutil.rmtree(path, ignore_errors=True)
+        newest = latest
+        latest, damaged = _readable_checkpoint(output_dir, latest)
+        if newest is not None and latest is None:
+            path, why = damaged_file(newest) or ("a file", "unreadable")
+            raise CheckpointError(
+                f"resume_from_checkpoint=True but the newest complete checkpoint {newest} cannot be read back: "
+                f"{path} is damaged ({why}), and no older complete checkpoint readable is left in {output_dir}; "
+                "train from scratch by leaving resume_from_checkpoint unset."
+            )
+        if damaged and should_save:  # the resumed run saves these steps again
+            for path in damaged:
+                logger.warning("Removing %s: a file of it is damaged (see above).", path)
                 shutil.rmtree(path, ignore_errors=True)
         if latest is None:
             raise ValueError(
@@ -99,6 +235,19 @@ def resolve_checkpoint(
             + (f"The newest complete one is {latest}; " if latest else "")
             + "pass that path, or resume_from_checkpoint=True to pick it."
         )
+    damage = damaged_file(resume_from_checkpoint)
+    if damage is not None:
+        parent = os.path.dirname(os.path.abspath(resume_from_checkpoint))
+        previous, _ = latest_complete_checkpoint(parent, below=checkpoint_step(resume_from_checkpoint))
+        previous, _ = _readable_checkpoint(parent, previous)
+        raise CheckpointError(
+            f"Checkpoint {resume_from_checkpoint} cannot be resumed from: {damage[0]} is damaged ({damage[1]}). "
+            + (
+                f"Resume from the previous complete checkpoint: --resume_from_checkpoint {previous}"
+                if previous
+                else f"No older complete checkpoint is left in {parent}: train from scratch."
+            )
+        )
     return str(resume_from_checkpoint)
 
 
@@ -111,12 +260,18 @@ def save_complete_checkpoint(trainer: Any, save: Callable[[], None], trial: Any)
     args = trainer.args
     limit = args.save_total_limit
     args.save_total_limit = None
-    try:
-        save()
-    finally:
-        args.save_total_limit = limit
     run_dir = trainer._get_output_dir(trial=trial)
     folder = os.path.join(run_dir, f"checkpoint-{trainer.state.global_step}")
+    if args.should_save and os.path.isfile(os.path.join(folder, CHECKPOINT_COMPLETE_FILE)):
+        # saved again (a resume from an older checkpoint): complete only once this save is
+        os.unlink(os.path.join(folder, CHECKPOINT_COMPLETE_FILE))
+    try:
+        save()
+    except Exception as error:
+        raise_if_disk_full(error, folder)
+        raise
+    finally:
+        args.save_total_limit = limit
     trainer.accelerator.wait_for_everyone()
     if args.should_save and os.path.isdir(folder):
         atomic_write_json(Path(folder) / CHECKPOINT_COMPLETE_FILE, {"global_step": trainer.state.global_step})
@@ -129,3 +284,133 @@ def save_complete_checkpoint(trainer: Any, save: Callable[[], None], trial: Any)
                 best_model_checkpoint=trainer.state.best_model_checkpoint,
                 use_mtime=False,
             )
+
+
+def raise_if_disk_full(error: BaseException, folder: str | os.PathLike) -> None:
+    """Raises `CheckpointSaveError` naming `folder` when `error`, raised while saving into it, came from a full disk:
+    ENOSPC / EDQUOT anywhere in its chain, or (torch's "unexpected pos" carries no errno) almost no space left."""
+    chain, seen = [], error
+    while seen is not None and len(chain) < 16:
+        chain.append(seen)
+        seen = seen.__cause__ or seen.__context__
+    full = any(getattr(item, "errno", None) in (errno.ENOSPC, errno.EDQUOT) for item in chain)
+    existing = Path(folder)
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    try:
+        free = shutil.disk_usage(existing).free
+    except OSError:
+        free = None
+    if not full and (free is None or free >= DISK_FULL_BYTES):
+        return
+    latest, _ = latest_complete_checkpoint(os.path.dirname(os.path.abspath(folder)), below=checkpoint_step(folder))
+    raise CheckpointSaveError(
+        f"Saving checkpoint {folder} failed: no space left on device"
+        + (f" ({free} bytes free)" if free is not None else "")
+        + f" [{type(error).__name__}: {error}]. Free space (or keep fewer checkpoints: save_total_limit), then "
+        + (
+            f"rerun with --resume_from_checkpoint true to resume from {latest} (the checkpoint cut short is removed)."
+            if latest
+            else "rerun: no checkpoint was complete yet, so training starts over."
+        )
+    ) from error
+
+
+def _plain(value: Any) -> Any:
+    """A setting as plain JSON-able data (enums by value, sets sorted), so recorded and current values compare."""
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, (set, frozenset)):
+        return sorted(_plain(item) for item in value)
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    if isinstance(value, dict):
+        return {str(key): _plain(item) for key, item in value.items()}
+    return value
+
+
+def _lora_settings(config: Any) -> dict[str, Any]:
+    """The LoRA settings of a PEFT config (a dict from adapter_config.json, or a config object); {} for none."""
+    if config is None:
+        return {"use_peft": False}
+    config = config if isinstance(config, dict) else config.to_dict()
+    return {"use_peft": True, **{flag: _plain(config.get(name)) for name, flag in LORA_SETTINGS.items()}}
+
+
+def _read_json(path: str) -> dict[str, Any] | None:
+    try:
+        with open(path) as handle:
+            return json.load(handle)
+    except (OSError, ValueError):
+        return None
+
+
+def resume_settings_changes(trainer: Any, checkpoint: str | os.PathLike) -> list[str]:
+    """`"name old -> new"` for each setting that changes what trains between `checkpoint` and `trainer`'s run: the
+    video settings (`tpo_video_config.json`), the training arguments of `RESUME_SETTINGS` (`training_args.bin`) and
+    the LoRA settings (`adapter_config.json`). A record that cannot be read is warned about and not compared."""
+    import torch
+
+    recorded: dict[str, Any] = {}
+    current: dict[str, Any] = {}
+    saved_args = None
+    args_file = os.path.join(checkpoint, "training_args.bin")
+    if os.path.isfile(args_file):
+        try:  # the TrainingArguments pickled by Trainer into its own checkpoint
+            saved_args = torch.load(args_file, weights_only=False)
+        except Exception as error:
+            logger.warning("Could not read %s (%s): the training arguments are not compared.", args_file, error)
+    video = _read_json(os.path.join(checkpoint, "tpo_video_config.json"))
+    run_video = trainer.video_processor.video_settings()
+    if video is not None:
+        recorded.update({name: video.get(name) for name in run_video})
+        current.update(run_video)
+    elif saved_args is not None:
+        from .video_settings import VideoSettings
+
+        recorded.update(VideoSettings.of(saved_args).to_dict())
+        current.update(VideoSettings.of(trainer.args).to_dict())
+    if saved_args is not None:
+        for name in RESUME_SETTINGS:
+            if hasattr(saved_args, name) and hasattr(trainer.args, name):
+                recorded[name] = _plain(getattr(saved_args, name))
+                current[name] = _plain(getattr(trainer.args, name))
+    adapter = os.path.join(checkpoint, "adapter_config.json")
+    peft_configs = getattr(trainer.model, "peft_config", None) or {}
+    recorded.update(_lora_settings(_read_json(adapter) if os.path.isfile(adapter) else None))
+    current.update(_lora_settings(peft_configs.get("default") or next(iter(peft_configs.values()), None)))
+    return [
+        f"{name} {recorded.get(name)!r} -> {current.get(name)!r}"
+        for name in current
+        if json.dumps(recorded.get(name), sort_keys=True, default=str)
+        != json.dumps(current.get(name), sort_keys=True, default=str)
+    ]
+
+
+def check_resume_settings(trainer: Any, checkpoint: str | os.PathLike | None) -> None:
+    """Refuses to resume from `checkpoint` with settings that change what trains, naming each change with both
+    values; with `TPO_HF_RESUME_CHANGED=1` the changes are only warned about.
+
+    Raises:
+        CheckpointError: the run's settings differ from the checkpoint's.
+    """
+    if checkpoint is None:
+        return
+    changes = resume_settings_changes(trainer, checkpoint)
+    if not changes:
+        return
+    listed = ", ".join(changes)
+    if os.environ.get(RESUME_CHANGED_ENV, "").strip().lower() in ("1", "true", "yes", "on"):
+        logger.warning(
+            "Resuming from %s with other settings (%s=1; changed: %s): the steps before the checkpoint trained with "
+            "the old values, the model card reports the new ones.",
+            checkpoint,
+            RESUME_CHANGED_ENV,
+            listed,
+        )
+        return
+    raise CheckpointError(
+        f"Cannot resume from {checkpoint}: it was trained with other settings (changed: {listed}). Resume with the "
+        f"checkpoint's settings, train into another output_dir, or set {RESUME_CHANGED_ENV}=1 to resume with the new "
+        "ones anyway."
+    )

@@ -18,13 +18,17 @@ logger = logging.getLogger(__name__)
 # data file ending -> `datasets` builder
 DATA_FILE_BUILDERS = {"jsonl": "json", "json": "json", "parquet": "parquet", "csv": "csv"}
 JSON_CHECK_MAX_BYTES = 512 * 2**20  # JSON files up to this size are checked row by row before loading
+CURATION_REPORT = "curation_report.json"  # what `tpo-hf curate` writes beside its dataset (`curation.report`)
+REWRITE_FOLDER = "rerun `tpo-hf curate` into it (or save the dataset again with `save_to_disk`)"
 
 
 def load_preference_dataset(name: str, config: str | None = None, split: str = "train") -> Any:
     """Loads a dataset (a `datasets.Dataset`) from the Hub, a `save_to_disk` folder or a data file.
 
     Raises:
-        ValueError: a local folder without the split, or a file of an unknown type; the message names it.
+        ValueError: a local folder without the split, damaged (a torn or missing file, named) or holding no rows
+            (a curation that ended with no pair: its report is named), or a file of an unknown type; the message
+            names it.
     """
     from datasets import DatasetDict, load_dataset, load_from_disk
 
@@ -32,12 +36,22 @@ def load_preference_dataset(name: str, config: str | None = None, split: str = "
         os.path.exists(os.path.join(name, "dataset_info.json"))
         or os.path.exists(os.path.join(name, "dataset_dict.json"))
     ):
-        dataset = load_from_disk(name)
+        problem = saved_folder_problem(name)
+        if problem is not None:
+            raise ValueError(problem)
+        try:
+            dataset = load_from_disk(name)
+        except Exception as error:  # a data file torn or missing: `datasets` and Arrow name neither folder nor fix
+            raise ValueError(
+                f"Dataset folder {name} is damaged ({type(error).__name__}: {error}): {REWRITE_FOLDER}."
+            ) from error
         if isinstance(dataset, DatasetDict):
             if split not in dataset:
                 raise ValueError(f"Dataset folder {name} has splits {list(dataset)}, not {split!r}.")
             dataset = dataset[split]
         return dataset
+    if os.path.isdir(name) and os.path.exists(os.path.join(name, CURATION_REPORT)):
+        raise ValueError(no_rows_message(name))  # a curation that ended with no pair: its report, no dataset
     if os.path.isfile(name):
         builder = DATA_FILE_BUILDERS.get(name.rsplit(".", 1)[-1].lower())
         if builder is None:
@@ -59,6 +73,53 @@ def load_preference_dataset(name: str, config: str | None = None, split: str = "
                 f"Cannot read dataset file {name}: {problem or f'{type(error).__name__}: {error}'}"
             ) from error
     return load_dataset(name, config, split=split)
+
+
+def no_rows_message(folder: str) -> str:
+    """That `folder` holds no rows, and why when a curation report in it says so."""
+    message = f"Dataset folder {folder} holds no data (0 rows)"
+    report = os.path.join(folder, CURATION_REPORT)
+    if os.path.isfile(report):
+        try:
+            reason = json.loads(open(report, encoding="utf-8").read()).get("no_pairs_reason")
+        except (OSError, ValueError, AttributeError):
+            reason = None
+        message += f": its curation ended with no pair{f' ({reason})' if reason else ''}; see {report}"
+    return message + "."
+
+
+def saved_folder_problem(folder: str) -> str | None:
+    """What makes a `save_to_disk` folder unloadable, named by file: a JSON file that is not valid JSON (torn by a
+    disk error or a killed copy), a data file it lists that is missing, or no data file at all (0 rows)."""
+
+    def read(relative: str) -> Any:
+        path = os.path.join(folder, relative)
+        if not os.path.isfile(path):
+            return None
+        try:
+            with open(path, encoding="utf-8") as handle:
+                return json.load(handle)
+        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise ValueError(f"Dataset folder {folder} is damaged ({relative}: {error}): {REWRITE_FOLDER}.") from None
+
+    try:
+        splits = read("dataset_dict.json")
+        splits = splits.get("splits", []) if isinstance(splits, dict) else []
+        for sub in ["", *(s for s in splits if isinstance(s, str))]:
+            read(os.path.join(sub, "dataset_info.json"))
+            state = read(os.path.join(sub, "state.json"))
+            if not isinstance(state, dict):
+                continue
+            files = [e.get("filename") for e in state.get("_data_files") or [] if isinstance(e, dict)]
+            missing = [f for f in files if not isinstance(f, str) or not os.path.isfile(os.path.join(folder, sub, f))]
+            if missing:
+                lost = os.path.join(sub, str(missing[0]))
+                return f"Dataset folder {folder} is damaged ({lost} is missing): {REWRITE_FOLDER}."
+            if not files and not sub:
+                return no_rows_message(folder)
+    except ValueError as error:
+        return str(error)
+    return None
 
 
 def _kind(value: Any) -> str:
@@ -125,3 +186,34 @@ def default_video_root(dataset_name: str) -> str | None:
     if not has_videos:
         return None
     return snapshot_download(dataset_name, repo_type="dataset", allow_patterns=["videos/*", "videos/**"])
+
+
+def dataset_in_folder(folder: str | os.PathLike) -> str | None:
+    """What dataset `folder` holds -- a `save_to_disk` dataset (`state.json` + `dataset_info.json`, or
+    `dataset_dict.json`) or a curated one (`curation_report.json`) -- in words, or None."""
+
+    def has(name: str) -> bool:
+        return os.path.exists(os.path.join(folder, name))
+
+    if has("curation_report.json"):
+        return "a curated dataset (curation_report.json)"
+    if has("dataset_dict.json") or (has("state.json") and has("dataset_info.json")):
+        return "a saved dataset (save_to_disk: state.json, dataset_info.json)"
+    return None
+
+
+def refuse_dataset_output_dir(output_dir: str | os.PathLike | None) -> None:
+    """Refuses an `output_dir` that holds a dataset: training writes its model card (`README.md`), weights and
+    checkpoints there, over the dataset's card and beside its files.
+
+    Raises:
+        ValueError: naming the folder and the dataset found in it.
+    """
+    if output_dir is None or not os.path.isdir(output_dir):
+        return
+    found = dataset_in_folder(output_dir)
+    if found is not None:
+        raise ValueError(
+            f"output_dir {output_dir} holds {found}: training would write its model card (README.md), adapter and "
+            "checkpoints over and beside the dataset's files. Set output_dir to another folder."
+        )

@@ -55,6 +55,106 @@ def file_identity(path: str | os.PathLike | None) -> str:
     return f"{path}@{stat.st_size}:{stat.st_mtime_ns}"
 
 
+# The files of a model folder that decide its outputs: weights and their index, the model / adapter / generation /
+# processor configs and the tokenizer. Not its subfolders (`eval/`, `checkpoint-*/`) nor what a run writes beside the
+# weights (card, trainer state, plots), so an eval written into `<adapter>/eval` does not change the adapter's identity.
+MODEL_FILE_PATTERNS = (
+    "*.safetensors",
+    "*.bin",
+    "*.index.json",
+    "*config.json",
+    "tokenizer*",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "vocab.*",
+    "merges.txt",
+    "*.model",
+    "*.tiktoken",
+)
+NOT_MODEL_FILES = ("training_args.bin",)
+_UNRESOLVED: set[str] = set()  # Hub ids already named in the log as unresolved
+
+
+def model_identity(name_or_path: str | os.PathLike | None, revision: str | None = None) -> str:
+    """What a model (or adapter) given by folder or Hub id *is*, for a cache key: the one rule for every cache that
+    depends on a model (eval answers, curation shards).
+
+    - a local folder: `path@files:<size>:<newest mtime>:<hash>` over the identities (name, size, modification time)
+      of its weight, config and tokenizer files (`MODEL_FILE_PATTERNS`, top level only): weights saved again into the
+      same folder change it, outputs written into its subfolders do not;
+    - a Hub id: `id@commit:<sha>`, the commit `revision` (default `main`) resolves to: asked of the Hub when online,
+      read from the local cache's refs when offline (`HF_HUB_OFFLINE=1`) or when the Hub does not answer; a re-pushed
+      repo changes it;
+    - anything else (a model name at an API endpoint, a Hub id that resolves nowhere): the name itself, with a note
+      in the log when it looked like a Hub id.
+    """
+    if name_or_path is None:
+        return "None"
+    name = os.fspath(name_or_path)
+    if os.path.isdir(name):
+        import fnmatch
+
+        entries = []
+        for entry in sorted(os.scandir(name), key=lambda entry: entry.name):
+            if (
+                entry.is_file()
+                and entry.name not in NOT_MODEL_FILES
+                and any(fnmatch.fnmatch(entry.name, pattern) for pattern in MODEL_FILE_PATTERNS)
+            ):
+                stat = entry.stat()
+                entries.append([entry.name, stat.st_size, stat.st_mtime_ns])
+        size, newest = sum(e[1] for e in entries), max((e[2] for e in entries), default=0)
+        return f"{name}@files:{size}:{newest}:{key_hash(entries)[:16]}"
+    sha = hub_commit(name, revision)
+    if sha is not None:
+        return f"{name}@commit:{sha}"
+    return name
+
+
+def hub_commit(repo_id: str, revision: str | None = None) -> str | None:
+    """The commit sha `revision` (default `main`) of the Hub model repo `repo_id` resolves to, or None (not a repo id,
+    or neither the Hub nor the local cache can tell; logged)."""
+    import logging
+
+    from huggingface_hub import HfApi, constants
+    from huggingface_hub.utils import validate_repo_id
+
+    logger = logging.getLogger(__name__)
+    if "://" in repo_id or os.path.exists(repo_id):
+        return None
+    try:
+        validate_repo_id(repo_id)
+    except ValueError:
+        return None
+    revision = revision or "main"
+    if len(revision) == 40 and all(char in "0123456789abcdef" for char in revision):
+        return revision
+    if not constants.HF_HUB_OFFLINE:
+        try:
+            sha = HfApi().model_info(repo_id, revision=revision, timeout=30).sha
+            if sha:
+                return sha
+        except Exception as error:  # unreachable, unknown or gated: the cache may still know the revision
+            logger.info("Could not ask the Hub which commit %s is at (%s); trying the local cache.", repo_id, error)
+    ref = Path(constants.HF_HUB_CACHE) / f"models--{repo_id.replace('/', '--')}" / "refs" / revision
+    try:
+        sha = ref.read_text().strip()
+    except OSError:
+        sha = ""
+    if sha:
+        return sha
+    if repo_id in _UNRESOLVED:
+        return None
+    _UNRESOLVED.add(repo_id)
+    logger.warning(
+        "Could not resolve the commit of %s (revision %s) on the Hub or in the local cache: caches are keyed by its "
+        "name only, so a repo pushed again since would reuse results made with its old weights.",
+        repo_id,
+        revision,
+    )
+    return None
+
+
 def key_hash(key: Any) -> str:
     """A stable hex digest of a JSON-able key (dict order does not matter)."""
     return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()

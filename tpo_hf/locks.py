@@ -47,6 +47,10 @@ class OutputDirLockedError(RuntimeError):
     """Another run holds the output folder; the message names it (pid, host, command, since when)."""
 
 
+class OutputDirError(RuntimeError):
+    """The output folder cannot be used at all: it is a file, or it (or its file system) is not writable."""
+
+
 def _is_main_process() -> bool:
     """Whether this process writes for its launch: global rank 0 under `accelerate launch` / torchrun, else yes."""
     return int(os.environ.get("RANK", "0")) == 0
@@ -184,6 +188,51 @@ def _acquire(path: Path, what: str) -> int:
             raise
 
 
+def _not_writable(folder: Path, what: str, error: OSError) -> OutputDirError:
+    return OutputDirError(
+        f"output_dir {folder} is not writable: {error.strerror or error}. {what.capitalize()} writes its results "
+        "there; set output_dir to a folder on a writable file system."
+    )
+
+
+def refuse_if_locked(path: str | os.PathLike | None, what: str) -> None:
+    """Refuses to read a folder (an adapter to push or evaluate, a model to evaluate) that a live run of another
+    process is writing into (it holds the folder's `.tpo-hf.lock`, e.g. training into it): what is there may be half
+    old, half new. Takes no lock. Nothing to check for a path that is not a local folder, or one this process holds;
+    under `accelerate launch` the main process checks (the other ranks of a launch would see their main process).
+
+    Raises:
+        OutputDirLockedError: naming the run that holds the folder.
+    """
+    if path is None or not os.path.isdir(path) or not _is_main_process():  # the main process checks for its launch
+        return
+    lock = Path(path) / LOCK_NAME
+    if os.path.realpath(lock) in _HELD:
+        return
+    try:
+        fd = os.open(lock, os.O_RDONLY)
+    except OSError:  # no lock file: no run holds the folder
+        return
+    try:
+        holder = _read(fd)
+        held: bool | None = None  # as `_acquire` decides: a held flock, else a live pid on this host
+        if fcntl is not None:
+            try:  # a shared flock, let go at once: taken only while no run holds the exclusive one
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                fcntl.flock(fd, fcntl.LOCK_UN)
+                held = False
+            except OSError as error:
+                held = True if error.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES) else None
+        alive = held or (holder is not None and holder_alive(holder, other_hosts=held is None))
+    finally:
+        os.close(fd)
+    if alive:
+        raise OutputDirLockedError(
+            f"{path} is being written by another run: {describe_holder(holder)}. {what.capitalize()} would read a mix "
+            f"of old and new files; wait for that run to end. If it is gone (e.g. on another host), delete {lock}."
+        )
+
+
 @contextlib.contextmanager
 def output_dir_lock(output_dir: str | os.PathLike, what: str) -> Iterator[Path | None]:
     """Holds `<output_dir>/.tpo-hf.lock` for the body (creating the folder); yields the lock file's path, or None
@@ -195,12 +244,21 @@ def output_dir_lock(output_dir: str | os.PathLike, what: str) -> Iterator[Path |
 
     Raises:
         OutputDirLockedError: another live run holds the folder.
+        OutputDirError: the folder is a file, or is not writable (read-only file system, no permission).
     """
     if not _is_main_process():
         yield None
         return
     folder = Path(output_dir)
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError) as error:
+        raise OutputDirError(
+            f"output_dir {folder} is a file, not a folder{'' if folder.exists() else ' (a folder above it is a file)'}"
+            f"; set output_dir to a folder (new or existing) for {what} to write into."
+        ) from error
+    except OSError as error:
+        raise _not_writable(folder, what, error) from error
     path = folder / LOCK_NAME
     key = os.path.realpath(path)
     if key in _HELD:  # this process holds it already (the CLI around the job, the job inside): re-entrant
@@ -210,7 +268,12 @@ def output_dir_lock(output_dir: str | os.PathLike, what: str) -> Iterator[Path |
         finally:
             _HELD[key][1] -= 1
         return
-    fd = _acquire(path, what)
+    try:
+        fd = _acquire(path, what)
+    except OutputDirLockedError:
+        raise
+    except OSError as error:  # read-only file system, no permission, disk full
+        raise _not_writable(folder, what, error) from error
     _HELD[key] = [fd, 1]
     try:
         yield path

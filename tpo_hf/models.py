@@ -7,20 +7,57 @@ handling.
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any
 
+logger = logging.getLogger(__name__)
+
 PROCESSOR_FILES = ("processor_config.json", "preprocessor_config.json")
+
+
+def check_adapter_folder(adapter: str | os.PathLike) -> None:
+    """Refuses a local folder that is not a LoRA adapter (no `adapter_config.json`), e.g. a full model given as the
+    adapter, with what to pass instead (PEFT's own error is a traceback about a missing file)."""
+    if os.path.isdir(adapter) and not os.path.isfile(os.path.join(adapter, "adapter_config.json")):
+        full_model = os.path.isfile(os.path.join(adapter, "config.json"))
+        raise ValueError(
+            f"{adapter} is not a LoRA adapter folder (no adapter_config.json)"
+            + (" but a full model (config.json)" if full_model else "")
+            + "; pass it as --model_name_or_path, or give the adapter's folder as --adapter_path."
+        )
 
 
 def adapter_base_model(adapter: str | os.PathLike) -> str:
     """The base model an adapter was trained on (`base_model_name_or_path` of its PEFT config)."""
     from peft import PeftConfig
 
+    check_adapter_folder(adapter)
     base = PeftConfig.from_pretrained(str(adapter)).base_model_name_or_path
     if not base:
         raise ValueError(f"The adapter config of {adapter} names no base_model_name_or_path; pass the base model.")
     return base
+
+
+def _same_model(first: str, second: str) -> bool:
+    if os.path.exists(first) and os.path.exists(second):
+        return os.path.realpath(first) == os.path.realpath(second)
+    return first.rstrip("/") == second.rstrip("/")
+
+
+def adapter_base_mismatch(
+    model_name_or_path: str | os.PathLike | None, adapter: str | os.PathLike | None
+) -> str | None:
+    """The base an adapter's config names when `model_name_or_path` is another model (a folder elsewhere, another
+    Hub id), else None. The adapter's weights were trained against that base: on other weights its numbers describe
+    a pairing that was never trained."""
+    if not model_name_or_path or adapter is None:
+        return None
+    try:
+        trained_on = adapter_base_model(adapter)
+    except (OSError, ValueError):
+        return None
+    return None if _same_model(str(model_name_or_path), trained_on) else trained_on
 
 
 def _has_processor(path: str) -> bool:
@@ -85,6 +122,17 @@ def load_video_model(
     from .processing import VideoPreferenceProcessor
 
     adapter = str(adapter) if adapter is not None else None
+    if adapter is not None:
+        check_adapter_folder(adapter)
+        trained_on = adapter_base_mismatch(model_name_or_path, adapter)
+        if trained_on is not None:
+            logger.warning(
+                "The adapter %s was trained on %s (base_model_name_or_path of its adapter_config.json) but is loaded "
+                "on %s: unless these are the same weights, what it gives is not what it was trained to give.",
+                adapter,
+                trained_on,
+                model_name_or_path,
+            )
     if not model_name_or_path:
         if adapter is None:
             raise ValueError("Set `model_name_or_path` (a Hub model id or a local model folder).")

@@ -30,7 +30,7 @@ import torch
 from transformers import AutoConfig, PreTrainedModel
 from trl import DPOTrainer
 
-from .checkpoints import checkpoint_step, resolve_checkpoint, save_complete_checkpoint
+from .checkpoints import check_resume_settings, checkpoint_step, resolve_checkpoint, save_complete_checkpoint
 from .collator import (
     BATCH_SIZE_KEY,
     BOOKKEEPING_KEYS,
@@ -42,6 +42,7 @@ from .collator import (
     VideoPreferenceCollator,
 )
 from .config import TPOConfig
+from .data import refuse_dataset_output_dir
 from .dataset_checks import NoTrainingDataError, check_columns, check_lengths, check_rows
 from .distributed import (
     check_fsdp2_versions,
@@ -65,6 +66,7 @@ from .prefix_sharing import (
     row_position_ids,
 )
 from .processing import VideoPreferenceProcessor
+from .ref_logps_cache import drop_damaged_ref_logps_cache
 from .validation import placeholder_tokens
 from .video_settings import VideoSettings
 
@@ -138,6 +140,7 @@ class TPOTrainer(DPOTrainer):
         if train_dataset is None:
             raise ValueError("`train_dataset` is required")
         check_columns(train_dataset, "train_dataset")
+        refuse_dataset_output_dir(args.output_dir)  # its card and checkpoints would land among the dataset's files
 
         config = (
             AutoConfig.from_pretrained(model, trust_remote_code=args.trust_remote_code)
@@ -387,6 +390,7 @@ class TPOTrainer(DPOTrainer):
         resume_from_checkpoint = resolve_checkpoint(
             resume_from_checkpoint, self.args.output_dir, self.args.should_save
         )
+        check_resume_settings(self, resume_from_checkpoint)
         self._pairs_trained = 0
         start_step = self.state.global_step
         output = super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
@@ -452,6 +456,7 @@ class TPOTrainer(DPOTrainer):
         if not hasattr(self, "_tpo_reference_hash"):
             self._tpo_reference_hash = self._precompute_model_hash
         self._precompute_model_hash = key_hash(self.ref_logps_key(dataset))
+        drop_damaged_ref_logps_cache(self, dataset)  # a cache file cut short is named and recomputed
         return super()._precompute_ref_logps(dataset, name, batch_size)
 
     # --- saving -----------------------------------------------------------------------------------------------------

@@ -41,8 +41,9 @@ DEBUG_ENV = "TPO_HF_DEBUG"
 # error whose module was never imported cannot have been raised), so that this list loads nothing.
 USER_ERRORS = {
     "tpo_hf.commands": ("ConfigError",),
-    "tpo_hf.locks": ("OutputDirLockedError",),
+    "tpo_hf.locks": ("OutputDirLockedError", "OutputDirError"),
     "tpo_hf.hub.push": ("PushError",),
+    "tpo_hf.checkpoints": ("CheckpointError", "CheckpointSaveError"),
     "tpo_hf.curation.run": ("NoPairsError",),
     "tpo_hf.curation.backends": ("BackendError",),
     "tpo_hf.dataset_checks": ("NoTrainingDataError",),

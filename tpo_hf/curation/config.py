@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from ..fingerprint import without_off_options
 from ..video import VIDEO_EXTENSIONS
@@ -332,6 +333,11 @@ class CurationConfig(VideoSettings):
         if self.wants_anchors:  # shards then also answer and judge the anchor candidates
             fields["anchors"] = True
         return without_off_options(fields, CURATION_LATER_FIELDS)
+
+    @property
+    def shard_dir(self) -> Path:
+        """Where the shards and the manifest live: `work_dir`, default `output_dir/_curation`."""
+        return Path(self.work_dir or Path(self.output_dir) / "_curation")
 
     @property
     def wants_anchors(self) -> bool:

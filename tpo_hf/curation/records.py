@@ -60,6 +60,8 @@ def place_videos(items: list[VideoItem], used: set[str], output_dir: Path, copy:
             continue
         target = output_dir / "videos" / item.video_id
         target.parent.mkdir(parents=True, exist_ok=True)
+        if target.exists() and not _same_file(item.path, target):  # a copy of an older file of that name
+            target.unlink()
         if not target.exists():
             try:
                 os.link(item.path, target)
@@ -67,6 +69,14 @@ def place_videos(items: list[VideoItem], used: set[str], output_dir: Path, copy:
                 shutil.copy2(item.path, target)
         paths[item.video_id] = f"videos/{item.video_id}"
     return paths
+
+
+def _same_file(source: str, copy: Path) -> bool:
+    """Whether `copy` is `source` (a hard link) or a copy of it as `shutil.copy2` makes (same size and time)."""
+    if os.path.samefile(source, copy):
+        return True
+    a, b = os.stat(source), os.stat(copy)
+    return a.st_size == b.st_size and int(a.st_mtime) == int(b.st_mtime)
 
 
 def build_dataset(records: list[dict[str, Any]], video_paths: dict[str, str], models: dict[str, str | None]) -> Any:

@@ -18,7 +18,6 @@ One shard goes through the stages in order, each over the shard's `Candidate`s: 
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 from collections import Counter
@@ -47,6 +46,8 @@ from .storage import (
     check_manifest,
     curation_key,
     model_prompt_formats,
+    read_shard,
+    remove_dataset_files,
     remove_leftovers,
     save_dataset,
     shard_inputs,
@@ -140,6 +141,10 @@ def merge(
     models = role_models(config)
     dataset = build_dataset(final, video_paths, models)
     report = CurationReport.from_run(config, items, shards, final, mix_counts, models, changes).to_dict()
+    if not len(dataset):  # the report alone: nothing that loads (or pushes) as an empty dataset
+        remove_dataset_files(output_dir)
+        atomic_write_json(output_dir / REPORT_NAME, report)
+        return CurationResult(dataset=dataset, output_dir=str(output_dir), report=report)
     save_dataset(dataset, output_dir)
     atomic_write_json(output_dir / REPORT_NAME, report)
     render_dataset_card(dataset, report, config).save(str(output_dir / "README.md"))
@@ -149,10 +154,10 @@ def merge(
 def _reusable(work_dir: Path, items: list[VideoItem], config: CurationConfig, settings: str) -> bool:
     """Whether the shard of `items` on disk was made from these very video files under these settings and prompts
     (`settings`: the hash of the run's key), else it is redone."""
-    path = shard_path(work_dir, items)
-    if not path.exists():
+    shard = read_shard(shard_path(work_dir, items))  # a damaged file is named and counts as absent
+    if shard is None:
         return False
-    reason = shard_is_current(json.loads(path.read_text()), items, config, settings)
+    reason = shard_is_current(shard, items, config, settings)
     if reason is not None:
         logger.warning("Recomputing the shard of %s: %s.", ", ".join(i.video_id for i in items), reason)
     return reason is None
@@ -259,7 +264,10 @@ def _run_curation_locked(config: CurationConfig, backends: Backends | None) -> C
     state.wait_for_everyone()
     if not state.is_main_process:
         return None
-    loaded = [json.loads(shard_path(work_dir, shard).read_text()) for shard in shards]
+    loaded = [read_shard(shard_path(work_dir, shard)) for shard in shards]
+    if any(shard is None for shard in loaded):  # written moments ago: another writer, or the disk, lost it
+        lost = [str(shard_path(work_dir, s)) for s, shard in zip(shards, loaded, strict=True) if shard is None]
+        raise RuntimeError(f"Curation shard file(s) missing or damaged right after they were written: {lost}.")
     result = merge(config, items, loaded, changes)
     write_manifest(work_dir, key, inputs)  # what the next run is compared to
     print(summary_table(result.report))

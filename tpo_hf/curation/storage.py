@@ -6,7 +6,9 @@ all three match. The manifest holds the run's key (`curation_key`: the settings 
 holds, the prompt and template texts, the models' prompt formats) as a plain dict, and the videos of the last
 finished run: a run started with other settings or prompts refuses, naming them; a run with videos added, removed or
 changed in place curates only those (`VideoChanges`). A killed run leaves at most half-written temporary files and
-merge staging folders; the main process removes them before the run goes on.
+merge staging folders; the main process removes them before the run goes on. A file torn anyway (a disk error) is
+named: a shard counts as absent (`read_shard`), a manifest is rebuilt from shards that all record this run's key,
+else refused (`check_manifest`).
 """
 
 from __future__ import annotations
@@ -20,10 +22,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..fingerprint import atomic_write_json, changed_fields, file_identity, key_hash, text_hashes
+from ..fingerprint import atomic_write_json, changed_fields, file_identity, key_hash, model_identity, text_hashes
 from ..video_settings import VideoSettings
 from .config import CurationConfig
 from .inputs import VideoItem
+
+logger = logging.getLogger(__name__)
 
 # 2: shards record their videos' identities (`inputs`); 3: and the run's key (`settings`), and a view shorter than
 # `num_frames` gives each frame once (frames were repeated before)
@@ -115,13 +119,34 @@ def model_prompt_formats(config: CurationConfig, backends: Any = None) -> dict[s
     return formats
 
 
+def model_identities(config: CurationConfig) -> dict[str, str]:
+    """`<role>_model_weights` -> `model_identity` of the model of each role the run uses that runs locally (the
+    `transformers` backend); a model behind an API endpoint has no files or commit to key by."""
+    from .backends import TEMPLATE_QUESTIONS
+
+    roles = ["video"]
+    if config.question_backend != TEMPLATE_QUESTIONS:
+        roles.append("question")
+    if config.use_judge:
+        roles.append("judge")
+    identities = {}
+    for role in roles:
+        backend, model, _ = config.role_settings(role)
+        if backend == "transformers" and model:
+            identities[f"{role}_model_weights"] = model_identity(model)
+    return identities
+
+
 def curation_key(config: CurationConfig, prompt_formats: dict[str, str] | None = None) -> dict[str, Any]:
     """Everything that decides a shard's content besides its own videos (`tpo_hf.fingerprint`'s rule): the settings
     that change pairs (`CurationConfig.fingerprint_fields`, less the fields that only choose videos), a hash of every
     prompt and template text (`prompt_texts`) and of the models' prompt formats (`model_prompt_formats`), and the
-    shard format. Stored in the manifest as it is, so a mismatch names what changed."""
+    shard format; and the weights of each role's local model (`<role>_model_weights`, `model_identity`: the files
+    of a model folder, the commit of a Hub id), so a model saved again into the same folder or pushed again to the
+    same repo is not served from old shards. Stored in the manifest as it is, so a mismatch names what changed."""
     key = {name: value for name, value in config.fingerprint_fields().items() if name not in VIDEO_SET_FIELDS}
     key.update(text_hashes({**prompt_texts(config), **(prompt_formats or {})}))
+    key.update(model_identities(config))
     key["shard_format"] = SHARD_FORMAT_VERSION
     return key
 
@@ -150,8 +175,8 @@ def shard_is_current(
 
 
 def work_dir_of(config: CurationConfig) -> Path:
-    """Where the shards and the manifest live (`work_dir`, default `output_dir/_curation`)."""
-    return Path(config.work_dir or Path(config.output_dir) / "_curation")
+    """Where the shards and the manifest live (`CurationConfig.shard_dir`)."""
+    return config.shard_dir
 
 
 def shard_path(work_dir: Path, items: list[VideoItem]) -> Path:
@@ -185,14 +210,62 @@ class VideoChanges:
                 logger.warning("%d video(s) %s since the last run (%s): %s.", len(videos), what, action, shown)
 
 
+def read_shard(path: Path) -> dict[str, Any] | None:
+    """The shard stored at `path`, or `None` when there is none or its file cannot be read as one (torn by a disk
+    error, edited by hand): a warning names the file, and its videos are curated again."""
+    if not path.exists():
+        return None
+    try:
+        shard = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        logger.warning("Shard file %s is damaged (%s): its videos are curated again.", path, error)
+        return None
+    if not isinstance(shard, dict) or not isinstance(shard.get("records"), list):
+        logger.warning("Shard file %s does not hold a shard: its videos are curated again.", path)
+        return None
+    return shard
+
+
+def _manifest_from_shards(work_dir: Path, key: dict[str, Any], damaged: str) -> dict[str, Any]:
+    """Stands in for a manifest that cannot be read (`damaged`: why): the shards record the hash of the run's key
+    they were made under, so when every readable one was made under this run's key the run goes on (each shard is
+    still checked against its videos), with the videos of every shard as the last run's; else it refuses, since
+    what changed cannot be told."""
+    settings = key_hash(key)
+    shards = [read_shard(path) for path in sorted((work_dir / "shards").glob("shard-*.json"))]
+    shards = [shard for shard in shards if shard is not None]
+    if any(shard.get("settings") != settings for shard in shards):
+        raise ValueError(
+            f"The curation manifest {work_dir / MANIFEST_NAME} is damaged ({damaged}), and {work_dir} holds shards "
+            "made with other settings or prompts (which cannot be told without the manifest): delete "
+            f"{work_dir} (or set another `work_dir`) to start over."
+        )
+    videos = {video: identity for shard in shards for video, identity in (shard.get("inputs") or {}).items()}
+    logger.warning(
+        "The curation manifest %s is damaged (%s): rebuilt from the %d shard(s) in %s, which record this run's "
+        "settings and prompts; videos are compared to theirs.",
+        work_dir / MANIFEST_NAME,
+        damaged,
+        len(shards),
+        work_dir,
+    )
+    return {"key": key, "fingerprint": settings, "videos": videos or None}
+
+
 def check_manifest(work_dir: Path, key: dict[str, Any]) -> dict[str, Any] | None:
     """The manifest of the shards in `work_dir` (`None` when there is none); refuses shards made with other
     settings or prompts, naming what changed. Videos added or removed are not a change of settings: the run goes on
-    incrementally (`VideoChanges`)."""
+    incrementally (`VideoChanges`). A manifest that cannot be read is rebuilt from the shards when they all record
+    this run's key, else refused (`_manifest_from_shards`)."""
     manifest_path = work_dir / MANIFEST_NAME
     if not manifest_path.exists():
         return None
-    manifest = json.loads(manifest_path.read_text())
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        return _manifest_from_shards(work_dir, key, str(error))
+    if not isinstance(manifest, dict):
+        return _manifest_from_shards(work_dir, key, f"a JSON {type(manifest).__name__}, not an object")
     start_over = "delete it, or set another `work_dir`, to start over"
     if "key" not in manifest:  # shard format 2 and before: a hash of settings and video list, no prompt texts
         raise ValueError(
@@ -222,6 +295,17 @@ def remove_leftovers(work_dir: Path, output_dir: Path) -> None:
         leftover.unlink(missing_ok=True)
     for staging in output_dir.glob(".staging-*") if output_dir.is_dir() else []:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def remove_dataset_files(output_dir: Path) -> None:
+    """The dataset a previous run saved in `output_dir` (`save_to_disk`'s files, and its card): a run that ends
+    with no pair must not leave the old pairs, or an empty skeleton, to be trained on."""
+    if not (output_dir / "state.json").exists():
+        return
+    for name in ("state.json", "dataset_info.json", "README.md"):
+        (output_dir / name).unlink(missing_ok=True)
+    for data_file in output_dir.glob("data-*.arrow"):
+        data_file.unlink(missing_ok=True)
 
 
 def save_dataset(dataset: Any, output_dir: Path) -> None:

@@ -19,23 +19,14 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ..locks import output_dir_lock
-from ..models import adapter_base_model, load_video_model
+from ..fingerprint import model_identity
+from ..locks import output_dir_lock, refuse_if_locked
+from ..models import adapter_base_mismatch, adapter_base_model, check_adapter_folder, load_video_model
 from ..video import list_video_files
 from ..video_settings import VideoSettings
 from .config import EvalConfig
 
 logger = logging.getLogger(__name__)
-
-
-def _fingerprint(path: str | None) -> str:
-    """The path plus, for a local folder, the size and time of its newest file: an adapter retrained into the same
-    folder must not reuse the cached answers of the old one."""
-    if path is None or not os.path.isdir(path):
-        return str(path)
-    files = [entry for entry in Path(path).rglob("*") if entry.is_file()]
-    newest = max((entry.stat().st_mtime_ns for entry in files), default=0)
-    return f"{path}@{sum(entry.stat().st_size for entry in files)}:{newest}"
 
 
 def _side_by_side(run: Any, path: Path, lmms_eval_predictions: dict[str, list[str]] | None = None) -> None:
@@ -93,6 +84,11 @@ def _evaluate_locked(config: EvalConfig, model: Any, processor: Any) -> dict[str
     if state is not None and device is None:
         device = str(state.device)  # one accelerator per process
     asked = VideoSettings.of(config)
+    # a folder another run is writing (training into it) holds half old, half new files
+    refuse_if_locked(config.adapter_path, "eval")
+    refuse_if_locked(config.model_name_or_path, "eval")
+    if config.adapter_path:
+        check_adapter_folder(config.adapter_path)
     if model is None or processor is None:
         model, processor = load_video_model(
             config.model_name_or_path,
@@ -108,21 +104,31 @@ def _evaluate_locked(config: EvalConfig, model: Any, processor: Any) -> dict[str
     if settings != asked.fitted(processor.processor, processor.family):
         logger.info("Sampling videos with %s (the processor's settings; asked: %s).", settings, asked)
     num_frames = settings.num_frames
-    # the weights and how they run (dtype, attention kernel): replies made otherwise are not reused. The base
-    # model's replies do not depend on the adapter: a new adapter evaluated beside it reuses them
+    # the weights (`model_identity`: a folder's weight and config files, a Hub id's commit) and how they run (dtype,
+    # attention kernel): replies made otherwise are not reused. The base model's replies do not depend on the
+    # adapter: a new adapter evaluated beside it reuses them
     base_model = config.model_name_or_path or (
         adapter_base_model(config.adapter_path) if config.adapter_path else None
     )
-    base = dict(model=_fingerprint(base_model), dtype=config.dtype, attn_implementation=config.attn_implementation)
+    base = dict(model=model_identity(base_model), dtype=config.dtype, attn_implementation=config.attn_implementation)
     fingerprint = {
         BASE_TAG: weights_fingerprint(**base),
-        ADAPTER_TAG: weights_fingerprint(**base, adapter=_fingerprint(config.adapter_path)),
+        ADAPTER_TAG: weights_fingerprint(**base, adapter=model_identity(config.adapter_path)),
     }
     results: dict[str, Any] = {
         "model": config.model_name_or_path,
         "adapter": config.adapter_path,
         "benchmarks": {},
     }
+    if config.adapter_path:
+        # the base its adapter_config.json names; `load_video_model` warns when the model evaluated is another one
+        try:
+            results["adapter_base_model"] = adapter_base_model(config.adapter_path)
+        except (OSError, ValueError):  # a config naming no base: the model evaluated was given
+            results["adapter_base_model"] = None
+        trained_on = adapter_base_mismatch(config.model_name_or_path, config.adapter_path)
+        if trained_on is not None:
+            results["adapter_base_mismatch"] = {"trained_on": trained_on, "evaluated_on": config.model_name_or_path}
 
     def run_mcq(name: str, samples: list[Any], **kwargs: Any) -> Any:
         """`evaluate_mcq` over `samples`, split across processes when launched with several, cached in

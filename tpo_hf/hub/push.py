@@ -25,6 +25,7 @@ from typing import Any
 
 from huggingface_hub import CommitOperationAdd, HfApi, ModelCard
 
+from ..locks import refuse_if_locked
 from .model_card import CARD_INFO_FILE, PLOT_FILE, build_model_card
 
 logger = logging.getLogger(__name__)
@@ -85,6 +86,61 @@ def collect_files(folder: str | Path) -> dict[str, Path]:
         if path.is_file() and not _excluded(relative):
             files[relative.as_posix()] = path
     return files
+
+
+def incomplete_weights(path: str | Path) -> str | None:
+    """Why a weights file is not whole (a kill or a full disk during its save), or None when it reads as complete.
+
+    A `*.safetensors` file: its header (8-byte length, then JSON) must read and the file must end exactly where its
+    last tensor does. A `*.bin` file in torch's zip format: its zip directory (written last) must be there. Reads
+    the header only, never the tensors."""
+    path = Path(path)
+    size = path.stat().st_size
+    with path.open("rb") as handle:
+        if path.name.endswith(".safetensors"):
+            head = handle.read(8)
+            if len(head) < 8:
+                return f"{size} bytes, shorter than a safetensors header"
+            length = int.from_bytes(head, "little")
+            if 8 + length > size:
+                return f"its header says {length} bytes of metadata but the file has {size} bytes"
+            try:
+                header = json.loads(handle.read(length))
+                end = max(
+                    (int(entry["data_offsets"][1]) for name, entry in header.items() if name != "__metadata__"),
+                    default=0,
+                )
+            except (ValueError, TypeError, KeyError, IndexError, AttributeError) as error:
+                return f"its header does not read ({type(error).__name__}: {error})"
+            if 8 + length + end != size:
+                return f"its tensors end at byte {8 + length + end} but the file has {size} bytes"
+        elif path.name.endswith(".bin") and handle.read(2) == b"PK":
+            import zipfile
+
+            if not zipfile.is_zipfile(path):
+                return f"a torch zip file of {size} bytes without its zip directory"
+    return None
+
+
+def check_weights(folder: str | Path, files: Any = None) -> None:
+    """Refuses a folder whose weights (`*.safetensors`, torch zip `*.bin`) are not whole, naming the file: pushed,
+    they would load nowhere, or (sharded) load only in part.
+
+    Raises:
+        PushError: naming the file and what is wrong with it.
+    """
+    folder = Path(folder)
+    paths = files.values() if isinstance(files, dict) else sorted(folder.iterdir())
+    for path in paths:
+        path = Path(path)
+        if path.is_file() and path.name.endswith((".safetensors", ".bin")):
+            problem = incomplete_weights(path)
+            if problem is not None:
+                raise PushError(
+                    f"{path} is incomplete ({problem}): its save was cut short (killed, or the disk was full). "
+                    "Nothing was pushed; save the weights again (rerun the training, or resume it from its last "
+                    "complete checkpoint) and push then."
+                )
 
 
 def _rerun_command(adapter_dir: Path, repo_id: str, merge: bool, revision: str | None) -> str:
@@ -150,7 +206,9 @@ def push_adapter(
         The `CommitInfo` of the commit (or of the current head when nothing changed).
 
     Raises:
-        PushError: naming the folder, whose files are left untouched, and the command to rerun.
+        PushError: naming the folder, whose files are left untouched, and the command to rerun; or naming a weights
+            file whose save was cut short (nothing is pushed).
+        OutputDirLockedError: another run is writing into `adapter_dir` (`tpo_hf.locks`), e.g. training.
     """
     adapter_dir = Path(adapter_dir)
     if not (adapter_dir / "adapter_config.json").is_file() and not (adapter_dir / "config.json").is_file():
@@ -160,6 +218,8 @@ def push_adapter(
         )
     if merge and not (adapter_dir / "adapter_config.json").is_file():
         raise PushError(f"--merge needs an adapter, but {adapter_dir} has no adapter_config.json.")
+    refuse_if_locked(adapter_dir, "push")  # a run training into it: half old, half new files
+    check_weights(adapter_dir, collect_files(adapter_dir))
     api = api or HfApi(token=token)
     rerun = _rerun_command(adapter_dir, repo_id, merge, revision)
     with tempfile.TemporaryDirectory(prefix="tpo-push-") as staging:
