@@ -7,6 +7,7 @@ import dataclasses
 import json
 import random
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -25,6 +26,7 @@ from tpo_hf.world.timeline import (
     WorldScene,
     WorldVideo,
     make_video,
+    read_timeline,
     render_scene,
     render_video,
 )
@@ -641,3 +643,229 @@ def test_paired_differences_resample_videos_and_average_seeds(tmp_path):
     config = ExperimentConfig(seeds=[0, 1], arms=["base", "sft_self", "tpo_5_5"])
     paths = plot(summarize(config, runs), tmp_path, [2, 7], paired)
     assert tmp_path / "paired_differences.png" in paths and all(p.stat().st_size > 0 for p in paths)
+
+
+# --- shortcut-free held-out sets, probes, control arms ------------------------------------------------------------
+def test_layout_draws_scene_lengths_blanks_and_a_window_offset(tmp_path):
+    """A laid-out video shows blank frames at both ends and scenes of 1-2 frames, in a window of a longer file whose
+    frames' timestamps start at `offset`; the plain layout draws nothing (streams of bases built before stay)."""
+    from tpo_hf.world.timeline import BACKGROUND, Layout, layout_video, read_timeline, write_world_video
+
+    rng = random.Random(0)
+    video = make_video("v", rng, 5, with_needle=True)
+    state = rng.getstate()
+    assert layout_video(video, Layout(), rng) is video and rng.getstate() == state
+    layout = Layout(max_scene_frames=2, max_blank_frames=2, max_timestamp=30)
+    drawn = [layout_video(video, layout, random.Random(i)) for i in range(40)]
+    assert {v.lead for v in drawn} == {0, 1, 2} and {v.trail for v in drawn} == {0, 1, 2}
+    assert {s.frames for v in drawn for s in v.scenes if not s.needle} == {1, 2}
+    assert all(s.frames == 1 for v in drawn for s in v.scenes if s.needle)
+    assert all(v.offset + v.num_frames <= 30 for v in drawn) and len({v.offset for v in drawn}) > 5
+    laid = next(v for v in drawn if v.lead and v.trail and v.offset)
+    frames = render_video(laid)
+    assert len(frames) == laid.num_frames and np.all(frames[: laid.lead] == BACKGROUND)
+    assert np.all(frames[-laid.trail :] == BACKGROUND)
+    assert len(render_video(laid, with_offset=True)) == laid.offset + laid.num_frames == laid.file_frames
+    write_world_video(laid, tmp_path)
+    assert read_timeline(tmp_path / "v.json") == laid and read_timeline(tmp_path / "v.json").key() == laid.key()
+    # the questions and the judge read the scenes, not the frames
+    question = ask(laid, "after", random.Random(1))
+    assert true_answer(laid, question.question, list(question.options))[0] == question.answer
+    # a plain video keeps the timeline file it always had
+    assert "lead" not in video.to_json() and "frames" not in video.to_json()["scenes"][0]
+
+
+def test_heldout_window_timestamps_start_at_the_offset(tmp_path):
+    """The shortcut-free held-out questions carry their window's start: evaluation shows the window's frames only,
+    timestamped from `offset` seconds, and the first shown frame is not always at <0.0 seconds>."""
+    from tpo_hf.eval.benchmarks import load_benchmark
+    from tpo_hf.processing import VideoPreferenceProcessor
+    from tpo_hf.video import VideoView
+    from tpo_hf.world.base import SHIPPED_BASE
+    from tpo_hf.world.corpus import eval_rows
+    from tpo_hf.world.timeline import Layout
+
+    spec = CorpusSpec("eval7", 4, 7, 7, 0.5, seed=3, layout=Layout(2, 2, 30))
+    videos = write_corpus(spec, tmp_path)
+    samples = eval_samples(videos, {"first": 1})
+    path = tmp_path / "heldout.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in eval_rows(samples)))
+    loaded = load_benchmark("tpo_world", str(path))
+    processor = VideoPreferenceProcessor.from_pretrained(str(SHIPPED_BASE), num_frames=None, video_fps=FPS)
+    for sample, video in zip(loaded, videos):
+        assert sample.start == (video.offset or None) and sample.num_frames == video.num_frames
+        frames, metadata = processor.load_video(
+            tmp_path / sample.video, VideoView(num_frames=sample.num_frames, start=sample.start)
+        )
+        assert metadata["frames_indices"] == list(range(video.offset, video.offset + video.num_frames))
+        assert np.abs(frames.astype(int) - render_video(video).astype(int)).mean() < 6
+        text = processor.tokenizer.decode(processor.encode_prompt(sample.prompt, frames, metadata)["input_ids"][0])
+        assert f"<{float(video.offset)} seconds>" in text
+    assert any(v.offset for v in videos)
+
+
+def test_heldout_sets_exclude_every_video_seen_before(tmp_path):
+    """Drawn per `heldout_seed`, with no video equal (by timeline: scenes, lengths, blanks, offset) to one of the
+    seeds' training videos or a clip the base was pretrained on; the plain set of seed 0 is the one of every earlier
+    run."""
+    from tpo_hf.world.experiment import SHORTCUT_FREE, ExperimentConfig, eval_sets, seen_video_keys, train_spec
+    from tpo_hf.world.pretrain import PretrainConfig, pretraining_video_keys
+
+    def config(name, **kw):
+        return ExperimentConfig(
+            out_dir=str(tmp_path / name),
+            seeds=[0],
+            train_videos=40,
+            eval_scene_counts=[2, 7],
+            eval_videos_per_count=6,
+            eval_short_videos_per_count=40,
+            **kw,
+        )
+
+    free = config("free", heldout_seed=5, heldout_exclude_seen=True, **SHORTCUT_FREE)
+    folder, questions = eval_sets(free)
+    held_out = [read_timeline(p) for p in sorted(folder.glob("*.json"))]
+    seen = seen_video_keys(free)
+    training = {v.key() for v in corpus_videos(train_spec(free, 0))}
+    pretraining = pretraining_video_keys(PretrainConfig())  # the shipped base's clips
+    assert training | pretraining == seen and len(held_out) == 46
+    assert not {v.key() for v in held_out} & seen
+    # a draw that meets an excluded video is drawn again; plain 2-scene clips were all pretrained on, so none is left
+    (first,) = corpus_videos(CorpusSpec("eval2", 1, 2, 2, 0.5, 5, free.heldout_layout))
+    (again,) = corpus_videos(CorpusSpec("eval2", 1, 2, 2, 0.5, 5, free.heldout_layout, frozenset({first.key()})))
+    assert again.key() != first.key()
+    with pytest.raises(ValueError, match="outside `exclude`"):
+        corpus_videos(CorpusSpec("eval2", 1, 2, 2, 0.0, 0, exclude=frozenset(pretraining)))
+    # another heldout_seed, another set; every question's window and frame count match its video
+    other, _ = eval_sets(config("other", heldout_seed=6, heldout_exclude_seen=True, **SHORTCUT_FREE))
+    assert {read_timeline(p).key() for p in other.glob("*.json")} != {v.key() for v in held_out}
+    rows = [json.loads(line) for line in questions.read_text().splitlines()]
+    by_id = {v.video_id: v for v in held_out}
+    for row in rows:
+        video = by_id[row["video"].removesuffix(".mp4")]
+        assert row["num_frames"] == video.num_frames and row.get("start", 0) == video.offset
+    # V-NIAH cuts its haystacks from plain copies (no grey frames before a window)
+    assert all(read_timeline(p).plain for p in (tmp_path / "free" / "vniah-haystack").glob("*.json"))
+    # the plain set (quickstart, earlier runs) is unchanged: seed 0, no layout, no check
+    plain, _ = eval_sets(config("plain"))
+    assert all(
+        read_timeline(p) == v
+        for p, v in zip(sorted(plain.glob("eval7*.json")), corpus_videos(CorpusSpec("eval7", 6, 7, 7, 0.5, 0)))
+    )
+
+
+def test_probes_take_one_thing_out_of_the_video():
+    from tpo_hf.world.probes import probe_items, score, shuffled
+    from tpo_hf.world.timeline import BACKGROUND, frame_metadata
+
+    video = WorldVideo(
+        "eval7-0-0000",
+        tuple(WorldScene(c, frames=1 + i % 2) for i, c in enumerate(["red", "blue", "green", "white", "black"])),
+        lead=1,
+        trail=2,
+        offset=4,
+    )
+    frames = render_video(video)
+    new_video, new_frames = shuffled(video, frames, random.Random(0))
+    assert [s.colour for s in new_video.scenes] != [s.colour for s in video.scenes]
+    assert np.array_equal(new_frames, render_video(new_video))
+    rows = []
+    for kind in ("after", "first", "last", "order"):
+        question = ask(video, kind, random.Random(kind))
+        sample = question.to_sample(f"{video.video_id}-{kind}-1", "v.mp4", video.num_frames, scenes="5")
+        rows.append({**eval_rows_of(sample), "scenes": "7", "kind": kind})
+    decoded = {row["sample_id"]: (frames, frame_metadata(len(frames), offset=4), video) for row in rows}
+    blanked = probe_items(rows, decoded, "timestamps_blanked")
+    assert all(i["video"][1]["frames_indices"] == [0] * len(frames) for i in blanked)
+    grey = probe_items(rows, decoded, "frames_blanked")
+    assert all(np.all(i["video"][0] == BACKGROUND) and i["truth"] == i["row"]["answer"] for i in grey)
+    moved = probe_items(rows, decoded, "frames_shuffled")
+    for item in moved:  # scored against the order shown
+        shown, shown_frames = shuffled(video, frames, random.Random(f"shuffle-0-{item['row']['sample_id']}"))
+        assert np.array_equal(item["video"][0], shown_frames)
+        truth = true_answer(shown, item["row"]["question"], item["row"]["options"])[0]
+        assert item["truth"] == "ABCD"[item["row"]["options"].index(truth)]
+    scores = score(moved, [i["truth"] for i in moved], 6, 3)
+    assert scores["long_videos"]["overall"]["accuracy"] == 100.0 and scores["short_clips"] == {}
+    assert scores["long_videos"]["kind_order"]["chance"] == 50.0
+
+
+def eval_rows_of(sample):
+    from tpo_hf.world.corpus import eval_rows
+
+    (row,) = eval_rows([sample])
+    return row
+
+
+def test_control_arms_change_one_thing_against_tpo(tmp_path):
+    """dpo_only: the pairs without anchors; tpo_random_rejected: the same rows, a random wrong option rejected;
+    sft_oracle: as many rows per granularity, the timeline's answers to candidates whatever the base answered."""
+    from datasets import Dataset, load_from_disk
+
+    from tpo_hf.curation.records import dataset_features
+    from tpo_hf.world.controls import control_dir, derive
+
+    corpus = tmp_path / "corpus"
+    videos = write_corpus(CorpusSpec("train", 12, 3, 6, 0.0, seed=1), corpus)
+    rng = random.Random(0)
+    records, rows = [], []
+    for index, video in enumerate(videos):
+        for kind, granularity in (("after", "localized"), ("first", "comprehensive"), ("order", "comprehensive")):
+            question = ask(video, kind, rng)
+            wrong = next(o for o in question.options if o != question.answer)
+            kept = index % 2 == 0  # the base was right on half of them
+            record = {
+                "prompt": question.prompt,
+                "chosen": question.answer if kept else wrong,
+                "rejected": wrong if kept else question.answer,
+                "video": f"{video.video_id}.mp4",
+                "granularity": granularity,
+                "anchor": False,
+                "kept": kept,
+                "keep_reason": "kept_judge_passed" if kept else "judge_not_better",
+            }
+            records.append(record)
+            if kept:
+                rows.append({**record, "video": str((corpus / record["video"]).resolve())})
+    rows.append({**rows[0], "rejected": rows[0]["chosen"], "anchor": True})
+    (tmp_path / "curation-shards" / "shards").mkdir(parents=True)
+    (tmp_path / "curation-shards" / "shards" / "shard-0.json").write_text(json.dumps({"records": records}))
+    columns = list(dataset_features())
+    Dataset.from_list([{c: r.get(c) for c in columns} for r in rows], features=dataset_features()).save_to_disk(
+        str(tmp_path / "pairs-5_5")
+    )
+    counts = derive(tmp_path, tmp_path / "pairs-5_5", corpus, seed=0)
+    dpo = load_from_disk(str(control_dir(tmp_path, "dpo_only")))
+    assert len(dpo) == len(rows) - 1 and not any(dpo["anchor"])
+    swapped = load_from_disk(str(control_dir(tmp_path, "tpo_random_rejected")))
+    assert len(swapped) == len(rows) and swapped["chosen"] == [r["chosen"] for r in rows]
+    for row in swapped:
+        options = split_mcq_prompt(row["prompt"])[1]
+        if row["anchor"]:
+            assert row["rejected"] == row["chosen"]
+        else:
+            assert row["rejected"] in options and row["rejected"] != row["chosen"]
+    oracle = load_from_disk(str(control_dir(tmp_path, "sft_oracle")))
+    assert Counter(oracle["granularity"]) == Counter(r["granularity"] for r in rows)
+    by_name = {f"{v.video_id}.mp4": v for v in videos}
+    for row in oracle:
+        question, options = split_mcq_prompt(row["prompt"])
+        assert row["chosen"] == true_answer(by_name[Path(row["video"]).name], question, options)[0]
+        assert row["rejected"] != row["chosen"] and Path(row["video"]).is_file()
+    assert counts["sft_oracle"]["rows"] == len(oracle) and counts["dpo_only"]["rows"] == len(dpo)
+    # drawn without regard to what the base answered: questions it got wrong are in
+    assert counts["sft_oracle"]["also_kept_as_tpo_pairs"] < len(oracle)
+
+
+def test_reward_curve_keeps_the_evaluation_rows_rewards():
+    from tpo_hf.world.experiment import reward_curve
+
+    history = [
+        {"step": 0, "eval_rewards/margins": 0.0, "eval_rewards/accuracies": 0.0, "eval_loss": 0.69},
+        {"step": 5, "loss": 0.6, "rewards/margins": 0.1},
+        {"step": 25, "eval_rewards/margins": 0.8, "eval_rewards/accuracies": 0.9, "eval_rewards/chosen": 0.3},
+    ]
+    assert reward_curve(history) == [
+        {"step": 0, "rewards/margins": 0.0, "rewards/accuracies": 0.0},
+        {"step": 25, "rewards/margins": 0.8, "rewards/accuracies": 0.9, "rewards/chosen": 0.3},
+    ]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import warnings
 from dataclasses import asdict
 from pathlib import Path
 
@@ -58,7 +59,13 @@ Settings fingerprint: `{fingerprint}`.
 
 # pretraining options that are off (at these values) are left out of the fingerprint, so adding an option never
 # changes the fingerprint of a base built without it
-_LATER_FIELDS = {"max_gap_tokens": 0, "max_time_offset": 0}
+_LATER_FIELDS = {
+    "max_gap_tokens": 0,
+    "max_time_offset": 0,
+    "max_scene_frames": 1,
+    "max_blank_frames": 0,
+    "max_timestamp": 0,
+}
 
 
 def config_fingerprint(config: PretrainConfig) -> str:
@@ -70,7 +77,11 @@ def _matches(folder: Path, config: PretrainConfig) -> bool:
     record = folder / RECORD_NAME
     if not (record.is_file() and (folder / "model.safetensors").is_file()):
         return False
-    return json.loads(record.read_text()).get("fingerprint") == config_fingerprint(config)
+    try:
+        return json.loads(record.read_text()).get("fingerprint") == config_fingerprint(config)
+    except (ValueError, AttributeError) as error:  # torn (killed while written) or not a record: a cache miss
+        warnings.warn(f"World base record {record} is unreadable ({error}): the base is built again.", stacklevel=2)
+        return False
 
 
 def cache_dir() -> Path:
@@ -110,6 +121,12 @@ def position_note(config: PretrainConfig) -> str:
         )
     if config.max_gap_tokens:
         notes.append(f"0-{config.max_gap_tokens} filler tokens between the video and the question")
+    if config.max_scene_frames > 1:
+        notes.append(f"each scene lasts 1-{config.max_scene_frames} frames")
+    if config.max_blank_frames:
+        notes.append(f"0-{config.max_blank_frames} blank frames before the first and after the last scene")
+    if config.max_timestamp:
+        notes.append(f"each clip's timestamps start at a random second, the last below {config.max_timestamp}")
     return "; ".join(notes) + ", drawn per clip" if notes else "the model's own, unchanged"
 
 
@@ -120,7 +137,9 @@ def describe_base(output_dir: str | Path, config: PretrainConfig) -> Path:
     output_dir = Path(output_dir)
     record = json.loads((output_dir / RECORD_NAME).read_text())
     record["fingerprint"] = config_fingerprint(config)
-    (output_dir / RECORD_NAME).write_text(json.dumps(record, indent=2) + "\n")
+    staged = output_dir / f".{RECORD_NAME}.tmp"  # written beside, then renamed: a kill never leaves half a record
+    staged.write_text(json.dumps(record, indent=2) + "\n")
+    os.replace(staged, output_dir / RECORD_NAME)
     (output_dir / "README.md").write_text(
         CARD.format(
             params=record["parameters"] / 1e6,

@@ -24,6 +24,7 @@ def tpo_world_sample(row: dict[str, Any], index: int, variant: str = "default", 
         prompt=str(require_field(row, ("prompt",), "tpo_world", index)),
         breakdowns={name: str(row[name]) for name in ("type", "kind", "scenes") if row.get(name) is not None},
         num_frames=row.get("num_frames"),
+        start=row.get("start"),
     )
 
 

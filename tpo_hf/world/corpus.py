@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ..eval.benchmarks import MCQSample
 from .questions import COMPREHENSIVE_KINDS, ask, caption
-from .timeline import WorldVideo, make_video, read_timeline, world_rng, write_world_video
+from .timeline import Layout, WorldVideo, layout_video, make_video, read_timeline, world_rng, write_world_video
 
 
 @dataclass(frozen=True)
@@ -25,6 +25,10 @@ class CorpusSpec:
     max_scenes: int
     needle_probability: float = 0.0
     seed: int = 0
+    layout: Layout = Layout()  # scene lengths, blank frames, window offset (`timeline.Layout`); plain by default
+    # `WorldVideo.key()`s a video of this split must not have (other splits' videos, the base's pretraining clips):
+    # such a draw is drawn again, from the same video's generator
+    exclude: frozenset = frozenset()
 
 
 def corpus_videos(spec: CorpusSpec) -> list[WorldVideo]:
@@ -32,9 +36,16 @@ def corpus_videos(spec: CorpusSpec) -> list[WorldVideo]:
     videos = []
     for index in range(spec.num_videos):
         rng = world_rng(spec.split, spec.seed, index)
-        num_scenes = rng.randint(spec.min_scenes, spec.max_scenes)
-        with_needle = rng.random() < spec.needle_probability
-        videos.append(make_video(f"{spec.split}-{spec.seed}-{index:04d}", rng, num_scenes, with_needle))
+        for _ in range(1000):
+            num_scenes = rng.randint(spec.min_scenes, spec.max_scenes)
+            with_needle = rng.random() < spec.needle_probability
+            video = make_video(f"{spec.split}-{spec.seed}-{index:04d}", rng, num_scenes, with_needle)
+            video = layout_video(video, spec.layout, rng)
+            if video.key() not in spec.exclude:
+                break
+        else:
+            raise ValueError(f"Split {spec.split!r}: no video of {num_scenes} scenes outside `exclude` in 1000 draws.")
+        videos.append(video)
     return videos
 
 
@@ -103,14 +114,15 @@ def eval_samples(videos: list[WorldVideo], per_video: dict[str, int], seed: int 
                 if question is None or question.question in seen:
                     continue
                 seen.add(question.question)
-                samples.append(
-                    question.to_sample(
-                        f"{video.video_id}-{kind}-{len(seen)}",
-                        f"{video.video_id}.mp4",
-                        num_frames=video.num_frames,  # the model sees every frame: no question is lost to sampling
-                        scenes=str(len(video.events)),
-                    )
+                sample = question.to_sample(
+                    f"{video.video_id}-{kind}-{len(seen)}",
+                    f"{video.video_id}.mp4",
+                    num_frames=video.num_frames,  # the model sees every frame: no question is lost to sampling
+                    scenes=str(len(video.events)),
                 )
+                if video.offset:  # a window of the file: its frames' timestamps start at `offset` seconds
+                    sample.start = float(video.offset)
+                samples.append(sample)
     return samples
 
 
@@ -125,6 +137,7 @@ def eval_rows(samples: list[MCQSample]) -> list[dict]:
             "answer": s.answer,
             "prompt": s.prompt,
             "num_frames": s.num_frames,
+            **({"start": s.start} if s.start else {}),
             **s.breakdowns,
         }
         for s in samples

@@ -7,7 +7,10 @@ arm from the same pool of pairs and score every arm on the same held-out questio
 - base: the pretrained model, untouched;
 - sft_self: SFT on the chosen answers of the 5:5 set (the paper's SFT_self);
 - localized_only / comprehensive_only: the TPO objective on one granularity;
-- tpo_5_5 (the paper's mix), tpo_1_9, tpo_9_1.
+- tpo_5_5 (the paper's mix), tpo_1_9, tpo_9_1;
+- controls against TPO 5:5 on the same rows and steps (`tpo_hf.world.controls`): dpo_only (no SFT term, anchors
+  dropped), sft_oracle (SFT on the timeline's answers to the same candidates, not filtered by the base; the paper's
+  SFT_LLM), tpo_random_rejected (a random wrong option as the rejected answer).
 
 Every arm gets the same number of pairs and steps. Arms run in parallel processes with one torch thread each,
 which is the fastest layout on a 2-core machine.
@@ -27,16 +30,17 @@ import statistics
 import time
 from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from ..curation.config import CurationConfig
 from ..curation.mixing import chosen_option
 from ..eval.answers import split_mcq_prompt
-from .corpus import CorpusSpec, eval_rows, eval_samples, write_corpus, write_curation_inputs
+from .controls import CONTROL_DATA, control_dir, derive
+from .corpus import CorpusSpec, corpus_videos, eval_rows, eval_samples, write_corpus, write_curation_inputs
 from .questions import COMPREHENSIVE_KINDS, LOCALIZED_KINDS, match_question
-from .timeline import FPS, NEEDLE_SHAPE, read_timeline
+from .timeline import FPS, NEEDLE_SHAPE, Layout, WorldVideo, read_timeline, write_world_video
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +54,27 @@ ARMS: dict[str, tuple[str, list[str]] | None] = {
     "tpo_5_5": ("5:5", ["sigmoid"]),
     "tpo_1_9": ("1:9", ["sigmoid"]),
     "tpo_9_1": ("9:1", ["sigmoid"]),
+    # controls (`controls.CONTROL_DATA`: their rows are derived from the 5:5 set)
+    "dpo_only": ("5:5", ["sigmoid"]),
+    "sft_oracle": ("5:5", ["sft"]),
+    "tpo_random_rejected": ("5:5", ["sigmoid"]),
 }
+# the SFT term's weight where it is not `sft_weight` (SFT-only arms train it at 1; dpo_only not at all)
+ARM_SFT_WEIGHT = {"sft_self": 1.0, "sft_oracle": 1.0, "dpo_only": 0.0}
+# the arms a run trains by default: the mix ablations 1:9 and 9:1 are left to `--arms` to keep a run under an hour
+DEFAULT_ARMS = [
+    "base",
+    "sft_self",
+    "sft_oracle",
+    "dpo_only",
+    "tpo_random_rejected",
+    "localized_only",
+    "comprehensive_only",
+    "tpo_5_5",
+]
+# the shortcut-free held-out layout the experiment's script uses (`benchmarks/method_validity.py`): scenes of 1-2
+# frames, 0-2 blank frames before and after, timestamps starting at a random second (the last below 30)
+SHORTCUT_FREE = {"heldout_max_scene_frames": 2, "heldout_max_blank_frames": 2, "heldout_max_timestamp": 30}
 QUESTION_TYPES = ("localized", "comprehensive", "needle")
 # short clips, the forgetting check: videos of at most this many scenes (the base was pretrained on 1-3)
 SHORT_CLIP_MAX_SCENES = 3
@@ -64,7 +88,7 @@ class ExperimentConfig:
 
     out_dir: str = "method-validity"
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
-    arms: list[str] = field(default_factory=lambda: list(ARMS))
+    arms: list[str] = field(default_factory=lambda: list(DEFAULT_ARMS))
     base_model: str | None = None  # default: the world base shipped with tpo-hf (built on first use if absent)
     workers: int = 2
     # training corpus: 2-9 scenes. Curating long videos only (6-9) made the DPO arms forget more on short clips
@@ -73,6 +97,9 @@ class ExperimentConfig:
     train_min_scenes: int = 2
     train_max_scenes: int = 9
     needle_probability: float = 0.5
+    # the training corpus's layout (`timeline.Layout`; windows always start at second 0: curation reads whole files)
+    train_max_scene_frames: int = 1
+    train_max_blank_frames: int = 0
     # curation
     localized_per_video: int = 3
     comprehensive_per_video: int = 3
@@ -110,6 +137,31 @@ class ExperimentConfig:
     long_min_scenes: int = 6
     vniah_lengths: list[int] = field(default_factory=lambda: [4, 8, 12, 16])
     vniah_depths: list[float] = field(default_factory=lambda: [0.0, 0.25, 0.5, 0.75, 1.0])
+    # the held-out set: drawn per `heldout_seed` (0 with the plain layout: the set of every run before the ninth,
+    # and the quickstart's); its layout (`timeline.Layout`; `SHORTCUT_FREE` is the experiment's); `heldout_exclude_seen`:
+    # no held-out video equals (`WorldVideo.key`) a video of the seeds' training corpora or a clip the base was
+    # pretrained on (impossible with the plain layout, where pretraining saw every short clip)
+    heldout_seed: int = 0
+    heldout_max_scene_frames: int = 1
+    heldout_max_blank_frames: int = 0
+    heldout_max_timestamp: int = 0
+    heldout_exclude_seen: bool = False
+    # probes of what a model reads (`tpo_hf.world.probes`), run on these arms (every seed of a trained arm)
+    probes: list[str] = field(default_factory=list)
+    probe_arms: list[str] = field(default_factory=lambda: ["base", "tpo_5_5"])
+    # DPO reward margins / accuracies over training, on this many non-anchor rows of each arm's own training set
+    # (TRL's evaluation every `reward_eval_steps` steps and before the first; 0: none, the quickstart's setting;
+    # the experiment's script asks 64)
+    reward_eval_rows: int = 0
+    reward_eval_steps: int = 25
+
+    @property
+    def heldout_layout(self) -> Layout:
+        return Layout(self.heldout_max_scene_frames, self.heldout_max_blank_frames, self.heldout_max_timestamp)
+
+    @property
+    def train_layout(self) -> Layout:
+        return Layout(self.train_max_scene_frames, self.train_max_blank_frames, 0)
 
 
 # --- the pieces, each runnable in a worker process --------------------------------------------------------------
@@ -129,17 +181,7 @@ def curate(config: ExperimentConfig, seed: int, base_model: str, progress: bool 
 
     root = Path(config.out_dir) / f"seed-{seed}"
     corpus_dir = root / "corpus"
-    videos = write_corpus(
-        CorpusSpec(
-            "train",
-            config.train_videos,
-            config.train_min_scenes,
-            config.train_max_scenes,
-            config.needle_probability,
-            seed,
-        ),
-        corpus_dir,
-    )
+    videos = write_corpus(train_spec(config, seed), corpus_dir)
     inputs = write_curation_inputs(videos, root / "curation_inputs.jsonl", config.comprehensive_per_video, seed)
     reports = {}
     mixes = sorted({ARMS[arm][0] for arm in config.arms if ARMS.get(arm)})
@@ -155,7 +197,23 @@ def curate(config: ExperimentConfig, seed: int, base_model: str, progress: bool 
         reports[mix]["chosen_options"] = chosen_options(pairs)
         reports[mix]["anchors_by_kind"] = pairs_by_kind(anchors)
         reports[mix]["anchors_by_scenes"] = pairs_by_scenes(anchors, corpus_dir)
-    return {"seed": seed, "reports": reports}
+    controls = {}
+    if any(arm in CONTROL_DATA for arm in config.arms):
+        controls = derive(root, pairs_dir(root, "5:5"), corpus_dir, seed)
+    return {"seed": seed, "reports": reports, "controls": controls}
+
+
+def train_spec(config: ExperimentConfig, seed: int) -> CorpusSpec:
+    """The seed's training corpus."""
+    return CorpusSpec(
+        "train",
+        config.train_videos,
+        config.train_min_scenes,
+        config.train_max_scenes,
+        config.needle_probability,
+        seed,
+        config.train_layout,
+    )
 
 
 def curation_config(
@@ -173,6 +231,7 @@ def curation_config(
         question_backend="world_questions",
         judge_backend="world_judge",
         num_frames=None,
+        video_fps=FPS,  # every frame: the world's videos show one frame per second
         sparse_num_frames=config.sparse_num_frames,
         sparse_frame_fraction=config.sparse_frame_fraction,
         segment_seconds=config.segment_seconds,
@@ -205,6 +264,8 @@ def check_equal_pair_counts(config: ExperimentConfig, curated: list[dict[str, An
             if not ARMS.get(arm):  # the base trains on nothing
                 continue
             mix = ARMS[arm][0]
+            if arm in CONTROL_DATA:  # derived from the 5:5 set, checked there
+                continue
             final = c["reports"][mix]["final"]
             anchors = final.get("anchors", 0)
             pairs = final["total"] - anchors
@@ -281,7 +342,7 @@ def train(config: ExperimentConfig, seed: int, arm: str, base_model: str, callba
     mix, loss_type = ARMS[arm]
     root = Path(config.out_dir) / f"seed-{seed}"
     adapter_dir = root / "adapters" / arm
-    dataset_dir = pairs_dir(root, mix)
+    dataset_dir = control_dir(root, arm) if arm in CONTROL_DATA else pairs_dir(root, mix)
     corpus_dir = root / "corpus"
     processor = VideoPreferenceProcessor.from_pretrained(
         base_model, num_frames=None, video_fps=FPS, video_root=str(corpus_dir)
@@ -295,44 +356,120 @@ def train(config: ExperimentConfig, seed: int, arm: str, base_model: str, callba
         max_steps=config.max_steps,
         learning_rate=config.learning_rate,
         beta=config.beta,
-        # SFT_self trains the SFT term alone at weight 1; TPO arms add it to DPO at `sft_weight` (TPOConfig's rule)
-        sft_weight=1.0 if loss_type == ["sft"] else config.sft_weight,
+        # SFT-only arms train the SFT term alone at weight 1; TPO arms add it to DPO at `sft_weight` (TPOConfig's
+        # rule); dpo_only at 0
+        sft_weight=ARM_SFT_WEIGHT.get(arm, config.sft_weight),
         loss_type=loss_type,
         warmup_ratio=0.1,
         logging_steps=5,
         seed=seed,
         data_seed=seed,
         disable_tqdm=True,
+        **reward_eval_settings(config),
     )
+    train_dataset = load_preference_dataset(str(dataset_dir))
     trainer = TPOTrainer(
         base_model,
         args=args,
-        train_dataset=load_preference_dataset(str(dataset_dir)),
+        train_dataset=train_dataset,
+        eval_dataset=reward_eval_rows(train_dataset, config.reward_eval_rows, seed),
         processing_class=processor,
         peft_config=LoraConfig(r=config.lora_r, lora_alpha=2 * config.lora_r, lora_dropout=0.0),
         callbacks=callbacks,
     )
     trainer.train()
     trainer.save_model(str(adapter_dir))
+    if config.reward_eval_rows:
+        (adapter_dir / REWARDS_FILE).write_text(json.dumps(reward_curve(trainer.state.log_history)) + "\n")
     return trainer
 
 
+REWARDS_FILE = "reward_curve.json"
+
+
+def reward_eval_settings(config: ExperimentConfig) -> dict[str, Any]:
+    """TPOConfig fields for the reward diagnostics (TRL's evaluation loop on `reward_eval_rows`), none when off."""
+    if not config.reward_eval_rows:
+        return {}
+    return dict(
+        eval_strategy="steps",
+        eval_steps=config.reward_eval_steps,
+        eval_on_start=True,
+        per_device_eval_batch_size=config.batch_size,
+    )
+
+
+def reward_eval_rows(dataset, count: int, seed: int):
+    """`count` non-anchor rows of a training set (seeded): where the DPO reward margins are measured over training
+    (anchor rows have chosen = rejected, so their margin is 0 by construction)."""
+    if not count:
+        return None
+    pairs = dataset.filter(lambda row: not row["anchor"]).shuffle(seed=seed)
+    return pairs.select(range(min(count, len(pairs))))
+
+
+def reward_curve(log_history: list[dict[str, Any]]) -> list[dict[str, float]]:
+    """The DPO reward diagnostics TRL logged on the evaluation rows, step by step."""
+    keys = ("eval_rewards/margins", "eval_rewards/accuracies", "eval_rewards/chosen", "eval_rewards/rejected")
+    return [
+        {"step": entry["step"], **{k.removeprefix("eval_"): entry[k] for k in keys if k in entry}}
+        for entry in log_history
+        if "eval_rewards/margins" in entry
+    ]
+
+
+def seen_video_keys(config: ExperimentConfig, base_model: str | None = None) -> set:
+    """`WorldVideo.key()` of every video the run's models saw before evaluation: the seeds' training corpora and the
+    clips the base was pretrained on (replayed from the settings recorded with it)."""
+    from .base import RECORD_NAME, world_base_model
+    from .pretrain import PretrainConfig, pretraining_video_keys
+
+    keys = {video.key() for seed in config.seeds for video in corpus_videos(train_spec(config, seed))}
+    folder = Path(base_model or config.base_model or world_base_model())
+    recorded = json.loads((folder / RECORD_NAME).read_text())["config"]
+    return keys | pretraining_video_keys(PretrainConfig(**recorded))
+
+
 def eval_sets(config: ExperimentConfig) -> tuple[Path, Path]:
-    """The held-out videos (their own splits, never curated or trained on) and their questions as a `tpo_world`
-    benchmark file; written once."""
+    """The held-out videos (their own splits, drawn per `heldout_seed`, never curated or trained on) and their
+    questions as a `tpo_world` benchmark file; written once."""
     folder = Path(config.out_dir) / "eval-videos"
     questions = Path(config.out_dir) / "heldout_questions.jsonl"
+    exclude = frozenset(seen_video_keys(config)) if config.heldout_exclude_seen else frozenset()
     videos = []
     for count in config.eval_scene_counts:
         per_count = (
             config.eval_short_videos_per_count if count <= SHORT_CLIP_MAX_SCENES else config.eval_videos_per_count
         )
-        spec = CorpusSpec(f"eval{count}", per_count, count, count, config.needle_probability, 0)
+        spec = CorpusSpec(
+            f"eval{count}",
+            per_count,
+            count,
+            count,
+            config.needle_probability,
+            config.heldout_seed,
+            config.heldout_layout,
+            exclude,
+        )
         videos += write_corpus(spec, folder)
+    if not config.heldout_layout.plain:
+        # V-NIAH cuts haystacks from every file of its folder: the plain copies, without the grey frames before a
+        # window (and, as before, the same scenes)
+        for video in videos:
+            if video.num_frames >= 6:
+                write_world_video(
+                    WorldVideo(video.video_id, tuple(replace(s, frames=1) for s in video.scenes)), vniah_dir(config)
+                )
     per_video = {**{k: 1 for k in LOCALIZED_KINDS}, **{k: 1 for k in COMPREHENSIVE_KINDS}, "needle": 1}
-    rows = eval_rows(eval_samples(videos, per_video))
+    rows = eval_rows(eval_samples(videos, per_video, seed=config.heldout_seed))
     questions.write_text("".join(json.dumps(row) + "\n" for row in rows))
     return folder, questions
+
+
+def vniah_dir(config: ExperimentConfig) -> Path:
+    """The V-NIAH haystack sources: the held-out videos themselves with the plain layout, else plain copies."""
+    name = "eval-videos" if config.heldout_layout.plain else "vniah-haystack"
+    return Path(config.out_dir) / name
 
 
 def heldout_eval_config(
@@ -353,7 +490,7 @@ def heldout_eval_config(
         max_new_tokens=6,
         compare_base=compare_base,
         vniah=True,
-        vniah_haystack_dir=str(video_dir),
+        vniah_haystack_dir=str(vniah_dir(config)),
         vniah_lengths=config.vniah_lengths,
         vniah_depths=config.vniah_depths,
         vniah_needle_colour="magenta",
@@ -380,7 +517,28 @@ def evaluate_arm(config: ExperimentConfig, seed: int, arm: str, base_model: str)
     results = evaluate(heldout_eval_config(config, base_model, adapter, output_dir))
     tag = "base" if arm == "base" else "tpo"
     samples = read_samples(output_dir / "samples_tpo_world.jsonl", tag)
-    return {"arm": arm, "seed": seed, "samples": samples, "vniah": results["vniah"]["models"][tag]}
+    rewards_file = root / "adapters" / arm / REWARDS_FILE
+    rewards = json.loads(rewards_file.read_text()) if rewards_file.is_file() else []
+    return {"arm": arm, "seed": seed, "samples": samples, "vniah": results["vniah"]["models"][tag], "rewards": rewards}
+
+
+def probe_arm(config: ExperimentConfig, seed: int, arm: str, base_model: str) -> dict[str, Any]:
+    """The probes (`tpo_hf.world.probes`) of one arm and seed."""
+    from .probes import run_probes
+
+    adapter = None if arm == "base" else str(Path(config.out_dir) / f"seed-{seed}" / "adapters" / arm)
+    out = Path(config.out_dir)
+    results = run_probes(
+        base_model,
+        adapter,
+        out / "heldout_questions.jsonl",
+        out / "eval-videos",
+        config.probes,
+        config.long_min_scenes,
+        SHORT_CLIP_MAX_SCENES,
+        seed=config.heldout_seed,
+    )
+    return {"arm": arm, "seed": seed, "probes": results}
 
 
 def read_samples(samples_file: Path, tag: str) -> list[dict[str, Any]]:
@@ -399,7 +557,10 @@ def read_samples(samples_file: Path, tag: str) -> list[dict[str, Any]]:
 def _train_and_eval(config: ExperimentConfig, seed: int, arm: str, base_model: str) -> dict[str, Any]:
     if arm != "base":
         train_arm(config, seed, arm, base_model)
-    return evaluate_arm(config, seed, arm, base_model)
+    result = evaluate_arm(config, seed, arm, base_model)
+    if config.probes and arm in config.probe_arms:
+        result["probes"] = probe_arm(config, seed, arm, base_model)["probes"]
+    return result
 
 
 # --- scoring and reporting --------------------------------------------------------------------------------------
@@ -416,6 +577,8 @@ def accuracies(samples: list[dict[str, Any]], long_min_scenes: int) -> dict[str,
         scores[kind] = pct([s for s in long if s["type"] == kind])
     for kind in QUESTION_KINDS:
         scores[f"kind_{kind}"] = pct([s for s in long if s["kind"] == kind])
+        scores[f"short_kind_{kind}"] = pct([s for s in short if s["kind"] == kind])
+    scores["content_lookup"] = pct([s for s in long if s["kind"] in CONTENT_LOOKUP_KINDS])
     for count in sorted({int(s["scenes"]) for s in samples}):
         scores[f"scenes_{count}"] = pct([s for s in samples if int(s["scenes"]) == count])
     scores["unparseable"] = 100.0 * sum(s["prediction"] == "unparseable" for s in long) / max(len(long), 1)
@@ -471,9 +634,41 @@ def summarize(config: ExperimentConfig, runs: list[dict[str, Any]]) -> dict[str,
 PAIRED_COMPARISONS = (
     *((arm, "base") for arm in ARMS if arm != "base"),
     ("tpo_5_5", "sft_self"),
+    ("tpo_5_5", "sft_oracle"),
+    ("tpo_5_5", "dpo_only"),
+    ("tpo_5_5", "tpo_random_rejected"),
     ("tpo_5_5", "localized_only"),
     ("tpo_5_5", "comprehensive_only"),
 )
+# the kinds whose answer needs a lookup by content (a named shape's neighbour, the order of two named shapes), not a
+# position at the video's ends
+CONTENT_LOOKUP_KINDS = ("after", "before", "order")
+
+
+def chance_by_kind(samples: list[dict[str, Any]], long_min_scenes: int) -> dict[str, dict[str, float]]:
+    """Expected accuracy (%) of a uniform guess per subset (long videos / short clips) and kind, from each question's
+    own option count."""
+    subsets = {
+        "long_videos": [s for s in samples if int(s["scenes"]) >= long_min_scenes],
+        "short_clips": [s for s in samples if int(s["scenes"]) <= SHORT_CLIP_MAX_SCENES],
+    }
+    out: dict[str, dict[str, float]] = {}
+    for name, rows in subsets.items():
+        out[name] = {"overall": _chance(rows)}
+        for kind in QUESTION_KINDS:
+            out[name][kind] = _chance([s for s in rows if s["kind"] == kind])
+        out[name]["content_lookup"] = _chance([s for s in rows if s["kind"] in CONTENT_LOOKUP_KINDS])
+    return out
+
+
+def _chance(rows: list[dict[str, Any]]) -> float:
+    if not rows:
+        return float("nan")
+    return round(100.0 * statistics.mean(1.0 / len(s["options"]) if "options" in s else _guess(s) for s in rows), 2)
+
+
+def _guess(sample: dict[str, Any]) -> float:
+    return 1.0 / (2 if sample["kind"] == "order" else 4)
 
 
 def video_of(sample_id: str) -> str:
@@ -498,9 +693,14 @@ def paired_differences(
     for run in runs:
         correct[(run["arm"], run["seed"])] = {s["sample_id"]: bool(s["correct"]) for s in run["samples"]}
         scenes.update({s["sample_id"]: int(s["scenes"]) for s in run["samples"]})
+    kinds: dict[str, str] = {}
+    for run in runs:
+        kinds.update({s["sample_id"]: s.get("kind", "") for s in run["samples"]})
     subsets = {
-        "long_videos": lambda n: n >= long_min_scenes,
-        "short_clips": lambda n: n <= SHORT_CLIP_MAX_SCENES,  # the forgetting check
+        "long_videos": lambda q: scenes[q] >= long_min_scenes,
+        "short_clips": lambda q: scenes[q] <= SHORT_CLIP_MAX_SCENES,  # the forgetting check
+        # long videos, the kinds that need a lookup by content
+        "long_content_lookup": lambda q: scenes[q] >= long_min_scenes and kinds[q] in CONTENT_LOOKUP_KINDS,
     }
     rng = np.random.default_rng(seed)
     out: dict[str, dict[str, dict[str, float]]] = {}
@@ -510,7 +710,9 @@ def paired_differences(
             continue
         out[f"{arm} - {reference}"] = {}
         for name, keep in subsets.items():
-            ids = sorted(q for q in correct[(arm, seeds[0])] if keep(scenes[q]))
+            ids = sorted(q for q in correct[(arm, seeds[0])] if keep(q))
+            if not ids:
+                continue
             per_question = np.array(
                 [np.mean([correct[(arm, s)][q] - correct[(reference, s)][q] for s in seeds]) for q in ids]
             )
@@ -541,15 +743,108 @@ def paired_markdown(paired: dict[str, dict[str, dict[str, float]]]) -> list[str]
         "from resampling held-out videos). An interval that holds 0 is a change this question set cannot tell from "
         "no change:",
         "",
-        "| comparison | long videos | short clips (2-3 scenes) |",
-        "|---|---|---|",
+        "| comparison | long videos | short clips (2-3 scenes) | long videos, content lookup (after, before, order) |",
+        "|---|---|---|---|",
     ]
     for name, by_subset in paired.items():
         cells = [
-            f"{d['diff']:+.1f} [{d['low']:+.1f}, {d['high']:+.1f}]"
-            for d in (by_subset["long_videos"], by_subset["short_clips"])
+            f"{d['diff']:+.1f} [{d['low']:+.1f}, {d['high']:+.1f}]" if d else "-"
+            for d in (by_subset.get(k) for k in ("long_videos", "short_clips", "long_content_lookup"))
         ]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def kind_markdown(table: dict[str, Any], chances: dict[str, dict[str, float]], prefix: str) -> list[str]:
+    """Accuracy per question kind (mean ± std over seeds), with a first row giving each kind's chance."""
+    keys = [*QUESTION_KINDS, "content_lookup"] if prefix == "kind_" else list(QUESTION_KINDS)
+    subset = "long_videos" if prefix == "kind_" else "short_clips"
+    lines = [
+        "| arm | " + " | ".join(keys) + " |",
+        "|---|" + "---|" * len(keys),
+        "| *chance* | " + " | ".join(f"*{chances[subset].get(k, math.nan):.1f}*" for k in keys) + " |",
+    ]
+    for arm, scores in table.items():
+        column = {k: f"{prefix}{k}" if k != "content_lookup" else "content_lookup" for k in keys}
+        cells = [
+            f"{scores[column[k]]['mean']:.1f} ± {scores[column[k]]['std']:.1f}" if column[k] in scores else "-"
+            for k in keys
+        ]
+        lines.append(f"| {arm} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def probes_markdown(probes: dict[str, Any], table: dict[str, Any], chances: dict[str, Any]) -> list[str]:
+    """Accuracy under each probe next to the unaltered held-out accuracy, per kind (long videos), mean over seeds."""
+    lines = [
+        "Probes of what the models read (`tpo_hf.world.probes`; long videos, accuracy %, mean over seeds; "
+        "`as asked`: the held-out accuracy above). Timestamps blanked: every frame at `<0.0 seconds>`; frames "
+        "shuffled: the scenes in another order, scored against the order shown; frames blanked: all frames grey "
+        "(what is left comes from the text alone):",
+        "",
+    ]
+    keys = ["overall", *(f"kind_{k}" for k in QUESTION_KINDS)]
+    lines += ["| arm | probe | " + " | ".join(k.removeprefix("kind_") for k in keys) + " |"]
+    lines += ["|---|---|" + "---|" * len(keys)]
+    lines += [
+        "| | *chance* | "
+        + " | ".join(f"*{chances['long_videos'].get(k.removeprefix('kind_'), math.nan):.1f}*" for k in keys)
+        + " |"
+    ]
+    for arm, per_seed in probes.items():  # arm -> a list over seeds of {probe: scores}
+        if arm in table:
+            cells = [f"{table[arm][k]['mean']:.1f}" if k in table[arm] else "-" for k in keys]
+            lines.append(f"| {arm} | as asked | " + " | ".join(cells) + " |")
+        for probe in dict.fromkeys(name for run in per_seed for name in run):
+            cells = []
+            for k in keys:
+                values = [
+                    run[probe]["long_videos"][k]["accuracy"] for run in per_seed if k in run[probe]["long_videos"]
+                ]
+                cells.append(f"{statistics.mean(values):.1f}" if values else "-")
+            lines.append(f"| {arm} | {probe} | " + " | ".join(cells) + " |")
+    shuffled = [
+        (arm, run["frames_shuffled"]["long_videos"]["overall"])
+        for arm, per_seed in probes.items()
+        for run in per_seed
+        if "agrees_with_original" in run.get("frames_shuffled", {}).get("long_videos", {}).get("overall", {})
+    ]
+    if shuffled:
+        lines += [
+            "",
+            "Frames shuffled, the questions whose answer the shuffle changed: answers that give the answer of the "
+            "order *not* shown, the original one (%, per seed; a model reading the frames gives it at chance or "
+            "below): "
+            + "; ".join(
+                f"{arm} {o['agrees_with_original']:.1f} ({o['changed_questions']} questions)" for arm, o in shuffled
+            ),
+        ]
+    return lines
+
+
+def rewards_markdown(rewards: dict[str, list[list[dict[str, float]]]]) -> list[str]:
+    """DPO reward margin and accuracy on each arm's non-anchor training rows, first and last evaluation, mean over
+    seeds."""
+    lines = [
+        "DPO implicit rewards on non-anchor rows of each arm's own training set (TRL's evaluation on a fixed sample; "
+        "margin = beta x (log-ratio chosen - log-ratio rejected); accuracy: share of rows with chosen > rejected), "
+        "at the first and the last evaluation, mean over seeds:",
+        "",
+        "| arm | margin, start | margin, end | accuracy, start | accuracy, end |",
+        "|---|---|---|---|---|",
+    ]
+    for arm, per_seed in rewards.items():
+        curves = [c for c in per_seed if c]
+        if not curves:
+            continue
+
+        def mean_of(key: str, at: int, curves: list = curves) -> float:
+            return statistics.mean(c[at].get(key, math.nan) for c in curves)
+
+        lines.append(
+            f"| {arm} | {mean_of('rewards/margins', 0):+.3f} | {mean_of('rewards/margins', -1):+.3f} | "
+            f"{100 * mean_of('rewards/accuracies', 0):.1f} | {100 * mean_of('rewards/accuracies', -1):.1f} |"
+        )
     return lines
 
 
@@ -569,6 +864,10 @@ def markdown(
     curation: dict[Any, Any] | None = None,
     paired: dict[str, Any] | None = None,
     order_errors: dict[str, Any] | None = None,
+    chances: dict[str, Any] | None = None,
+    probes: dict[str, Any] | None = None,
+    rewards: dict[str, Any] | None = None,
+    heldout: dict[str, Any] | None = None,
 ) -> str:
     columns = ["overall", "localized", "comprehensive", "needle", "short_clips", "unparseable"]
     lines = [
@@ -581,11 +880,29 @@ def markdown(
         "",
         *_mean_std_table(table, [f"kind_{kind}" for kind in QUESTION_KINDS], list(QUESTION_KINDS)),
     ]
+    if chances:
+        lines += [
+            "",
+            "By question kind with chance (the first row: a uniform guess over each question's options). Long videos "
+            "(`content_lookup`: after, before and order together, the kinds whose answer needs a lookup by content):",
+            "",
+            *kind_markdown(table, chances, "kind_"),
+            "",
+            "Short clips (2-3 scenes) by question kind:",
+            "",
+            *kind_markdown(table, chances, "short_kind_"),
+        ]
     lines += ["", "Per seed (overall, long videos):", ""]
     for arm, scores in table.items():
         lines.append(f"- {arm}: {scores['overall']['per_seed']}")
+    if heldout:
+        lines += ["", "Held-out set: " + "; ".join(f"{k} {v}" for k, v in heldout.items())]
     if paired:
         lines += ["", *paired_markdown(paired)]
+    if probes:
+        lines += ["", *probes_markdown(probes, table, chances or {"long_videos": {}})]
+    if rewards:
+        lines += ["", *rewards_markdown(rewards)]
     if order_errors:
         lines += [
             "",
@@ -635,7 +952,11 @@ def markdown(
 
 
 def plot(
-    table: dict[str, Any], out_dir: Path, scene_counts: list[int], paired: dict[str, Any] | None = None
+    table: dict[str, Any],
+    out_dir: Path,
+    scene_counts: list[int],
+    paired: dict[str, Any] | None = None,
+    chances: dict[str, Any] | None = None,
 ) -> list[Path]:
     import matplotlib
 
@@ -668,10 +989,30 @@ def plot(
     plt.close(fig)
 
     shown = [a for a in ("base", "sft_self", "tpo_5_5") if a in table]
-    fig, ax = plt.subplots(figsize=(8, 4))
-    grouped_bars(ax, shown, [f"kind_{k}" for k in QUESTION_KINDS], list(QUESTION_KINDS))
-    ax.set_title("Held-out accuracy on long videos by question kind")
-    ax.legend(fontsize=8)
+    by_kind = [
+        a for a in ("base", "sft_self", "sft_oracle", "dpo_only", "tpo_random_rejected", "tpo_5_5") if a in table
+    ]
+    subsets = [("kind_", "long videos (6+ scenes)")]
+    if chances and all(f"short_kind_{k}" in table[by_kind[0]] for k in QUESTION_KINDS):
+        subsets.append(("short_kind_", "short clips (2-3 scenes)"))
+    fig, axes = plt.subplots(1, len(subsets), figsize=(9 * len(subsets), 4.2), squeeze=False)
+    for ax, (prefix, title) in zip(axes[0], subsets):
+        grouped_bars(ax, by_kind, [f"{prefix}{k}" for k in QUESTION_KINDS], list(QUESTION_KINDS))
+        if chances:  # each kind's chance as a dashed line over its group of bars
+            subset = "long_videos" if prefix == "kind_" else "short_clips"
+            for i, kind in enumerate(QUESTION_KINDS):
+                level = chances[subset].get(kind, math.nan)
+                ax.hlines(
+                    level,
+                    i - 0.1,
+                    i + 0.9,
+                    colors="black",
+                    linestyles="dashed",
+                    linewidth=1.2,
+                    label="chance" if i == 0 else None,
+                )
+        ax.set_title(f"Held-out accuracy by question kind, {title}")
+        ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
     paths.append(out_dir / "accuracy_by_kind.png")
     fig.savefig(paths[-1], dpi=120)
@@ -729,18 +1070,33 @@ def run_experiment(config: ExperimentConfig) -> dict[str, Any]:
         check_equal_pair_counts(config, curated)
         jobs = [(seed, arm) for seed in config.seeds for arm in config.arms if arm != "base"]
         futures = [pool.submit(_train_and_eval, config, seed, arm, base_model) for seed, arm in jobs]
-        base_runs = [pool.submit(evaluate_arm, config, config.seeds[0], "base", base_model)]
+        base_runs = [pool.submit(_train_and_eval, config, config.seeds[0], "base", base_model)]
         runs = [f.result() for f in futures]
         base_result = base_runs[0].result()
     # the base is deterministic (greedy decoding, same weights, same questions): one evaluation serves every seed
     runs += [{**base_result, "seed": seed} for seed in config.seeds] if "base" in config.arms else []
     table = summarize(config, runs)
     chance_level = chance(runs[0]["samples"], config.long_min_scenes)
+    chances = chance_by_kind(runs[0]["samples"], config.long_min_scenes)
+    probes: dict[str, list] = {}
+    rewards: dict[str, list] = {}
+    for r in sorted(runs, key=lambda r: r["seed"]):
+        if r.get("probes") and (r["arm"] != "base" or r["seed"] == config.seeds[0]):
+            probes.setdefault(r["arm"], []).append(r["probes"])
+        if r["arm"] != "base":
+            rewards.setdefault(r["arm"], []).append(r.get("rewards") or [])
+    heldout = heldout_summary(config, base_model)
+    import transformers
+
     results = {
         "config": asdict(config),
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version()},
+        "transformers_version": transformers.__version__,
         "wall_seconds": round(time.perf_counter() - started, 1),
         "chance": chance_level,
+        "chance_by_kind": chances,
+        "heldout": heldout,
+        "controls": {c["seed"]: c.get("controls") for c in curated},
         "curation": {
             c["seed"]: {
                 mix: {
@@ -769,6 +1125,10 @@ def run_experiment(config: ExperimentConfig) -> dict[str, Any]:
         "table": table,
         "paired": paired_differences(runs, config.long_min_scenes),
         "order_errors": order_errors_by_option(runs),
+        # per arm, a list over seeds (the base: its one evaluation) of each probe's scores
+        "probes": probes,
+        # per arm, a list over seeds of the DPO reward diagnostics on non-anchor training rows, step by step
+        "rewards": rewards,
         # every arm x seed x question type (and scene count), and the V-NIAH grid
         "runs": [
             {
@@ -786,7 +1146,36 @@ def run_experiment(config: ExperimentConfig) -> dict[str, Any]:
             for sample in r["samples"]:
                 handle.write(json.dumps({"arm": r["arm"], "seed": r["seed"], **sample}) + "\n")
     (out_dir / "results.md").write_text(
-        markdown(table, config.seeds, chance_level, results["curation"], results["paired"], results["order_errors"])
+        markdown(
+            table,
+            config.seeds,
+            chance_level,
+            results["curation"],
+            results["paired"],
+            results["order_errors"],
+            chances,
+            probes,
+            rewards,
+            heldout,
+        )
     )
-    plot(table, out_dir, config.eval_scene_counts, results["paired"])
+    plot(table, out_dir, config.eval_scene_counts, results["paired"], chances)
     return results
+
+
+def heldout_summary(config: ExperimentConfig, base_model: str) -> dict[str, Any]:
+    """What the held-out set is: its seed, layout, size, and the check that none of its videos was seen before."""
+    rows = [json.loads(line) for line in (Path(config.out_dir) / "heldout_questions.jsonl").read_text().splitlines()]
+    videos = sorted({row["video"] for row in rows})
+    summary: dict[str, Any] = {
+        "heldout_seed": config.heldout_seed,
+        "layout": asdict(config.heldout_layout),
+        "videos": len(videos),
+        "questions": len(rows),
+    }
+    if config.heldout_exclude_seen:
+        seen = seen_video_keys(config, base_model)
+        folder = Path(config.out_dir) / "eval-videos"
+        summary["seen_videos_checked"] = len(seen)
+        summary["heldout_videos_seen_before"] = sum(read_timeline(folder / v).key() in seen for v in videos)
+    return summary

@@ -20,7 +20,7 @@ import numpy as np
 
 from ..curation.prompts import CAPTION_PROMPTS
 from .questions import COMPREHENSIVE_KINDS, LETTER_POST_PROMPT, LOCALIZED_KINDS, POST_PROMPT, ask, caption
-from .timeline import FPS, WorldVideo, frame_metadata, make_video, render_video, world_rng
+from .timeline import FPS, Layout, WorldVideo, frame_metadata, layout_video, make_video, render_video, world_rng
 
 logger = logging.getLogger(__name__)
 
@@ -57,21 +57,43 @@ class PretrainConfig:
     # but not their timestamps and per-frame pairs). 2: the documented layout and a loss on the answer
     # alone (docs/supported_versions.md: what each gave)
     format_version: int = 1
+    # the clip layout (`timeline.Layout`), drawn per clip, off at these values (the shipped base): each scene lasts
+    # 1..`max_scene_frames` frames; 0..`max_blank_frames` blank frames before the first and after the last scene;
+    # the clip is a window whose timestamps start at a random second, ending before `max_timestamp` seconds. What
+    # the shortcut-free held-out sets draw (benchmarks/results/method_validity/README.md)
+    max_scene_frames: int = 1
+    max_blank_frames: int = 0
+    max_timestamp: int = 0
+
+    @property
+    def layout(self) -> Layout:
+        return Layout(self.max_scene_frames, self.max_blank_frames, self.max_timestamp)
 
 
-def short_clip(rng: random.Random, config: PretrainConfig, index: int) -> tuple[WorldVideo, np.ndarray]:
-    """A random clip of `min_scenes`..`max_scenes` scenes, maybe with a needle."""
+def short_clip(
+    rng: random.Random, config: PretrainConfig, index: int, render: bool = True
+) -> tuple[WorldVideo, np.ndarray | None]:
+    """A random clip of `min_scenes`..`max_scenes` scenes, maybe with a needle, laid out by `config.layout`."""
     num_scenes = rng.randint(config.min_scenes, config.max_scenes)
     video = make_video(f"pretrain-{index}", rng, num_scenes, with_needle=rng.random() < config.needle_probability)
-    return video, render_video(video)
+    video = layout_video(video, config.layout, rng)
+    return video, (render_video(video) if render else None)
 
 
-def training_example(rng: random.Random, config: PretrainConfig, index: int) -> tuple[str, str, np.ndarray]:
-    """(prompt, answer, frames) of one pretraining example."""
-    video, frames = short_clip(rng, config, index)
+def training_example(rng: random.Random, config: PretrainConfig, index: int, render: bool = True) -> tuple:
+    """(prompt, answer, frames) of one pretraining example; `frames` is `(frames, metadata)` when the clip is a
+    window that does not start at second 0 (`max_timestamp`)."""
+    example, _ = _example_and_video(rng, config, index, render)
+    return example
+
+
+def _example_and_video(rng: random.Random, config: PretrainConfig, index: int, render: bool = True):
+    video, frames = short_clip(rng, config, index, render)
+    if render and video.offset:
+        frames = (frames, frame_metadata(len(frames), offset=video.offset))
     if rng.random() < config.caption_probability:
         prompt = CAPTION_PROMPTS["localized" if rng.random() < 0.5 else "comprehensive"]
-        return prompt, caption(video.scenes), frames
+        return (prompt, caption(video.scenes), frames), video
     kinds = list(LOCALIZED_KINDS + COMPREHENSIVE_KINDS)
     if any(scene.needle for scene in video.scenes):
         kinds += ["needle"] * 3
@@ -82,7 +104,30 @@ def training_example(rng: random.Random, config: PretrainConfig, index: int) -> 
             prompt = question.prompt
             if rng.random() < 0.3:
                 prompt = prompt.replace(POST_PROMPT, LETTER_POST_PROMPT)
-            return prompt, question.answer, frames
+            return (prompt, question.answer, frames), video
+
+
+def pretraining_batches(config: PretrainConfig, render: bool = True):
+    """The pretraining stream, batch by batch: (examples, videos, gaps, frame offsets, question offsets), the random
+    draws in the order `pretrain` makes them (so `render=False` replays which clips a base saw, cheaply)."""
+    rng = world_rng("pretrain", config.seed)
+    for step in range(config.steps):
+        drawn = [
+            _example_and_video(rng, config, step * config.batch_size + i, render) for i in range(config.batch_size)
+        ]
+        examples, videos = [e for e, _ in drawn], [v for _, v in drawn]
+        # drawn only when used, so settings without them keep the random stream of bases built before these options
+        gaps = [rng.randint(0, config.max_gap_tokens) for _ in examples] if config.max_gap_tokens else None
+        offsets = question_offsets = None
+        if config.max_time_offset or config.max_question_offset:  # drawn only when used, as above
+            offsets = [rng.randint(0, config.max_time_offset) for _ in examples]
+            question_offsets = [rng.randint(0, config.max_question_offset) for _ in examples]
+        yield examples, videos, gaps, offsets, question_offsets
+
+
+def pretraining_video_keys(config: PretrainConfig) -> set:
+    """`WorldVideo.key()` of every clip a base pretrained with `config` saw (replayed, nothing rendered)."""
+    return {video.key() for _, videos, *_ in pretraining_batches(config, render=False) for video in videos}
 
 
 GAP_FILLER = "\n"  # one token of the world tokenizer
@@ -99,7 +144,9 @@ def encode_batch(
     if gaps is not None:  # the world families (Qwen2-VL, Qwen3-VL) close every video with this token
         prompts = [text.replace(VIDEO_END, VIDEO_END + GAP_FILLER * gap, 1) for text, gap in zip(prompts, gaps)]
     texts = [text + processor.completion_text(prompt, answer) for text, (prompt, answer, _) in zip(prompts, examples)]
-    videos = [(frames, frame_metadata(len(frames))) for _, _, frames in examples]
+    videos = [
+        frames if isinstance(frames, tuple) else (frames, frame_metadata(len(frames))) for *_, frames in examples
+    ]
     inputs = processor._process(texts, videos, padding=True, padding_side="right")
     labels = inputs["input_ids"].clone()
     labels[inputs["attention_mask"] == 0] = -100
@@ -173,18 +220,12 @@ def pretrain(
         return 0.5 * (1 + math.cos(math.pi * progress_))
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
-    rng = world_rng("pretrain", config.seed)
     torch.manual_seed(config.seed)
     started, losses = time.perf_counter(), []
-    bar = tqdm(range(config.steps), desc="world pretrain", disable=not progress)
-    for step in bar:
-        examples = [training_example(rng, config, step * config.batch_size + i) for i in range(config.batch_size)]
-        # drawn only when used, so settings without them keep the random stream of bases built before these options
-        gaps = [rng.randint(0, config.max_gap_tokens) for _ in examples] if config.max_gap_tokens else None
+    bar = tqdm(pretraining_batches(config), total=config.steps, desc="world pretrain", disable=not progress)
+    for step, (examples, _, gaps, offsets, question_offsets) in enumerate(bar):
         inputs = encode_batch(processor, examples, gaps, answer_only=config.format_version >= 2)
-        if config.max_time_offset or config.max_question_offset:  # drawn only when used, as above
-            offsets = [rng.randint(0, config.max_time_offset) for _ in examples]
-            question_offsets = [rng.randint(0, config.max_question_offset) for _ in examples]
+        if offsets is not None:
             inputs["position_ids"] = shifted_position_ids(
                 model, inputs, processor.video_token_id, offsets, question_offsets
             )
