@@ -8,8 +8,10 @@ file last into every checkpoint, rotates only after it, and resumes only from a 
 
 A checkpoint is resumed from only when its files read back (safetensors headers and lengths, whole torch archives:
 a damaged newest one falls back to the previous complete one, with a warning) and when it was trained with the run's
-settings (`check_resume_settings`: video, loss, optimizer, schedule, batch and LoRA settings; the changes are named,
-and `TPO_HF_RESUME_CHANGED=1` resumes anyway). A save that fails for lack of disk space says so, naming the folder.
+settings and data (`check_resume_settings`: video, loss, optimizer, schedule, batch and LoRA settings, and the
+training rows' count and hash; the changes are named, and `TPO_HF_RESUME_CHANGED=1` resumes anyway -- except for
+learning-rate, schedule and optimizer hyperparameters, which a restored optimizer and scheduler would not apply).
+A save that fails for lack of disk space says so, naming the folder.
 """
 
 from __future__ import annotations
@@ -70,6 +72,22 @@ RESUME_SETTINGS = (
     "per_device_train_batch_size",
     "gradient_accumulation_steps",
 )
+# Settings that a resume cannot change even with TPO_HF_RESUME_CHANGED=1: the optimizer's hyperparameters come back
+# with its restored state and the learning-rate schedule with the restored scheduler (base rates and step), so a new
+# value would not (or only partly) take effect while the model card reported it.
+RESUME_FIXED_SETTINGS = (
+    "learning_rate",
+    "lr_scheduler_type",
+    "lr_scheduler_kwargs",
+    "warmup_ratio",
+    "warmup_steps",
+    "weight_decay",
+    "adam_beta1",
+    "adam_beta2",
+    "adam_epsilon",
+)
+# The columns whose values identify a training dataset (recorded in every checkpoint, compared on resume)
+DATASET_IDENTITY_COLUMNS = ("prompt", "chosen", "rejected", "video")
 # adapter_config.json field -> the `tpo-hf train` flag that sets it (trl.ModelConfig)
 LORA_SETTINGS = {
     "r": "lora_r",
@@ -274,7 +292,11 @@ def save_complete_checkpoint(trainer: Any, save: Callable[[], None], trial: Any)
         args.save_total_limit = limit
     trainer.accelerator.wait_for_everyone()
     if args.should_save and os.path.isdir(folder):
-        atomic_write_json(Path(folder) / CHECKPOINT_COMPLETE_FILE, {"global_step": trainer.state.global_step})
+        record = {"global_step": trainer.state.global_step}
+        identity = getattr(trainer, "dataset_identity", None)
+        if identity is not None:
+            record["dataset"] = identity
+        atomic_write_json(Path(folder) / CHECKPOINT_COMPLETE_FILE, record)
         if limit is not None:
             from transformers.trainer_utils import rotate_checkpoints
 
@@ -314,6 +336,51 @@ def raise_if_disk_full(error: BaseException, folder: str | os.PathLike) -> None:
             else "rerun: no checkpoint was complete yet, so training starts over."
         )
     ) from error
+
+
+def dataset_identity(dataset: Any, batch_rows: int = 1024) -> dict[str, Any] | None:
+    """What identifies a training dataset for resuming: its row count and a sha256 of its rows' prompt, chosen,
+    rejected and video values (in order); None for a dataset without a length (an iterable one)."""
+    import hashlib
+
+    try:
+        rows = len(dataset)
+    except TypeError:
+        return None
+    names = getattr(dataset, "column_names", None) or []
+    columns = [name for name in DATASET_IDENTITY_COLUMNS if name in names]
+    digest = hashlib.sha256(json.dumps(columns).encode())
+    if hasattr(dataset, "select_columns") and hasattr(dataset, "with_format"):
+        table = dataset.select_columns(columns).with_format("arrow")  # undecoded (videos stay paths), in row order
+        for start in range(0, rows, batch_rows):
+            batch = table[start : start + batch_rows].to_pylist()
+            digest.update(json.dumps(batch, sort_keys=True, default=repr).encode())
+    else:
+        for index in range(rows):
+            row = dataset[index]
+            digest.update(json.dumps({name: row.get(name) for name in columns}, sort_keys=True, default=repr).encode())
+    return {"rows": rows, "sha256": digest.hexdigest()}
+
+
+def _dataset_change(trainer: Any, checkpoint: str | os.PathLike) -> str | None:
+    """`"dataset rows 12 -> 14"` (or `"dataset rows ... (other rows)"`) when the checkpoint was trained on other data
+    than `trainer`'s run; None when the same, or when either side has no record (older checkpoints)."""
+    recorded = (_read_json(os.path.join(checkpoint, CHECKPOINT_COMPLETE_FILE)) or {}).get("dataset")
+    current = getattr(trainer, "dataset_identity", None)
+    if not isinstance(recorded, dict) and current is not None:
+        logger.warning(
+            "%s records no training dataset (saved by an older tpo-hf): the resumed run's data is not compared with "
+            "the data it was trained on.",
+            checkpoint,
+        )
+    if not isinstance(recorded, dict) or current is None or recorded == current:
+        return None
+    if recorded.get("rows") != current.get("rows"):
+        return f"dataset rows {recorded.get('rows')} -> {current.get('rows')}"
+    return (
+        f"dataset rows {current.get('rows')} -> {current.get('rows')} with other contents (prompt/chosen/rejected/"
+        f"video values or their order; sha256 {str(recorded.get('sha256'))[:12]} -> {str(current.get('sha256'))[:12]})"
+    )
 
 
 def _plain(value: Any) -> Any:
@@ -379,12 +446,14 @@ def resume_settings_changes(trainer: Any, checkpoint: str | os.PathLike) -> list
     peft_configs = getattr(trainer.model, "peft_config", None) or {}
     recorded.update(_lora_settings(_read_json(adapter) if os.path.isfile(adapter) else None))
     current.update(_lora_settings(peft_configs.get("default") or next(iter(peft_configs.values()), None)))
-    return [
+    changes = [
         f"{name} {recorded.get(name)!r} -> {current.get(name)!r}"
         for name in current
         if json.dumps(recorded.get(name), sort_keys=True, default=str)
         != json.dumps(current.get(name), sort_keys=True, default=str)
     ]
+    dataset = _dataset_change(trainer, checkpoint)
+    return changes + ([dataset] if dataset else [])
 
 
 def check_resume_settings(trainer: Any, checkpoint: str | os.PathLike | None) -> None:
@@ -399,11 +468,18 @@ def check_resume_settings(trainer: Any, checkpoint: str | os.PathLike | None) ->
     changes = resume_settings_changes(trainer, checkpoint)
     if not changes:
         return
+    fixed = [change for change in changes if change.split(" ", 1)[0] in RESUME_FIXED_SETTINGS]
+    if fixed:
+        raise CheckpointError(
+            f"Cannot resume from {checkpoint} with {', '.join(fixed)}: the optimizer and learning-rate schedule are "
+            "restored from the checkpoint with their old values, so the new ones would not take effect (not even "
+            f"with {RESUME_CHANGED_ENV}=1). Resume with the checkpoint's values, or train into another output_dir."
+        )
     listed = ", ".join(changes)
     if os.environ.get(RESUME_CHANGED_ENV, "").strip().lower() in ("1", "true", "yes", "on"):
         logger.warning(
             "Resuming from %s with other settings (%s=1; changed: %s): the steps before the checkpoint trained with "
-            "the old values, the model card reports the new ones.",
+            "the old values (and data), the model card reports the new ones.",
             checkpoint,
             RESUME_CHANGED_ENV,
             listed,

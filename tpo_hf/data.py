@@ -52,6 +52,10 @@ def load_preference_dataset(name: str, config: str | None = None, split: str = "
         return dataset
     if os.path.isdir(name) and os.path.exists(os.path.join(name, CURATION_REPORT)):
         raise ValueError(no_rows_message(name))  # a curation that ended with no pair: its report, no dataset
+    if os.path.isdir(name) and os.path.isdir(os.path.join(name, "_curation")):
+        raise ValueError(  # a curation stopped before it saved its dataset: only its work folder is there
+            f"{name} is an unfinished curation (no dataset saved yet): rerun tpo-hf curate to finish it."
+        )
     if os.path.isfile(name):
         builder = DATA_FILE_BUILDERS.get(name.rsplit(".", 1)[-1].lower())
         if builder is None:
@@ -216,4 +220,42 @@ def refuse_dataset_output_dir(output_dir: str | os.PathLike | None) -> None:
         raise ValueError(
             f"output_dir {output_dir} holds {found}: training would write its model card (README.md), adapter and "
             "checkpoints over and beside the dataset's files. Set output_dir to another folder."
+        )
+
+
+def model_in_folder(folder: str | os.PathLike) -> str | None:
+    """The weights files of a full model saved in `folder` (`config.json` beside `*.safetensors` / `*.bin` /
+    an index, not an adapter's `adapter_config.json`), in words, or None."""
+    if not os.path.isfile(os.path.join(folder, "config.json")) or any(
+        # an adapter, or a model a tpo-hf / Trainer run wrote (a full fine-tune trained into it again or resumed)
+        os.path.exists(os.path.join(folder, marker))
+        for marker in ("adapter_config.json", "tpo_card.json", "training_args.bin", "trainer_state.json")
+    ):
+        return None
+    weights = sorted(
+        name
+        for name in os.listdir(folder)
+        if (name.endswith((".safetensors", ".bin", ".safetensors.index.json", ".bin.index.json")))
+        and not name.startswith(("adapter_model", "training_args", "optimizer", "scheduler", "rng_state"))
+    )
+    if not weights:
+        return None
+    return f"a full model (config.json, {', '.join(weights[:3])}{', ...' if len(weights) > 3 else ''})"
+
+
+def refuse_model_output_dir(output_dir: str | os.PathLike | None) -> None:
+    """Refuses an `output_dir` that holds a full model (e.g. the base model's own folder): training would write its
+    adapter beside the model's weights, and the folder would afterwards load as the base model with the adapter.
+
+    Raises:
+        ValueError: naming the folder and the model files found in it.
+    """
+    if output_dir is None or not os.path.isdir(output_dir):
+        return
+    found = model_in_folder(output_dir)
+    if found is not None:
+        raise ValueError(
+            f"output_dir {output_dir} holds {found}: training would write its adapter (adapter_config.json, "
+            "adapter_model.safetensors), model card and checkpoints into it, and the folder would then load as that "
+            "model with the adapter applied. Set output_dir to another folder."
         )

@@ -30,7 +30,13 @@ import torch
 from transformers import AutoConfig, PreTrainedModel
 from trl import DPOTrainer
 
-from .checkpoints import check_resume_settings, checkpoint_step, resolve_checkpoint, save_complete_checkpoint
+from .checkpoints import (
+    check_resume_settings,
+    checkpoint_step,
+    dataset_identity,
+    resolve_checkpoint,
+    save_complete_checkpoint,
+)
 from .collator import (
     BATCH_SIZE_KEY,
     BOOKKEEPING_KEYS,
@@ -42,7 +48,7 @@ from .collator import (
     VideoPreferenceCollator,
 )
 from .config import TPOConfig
-from .data import refuse_dataset_output_dir
+from .data import refuse_dataset_output_dir, refuse_model_output_dir
 from .dataset_checks import NoTrainingDataError, check_columns, check_lengths, check_rows
 from .distributed import (
     check_fsdp2_versions,
@@ -141,6 +147,8 @@ class TPOTrainer(DPOTrainer):
             raise ValueError("`train_dataset` is required")
         check_columns(train_dataset, "train_dataset")
         refuse_dataset_output_dir(args.output_dir)  # its card and checkpoints would land among the dataset's files
+        refuse_model_output_dir(args.output_dir)  # the adapter would land in a full model's folder
+        self.dataset_identity = dataset_identity(train_dataset)  # recorded in checkpoints, compared on resume
 
         config = (
             AutoConfig.from_pretrained(model, trust_remote_code=args.trust_remote_code)

@@ -42,8 +42,31 @@ def is_video_file(path: str | os.PathLike, extensions: tuple[str, ...] | list[st
 def list_video_files(
     folder: str | os.PathLike, extensions: tuple[str, ...] | list[str] = VIDEO_EXTENSIONS
 ) -> list[Path]:
-    """Every video file under `folder` (recursive), sorted by path."""
-    return sorted(path for path in Path(folder).rglob("*") if path.is_file() and is_video_file(path, extensions))
+    """Every video file under `folder` (recursive), sorted by path.
+
+    A broken link with a video extension (its target gone, or a link loop) is listed too, with a warning naming it
+    and its target: reading it then fails by name (`VideoLoadError`), so curation skips it (or raises, per
+    `on_video_error`) like any undecodable video and a V-NIAH haystack names it, rather than the file silently not
+    being there. A folder with a video extension is not listed.
+    """
+    found = []
+    for path in Path(folder).rglob("*"):
+        if not is_video_file(path, extensions):
+            continue
+        if path.is_file():
+            found.append(path)
+        elif path.is_symlink() and not path.exists():
+            try:
+                target = os.readlink(path)
+            except OSError as error:
+                target = f"<unreadable: {error}>"
+            logger.warning(
+                "Video file %s is a broken link -> %s: listed, so reading it fails by name (skipped or raised).",
+                path,
+                target,
+            )
+            found.append(path)
+    return sorted(found)
 
 
 class VideoLoadError(ValueError):
@@ -200,7 +223,8 @@ class VideoFile:
             raise VideoLoadError(f"reader={self.reader!r}: use one of {VIDEO_READERS}")
         local_path = _resolve_local_path(path)
         if not local_path.exists():
-            raise VideoLoadError(f"Video file not found: {self.path}")
+            link = f" (broken link -> {os.readlink(local_path)})" if local_path.is_symlink() else ""
+            raise VideoLoadError(f"Video file not found: {self.path}{link}")
         try:
             self._reader = (_DecordReader if self.reader == "decord" else _PyAVReader)(str(local_path))
         except Exception as error:  # decord raises its own DECORDError, PyAV its FFmpegError, for broken files

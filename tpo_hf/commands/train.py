@@ -15,7 +15,12 @@ from dataclasses import dataclass, field
 from trl import ModelConfig, ScriptArguments, TrlParser, get_peft_config, get_quantization_config
 
 from ..config import TPOConfig
-from ..data import default_video_root, load_preference_dataset, refuse_dataset_output_dir
+from ..data import (
+    default_video_root,
+    load_preference_dataset,
+    refuse_dataset_output_dir,
+    refuse_model_output_dir,
+)
 from ..locks import output_dir_lock
 from . import run_cli
 
@@ -49,6 +54,7 @@ def main(script_args: TPOScriptArguments, training_args: TPOConfig, model_args: 
     if training_args.video_root is None:
         training_args.video_root = default_video_root(script_args.dataset_name)
     refuse_dataset_output_dir(training_args.output_dir)  # before the lock file or anything else is written there
+    refuse_model_output_dir(training_args.output_dir)  # e.g. the base model's folder: not overwritten with an adapter
 
     with output_dir_lock(training_args.output_dir, "train"):
         train_dataset = load_preference_dataset(

@@ -25,7 +25,11 @@ class VideoItem:
 
 
 def list_videos(config: CurationConfig) -> list[VideoItem]:
-    """The input videos, sorted by id, from `video_dir` or from `dataset_name` (rows grouped by video)."""
+    """The input videos, sorted by id, from `video_dir` or from `dataset_name` (rows grouped by video).
+
+    A broken link in `video_dir` is an item like any other (`list_video_files` names it in a warning): decoding it
+    fails, so it is skipped by name in the report, or raises under `on_video_error="raise"`, never silently absent.
+    """
     if config.video_dir is not None:
         root = Path(config.video_dir)
         if not root.is_dir():
