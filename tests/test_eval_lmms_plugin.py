@@ -360,3 +360,37 @@ def test_lmms_eval_command_matches_tpo_hf_eval(model_and_adapter, video_dir, tmp
     entry = ours["benchmarks"]["videomme"]["models"]["tpo"]
     lmms_score = lmms_results["results"][task]["videomme_perception_score,none"]
     assert entry["lmms_eval_parser"]["score"] == pytest.approx(lmms_score)
+
+
+# --- second probe: --model_args are checked before anything loads ---------------------------------------------------
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        ("use_adapter=ture", ["use_adapter", "true/1/yes/on/false/0/no/off"]),  # a typo is not `false`
+        ("dtype=bf16", ["dtype", "bfloat16", "float16", "float32", "auto"]),
+        ("batch_size=0", ["batch_size", "at least 1"]),
+        ("num_frames=eight", ["num_frames", "whole number"]),
+        ("max_pixels=lots", ["max_pixels", "whole number or none"]),
+    ],
+)
+def test_model_args_are_refused_naming_the_key(args, words, tmp_path):
+    from lmms_eval.utils import simple_parse_args_string
+
+    from tpo_hf.eval.lmms_plugin import TPOHFModel
+
+    parsed = simple_parse_args_string(f"pretrained={tmp_path / 'nowhere'},adapter={tmp_path / 'none'},{args}")
+    with pytest.raises(ValueError) as raised:
+        TPOHFModel(**parsed)  # refused before the (missing) model is looked for
+    for word in words:
+        assert word in str(raised.value)
+
+
+def test_model_args_none_and_flags_parse():
+    from tpo_hf.eval.lmms_plugin import _as_bool, _as_int
+
+    assert (
+        _as_int("None", "max_pixels", optional=True) is None and _as_int("none", "max_pixels", optional=True) is None
+    )
+    assert _as_int("8.0", "num_frames") == 8 and _as_int(2, "batch_size", minimum=1) == 2
+    assert [_as_bool(word) for word in ("yes", "On", "1", "TRUE")] == [True] * 4
+    assert [_as_bool(word) for word in ("no", "off", "0", "False")] == [False] * 4

@@ -230,3 +230,114 @@ def test_push_refuses_a_truncated_weights_file(hub, tmp_path):
     assert "the file has" in incomplete_weights(weights)
     weights.write_bytes(whole)
     assert incomplete_weights(weights) is None
+
+
+# --- second probe: an adapter and a full model never share a repo; repo ids are checked before any upload ----------
+KIND_SCRIPT = """
+import json, logging, sys
+logging.basicConfig(level=logging.WARNING)
+from huggingface_hub import HfApi
+from tpo_hf.hub.push import push_adapter
+folder, repo = sys.argv[1], sys.argv[2]
+push_adapter(folder, repo)
+print(json.dumps(sorted(HfApi().list_repo_files(repo))))
+"""
+
+
+def _weights(path: Path) -> None:
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    save_file({"w": np.ones((4, 4), dtype=np.float32)}, str(path))
+
+
+def test_push_of_one_kind_deletes_the_other_kinds_files(hub, tmp_path):
+    """g61: a full model pushed over a repo holding an adapter deletes adapter_config.json and the adapter weights in
+    the same commit (else transformers loads the stale adapter on top of the new weights), naming them in the log;
+    an adapter pushed over a full model deletes the full-model weights."""
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "base_model_name_or_path": "x"}))
+    _weights(adapter / "adapter_model.safetensors")
+    full = tmp_path / "full"
+    full.mkdir()
+    (full / "config.json").write_text(json.dumps({"model_type": "qwen2_vl"}))
+    _weights(full / "model.safetensors")
+    env = hub_env(hub, tmp_path / "home")
+    repo = "tester/kinds"
+
+    run(["-c", KIND_SCRIPT, str(adapter), repo], env)
+    pushed = run(["-c", KIND_SCRIPT, str(full), repo], env)
+    files = json.loads(pushed.stdout.strip().splitlines()[-1])
+    assert "adapter_config.json" not in files and "adapter_model.safetensors" not in files, files
+    assert "model.safetensors" in files and "config.json" in files
+    assert "adapter_config.json, adapter_model.safetensors" in pushed.stderr
+    assert len(hub.commits(repo)) == 3  # creation + one commit per push: the deletes went in with the upload
+
+    again = run(["-c", KIND_SCRIPT, str(adapter), repo], env)
+    files = json.loads(again.stdout.strip().splitlines()[-1])
+    assert "model.safetensors" not in files and "adapter_config.json" in files, files
+    assert "model.safetensors" in again.stderr
+
+
+def test_push_refuses_an_invalid_repo_id_before_uploading(tmp_path):
+    """g26: 'a/b/c' or a name with a space: one line naming the id, no "once the Hub is reachable" advice."""
+    from tpo_hf.hub.push import PushError, push_adapter
+
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "base_model_name_or_path": "x"}))
+
+    class NoHub:
+        def __getattr__(self, name):
+            raise AssertionError(f"the Hub was called ({name}) for an invalid repo id")
+
+    for repo_id in ("a/b/c", "tester/bad name"):
+        with pytest.raises(PushError) as raised:
+            push_adapter(adapter, repo_id, api=NoHub())
+        message = str(raised.value)
+        assert repr(repo_id) in message and "\n" not in message and "reachable" not in message
+
+
+def test_push_failed_gives_no_retry_advice_for_a_refusal():
+    """g26: a 4xx answer (no write access, bad token) is not fixed by waiting for the Hub."""
+    from types import SimpleNamespace
+
+    from tpo_hf.hub.push import push_failed
+
+    class Refused(Exception):
+        response = SimpleNamespace(status_code=403)
+
+    refused = str(push_failed("Uploading", "tester/x", Refused("403 Forbidden"), "tpo-hf push ...", kept="Kept."))
+    assert "once the Hub is reachable" not in refused and "HTTP 403" in refused
+    offline = str(push_failed("Uploading", "tester/x", ConnectionError("down"), "tpo-hf push ..."))
+    assert "once the Hub is reachable" in offline
+
+
+def test_push_uploads_only_model_files_and_lists_the_rest(hub, tmp_path):
+    """g24: eval output, an optimizer dump, wandb logs and notes in the adapter folder stay local, each named with its
+    size in a warning; the card's linked plot goes up."""
+    adapter = tmp_path / "adapter"
+    (adapter / "eval").mkdir(parents=True)
+    (adapter / "wandb").mkdir()
+    (adapter / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "base_model_name_or_path": "x"}))
+    _weights(adapter / "adapter_model.safetensors")
+    (adapter / "tokenizer.json").write_text("{}")
+    (adapter / "README.md").write_text("# card\n\n![Curves](training_curves.png)\n")
+    (adapter / "training_curves.png").write_bytes(b"\x89PNG")
+    (adapter / "eval" / "results.json").write_text("{}")
+    (adapter / "optimizer_dump.pt").write_bytes(b"0" * 2000)
+    (adapter / "wandb" / "debug.log").write_text("log")
+    (adapter / "notes.txt").write_text("token")
+    repo = "tester/allow-list"
+    pushed = run(["-c", KIND_SCRIPT, str(adapter), repo], hub_env(hub, tmp_path / "home"))
+    files = json.loads(pushed.stdout.strip().splitlines()[-1])
+    assert files == [
+        "README.md",
+        "adapter_config.json",
+        "adapter_model.safetensors",
+        "tokenizer.json",
+        "training_curves.png",
+    ]
+    for left in ("eval/results.json (2 B)", "optimizer_dump.pt (2.0 kB)", "wandb/debug.log (3 B)", "notes.txt (5 B)"):
+        assert left in pushed.stderr

@@ -693,7 +693,7 @@ def test_http_backend_does_not_claim_retries_it_did_not_make(monkeypatch):
     assert len(calls) == 1
 
 
-# --- issue #30 round 2: refused before wasted work, bad rows named, fewer frames than asked -------------------------
+# --- refused before wasted work, bad rows named, fewer frames than asked -------------------------
 def test_rows_too_long_are_refused_before_the_first_step(video_dir, tmp_path):
     from tpo_hf.collator import TooLongError
     from tpo_hf.trainer import NoTrainingDataError
@@ -977,7 +977,7 @@ def test_the_lock_file_decides_by_pid_on_this_host_and_by_flock_elsewhere(tmp_pa
         live.wait()
 
 
-# --- caches keyed by prompt texts; incremental curation (issue #30) ------------------------------------------------------
+# --- caches keyed by prompt texts; incremental curation ------------------------------------------------------------------
 class CountingBackend(FrameBackend):
     """`FrameBackend` that also answers text prompts as a judge that passes every pair, and records the video of every
     request it gets (`calls`), and optionally says what its model reads around a prompt (`prompt_format`)."""
@@ -1478,8 +1478,8 @@ def test_resume_with_other_settings_is_refused_naming_each_change(video_dir, tmp
     from tpo_hf.commands import is_user_error
 
     _resumable(video_dir, tmp_path, 1).train()
-    with pytest.raises(CheckpointError, match=r"changed: num_frames 4 -> 2, learning_rate 0\.001 -> 0\.05\)") as info:
-        _resumable(video_dir, tmp_path, 2, num_frames=2, learning_rate=0.05).train(resume_from_checkpoint=True)
+    with pytest.raises(CheckpointError, match=r"changed: num_frames 4 -> 2, max_grad_norm \S+ -> 0\.5\)") as info:
+        _resumable(video_dir, tmp_path, 2, num_frames=2, max_grad_norm=0.5).train(resume_from_checkpoint=True)
     assert "checkpoint-1" in str(info.value) and "TPO_HF_RESUME_CHANGED=1" in str(info.value)
     assert is_user_error(info.value)
     with pytest.raises(CheckpointError, match=r"changed: lora_r 4 -> 8\)"):
@@ -1492,9 +1492,9 @@ def test_resume_with_other_settings_is_refused_naming_each_change(video_dir, tmp
     assert harmless.state.global_step == 2
     monkeypatch.setenv("TPO_HF_RESUME_CHANGED", "1")  # the documented escape hatch: warned, not refused
     with caplog.at_level(logging.WARNING, logger="tpo_hf.checkpoints"):
-        changed = _resumable(video_dir, tmp_path, 3, learning_rate=0.05)
+        changed = _resumable(video_dir, tmp_path, 3, max_grad_norm=0.5)
         changed.train(resume_from_checkpoint=True)
-    assert changed.state.global_step == 3 and "learning_rate 0.001 -> 0.05" in caplog.text
+    assert changed.state.global_step == 3 and "max_grad_norm" in caplog.text and "-> 0.5" in caplog.text
 
 
 def test_a_damaged_checkpoint_is_named_and_the_previous_complete_one_resumed(video_dir, tmp_path, caplog):
@@ -1596,3 +1596,208 @@ def test_an_output_dir_holding_a_dataset_is_refused(video_dir, tmp_path):
         )
     assert f"output_dir {curated} holds a curated dataset" in str(info.value)
     assert (curated / "README.md").read_text() == "the dataset card" and not (curated / ".tpo-hf.lock").exists()
+
+
+# --- second probe: broken links
+
+
+def test_a_broken_link_in_video_dir_is_skipped_by_name_not_dropped(video_dir, tmp_path, caplog):
+    """g36: a dangling `gone.mp4` link beside a good video was neither listed, skipped nor counted ("1 curated / 1")."""
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    shutil.copy(video_dir / "red_blue.mp4", folder / "a.mp4")
+    (folder / "gone.mp4").symlink_to(tmp_path / "deleted" / "gone.mp4")
+    with caplog.at_level(logging.WARNING):
+        result = run_curation(curation_config(folder, tmp_path / "out"), Backends(FrameBackend(), None, None))
+    assert f"gone.mp4 is a broken link -> {tmp_path / 'deleted' / 'gone.mp4'}" in caplog.text
+    skipped = result.report["videos"]["skipped"]
+    assert [s["video"] for s in skipped] == ["gone.mp4"] and "gone.mp4" in skipped[0]["reason"]
+    report = json.loads((tmp_path / "out" / "curation_report.json").read_text())
+    assert [s["video"] for s in report["videos"]["skipped"]] == ["gone.mp4"]
+    assert "videos/a.mp4" in set(result.dataset["video"])
+
+    with pytest.raises(ValueError, match="gone.mp4"):  # on_video_error="raise" names the link
+        run_curation(
+            curation_config(folder, tmp_path / "out2", on_video_error="raise"), Backends(FrameBackend(), None, None)
+        )
+
+
+def test_list_video_files_names_broken_links_instead_of_dropping_them(tmp_path, caplog):
+    """The V-NIAH haystack listing uses `list_video_files` too: a broken link is named, not silently left out."""
+    from tpo_hf.video import VideoFile, VideoLoadError, list_video_files
+
+    (tmp_path / "ok.mp4").write_bytes(b"x")
+    (tmp_path / "gone.mp4").symlink_to(tmp_path / "nowhere.mp4")
+    (tmp_path / "loop.mp4").symlink_to(tmp_path / "loop.mp4")  # a link to itself: unreadable too
+    (tmp_path / "folder.mp4").mkdir()  # a folder is not a video
+    (tmp_path / "notes.txt").symlink_to(tmp_path / "nowhere.txt")  # not a video extension: not listed
+    with caplog.at_level(logging.WARNING, logger="tpo_hf.video"):
+        listed = list_video_files(tmp_path)
+    assert [path.name for path in listed] == ["gone.mp4", "loop.mp4", "ok.mp4"]
+    assert f"gone.mp4 is a broken link -> {tmp_path / 'nowhere.mp4'}" in caplog.text
+    assert "loop.mp4 is a broken link" in caplog.text and "notes.txt" not in caplog.text
+    with pytest.raises(VideoLoadError, match="gone.mp4"):  # reading it, as V-NIAH's haystack builder does, names it
+        VideoFile(listed[0])
+
+
+# --- second probe: training -------------------------------------------------------------------------------------------
+def _resumable_on(video_dir, tmp_path, max_steps, rows, **overrides):
+    """Like `_resumable`, training on `rows`."""
+    model, processor = build_tiny_model(FAMILY)
+    settings = {"max_steps": max_steps, "save_strategy": "steps", "save_steps": 1, **overrides}
+    return TPOTrainer(
+        model,
+        args=make_args(tmp_path, video_dir, **settings),
+        train_dataset=Dataset.from_list(rows),
+        processing_class=processor,
+        peft_config=lora(),
+    )
+
+
+def test_resume_on_other_training_data_is_refused_naming_what_changed(video_dir, tmp_path, monkeypatch, caplog):
+    """g11/g11b/g12: rows added to the dataset, the rows reordered or edited, or another dataset resumed silently
+    (the skipped batches and the rest of the epoch then came from other data than the checkpoint trained on)."""
+    from tpo_hf.checkpoints import CHECKPOINT_COMPLETE_FILE, CheckpointError
+
+    rows = preference_rows(repeat=1)
+    _resumable_on(video_dir, tmp_path, 1, rows).train()
+    record = json.loads((tmp_path / "out" / "checkpoint-1" / CHECKPOINT_COMPLETE_FILE).read_text())
+    assert record["dataset"]["rows"] == len(rows) and len(record["dataset"]["sha256"]) == 64
+    added = rows + [dict(rows[0], prompt="Which colour comes second?")] * 2
+    with pytest.raises(CheckpointError, match=rf"changed: dataset rows {len(rows)} -> {len(rows) + 2}\)"):
+        _resumable_on(video_dir, tmp_path, 2, added).train(resume_from_checkpoint=True)
+    with pytest.raises(CheckpointError, match=r"dataset rows .* with other contents"):  # same rows, other order
+        _resumable_on(video_dir, tmp_path, 2, rows[::-1]).train(resume_from_checkpoint=True)
+    edited = [dict(rows[0], chosen=rows[0]["chosen"] + " Indeed.")] + rows[1:]
+    with pytest.raises(CheckpointError, match=r"dataset rows .* with other contents"):
+        _resumable_on(video_dir, tmp_path, 2, edited).train(resume_from_checkpoint=True)
+    same = _resumable_on(video_dir, tmp_path, 2, [dict(row) for row in rows])  # the same data, loaded again
+    same.train(resume_from_checkpoint=True)
+    assert same.state.global_step == 2
+    monkeypatch.setenv("TPO_HF_RESUME_CHANGED", "1")  # the escape hatch covers other data: warned, not refused
+    with caplog.at_level(logging.WARNING, logger="tpo_hf.checkpoints"):
+        changed = _resumable_on(video_dir, tmp_path, 3, added)
+        changed.train(resume_from_checkpoint=True)
+    assert changed.state.global_step == 3 and f"dataset rows {len(rows)} -> {len(rows) + 2}" in caplog.text
+
+
+def test_learning_rate_changes_are_refused_even_with_the_escape_hatch(video_dir, tmp_path, monkeypatch):
+    """g30: with TPO_HF_RESUME_CHANGED=1 a new learning rate was "applied" per the warning and the card, while the
+    restored optimizer and scheduler kept the old one."""
+    from tpo_hf.checkpoints import CheckpointError
+
+    _resumable(video_dir, tmp_path, 1).train()
+    monkeypatch.setenv("TPO_HF_RESUME_CHANGED", "1")
+    for overrides, change in [
+        (dict(learning_rate=0.05), r"learning_rate 0\.001 -> 0\.05"),
+        (dict(warmup_steps=3), r"warmup_steps 0 -> 3"),
+        (dict(lr_scheduler_type="constant"), r"lr_scheduler_type \S+ -> 'constant'"),
+    ]:
+        with pytest.raises(CheckpointError, match=rf"{change}.*not take effect \(not even with TPO_HF_RESUME"):
+            _resumable(video_dir, tmp_path, 2, **overrides).train(resume_from_checkpoint=True)
+    resumed = _resumable(video_dir, tmp_path, 2)
+    resumed.train(resume_from_checkpoint=True)
+    resumed.save_model()
+    card = json.loads((tmp_path / "out" / "tpo_card.json").read_text())
+    assert card["hyperparameters"]["learning_rate"] == 0.001  # the value every step trained with
+
+
+def test_output_dir_holding_a_full_model_is_refused(video_dir, tmp_path):
+    """g41: training into the base model's own folder wrote the adapter beside its weights; the "base" then loaded
+    with the adapter applied. A folder a training run wrote (full fine-tune trained again, resumed) stays allowed."""
+    from tpo_hf.data import refuse_model_output_dir
+
+    model, processor = build_tiny_model(FAMILY)
+    base = tmp_path / "base"
+    model.save_pretrained(base)
+    with pytest.raises(ValueError, match=rf"output_dir {base} holds a full model \(config\.json, model\.safetensors"):
+        TPOTrainer(
+            model,
+            args=tiny_tpo_config(base, video_root=str(video_dir), max_steps=1),
+            train_dataset=Dataset.from_list(preference_rows(repeat=1)),
+            processing_class=processor,
+            peft_config=lora(),
+        )
+    assert not (base / "adapter_config.json").exists() and not (base / "README.md").exists()
+    (tmp_path / "trained").mkdir()
+    for name in ("config.json", "model.safetensors", "tpo_card.json"):
+        (tmp_path / "trained" / name).write_text("{}")
+    refuse_model_output_dir(tmp_path / "trained")  # written by a run: allowed
+    (tmp_path / "adapter").mkdir()
+    for name in ("config.json", "adapter_config.json", "adapter_model.safetensors"):
+        (tmp_path / "adapter" / name).write_text("{}")
+    refuse_model_output_dir(tmp_path / "adapter")
+    refuse_model_output_dir(tmp_path / "missing")
+
+
+def test_an_unfinished_curation_folder_is_named_when_loaded(tmp_path):
+    """g15: a curation killed before it saved its dataset left `_curation/` only; training on it was a
+    DatasetGenerationError traceback."""
+    from tpo_hf.data import load_preference_dataset
+
+    folder = tmp_path / "cur"
+    (folder / "_curation" / "shards").mkdir(parents=True)
+    (folder / "_curation" / "shards" / "shard-00000.json").write_text("[]")
+    (folder / "videos").mkdir()
+    with pytest.raises(ValueError, match=r"cur is an unfinished curation \(no dataset saved yet\): rerun tpo-hf"):
+        load_preference_dataset(str(folder))
+
+
+# --- second probe: push, plugin, messages -----------------------------------------------------------------------------
+def test_an_unreachable_adapter_is_one_line(tmp_path, monkeypatch):
+    """g33/g33b: an adapter path that is no local folder and no cached Hub repo (offline, or a typo) is refused by
+    tpo-hf in one line naming it, not by PEFT's traceback about adapter_config.json."""
+    from huggingface_hub import constants
+
+    from tpo_hf.commands import run_command
+    from tpo_hf.models import load_video_model
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    for adapter, words in (
+        ("tester/never-pushed", "is not a local folder and is not in the Hub cache (offline"),
+        (str(tmp_path / "tr0-typo"), "is not a local folder (no such folder)"),
+    ):
+        with pytest.raises(SystemExit) as raised:
+            run_command("eval", load_video_model, str(tmp_path / "model"), adapter)
+        message = str(raised.value.code)
+        assert message.startswith(f"tpo-hf eval: adapter_path {adapter} ") and words in message
+        assert "\n" not in message
+
+
+def test_push_merge_with_a_full_temp_folder_is_one_line(tmp_path, monkeypatch):
+    """g25b: `push --merge` stages the merged model under TMPDIR; a full disk there is a `PushError` naming the temp
+    folder, "no space left on device" and TMPDIR, not safetensors' traceback."""
+    from safetensors import SafetensorError
+
+    import tpo_hf.hub.push as push
+
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "base_model_name_or_path": "x"}))
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(temp))
+    monkeypatch.setattr(push.tempfile, "tempdir", None)
+
+    def full_disk(adapter_dir, output_dir):
+        raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+
+    monkeypatch.setattr(push, "merge_adapter", full_disk)
+    with pytest.raises(push.PushError) as raised:
+        push.push_adapter(adapter, "tester/merged", merge=True, api=object())
+    message = str(raised.value)
+    assert "no space left on device" in message and str(temp) in message and "TMPDIR" in message
+
+
+def test_a_lock_path_that_is_a_directory_is_named(tmp_path):
+    """g44: a folder named `.tpo-hf.lock` in the output folder: the message names the lock path as a directory, not
+    a file (not "output_dir is not writable: Is a directory"); reading the folder (push, eval of it) is not refused."""
+    from tpo_hf.locks import LOCK_NAME, OutputDirError, output_dir_lock, refuse_if_locked
+
+    lock = tmp_path / "out" / LOCK_NAME
+    lock.mkdir(parents=True)
+    with pytest.raises(OutputDirError) as raised:
+        with output_dir_lock(tmp_path / "out", "eval"):
+            pass
+    assert f"{lock} (tpo-hf's lock file for {tmp_path / 'out'}) is a directory, not a file" in str(raised.value)
+    refuse_if_locked(tmp_path / "out", "push")

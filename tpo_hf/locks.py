@@ -207,7 +207,7 @@ def refuse_if_locked(path: str | os.PathLike | None, what: str) -> None:
     if path is None or not os.path.isdir(path) or not _is_main_process():  # the main process checks for its launch
         return
     lock = Path(path) / LOCK_NAME
-    if os.path.realpath(lock) in _HELD:
+    if os.path.realpath(lock) in _HELD or lock.is_dir():  # a folder by that name is no lock any run could hold
         return
     try:
         fd = os.open(lock, os.O_RDONLY)
@@ -272,6 +272,11 @@ def output_dir_lock(output_dir: str | os.PathLike, what: str) -> Iterator[Path |
         fd = _acquire(path, what)
     except OutputDirLockedError:
         raise
+    except IsADirectoryError as error:  # something made a folder where the lock file goes
+        raise OutputDirError(
+            f"{path} (tpo-hf's lock file for {folder}) is a directory, not a file. Nothing else uses that name: "
+            f"remove it (rm -r {path}) and rerun; {what} takes the lock there to keep two runs out of one folder."
+        ) from error
     except OSError as error:  # read-only file system, no permission, disk full
         raise _not_writable(folder, what, error) from error
     _HELD[key] = [fd, 1]

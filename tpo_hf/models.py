@@ -28,6 +28,40 @@ def check_adapter_folder(adapter: str | os.PathLike) -> None:
         )
 
 
+def check_adapter_reachable(adapter: str | os.PathLike) -> None:
+    """Refuses, in one line, an adapter that is neither a local folder nor loadable from the Hub: a mistyped folder,
+    or a Hub id that is not in the cache while offline, not on the Hub, or unreachable (PEFT's own error is a
+    traceback saying it "can't find adapter_config.json")."""
+    from huggingface_hub import constants, hf_hub_download, try_to_load_from_cache
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    adapter = str(adapter)
+    if os.path.isdir(adapter):
+        return
+    not_local = f"adapter_path {adapter} is not a local folder"
+    if os.path.exists(adapter):
+        raise ValueError(f"{not_local} but a file; pass the adapter's folder (with adapter_config.json).")
+    try:
+        validate_repo_id(adapter)
+    except HFValidationError:
+        raise ValueError(f"{not_local} (no such folder) and not a Hub repo id; check the path.") from None
+    if isinstance(try_to_load_from_cache(adapter, "adapter_config.json"), str):
+        return  # cached: loads offline too
+    if constants.HF_HUB_OFFLINE:
+        raise ValueError(
+            f"{not_local} and is not in the Hub cache (offline, HF_HUB_OFFLINE=1): check the folder's path for a "
+            "typo, or download the adapter while online (`hf download REPO`) before evaluating offline."
+        )
+    try:
+        hf_hub_download(adapter, "adapter_config.json")
+    except Exception as error:  # not on the Hub, no access, or the Hub unreachable
+        cause = " ".join(line.strip() for line in str(error).splitlines() if line.strip())[:300]
+        raise ValueError(
+            f"{not_local} and could not be loaded from the Hub ({type(error).__name__}: {cause}): check the "
+            "folder's path or the repo id for a typo, and that the Hub is reachable."
+        ) from None
+
+
 def adapter_base_model(adapter: str | os.PathLike) -> str:
     """The base model an adapter was trained on (`base_model_name_or_path` of its PEFT config)."""
     from peft import PeftConfig
@@ -124,6 +158,7 @@ def load_video_model(
     adapter = str(adapter) if adapter is not None else None
     if adapter is not None:
         check_adapter_folder(adapter)
+        check_adapter_reachable(adapter)
         trained_on = adapter_base_mismatch(model_name_or_path, adapter)
         if trained_on is not None:
             logger.warning(

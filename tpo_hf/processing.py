@@ -221,6 +221,18 @@ class VideoPreferenceProcessor:
         installed = self.video_prompt_layout()
         start = len(os.path.commonprefix([recorded, installed]))
         context = slice(max(0, start - 40), start + 80)
+        if recorded_with == transformers.__version__:
+            # same release: what changed are the processor files themselves (an edited chat template, say)
+            raise VideoPromptLayoutError(
+                f"{source or 'This model'}: the {self.family.name} video prompt its processor files write now differs "
+                f"from the one recorded when it was saved, with the same transformers release ({recorded_with}): the "
+                f"saved processor files{f' in {source}' if source else ''} (chat_template.jinja, tokenizer or "
+                f"processor configs) were changed since. Saved: ...{recorded[context]!r}; now: "
+                f"...{installed[context]!r}. The model learned to read its frames in the recorded layout, so its "
+                "answers would change. Restore the original files, or, to use the edited ones on purpose, load it "
+                "with check_video_prompt_layout=False (Python: VideoPreferenceProcessor.from_pretrained(..., "
+                "check_video_prompt_layout=False))."
+            )
         raise VideoPromptLayoutError(
             f"{source or 'This model'} was saved with another {self.family.name} video prompt than the installed "
             f"processor writes (transformers {recorded_with or 'unknown'} then, {transformers.__version__} now). "

@@ -36,8 +36,49 @@ def manifest() -> Any:
     return ModelManifest(model_id=MODEL_ID, simple_class_path=f"{__name__}.TPOHFModel", aliases=("tpo-hf",))
 
 
-def _as_bool(value: Any) -> bool:
-    return value if isinstance(value, bool) else str(value).strip().lower() in ("1", "true", "yes", "on")
+TRUE_WORDS, FALSE_WORDS = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
+DTYPES = ("auto", "bfloat16", "float16", "float32")
+
+
+def _as_bool(value: Any, key: str = "use_adapter") -> bool:
+    """A `--model_args` flag; anything but true/false/1/0/yes/no/on/off is refused (a typo is not `false`)."""
+    if isinstance(value, bool):
+        return value
+    word = str(value).strip().lower()
+    if word in TRUE_WORDS or word in FALSE_WORDS:
+        return word in TRUE_WORDS
+    raise ValueError(
+        f"--model_args {key}={value!r} is not a boolean; use one of {'/'.join(TRUE_WORDS + FALSE_WORDS)}."
+    )
+
+
+def _as_int(value: Any, key: str, minimum: int | None = None, optional: bool = False) -> int | None:
+    """A `--model_args` integer (lmms-eval hands values over as strings, e.g. "8", "8.0", "None")."""
+    if value is None or (optional and isinstance(value, str) and value.strip().lower() in ("none", "null", "")):
+        if optional:
+            return None
+    try:
+        number = float(value) if not isinstance(value, int) else value
+        if isinstance(value, bool) or number != int(number):
+            raise ValueError
+        number = int(number)
+    except (TypeError, ValueError):
+        kind = "a whole number" + (" or none" if optional else "")
+        raise ValueError(f"--model_args {key}={value!r} is not {kind}.") from None
+    if minimum is not None and number < minimum:
+        raise ValueError(f"--model_args {key}={value!r} must be at least {minimum}.")
+    return number
+
+
+def _check_dtype(dtype: Any) -> None:
+    if not isinstance(dtype, str):
+        return
+    import torch
+
+    if dtype != "auto" and not (
+        isinstance(getattr(torch, dtype, None), torch.dtype) and getattr(torch, dtype).is_floating_point
+    ):
+        raise ValueError(f"--model_args dtype={dtype!r} is not a dtype; use one of {', '.join(DTYPES)}.")
 
 
 class TPOHFModel(lmms):
@@ -73,11 +114,16 @@ class TPOHFModel(lmms):
         super().__init__()
         if kwargs:
             raise ValueError(f"Unknown --model_args for tpo_hf: {sorted(kwargs)}; see TPOHFModel's docstring.")
-        # lmms-eval hands `--model_args` values over as strings
+        # lmms-eval hands `--model_args` values over as strings: all of them checked before the model loads
+        use_adapter = _as_bool(use_adapter, "use_adapter")
+        if not use_adapter and adapter is None:
+            raise ValueError("use_adapter=false only makes sense together with adapter=...")
+        batch_size = _as_int(batch_size, "batch_size", minimum=1)
+        _check_dtype(dtype)
         asked = VideoSettings(
-            num_frames=int(num_frames),
-            max_pixels=int(max_pixels) if max_pixels is not None else None,
-            max_video_tokens=int(max_video_tokens) if max_video_tokens is not None else None,
+            num_frames=_as_int(num_frames, "num_frames"),
+            max_pixels=_as_int(max_pixels, "max_pixels", optional=True),
+            max_video_tokens=_as_int(max_video_tokens, "max_video_tokens", optional=True),
         )
         self.model, self.processor = load_video_model(
             pretrained,
@@ -87,10 +133,8 @@ class TPOHFModel(lmms):
             device=device,
             attn_implementation=attn_implementation,
         )
-        self.use_adapter = _as_bool(use_adapter)
-        if not self.use_adapter and adapter is None:
-            raise ValueError("use_adapter=false only makes sense together with adapter=...")
-        self.batch_size_per_gpu = int(batch_size)
+        self.use_adapter = use_adapter
+        self.batch_size_per_gpu = batch_size
         # the processor's settings: a video-token budget (given, or saved with the adapter) may have fitted fewer
         # frames than asked for
         self.num_frames = self.processor.settings.num_frames

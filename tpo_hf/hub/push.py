@@ -7,7 +7,9 @@
 What goes up: the adapter (`adapter_config.json` + `adapter_model.safetensors`) or, with `--merge`, the base model
 with the adapter merged in (for serving without PEFT); the processor (tokenizer, chat template, processor configs,
 `tpo_video_config.json`); the model card (`README.md`, re-rendered for the target repo from the run's numbers saved
-by `TPOTrainer.create_model_card`) and the training-curve PNG. Everything lands in a single
+by `TPOTrainer.create_model_card`) and the training-curve PNG (and any file the card links). Nothing else in the
+folder goes up (`UPLOAD_PATTERNS`; eval output, optimizer dumps, logs are listed in a warning); files of the other
+kind (an adapter's when a full model is pushed, and the reverse) are deleted from the repo in the same commit. Everything lands in a single
 `HfApi.create_commit`, so the repo never holds half an upload. A retry uploads the same files to the same paths:
 files already on the Hub are skipped, and nothing changes if all of them are there.
 """
@@ -23,7 +25,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from huggingface_hub import CommitOperationAdd, HfApi, ModelCard
+from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, ModelCard
 
 from ..locks import refuse_if_locked
 from .model_card import CARD_INFO_FILE, PLOT_FILE, build_model_card
@@ -31,6 +33,15 @@ from .model_card import CARD_INFO_FILE, PLOT_FILE, build_model_card
 logger = logging.getLogger(__name__)
 
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", "adapter_model.bin")
+# Full-model weight files (and their shard indexes) at the repo root: a repo holding an adapter must not keep them
+FULL_MODEL_WEIGHT_PATTERNS = (
+    "model.safetensors",
+    "model-*-of-*.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model-*-of-*.bin",
+    "pytorch_model.bin.index.json",
+)
 # Training by-products that do not belong in a model repo
 EXCLUDE_PATTERNS = (
     "checkpoint-*",
@@ -44,6 +55,59 @@ EXCLUDE_PATTERNS = (
     "trainer_state.json",
     CARD_INFO_FILE,
 )
+
+
+# What a model repo holds, at its root: the adapter or the model weights, the processor and tokenizer files, the
+# video settings, the card and the plot it links. Anything else in the folder (eval/ output, optimizer dumps, wandb
+# logs, notes) is left out, listed in a warning.
+UPLOAD_PATTERNS = (
+    *ADAPTER_FILES,
+    *FULL_MODEL_WEIGHT_PATTERNS,
+    "config.json",
+    "generation_config.json",
+    "processor_config.json",
+    "preprocessor_config.json",
+    "video_preprocessor_config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "tokenizer.model",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "vocab.json",
+    "vocab.txt",
+    "merges.txt",
+    "spiece.model",
+    "chat_template.jinja",
+    "chat_template.json",
+    "tpo_video_config.json",
+    "README.md",
+    PLOT_FILE,
+)
+
+
+def _size(nbytes: int) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if nbytes < 1000 or unit == "GB":
+            return f"{nbytes:.0f} {unit}" if unit == "B" else f"{nbytes:.1f} {unit}"
+        nbytes /= 1000
+    return f"{nbytes} B"
+
+
+def select_upload(files: dict[str, Path], readme: Path | None = None) -> tuple[dict[str, Path], dict[str, Path]]:
+    """Splits `collect_files` output into what belongs in a model repo (`UPLOAD_PATTERNS`, plus files the pushed
+    README links to by a relative path) and the rest."""
+    import re
+
+    linked: set[str] = set()
+    if readme is not None and readme.is_file():
+        for target in re.findall(r"\]\(([^)\s]+)", readme.read_text(errors="replace")):
+            if "://" not in target and not target.startswith(("#", "/", "..")):
+                linked.add(target.split("#", 1)[0].removeprefix("./"))
+    kept, left = {}, {}
+    for path, local in files.items():
+        wanted = path in linked or ("/" not in path and any(fnmatch.fnmatch(path, p) for p in UPLOAD_PATTERNS))
+        (kept if wanted else left)[path] = local
+    return kept, left
 
 
 class PushError(RuntimeError):
@@ -66,11 +130,61 @@ def push_failed(
 ) -> PushError:
     """The `PushError` for a failed push: endpoint, repo, the cause in one line, what was kept and what to rerun."""
     cause = " ".join(line.strip() for line in str(error).splitlines() if line.strip())  # one line, server's words kept
+    status = getattr(getattr(error, "response", None), "status_code", None)
+    if isinstance(status, int) and 400 <= status < 500 and status not in (408, 429):
+        # the Hub answered and refused (bad token, no write access, invalid name...): waiting for it changes nothing
+        return PushError(
+            f"{what} to {repo_id} on {hub_endpoint(api)} failed: {type(error).__name__}: {cause[:500]}\n"
+            f"{kept + ' ' if kept else ''}The Hub refused the request (HTTP {status}); fix what it names (token, "
+            f"write access, repo id), then rerun `{rerun}`."
+        )
     return PushError(
         f"{what} to {repo_id} on {hub_endpoint(api)} failed: {type(error).__name__}: {cause[:500]}\n"
         f"{kept + ' ' if kept else ''}Rerun `{rerun}` once the Hub is reachable; files already uploaded are skipped, "
         "so a retry does not duplicate anything."
     )
+
+
+def check_repo_id(repo_id: str) -> None:
+    """Refuses a repo id the Hub would refuse (`huggingface_hub`'s own validator), before anything is uploaded.
+
+    Raises:
+        PushError: one line naming the id and what is wrong with it.
+    """
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as error:
+        cause = " ".join(line.strip() for line in str(error).splitlines() if line.strip())
+        raise PushError(
+            f"--repo_id {repo_id!r} is not a valid Hub repo id ({cause}); use NAME or NAMESPACE/NAME (letters, "
+            "digits, '-', '_', '.'). Nothing was pushed."
+        ) from None
+
+
+def stale_other_kind(repo_files: list[str], pushed: set[str], merged: bool) -> list[str]:
+    """Files of `repo_files` (the target revision) that a push of the other kind left behind and this push must
+    delete: adapter files when pushing a merged/full model (else transformers loads the stale adapter on top of the
+    merged weights), full-model weight files when pushing an adapter. Files this push uploads are kept."""
+    if merged:
+        stale = [path for path in repo_files if path in ADAPTER_FILES]
+    else:
+        stale = [
+            path
+            for path in repo_files
+            if "/" not in path and any(fnmatch.fnmatch(path, pattern) for pattern in FULL_MODEL_WEIGHT_PATTERNS)
+        ]
+    return sorted(path for path in stale if path not in pushed)
+
+
+def _no_space(error: BaseException) -> bool:
+    """Whether `error` (an `OSError`, or safetensors' `SafetensorError` wrapping one) is a full disk."""
+    import errno
+
+    if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+        return True
+    return "No space left on device" in str(error) or "os error 28" in str(error)
 
 
 def _excluded(relative: Path) -> bool:
@@ -218,6 +332,7 @@ def push_adapter(
         )
     if merge and not (adapter_dir / "adapter_config.json").is_file():
         raise PushError(f"--merge needs an adapter, but {adapter_dir} has no adapter_config.json.")
+    check_repo_id(repo_id)
     refuse_if_locked(adapter_dir, "push")  # a run training into it: half old, half new files
     check_weights(adapter_dir, collect_files(adapter_dir))
     api = api or HfApi(token=token)
@@ -226,19 +341,49 @@ def push_adapter(
         staging = Path(staging)
         files = collect_files(adapter_dir)
         if merge:
-            merged_files = collect_files(merge_adapter(adapter_dir, staging / "merged"))
+            try:
+                merged_files = collect_files(merge_adapter(adapter_dir, staging / "merged"))
+            except Exception as error:
+                if not _no_space(error):
+                    raise
+                raise PushError(
+                    f"Merging {adapter_dir} into a temporary folder ({staging}) failed: no space left on device. "
+                    f"Nothing was pushed; free space under {Path(staging).parent} or set TMPDIR to a folder with room "
+                    f"for the merged model (float32), then rerun `{rerun}`."
+                ) from None
             files = {path: local for path, local in files.items() if path not in ADAPTER_FILES} | merged_files
         card = _render_card(adapter_dir, repo_id, merged=merge)
         if card is not None:
             card.save(staging / "README.md")
             files["README.md"] = staging / "README.md"
+        files, left_out = select_upload(files, files.get("README.md"))
+        if left_out:
+            logger.warning(
+                "Not pushing %d file(s) of %s that are not model, adapter, processor or card files: %s",
+                len(left_out),
+                adapter_dir,
+                ", ".join(f"{path} ({_size(local.stat().st_size)})" for path, local in left_out.items()),
+            )
         operations = [
             CommitOperationAdd(path_in_repo=path, path_or_fileobj=str(local)) for path, local in files.items()
         ]
+        # a full model or an adapter is pushed, never both: files of the other kind from an earlier push go in the
+        # same commit (a stale adapter_config.json would make transformers apply the old adapter on top)
+        pushes_full_model = merge or not (adapter_dir / "adapter_config.json").is_file()
         try:
             api.create_repo(repo_id, private=private, exist_ok=True)
             if revision:
                 api.create_branch(repo_id, branch=revision, exist_ok=True)
+            stale = stale_other_kind(api.list_repo_files(repo_id, revision=revision), set(files), pushes_full_model)
+            if stale:
+                logger.warning(
+                    "Deleting from %s, in the same commit, files of an earlier %s push that would load with this "
+                    "one: %s",
+                    repo_id,
+                    "adapter" if pushes_full_model else "full-model",
+                    ", ".join(stale),
+                )
+                operations += [CommitOperationDelete(path_in_repo=path) for path in stale]
             commit = api.create_commit(
                 repo_id,
                 operations=operations,
