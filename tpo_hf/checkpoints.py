@@ -38,6 +38,20 @@ BOOLEAN_WORDS = {"true": True, "yes": True, "1": True, "false": False, "no": Fal
 _CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 # Set to 1 to resume from a checkpoint trained with other settings (the changes are then only warned about).
 RESUME_CHANGED_ENV = "TPO_HF_RESUME_CHANGED"
+# Settings that a resume cannot change even with TPO_HF_RESUME_CHANGED=1: the optimizer's hyperparameters come back
+# with its restored state and the learning-rate schedule with the restored scheduler (base rates and step), so a new
+# value would not (or only partly) take effect while the model card reported it.
+RESUME_FIXED_SETTINGS = (
+    "learning_rate",
+    "lr_scheduler_type",
+    "lr_scheduler_kwargs",
+    "warmup_ratio",
+    "warmup_steps",
+    "weight_decay",
+    "adam_beta1",
+    "adam_beta2",
+    "adam_epsilon",
+)
 # The training arguments that change what a resumed run trains (compared where both sides have them). Raising
 # max_steps / num_train_epochs to train further, and where logs, saves and pushes go, may change.
 RESUME_SETTINGS = (
@@ -55,36 +69,14 @@ RESUME_SETTINGS = (
     "router_aux_loss_coef",
     "freeze_vision_tower",
     "lora_include_experts",
-    "learning_rate",
-    "lr_scheduler_type",
-    "lr_scheduler_kwargs",
-    "warmup_ratio",
-    "warmup_steps",
-    "weight_decay",
     "optim",
     "optim_args",
-    "adam_beta1",
-    "adam_beta2",
-    "adam_epsilon",
     "max_grad_norm",
     "seed",
     "data_seed",
     "per_device_train_batch_size",
     "gradient_accumulation_steps",
-)
-# Settings that a resume cannot change even with TPO_HF_RESUME_CHANGED=1: the optimizer's hyperparameters come back
-# with its restored state and the learning-rate schedule with the restored scheduler (base rates and step), so a new
-# value would not (or only partly) take effect while the model card reported it.
-RESUME_FIXED_SETTINGS = (
-    "learning_rate",
-    "lr_scheduler_type",
-    "lr_scheduler_kwargs",
-    "warmup_ratio",
-    "warmup_steps",
-    "weight_decay",
-    "adam_beta1",
-    "adam_beta2",
-    "adam_epsilon",
+    *RESUME_FIXED_SETTINGS,
 )
 # The columns whose values identify a training dataset (recorded in every checkpoint, compared on resume)
 DATASET_IDENTITY_COLUMNS = ("prompt", "chosen", "rejected", "video")
