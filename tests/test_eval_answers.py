@@ -183,7 +183,6 @@ def test_a_new_adapter_reuses_the_base_answers_and_says_why_it_answers_again(
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForImageTextToText
 
-    from tpo_hf.eval.config import EvalConfig
     from tpo_hf.eval.run import evaluate
     from tpo_hf.families import LANGUAGE_MODEL_LORA_TARGETS
 
@@ -200,19 +199,7 @@ def test_a_new_adapter_reuses_the_base_answers_and_says_why_it_answers_again(
     out = tmp_path / "out"
 
     def run(adapter):
-        config = EvalConfig(
-            model_name_or_path=str(model_dir),
-            adapter_path=adapter,
-            benchmark="longvideobench_val",
-            dataset_name=str(data),
-            video_dir=str(video_dir),
-            num_frames=2,
-            max_new_tokens=2,
-            dtype="float32",
-            device="cpu",
-            output_dir=str(out),
-            progress=False,
-        )
+        config = tiny_lvb_eval_config(model_dir, adapter, data, video_dir, out)
         caplog.clear()
         with caplog.at_level(logging.WARNING, logger="tpo_hf.eval.mcq"):
             evaluate(config)
@@ -238,7 +225,6 @@ def test_an_eval_inside_the_adapter_folder_reuses_its_answers_and_another_base_i
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForImageTextToText
 
-    from tpo_hf.eval.config import EvalConfig
     from tpo_hf.eval.run import evaluate
     from tpo_hf.families import LANGUAGE_MODEL_LORA_TARGETS
 
@@ -252,19 +238,7 @@ def test_an_eval_inside_the_adapter_folder_reuses_its_answers_and_another_base_i
     data.write_text("".join(json.dumps(row) + "\n" for row in LVB_ROWS))
 
     def run(model, out):
-        config = EvalConfig(
-            model_name_or_path=str(model),
-            adapter_path=str(adapter),
-            benchmark="longvideobench_val",
-            dataset_name=str(data),
-            video_dir=str(video_dir),
-            num_frames=2,
-            max_new_tokens=2,
-            dtype="float32",
-            device="cpu",
-            output_dir=str(out),
-            progress=False,
-        )
+        config = tiny_lvb_eval_config(model, str(adapter), data, video_dir, out)
         caplog.clear()
         with caplog.at_level(logging.WARNING, logger="tpo_hf"):
             results = evaluate(config)
@@ -284,3 +258,23 @@ def test_an_eval_inside_the_adapter_folder_reuses_its_answers_and_another_base_i
     mismatch = {"trained_on": str(model_dir), "evaluated_on": str(other_base)}
     assert results["adapter_base_mismatch"] == mismatch
     assert json.loads((tmp_path / "other" / "results.json").read_text())["adapter_base_mismatch"] == mismatch
+
+
+def tiny_lvb_eval_config(model, adapter, data, video_dir, out):
+    """`tpo-hf eval` settings of the cache tests: LongVideoBench rows `data` on a tiny model (and adapter), 2 frames,
+    2 new tokens, on the CPU."""
+    from tpo_hf.eval.config import EvalConfig
+
+    return EvalConfig(
+        model_name_or_path=str(model),
+        adapter_path=adapter,
+        benchmark="longvideobench_val",
+        dataset_name=str(data),
+        video_dir=str(video_dir),
+        num_frames=2,
+        max_new_tokens=2,
+        dtype="float32",
+        device="cpu",
+        output_dir=str(out),
+        progress=False,
+    )
