@@ -1705,7 +1705,7 @@ def test_learning_rate_changes_are_refused_even_with_the_escape_hatch(video_dir,
 def test_output_dir_holding_a_full_model_is_refused(video_dir, tmp_path):
     """g41: training into the base model's own folder wrote the adapter beside its weights; the "base" then loaded
     with the adapter applied. A folder a training run wrote (full fine-tune trained again, resumed) stays allowed."""
-    from tpo_hf.data import refuse_model_output_dir
+    from tpo_hf.data import refuse_training_output_dir
 
     model, processor = build_tiny_model(FAMILY)
     base = tmp_path / "base"
@@ -1722,12 +1722,12 @@ def test_output_dir_holding_a_full_model_is_refused(video_dir, tmp_path):
     (tmp_path / "trained").mkdir()
     for name in ("config.json", "model.safetensors", "tpo_card.json"):
         (tmp_path / "trained" / name).write_text("{}")
-    refuse_model_output_dir(tmp_path / "trained")  # written by a run: allowed
+    refuse_training_output_dir(tmp_path / "trained")  # written by a run: allowed
     (tmp_path / "adapter").mkdir()
     for name in ("config.json", "adapter_config.json", "adapter_model.safetensors"):
         (tmp_path / "adapter" / name).write_text("{}")
-    refuse_model_output_dir(tmp_path / "adapter")
-    refuse_model_output_dir(tmp_path / "missing")
+    refuse_training_output_dir(tmp_path / "adapter")
+    refuse_training_output_dir(tmp_path / "missing")
 
 
 def test_an_unfinished_curation_folder_is_named_when_loaded(tmp_path):

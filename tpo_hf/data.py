@@ -206,23 +206,6 @@ def dataset_in_folder(folder: str | os.PathLike) -> str | None:
     return None
 
 
-def refuse_dataset_output_dir(output_dir: str | os.PathLike | None) -> None:
-    """Refuses an `output_dir` that holds a dataset: training writes its model card (`README.md`), weights and
-    checkpoints there, over the dataset's card and beside its files.
-
-    Raises:
-        ValueError: naming the folder and the dataset found in it.
-    """
-    if output_dir is None or not os.path.isdir(output_dir):
-        return
-    found = dataset_in_folder(output_dir)
-    if found is not None:
-        raise ValueError(
-            f"output_dir {output_dir} holds {found}: training would write its model card (README.md), adapter and "
-            "checkpoints over and beside the dataset's files. Set output_dir to another folder."
-        )
-
-
 def model_in_folder(folder: str | os.PathLike) -> str | None:
     """The weights files of a full model saved in `folder` (`config.json` beside `*.safetensors` / `*.bin` /
     an index, not an adapter's `adapter_config.json`), in words, or None."""
@@ -243,19 +226,24 @@ def model_in_folder(folder: str | os.PathLike) -> str | None:
     return f"a full model (config.json, {', '.join(weights[:3])}{', ...' if len(weights) > 3 else ''})"
 
 
-def refuse_model_output_dir(output_dir: str | os.PathLike | None) -> None:
-    """Refuses an `output_dir` that holds a full model (e.g. the base model's own folder): training would write its
-    adapter beside the model's weights, and the folder would afterwards load as the base model with the adapter.
+def refuse_training_output_dir(output_dir: str | os.PathLike | None) -> None:
+    """Refuses an `output_dir` that holds a dataset (training would write its model card, `README.md`, weights and
+    checkpoints over the dataset's card and beside its files) or a full model, e.g. the base model's own folder (the
+    adapter would land beside the model's weights, and the folder would afterwards load as that model with the
+    adapter).
 
     Raises:
-        ValueError: naming the folder and the model files found in it.
+        ValueError: naming the folder and the dataset or model files found in it.
     """
     if output_dir is None or not os.path.isdir(output_dir):
         return
-    found = model_in_folder(output_dir)
-    if found is not None:
-        raise ValueError(
-            f"output_dir {output_dir} holds {found}: training would write its adapter (adapter_config.json, "
-            "adapter_model.safetensors), model card and checkpoints into it, and the folder would then load as that "
-            "model with the adapter applied. Set output_dir to another folder."
+    if (found := dataset_in_folder(output_dir)) is not None:
+        consequence = "training would write its model card (README.md), adapter and checkpoints over and beside the dataset's files"
+    elif (found := model_in_folder(output_dir)) is not None:
+        consequence = (
+            "training would write its adapter (adapter_config.json, adapter_model.safetensors), model card and "
+            "checkpoints into it, and the folder would then load as that model with the adapter applied"
         )
+    else:
+        return
+    raise ValueError(f"output_dir {output_dir} holds {found}: {consequence}. Set output_dir to another folder.")

@@ -49,7 +49,7 @@ from .collator import (
     VideoPreferenceCollator,
 )
 from .config import TPOConfig
-from .data import refuse_dataset_output_dir, refuse_model_output_dir
+from .data import refuse_training_output_dir
 from .dataset_checks import NoTrainingDataError, check_columns, check_lengths, check_rows
 from .distributed import (
     check_fsdp2_versions,
@@ -147,8 +147,7 @@ class TPOTrainer(DPOTrainer):
         if train_dataset is None:
             raise ValueError("`train_dataset` is required")
         check_columns(train_dataset, "train_dataset")
-        refuse_dataset_output_dir(args.output_dir)  # its card and checkpoints would land among the dataset's files
-        refuse_model_output_dir(args.output_dir)  # the adapter would land in a full model's folder
+        refuse_training_output_dir(args.output_dir)  # not a dataset's or a full model's folder
         self.dataset_identity = dataset_identity(train_dataset)  # recorded in checkpoints, compared on resume
 
         config = (

@@ -18,8 +18,7 @@ from ..config import TPOConfig
 from ..data import (
     default_video_root,
     load_preference_dataset,
-    refuse_dataset_output_dir,
-    refuse_model_output_dir,
+    refuse_training_output_dir,
 )
 from ..locks import output_dir_lock
 from . import run_cli
@@ -53,8 +52,8 @@ def main(script_args: TPOScriptArguments, training_args: TPOConfig, model_args: 
         raise ValueError("Set `model_name_or_path` (a Hub model id or a local model folder).")
     if training_args.video_root is None:
         training_args.video_root = default_video_root(script_args.dataset_name)
-    refuse_dataset_output_dir(training_args.output_dir)  # before the lock file or anything else is written there
-    refuse_model_output_dir(training_args.output_dir)  # e.g. the base model's folder: not overwritten with an adapter
+    # before the lock file or anything else is written there: not a dataset's or a full model's (the base's) folder
+    refuse_training_output_dir(training_args.output_dir)
 
     with output_dir_lock(training_args.output_dir, "train"):
         train_dataset = load_preference_dataset(
