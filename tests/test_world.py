@@ -448,17 +448,8 @@ def test_experiment_reports_pairs_and_accuracy_per_question_kind(tmp_path):
     of each kind, read back from the saved pair set (a kind without pairs is one TPO cannot teach)."""
     from datasets import Dataset, load_from_disk
 
-    from tpo_hf.world.experiment import (
-        QUESTION_KINDS,
-        ExperimentConfig,
-        accuracies,
-        chosen_options,
-        markdown,
-        order_errors_by_option,
-        pairs_by_kind,
-        pairs_by_scenes,
-        summarize,
-    )
+    from tpo_hf.world.experiment import ExperimentConfig, chosen_options, pairs_by_kind, pairs_by_scenes
+    from tpo_hf.world.report import QUESTION_KINDS, accuracies, markdown, order_errors_by_option, summarize
 
     rng = random.Random(0)
     videos = [v for v in _videos(40) if len(v.events) >= 3]
@@ -515,7 +506,7 @@ def test_experiment_reports_pairs_and_accuracy_per_question_kind(tmp_path):
     assert scores["kind_after"] == 50.0 and scores["kind_last"] == 0.0 and scores["kind_needle"] == 100.0
     assert np.isnan(scores["kind_first"])  # no long "first" question was asked
     config = ExperimentConfig(seeds=[0], arms=["base"])
-    table = summarize(config, [{"arm": "base", "samples": samples}])
+    table = summarize(config.arms, [{"arm": "base", "samples": samples}], config.long_min_scenes)
     curation = {
         0: {
             "5:5": {
@@ -587,14 +578,8 @@ def test_paired_differences_resample_videos_and_average_seeds(tmp_path):
     """The forgetting check's interval: each question's difference is averaged over seeds, and resampling draws
     whole held-out videos. An arm that equals the base has difference 0 with a zero-width interval; one that is right
     where the base is wrong on one video of four shows +25 points on that subset with an interval holding it."""
-    from tpo_hf.world.experiment import (
-        ExperimentConfig,
-        paired_differences,
-        paired_markdown,
-        plot,
-        summarize,
-        video_of,
-    )
+    from tpo_hf.world.experiment import ExperimentConfig
+    from tpo_hf.world.report import paired_differences, paired_markdown, plot, summarize, video_of
 
     assert video_of("eval2-0-0013-after-1") == "eval2-0-0013"
 
@@ -641,7 +626,7 @@ def test_paired_differences_resample_videos_and_average_seeds(tmp_path):
     )
     # drawn as well: one panel per subset, a bar per comparison
     config = ExperimentConfig(seeds=[0, 1], arms=["base", "sft_self", "tpo_5_5"])
-    paths = plot(summarize(config, runs), tmp_path, [2, 7], paired)
+    paths = plot(summarize(config.arms, runs, config.long_min_scenes), tmp_path, [2, 7], paired)
     assert tmp_path / "paired_differences.png" in paths and all(p.stat().st_size > 0 for p in paths)
 
 

@@ -222,7 +222,8 @@ def main(config: QuickstartConfig) -> dict[str, str]:
 def paired_line(samples_file: Path, long_min_scenes: int = 6) -> str:
     """TPO minus base on the same held-out questions, with the experiment's 95% interval (held-out videos
     resampled): how much of a change this small question set can tell from none."""
-    from ..world.experiment import paired_differences, read_samples
+    from ..world.experiment import read_samples
+    from ..world.report import paired_differences
 
     runs = [
         {"arm": arm, "seed": 0, "samples": read_samples(samples_file, tag)}
@@ -245,7 +246,7 @@ def _pooled(groups: list[dict]) -> dict:
 def accuracy_lines(results: dict, long_min_scenes: int = 6) -> list[str]:
     """Accuracy (already in percent) and unparseable replies per model: per benchmark, per question type, and for
     long videos (at least `long_min_scenes` scenes) vs. short clips (2-3 scenes) when the questions say so."""
-    from ..world.experiment import SHORT_CLIP_MAX_SCENES
+    from ..world.report import SHORT_CLIP_MAX_SCENES
 
     sections = []
     for name, benchmark in results.get("benchmarks", {}).items():
