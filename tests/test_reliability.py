@@ -40,6 +40,18 @@ def lora():
     return LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0)
 
 
+def make_trainer(model, processor, rows, tmp_path, video_dir):
+    """A one-step TPOTrainer on `rows` (a list of dicts or a Dataset), output in `tmp_path / "out"`."""
+    dataset = rows if isinstance(rows, Dataset) else Dataset.from_list(rows)
+    return TPOTrainer(
+        model,
+        args=make_args(tmp_path, video_dir),
+        train_dataset=dataset,
+        processing_class=processor,
+        peft_config=lora(),
+    )
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -85,13 +97,7 @@ def test_sft_weight_has_one_source_of_truth_and_the_card_shows_what_trained(vide
         with pytest.raises(ValueError, match=name):
             TPOTrainer(model, args=args, train_dataset=dataset, processing_class=processor, peft_config=lora())
     # The card reports the SFT weight the trainer combined, not a field edited afterwards
-    trainer = TPOTrainer(
-        model,
-        args=make_args(tmp_path, video_dir),
-        train_dataset=dataset,
-        processing_class=processor,
-        peft_config=lora(),
-    )
+    trainer = make_trainer(model, processor, dataset, tmp_path, video_dir)
     trainer.args.sft_weight = 0.9
     shown = trainer_hyperparameters(trainer)
     assert shown["sft_weight"] == 0.5 and shown["loss_type"] == ["sigmoid", "sft"]
@@ -220,13 +226,7 @@ def test_wrong_type_in_a_dataset_is_named_before_training(video_dir, tmp_path):
     rows = [dict(row, chosen=index) for index, row in enumerate(preference_rows(repeat=1))]  # an int column
     model, processor = build_tiny_model(FAMILY)
     with pytest.raises(ValueError, match=r"train row 0, field 'chosen'.*int"):
-        TPOTrainer(
-            model,
-            args=make_args(tmp_path, video_dir),
-            train_dataset=Dataset.from_list(rows),
-            processing_class=processor,
-            peft_config=lora(),
-        )
+        make_trainer(model, processor, rows, tmp_path, video_dir)
 
 
 def test_degenerate_pairs_are_dropped_with_count_and_reason(video_dir, tmp_path, caplog):
@@ -243,24 +243,12 @@ def test_degenerate_pairs_are_dropped_with_count_and_reason(video_dir, tmp_path,
         row["prompt"] = [{"role": "user", "content": "What happens?"}]
     model, processor = build_tiny_model(FAMILY)
     with caplog.at_level(logging.WARNING, logger="tpo_hf.trainer"):
-        trainer = TPOTrainer(
-            model,
-            args=make_args(tmp_path, video_dir),
-            train_dataset=Dataset.from_list(good + bad[:3]),
-            processing_class=processor,
-            peft_config=lora(),
-        )
+        trainer = make_trainer(model, processor, good + bad[:3], tmp_path, video_dir)
     assert len(trainer.train_dataset) == 2
     assert dict(trainer.degenerate_dropped) == {"empty chosen": 1, "chosen == rejected": 1, "empty prompt": 1}
     assert "dropped 3 degenerate pair(s)" in caplog.text
     with pytest.raises(NoTrainingDataError, match="empty chosen"):
-        TPOTrainer(
-            model,
-            args=make_args(tmp_path, video_dir),
-            train_dataset=Dataset.from_list(bad[3:]),
-            processing_class=processor,
-            peft_config=lora(),
-        )
+        make_trainer(model, processor, bad[3:], tmp_path, video_dir)
 
 
 def test_anchor_rows_train_through_the_sft_term_only(video_dir, tmp_path):
@@ -303,13 +291,7 @@ def test_anchor_rows_train_through_the_sft_term_only(video_dir, tmp_path):
         )
     model, processor = build_tiny_model(FAMILY)
     with pytest.raises(ValueError, match=r"train row 1 is an anchor row .* differ"):
-        TPOTrainer(
-            model,
-            args=make_args(tmp_path, video_dir),
-            train_dataset=Dataset.from_list([anchors[0], dict(pairs[1], anchor=True)]),
-            processing_class=processor,
-            peft_config=lora(),
-        )
+        make_trainer(model, processor, [anchors[0], dict(pairs[1], anchor=True)], tmp_path, video_dir)
 
 
 def test_data_files_with_clashing_types_name_row_and_field(tmp_path):
@@ -797,13 +779,7 @@ def test_placeholder_tokens_in_text_are_named_by_row_and_field(video_dir, tmp_pa
     pattern = rf"row 1, field '{field}'.*placeholder token.*{token.replace('|', '.')}"
     # before training, from the whole dataset (not "Found total 2 <|video_pad|> tokens and 1 videos" mid-run)
     with pytest.raises(ValueError, match="train " + pattern):
-        TPOTrainer(
-            model,
-            args=make_args(tmp_path, video_dir),
-            train_dataset=Dataset.from_list(rows),
-            processing_class=processor,
-            peft_config=lora(),
-        )
+        make_trainer(model, processor, rows, tmp_path, video_dir)
     # and by the collator, for rows that did not go through the trainer's checks
     video_processor = VideoPreferenceProcessor(processor, num_frames=2, video_root=video_dir)
     with pytest.raises(ValueError, match=pattern):
@@ -890,13 +866,7 @@ def test_a_second_run_on_an_output_folder_in_use_is_refused_naming_the_holder(vi
         with pytest.raises(OutputDirLockedError, match=named):
             run_curation(curation_config(video_dir, folder), Backends(FrameBackend(), None, None))
         model, processor = build_tiny_model(FAMILY)
-        trainer = TPOTrainer(
-            model,
-            args=make_args(tmp_path, video_dir),  # output_dir: tmp_path / "out"
-            train_dataset=Dataset.from_list(preference_rows(repeat=1)),
-            processing_class=processor,
-            peft_config=lora(),
-        )
+        trainer = make_trainer(model, processor, preference_rows(repeat=1), tmp_path, video_dir)
         with pytest.raises(OutputDirLockedError, match=named):
             trainer.train()
         assert trainer.state.global_step == 0
@@ -1180,13 +1150,7 @@ def test_reference_log_probs_are_keyed_by_the_video_prompt_layout(video_dir, tmp
 
     model, processor = build_tiny_model("qwen3_vl")
     dataset = Dataset.from_list(preference_rows(repeat=1))
-    trainer = TPOTrainer(
-        model,
-        args=make_args(tmp_path, video_dir),
-        train_dataset=dataset,
-        processing_class=processor,
-        peft_config=lora(),
-    )
+    trainer = make_trainer(model, processor, dataset, tmp_path, video_dir)
     trainer._tpo_reference_hash = "the reference weights"  # TRL's part of the key, set when log-probs are computed
     key = trainer.ref_logps_key(trainer.train_dataset)
     layouts = {}
