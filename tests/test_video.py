@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from fractions import Fraction
+
 import numpy as np
 import pytest
 
@@ -177,3 +179,190 @@ def test_more_frames_than_the_video_has_gives_each_once_and_warns_once_per_video
     warned = [record.getMessage() for record in caplog.records]
     assert len(warned) == 1  # once per video per process
     assert str(clip) in warned[0] and "has 64 frame(s), fewer than the 200 asked (num_frames=200)" in warned[0]
+
+
+# --- odd inputs: phone rotation, variable frame rate, audio only, odd endings, URLs, relative paths ------------------
+def _with_display_rotation(source, target):
+    """`source` with a 90-degree display matrix written into its track header (as a phone stores a portrait video)."""
+    import struct
+
+    data = bytearray(source.read_bytes())
+    at = data.find(b"tkhd")
+    version = data[at + 4]
+    # box version/flags, then times, track id and duration (wider in version 1), reserved, layer, group, volume
+    matrix = at + 8 + (8 + 8 + 4 + 4 + 8 if version == 1 else 4 + 4 + 4 + 4 + 4) + 8 + 2 + 2 + 2 + 2
+    height = 64  # the fixture clips' stored height, the translation a 90-degree turn needs
+    data[matrix : matrix + 36] = struct.pack(">9i", 0, 0x10000, 0, -0x10000, 0, 0, height << 16, 0, 0x40000000)
+    target.write_bytes(bytes(data))
+    return target
+
+
+@pytest.mark.parametrize("reader", ["decord", "pyav"])
+def test_rotated_phone_video_is_read_upright_by_both_readers(video_dir, tmp_path, reader):
+    if reader == "decord":
+        pytest.importorskip("decord")
+    rotated = _with_display_rotation(video_dir / "red_blue.mp4", tmp_path / "portrait.mp4")
+    frames, metadata = VideoFile(rotated, reader=reader).load(num_frames=4)
+    assert frames.shape == (4, 128, 64, 3)  # stored 128x64 landscape, shown 64x128 portrait
+    assert (metadata["width"], metadata["height"]) == (64, 128)
+    # turned back a quarter counter-clockwise, each frame shows its index stamp where it was written
+    assert [read_frame_stamp(np.ascontiguousarray(np.rot90(f, 1))) for f in frames] == metadata["frames_indices"]
+
+
+def _write_variable_rate_video(path):
+    """24 frames at 16 fps (0-1.5 s), then 8 frames at 2 fps (1.5-5.5 s); returns each frame's presentation time."""
+    import av
+
+    from tpo_hf.synthetic import Scene, synthetic_frames
+
+    frames = synthetic_frames([Scene(3, "red"), Scene(1, "blue", "circle", "left")], fps=8)  # 32 stamped frames
+    times = [i / 16 for i in range(24)] + [1.5 + (i - 24) / 2 for i in range(24, 32)]
+    time_base = Fraction(1, 1000)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=16)
+        stream.width, stream.height, stream.pix_fmt = 128, 64, "yuv420p"
+        stream.codec_context.time_base = stream.time_base = time_base
+        for frame, time in zip(frames, times):
+            picture = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
+            picture.pts, picture.time_base = round(time * 1000), time_base
+            for packet in stream.encode(picture):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return np.array(times)
+
+
+@pytest.mark.parametrize("reader", ["decord", "pyav"])
+def test_variable_frame_rate_views_cut_by_true_frame_times(tmp_path, reader, caplog):
+    import logging
+
+    if reader == "decord":
+        pytest.importorskip("decord")
+    path = tmp_path / f"vfr_{reader}.mp4"
+    times = _write_variable_rate_video(path)
+    with caplog.at_level(logging.WARNING, logger="tpo_hf.video"):
+        video = VideoFile(path, reader=reader)
+        VideoFile(path, reader=reader)  # warned once per video
+    warned = [r.getMessage() for r in caplog.records if "variable frame rate" in r.getMessage()]
+    assert len(warned) == 1 and str(path) in warned[0]
+    assert 5.0 < video.duration <= 5.5  # the last frame starts at 5.0 s and lasts up to 0.5 s (not 32 / average rate)
+    segment = video.frame_indices(start=2.0, end=4.0)
+    assert segment.tolist() == [i for i, t in enumerate(times) if 2.0 <= t < 4.0]  # 2.0, 2.5, 3.0, 3.5 s
+    without = video.frame_indices(exclude=(2.0, 4.0))
+    assert without.tolist() == [i for i, t in enumerate(times) if not 2.0 <= t < 4.0]
+    frames, metadata = video.load(num_frames=3, start=2.0, end=4.0)
+    assert [read_frame_stamp(f) for f in frames] == metadata["frames_indices"]
+    assert all(2.0 <= times[i] < 4.0 for i in metadata["frames_indices"])
+    assert len(video.frame_indices(fps=1.0, start=2.0, end=4.0)) == 2  # 2 seconds at 1 fps
+
+
+def _write_audio_only_mp4(path):
+    import av
+
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("aac", rate=16000)
+        samples = (0.2 * np.sin(np.arange(16000) / 16000 * 2 * np.pi * 440)).astype(np.float32)[None, :]
+        for start in range(0, samples.shape[1], 1024):
+            frame = av.AudioFrame.from_ndarray(samples[:, start : start + 1024], format="fltp", layout="mono")
+            frame.sample_rate = 16000
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+@pytest.mark.parametrize("reader", ["decord", "pyav"])
+def test_audio_only_and_empty_files_are_named_plainly(tmp_path, video_dir, reader):
+    if reader == "decord":
+        pytest.importorskip("decord")
+    audio = _write_audio_only_mp4(tmp_path / "voice memo.mp4")
+    with pytest.raises(VideoLoadError) as error:
+        VideoFile(audio, reader=reader)
+    assert str(error.value) == f"{audio} has no video stream (audio only?)"
+    empty = tmp_path / "empty.mp4"
+    empty.write_bytes(b"")
+    with pytest.raises(VideoLoadError, match=r"empty\.mp4 is empty \(0 bytes\)"):
+        VideoFile(empty, reader=reader)
+    # decord's errors lose their log prefix ("[00:27:05] /github/workspace/src/video/video_reader.cc:151: ")
+    truncated = tmp_path / "truncated.mp4"
+    data = (video_dir / "red_blue.mp4").read_bytes()
+    truncated.write_bytes(data[: len(data) // 3])
+    with pytest.raises(VideoLoadError) as error:
+        VideoFile(truncated, reader=reader).load(num_frames=4)
+    assert "/github/workspace" not in str(error.value) and ".cc:" not in str(error.value)
+
+
+def test_video_endings_odd_and_dotless_are_listed_and_left_out_ones_named(video_dir, tmp_path, caplog):
+    import logging
+    import shutil
+
+    from tpo_hf.video import is_video_file, list_video_files
+
+    for name in ("holiday.m4v", "camcorder.MTS", "clip.MP4", "broadcast.ts", "old.3gp", "notes.txt"):
+        shutil.copy(video_dir / "red_blue.mp4", tmp_path / name)
+    with caplog.at_level(logging.WARNING, logger="tpo_hf.video"):
+        listed = [p.name for p in list_video_files(tmp_path)]
+    assert listed == ["broadcast.ts", "clip.MP4", "holiday.m4v", "old.3gp"]
+    warned = [r.getMessage() for r in caplog.records]
+    assert len(warned) == 1 and "camcorder.MTS" in warned[0] and "--video_extensions" in warned[0]
+    assert "notes.txt" not in warned[0]
+    # endings given without their dot, in any case, as a YAML list `[mp4, M4V]` gives them
+    assert is_video_file(tmp_path / "clip.MP4", ["mp4"]) and is_video_file("a.m4v", ["M4V"])
+    assert [p.name for p in list_video_files(tmp_path, ["mp4", "M4V"])] == ["clip.MP4", "holiday.m4v"]
+
+
+def _serve(answers):
+    """A local HTTP server answering each GET with the next `(content_type, body)` of `answers`; returns its URL."""
+    import http.server
+    import threading
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):
+            content_type, body = answers.pop(0)
+            self.send_response(200)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_port}/clips/red_blue.mp4"
+
+
+def test_url_answered_with_a_web_page_or_garbage_is_not_cached(video_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("TPO_HF_VIDEO_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    video = (video_dir / "red_blue.mp4").read_bytes()
+    answers = [
+        ("text/html; charset=utf-8", b"<html><body>Please sign in</body></html>"),
+        ("application/octet-stream", b"Access denied" * 10),
+        ("video/mp4", video),
+    ]
+    server, url = _serve(answers)
+    try:
+        with pytest.raises(VideoLoadError, match="Content-Type text/html") as error:
+            load_video(url, num_frames=2)
+        assert "Please sign in" in str(error.value) and url in str(error.value)
+        assert not any((tmp_path / "cache").iterdir())  # the login page is not kept as the video
+        with pytest.raises(VideoLoadError, match="Access denied") as error:
+            load_video(url, num_frames=2)
+        assert "removed from the cache" in str(error.value)
+        assert not any((tmp_path / "cache").iterdir())
+        frames, _ = load_video(url, num_frames=2)  # the server fixed: fetched again, then cached
+        assert frames.shape == (2, 64, 128, 3) and len(list((tmp_path / "cache").iterdir())) == 1
+    finally:
+        server.shutdown()
+
+
+def test_missing_relative_path_names_the_folder_it_was_looked_for_in(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(VideoLoadError) as error:
+        load_video("videos/sub dir/x y#1.mp4", num_frames=2)
+    message = str(error.value)
+    assert "videos/sub dir/x y#1.mp4" in message and str(tmp_path) in message
+    assert "video_root" in message and "--upload_videos" in message

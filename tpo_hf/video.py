@@ -4,12 +4,16 @@
 `VideoFile` keeps one video open so curation can cut several views from it (the segment, the video without the
 segment, a dense and a sparse view) while every frame is decoded at most once.
 
-Frame `i` belongs to the time window `[a, b)` when `a <= i / fps < b`: a localized view of `[a, b)` holds only such
-frames and the view that excludes `[a, b)` holds none of them.
+Frame `i` belongs to the time window `[a, b)` when `a <= t_i < b`: a localized view of `[a, b)` holds only such
+frames and the view that excludes `[a, b)` holds none of them. `t_i` is `i / fps` for a constant-frame-rate video, and
+the frame's presentation time (from the first frame's) for one whose times stray from that by more than a frame
+(variable frame rate, e.g. phone recordings); such a video is warned about once, naming it, since the times a model
+reads beside the frames are still `frames_indices / fps`.
 
 Readers: decord (x86-64 Linux and Windows wheels only) is the default where it is installed; elsewhere (macOS arm64,
 aarch64 Linux) PyAV reads the file. Both count frames in decode order and report the stream's average frame rate, so
 the same view selects the same frame indices and timestamps with either; `TPO_HF_VIDEO_READER=pyav` forces PyAV.
+Both give frames upright: a display matrix's rotation (phone videos) is applied, as decord does, by the PyAV reader.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ import hashlib
 import logging
 import math
 import os
+import re
+import shutil
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,12 +37,23 @@ logger = logging.getLogger(__name__)
 METADATA_FIELDS = ("total_num_frames", "fps", "width", "height", "duration", "video_backend", "frames_indices")
 # File endings taken for videos wherever a folder is searched (curation inputs, benchmark videos, V-NIAH haystacks);
 # matched case-insensitively.
-VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".avi", ".mov")
+VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v", ".mpg", ".mpeg", ".ts", ".3gp")
+# Endings of files that are probably videos too: a folder listing names those it leaves out, rather than silently.
+LIKELY_VIDEO_EXTENSIONS = (
+    *VIDEO_EXTENSIONS,
+    *(".wmv", ".flv", ".f4v", ".m2ts", ".mts", ".m2v", ".vob", ".ogv", ".3g2", ".asf", ".mxf", ".qt", ".divx"),
+    *(".rm", ".rmvb", ".y4m", ".h264", ".h265", ".hevc"),
+)
+
+
+def normalize_video_extensions(extensions: tuple[str, ...] | list[str]) -> list[str]:
+    """`extensions` as lower-case endings with their dot (`"MP4"` -> `".mp4"`), so a list written without dots works."""
+    return [f".{str(extension).strip().lstrip('.').lower()}" for extension in extensions if str(extension).strip(". ")]
 
 
 def is_video_file(path: str | os.PathLike, extensions: tuple[str, ...] | list[str] = VIDEO_EXTENSIONS) -> bool:
-    """Whether `path` ends with one of `extensions` (case-insensitive)."""
-    return Path(path).suffix.lower() in {extension.lower() for extension in extensions}
+    """Whether `path` ends with one of `extensions` (case-insensitive; `"mp4"` and `".mp4"` alike)."""
+    return Path(path).suffix.lower() in normalize_video_extensions(extensions)
 
 
 def list_video_files(
@@ -47,11 +64,15 @@ def list_video_files(
     A broken link with a video extension (its target gone, or a link loop) is listed too, with a warning naming it
     and its target: reading it then fails by name (`VideoLoadError`), so curation skips it (or raises, per
     `on_video_error`) like any undecodable video and a V-NIAH haystack names it, rather than the file silently not
-    being there. A folder with a video extension is not listed.
+    being there. A folder with a video extension is not listed. Files whose ending is not in `extensions` but looks
+    like a video's (`LIKELY_VIDEO_EXTENSIONS`) are named in one warning, not silently left out.
     """
     found = []
+    left_out = []
     for path in Path(folder).rglob("*"):
         if not is_video_file(path, extensions):
+            if is_video_file(path, LIKELY_VIDEO_EXTENSIONS) and path.is_file():
+                left_out.append(path)
             continue
         if path.is_file():
             found.append(path)
@@ -66,6 +87,19 @@ def list_video_files(
                 target,
             )
             found.append(path)
+    if left_out:
+        left_out.sort()
+        shown = ", ".join(str(path) for path in left_out[:5]) + (
+            f" and {len(left_out) - 5} more" if len(left_out) > 5 else ""
+        )
+        logger.warning(
+            "Left out %d file(s) under %s that look like videos but whose ending is not among the video extensions "
+            "%s: %s. Add their endings to `video_extensions` (tpo-hf curate --video_extensions) to use them.",
+            len(left_out),
+            folder,
+            ", ".join(normalize_video_extensions(extensions)),
+            shown,
+        )
     return sorted(found)
 
 
@@ -88,13 +122,38 @@ def default_video_reader() -> str:
     return "decord" if importlib.util.find_spec("decord") is not None else "pyav"
 
 
+class _NoVideoStream(Exception):
+    """The file opens but holds no video stream (an audio-only .mp4, say)."""
+
+
+# decord's errors start with its log prefix, "[00:27:05] /github/workspace/src/video/video_reader.cc:151: "
+_DECORD_LOG_PREFIX = re.compile(r"^\[\d{2}:\d{2}:\d{2}\] \S+:\d+: ")
+
+
+def _reader_error_text(error: BaseException) -> str:
+    """The error's text without decord's log prefix (time, source file and line), which says nothing to a user."""
+    return _DECORD_LOG_PREFIX.sub("", str(error))
+
+
 class _DecordReader:
     def __init__(self, path: str):
         import decord
 
-        self._reader = decord.VideoReader(path, ctx=decord.cpu(0), num_threads=1)
+        try:
+            self._reader = decord.VideoReader(path, ctx=decord.cpu(0), num_threads=1)
+        except decord.DECORDError as error:
+            if "cannot find video stream" in str(error):
+                raise _NoVideoStream() from error
+            raise
         self.total_num_frames = len(self._reader)
         self.fps = float(self._reader.get_avg_fps())
+
+    def frame_times(self) -> tuple[np.ndarray, float] | None:
+        """Each frame's presentation time in seconds from the first frame's, and when the last frame ends."""
+        if self.total_num_frames == 0:
+            return None
+        spans = np.asarray(self._reader.get_frame_timestamp(list(range(self.total_num_frames))), dtype=np.float64)
+        return spans[:, 0] - spans[0, 0], float(spans[-1, 1] - spans[0, 0])
 
     def get_batch(self, indices: list[int]) -> np.ndarray:
         return self._reader.get_batch(indices).asnumpy()
@@ -108,11 +167,32 @@ class _PyAVReader:
 
         self._path = path
         with av.open(path) as container:
+            if not container.streams.video:
+                raise _NoVideoStream()
             stream = container.streams.video[0]
             rate = stream.average_rate or stream.guessed_rate
             self.fps = float(rate) if rate else 0.0
             # Counted from the packets (no decoding): the container's frame count can be missing or rounded
-            self.total_num_frames = sum(1 for packet in container.demux(stream) if packet.size > 0)
+            packets = [(packet.pts, packet.duration) for packet in container.demux(stream) if packet.size > 0]
+            self.total_num_frames = len(packets)
+            self._packet_times = (packets, stream.time_base)
+
+    def frame_times(self) -> tuple[np.ndarray, float] | None:
+        """Each frame's presentation time in seconds from the first frame's, and when the last frame ends (from the
+        packets read when the file was opened: frames come out of the decoder in presentation order)."""
+        packets, time_base = self._packet_times
+        if not packets or not time_base or any(pts is None for pts, _ in packets):
+            return None
+        tick = time_base.numerator / time_base.denominator
+        packets = sorted(packets, key=lambda packet: packet[0])
+        first = packets[0][0]
+        times = np.array([(pts - first) * tick for pts, _ in packets], dtype=np.float64)
+        last_pts, last_duration = packets[-1]
+        if last_duration:
+            end = (last_pts + last_duration - first) * tick
+        else:
+            end = float(times[-1] + (times[-1] - times[-2] if len(times) > 1 else 0.0))
+        return times, end
 
     def get_batch(self, indices: list[int]) -> np.ndarray:
         import av
@@ -122,7 +202,13 @@ class _PyAVReader:
         with av.open(self._path) as container:
             for index, frame in enumerate(container.decode(video=0)):
                 if index in wanted:
-                    found[index] = frame.to_ndarray(format="rgb24")
+                    image = frame.to_ndarray(format="rgb24")
+                    # a display matrix (phone videos) says how to turn the stored picture upright, as decord does:
+                    # FFmpeg's angle is counter-clockwise, np.rot90's too
+                    quarter_turns = round((getattr(frame, "rotation", 0) or 0) / 90) % 4
+                    if quarter_turns:
+                        image = np.ascontiguousarray(np.rot90(image, quarter_turns))
+                    found[index] = image
                     if len(found) == len(wanted):
                         break
         missing = sorted(wanted - found.keys())
@@ -187,10 +273,41 @@ def _warn_fewer_frames(path: str, asked: int, available: int, view: VideoView) -
     )
 
 
+_WARNED_VARIABLE_RATE: set[str] = set()  # videos warned about by `_warn_variable_frame_rate` in this process
+
+
+def _warn_variable_frame_rate(path: str, fps: float, largest_drift: float) -> None:
+    """Warns, once per video per process, that its frame times are not `index / fps`."""
+    if path in _WARNED_VARIABLE_RATE:
+        return
+    _WARNED_VARIABLE_RATE.add(path)
+    logger.warning(
+        "Video %s has a variable frame rate: its frames' presentation times stray up to %.2f s from frame index / "
+        "%.3f fps (the average rate). Windows and exclusions are cut by the true frame times, but the times a model "
+        "reads beside the frames are frame index / average rate, off by up to that much; re-encode it at a constant "
+        "rate for exact times (ffmpeg -i in.mp4 -fps_mode cfr out.mp4).",
+        path,
+        largest_drift,
+        fps,
+    )
+
+
+# Content types of a web page: a login or error page a server answers with status 200 in place of the video
+_WEB_PAGE_TYPES = ("text/html", "application/xhtml+xml")
+
+
+def _is_url(path: str) -> bool:
+    return path.startswith(("http://", "https://"))
+
+
 def _resolve_local_path(path: str | os.PathLike) -> Path:
-    """Local path for `path`; http(s) URLs are downloaded once into a cache folder."""
+    """Local path for `path`; http(s) URLs are downloaded once into a cache folder.
+
+    A web page answered in place of the video (Content-Type text/html) is refused by name and never cached, so a rerun
+    once the server is fixed fetches the video; a cached download that does not decode is removed by `VideoFile`.
+    """
     path_str = str(path)
-    if path_str.startswith(("http://", "https://")):
+    if _is_url(path_str):
         cache_dir = Path(os.environ.get("TPO_HF_VIDEO_CACHE", Path.home() / ".cache" / "tpo_hf" / "videos"))
         cache_dir.mkdir(parents=True, exist_ok=True)
         suffix = Path(path_str.split("?")[0]).suffix or ".mp4"
@@ -198,12 +315,37 @@ def _resolve_local_path(path: str | os.PathLike) -> Path:
         if not target.exists():
             partial = target.with_suffix(target.suffix + ".part")
             try:
-                urllib.request.urlretrieve(path_str, partial)
+                with urllib.request.urlopen(path_str) as response:
+                    content_type = (response.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+                    if content_type in _WEB_PAGE_TYPES:
+                        raise VideoLoadError(
+                            f"Could not download video {path_str}: the server answered {response.status} with a web "
+                            f"page (Content-Type {content_type}, starting {response.read(80)!r}), not a video. Nothing "
+                            "was cached: a rerun fetches it again."
+                        )
+                    with open(partial, "wb") as out:
+                        shutil.copyfileobj(response, out)
             except OSError as error:
+                partial.unlink(missing_ok=True)
                 raise VideoLoadError(f"Could not download video {path_str}: {error}") from error
             partial.replace(target)
         return target
     return Path(path_str)
+
+
+def _drop_undecodable_download(local_path: Path) -> str:
+    """Removes a cached download that does not decode (so a rerun fetches it again); says what it held."""
+    try:
+        size = local_path.stat().st_size
+        with open(local_path, "rb") as cached:
+            head = cached.read(80)
+        local_path.unlink()
+    except OSError as error:
+        return f". The download cached at {local_path} could not be removed ({error}): delete it to fetch it again."
+    return (
+        f". The server's answer ({size} bytes, starting {head!r}) is not a video; it was removed from the cache "
+        f"({local_path}), so a rerun fetches it again."
+    )
 
 
 class VideoFile:
@@ -224,11 +366,25 @@ class VideoFile:
         local_path = _resolve_local_path(path)
         if not local_path.exists():
             link = f" (broken link -> {os.readlink(local_path)})" if local_path.is_symlink() else ""
-            raise VideoLoadError(f"Video file not found: {self.path}{link}")
+            relative = ""
+            if not _is_url(self.path) and not local_path.is_absolute():
+                relative = (
+                    f" (a relative path, looked for under the working directory {Path.cwd()}: set `video_root` to "
+                    "the folder the dataset's video paths are relative to, or push a Hub dataset with "
+                    "--upload_videos true so its videos travel with it)"
+                )
+            raise VideoLoadError(f"Video file not found: {self.path}{link}{relative}")
+        if not _is_url(self.path) and local_path.is_file() and local_path.stat().st_size == 0:
+            raise VideoLoadError(f"Video file {self.path} is empty (0 bytes)")
         try:
             self._reader = (_DecordReader if self.reader == "decord" else _PyAVReader)(str(local_path))
+        except _NoVideoStream as error:
+            raise VideoLoadError(f"{self.path} has no video stream (audio only?)") from error
         except Exception as error:  # decord raises its own DECORDError, PyAV its FFmpegError, for broken files
-            raise VideoLoadError(f"Could not decode video {self.path}: {error}") from error
+            dropped = _drop_undecodable_download(local_path) if _is_url(self.path) else ""
+            raise VideoLoadError(
+                f"Could not decode video {self.path}: {_reader_error_text(error)}{dropped}"
+            ) from error
         self.total_num_frames = self._reader.total_num_frames
         if self.total_num_frames == 0:
             raise VideoLoadError(f"Video {self.path} has zero frames")
@@ -236,6 +392,10 @@ class VideoFile:
         if not self.fps > 0:
             raise VideoLoadError(f"Video {self.path} reports an invalid frame rate ({self.fps})")
         self.duration = self.total_num_frames / self.fps
+        # A constant-rate video keeps `index / fps` for its frame times; a variable-rate one uses the true ones
+        self._frame_times: np.ndarray | None = None
+        self._frame_durations: np.ndarray | None = None
+        self._use_presentation_times()
         self.height, self.width = self._reader.get_batch([0])[0].shape[:2]
         self._cache: dict[int, np.ndarray] | None = {} if cache_frames else None
         self.frames_decoded = 0  # how many frames this object decoded (the decode-once benchmark reads it)
@@ -243,9 +403,30 @@ class VideoFile:
     def __repr__(self) -> str:
         return f"VideoFile({self.path!r}, frames={self.total_num_frames}, fps={self.fps:.3f})"
 
+    def _use_presentation_times(self) -> None:
+        """Takes the frames' presentation times when they stray from `index / fps` by more than a frame (variable
+        frame rate), so windows, exclusions and the duration are true; warns once naming the video."""
+        timing = self._reader.frame_times() if self.total_num_frames > 1 else None
+        if timing is None or len(timing[0]) != self.total_num_frames:
+            return  # no per-frame times: `index / fps`, as for a constant-rate video
+        times, end = timing
+        largest_drift = float(np.abs(times - np.arange(self.total_num_frames) / self.fps).max())
+        if largest_drift <= 1.0 / self.fps:
+            return
+        self._frame_times = times
+        self.duration = max(end, float(times[-1]))
+        self._frame_durations = np.diff(np.append(times, self.duration))
+        _warn_variable_frame_rate(self.path, self.fps, largest_drift)
+
     # --- sampling -------------------------------------------------------------------------------------------------
     def _frame_range(self, start: float, end: float) -> range:
         """Indices of the frames whose timestamp lies in [start, end)."""
+        if self._frame_times is not None:
+            first = int(np.searchsorted(self._frame_times, start - 1e-6, side="left"))
+            last = int(np.searchsorted(self._frame_times, end - 1e-6, side="left"))
+            if end >= self.duration - 1e-6:
+                last = self.total_num_frames
+            return range(first, max(first, last))
         first = max(0, math.ceil(start * self.fps - 1e-6))
         last = min(self.total_num_frames, math.ceil(end * self.fps - 1e-6))
         if end >= self.duration - 1e-6:
@@ -297,7 +478,10 @@ class VideoFile:
         if view.num_frames is not None:
             count = view.num_frames
         elif view.fps is not None:
-            count = max(1, round(kept.size / self.fps * view.fps))
+            seconds = (
+                kept.size / self.fps if self._frame_durations is None else float(self._frame_durations[kept].sum())
+            )
+            count = max(1, round(seconds * view.fps))
         else:
             count = kept.size
         if view.max_frames is not None:
@@ -321,7 +505,7 @@ class VideoFile:
                 decoded = self._reader.get_batch(missing)
             except Exception as error:
                 raise VideoLoadError(
-                    f"Could not decode frames {missing[:5]}... of video {self.path}: {error}"
+                    f"Could not decode frames {missing[:5]}... of video {self.path}: {_reader_error_text(error)}"
                 ) from error
             self.frames_decoded += len(missing)
             cache.update(zip(missing, decoded))
