@@ -185,8 +185,8 @@ JUDGE_REPLIES = [
     ("1. Yes\n2. No", (True, False, None), "judge_unparseable"),
     ("1. Maybe\n2. No\n3. Yes", (None, False, True), "judge_unparseable"),
     ("I think answer one is better overall.", (None, None, None), "judge_unparseable"),
-    ("", (None, None, None), "judge_unparseable"),
-    (None, (None, None, None), "judge_unparseable"),
+    ("", (None, None, None), "judge_empty"),
+    (None, (None, None, None), "judge_empty"),
     ("\x1e~�|gU", (None, None, None), "judge_unparseable"),
 ]
 
@@ -787,3 +787,198 @@ def test_openai_backend_reports_the_image_error_when_images_fail_too(video_dir, 
     assert seen == ["video", "images", "video", "images"]  # retried (503), video first each time: never refused
     assert backend.video_refused is None
     assert "500" in str(raised.value.__cause__.__cause__)  # BackendError <- image 503 <- video 500
+
+
+def test_video_extensions_without_dots_find_the_videos(tmp_path, video_dir):
+    """`video_extensions: [mp4, M4V]` in a YAML config means `.mp4` and `.m4v`, not "No videos found"."""
+    import shutil
+
+    shutil.copy(video_dir / "red_blue.mp4", tmp_path / "a.mp4")
+    shutil.copy(video_dir / "red_blue.mp4", tmp_path / "holiday.m4v")
+    config = _config(tmp_path, video_extensions=["mp4", "M4V"])
+    assert config.video_extensions == [".mp4", ".m4v"]
+    assert [item.video_id for item in list_videos(config)] == ["a.mp4", "holiday.m4v"]
+
+
+# --- reasoning judges, unreadable judges, endpoint frame size, dataset video ids -----------------------------------
+def test_reasoning_replies_are_parsed_from_their_final_answer():
+    """A reasoning model's `<think>` draft never counts, with or without its opening tag (chat templates that open
+    it in the prompt); of several answer blocks the last complete one is the verdict (or the question)."""
+    final = "1. No\n2. Yes\n3. No\nReason: Answer 1 contradicts the caption."
+    draft = "Let me check.\n1. Yes, answer 1 looks better.\n2. No\n3. Yes\nWait, the colour is wrong."
+    for reply in (f"<think>\n{draft}\n</think>\n\n{final}", f"{draft}\n</think>\n{final}", f"{draft}\n\n{final}"):
+        verdict = parse_judge_reply(reply)
+        assert (verdict.better, verdict.contradiction, verdict.correct) == (False, True, False), reply
+        assert verdict.reason == "Answer 1 contradicts the caption."
+    # the checks repeated as a list before the answers: the answers are the verdict
+    listed = "1. Is Answer 1 better?\n2. Does it contradict?\n3. Is it correct?\n\n1. Yes\n2. No\n3. Yes"
+    assert parse_judge_reply(listed).passed
+    # cut off while thinking: no final answer, counted apart from replies that say something unreadable
+    assert parse_judge_reply(f"<think>\n{draft}").drop_reason() == "judge_empty"
+    assert parse_judge_reply("1. Sí\n2. No\n3. Sí").drop_reason() == "judge_unparseable"
+
+    parsed = parse_question_reply(
+        "<think>Question: What is red?\nAnswer: Nothing.</think>\nQuestion: What moves?\nAnswer: A square."
+    )
+    assert (parsed.status, parsed.question, parsed.answer) == ("ok", "What moves?", "A square.")
+    assert parse_question_reply("Question: Draft?\nAnswer: x\nQuestion: Which comes first?\nAnswer: red").question == (
+        "Which comes first?"
+    )
+    assert parse_question_reply("<think>Question: What is red?\nAnswer: Nothing.").status == "unparseable"
+
+
+class _FramesBackend(GenerationBackend):
+    """A video backend whose reply names the frames it is shown, so the two views of a pair answer differently."""
+
+    model_id = "frames"
+
+    def generate(self, requests, max_new_tokens, seed=0):
+        return ["text" if r.video is None else f"frames {r.video[1]['frames_indices']}" for r in requests]
+
+
+def test_a_judge_whose_replies_never_parse_stops_the_run_quoting_one(video_dir, tmp_path):
+    """A judge answering in another language: the run stops after the first shard's replies (none parsed) instead
+    of judging every video, quotes a reply and the accepted format, and writes no shard of unread verdicts (so a
+    repaired judge judges them again)."""
+    from tpo_hf.curation.judge import JudgeRepliesUnreadableError
+
+    judge = ScriptedBackend(lambda prompt: "1. Sí\n2. No\n3. Sí\nRazón: la respuesta 1 es correcta.", "judge")
+    config = CurationConfig(
+        video_dir=str(video_dir),
+        video_model="frames",
+        output_dir=str(tmp_path / "out"),
+        question_backend="template",
+        localized_per_video=6,
+        comprehensive_per_video=6,
+        **TINY,
+    )
+    with pytest.raises(JudgeRepliesUnreadableError, match=r"(?s)None of the \d+ replies.*'1. Sí.*Accepted: numbered"):
+        run_curation(config, Backends(_FramesBackend(), None, judge))
+    assert 8 <= judge.calls <= 12  # the first of the two videos only (12 queries)
+    assert not list((tmp_path / "out" / "_curation").rglob("shard-*.json"))
+
+
+def test_judge_empty_replies_are_counted_apart_and_check_rates_count_parsed_replies(video_dir, tmp_path):
+    replies = iter(["1. Yes\n2. No\n3. Yes", "", "1. Sí\n2. No\n3. Sí"] * 100)
+    judge = ScriptedBackend(lambda prompt: next(replies), "judge")
+    config = CurationConfig(
+        video_dir=str(video_dir),
+        video_model="frames",
+        output_dir=str(tmp_path / "out"),
+        question_backend="template",
+        localized_per_video=3,
+        comprehensive_per_video=3,
+        **TINY,
+    )
+    run_curation(config, Backends(_FramesBackend(), None, judge))
+    report = json.loads((tmp_path / "out" / "curation_report.json").read_text())
+    rates, dropped = report["judge"], report["drop_reasons"]
+    assert dropped["judge_empty"] >= 1 and dropped["judge_unparseable"] >= 1
+    assert rates["parsed_replies"] == rates["judged"] - dropped["judge_empty"] - dropped["judge_unparseable"]
+    # the Spanish replies' "2. No" is not a passed check 2: the rates are over the replies that parsed
+    assert rates["check1_chosen_better"] == rates["check2_no_contradiction"] == rates["check3_chosen_correct"] == 1.0
+    assert f"({rates['parsed_replies']} of {rates['judged']};" in (tmp_path / "out" / "README.md").read_text()
+
+
+def test_openai_backend_sends_frames_within_max_pixels(video_dir, tmp_path, online):
+    """`max_pixels` holds for an endpoint as for a local model: the frames sent, as a video or as images, are scaled
+    down (aspect ratio kept) to the budget the run records, not sent at their native 128x64."""
+    import io
+
+    from PIL import Image
+    from transformers.video_utils import load_video as hf_load_video
+
+    from tpo_hf.video import load_video
+
+    frames, metadata = load_video(str(video_dir / "red_blue.mp4"), num_frames=3)
+    assert frames.shape[1:3] == (64, 128)
+    config = _config(
+        video_dir, video_backend="openai", video_base_url="http://127.0.0.1:1", max_pixels=2048, use_judge=False
+    )
+    backend = OpenAIBackend.from_config(config, "video")
+    request = GenerationRequest("What changes?", (frames, metadata))
+    url = backend.messages(request)[0]["content"][0]["video_url"]["url"]
+    (tmp_path / "sent.mp4").write_bytes(base64.b64decode(url.split(",", 1)[1]))
+    sent, _ = hf_load_video(str(tmp_path / "sent.mp4"), backend="pyav")
+    assert sent.shape[:3] == (3, 32, 64)  # 2048 pixels, 2:1 as the source
+
+    def image_sizes(backend):
+        parts = backend.messages(request, as_images=True)[0]["content"][:-1]
+        return {Image.open(io.BytesIO(base64.b64decode(p["image_url"]["url"].split(",", 1)[1]))).size for p in parts}
+
+    assert image_sizes(backend) == {(64, 32)}
+    # a budget that the frames meet: sent as sampled
+    assert image_sizes(OpenAIBackend("m", base_url="http://127.0.0.1:1", max_pixels=10_000)) == {(128, 64)}
+
+
+def test_dataset_videos_keep_distinct_ids_and_stay_under_videos(video_dir, tmp_path):
+    """Two absolute paths with one file name (cam_a/clip.mp4, cam_b/clip.mp4) stay two videos, known by their
+    folders; a path going up a level (`../media/clip one.mp4`) is copied under `videos/`, not beside it; a video
+    whose name no other shares keeps its file-name id (the id earlier runs' shards are keyed by)."""
+    import shutil
+
+    for folder, name in (("cam_a", "red_blue.mp4"), ("cam_b", "green_yellow.mp4"), ("media", "red_blue.mp4")):
+        (tmp_path / folder).mkdir()
+        shutil.copy(video_dir / name, tmp_path / folder / ("clip one.mp4" if folder == "media" else "clip.mp4"))
+    shutil.copy(video_dir / "green_yellow.mp4", tmp_path / "alone.mp4")
+    (tmp_path / "data").mkdir()
+    rows = [
+        {"video": str(tmp_path / "cam_a" / "clip.mp4"), "question": "Which colour comes first?"},
+        {"video": str(tmp_path / "cam_b" / "clip.mp4"), "question": "Which shape comes first?"},
+        {"video": "../media/clip one.mp4", "question": "What comes last?"},
+        {"video": str(tmp_path / "alone.mp4"), "question": "What moves?"},
+    ]
+    data_file = tmp_path / "data" / "qa.jsonl"
+    data_file.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    settings = dict(
+        dataset_name=str(data_file),
+        question_column="question",
+        video_model="frames",
+        question_backend="template",
+        use_judge=False,
+        localized_per_video=0,
+        mix_ratio="0:1",
+        **TINY,
+    )
+    config = CurationConfig(output_dir=str(tmp_path / "out"), **settings)
+    items = {item.video_id: item for item in list_videos(config)}
+    assert set(items) == {"cam_a/clip.mp4", "cam_b/clip.mp4", "media/clip one.mp4", "alone.mp4"}
+    assert items["cam_b/clip.mp4"].questions == [("Which shape comes first?", None)]
+
+    result = run_curation(config, Backends(_FramesBackend(), None, None))
+    out = tmp_path / "out"
+    assert sorted(result.dataset["video"]) == [
+        "videos/alone.mp4",
+        "videos/cam_a/clip.mp4",
+        "videos/cam_b/clip.mp4",
+        "videos/media/clip one.mp4",
+    ]
+    for video in result.dataset["video"]:
+        source = items[video.removeprefix("videos/")].path
+        assert (out / video).read_bytes() == Path(source).read_bytes()
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["_curation", "videos"]  # nothing beside videos/
+
+    # ids that would still clash are refused, naming both rows
+    clash = tmp_path / "clash.jsonl"
+    clash.write_text(json.dumps({"video": "media/clip one.mp4"}) + "\n" + json.dumps(rows[2]) + "\n")
+    with pytest.raises(ValueError, match=r"Rows 0 \(media/clip one.mp4\) and 1 \(../media/clip one.mp4\)"):
+        list_videos(CurationConfig(output_dir=str(tmp_path / "o2"), **{**settings, "dataset_name": str(clash)}))
+
+
+def test_upload_videos_refuses_a_video_the_hub_would_refuse_before_curating(video_dir, tmp_path):
+    import shutil
+
+    (tmp_path / "in" / ".cache").mkdir(parents=True)
+    shutil.copy(video_dir / "red_blue.mp4", tmp_path / "in" / ".cache" / "a.mp4")
+    data_file = tmp_path / "in" / "qa.jsonl"
+    data_file.write_text(json.dumps({"video": ".cache/a.mp4"}) + "\n")
+    config = CurationConfig(
+        dataset_name=str(data_file),
+        video_model="frames",
+        output_dir=str(tmp_path / "out"),
+        push_to_hub="user/x",
+        upload_videos=True,
+        **TINY,
+    )
+    with pytest.raises(ValueError, match=r"videos/.cache/a.mp4, a path the Hub refuses \(segment '.cache'\)"):
+        list_videos(config)

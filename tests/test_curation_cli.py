@@ -181,3 +181,20 @@ def test_a_user_error_is_one_line_and_debug_shows_the_traceback(tmp_path):
     debug_env = run(module, TPO_HF_DEBUG="1")
     assert debug_env.returncode == 1 and "Traceback" in debug_env.stderr
     assert _last_stderr_line(debug_env) == f"ValueError: No videos found in {empty}."
+
+
+def test_yaml_list_options_take_one_string_as_one_item(tmp_path):
+    """`localized_task_types: temporal` in a YAML file is the task type "temporal", not its letters; a list of
+    something else than strings is refused naming the field."""
+    config_file = tmp_path / "curate.yaml"
+    settings = {"video_dir": str(tmp_path), "video_model": "frames", "sparse_num_frames": 2, "num_frames": 4}
+    config_file.write_text(
+        yaml.safe_dump({**settings, "localized_task_types": "temporal", "comprehensive_task_types": "summarization"})
+    )
+    (config,) = make_parser().parse_args_and_config(args=["--config", str(config_file)])
+    assert config.localized_task_types == ["temporal"] and config.comprehensive_task_types == ["summarization"]
+    config_file.write_text(yaml.safe_dump({**settings, "localized_task_types": [1]}))
+    with pytest.raises(
+        ValueError, match=r"localized_task_types must be a list of strings \(or one string\), got \[1\]"
+    ):
+        make_parser().parse_args_and_config(args=["--config", str(config_file)])

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..fingerprint import without_off_options
-from ..video import VIDEO_EXTENSIONS
+from ..video import VIDEO_EXTENSIONS, normalize_video_extensions
 from ..video_settings import VideoSettings
 from .backends import TEMPLATE_QUESTIONS, backend_names
 from .prompts import COMPREHENSIVE_TASK_TYPES, LOCALIZED_TASK_TYPES, TASK_TYPES
@@ -34,6 +35,10 @@ CURATION_RANGE_CHECKS = (
     ("judge_max_new_tokens", 1, True),
     ("anchor_ratio", 0.0, True),
 )
+
+
+# list-typed options: one string given alone is a one-item list
+CURATION_LIST_FIELDS = ("video_extensions", "localized_task_types", "comprehensive_task_types")
 
 
 # options added after shards were first written, at their "off" value: left out of the shard fingerprint when off, so
@@ -98,7 +103,8 @@ class CurationConfig(VideoSettings):
         default=None, metadata={"help": "Folder of the shards (default output_dir/_curation)."}
     )
     copy_videos: bool = field(
-        default=True, metadata={"help": "Link/copy the videos to output_dir/videos so the folder is self-contained."}
+        default=True,
+        metadata={"help": "Copy the videos to output_dir/videos so the folder is a self-contained snapshot."},
     )
     on_video_error: str = field(
         default="skip", metadata={"help": "'skip' undecodable/missing videos (listed in the report) or 'raise'."}
@@ -201,6 +207,13 @@ class CurationConfig(VideoSettings):
 
     def __post_init__(self):
         super().__post_init__()  # the video fields' one validation (VideoSettings)
+        for name in CURATION_LIST_FIELDS:
+            value = getattr(self, name)
+            if isinstance(value, str):  # YAML `localized_task_types: temporal` means one item, not its letters
+                setattr(self, name, [value])
+            elif not isinstance(value, (list, tuple)) or not all(isinstance(item, str) for item in value):
+                raise ValueError(f"{name} must be a list of strings (or one string), got {value!r}.")
+        self.video_extensions = normalize_video_extensions(self.video_extensions)  # "mp4", ".MP4": ".mp4"
         if (self.video_dir is None) == (self.dataset_name is None):
             raise ValueError("Set exactly one of `video_dir` (a folder of videos) and `dataset_name`.")
         if self.video_model is None:
@@ -330,6 +343,13 @@ class CurationConfig(VideoSettings):
             "judge_base_url",
         }
         fields = {k: v for k, v in vars(self).items() if k not in skip}
+        # Folders are keyed by what they are, not by how their path is spelled (relative, absolute, moved). Videos are
+        # keyed in each shard by their id (the path under `video_dir`), size and modification time
+        # (`storage.shard_inputs`): `video_dir` itself decides nothing a shard holds.
+        del fields["video_dir"]
+        for name in ("video_model", "question_model", "judge_model", "dataset_name", "video_root"):
+            if isinstance(fields[name], str) and os.path.exists(fields[name]):  # a local model folder or data file
+                fields[name] = os.path.realpath(fields[name])
         if self.wants_anchors:  # shards then also answer and judge the anchor candidates
             fields["anchors"] = True
         return without_off_options(fields, CURATION_LATER_FIELDS)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import posixpath
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,7 +17,8 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class VideoItem:
-    """One input video: `video_id` is its path relative to the corpus root (stable across machines)."""
+    """One input video: `video_id` is its path relative to the corpus root (stable across machines), the name of its
+    copy under `output_dir/videos/` (`_dataset_video_ids` for videos that a dataset names)."""
 
     video_id: str
     path: str
@@ -40,7 +42,27 @@ def list_videos(config: CurationConfig) -> list[VideoItem]:
         items = _videos_of_dataset(config)
     if config.max_videos is not None:
         items = items[: config.max_videos]
+    if config.push_to_hub and config.upload_videos:
+        _check_uploadable(items, config)
     return items
+
+
+def _check_uploadable(items: list[VideoItem], config: CurationConfig) -> None:
+    """Refuses, before any work, a video that `--upload_videos` could not push under `videos/<id>` after the run."""
+    if not config.copy_videos:
+        raise ValueError("upload_videos=True uploads the copies under output_dir/videos: it needs copy_videos=True.")
+    for item in items:
+        if "://" in item.path:
+            raise ValueError(
+                f"Video {item.path} is a URL: --upload_videos uploads the copies under output_dir/videos, and a URL is "
+                "not copied. Use local files, or push without --upload_videos."
+            )
+        refused = [part for part in item.video_id.split("/") if part in ("", ".", "..", ".git", ".cache")]
+        if refused:
+            raise ValueError(
+                f"Video {item.path} would be uploaded as videos/{item.video_id}, a path the Hub refuses (segment "
+                f"{refused[0]!r}). Rename it or give it another path in the dataset, or push without --upload_videos."
+            )
 
 
 def _outside_own_folders(paths: list[Path], root: Path, config: CurationConfig) -> list[Path]:
@@ -75,14 +97,15 @@ def _videos_of_dataset(config: CurationConfig) -> list[VideoItem]:
                 f"Column {column!r} is not in dataset {config.dataset_name} (columns: {dataset.column_names})."
             )
     root = config.video_root or default_video_root(config.dataset_name) or ""
-    grouped: dict[str, VideoItem] = {}
+    grouped: dict[str, VideoItem] = {}  # by where the video is, so two spellings of one file are one video
+    rows: dict[str, tuple[int, str]] = {}  # each video's first row and the path it gives
     for row_index, row in enumerate(dataset):
         video = row[config.video_column]
         if not isinstance(video, str) or not video:
             raise ValueError(f"Row {row_index} of {config.dataset_name}: {config.video_column!r} is not a path.")
         remote_or_absolute = os.path.isabs(video) or "://" in video
-        video_id = video.rstrip("/").split("/")[-1] if remote_or_absolute else video
         path = video if remote_or_absolute else os.path.join(root, video)
+        location = path if "://" in path else os.path.normpath(os.path.abspath(path))
         for column in (config.caption_column, config.question_column, config.answer_column):
             value = row.get(column) if column else None
             if value is not None and not isinstance(value, str):
@@ -91,13 +114,65 @@ def _videos_of_dataset(config: CurationConfig) -> list[VideoItem]:
                     f"Row {row_index} of {config.dataset_name}, field {column!r}: expected a string, got "
                     f"{type(value).__name__} {value!r:.60}."
                 )
-        item = grouped.setdefault(video_id, VideoItem(video_id, path))
+        item = grouped.setdefault(location, VideoItem("", path))
+        rows.setdefault(location, (row_index, video))
         if config.caption_column and row.get(config.caption_column) and item.caption is None:
             item.caption = str(row[config.caption_column])
         if config.question_column and row.get(config.question_column):
             answer = row.get(config.answer_column) if config.answer_column else None
             item.questions.append((str(row[config.question_column]), str(answer) if answer else None))
-    return [grouped[key] for key in sorted(grouped)]
+    for location, video_id in _dataset_video_ids(rows, config.dataset_name).items():
+        grouped[location].video_id = video_id
+    return sorted(grouped.values(), key=lambda item: item.video_id)
+
+
+def _dataset_video_ids(rows: dict[str, tuple[int, str]], dataset_name: str) -> dict[str, str]:
+    """The id of each video a dataset names (`rows`: location -> first row and the path as given), unique.
+
+    A relative path is its own id, with leading `../` segments dropped (`../media/a.mp4` -> `media/a.mp4`) so that
+    its copy stays under `output_dir/videos/` and its Hub path is valid; an absolute path or URL is known by its file
+    name, as before, unless another video has that name too (`cam_a/clip.mp4`, `cam_b/clip.mp4`): those are known
+    by as many trailing folders as tell them apart. So an id changes only where it would not be unique (or would
+    leave `videos/`), and finished shards of other videos are reused. Ids that still clash are refused, naming the
+    two rows.
+    """
+    ids: dict[str, str] = {}
+    by_name: dict[str, list[str]] = {}
+    for location, (_, video) in rows.items():
+        if os.path.isabs(video) or "://" in video:
+            by_name.setdefault(_trailing(video, 1), []).append(location)
+        elif ".." in video.split("/"):
+            ids[location] = "/".join(part for part in posixpath.normpath(video).split("/") if part != "..")
+        else:
+            ids[location] = video
+    for locations in by_name.values():
+        videos = [rows[location][1] for location in locations]
+        depth, longest = 1, max(len(_trailing(video, None).split("/")) for video in videos)
+        while depth < longest and len({_trailing(video, depth) for video in videos}) < len(videos):
+            depth += 1
+        for location, video in zip(locations, videos):
+            ids[location] = _trailing(video, depth)
+    seen: dict[str, str] = {}
+    for location, video_id in ids.items():
+        other = seen.setdefault(video_id, location)
+        if other != location:
+            (row, video), (other_row, other_video) = rows[location], rows[other]
+            raise ValueError(
+                f"Rows {other_row} ({other_video}) and {row} ({video}) of {dataset_name} name different videos that "
+                f"would share the id {video_id!r} (their name under output_dir/videos and in the video column): "
+                "give them paths that differ in their folders or file names."
+            )
+    return ids
+
+
+def _trailing(video: str, depth: int | None) -> str:
+    """The last `depth` segments of an absolute path, or of a URL after its host (all of them for `None`)."""
+    if depth == 1:
+        return video.rstrip("/").split("/")[-1]  # the id of earlier releases, so their finished shards are reused
+    parts = [part for part in (video if "://" in video else posixpath.normpath(video)).split("/") if part]
+    if "://" in video:
+        parts = parts[2:]  # scheme and host
+    return "/".join(parts if depth is None else parts[-depth:])
 
 
 def make_shards(items: list[VideoItem], videos_per_shard: int) -> list[list[VideoItem]]:

@@ -5,9 +5,9 @@ timeout, retries with exponential backoff, and a few requests in flight at once.
 
 A video goes as a `video_url` content part (the extension vLLM and `transformers serve` read): the frames the training
 path samples, encoded losslessly into a small mp4 at their sampled rate, so a video model applies its temporal
-encoding to the very frames and timing `TPOTrainer` trains on. A server that refuses video (an HTTP error for the
-video form of a request whose image form it answers) gets the frames as images for the rest of the run, after one
-warning that names its reason.
+encoding to the very frames and timing `TPOTrainer` trains on, scaled down to `max_pixels` as a local model's
+processor would scale them. A server that refuses video (an HTTP error for the video form of a request whose image
+form it answers) gets the frames as images for the rest of the run, after one warning that names its reason.
 """
 
 from __future__ import annotations
@@ -29,6 +29,24 @@ if TYPE_CHECKING:
     from .config import CurationConfig
 
 logger = logging.getLogger(__name__)
+
+
+def frames_within_pixels(frames: np.ndarray, max_pixels: int | None) -> np.ndarray:
+    """`frames` `[T, H, W, 3]` scaled down, aspect ratio kept, to at most `max_pixels` pixels each (as they are when
+    `max_pixels` is `None` or already met): the budget the run records, and that a local model's processor applies,
+    holds for an endpoint too, which would otherwise get (and be charged for) native-resolution frames."""
+    height, width = frames.shape[1:3]
+    if max_pixels is None or height * width <= max_pixels:
+        return frames
+    from PIL import Image
+
+    scale = (max_pixels / (height * width)) ** 0.5
+    new_height = max(1, int(height * scale))
+    new_width = max(1, min(int(width * scale), max_pixels // new_height))
+    new_height = max(1, min(new_height, max_pixels // new_width))  # a frame one pixel wide keeps to the budget too
+    return np.stack(
+        [np.asarray(Image.fromarray(frame).resize((new_width, new_height), Image.BICUBIC)) for frame in frames]
+    )
 
 
 def _frame_data_url(frame: np.ndarray) -> str:
@@ -90,6 +108,7 @@ class OpenAIBackend(GenerationBackend):
         retry_backoff: seconds before the first retry, doubled on each further retry.
         max_concurrency: requests in flight at once.
         temperature: 0 decodes greedily.
+        max_pixels: per-frame pixel budget: larger frames are scaled down to it before they are sent.
     """
 
     def __init__(
@@ -102,6 +121,7 @@ class OpenAIBackend(GenerationBackend):
         retry_backoff: float = 1.0,
         max_concurrency: int = 4,
         temperature: float = 0.0,
+        max_pixels: int | None = None,
     ):
         from huggingface_hub import InferenceClient, is_offline_mode
 
@@ -117,6 +137,7 @@ class OpenAIBackend(GenerationBackend):
         self.retry_backoff = retry_backoff
         self.max_concurrency = max(1, max_concurrency)
         self.temperature = temperature
+        self.max_pixels = max_pixels
         self.client = InferenceClient(base_url=self.base_url, api_key=api_key, timeout=timeout)
         # why the server refused a `video_url` part (videos then go as images for the rest of the run), or None
         self.video_refused: str | None = None
@@ -135,6 +156,7 @@ class OpenAIBackend(GenerationBackend):
             retry_backoff=config.retry_backoff,
             max_concurrency=config.max_concurrency,
             temperature=config.temperature if config.do_sample else 0.0,
+            max_pixels=config.max_pixels,
         )
 
     @staticmethod
@@ -156,10 +178,12 @@ class OpenAIBackend(GenerationBackend):
             return [{"role": "user", "content": request.prompt}]
         if as_images is None:
             as_images = self.video_refused is not None
+        frames, metadata = request.video
+        frames = frames_within_pixels(np.asarray(frames), self.max_pixels)
         if as_images:
-            parts = [{"type": "image_url", "image_url": {"url": _frame_data_url(f)}} for f in request.video[0]]
+            parts = [{"type": "image_url", "image_url": {"url": _frame_data_url(f)}} for f in frames]
         else:
-            parts = [{"type": "video_url", "video_url": {"url": video_data_url(*request.video)}}]
+            parts = [{"type": "video_url", "video_url": {"url": video_data_url(frames, metadata)}}]
         return [{"role": "user", "content": [*parts, {"type": "text", "text": request.prompt}]}]
 
     def _complete(self, messages: list[dict[str, Any]], max_new_tokens: int, seed: int) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 # The paper's task types, with the focus sentence each question prompt asks for.
@@ -89,6 +90,36 @@ def _clean(text: str) -> str:
     return text.strip("\"'* \t").strip()
 
 
+_THINK_BLOCK = re.compile(r"<think>.*?</think>", re.IGNORECASE | re.DOTALL)
+
+
+def final_reply(reply: str | None) -> str:
+    """`reply` less a reasoning model's thinking, so that only its final answer is parsed (a draft verdict inside
+    `<think>` must not count): every `<think>...</think>` block goes, and so does everything before a lone
+    `</think>` (servers whose chat template opens the block in the prompt) or after a lone `<think>` (a reply cut
+    off while still thinking has no final answer)."""
+    if not reply:
+        return ""
+    text = _THINK_BLOCK.sub("", reply)
+    lowered = text.lower()
+    if "</think>" in lowered:
+        text = text[lowered.rindex("</think>") + len("</think>") :]
+    elif "<think>" in lowered:
+        text = text[: lowered.index("<think>")]
+    return text.strip()
+
+
+def _blocks(items: list, starts_block: Callable) -> list[list]:
+    """`items` cut into runs, a new run at each item where `starts_block(run_so_far, item)`: a reply that drafts
+    its answer, then gives it again, holds several answer blocks, and the last complete one is its final answer."""
+    blocks: list[list] = []
+    for item in items:
+        if not blocks or starts_block(blocks[-1], item):
+            blocks.append([])
+        blocks[-1].append(item)
+    return blocks
+
+
 def _json_object(reply: str) -> dict | None:
     match = re.search(r"\{.*\}", reply, re.DOTALL)
     if not match:
@@ -102,9 +133,9 @@ def _json_object(reply: str) -> dict | None:
 
 def parse_question_reply(reply: str | None) -> ParsedQuestion:
     """Parses a question-generation reply ("Question: ...\\nAnswer: ...", JSON, Markdown, or "None")."""
-    if reply is None or not reply.strip():
+    text = final_reply(reply)
+    if not text:
         return ParsedQuestion("unparseable")
-    text = reply.strip()
     if _NONE_REPLY.match(_clean(text)):
         return ParsedQuestion("none")
     data = _json_object(text)
@@ -121,8 +152,10 @@ def parse_question_reply(reply: str | None) -> ParsedQuestion:
         return ParsedQuestion("unparseable")
     question, answer = None, None
     lines = [line for line in text.splitlines() if line.strip()]
-    for position, line in enumerate(lines):
-        cleaned = _clean(line)
+    # a new block at each "Question:" line; the last one is the reply's final question
+    numbered = [(position, _clean(line)) for position, line in enumerate(lines)]
+    blocks = _blocks(numbered, lambda _, item: bool(_QUESTION_LINE.match(item[1])))
+    for position, cleaned in blocks[-1] if blocks else []:
         if question is None and (match := _QUESTION_LINE.match(cleaned)):
             question = match.group(1).strip() or (_clean(lines[position + 1]) if position + 1 < len(lines) else "")
         elif question is not None and answer is None and (match := _ANSWER_LINE.match(cleaned)):
@@ -149,6 +182,7 @@ class JudgeVerdict:
     )
     correct: bool | None = None  # check 3: is answer 1 correct given the caption?
     reason: str | None = None
+    empty: bool = False  # the reply held no final answer: empty, or a reasoning model's thinking only
 
     @property
     def parsed(self) -> bool:
@@ -162,7 +196,7 @@ class JudgeVerdict:
     def drop_reason(self) -> str | None:
         """Why the judge drops the pair (`None` when it passes)."""
         if not self.parsed:
-            return "judge_unparseable"
+            return "judge_empty" if self.empty else "judge_unparseable"
         if self.better is not True:
             return "judge_not_better"
         if self.contradiction is not False:
@@ -171,6 +205,12 @@ class JudgeVerdict:
             return "judge_incorrect"
         return None
 
+
+# what `parse_judge_reply` reads, for the error that quotes a judge reply it could not read
+JUDGE_REPLY_FORMATS = (
+    "numbered lines '1. Yes/No', '2. Yes/No', '3. Yes/No' with the English words Yes and No (a `<think>` block "
+    "before them is skipped), JSON with the keys better/contradiction/correct, or three bare Yes/No words"
+)
 
 _YES = {"yes", "y", "true", "1"}
 _NO = {"no", "n", "false", "0"}
@@ -198,12 +238,16 @@ _NUMBERED = re.compile(r"^\W*(?:check|question|q)?\s*([123])\s*[.):\-]\s*(?:[^:]
 
 
 def parse_judge_reply(reply: str | None) -> JudgeVerdict:
-    """Parses a judge reply: numbered Yes/No lines, JSON with the check names, or three bare Yes/No words."""
-    if reply is None or not reply.strip():
-        return JudgeVerdict()
-    text = reply.strip()
-    reason_match = re.search(r"reason\s*[:\-]\s*(.+)", text, re.IGNORECASE)
-    reason = _clean(reason_match.group(1)) if reason_match else None
+    """Parses a judge reply: numbered Yes/No lines, JSON with the check names, or three bare Yes/No words.
+
+    Only the final answer counts: a reasoning model's `<think>` block is dropped (`final_reply`), and of several
+    numbered verdict blocks (a draft, then the verdict) the last complete one is taken."""
+    text = final_reply(reply)
+    if not text:
+        return JudgeVerdict(empty=True)
+    reasons = list(re.finditer(r"reason\s*[:\-]\s*(.+)", text, re.IGNORECASE))
+    reason_match = reasons[0] if reasons else None
+    reason = _clean(reasons[-1].group(1)) if reasons else None
     data = _json_object(text)
     if data is not None:
         lowered = {re.sub(r"[^a-z0-9]", "", str(k).lower()): v for k, v in data.items()}
@@ -216,11 +260,15 @@ def parse_judge_reply(reply: str | None) -> JudgeVerdict:
         if isinstance(lowered.get("reason"), str):
             reason = lowered["reason"]
         return JudgeVerdict(values.get("better"), values.get("contradiction"), values.get("correct"), reason)
-    values: dict[int, bool | None] = {}
-    for line in text.splitlines():
-        match = _NUMBERED.match(_clean(line))
-        if match and int(match.group(1)) not in values:
-            values[int(match.group(1))] = _yes_no(match.group(2))
+    numbered = [
+        (int(match.group(1)), _yes_no(match.group(2)))
+        for line in text.splitlines()
+        if (match := _NUMBERED.match(_clean(line)))
+    ]
+    # a block ends where the numbering starts again; the last block that answers all three checks is the verdict
+    blocks = [dict(block) for block in _blocks(numbered, lambda run, item: item[0] <= run[-1][0])]
+    complete = [block for block in blocks if len(block) == 3 and None not in block.values()]
+    values: dict[int, bool | None] = complete[-1] if complete else (blocks[0] if blocks else {})
     if len(values) < 3 or None in values.values():
         # "Yes, No, Yes" or "Yes\nNo\nYes": exactly three verdict words in order
         body = text[: reason_match.start()] if reason_match else text

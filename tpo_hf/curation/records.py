@@ -50,7 +50,12 @@ def dataset_features() -> Any:
 
 
 def place_videos(items: list[VideoItem], used: set[str], output_dir: Path, copy: bool) -> dict[str, str]:
-    """Video column values: `videos/<id>` inside the output folder (hard link, else copy) or absolute paths."""
+    """Video column values: `videos/<id>`, a copy inside the output folder, or absolute paths (`copy=False`).
+
+    A copy, never a hard link: the dataset is a snapshot of the videos its pairs were made from, so a source file
+    overwritten in place later (`cp new.mp4 videos/a.mp4` writes into the same file) leaves the dataset's video as it
+    was. `shutil.copy2` copies inside the kernel where it can, and keeps the modification time a rerun compares.
+    """
     paths = {}
     for item in items:
         if item.video_id not in used:
@@ -59,22 +64,27 @@ def place_videos(items: list[VideoItem], used: set[str], output_dir: Path, copy:
             paths[item.video_id] = item.path if "://" in item.path else os.path.abspath(item.path)
             continue
         target = output_dir / "videos" / item.video_id
+        paths[item.video_id] = f"videos/{item.video_id}"
+        if target.exists() and os.path.realpath(target) == os.path.realpath(item.path):
+            continue  # video_dir is output_dir/videos itself: the file is its own copy
         target.parent.mkdir(parents=True, exist_ok=True)
-        if target.exists() and not _same_file(item.path, target):  # a copy of an older file of that name
+        # a copy of an older file of that name, or a hard link an older tpo-hf made (it follows its source)
+        if target.exists() and not _is_copy_of(item.path, target):
             target.unlink()
         if not target.exists():
             try:
-                os.link(item.path, target)
-            except OSError:
                 shutil.copy2(item.path, target)
-        paths[item.video_id] = f"videos/{item.video_id}"
+            except BaseException:  # a full disk, a kill: no truncated video under the name the rows give
+                target.unlink(missing_ok=True)
+                raise
     return paths
 
 
-def _same_file(source: str, copy: Path) -> bool:
-    """Whether `copy` is `source` (a hard link) or a copy of it as `shutil.copy2` makes (same size and time)."""
+def _is_copy_of(source: str, copy: Path) -> bool:
+    """Whether `copy` is a copy of `source` as `shutil.copy2` makes it (same size and modification time), and not
+    the same file (a hard link)."""
     if os.path.samefile(source, copy):
-        return True
+        return False
     a, b = os.stat(source), os.stat(copy)
     return a.st_size == b.st_size and int(a.st_mtime) == int(b.st_mtime)
 

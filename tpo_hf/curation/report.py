@@ -39,7 +39,8 @@ class CandidateCounts:
 
 @dataclass
 class JudgeRates:
-    """Share of judged pairs that parsed, passed each of the three checks, and passed all of them."""
+    """Share of judged pairs whose reply parsed, and that passed all three checks; the share of each check is over
+    the `parsed_replies` pairs whose reply parsed (an unread reply passes or fails no check)."""
 
     judged: int
     parsed: float | None
@@ -47,6 +48,7 @@ class JudgeRates:
     check2_no_contradiction: float | None
     check3_chosen_correct: float | None
     passed: float | None
+    parsed_replies: int = 0
 
 
 @dataclass
@@ -189,16 +191,20 @@ def _judge_rates(records: list[dict[str, Any]]) -> JudgeRates:
         )
     ]
 
+    read = [None not in (r["judge_better"], r["judge_contradiction"], r["judge_correct"]) for r in judged]
+    parsed = [r for r, was_read in zip(judged, read) if was_read]
+
     def rate(values: list[bool]) -> float | None:
         return round(sum(values) / len(values), 4) if values else None
 
     return JudgeRates(
         judged=len(judged),
-        parsed=rate([r["keep_reason"] != "judge_unparseable" for r in judged]),
-        check1_chosen_better=rate([r["judge_better"] is True for r in judged]),
-        check2_no_contradiction=rate([r["judge_contradiction"] is False for r in judged]),
-        check3_chosen_correct=rate([r["judge_correct"] is True for r in judged]),
+        parsed=rate(read),
+        check1_chosen_better=rate([r["judge_better"] is True for r in parsed]),
+        check2_no_contradiction=rate([r["judge_contradiction"] is False for r in parsed]),
+        check3_chosen_correct=rate([r["judge_correct"] is True for r in parsed]),
         passed=rate([r["kept"] for r in judged]),
+        parsed_replies=len(parsed),
     )
 
 

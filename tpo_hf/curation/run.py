@@ -34,18 +34,20 @@ from .caption import caption
 from .config import CurationConfig
 from .decode import decode_videos
 from .inputs import VideoItem, list_videos, make_shards
-from .judge import judge
+from .judge import JudgeReplyWatch, judge
 from .mixing import mix_and_size
 from .records import build_dataset, place_videos
 from .report import REPORT_NAME, CurationReport, summary_table
 from .segments import video_seed
 from .storage import (
+    MANIFEST_NAME,
     SHARD_FORMAT_VERSION,
     VideoChanges,
     atomic_write_json,
     check_manifest,
     curation_key,
     model_prompt_formats,
+    named_write_errors,
     read_shard,
     remove_dataset_files,
     remove_leftovers,
@@ -211,6 +213,9 @@ def run_curation(config: CurationConfig, backends: Backends | None = None) -> Cu
 
     Raises:
         OutputDirLockedError: another run is writing `output_dir` (`tpo_hf.locks`).
+        OutputDirError: `output_dir` or `work_dir` is a file or not writable.
+        CurationWriteError: a write failed on a full disk, a read-only file system or a missing permission, named;
+            the shards finished so far are kept, and the same command resumes.
     """
     from ..locks import output_dir_lock
 
@@ -221,6 +226,9 @@ def run_curation(config: CurationConfig, backends: Backends | None = None) -> Cu
 def _run_curation_locked(config: CurationConfig, backends: Backends | None) -> CurationResult | None:
     from tqdm.auto import tqdm
 
+    from ..locks import check_writable_folder
+
+    check_writable_folder(work_dir_of(config), "curate", "work_dir")  # refused before any work, as output_dir is
     config = fitted_to_video_model(config, backends)
     state = _process_state(config)
     items = list_videos(config)
@@ -238,7 +246,8 @@ def _run_curation_locked(config: CurationConfig, backends: Backends | None) -> C
         changes.log(logger)
     state.wait_for_everyone()  # every rank checked the manifest (and nobody writes yet) before the main process goes on
     if state.is_main_process:
-        write_manifest(work_dir, key, previous)
+        with named_write_errors(work_dir / MANIFEST_NAME, work_dir):
+            write_manifest(work_dir, key, previous)
 
     settings = key_hash(key)
     mine = [i for i in range(len(shards)) if i % state.num_processes == state.process_index]
@@ -253,13 +262,22 @@ def _run_curation_locked(config: CurationConfig, backends: Backends | None) -> C
         disable=not config.progress,
         position=state.process_index,
     )
+    watch = JudgeReplyWatch()  # stops a run whose judge replies none parse
+    held: list[tuple[list[VideoItem], dict[str, Any]]] = []  # shards not written while no judge reply parsed
     for index in todo:
         result = curate_shard(shards[index], backends, config)
         result["inputs"] = shard_inputs(shards[index])
         result["settings"] = settings
         result["process_index"] = state.process_index
-        atomic_write_json(shard_path(work_dir, shards[index]), result)
+        held.append((shards[index], result))
+        watch.add(result["records"])
+        watch.check(config)
+        while held and not watch.undecided:
+            shard_items, finished = held.pop(0)
+            with named_write_errors(shard_path(work_dir, shard_items), work_dir):
+                atomic_write_json(shard_path(work_dir, shard_items), finished)
         bar.update(1)
+    watch.check(config, finished=True)
     bar.close()
     state.wait_for_everyone()
     if not state.is_main_process:
@@ -268,8 +286,10 @@ def _run_curation_locked(config: CurationConfig, backends: Backends | None) -> C
     if any(shard is None for shard in loaded):  # written moments ago: another writer, or the disk, lost it
         lost = [str(shard_path(work_dir, s)) for s, shard in zip(shards, loaded, strict=True) if shard is None]
         raise RuntimeError(f"Curation shard file(s) missing or damaged right after they were written: {lost}.")
-    result = merge(config, items, loaded, changes)
-    write_manifest(work_dir, key, inputs)  # what the next run is compared to
+    with named_write_errors(Path(config.output_dir), work_dir):  # the dataset, its videos, report and card
+        result = merge(config, items, loaded, changes)
+    with named_write_errors(work_dir / MANIFEST_NAME, work_dir):
+        write_manifest(work_dir, key, inputs)  # what the next run is compared to
     print(summary_table(result.report))
     if not len(result.dataset):
         # the report and the summary above hold the same reason; a run that made nothing must not exit 0

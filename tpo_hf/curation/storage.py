@@ -8,21 +8,33 @@ finished run: a run started with other settings or prompts refuses, naming them;
 changed in place curates only those (`VideoChanges`). A killed run leaves at most half-written temporary files and
 merge staging folders; the main process removes them before the run goes on. A file torn anyway (a disk error) is
 named: a shard counts as absent (`read_shard`), a manifest is rebuilt from shards that all record this run's key,
-else refused (`check_manifest`).
+else refused (`check_manifest`). A write that fails on a full disk or a folder that cannot be written is one
+`CurationWriteError` naming the file (`named_write_errors`); the shards finished before it are kept.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..fingerprint import atomic_write_json, changed_fields, file_identity, key_hash, model_identity, text_hashes
+from ..fingerprint import (
+    atomic_write_json,
+    changed_fields,
+    file_identity,
+    key_hash,
+    model_identity,
+    no_space_left,
+    text_hashes,
+)
 from ..video_settings import VideoSettings
 from .config import CurationConfig
 from .inputs import VideoItem
@@ -30,8 +42,9 @@ from .inputs import VideoItem
 logger = logging.getLogger(__name__)
 
 # 2: shards record their videos' identities (`inputs`); 3: and the run's key (`settings`), and a view shorter than
-# `num_frames` gives each frame once (frames were repeated before)
-SHARD_FORMAT_VERSION = 3
+# `num_frames` gives each frame once (frames were repeated before); 4: a video's identity is its id, size and
+# modification time, not its path, and `video_dir` is no longer keyed (a folder moved or spelled otherwise resumes)
+SHARD_FORMAT_VERSION = 4
 MANIFEST_NAME = "manifest.json"
 # The fields that only choose which videos are curated: changing them adds or removes videos (curated incrementally),
 # it does not change any shard's content.
@@ -50,14 +63,57 @@ PROMPT_KEY_NAMES = (
 )
 
 
+# a write refused by the file system rather than failed by a bug: read-only, or no permission
+NOT_WRITABLE_ERRNOS = (errno.EROFS, errno.EACCES, errno.EPERM)
+
+
+class CurationWriteError(OSError):
+    """A curation file could not be written (a full disk, a read-only file system, no permission): the message names
+    the file or folder, and says that the shards finished so far are kept for the rerun."""
+
+
+@contextlib.contextmanager
+def named_write_errors(target: Path, work_dir: Path) -> Iterator[None]:
+    """Turns a write into `target` (a file, or the folder a step writes into) that fails on a full disk (the one rule,
+    `fingerprint.no_space_left`), a read-only file system or a missing permission into one `CurationWriteError`
+    naming the file and the way on; any other error goes through as it is."""
+    try:
+        yield
+    except CurationWriteError:
+        raise
+    except OSError as error:  # pyarrow's write errors are OSErrors too
+        full = no_space_left(error, target)
+        refused = error.errno in NOT_WRITABLE_ERRNOS
+        if full is None and not refused:
+            raise
+        # a failed copy names its destination second; other calls name the one file they wrote
+        named = error.filename2 or error.filename or target
+        fix = "free space there" if full else "make it writable (or set output_dir / work_dir to a writable folder)"
+        raise CurationWriteError(
+            f"Cannot write {named}: {full or error.strerror or error}. The shards finished so far are kept in "
+            f"{work_dir}: {fix}, then rerun the same command to resume."
+        ) from error
+
+
 def shard_inputs(items: list[VideoItem]) -> dict[str, str]:
-    """video id -> identity (path, size, modification time) of the file a shard was made from, plus a hash of the
-    video's annotations (caption, questions) when the videos come from a dataset."""
+    """video id -> identity (size and modification time; the URL of a remote video) of the file a shard was made
+    from, plus a hash of the video's annotations (caption, questions) when the videos come from a dataset. Not the
+    file's path: the id names the video, so the same files under a folder moved or spelled otherwise are the same."""
     return {
-        item.video_id: file_identity(item.path)
+        item.video_id: video_file_identity(item.path)
         + (f"#{key_hash([item.caption, item.questions])[:16]}" if item.caption or item.questions else "")
         for item in items
     }
+
+
+def video_file_identity(path: str) -> str:
+    """`size:mtime_ns` of a local video (`file_identity` less the path), `missing` for a local path that is no file
+    (a broken link: skipped by name), the URL of a remote one."""
+    if "://" in path:
+        return path
+    if not os.path.isfile(path):
+        return "missing"
+    return file_identity(path).rsplit("@", 1)[1]
 
 
 def prompt_texts(config: CurationConfig) -> dict[str, str]:
@@ -272,6 +328,16 @@ def check_manifest(work_dir: Path, key: dict[str, Any]) -> dict[str, Any] | None
             f"{work_dir} holds shards written before prompt texts were recorded (an older tpo-hf): whether they "
             f"were made with today's prompts cannot be told; {start_over}."
         )
+    stored_format = manifest["key"].get("shard_format") if isinstance(manifest["key"], dict) else None
+    if isinstance(stored_format, int) and 3 <= stored_format < SHARD_FORMAT_VERSION:
+        # no shard of an older format is reused (each records its format), so nothing is lost by going on
+        logger.warning(
+            "%s holds shards of an older tpo-hf (shard format %d; this one writes %d): every video is curated again.",
+            work_dir,
+            stored_format,
+            SHARD_FORMAT_VERSION,
+        )
+        return None
     changed = changed_fields(manifest["key"], key)
     if changed:
         prompts = [name for name in changed if name in PROMPT_KEY_NAMES]
