@@ -92,3 +92,68 @@ def test_save_model_writes_card_from_the_run(tmp_path, tiny_model, preference_da
         assert row in card.text
     assert (out / "training_curves.png").exists() and (out / "tpo_card.json").exists()
     assert "More Information Needed" not in card.text
+
+
+def test_full_fine_tune_card_is_no_merged_update(tmp_path, tiny_model_dirs, preference_dataset, video_dir):
+    """f12: a trained full model's card called it "a version of ... with a merged TPO update" (what a `--merge` push
+    of an adapter is), and `tpo-hf push` of the folder re-rendered it as a LoRA adapter. The run records which."""
+    import json
+
+    from huggingface_hub import ModelCard
+
+    from tpo_hf import TPOTrainer
+    from tpo_hf.hub.push import _render_card
+    from tpo_hf.tiny import tiny_tpo_config
+
+    base = tiny_model_dirs("qwen2_vl")
+    args = tiny_tpo_config(tmp_path / "out", video_root=str(video_dir), max_steps=1)
+    trainer = TPOTrainer(str(base), args=args, train_dataset=preference_dataset(repeat=1))
+    trainer.train()
+    trainer.save_model()
+    out = Path(args.output_dir)
+    assert json.loads((out / "tpo_card.json").read_text())["full_fine_tune"] is True
+    for card in (ModelCard.load(out / "README.md"), _render_card(out, "user/full", merged=False)):
+        assert f"is a full fine-tune of `{base.name}` (a local folder when trained)," in card.text
+        assert "merged" not in card.text and "PeftModel" not in card.text and "LoRA" not in card.text
+        assert card.data.library_name == "transformers" and "lora" not in card.data.tags
+
+
+def test_card_of_a_run_from_a_relative_base_folder_links_no_hub_model(
+    tmp_path, tiny_model_dirs, preference_dataset, video_dir, monkeypatch, caplog
+):
+    """f20: trained from `model_name_or_path: models/qwen-vl`, then pushed from another folder: the card had
+    `base_model: models/qwen-vl` (a Hub link to nothing) and loaded "models/qwen-vl" in its usage snippet. The run
+    records that the base was a local folder; the push warns and names it."""
+    import json
+    import logging
+    import shutil
+
+    from peft import LoraConfig
+
+    from tpo_hf import TPOTrainer
+    from tpo_hf.hub.push import _render_card
+    from tpo_hf.tiny import tiny_tpo_config
+
+    project = tmp_path / "project"
+    shutil.copytree(tiny_model_dirs("qwen2_vl"), project / "models" / "qwen-vl")
+    monkeypatch.chdir(project)
+    args = tiny_tpo_config("outputs/run", video_root=str(video_dir), max_steps=1)
+    trainer = TPOTrainer(
+        "models/qwen-vl", args=args, train_dataset=preference_dataset(repeat=1), peft_config=LoraConfig(r=2)
+    )
+    trainer.train()
+    trainer.save_model()
+    info = json.loads((project / "outputs" / "run" / "tpo_card.json").read_text())
+    assert info["base_model_local_path"] == str(project / "models" / "qwen-vl")
+    # the adapter's own config names the folder it can be found at from anywhere, not the path as written
+    adapter_config = json.loads((project / "outputs" / "run" / "adapter_config.json").read_text())
+    assert adapter_config["base_model_name_or_path"] == str(project / "models" / "qwen-vl")
+
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    with caplog.at_level(logging.WARNING, logger="tpo_hf.hub.push"):
+        card = _render_card(project / "outputs" / "run", "user/rel-tpo", merged=False)
+    assert f"was a local folder when trained ({project / 'models' / 'qwen-vl'})" in caplog.text
+    assert card.data.base_model is None and "models/qwen-vl" not in card.text
+    assert "a LoRA adapter for `qwen-vl` (a local folder when trained)" in card.text
+    assert 'from_pretrained("path/to/qwen-vl"' in card.text

@@ -51,6 +51,8 @@ def write_recipe(path: Path, model_dir: Path, dataset_dir: Path, output_dir: Pat
         "use_cpu": True,
         **extra,
     }
+    if not recipe["use_peft"]:  # a full fine-tune's recipe has no LoRA fields (they would be refused as ignored)
+        recipe = {key: value for key, value in recipe.items() if not key.startswith("lora_")}
     path.write_text(yaml.safe_dump(recipe))
     return path
 
@@ -160,3 +162,64 @@ def test_user_errors_are_one_line_and_bugs_keep_their_traceback(tmp_path, monkey
     monkeypatch.setenv("TPO_HF_DEBUG", "1")
     with pytest.raises(ValueError, match="Unknown headline metric"):
         run_command("eval", headline_score, {}, "best")
+
+
+def test_lora_settings_that_would_not_take_effect_are_refused(tmp_path, monkeypatch):
+    """f12: `lora_r` / `lora_target_modules` without `use_peft` ran a full fine-tune that ignored them (and a card
+    calling it a merged update); `lora_r: 0` was PEFT's traceback. Both are one line before anything loads."""
+    from tpo_hf.train import cli_main
+
+    monkeypatch.delenv("TPO_HF_DEBUG", raising=False)
+    args = ["--model_name_or_path", "m", "--dataset_name", "d", "--output_dir", str(tmp_path / "run")]
+    args += ["--bf16", "false", "--use_cpu", "true", "--report_to", "none"]
+    with pytest.raises(
+        SystemExit,
+        match=r"^tpo-hf train: lora_r / lora_target_modules are set but use_peft is false; add --use_peft true, "
+        r"or drop them for a full fine-tune\.$",
+    ):
+        cli_main([*args, "--lora_r", "8", "--lora_target_modules", "q_proj"])
+    with pytest.raises(SystemExit, match=r"^tpo-hf train: lora_r must be a positive integer \(the LoRA rank\), got 0"):
+        cli_main([*args, "--use_peft", "true", "--lora_r", "0"])
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_missing_model_revision_is_named(tiny_model_dirs, video_dir, tmp_path):
+    """f24: `model_revision: v2` that the Hub repo does not have was transformers' OSError traceback ("v2 is not a
+    valid git identifier"). Against the local Hub server, which answers an unknown revision as the Hub does."""
+    from hub_server import HubServer
+
+    with HubServer(tmp_path / "hub") as hub:
+        env = dict(
+            os.environ,
+            PYTHONPATH=str(REPO_ROOT),
+            HF_ENDPOINT=hub.endpoint,
+            HF_HUB_OFFLINE="0",
+            HF_HUB_DISABLE_XET="1",
+            HF_HOME=str(tmp_path / "hf_home"),
+            HF_TOKEN="hf_local_test_token",
+            NO_PROXY="127.0.0.1,localhost",
+            TQDM_DISABLE="1",
+        )
+        upload = (
+            "from huggingface_hub import HfApi; api = HfApi(); api.create_repo('tester/tiny-base'); "
+            f"api.upload_folder(repo_id='tester/tiny-base', folder_path={str(tiny_model_dirs('qwen2_vl'))!r})"
+        )
+        subprocess.run([sys.executable, "-c", upload], env=env, check=True, capture_output=True, timeout=300)
+        dataset_dir = write_dataset_folder(tmp_path / "data", video_dir)
+        recipe = write_recipe(
+            tmp_path / "c.yaml", "tester/tiny-base", dataset_dir, tmp_path / "run", model_revision="v2"
+        )
+        result = subprocess.run(
+            [sys.executable, "-m", "tpo_hf.commands", "train", "--config", str(recipe)],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-4000:]
+    assert (
+        result.stderr.strip()
+        .splitlines()[-1]
+        .startswith("tpo-hf train: model_revision 'v2' does not exist for the model tester/tiny-base")
+    )

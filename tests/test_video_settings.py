@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import json
 
 import pytest
 
@@ -91,3 +92,30 @@ def test_the_budget_fit_returns_a_fitted_copy():
     assert (processor.num_frames, processor.max_pixels) == (fitted.num_frames, fitted.max_pixels)
     with pytest.raises(AttributeError):
         processor.num_frames = 3
+
+
+def test_a_rate_beside_a_frame_count_is_refused_not_ignored(tmp_path):
+    """f14: `video_fps: 1` with num_frames left at its default trained on 32 frames, while the card and
+    tpo_video_config.json listed both. Every config refuses the pair; a folder saved with both by an older tpo-hf
+    loads without the rate it never sampled with, and a frame count given when loading replaces a saved rate."""
+    from tpo_hf.hub.model_card import build_model_card
+
+    refusal = r"video_fps=1 is ignored: num_frames=32 takes precedence; set num_frames: null"
+    with pytest.raises(VideoSettingsError, match=refusal):
+        VideoSettings(video_fps=1.0)
+    for name, make in configs(video_fps=1.0).items():
+        with pytest.raises(VideoSettingsError, match=refusal) as refused:
+            make()
+        assert str(refused.value).startswith(f"{name}:")
+
+    _, hf_processor = build_tiny_model("qwen2_vl")
+    VideoPreferenceProcessor(hf_processor, num_frames=None, video_fps=1.0).save_pretrained(tmp_path)
+    assert VideoPreferenceProcessor.from_pretrained(str(tmp_path), num_frames=8).settings == VideoSettings(8)
+    record = json.loads((tmp_path / "tpo_video_config.json").read_text())
+    (tmp_path / "tpo_video_config.json").write_text(json.dumps({**record, "num_frames": 32}))  # an older save
+    assert VideoPreferenceProcessor.from_pretrained(str(tmp_path)).settings == VideoSettings(32)
+
+    card = build_model_card(
+        repo_id="u/m", base_model=None, hyperparameters={"num_frames": 32, "video_fps": 1.0}, metrics={}
+    )
+    assert "| Frames per video | 32 |" in card.text and "Video sampling fps" not in card.text

@@ -6,18 +6,20 @@ resumable but is not, with the older complete ones already deleted. `TPOTrainer`
 file last into every checkpoint, rotates only after it, and resumes only from a folder that holds it
 (`resume_from_checkpoint=True` picks the newest such folder and removes the interrupted ones above it).
 
-A checkpoint is resumed from only when its files read back (safetensors headers and lengths, whole torch archives:
-a damaged newest one falls back to the previous complete one, with a warning) and when it was trained with the run's
-settings and data (`check_resume_settings`: video, loss, optimizer, schedule, batch and LoRA settings, and the
-training rows' count and hash; the changes are named, and `TPO_HF_RESUME_CHANGED=1` resumes anyway -- except for
-learning-rate, schedule and optimizer hyperparameters, which a restored optimizer and scheduler would not apply).
+A checkpoint is resumed from only when the files a resume needs are there (state, optimizer and scheduler unless the
+run saved only the model, weights) and read back (safetensors headers and lengths, whole torch archives: a damaged
+newest one falls back to the previous complete one, with a warning) and when it was trained with the run's settings
+and data (`check_resume_settings`: video, loss, optimizer, schedule, batch and LoRA settings, the number of processes,
+the base model, the chat template and video prompt layout, the training rows' count and hash and their video files'
+sizes and times; the changes are named, and `TPO_HF_RESUME_CHANGED=1` resumes anyway -- except for learning-rate,
+schedule and optimizer hyperparameters, which a restored optimizer and scheduler would not apply).
 A save that fails for lack of disk space says so, naming the folder.
 """
 
 from __future__ import annotations
 
+import datetime
 import enum
-import errno
 import json
 import logging
 import os
@@ -28,7 +30,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .fingerprint import atomic_write_json
+from .fingerprint import (
+    atomic_write_json,
+    file_identity,
+    key_hash,
+    model_files,
+    model_identity,
+    no_space_left,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -90,7 +99,25 @@ LORA_SETTINGS = {
     "use_dora": "use_dora",
     "use_rslora": "use_rslora",
 }
-DISK_FULL_BYTES = 64 * 2**20  # less free space than this after a failed save: the disk filled up
+# Where a checkpoint keeps its weights: the adapter beside `adapter_config.json`, else the model (one file or an index)
+ADAPTER_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
+MODEL_WEIGHTS = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+)
+# What each file a resume needs holds, for the message when it is missing
+NEEDED_FILES = {
+    "trainer_state.json": "the step, epoch and log history to resume from",
+    "optimizer.pt": "the optimizer's state: without it Adam's moments start again from zero",
+    "scheduler.pt": "the learning-rate schedule's position: without it the schedule starts again",
+    "adapter_model.safetensors": "the adapter weights, beside adapter_config.json",
+    "model.safetensors": "the model weights",
+}
+# A base model's files that hold its weights and architecture (the others, tokenizer and processor files, change
+# what the chat template / video prompt check already names)
+BASE_WEIGHT_FILES = ("*.safetensors", "*.bin", "*.index.json", "config.json")
 
 
 class CheckpointError(ValueError):
@@ -98,7 +125,8 @@ class CheckpointError(ValueError):
 
 
 class CheckpointSaveError(OSError):
-    """A checkpoint save that failed because the disk is full (names the checkpoint folder)."""
+    """A save of the training run -- a checkpoint, or the trained model at the end -- that failed because the disk is
+    full (names the folder and what can be resumed)."""
 
 
 def checkpoint_step(folder: str | os.PathLike) -> int:
@@ -161,9 +189,92 @@ def _safetensors_problem(path: Path) -> str | None:
     return None
 
 
+def incomplete_weights(path: str | Path) -> str | None:
+    """Why a weights file is not whole (a kill or a full disk during its save), or None when it reads as complete.
+
+    A `*.safetensors` file: its header (8-byte length, then JSON) must read and the file must end exactly where its
+    last tensor does. A `*.bin` file in torch's zip format: its zip directory (written last) must be there. Reads
+    the header only, never the tensors."""
+    path = Path(path)
+    size = path.stat().st_size
+    with path.open("rb") as handle:
+        if path.name.endswith(".safetensors"):
+            head = handle.read(8)
+            if len(head) < 8:
+                return f"{size} bytes, shorter than a safetensors header"
+            length = int.from_bytes(head, "little")
+            if 8 + length > size:
+                return f"its header says {length} bytes of metadata but the file has {size} bytes"
+            try:
+                header = json.loads(handle.read(length))
+                end = max(
+                    (int(entry["data_offsets"][1]) for name, entry in header.items() if name != "__metadata__"),
+                    default=0,
+                )
+            except (ValueError, TypeError, KeyError, IndexError, AttributeError) as error:
+                return f"its header does not read ({type(error).__name__}: {error})"
+            if 8 + length + end != size:
+                return f"its tensors end at byte {8 + length + end} but the file has {size} bytes"
+        elif path.name.endswith(".bin") and handle.read(2) == b"PK":
+            if not zipfile.is_zipfile(path):
+                return f"a torch zip file of {size} bytes without its zip directory"
+    return None
+
+
+def _saved_only_model(folder: Path) -> bool:
+    """Whether the run that saved `folder` saved only the model (`save_only_model`: no optimizer, scheduler, RNG)."""
+    recorded = (_read_json(str(folder / CHECKPOINT_COMPLETE_FILE)) or {}).get("save_only_model")
+    if isinstance(recorded, bool):
+        return recorded
+    if (folder / "training_args.bin").is_file():  # a checkpoint saved before tpo-hf recorded it
+        try:
+            import torch
+
+            return bool(
+                getattr(torch.load(folder / "training_args.bin", weights_only=False), "save_only_model", False)
+            )
+        except Exception:
+            pass
+    return False
+
+
+def missing_file(folder: str | os.PathLike) -> str | None:
+    """The name of a file that a resume from the checkpoint `folder` needs and that is not there, or None:
+    `trainer_state.json`; the optimizer and scheduler states, unless the run saved only the model (DeepSpeed keeps
+    both in its `global_step*` folder); the adapter weights beside `adapter_config.json`, else the model weights, and
+    every shard their index lists (DeepSpeed and FSDP keep the weights in their own files)."""
+    folder = Path(folder)
+    names = {path.name for path in folder.iterdir()}
+    deepspeed = any(name.startswith("global_step") for name in names)
+    if "trainer_state.json" not in names:
+        return "trainer_state.json"
+    if not deepspeed and not _saved_only_model(folder):
+        if not any(name.startswith("optimizer") for name in names):  # optimizer.pt, FSDP's optimizer.bin / _0
+            return "optimizer.pt"
+        if "scheduler.pt" not in names:
+            return "scheduler.pt"
+    if deepspeed or any(name.startswith("pytorch_model_fsdp") for name in names):
+        return None
+    weights = ADAPTER_WEIGHTS if "adapter_config.json" in names else MODEL_WEIGHTS
+    present = [name for name in weights if name in names]
+    if not present:
+        return weights[0]
+    for index in (name for name in present if name.endswith(".index.json")):
+        shards = ((_read_json(str(folder / index)) or {}).get("weight_map") or {}).values()
+        missing = sorted(set(shards) - names)
+        if missing:
+            return missing[0]
+    return None
+
+
 def damaged_file(folder: str | os.PathLike) -> tuple[str, str] | None:
-    """(path, why) of the first file of a checkpoint folder that cannot be read back -- a safetensors file with a
-    wrong header or length, a torch file (`.pt`, `.pth`, `.bin`) that is not a whole archive -- or None."""
+    """(path, why) of the first file of a checkpoint folder that is missing (`missing_file`; why starts with
+    "missing") or cannot be read back -- a safetensors file with a wrong header or length, a torch file (`.pt`,
+    `.pth`, `.bin`) that is not a whole archive -- or None."""
+    missing = missing_file(folder)
+    if missing is not None:
+        what = NEEDED_FILES.get(missing, "a weights shard its index lists")
+        return str(Path(folder) / missing), f"missing ({what})"
     for path in sorted(Path(folder).iterdir()):
         if not path.is_file():
             continue
@@ -178,17 +289,23 @@ def damaged_file(folder: str | os.PathLike) -> tuple[str, str] | None:
     return None
 
 
+def _named(damage: tuple[str, str]) -> str:
+    """`"<path> is missing (...)"` or `"<path> is damaged (<why>)"` for a `damaged_file` answer."""
+    path, why = damage
+    return f"{path} is {why}" if why.startswith("missing") else f"{path} is damaged ({why})"
+
+
 def _readable_checkpoint(output_dir: str | os.PathLike, latest: str | None) -> tuple[str | None, list[str]]:
-    """(the newest complete checkpoint from `latest` down whose files read back, the damaged ones above it)."""
+    """(the newest complete checkpoint from `latest` down whose files are all there and read back, the damaged ones
+    above it)."""
     damaged = []
     while latest is not None and (damage := damaged_file(latest)) is not None:
         damaged.append(latest)
         latest, _ = latest_complete_checkpoint(output_dir, below=checkpoint_step(latest))
         logger.warning(
-            "Checkpoint %s cannot be resumed from: %s is damaged (%s). %s",
+            "Checkpoint %s cannot be resumed from: %s. %s",
             damaged[-1],
-            damage[0],
-            damage[1],
+            _named(damage),
             f"Falling back to {latest}, the previous complete checkpoint." if latest else "",
         )
     return latest, damaged
@@ -220,15 +337,15 @@ def resolve_checkpoint(
         newest = latest
         latest, damaged = _readable_checkpoint(output_dir, latest)
         if newest is not None and latest is None:
-            path, why = damaged_file(newest) or ("a file", "unreadable")
+            damage = damaged_file(newest) or ("a file", "unreadable")
             raise CheckpointError(
-                f"resume_from_checkpoint=True but the newest complete checkpoint {newest} cannot be read back: "
-                f"{path} is damaged ({why}), and no older complete checkpoint readable is left in {output_dir}; "
-                "train from scratch by leaving resume_from_checkpoint unset."
+                f"resume_from_checkpoint=True but the newest complete checkpoint {newest} cannot be resumed from: "
+                f"{_named(damage)}, and no older complete checkpoint with all its files whole is left in "
+                f"{output_dir}; train from scratch by leaving resume_from_checkpoint unset."
             )
         if damaged and should_save:  # the resumed run saves these steps again
             for path in damaged:
-                logger.warning("Removing %s: a file of it is damaged (see above).", path)
+                logger.warning("Removing %s: a file of it is missing or damaged (see above).", path)
                 shutil.rmtree(path, ignore_errors=True)
         if latest is None:
             raise ValueError(
@@ -251,7 +368,7 @@ def resolve_checkpoint(
         previous, _ = latest_complete_checkpoint(parent, below=checkpoint_step(resume_from_checkpoint))
         previous, _ = _readable_checkpoint(parent, previous)
         raise CheckpointError(
-            f"Checkpoint {resume_from_checkpoint} cannot be resumed from: {damage[0]} is damaged ({damage[1]}). "
+            f"Checkpoint {resume_from_checkpoint} cannot be resumed from: {_named(damage)}. "
             + (
                 f"Resume from the previous complete checkpoint: --resume_from_checkpoint {previous}"
                 if previous
@@ -284,10 +401,7 @@ def save_complete_checkpoint(trainer: Any, save: Callable[[], None], trial: Any)
         args.save_total_limit = limit
     trainer.accelerator.wait_for_everyone()
     if args.should_save and os.path.isdir(folder):
-        record = {"global_step": trainer.state.global_step}
-        identity = getattr(trainer, "dataset_identity", None)
-        if identity is not None:
-            record["dataset"] = identity
+        record = {"global_step": trainer.state.global_step, **_run_record(trainer)}
         atomic_write_json(Path(folder) / CHECKPOINT_COMPLETE_FILE, record)
         if limit is not None:
             from transformers.trainer_utils import rotate_checkpoints
@@ -301,33 +415,67 @@ def save_complete_checkpoint(trainer: Any, save: Callable[[], None], trial: Any)
 
 
 def raise_if_disk_full(error: BaseException, folder: str | os.PathLike) -> None:
-    """Raises `CheckpointSaveError` naming `folder` when `error`, raised while saving into it, came from a full disk:
-    ENOSPC / EDQUOT anywhere in its chain, or (torch's "unexpected pos" carries no errno) almost no space left."""
-    chain, seen = [], error
-    while seen is not None and len(chain) < 16:
-        chain.append(seen)
-        seen = seen.__cause__ or seen.__context__
-    full = any(getattr(item, "errno", None) in (errno.ENOSPC, errno.EDQUOT) for item in chain)
-    existing = Path(folder)
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    try:
-        free = shutil.disk_usage(existing).free
-    except OSError:
-        free = None
-    if not full and (free is None or free >= DISK_FULL_BYTES):
+    """Raises `CheckpointSaveError` naming `folder` when `error`, raised while saving into it, came from a full disk
+    (`no_space_left`)."""
+    full = no_space_left(error, folder)
+    if full is None:
         return
     latest, _ = latest_complete_checkpoint(os.path.dirname(os.path.abspath(folder)), below=checkpoint_step(folder))
     raise CheckpointSaveError(
-        f"Saving checkpoint {folder} failed: no space left on device"
-        + (f" ({free} bytes free)" if free is not None else "")
-        + f" [{type(error).__name__}: {error}]. Free space (or keep fewer checkpoints: save_total_limit), then "
+        f"Saving checkpoint {folder} failed: {full} [{type(error).__name__}: {error}]. Free space (or keep fewer "
+        "checkpoints: save_total_limit), then "
         + (
             f"rerun with --resume_from_checkpoint true to resume from {latest} (the checkpoint cut short is removed)."
             if latest
             else "rerun: no checkpoint was complete yet, so training starts over."
         )
     ) from error
+
+
+def _file_states(folder: str | os.PathLike) -> dict[str, tuple[int, int, int]]:
+    """name -> (inode, size, modification time) of the files directly in `folder`, less hidden ones (its lock file)."""
+    if not os.path.isdir(folder):
+        return {}
+    states = {}
+    for entry in os.scandir(folder):
+        if not entry.name.startswith(".") and entry.is_file(follow_symlinks=False):
+            stat = entry.stat(follow_symlinks=False)
+            states[entry.name] = (stat.st_ino, stat.st_size, stat.st_mtime_ns)
+    return states
+
+
+def save_final_model(
+    trainer: Any, save: Callable[[], None], output_dir: str | os.PathLike, not_saving: tuple[type, ...] = ()
+) -> None:
+    """Runs `save` (the trained model's save into `output_dir`, at the end of training). When the disk fills up, the
+    files it had written are removed -- a README beside a cut-short adapter looks like a trained model -- and
+    `CheckpointSaveError` names the folder and what can be resumed instead of safetensors' traceback. Errors of the
+    `not_saving` types (an upload's after the save) go through as they are, the saved files kept."""
+    before = _file_states(output_dir) if trainer.args.should_save else {}
+    try:
+        save()
+    except Exception as error:
+        full = None if isinstance(error, not_saving) else no_space_left(error, output_dir)
+        if full is None:
+            raise
+        written = []
+        if trainer.args.should_save:
+            written = sorted(name for name, state in _file_states(output_dir).items() if before.get(name) != state)
+            for name in written:
+                os.unlink(os.path.join(output_dir, name))
+        latest, _ = latest_complete_checkpoint(output_dir)
+        steps = trainer.state.global_step
+        raise CheckpointSaveError(
+            f"Saving the trained model to {output_dir} failed: {full} [{type(error).__name__}: {error}]"
+            + (f"; the files it had written are removed ({', '.join(written)})" if written else "")
+            + ". Free space (or pick another output_dir), then "
+            + (
+                f"rerun with --resume_from_checkpoint true to resume from {latest} (step {checkpoint_step(latest)} "
+                f"of {steps}) and save the model again."
+                if latest
+                else f"rerun: no checkpoint was saved, so the {steps} trained step(s) are lost."
+            )
+        ) from error
 
 
 def dataset_identity(dataset: Any, batch_rows: int = 1024) -> dict[str, Any] | None:
@@ -352,6 +500,177 @@ def dataset_identity(dataset: Any, batch_rows: int = 1024) -> dict[str, Any] | N
             row = dataset[index]
             digest.update(json.dumps({name: row.get(name) for name in columns}, sort_keys=True, default=repr).encode())
     return {"rows": rows, "sha256": digest.hexdigest()}
+
+
+def video_files(dataset: Any, resolve: Callable[[str], str], batch_rows: int = 4096) -> dict[str, str] | None:
+    """video value -> `size:mtime_ns` of its file (`fingerprint.file_identity`, stat calls only; `missing` for a
+    local file not there), for each distinct video of a training dataset; None without a `video` column or a length.
+    A clip replaced, repaired or re-encoded under the same name keeps the rows' values but changes this."""
+    names = getattr(dataset, "column_names", None) or []
+    if "video" not in names:
+        return None
+    try:
+        rows = len(dataset)
+    except TypeError:
+        return None
+    videos: set[str] = set()
+    if hasattr(dataset, "select_columns") and hasattr(dataset, "with_format"):
+        table = dataset.select_columns(["video"]).with_format("arrow")  # the paths, never decoded
+        for start in range(0, rows, batch_rows):
+            videos.update(v for v in table[start : start + batch_rows]["video"].to_pylist() if isinstance(v, str))
+    else:
+        videos.update(v for index in range(rows) if isinstance(v := dataset[index].get("video"), str))
+    stamps = {}
+    for video in sorted(videos):
+        path = resolve(video)
+        identity = file_identity(path)
+        if identity.startswith(f"{path}@"):
+            stamps[video] = identity[len(path) + 1 :]
+        elif "://" not in path:
+            stamps[video] = "missing"
+    return stamps
+
+
+def base_model_record(model: Any) -> dict[str, Any] | None:
+    """The base model a run trains: its name (`config._name_or_path`), identity (`fingerprint.model_identity`: a
+    local folder by its weight / config / tokenizer files, a Hub id by the commit it was loaded from) and, for a
+    folder, each of those files' `size:mtime_ns`; None for a model built in memory (no name)."""
+    model = model.get_base_model() if hasattr(model, "get_base_model") else model
+    config = getattr(model, "config", None)
+    name = getattr(config, "_name_or_path", None)
+    if not name:
+        return None
+    name = os.fspath(name)
+    record = {"name": name, "identity": model_identity(name, getattr(config, "_commit_hash", None))}
+    if os.path.isdir(name):
+        record["files"] = model_files(name)
+    return record
+
+
+def checkpoint_record(trainer: Any) -> dict[str, Any]:
+    """What a checkpoint records of its run beside `training_args.bin` (into its completion file; compared on
+    resume): the training rows (`dataset_identity`) and their video files (`video_files`), the base model
+    (`base_model_record`), a hash of the processor's chat template, the number of processes and the global batch
+    (rows per optimizer step), and whether the run saved only the model."""
+    args = trainer.args
+    processor = trainer.video_processor
+    template = getattr(processor.processor, "chat_template", None)
+    return {
+        "dataset": getattr(trainer, "dataset_identity", None),
+        "videos": video_files(trainer.train_dataset, processor.resolve_video),
+        "base_model": base_model_record(trainer.model),
+        "chat_template": None if template is None else key_hash(template),
+        "world_size": args.world_size,
+        "global_batch_size": args.world_size * args.per_device_train_batch_size * args.gradient_accumulation_steps,
+        "save_only_model": bool(args.save_only_model),
+    }
+
+
+def _run_record(trainer: Any) -> dict[str, Any]:
+    """`checkpoint_record` of `trainer`, as taken when its `train()` started (`check_resume_settings`)."""
+    record = getattr(trainer, "_tpo_checkpoint_record", None)
+    if record is None:
+        record = trainer._tpo_checkpoint_record = checkpoint_record(trainer)
+    return record
+
+
+def _prompt_change(trainer: Any, checkpoint: str | os.PathLike, recorded: dict[str, Any]) -> str | None:
+    """`"chat template sha256 a -> b (...)"` or `"video prompt layout ...'x' -> ...'y'"` when the run's processor
+    writes the prompt otherwise than the checkpoint's did: its chat template (hash in the completion record) or the
+    video prompt layout (`tpo_video_config.json`, what the model reads around its frames); None when the same."""
+    processor = trainer.video_processor
+    current = _run_record(trainer).get("chat_template")
+    template_changed = "chat_template" in recorded and recorded["chat_template"] != current
+    saved = _read_json(os.path.join(checkpoint, "tpo_video_config.json")) or {}
+    old_layout = saved.get("video_prompt_layout")
+    new_layout = processor.video_prompt_layout() if isinstance(old_layout, str) else None
+    layout = ""
+    if isinstance(old_layout, str) and old_layout != new_layout:
+        start = len(os.path.commonprefix([old_layout, new_layout]))
+        context = slice(max(0, start - 20), start + 60)
+        layout = f"...{old_layout[context]!r} -> ...{new_layout[context]!r}"
+    if template_changed:
+        return f"chat template sha256 {str(recorded['chat_template'])[:12]} -> {str(current)[:12]}" + (
+            f" (the video prompt: {layout})" if layout else ""
+        )
+    if layout:
+        import transformers
+
+        then = saved.get("transformers_version")
+        return f"video prompt layout {layout} " + (
+            f"(transformers {then} then, {transformers.__version__} now)"
+            if then and then != transformers.__version__
+            else "(tokenizer or processor files changed)"
+        )
+    return None
+
+
+def _base_model_change(recorded: Any, current: dict[str, Any] | None, prompt_changed: bool) -> str | None:
+    """`"base model A -> B"` (another model), `"base model A: model.safetensors changed since the checkpoint"` (its
+    files changed) or `"base model id@commit:x -> id@commit:y"`; None when the same or either side unknown. Where the
+    chat template / video prompt change is named already, the base model's tokenizer and processor files are not
+    named again."""
+    if not isinstance(recorded, dict) or current is None or recorded.get("identity") == current["identity"]:
+        return None
+    import fnmatch
+
+    old_files, new_files = recorded.get("files"), current.get("files")
+    if isinstance(old_files, dict) and new_files is not None:
+        changed = sorted(
+            name for name in old_files.keys() | new_files.keys() if old_files.get(name) != new_files.get(name)
+        )
+        if prompt_changed:
+            changed = [name for name in changed if any(fnmatch.fnmatch(name, p) for p in BASE_WEIGHT_FILES)]
+        if not changed:
+            return None
+        if recorded.get("name") == current["name"]:
+            return f"base model {current['name']}: {', '.join(changed)} changed since the checkpoint"
+    if recorded.get("name") != current["name"]:
+        return f"base model {recorded.get('name')} -> {current['name']}"
+    return f"base model {recorded.get('identity')} -> {current['identity']}"
+
+
+def _file_change(old: str, new: str) -> str:
+    """`"30672 -> 30068 bytes"`, `"same size, modified 2026-05-01T10:00:00"` or `"missing now"` for two `size:mtime_ns`
+    stamps of one file (`video_files`)."""
+    if new == "missing":
+        return "missing now"
+    try:
+        (old_size, _), (new_size, new_time) = old.split(":"), new.split(":")
+        modified = datetime.datetime.fromtimestamp(int(new_time) / 1e9).isoformat(timespec="seconds")
+    except ValueError:
+        return f"{old} -> {new}"
+    return f"{old_size} -> {new_size} bytes" if old_size != new_size else f"same size, modified {modified}"
+
+
+def _record_changes(trainer: Any, checkpoint: str | os.PathLike) -> list[str]:
+    """What changed between the run recorded in `checkpoint`'s completion file and `trainer`'s, beyond the settings
+    and rows: the base model, chat template / video prompt, number of processes and the training videos' files."""
+    recorded = _read_json(os.path.join(checkpoint, CHECKPOINT_COMPLETE_FILE)) or {}
+    current = _run_record(trainer)
+    changes = []
+    prompt = _prompt_change(trainer, checkpoint, recorded)
+    base = _base_model_change(recorded.get("base_model"), current["base_model"], prompt is not None)
+    changes += [change for change in (base, prompt) if change]
+    old_world = recorded.get("world_size")
+    if isinstance(old_world, int) and old_world != current["world_size"]:
+        changes.append(
+            f"number of processes {old_world} -> {current['world_size']} (global batch "
+            f"{recorded.get('global_batch_size')} -> {current['global_batch_size']}: processes x per-device batch x "
+            "gradient accumulation; the rows each step trained on and those skipped on resume would not match)"
+        )
+    old_videos, new_videos = recorded.get("videos"), current["videos"]
+    if isinstance(old_videos, dict) and new_videos is not None:
+        changed = sorted(
+            video for video in old_videos.keys() & new_videos.keys() if old_videos[video] != new_videos[video]
+        )
+        if changed:
+            listed = ", ".join(
+                f"{video} ({_file_change(old_videos[video], new_videos[video])})" for video in changed[:5]
+            )
+            more = f" and {len(changed) - 5} more" if len(changed) > 5 else ""
+            changes.append(f"video files replaced or re-encoded under the same name: {listed}{more}")
+    return changes
 
 
 def _dataset_change(trainer: Any, checkpoint: str | os.PathLike) -> str | None:
@@ -445,7 +764,7 @@ def resume_settings_changes(trainer: Any, checkpoint: str | os.PathLike) -> list
         != json.dumps(current.get(name), sort_keys=True, default=str)
     ]
     dataset = _dataset_change(trainer, checkpoint)
-    return changes + ([dataset] if dataset else [])
+    return changes + _record_changes(trainer, checkpoint) + ([dataset] if dataset else [])
 
 
 def check_resume_settings(trainer: Any, checkpoint: str | os.PathLike | None) -> None:
@@ -455,6 +774,8 @@ def check_resume_settings(trainer: Any, checkpoint: str | os.PathLike | None) ->
     Raises:
         CheckpointError: the run's settings differ from the checkpoint's.
     """
+    # what this run's checkpoints record of it (base model, videos, processes...), taken once as it starts
+    trainer._tpo_checkpoint_record = checkpoint_record(trainer)
     if checkpoint is None:
         return
     changes = resume_settings_changes(trainer, checkpoint)

@@ -5,8 +5,10 @@ so a wrong value (or text that is not UTF-8, or holds the processor's video plac
 training, naming row and field. Also here: the required columns (named, beside those the dataset has), degenerate
 pairs dropped and counted by reason rather than trained on, anchor rows (chosen == rejected) accepted only with a loss
 that leaves them to the SFT term, rows longer than `max_length` counted from token counts (`check_lengths`), and a
-dataset with no usable pair refused (`NoTrainingDataError`) rather than trained on nothing. The collator decodes the
-videos; here only each video's frame count, rate and size are read (`PairLengthCounter` says when more is decoded).
+dataset with no usable pair refused (`NoTrainingDataError`) rather than trained on nothing. Reference log-prob
+columns a dataset brings (an earlier precompute's) are dropped, named: they are computed for this run. The collator
+decodes the videos; here only each video's frame count, rate and size are read (`PairLengthCounter` says when more is
+decoded).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any
 
 from .collator import REQUIRED_COLUMNS, ROW_INDEX_COLUMN, TooLongError, VideoPreferenceCollator, describe_row
 from .config import MARGIN_LOSS_TYPES
+from .ref_logps_cache import REF_LOGPS_COLUMNS
 from .validation import check_placeholder_tokens, check_preference_row
 from .video import VideoFile, VideoLoadError, VideoView
 
@@ -38,6 +41,25 @@ def check_columns(dataset: Any, name: str) -> None:
             f"{name} lacks column(s) {missing}; a TPO dataset has {list(REQUIRED_COLUMNS)} "
             f"(plus optional granularity/segment_start/segment_end/anchor). It has {columns}."
         )
+
+
+def drop_ref_logps_columns(dataset: Any, dataset_name: str, precompute: bool) -> Any:
+    """`dataset` without the reference log-prob columns it brings (left by an earlier precompute, maybe for another
+    model or other frames), with a warning naming them. TRL adds its own when it precomputes (a second copy fails
+    with Arrow's "duplicated columns" after the whole reference pass) and ignores them otherwise; values it did not
+    compute under this run's key (`TPOTrainer.ref_logps_key`) would be stale."""
+    stale = [column for column in REF_LOGPS_COLUMNS if column in (dataset.column_names or [])]
+    if not stale:
+        return dataset
+    logger.warning(
+        "%s dataset: dropped its column(s) %s: %s",
+        dataset_name,
+        stale,
+        "the reference log-probs are computed again for this model and these settings (precompute_ref_log_probs)"
+        if precompute
+        else "the reference model computes them at each step (precompute_ref_log_probs is off)",
+    )
+    return dataset.remove_columns(stale)
 
 
 def check_rows(

@@ -5,7 +5,8 @@ input files by identity (`file_identity`: path, size and modification time), eve
 output, every prompt and template text a model is given and what the model's processor wraps around it (chat
 template, video prompt layout; `text_hashes`, one entry per text so that a mismatch names it), and the format
 version of the code that wrote it. Keys are stored next to the values as plain dicts (not only as hashes), so a
-mismatch can say *what* changed (`changed_fields`) instead of silently reusing or silently recomputing.
+mismatch can say *what* changed (`changed_fields`) instead of silently reusing or silently recomputing. A write of
+such state that fails for lack of disk space is told apart from other failures by one rule (`no_space_left`).
 """
 
 from __future__ import annotations
@@ -32,6 +33,38 @@ def atomic_write_json(path: Path, data: Any) -> None:
         if os.path.exists(temporary):
             os.unlink(temporary)
         raise
+
+
+DISK_FULL_BYTES = 64 * 2**20  # less free space than this after a failed write: the disk filled up
+
+
+def no_space_left(error: BaseException, folder: str | os.PathLike) -> str | None:
+    """The one rule for telling a full disk from other write errors (checkpoints, caches, outputs): "no space left on
+    device (N bytes free)" when `error`, raised while writing into `folder`, came from a full disk -- ENOSPC / EDQUOT
+    anywhere in its chain, or (torch's "unexpected pos" carries no errno) almost no space left -- else None."""
+    import errno
+    import shutil
+
+    chain, seen = [], error
+    while seen is not None and len(chain) < 16:
+        chain.append(seen)
+        seen = seen.__cause__ or seen.__context__
+    # safetensors' SafetensorError carries the OS error in its text only ("No space left on device (os error 28)")
+    texts = (os.strerror(errno.ENOSPC), os.strerror(errno.EDQUOT))
+    full = any(
+        getattr(item, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or any(text in str(item) for text in texts)
+        for item in chain
+    )
+    existing = Path(folder)
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    try:
+        free = shutil.disk_usage(existing).free
+    except OSError:
+        free = None
+    if not full and (free is None or free >= DISK_FULL_BYTES):
+        return None
+    return "no space left on device" + (f" ({free} bytes free)" if free is not None else "")
 
 
 def file_identity(path: str | os.PathLike | None) -> str:
@@ -79,9 +112,11 @@ def model_identity(name_or_path: str | os.PathLike | None, revision: str | None 
     """What a model (or adapter) given by folder or Hub id *is*, for a cache key: the one rule for every cache that
     depends on a model (eval answers, curation shards).
 
-    - a local folder: `path@files:<size>:<newest mtime>:<hash>` over the identities (name, size, modification time)
-      of its weight, config and tokenizer files (`MODEL_FILE_PATTERNS`, top level only): weights saved again into the
-      same folder change it, outputs written into its subfolders do not;
+    - a local folder: `files:<size>:<newest mtime>:<hash>` over the identities (name, size, modification time) of
+      its weight, config and tokenizer files (`MODEL_FILE_PATTERNS`, top level only): weights saved again into the
+      same folder change it, outputs written into its subfolders do not. Not its path: the same folder given by a
+      relative or an absolute path, through a link, or after the project moved is the same model (a copy keeps its
+      files' modification times, and is the same weights);
     - a Hub id: `id@commit:<sha>`, the commit `revision` (default `main`) resolves to: asked of the Hub when online,
       read from the local cache's refs when offline (`HF_HUB_OFFLINE=1`) or when the Hub does not answer; a re-pushed
       repo changes it;
@@ -92,23 +127,35 @@ def model_identity(name_or_path: str | os.PathLike | None, revision: str | None 
         return "None"
     name = os.fspath(name_or_path)
     if os.path.isdir(name):
-        import fnmatch
-
-        entries = []
-        for entry in sorted(os.scandir(name), key=lambda entry: entry.name):
-            if (
-                entry.is_file()
-                and entry.name not in NOT_MODEL_FILES
-                and any(fnmatch.fnmatch(entry.name, pattern) for pattern in MODEL_FILE_PATTERNS)
-            ):
-                stat = entry.stat()
-                entries.append([entry.name, stat.st_size, stat.st_mtime_ns])
+        entries = _model_file_stats(name)
         size, newest = sum(e[1] for e in entries), max((e[2] for e in entries), default=0)
-        return f"{name}@files:{size}:{newest}:{key_hash(entries)[:16]}"
+        return f"files:{size}:{newest}:{key_hash(entries)[:16]}"
     sha = hub_commit(name, revision)
     if sha is not None:
         return f"{name}@commit:{sha}"
     return name
+
+
+def _model_file_stats(folder: str) -> list[list[Any]]:
+    """[name, size, mtime_ns] of each file of a model folder that `model_identity` keys it by, sorted by name."""
+    import fnmatch
+
+    entries = []
+    for entry in sorted(os.scandir(folder), key=lambda entry: entry.name):
+        if (
+            entry.is_file()
+            and entry.name not in NOT_MODEL_FILES
+            and any(fnmatch.fnmatch(entry.name, pattern) for pattern in MODEL_FILE_PATTERNS)
+        ):
+            stat = entry.stat()
+            entries.append([entry.name, stat.st_size, stat.st_mtime_ns])
+    return entries
+
+
+def model_files(folder: str | os.PathLike) -> dict[str, str]:
+    """name -> `size:mtime_ns` of the files of a local model folder that `model_identity` keys it by: kept per file
+    where a change must be named (a checkpoint's base model)."""
+    return {name: f"{size}:{mtime}" for name, size, mtime in _model_file_stats(os.fspath(folder))}
 
 
 def hub_commit(repo_id: str, revision: str | None = None) -> str | None:

@@ -58,6 +58,61 @@ def fit_peft_config(peft_config: Any, family: VideoFamily, include_experts: bool
         peft_config.target_parameters = targets + [p for p in family.expert_parameters if p not in targets]
 
 
+def check_lora_targets(peft_config: Any, model: Any, family: VideoFamily) -> None:
+    """Refuses LoRA `target_modules` given explicitly that name no module of `model` (a model, or the config of the
+    one to be loaded), before PEFT wraps it; warns about the names among them that match nothing.
+
+    Raises:
+        ValueError: naming `lora_target_modules` and the language model's linear layers.
+    """
+    targets = getattr(peft_config, "target_modules", None)
+    if targets in (None, "all-linear"):
+        return  # fit_peft_config points them at the family's language-model linears
+    import re
+
+    import torch
+    from peft.tuners.tuners_utils import check_target_module_exists
+
+    if isinstance(model, torch.nn.Module):
+        skeleton = model
+    else:
+        try:
+            skeleton = _meta_skeleton(model, family)
+        except Exception as error:  # a class tpo-hf cannot build empty: PEFT's own check runs when it wraps the model
+            logger.debug("LoRA targets not checked before loading: %s", error)
+            return
+    modules = dict(skeleton.named_modules())
+    if not any(check_target_module_exists(peft_config, name) for name in modules if name):
+        linears = dict.fromkeys(
+            name.rsplit(".", 1)[-1]
+            for name, module in modules.items()
+            if isinstance(module, torch.nn.Linear) and re.fullmatch(family.lora_target_modules, name)
+        )
+        raise ValueError(
+            f"lora_target_modules {targets if isinstance(targets, str) else sorted(targets)} match no module of the "
+            f"model; its language model's linear layers are {', '.join(list(linears)[:10])}: name some of those, "
+            "or leave lora_target_modules unset to adapt all of them."
+        )
+    if not isinstance(targets, str):
+        # PEFT adapts the names that match and says nothing of the others (a typo among several)
+        unmatched = [t for t in sorted(targets) if not any(name == t or name.endswith(f".{t}") for name in modules)]
+        if unmatched:
+            logger.warning("lora_target_modules: %s match no module of the model: left out.", ", ".join(unmatched))
+
+
+def _meta_skeleton(config: Any, family: VideoFamily) -> Any:
+    """The model `config` describes, built on the meta device (no memory, no weights): its module names."""
+    import torch
+    import transformers
+
+    # the class TRL loads the model with (`create_model_from_path`), or the family's
+    architecture = family.load_model_class() or getattr(transformers, (config.architectures or [""])[0], None)
+    if architecture is None:
+        raise LookupError(f"no transformers class for {config.architectures}")
+    with torch.device("meta"):
+        return architecture(config)
+
+
 def fit_quantization_config(quantization_config: Any, family: VideoFamily) -> None:
     """Adds the family's vision side and `lm_head` to the modules quantization skips."""
     if quantization_config is None:

@@ -11,6 +11,8 @@ import logging
 import os
 from typing import Any
 
+from .checkpoints import ADAPTER_WEIGHTS, incomplete_weights
+
 logger = logging.getLogger(__name__)
 
 PROCESSOR_FILES = ("processor_config.json", "preprocessor_config.json")
@@ -18,21 +20,32 @@ PROCESSOR_FILES = ("processor_config.json", "preprocessor_config.json")
 
 def check_adapter_folder(adapter: str | os.PathLike) -> None:
     """Refuses a local folder that is not a LoRA adapter (no `adapter_config.json`), e.g. a full model given as the
-    adapter, with what to pass instead (PEFT's own error is a traceback about a missing file)."""
-    if os.path.isdir(adapter) and not os.path.isfile(os.path.join(adapter, "adapter_config.json")):
+    adapter, with what to pass instead (PEFT's own error is a traceback about a missing file); and one whose weights
+    file is not whole (a save cut short by a kill or a full disk; safetensors' own error names no file)."""
+    if not os.path.isdir(adapter):
+        return
+    if not os.path.isfile(os.path.join(adapter, "adapter_config.json")):
         full_model = os.path.isfile(os.path.join(adapter, "config.json"))
         raise ValueError(
             f"{adapter} is not a LoRA adapter folder (no adapter_config.json)"
             + (" but a full model (config.json)" if full_model else "")
             + "; pass it as --model_name_or_path, or give the adapter's folder as --adapter_path."
         )
+    for name in ADAPTER_WEIGHTS:
+        weights = os.path.join(adapter, name)
+        problem = incomplete_weights(weights) if os.path.isfile(weights) else None
+        if problem is not None:
+            raise ValueError(
+                f"Adapter weights {weights} are incomplete ({problem}): their save was cut short (killed, or the disk "
+                "was full). Save the adapter again (rerun the training, or resume it from its last complete "
+                "checkpoint), or pass a complete checkpoint-N folder as --adapter_path."
+            )
 
 
 def check_adapter_reachable(adapter: str | os.PathLike) -> None:
     """Refuses, in one line, an adapter that is neither a local folder nor loadable from the Hub: a mistyped folder,
     or a Hub id that is not in the cache while offline, not on the Hub, or unreachable (PEFT's own error is a
     traceback saying it "can't find adapter_config.json")."""
-    from huggingface_hub import constants, hf_hub_download, try_to_load_from_cache
     from huggingface_hub.utils import HFValidationError, validate_repo_id
 
     adapter = str(adapter)
@@ -45,21 +58,65 @@ def check_adapter_reachable(adapter: str | os.PathLike) -> None:
         validate_repo_id(adapter)
     except HFValidationError:
         raise ValueError(f"{not_local} (no such folder) and not a Hub repo id; check the path.") from None
-    if isinstance(try_to_load_from_cache(adapter, "adapter_config.json"), str):
-        return  # cached: loads offline too
-    if constants.HF_HUB_OFFLINE:
+    problem = hub_file_problem(adapter, "adapter_config.json")
+    if problem == HUB_OFFLINE:
         raise ValueError(
             f"{not_local} and is not in the Hub cache (offline, HF_HUB_OFFLINE=1): check the folder's path for a "
             "typo, or download the adapter while online (`hf download REPO`) before evaluating offline."
         )
+    if problem is not None:
+        raise ValueError(
+            f"{not_local} and could not be loaded from the Hub ({problem}): check the folder's path or the repo id "
+            "for a typo, and that the Hub is reachable."
+        )
+
+
+HUB_OFFLINE = "offline"  # what `hub_file_problem` says when the file is not cached and HF_HUB_OFFLINE is set
+
+
+def hub_file_problem(repo_id: str, filename: str) -> str | None:
+    """Why `filename` of the Hub model repo `repo_id` can be neither read from the cache nor downloaded: `HUB_OFFLINE`
+    (not cached, HF_HUB_OFFLINE set), or the Hub's error in one line (not on the Hub, no access, unreachable); None
+    when it can."""
+    from huggingface_hub import constants, hf_hub_download, try_to_load_from_cache
+
+    if isinstance(try_to_load_from_cache(repo_id, filename), str):
+        return None  # cached: loads offline too
+    if constants.HF_HUB_OFFLINE:
+        return HUB_OFFLINE
     try:
-        hf_hub_download(adapter, "adapter_config.json")
+        hf_hub_download(repo_id, filename)
     except Exception as error:  # not on the Hub, no access, or the Hub unreachable
         cause = " ".join(line.strip() for line in str(error).splitlines() if line.strip())[:300]
+        return f"{type(error).__name__}: {cause}"
+    return None
+
+
+def check_adapter_base_reachable(base: str, adapter: str | os.PathLike) -> None:
+    """Refuses, in one line, the base model an adapter's config names when it is neither a local folder nor loadable
+    from the Hub (offline and not cached, say), naming the base and the adapter config it comes from (transformers'
+    own error names neither)."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    if os.path.isdir(base):
+        return
+    config = os.path.join(str(adapter), "adapter_config.json")
+    named = f"The adapter's base model {base} (base_model_name_or_path in {config})"
+    instead = "or pass the base model as --model_name_or_path"
+    try:
+        validate_repo_id(base)
+    except HFValidationError:
+        raise ValueError(f"{named} is neither a local folder nor a Hub repo id: check the path, {instead}.") from None
+    problem = hub_file_problem(base, "config.json")
+    if problem == HUB_OFFLINE:
         raise ValueError(
-            f"{not_local} and could not be loaded from the Hub ({type(error).__name__}: {cause}): check the "
-            "folder's path or the repo id for a typo, and that the Hub is reachable."
-        ) from None
+            f"{named} is not a local folder and is not in the Hub cache (offline, HF_HUB_OFFLINE=1): download it "
+            f"while online (`hf download {base}`), {instead}."
+        )
+    if problem is not None:
+        raise ValueError(
+            f"{named} could not be loaded from the Hub ({problem}): check that the Hub is reachable, {instead}."
+        )
 
 
 def adapter_base_model(adapter: str | os.PathLike) -> str:
@@ -172,6 +229,7 @@ def load_video_model(
         if adapter is None:
             raise ValueError("Set `model_name_or_path` (a Hub model id or a local model folder).")
         model_name_or_path = adapter_base_model(adapter)
+        check_adapter_base_reachable(model_name_or_path, adapter)
     model_name_or_path = str(model_name_or_path)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     kwargs: dict[str, Any] = {"dtype": resolve_dtype(dtype)}

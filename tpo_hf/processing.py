@@ -41,6 +41,17 @@ def layout_probe_video() -> tuple[Any, dict[str, Any]]:
 logger = logging.getLogger(__name__)
 
 
+def _no_video_processor_message(source: str | os.PathLike) -> str:
+    """Why a model's processor cannot be used: it has no video processor (a text or image model)."""
+    from transformers.utils import PROCESSOR_NAME, VIDEO_PROCESSOR_NAME
+
+    return (
+        f"{source}: its processor has no video processor (no `video_processor` entry in {PROCESSOR_NAME} and no "
+        f"{VIDEO_PROCESSOR_NAME}), so it cannot turn videos into frames. tpo-hf needs a video-LMM: pass a model of "
+        "a supported family (README.md, Supported model families), with its processor saved beside it."
+    )
+
+
 class VideoPromptLayoutError(ValueError):
     """The installed processor would write a saved model's video prompt differently from the one it was saved with."""
 
@@ -120,7 +131,13 @@ class VideoPreferenceProcessor:
         setting_names = ("family", "video_root", *(f.name for f in dataclasses.fields(VideoSettings)))
         settings = {name: kwargs.pop(name) for name in setting_names if name in kwargs}
         check_layout = kwargs.pop("check_video_prompt_layout", True)
-        processor = AutoProcessor.from_pretrained(pretrained_model_name_or_path, **kwargs)
+        try:
+            processor = AutoProcessor.from_pretrained(pretrained_model_name_or_path, **kwargs)
+        except OSError as error:
+            # transformers' own message suggests a wrong path or a local folder shadowing a Hub id
+            if "video processor" not in str(error).lower():
+                raise
+            raise ValueError(_no_video_processor_message(pretrained_model_name_or_path)) from None
         saved = {}
         local_config = Path(pretrained_model_name_or_path) / VIDEO_CONFIG_NAME
         if local_config.is_file():
@@ -141,7 +158,12 @@ class VideoPreferenceProcessor:
                 saved["family"] = get_family(AutoConfig.from_pretrained(pretrained_model_name_or_path, **kwargs)).name
         recorded_layout = saved.pop("video_prompt_layout", None)
         recorded_with = saved.pop("transformers_version", None)
-        loaded = cls(processor, **{**saved, **settings})
+        merged = {**saved, **settings}
+        if merged.get("num_frames") is not None and "video_fps" not in settings:
+            # a frame count takes the place of a saved rate; a saved rate beside a saved count (tpo-hf before it
+            # refused the pair) was never sampled with
+            merged.pop("video_fps", None)
+        loaded = cls(processor, **merged)
         if recorded_layout is not None and check_layout:
             loaded.use_video_prompt_layout(recorded_layout, recorded_with, source=str(pretrained_model_name_or_path))
         elif recorded_layout is None and loaded.family.video_placeholders is not None and saved:

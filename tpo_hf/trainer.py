@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 from collections import Counter
 from typing import Any
 
@@ -37,6 +38,7 @@ from .checkpoints import (
     dataset_identity,
     resolve_checkpoint,
     save_complete_checkpoint,
+    save_final_model,
 )
 from .collator import (
     BATCH_SIZE_KEY,
@@ -49,8 +51,8 @@ from .collator import (
     VideoPreferenceCollator,
 )
 from .config import TPOConfig
-from .data import refuse_training_output_dir
-from .dataset_checks import NoTrainingDataError, check_columns, check_lengths, check_rows
+from .data import refuse_training_output_dir, video_paths_column
+from .dataset_checks import NoTrainingDataError, check_columns, check_lengths, check_rows, drop_ref_logps_columns
 from .distributed import (
     check_fsdp2_versions,
     configure_fsdp_wrap,
@@ -62,7 +64,13 @@ from .distributed import (
 from .families import VideoFamily, get_family
 from .fingerprint import file_identity, key_hash
 from .locks import output_dir_lock
-from .model_setup import configure_prefix_sharing, configure_vision, fit_peft_config, fit_quantization_config
+from .model_setup import (
+    check_lora_targets,
+    configure_prefix_sharing,
+    configure_vision,
+    fit_peft_config,
+    fit_quantization_config,
+)
 from .moe import install_router_aux_loss
 from .paper import TPO_CITATION, TPO_PAPER_ID, TPO_PAPER_TITLE, TPO_TAG
 from .prefix_sharing import (
@@ -73,7 +81,14 @@ from .prefix_sharing import (
     row_position_ids,
 )
 from .processing import VideoPreferenceProcessor
-from .ref_logps_cache import drop_damaged_ref_logps_cache
+from .ref_logps_cache import (
+    drop_damaged_ref_logps_cache,
+    name_ref_logps_changes,
+    processor_configs,
+    raise_if_cache_disk_full,
+    record_ref_logps_key,
+    ref_logps_cache_file,
+)
 from .validation import placeholder_tokens
 from .video_settings import VideoSettings
 
@@ -135,6 +150,10 @@ class TPOTrainer(DPOTrainer):
         quantization_config: Any = None,
         peft_config: Any = None,
     ):
+        if isinstance(model, str) and os.path.isdir(model):
+            # PEFT records the base in adapter_config.json as given: a relative folder would point elsewhere once the
+            # adapter is loaded or pushed from another folder
+            model = os.path.abspath(model)
         if args is None:
             model_name = model if isinstance(model, str) else model.config._name_or_path
             args = TPOConfig(f"{str(model_name).rstrip('/').split('/')[-1]}-TPO")
@@ -147,6 +166,8 @@ class TPOTrainer(DPOTrainer):
         if train_dataset is None:
             raise ValueError("`train_dataset` is required")
         check_columns(train_dataset, "train_dataset")
+        # before TRL reads a first row, which a datasets.Video column would decode through torchcodec
+        train_dataset = video_paths_column(train_dataset, "train_dataset")
         refuse_training_output_dir(args.output_dir)  # not a dataset's or a full model's folder
         self.dataset_identity = dataset_identity(train_dataset)  # recorded in checkpoints, compared on resume
 
@@ -189,6 +210,7 @@ class TPOTrainer(DPOTrainer):
                 "(not only `video_fps`) or use per_device_train_batch_size=1."
             )
 
+        check_lora_targets(peft_config, config if isinstance(model, str) else model, self.family)
         fit_peft_config(peft_config, self.family, args.lora_include_experts)
         fit_quantization_config(quantization_config, self.family)
         if isinstance(model, str) and self.family.load_class:
@@ -247,6 +269,8 @@ class TPOTrainer(DPOTrainer):
         # Videos are decoded and tokenized on the fly in the collator: the rows are only checked and indexed here, and
         # those too long for max_length counted (or refused) from token counts
         placeholders = placeholder_tokens(self.video_processor.processor)
+        dataset = video_paths_column(dataset, dataset_name)  # an eval dataset's (the train one's is done)
+        dataset = drop_ref_logps_columns(dataset, dataset_name, args.precompute_ref_log_probs)
         dataset, dropped = check_rows(dataset, dataset_name, args.loss_type, placeholders)
         if self._length_collator is not None:
             check_lengths(dataset, dataset_name, self._length_collator)
@@ -440,13 +464,17 @@ class TPOTrainer(DPOTrainer):
 
     def ref_logps_key(self, dataset: Any) -> dict[str, Any]:
         """What the precomputed reference log-probs of `dataset` depend on beyond its rows and the reference weights
-        (TRL's own key): the video files (size + time), the frame and pixel settings, length handling, the chat
-        template, the video prompt layout and the format. Any change recomputes them instead of reusing another run's values."""
+        (TRL's own key): the video files (size + time), the frame and pixel settings, the processor's own image and
+        video processing (its `processor_config.json`: resize budget, patch size), length handling, the chat
+        template, the video prompt layout and the format. Any change recomputes them instead of reusing another run's
+        values, with a warning naming it."""
         videos = sorted(set(dataset["video"])) if "video" in (dataset.column_names or []) else []
         processor = self.video_processor
         return {
             "reference": self._tpo_reference_hash,
             "video_settings": processor.video_settings(),
+            # what the frames become before the model sees them: a pixel budget edited in processor_config.json
+            **processor_configs(processor.processor),
             "videos": [file_identity(processor.resolve_video(video)) for video in videos],
             "max_length": self.args.max_length,
             "too_long_policy": self.args.too_long_policy,
@@ -463,9 +491,20 @@ class TPOTrainer(DPOTrainer):
         # depend on, so other frames, pixels or re-encoded videos never reuse stale reference log-probs
         if not hasattr(self, "_tpo_reference_hash"):
             self._tpo_reference_hash = self._precompute_model_hash
-        self._precompute_model_hash = key_hash(self.ref_logps_key(dataset))
+        key = self.ref_logps_key(dataset)
+        self._precompute_model_hash = key_hash(key)
         drop_damaged_ref_logps_cache(self, dataset)  # a cache file cut short is named and recomputed
-        return super()._precompute_ref_logps(dataset, name, batch_size)
+        cache_file = ref_logps_cache_file(dataset, self._precompute_model_hash)
+        if self.accelerator.is_main_process:
+            name_ref_logps_changes(dataset, cache_file, key)
+        try:
+            with_ref_logps = super()._precompute_ref_logps(dataset, name, batch_size)
+        except Exception as error:
+            raise_if_cache_disk_full(error, cache_file)
+            raise
+        if self.accelerator.is_main_process:
+            record_ref_logps_key(dataset, cache_file, key)
+        return with_ref_logps
 
     # --- saving -----------------------------------------------------------------------------------------------------
     def _save(self, output_dir: str | None = None, state_dict=None):
@@ -497,10 +536,19 @@ class TPOTrainer(DPOTrainer):
         write_training_card(self, output_dir, model_name, dataset_name, tags, eval_results, license)
 
     def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
-        super().save_model(output_dir, _internal_call)
-        # A user-facing save writes the card too, so every saved folder is ready for `tpo-hf push`
-        if not _internal_call and not self.args.push_to_hub:
-            self.create_model_card(output_dir=output_dir)
+        if _internal_call:  # a checkpoint's save: `save_complete_checkpoint` names a full disk there
+            return super().save_model(output_dir, _internal_call)
+
+        def save() -> None:
+            super(TPOTrainer, self).save_model(output_dir, _internal_call)
+            # A user-facing save writes the card too, so every saved folder is ready for `tpo-hf push`
+            if not self.args.push_to_hub:
+                self.create_model_card(output_dir=output_dir)
+
+        from .hub.push import PushError  # push_to_hub: the upload after the save fails on its own terms
+
+        # a full disk is named, with what can be resumed, and leaves no half-written model
+        save_final_model(self, save, output_dir if output_dir is not None else self.args.output_dir, (PushError,))
 
     def init_hf_repo(self, token: str | None = None, private: bool | None = None) -> None:
         from .hub.training_publish import create_training_repo

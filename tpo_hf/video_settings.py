@@ -31,9 +31,10 @@ class VideoSettings:
     """How every video is sampled and encoded: the same fields in curation, training, evaluation and the demo.
 
     Args:
-        num_frames: frames sampled uniformly from each video (views of a video, in curation); takes precedence over
-            `video_fps`. `None` samples at `video_fps` instead.
-        video_fps: sampling rate in frames per second, used when `num_frames` is `None`.
+        num_frames: frames sampled uniformly from each video (views of a video, in curation). `None` samples at
+            `video_fps` instead.
+        video_fps: sampling rate in frames per second, used when `num_frames` is `None` (set with a frame count, it
+            would be ignored: refused).
         max_frames: cap on the frames per video, whichever of the two above is used.
         max_pixels: per-frame pixel budget for families that resize dynamically (Qwen); `None` keeps the
             processor's own setting.
@@ -79,6 +80,13 @@ class VideoSettings:
         if self.num_frames is None and self.video_fps is None:
             raise VideoSettingsError(
                 f"{owner}: set `num_frames` or `video_fps`: every frame of a long video is too many to sample."
+            )
+        if self.num_frames is not None and self.video_fps is not None:
+            # num_frames takes precedence: a rate given with it would be recorded (card, tpo_video_config.json) but
+            # never sampled with; num_frames has a default, so setting video_fps alone lands here too
+            raise VideoSettingsError(
+                f"{owner}: video_fps={self.video_fps:g} is ignored: num_frames={self.num_frames} takes precedence; "
+                "set num_frames: null (None) to sample by rate, or leave video_fps out."
             )
         if self.max_video_tokens is not None and self.num_frames is None and self.max_frames is None:
             raise VideoSettingsError(

@@ -44,7 +44,9 @@ USER_ERRORS = {
     "tpo_hf.locks": ("OutputDirLockedError", "OutputDirError"),
     "tpo_hf.hub.push": ("PushError",),
     "tpo_hf.checkpoints": ("CheckpointError", "CheckpointSaveError"),
+    "tpo_hf.ref_logps_cache": ("RefLogpsCacheError",),
     "tpo_hf.curation.run": ("NoPairsError",),
+    "tpo_hf.curation.storage": ("CurationWriteError",),
     "tpo_hf.curation.backends": ("BackendError",),
     "tpo_hf.dataset_checks": ("NoTrainingDataError",),
     "tpo_hf.validation": ("RowError",),
@@ -52,6 +54,7 @@ USER_ERRORS = {
     "tpo_hf.processing": ("VideoPromptLayoutError",),
     "tpo_hf.video": ("VideoLoadError",),
     "tpo_hf.video_settings": ("VideoSettingsError",),
+    "tpo_hf.eval.mcq": ("ResultsCacheError",),
 }
 # tpo-hf's own checks raise these with a message naming the thing at fault; the same classes raised anywhere else
 # (a ValueError deep inside torch) are bugs

@@ -9,6 +9,7 @@ field can be set in the YAML file or as a flag, and flags override the file.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass, field
 
@@ -21,7 +22,7 @@ from ..data import (
     refuse_training_output_dir,
 )
 from ..locks import output_dir_lock
-from . import run_cli
+from . import ConfigError, run_cli
 
 logger = logging.getLogger(__name__)
 
@@ -40,16 +41,74 @@ class TPOScriptArguments(ScriptArguments):
     )
 
 
+# trl.ModelConfig's LoRA fields: read only with `use_peft`
+LORA_FIELDS = tuple(
+    f.name
+    for f in dataclasses.fields(ModelConfig)
+    if f.name.startswith("lora_") or f.name in ("use_rslora", "use_dora")
+)
+
+
+def check_peft_arguments(training_args: TPOConfig, model_args: ModelConfig) -> None:
+    """Refuses LoRA settings that would not take effect: set without `use_peft` (a full fine-tune would run and
+    ignore them), or a LoRA rank that is not a positive integer.
+
+    Raises:
+        ConfigError: naming the fields.
+    """
+    if not model_args.use_peft:
+        defaults = ModelConfig()
+        ignored = [name for name in LORA_FIELDS if getattr(model_args, name) != getattr(defaults, name)]
+        if training_args.lora_include_experts:
+            ignored.append("lora_include_experts")
+        if ignored:
+            raise ConfigError(
+                f"{' / '.join(ignored)} {'is' if len(ignored) == 1 else 'are'} set but use_peft is false; add "
+                f"--use_peft true, or drop {'it' if len(ignored) == 1 else 'them'} for a full fine-tune."
+            )
+        return
+    rank = model_args.lora_r
+    if isinstance(rank, bool) or not isinstance(rank, int) or rank < 1:
+        raise ConfigError(f"lora_r must be a positive integer (the LoRA rank), got {rank!r}.")
+
+
+def load_processor(training_args: TPOConfig, model_args: ModelConfig):
+    """The model's `VideoPreferenceProcessor` with the run's video settings, at `model_revision`.
+
+    Raises:
+        ConfigError: `model_revision` does not exist for the model on the Hub.
+    """
+    from huggingface_hub.errors import RevisionNotFoundError
+
+    from ..processing import VideoPreferenceProcessor
+
+    try:
+        return VideoPreferenceProcessor.from_pretrained(
+            model_args.model_name_or_path,
+            revision=model_args.model_revision,
+            trust_remote_code=training_args.trust_remote_code,
+            **training_args.video_settings(),
+        )
+    except OSError as error:  # transformers turns the Hub's RevisionNotFoundError into an OSError
+        if not isinstance(error, RevisionNotFoundError) and not isinstance(error.__cause__, RevisionNotFoundError):
+            raise
+        raise ConfigError(
+            f"model_revision {model_args.model_revision!r} does not exist for the model "
+            f"{model_args.model_name_or_path} (no branch, tag or commit of that name); set model_revision to one of "
+            "its revisions, or leave it out for main."
+        ) from None
+
+
 def main(script_args: TPOScriptArguments, training_args: TPOConfig, model_args: ModelConfig):
     """Loads data, model and processor, trains, and saves the adapter (or model) and processor to `output_dir`,
     holding `output_dir` (`tpo_hf.locks`) from the start to the end of the push."""
-    from ..processing import VideoPreferenceProcessor
     from ..trainer import TPOTrainer
 
     if not script_args.dataset_name:
         raise ValueError("Set `dataset_name` (a Hub dataset id, a `save_to_disk` folder or a data file).")
     if not model_args.model_name_or_path:
         raise ValueError("Set `model_name_or_path` (a Hub model id or a local model folder).")
+    check_peft_arguments(training_args, model_args)
     if training_args.video_root is None:
         training_args.video_root = default_video_root(script_args.dataset_name)
     # before the lock file or anything else is written there: not a dataset's or a full model's (the base's) folder
@@ -71,12 +130,7 @@ def main(script_args: TPOScriptArguments, training_args: TPOConfig, model_args: 
             "dtype": model_args.dtype,
             **({"attn_implementation": model_args.attn_implementation} if model_args.attn_implementation else {}),
         }
-        processor = VideoPreferenceProcessor.from_pretrained(
-            model_args.model_name_or_path,
-            revision=model_args.model_revision,
-            trust_remote_code=training_args.trust_remote_code,
-            **training_args.video_settings(),
-        )
+        processor = load_processor(training_args, model_args)
         trainer = TPOTrainer(
             model=model_args.model_name_or_path,
             args=training_args,

@@ -157,14 +157,21 @@ _HYPERPARAMETER_NAMES = {
 }
 
 
-def usage_snippet(repo_id: str, base_model: str, merged: bool = False) -> str:
-    """Python that loads what was pushed with `from_pretrained` and answers a question about a video."""
+def usage_snippet(repo_id: str, base_model: str, merged: bool = False, base_local: bool = False) -> str:
+    """Python that loads what was pushed with `from_pretrained` and answers a question about a video.
+
+    `merged`: the repo holds a whole model (merged or fully fine-tuned). `base_local`: the adapter's base was a local
+    folder when trained, so the snippet asks for its path instead of naming a Hub id."""
     if merged:
         load = f'model = AutoModelForImageTextToText.from_pretrained("{repo_id}", dtype="auto", device_map="auto")'
         imports = "from transformers import AutoModelForImageTextToText"
     else:
+        name = os.path.basename(os.path.normpath(base_model)) if base_local else base_model
+        base_path = f"path/to/{name}" if base_local else base_model
+        comment = f"# the base model was a local folder ({name}) when trained: pass its path\n" if base_local else ""
         load = (
-            f'base = AutoModelForImageTextToText.from_pretrained("{base_model}", dtype="auto", device_map="auto")\n'
+            f'{comment}base = AutoModelForImageTextToText.from_pretrained("{base_path}", dtype="auto", '
+            'device_map="auto")\n'
             f'model = PeftModel.from_pretrained(base, "{repo_id}")'
         )
         imports = "from peft import PeftModel\nfrom transformers import AutoModelForImageTextToText"
@@ -197,9 +204,14 @@ def _framework_versions() -> list[tuple[str, str]]:
     return versions
 
 
+def is_local_path(name: str) -> bool:
+    """Whether a model name is a local folder (here, now) or written as a path: never a Hub id the card can link."""
+    return os.path.isdir(name) or os.path.isabs(name) or name.startswith((".", "~"))
+
+
 def base_model_license(base_model: str | None) -> str | None:
     """The `license` of the base model's own card on the Hub, when it can be read (None offline or unknown)."""
-    if not base_model or os.path.isdir(base_model):
+    if not base_model or is_local_path(base_model):
         return None
     try:
         return ModelCard.load(base_model).data.license
@@ -220,12 +232,15 @@ def build_model_card(
     tags: Iterable[str] | None = None,
     plot_file: str | None = PLOT_FILE,
     model_name: str | None = None,
+    full_fine_tune: bool = False,
+    base_is_local: bool | None = None,
 ) -> ModelCard:
     """Renders `hub_cards/model_card.md` into a `ModelCard`.
 
     Args:
         repo_id: where the model lives (or will) on the Hub; used in the usage snippet and the `model-index`.
-        base_model: Hub id of the base model (local folders are left out of the metadata: the Hub cannot link them).
+        base_model: Hub id of the base model, or the local folder it was loaded from (left out of the metadata: the
+            Hub cannot link it).
         hyperparameters: e.g. from `trainer_hyperparameters(trainer)`.
         metrics: final metrics, e.g. from `final_metrics(trainer.state.log_history)`.
         datasets: Hub ids of the training datasets.
@@ -234,28 +249,37 @@ def build_model_card(
         license: the base model's license when known (see `base_model_license`).
         merged: the repo holds merged weights (library `transformers`) rather than an adapter (library `peft`).
         plot_file: path in the repo of the training-curve PNG, or None when there is no plot.
+        full_fine_tune: the run trained every weight (no adapter): a whole model (library `transformers`), which the
+            card calls a full fine-tune, not a merged update.
+        base_is_local: whether `base_model` was a local folder when trained (`tpo_card.json` records it); None
+            decides now (`is_local_path`), which a relative path read from another folder gets wrong.
     """
     model_name = model_name or repo_id.split("/")[-1]
-    hub_base = base_model if base_model and not os.path.isdir(base_model) else None
+    if base_is_local is None:
+        base_is_local = bool(base_model) and is_local_path(base_model)
+    hub_base = base_model if base_model and not base_is_local else None
+    whole_model = merged or full_fine_tune
     evals = [_eval_result(result) for result in eval_results or []]
     # Local folders cannot be linked or listed in Hub metadata; the card names them as text instead
     dataset_names = [name for name in datasets or [] if name and not os.path.exists(name)]
     local_datasets = [name for name in datasets or [] if name and os.path.exists(name)]
-    all_tags = list(dict.fromkeys([*TPO_TAGS, *(tags or []), *([] if merged else ["lora"])]))
+    all_tags = list(dict.fromkeys([*TPO_TAGS, *(tags or []), *([] if whole_model else ["lora"])]))
     card_data = ModelCardData(
         model_name=model_name,
         base_model=hub_base,
         datasets=dataset_names or None,
-        library_name="transformers" if merged else "peft",
+        library_name="transformers" if whole_model else "peft",
         pipeline_tag=PIPELINE_TAG,
         tags=all_tags,
         license=license,
         eval_results=evals or None,
     )
+    # a rate recorded beside a frame count (runs before tpo-hf refused the pair) was never sampled with
+    unused = {"video_fps"} if hyperparameters.get("num_frames") is not None else set()
     rows = [
         (_HYPERPARAMETER_NAMES.get(key, key), _format(value))
         for key, value in hyperparameters.items()
-        if key not in ("loss_type", "loss_weights")
+        if key not in ("loss_type", "loss_weights", *unused)
     ]
     results = [(name, _format(metrics[key])) for key, name in RESULT_METRICS.items() if key in metrics]
     if "train_loss" in metrics:
@@ -266,15 +290,17 @@ def build_model_card(
         card_data,
         template_path=str(template_path("model_card.md")),
         model_name=model_name,
-        base_model=hub_base or base_model or "the base model",
+        base_model=hub_base or (os.path.basename(os.path.normpath(base_model)) if base_model else "the base model"),
         base_on_hub=hub_base is not None,
+        base_local=bool(base_model) and base_is_local,
         hub_url=constants.ENDPOINT,
         merged=merged,
+        full_fine_tune=full_fine_tune and not merged,
         dataset_names=dataset_names,
         local_datasets=local_datasets,
         # the fence is rendered here rather than in the template, so formatters do not read Jinja as Python
         usage_block="```python\n"
-        + usage_snippet(repo_id, hub_base or base_model or "BASE_MODEL_ID", merged)
+        + usage_snippet(repo_id, hub_base or base_model or "BASE_MODEL_ID", whole_model, base_is_local)
         + "\n```",
         hyperparameters={
             "loss_type": hyperparameters.get("loss_type"),
@@ -331,7 +357,7 @@ def trainer_model_card(
         datasets=datasets,
         eval_results=eval_results,
         license=license if license is not None else base_model_license(base_model),
-        merged=False if peft_config else True,
+        full_fine_tune=not peft_config,
         tags=tags,
         plot_file=plot_file,
     )
@@ -365,8 +391,15 @@ def save_trainer_card(
         {k: v for k, v in dataclasses.asdict(r).items() if v is not None} if isinstance(r, EvalResult) else dict(r)
         for r in eval_results or []
     ]
+    base_model = trainer_base_model(trainer)
+    model = trainer.accelerator.unwrap_model(trainer.model)
     info = {
-        "base_model": trainer_base_model(trainer),
+        "base_model": base_model,
+        # decided where the run loaded it: a relative path read by `tpo-hf push` from another folder is no Hub id
+        "base_model_local_path": str(Path(base_model).expanduser().resolve())
+        if base_model and is_local_path(base_model)
+        else None,
+        "full_fine_tune": not getattr(model, "peft_config", None),
         "datasets": card.data.datasets,
         "license": card.data.license,
         "tags": list(tags or []),
