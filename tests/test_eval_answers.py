@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections import Counter
 
 import pytest
@@ -278,3 +279,114 @@ def tiny_lvb_eval_config(model, adapter, data, video_dir, out):
         output_dir=str(out),
         progress=False,
     )
+
+
+# --- probe fixes: the answer cache keyed by what a model is, a cache that cannot be written ---------------------------
+def test_a_model_and_adapter_given_by_other_paths_reuse_the_cached_answers(
+    video_dir, tmp_path, tiny_model_dirs, monkeypatch, caplog
+):
+    """The same model and adapter folders given by relative, then absolute paths, then after the project folder moved,
+    are the same weights: the second eval generated every answer again ("changed: adapter (4), model (8)")."""
+    import shutil
+
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForImageTextToText
+
+    from tpo_hf.eval.run import evaluate
+    from tpo_hf.families import LANGUAGE_MODEL_LORA_TARGETS
+
+    project = tmp_path / "project"
+    shutil.copytree(tiny_model_dirs("qwen2_5_vl"), project / "model")
+    torch.manual_seed(0)
+    base = AutoModelForImageTextToText.from_pretrained(project / "model")
+    lora = LoraConfig(r=4, lora_alpha=64, target_modules=LANGUAGE_MODEL_LORA_TARGETS, init_lora_weights=False)
+    get_peft_model(base, lora).save_pretrained(project / "adapter")
+    data = tmp_path / "lvb.jsonl"
+    data.write_text("".join(json.dumps(row) + "\n" for row in LVB_ROWS))
+    out = tmp_path / "out"
+
+    def run(model, adapter):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="tpo_hf.eval.mcq"):
+            evaluate(tiny_lvb_eval_config(model, adapter, data, video_dir, out))
+        return len((out / "cache_longvideobench_val.jsonl").read_text().splitlines())
+
+    monkeypatch.chdir(project)
+    assert run("model", "adapter") == 4
+    assert run(project / "model", str(project / "adapter")) == 4 and "Generated again" not in caplog.text
+    moved = tmp_path / "moved"
+    project.rename(moved)
+    assert run(moved / "model", str(moved / "adapter")) == 4 and "Generated again" not in caplog.text
+
+
+def _tiny_lvb_samples(tmp_path):
+    """A tiny Qwen2-VL model, its processor at 2 frames, and the two LongVideoBench questions of `LVB_ROWS`."""
+    from tpo_hf.eval.benchmarks import load_benchmark
+    from tpo_hf.processing import VideoPreferenceProcessor
+    from tpo_hf.tiny import build_tiny_model
+
+    model, processor = build_tiny_model("qwen2_vl")
+    data = tmp_path / "lvb.jsonl"
+    data.write_text("".join(json.dumps(row) + "\n" for row in LVB_ROWS))
+    return model, VideoPreferenceProcessor(processor, num_frames=2), load_benchmark("longvideobench_val", str(data))
+
+
+def test_a_results_cache_that_cannot_be_written_is_refused_before_any_answer(video_dir, tmp_path):
+    """A cache file made read-only (another user's, a read-only copy): a batch was generated, then lost in a raw
+    PermissionError. Now one error names the file before anything is generated."""
+    import re
+
+    from tpo_hf.commands import is_user_error
+    from tpo_hf.eval.mcq import ResultsCacheError, evaluate_mcq
+
+    model, processor, samples = _tiny_lvb_samples(tmp_path)
+    cache = tmp_path / "cache.jsonl"
+    batches: list[int] = []
+
+    def run(count):
+        return evaluate_mcq(
+            model,
+            processor,
+            samples[:count],
+            video_dir=video_dir,
+            max_new_tokens=2,
+            cache_path=cache,
+            progress=False,
+            on_batch_done=batches.append,
+        )
+
+    assert run(1).computed == {"base": ["q0"]}
+    cache.chmod(0o444)
+    if os.access(cache, os.W_OK):  # root writes anyway; sysfs refuses root too
+        cache.unlink()
+        cache.symlink_to("/sys/tpo_hf_cache.jsonl")
+    batches.clear()
+    try:
+        with pytest.raises(ResultsCacheError, match=rf"^Results cache {re.escape(str(cache))} is not writable") as no:
+            run(2)
+    finally:
+        if not cache.is_symlink():
+            cache.chmod(0o644)
+    assert batches == [] and "nothing was generated" in str(no.value) and is_user_error(no.value)
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (writes fail: ENOSPC)")
+def test_a_full_disk_while_appending_answers_is_one_error_naming_the_cache(video_dir, tmp_path):
+    """An output_dir on a full disk: the append of a finished batch ended in a raw `OSError: [Errno 28]` naming no file.
+    Now one error names the cache, and says that the answers written are kept and a rerun resumes."""
+    import re
+
+    from tpo_hf.commands import is_user_error
+    from tpo_hf.eval.mcq import ResultsCacheError, evaluate_mcq
+
+    model, processor, samples = _tiny_lvb_samples(tmp_path)
+    cache = tmp_path / "cache.jsonl"
+    cache.symlink_to("/dev/full")  # every write to it fails as on a full disk
+    message = rf"^Could not append 1 answer\(s\) to results cache {re.escape(str(cache))}: no space left on device"
+    with pytest.raises(ResultsCacheError, match=message) as full:
+        evaluate_mcq(
+            model, processor, samples, video_dir=video_dir, max_new_tokens=2, cache_path=cache, progress=False
+        )
+    assert "already written there are kept" in str(full.value) and "rerun" in str(full.value)
+    assert is_user_error(full.value)

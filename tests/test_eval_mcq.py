@@ -409,3 +409,53 @@ def test_mlvu_headline_is_the_mean_of_task_accuracies():
     assert entry["score"] == pytest.approx((100.0 + 100.0 / 3) / 2)
     assert entry["unparseable"] == 1 and entry["unparseable_rate"] == pytest.approx(25.0)
     assert summarize(results, ["task_type"])["models"]["tpo"]["score"] == pytest.approx(50.0)
+
+
+def _write_rows(path: Path, rows: list[dict]) -> str:
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return str(path)
+
+
+def test_benchmark_rows_with_ambiguous_options_are_refused_or_lettered(tmp_path):
+    """Options without their letter get "A. " .. in the prompt that asks for a letter; duplicate option texts, a gap
+    among LongVideoBench's option0..4 and an unreadable `correct_choice` are refused naming the row; a letter works."""
+    videomme = dict(videoID="v1", question_id="q1", question="Which colour?", duration="short")
+    bare = load_benchmark(
+        "videomme", _write_rows(tmp_path / "bare.jsonl", [dict(videomme, options=["red", "blue"], answer="B")])
+    )
+    assert "\nA. red\nB. blue\n" in bare[0].prompt and bare[0].options == ["red", "blue"] and bare[0].answer == "B"
+    mixed = _write_rows(tmp_path / "mixed.jsonl", [dict(videomme, options=["A. red", "blue"], answer="B")])
+    with pytest.raises(ValueError, match=r"row 0, field 'options': options \[1\] have no letter prefix"):
+        load_benchmark("videomme", mixed)
+    for answer in ("B", "red"):
+        duplicated = [dict(videomme, options=["A. red", "B. red", "C. blue"], answer=answer)]
+        with pytest.raises(ValueError, match=r"row 0, field 'options': option 1 \('red'\) repeats option 0"):
+            load_benchmark("videomme", _write_rows(tmp_path / "dup.jsonl", duplicated))
+
+    lvb = dict(video_path="v1.mp4", id="l1", question="Which?")
+    gap = _write_rows(
+        tmp_path / "gap.jsonl", [dict(lvb, option0="red", option2="blue", option3="green", correct_choice=2)]
+    )
+    with pytest.raises(ValueError, match="LongVideoBench row 0: option1 is missing"):
+        load_benchmark("longvideobench_val", gap)
+    letter = _write_rows(
+        tmp_path / "letter.jsonl", [dict(lvb, candidates=["red", "blue", "green"], correct_choice="B")]
+    )
+    assert load_benchmark("longvideobench_val", letter)[0].answer == "B"
+    for bad in ("second", True):
+        rows = [dict(lvb, candidates=["red", "blue"], correct_choice=bad)]
+        with pytest.raises(ValueError, match="row 0, field 'correct_choice': expected the 0-based index"):
+            load_benchmark("longvideobench_val", _write_rows(tmp_path / "bad.jsonl", rows))
+
+
+def test_eval_config_refuses_a_bad_dtype_or_device_before_the_model_loads():
+    """`--dtype fp16` / `--device gpu` fail as the config is read, naming the setting, with the lmms plugin's rule."""
+    from tpo_hf.eval.config import EvalConfig
+
+    with pytest.raises(ValueError, match=r"`dtype`='fp16' is not a dtype; use one of auto, bfloat16"):
+        EvalConfig(model_name_or_path="m", benchmark="videomme", dtype="fp16")
+    with pytest.raises(ValueError, match=r"`dtype`='int8' is not a dtype"):
+        EvalConfig(model_name_or_path="m", benchmark="videomme", dtype="int8")
+    with pytest.raises(ValueError, match=r"`device`='gpu' is not a torch device"):
+        EvalConfig(model_name_or_path="m", benchmark="videomme", device="gpu")
+    EvalConfig(model_name_or_path="m", benchmark="videomme", dtype="float16", device="cuda:1")

@@ -100,3 +100,70 @@ def test_haystack_sampling_rate_and_size_cap(video_dir):
     assert [read_frame_stamp(frame) for frame in frames] == [4 * i + 2 for i in range(16)] + [2, 6, 10, 14]
     small = build_haystack([video_dir / "red_blue.mp4"], 40, max_side=64)  # loops over the 64-frame clip
     assert small.shape == (40, 32, 64, 3)
+
+
+# --- probe fixes: the haystack videos of a rerun ----------------------------------------------------------------------
+def test_a_rerun_reuses_the_haystack_videos_and_their_cached_answers(video_dir, tmp_path, caplog):
+    """Running the same V-NIAH eval again wrote every haystack mp4 again, so every cached answer was generated again
+    ("changed: video file"). Videos built from the same inputs are kept; other inputs write them again."""
+    import logging
+
+    from tpo_hf.eval.mcq import evaluate_mcq
+    from tpo_hf.processing import VideoPreferenceProcessor
+    from tpo_hf.tiny import build_tiny_model
+
+    model, processor = build_tiny_model("qwen2_vl")
+    processor = VideoPreferenceProcessor(processor, num_frames=2)
+    videos, cache = tmp_path / "videos", tmp_path / "cache_vniah.jsonl"
+
+    def run(needle=None):
+        samples = build_vniah_suite([video_dir / "red_blue.mp4"], videos, [4, 6], [0.0, 1.0], needle=needle)
+        run = evaluate_mcq(model, processor, samples, max_new_tokens=2, cache_path=cache, progress=False)
+        return samples, {path.name: path.stat().st_mtime_ns for path in videos.glob("*.mp4")}, run
+
+    first, written, _ = run()
+    samples, again, rerun = run()
+    assert again == written and rerun.computed == {} and len(rerun.cached["base"]) == 4
+    assert [(s.needle_start, s.needle_frames, s.video) for s in samples] == [
+        (s.needle_start, s.needle_frames, s.video) for s in first
+    ]
+    with caplog.at_level(logging.INFO, logger="tpo_hf.eval"):
+        _, other, changed = run(Needle(colour="magenta"))  # another needle: other videos, answered again
+    assert all(other[name] != written[name] for name in written) and len(changed.computed["base"]) == 4
+    assert "Writing the V-NIAH videos in" in caplog.text and "(changed: needle)" in caplog.text
+
+
+def test_the_haystacks_leave_out_the_evals_own_output_folder(video_dir, tmp_path):
+    """With output_dir inside the haystack folder, a rerun cut haystacks from its own needle videos too (each then
+    held a second needle, and every cached answer was thrown away). The eval's own output folder is left out."""
+    import shutil
+
+    from tpo_hf.eval.vniah import haystack_sources
+
+    hay = tmp_path / "videos"
+    hay.mkdir()
+    shutil.copy(video_dir / "red_blue.mp4", hay / "red_blue.mp4")
+    out = hay / "eval"
+    build_vniah_suite(haystack_sources(hay, out), out / "vniah_videos", [4], [0.0, 1.0])
+    assert list((out / "vniah_videos").glob("*.mp4"))  # the first run's needle videos, inside the haystack folder
+    assert haystack_sources(hay, out) == [hay / "red_blue.mp4"]
+    # with the haystack folder at output_dir, only the needle videos are left out
+    shutil.rmtree(out)
+    build_vniah_suite([hay / "red_blue.mp4"], hay / "vniah_videos", [4], [0.0])
+    assert haystack_sources(hay, hay) == [hay / "red_blue.mp4"]
+
+
+def test_eval_config_refuses_bad_vniah_settings_before_anything_runs(tmp_path):
+    """A bad needle or a missing haystack folder fails as `tpo-hf eval` reads its settings, not after the benchmark."""
+    from tpo_hf.eval.config import EvalConfig
+
+    settings = dict(model_name_or_path="m", benchmark="videomme", vniah=True, vniah_haystack_dir=str(tmp_path))
+    with pytest.raises(ValueError, match="`vniah_needle_colour` / `vniah_needle_shape`: Needle shape"):
+        EvalConfig(**settings | {"vniah_needle_shape": "star"})
+    with pytest.raises(ValueError, match="`vniah_needle_colour` / `vniah_needle_shape`: Needle colour 'mauve'"):
+        EvalConfig(**settings | {"vniah_needle_colour": "mauve"})
+    with pytest.raises(ValueError, match=r"`vniah_needle_frames` \(8\) must be shorter"):
+        EvalConfig(**settings | {"vniah_needle_frames": 8, "vniah_lengths": [8, 16]})
+    with pytest.raises(ValueError, match="V-NIAH needs a folder of haystack videos"):
+        EvalConfig(**settings | {"vniah_haystack_dir": str(tmp_path / "missing")})
+    EvalConfig(**settings)

@@ -370,3 +370,30 @@ def test_space_folder_installs_in_a_fresh_venv_and_answers_in_chromium(tiny_adap
     assert not running.is_relative_to(REPO_ROOT)  # ... not the checkout ...
     assert not any(running.is_relative_to(Path(p).resolve()) for p in site.getsitepackages())  # ... nor the system's
     assert (running.parent / f"tpo_hf-{tpo_hf.__version__}.dist-info").is_dir()
+
+
+def test_space_refuses_inputs_it_could_not_start_with(tmp_path):
+    """A missing local adapter, `num_frames` 0 or an unparseable `tpo_hf_requirement` are refused before anything is
+    written; a local adapter folder is named in the README as a folder, not linked as a Hub model."""
+    from huggingface_hub import SpaceCard
+
+    from tpo_hf.hub.space import write_space
+
+    release = "tpo-hf[demo]==0.1.0"  # no wheel is built
+    with pytest.raises(FileNotFoundError, match="--adapter .*no_such_adapter' is neither an existing local folder"):
+        write_space(tmp_path / "a", str(tmp_path / "no_such_adapter"), "tester/tiny-base", tpo_hf_requirement=release)
+    with pytest.raises(ValueError, match="--num_frames must be a whole number of at least 1, got 0"):
+        write_space(tmp_path / "b", "tester/tiny-tpo", "tester/tiny-base", num_frames=0, tpo_hf_requirement=release)
+    with pytest.raises(ValueError, match="--tpo_hf_requirement 'tpo-hf===' is not a valid requirements line"):
+        write_space(tmp_path / "c", "tester/tiny-tpo", "tester/tiny-base", tpo_hf_requirement="tpo-hf===")
+    with pytest.raises(ValueError, match="installs 'numpy', not tpo-hf"):
+        write_space(tmp_path / "d", "tester/tiny-tpo", "tester/tiny-base", tpo_hf_requirement="numpy")
+    assert not any((tmp_path / name).exists() for name in "abcd")
+
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    folder = write_space(tmp_path / "space", str(adapter), "tester/tiny-base", tpo_hf_requirement=release)
+    card = SpaceCard.load(folder / "README.md")
+    assert card.data.models == ["tester/tiny-base"]
+    assert f"`{adapter}` (a local folder)" in card.text and f"/{adapter})" not in card.text
+    assert "[tester/tiny-base](" in card.text

@@ -177,6 +177,22 @@ def load_family_model(model_id: str, family: Any, args: Any, quantization_config
     return create_model_from_path(model_id, architecture=family.load_model_class(), **kwargs)
 
 
+DTYPES = ("auto", "bfloat16", "float16", "float32")
+
+
+def check_dtype_name(dtype: Any, setting: str) -> None:
+    """The one dtype rule of the CLI and the lmms-eval plugin: "auto" or a floating-point torch dtype's name, checked
+    before a model loads (`resolve_dtype` would fail only then, or accept an integer dtype)."""
+    if not isinstance(dtype, str):
+        return
+    import torch
+
+    if dtype != "auto" and not (
+        isinstance(getattr(torch, dtype, None), torch.dtype) and getattr(torch, dtype).is_floating_point
+    ):
+        raise ValueError(f"{setting}={dtype!r} is not a dtype; use one of {', '.join(DTYPES)}.")
+
+
 def resolve_dtype(dtype: str | Any) -> Any:
     """`"auto"` stays as is; a name such as `"bfloat16"` becomes the `torch.dtype`."""
     import torch

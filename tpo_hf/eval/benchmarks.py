@@ -94,8 +94,22 @@ def check_sample(sample: MCQSample, benchmark: str, index: int) -> None:
     for position, option in enumerate(options):
         if not isinstance(option, str) or not option.strip():
             raise ValueError(f"{where}, field 'options': option {position} is {option!r:.60}, not a non-empty string.")
+    require_distinct_options(options, benchmark, index)
     if sample.num_frames is not None and (not isinstance(sample.num_frames, int) or sample.num_frames < 1):
         raise ValueError(f"{where}, field 'num_frames': expected a positive integer, got {sample.num_frames!r}.")
+
+
+def require_distinct_options(options: list[str], benchmark: str, index: int) -> None:
+    """Two options with one text make the question unanswerable (and an answer given as text ambiguous)."""
+    first_position: dict[str, int] = {}
+    for position, option in enumerate(options):
+        key = strip_option_prefix(str(option)).strip().lower()
+        if key in first_position:
+            raise ValueError(
+                f"{benchmark} row {index}, field 'options': option {position} ({option!r:.60}) repeats option "
+                f"{first_position[key]}; the options of a question must be distinct."
+            )
+        first_position[key] = position
 
 
 def require_list(row: dict[str, Any], names: tuple[str, ...], benchmark: str, index: int) -> list:
@@ -126,6 +140,7 @@ def _stable_id(*parts: str) -> str:
 
 def answer_letter(answer: Any, options: list[str], benchmark: str, index: int) -> str:
     """A letter, an index, or the option text itself -> the letter."""
+    require_distinct_options(options, benchmark, index)
     letters = option_letters(len(options))
     if isinstance(answer, int) and not isinstance(answer, bool):
         if 0 <= answer < len(options):
@@ -169,6 +184,25 @@ def _variant(variants: dict[str, dict[str, Any]], variant: str, benchmark: str) 
     if variant not in variants:
         raise ValueError(f"{benchmark} has no prompt variant {variant!r}; lmms-eval's are {sorted(variants)}.")
     return variants[variant]
+
+
+def _videomme_lettered_options(raw_options: list[Any], index: int) -> list[str]:
+    """Video-MME's options carry their letter ("A. red"), which the prompt lists as is; a copy stored without the
+    letters gets "A. ", "B. ", ... so the prompt still shows the letters it asks for. A row mixing both is refused:
+    which letter a bare option means would be a guess."""
+    if not all(isinstance(option, str) for option in raw_options):
+        return raw_options  # refused below, naming the option that is not text
+    lettered = [strip_option_prefix(option) != option.strip() for option in raw_options]
+    if all(lettered):
+        return raw_options
+    if not any(lettered):
+        letters = option_letters(len(raw_options))
+        return [f"{letter}. {option.strip()}" for letter, option in zip(letters, raw_options)]
+    bare = [position for position, has_letter in enumerate(lettered) if not has_letter]
+    raise ValueError(
+        f"Video-MME row {index}, field 'options': options {bare} have no letter prefix (\"A. ...\") but the others "
+        f"do; store all options with their letter or all without."
+    )
 
 
 def _videomme_question(row: dict[str, Any], raw_options: list[str], kwargs: dict[str, Any]) -> str:
@@ -227,7 +261,7 @@ def videomme_sample(
     `subtitles`, `videomme_doc_to_text_subtitle`, reading `<subtitle_dir>/<videoID>.srt`)."""
     video = str(require_field(row, ("videoID",), "Video-MME", index))
     question = str(require_field(row, ("question",), "Video-MME", index))
-    raw_options = require_list(row, ("options",), "Video-MME", index)
+    raw_options = _videomme_lettered_options(require_list(row, ("options",), "Video-MME", index), index)
     options = [strip_option_prefix(option) for option in raw_options]
     if subtitles:
         kwargs = _variant(VIDEOMME_SUBTITLE_VARIANTS, variant, "videomme_w_subtitle")
@@ -313,18 +347,36 @@ def longvideobench_sample(row: dict[str, Any], index: int, variant: str = "defau
     if row.get("candidates") is not None:
         options = [str(c) for c in require_list(row, ("candidates",), "LongVideoBench", index)]
     else:
-        options = [str(row[f"option{i}"]) for i in range(5) if row.get(f"option{i}") not in (None, "N/A")]
+        present = [i for i in range(5) if row.get(f"option{i}") not in (None, "N/A")]
+        if present != list(range(len(present))):  # renumbering past a gap would move `correct_choice`
+            missing = [i for i in range(max(present)) if i not in present]
+            raise ValueError(
+                f"LongVideoBench row {index}: option{missing[0]} is missing but option{max(present)} is set; "
+                f"`correct_choice` indexes option0..option4, so they must have no gaps."
+            )
+        options = [str(row[f"option{i}"]) for i in present]
     if not options:
         raise KeyError(f"LongVideoBench row {index} has neither `candidates` nor `option0`..`option4`.")
     letters = option_letters(len(options))
     listed = question + "\n" + "\n".join(f"{letter}. {option}" for letter, option in zip(letters, options))
     correct = require_field(row, ("correct_choice",), "LongVideoBench", index)
+    if isinstance(correct, str) and correct.strip().upper() in option_letters(5):
+        correct = option_letters(5).index(correct.strip().upper())
+    try:
+        if isinstance(correct, bool):  # int(True) would silently pick option 1
+            raise TypeError
+        correct = int(correct)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"LongVideoBench row {index}, field 'correct_choice': expected the 0-based index of the correct option "
+            f"(or its letter A-E), got {correct!r:.60}."
+        ) from None
     return MCQSample(
         sample_id=str(row.get("id") or f"{video}-{_stable_id(question)}"),
         video=video,
         question=question,
         options=options,
-        answer=answer_letter(int(correct), options, "LongVideoBench", index),
+        answer=answer_letter(correct, options, "LongVideoBench", index),
         prompt=f"{kwargs['pre_prompt']}{listed}\n{kwargs['post_prompt']}",
         breakdowns={
             name: str(row[name]) for name in ("duration_group", "question_category") if row.get(name) is not None

@@ -147,3 +147,43 @@ class EvalConfig(VideoSettings):
         for depth in self.vniah_depths:
             if not 0.0 <= depth <= 1.0:
                 raise ValueError(f"`vniah_depths` must lie in [0, 1], got {depth}.")
+        # checked here, not when the model has loaded (or the whole benchmark has run before V-NIAH starts)
+        from ..models import check_dtype_name
+
+        check_dtype_name(self.dtype, "`dtype`")
+        if self.device is not None:
+            import torch
+
+            try:
+                torch.device(self.device)
+            except (RuntimeError, TypeError, ValueError) as error:
+                raise ValueError(
+                    f"`device`={self.device!r} is not a torch device (e.g. cuda, cuda:1, cpu, mps): {error}"
+                ) from None
+        if self.vniah:
+            self._check_vniah()
+
+    def _check_vniah(self) -> None:
+        import os
+
+        from .vniah import Needle
+
+        try:  # the needle's own checks: a known colour, circle or square
+            Needle(
+                colour=self.vniah_needle_colour,
+                shape=self.vniah_needle_shape,
+                num_frames=self.vniah_needle_frames,
+                text=self.vniah_needle_text,
+            )
+        except ValueError as error:
+            raise ValueError(f"`vniah_needle_colour` / `vniah_needle_shape`: {error}") from None
+        if self.vniah_needle_frames >= min(self.vniah_lengths):
+            raise ValueError(
+                f"`vniah_needle_frames` ({self.vniah_needle_frames}) must be shorter than every haystack in "
+                f"`vniah_lengths` {self.vniah_lengths}."
+            )
+        haystack_dir = self.vniah_haystack_dir or self.video_dir
+        if not haystack_dir or not os.path.isdir(haystack_dir):
+            raise ValueError(
+                f"V-NIAH needs a folder of haystack videos: set `vniah_haystack_dir` (got {haystack_dir})."
+            )

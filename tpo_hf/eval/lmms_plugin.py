@@ -23,7 +23,7 @@ from typing import Any
 
 from lmms_eval.api.model import lmms
 
-from ..models import load_video_model
+from ..models import check_dtype_name, load_video_model
 from ..video_settings import DEFAULT_NUM_FRAMES, VideoSettings
 
 MODEL_ID = "tpo_hf"
@@ -37,7 +37,6 @@ def manifest() -> Any:
 
 
 TRUE_WORDS, FALSE_WORDS = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
-DTYPES = ("auto", "bfloat16", "float16", "float32")
 
 
 def _as_bool(value: Any, key: str = "use_adapter") -> bool:
@@ -71,14 +70,7 @@ def _as_int(value: Any, key: str, minimum: int | None = None, optional: bool = F
 
 
 def _check_dtype(dtype: Any) -> None:
-    if not isinstance(dtype, str):
-        return
-    import torch
-
-    if dtype != "auto" and not (
-        isinstance(getattr(torch, dtype, None), torch.dtype) and getattr(torch, dtype).is_floating_point
-    ):
-        raise ValueError(f"--model_args dtype={dtype!r} is not a dtype; use one of {', '.join(DTYPES)}.")
+    check_dtype_name(dtype, "--model_args dtype")
 
 
 class TPOHFModel(lmms):

@@ -12,6 +12,7 @@ adapter, so a new adapter evaluated beside the same base reuses the base answers
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import os
@@ -21,7 +22,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from ..fingerprint import changed_fields, file_identity, key_hash
+from ..fingerprint import changed_fields, file_identity, key_hash, no_space_left
 from ..processing import VideoPreferenceProcessor
 from .answers import UNPARSEABLE, extract_answer_letter
 from .benchmarks import MCQSample, find_video
@@ -67,6 +68,14 @@ class SampleResult:
         return (self.model, self.fingerprint, self.sample_id, self.num_frames)
 
 
+# errors that say a file or folder cannot be written at all (permissions, an immutable file, a read-only mount)
+NOT_WRITABLE_ERRNOS = (errno.EACCES, errno.EPERM, errno.EROFS)
+
+
+class ResultsCacheError(OSError):
+    """The results cache cannot be written (not writable, or the disk is full); the message names the file."""
+
+
 class ResultsCache:
     """Finished samples in a JSONL file, one line per (model tag, fingerprint, sample id, frames), appended and
     flushed as each batch finishes so that an interrupted run loses at most the batch in flight."""
@@ -105,27 +114,60 @@ class ResultsCache:
         """The last cached answer of `tag` to `sample_id`, made with any weights and frames."""
         return self.latest.get((tag, sample_id))
 
+    def check_writable(self) -> None:
+        """Refuses a cache file (or its folder) that cannot be written, before any answer is generated: else the
+        first batch is generated, then lost when its answers cannot be appended."""
+        if self.path is None:
+            return
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self.path.open("ab"):  # creates it empty, or opens it as an append would, changing nothing
+                pass
+        except OSError as error:
+            if error.errno not in NOT_WRITABLE_ERRNOS:
+                raise
+            raise ResultsCacheError(
+                f"Results cache {self.path} is not writable ({error.strerror}): nothing was generated; make it (or "
+                "its folder) writable, or evaluate into another output_dir."
+            ) from error
+
     def add(self, results: list[SampleResult]) -> None:
         for result in results:
             self.records[result.key] = result
             self.latest[(result.model, result.sample_id)] = result
         if self.path is not None and results:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with self.path.open("a+b") as handle:  # appends go to the end wherever the handle was read
-                if handle.seek(0, os.SEEK_END) > 0:
-                    handle.seek(-1, os.SEEK_END)
-                    if handle.read(1) != b"\n":
-                        # a line cut short by a run killed mid-write: ended here, so that the next record is a line
-                        # of its own (the torn line is skipped when read, and its sample generated again)
-                        logger.warning(
-                            "Results cache %s ends in a torn line (a run killed mid-write?); appending after it.",
-                            self.path,
-                        )
-                        handle.write(b"\n")
-                for result in results:
-                    handle.write((json.dumps(asdict(result)) + "\n").encode())
-                handle.flush()
-                os.fsync(handle.fileno())
+            try:
+                self._append(self.path, results)
+            except OSError as error:
+                if error.errno in NOT_WRITABLE_ERRNOS:
+                    reason, remedy = f"it is not writable ({error.strerror})", "make it writable"
+                else:
+                    reason, remedy = no_space_left(error, self.path.parent), "free space"
+                    if reason is None:
+                        raise
+                raise ResultsCacheError(
+                    f"Could not append {len(results)} answer(s) to results cache {self.path}: {reason}. The answers "
+                    f"already written there are kept: {remedy} and rerun the same command to resume (only the answers "
+                    "missing from the cache are generated)."
+                ) from error
+
+    def _append(self, path: Path, results: list[SampleResult]) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a+b") as handle:  # appends go to the end wherever the handle was read
+            if handle.seek(0, os.SEEK_END) > 0:
+                handle.seek(-1, os.SEEK_END)
+                if handle.read(1) != b"\n":
+                    # a line cut short by a run killed mid-write: ended here, so that the next record is a line
+                    # of its own (the torn line is skipped when read, and its sample generated again)
+                    logger.warning(
+                        "Results cache %s ends in a torn line (a run killed, or a full disk?); appending after it.",
+                        path,
+                    )
+                    handle.write(b"\n")
+            for result in results:
+                handle.write((json.dumps(asdict(result)) + "\n").encode())
+            handle.flush()
+            os.fsync(handle.fileno())
 
 
 @dataclass
@@ -292,6 +334,7 @@ def evaluate_mcq(
     variants = model_variants(model, compare_base)
     fingerprints = {tag: fingerprint if isinstance(fingerprint, str) else fingerprint[tag] for tag in variants}
     cache = ResultsCache(cache_path, cache_read_also)
+    cache.check_writable()
     computed: dict[str, list[str]] = defaultdict(list)
     cached: dict[str, list[str]] = defaultdict(list)
     by_key: dict[tuple[str, str], SampleResult] = {}

@@ -22,7 +22,6 @@ from typing import Any
 from ..fingerprint import model_identity
 from ..locks import output_dir_lock, refuse_if_locked
 from ..models import adapter_base_mismatch, adapter_base_model, check_adapter_folder, load_video_model
-from ..video import list_video_files
 from ..video_settings import VideoSettings
 from .config import EvalConfig
 
@@ -74,7 +73,7 @@ def _evaluate_locked(config: EvalConfig, model: Any, processor: Any) -> dict[str
     from .benchmarks import LMMS_EVAL_STOP, LMMS_EVAL_VERSION, get_benchmark, lmms_eval_predictions, load_benchmark
     from .mcq import ADAPTER_TAG, BASE_TAG, evaluate_mcq, weights_fingerprint
     from .results import eval_results, markdown_table, write_results_json
-    from .vniah import Needle, build_vniah_suite, plot_vniah_heatmap, vniah_scores
+    from .vniah import Needle, build_vniah_suite, haystack_sources, plot_vniah_heatmap, vniah_scores
 
     output_dir = Path(config.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -222,7 +221,7 @@ def _evaluate_locked(config: EvalConfig, model: Any, processor: Any) -> dict[str
             raise ValueError(
                 f"V-NIAH needs a folder of haystack videos: set `vniah_haystack_dir` (got {haystack_dir})."
             )
-        haystack_videos = [str(path) for path in list_video_files(haystack_dir)]
+        haystack_videos = [str(path) for path in haystack_sources(haystack_dir, output_dir)]
         if not haystack_videos:
             raise ValueError(f"V-NIAH found no videos in {haystack_dir} to cut haystacks from; nothing to evaluate.")
         needle = Needle(

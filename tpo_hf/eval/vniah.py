@@ -9,18 +9,28 @@ laid out per (length, depth) and drawn as a heatmap (depth on the y axis, length
 
 from __future__ import annotations
 
+import hashlib
+import json
+import logging
 import os
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..fingerprint import atomic_write_json, changed_fields, file_identity
 from ..synthetic import COLOURS, write_video
 from .answers import option_letters
 from .benchmarks import MCQSample
 
+logger = logging.getLogger(__name__)
+
 NEEDLE_QUESTION = "One frame of this video shows a big coloured {shape}. What colour is the {shape}?"
+# Written beside the haystack videos: what they were built from and their identities, so that a rerun reuses them
+# (rewritten, each would have a new modification time and its cached answers would be generated again)
+SUITE_MANIFEST = "vniah_suite.json"
+SUITE_FORMAT_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -151,6 +161,26 @@ class VNIAHSample(MCQSample):
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+def haystack_sources(haystack_dir: str | os.PathLike, output_dir: str | os.PathLike) -> list[Path]:
+    """The videos under `haystack_dir` to cut haystacks from, less the files under the eval's own `output_dir` when
+    it lies inside `haystack_dir`: the needle videos a run writes to `output_dir/vniah_videos` are not haystacks for
+    the next run (each would carry a second needle, and every cached answer would be thrown away). With
+    `haystack_dir` at or under `output_dir`, only `output_dir/vniah_videos` is left out (as curation does for its
+    output inside `video_dir`)."""
+    from ..video import list_video_files
+
+    root, output = Path(haystack_dir).resolve(), Path(output_dir).resolve()
+    own = output / "vniah_videos" if root.is_relative_to(output) else output
+    paths = list_video_files(haystack_dir)
+    if not own.is_relative_to(root):
+        return paths
+    inside = own.relative_to(root)  # compared as paths relative to haystack_dir, as listed (links not followed)
+    kept = [path for path in paths if not path.relative_to(haystack_dir).is_relative_to(inside)]
+    if len(kept) < len(paths):
+        logger.info("Left out %d video file(s) under the eval's own output folder %s.", len(paths) - len(kept), own)
+    return kept
+
+
 def build_vniah_suite(
     haystack_videos: list[str | os.PathLike],
     output_dir: str | os.PathLike,
@@ -169,23 +199,54 @@ def build_vniah_suite(
     Every sample's `num_frames` is its length: the model sees every frame, so the needle is never skipped by frame
     sampling. Options are the needle colour and its distractors, in a fixed shuffled order per sample.
     `haystack_fps` and `max_side` are passed to `build_haystack`; the other arguments are the grid and the needle.
+    Videos already in `output_dir` and built from the same inputs (`SUITE_MANIFEST`) are reused, not written again,
+    so that their cached answers are reused too.
     """
 
     needle = needle or Needle()
-    output_dir = Path(output_dir)
+    output_dir = Path(output_dir).resolve()
     output_dir.mkdir(parents=True, exist_ok=True)
+    names = {
+        (length, depth): f"vniah_len{length}_depth{int(round(depth * 100)):03d}.mp4"
+        for length in lengths
+        for depth in depths
+    }
+    inputs = {
+        "format": SUITE_FORMAT_VERSION,
+        "haystack_videos": [file_identity(os.path.realpath(path)) for path in haystack_videos],
+        "lengths": list(lengths),
+        "depths": list(depths),
+        "needle": asdict(needle),
+        "needle_clip": None
+        if needle_clip_frames is None
+        else [list(needle_clip_frames.shape), hashlib.sha256(np.ascontiguousarray(needle_clip_frames)).hexdigest()],
+        "fps": fps,
+        "height": height,
+        "width": width,
+        "haystack_fps": haystack_fps,
+        "max_side": max_side,
+    }
+    manifest = output_dir / SUITE_MANIFEST
+    stale = _stale_suite(manifest, inputs, [output_dir / name for name in names.values()])
+    if stale:
+        if manifest.exists():
+            logger.info("Writing the V-NIAH videos in %s again (changed: %s).", output_dir, ", ".join(stale))
+        manifest.unlink(missing_ok=True)  # a rebuild cut short must not look finished
+        longest = build_haystack(haystack_videos, max(lengths), height, width, haystack_fps, max_side)
+        needle_frames = needle_clip(needle, *longest.shape[1:3], needle_clip_frames)
+        for (length, depth), name in names.items():
+            write_video(output_dir / name, insert_needle(longest[:length], needle_frames, depth)[0], fps=fps)
+        videos = {name: file_identity(output_dir / name) for name in names.values()}
+        atomic_write_json(manifest, {"inputs": inputs, "videos": videos})
+    needle_length = len(needle_clip_frames) if needle_clip_frames is not None else needle.num_frames
     samples = []
-    longest = build_haystack(haystack_videos, max(lengths), height, width, haystack_fps, max_side)
-    height, width = longest.shape[1:3]
-    needle_frames = needle_clip(needle, height, width, needle_clip_frames)
     colours = [needle.colour, *needle.distractors]
     letters = option_letters(len(colours))
     question = NEEDLE_QUESTION.format(shape=needle.shape)
     for length in lengths:
         for depth in depths:
-            video, start = insert_needle(longest[:length], needle_frames, depth)
-            name = f"vniah_len{length}_depth{int(round(depth * 100)):03d}.mp4"
-            write_video(output_dir / name, video, fps=fps)
+            start = needle_start(length, needle_length, depth)  # where `insert_needle` put it
+            name = names[(length, depth)]
             rotation = (lengths.index(length) * len(depths) + depths.index(depth)) % len(colours)
             options = colours[rotation:] + colours[:rotation]
             listed = question + "\n" + "\n".join(f"{letter}. {option}" for letter, option in zip(letters, options))
@@ -202,10 +263,26 @@ def build_vniah_suite(
                     length=length,
                     depth=depth,
                     needle_start=start,
-                    needle_frames=len(needle_frames),
+                    needle_frames=needle_length,
                 )
             )
     return samples
+
+
+def _stale_suite(manifest: Path, inputs: dict[str, Any], videos: list[Path]) -> list[str]:
+    """What makes the V-NIAH videos in a folder unusable for `inputs` (the changed inputs, or "videos": one missing
+    or changed since it was written), or [] when they can be reused."""
+    try:
+        recorded = json.loads(manifest.read_text())
+        recorded_inputs, recorded_videos = recorded["inputs"], recorded["videos"]
+    except (OSError, ValueError, TypeError, KeyError):
+        return ["no record of how the videos were built"]
+    changed = changed_fields(recorded_inputs, inputs)
+    if changed:
+        return changed
+    if any(recorded_videos.get(video.name) != file_identity(video) for video in videos):
+        return ["videos"]
+    return []
 
 
 def vniah_scores(samples: list[VNIAHSample], results: list[Any]) -> dict[str, Any]:

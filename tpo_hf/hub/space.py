@@ -43,7 +43,7 @@ def space_requirements(tpo_hf_requirement: str | None = None, wheel: str | None 
     from packaging.requirements import Requirement
 
     if tpo_hf_requirement:
-        lines = [tpo_hf_requirement]
+        lines = [str(check_tpo_hf_requirement(tpo_hf_requirement))]
     else:
         lines = [f"# tpo-hf itself is {wheel}, unpacked by app.py (the Space builder installs this file before it"]
         lines.append("# copies the repository, so the wheel cannot be named here)")
@@ -56,6 +56,57 @@ def space_requirements(tpo_hf_requirement: str | None = None, wheel: str | None 
         # platform markers stay (decord installs on x86-64 Linux and Windows only)
         lines.append(str(requirement))
     return "\n".join(lines) + "\n"
+
+
+def check_tpo_hf_requirement(line: str) -> Any:
+    """`--tpo_hf_requirement` parsed as pip would read it (a `packaging` `Requirement` of tpo-hf): refused here, not
+    when the Space builder fails to install it."""
+    from packaging.requirements import InvalidRequirement, Requirement
+    from packaging.utils import canonicalize_name
+
+    try:
+        requirement = Requirement(line)
+    except InvalidRequirement as error:
+        reason = str(error).splitlines()[0]  # packaging adds the line and a caret below it
+        raise ValueError(f"--tpo_hf_requirement {line!r} is not a valid requirements line: {reason}") from None
+    if canonicalize_name(requirement.name) != "tpo-hf":
+        raise ValueError(
+            f"--tpo_hf_requirement {line!r} installs {requirement.name!r}, not tpo-hf; e.g. "
+            "'tpo-hf[demo] @ git+https://...' or 'tpo-hf[demo]==X'."
+        )
+    return requirement
+
+
+def _is_hub_model_id(name: str) -> bool:
+    """A Hub repo id that is not a local path (a local folder of that name wins, as in `from_pretrained`)."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    if Path(name).exists():
+        return False
+    try:
+        validate_repo_id(name)
+    except HFValidationError:
+        return False
+    return True
+
+
+def _model_link(name: str | None, hub_url: str) -> str:
+    """A Hub model as a link to its page; a local folder as plain text (it has no page on the Hub)."""
+    if name is None:
+        return "the base model"
+    return f"[{name}]({hub_url}/{name})" if _is_hub_model_id(name) else f"`{name}` (a local folder)"
+
+
+def _check_space_inputs(adapter: str, num_frames: int | None, tpo_hf_requirement: str | None) -> None:
+    """What `write_space` would otherwise write into a Space that cannot start, refused before anything is written."""
+    if not Path(adapter).is_dir() and not (_is_hub_model_id(adapter) and "/" in adapter):
+        raise FileNotFoundError(
+            f"--adapter {adapter!r} is neither an existing local folder nor a Hub repo id (namespace/name)."
+        )
+    if num_frames is not None and (isinstance(num_frames, bool) or not isinstance(num_frames, int) or num_frames < 1):
+        raise ValueError(f"--num_frames must be a whole number of at least 1, got {num_frames!r}.")
+    if tpo_hf_requirement:
+        check_tpo_hf_requirement(tpo_hf_requirement)
 
 
 def _is_tpo_hf_checkout(root: Path) -> bool:
@@ -183,6 +234,7 @@ def write_space(
     `tpo-hf[demo] @ git+https://...` or, once released, `tpo-hf[demo]==X`); by default a wheel of the running tpo-hf
     is written into the folder instead and `app.py` unpacks it on its first start.
     """
+    _check_space_inputs(adapter, num_frames, tpo_hf_requirement)
     import gradio
 
     output_dir = Path(output_dir)
@@ -206,7 +258,7 @@ def write_space(
         sdk="gradio",
         sdk_version=gradio.__version__,
         app_file="app.py",
-        models=[model for model in (adapter, base_model) if model],
+        models=[model for model in (adapter, base_model) if model and _is_hub_model_id(model)],
         tags=[TPO_TAG, "tpo", "video", "video-text-to-text"],
         short_description="Base vs. TPO answers to questions about a video",
     )
@@ -214,9 +266,8 @@ def write_space(
         card_data,
         template_path=str(template_path("space_readme.md")),
         title=title,
-        adapter=adapter,
-        base_model=base_model or "the base model",
-        hub_url=constants.ENDPOINT,
+        adapter_link=_model_link(adapter, constants.ENDPOINT),
+        base_model_link=_model_link(base_model, constants.ENDPOINT),
     )
     card.save(output_dir / "README.md")
     for old in output_dir.glob("tpo_hf-*.whl"):
