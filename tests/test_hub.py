@@ -341,3 +341,21 @@ def test_push_uploads_only_model_files_and_lists_the_rest(hub, tmp_path):
     ]
     for left in ("eval/results.json (2 B)", "optimizer_dump.pt (2.0 kB)", "wandb/debug.log (3 B)", "notes.txt (5 B)"):
         assert left in pushed.stderr
+
+
+def test_push_failed_under_hf_hub_offline_says_to_unset_it(tmp_path, monkeypatch):
+    """`tpo-hf push` with HF_HUB_OFFLINE=1 still exported said "Rerun once the Hub is reachable": wrong advice, the
+    Hub was never asked. The message says to rerun with HF_HUB_OFFLINE unset."""
+    import huggingface_hub.constants
+
+    from tpo_hf.hub.push import PushError, push_adapter
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "base_model_name_or_path": "x"}))
+    _weights(adapter / "adapter_model.safetensors")
+    with pytest.raises(PushError) as raised:
+        push_adapter(adapter, "tester/offline", token="hf_local_test_token")
+    message = str(raised.value)
+    assert "once the Hub is reachable" not in message and "HF_HUB_OFFLINE=0 tpo-hf push" in message, message

@@ -906,12 +906,13 @@ def test_a_lock_left_by_a_killed_run_is_taken_over(video_dir, tmp_path, caplog):
 
 
 def test_the_lock_file_decides_by_pid_on_this_host_and_by_flock_elsewhere(tmp_path, monkeypatch):
-    """What a lock file whose flock is free means: its holder is gone, unless the pid it names still runs on this host
-    (a file system where flock does nothing); a holder on another host is gone once its flock is free."""
+    """What a lock file whose flock is free means: its holder is gone (a record copied from a live run's folder
+    included). Without flock, the pid decides: a live pid on this host holds it, one on another host does not."""
     import os
     import subprocess
     import sys
 
+    import tpo_hf.locks
     from tpo_hf.locks import LOCK_NAME, OutputDirLockedError, output_dir_lock
 
     folder = tmp_path / "out"
@@ -920,14 +921,19 @@ def test_the_lock_file_decides_by_pid_on_this_host_and_by_flock_elsewhere(tmp_pa
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     try:
-        for holder, refused in (
-            ({"pid": live.pid, "host": socket.gethostname()}, True),
-            ({"pid": dead.pid, "host": socket.gethostname()}, False),
-            ({"pid": live.pid, "host": "another-host"}, False),
+        for flock_works, holder, refused in (
+            (True, {"pid": live.pid, "host": socket.gethostname()}, False),
+            (True, {"pid": dead.pid, "host": socket.gethostname()}, False),
+            (True, {"pid": live.pid, "host": "another-host"}, False),
+            (False, {"pid": live.pid, "host": socket.gethostname()}, True),
+            (False, {"pid": dead.pid, "host": socket.gethostname()}, False),
+            (False, {"pid": live.pid, "host": "another-host"}, True),
         ):
+            if not flock_works:  # a file system without flock: the pid decides
+                monkeypatch.setattr(tpo_hf.locks, "fcntl", None)
             (folder / LOCK_NAME).write_text(json.dumps({**holder, "command": "tpo-hf train", "what": "train"}))
             if refused:
-                with pytest.raises(OutputDirLockedError, match=f"pid {live.pid} on host {socket.gethostname()}"):
+                with pytest.raises(OutputDirLockedError, match=f"pid {live.pid} on host {holder['host']}"):
                     with output_dir_lock(folder, "eval"):
                         pass
             else:
@@ -1765,3 +1771,668 @@ def test_a_lock_path_that_is_a_directory_is_named(tmp_path):
             pass
     assert f"{lock} (tpo-hf's lock file for {tmp_path / 'out'}) is a directory, not a file" in str(raised.value)
     refuse_if_locked(tmp_path / "out", "push")
+
+
+# --- third probe: dataset columns and model loading -------------------------------------------------------------------
+def test_stale_reference_log_prob_columns_are_dropped_named_before_the_reference_pass(video_dir, tmp_path, caplog):
+    """f09b: `ref_chosen_logps` / `ref_rejected_logps` left in a dataset by an earlier precompute are dropped with a
+    warning naming them, before the reference pass (which then adds its own, not Arrow's "duplicated columns")."""
+    rows = [dict(row, ref_chosen_logps=0.0, ref_rejected_logps=-1000.0) for row in preference_rows(repeat=1)]
+    Dataset.from_list(rows).save_to_disk(str(tmp_path / "data"))
+    dataset = load_from_disk(str(tmp_path / "data"))  # on disk: TRL caches the log-probs beside it
+    model, processor = build_tiny_model(FAMILY)
+    with caplog.at_level(logging.WARNING, logger="tpo_hf.dataset_checks"):
+        trainer = TPOTrainer(
+            model,
+            args=make_args(tmp_path, video_dir, precompute_ref_log_probs=True),
+            train_dataset=dataset,
+            processing_class=processor,
+            peft_config=lora(),
+        )
+    assert "dropped its column(s) ['ref_chosen_logps', 'ref_rejected_logps']" in caplog.text
+    assert "computed again" in caplog.text
+    computed = torch.tensor(trainer.train_dataset["ref_chosen_logps"])
+    assert torch.isfinite(computed).all() and (computed != 0.0).all()
+    caplog.clear()
+    model, processor = build_tiny_model(FAMILY)
+    with caplog.at_level(logging.WARNING, logger="tpo_hf.dataset_checks"):
+        trainer = make_trainer(model, processor, rows, tmp_path, video_dir)  # no precompute: not read either
+    assert "ref_chosen_logps" not in trainer.train_dataset.column_names and "at each step" in caplog.text
+
+
+def test_a_video_feature_column_trains_from_its_files(video_dir, tmp_path, monkeypatch):
+    """f10c: a `video` column of `datasets.Video` features (which `datasets` decodes only through torchcodec) is read
+    as paths: embedded bytes of a `save_to_disk` folder are written once to the video cache, plain paths kept."""
+    from datasets import Video
+
+    from tpo_hf.data import load_preference_dataset
+
+    monkeypatch.setenv("TPO_HF_VIDEO_CACHE", str(tmp_path / "cache"))
+    rows = [dict(row, video=str(video_dir / row["video"])) for row in preference_rows(repeat=1)]
+    dataset = Dataset.from_list(rows).cast_column("video", Video())
+    dataset.save_to_disk(str(tmp_path / "data"))  # embeds the files' bytes, keeping only their base names
+    loaded = load_preference_dataset(str(tmp_path / "data"))
+    for row, path in zip(rows, loaded["video"]):
+        assert path.startswith(str(tmp_path / "cache")) and Path(path).name == Path(row["video"]).name
+        assert Path(path).read_bytes() == Path(row["video"]).read_bytes()
+    assert load_preference_dataset(str(tmp_path / "data"))["video"] == loaded["video"]  # same files again
+    model, processor = build_tiny_model(FAMILY)
+    trainer = make_trainer(model, processor, dataset, tmp_path, video_dir)  # in memory: the paths as given
+    assert trainer.train_dataset["video"] == [row["video"] for row in rows]
+    trainer.train()
+
+
+# --- third probe: checkpoints and resume ------------------------------------------------------------------------------
+def _resumable_from(model_dir, video_dir, tmp_path, max_steps, **overrides):
+    """Like `_resumable`, on the model saved in `model_dir` (given by path, as `tpo-hf train` gives it)."""
+    settings = {"max_steps": max_steps, "save_strategy": "steps", "save_steps": 1, **overrides}
+    return TPOTrainer(
+        str(model_dir),
+        args=make_args(tmp_path, video_dir, **settings),
+        train_dataset=Dataset.from_list(preference_rows(repeat=1)),
+        peft_config=lora(),
+    )
+
+
+def test_resume_on_another_base_model_or_chat_template_is_refused_naming_it(video_dir, tmp_path):
+    """f05/f07: a resume with `--model_name_or_path` at another base (same family, other weights), or after the
+    model folder's chat_template.jinja was edited, trained half the steps on each, exit 0, no warning."""
+    from tpo_hf.checkpoints import CheckpointError
+    from tpo_hf.tiny import save_tiny_model
+
+    base, other = save_tiny_model(tmp_path / "base", FAMILY), save_tiny_model(tmp_path / "other", FAMILY, seed=1)
+    _resumable_from(base, video_dir, tmp_path, 1).train()
+    with pytest.raises(CheckpointError, match=rf"changed: base model {base} -> {other}\)"):
+        _resumable_from(other, video_dir, tmp_path, 2).train(resume_from_checkpoint=True)
+    template = base / "chat_template.jinja"
+    original = template.read_text()
+    template.write_text("<|im_start|>system\nYou are a careful video analyst.<|im_end|>\n" + original)
+    with pytest.raises(CheckpointError) as info:  # one change named, not the base model's files again
+        _resumable_from(base, video_dir, tmp_path, 2).train(resume_from_checkpoint=True)
+    assert "changed: chat template sha256 " in str(info.value) and "careful video analyst" in str(info.value)
+    assert "base model" not in str(info.value)
+    template.write_text(original)
+    save_tiny_model(base, FAMILY, seed=1)  # other weights saved into the same folder
+    with pytest.raises(CheckpointError, match=rf"base model {base}: .*model\.safetensors.* changed since the"):
+        _resumable_from(base, video_dir, tmp_path, 2).train(resume_from_checkpoint=True)
+
+
+def test_a_checkpoint_missing_a_file_a_resume_needs_is_named_and_skipped(video_dir, tmp_path, caplog):
+    """f08/f09: a checkpoint without optimizer.pt and scheduler.pt resumed silently with a new learning-rate schedule
+    and Adam state; one without adapter_model.safetensors failed in transformers' "Can't find a valid checkpoint"."""
+    import re
+
+    from tpo_hf.checkpoints import CHECKPOINT_COMPLETE_FILE, CheckpointError, damaged_file
+
+    first = _resumable(video_dir, tmp_path, 2)
+    first.train()
+    output = Path(first.args.output_dir)
+    previous, newest = output / "checkpoint-1", output / "checkpoint-2"
+    (newest / "optimizer.pt").unlink()
+    (newest / "scheduler.pt").unlink()
+    resumed = _resumable(video_dir, tmp_path, 3)
+    with caplog.at_level(logging.WARNING, logger="tpo_hf.checkpoints"):
+        resumed.train(resume_from_checkpoint=True)
+    assert f"{newest / 'optimizer.pt'} is missing (the optimizer's state" in caplog.text
+    assert f"Falling back to {previous}" in caplog.text
+    assert [entry["step"] for entry in resumed.state.log_history if "loss" in entry] == [1, 2, 3]
+    (newest / "adapter_model.safetensors").unlink()
+    with pytest.raises(CheckpointError, match=re.escape(f"{newest / 'adapter_model.safetensors'} is missing")) as info:
+        _resumable(video_dir, tmp_path, 3).train(resume_from_checkpoint=str(newest))
+    assert f"--resume_from_checkpoint {previous}" in str(info.value)
+    for folder in output.glob("checkpoint-*"):
+        (folder / "trainer_state.json").unlink()
+    with pytest.raises(CheckpointError, match=r"trainer_state\.json is missing .* no older complete checkpoint"):
+        _resumable(video_dir, tmp_path, 3).train(resume_from_checkpoint=True)
+    # a run with save_only_model=True keeps no optimizer nor scheduler: their absence is not damage there
+    record = json.loads((previous / CHECKPOINT_COMPLETE_FILE).read_text())
+    assert record["save_only_model"] is False
+    (previous / "trainer_state.json").write_text(json.dumps({"global_step": 1}))
+    (previous / "optimizer.pt").unlink()
+    assert damaged_file(previous)[0] == str(previous / "optimizer.pt")
+    (previous / CHECKPOINT_COMPLETE_FILE).write_text(json.dumps({**record, "save_only_model": True}))
+    assert damaged_file(previous) is None
+
+
+def test_resume_with_another_number_of_processes_is_refused_naming_the_global_batch(video_dir, tmp_path, monkeypatch):
+    """f25: 2 steps on 2 processes resumed on 1 halved the global batch: rows trained twice or never, exit 0."""
+    from tpo_hf.checkpoints import CHECKPOINT_COMPLETE_FILE, CheckpointError
+
+    _resumable(video_dir, tmp_path, 1).train()
+    completion = tmp_path / "out" / "checkpoint-1" / CHECKPOINT_COMPLETE_FILE
+    record = json.loads(completion.read_text())
+    assert record["world_size"] == 1 and record["global_batch_size"] == 2  # 1 process x 2 pairs x 1 accumulation
+    completion.write_text(json.dumps({**record, "world_size": 2, "global_batch_size": 4}))  # as 2 processes save it
+    with pytest.raises(CheckpointError, match=r"changed: number of processes 2 -> 1 \(global batch 4 -> 2: processes"):
+        _resumable(video_dir, tmp_path, 2).train(resume_from_checkpoint=True)
+    monkeypatch.setenv("TPO_HF_RESUME_CHANGED", "1")  # a data-order change like the batch size: the hatch covers it
+    resumed = _resumable(video_dir, tmp_path, 2)
+    resumed.train(resume_from_checkpoint=True)
+    assert resumed.state.global_step == 2
+
+
+def test_resume_after_a_training_video_was_replaced_is_refused_naming_it(video_dir, tmp_path):
+    """f29: a training video replaced by another clip under the same name resumed silently (rows unchanged)."""
+    from tpo_hf.checkpoints import CheckpointError
+
+    videos = tmp_path / "videos"
+    shutil.copytree(video_dir, videos)
+    _resumable(videos, tmp_path, 1).train()
+    write_synthetic_video(videos / "red_blue.mp4", [Scene(8, "purple", "circle", "up")], fps=8)
+    with pytest.raises(
+        CheckpointError, match=r"re-encoded under the same name: red_blue\.mp4 \((\d+ -> \d+ bytes|same size)"
+    ):
+        _resumable(videos, tmp_path, 2).train(resume_from_checkpoint=True)
+
+
+def test_an_adapters_base_not_in_the_hub_cache_offline_is_one_line(tmp_path, monkeypatch):
+    """f22: offline, an adapter whose adapter_config.json names a Hub base model that is not cached: one line naming
+    the base, the adapter config it comes from and what to do, not transformers' "couldn't connect" traceback."""
+    from huggingface_hub import constants
+
+    from tpo_hf.commands import run_command
+    from tpo_hf.eval.config import EvalConfig
+    from tpo_hf.eval.run import evaluate
+    from tpo_hf.models import load_video_model
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))  # an empty cache
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    config = {"peft_type": "LORA", "r": 4, "target_modules": ["q_proj"], "base_model_name_or_path": "tester/tiny-base"}
+    (adapter / "adapter_config.json").write_text(json.dumps(config))
+    expected = (
+        f"The adapter's base model tester/tiny-base (base_model_name_or_path in {adapter / 'adapter_config.json'}) "
+        "is not a local folder and is not in the Hub cache (offline, HF_HUB_OFFLINE=1)"
+    )
+    with pytest.raises(SystemExit) as raised:
+        run_command("eval", load_video_model, None, str(adapter))
+    message = str(raised.value.code)
+    assert message.startswith(f"tpo-hf eval: {expected}") and "--model_name_or_path" in message
+    assert "\n" not in message
+    eval_config = EvalConfig(adapter_path=str(adapter), benchmark="videomme", output_dir=str(tmp_path / "out"))
+    with pytest.raises(ValueError) as refused:
+        evaluate(eval_config)
+    assert str(refused.value).startswith(expected)
+
+
+# --- probe fixes: curation's dataset folder, resume across path spellings, writes that fail -------------------------
+def test_a_curated_dataset_keeps_its_videos_when_a_source_is_overwritten_in_place(tmp_path):
+    """F03: `videos/` of a curated dataset held hard links to the sources, so `cp other.mp4 a.mp4` onto a source (which
+    writes into the same file) silently changed the video under the curated pairs. Now a copy, a snapshot; a link an
+    older tpo-hf made is replaced by a copy; `copy_videos=False` still gives the sources' own paths."""
+    import os
+
+    folder = _three_videos(tmp_path / "videos")
+    output = tmp_path / "out"
+    first, _ = _curate_counting(folder, output)
+    copy = output / "videos" / "a.mp4"
+    kept = copy.read_bytes()
+    assert not os.path.samefile(copy, folder / "a.mp4")
+    shutil.copyfile(folder / "b.mp4", folder / "a.mp4")  # into the same file, as `cp` does
+    assert copy.read_bytes() == kept
+    assert load_from_disk(str(output)).to_list() == first.dataset.to_list()
+
+    linked = output / "videos" / "b.mp4"
+    linked.unlink()
+    os.link(folder / "b.mp4", linked)  # as an older tpo-hf placed it
+    _curate_counting(folder, output)
+    assert not os.path.samefile(linked, folder / "b.mp4") and linked.read_bytes() == (folder / "b.mp4").read_bytes()
+
+    plain_config = curation_config(folder, tmp_path / "plain", copy_videos=False)
+    plain = run_curation(plain_config, Backends(FrameBackend(), None, None))
+    assert set(plain.dataset["video"]) <= {str(folder / name) for name in ("a.mp4", "b.mp4", "c.mp4")}
+    assert not (tmp_path / "plain" / "videos").exists()
+
+
+def test_a_video_folder_spelled_otherwise_or_moved_resumes_every_finished_shard(tmp_path, monkeypatch, caplog):
+    """F01: the same videos given by a relative, then an absolute `video_dir`, or after the folder moved, were refused
+    (`changed: video_dir`: delete every finished shard). Videos are keyed by id, size and time, not by the folder's
+    path; a model folder by the path it resolves to. A real change of settings is still refused by name."""
+    monkeypatch.chdir(tmp_path)
+    _three_videos(tmp_path / "videos")
+    first, called = _curate_counting(Path("videos"), tmp_path / "out")
+    assert called == ["a.mp4", "b.mp4", "c.mp4"]
+    again, called = _curate_counting(tmp_path / "videos", tmp_path / "out")
+    assert called == [] and again.dataset.to_list() == first.dataset.to_list()
+    (tmp_path / "videos").rename(tmp_path / "moved")
+    moved, called = _curate_counting(Path("moved"), tmp_path / "out")
+    assert called == [] and moved.dataset.to_list() == first.dataset.to_list()
+    assert moved.report["videos"]["changed"] == []
+    with pytest.raises(ValueError, match=r"other settings \(changed: seed\)"):
+        _curate_counting(Path("moved"), tmp_path / "out", seed=7)
+    # the manifest of an older shard format (which keyed video_dir): no refusal, its shards are checked one by one
+    manifest = tmp_path / "out" / "_curation" / "manifest.json"
+    older = json.loads(manifest.read_text())
+    manifest.write_text(json.dumps({**older, "key": {**older["key"], "shard_format": 3, "video_dir": "videos"}}))
+    with caplog.at_level(logging.WARNING, logger="tpo_hf.curation"):
+        assert _curate_counting(Path("moved"), tmp_path / "out")[0].dataset.to_list() == first.dataset.to_list()
+    assert "holds shards of an older tpo-hf (shard format 3; this one writes" in caplog.text
+
+    (tmp_path / "model").mkdir()
+    relative = curation_config(Path("moved"), "out", video_model="model").fingerprint_fields()
+    absolute = curation_config(tmp_path / "moved", tmp_path / "out", video_model=str(tmp_path / "model"))
+    assert relative == absolute.fingerprint_fields() and relative["video_model"] == str(tmp_path.resolve() / "model")
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full, where every write fails with ENOSPC")
+def test_curation_on_a_full_disk_or_an_unwritable_work_dir_is_one_line_and_keeps_finished_shards(tmp_path):
+    """F13/F23: a curation write on a full disk was a bare `OSError: [Errno 28]` naming no file, and a `work_dir` on
+    a read-only file system a traceback. Now `work_dir` is refused before any work as `output_dir` is, and a failed
+    write is one `CurationWriteError` naming the folder and saying the finished shards are kept: the rerun, once
+    there is room, reuses them and gives the dataset of a clean run."""
+    import os
+
+    from tpo_hf.commands import is_user_error
+    from tpo_hf.curation.storage import CurationWriteError
+    from tpo_hf.locks import OutputDirError
+
+    folder = _three_videos(tmp_path / "videos")
+    output = tmp_path / "out"
+    output.mkdir()
+    (output / "README.md").symlink_to("/dev/full")  # the dataset card's write fails as on a full disk
+    with pytest.raises(CurationWriteError) as raised:
+        _curate_counting(folder, output)
+    message = str(raised.value)
+    assert message.startswith(f"Cannot write {output}: no space left on device") and is_user_error(raised.value)
+    assert f"The shards finished so far are kept in {output / '_curation'}: free space there, then rerun" in message
+    (output / "README.md").unlink()
+    again, called = _curate_counting(folder, output)
+    assert called == []
+    assert again.dataset.to_list() == _curate_counting(folder, tmp_path / "clean")[0].dataset.to_list()
+
+    read_only = tmp_path / "read_only"
+    read_only.mkdir()
+    read_only.chmod(0o555)
+    work_dir = read_only / "shards"
+    if os.access(read_only, os.W_OK):  # root writes anyway; sysfs refuses root too
+        work_dir = Path("/sys/tpo-hf-shards")
+    try:
+        backend = CountingBackend()
+        config = curation_config(folder, tmp_path / "out2", work_dir=str(work_dir))
+        with pytest.raises(OutputDirError, match=rf"^work_dir {work_dir} is not writable: ") as refused:
+            run_curation(config, Backends(backend, None, None))
+        assert backend.calls == [] and is_user_error(refused.value)
+    finally:
+        read_only.chmod(0o755)
+
+
+def test_loading_a_dataset_folder_a_curation_is_writing_is_refused_naming_it(tmp_path):
+    """F15: `tpo-hf train --dataset_name D` while `tpo-hf curate` re-curated D trained on the old rows and exited 0
+    (push and eval refused a folder in use; loading did not). Now loading refuses, naming the run; once that run is
+    gone, the folder loads."""
+    import signal
+
+    from tpo_hf.commands import is_user_error
+    from tpo_hf.data import load_preference_dataset
+    from tpo_hf.locks import OutputDirLockedError
+
+    folder = tmp_path / "data"
+    Dataset.from_list(preference_rows(repeat=1)).save_to_disk(str(folder))
+    holder = hold_output_dir(folder)
+    try:
+        named = rf"^{folder} is being written by another run: pid {holder.pid} on host {socket.gethostname()} .*"
+        with pytest.raises(OutputDirLockedError, match=named + "Loading this dataset would read a mix") as refused:
+            load_preference_dataset(str(folder))
+        assert is_user_error(refused.value)
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    assert len(load_preference_dataset(str(folder))) == len(preference_rows(repeat=1))
+
+
+# --- third probe: eval inputs (a torn adapter, a read-only datasets cache) --------------------------------------------
+def test_eval_of_an_adapter_with_torn_weights_names_the_file(tiny_model_dirs, tmp_path):
+    """F18: `--adapter_path` of a folder whose adapter_model.safetensors was cut short (training killed, or the disk
+    full, during the final save): safetensors' "incomplete metadata" traceback named no file. Now one line does,
+    before the model is loaded."""
+    import re
+
+    from peft import get_peft_model
+
+    from tpo_hf.commands import is_user_error
+    from tpo_hf.eval.config import EvalConfig
+    from tpo_hf.eval.run import evaluate
+    from tpo_hf.families import LANGUAGE_MODEL_LORA_TARGETS
+    from tpo_hf.models import load_video_model
+
+    model_dir = tiny_model_dirs(FAMILY)
+    adapter = tmp_path / "adapter"
+    model, _ = build_tiny_model(FAMILY)
+    get_peft_model(model, LoraConfig(r=4, target_modules=LANGUAGE_MODEL_LORA_TARGETS)).save_pretrained(adapter)
+    weights = adapter / "adapter_model.safetensors"
+    whole = weights.read_bytes()
+    weights.write_bytes(whole[: len(whole) // 2])
+    message = rf"^Adapter weights {re.escape(str(weights))} are incomplete \("
+    config = EvalConfig(
+        model_name_or_path=str(model_dir),
+        adapter_path=str(adapter),
+        benchmark="videomme",
+        output_dir=str(tmp_path / "o"),
+    )
+    with pytest.raises(ValueError, match=message) as refused:
+        evaluate(config)
+    assert is_user_error(refused.value) and "checkpoint" in str(refused.value)
+    with pytest.raises(ValueError, match=message):
+        load_video_model(model_dir, adapter)
+
+
+def test_a_read_only_datasets_cache_is_named_not_the_dataset_file(tmp_path, monkeypatch):
+    """F22: with HF_HOME read-only, loading a local JSONL said "Cannot read dataset file X: OSError: [Errno 30]
+    Read-only file system: '<HF_HOME>/datasets'", blaming the file (which reads). Now the datasets cache is named,
+    with HF_DATASETS_CACHE as the way out."""
+    import os
+    import re
+
+    import datasets
+
+    from tpo_hf.commands import is_user_error
+    from tpo_hf.data import load_preference_dataset
+
+    data = tmp_path / "pairs.jsonl"
+    data.write_text("".join(json.dumps(row) + "\n" for row in preference_rows(repeat=1)))
+    read_only = tmp_path / "read_only"
+    read_only.mkdir()
+    read_only.chmod(0o555)
+    cache = read_only / "datasets"
+    if os.access(read_only, os.W_OK):  # root writes anyway; sysfs refuses root too
+        cache = Path("/sys/tpo-hf-datasets")
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", cache)  # what HF_HOME / HF_DATASETS_CACHE set
+    try:
+        message = rf"^Cannot load dataset file {re.escape(str(data))}: the datasets cache {cache} is not writable \("
+        with pytest.raises(ValueError, match=message) as refused:
+            load_preference_dataset(str(data))
+        assert "HF_DATASETS_CACHE" in str(refused.value) and is_user_error(refused.value)
+    finally:
+        read_only.chmod(0o755)
+
+
+def test_reference_log_probs_follow_the_processors_pixel_budget(tiny_model_dirs, video_dir, tmp_path, caplog):
+    """F27: lowering the pixel budget in the model folder's processor_config.json (size.longest_edge 4096 -> 1024)
+    reused the reference log-probs precomputed at the old budget, without a word. Now the processor's image and video
+    processing are part of the key, the recompute names the change, and an unchanged processor reuses the cache."""
+    from transformers import AutoProcessor
+
+    model_dir = tmp_path / "model"
+    shutil.copytree(tiny_model_dirs(FAMILY), model_dir)
+    Dataset.from_list(preference_rows(repeat=1)).save_to_disk(str(tmp_path / "data"))
+
+    def reference():
+        model, _ = build_tiny_model(FAMILY)  # the same weights as the saved model's
+        trainer = TPOTrainer(
+            model,
+            args=make_args(tmp_path, video_dir, precompute_ref_log_probs=True),
+            train_dataset=load_from_disk(str(tmp_path / "data")),
+            processing_class=AutoProcessor.from_pretrained(str(model_dir)),
+            peft_config=lora(),
+        )
+        return torch.tensor(trainer.train_dataset["ref_chosen_logps"])
+
+    def caches():
+        return sorted((tmp_path / "data").glob("cache-*.arrow"))
+
+    first, cached = reference(), caches()
+    with caplog.at_level(logging.WARNING, logger="tpo_hf.ref_logps_cache"):
+        torch.testing.assert_close(reference(), first)
+    assert caches() == cached and "again" not in caplog.text  # nothing changed: the same key, the cache reused
+
+    config_file = model_dir / "processor_config.json"
+    config = json.loads(config_file.read_text())
+    for name in ("image_processor", "video_processor"):
+        config[name]["size"]["longest_edge"] = 1024
+    config_file.write_text(json.dumps(config, indent=2))
+    with caplog.at_level(logging.WARNING, logger="tpo_hf.ref_logps_cache"):
+        lowered = reference()
+    assert "Computing the reference log-probs of" in caplog.text
+    assert "another image_processor.size, video_processor.size" in caplog.text
+    assert len(caches()) == len(cached) + 1 and not torch.allclose(lowered, first)
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full, where every write fails with ENOSPC")
+def test_a_full_disk_during_the_final_save_is_named_and_leaves_no_half_saved_model(video_dir, tmp_path):
+    """F14: the final save (save_strategy no) on a full disk was safetensors' raw "No space left on device" naming no
+    folder, and left a README.md without an adapter. Now it is one `CheckpointSaveError` naming the folder and what
+    can be resumed, and the files the save had written are removed."""
+    from tpo_hf.checkpoints import CheckpointSaveError
+    from tpo_hf.commands import is_user_error
+
+    def fail_final_save(trainer):
+        output = Path(trainer.args.output_dir)
+        # written after the weights and the README: its write fails as on a full disk, the other two half a model
+        (output / "adapter_config.json").symlink_to("/dev/full")
+        with pytest.raises(CheckpointSaveError) as info:
+            trainer.save_model(str(output))
+        assert not (output / "README.md").exists() and not (output / "adapter_model.safetensors").exists()
+        assert str(info.value).startswith(f"Saving the trained model to {output} failed: no space left on device")
+        assert is_user_error(info.value)
+        return str(info.value)
+
+    model, processor = build_tiny_model(FAMILY)
+    trainer = make_trainer(model, processor, preference_rows(repeat=1), tmp_path / "no_checkpoint", video_dir)
+    trainer.train()
+    message = fail_final_save(trainer)
+    assert "removed (README.md, adapter_model.safetensors)" in message
+    assert "no checkpoint was saved, so the 1 trained step(s) are lost" in message
+
+    trainer = _resumable(video_dir, tmp_path / "checkpointed", 1)
+    trainer.train()
+    message = fail_final_save(trainer)
+    checkpoint = Path(trainer.args.output_dir) / "checkpoint-1"
+    assert f"rerun with --resume_from_checkpoint true to resume from {checkpoint} (step 1 of 1)" in message
+
+
+def test_a_full_disk_under_the_reference_log_prob_cache_is_named(video_dir, tmp_path):
+    """F30: precompute_ref_log_probs with the dataset folder on a full disk ended in pyarrow's "ValueError: I/O
+    operation on closed file" (the ENOSPC buried in its context), naming no file. A small tmpfs holds the dataset."""
+    import os
+    import subprocess
+
+    from tpo_hf.commands import is_user_error
+    from tpo_hf.ref_logps_cache import RefLogpsCacheError
+
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(disk)], capture_output=True).returncode:
+        pytest.skip("mounting a small tmpfs is not permitted here")
+    try:
+        Dataset.from_list(preference_rows(repeat=1)).save_to_disk(str(disk / "data"))
+        dataset = load_from_disk(str(disk / "data"))
+        filler = os.open(disk / "filler", os.O_WRONLY | os.O_CREAT)
+        try:
+            while os.write(filler, b"\0" * 4096):  # until the disk is full
+                pass
+        except OSError:
+            pass
+        finally:
+            os.close(filler)
+        model, processor = build_tiny_model(FAMILY)
+        with pytest.raises(RefLogpsCacheError) as info:
+            TPOTrainer(
+                model,
+                args=make_args(tmp_path, video_dir, precompute_ref_log_probs=True),
+                train_dataset=dataset,
+                processing_class=processor,
+                peft_config=lora(),
+            )
+        message = str(info.value)
+        assert message.startswith(f"Writing the reference log-prob cache {disk / 'data'}/cache-")
+        assert "no space left on device" in message and "No space left on device" in message  # ENOSPC, not pyarrow's
+        assert is_user_error(info.value)
+        del dataset
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+def test_push_staging_left_by_a_killed_push_is_removed_by_the_next(tmp_path, monkeypatch, caplog):
+    """F19: `tpo-hf push --merge` killed (the out-of-memory killer) after the merge left `$TMPDIR/tpo-push-XXXX/`
+    with the whole merged model, forever. Staging folders now carry their push's pid and host; the next push removes
+    those whose process no longer runs (named with their size) and keeps those of live pushes."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    import tpo_hf.hub.push as push
+
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setattr(push.tempfile, "tempdir", None)
+    host = socket.gethostname()
+    finished = subprocess.Popen([sys.executable, "-c", "pass"])
+    finished.wait()  # a pid that no longer runs
+    stale = tmp_path / f"tpo-push-{finished.pid}@{host}-abc123"
+    (stale / "merged").mkdir(parents=True)
+    (stale / "merged" / "model.safetensors").write_bytes(b"\0" * 3000)
+    live = tmp_path / f"tpo-push-{os.getpid()}@{host}-def456"  # a push still running (this process)
+    elsewhere = tmp_path / f"tpo-push-{finished.pid}@another-host-ghi789"  # another host's: cannot be checked
+    unnamed = tmp_path / "tpo-push-jkl012"  # an older tpo-hf's: no owner recorded
+    for folder in (live, elsewhere, unnamed):
+        folder.mkdir()
+    with caplog.at_level(logging.WARNING, logger="tpo_hf.hub.push"):
+        with push.push_staging() as staging:
+            assert staging.parent == tmp_path and staging.name.startswith(f"tpo-push-{os.getpid()}@{host}-")
+            assert not stale.exists() and live.is_dir() and elsewhere.is_dir() and unnamed.is_dir()
+    assert not staging.exists()
+    assert f"Removed {stale} (3.0 kB)" in caplog.text and f"(pid {finished.pid})" in caplog.text
+
+
+def test_lora_targets_that_match_nothing_are_named_before_the_model_is_wrapped(
+    tiny_model_dirs, video_dir, tmp_path, caplog
+):
+    """f12: `lora_target_modules: [q_projj, v_projj]` was PEFT's NoMatchingPeftModuleError traceback from inside
+    TRL. Refused before wrapping, for a model given built or by its folder (checked on an empty skeleton), with the
+    language model's linear names; a typo beside a name that matches is warned about, not silently dropped."""
+    model, processor = build_tiny_model(FAMILY)
+    rows = Dataset.from_list(preference_rows(repeat=1))
+    typos = LoraConfig(r=4, lora_alpha=8, target_modules=["q_projj", "v_projj"])
+    for source, processing_class in ((model, processor), (str(tiny_model_dirs(FAMILY)), None)):
+        with pytest.raises(
+            ValueError,
+            match=r"lora_target_modules \['q_projj', 'v_projj'\] match no module of the model; its language "
+            r"model's linear layers are q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj: ",
+        ):
+            TPOTrainer(
+                source,
+                args=make_args(tmp_path, video_dir),
+                train_dataset=rows,
+                processing_class=processing_class,
+                peft_config=typos,
+            )
+    one_typo = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_projj"])
+    with caplog.at_level(logging.WARNING, logger="tpo_hf.model_setup"):
+        trainer = TPOTrainer(
+            model,
+            args=make_args(tmp_path, video_dir),
+            train_dataset=rows,
+            processing_class=processor,
+            peft_config=one_typo,
+        )
+    assert "lora_target_modules: v_projj match no module of the model" in caplog.text
+    assert trainer.model.peft_config["default"].target_modules == {"q_proj", "v_projj"}
+
+
+def test_a_model_folder_without_a_video_processor_is_named(tiny_model_dirs, tmp_path):
+    """f12: a model folder whose processor has no video processor was transformers' OSError, advising to check for
+    a local folder shadowing a Hub id."""
+    import re
+
+    folder = tmp_path / "novideo"
+    shutil.copytree(tiny_model_dirs(FAMILY), folder)
+    config = json.loads((folder / "processor_config.json").read_text())
+    config.pop("video_processor")
+    (folder / "processor_config.json").write_text(json.dumps(config))
+    with pytest.raises(
+        ValueError,
+        match=rf"^{re.escape(str(folder))}: its processor has no video processor \(no `video_processor` entry in "
+        r"processor_config.json and no video_preprocessor_config.json\).*needs a video-LMM",
+    ):
+        VideoPreferenceProcessor.from_pretrained(str(folder))
+
+
+# huggingface_hub 2.x hands raw bytes to httpx's deprecated `data=` when uploading LFS files (not our call)
+@pytest.mark.filterwarnings("ignore:Use 'content=<...>' to upload raw bytes:DeprecationWarning")
+def test_a_dataset_push_deletes_the_videos_the_dataset_no_longer_holds(video_dir, tmp_path, monkeypatch, caplog):
+    """A video removed from video_dir and curate --push_to_hub --upload_videos rerun: the dataset no longer held it,
+    but the Hub repo kept videos/<removed>.mp4. Files under data/ and videos/ that the push does not carry are
+    deleted in the same commit, named in a warning."""
+    import huggingface_hub.constants
+    from hub_server import HubServer
+    from huggingface_hub import HfApi
+
+    from tpo_hf.hub.push import push_dataset
+
+    config = curation_config(video_dir, tmp_path / "curated", copy_videos=True)
+    curated = run_curation(config, Backends(FrameBackend(), None, None))
+    videos = sorted(set(curated.dataset["video"]))
+    assert len(videos) > 1
+    with HubServer(tmp_path / "hub") as hub:
+        monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", hub.endpoint)
+        monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+        monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_DISABLE_XET", True)
+        monkeypatch.setenv("HF_TOKEN", "hf_local_test_token")
+        push_dataset(curated.output_dir, "user/pairs", curated.dataset, curated.report, config, upload_videos=True)
+        kept = curated.dataset.filter(lambda row: row["video"] != videos[0])  # the rerun without that video
+        with caplog.at_level(logging.WARNING, logger="tpo_hf.hub"):
+            push_dataset(curated.output_dir, "user/pairs", kept, curated.report, config, upload_videos=True)
+        files = HfApi(endpoint=hub.endpoint).list_repo_files("user/pairs", repo_type="dataset")
+        assert videos[0] not in files and all(video in files for video in videos[1:]), files
+        assert videos[0] in caplog.text
+        assert len(hub.commits("user/pairs", "dataset")) == 3  # creation + one commit per push
+        # a push without videos leaves videos/ alone: its rows still point at the videos uploaded before
+        push_dataset(curated.output_dir, "user/pairs", kept, curated.report, config, upload_videos=False)
+        files = HfApi(endpoint=hub.endpoint).list_repo_files("user/pairs", repo_type="dataset")
+        assert all(video in files for video in videos[1:]), files
+
+
+def test_an_unwritable_or_full_embedded_video_cache_is_one_line_naming_the_setting(video_dir, tmp_path, monkeypatch):
+    """TPO_HF_VIDEO_CACHE read-only or full while a `datasets.Video` column's bytes were written out: a raw OSError
+    traceback not naming the setting, and a `<name>.<pid>.part` file left in the full cache. Now one line naming the
+    folder and TPO_HF_VIDEO_CACHE, and no .part file."""
+    import hashlib
+    import os
+
+    from datasets import Video
+
+    from tpo_hf.commands import is_user_error
+    from tpo_hf.data import load_preference_dataset
+
+    rows = [dict(row, video=str(video_dir / row["video"])) for row in preference_rows(repeat=1)]
+    Dataset.from_list(rows).cast_column("video", Video()).save_to_disk(str(tmp_path / "data"))
+
+    (tmp_path / "a_file").write_text("")  # a cache below a file cannot be made: as a read-only mount would refuse
+    monkeypatch.setenv("TPO_HF_VIDEO_CACHE", str(tmp_path / "a_file" / "cache"))
+    with pytest.raises(ValueError, match=r"a_file/cache/embedded: .*set TPO_HF_VIDEO_CACHE to a writable folder") as e:
+        load_preference_dataset(str(tmp_path / "data"))
+    assert is_user_error(e.value) and "\n" not in str(e.value)
+
+    if not os.path.exists("/dev/full"):
+        pytest.skip("no /dev/full to write into")
+    cache = tmp_path / "full"
+    monkeypatch.setenv("TPO_HF_VIDEO_CACHE", str(cache))
+    first = Path(rows[0]["video"])
+    folder = cache / "embedded" / hashlib.sha256(first.read_bytes()).hexdigest()[:32]
+    folder.mkdir(parents=True)
+    (folder / f"{first.name}.{os.getpid()}.part").symlink_to("/dev/full")  # writes into it fail with ENOSPC
+    with pytest.raises(ValueError, match=r"no space left on device.*TPO_HF_VIDEO_CACHE") as e:
+        load_preference_dataset(str(tmp_path / "data"))
+    assert is_user_error(e.value) and str(folder.parent) in str(e.value)
+    assert not [path for path in cache.rglob("*") if path.name.endswith(".part")]  # no torn file left behind
+
+
+def test_a_copy_of_a_live_runs_output_folder_is_not_locked_by_the_copied_record(tmp_path, caplog):
+    """`cp -r out snap` of a running job's folder: the copy's lock record names a live pid on this host, so eval, push
+    and train refused `snap`, though nothing holds its lock. Where flock works, a free flock is decisive: the copy is
+    read (and taken) with a warning naming the copied record."""
+    import os
+
+    from tpo_hf.locks import LOCK_NAME, output_dir_lock, refuse_if_locked
+
+    out, snap = tmp_path / "out", tmp_path / "snap"
+    with output_dir_lock(out, "train"):
+        shutil.copytree(out, snap)  # the record names this live process
+        assert (snap / LOCK_NAME).is_file()
+        with caplog.at_level(logging.WARNING, logger="tpo_hf.locks"):
+            refuse_if_locked(snap, "push")
+            assert f"pid {os.getpid()}" in caplog.text and str(snap / LOCK_NAME) in caplog.text
+            caplog.clear()
+            with output_dir_lock(snap, "eval"):
+                assert "Taking over the lock" in caplog.text and f"pid {os.getpid()}" in caplog.text

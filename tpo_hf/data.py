@@ -2,12 +2,13 @@
 
 One loader for every entry point (training, curation from a dataset, evaluation benchmarks, the quickstart):
 `load_preference_dataset` reads a Hub dataset id, a folder written by `Dataset.save_to_disk` / `tpo-hf curate`, or
-a json/jsonl/parquet/csv file; `default_video_root` finds the folder that relative paths in its `video` column are
-taken from.
+a json/jsonl/parquet/csv file (a `video` column of `datasets.Video` features becomes paths: `video_paths_column`);
+`default_video_root` finds the folder that relative paths in its `video` column are taken from.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -29,9 +30,15 @@ def load_preference_dataset(name: str, config: str | None = None, split: str = "
         ValueError: a local folder without the split, damaged (a torn or missing file, named) or holding no rows
             (a curation that ended with no pair: its report is named), or a file of an unknown type; the message
             names it.
+        OutputDirLockedError: a local folder another live run is writing (a `tpo-hf curate` into it), named.
     """
     from datasets import DatasetDict, load_dataset, load_from_disk
 
+    from .locks import refuse_if_locked
+
+    # a curation writing the folder replaces its data files and videos: loading now would train on a mix of the old
+    # dataset and the new one (the same refusal as `tpo-hf push` / `eval` of a folder in use)
+    refuse_if_locked(name, "loading this dataset")
     if os.path.isdir(name) and (
         os.path.exists(os.path.join(name, "dataset_info.json"))
         or os.path.exists(os.path.join(name, "dataset_dict.json"))
@@ -49,7 +56,7 @@ def load_preference_dataset(name: str, config: str | None = None, split: str = "
             if split not in dataset:
                 raise ValueError(f"Dataset folder {name} has splits {list(dataset)}, not {split!r}.")
             dataset = dataset[split]
-        return dataset
+        return video_paths_column(dataset, name)
     if os.path.isdir(name) and os.path.exists(os.path.join(name, CURATION_REPORT)):
         raise ValueError(no_rows_message(name))  # a curation that ended with no pair: its report, no dataset
     if os.path.isdir(name) and os.path.isdir(os.path.join(name, "_curation")):
@@ -69,14 +76,117 @@ def load_preference_dataset(name: str, config: str | None = None, split: str = "
         if problem is not None:
             raise ValueError(f"Cannot read dataset file {name}: {problem}")
         try:
-            return load_dataset(builder, data_files=name, split=split)
+            dataset = load_dataset(builder, data_files=name, split=split)
         except Exception as error:
+            cache_problem = datasets_cache_problem(error)
+            if cache_problem is not None:  # the file reads, but `datasets` converts it into its cache first
+                raise ValueError(f"Cannot load dataset file {name}: {cache_problem}") from error
             # Arrow's messages name neither row nor field; for JSON, find the first row that breaks the schema
             problem = json_rows_problem(name) if builder == "json" else None
             raise ValueError(
                 f"Cannot read dataset file {name}: {problem or f'{type(error).__name__}: {error}'}"
             ) from error
-    return load_dataset(name, config, split=split)
+        return video_paths_column(dataset, name)
+    return video_paths_column(load_dataset(name, config, split=split), name)
+
+
+def embedded_video_folder() -> str:
+    """Where videos a dataset holds as bytes (a `datasets.Video` column) are written to be decoded from a path."""
+    cache = os.environ.get("TPO_HF_VIDEO_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "tpo_hf", "videos"))
+    return os.path.join(cache, "embedded")
+
+
+def _embedded_video_path(value: dict[str, Any] | None, folder: str) -> str | None:
+    """The path a `Video(decode=False)` value's video is read from: its bytes written once under `folder` (named by
+    their hash, so a second load reuses the file and keeps its identity), else its own path."""
+    import hashlib
+
+    if not value:
+        return None
+    data, path = value.get("bytes"), value.get("path")
+    if not data:
+        return path
+    # `save_to_disk` / `push_to_hub` embed the file and keep only its base name: the bytes are the video
+    digest = hashlib.sha256(data).hexdigest()[:32]
+    target = os.path.join(folder, digest, os.path.basename(path or "") or "video.mp4")
+    if not os.path.isfile(target):
+        partial = f"{target}.{os.getpid()}.part"
+        try:
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            with open(partial, "wb") as handle:
+                handle.write(data)
+            os.replace(partial, target)
+        except OSError as error:
+            with contextlib.suppress(OSError):  # a torn .part would only take up room in a cache that is full
+                os.remove(partial)
+            raise ValueError(_embedded_cache_problem(folder, error)) from error
+    return target
+
+
+def _embedded_cache_problem(folder: str, error: OSError) -> str:
+    """One line for a failed write of an embedded video into `folder`, naming `TPO_HF_VIDEO_CACHE` (which sets it)."""
+    from .fingerprint import no_space_left
+
+    full = no_space_left(error, folder)
+    cause = full or f"{error.strerror or error} ({type(error).__name__})"
+    fix = "free space there or set" if full else "set"
+    return (
+        f"Cannot write a video the dataset embeds (datasets.Video bytes) to {folder}: {cause}. tpo-hf decodes such "
+        f"videos from files there; {fix} TPO_HF_VIDEO_CACHE to a writable folder with room for the videos."
+    )
+
+
+def video_paths_column(dataset: Any, dataset_name: str) -> Any:
+    """`dataset` with its `video` column as paths when it is a `datasets.Video` feature, which `datasets` would decode
+    itself (through torchcodec) where tpo-hf decodes the files: embedded videos are written to
+    `embedded_video_folder()`, others keep their path. Any other dataset is returned as is."""
+    from datasets import Dataset, Value, Video
+
+    features = getattr(dataset, "features", None) or {}
+    if not isinstance(features.get("video"), Video):
+        return dataset
+    folder = embedded_video_folder()
+    logger.info(
+        "%s: its video column is a datasets.Video feature; videos it embeds are read from %s.", dataset_name, folder
+    )
+    dataset = dataset.cast_column("video", Video(decode=False))
+    paths = dataset.features.copy()
+    paths["video"] = Value("string")
+    # recomputed on every load: a cached result could name files since deleted from the video cache (an iterable
+    # dataset maps lazily, and takes neither option)
+    options = {"load_from_cache_file": False, "desc": "Video paths"} if isinstance(dataset, Dataset) else {}
+    return dataset.map(
+        lambda batch: {"video": [_embedded_video_path(value, folder) for value in batch["video"]]},
+        batched=True,
+        features=paths,
+        **options,
+    )
+
+
+def datasets_cache_problem(error: BaseException) -> str | None:
+    """What is wrong with the `datasets` cache (HF_DATASETS_CACHE, by default under HF_HOME) when `error` came from
+    writing into it -- not writable (a read-only HF_HOME) or full -- else None."""
+    import errno
+
+    from datasets import config as datasets_config
+
+    cache = os.path.realpath(datasets_config.HF_DATASETS_CACHE)
+    seen: BaseException | None = error
+    for _ in range(16):
+        if seen is None:
+            break
+        filename = getattr(seen, "filename", None)
+        if isinstance(seen, OSError) and isinstance(filename, str):
+            path = os.path.realpath(filename)
+            if path == cache or path.startswith(cache + os.sep):
+                full = seen.errno in (errno.ENOSPC, errno.EDQUOT)
+                return (
+                    f"the datasets cache {cache} {'is full' if full else 'is not writable'} ({seen.strerror}: "
+                    f"{filename}); point HF_DATASETS_CACHE at a writable folder{' with free space' if full else ''} "
+                    "(the file itself reads)."
+                )
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def no_rows_message(folder: str) -> str:

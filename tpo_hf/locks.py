@@ -7,8 +7,10 @@ naming the holder (pid, host, command, since when).
 The lock is an exclusive `flock` on that file, held for the life of the job, and the file holds the holder as JSON.
 The kernel drops a `flock` when its process dies, so a run that was killed (SIGKILL, out of memory, a lost node)
 leaves the file but no lock: the next run takes it over, with a warning naming the run that left it. Where `flock`
-is not available (a file system without it), the pid decides on the same host: a holder whose process no longer
-exists (or is a zombie, or is another process under a reused pid) is stale; one on another host is taken as alive.
+is not available (a file system without it, or one that accepts it and locks nothing), the pid decides on the same
+host: a holder whose process no longer exists (or is a zombie, or is another process under a reused pid) is stale;
+one on another host is taken as alive. Where `flock` works, a free flock is decisive whatever the record says: a
+folder copied from a live run's (`cp -r`) carries its record, but no run holds the copy.
 
 Under `accelerate launch` only the main process (global `RANK` 0) takes the lock: the ranks of one launch are one
 writer, and a refused main process ends the whole launch. The lock is re-entrant within a process (the CLI holds it
@@ -48,7 +50,8 @@ class OutputDirLockedError(RuntimeError):
 
 
 class OutputDirError(RuntimeError):
-    """The output folder cannot be used at all: it is a file, or it (or its file system) is not writable."""
+    """The output folder (or another folder a job writes, such as curation's `work_dir`) cannot be used at all: it is
+    a file, or it (or its file system) is not writable."""
 
 
 def _is_main_process() -> bool:
@@ -135,6 +138,22 @@ def _flock(fd: int) -> bool | None:
     return True
 
 
+def _flock_takes_effect(path: Path) -> bool:
+    """Whether the flock this process just took on `path` keeps out another open of it (some network or FUSE file
+    systems accept `flock` and lock nothing, where a free flock would prove nothing)."""
+    try:
+        other = os.open(path, os.O_RDONLY)
+    except OSError:
+        return True
+    try:
+        fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as error:
+        return error.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES)
+    finally:
+        os.close(other)  # closing drops a lock taken through it
+    return False
+
+
 def _refusal(path: Path, what: str, holder: dict[str, Any] | None) -> OutputDirLockedError:
     return OutputDirLockedError(
         f"output folder {path.parent} is in use by another run: {describe_holder(holder)}. Two runs writing one "
@@ -166,14 +185,16 @@ def _acquire(path: Path, what: str) -> int:
             if not same_file:  # the holder removed the file between our open and our flock: try the new one
                 os.close(fd)
                 continue
-            # a free flock is proof enough for a holder on another host (whose pid cannot be checked from here);
-            # without flock, such a holder counts as alive
-            if holder is not None and holder_alive(holder, other_hosts=locked is None):
+            if locked and not _flock_takes_effect(path):
+                locked = None  # a file system that accepts flock and locks nothing: the pid decides, as without it
+            # a free flock is decisive: the record was left by a run that ended (killed?), or copied with the folder
+            # (`cp -r` of a live run's output), whatever process now has its pid. Without flock, the pid decides
+            if holder is not None and locked is None and holder_alive(holder):
                 raise _refusal(path, what, holder)
             if holder is not None:
                 logger.warning(
-                    "Taking over the lock on %s left by %s: that run no longer runs (killed?); its results so far "
-                    "are resumed or checked as usual.",
+                    "Taking over the lock on %s left by %s: no run holds it (that run was killed, or the folder was "
+                    "copied from a running one's); its results so far are resumed or checked as usual.",
                     path.parent,
                     describe_holder(holder),
                 )
@@ -188,18 +209,50 @@ def _acquire(path: Path, what: str) -> int:
             raise
 
 
-def _not_writable(folder: Path, what: str, error: OSError) -> OutputDirError:
+def _not_writable(folder: Path, what: str, error: OSError, setting: str = "output_dir") -> OutputDirError:
     return OutputDirError(
-        f"output_dir {folder} is not writable: {error.strerror or error}. {what.capitalize()} writes its results "
-        "there; set output_dir to a folder on a writable file system."
+        f"{setting} {folder} is not writable: {error.strerror or error}. {what.capitalize()} writes its results "
+        f"there; set {setting} to a folder on a writable file system."
     )
 
 
+def _make_folder(folder: Path, what: str, setting: str = "output_dir") -> None:
+    """Creates `folder` (and the folders above it), or raises `OutputDirError` naming `setting`."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError) as error:
+        raise OutputDirError(
+            f"{setting} {folder} is a file, not a folder{'' if folder.exists() else ' (a folder above it is a file)'}"
+            f"; set {setting} to a folder (new or existing) for {what} to write into."
+        ) from error
+    except OSError as error:
+        raise _not_writable(folder, what, error, setting) from error
+
+
+def check_writable_folder(folder: str | os.PathLike, what: str, setting: str) -> None:
+    """Creates `folder` and makes (and removes) a file in it, so that a folder a job writes besides its `output_dir`
+    (curation's `work_dir`) is refused as `output_dir` is, before any work: one line naming `setting`.
+
+    Raises:
+        OutputDirError: the folder is a file, or is not writable (read-only file system, no permission).
+    """
+    import tempfile
+
+    folder = Path(folder)
+    _make_folder(folder, what, setting)
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as error:
+        raise _not_writable(folder, what, error, setting) from error
+
+
 def refuse_if_locked(path: str | os.PathLike | None, what: str) -> None:
-    """Refuses to read a folder (an adapter to push or evaluate, a model to evaluate) that a live run of another
-    process is writing into (it holds the folder's `.tpo-hf.lock`, e.g. training into it): what is there may be half
-    old, half new. Takes no lock. Nothing to check for a path that is not a local folder, or one this process holds;
-    under `accelerate launch` the main process checks (the other ranks of a launch would see their main process).
+    """Refuses to read a folder (an adapter to push or evaluate, a model to evaluate, a dataset to load) that a live
+    run of another process is writing into (it holds the folder's `.tpo-hf.lock`, e.g. training into it): what is
+    there may be half old, half new. Takes no lock. Nothing to check for a path that is not a local folder, or one
+    this process holds; under `accelerate launch` the main process checks (the other ranks of a launch would see
+    their main process).
 
     Raises:
         OutputDirLockedError: naming the run that holds the folder.
@@ -219,13 +272,21 @@ def refuse_if_locked(path: str | os.PathLike | None, what: str) -> None:
         if fcntl is not None:
             try:  # a shared flock, let go at once: taken only while no run holds the exclusive one
                 fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                held = False if _flock_takes_effect(lock) else None  # else a flock that locks nothing: pid decides
                 fcntl.flock(fd, fcntl.LOCK_UN)
-                held = False
             except OSError as error:
                 held = True if error.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES) else None
-        alive = held or (holder is not None and holder_alive(holder, other_hosts=held is None))
+        # a free flock is decisive: the record was left by a killed run, or copied with the folder from a live one's
+        alive = held or (held is None and holder is not None and holder_alive(holder))
     finally:
         os.close(fd)
+    if not alive and holder is not None:
+        logger.warning(
+            "%s holds a lock record of %s, but no run holds its lock (that run was killed, or the folder was copied "
+            "from a running one's): reading it.",
+            lock,
+            describe_holder(holder),
+        )
     if alive:
         raise OutputDirLockedError(
             f"{path} is being written by another run: {describe_holder(holder)}. {what.capitalize()} would read a mix "
@@ -250,15 +311,7 @@ def output_dir_lock(output_dir: str | os.PathLike, what: str) -> Iterator[Path |
         yield None
         return
     folder = Path(output_dir)
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except (FileExistsError, NotADirectoryError) as error:
-        raise OutputDirError(
-            f"output_dir {folder} is a file, not a folder{'' if folder.exists() else ' (a folder above it is a file)'}"
-            f"; set output_dir to a folder (new or existing) for {what} to write into."
-        ) from error
-    except OSError as error:
-        raise _not_writable(folder, what, error) from error
+    _make_folder(folder, what)
     path = folder / LOCK_NAME
     key = os.path.realpath(path)
     if key in _HELD:  # this process holds it already (the CLI around the job, the job inside): re-entrant

@@ -12,6 +12,8 @@ folder goes up (`UPLOAD_PATTERNS`; eval output, optimizer dumps, logs are listed
 kind (an adapter's when a full model is pushed, and the reverse) are deleted from the repo in the same commit. Everything lands in a single
 `HfApi.create_commit`, so the repo never holds half an upload. A retry uploads the same files to the same paths:
 files already on the Hub are skipped, and nothing changes if all of them are there.
+With `--merge`, the merged model is staged in a temporary folder named after the pushing process; the next push
+removes the ones killed pushes left (`remove_stale_staging`).
 """
 
 from __future__ import annotations
@@ -21,14 +23,19 @@ import io
 import json
 import logging
 import os
+import shutil
+import socket
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, ModelCard
 
-from ..locks import refuse_if_locked
-from .model_card import CARD_INFO_FILE, PLOT_FILE, build_model_card
+from ..checkpoints import incomplete_weights
+from ..locks import holder_alive, refuse_if_locked
+from .model_card import CARD_INFO_FILE, PLOT_FILE, build_model_card, is_local_path
 
 logger = logging.getLogger(__name__)
 
@@ -130,6 +137,13 @@ def push_failed(
 ) -> PushError:
     """The `PushError` for a failed push: endpoint, repo, the cause in one line, what was kept and what to rerun."""
     cause = " ".join(line.strip() for line in str(error).splitlines() if line.strip())  # one line, server's words kept
+    from huggingface_hub.errors import OfflineModeIsEnabled
+
+    if isinstance(error, OfflineModeIsEnabled):  # no request was made: waiting for the Hub changes nothing
+        return PushError(
+            f"{what} to {repo_id} on {hub_endpoint(api)} failed: HF_HUB_OFFLINE is set, so huggingface_hub makes no "
+            f"request.\n{kept + ' ' if kept else ''}Rerun with HF_HUB_OFFLINE unset: `HF_HUB_OFFLINE=0 {rerun}`."
+        )
     status = getattr(getattr(error, "response", None), "status_code", None)
     if isinstance(status, int) and 400 <= status < 500 and status not in (408, 429):
         # the Hub answered and refused (bad token, no write access, invalid name...): waiting for it changes nothing
@@ -202,40 +216,6 @@ def collect_files(folder: str | Path) -> dict[str, Path]:
     return files
 
 
-def incomplete_weights(path: str | Path) -> str | None:
-    """Why a weights file is not whole (a kill or a full disk during its save), or None when it reads as complete.
-
-    A `*.safetensors` file: its header (8-byte length, then JSON) must read and the file must end exactly where its
-    last tensor does. A `*.bin` file in torch's zip format: its zip directory (written last) must be there. Reads
-    the header only, never the tensors."""
-    path = Path(path)
-    size = path.stat().st_size
-    with path.open("rb") as handle:
-        if path.name.endswith(".safetensors"):
-            head = handle.read(8)
-            if len(head) < 8:
-                return f"{size} bytes, shorter than a safetensors header"
-            length = int.from_bytes(head, "little")
-            if 8 + length > size:
-                return f"its header says {length} bytes of metadata but the file has {size} bytes"
-            try:
-                header = json.loads(handle.read(length))
-                end = max(
-                    (int(entry["data_offsets"][1]) for name, entry in header.items() if name != "__metadata__"),
-                    default=0,
-                )
-            except (ValueError, TypeError, KeyError, IndexError, AttributeError) as error:
-                return f"its header does not read ({type(error).__name__}: {error})"
-            if 8 + length + end != size:
-                return f"its tensors end at byte {8 + length + end} but the file has {size} bytes"
-        elif path.name.endswith(".bin") and handle.read(2) == b"PK":
-            import zipfile
-
-            if not zipfile.is_zipfile(path):
-                return f"a torch zip file of {size} bytes without its zip directory"
-    return None
-
-
 def check_weights(folder: str | Path, files: Any = None) -> None:
     """Refuses a folder whose weights (`*.safetensors`, torch zip `*.bin`) are not whole, naming the file: pushed,
     they would load nowhere, or (sharded) load only in part.
@@ -272,6 +252,18 @@ def _render_card(adapter_dir: Path, repo_id: str, merged: bool) -> ModelCard | N
     if not info_path.exists():
         return None
     info = json.loads(info_path.read_text())
+    # whether the base was a local folder is recorded where training ran (older runs: the name is judged here)
+    base_local_path = info.get("base_model_local_path")
+    if base_local_path or (info.get("base_model") and is_local_path(info["base_model"])):
+        logger.warning(
+            "The base model of %s was a local folder when trained (%s): the card cannot link it on the Hub, so "
+            "base_model is left out of its metadata and its usage snippet asks for the base's path. Train from the "
+            "base's Hub id to have it linked.",
+            adapter_dir,
+            base_local_path or info["base_model"],
+        )
+    # a trained full model, not a merged update (older runs did not record it: the folder holds no adapter)
+    full_fine_tune = info.get("full_fine_tune", not (adapter_dir / "adapter_config.json").is_file())
     return build_model_card(
         repo_id=repo_id,
         base_model=info.get("base_model"),
@@ -283,7 +275,62 @@ def _render_card(adapter_dir: Path, repo_id: str, merged: bool) -> ModelCard | N
         merged=merged,
         tags=info.get("tags"),
         plot_file=PLOT_FILE if (adapter_dir / PLOT_FILE).exists() else None,
+        full_fine_tune=full_fine_tune and not merged,
+        base_is_local=bool(base_local_path) if "base_model_local_path" in info else None,
     )
+
+
+# Staging folders of pushes under the temporary folder: `tpo-push-<pid>@<host>-<random>`, so that a push killed
+# before it cleaned up (SIGKILL, the out-of-memory killer during --merge) can be told from one still running
+STAGING_PREFIX = "tpo-push-"
+
+
+def _staging_owner(name: str) -> tuple[int, str] | None:
+    """(pid, host) of the push that made the staging folder `name`, or None for a name of another shape."""
+    if not name.startswith(STAGING_PREFIX) or "@" not in name:
+        return None
+    pid, _, rest = name[len(STAGING_PREFIX) :].partition("@")
+    host = rest.rpartition("-")[0]
+    return (int(pid), host) if pid.isdigit() and host else None
+
+
+def _folder_size(folder: Path) -> int:
+    return sum(path.stat().st_size for path in folder.rglob("*") if path.is_file() and not path.is_symlink())
+
+
+def remove_stale_staging(temp_dir: str | Path | None = None) -> list[Path]:
+    """Removes the staging folders that pushes killed on this host left under `temp_dir` (default: the temporary
+    folder, `TMPDIR`): a merged model each, as large as the base in float32. A folder is stale when the process named
+    in it no longer runs; folders of live pushes and of other hosts are kept. Returns the folders removed."""
+    temp_dir = Path(temp_dir or tempfile.gettempdir())
+    host = socket.gethostname()
+    removed = []
+    for folder in sorted(temp_dir.glob(f"{STAGING_PREFIX}*")):
+        owner = _staging_owner(folder.name)
+        if owner is None or owner[1] != host or not folder.is_dir() or holder_alive({"pid": owner[0], "host": host}):
+            continue
+        size = _folder_size(folder)
+        shutil.rmtree(folder, ignore_errors=True)
+        logger.warning(
+            "Removed %s (%s), the staging folder of a push (pid %d) that was killed before it cleaned up.",
+            folder,
+            _size(size),
+            owner[0],
+        )
+        removed.append(folder)
+    return removed
+
+
+@contextmanager
+def push_staging() -> Iterator[Path]:
+    """A temporary folder for a push (merged model, re-rendered card) named after this process, removed at the end;
+    the ones that killed pushes left behind are removed first (`remove_stale_staging`)."""
+    remove_stale_staging()
+    folder = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}@{socket.gethostname()}-"))
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def merge_adapter(adapter_dir: str | Path, output_dir: str | Path) -> Path:
@@ -337,8 +384,7 @@ def push_adapter(
     check_weights(adapter_dir, collect_files(adapter_dir))
     api = api or HfApi(token=token)
     rerun = _rerun_command(adapter_dir, repo_id, merge, revision)
-    with tempfile.TemporaryDirectory(prefix="tpo-push-") as staging:
-        staging = Path(staging)
+    with push_staging() as staging:
         files = collect_files(adapter_dir)
         if merge:
             try:
@@ -443,6 +489,25 @@ def push_dataset(
     )
     try:
         api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
+        # data/ (and videos/, when this push uploads them) hold this push's files only: a video (or shard) an earlier
+        # push uploaded and this dataset no longer holds goes in the same commit, so the repo does not keep videos no
+        # row points to. A push without videos leaves videos/ alone: its rows may point at videos uploaded before
+        owned = ("data/", "videos/") if upload_videos else ("data/",)
+        pushed = {operation.path_in_repo for operation in operations}
+        stale = sorted(
+            path
+            for path in api.list_repo_files(repo_id, repo_type="dataset")
+            if path.startswith(owned) and path not in pushed
+        )
+        if stale:
+            logger.warning(
+                "Deleting from %s, in the same commit, %d file(s) of an earlier push that this dataset no longer "
+                "holds: %s",
+                repo_id,
+                len(stale),
+                ", ".join(stale),
+            )
+            operations += [CommitOperationDelete(path_in_repo=path) for path in stale]
         return api.create_commit(
             repo_id, operations, commit_message=f"Add TPO preference pairs ({len(dataset)} pairs)", repo_type="dataset"
         )
