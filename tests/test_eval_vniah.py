@@ -154,7 +154,8 @@ def test_the_haystacks_leave_out_the_evals_own_output_folder(video_dir, tmp_path
 
 
 def test_eval_config_refuses_bad_vniah_settings_before_anything_runs(tmp_path):
-    """A bad needle or a missing haystack folder fails as `tpo-hf eval` reads its settings, not after the benchmark."""
+    """A bad needle fails as `tpo-hf eval` reads its settings, a missing haystack folder as the run starts: neither
+    after the benchmark."""
     from tpo_hf.eval.config import EvalConfig
 
     settings = dict(model_name_or_path="m", benchmark="videomme", vniah=True, vniah_haystack_dir=str(tmp_path))
@@ -164,6 +165,8 @@ def test_eval_config_refuses_bad_vniah_settings_before_anything_runs(tmp_path):
         EvalConfig(**settings | {"vniah_needle_colour": "mauve"})
     with pytest.raises(ValueError, match=r"`vniah_needle_frames` \(8\) must be shorter"):
         EvalConfig(**settings | {"vniah_needle_frames": 8, "vniah_lengths": [8, 16]})
+    # a missing haystack folder: checked when the run starts (a recipe's folders exist only where it runs)
+    missing = EvalConfig(**settings | {"vniah_haystack_dir": str(tmp_path / "missing")})
     with pytest.raises(ValueError, match="V-NIAH needs a folder of haystack videos"):
-        EvalConfig(**settings | {"vniah_haystack_dir": str(tmp_path / "missing")})
+        missing.check_vniah_haystack_dir()
     EvalConfig(**settings)

@@ -25,7 +25,7 @@ def configs(**video):
         "CurationConfig": lambda: CurationConfig(
             video_dir="videos", video_model="model", sparse_num_frames=1, **video
         ),
-        "EvalConfig": lambda: EvalConfig(vniah=True, vniah_haystack_dir=".", **video),
+        "EvalConfig": lambda: EvalConfig(vniah=True, **video),
     }
 
 

@@ -164,7 +164,6 @@ class EvalConfig(VideoSettings):
             self._check_vniah()
 
     def _check_vniah(self) -> None:
-        import os
 
         from .vniah import Needle
 
@@ -182,8 +181,14 @@ class EvalConfig(VideoSettings):
                 f"`vniah_needle_frames` ({self.vniah_needle_frames}) must be shorter than every haystack in "
                 f"`vniah_lengths` {self.vniah_lengths}."
             )
+
+    def check_vniah_haystack_dir(self) -> None:
+        """Refuses, before anything loads, a V-NIAH run without a folder of haystack videos. A run-time check, not a
+        parse-time one: a recipe names folders that exist only on the machine it runs on."""
+        import os
+
         haystack_dir = self.vniah_haystack_dir or self.video_dir
-        if not haystack_dir or not os.path.isdir(haystack_dir):
+        if self.vniah and (not haystack_dir or not os.path.isdir(haystack_dir)):
             raise ValueError(
                 f"V-NIAH needs a folder of haystack videos: set `vniah_haystack_dir` (got {haystack_dir})."
             )

@@ -83,6 +83,7 @@ def _evaluate_locked(config: EvalConfig, model: Any, processor: Any) -> dict[str
     if state is not None and device is None:
         device = str(state.device)  # one accelerator per process
     asked = VideoSettings.of(config)
+    config.check_vniah_haystack_dir()  # before the model loads and the benchmark runs
     # a folder another run is writing (training into it) holds half old, half new files
     refuse_if_locked(config.adapter_path, "eval")
     refuse_if_locked(config.model_name_or_path, "eval")
