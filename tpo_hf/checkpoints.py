@@ -169,26 +169,6 @@ def latest_complete_checkpoint(
     return None, incomplete
 
 
-def _safetensors_problem(path: Path) -> str | None:
-    """Why a safetensors file cannot be loaded (header, or length other than its tensors need), or None."""
-    size = path.stat().st_size
-    with open(path, "rb") as handle:
-        head = handle.read(8)
-        length = int.from_bytes(head, "little") if len(head) == 8 else -1
-        if length < 0 or 8 + length > size:
-            return f"truncated: {size} bytes, shorter than its header says"
-        try:
-            header = json.loads(handle.read(length))
-            end = max(
-                (int(entry["data_offsets"][1]) for name, entry in header.items() if name != "__metadata__"), default=0
-            )
-        except (ValueError, TypeError, KeyError, IndexError, AttributeError):
-            return "its header does not parse"
-    if 8 + length + end != size:
-        return f"truncated or padded: its tensors need {8 + length + end} bytes, the file holds {size}"
-    return None
-
-
 def incomplete_weights(path: str | Path) -> str | None:
     """Why a weights file is not whole (a kill or a full disk during its save), or None when it reads as complete.
 
@@ -279,7 +259,7 @@ def damaged_file(folder: str | os.PathLike) -> tuple[str, str] | None:
         if not path.is_file():
             continue
         if path.suffix == ".safetensors":
-            why = _safetensors_problem(path)
+            why = incomplete_weights(path)  # the one header check, also push's and eval's
         elif path.suffix in (".pt", ".pth", ".bin"):
             why = None if zipfile.is_zipfile(path) else "truncated: not a whole torch archive"
         else:
