@@ -198,3 +198,13 @@ def test_yaml_list_options_take_one_string_as_one_item(tmp_path):
         ValueError, match=r"localized_task_types must be a list of strings \(or one string\), got \[1\]"
     ):
         make_parser().parse_args_and_config(args=["--config", str(config_file)])
+
+
+def test_an_unquoted_yaml_mix_ratio_says_to_quote_it(tmp_path):
+    """YAML 1.1 reads `mix_ratio: 7:3` (unquoted) as the base-60 number 423: the refusal says so and how to quote
+    it, instead of only "must look like '5:5'"."""
+    config_file = tmp_path / "curate.yaml"
+    settings = {"video_dir": str(tmp_path), "video_model": "frames", "sparse_num_frames": 2, "num_frames": 4}
+    config_file.write_text(yaml.safe_dump(settings) + "mix_ratio: 7:3\n")
+    with pytest.raises(ValueError, match=r"unquoted 7:3 as the number 423: quote it, mix_ratio: '7:3'"):
+        make_parser().parse_args_and_config(args=["--config", str(config_file)])

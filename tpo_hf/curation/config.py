@@ -307,8 +307,15 @@ class CurationConfig(VideoSettings):
         try:
             localized, comprehensive = (float(x) for x in str(self.mix_ratio).split(":"))
         except ValueError as error:
+            # YAML 1.1 reads an unquoted 7:3 as the base-60 number 423
+            sexagesimal = (
+                f" A YAML file read an unquoted {self.mix_ratio // 60}:{self.mix_ratio % 60} as the number "
+                f"{self.mix_ratio}: quote it, mix_ratio: '{self.mix_ratio // 60}:{self.mix_ratio % 60}'."
+                if isinstance(self.mix_ratio, int) and not isinstance(self.mix_ratio, bool) and self.mix_ratio >= 60
+                else ""
+            )
             raise ValueError(
-                f"mix_ratio={self.mix_ratio!r} must look like '5:5' (localized:comprehensive)."
+                f"mix_ratio={self.mix_ratio!r} must look like '5:5' (localized:comprehensive).{sexagesimal}"
             ) from error
         if localized < 0 or comprehensive < 0 or localized + comprehensive == 0:
             raise ValueError(f"mix_ratio={self.mix_ratio!r} needs non-negative parts, not both zero.")
