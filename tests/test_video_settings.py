@@ -119,3 +119,18 @@ def test_a_rate_beside_a_frame_count_is_refused_not_ignored(tmp_path):
         repo_id="u/m", base_model=None, hyperparameters={"num_frames": 32, "video_fps": 1.0}, metrics={}
     )
     assert "| Frames per video | 32 |" in card.text and "Video sampling fps" not in card.text
+
+
+def test_a_pixel_budget_a_fixed_size_family_cannot_apply_is_warned_and_not_recorded(caplog):
+    """`max_pixels` on a family that resizes every frame to its own size (LLaVA-OneVision) changed nothing in the
+    tensors, yet `processor.settings` (and so the card and tpo_video_config.json) recorded it. Now a warning names it
+    and the recorded settings leave it out; a Qwen family keeps it."""
+    import logging
+
+    _, processor = build_tiny_model("llava_onevision")
+    with caplog.at_level(logging.WARNING, logger="tpo_hf.video_settings"):
+        fixed = VideoPreferenceProcessor(processor, num_frames=4, max_pixels=256)
+    assert fixed.settings.max_pixels is None
+    assert "max_pixels=256 is ignored" in caplog.text and "llava_onevision" in caplog.text
+    _, processor = build_tiny_model("qwen2_vl")
+    assert VideoPreferenceProcessor(processor, num_frames=4, max_pixels=4096).settings.max_pixels == 4096

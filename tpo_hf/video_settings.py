@@ -14,8 +14,11 @@ plugin and the Space use, and what the model card records.
 from __future__ import annotations
 
 import dataclasses
+import logging
 from dataclasses import dataclass, field
 from typing import Any
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_NUM_FRAMES = 32
 
@@ -125,6 +128,16 @@ class VideoSettings:
         budget (Qwen) and, where even the smallest frames do not fit, the frames (`num_frames`, or `max_frames` with
         `video_fps`). Without a budget the copy equals these settings. Fitting a fitted copy changes nothing."""
         plain = VideoSettings.of(self)
+        if plain.max_pixels is not None and family.pixel_budget_kwargs is None:
+            # a fixed-size family resizes every frame to its own size: a pixel budget would be recorded (card,
+            # tpo_video_config.json) but never applied
+            logger.warning(
+                "max_pixels=%d is ignored: the %s family resizes every frame to a fixed size; it is left out of the "
+                "recorded settings.",
+                plain.max_pixels,
+                family.name,
+            )
+            plain = dataclasses.replace(plain, max_pixels=None)
         if plain.max_video_tokens is None:
             return plain
         if family.video_token_budget is None:
