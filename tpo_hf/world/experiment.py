@@ -13,7 +13,9 @@ arm from the same pool of pairs and score every arm on the same held-out questio
   SFT_LLM), tpo_random_rejected (a random wrong option as the rejected answer).
 
 Every arm gets the same number of pairs and steps. Arms run in parallel processes with one torch thread each,
-which is the fastest layout on a 2-core machine.
+which is the fastest layout on a 2-core machine. With `self_training_rounds` > 1 every trained arm self-trains:
+each further round merges the arm's adapter into its model, curates a fresh corpus with that model (the round's own
+split of videos) and trains the merged model again on it, as the paper's self-training would be iterated.
 
 The scoring and the report (accuracies, paired differences, results.md, figures) live in `tpo_hf.world.report`.
 Over 500 lines: the config and its arms, the pieces each worker runs (curate, train, evaluate, probe) and the
@@ -159,6 +161,10 @@ class ExperimentConfig:
     # the experiment's script asks 64)
     reward_eval_rows: int = 0
     reward_eval_steps: int = 25
+    # self-training rounds per trained arm (1: one curation with the base and one training). Each further round
+    # curates a fresh corpus (split `train-round<k>`, same size and layout) with the arm's model of the round before
+    # and trains it again with the same rows and steps; the held-out set excludes every round's corpus
+    self_training_rounds: int = 1
 
     @property
     def heldout_layout(self) -> Layout:
@@ -177,16 +183,18 @@ def _single_thread() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
-def curate(config: ExperimentConfig, seed: int, base_model: str, progress: bool = False) -> dict[str, Any]:
-    """Writes the seed's training corpus and curates it once; each arm's pair set is then a re-mix of the same
-    shards (mix and size are not part of the shard fingerprint, so nothing is generated again). `progress` shows
-    curation's bar (the quickstart's)."""
+def curate(
+    config: ExperimentConfig, seed: int, base_model: str, progress: bool = False, self_training_round: int = 1
+) -> dict[str, Any]:
+    """Writes the seed's training corpus (of `self_training_round`) and curates it once with `base_model`; each
+    arm's pair set is then a re-mix of the same shards (mix and size are not part of the shard fingerprint, so
+    nothing is generated again). `progress` shows curation's bar (the quickstart's)."""
     _single_thread()
     from ..curation.run import run_curation
 
     root = Path(config.out_dir) / f"seed-{seed}"
     corpus_dir = root / "corpus"
-    videos = write_corpus(train_spec(config, seed), corpus_dir)
+    videos = write_corpus(train_spec(config, seed, self_training_round), corpus_dir)
     inputs = write_curation_inputs(videos, root / "curation_inputs.jsonl", config.comprehensive_per_video, seed)
     reports = {}
     mixes = sorted({ARMS[arm][0] for arm in config.arms if ARMS.get(arm)})
@@ -208,10 +216,11 @@ def curate(config: ExperimentConfig, seed: int, base_model: str, progress: bool 
     return {"seed": seed, "reports": reports, "controls": controls}
 
 
-def train_spec(config: ExperimentConfig, seed: int) -> CorpusSpec:
-    """The seed's training corpus."""
+def train_spec(config: ExperimentConfig, seed: int, self_training_round: int = 1) -> CorpusSpec:
+    """The seed's training corpus of a self-training round (round 1: the `train` split; round k: `train-round<k>`,
+    other videos drawn with the same sizes and layout)."""
     return CorpusSpec(
-        "train",
+        "train" if self_training_round == 1 else f"train-round{self_training_round}",
         config.train_videos,
         config.train_min_scenes,
         config.train_max_scenes,
@@ -429,7 +438,12 @@ def seen_video_keys(config: ExperimentConfig, base_model: str | None = None) -> 
     from .base import RECORD_NAME, world_base_model
     from .pretrain import PretrainConfig, pretraining_video_keys
 
-    keys = {video.key() for seed in config.seeds for video in corpus_videos(train_spec(config, seed))}
+    keys = {
+        video.key()
+        for seed in config.seeds
+        for self_training_round in range(1, config.self_training_rounds + 1)
+        for video in corpus_videos(train_spec(config, seed, self_training_round))
+    }
     folder = Path(base_model or config.base_model or world_base_model())
     recorded = json.loads((folder / RECORD_NAME).read_text())["config"]
     return keys | pretraining_video_keys(PretrainConfig(**recorded))
@@ -510,31 +524,31 @@ def heldout_eval_config(
     )
 
 
-def evaluate_arm(config: ExperimentConfig, seed: int, arm: str, base_model: str) -> dict[str, Any]:
-    """Scores one arm with the project's evaluation (`tpo_hf.eval.run.evaluate`): generated replies, answer
-    extraction, per-sample records, V-NIAH on haystacks cut from held-out world videos."""
+def evaluate_arm(
+    config: ExperimentConfig, seed: int, arm: str, model: str, adapter: str | None = None
+) -> dict[str, Any]:
+    """Scores one arm (`model` with its `adapter`, none for the base) with the project's evaluation
+    (`tpo_hf.eval.run.evaluate`): generated replies, answer extraction, per-sample records, V-NIAH on haystacks cut
+    from held-out world videos."""
     _single_thread()
     from ..eval.run import evaluate
 
-    root = Path(config.out_dir) / f"seed-{seed}"
-    adapter = None if arm == "base" else str(root / "adapters" / arm)
-    output_dir = root / "eval" / arm
-    results = evaluate(heldout_eval_config(config, base_model, adapter, output_dir))
-    tag = "base" if arm == "base" else "tpo"
+    output_dir = Path(config.out_dir) / f"seed-{seed}" / "eval" / arm
+    results = evaluate(heldout_eval_config(config, model, adapter, output_dir))
+    tag = "base" if adapter is None else "tpo"
     samples = read_samples(output_dir / "samples_tpo_world.jsonl", tag)
-    rewards_file = root / "adapters" / arm / REWARDS_FILE
-    rewards = json.loads(rewards_file.read_text()) if rewards_file.is_file() else []
+    rewards_file = Path(adapter) / REWARDS_FILE if adapter else None
+    rewards = json.loads(rewards_file.read_text()) if rewards_file and rewards_file.is_file() else []
     return {"arm": arm, "seed": seed, "samples": samples, "vniah": results["vniah"]["models"][tag], "rewards": rewards}
 
 
-def probe_arm(config: ExperimentConfig, seed: int, arm: str, base_model: str) -> dict[str, Any]:
-    """The probes (`tpo_hf.world.probes`) of one arm and seed."""
+def probe_arm(config: ExperimentConfig, seed: int, arm: str, model: str, adapter: str | None = None) -> dict[str, Any]:
+    """The probes (`tpo_hf.world.probes`) of one arm and seed (`model` with its `adapter`, none for the base)."""
     from .probes import run_probes
 
-    adapter = None if arm == "base" else str(Path(config.out_dir) / f"seed-{seed}" / "adapters" / arm)
     out = Path(config.out_dir)
     results = run_probes(
-        base_model,
+        model,
         adapter,
         out / "heldout_questions.jsonl",
         out / "eval-videos",
@@ -559,12 +573,55 @@ def read_samples(samples_file: Path, tag: str) -> list[dict[str, Any]]:
     return samples
 
 
+def self_train(config: ExperimentConfig, seed: int, arm: str, base_model: str) -> tuple[str, str, list[dict]]:
+    """Trains `arm` for `self_training_rounds` rounds and returns the model and adapter to score, with each later
+    round's curation report. Round k lives in `seed-<seed>/round-<k>-<arm>/` (the merged model of round k-1 in
+    `model/`, its corpus, pairs and adapter laid out like a seed folder of its own); finished pieces are reused."""
+    model, adapter = base_model, train_arm(config, seed, arm, base_model)
+    rounds = []
+    for self_training_round in range(2, config.self_training_rounds + 1):
+        round_config = replace(
+            config, out_dir=str(Path(config.out_dir) / f"seed-{seed}" / f"round-{self_training_round}-{arm}")
+        )
+        model = merge_into_model(model, adapter, Path(round_config.out_dir) / "model")
+        curated = curate(replace(round_config, arms=[arm]), seed, model, self_training_round=self_training_round)
+        check_equal_pair_counts(replace(round_config, arms=[arm]), [curated])
+        adapter = train_arm(round_config, seed, arm, model)
+        report = curated["reports"][ARMS[arm][0]]
+        rounds.append({"round": self_training_round, "final": report.get("final"), "judge": report.get("judge")})
+    return model, adapter, rounds
+
+
+def merge_into_model(model: str, adapter: str, output_dir: Path) -> str:
+    """`model` with `adapter` merged in, saved as a model folder of its own (weights, and the processor, chat
+    template and world records copied from `model`) that the next self-training round curates and trains from."""
+    import shutil
+    import tempfile
+
+    from ..hub.push import merge_adapter
+
+    if (output_dir / "model.safetensors").is_file():
+        return str(output_dir)
+    output_dir.parent.mkdir(parents=True, exist_ok=True)
+    # written beside and renamed at the end, so a killed merge never leaves a folder that looks finished
+    staging = Path(tempfile.mkdtemp(prefix=".merging-", dir=output_dir.parent))
+    merge_adapter(adapter, staging)
+    for item in Path(model).iterdir():
+        if item.is_file() and item.name != "README.md" and not (staging / item.name).exists():
+            shutil.copy2(item, staging / item.name)
+    staging.rename(output_dir)
+    return str(output_dir)
+
+
 def _train_and_eval(config: ExperimentConfig, seed: int, arm: str, base_model: str) -> dict[str, Any]:
+    model, adapter, rounds = base_model, None, []
     if arm != "base":
-        train_arm(config, seed, arm, base_model)
-    result = evaluate_arm(config, seed, arm, base_model)
+        model, adapter, rounds = self_train(config, seed, arm, base_model)
+    result = evaluate_arm(config, seed, arm, model, adapter)
+    if rounds:
+        result["self_training"] = rounds
     if config.probes and arm in config.probe_arms:
-        result["probes"] = probe_arm(config, seed, arm, base_model)["probes"]
+        result["probes"] = probe_arm(config, seed, arm, model, adapter)["probes"]
     return result
 
 
@@ -648,6 +705,8 @@ def run_experiment(config: ExperimentConfig) -> dict[str, Any]:
                 "seed": r["seed"],
                 "accuracy": accuracies(r["samples"], config.long_min_scenes),
                 "vniah": r["vniah"],
+                # later self-training rounds' curation (pairs kept, judge counts), when there were any
+                **({"self_training": r["self_training"]} if r.get("self_training") else {}),
             }
             for r in runs
         ],
