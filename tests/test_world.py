@@ -854,3 +854,67 @@ def test_reward_curve_keeps_the_evaluation_rows_rewards():
         {"step": 0, "rewards/margins": 0.0, "rewards/accuracies": 0.0},
         {"step": 25, "rewards/margins": 0.8, "rewards/accuracies": 0.9, "rewards/chosen": 0.3},
     ]
+
+
+def test_self_training_rounds_curate_a_fresh_corpus_with_the_merged_model(tmp_path):
+    """Round 2 of an arm curates its own split of videos with the round-1 model (adapter merged in) and trains that
+    model again; the held-out exclusion covers every round's corpus, and a rerun reuses the finished rounds."""
+    import torch
+    from safetensors.torch import load_file
+
+    from tpo_hf.world.base import world_base_model
+    from tpo_hf.world.experiment import ExperimentConfig, curate, seen_video_keys, self_train, train_spec
+
+    config = ExperimentConfig(
+        out_dir=str(tmp_path / "run"),
+        seeds=[0],
+        arms=["tpo_5_5"],
+        train_videos=24,
+        pairs_per_arm=8,
+        max_steps=2,
+        batch_size=4,
+        self_training_rounds=2,
+    )
+    base = str(world_base_model())
+    curate(config, 0, base)
+    model, adapter, rounds = self_train(config, 0, "tpo_5_5", base)
+
+    round_root = tmp_path / "run" / "seed-0" / "round-2-tpo_5_5"
+    assert model == str(round_root / "model") and Path(adapter) == round_root / "seed-0" / "adapters" / "tpo_5_5"
+    assert json.loads((Path(adapter) / "adapter_config.json").read_text())["base_model_name_or_path"] == model
+    # the merged model carries round 1's training: some weights differ from the base's
+    merged, original = load_file(f"{model}/model.safetensors"), load_file(f"{base}/model.safetensors")
+    assert any(not torch.equal(merged[name], original[name]) for name in original)
+    # and is a model folder of its own: processor and world records beside the weights
+    assert {"tpo_video_config.json", "world_pretrain.json", "tokenizer.json"} <= {
+        p.name for p in Path(model).iterdir()
+    }
+    # round 2's corpus is another split: no video shared with round 1's, and both are excluded from held-out sets
+    first = {v.key() for v in corpus_videos(train_spec(config, 0))}
+    second = {v.key() for v in corpus_videos(train_spec(config, 0, 2))}
+    assert first and second and not first & second
+    assert sorted(p.name for p in (round_root / "seed-0" / "corpus").glob("*.mp4"))[0].startswith("train-round2-0-")
+    assert first | second <= seen_video_keys(config)
+    assert rounds[0]["round"] == 2 and rounds[0]["final"]["total"] >= 8
+    # a rerun reuses the merged model and the trained adapter
+    weights = Path(adapter) / "adapter_model.safetensors"
+    before = (weights.stat().st_mtime_ns, (Path(model) / "model.safetensors").stat().st_mtime_ns)
+    assert self_train(config, 0, "tpo_5_5", base)[:2] == (model, adapter)
+    assert (weights.stat().st_mtime_ns, (Path(model) / "model.safetensors").stat().st_mtime_ns) == before
+
+
+def test_base_on_heldout_layout_is_the_documented_pretrain_command():
+    """`base_on_heldout_layout` asks for the same base as the documented `tpo-hf world pretrain` command on the
+    held-out layout (same settings fingerprint, so a base built by either serves both); off, the shipped base."""
+    from tpo_hf.world.base import config_fingerprint
+    from tpo_hf.world.cli import make_parser
+    from tpo_hf.world.experiment import SHORTCUT_FREE, ExperimentConfig, base_pretraining
+    from tpo_hf.world.pretrain import PretrainConfig
+
+    command = "--max_scene_frames 2 --max_blank_frames 2 --max_timestamp 30 --format_version 2".split()
+    _, documented = make_parser("pretrain").parse_args_and_config(args=command)
+    on_layout = base_pretraining(ExperimentConfig(base_on_heldout_layout=True, **SHORTCUT_FREE))
+    assert config_fingerprint(on_layout) == config_fingerprint(documented)
+    assert config_fingerprint(base_pretraining(ExperimentConfig(**SHORTCUT_FREE))) == config_fingerprint(
+        PretrainConfig()
+    )

@@ -97,6 +97,10 @@ class ExperimentConfig:
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     arms: list[str] = field(default_factory=lambda: list(DEFAULT_ARMS))
     base_model: str | None = None  # default: the world base shipped with tpo-hf (built on first use if absent)
+    # without `base_model`: pretrain the base on the held-out layout (`base_pretraining`: scenes of 1-2 frames, blank
+    # frames, random start seconds, as `tpo-hf world pretrain --max_scene_frames 2 --max_blank_frames 2
+    # --max_timestamp 30 --format_version 2` does), built once into tpo-hf's cache (~20-50 minutes on 2 cores)
+    base_on_heldout_layout: bool = False
     workers: int = 2
     # training corpus: 2-9 scenes. Curating long videos only (6-9) made the DPO arms forget more on short clips
     # (dev seed 100: TPO 5:5 short clips 79.6% vs 83.0% with 2-9, long videos 59.0% vs 58.0%)
@@ -176,6 +180,22 @@ class ExperimentConfig:
 
 
 # --- the pieces, each runnable in a worker process --------------------------------------------------------------
+def base_pretraining(config: ExperimentConfig):
+    """The `PretrainConfig` of the run's base when `base_model` is not given: the shipped base's, or with
+    `base_on_heldout_layout` the same pretraining on the held-out layout (format 2: the documented video prompt)."""
+    from .pretrain import PretrainConfig
+
+    if not config.base_on_heldout_layout:
+        return PretrainConfig()
+    layout = config.heldout_layout
+    return PretrainConfig(
+        format_version=2,
+        max_scene_frames=layout.max_scene_frames,
+        max_blank_frames=layout.max_blank_frames,
+        max_timestamp=layout.max_timestamp,
+    )
+
+
 def _single_thread() -> None:
     import torch
 
@@ -444,7 +464,7 @@ def seen_video_keys(config: ExperimentConfig, base_model: str | None = None) -> 
         for self_training_round in range(1, config.self_training_rounds + 1)
         for video in corpus_videos(train_spec(config, seed, self_training_round))
     }
-    folder = Path(base_model or config.base_model or world_base_model())
+    folder = Path(base_model or config.base_model or world_base_model(base_pretraining(config)))
     recorded = json.loads((folder / RECORD_NAME).read_text())["config"]
     return keys | pretraining_video_keys(PretrainConfig(**recorded))
 
@@ -632,7 +652,7 @@ def run_experiment(config: ExperimentConfig) -> dict[str, Any]:
     started = time.perf_counter()
     out_dir = Path(config.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    base_model = config.base_model or str(world_base_model())
+    base_model = config.base_model or str(world_base_model(base_pretraining(config)))
     eval_sets(config)  # written once, before workers read them
     with ProcessPoolExecutor(max_workers=config.workers) as pool:
         curated = [f.result() for f in [pool.submit(curate, config, seed, base_model) for seed in config.seeds]]
