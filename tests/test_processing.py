@@ -422,3 +422,42 @@ def test_an_edited_chat_template_on_the_same_release_is_named_as_such(processors
     message = str(raised.value)
     assert f"saved processor files in {tmp_path}" in message and "changed since" in message
     assert "check_video_prompt_layout=False" in message and "Install the transformers release" not in message
+
+
+def test_video_the_processor_refuses_names_row_field_and_file(processors, tmp_path):
+    """p4 t01b: a 2000x8 video reaches Qwen2-VL's smart_resize, which refuses its aspect ratio (over 200) naming
+    nothing; the error names the row, its video and the file, before training (`check_lengths`) and in the
+    collator, and the CLI shows it as one line."""
+    import av
+    import numpy as np
+    from datasets import Dataset
+
+    from tpo_hf.commands import is_user_error
+    from tpo_hf.dataset_checks import check_lengths, check_rows
+    from tpo_hf.processing import VideoProcessingError
+
+    with av.open(str(tmp_path / "strip.mp4"), "w") as container:
+        stream = container.add_stream("libx264", rate=8)
+        stream.width, stream.height, stream.pix_fmt = 2000, 8, "yuv420p"
+        for _ in range(4):
+            for packet in stream.encode(av.VideoFrame.from_ndarray(np.zeros((8, 2000, 3), np.uint8), format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    strip = str(tmp_path / "strip.mp4")
+    processor = processors("qwen2_vl", num_frames=4)
+    reason = r"the qwen2_vl processor refused the video's frames \(4 frame\(s\), 2000 pixels wide and 8 high\): "
+    reason += "absolute aspect ratio must be smaller than 200"
+
+    row = dict(preference_rows()[0], video=strip, tpo_row_index=5)
+    with pytest.raises(VideoProcessingError, match=rf"^row 5 \(video '.*strip.mp4'\), file .*strip.mp4: {reason}"):
+        VideoPreferenceCollator(processor)([row])
+
+    rows = preference_rows()[:2]
+    rows[1] = dict(rows[1], video=strip)
+    dataset, _ = check_rows(Dataset.from_list(rows), "train", ["sigmoid"])
+    with pytest.raises(
+        VideoProcessingError, match=rf"^train row 1 \(video '.*strip.mp4'\), file .*: {reason}"
+    ) as error:
+        check_lengths(dataset, "train", VideoPreferenceCollator(processor, max_length=4096))
+    assert is_user_error(error.value)

@@ -366,3 +366,51 @@ def test_missing_relative_path_names_the_folder_it_was_looked_for_in(tmp_path, m
     message = str(error.value)
     assert "videos/sub dir/x y#1.mp4" in message and str(tmp_path) in message
     assert "video_root" in message and "--upload_videos" in message
+
+
+def _write_small_video(path, width, height, pixel_format="yuv420p"):
+    """8 frames at 8 fps: 4 red, then 4 blue."""
+    import av
+
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=8)
+        stream.width, stream.height, stream.pix_fmt = width, height, pixel_format
+        for index in range(8):
+            picture = np.zeros((height, width, 3), dtype=np.uint8)
+            picture[..., 0 if index < 4 else 2] = 255
+            for packet in stream.encode(av.VideoFrame.from_ndarray(picture, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def test_tiny_video_decord_cannot_read_is_read_by_pyav_naming_it(tmp_path, caplog, monkeypatch):
+    """p4 t01a: decord fails on some frames under 32 pixels wide (8x8, 1x1) with a bare DECORDError naming no file;
+    such a file is read by PyAV (the same frames as forcing PyAV), warned once naming it. One neither reader reads
+    names the file and both errors."""
+    import logging
+
+    pytest.importorskip("decord")
+    monkeypatch.delenv("TPO_HF_VIDEO_READER", raising=False)
+    small = _write_small_video(tmp_path / "tiny 8x8.mp4", 8, 8)
+    one_pixel = _write_small_video(tmp_path / "one_px.mp4", 1, 1, "yuv444p")
+    for path in (small, one_pixel):
+        with caplog.at_level(logging.WARNING, logger="tpo_hf.video"):
+            frames, metadata = load_video(path, num_frames=4)  # the default reader: decord
+            load_video(path, num_frames=4)
+        warned = [r.getMessage() for r in caplog.records if "PyAV reads this file instead" in r.getMessage()]
+        assert len(warned) == 1 and str(path) in warned[0] and "decord cannot read it" in warned[0]
+        caplog.clear()
+        assert metadata["video_backend"] == "pyav"
+        by_pyav, pyav_metadata = VideoFile(path, reader="pyav").load(num_frames=4)
+        assert np.array_equal(frames, by_pyav) and metadata == pyav_metadata
+        assert frames[0, ..., 0].min() > 200 and frames[-1, ..., 2].min() > 200  # red first, blue last
+
+    garbage = tmp_path / "not a video.mp4"
+    garbage.write_bytes(b"definitely not a video" * 100)
+    with pytest.raises(VideoLoadError) as error:
+        VideoFile(garbage, reader="decord")
+    message = str(error.value)
+    assert message.startswith(f"Could not decode video {garbage}: ") and "PyAV cannot read it either" in message
+    assert "/github/workspace" not in message

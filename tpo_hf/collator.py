@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from .processing import EncodedPair, VideoPreferenceProcessor
+from .processing import EncodedPair, VideoPreferenceProcessor, VideoProcessingError
 from .validation import check_placeholder_tokens, check_preference_row, placeholder_tokens
 from .video import VideoLoadError, VideoView
 
@@ -91,6 +91,9 @@ class VideoPreferenceCollator:
             return self.processor.encode_pair(example["prompt"], video, example["chosen"], example["rejected"])
         except VideoLoadError as error:
             raise VideoLoadError(f"{describe_row(example, position)}: {error}") from error
+        except VideoProcessingError as error:
+            file = self.processor.resolve_video(example["video"])
+            raise VideoProcessingError(f"{describe_row(example, position)}, file {file}: {error}") from error
 
     def _fits(self, pair: EncodedPair, example: dict[str, Any], position: int) -> bool:
         if self.max_length is None:

@@ -21,6 +21,7 @@ from typing import Any
 
 from .collator import REQUIRED_COLUMNS, ROW_INDEX_COLUMN, TooLongError, VideoPreferenceCollator, describe_row
 from .config import MARGIN_LOSS_TYPES
+from .processing import VideoProcessingError
 from .ref_logps_cache import REF_LOGPS_COLUMNS
 from .validation import check_placeholder_tokens, check_preference_row
 from .video import VideoFile, VideoLoadError, VideoView
@@ -314,6 +315,7 @@ def check_lengths(dataset: Any, dataset_name: str, collator: VideoPreferenceColl
         TooLongError: a row does not fit and `too_long_policy` is "error" (naming the first such row).
         NoTrainingDataError: no row fits, so nothing would be trained on.
         VideoLoadError: a row's video cannot be opened (naming the row).
+        VideoProcessingError: the model's processor refuses a row's video frames (their shape; naming the row).
     """
     max_length = collator.max_length
     if max_length is None or not (hasattr(dataset, "__len__") and hasattr(dataset, "select_columns")):
@@ -327,6 +329,11 @@ def check_lengths(dataset: Any, dataset_name: str, collator: VideoPreferenceColl
             length = counter.lengths(row, index, max_length)
         except VideoLoadError as error:
             raise VideoLoadError(f"{dataset_name} {describe_row(row, position)}: {error}") from error
+        except VideoProcessingError as error:
+            file = collator.processor.resolve_video(row["video"])
+            raise VideoProcessingError(
+                f"{dataset_name} {describe_row(row, position)}, file {file}: {error} Found before training."
+            ) from error
         lengths.append(length)
         if length.longest > max_length:
             too_long.append(length)

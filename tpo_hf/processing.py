@@ -56,6 +56,35 @@ class VideoPromptLayoutError(ValueError):
     """The installed processor would write a saved model's video prompt differently from the one it was saved with."""
 
 
+class VideoProcessingError(ValueError):
+    """The model's processor refused a video's frames (their shape: Qwen2-VL's, for one, takes no aspect ratio over
+    200); the message gives the frames' size and the processor's reason, and callers prefix the row and the file."""
+
+
+# Modules of transformers that turn frames into pixel values: a ValueError raised in one of them is about the video
+# given (its size or shape), not about the text or tpo-hf
+_FRAME_PROCESSING_MODULES = re.compile(r"video_processing|image_processing|image_transforms|image_utils|video_utils")
+
+
+def _frames_size(frames: Any) -> str:
+    """How errors give the size of frames [T, H, W, 3]: "4 frame(s), 2000 pixels wide and 8 high"."""
+    shape = getattr(frames, "shape", None)
+    if shape is None or len(shape) != 4:
+        return f"{len(frames)} frame(s)"
+    return f"{shape[0]} frame(s), {shape[2]} pixels wide and {shape[1]} high"
+
+
+def _raised_on_frames(error: BaseException) -> bool:
+    """Whether `error` was raised inside transformers' frame processing (see `_FRAME_PROCESSING_MODULES`)."""
+    traceback = error.__traceback__
+    while traceback is not None:
+        module = traceback.tb_frame.f_globals.get("__name__", "")
+        if module.startswith("transformers.") and _FRAME_PROCESSING_MODULES.search(module):
+            return True
+        traceback = traceback.tb_next
+    return False
+
+
 @dataclass
 class EncodedPair:
     """Token ids and video tensors of one preference pair; the prompt (and its video) is encoded once."""
@@ -349,15 +378,24 @@ class VideoPreferenceProcessor:
     def _process(self, texts: list[str], videos: list[tuple[Any, dict[str, Any]]], **kwargs: Any) -> Any:
         frames = [video[0] for video in videos]
         metadatas = [video[1] for video in videos]
-        processed = self.processor(
-            text=[self.processor_text(text) for text in texts],
-            videos=frames,
-            video_metadata=metadatas,
-            do_sample_frames=False,
-            return_tensors="pt",
-            **self._video_kwargs(),
-            **kwargs,
-        )
+        try:
+            processed = self.processor(
+                text=[self.processor_text(text) for text in texts],
+                videos=frames,
+                video_metadata=metadatas,
+                do_sample_frames=False,
+                return_tensors="pt",
+                **self._video_kwargs(),
+                **kwargs,
+            )
+        except ValueError as error:
+            if not _raised_on_frames(error):
+                raise
+            sizes = ", ".join(sorted({_frames_size(video) for video in frames}))
+            raise VideoProcessingError(
+                f"the {self.family.name} processor refused the video's frames ({sizes}): {error}. Crop, pad or "
+                "re-encode the video to a shape it takes, or drop it."
+            ) from error
         self.family.timing_fix(processed, metadatas, self.processor)
         return processed
 
@@ -376,7 +414,12 @@ class VideoPreferenceProcessor:
     ) -> EncodedPair:
         """Encodes one preference pair; `video` is a path/URL or already decoded `(frames, metadata)`."""
         frames, metadata = self.load_video(video) if isinstance(video, (str, os.PathLike)) else video
-        processed = self.encode_prompt(prompt, frames, metadata)
+        try:
+            processed = self.encode_prompt(prompt, frames, metadata)
+        except VideoProcessingError as error:
+            if not isinstance(video, (str, os.PathLike)):
+                raise
+            raise VideoProcessingError(f"video {self.resolve_video(video)}: {error}") from error
         prompt_ids = processed["input_ids"][0].tolist()
         return EncodedPair(
             prompt_ids=prompt_ids,

@@ -13,6 +13,7 @@ reads beside the frames are still `frames_indices / fps`.
 Readers: decord (x86-64 Linux and Windows wheels only) is the default where it is installed; elsewhere (macOS arm64,
 aarch64 Linux) PyAV reads the file. Both count frames in decode order and report the stream's average frame rate, so
 the same view selects the same frame indices and timestamps with either; `TPO_HF_VIDEO_READER=pyav` forces PyAV.
+A file decord cannot open or decode (some frames under 32 pixels wide) is read with PyAV, warned once naming it.
 Both give frames upright: a display matrix's rotation (phone videos) is applied, as decord does, by the PyAV reader.
 """
 
@@ -157,6 +158,32 @@ class _DecordReader:
 
     def get_batch(self, indices: list[int]) -> np.ndarray:
         return self._reader.get_batch(indices).asnumpy()
+
+
+class _UnreadableVideo(Exception):
+    """Neither reader opens the file or decodes its first frame; the text says why (each reader's error)."""
+
+
+def _open_reader(reader: str, path: str) -> tuple[Any, np.ndarray | None]:
+    """`reader` ("decord" or "pyav") opened on `path`, and the file's first frame (`None` when it has none)."""
+    opened = (_DecordReader if reader == "decord" else _PyAVReader)(path)
+    return opened, (opened.get_batch([0])[0] if opened.total_num_frames else None)
+
+
+_WARNED_READ_WITH_PYAV: set[str] = set()  # videos warned about by `_warn_read_with_pyav` in this process
+
+
+def _warn_read_with_pyav(path: str, decord_error: BaseException) -> None:
+    """Warns, once per video per process, that decord failed on it and PyAV reads it instead."""
+    if path in _WARNED_READ_WITH_PYAV:
+        return
+    _WARNED_READ_WITH_PYAV.add(path)
+    logger.warning(
+        "Video %s: decord cannot read it (%s), so PyAV reads this file instead (the same frames by the same "
+        "indices and times; TPO_HF_VIDEO_READER=pyav reads every video with PyAV).",
+        path,
+        _reader_error_text(decord_error),
+    )
 
 
 class _PyAVReader:
@@ -377,14 +404,12 @@ class VideoFile:
         if not _is_url(self.path) and local_path.is_file() and local_path.stat().st_size == 0:
             raise VideoLoadError(f"Video file {self.path} is empty (0 bytes)")
         try:
-            self._reader = (_DecordReader if self.reader == "decord" else _PyAVReader)(str(local_path))
+            self._reader, first_frame = self._open(str(local_path))
         except _NoVideoStream as error:
             raise VideoLoadError(f"{self.path} has no video stream (audio only?)") from error
-        except Exception as error:  # decord raises its own DECORDError, PyAV its FFmpegError, for broken files
+        except _UnreadableVideo as error:
             dropped = _drop_undecodable_download(local_path) if _is_url(self.path) else ""
-            raise VideoLoadError(
-                f"Could not decode video {self.path}: {_reader_error_text(error)}{dropped}"
-            ) from error
+            raise VideoLoadError(f"Could not decode video {self.path}: {error}{dropped}") from error.__cause__
         self.total_num_frames = self._reader.total_num_frames
         if self.total_num_frames == 0:
             raise VideoLoadError(f"Video {self.path} has zero frames")
@@ -396,12 +421,39 @@ class VideoFile:
         self._frame_times: np.ndarray | None = None
         self._frame_durations: np.ndarray | None = None
         self._use_presentation_times()
-        self.height, self.width = self._reader.get_batch([0])[0].shape[:2]
+        self.height, self.width = first_frame.shape[:2]
         self._cache: dict[int, np.ndarray] | None = {} if cache_frames else None
         self.frames_decoded = 0  # how many frames this object decoded (the decode-once benchmark reads it)
 
     def __repr__(self) -> str:
         return f"VideoFile({self.path!r}, frames={self.total_num_frames}, fps={self.fps:.3f})"
+
+    def _open(self, local_path: str) -> tuple[Any, np.ndarray | None]:
+        """The reader of `local_path` and its first frame (decoded for the frame size; `None` without frames).
+
+        A file decord cannot open or decode (it fails on some frames under 32 pixels wide, e.g. 8x8) is read with
+        PyAV instead when PyAV reads it: the same frames by the same indices and times, warned once naming the file.
+        """
+        try:
+            return _open_reader(self.reader, local_path)
+        except _NoVideoStream:
+            raise
+        except Exception as error:  # decord raises its own DECORDError, PyAV its FFmpegError, for broken files
+            if self.reader != "decord":
+                raise _UnreadableVideo(_reader_error_text(error)) from error
+            decord_error = error
+        try:
+            opened = _open_reader("pyav", local_path)
+        except _NoVideoStream:
+            raise
+        except Exception as pyav_error:
+            raise _UnreadableVideo(
+                f"{_reader_error_text(decord_error)} (decord; PyAV cannot read it either: "
+                f"{_reader_error_text(pyav_error)})"
+            ) from decord_error
+        _warn_read_with_pyav(self.path, decord_error)
+        self.reader = "pyav"
+        return opened
 
     def _use_presentation_times(self) -> None:
         """Takes the frames' presentation times when they stray from `index / fps` by more than a frame (variable
@@ -504,8 +556,14 @@ class VideoFile:
             try:
                 decoded = self._reader.get_batch(missing)
             except Exception as error:
+                other_reader = (
+                    " (read with decord: TPO_HF_VIDEO_READER=pyav reads videos with PyAV instead)"
+                    if self.reader == "decord"
+                    else ""
+                )
                 raise VideoLoadError(
                     f"Could not decode frames {missing[:5]}... of video {self.path}: {_reader_error_text(error)}"
+                    f"{other_reader}"
                 ) from error
             self.frames_decoded += len(missing)
             cache.update(zip(missing, decoded))

@@ -51,7 +51,7 @@ USER_ERRORS = {
     "tpo_hf.dataset_checks": ("NoTrainingDataError",),
     "tpo_hf.validation": ("RowError",),
     "tpo_hf.collator": ("TooLongError",),
-    "tpo_hf.processing": ("VideoPromptLayoutError",),
+    "tpo_hf.processing": ("VideoPromptLayoutError", "VideoProcessingError"),
     "tpo_hf.video": ("VideoLoadError",),
     "tpo_hf.video_settings": ("VideoSettingsError",),
     "tpo_hf.eval.mcq": ("ResultsCacheError",),
