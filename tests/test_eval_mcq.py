@@ -348,10 +348,13 @@ def test_cli_runs_benchmark_and_vniah_with_adapter(video_dir, tmp_path, tiny_mod
 
     card = ModelCard("---\n" + (out / "model_index.yaml").read_text() + "---\n")
     entries = card.data.eval_results
-    assert [e.dataset_name for e in entries] == ["Video-MME"] * 3 + ["V-NIAH (synthetic)"]
+    # the first 3 of the local file's 4 questions: recorded as that file and that subset, not as Video-MME
+    scored = "Video-MME questions from videomme.jsonl (first 3 of 4 questions: a subset, not the full split)"
+    assert [e.dataset_name for e in entries] == [scored] * 3 + ["V-NIAH (synthetic)"]
     assert entries[0].metric_type == "accuracy" and entries[0].task_type == "multiple-choice"
     assert entries[0].metric_value == pytest.approx(round(benchmark["models"]["tpo"]["accuracy"], 2))
-    assert entries[0].dataset_type == "lmms-eval/Video-MME" and "lmms-eval 0.7.3 parser" in entries[1].metric_name
+    assert entries[0].dataset_type == str(data) and entries[0].dataset_split == "train[:3]"
+    assert "lmms-eval 0.7.3 parser" in entries[1].metric_name
     assert entries[2].metric_type == "unparseable_rate"
     assert entries[2].metric_value == pytest.approx(round(benchmark["models"]["tpo"]["unparseable_rate"], 2))
     assert "| Unparseable replies (%) |" in table
@@ -459,3 +462,110 @@ def test_eval_config_refuses_a_bad_dtype_or_device_before_the_model_loads():
     with pytest.raises(ValueError, match=r"`device`='gpu' is not a torch device"):
         EvalConfig(model_name_or_path="m", benchmark="videomme", device="gpu")
     EvalConfig(model_name_or_path="m", benchmark="videomme", dtype="float16", device="cuda:1")
+
+
+def test_a_limited_run_or_a_local_file_is_not_recorded_as_the_benchmark(video_dir, tmp_path, tiny_model_dirs, caplog):
+    """model_index.yaml is pasted into model cards, where the Hub shows it as the benchmark's result: a run of the
+    first N questions (`limit`) records that subset (name, split `train[:N]`) and warns that it is not a benchmark
+    score; a local question file is recorded as that file, not as the benchmark's Hub id; a Hub benchmark cut by
+    `limit` keeps its id with the split `test[:N]`; a `limit` past the split's end scores it all, no subset."""
+    import logging
+
+    from huggingface_hub import ModelCard
+
+    from tpo_hf.eval.config import EvalConfig
+    from tpo_hf.eval.results import eval_results
+    from tpo_hf.eval.run import evaluate
+
+    data = tmp_path / "videomme.jsonl"
+    _write_rows(data, VIDEOMME_ROWS)
+    settings = dict(
+        model_name_or_path=str(tiny_model_dirs("qwen2_5_vl")),
+        benchmark="videomme",
+        dataset_name=str(data),
+        video_dir=str(video_dir),
+        num_frames=FRAMES,
+        max_new_tokens=MAX_NEW_TOKENS,
+        dtype="float32",
+        device="cpu",
+        progress=False,
+    )
+
+    def recorded(out: Path) -> set[tuple[str, str, str]]:
+        entries = ModelCard("---\n" + (out / "model_index.yaml").read_text() + "---\n").data.eval_results
+        return {(e.dataset_type, e.dataset_name, e.dataset_split) for e in entries}
+
+    with caplog.at_level(logging.WARNING, logger="tpo_hf.eval.run"):
+        results = evaluate(EvalConfig(**settings, limit=1, output_dir=str(tmp_path / "limited")))
+    assert "first 1 of the 4 questions" in caplog.text and "not a Video-MME score" in caplog.text
+    entry = results["benchmarks"]["videomme"]
+    assert (entry["dataset"], entry["local_dataset"], entry["split"]) == (str(data), True, "train")
+    assert (entry["questions"], entry["split_questions"], entry["subset"]) == (1, 4, True)
+    subset_name = "Video-MME questions from videomme.jsonl (first 1 of 4 questions: a subset, not the full split)"
+    assert recorded(tmp_path / "limited") == {(str(data), subset_name, "train[:1]")}
+    table = (tmp_path / "limited" / "results.md").read_text()
+    assert f"Subset: the first 1 of the 4 questions of {data} (split train), not a benchmark score." in table
+
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="tpo_hf.eval.run"):
+        whole = evaluate(EvalConfig(**settings, limit=10, output_dir=str(tmp_path / "whole")))
+    assert "subset" not in caplog.text and not whole["benchmarks"]["videomme"]["subset"]
+    assert recorded(tmp_path / "whole") == {(str(data), "Video-MME questions from videomme.jsonl", "train")}
+
+    hub_subset = dict(entry, dataset="lmms-eval/Video-MME", local_dataset=False, split="test", split_questions=2700)
+    first = eval_results({"benchmarks": {"videomme": hub_subset}}, "base")[0]
+    assert (first.dataset_type, first.dataset_name, first.dataset_split) == (
+        "lmms-eval/Video-MME",
+        "Video-MME (first 1 of 2700 questions: a subset, not the full split)",
+        "test[:1]",
+    )
+
+
+def test_missing_videos_are_all_named_before_anything_is_generated(video_dir, tmp_path, peft_model, monkeypatch):
+    """Two questions whose videos are not in `video_dir`: one error names both (video, row, question id) and the
+    folder, raised before the model loads (`tpo-hf eval`) and before any answer is generated (`evaluate_mcq`)."""
+    import re
+
+    import tpo_hf.eval.run as eval_run
+    from tpo_hf.eval.config import EvalConfig
+
+    videos = ["red_blue", "lost_one", "green_yellow", "lost_two"]
+    rows = [dict(VIDEOMME_ROWS[i], videoID=video, question_id=f"q{i}") for i, video in enumerate(videos)]
+    data = _write_rows(tmp_path / "videomme.jsonl", rows)
+    missing = (
+        rf"2 of 4 questions name a video \(2 distinct\) that is not in {re.escape(str(video_dir))} .*: "
+        r"'lost_one' \(row 1, question q1\), 'lost_two' \(row 3, question q3\)\. Nothing was generated"
+    )
+
+    def load_video_model(*args, **kwargs):
+        raise AssertionError("the model was loaded before the videos were checked")
+
+    monkeypatch.setattr(eval_run, "load_video_model", load_video_model)
+    out = tmp_path / "out"
+    config = EvalConfig(
+        model_name_or_path=str(tmp_path / "model"),
+        benchmark="videomme",
+        dataset_name=data,
+        video_dir=str(video_dir),
+        num_frames=FRAMES,
+        device="cpu",
+        progress=False,
+        output_dir=str(out),
+    )
+    with pytest.raises(FileNotFoundError, match="Video-MME: " + missing):
+        eval_run.evaluate(config)
+    assert not list(out.glob("cache_*"))
+
+    model, processor = peft_model
+    cache = tmp_path / "cache.jsonl"
+    with pytest.raises(FileNotFoundError, match=missing):
+        evaluate_mcq(
+            model,
+            processor,
+            load_benchmark("videomme", data),
+            video_dir=video_dir,
+            max_new_tokens=MAX_NEW_TOKENS,
+            cache_path=cache,
+            progress=False,
+        )
+    assert not cache.exists() or cache.read_text() == ""  # no answer generated

@@ -70,7 +70,9 @@ def test_quickstart_end_to_end(tmp_path):
     adapter_dir = out / "seed-0" / "adapters" / "tpo_5_5"
     card = ModelCard.load(adapter_dir / "README.md")
     assert "tpo" in card.data.tags and card.data.eval_results
-    assert {r.dataset_type for r in card.data.eval_results} == {"tpo-hf/temporal-world", "tpo-hf/v-niah"}
+    # the held-out questions are a local file: recorded as that file (`tpo_hf.eval.results.scored_dataset`)
+    heldout = str(out.resolve() / "heldout_questions.jsonl")
+    assert {r.dataset_type for r in card.data.eval_results} == {heldout, "tpo-hf/v-niah"}
     for name in ("adapter_model.safetensors", "training_curves.png", "tpo_video_config.json"):
         assert (adapter_dir / name).exists(), name
 

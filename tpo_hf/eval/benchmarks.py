@@ -566,6 +566,30 @@ def lmms_eval_predictions(name: str, replies: list[str], samples: list[MCQSample
     return [lmms_eval_mcq_answer(reply.strip(), ["A", "B", "C", "D"]) for reply in replies]
 
 
+@dataclass
+class BenchmarkQuestions:
+    """The questions a run scores and where they came from, as its results and model-index record them.
+
+    Args:
+        samples: the questions, in split order.
+        dataset: the Hub id, or the local file or folder as given.
+        local: `dataset` is a local file or folder, not a Hub dataset.
+        split: the split read.
+        split_size: the questions in that split; more than `len(samples)` when `limit` kept only the first ones.
+    """
+
+    samples: list[MCQSample]
+    dataset: str
+    local: bool
+    split: str
+    split_size: int
+
+    @property
+    def subset(self) -> bool:
+        """Only the first questions of the split were kept: the score is not the benchmark's."""
+        return len(self.samples) < self.split_size
+
+
 def load_benchmark(
     name: str,
     dataset: str | None = None,
@@ -576,7 +600,21 @@ def load_benchmark(
     video_dir: str | os.PathLike | None = None,
     subtitle_dir: str | os.PathLike | None = None,
 ) -> list[MCQSample]:
-    """Reads a benchmark into `MCQSample`s.
+    """Reads a benchmark into `MCQSample`s (`read_benchmark`'s samples; same arguments)."""
+    return read_benchmark(name, dataset, split, config, limit, variant, video_dir, subtitle_dir).samples
+
+
+def read_benchmark(
+    name: str,
+    dataset: str | None = None,
+    split: str | None = None,
+    config: str | None = None,
+    limit: int | None = None,
+    variant: str = "default",
+    video_dir: str | os.PathLike | None = None,
+    subtitle_dir: str | os.PathLike | None = None,
+) -> BenchmarkQuestions:
+    """Reads a benchmark into `MCQSample`s, with where they came from and how many questions the split holds.
 
     Args:
         name: a key of `BENCHMARKS`.
@@ -601,6 +639,7 @@ def load_benchmark(
     if split is None:
         split = "train" if os.path.isfile(source) else benchmark.split
     rows = load_preference_dataset(source, config or benchmark.config, split)
+    split_size = len(rows)
     if limit is not None:
         rows = rows.select(range(min(limit, len(rows))))
     paths = {"video_dir": video_dir, "subtitle_dir": subtitle_dir} if subtitle_dir is not None else {}
@@ -628,7 +667,7 @@ def load_benchmark(
                 f"{sample.sample_id!r}; results are cached by id, so ids must be unique."
             )
         seen[sample.sample_id] = index
-    return samples
+    return BenchmarkQuestions(samples, source, os.path.exists(source), split, split_size)
 
 
 def find_video(video_dir: str | os.PathLike | None, video: str, sample_id: str = "?") -> str:
@@ -653,3 +692,38 @@ def find_video(video_dir: str | os.PathLike | None, video: str, sample_id: str =
         f"Video {video!r} of sample {sample_id} is not in {video_dir} (tried {[str(c) for c in candidates[:4]]}...); "
         "set `video_dir` to the folder holding the benchmark's videos."
     )
+
+
+# missing videos named one by one in the error before "and N more"
+MISSING_VIDEOS_SHOWN = 5
+
+
+def find_videos(
+    samples: list[MCQSample], video_dir: str | os.PathLike | None, benchmark: str | None = None
+) -> dict[str, str]:
+    """Sample id -> its video file (`find_video`), found for every sample before anything is generated: a benchmark
+    with missing videos is refused once, naming how many questions lack their video, the first few (video, row,
+    question id) and the folder searched, instead of failing at the first one mid-run."""
+    found: dict[str, str] = {}
+    missing: list[tuple[int, MCQSample]] = []
+    for row, sample in enumerate(samples):
+        try:
+            found[sample.sample_id] = find_video(video_dir, sample.video, sample.sample_id)
+        except FileNotFoundError:
+            missing.append((row, sample))
+    if missing:
+        named = ", ".join(
+            f"{sample.video!r} (row {row}, question {sample.sample_id})"
+            for row, sample in missing[:MISSING_VIDEOS_SHOWN]
+        )
+        if len(missing) > MISSING_VIDEOS_SHOWN:
+            named += f", and {len(missing) - MISSING_VIDEOS_SHOWN} more"
+        videos = len({sample.video for _, sample in missing})
+        folder = video_dir if video_dir is not None else "the working directory (`video_dir` is not set)"
+        where = f"{benchmark}: " if benchmark else ""
+        raise FileNotFoundError(
+            f"{where}{len(missing)} of {len(samples)} questions name a video ({videos} distinct) that is not in "
+            f"{folder} (searched as named, with a video extension added, and one folder down): {named}. Nothing was "
+            "generated: put the missing videos there, or set `video_dir` to the folder holding the benchmark's videos."
+        )
+    return found

@@ -25,7 +25,7 @@ from typing import Any
 from ..fingerprint import changed_fields, file_identity, key_hash, no_space_left
 from ..processing import VideoPreferenceProcessor
 from .answers import UNPARSEABLE, extract_answer_letter
-from .benchmarks import MCQSample, find_video
+from .benchmarks import MCQSample, find_videos
 
 logger = logging.getLogger(__name__)
 
@@ -268,13 +268,6 @@ def _scored(
     )
 
 
-def _video_path(video_dir: str | os.PathLike | None, sample: MCQSample) -> str:
-    try:
-        return find_video(video_dir, sample.video, sample.sample_id)
-    except FileNotFoundError:
-        return sample.video  # reported when the video is decoded; the key then holds the bare name
-
-
 def _batches(samples: list[MCQSample], default_frames: int, batch_size: int) -> list[list[MCQSample]]:
     """Consecutive samples with the same frame count (families like LLaVA cannot batch different counts)."""
     batches: list[list[MCQSample]] = []
@@ -341,6 +334,7 @@ def evaluate_mcq(
 
     if not samples:
         raise ValueError("No samples to evaluate: the benchmark or suite is empty (check the dataset, split, limit).")
+    video_paths = find_videos(samples, video_dir)  # every missing video named at once, before any generation
     generation = {
         "generate_kwargs": {k: generate_kwargs[k] for k in sorted(generate_kwargs)},
         "stop": list(stop or []),
@@ -352,9 +346,9 @@ def evaluate_mcq(
     for batch_number, batch in enumerate(batches, 1):
         frames = batch[0].num_frames or num_frames
         todo: dict[str, list[MCQSample]] = {}
-        paths = {sample.sample_id: _video_path(video_dir, sample) for sample in batch}
         keys = {
-            sample.sample_id: answer_key(sample, paths[sample.sample_id], processor, generation) for sample in batch
+            sample.sample_id: answer_key(sample, video_paths[sample.sample_id], processor, generation)
+            for sample in batch
         }
         for tag in variants:
             for sample in batch:
@@ -379,7 +373,7 @@ def evaluate_mcq(
             # each video decoded once for all variants, so base and adapter see the same frames
             decoded = {
                 sample_id: processor.load_video(
-                    find_video(video_dir, sample.video, sample_id),
+                    video_paths[sample_id],
                     processor.default_view(num_frames=frames, start=sample.start),
                 )
                 for sample_id, sample in needed.items()

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .benchmarks import get_benchmark
+from .benchmarks import Benchmark, get_benchmark
 
 MCQ_TASK_TYPE = "multiple-choice"
 VNIAH_TASK_TYPE = "video-question-answering"
@@ -30,6 +30,31 @@ def _pct(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f}"
 
 
+def scored_dataset(benchmark: dict[str, Any], registered: Benchmark) -> tuple[str, str]:
+    """The dataset name and split a benchmark entry of `results.json` is recorded under in the model-index: a local
+    question file is named as that file, and a run that scored only the first N questions (`limit`) says so, with the
+    split as `datasets` slices it (`test[:N]`), so that neither reads as the benchmark's score on the Hub."""
+    name, split = registered.pretty_name, benchmark.get("split", registered.split)
+    if benchmark.get("local_dataset"):
+        name = f"{registered.pretty_name} questions from {Path(benchmark['dataset']).name}"
+    if benchmark.get("subset"):
+        scored, total = benchmark["questions"], benchmark["split_questions"]
+        name += f" (first {scored} of {total} questions: a subset, not the full split)"
+        split = f"{split}[:{scored}]"
+    return name, split
+
+
+def _scored_questions_line(benchmark: dict[str, Any]) -> str | None:
+    if benchmark.get("subset"):
+        return (
+            f"Subset: the first {benchmark['questions']} of the {benchmark['split_questions']} questions of "
+            f"{benchmark['dataset']} (split {benchmark['split']}), not a benchmark score."
+        )
+    if benchmark.get("local_dataset"):
+        return f"Questions: all {benchmark['questions']} of {benchmark['dataset']} (split {benchmark['split']})."
+    return None
+
+
 def markdown_table(results: dict[str, Any]) -> str:
     """A Markdown report: one column per model (base, tpo, delta), a row for overall and each breakdown value."""
     lines: list[str] = []
@@ -37,6 +62,9 @@ def markdown_table(results: dict[str, Any]) -> str:
         models = list(benchmark["models"])
         header = ["", *models] + (["Δ"] if len(models) == 2 else [])
         lines += [f"### {benchmark.get('pretty_name', name)} ({benchmark.get('num_frames', '?')} frames)", ""]
+        scored = _scored_questions_line(benchmark)
+        if scored is not None:
+            lines += [scored, ""]
         lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
 
         def row(label: str, values: list[float | None]) -> str:
@@ -92,8 +120,9 @@ def markdown_table(results: dict[str, Any]) -> str:
 def eval_results(results: dict[str, Any], model_tag: str = "tpo") -> list[Any]:
     """`huggingface_hub.EvalResult`s of one model (`model_tag`, e.g. "tpo" or "base") for the card's model-index.
 
-    Multiple-choice benchmarks report accuracy (percent) on their Hub dataset and split; V-NIAH reports the mean
-    accuracy over its (length, depth) grid.
+    Multiple-choice benchmarks report accuracy (percent) on the dataset and split scored (`scored_dataset`: a local
+    file as that file, the first N questions of a split as `split[:N]`); V-NIAH reports the mean accuracy over its
+    (length, depth) grid.
     """
     from huggingface_hub import EvalResult
 
@@ -103,12 +132,13 @@ def eval_results(results: dict[str, Any], model_tag: str = "tpo") -> list[Any]:
             continue
         registered = get_benchmark(name)
         entry = benchmark["models"][model_tag]
+        dataset_name, dataset_split = scored_dataset(benchmark, registered)
         common = dict(
             task_type=MCQ_TASK_TYPE,
             task_name="Multiple-choice video QA",
             dataset_type=benchmark.get("dataset", registered.hub_id),
-            dataset_name=registered.pretty_name,
-            dataset_split=benchmark.get("split", registered.split),
+            dataset_name=dataset_name,
+            dataset_split=dataset_split,
         )
         frames = f"{benchmark.get('num_frames', '?')} frames"
         headline = benchmark.get("headline", registered.headline_name)

@@ -17,13 +17,23 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..fingerprint import model_identity
 from ..locks import output_dir_lock, refuse_if_locked
-from ..models import adapter_base_mismatch, adapter_base_model, check_adapter_folder, load_video_model
+from ..models import (
+    adapter_base_mismatch,
+    adapter_base_model,
+    check_adapter_base_reachable,
+    check_adapter_folder,
+    check_adapter_reachable,
+    load_video_model,
+)
 from ..video_settings import VideoSettings
 from .config import EvalConfig
+
+if TYPE_CHECKING:
+    from .benchmarks import BenchmarkQuestions
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +65,29 @@ def _cache_files(output_dir: Path, name: str) -> list[Path]:
     return [output_dir / f"cache_{name}.jsonl", *sorted(output_dir.glob(f"cache_{name}.rank*.jsonl"))]
 
 
+def _warn_if_not_the_benchmark(questions: BenchmarkQuestions, pretty_name: str) -> None:
+    """Says, before the run, when its score will not be the benchmark's: only the first questions (`limit`), or
+    questions from a local file. The results and model-index record it so (`results.eval_results`)."""
+    if questions.subset:
+        logger.warning(
+            "Scoring only the first %d of the %d questions of %s (split %r, `limit`): a subset, not a %s score. "
+            "results.json, results.md and model_index.yaml record it as that subset (split %r).",
+            len(questions.samples),
+            questions.split_size,
+            questions.dataset,
+            questions.split,
+            pretty_name,
+            f"{questions.split}[:{len(questions.samples)}]",
+        )
+    if questions.local:
+        logger.info(
+            "%s questions from the local %s: model_index.yaml records that file as the dataset, not the benchmark's "
+            "Hub dataset.",
+            pretty_name,
+            questions.dataset,
+        )
+
+
 def evaluate(config: EvalConfig, model: Any = None, processor: Any = None) -> dict[str, Any]:
     """Runs the configured evaluation and writes its outputs; returns the results dict (as in `results.json`).
 
@@ -70,7 +103,14 @@ def evaluate(config: EvalConfig, model: Any = None, processor: Any = None) -> di
 def _evaluate_locked(config: EvalConfig, model: Any, processor: Any) -> dict[str, Any]:
     from huggingface_hub import ModelCardData
 
-    from .benchmarks import LMMS_EVAL_STOP, LMMS_EVAL_VERSION, get_benchmark, lmms_eval_predictions, load_benchmark
+    from .benchmarks import (
+        LMMS_EVAL_STOP,
+        LMMS_EVAL_VERSION,
+        find_videos,
+        get_benchmark,
+        lmms_eval_predictions,
+        read_benchmark,
+    )
     from .mcq import ADAPTER_TAG, BASE_TAG, evaluate_mcq, weights_fingerprint
     from .results import eval_results, markdown_table, write_results_json
     from .vniah import Needle, build_vniah_suite, haystack_sources, plot_vniah_heatmap, vniah_scores
@@ -89,6 +129,26 @@ def _evaluate_locked(config: EvalConfig, model: Any, processor: Any) -> dict[str
     refuse_if_locked(config.model_name_or_path, "eval")
     if config.adapter_path:
         check_adapter_folder(config.adapter_path)
+        if model is None or processor is None:  # the one-line refusals of `load_video_model`, before the questions
+            check_adapter_reachable(config.adapter_path)
+            if not config.model_name_or_path:
+                check_adapter_base_reachable(adapter_base_model(config.adapter_path), config.adapter_path)
+    if config.benchmark:
+        # questions and their videos before the model loads: a missing video is found now, not after an hour of answers
+        benchmark = get_benchmark(config.benchmark)
+        questions = read_benchmark(
+            config.benchmark,
+            config.dataset_name,
+            config.dataset_split,
+            config.dataset_config,
+            config.limit,
+            variant=config.prompt_variant,
+            video_dir=config.video_dir,
+            subtitle_dir=config.subtitle_dir,
+        )
+        find_videos(questions.samples, config.video_dir, benchmark.pretty_name)
+        if is_main:
+            _warn_if_not_the_benchmark(questions, benchmark.pretty_name)
     if model is None or processor is None:
         model, processor = load_video_model(
             config.model_name_or_path,
@@ -169,17 +229,7 @@ def _evaluate_locked(config: EvalConfig, model: Any, processor: Any) -> dict[str
         return merged
 
     if config.benchmark:
-        benchmark = get_benchmark(config.benchmark)
-        samples = load_benchmark(
-            config.benchmark,
-            config.dataset_name,
-            config.dataset_split,
-            config.dataset_config,
-            config.limit,
-            variant=config.prompt_variant,
-            video_dir=config.video_dir,
-            subtitle_dir=config.subtitle_dir,
-        )
+        samples = questions.samples
         logger.info("Evaluating %d %s questions at %d frames", len(samples), benchmark.pretty_name, num_frames)
         run = run_mcq(
             config.benchmark,
@@ -204,10 +254,13 @@ def _evaluate_locked(config: EvalConfig, model: Any, processor: Any) -> dict[str
             "lmms_eval_task": benchmark.lmms_eval_task,
             "lmms_eval_version": LMMS_EVAL_VERSION,
             "prompt_variant": config.prompt_variant,
-            "dataset": config.dataset_name
-            if config.dataset_name and not os.path.exists(config.dataset_name)
-            else benchmark.hub_id,
-            "split": config.dataset_split or benchmark.split,
+            # what was scored: a local file as that file, `limit` as the first `questions` of `split_questions`
+            "dataset": questions.dataset,
+            "local_dataset": questions.local,
+            "split": questions.split,
+            "questions": len(samples),
+            "split_questions": questions.split_size,
+            "subset": questions.subset,
             "num_frames": num_frames,
             "max_video_tokens": settings.max_video_tokens,
             "video_settings": settings.to_dict(),
