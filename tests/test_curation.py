@@ -982,3 +982,47 @@ def test_upload_videos_refuses_a_video_the_hub_would_refuse_before_curating(vide
     )
     with pytest.raises(ValueError, match=r"videos/.cache/a.mp4, a path the Hub refuses \(segment '.cache'\)"):
         list_videos(config)
+
+
+def test_a_question_writer_whose_replies_never_parse_stops_the_run_naming_it(video_dir, tmp_path):
+    """A question writer answering every prompt with judge-like lines stops the run after its first replies (the
+    judge's watch, `ReplyWatch`), naming its model and backend, quoting a reply and the accepted format, instead of
+    asking about every video in vain; the shard of an earlier run stays, the unread one is not written. Empty
+    replies are told apart (the token budget is named)."""
+    import shutil
+
+    from tpo_hf.curation.ask import QuestionRepliesUnreadableError
+
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    shutil.copy(video_dir / "red_blue.mp4", videos / "a.mp4")
+    settings = dict(
+        video_dir=str(videos),
+        video_model="frames",
+        question_model="writer-llm",
+        output_dir=str(tmp_path / "out"),
+        localized_per_video=6,
+        comprehensive_per_video=6,
+        **TINY,
+    )
+    run_curation(CurationConfig(**settings), Backends(_FramesBackend(), ScriptedBackend(_question_reply), None))
+    shards = tmp_path / "out" / "_curation" / "shards"
+    finished = sorted(shards.glob("shard-*.json"))
+    assert len(finished) == 1
+
+    for name in ("b.mp4", "c.mp4", "d.mp4"):  # videos added: their questions go to a writer that broke
+        shutil.copy(video_dir / "green_yellow.mp4", videos / name)
+    writer = ScriptedBackend(lambda prompt: "1. Yes\n2. No\n3. Yes", "writer-llm")
+    with pytest.raises(
+        QuestionRepliesUnreadableError,
+        match=r"(?s)None of the 12 replies of question writer model 'writer-llm' \(transformers backend\) could be "
+        r"read as a question.*One reply: '1. Yes.*Accepted: the lines 'Question: <question>'.*--question_backend "
+        r"template",
+    ):
+        run_curation(CurationConfig(**settings), Backends(_FramesBackend(), writer, None))
+    assert writer.calls == 12  # the first new video's questions only, not the whole corpus
+    assert sorted(shards.glob("shard-*.json")) == finished  # the earlier shard stays, no unread one written
+
+    empty = ScriptedBackend(lambda prompt: "<think>Let me see what the caption says", "writer-llm")
+    with pytest.raises(QuestionRepliesUnreadableError, match=r"Every reply was empty.*question_max_new_tokens=8"):
+        run_curation(CurationConfig(**settings), Backends(_FramesBackend(), empty, None))

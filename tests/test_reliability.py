@@ -2436,3 +2436,112 @@ def test_a_copy_of_a_live_runs_output_folder_is_not_locked_by_the_copied_record(
             caplog.clear()
             with output_dir_lock(snap, "eval"):
                 assert "Taking over the lock" in caplog.text and f"pid {os.getpid()}" in caplog.text
+
+
+# --- fifth probe: a curation into the dataset folder a training run reads ----------------------------------------------
+HOLD_READER_MARK = """
+import sys, time
+from tpo_hf.locks import dataset_reader_mark
+with dataset_reader_mark(sys.argv[1], "train") as mark:
+    print(mark, flush=True)
+    time.sleep(600)
+"""
+
+
+def test_a_curation_into_a_dataset_folder_a_training_run_reads_is_refused_naming_it(video_dir, tmp_path, caplog):
+    """Training refused a folder a curation was writing, but a curation rerun into the dataset folder a training run
+    read rewrote it under that run. The reader's mark (what `tpo-hf train` holds on its dataset folder) makes the
+    curation refuse at once, naming the reader; once the reader is gone (killed: its flock is free) curation works."""
+    import os
+    import re
+    import signal
+    import subprocess
+    import sys
+
+    from tpo_hf.locks import LOCK_NAME, READERS_NAME, OutputDirLockedError
+
+    folder = tmp_path / "curated"
+    config = curation_config(video_dir, folder)
+    run_curation(config, Backends(FrameBackend(), None, None))
+    dataset_files = {path.name: path.stat().st_mtime_ns for path in folder.iterdir() if path.is_file()}
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    env.pop("RANK", None)
+    reader = subprocess.Popen(
+        [sys.executable, "-c", HOLD_READER_MARK, str(folder)],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        mark = Path(reader.stdout.readline().strip())
+        assert mark.parent == folder / READERS_NAME and mark.is_file()
+        named = (
+            rf"output folder {re.escape(str(folder))} holds a dataset that another run is reading: pid {reader.pid} "
+            rf"on host {re.escape(socket.gethostname())} \(`.*`, train\) since .*delete {re.escape(str(mark))}\.$"
+        )
+        with pytest.raises(OutputDirLockedError, match=named):
+            run_curation(config, Backends(FrameBackend(), None, None))
+        assert {path.name: path.stat().st_mtime_ns for path in folder.iterdir() if path.is_file()} == dataset_files
+        assert reader.poll() is None and mark.is_file()
+    finally:
+        reader.send_signal(signal.SIGKILL)
+        reader.wait()
+    with caplog.at_level(logging.WARNING, logger="tpo_hf.locks"):
+        result = run_curation(config, Backends(FrameBackend(), None, None))
+    assert len(result.dataset) > 0
+    assert f"Removing the dataset reader mark {mark} left by pid {reader.pid} " in caplog.text
+    assert not (folder / READERS_NAME).exists() and not (folder / LOCK_NAME).exists()
+
+
+def test_training_marks_its_dataset_folder_while_it_runs_and_not_a_read_only_one(tiny_model_dirs, video_dir, tmp_path):
+    """`tpo-hf train` holds the mark from the start to the end of its run (a curation into its dataset folder is
+    refused meanwhile, and works after); a dataset folder it cannot write (a read-only mount) is read unmarked."""
+    import os
+    import threading
+    import time
+
+    from tpo_hf.locks import READERS_NAME, OutputDirLockedError, dataset_reader_mark
+    from tpo_hf.train import cli_main
+
+    folder = tmp_path / "data"
+    Dataset.from_list(preference_rows(repeat=1)).save_to_disk(str(folder))
+    args = ["--model_name_or_path", str(tiny_model_dirs(FAMILY)), "--dataset_name", str(folder)]
+    args += ["--output_dir", str(tmp_path / "run"), "--video_root", str(video_dir), "--use_cpu", "true"]
+    args += ["--dtype", "float32", "--bf16", "false", "--use_peft", "true", "--lora_r", "4", "--num_frames", "4"]
+    args += ["--max_steps", "1", "--per_device_train_batch_size", "2", "--save_strategy", "no", "--report_to", "none"]
+    args += ["--activation_checkpointing", "false", "--disable_tqdm", "true"]
+    failed: list[BaseException] = []
+
+    def train():
+        try:
+            cli_main(args)
+        except BaseException as error:  # reported by the test's thread
+            failed.append(error)
+
+    training = threading.Thread(target=train)
+    training.start()
+    refused = None
+    while training.is_alive() and refused is None:
+        if list((folder / READERS_NAME).glob("*.json")):
+            with pytest.raises(OutputDirLockedError) as refused:
+                run_curation(curation_config(video_dir, folder), Backends(FrameBackend(), None, None))
+        time.sleep(0.01)
+    training.join()
+    assert not failed and (tmp_path / "run" / "adapter_model.safetensors").exists()
+    assert (
+        refused is not None and f"pid {os.getpid()} " in str(refused.value) and ", train) since" in str(refused.value)
+    )
+    assert not (folder / READERS_NAME).exists()  # released with the run
+    assert len(run_curation(curation_config(video_dir, folder), Backends(FrameBackend(), None, None)).dataset) > 0
+
+    read_only = tmp_path / "read_only"
+    read_only.mkdir()
+    read_only.chmod(0o555)
+    if os.access(read_only, os.W_OK):  # root writes anyway; sysfs refuses root too
+        read_only = Path("/sys")
+    try:
+        with dataset_reader_mark(read_only, "train") as mark:
+            assert mark is None and not (read_only / READERS_NAME).exists()
+    finally:
+        (tmp_path / "read_only").chmod(0o755)

@@ -15,6 +15,11 @@ folder copied from a live run's (`cp -r`) carries its record, but no run holds t
 Under `accelerate launch` only the main process (global `RANK` 0) takes the lock: the ranks of one launch are one
 writer, and a refused main process ends the whole launch. The lock is re-entrant within a process (the CLI holds it
 around a whole job, `TPOTrainer.train` again inside it).
+
+Readers mark a folder too: a training run marks the local dataset folder it trains from (`dataset_reader_mark`),
+and a curation into that folder, which would rewrite its data files and videos under the run, refuses at once naming
+the reader (`refuse_if_read`). Each reader holds an exclusive `flock` on its own record file in
+`<folder>/.tpo-hf.readers/`, so a killed reader's mark is free and cleared by the next check, as above.
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ except ImportError:  # not on Windows: the pid check alone decides there
 logger = logging.getLogger(__name__)
 
 LOCK_NAME = ".tpo-hf.lock"
+READERS_NAME = ".tpo-hf.readers"  # one record file per run reading the folder (`dataset_reader_mark`)
 
 # lock path -> (open file descriptor holding the flock, how many nested `output_dir_lock` hold it in this process)
 _HELD: dict[str, list[int]] = {}
@@ -162,8 +168,9 @@ def _refusal(path: Path, what: str, holder: dict[str, Any] | None) -> OutputDirL
     )
 
 
-def _acquire(path: Path, what: str) -> int:
-    me = {
+def _this_run(what: str) -> dict[str, Any]:
+    """The record a lock file holds of this process: who it is (pid, host, start time), its command and since when."""
+    return {
         "pid": os.getpid(),
         "host": socket.gethostname(),
         "command": _command(),
@@ -171,6 +178,10 @@ def _acquire(path: Path, what: str) -> int:
         "since": datetime.datetime.now(datetime.timezone.utc).astimezone().isoformat(timespec="seconds"),
         "started": _start_time(os.getpid()),
     }
+
+
+def _acquire(path: Path, what: str) -> int:
+    me = _this_run(what)
     while True:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
@@ -341,3 +352,110 @@ def output_dir_lock(output_dir: str | os.PathLike, what: str) -> Iterator[Path |
         with contextlib.suppress(OSError):
             os.unlink(path)
         os.close(fd)
+
+
+def _mark_as_read(dataset: Path, what: str) -> tuple[int, Path] | None:
+    """Writes this run's record into `<dataset>/.tpo-hf.readers/`, holding its `flock`: (file descriptor, record
+    file), or None where the folder cannot be written."""
+    readers = dataset / READERS_NAME
+    me = _this_run(what)
+    name = f"{me['host']}-{me['pid']}-{os.urandom(4).hex()}.json"  # never another run's name, even a reused pid's
+    staging = readers / f".{name}.tmp"  # renamed once locked, so that `refuse_if_read` never sees it unlocked
+    for _ in range(3):  # again when the last reader before this one removed the folder between mkdir and open
+        try:
+            readers.mkdir(exist_ok=True)
+            fd = os.open(staging, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+            break
+        except FileNotFoundError:
+            continue
+        except OSError as error:  # read-only, no permission: nothing can curate into it either
+            logger.debug("Not marking %s as read: %s.", dataset, error)
+            return None
+    else:
+        return None
+    try:
+        _flock(fd)
+        os.write(fd, json.dumps(me).encode())
+        os.replace(staging, readers / name)
+    except OSError as error:  # a full disk: the run goes on unmarked
+        logger.debug("Not marking %s as read: %s.", dataset, error)
+        os.close(fd)
+        with contextlib.suppress(OSError):
+            os.unlink(staging)
+        return None
+    return fd, readers / name
+
+
+@contextlib.contextmanager
+def dataset_reader_mark(dataset: str | os.PathLike | None, what: str) -> Iterator[Path | None]:
+    """Marks the local dataset folder `dataset` as read by this run for the body, so that a curation into it refuses
+    (`refuse_if_read`) instead of rewriting its data files and videos under the run; yields the mark's file, or None
+    where there is none to take: a Hub id or a data file, a non-main process of a launch (the main process marks
+    for it), or a folder this process cannot write (a read-only mount: no curation can write there either).
+
+    The mark is an exclusive `flock` on this run's own record file in `<dataset>/.tpo-hf.readers/`, held for the
+    body and dropped by the kernel if the process dies.
+    """
+    marked = None
+    if dataset is not None and os.path.isdir(dataset) and _is_main_process():
+        marked = _mark_as_read(Path(dataset), what)
+    if marked is None:
+        yield None
+        return
+    fd, mark = marked
+    try:
+        yield mark
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(mark)
+        os.close(fd)
+        with contextlib.suppress(OSError):  # the folder goes with the last reader
+            mark.parent.rmdir()
+
+
+def refuse_if_read(output_dir: str | os.PathLike, what: str) -> None:
+    """Refuses to write into a folder that a live run reads as its dataset (a training run's `dataset_reader_mark`):
+    rewriting its data files and videos under that run would train it on a mix of two datasets. Marks of readers
+    that are gone (killed: their `flock` is free) are removed. Call it holding the folder's `output_dir_lock`, so a
+    reader that starts later sees the lock and refuses in turn.
+
+    Raises:
+        OutputDirLockedError: naming the reading run (pid, host, command, since when).
+    """
+    readers = Path(output_dir) / READERS_NAME
+    if not readers.is_dir() or not _is_main_process():
+        return
+    live: list[tuple[Path, dict[str, Any] | None]] = []
+    for mark in sorted(readers.glob("*.json")):
+        try:
+            fd = os.open(mark, os.O_RDONLY)
+        except OSError:  # its reader just ended
+            continue
+        try:
+            holder = _read(fd)
+            locked = _flock(fd)
+            if locked and not _flock_takes_effect(mark):
+                locked = None  # a file system that accepts flock and locks nothing: the pid decides
+            # a free flock is decisive (the reader was killed); without flock, the pid decides
+            alive = locked is False or (locked is None and holder is not None and holder_alive(holder))
+        finally:
+            os.close(fd)
+        if alive:
+            live.append((mark, holder))
+            continue
+        logger.warning(
+            "Removing the dataset reader mark %s left by %s: no run holds it.", mark, describe_holder(holder)
+        )
+        with contextlib.suppress(OSError):
+            mark.unlink()
+    if not live:
+        with contextlib.suppress(OSError):  # empty once the marks of readers that are gone are removed
+            readers.rmdir()
+        return
+    mark, holder = live[0]
+    others = f" (and {len(live) - 1} other run(s))" if len(live) > 1 else ""
+    raise OutputDirLockedError(
+        f"output folder {output_dir} holds a dataset that another run is reading: {describe_holder(holder)}"
+        f"{others}. {what.capitalize()} would rewrite its data files and videos under that run; wait for it to "
+        f"end or set another output_dir. If that run is gone (e.g. on another host), delete {mark}."
+    )

@@ -21,7 +21,7 @@ from ..data import (
     load_preference_dataset,
     refuse_training_output_dir,
 )
-from ..locks import output_dir_lock
+from ..locks import dataset_reader_mark, output_dir_lock
 from . import ConfigError, run_cli
 
 logger = logging.getLogger(__name__)
@@ -101,7 +101,8 @@ def load_processor(training_args: TPOConfig, model_args: ModelConfig):
 
 def main(script_args: TPOScriptArguments, training_args: TPOConfig, model_args: ModelConfig):
     """Loads data, model and processor, trains, and saves the adapter (or model) and processor to `output_dir`,
-    holding `output_dir` (`tpo_hf.locks`) from the start to the end of the push."""
+    holding `output_dir` and marking a local dataset folder as read (`tpo_hf.locks`) from the start to the end of the
+    push."""
     from ..trainer import TPOTrainer
 
     if not script_args.dataset_name:
@@ -114,7 +115,11 @@ def main(script_args: TPOScriptArguments, training_args: TPOConfig, model_args: 
     # before the lock file or anything else is written there: not a dataset's or a full model's (the base's) folder
     refuse_training_output_dir(training_args.output_dir)
 
-    with output_dir_lock(training_args.output_dir, "train"):
+    # the dataset folder is marked before it is checked for a curation writing it, so that one of the two refuses
+    with (
+        output_dir_lock(training_args.output_dir, "train"),
+        dataset_reader_mark(script_args.dataset_name, "train"),
+    ):
         train_dataset = load_preference_dataset(
             script_args.dataset_name, script_args.dataset_config, script_args.dataset_train_split
         )

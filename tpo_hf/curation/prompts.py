@@ -172,6 +172,14 @@ def parse_question_reply(reply: str | None) -> ParsedQuestion:
     return ParsedQuestion("unparseable")
 
 
+# what `parse_question_reply` reads, for the error that quotes a question reply it could not read
+QUESTION_REPLY_FORMATS = (
+    "the lines 'Question: <question>' and 'Answer: <answer>' in English (Markdown marks, and a `<think>` block "
+    "before them, are skipped), JSON with the keys question/answer, one line that is a question ending in '?', or "
+    "None to decline"
+)
+
+
 @dataclass(frozen=True)
 class JudgeVerdict:
     """The judge's three checks for one pair (`None` where the reply did not say)."""

@@ -28,13 +28,14 @@ from typing import Any
 from ..fingerprint import key_hash
 from ..video_settings import VideoSettings
 from .answer import answer
-from .ask import ask
+from .ask import QUESTION_REPLIES, ask
 from .backends import TEMPLATE_QUESTIONS, Backends, build_backends
 from .caption import caption
 from .config import CurationConfig
 from .decode import decode_videos
+from .generate import ReplyWatch
 from .inputs import VideoItem, list_videos, make_shards
-from .judge import JudgeReplyWatch, judge
+from .judge import JUDGE_REPLIES, judge
 from .mixing import mix_and_size
 from .records import build_dataset, place_videos
 from .report import REPORT_NAME, CurationReport, summary_table
@@ -212,14 +213,15 @@ def run_curation(config: CurationConfig, backends: Backends | None = None) -> Cu
     names (e.g. already loaded ones).
 
     Raises:
-        OutputDirLockedError: another run is writing `output_dir` (`tpo_hf.locks`).
+        OutputDirLockedError: another run is writing `output_dir`, or training on the dataset in it (`tpo_hf.locks`).
         OutputDirError: `output_dir` or `work_dir` is a file or not writable.
         CurationWriteError: a write failed on a full disk, a read-only file system or a missing permission, named;
             the shards finished so far are kept, and the same command resumes.
     """
-    from ..locks import output_dir_lock
+    from ..locks import output_dir_lock, refuse_if_read
 
     with output_dir_lock(config.output_dir, "curate"):
+        refuse_if_read(config.output_dir, "curate")  # a training run reading the dataset there
         return _run_curation_locked(config, backends)
 
 
@@ -262,22 +264,25 @@ def _run_curation_locked(config: CurationConfig, backends: Backends | None) -> C
         disable=not config.progress,
         position=state.process_index,
     )
-    watch = JudgeReplyWatch()  # stops a run whose judge replies none parse
-    held: list[tuple[list[VideoItem], dict[str, Any]]] = []  # shards not written while no judge reply parsed
+    # stop a run whose question writer's or judge's replies none parse
+    watches = [ReplyWatch(QUESTION_REPLIES), ReplyWatch(JUDGE_REPLIES)]
+    held: list[tuple[list[VideoItem], dict[str, Any]]] = []  # shards not written while a role's replies none parsed
     for index in todo:
         result = curate_shard(shards[index], backends, config)
         result["inputs"] = shard_inputs(shards[index])
         result["settings"] = settings
         result["process_index"] = state.process_index
         held.append((shards[index], result))
-        watch.add(result["records"])
-        watch.check(config)
-        while held and not watch.undecided:
+        for watch in watches:
+            watch.add(result["records"])
+            watch.check(config)
+        while held and not any(watch.undecided for watch in watches):
             shard_items, finished = held.pop(0)
             with named_write_errors(shard_path(work_dir, shard_items), work_dir):
                 atomic_write_json(shard_path(work_dir, shard_items), finished)
         bar.update(1)
-    watch.check(config, finished=True)
+    for watch in watches:
+        watch.check(config, finished=True)
     bar.close()
     state.wait_for_everyone()
     if not state.is_main_process:
