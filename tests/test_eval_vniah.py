@@ -151,6 +151,9 @@ def test_the_haystacks_leave_out_the_evals_own_output_folder(video_dir, tmp_path
     shutil.rmtree(out)
     build_vniah_suite([hay / "red_blue.mp4"], hay / "vniah_videos", [4], [0.0])
     assert haystack_sources(hay, hay) == [hay / "red_blue.mp4"]
+    # the needle-video folder itself is refused as a haystack folder, naming it
+    with pytest.raises(ValueError, match="writes its needle videos to"):
+        haystack_sources(hay / "vniah_videos", hay)
 
 
 def test_eval_config_refuses_bad_vniah_settings_before_anything_runs(tmp_path):

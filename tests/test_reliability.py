@@ -354,7 +354,7 @@ def test_eval_cache_is_keyed_by_question_answer_settings_and_video_file(video_di
     processor = VideoPreferenceProcessor(processor, num_frames=2)
     cache = tmp_path / "cache.jsonl"
 
-    def run(rows, processor=processor, max_new_tokens=2):
+    def run(rows, processor=processor, max_new_tokens=2, videos=videos):
         data = tmp_path / "lvb.jsonl"
         data.write_text("".join(json.dumps(row) + "\n" for row in rows))
         samples = load_benchmark("longvideobench_val", str(data))
@@ -386,6 +386,15 @@ def test_eval_cache_is_keyed_by_question_answer_settings_and_video_file(video_di
     run(LVB_ROWS)
     write_synthetic_video(videos / "green_yellow.mp4", [Scene(8, "red", "circle", "up")], fps=8)  # re-encoded file
     assert run(LVB_ROWS).computed == {"base": ["q1"]}
+    # the video file is keyed by size and modification time, not its path (as curation keys it): the same videos
+    # after their folder moved keep their answers, and so do answers cached under the older `path@size:mtime` keys
+    moved = videos.rename(tmp_path / "moved")
+    assert run(LVB_ROWS, videos=moved).computed == {}
+    lines = [json.loads(line) for line in cache.read_text().splitlines()]
+    for line in lines:
+        line["inputs"]["video_file"] = f"{videos}/video.mp4@{line['inputs']['video_file']}"
+    cache.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    assert run(LVB_ROWS, videos=moved).computed == {}
 
 
 def test_precomputed_reference_log_probs_follow_frames_and_video_files(video_dir, tmp_path):

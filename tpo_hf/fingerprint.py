@@ -1,12 +1,13 @@
 """The one rule for every cache and resumable state (eval answers, reference log-probs, curation shards).
 
 A cached value may be reused only when its *key* matches: a dict naming everything that determines the value --
-input files by identity (`file_identity`: path, size and modification time), every setting that changes the
-output, every prompt and template text a model is given and what the model's processor wraps around it (chat
-template, video prompt layout; `text_hashes`, one entry per text so that a mismatch names it), and the format
-version of the code that wrote it. Keys are stored next to the values as plain dicts (not only as hashes), so a
-mismatch can say *what* changed (`changed_fields`) instead of silently reusing or silently recomputing. A write of
-such state that fails for lack of disk space is told apart from other failures by one rule (`no_space_left`).
+input files by identity (`file_identity`: path, size and modification time; `video_file_identity`, size and
+modification time only, for a video known by a name of its own), every setting that changes the output, every prompt
+and template text a model is given and what the model's processor wraps around it (chat template, video prompt
+layout; `text_hashes`, one entry per text so that a mismatch names it), and the format version of the code that
+wrote it. Keys are stored next to the values as plain dicts (not only as hashes), so a mismatch can say *what*
+changed (`changed_fields`) instead of silently reusing or silently recomputing. A write of such state that fails for
+lack of disk space is told apart from other failures by one rule (`no_space_left`).
 """
 
 from __future__ import annotations
@@ -86,6 +87,18 @@ def file_identity(path: str | os.PathLike | None) -> str:
         return f"{path}@{size}:{newest}"
     stat = os.stat(path)
     return f"{path}@{stat.st_size}:{stat.st_mtime_ns}"
+
+
+def video_file_identity(path: str | os.PathLike) -> str:
+    """`size:mtime_ns` of a local video (`file_identity` less the path), `missing` for a local path that is no file
+    (a broken link), the URL of a remote one. Not the path: where the video is known by a name of its own (a curation
+    id, a benchmark's video name), the same file under a folder moved or spelled otherwise is the same video."""
+    path = os.fspath(path)
+    if "://" in path:
+        return path
+    if not os.path.isfile(path):
+        return "missing"
+    return file_identity(path).rsplit("@", 1)[1]
 
 
 # The files of a model folder that decide its outputs: weights and their index, the model / adapter / generation /

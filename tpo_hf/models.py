@@ -42,23 +42,19 @@ def check_adapter_folder(adapter: str | os.PathLike) -> None:
             )
 
 
-def check_adapter_reachable(adapter: str | os.PathLike) -> None:
-    """Refuses, in one line, an adapter that is neither a local folder nor loadable from the Hub: a mistyped folder,
+def check_adapter_loadable(adapter: str | os.PathLike, model_name_or_path: str | os.PathLike | None = None) -> str:
+    """Refuses, in one line, an adapter that is neither a local folder nor loadable from the Hub -- a mistyped folder,
     or a Hub id that is not in the cache while offline, not on the Hub, or unreachable (PEFT's own error is a
-    traceback saying it "can't find adapter_config.json")."""
-    from huggingface_hub.utils import HFValidationError, validate_repo_id
-
+    traceback saying it "can't find adapter_config.json") -- and, without `model_name_or_path`, the base model its
+    config names when that is not loadable either, naming the base and the adapter config it comes from
+    (transformers' own error names neither). Returns the base model to load: `model_name_or_path`, else that base."""
     adapter = str(adapter)
-    if os.path.isdir(adapter):
-        return
     not_local = f"adapter_path {adapter} is not a local folder"
-    if os.path.exists(adapter):
+    if os.path.exists(adapter) and not os.path.isdir(adapter):
         raise ValueError(f"{not_local} but a file; pass the adapter's folder (with adapter_config.json).")
-    try:
-        validate_repo_id(adapter)
-    except HFValidationError:
-        raise ValueError(f"{not_local} (no such folder) and not a Hub repo id; check the path.") from None
-    problem = hub_file_problem(adapter, "adapter_config.json")
+    problem = _unloadable(adapter, "adapter_config.json")
+    if problem == NOT_A_REPO_ID:
+        raise ValueError(f"{not_local} (no such folder) and not a Hub repo id; check the path.")
     if problem == HUB_OFFLINE:
         raise ValueError(
             f"{not_local} and is not in the Hub cache (offline, HF_HUB_OFFLINE=1): check the folder's path for a "
@@ -69,9 +65,43 @@ def check_adapter_reachable(adapter: str | os.PathLike) -> None:
             f"{not_local} and could not be loaded from the Hub ({problem}): check the folder's path or the repo id "
             "for a typo, and that the Hub is reachable."
         )
+    if model_name_or_path:
+        return str(model_name_or_path)
+    base = adapter_base_model(adapter)
+    config = os.path.join(adapter, "adapter_config.json")
+    named = f"The adapter's base model {base} (base_model_name_or_path in {config})"
+    instead = "or pass the base model as --model_name_or_path"
+    problem = _unloadable(base, "config.json")
+    if problem == NOT_A_REPO_ID:
+        raise ValueError(f"{named} is neither a local folder nor a Hub repo id: check the path, {instead}.")
+    if problem == HUB_OFFLINE:
+        raise ValueError(
+            f"{named} is not a local folder and is not in the Hub cache (offline, HF_HUB_OFFLINE=1): download it "
+            f"while online (`hf download {base}`), {instead}."
+        )
+    if problem is not None:
+        raise ValueError(
+            f"{named} could not be loaded from the Hub ({problem}): check that the Hub is reachable, {instead}."
+        )
+    return base
 
 
 HUB_OFFLINE = "offline"  # what `hub_file_problem` says when the file is not cached and HF_HUB_OFFLINE is set
+NOT_A_REPO_ID = "not a repo id"  # what `_unloadable` says of a path that is no local folder and no Hub repo id
+
+
+def _unloadable(path: str, filename: str) -> str | None:
+    """Why `path` is neither a local folder nor a Hub repo whose `filename` loads: `NOT_A_REPO_ID`, or what
+    `hub_file_problem` says; None when it loads."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    if os.path.isdir(path):
+        return None
+    try:
+        validate_repo_id(path)
+    except HFValidationError:
+        return NOT_A_REPO_ID
+    return hub_file_problem(path, filename)
 
 
 def hub_file_problem(repo_id: str, filename: str) -> str | None:
@@ -90,33 +120,6 @@ def hub_file_problem(repo_id: str, filename: str) -> str | None:
         cause = " ".join(line.strip() for line in str(error).splitlines() if line.strip())[:300]
         return f"{type(error).__name__}: {cause}"
     return None
-
-
-def check_adapter_base_reachable(base: str, adapter: str | os.PathLike) -> None:
-    """Refuses, in one line, the base model an adapter's config names when it is neither a local folder nor loadable
-    from the Hub (offline and not cached, say), naming the base and the adapter config it comes from (transformers'
-    own error names neither)."""
-    from huggingface_hub.utils import HFValidationError, validate_repo_id
-
-    if os.path.isdir(base):
-        return
-    config = os.path.join(str(adapter), "adapter_config.json")
-    named = f"The adapter's base model {base} (base_model_name_or_path in {config})"
-    instead = "or pass the base model as --model_name_or_path"
-    try:
-        validate_repo_id(base)
-    except HFValidationError:
-        raise ValueError(f"{named} is neither a local folder nor a Hub repo id: check the path, {instead}.") from None
-    problem = hub_file_problem(base, "config.json")
-    if problem == HUB_OFFLINE:
-        raise ValueError(
-            f"{named} is not a local folder and is not in the Hub cache (offline, HF_HUB_OFFLINE=1): download it "
-            f"while online (`hf download {base}`), {instead}."
-        )
-    if problem is not None:
-        raise ValueError(
-            f"{named} could not be loaded from the Hub ({problem}): check that the Hub is reachable, {instead}."
-        )
 
 
 def adapter_base_model(adapter: str | os.PathLike) -> str:
@@ -231,7 +234,7 @@ def load_video_model(
     adapter = str(adapter) if adapter is not None else None
     if adapter is not None:
         check_adapter_folder(adapter)
-        check_adapter_reachable(adapter)
+        loaded_base = check_adapter_loadable(adapter, model_name_or_path)
         trained_on = adapter_base_mismatch(model_name_or_path, adapter)
         if trained_on is not None:
             logger.warning(
@@ -244,8 +247,7 @@ def load_video_model(
     if not model_name_or_path:
         if adapter is None:
             raise ValueError("Set `model_name_or_path` (a Hub model id or a local model folder).")
-        model_name_or_path = adapter_base_model(adapter)
-        check_adapter_base_reachable(model_name_or_path, adapter)
+        model_name_or_path = loaded_base
     model_name_or_path = str(model_name_or_path)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     kwargs: dict[str, Any] = {"dtype": resolve_dtype(dtype)}

@@ -104,6 +104,36 @@ def list_video_files(
     return sorted(found)
 
 
+def outside_own_folders(
+    paths: list[Path],
+    listed_under: str | os.PathLike,
+    output_dir: str | os.PathLike,
+    written_videos: str,
+    other_own_folders: tuple[str | os.PathLike, ...] = (),
+) -> list[Path]:
+    """`paths`, as `list_video_files(listed_under)` gives them, less the files under a run's own folders when those
+    lie inside `listed_under`: what a run writes is not input for the next run (curation's copies under
+    `output_dir/videos`, V-NIAH's needle videos under `output_dir/vniah_videos`). The own folders are `output_dir`,
+    or only `output_dir/<written_videos>` when `listed_under` lies at or under `output_dir`, and `other_own_folders`
+    (curation's work folder); one that holds `listed_under` itself leaves nothing out."""
+    root, output = Path(listed_under).resolve(), Path(output_dir).resolve()
+    own = [output / written_videos if root.is_relative_to(output) else output]
+    own += [Path(folder).resolve() for folder in other_own_folders]
+    own = [folder for folder in own if folder.is_relative_to(root) and not root.is_relative_to(folder)]
+    if not own:
+        return paths
+    inside = [folder.relative_to(root) for folder in own]  # compared as paths relative to listed_under, as listed
+    kept = [path for path in paths if not any(path.relative_to(listed_under).is_relative_to(f) for f in inside)]
+    if len(kept) < len(paths):
+        logger.info(
+            "Left out %d video file(s) under the run's own output folder(s) inside %s: %s.",
+            len(paths) - len(kept),
+            listed_under,
+            ", ".join(str(folder) for folder in own),
+        )
+    return kept
+
+
 class VideoLoadError(ValueError):
     """A video cannot be opened, decoded or sampled as asked; the message names the file and the values."""
 

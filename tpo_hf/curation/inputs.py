@@ -9,7 +9,7 @@ import posixpath
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..video import list_video_files
+from ..video import list_video_files, outside_own_folders
 from .config import CurationConfig
 
 logger = logging.getLogger(__name__)
@@ -36,7 +36,8 @@ def list_videos(config: CurationConfig) -> list[VideoItem]:
         root = Path(config.video_dir)
         if not root.is_dir():
             raise FileNotFoundError(f"video_dir={config.video_dir} is not a folder.")
-        paths = _outside_own_folders(list_video_files(root, config.video_extensions), root, config)
+        listed = list_video_files(root, config.video_extensions)
+        paths = outside_own_folders(listed, root, config.output_dir, "videos", (config.shard_dir,))
         items = [VideoItem(p.relative_to(root).as_posix(), str(p)) for p in paths]
     else:
         items = _videos_of_dataset(config)
@@ -63,28 +64,6 @@ def _check_uploadable(items: list[VideoItem], config: CurationConfig) -> None:
                 f"Video {item.path} would be uploaded as videos/{item.video_id}, a path the Hub refuses (segment "
                 f"{refused[0]!r}). Rename it or give it another path in the dataset, or push without --upload_videos."
             )
-
-
-def _outside_own_folders(paths: list[Path], root: Path, config: CurationConfig) -> list[Path]:
-    """`paths` less the files under the run's own `output_dir` and `work_dir` when those lie inside `video_dir`:
-    the copies a run places in `output_dir/videos` are not new videos for the next run. (With `video_dir` at or
-    under `output_dir`, only `output_dir/videos` is left out.)"""
-    root = root.resolve()
-    output_dir = Path(config.output_dir).resolve()
-    own = [output_dir / "videos" if root.is_relative_to(output_dir) else output_dir, config.shard_dir.resolve()]
-    own = [folder for folder in own if folder.is_relative_to(root) and not root.is_relative_to(folder)]
-    if not own:
-        return paths
-    inside = [folder.relative_to(root) for folder in own]  # compared as paths relative to video_dir, as listed
-    given = Path(config.video_dir)
-    kept = [path for path in paths if not any(path.relative_to(given).is_relative_to(f) for f in inside)]
-    if len(kept) < len(paths):
-        logger.info(
-            "Left out %d video file(s) under the run's own output folder(s) inside video_dir: %s.",
-            len(paths) - len(kept),
-            ", ".join(str(folder) for folder in own),
-        )
-    return kept
 
 
 def _videos_of_dataset(config: CurationConfig) -> list[VideoItem]:

@@ -29,11 +29,11 @@ from typing import Any
 from ..fingerprint import (
     atomic_write_json,
     changed_fields,
-    file_identity,
     key_hash,
     model_identity,
     no_space_left,
     text_hashes,
+    video_file_identity,
 )
 from ..video_settings import VideoSettings
 from .config import CurationConfig
@@ -104,16 +104,6 @@ def shard_inputs(items: list[VideoItem]) -> dict[str, str]:
         + (f"#{key_hash([item.caption, item.questions])[:16]}" if item.caption or item.questions else "")
         for item in items
     }
-
-
-def video_file_identity(path: str) -> str:
-    """`size:mtime_ns` of a local video (`file_identity` less the path), `missing` for a local path that is no file
-    (a broken link: skipped by name), the URL of a remote one."""
-    if "://" in path:
-        return path
-    if not os.path.isfile(path):
-        return "missing"
-    return file_identity(path).rsplit("@", 1)[1]
 
 
 def prompt_texts(config: CurationConfig) -> dict[str, str]:

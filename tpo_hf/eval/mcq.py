@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from ..fingerprint import changed_fields, file_identity, key_hash, no_space_left
+from ..fingerprint import changed_fields, key_hash, no_space_left, video_file_identity
 from ..processing import VideoPreferenceProcessor
 from .answers import UNPARSEABLE, extract_answer_letter
 from .benchmarks import MCQSample, find_videos
@@ -104,6 +104,7 @@ class ResultsCache:
                             "Ignoring unreadable line %d of results cache %s: %s", line_number, source, error
                         )
                         continue
+                    record.inputs = _without_video_path(record.inputs)
                     self.records[record.key] = record
                     self.latest[(record.model, record.sample_id)] = record
 
@@ -168,6 +169,15 @@ class ResultsCache:
                 handle.write((json.dumps(asdict(result)) + "\n").encode())
             handle.flush()
             os.fsync(handle.fileno())
+
+
+def _without_video_path(inputs: dict[str, Any]) -> dict[str, Any]:
+    """An answer's key as written before its video file's identity left out the path (`path@size:mtime_ns`), read as
+    `video_file_identity` gives it now (`size:mtime_ns`), so those answers are reused rather than all generated again."""
+    video_file = inputs.get("video_file") if isinstance(inputs, dict) else None
+    if isinstance(video_file, str) and "://" not in video_file and "@" in video_file:
+        return {**inputs, "video_file": video_file.rsplit("@", 1)[1]}
+    return inputs
 
 
 @dataclass
@@ -239,7 +249,8 @@ def answer_key(
             [sample.prompt, sample.question, sample.options, sample.answer, sample.video]
             + ([sample.start] if sample.start is not None else [])  # a window: only then, so old keys still hold
         ),
-        "video_file": file_identity(video_path),
+        # not its path: the same videos under a folder moved or spelled otherwise keep their answers, as in curation
+        "video_file": video_file_identity(video_path),
         "video_settings": {
             k: v for k, v in processor.video_settings().items() if k not in ("num_frames", "video_root")
         },

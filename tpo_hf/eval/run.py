@@ -24,9 +24,8 @@ from ..locks import output_dir_lock, refuse_if_locked
 from ..models import (
     adapter_base_mismatch,
     adapter_base_model,
-    check_adapter_base_reachable,
     check_adapter_folder,
-    check_adapter_reachable,
+    check_adapter_loadable,
     load_video_model,
 )
 from ..video_settings import VideoSettings
@@ -130,9 +129,7 @@ def _evaluate_locked(config: EvalConfig, model: Any, processor: Any) -> dict[str
     if config.adapter_path:
         check_adapter_folder(config.adapter_path)
         if model is None or processor is None:  # the one-line refusals of `load_video_model`, before the questions
-            check_adapter_reachable(config.adapter_path)
-            if not config.model_name_or_path:
-                check_adapter_base_reachable(adapter_base_model(config.adapter_path), config.adapter_path)
+            check_adapter_loadable(config.adapter_path, config.model_name_or_path)
     if config.benchmark:
         # questions and their videos before the model loads: a missing video is found now, not after an hour of answers
         benchmark = get_benchmark(config.benchmark)

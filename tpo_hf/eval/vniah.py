@@ -165,20 +165,18 @@ def haystack_sources(haystack_dir: str | os.PathLike, output_dir: str | os.PathL
     """The videos under `haystack_dir` to cut haystacks from, less the files under the eval's own `output_dir` when
     it lies inside `haystack_dir`: the needle videos a run writes to `output_dir/vniah_videos` are not haystacks for
     the next run (each would carry a second needle, and every cached answer would be thrown away). With
-    `haystack_dir` at or under `output_dir`, only `output_dir/vniah_videos` is left out (as curation does for its
-    output inside `video_dir`)."""
-    from ..video import list_video_files
+    `haystack_dir` at or under `output_dir`, only `output_dir/vniah_videos` is left out (`outside_own_folders`, the
+    rule curation follows for its output inside `video_dir`)."""
+    from ..video import list_video_files, outside_own_folders
 
-    root, output = Path(haystack_dir).resolve(), Path(output_dir).resolve()
-    own = output / "vniah_videos" if root.is_relative_to(output) else output
-    paths = list_video_files(haystack_dir)
-    if not own.is_relative_to(root):
-        return paths
-    inside = own.relative_to(root)  # compared as paths relative to haystack_dir, as listed (links not followed)
-    kept = [path for path in paths if not path.relative_to(haystack_dir).is_relative_to(inside)]
-    if len(kept) < len(paths):
-        logger.info("Left out %d video file(s) under the eval's own output folder %s.", len(paths) - len(kept), own)
-    return kept
+    needle_videos = Path(output_dir).resolve() / "vniah_videos"
+    if Path(haystack_dir).resolve().is_relative_to(needle_videos):
+        # unlike curation's copies, needle videos are never a source: every haystack would carry a second needle
+        raise ValueError(
+            f"vniah_haystack_dir {haystack_dir} is the folder this eval writes its needle videos to "
+            f"({needle_videos}): name the folder of the original videos."
+        )
+    return outside_own_folders(list_video_files(haystack_dir), haystack_dir, output_dir, "vniah_videos")
 
 
 def build_vniah_suite(

@@ -34,6 +34,7 @@ from typing import Any
 from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, ModelCard
 
 from ..checkpoints import incomplete_weights
+from ..fingerprint import no_space_left
 from ..locks import holder_alive, refuse_if_locked
 from .model_card import CARD_INFO_FILE, PLOT_FILE, build_model_card, is_local_path
 
@@ -190,15 +191,6 @@ def stale_other_kind(repo_files: list[str], pushed: set[str], merged: bool) -> l
             if "/" not in path and any(fnmatch.fnmatch(path, pattern) for pattern in FULL_MODEL_WEIGHT_PATTERNS)
         ]
     return sorted(path for path in stale if path not in pushed)
-
-
-def _no_space(error: BaseException) -> bool:
-    """Whether `error` (an `OSError`, or safetensors' `SafetensorError` wrapping one) is a full disk."""
-    import errno
-
-    if isinstance(error, OSError) and error.errno == errno.ENOSPC:
-        return True
-    return "No space left on device" in str(error) or "os error 28" in str(error)
 
 
 def _excluded(relative: Path) -> bool:
@@ -390,10 +382,11 @@ def push_adapter(
             try:
                 merged_files = collect_files(merge_adapter(adapter_dir, staging / "merged"))
             except Exception as error:
-                if not _no_space(error):
+                full = no_space_left(error, staging)
+                if full is None:
                     raise
                 raise PushError(
-                    f"Merging {adapter_dir} into a temporary folder ({staging}) failed: no space left on device. "
+                    f"Merging {adapter_dir} into a temporary folder ({staging}) failed: {full}. "
                     f"Nothing was pushed; free space under {Path(staging).parent} or set TMPDIR to a folder with room "
                     f"for the merged model (float32), then rerun `{rerun}`."
                 ) from None
