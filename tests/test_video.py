@@ -414,3 +414,124 @@ def test_tiny_video_decord_cannot_read_is_read_by_pyav_naming_it(tmp_path, caplo
     message = str(error.value)
     assert message.startswith(f"Could not decode video {garbage}: ") and "PyAV cannot read it either" in message
     assert "/github/workspace" not in message
+
+
+# --- containers without a frame index, absurd frame times, and the forms a video value takes (probe 5) ---------------
+def _write_clip_in(path, codec, container_format):
+    """48 stamped frames at 12 fps (2 s red, 2 s blue) in `container_format` (FFmpeg's name) with `codec`."""
+    import av
+
+    from tpo_hf.synthetic import Scene, synthetic_frames
+
+    frames = synthetic_frames([Scene(2, "red"), Scene(2, "blue")], fps=12)
+    with av.open(str(path), "w", format=container_format) as container:
+        stream = container.add_stream(codec, rate=12)
+        stream.width, stream.height, stream.pix_fmt = 128, 64, "yuv420p"
+        for frame in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def _has_decord() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("decord") is not None
+
+
+def test_mpeg_transport_and_program_streams_are_read_by_pyav_even_where_decord_is_the_reader(tmp_path, caplog):
+    """p5 F04/F05: decord silently returns other frames from an MPEG-TS file (3..45 -> 27..47) and ~1e14 s frame
+    times from an MPEG-PS one (every window empty); files in containers without a frame index are read by PyAV, by
+    the format PyAV reports (a .mp4-named transport stream too), logged once per file."""
+    import logging
+
+    videos = {
+        "camera.ts": _write_clip_in(tmp_path / "camera.ts", "libx264", "mpegts"),
+        "home_video.mpg": _write_clip_in(tmp_path / "home_video.mpg", "mpeg2video", "mpeg"),
+        "misnamed_ts.mp4": _write_clip_in(tmp_path / "misnamed_ts.mp4", "libx264", "mpegts"),
+    }
+    for name, path in videos.items():
+        for reader in ("pyav", "decord") if _has_decord() else ("pyav",):
+            with caplog.at_level(logging.INFO, logger="tpo_hf.video"):
+                video = VideoFile(path, reader=reader)
+                VideoFile(path, reader=reader)
+            assert video.reader == "pyav" and video.total_num_frames == 48 and video.duration == pytest.approx(4.0)
+            frames, metadata = video.load(num_frames=8)
+            assert (
+                [read_frame_stamp(f) for f in frames] == metadata["frames_indices"] == [3, 9, 15, 21, 27, 33, 39, 45]
+            )
+            segment, segment_metadata = video.load(num_frames=4, start=1.0, end=2.0)
+            assert [read_frame_stamp(f) for f in segment] == segment_metadata["frames_indices"] == [13, 16, 19, 22]
+            logged = [r for r in caplog.records if str(path) in r.getMessage() and "PyAV reads" in r.getMessage()]
+            if reader == "decord":
+                assert len(logged) == 1 and "has no frame index" in logged[0].getMessage(), name
+                assert logged[0].levelno == logging.INFO and metadata["video_backend"] == "pyav"
+            caplog.clear()
+
+
+def test_decord_frame_times_past_the_duration_are_never_trusted(tmp_path, caplog, monkeypatch):
+    """p5 F05: decord's frame times of an MPEG-PS file run to ~1e14 s in a 4 s video ("variable frame rate", then
+    every window empty). Such times are not trusted whatever the container: the file is read by PyAV, warned naming
+    it. Here the container rule is switched off (tpo-hf's own list) so that only the time check stands between."""
+    import logging
+
+    from tpo_hf import video as video_module
+
+    pytest.importorskip("decord")
+    monkeypatch.setattr(video_module, "UNINDEXED_CONTAINER_FORMATS", frozenset(), raising=False)
+    path = _write_clip_in(tmp_path / "home_video.mpg", "mpeg2video", "mpeg")
+    with caplog.at_level(logging.WARNING, logger="tpo_hf.video"):
+        video = VideoFile(path, reader="decord")
+    warned = [r.getMessage() for r in caplog.records if str(path) in r.getMessage()]
+    assert len(warned) == 1 and "cannot be right" in warned[0] and "PyAV reads this file instead" in warned[0]
+    assert "variable frame rate" not in warned[0] and video.reader == "pyav"
+    frames, metadata = video.load(num_frames=4, start=1.0, end=2.0)
+    assert [read_frame_stamp(f) for f in frames] == metadata["frames_indices"] == [13, 16, 19, 22]
+    # the rule itself: not finite, or past the duration by more than a second and a tenth of it
+    assert video_module._implausible_frame_time(np.array([0.0, 1.0, 3.9]), 4.0, 4.0) is None
+    assert video_module._implausible_frame_time(np.array([0.0, 1e14, 2.0]), 4.0, 4.0) == 1e14
+    assert np.isnan(video_module._implausible_frame_time(np.array([0.0, np.nan]), 1.0, 4.0))
+
+
+def test_a_folder_of_frames_given_as_the_video_is_named_as_a_folder(tmp_path):
+    """p5 F09b: a folder of extracted frames gave "Could not decode video .../frames: Error reading ..."."""
+    from PIL import Image
+
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for index in range(3):
+        Image.fromarray(np.full((64, 128, 3), index * 60, np.uint8)).save(folder / f"frame_{index:04d}.jpg")
+    with pytest.raises(VideoLoadError) as error:
+        load_video(folder, num_frames=2)
+    message = str(error.value)
+    assert message.startswith(f"Video {folder} is a folder, not a video file") and "ffmpeg" in message
+
+
+def test_file_urls_and_home_relative_paths_name_local_files(video_dir, tmp_path, monkeypatch):
+    """p5 F09d/e: `file:///abs/x.mp4` and `~/x.mp4` were joined to video_root ("Video file not found: <root>/file:///
+    ..."). Both name the local file, in `load_video` and in the processor, whose resolved path keys the caches."""
+    import shutil
+    import urllib.parse
+
+    from tpo_hf import VideoPreferenceProcessor
+    from tpo_hf.fingerprint import file_identity
+    from tpo_hf.tiny import build_tiny_model
+
+    home = tmp_path / "home"
+    (home / "clips").mkdir(parents=True)
+    local = shutil.copy(video_dir / "red_blue.mp4", home / "clips" / "red blue#1.mp4")
+    monkeypatch.setenv("HOME", str(home))
+    file_url = "file://" + urllib.parse.quote(str(local))
+    expected, _ = load_video(local, num_frames=4)
+    for value in (file_url, "file://localhost" + urllib.parse.quote(str(local)), "~/clips/red blue#1.mp4"):
+        frames, _ = load_video(value, num_frames=4)
+        assert np.array_equal(frames, expected), value
+    processor = VideoPreferenceProcessor(build_tiny_model()[1], num_frames=4, video_root=video_dir)
+    for value in (file_url, "~/clips/red blue#1.mp4"):
+        assert processor.resolve_video(value) == str(local), value
+        assert file_identity(processor.resolve_video(value)) == file_identity(local)
+    assert processor.resolve_video("red_blue.mp4") == str(video_dir / "red_blue.mp4")
+    with pytest.raises(VideoLoadError, match="file:// URL on another host \\(nas\\)"):
+        processor.resolve_video("file://nas/share/clip.mp4")

@@ -14,18 +14,24 @@ Readers: decord (x86-64 Linux and Windows wheels only) is the default where it i
 aarch64 Linux) PyAV reads the file. Both count frames in decode order and report the stream's average frame rate, so
 the same view selects the same frame indices and timestamps with either; `TPO_HF_VIDEO_READER=pyav` forces PyAV.
 A file decord cannot open or decode (some frames under 32 pixels wide) is read with PyAV, warned once naming it.
+Containers without a frame index (MPEG-TS, MPEG-PS: .ts, .m2ts, .mpg, .mpeg, .vob; raw streams), by the format PyAV
+reports, are always read with PyAV: decord returns other frames than those asked from them, or absurd times. Frame
+times beyond the video's duration are never trusted: decord's send the file to PyAV, PyAV's are ignored (`i / fps`).
 Both give frames upright: a display matrix's rotation (phone videos) is applied, as decord does, by the PyAV reader.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import http.client
 import logging
 import math
 import os
 import re
-import shutil
+import urllib.parse
 import urllib.request
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -178,13 +184,16 @@ class _DecordReader:
             raise
         self.total_num_frames = len(self._reader)
         self.fps = float(self._reader.get_avg_fps())
+        self._frame_times: tuple[np.ndarray, float] | None = None
 
     def frame_times(self) -> tuple[np.ndarray, float] | None:
         """Each frame's presentation time in seconds from the first frame's, and when the last frame ends."""
         if self.total_num_frames == 0:
             return None
-        spans = np.asarray(self._reader.get_frame_timestamp(list(range(self.total_num_frames))), dtype=np.float64)
-        return spans[:, 0] - spans[0, 0], float(spans[-1, 1] - spans[0, 0])
+        if self._frame_times is None:  # asked twice: checked when opened, then used
+            spans = np.asarray(self._reader.get_frame_timestamp(list(range(self.total_num_frames))), np.float64)
+            self._frame_times = spans[:, 0] - spans[0, 0], float(spans[-1, 1] - spans[0, 0])
+        return self._frame_times
 
     def get_batch(self, indices: list[int]) -> np.ndarray:
         return self._reader.get_batch(indices).asnumpy()
@@ -200,19 +209,58 @@ def _open_reader(reader: str, path: str) -> tuple[Any, np.ndarray | None]:
     return opened, (opened.get_batch([0])[0] if opened.total_num_frames else None)
 
 
-_WARNED_READ_WITH_PYAV: set[str] = set()  # videos warned about by `_warn_read_with_pyav` in this process
+# Container formats (FFmpeg's names, as PyAV reports them) whose frames carry no index to seek by: MPEG transport
+# streams (.ts, .m2ts, .mts), MPEG program streams (.mpg, .mpeg, .vob) and raw elementary streams. From these decord
+# silently returns other frames than those asked (MPEG-TS: frames 27-47 for 3-45) or frame times of ~1e14 s
+# (MPEG-PS); PyAV decodes them in order from the start, right.
+UNINDEXED_CONTAINER_FORMATS = frozenset({"mpegts", "mpegtsraw", "mpeg", "mpegvideo", "h264", "hevc", "m4v"})
 
 
-def _warn_read_with_pyav(path: str, decord_error: BaseException) -> None:
-    """Warns, once per video per process, that decord failed on it and PyAV reads it instead."""
-    if path in _WARNED_READ_WITH_PYAV:
+@dataclass(frozen=True)
+class _Container:
+    """What PyAV reports of a file's container: its format names and its duration in seconds (`None`: not given)."""
+
+    format_names: frozenset[str]
+    duration: float | None
+
+
+def _probe_container(path: str) -> _Container | None:
+    """The container of `path` as PyAV reports it (headers only, no frame decoded); `None` when PyAV cannot open it
+    (the readers then say why)."""
+    import av
+
+    try:
+        with av.open(path) as container:
+            duration = container.duration / av.time_base if container.duration else None
+            return _Container(frozenset(container.format.name.split(",")), duration)
+    except Exception:  # PyAV's FFmpegError or OSError for a file it cannot open
+        return None
+
+
+def _implausible_frame_time(times: np.ndarray, end: float, duration: float) -> float | None:
+    """The frame time (or end time) furthest off among those that cannot be right, or `None`: a time that is not
+    finite, or lies before the first frame or past `duration` by more than a second plus a tenth of the duration."""
+    values = np.append(times, end)
+    tolerance = 1.0 + 0.1 * duration
+    wrong = values[~np.isfinite(values) | (values < -tolerance) | (values > duration + tolerance)]
+    if wrong.size == 0:
+        return None
+    return float(wrong[np.argmax(np.nan_to_num(np.abs(wrong), nan=np.inf))])
+
+
+_NOTED_READ_WITH_PYAV: set[str] = set()  # videos logged about by `_note_read_with_pyav` in this process
+
+
+def _note_read_with_pyav(path: str, why: str, level: int = logging.WARNING) -> None:
+    """Logs, once per video per process, that PyAV reads it instead of decord, and `why`."""
+    if path in _NOTED_READ_WITH_PYAV:
         return
-    _WARNED_READ_WITH_PYAV.add(path)
-    logger.warning(
-        "Video %s: decord cannot read it (%s), so PyAV reads this file instead (the same frames by the same "
-        "indices and times; TPO_HF_VIDEO_READER=pyav reads every video with PyAV).",
+    _NOTED_READ_WITH_PYAV.add(path)
+    logger.log(
+        level,
+        "Video %s: %s, so PyAV reads this file instead (TPO_HF_VIDEO_READER=pyav reads every video with PyAV).",
         path,
-        _reader_error_text(decord_error),
+        why,
     )
 
 
@@ -227,6 +275,7 @@ class _PyAVReader:
             if not container.streams.video:
                 raise _NoVideoStream()
             stream = container.streams.video[0]
+            self.container_duration = container.duration / av.time_base if container.duration else None
             rate = stream.average_rate or stream.guessed_rate
             self.fps = float(rate) if rate else 0.0
             # Counted from the packets (no decoding): the container's frame count can be missing or rounded
@@ -349,6 +398,25 @@ def _warn_variable_frame_rate(path: str, fps: float, largest_drift: float) -> No
     )
 
 
+_WARNED_IMPLAUSIBLE_TIMES: set[str] = set()  # videos warned about by `_warn_implausible_frame_times` in this process
+
+
+def _warn_implausible_frame_times(path: str, stray: float, duration: float, fps: float) -> None:
+    """Warns, once per video per process, that its frame times are ignored for one that cannot be right."""
+    if path in _WARNED_IMPLAUSIBLE_TIMES:
+        return
+    _WARNED_IMPLAUSIBLE_TIMES.add(path)
+    logger.warning(
+        "Video %s reports a frame time of %.6g s in a video of %.3f s, which cannot be right: its frame times are "
+        "ignored and frame i is taken at i / %.3f fps; re-encode it if its frame rate varies "
+        "(ffmpeg -i in.ts -fps_mode cfr out.mp4).",
+        path,
+        stray,
+        duration,
+        fps,
+    )
+
+
 # Content types of a web page: a login or error page a server answers with status 200 in place of the video
 _WEB_PAGE_TYPES = ("text/html", "application/xhtml+xml")
 
@@ -357,37 +425,134 @@ def _is_url(path: str) -> bool:
     return path.startswith(("http://", "https://"))
 
 
-def _resolve_local_path(path: str | os.PathLike) -> Path:
-    """Local path for `path`; http(s) URLs are downloaded once into a cache folder.
+def local_video_path(video: str | os.PathLike) -> str:
+    """`video` as the local path it names: a `file://` URL as its path (percent-escapes decoded), a leading `~` as the
+    home folder, as a shell would; anything else (relative paths, http(s) URLs) as given.
 
-    A web page answered in place of the video (Content-Type text/html) is refused by name and never cached, so a rerun
-    once the server is fixed fetches the video; a cached download that does not decode is removed by `VideoFile`.
+    Raises:
+        VideoLoadError: a `file://` URL naming another host, which cannot be read as a local file.
+    """
+    video = os.fspath(video)
+    if video.startswith("file://"):
+        url = urllib.parse.urlparse(video)
+        if url.netloc not in ("", "localhost"):
+            raise VideoLoadError(
+                f"Video {video}: a file:// URL on another host ({url.netloc}) is not a local file; give its local "
+                "path, or an http(s) URL"
+            )
+        return urllib.request.url2pathname(url.path)
+    if video.startswith("~"):
+        return os.path.expanduser(video)
+    return video
+
+
+def _resolve_local_path(path: str | os.PathLike) -> Path:
+    """Local path for `path` (`file://` URLs and `~` as `local_video_path` reads them); http(s) URLs are downloaded
+    once into a cache folder.
+
+    A web page answered in place of the video (Content-Type text/html) or a body cut short of its Content-Length is
+    refused by name and never cached, so a rerun once the server is fixed fetches the video; a cached download that
+    does not decode is removed by `VideoFile`.
     """
     path_str = str(path)
     if _is_url(path_str):
-        cache_dir = Path(os.environ.get("TPO_HF_VIDEO_CACHE", Path.home() / ".cache" / "tpo_hf" / "videos"))
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        suffix = Path(path_str.split("?")[0]).suffix or ".mp4"
-        target = cache_dir / (hashlib.sha256(path_str.encode()).hexdigest()[:32] + suffix)
-        if not target.exists():
-            partial = target.with_suffix(target.suffix + ".part")
-            try:
-                with urllib.request.urlopen(path_str) as response:
-                    content_type = (response.headers.get("Content-Type") or "").split(";")[0].strip().lower()
-                    if content_type in _WEB_PAGE_TYPES:
-                        raise VideoLoadError(
-                            f"Could not download video {path_str}: the server answered {response.status} with a web "
-                            f"page (Content-Type {content_type}, starting {response.read(80)!r}), not a video. Nothing "
-                            "was cached: a rerun fetches it again."
-                        )
-                    with open(partial, "wb") as out:
-                        shutil.copyfileobj(response, out)
-            except OSError as error:
-                partial.unlink(missing_ok=True)
-                raise VideoLoadError(f"Could not download video {path_str}: {error}") from error
-            partial.replace(target)
+        return _cached_download(path_str)
+    return Path(local_video_path(path_str))
+
+
+def _cached_download(url: str) -> Path:
+    """The copy of video `url` in the cache folder, downloaded on first use. Each download writes a file of its own and
+    moves it into place whole, so processes fetching one URL at once (DDP ranks) each end with the complete video."""
+    cache_dir = Path(os.environ.get("TPO_HF_VIDEO_CACHE", Path.home() / ".cache" / "tpo_hf" / "videos"))
+    suffix = Path(url.split("?")[0]).suffix or ".mp4"
+    target = cache_dir / (hashlib.sha256(url.encode()).hexdigest()[:32] + suffix)
+    if target.exists():
         return target
-    return Path(path_str)
+    partial = cache_dir / f"{target.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.part"
+    try:
+        try:
+            cache_dir.mkdir(parents=True, exist_ok=True)
+            out = open(partial, "wb")
+        except OSError as error:
+            raise VideoLoadError(_video_cache_problem(url, cache_dir, error)) from error
+        try:
+            _download(url, out, cache_dir)
+        except BaseException:
+            with contextlib.suppress(OSError):  # the .part is removed below: a failed flush of it does not matter
+                out.close()
+            raise
+        try:
+            out.close()  # flushes the last bytes; a network filesystem reports a failed write only here
+        except OSError as error:
+            raise VideoLoadError(_video_cache_problem(url, cache_dir, error)) from error
+        if not target.exists():  # else another process finished the same download first: its file is the same video
+            try:
+                partial.replace(target)
+            except OSError as error:
+                raise VideoLoadError(_video_cache_problem(url, cache_dir, error)) from error
+    finally:
+        with contextlib.suppress(OSError):  # a read-only folder refuses even the removal of a file it never got
+            partial.unlink(missing_ok=True)
+    return target
+
+
+def _download(url: str, out: Any, cache_dir: Path) -> None:
+    """Writes the body of `url` to the open file `out`. A web page answered in place of the video, or a body shorter
+    than its Content-Length (a dropped connection: a prefix of a faststart mp4 decodes as a shorter video), is refused
+    by name."""
+    try:
+        response = urllib.request.urlopen(url)
+    except (OSError, http.client.HTTPException) as error:
+        raise VideoLoadError(f"Could not download video {url}: {error}") from error
+    with response:
+        content_type = (response.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+        if content_type in _WEB_PAGE_TYPES:
+            raise VideoLoadError(
+                f"Could not download video {url}: the server answered {response.status} with a web page "
+                f"(Content-Type {content_type}, starting {response.read(80)!r}), not a video. Nothing was cached: a "
+                "rerun fetches it again."
+            )
+        announced = (response.headers.get("Content-Length") or "").strip()
+        received = 0
+        while True:
+            try:
+                chunk = response.read(1 << 20)
+            except (OSError, http.client.HTTPException) as error:  # a chunked body cut short: IncompleteRead
+                raise VideoLoadError(
+                    f"Could not download video {url}: {error!r} after {received} bytes. Nothing was cached: a rerun "
+                    "fetches it again."
+                ) from error
+            if not chunk:
+                break
+            try:
+                out.write(chunk)
+            except OSError as error:
+                raise VideoLoadError(_video_cache_problem(url, cache_dir, error)) from error
+            received += len(chunk)
+    # http.client ends a body cut short without an error when it was sent with a Content-Length
+    if announced.isdigit() and received < int(announced):
+        raise VideoLoadError(
+            f"Could not download video {url}: the connection ended after {received} of the {announced} bytes the "
+            "server announced (Content-Length). Nothing was cached: a rerun fetches it again."
+        )
+
+
+def _video_cache_problem(url: str, cache_dir: Path, error: OSError) -> str:
+    """One line for a download that cannot be written into `cache_dir`, naming `TPO_HF_VIDEO_CACHE` (which sets it)."""
+    import errno
+
+    from .fingerprint import no_space_left
+
+    # a read-only or forbidden folder says so itself; the free-space guess would call a small one full
+    refused = getattr(error, "errno", None) in (errno.EROFS, errno.EACCES, errno.EPERM)
+    full = None if refused else no_space_left(error, cache_dir)
+    cause = full or f"{error.strerror or error} ({type(error).__name__})"
+    fix = "free space there or set" if full else "set"
+    return (
+        f"Cannot cache video {url} in {cache_dir}: {cause}. tpo-hf downloads a video URL once into that folder "
+        f"(TPO_HF_VIDEO_CACHE, default ~/.cache/tpo_hf/videos); {fix} TPO_HF_VIDEO_CACHE to a writable folder with "
+        "room for the videos."
+    )
 
 
 def _drop_undecodable_download(local_path: Path) -> str:
@@ -431,6 +596,12 @@ class VideoFile:
                     "--upload_videos true so its videos travel with it)"
                 )
             raise VideoLoadError(f"Video file not found: {self.path}{link}{relative}")
+        if local_path.is_dir():
+            raise VideoLoadError(
+                f"Video {self.path} is a folder, not a video file: a video is read from one file (.mp4, .mkv, ...); "
+                "a folder of extracted frames, or a list of frame images, is not read as a video. Encode the frames "
+                "into one, e.g. ffmpeg -framerate 8 -pattern_type glob -i 'frames/*.jpg' -pix_fmt yuv420p video.mp4"
+            )
         if not _is_url(self.path) and local_path.is_file() and local_path.stat().st_size == 0:
             raise VideoLoadError(f"Video file {self.path} is empty (0 bytes)")
         try:
@@ -461,28 +632,65 @@ class VideoFile:
     def _open(self, local_path: str) -> tuple[Any, np.ndarray | None]:
         """The reader of `local_path` and its first frame (decoded for the frame size; `None` without frames).
 
-        A file decord cannot open or decode (it fails on some frames under 32 pixels wide, e.g. 8x8) is read with
-        PyAV instead when PyAV reads it: the same frames by the same indices and times, warned once naming the file.
+        Where decord is the reader, PyAV reads instead (for this file alone, logged once naming it): a container
+        without a frame index (`UNINDEXED_CONTAINER_FORMATS`: decord returns wrong frames or times from it, silently;
+        logged at info level, as nothing is wrong with the file); a file decord cannot open or decode (it fails on
+        some frames under 32 pixels wide, e.g. 8x8); and one whose frame times decord reports past its duration
+        (never trusted: windows cut by them would hold no frame or the wrong ones).
         """
+        self._container_duration: float | None = None
+        if self.reader == "pyav":
+            try:
+                opened = _open_reader("pyav", local_path)
+            except _NoVideoStream:
+                raise
+            except Exception as error:  # PyAV raises its FFmpegError for broken files
+                raise _UnreadableVideo(_reader_error_text(error)) from error
+            self._container_duration = opened[0].container_duration
+            return opened
+        container = _probe_container(local_path)
+        self._container_duration = container.duration if container else None
+        unindexed = sorted(container.format_names & UNINDEXED_CONTAINER_FORMATS) if container else []
+        if unindexed:
+            why = f"its container ({unindexed[0]}) has no frame index, from which decord returns wrong frames or times"
+            return self._open_with_pyav(local_path, why, logging.INFO)
         try:
-            return _open_reader(self.reader, local_path)
+            opened = _open_reader("decord", local_path)
         except _NoVideoStream:
             raise
-        except Exception as error:  # decord raises its own DECORDError, PyAV its FFmpegError, for broken files
-            if self.reader != "decord":
-                raise _UnreadableVideo(_reader_error_text(error)) from error
-            decord_error = error
+        except Exception as error:  # decord raises its own DECORDError for broken files
+            return self._open_with_pyav(
+                local_path, f"decord cannot read it ({_reader_error_text(error)})", cause=error
+            )
+        timing = opened[0].frame_times() if opened[0].total_num_frames > 1 else None
+        if timing is not None:
+            duration = self._longest_duration(opened[0].total_num_frames, opened[0].fps)
+            stray = _implausible_frame_time(*timing, duration)
+            if stray is not None:
+                why = f"decord reports frame times up to {stray:.6g} s in a video of {duration:.3f} s, which cannot be right"
+                return self._open_with_pyav(local_path, why)
+        return opened
+
+    def _longest_duration(self, total_num_frames: int, fps: float) -> float:
+        """The longer of the container's duration and frames / average rate: what frame times are checked against
+        (an MPEG-PS container's duration is estimated from its bit rate, and can be short of the frames')."""
+        return max(self._container_duration or 0.0, total_num_frames / fps if fps > 0 else 0.0)
+
+    def _open_with_pyav(
+        self, local_path: str, why: str, level: int = logging.WARNING, cause: BaseException | None = None
+    ) -> tuple[Any, np.ndarray | None]:
+        """PyAV's reader of `local_path` and its first frame, in place of decord's (`why`: logged once, naming it)."""
         try:
             opened = _open_reader("pyav", local_path)
         except _NoVideoStream:
             raise
         except Exception as pyav_error:
             raise _UnreadableVideo(
-                f"{_reader_error_text(decord_error)} (decord; PyAV cannot read it either: "
-                f"{_reader_error_text(pyav_error)})"
-            ) from decord_error
-        _warn_read_with_pyav(self.path, decord_error)
+                f"{why} (decord; PyAV cannot read it either: {_reader_error_text(pyav_error)})"
+            ) from (cause or pyav_error)
+        _note_read_with_pyav(self.path, why, level)
         self.reader = "pyav"
+        self._container_duration = opened[0].container_duration
         return opened
 
     def _use_presentation_times(self) -> None:
@@ -492,6 +700,12 @@ class VideoFile:
         if timing is None or len(timing[0]) != self.total_num_frames:
             return  # no per-frame times: `index / fps`, as for a constant-rate video
         times, end = timing
+        # PyAV's times past the duration (a timestamp wrap, a broken muxer) are ignored rather than cut windows by
+        duration = self._longest_duration(self.total_num_frames, self.fps)
+        stray = _implausible_frame_time(times, end, duration)
+        if stray is not None:
+            _warn_implausible_frame_times(self.path, stray, duration, self.fps)
+            return
         largest_drift = float(np.abs(times - np.arange(self.total_num_frames) / self.fps).max())
         if largest_drift <= 1.0 / self.fps:
             return

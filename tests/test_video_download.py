@@ -1,0 +1,165 @@
+"""Video URLs: the download into `TPO_HF_VIDEO_CACHE`, against a real HTTP server on loopback."""
+
+from __future__ import annotations
+
+import contextlib
+import http.server
+import os
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from tpo_hf import VideoLoadError, load_video
+from tpo_hf.synthetic import Scene, write_synthetic_video
+
+
+@contextlib.contextmanager
+def serve(body: bytes, send=None):
+    """A loopback HTTP server answering every GET with `body` as video/mp4 (its full Content-Length announced);
+    `send(handler, body)` writes the body in place of one write. Yields the video's URL."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Type", "video/mp4")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            if send is None:
+                self.wfile.write(body)
+            else:
+                send(self, body)
+            self.close_connection = True
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}/clips/clip.mp4"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def url_cache(tmp_path, monkeypatch):
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("TPO_HF_VIDEO_CACHE", str(cache))
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    return cache
+
+
+def _faststart_video(folder: Path) -> bytes:
+    """A 16 s clip with its index at the front ("faststart", as web servers serve mp4): a prefix of it decodes."""
+    import av
+
+    plain, fast = folder / "plain.mp4", folder / "fast.mp4"
+    colors = ("red", "blue", "green", "yellow")
+    write_synthetic_video(plain, [Scene(4, color, "square", "right") for color in colors], fps=8)
+    with av.open(str(plain)) as source, av.open(str(fast), "w", options={"movflags": "faststart"}) as target:
+        stream = target.add_stream_from_template(source.streams.video[0])
+        for packet in source.demux(source.streams.video[0]):
+            if packet.dts is not None:
+                packet.stream = stream
+                target.mux(packet)
+    return fast.read_bytes()
+
+
+def test_a_download_cut_short_is_refused_and_not_cached(tmp_path, url_cache):
+    """Probe F17: a connection dropped after 60% of the announced bytes left a shorter video that PyAV read (9 s of
+    16) and that stayed cached after the network was fine again."""
+    video = _faststart_video(tmp_path)
+    cut = {"on": True}
+
+    def send(handler, body):
+        handler.wfile.write(body[: int(len(body) * 0.6)] if cut["on"] else body)
+
+    with serve(video, send) as url:
+        with pytest.raises(VideoLoadError) as refused:
+            load_video(url, num_frames=8)
+        message = str(refused.value)
+        assert url in message and f"{int(len(video) * 0.6)} of the {len(video)} bytes" in message
+        assert not url_cache.exists() or not any(url_cache.iterdir())  # neither the video nor a .part is kept
+        cut["on"] = False
+        frames, metadata = load_video(url, num_frames=8)
+    assert metadata["duration"] == pytest.approx(16) and frames.shape[0] == 8
+    assert [p.stat().st_size for p in url_cache.iterdir()] == [len(video)]
+
+
+def test_two_processes_downloading_one_url_at_once_both_get_the_video(video_dir, url_cache):
+    """Probe F08: two ranks fetching the same URL shared one `.part` file; the second to finish failed with
+    FileNotFoundError moving it. Each download now writes a file of its own (threads here: one pid for both)."""
+    video = (video_dir / "red_blue.mp4").read_bytes()
+    both_asked = threading.Barrier(2, timeout=30)
+
+    def send(handler, body):
+        both_asked.wait()  # both downloads are under way before either ends
+        step = len(body) // 4 + 1
+        for start in range(0, len(body), step):
+            handler.wfile.write(body[start : start + step])
+            handler.wfile.flush()
+            time.sleep(0.05)
+
+    results, errors = [], []
+
+    def fetch():
+        try:
+            results.append(load_video(url, num_frames=4)[0])
+        except Exception as error:  # noqa: BLE001 -- reported by the assertion below
+            errors.append(error)
+
+    with serve(video, send) as url:
+        workers = [threading.Thread(target=fetch) for _ in range(2)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join(60)
+    assert errors == [] and len(results) == 2 and (results[0] == results[1]).all()
+    assert [(p.suffix, p.read_bytes() == video) for p in url_cache.iterdir()] == [(".mp4", True)]
+
+
+@contextlib.contextmanager
+def _read_only_folder(folder: Path):
+    """`folder`, read-only: a read-only tmpfs where mounting is permitted, else chmod 0o555 (or /sys under root)."""
+    folder.mkdir()
+    if subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64k,ro", "tmpfs", str(folder)], capture_output=True
+    ).returncode:
+        folder.chmod(0o555)
+        try:
+            yield Path("/sys") if os.access(folder, os.W_OK) else folder  # root writes anyway; sysfs refuses root
+        finally:
+            folder.chmod(0o755)
+        return
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], capture_output=True)
+
+
+def test_a_read_only_video_cache_is_named_with_its_setting(video_dir, tmp_path, url_cache, monkeypatch):
+    """Probe F18: a read-only home (default cache) or TPO_HF_VIDEO_CACHE on a read-only folder gave a raw OSError
+    traceback, and the cleanup's own unlink raised again."""
+    from tpo_hf.commands import is_user_error
+
+    video = (video_dir / "red_blue.mp4").read_bytes()
+    with _read_only_folder(tmp_path / "home") as home, serve(video) as url:
+        monkeypatch.setenv("HOME", str(home))
+        monkeypatch.delenv("TPO_HF_VIDEO_CACHE")
+        default_cache = home / ".cache" / "tpo_hf" / "videos"
+        with pytest.raises(VideoLoadError) as refused:
+            load_video(url, num_frames=2)
+        assert f"in {default_cache}" in str(refused.value) and "TPO_HF_VIDEO_CACHE" in str(refused.value)
+        assert url in str(refused.value) and is_user_error(refused.value)
+
+        monkeypatch.setenv("TPO_HF_VIDEO_CACHE", str(home))
+        with pytest.raises(VideoLoadError) as refused:
+            load_video(url, num_frames=2)
+        assert f"in {home}:" in str(refused.value) and "TPO_HF_VIDEO_CACHE" in str(refused.value)
+        assert "no space left" not in str(refused.value)  # read-only, not full (the tmpfs is small)
+        assert "\n" not in str(refused.value)
