@@ -1026,3 +1026,89 @@ def test_a_question_writer_whose_replies_never_parse_stops_the_run_naming_it(vid
     empty = ScriptedBackend(lambda prompt: "<think>Let me see what the caption says", "writer-llm")
     with pytest.raises(QuestionRepliesUnreadableError, match=r"Every reply was empty.*question_max_new_tokens=8"):
         run_curation(CurationConfig(**settings), Backends(_FramesBackend(), empty, None))
+
+
+def test_the_sparse_view_never_has_more_frames_than_the_dense_view(video_dir, tmp_path):
+    """The dis-preferred comprehensive view is the sparse one: `max_frames` caps it as it caps the dense view,
+    sparse_num_frames at or above max_frames is refused, and a video whose dense view (sampled by rate) has no more
+    frames than the sparse one makes no comprehensive pair, counted in the report, instead of an inverted pair."""
+    from tpo_hf.curation.run import NoPairsError
+
+    with pytest.raises(ValueError, match=r"sparse_num_frames=4 must be below max_frames=2"):
+        _config(tmp_path, num_frames=8, sparse_num_frames=4, max_frames=2)
+    video = VideoFile(video_dir / "red_blue.mp4")  # 8 s at 8 fps
+    capped = comprehensive_views(VideoSettings(num_frames=None, video_fps=2.0, max_frames=3), sparse_num_frames=8)
+    assert len(video.frame_indices(capped["rejected"])) <= len(video.frame_indices(capped["preferred"])) == 3
+
+    settings = dict(
+        video_dir=str(video_dir),
+        video_model="frames",
+        question_backend="template",
+        use_judge=False,
+        localized_per_video=0,
+        comprehensive_per_video=1,
+        mix_ratio="0:1",
+        **{**TINY, "num_frames": None, "video_fps": 2.0},
+    )
+    # 16 dense frames against 4 sparse ones: pairs as before
+    config = CurationConfig(output_dir=str(tmp_path / "out"), **settings)
+    shard = curate_shard(list_videos(config), Backends(_FramesBackend(), None, None), config)
+    assert [len(r["rejected_frame_indices"]) for r in shard["records"]] == [4, 4]
+    assert all(len(r["chosen_frame_indices"]) == 16 and r["kept"] for r in shard["records"])
+    # 0.5 frame per second: 4 dense frames against 8 sparse ones
+    config = CurationConfig(output_dir=str(tmp_path / "out"), **{**settings, "video_fps": 0.5, "sparse_num_frames": 8})
+    with pytest.raises(NoPairsError, match=r"2 sparse_view_not_sparser.*set sparse_frame_fraction"):
+        run_curation(config, Backends(_FramesBackend(), None, None))
+    report = json.loads((tmp_path / "out" / "curation_report.json").read_text())
+    assert report["drop_reasons"] == {"sparse_view_not_sparser": 2} and report["final"]["total"] == 0
+
+
+def test_the_local_video_model_samples_by_rate_when_num_frames_is_none(video_dir, tiny_model_dirs, tmp_path):
+    """`num_frames: null` with `video_fps` (the documented rate mode) reaches the local video model's processor as
+    such, not dropped as "unset" and replaced by the default frame count, which refused the rate beside it."""
+    from tpo_hf.curation import GenerationRequest
+
+    config = CurationConfig(
+        video_dir=str(video_dir),
+        output_dir=str(tmp_path / "out"),
+        video_model=str(tiny_model_dirs("qwen2_5_vl")),
+        question_backend="template",
+        use_judge=False,
+        device="cpu",
+        **{**TINY, "num_frames": None, "video_fps": 1.0},
+    )
+    backend = TransformersBackend.from_config(config, "video")
+    assert (backend.processor.settings.num_frames, backend.processor.settings.video_fps) == (None, 1.0)
+    view = VideoFile(video_dir / "red_blue.mp4").load_views({"whole": VideoSettings.of(config).view()})["whole"]
+    assert len(view[1]["frames_indices"]) == 8  # 8 s at 1 frame per second
+    assert isinstance(backend.generate([GenerationRequest("Describe the video.", view)], 2)[0], str)
+
+
+def test_sampling_at_temperature_zero_is_refused_before_any_model_loads(tmp_path):
+    with pytest.raises(ValueError, match=r"do_sample=True needs temperature > 0, got temperature=0"):
+        _config(tmp_path, do_sample=True, temperature=0)
+    _config(tmp_path, do_sample=False, temperature=0)  # greedy decoding reads no temperature
+
+
+def test_a_dataset_video_column_of_any_name_is_read_as_paths(video_dir, tmp_path):
+    """A `datasets.Video` column named by `video_column` (not `video`) becomes paths, as a `video` column does,
+    instead of being decoded by `datasets` (torchcodec)."""
+    from datasets import Dataset, Video
+
+    paths = [str(video_dir / name) for name in ("green_yellow.mp4", "red_blue.mp4")]
+    dataset = Dataset.from_dict({"clip": paths, "caption": ["a", "b"]}).cast_column("clip", Video())
+    dataset.save_to_disk(str(tmp_path / "clips"))
+    config = CurationConfig(
+        dataset_name=str(tmp_path / "clips"),
+        video_column="clip",
+        caption_column="caption",
+        video_model="frames",
+        question_backend="template",
+        use_judge=False,
+        output_dir=str(tmp_path / "out"),
+        **TINY,
+    )
+    items = list_videos(config)
+    assert [(item.video_id, item.caption) for item in items] == [("green_yellow.mp4", "a"), ("red_blue.mp4", "b")]
+    for item, source in zip(items, paths):
+        assert Path(item.path).read_bytes() == Path(source).read_bytes()

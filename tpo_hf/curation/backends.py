@@ -10,7 +10,8 @@ captions) and `judge` (the three checks). Each role names a backend in `Curation
 `question_backend: template` needs no model: questions come from per-task templates (`Backends.question` is None).
 
 Adding a backend: implement `GenerationBackend.generate(requests, max_new_tokens, seed) -> list[str]` (one reply
-per request, in order) and a factory `(config, role, device) -> GenerationBackend`, then register it by name with
+per request, in order; a reply cut at `max_new_tokens` is returned as `Reply(text, truncated=True)`) and a factory
+`(config, role, device) -> GenerationBackend`, then register it by name with
 `register_backend("name", factory)` or an entry `"name": "package.module:factory"` in `BACKENDS` (imported only
 when a run uses it). Each request carries the prompt, the decoded video view for video roles, and the `Candidate`
 it is about, so a rule-based backend (e.g. an oracle judge that knows the ground truth) can answer from the
@@ -42,14 +43,36 @@ class GenerationRequest:
     candidate: Candidate | None = None
 
 
+class Reply(str):
+    """A backend's reply text that also says whether generation stopped at the token budget rather than at the
+    reply's end (`truncated`: an endpoint's `finish_reason: "length"`, a local model that generated `max_new_tokens`
+    tokens without its end-of-sequence token). A plain `str` reply (a backend that does not tell) is not truncated."""
+
+    truncated: bool
+
+    def __new__(cls, text: str, truncated: bool = False) -> Reply:
+        reply = super().__new__(cls, text)
+        reply.truncated = truncated
+        return reply
+
+
+def is_truncated(reply: str) -> bool:
+    """Whether a backend's reply was cut at the token budget (`Reply.truncated`)."""
+    return getattr(reply, "truncated", False) is True
+
+
 class BackendError(RuntimeError):
     """A backend failed to answer after its retries; the message names the endpoint or model."""
 
 
 class GenerationBackend:
-    """Common interface: `generate(requests, max_new_tokens, seed) -> list[str]` (one reply per request)."""
+    """Common interface: `generate(requests, max_new_tokens, seed) -> list[str]` (one reply per request; `Reply`
+    marks one cut at `max_new_tokens`)."""
 
     model_id: str = "unknown"
+    # whether an answer this backend cut at `answer_max_new_tokens` drops its pair (`truncated_answer`); cut replies
+    # are counted and warned about either way
+    drops_cut_answers: bool = True
 
     def generate(self, requests: list[GenerationRequest], max_new_tokens: int, seed: int = 0) -> list[str]:
         raise NotImplementedError

@@ -244,6 +244,15 @@ class CurationConfig(VideoSettings):
                 "dis-preferred comprehensive view is the sparse one. Lower sparse_num_frames"
                 + (" or raise max_video_tokens." if fitted else " or raise num_frames.")
             )
+        if self.max_frames is not None and self.sparse_num_frames >= self.max_frames:
+            # max_frames caps the dense view too: with sparse_num_frames at or above it, the "sparse" view would have
+            # as many frames as the dense one or more (an inverted pair)
+            fitted = f" (the frames max_video_tokens={self.max_video_tokens} fits)" if self.max_video_tokens else ""
+            raise ValueError(
+                f"sparse_num_frames={self.sparse_num_frames} must be below max_frames={self.max_frames}{fitted}, which "
+                "caps the dense (preferred) comprehensive view: the dis-preferred view is the sparse one. Lower "
+                "sparse_num_frames" + (" or raise max_video_tokens." if fitted else " or raise max_frames.")
+            )
         if self.sparse_frame_fraction is not None and not 0 < self.sparse_frame_fraction < 1:
             raise ValueError(
                 f"sparse_frame_fraction={self.sparse_frame_fraction} must lie between 0 and 1 (exclusive)."
@@ -251,6 +260,12 @@ class CurationConfig(VideoSettings):
         if self.videos_per_shard < 1:
             raise ValueError("videos_per_shard must be at least 1.")
         self._check_ranges()
+        if self.do_sample and self.temperature == 0:
+            # transformers refuses it only after the models load, with its own traceback
+            raise ValueError(
+                "do_sample=True needs temperature > 0, got temperature=0: set a positive temperature, or "
+                "do_sample=False for greedy decoding."
+            )
         if self.anchor_ratio > 0 and not self.use_judge:
             raise ValueError(
                 f"anchor_ratio={self.anchor_ratio} needs the judge (use_judge=True): an anchor is kept only when the "

@@ -24,8 +24,12 @@ from .segments import (
     comprehensive_views,
     localized_views,
     sparse_frame_count,
+    sparse_not_sparser,
     video_rng,
 )
+
+# drop reason of a comprehensive candidate whose sparse view has no fewer frames than its dense view
+SPARSE_NOT_SPARSER = "sparse_view_not_sparser"
 
 
 def segment_spec(config: CurationConfig) -> SegmentSpec:
@@ -80,9 +84,12 @@ def decode_videos(
         for candidate in made:
             # e.g. a 1-frame video: dense and sparse views show the same frames, so the two answers would come from
             # identical inputs and the pair would teach nothing about time
-            preferred, rejected = (set(candidate.view(views, side)[1]["frames_indices"]) for side in SIDES)
-            if preferred == rejected:  # no pair, but its answer may still anchor what the model gets right
+            preferred, rejected = (list(candidate.view(views, side)[1]["frames_indices"]) for side in SIDES)
+            if set(preferred) == set(rejected):  # no pair, but its answer may still anchor what the model gets right
                 candidate.cannot_pair("identical_views", config.wants_anchors)
+            elif candidate.granularity == "comprehensive" and sparse_not_sparser(preferred, rejected):
+                # e.g. a dense view sampled by rate on a short video: the pair would be inverted, never made
+                candidate.drop_reason = SPARSE_NOT_SPARSER
         candidates += made
     return views, candidates, skipped
 

@@ -2,8 +2,9 @@
 
 A stage builds one `GenerationRequest` per candidate (or per view), sends them to its backend in one call (the
 backend batches), and gets the replies back in order; the question and judge stages parse each reply. Time spent and
-requests sent are counted per stage (`seconds_<stage>`, `requests_<stage>`) for the run report. A run none of whose
-first replies of a parsing role (the question writer, the judge) parse stops, quoting one (`ReplyWatch`).
+requests sent are counted per stage (`seconds_<stage>`, `requests_<stage>`) for the run report, and so are replies cut
+at the stage's token budget (`truncated_<stage>`, the backend's `Reply.truncated`). A run none of whose first replies
+of a parsing role (the question writer, the judge) parse stops, quoting one (`ReplyWatch`).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .backends import GenerationBackend, GenerationRequest
+from .backends import GenerationBackend, GenerationRequest, is_truncated
 from .candidate import Candidate
 from .prompts import final_reply
 
@@ -36,13 +37,15 @@ def generate(
     stats: Counter,
     stage: str,
 ) -> list[str]:
-    """The backend's replies to `requests`, in order, with the stage's time and request count added to `stats`."""
+    """The backend's replies to `requests`, in order, with the stage's time, request count and replies cut at
+    `max_new_tokens` added to `stats` (a cut reply stays a `Reply` with `truncated` set, for the stage to judge)."""
     if not requests:
         return []
     started = time.perf_counter()
     replies = backend.generate(requests, max_new_tokens=max_new_tokens, seed=seed)
     stats[f"seconds_{stage}"] += time.perf_counter() - started
     stats[f"requests_{stage}"] += len(requests)
+    stats[f"truncated_{stage}"] += sum(map(is_truncated, replies))
     return replies
 
 

@@ -69,7 +69,9 @@ def _check_uploadable(items: list[VideoItem], config: CurationConfig) -> None:
 def _videos_of_dataset(config: CurationConfig) -> list[VideoItem]:
     from ..data import default_video_root, load_preference_dataset
 
-    dataset = load_preference_dataset(config.dataset_name, split=config.dataset_split)
+    dataset = load_preference_dataset(
+        config.dataset_name, split=config.dataset_split, video_column=config.video_column
+    )
     for column in (config.video_column, config.caption_column, config.question_column, config.answer_column):
         if column is not None and column not in dataset.column_names:
             raise ValueError(

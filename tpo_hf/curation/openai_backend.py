@@ -8,6 +8,10 @@ path samples, encoded losslessly into a small mp4 at their sampled rate, so a vi
 encoding to the very frames and timing `TPOTrainer` trains on, scaled down to `max_pixels` as a local model's
 processor would scale them. A server that refuses video (an HTTP error for the video form of a request whose image
 form it answers) gets the frames as images for the rest of the run, after one warning that names its reason.
+
+A reply's `message.content` may be text or a list of text parts (joined); a reply stopped at `max_tokens`
+(`finish_reason: "length"`) comes back as a `Reply` marked `truncated`. An HTTP 200 body with an error object or no
+choices is an error quoting the server's message, retried only when its code says overloaded or rate-limited.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .backends import BackendError, GenerationBackend, GenerationRequest
+from .backends import BackendError, GenerationBackend, GenerationRequest, Reply
 
 if TYPE_CHECKING:
     from .config import CurationConfig
@@ -88,6 +92,50 @@ def video_data_url(frames: np.ndarray, metadata: dict[str, Any]) -> str:
     return "data:video/mp4;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
+class EndpointReplyError(RuntimeError):
+    """An endpoint answered HTTP 200 without a reply to read: an error object instead of a completion (`retriable`
+    when its code says overloaded or rate-limited), or no choices at all (a filtering proxy)."""
+
+    def __init__(self, message: str, retriable: bool = False):
+        super().__init__(message)
+        self.retriable = retriable
+
+
+def _content_text(content: Any) -> str:
+    """`message.content` as text: a string, `None`, or a list of content parts (`{"type": "text", "text": ...}`, as
+    the OpenAI API allows), whose text parts are joined."""
+    if content is None or isinstance(content, str):
+        return content or ""
+    if isinstance(content, list):
+        texts = [part.get("text") if isinstance(part, dict) else getattr(part, "text", None) for part in content]
+        return "".join(text for text in texts if isinstance(text, str))
+    raise EndpointReplyError(f"message.content is a {type(content).__name__}, neither text nor a list of parts")
+
+
+def completion_reply(response: Any) -> Reply:
+    """The first choice's text of a chat completion, `truncated` when it stopped at `max_tokens` (`finish_reason:
+    "length"`). An HTTP 200 body without one (an error object, no choices) raises `EndpointReplyError` quoting it."""
+    error = response.get("error") if isinstance(response, dict) else None
+    if error is not None:
+        message = error.get("message", error) if isinstance(error, dict) else error
+        code = error.get("code") if isinstance(error, dict) else None
+        kind = f" ({error['type']}, code {code})" if isinstance(error, dict) and error.get("type") else ""
+        status = int(code) if isinstance(code, int) or (isinstance(code, str) and code.isdigit()) else None
+        raise EndpointReplyError(
+            f"HTTP 200 with an error instead of a completion{kind}: {str(message)[:300]!r}",
+            retriable=status is not None and (status == 429 or status >= 500),
+        )
+    choices = getattr(response, "choices", None)
+    if not choices:
+        raise EndpointReplyError(
+            "the completion holds no choices (`choices: []`, e.g. a proxy or content filter that removed the reply)"
+        )
+    choice = choices[0]
+    message = getattr(choice, "message", None)
+    text = _content_text(getattr(message, "content", None))
+    return Reply(text.strip(), truncated=getattr(choice, "finish_reason", None) == "length")
+
+
 def _http_status(error: Exception) -> int | None:
     from huggingface_hub.errors import HfHubHTTPError
 
@@ -104,7 +152,8 @@ class OpenAIBackend(GenerationBackend):
         base_url: the endpoint root, e.g. `http://127.0.0.1:8000` (a trailing `/v1` is accepted).
         api_key: bearer token (`None` for local servers).
         timeout: seconds per request.
-        max_retries: extra attempts after a timeout, connection error, 429 or 5xx; other errors fail at once.
+        max_retries: extra attempts after a timeout, connection error, 429 or 5xx (also as the code of an error
+            object in an HTTP 200 body); other errors fail at once.
         retry_backoff: seconds before the first retry, doubled on each further retry.
         max_concurrency: requests in flight at once.
         temperature: 0 decodes greedily.
@@ -169,7 +218,7 @@ class OpenAIBackend(GenerationBackend):
             return True
         if isinstance(error, HfHubHTTPError) and error.response is not None:
             return error.response.status_code == 429 or error.response.status_code >= 500
-        return False
+        return isinstance(error, EndpointReplyError) and error.retriable
 
     def messages(self, request: GenerationRequest, as_images: bool | None = None) -> list[dict[str, Any]]:
         """Chat messages for one request: the video as one `video_url` part (or its frames as images, when
@@ -186,13 +235,13 @@ class OpenAIBackend(GenerationBackend):
             parts = [{"type": "video_url", "video_url": {"url": video_data_url(frames, metadata)}}]
         return [{"role": "user", "content": [*parts, {"type": "text", "text": request.prompt}]}]
 
-    def _complete(self, messages: list[dict[str, Any]], max_new_tokens: int, seed: int) -> str:
+    def _complete(self, messages: list[dict[str, Any]], max_new_tokens: int, seed: int) -> Reply:
         response = self.client.chat_completion(
             messages, model=self.model_id, max_tokens=max_new_tokens, temperature=self.temperature, seed=seed % 2**31
         )
-        return (response.choices[0].message.content or "").strip()
+        return completion_reply(response)
 
-    def _ask(self, request: GenerationRequest, max_new_tokens: int, seed: int) -> str:
+    def _ask(self, request: GenerationRequest, max_new_tokens: int, seed: int) -> Reply:
         """One attempt: video first while the server takes video, else images."""
         video_first = request.video is not None and self.video_refused is None
         try:
@@ -236,7 +285,7 @@ class OpenAIBackend(GenerationBackend):
             reason,
         )
 
-    def _one(self, request: GenerationRequest, max_new_tokens: int, seed: int) -> str:
+    def _one(self, request: GenerationRequest, max_new_tokens: int, seed: int) -> Reply:
         last_error: Exception | None = None
         attempts = 0
         for attempt in range(self.max_retries + 1):

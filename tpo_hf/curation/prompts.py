@@ -217,36 +217,93 @@ class JudgeVerdict:
 # what `parse_judge_reply` reads, for the error that quotes a judge reply it could not read
 JUDGE_REPLY_FORMATS = (
     "numbered lines '1. Yes/No', '2. Yes/No', '3. Yes/No' with the English words Yes and No (a `<think>` block "
-    "before them is skipped), JSON with the keys better/contradiction/correct, or three bare Yes/No words"
+    "before them is skipped), lines naming the checks ('Better: Yes', 'Contradiction: No', 'Correct: Yes'), JSON "
+    "with the keys better/contradiction/correct (Yes/No, true/false or 1/0), or three bare Yes/No words; a verdict "
+    "qualified by 'but', 'however', 'partly' and the like is not read"
 )
 
+# The one rule for reading a check's verdict: it starts with a Yes or No word ("No - consistent with the caption",
+# "Not at all", "None"), and nothing after it qualifies it. "No contradiction, but the question is ambiguous" answers
+# check 2 both ways: which half rules is not for a parser to guess, so the verdict is unread (the pair is dropped as
+# `judge_unparseable`), never read as its first word.
 _YES = {"yes", "y", "true", "1"}
 _NO = {"no", "n", "false", "0"}
-_JUDGE_KEYS = {
-    "better": ("better", "check1", "1", "q1", "is_better"),
-    "contradiction": ("contradiction", "contradicts", "check2", "2", "q2", "ambiguous"),
-    "correct": ("correct", "check3", "3", "q3", "is_correct"),
+_LEADING_VERDICT = re.compile(r"^\W*(yes|y|true|no|n|false|none|not at all)\b(.*)$", re.IGNORECASE | re.DOTALL)
+_QUALIFIER = re.compile(
+    r"\b(but|however|although|though|except|partly|partially|somewhat|mostly|slightly|unclear|uncertain|maybe|"
+    r"perhaps|possibly|arguably|debatable|sort of|kind of)\b|^\s*(/|or\b|and\b)",
+    re.IGNORECASE,
+)
+# checks named by words instead of numbers (JSON keys, "Answer 1 is better: Yes"): a name that matches one check only
+_CHECK_NAMES = {1: re.compile(r"better"), 2: re.compile(r"contradict|ambigu"), 3: re.compile(r"(?<!in)correct")}
+_JUDGE_KEYS = {  # exact JSON keys, before names
+    1: ("better", "check1", "1", "q1", "isbetter"),
+    2: ("contradiction", "contradicts", "check2", "2", "q2", "ambiguous"),
+    3: ("correct", "check3", "3", "q3", "iscorrect"),
 }
 
 
 def _yes_no(value) -> bool | None:
-    if isinstance(value, bool):
+    """A check's verdict: a JSON boolean or 1/0, or text that starts with a Yes/No word and does not qualify it."""
+    if value is None or isinstance(value, bool):  # JSON null says nothing, even though "None" reads as No
         return value
-    words = re.findall(r"[a-z0-9]+", str(value).lower())
-    if not words:
+    if isinstance(value, (int, float)):
+        return {1: True, 0: False}.get(value)
+    text = str(value).strip()
+    if text.lower() in _YES | _NO:
+        return text.lower() in _YES
+    match = _LEADING_VERDICT.match(text)
+    if match is None or _QUALIFIER.search(match.group(2)):
         return None
-    if words[0] in ("yes", "y", "true"):
-        return True
-    if words[0] in ("no", "n", "false"):
-        return False
-    return None
+    return match.group(1).lower() in ("yes", "y", "true")
+
+
+def _named_check(name: str) -> int | None:
+    """The check a JSON key or a line's label names ("answer_1_better", "Contradicts caption"), or `None` when it
+    names none, several, or negates one ("not better"); a name of more than 6 words is a sentence, not a label."""
+    words = re.sub(r"([a-z])([A-Z])", r"\1 \2", name).lower()
+    if len(words.split()) > 6 or re.search(r"\bnot\b|\bworse\b|\breason", words):
+        return None
+    found = [check for check, pattern in _CHECK_NAMES.items() if pattern.search(words)]
+    return found[0] if len(found) == 1 else None
+
+
+def _line_verdict(text: str) -> bool | None:
+    """The verdict of a numbered line's text, also when a label sits before it ("3. Correct: Yes")."""
+    verdict = _yes_no(text)
+    if verdict is None and (match := re.match(r"^[^:]{1,60}:\s*(.+)$", text)):
+        verdict = _yes_no(match.group(1))
+    return verdict
 
 
 _NUMBERED = re.compile(r"^\W*(?:check|question|q)?\s*([123])\s*[.):\-]\s*(?:[^:]*\?\s*[:\-]?\s*)?(.*)$", re.IGNORECASE)
+# the checks of one line, "1) Yes 2) No 3) Yes", cut apart at their numbers
+_INLINE_NUMBER = re.compile(r"(?<=\S)\s+(?=[23]\s*[.)]\s+\S)")
+# a line naming its check: "Answer 1 is better: Yes", "Contradiction = No"
+_LABELLED = re.compile(r"^\W*([a-z][^:=]{0,60}?)\s*[:=]\s*(.+)$", re.IGNORECASE)
+
+
+def _json_verdicts(data: dict) -> dict[int, bool | None]:
+    """The checks a JSON reply answers: exact keys first, then keys that name one check (each named once)."""
+    keys = {re.sub(r"[^a-z0-9]", "", str(k).lower()): v for k, v in data.items()}
+    values: dict[int, bool | None] = {}
+    for check, names in _JUDGE_KEYS.items():
+        for name in names:
+            if name in keys:
+                values[check] = _yes_no(keys[name])
+                break
+    named: dict[int, list] = {}
+    for key, value in data.items():
+        check = _named_check(re.sub(r"[^A-Za-z]+", " ", str(key)))
+        if check is not None and check not in values:
+            named.setdefault(check, []).append(value)
+    values.update({check: _yes_no(found[0]) for check, found in named.items() if len(found) == 1})
+    return values
 
 
 def parse_judge_reply(reply: str | None) -> JudgeVerdict:
-    """Parses a judge reply: numbered Yes/No lines, JSON with the check names, or three bare Yes/No words.
+    """Parses a judge reply: numbered Yes/No lines, lines naming the checks, JSON with the check names, or three bare
+    Yes/No words (`JUDGE_REPLY_FORMATS`); a verdict qualified by "but" and the like is unread (`_yes_no`).
 
     Only the final answer counts: a reasoning model's `<think>` block is dropped (`final_reply`), and of several
     numbered verdict blocks (a draft, then the verdict) the last complete one is taken."""
@@ -258,30 +315,27 @@ def parse_judge_reply(reply: str | None) -> JudgeVerdict:
     reason = _clean(reasons[-1].group(1)) if reasons else None
     data = _json_object(text)
     if data is not None:
-        lowered = {re.sub(r"[^a-z0-9]", "", str(k).lower()): v for k, v in data.items()}
-        values = {}
-        for name, keys in _JUDGE_KEYS.items():
-            for key in keys:
-                if key in lowered:
-                    values[name] = _yes_no(lowered[key])
-                    break
+        values = _json_verdicts(data)
+        lowered = {str(k).lower(): v for k, v in data.items()}
         if isinstance(lowered.get("reason"), str):
             reason = lowered["reason"]
-        return JudgeVerdict(values.get("better"), values.get("contradiction"), values.get("correct"), reason)
-    numbered = [
-        (int(match.group(1)), _yes_no(match.group(2)))
-        for line in text.splitlines()
-        if (match := _NUMBERED.match(_clean(line)))
-    ]
+        return JudgeVerdict(values.get(1), values.get(2), values.get(3), reason)
+    numbered = []
+    for item in (part for line in text.splitlines() for part in _INLINE_NUMBER.split(line)):
+        if match := _NUMBERED.match(_clean(item)):
+            numbered.append((int(match.group(1)), _line_verdict(match.group(2))))
+        elif (match := _LABELLED.match(_clean(item))) and (check := _named_check(match.group(1))) is not None:
+            numbered.append((check, _yes_no(match.group(2))))
     # a block ends where the numbering starts again; the last block that answers all three checks is the verdict
     blocks = [dict(block) for block in _blocks(numbered, lambda run, item: item[0] <= run[-1][0])]
     complete = [block for block in blocks if len(block) == 3 and None not in block.values()]
     values: dict[int, bool | None] = complete[-1] if complete else (blocks[0] if blocks else {})
-    if len(values) < 3 or None in values.values():
-        # "Yes, No, Yes" or "Yes\nNo\nYes": exactly three verdict words in order
+    if not numbered:
+        # "Yes, No, Yes" or "Yes\nNo\nYes": exactly three verdict words in order, none qualified (words in numbered
+        # or named lines are read by their number or name, never by their order)
         body = text[: reason_match.start()] if reason_match else text
         words = [w for w in re.findall(r"[a-z]+", body.lower()) if w in _YES | _NO]
-        if len(words) == 3 and len(re.findall(r"[a-z]+", body.lower())) <= 6:
+        if len(words) == 3 and len(re.findall(r"[a-z]+", body.lower())) <= 6 and not _QUALIFIER.search(body):
             values = {i + 1: words[i] in _YES for i in range(3)}
     return JudgeVerdict(values.get(1), values.get(2), values.get(3), reason)
 

@@ -16,6 +16,8 @@ from .config import CurationConfig
 from .inputs import VideoItem
 
 REPORT_NAME = "curation_report.json"
+# the stages whose replies have a token budget of their own, `<stage>_max_new_tokens`
+TRUNCATION_STAGES = ("caption", "question", "answer", "judge")
 
 
 @dataclass
@@ -81,6 +83,9 @@ class CurationReport:
     no_pairs_reason: str = ""
     # anchor candidates the judge kept (`anchor_ratio`); `kept_before_mix` counts pairs only
     anchors_before_mix: int = 0
+    # replies cut at their stage's token budget (`<stage>_max_new_tokens`), by stage: captions, question replies,
+    # answers (an endpoint's cut answer drops its pair as `truncated_answer`) and judge replies
+    truncated_replies: dict[str, int] = field(default_factory=dict)
 
     @classmethod
     def from_run(
@@ -135,6 +140,7 @@ class CurationReport:
             segments_missing_short_video=int(stats.get("segments_missing_short_video", 0)),
             no_pairs_reason="" if final else _no_pairs_reason(config, items, shards, records, stats),
             anchors_before_mix=sum(bool(r.get("anchor")) for r in records),
+            truncated_replies={stage: int(stats.get(f"truncated_{stage}", 0)) for stage in TRUNCATION_STAGES},
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -170,6 +176,16 @@ def _no_pairs_reason(
     reasons = Counter(r["keep_reason"] for r in records if not r["kept"])
     if reasons:
         parts.append("candidate pairs dropped: " + ", ".join(f"{n} {reason}" for reason, n in reasons.most_common()))
+    if reasons.get("sparse_view_not_sparser"):  # decode.SPARSE_NOT_SPARSER
+        parts.append(
+            f"the sparse view (sparse_num_frames={config.sparse_num_frames}) had no fewer frames than the dense view "
+            "(short videos sampled by video_fps): set sparse_frame_fraction (e.g. 0.5) or lower sparse_num_frames"
+        )
+    if reasons.get("truncated_answer"):  # answer.TRUNCATED_ANSWER
+        parts.append(
+            f"answers were cut at answer_max_new_tokens={config.answer_max_new_tokens} (the model had not finished): "
+            "raise it"
+        )
     kept = sum(r["kept"] and not r.get("anchor") for r in records)
     if kept:
         parts.append(f"{kept} pair(s) passed the filters but the mix {config.mix_ratio!r} kept none of them")
@@ -206,6 +222,22 @@ def _judge_rates(records: list[dict[str, Any]]) -> JudgeRates:
         passed=rate([r["kept"] for r in judged]),
         parsed_replies=len(parsed),
     )
+
+
+def truncation_warning(report: dict[str, Any]) -> str | None:
+    """The warning for a run some of whose replies were cut at their token budget, naming the settings to raise
+    (`None` when none was cut)."""
+    cut = {stage: n for stage, n in report.get("truncated_replies", {}).items() if n}
+    if not cut:
+        return None
+    counts = ", ".join(f"{n} {stage} repl{'y' if n == 1 else 'ies'}" for stage, n in cut.items())
+    settings = ", ".join(f"{stage}_max_new_tokens" for stage in cut)
+    dropped = (
+        " (each cut answer dropped its pair as truncated_answer)"
+        if report["drop_reasons"].get("truncated_answer")
+        else ""
+    )
+    return f"{counts} stopped at their token budget, cut short{dropped}: raise {settings}."
 
 
 def summary_table(report: dict[str, Any]) -> str:
@@ -257,6 +289,9 @@ def summary_table(report: dict[str, Any]) -> str:
         rows.append(("dropped: option balance", str(report["mix"]["dropped_by_option_balance"])))
     if report.get("segments_missing_short_video"):
         rows.append(("segments not placed", f"{report['segments_missing_short_video']} (video too short)"))
+    cut = {stage: n for stage, n in report.get("truncated_replies", {}).items() if n}
+    if cut:
+        rows.append(("cut at token budget", ", ".join(f"{n} {stage}" for stage, n in cut.items())))
     if report.get("no_pairs_reason"):
         reason = report["no_pairs_reason"]
         rows += [("NO PAIRS" if i == 0 else "", reason[i : i + 60]) for i in range(0, len(reason), 60)]

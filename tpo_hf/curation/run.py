@@ -38,7 +38,7 @@ from .inputs import VideoItem, list_videos, make_shards
 from .judge import JUDGE_REPLIES, judge
 from .mixing import mix_and_size
 from .records import build_dataset, place_videos
-from .report import REPORT_NAME, CurationReport, summary_table
+from .report import REPORT_NAME, CurationReport, summary_table, truncation_warning
 from .segments import video_seed
 from .storage import (
     MANIFEST_NAME,
@@ -296,6 +296,8 @@ def _run_curation_locked(config: CurationConfig, backends: Backends | None) -> C
     with named_write_errors(work_dir / MANIFEST_NAME, work_dir):
         write_manifest(work_dir, key, inputs)  # what the next run is compared to
     print(summary_table(result.report))
+    if warning := truncation_warning(result.report):
+        logger.warning(warning)
     if not len(result.dataset):
         # the report and the summary above hold the same reason; a run that made nothing must not exit 0
         raise NoPairsError(

@@ -117,5 +117,17 @@ def sparse_frame_count(dense_frames: int, sparse_num_frames: int, sparse_frame_f
 
 def comprehensive_views(settings: VideoSettings, sparse_num_frames: int) -> dict[str, VideoView]:
     """Preferred view: the whole video sampled with `settings` (dense); dis-preferred: `sparse_num_frames` frames of
-    it. `CurationConfig` checks that the sparse view has fewer frames than the dense one."""
-    return {"preferred": settings.view(), "rejected": VideoView(num_frames=sparse_num_frames)}
+    it, under the same `max_frames` cap. `CurationConfig` checks that `sparse_num_frames` is below `num_frames` and
+    `max_frames`; a dense view sampled by rate can still have no more frames than the sparse one on a short video,
+    which `sparse_not_sparser` tells (such a video makes no comprehensive pair)."""
+    return {
+        "preferred": settings.view(),
+        "rejected": VideoView(num_frames=sparse_num_frames, max_frames=settings.max_frames),
+    }
+
+
+def sparse_not_sparser(preferred_frames: list[int], rejected_frames: list[int]) -> bool:
+    """Whether the dis-preferred "sparse" comprehensive view shows as many distinct frames as the dense one, or more
+    (but not the same ones): as a pair it would prefer the answer from fewer frames, the opposite of TPO's contrast."""
+    preferred, rejected = set(preferred_frames), set(rejected_frames)
+    return preferred != rejected and len(rejected) >= len(preferred)

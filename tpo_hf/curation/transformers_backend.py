@@ -1,9 +1,13 @@
 """Stage 2 of the flow (curation): the `"transformers"` backend, a local model answering batches of prompts.
 
-A video-LMM of a registered family goes through `VideoPreferenceProcessor.generate` (the same video-to-token path
-as training); text-only prompts (questions, judging) also work with it, or with any causal LM. Requests are grouped
+A video-LMM of a registered family goes through `VideoPreferenceProcessor.generation_inputs` (the same video-to-token
+path as training); text-only prompts (questions, judging) also work with it, or with any causal LM. Requests are grouped
 by frame count and batched with left padding. Decoding is greedy by default, so the preferred and dis-preferred
-answers differ only by what the model sees.
+answers differ only by what the model sees. A reply that used all `max_new_tokens` without ending in an
+end-of-sequence token is returned as a `Reply` marked `truncated` (one that ends exactly at the budget is not): the
+run counts and warns about it, but still pairs such answers (`drops_cut_answers` is off here, unlike an endpoint's),
+since a model that never emits its end token (an untrained or tiny random one, which the offline curation tests of
+resume, multi-process runs and pushes curate with) would otherwise make no pair at all.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from ..video_settings import VideoSettings
-from .backends import BackendError, GenerationBackend, GenerationRequest
+from .backends import BackendError, GenerationBackend, GenerationRequest, Reply
 
 if TYPE_CHECKING:
     from .config import CurationConfig
@@ -26,6 +30,9 @@ def _batches(indices: list[int], size: int) -> list[list[int]]:
 class TransformersBackend(GenerationBackend):
     """A local transformers model answering batches of prompts (with or without video) with left padding.
 
+    Cut replies are marked (`Reply.truncated`), counted and warned about; cut answers still make pairs (see the module
+    docstring).
+
     Args:
         model_name_or_path: Hub id or local folder. A video-LMM of a family in `tpo_hf.families` takes video
             requests; any other causal LM takes text-only requests.
@@ -36,6 +43,8 @@ class TransformersBackend(GenerationBackend):
         video_settings: the video processor's settings (`VideoSettings`; its per-frame pixel budget is what
             matters here: the curation run decodes the frames of each view itself).
     """
+
+    drops_cut_answers = False  # counted and warned about only: see the module docstring
 
     def __init__(
         self,
@@ -98,7 +107,7 @@ class TransformersBackend(GenerationBackend):
         return kwargs
 
     @torch.no_grad()
-    def _generate_text(self, prompts: list[str], max_new_tokens: int) -> list[str]:
+    def _generate_text(self, prompts: list[str], max_new_tokens: int) -> list[Reply]:
         messages = [[{"role": "user", "content": [{"type": "text", "text": p}]}] for p in prompts]
         if self.is_video:
             texts = [
@@ -118,16 +127,38 @@ class TransformersBackend(GenerationBackend):
             )
         inputs = inputs.to(self.model.device)
         output = self.model.generate(**inputs, **self._generate_kwargs(max_new_tokens))
-        new_tokens = output[:, inputs["input_ids"].shape[1] :]
-        return self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+        return self._replies(output[:, inputs["input_ids"].shape[1] :], max_new_tokens)
+
+    @torch.no_grad()
+    def _generate_video(
+        self, prompts: list[str], videos: list[tuple[Any, dict[str, Any]]], max_new_tokens: int
+    ) -> list[Reply]:
+        # `VideoPreferenceProcessor.generate`, keeping the token ids to tell a reply cut at the budget
+        inputs = self.processor.generation_inputs(prompts, videos).to(self.model.device)
+        output = self.model.generate(**inputs, **self._generate_kwargs(max_new_tokens))
+        return self._replies(output[:, inputs["input_ids"].shape[1] :], max_new_tokens)
+
+    def _replies(self, new_tokens: torch.Tensor, max_new_tokens: int) -> list[Reply]:
+        """The decoded replies of a batch's new tokens `[B, N]`; a row is cut at the budget when all `max_new_tokens`
+        were generated and its last token ends nothing (neither an end-of-sequence nor the padding token, which
+        follows the end of rows that finished earlier)."""
+        eos = self.model.generation_config.eos_token_id
+        ends = {*(eos if isinstance(eos, (list, tuple)) else [eos]), self.tokenizer.eos_token_id}
+        ends |= {self.tokenizer.pad_token_id} - {None}
+        at_budget = new_tokens.shape[1] >= max_new_tokens
+        texts = self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+        return [
+            Reply(text.strip(), truncated=at_budget and int(row[-1]) not in ends)
+            for text, row in zip(texts, new_tokens)
+        ]
 
     def prompt_format(self, video: bool) -> str | None:
         """What the model reads around a prompt (`_prompt_format`), part of the curation shards' key."""
         return _prompt_format(self.processor, video)
 
     def generate(self, requests: list[GenerationRequest], max_new_tokens: int, seed: int = 0) -> list[str]:
-        """Replies in request order. Requests are grouped by frame count (some families cannot batch mixed counts)
-        and the groups are cut into batches of `batch_size`."""
+        """Replies (`Reply`) in request order. Requests are grouped by frame count (some families cannot batch mixed
+        counts) and the groups are cut into batches of `batch_size`."""
         if any(r.video is not None for r in requests) and not self.is_video:
             raise BackendError(
                 f"Model {self.model_id} is not a video-LMM of a registered family; it cannot take videos."
@@ -146,14 +177,9 @@ class TransformersBackend(GenerationBackend):
                 if frames == -1:
                     outputs = self._generate_text(prompts, max_new_tokens)
                 else:
-                    outputs = self.processor.generate(
-                        self.model,
-                        prompts,
-                        [requests[i].video for i in batch],
-                        **self._generate_kwargs(max_new_tokens),
-                    )
-                for i, text in zip(batch, outputs):
-                    replies[i] = text.strip()
+                    outputs = self._generate_video(prompts, [requests[i].video for i in batch], max_new_tokens)
+                for i, reply in zip(batch, outputs):
+                    replies[i] = reply
         return replies  # type: ignore[return-value]
 
 
