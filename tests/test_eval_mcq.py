@@ -569,3 +569,79 @@ def test_missing_videos_are_all_named_before_anything_is_generated(video_dir, tm
             progress=False,
         )
     assert not cache.exists() or cache.read_text() == ""  # no answer generated
+
+
+# --- probe fixes: MLVU without tasks, plain subtitles, a frame cap below the frame count ------------------------------
+def test_mlvu_questions_without_a_task_are_refused_not_scored_zero(tmp_path):
+    """f03: MLVU rows without `task_type` / `question_type` loaded, and the headline M-Avg (a mean over tasks) was
+    0.0 over no tasks, whatever the answers. The rows are refused naming the field; a task mean over no tasks raises."""
+    rows = [{k: v for k, v in row.items() if k != "question_type"} for row in MLVU_ROWS]
+    with pytest.raises(KeyError, match=r"MLVU row 0 has no field 'task_type' .* or 'question_type'.*M-Avg"):
+        load_benchmark("mlvu_dev", _write_rows(tmp_path / "mlvu.jsonl", rows))
+    assert load_benchmark("mlvu_dev", _write_rows(tmp_path / "typed.jsonl", MLVU_ROWS))[1].breakdowns == {
+        "task_type": "order"
+    }
+    right = [SampleResult("tpo", str(i), 4, "A", "A", "A", True) for i in range(3)]
+    with pytest.raises(ValueError, match="task-mean headline needs every question's `task_type`: 3 of 3"):
+        summarize({"tpo": right}, ["task_type"], headline="task_mean")
+
+
+def test_videomme_subtitles_read_plain_srt_files_and_name_a_bad_timing_line(video_dir, tmp_path):
+    """f06: a standard .srt (no Video-MME `<font>` tags) put no subtitle in the prompt, silently; '.' before the
+    milliseconds failed with "not enough values to unpack" naming neither file nor line. Video-MME's tagged files
+    read as lmms-eval reads them (an untagged entry among tagged ones is dropped)."""
+    row = dict(VIDEOMME_ROWS[0], videoID="red_blue")
+    data = _write_rows(tmp_path / "vm.jsonl", [row])
+    plain = (
+        "1\n00:00:00,000 --> 00:00:04,000\nThe <i>red</i> square.\n\n2\n00:00:04,000 --> 00:00:08,000\nA blue one.\n"
+    )
+    font = '<font color="white" size=".72c">{}</font>'
+    tagged = f"1\n00:00:00,000 --> 00:00:04,000\n{font.format('Red.')}\n\n2\n00:00:04,000 --> 00:00:08,000\nuntagged\n"
+
+    def subtitles(text: str) -> str:
+        folder = tmp_path / f"srt{len(list(tmp_path.glob('srt*')))}"
+        folder.mkdir()
+        (folder / "red_blue.srt").write_text(text)
+        prompt = load_benchmark("videomme_w_subtitle", data, video_dir=video_dir, subtitle_dir=folder)[0].prompt
+        return prompt.split("This video's subtitles are listed below: \n")[1].split("\nSelect the best answer")[0]
+
+    assert subtitles(plain) == "The red square.\nA blue one."
+    assert subtitles(plain.replace(",000", ".000")) == "The red square.\nA blue one."
+    assert subtitles(plain.replace("\n", "\r\n")) == "The red square.\nA blue one."
+    assert subtitles(tagged) == "Red."
+    with pytest.raises(ValueError, match=r"row 0 of .*red_blue\.srt, line 6: '00:00:04 --> 00:00:08' is not an SRT"):
+        subtitles(plain.replace("00:00:04,000 --> 00:00:08,000", "00:00:04 --> 00:00:08"))
+    with pytest.raises(ValueError, match=r"red_blue\.srt: no subtitle entry read"):
+        subtitles("just some text\nwith no timing\n")
+
+
+def test_eval_refuses_a_frame_cap_below_the_frames_it_records(video_dir, tmp_path):
+    """f20: `--num_frames 4 --max_frames 2` sampled 2 frames per video while results.md and model_index.yaml said
+    "4 frames". The config is refused naming both (and a cap below the V-NIAH lengths); so is a cap saved with the
+    processor, before any answer."""
+    from tpo_hf.eval.config import EvalConfig
+    from tpo_hf.eval.run import evaluate
+    from tpo_hf.tiny import build_tiny_model
+
+    settings = dict(model_name_or_path="m", benchmark="videomme", device="cpu")
+    with pytest.raises(ValueError, match=r"`max_frames` \(2\) is below `num_frames` \(4\)"):
+        EvalConfig(**settings, num_frames=4, max_frames=2)
+    with pytest.raises(ValueError, match=r"`max_frames` \(8\) is below the longest V-NIAH haystack \(16 frames"):
+        EvalConfig(**settings, num_frames=4, max_frames=8, vniah=True, vniah_lengths=[4, 16])
+    EvalConfig(**settings, num_frames=4, max_frames=4)
+
+    model, processor = build_tiny_model("qwen2_vl")
+    capped = VideoPreferenceProcessor(processor, num_frames=4, max_frames=2)
+    config = EvalConfig(
+        **settings | {"benchmark": "longvideobench_val"},
+        dataset_name=_write_rows(tmp_path / "lvb.jsonl", LVB_ROWS[:1]),
+        video_dir=str(video_dir),
+        num_frames=4,
+        output_dir=str(tmp_path / "out"),
+        progress=False,
+    )
+    with pytest.raises(
+        ValueError, match=r"capped at 2 frames \(the max_frames saved with the processor\), below the 4"
+    ):
+        evaluate(config, model, capped)
+    assert not list((tmp_path / "out").glob("cache_*"))

@@ -173,3 +173,43 @@ def test_eval_config_refuses_bad_vniah_settings_before_anything_runs(tmp_path):
     with pytest.raises(ValueError, match="V-NIAH needs a folder of haystack videos"):
         missing.check_vniah_haystack_dir()
     EvalConfig(**settings)
+
+
+# --- probe fixes: haystacks whose scaled size is odd ------------------------------------------------------------------
+def test_haystacks_scaled_to_an_odd_size_are_written_even_and_checked_before_the_model_loads(tmp_path, monkeypatch):
+    """f07: 720x480 (DVD) haystacks scaled to `vniah_max_side` 448 are 448x299, which H.264 cannot encode: libx264's
+    error came after the model had loaded. The size is rounded to even numbers, `write_video` refuses an odd size
+    naming it, and the haystack videos are built before the model loads."""
+    import tpo_hf.eval.run as eval_run
+    from tpo_hf.eval.config import EvalConfig
+    from tpo_hf.synthetic import Scene, synthetic_frames, write_video
+    from tpo_hf.video import VideoLoadError
+
+    hay = tmp_path / "hay"
+    write_video(hay / "wide.mp4", synthetic_frames([Scene(1, "green")], fps=8, height=120, width=180), fps=8)
+    samples = build_vniah_suite([hay / "wide.mp4"], tmp_path / "vniah", [6], [0.5], max_side=112)  # 112 x 74.7
+    frames, _ = load_video(samples[0].video)
+    assert frames.shape[1:3] == (74, 112)
+    with pytest.raises(ValueError, match=r"odd\.mp4: H\.264 \(yuv420p\) needs an even width and height, got 112x75"):
+        write_video(tmp_path / "odd.mp4", np.zeros((2, 75, 112, 3), dtype=np.uint8))
+    assert not (tmp_path / "odd.mp4").exists()
+
+    (hay / "broken.mp4").write_bytes(b"not a video")
+
+    def load_video_model(*args, **kwargs):
+        raise AssertionError("the model was loaded before the haystack videos were built")
+
+    monkeypatch.setattr(eval_run, "load_video_model", load_video_model)
+    config = EvalConfig(
+        model_name_or_path=str(tmp_path / "model"),
+        vniah=True,
+        vniah_haystack_dir=str(hay),
+        vniah_lengths=[6],
+        vniah_depths=[0.5],
+        num_frames=2,
+        device="cpu",
+        output_dir=str(tmp_path / "out"),
+        progress=False,
+    )
+    with pytest.raises(VideoLoadError, match=r"Could not decode video .*broken\.mp4"):
+        eval_run.evaluate(config)

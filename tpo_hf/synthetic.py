@@ -94,13 +94,21 @@ def synthetic_frames(scenes: list[Scene], fps: int = 8, height: int = 64, width:
 
 
 def write_video(path: str | Path, frames: np.ndarray, fps: int = 8) -> Path:
-    """Encodes uint8 frames [T, H, W, 3] as an H.264 mp4 (high quality, every frame a keyframe-friendly GOP)."""
+    """Encodes uint8 frames [T, H, W, 3] as an H.264 mp4 (high quality, every frame a keyframe-friendly GOP); width and
+    height must be even. Written to a temporary file renamed over `path` once whole (`fingerprint.atomic_path`): a
+    full disk or a kill leaves no torn video that a later run would read."""
     import av
 
+    from .fingerprint import atomic_path
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     height, width = frames.shape[1:3]
-    with av.open(str(path), mode="w") as container:
+    if height % 2 or width % 2:  # libx264's yuv420p halves the colour planes; refused before a file is begun
+        raise ValueError(f"Cannot write {path}: H.264 (yuv420p) needs an even width and height, got {width}x{height}.")
+    # the container FFmpeg would pick by the name's ending: the temporary file's name ends in `.tmp`
+    endings = {".mkv": "matroska", ".m4v": "mp4", ".mpg": "mpeg", ".ts": "mpegts"}
+    container_format = endings.get(path.suffix.lower(), path.suffix.lower()[1:] or "mp4")
+    with atomic_path(path) as temporary, av.open(str(temporary), mode="w", format=container_format) as container:
         stream = container.add_stream("libx264", rate=fps)
         stream.width, stream.height = width, height
         stream.pix_fmt = "yuv420p"

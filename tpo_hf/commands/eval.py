@@ -12,7 +12,6 @@ as a flag, and flags override the file. The run itself is `tpo_hf.eval.run.evalu
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -20,13 +19,14 @@ from trl import TrlParser
 
 from ..eval.config import EvalConfig
 from ..eval.run import evaluate
+from ..locks import is_main_process
 from . import run_cli
 
 
 def main(config: EvalConfig) -> dict[str, Any]:
     """Evaluates as configured, prints the results table, and returns the results (as in `results.json`)."""
     results = evaluate(config)
-    if int(os.environ.get("RANK", "0")) == 0:  # under `accelerate launch`, the main process prints the table
+    if is_main_process():  # under `accelerate launch`, the main process prints the table
         print((Path(config.output_dir) / "results.md").read_text())
     return results
 

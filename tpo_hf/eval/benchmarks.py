@@ -13,11 +13,12 @@ so numbers are comparable with published ones:
   choices directly."), `llava_vid` ("The best answer is:"), `gpt4v`, `qwen3_vl`. `max_new_tokens` 16.
 - `videomme_w_subtitle` = task `videomme_w_subtitle`: the same rows, the subtitles from `<subtitle_dir>/<videoID>.srt`
   of the frames sampled (`frame_num` 32 for `default`, 768 for `llava_vid` / `qwen3_vl`) put before the question
-  (`videomme_doc_to_text_subtitle`).
+  (`videomme_doc_to_text_subtitle`; a standard `.srt` without Video-MME's `<font>` tags gives its plain text).
 - `mlvu_dev` = task `mlvu_dev`, `sy1998/MLVU_dev` split `test` (`lmms_eval/tasks/mlvu/mlvu_dev.yaml`, `utils.py`):
   `video_name`, `question` (lmms-eval's copy already lists the options as "(A) ..."), `candidates`, `answer` (a letter
-  there, the option text in the original MLVU json), `task_type` (the original json: `question_type`). Prompt:
-  `mlvu_doc_to_text`, variants `default` (question + "\nOnly give the best option.\nBest option: (") and `plm`.
+  there, the option text in the original MLVU json), `task_type` (the original json: `question_type`; required, as
+  the headline averages over tasks). Prompt: `mlvu_doc_to_text`, variants `default` (question + "\nOnly give the
+  best option.\nBest option: (") and `plm`.
   Headline: M-Avg, the mean of the per-task accuracies. `max_new_tokens` 16.
 - `longvideobench_val` = task `longvideobench_val_v`, `longvideobench/LongVideoBench` split `validation`
   (`lmms_eval/tasks/longvideobench/longvideobench_val_v.yaml`, `utils.py`): `id`, `video_path`, `question`,
@@ -34,6 +35,7 @@ answer parsers sit side by side, so the reproduction is checked against lmms-eva
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import re
 from collections.abc import Callable
@@ -43,6 +45,8 @@ from typing import Any
 
 from ..video import VIDEO_EXTENSIONS
 from .answers import option_letters, strip_option_prefix
+
+logger = logging.getLogger(__name__)
 
 LMMS_EVAL_VERSION = "0.7.3"
 # lmms-eval's `fewshot_delimiter`: the `until` stop string of every generate_until task that sets none
@@ -178,6 +182,11 @@ VIDEOMME_SUBTITLE_VARIANTS = {
     "qwen3_vl": {"frame_num": 768, **VIDEOMME_VARIANTS["qwen3_vl"]},
 }
 _SRT_FONT = re.compile(r'<font color="white" size=".72c">(.*?)</font>')
+# markup that players render but is not text: HTML-like tags (<i>, <font ...>) and ASS overrides ({\an8})
+_SRT_MARKUP = re.compile(r"<[^>]*>|\{\\[^}]*\}")
+# HH:MM:SS,mmm --> HH:MM:SS,mmm ('.' before the milliseconds too), positions or styles after the end time ignored
+_SRT_STAMP = r"(\d+):(\d{1,2}):(\d{1,2})[,.](\d{1,3})"
+_SRT_TIMING = re.compile(_SRT_STAMP + r"\s*-->\s*" + _SRT_STAMP + r"(?:\s.*)?")
 
 
 def _variant(variants: dict[str, dict[str, Any]], variant: str, benchmark: str) -> dict[str, Any]:
@@ -214,39 +223,82 @@ def _videomme_question(row: dict[str, Any], raw_options: list[str], kwargs: dict
 
 def videomme_subtitles(srt_path: str | os.PathLike, fps: float, total_frames: int, frame_num: int) -> str:
     """The subtitle text lmms-eval's `videomme_doc_to_text_subtitle` shows: the `.srt` lines on screen at any of
-    `frame_num` uniformly sampled frames (same parsing, same order, same frame arithmetic)."""
+    `frame_num` uniformly sampled frames (same parsing, same order, same frame arithmetic).
+
+    Video-MME's own files wrap each line in `<font color="white" size=".72c">`, and lmms-eval shows only that tagged
+    text: a file with such tags is read exactly so. A standard SRT without them (where lmms-eval would show nothing)
+    gives its plain text, other markup removed. A file with text but none read from it is refused, naming it.
+    """
     import numpy as np
 
-    subtitle_frames = []
-    with open(srt_path, encoding="utf-8") as handle:
-        sections = handle.read().split("\n\n")
-    subtitles = {}
-    for section in sections:
-        lines = section.split("\n")
-        if section.strip() and len(lines) >= 3:
-            start, end = (_srt_seconds(t) for t in lines[1].split(" --> "))
-            subtitles[(start, end)] = " ".join(lines[2:])
-    for (start, end), text in subtitles.items():
-        subtitle_frames.append((int(start * fps), int(end * fps), text))
+    subtitles = read_srt(srt_path)
+    if not subtitles:
+        return ""
+    video_mme_tagged = any(_SRT_FONT.search(text) for text in subtitles.values())
+
+    def shown(text: str) -> str:
+        if video_mme_tagged:  # lmms-eval's rule: the first tagged span, untagged entries dropped
+            found = _SRT_FONT.findall(text)
+            return found[0] if found else ""
+        return " ".join(_SRT_MARKUP.sub("", text).split())
+
+    if not any(shown(text) for text in subtitles.values()):
+        raise ValueError(f"Subtitle file {srt_path}: its entries hold no text once markup is removed.")
+    subtitle_frames = [(int(start * fps), int(end * fps), text) for (start, end), text in subtitles.items()]
     frame_num = total_frames if frame_num == -1 else frame_num
     sampled = np.linspace(0, total_frames - 1, frame_num, dtype=int).tolist()
-    shown = []
+    on_screen = []
     for frame in sampled:
         for index, (first, last, _) in enumerate(subtitle_frames):
             if first <= frame < last:
-                shown.append(index)
+                on_screen.append(index)
     texts = []
-    for index in list(set(shown)):  # lmms-eval's order (a set of ints), kept for byte-identical prompts
-        found = _SRT_FONT.findall(subtitle_frames[index][2])
-        if found:
-            texts.append(found[0])
+    for index in list(set(on_screen)):  # lmms-eval's order (a set of ints), kept for byte-identical prompts
+        text = shown(subtitle_frames[index][2])
+        if text:
+            texts.append(text)
     return "\n".join(texts)
 
 
-def _srt_seconds(stamp: str) -> float:
-    hours, minutes, rest = stamp.split(":")
-    seconds, milliseconds = rest.split(",")
-    return int(hours) * 3600 + int(minutes) * 60 + int(seconds) + int(milliseconds) / 1000
+def read_srt(srt_path: str | os.PathLike) -> dict[tuple[float, float], str]:
+    """(start, end) seconds -> the entry's text lines joined by spaces, as lmms-eval's `load_subtitles` reads
+    Video-MME's files (entries split at blank lines, a repeated time span keeping its last text). Also read: '.'
+    before the milliseconds, Windows line ends, an entry without its number. A timing line that does not read is
+    refused naming the file and the line; so is a file with text but no entry. An empty file gives none (warned)."""
+    with open(srt_path, encoding="utf-8") as handle:  # universal newlines: CRLF files read as LF
+        content = handle.read()
+    if not content.strip():
+        logger.warning("Subtitle file %s is empty: no subtitles shown for its video.", srt_path)
+        return {}
+    subtitles: dict[tuple[float, float], str] = {}
+    first_line = 1
+    for section in content.split("\n\n"):
+        lines = section.split("\n")
+        # the timing line is the second line (after the entry's number) in Video-MME's files, as lmms-eval reads them
+        timing = next((position for position, line in enumerate(lines) if "-->" in line), None)
+        if timing is not None and lines[timing + 1 :]:
+            where = f"subtitle file {srt_path}, line {first_line + timing}"
+            span = _SRT_TIMING.fullmatch(lines[timing].strip())
+            if span is None:
+                raise ValueError(
+                    f"{where}: {lines[timing].strip()!r:.80} is not an SRT timing line "
+                    "(HH:MM:SS,mmm --> HH:MM:SS,mmm)."
+                )
+            subtitles[(_srt_seconds(*span.groups()[:4]), _srt_seconds(*span.groups()[4:]))] = " ".join(
+                lines[timing + 1 :]
+            )
+        first_line += section.count("\n") + 2
+    if not subtitles:
+        raise ValueError(
+            f"Subtitle file {srt_path}: no subtitle entry read (a timing line HH:MM:SS,mmm --> HH:MM:SS,mmm followed "
+            "by its text); is it an SRT file?"
+        )
+    return subtitles
+
+
+def _srt_seconds(hours: str, minutes: str, seconds: str, milliseconds: str) -> float:
+    # lmms-eval's arithmetic (`parse_subtitle_time`), for the same frame boundaries; a short "04,5" is 500 ms
+    return int(hours) * 3600 + int(minutes) * 60 + int(seconds) + int(milliseconds.ljust(3, "0")) / 1000
 
 
 def videomme_sample(
@@ -323,6 +375,12 @@ def mlvu_sample(row: dict[str, Any], index: int, variant: str = "default", **_: 
     else:
         listed = question + "\n" + "\n".join(f"({letter}) {option}" for letter, option in zip(letters, options))
     task = row.get("task_type") or row.get("question_type")
+    if task is None:  # M-Avg, the headline, is a mean over tasks: a question without one would drop out of it
+        raise KeyError(
+            f"MLVU row {index} has no field 'task_type' (lmms-eval's sy1998/MLVU_dev) or 'question_type' (the "
+            f"original MLVU json) (fields: {sorted(row)}); MLVU's headline M-Avg is the mean of the per-task "
+            "accuracies, so every question needs its task."
+        )
     return MCQSample(
         sample_id=str(row.get("question_id") or f"{video}-{_stable_id(question)}"),
         video=video,
@@ -330,7 +388,7 @@ def mlvu_sample(row: dict[str, Any], index: int, variant: str = "default", **_: 
         options=options,
         answer=answer_letter(require_field(row, ("answer",), "MLVU", index), options, "MLVU", index),
         prompt=kwargs["pre_prompt"] + listed + kwargs["post_prompt"],
-        breakdowns={"task_type": str(task)} if task is not None else {},
+        breakdowns={"task_type": str(task)},
     )
 
 
@@ -658,6 +716,11 @@ def read_benchmark(
                 f"{benchmark.pretty_name} row {index} of {source}: a field has the wrong type ({error})."
             ) from error
         check_sample(sample, benchmark.pretty_name, index)
+        if benchmark.headline == "task_mean" and not sample.breakdowns.get("task_type"):
+            raise ValueError(
+                f"{benchmark.pretty_name} row {index} of {source} has no task type: the headline "
+                f"{benchmark.headline_name} is the mean of the per-task accuracies, so every question needs its task."
+            )
         samples.append(sample)
     seen: dict[str, int] = {}
     for index, sample in enumerate(samples):

@@ -35,9 +35,10 @@ class EvalConfig(VideoSettings):
         limit: evaluate only the first `limit` questions.
         num_frames, max_frames, max_pixels, max_video_tokens: the video settings (`tpo_hf.VideoSettings`, the same
             fields and default as in training): frames per video (default 32; the paper evaluates with 96-128; a
-            fixed count, as questions are batched), the per-frame pixel budget, and the video-token budget that frames
-            and resolution are fitted to as in training (an adapter saved by `TPOTrainer` carries its training
-            budget, used when this is unset).
+            fixed count, as questions are batched; `max_frames`, a cap for sampling by rate, may not be below it nor
+            below the V-NIAH lengths), the per-frame pixel budget, and the video-token budget that frames and
+            resolution are fitted to as in training (an adapter saved by `TPOTrainer` carries its training budget,
+            used when this is unset).
         batch_size: questions per `generate` call.
         max_new_tokens: generation budget per answer (default: the lmms-eval task's, 16 or 32; V-NIAH 16).
 
@@ -122,6 +123,13 @@ class EvalConfig(VideoSettings):
                 "EvalConfig: set `num_frames`: questions are batched, so every video gives the same number of frames "
                 "(`video_fps` alone would make it depend on each video's length)."
             )
+        if self.max_frames is not None and self.max_frames < self.num_frames:
+            # a cap below the count would sample max_frames while every output says num_frames
+            raise ValueError(
+                f"EvalConfig: `max_frames` ({self.max_frames}) is below `num_frames` ({self.num_frames}): evaluation "
+                "samples a fixed `num_frames` per video, and `max_frames` only caps sampling by rate (`video_fps`); "
+                f"set `num_frames` {self.max_frames}, or leave `max_frames` out."
+            )
         if self.benchmark is not None:
             from .benchmarks import get_benchmark
 
@@ -176,6 +184,12 @@ class EvalConfig(VideoSettings):
             )
         except ValueError as error:
             raise ValueError(f"`vniah_needle_colour` / `vniah_needle_shape`: {error}") from None
+        if self.max_frames is not None and self.max_frames < max(self.vniah_lengths):
+            raise ValueError(
+                f"`max_frames` ({self.max_frames}) is below the longest V-NIAH haystack ({max(self.vniah_lengths)} "
+                "frames, `vniah_lengths`): V-NIAH shows the model every haystack frame, and the cap would skip the "
+                "needle's; raise `max_frames` or leave it out."
+            )
         if self.vniah_needle_frames >= min(self.vniah_lengths):
             raise ValueError(
                 f"`vniah_needle_frames` ({self.vniah_needle_frames}) must be shorter than every haystack in "

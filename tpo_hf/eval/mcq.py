@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ..fingerprint import changed_fields, key_hash, no_space_left, video_file_identity
+from ..locks import check_lock_held
 from ..processing import VideoPreferenceProcessor
 from .answers import UNPARSEABLE, extract_answer_letter
 from .benchmarks import MCQSample, find_videos
@@ -137,6 +138,7 @@ class ResultsCache:
             self.records[result.key] = result
             self.latest[(result.model, result.sample_id)] = result
         if self.path is not None and results:
+            check_lock_held(self.path.parent)  # not into a folder removed under this run, and another run's now
             try:
                 self._append(self.path, results)
             except OSError as error:
@@ -435,7 +437,14 @@ def headline_score(entry: dict[str, Any], headline: str = "accuracy", task_field
     M-Avg: the unweighted mean of the per-task accuracies, over the task types present)."""
     if headline == "task_mean":
         tasks = entry.get("by", {}).get(task_field, {})
-        return sum(group["accuracy"] for group in tasks.values()) / len(tasks) if tasks else 0.0
+        in_tasks = sum(group["total"] for group in tasks.values())
+        if not tasks or in_tasks != entry["total"]:
+            # a mean over no task (or over some of the questions only) is no M-Avg: 0.0 would read as a score
+            raise ValueError(
+                f"The task-mean headline needs every question's `{task_field}`: {entry['total'] - in_tasks} of "
+                f"{entry['total']} questions have none."
+            )
+        return sum(group["accuracy"] for group in tasks.values()) / len(tasks)
     if headline != "accuracy":
         raise ValueError(f"Unknown headline metric {headline!r}: use 'accuracy' or 'task_mean'.")
     return entry["accuracy"]

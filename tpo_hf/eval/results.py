@@ -9,21 +9,52 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ..fingerprint import atomic_path, no_space_left
 from .benchmarks import Benchmark, get_benchmark
 
 MCQ_TASK_TYPE = "multiple-choice"
 VNIAH_TASK_TYPE = "video-question-answering"
 
 
-def write_results_json(results: dict[str, Any], path: str | os.PathLike) -> Path:
-    """Writes `results` (the dict `tpo_hf.eval.run.evaluate` returns) as indented JSON."""
+class EvalOutputError(OSError):
+    """An evaluation output (a result file, a V-NIAH video) that could not be written because the disk is full; the
+    message names the file."""
+
+
+def write_output(path: str | os.PathLike, write: Callable[[Path], Any], remedy: str) -> Path:
+    """Writes the output file `path` by `write(temporary)`, a file beside it renamed over it once whole
+    (`fingerprint.atomic_path`): a kill or a full disk leaves the previous file or none, never a torn one.
+
+    Raises:
+        EvalOutputError: the disk is full (`fingerprint.no_space_left`), naming `path`, then `remedy`.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(results, indent=2, sort_keys=False) + "\n")
+    try:
+        with atomic_path(path) as temporary:
+            write(temporary)
+    except OSError as error:
+        full = no_space_left(error, path.parent)
+        if full is None:
+            raise
+        raise EvalOutputError(f"Could not write {path}: {full}. {remedy}") from error
     return path
+
+
+# What a result file that could not be written leaves to do: every answer is in the results cache by then
+RESULTS_REMEDY = (
+    "Every answer is kept in the results cache (cache_*.jsonl) beside it: free space and rerun the same command, which "
+    "writes the results without generating the answers again."
+)
+
+
+def write_results_json(results: dict[str, Any], path: str | os.PathLike) -> Path:
+    """Writes `results` (the dict `tpo_hf.eval.run.evaluate` returns) as indented JSON (`write_output`)."""
+    text = json.dumps(results, indent=2, sort_keys=False) + "\n"
+    return write_output(path, lambda temporary: temporary.write_text(text), RESULTS_REMEDY)
 
 
 def _pct(value: float | None) -> str:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..fingerprint import model_identity
-from ..locks import output_dir_lock, refuse_if_locked
+from ..locks import check_lock_held, output_dir_lock, refuse_if_locked
 from ..models import (
     adapter_base_mismatch,
     adapter_base_model,
@@ -38,17 +38,20 @@ logger = logging.getLogger(__name__)
 
 
 def _side_by_side(run: Any, path: Path, lmms_eval_predictions: dict[str, list[str]] | None = None) -> None:
+    from .results import RESULTS_REMEDY, write_output
+
     tags = list(run.results)
-    with path.open("w") as handle:
-        for index, per_tag in enumerate(zip(*(run.results[tag] for tag in tags))):
-            record = {"sample_id": per_tag[0].sample_id, "answer": per_tag[0].answer, **per_tag[0].breakdowns}
-            for tag, result in zip(tags, per_tag):
-                record[f"{tag}_prediction"] = result.prediction
-                if lmms_eval_predictions is not None:
-                    record[f"{tag}_lmms_eval_prediction"] = lmms_eval_predictions[tag][index]
-                record[f"{tag}_reply"] = result.reply
-            record["agree"] = len({result.prediction for result in per_tag}) == 1
-            handle.write(json.dumps(record) + "\n")
+    lines = []
+    for index, per_tag in enumerate(zip(*(run.results[tag] for tag in tags))):
+        record = {"sample_id": per_tag[0].sample_id, "answer": per_tag[0].answer, **per_tag[0].breakdowns}
+        for tag, result in zip(tags, per_tag):
+            record[f"{tag}_prediction"] = result.prediction
+            if lmms_eval_predictions is not None:
+                record[f"{tag}_lmms_eval_prediction"] = lmms_eval_predictions[tag][index]
+            record[f"{tag}_reply"] = result.reply
+        record["agree"] = len({result.prediction for result in per_tag}) == 1
+        lines.append(json.dumps(record) + "\n")
+    write_output(path, lambda temporary: temporary.write_text("".join(lines)), RESULTS_REMEDY)
 
 
 def _distributed_state(config: EvalConfig) -> Any:
@@ -111,7 +114,7 @@ def _evaluate_locked(config: EvalConfig, model: Any, processor: Any) -> dict[str
         read_benchmark,
     )
     from .mcq import ADAPTER_TAG, BASE_TAG, evaluate_mcq, weights_fingerprint
-    from .results import eval_results, markdown_table, write_results_json
+    from .results import RESULTS_REMEDY, eval_results, markdown_table, write_output, write_results_json
     from .vniah import Needle, build_vniah_suite, haystack_sources, plot_vniah_heatmap, vniah_scores
 
     output_dir = Path(config.output_dir)
@@ -146,6 +149,40 @@ def _evaluate_locked(config: EvalConfig, model: Any, processor: Any) -> dict[str
         find_videos(questions.samples, config.video_dir, benchmark.pretty_name)
         if is_main:
             _warn_if_not_the_benchmark(questions, benchmark.pretty_name)
+    if config.vniah:
+        # the haystack videos too: one that cannot be cut or written fails now, not after the model and the benchmark
+        haystack_dir = config.vniah_haystack_dir or config.video_dir
+        if not haystack_dir or not os.path.isdir(haystack_dir):
+            raise ValueError(
+                f"V-NIAH needs a folder of haystack videos: set `vniah_haystack_dir` (got {haystack_dir})."
+            )
+        haystack_videos = [str(path) for path in haystack_sources(haystack_dir, output_dir)]
+        if not haystack_videos:
+            raise ValueError(f"V-NIAH found no videos in {haystack_dir} to cut haystacks from; nothing to evaluate.")
+        needle = Needle(
+            colour=config.vniah_needle_colour,
+            shape=config.vniah_needle_shape,
+            num_frames=config.vniah_needle_frames,
+            text=config.vniah_needle_text,
+        )
+
+        def build() -> list[Any]:
+            return build_vniah_suite(
+                haystack_videos,
+                output_dir / "vniah_videos",
+                lengths=config.vniah_lengths,
+                depths=config.vniah_depths,
+                needle=needle,
+                fps=config.vniah_fps,
+                haystack_fps=config.vniah_haystack_fps,
+                max_side=config.vniah_max_side,
+            )
+
+        if state is None:
+            vniah_samples = build()
+        else:  # the main process writes the haystack videos; the others then build the same suite on top
+            with state.main_process_first():
+                vniah_samples = build()
     if model is None or processor is None:
         model, processor = load_video_model(
             config.model_name_or_path,
@@ -161,6 +198,22 @@ def _evaluate_locked(config: EvalConfig, model: Any, processor: Any) -> dict[str
     if settings != asked.fitted(processor.processor, processor.family):
         logger.info("Sampling videos with %s (the processor's settings; asked: %s).", settings, asked)
     num_frames = settings.num_frames
+    # a cap below the frames a question is sampled at would be applied while the outputs name the frames asked for:
+    # one saved with the processor (an adapter trained with one), or below a question's own frame count
+    most_frames = max(
+        [
+            num_frames,
+            *(sample.num_frames or 0 for sample in (questions.samples if config.benchmark else [])),
+            *(config.vniah_lengths if config.vniah else []),
+        ]
+    )
+    if settings.max_frames is not None and settings.max_frames < most_frames:
+        origin = "`max_frames`" if config.max_frames is not None else "the max_frames saved with the processor"
+        raise ValueError(
+            f"Videos would be capped at {settings.max_frames} frames ({origin}), below the {most_frames} frames this "
+            f"evaluation samples (`num_frames`, `vniah_lengths`, or a question's own count): set `max_frames` "
+            f"{most_frames} or more."
+        )
     # the weights (`model_identity`: a folder's weight and config files, a Hub id's commit) and how they run (dtype,
     # attention kernel): replies made otherwise are not reused. The base model's replies do not depend on the
     # adapter: a new adapter evaluated beside it reuses them
@@ -267,50 +320,22 @@ def _evaluate_locked(config: EvalConfig, model: Any, processor: Any) -> dict[str
             _side_by_side(run, output_dir / f"samples_{config.benchmark}.jsonl", lmms_letters)
 
     if config.vniah:
-        haystack_dir = config.vniah_haystack_dir or config.video_dir
-        if not haystack_dir or not os.path.isdir(haystack_dir):
-            raise ValueError(
-                f"V-NIAH needs a folder of haystack videos: set `vniah_haystack_dir` (got {haystack_dir})."
-            )
-        haystack_videos = [str(path) for path in haystack_sources(haystack_dir, output_dir)]
-        if not haystack_videos:
-            raise ValueError(f"V-NIAH found no videos in {haystack_dir} to cut haystacks from; nothing to evaluate.")
-        needle = Needle(
-            colour=config.vniah_needle_colour,
-            shape=config.vniah_needle_shape,
-            num_frames=config.vniah_needle_frames,
-            text=config.vniah_needle_text,
-        )
-
-        def build() -> list[Any]:
-            return build_vniah_suite(
-                haystack_videos,
-                output_dir / "vniah_videos",
-                lengths=config.vniah_lengths,
-                depths=config.vniah_depths,
-                needle=needle,
-                fps=config.vniah_fps,
-                haystack_fps=config.vniah_haystack_fps,
-                max_side=config.vniah_max_side,
-            )
-
-        if state is None:
-            samples = build()
-        else:  # the main process writes the haystack videos; the others then build the same suite on top
-            with state.main_process_first():
-                samples = build()
-        run = run_mcq("vniah", samples, max_new_tokens=config.max_new_tokens or 16)
-        scores = {tag: vniah_scores(samples, tag_results) for tag, tag_results in run.results.items()}
+        run = run_mcq("vniah", vniah_samples, max_new_tokens=config.max_new_tokens or 16)
+        scores = {tag: vniah_scores(vniah_samples, tag_results) for tag, tag_results in run.results.items()}
         heatmap = output_dir / "vniah_heatmap.png"
         if is_main:
-            plot_vniah_heatmap(scores, heatmap)
+            write_output(heatmap, lambda temporary: plot_vniah_heatmap(scores, temporary), RESULTS_REMEDY)
         # "models": the (depth x length) grids; "summary": the same answers scored like a benchmark, with agreement
         results["vniah"] = {"models": scores, "heatmap": str(heatmap), "summary": run.summary(["length", "depth"])}
 
     if not is_main:
         return results
+    check_lock_held(output_dir)  # not into a folder removed under this run (and perhaps another run's now)
+    # each file written whole or not at all; a full disk is one line naming the file (the answers are cached)
     write_results_json(results, output_dir / "results.json")
-    (output_dir / "results.md").write_text(markdown_table(results))
+    write_output(
+        output_dir / "results.md", lambda temporary: temporary.write_text(markdown_table(results)), RESULTS_REMEDY
+    )
     tags = {tag for b in results["benchmarks"].values() for tag in b["models"]} | set(
         results.get("vniah", {}).get("models", {})
     )
@@ -319,6 +344,7 @@ def _evaluate_locked(config: EvalConfig, model: Any, processor: Any) -> dict[str
         model_name=Path(config.adapter_path or config.model_name_or_path or "model").name,
         eval_results=eval_results(results, tag),
     )
-    (output_dir / "model_index.yaml").write_text(card_data.to_yaml() + "\n")
+    model_index = card_data.to_yaml() + "\n"
+    write_output(output_dir / "model_index.yaml", lambda temporary: temporary.write_text(model_index), RESULTS_REMEDY)
     logger.info("Results written to %s", output_dir)
     return results

@@ -19,10 +19,11 @@ from typing import Any
 
 import numpy as np
 
-from ..fingerprint import atomic_write_json, changed_fields, file_identity
+from ..fingerprint import atomic_write_json, changed_fields, file_identity, no_space_left, video_file_identity
 from ..synthetic import COLOURS, write_video
 from .answers import option_letters
 from .benchmarks import MCQSample
+from .results import EvalOutputError
 
 logger = logging.getLogger(__name__)
 
@@ -30,7 +31,8 @@ NEEDLE_QUESTION = "One frame of this video shows a big coloured {shape}. What co
 # Written beside the haystack videos: what they were built from and their identities, so that a rerun reuses them
 # (rewritten, each would have a new modification time and its cached answers would be generated again)
 SUITE_MANIFEST = "vniah_suite.json"
-SUITE_FORMAT_VERSION = 1
+# 2: one record per video (length, depth, file), so that a grid extended keeps the videos it had (1 is read as such)
+SUITE_FORMAT_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -103,7 +105,8 @@ def build_haystack(
     Args:
         videos: the haystack sources.
         num_frames: haystack length.
-        height, width: frame size (default: the first video's, scaled down to `max_side`).
+        height, width: frame size, even numbers (default: the first video's, scaled down to `max_side`, each side
+            rounded down to an even number as H.264 needs).
         fps: sample the sources at this rate (LongVA's V-NIAH uses 1 fps); `None` takes every frame.
         max_side: cap on the longer side of the frames, so that long haystacks of HD videos fit in memory.
     """
@@ -111,6 +114,10 @@ def build_haystack(
 
     if not videos:
         raise ValueError("V-NIAH needs at least one haystack video.")
+    if (height is not None and height % 2) or (width is not None and width % 2):
+        raise ValueError(
+            f"V-NIAH haystack frames must have an even size (H.264, `write_video`), got {width}x{height}."
+        )
     frames: list[np.ndarray] = []
     total = 0
     while total < num_frames:
@@ -122,7 +129,9 @@ def build_haystack(
                 height, width = chunk.shape[1:3]
                 if max_side is not None and max(height, width) > max_side:
                     scale = max_side / max(height, width)
-                    height, width = max(1, round(height * scale)), max(1, round(width * scale))
+                    height, width = round(height * scale), round(width * scale)
+                # H.264 in yuv420p (`write_video`) halves the colour planes: both sides even (720x480 at 448: 448x298)
+                height, width = max(2, height - height % 2), max(2, width - width % 2)
             frames.append(_resize_frames(chunk, height, width))
             total += len(chunk)
             if total >= num_frames:
@@ -204,16 +213,11 @@ def build_vniah_suite(
     needle = needle or Needle()
     output_dir = Path(output_dir).resolve()
     output_dir.mkdir(parents=True, exist_ok=True)
-    names = {
-        (length, depth): f"vniah_len{length}_depth{int(round(depth * 100)):03d}.mp4"
-        for length in lengths
-        for depth in depths
-    }
+    names = _video_names(lengths, depths)
+    # what every video of the folder is cut from; each one's own length and depth are recorded with it
     inputs = {
         "format": SUITE_FORMAT_VERSION,
         "haystack_videos": [file_identity(os.path.realpath(path)) for path in haystack_videos],
-        "lengths": list(lengths),
-        "depths": list(depths),
         "needle": asdict(needle),
         "needle_clip": None
         if needle_clip_frames is None
@@ -225,17 +229,35 @@ def build_vniah_suite(
         "max_side": max_side,
     }
     manifest = output_dir / SUITE_MANIFEST
-    stale = _stale_suite(manifest, inputs, [output_dir / name for name in names.values()])
+    stale, built = _stale_suite(manifest, inputs, names, output_dir)
     if stale:
         if manifest.exists():
-            logger.info("Writing the V-NIAH videos in %s again (changed: %s).", output_dir, ", ".join(stale))
-        manifest.unlink(missing_ok=True)  # a rebuild cut short must not look finished
-        longest = build_haystack(haystack_videos, max(lengths), height, width, haystack_fps, max_side)
+            logger.info("Writing the V-NIAH videos in %s (%s).", output_dir, _described(stale, names))
+        # a haystack's first frames are those of a longer one: the longest to write serves them all
+        longest = build_haystack(
+            haystack_videos, max(length for length, _ in stale), height, width, haystack_fps, max_side
+        )
         needle_frames = needle_clip(needle, *longest.shape[1:3], needle_clip_frames)
-        for (length, depth), name in names.items():
-            write_video(output_dir / name, insert_needle(longest[:length], needle_frames, depth)[0], fps=fps)
-        videos = {name: file_identity(output_dir / name) for name in names.values()}
-        atomic_write_json(manifest, {"inputs": inputs, "videos": videos})
+        path = manifest
+        try:
+            # recorded as each video is written whole (`write_video` renames it into place): a run cut short (a kill,
+            # a full disk) keeps what it wrote, and the next one writes the rest
+            atomic_write_json(manifest, {"inputs": inputs, "videos": built})
+            for length, depth in stale:
+                path = output_dir / names[(length, depth)]
+                write_video(path, insert_needle(longest[:length], needle_frames, depth)[0], fps=fps)
+                built[path.name] = {"length": length, "depth": depth, "file": video_file_identity(path)}
+                path = manifest
+                atomic_write_json(manifest, {"inputs": inputs, "videos": built})
+        except OSError as error:
+            full = no_space_left(error, output_dir)
+            if full is None:
+                raise
+            raise EvalOutputError(
+                f"Could not write the V-NIAH video file {path}: {full}. The videos written whole before it are kept "
+                f"and reused: free space in {output_dir} (or evaluate into an output_dir on a disk with room) and "
+                "rerun the same command."
+            ) from error
     needle_length = len(needle_clip_frames) if needle_clip_frames is not None else needle.num_frames
     samples = []
     colours = [needle.colour, *needle.distractors]
@@ -267,20 +289,79 @@ def build_vniah_suite(
     return samples
 
 
-def _stale_suite(manifest: Path, inputs: dict[str, Any], videos: list[Path]) -> list[str]:
-    """What makes the V-NIAH videos in a folder unusable for `inputs` (the changed inputs, or "videos": one missing
-    or changed since it was written), or [] when they can be reused."""
+def _video_names(lengths: list[int], depths: list[float]) -> dict[tuple[int, float], str]:
+    """(length, depth) -> the file name of its V-NIAH video."""
+    return {
+        (length, depth): f"vniah_len{length}_depth{int(round(depth * 100)):03d}.mp4"
+        for length in lengths
+        for depth in depths
+    }
+
+
+def _suite_record(manifest: Path) -> tuple[dict[str, Any], dict[str, dict[str, Any]]] | None:
+    """(what the videos in a folder were cut from, file name -> its length, depth and `video_file_identity`) as
+    `manifest` records them -- a format-1 manifest, one record for the whole grid, read as one record per video --
+    or None when there is none to read."""
     try:
         recorded = json.loads(manifest.read_text())
-        recorded_inputs, recorded_videos = recorded["inputs"], recorded["videos"]
-    except (OSError, ValueError, TypeError, KeyError):
-        return ["no record of how the videos were built"]
+        inputs, videos = dict(recorded["inputs"]), dict(recorded["videos"])
+        if inputs.get("format") == 1:
+            grid = _video_names(inputs.pop("lengths"), inputs.pop("depths"))
+            inputs["format"] = SUITE_FORMAT_VERSION
+            videos = {
+                name: {"length": length, "depth": depth, "file": str(videos.get(name)).rsplit("@", 1)[-1]}
+                for (length, depth), name in grid.items()
+            }
+        if not all(isinstance(video, dict) for video in videos.values()):
+            return None
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        return None
+    return inputs, videos
+
+
+def _stale_suite(
+    manifest: Path, inputs: dict[str, Any], names: dict[tuple[int, float], str], folder: Path
+) -> tuple[dict[tuple[int, float], str], dict[str, dict[str, Any]]]:
+    """(the (length, depth) of each V-NIAH video of `names` to write, with why, in grid order; the records of the
+    videos in `folder` that can be kept). A video is kept when it was cut from the same `inputs` for the same length
+    and depth and its file is as written; so a grid extended with a length or depth writes only the new videos."""
+    record = _suite_record(manifest)
+    if record is None:
+        return {key: "no record of how the videos were built" for key in names}, {}
+    recorded_inputs, recorded_videos = record
     changed = changed_fields(recorded_inputs, inputs)
     if changed:
-        return changed
-    if any(recorded_videos.get(video.name) != file_identity(video) for video in videos):
-        return ["videos"]
-    return []
+        return {key: f"changed: {', '.join(changed)}" for key in names}, {}
+    built = {
+        name: video
+        for name, video in recorded_videos.items()
+        if video.get("file") == video_file_identity(folder / name)
+    }
+    stale = {}
+    for (length, depth), name in names.items():
+        if name not in recorded_videos:
+            stale[(length, depth)] = "new in the grid"
+        elif name not in built:
+            stale[(length, depth)] = "missing or changed since written"
+        elif (built[name].get("length"), built[name].get("depth")) != (length, depth):
+            stale[(length, depth)] = "written for another length or depth"
+    return stale, built
+
+
+def _described(stale: dict[tuple[int, float], str], names: dict[tuple[int, float], str]) -> str:
+    """`"changed: needle"` (every video) or `"new in the grid: vniah_len16_depth000.mp4, ... and 2 more; the other 3
+    are kept"`: the videos to write, by why."""
+    by_reason: dict[str, list[str]] = {}
+    for key, reason in stale.items():
+        by_reason.setdefault(reason, []).append(names[key])
+    described = [
+        reason
+        if len(files) == len(names)
+        else f"{reason}: {', '.join(files[:3])}" + (f" and {len(files) - 3} more" if len(files) > 3 else "")
+        for reason, files in by_reason.items()
+    ]
+    kept = len(names) - len(stale)
+    return "; ".join(described + ([f"the other {kept} are kept"] if kept else []))
 
 
 def vniah_scores(samples: list[VNIAHSample], results: list[Any]) -> dict[str, Any]:
@@ -334,6 +415,6 @@ def plot_vniah_heatmap(scores: dict[str, dict[str, Any]], path: str | os.PathLik
     figure.colorbar(image, ax=axes[0].tolist(), label="Accuracy (%)")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=100)
+    figure.savefig(path, dpi=100, format="png")  # not by the name's ending: `write_output` passes a `.tmp` file
     plt.close(figure)
     return figure
