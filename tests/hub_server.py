@@ -13,7 +13,9 @@ Repos live on disk under `root`: one folder per repo with `blobs/` (content-addr
 `HF_ENDPOINT=http://127.0.0.1:<port>` with `HF_HUB_DISABLE_XET=1`.
 
 Test hooks: `server.fail_next_commits(n)` makes the next `n` commit requests fail with HTTP 500 (to test retries);
-`server.commits(repo_id, repo_type)` returns a repo's history.
+`server.commits(repo_id, repo_type)` returns a repo's history. Access, as the Hub answers it: repos created with
+`private` are reported private (`server.private`); repos in `server.read_only` answer preupload and commit requests
+with 403 (a token that only reads them); files of repos in `server.gated` answer 403 GatedRepo (no access granted).
 """
 
 from __future__ import annotations
@@ -134,6 +136,9 @@ class HubServer:
         self.user = user
         self._fail_commits = 0
         self.requests: list[tuple[str, str]] = []  # (method, path) of every request, for assertions
+        self.private: set[str] = set()  # repo ids created private
+        self.read_only: set[str] = set()  # repo ids the token reads but cannot write
+        self.gated: set[str] = set()  # repo ids whose files the token has no access to
         handler = type("Handler", (_Handler,), {"hub": self})
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self.httpd.daemon_threads = True
@@ -243,6 +248,9 @@ class _Handler(BaseHTTPRequestHandler):
             repo_type, repo_id, action, revision = _PLURAL[match[1]], match[2], match[3], match[4]
             if not self._check_repo(repo_type, repo_id):
                 return None
+            if repo_id in self.hub.read_only and action != "paths-info":
+                self._body()
+                return self._error(403, f"You don't have the rights to create a commit on {repo_id}")
             return getattr(self, "_" + action.replace("-", "_"))(repo_type, repo_id, revision)
         match = re.fullmatch(r"/api/(models|datasets|spaces)/(.+?)/tree/([^/]+)(?:/(.*))?", path)
         if match and method in ("GET", "HEAD"):
@@ -261,6 +269,9 @@ class _Handler(BaseHTTPRequestHandler):
             repo_type = _PLURAL[match[1]] if match[1] else "model"
             if not self._check_repo(repo_type, match[2]):
                 return None
+            if match[2] in self.hub.gated:
+                visit = f"Visit {self.hub.endpoint}/{match[2]} to ask for access."
+                return self._error(403, f"Access to model {match[2]} is restricted. {visit}", "GatedRepo")
             return self._resolve(repo_type, match[2], match[3], match[4])
         return self._error(404, f"local hub: no route for {method} {path}")
 
@@ -286,6 +297,8 @@ class _Handler(BaseHTTPRequestHandler):
         url = f"{self.hub.endpoint}/{prefix}{repo_id}"
         if not self.hub.store.create(repo_type, repo_id):
             return self._json({"error": "You already created this repo", "url": url}, 409)
+        if payload.get("private") or payload.get("visibility") == "private":  # older / newer clients
+            self.hub.private.add(repo_id)
         return self._json({"url": url, "name": repo_id, "id": repo_id})
 
     def _preupload(self, repo_type: str, repo_id: str, revision: str):
@@ -416,8 +429,8 @@ class _Handler(BaseHTTPRequestHandler):
             "sha": commit["id"],
             "lastModified": commit["date"],
             "createdAt": self.hub.store.commits(repo_type, repo_id)[0]["date"],
-            "private": False,
-            "gated": False,
+            "private": repo_id in self.hub.private,
+            "gated": "manual" if repo_id in self.hub.gated else False,
             "disabled": False,
             "downloads": 0,
             "likes": 0,

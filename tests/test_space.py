@@ -9,6 +9,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -397,3 +398,81 @@ def test_space_refuses_inputs_it_could_not_start_with(tmp_path):
     assert card.data.models == ["tester/tiny-base"]
     assert f"`{adapter}` (a local folder)" in card.text and f"/{adapter})" not in card.text
     assert "[tester/tiny-base](" in card.text
+
+
+def test_a_pushed_space_refuses_local_adapter_and_base_folders(tmp_path):
+    """A Space on the Hub cannot read a local folder: pushing one whose app.py would load the adapter or the base from
+    a local path is refused before anything is written, naming the folder and how to push the adapter first; writing
+    the folder to run it here keeps local paths."""
+    from tpo_hf.hub.space import write_space
+
+    release = "tpo-hf[demo]==0.1.0"  # no wheel is built
+    adapter = tmp_path / "outputs" / "my-tpo-adapter"
+    adapter.mkdir(parents=True)
+    (adapter / "adapter_config.json").write_text(
+        json.dumps({"base_model_name_or_path": str(tmp_path / "base"), "peft_type": "LORA"})
+    )
+    with pytest.raises(ValueError, match=r"--adapter '.*my-tpo-adapter' is a local folder.*tpo-hf push --adapter_dir"):
+        write_space(tmp_path / "a", str(adapter), "tester/tiny-base", tpo_hf_requirement=release, for_hub=True)
+    with pytest.raises(ValueError, match=r"--base_model '/abs/local/model' is a local folder.*Hub repo id"):
+        write_space(tmp_path / "b", "tester/tiny-tpo", "/abs/local/model", tpo_hf_requirement=release, for_hub=True)
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+    folder = write_space(tmp_path / "local", str(adapter), tpo_hf_requirement=release)  # to run here: local paths
+    app = (folder / "app.py").read_text()
+    assert f'"{adapter}",' in app and f'base_model="{tmp_path / "base"}"' in app
+
+
+def test_space_examples_of_one_name_are_all_kept(tmp_path, video_dir):
+    """`--examples a/clip.mp4 b/clip.mp4`: both clips reach the Space under distinct names, none copied over the
+    other."""
+    from tpo_hf.hub.space import write_space
+
+    for folder, video in (("a", "red_blue.mp4"), ("b", "green_yellow.mp4")):
+        (tmp_path / folder).mkdir()
+        shutil.copy(video_dir / video, tmp_path / folder / "clip.mp4")
+    examples = [str(tmp_path / "a" / "clip.mp4"), str(tmp_path / "b" / "clip.mp4")]
+    space = write_space(
+        tmp_path / "space", "tester/tiny-tpo", "tester/tiny-base", examples=examples, tpo_hf_requirement="tpo-hf==0.1"
+    )
+    assert 'examples=["examples/clip.mp4", "examples/clip-2.mp4"]' in (space / "app.py").read_text()
+    assert (space / "examples" / "clip.mp4").read_bytes() == (video_dir / "red_blue.mp4").read_bytes()
+    assert (space / "examples" / "clip-2.mp4").read_bytes() == (video_dir / "green_yellow.mp4").read_bytes()
+
+
+def test_a_failed_space_push_keeps_the_folder_it_names(tmp_path):
+    """`tpo-hf space --space_id ...` without --output_dir writes the folder in a temporary one: when the upload fails,
+    that folder is kept (the error tells to rerun with `--output_dir` it); after a push, it is removed. A local
+    adapter folder is refused before anything is written or pushed (the Space could not read it)."""
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    (tmp_path / "my-tpo-adapter").mkdir()
+    command = [sys.executable, "-m", "tpo_hf.commands", "space", "--adapter", "tester/tiny-tpo", "--base_model"]
+    command += ["tester/tiny-base", "--space_id", "tester/tiny-tpo-demo", "--tpo_hf_requirement", "tpo-hf==0.1"]
+    local = [*command[:5], "my-tpo-adapter", *command[6:]]
+    with HubServer(tmp_path / "hub") as hub:
+        env = dict(
+            os.environ,
+            HF_ENDPOINT=hub.endpoint,
+            HF_HUB_OFFLINE="0",
+            HF_HUB_DISABLE_XET="1",
+            HF_HOME=str(tmp_path / "hf_home"),
+            HF_TOKEN="hf_local_test_token",
+            PYTHONPATH=str(REPO_ROOT),
+            TMPDIR=str(scratch),
+        )
+        refused = subprocess.run(local, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+        assert refused.returncode == 1 and "--adapter 'my-tpo-adapter' is a local folder" in refused.stderr
+        assert not hub.store.exists("space", "tester/tiny-tpo-demo") and not any(scratch.iterdir())
+        hub.fail_next_commits(5)  # more than huggingface_hub retries
+        failed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+        assert failed.returncode == 1, failed.stderr[-3000:]
+        (named,) = set(re.findall(r"--output_dir (\S+?)`", failed.stderr))
+        assert Path(named).parent == scratch and (Path(named) / "app.py").is_file()
+        assert "The folder is kept" in failed.stderr
+        shutil.rmtree(named)
+        hub.fail_next_commits(0)
+        pushed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+        assert pushed.returncode == 0, pushed.stderr[-3000:]
+        assert "app.py" in hub.files("tester/tiny-tpo-demo", "space")
+    assert not any(scratch.glob("tpo-space-*"))

@@ -223,3 +223,33 @@ def test_a_missing_model_revision_is_named(tiny_model_dirs, video_dir, tmp_path)
         .splitlines()[-1]
         .startswith("tpo-hf train: model_revision 'v2' does not exist for the model tester/tiny-base")
     )
+
+
+def test_a_folder_of_videos_with_its_data_file_loads_that_file(video_dir, tmp_path):
+    """A folder a user fills by hand -- pairs.jsonl and the videos beside it -- loads pairs.jsonl, which `datasets`
+    alone ignores once the videos outnumber it (it reads a `videofolder`: one `video` column); several data files
+    beside videos are named, with how to pass one."""
+    rows = preference_rows()
+    folder = tmp_path / "pairs"
+    folder.mkdir()
+    for index in range(3):
+        for video in video_dir.glob("*.mp4"):
+            shutil.copy(video, folder / (video.name if index == 0 else f"{video.stem}-{index}.mp4"))
+    Dataset.from_list(rows).to_json(str(folder / "pairs.jsonl"))
+    dataset = load_preference_dataset(str(folder))
+    assert dataset.column_names[:4] == ["prompt", "chosen", "rejected", "video"] and len(dataset) == len(rows)
+    assert dataset["video"][0] == "red_blue.mp4"  # relative to the folder, as `default_video_root` resolves it
+    Dataset.from_list(rows).to_json(str(folder / "more.jsonl"))
+    with pytest.raises(ValueError, match=r"pairs holds the data files more.jsonl, pairs.jsonl .*pairs/more.jsonl"):
+        load_preference_dataset(str(folder))
+
+
+def test_a_hub_style_folder_without_the_split_names_its_splits(tmp_path):
+    """A Hub-style folder whose only split is test (data/test-*.parquet) asked for 'train': one line naming the
+    folder, its splits and the setting, not `datasets`' "Unknown split" traceback."""
+    (tmp_path / "hub" / "data").mkdir(parents=True)
+    Dataset.from_list(preference_rows()).to_parquet(str(tmp_path / "hub" / "data" / "test-00000-of-00001.parquet"))
+    with pytest.raises(ValueError, match=r"hub has splits \['test'\], not 'train'.*dataset_train_split"):
+        load_preference_dataset(str(tmp_path / "hub"))
+    assert len(load_preference_dataset(str(tmp_path / "hub"), split="test")) == len(preference_rows())
+    assert len(load_preference_dataset(str(tmp_path / "hub"), split="test[:1]")) == 1

@@ -21,10 +21,17 @@ DATA_FILE_BUILDERS = {"jsonl": "json", "json": "json", "parquet": "parquet", "cs
 JSON_CHECK_MAX_BYTES = 512 * 2**20  # JSON files up to this size are checked row by row before loading
 CURATION_REPORT = "curation_report.json"  # what `tpo-hf curate` writes beside its dataset (`curation.report`)
 REWRITE_FOLDER = "rerun `tpo-hf curate` into it (or save the dataset again with `save_to_disk`)"
+# what each command calls its split setting (named when a local folder lacks the split asked for)
+SPLIT_SETTINGS = "`dataset_train_split` / `dataset_test_split` in tpo-hf train, `dataset_split` in curate and eval"
+# the builders `datasets` picks for a folder of media files: they read the media, not a data file beside them
+MEDIA_FOLDER_BUILDERS = ("videofolder", "imagefolder", "audiofolder")
 
 
-def load_preference_dataset(name: str, config: str | None = None, split: str = "train") -> Any:
-    """Loads a dataset (a `datasets.Dataset`) from the Hub, a `save_to_disk` folder or a data file.
+def load_preference_dataset(
+    name: str, config: str | None = None, split: str = "train", video_column: str = "video"
+) -> Any:
+    """Loads a dataset (a `datasets.Dataset`) from the Hub, a `save_to_disk` folder or a data file; its
+    `video_column` becomes paths when it is a `datasets.Video` feature (`video_paths_column`).
 
     Raises:
         ValueError: a local folder without the split, damaged (a torn or missing file, named) or holding no rows
@@ -54,9 +61,12 @@ def load_preference_dataset(name: str, config: str | None = None, split: str = "
             ) from error
         if isinstance(dataset, DatasetDict):
             if split not in dataset:
-                raise ValueError(f"Dataset folder {name} has splits {list(dataset)}, not {split!r}.")
+                raise ValueError(
+                    f"Dataset folder {name} has splits {list(dataset)}, not {split!r}: set the split setting to one "
+                    f"of them ({SPLIT_SETTINGS})."
+                )
             dataset = dataset[split]
-        return video_paths_column(dataset, name)
+        return video_paths_column(dataset, name, video_column)
     if os.path.isdir(name) and os.path.exists(os.path.join(name, CURATION_REPORT)):
         raise ValueError(no_rows_message(name))  # a curation that ended with no pair: its report, no dataset
     if os.path.isdir(name) and os.path.isdir(os.path.join(name, "_curation")):
@@ -86,8 +96,45 @@ def load_preference_dataset(name: str, config: str | None = None, split: str = "
             raise ValueError(
                 f"Cannot read dataset file {name}: {problem or f'{type(error).__name__}: {error}'}"
             ) from error
-        return video_paths_column(dataset, name)
-    return video_paths_column(load_dataset(name, config, split=split), name)
+        return video_paths_column(dataset, name, video_column)
+    if os.path.isdir(name):
+        return _load_local_folder(name, config, split, video_column)
+    return video_paths_column(load_dataset(name, config, split=split), name, video_column)
+
+
+def _load_local_folder(folder: str, config: str | None, split: str, video_column: str) -> Any:
+    """A local folder read as `load_dataset(folder)` reads it (the Hub's layout: `data/train-*.parquet`,
+    `train.jsonl`, ...), except where that would quietly read something else than the user's data: a data file beside
+    the videos (e.g. `pairs.jsonl`), which `datasets` ignores once videos outnumber it (it reads the folder as a
+    `videofolder` of videos only), is loaded as that file; a split the folder lacks is named with its splits."""
+    from datasets import load_dataset, load_dataset_builder
+
+    builder = load_dataset_builder(folder, config)
+    if builder.name in MEDIA_FOLDER_BUILDERS:
+        data_files = sorted(
+            entry
+            for entry in os.listdir(folder)
+            if entry.rsplit(".", 1)[-1].lower() in DATA_FILE_BUILDERS
+            and not entry.lower().startswith("metadata.")  # `datasets`' own metadata file of a media folder
+            and os.path.isfile(os.path.join(folder, entry))
+        )
+        if len(data_files) == 1:
+            logger.info("%s: loading its data file %s (video paths relative to the folder).", folder, data_files[0])
+            return load_preference_dataset(os.path.join(folder, data_files[0]), split=split, video_column=video_column)
+        if data_files:
+            raise ValueError(
+                f"Dataset folder {folder} holds the data files {', '.join(data_files)} beside its videos, which "
+                f"`datasets` reads as a {builder.name} (the videos alone): pass the one to load, e.g. "
+                f"--dataset_name {os.path.join(folder, data_files[0])} (video paths stay relative to the folder)."
+            )
+    splits = [str(name) for name in builder.config.data_files or {}]
+    asked = [part.split("[")[0].strip() for part in split.split("+")]  # `train[:100]`, `train+test` name splits too
+    if splits and any(name not in splits for name in asked):  # `datasets` says "Unknown split", naming no folder
+        raise ValueError(
+            f"Dataset folder {folder} has splits {splits}, not {split!r}: set the split setting to one of them "
+            f"({SPLIT_SETTINGS})."
+        )
+    return video_paths_column(load_dataset(folder, config, split=split), folder, video_column)
 
 
 def embedded_video_folder() -> str:
@@ -136,27 +183,31 @@ def _embedded_cache_problem(folder: str, error: OSError) -> str:
     )
 
 
-def video_paths_column(dataset: Any, dataset_name: str) -> Any:
-    """`dataset` with its `video` column as paths when it is a `datasets.Video` feature, which `datasets` would decode
-    itself (through torchcodec) where tpo-hf decodes the files: embedded videos are written to
-    `embedded_video_folder()`, others keep their path. Any other dataset is returned as is."""
+def video_paths_column(dataset: Any, dataset_name: str, column: str = "video") -> Any:
+    """`dataset` with its video `column` (training reads `video`; curation its `video_column`) as paths when it is a
+    `datasets.Video` feature, which `datasets` would decode itself (through torchcodec) where tpo-hf decodes the
+    files: embedded videos are written to `embedded_video_folder()`, others keep their path. Any other dataset is
+    returned as is."""
     from datasets import Dataset, Value, Video
 
     features = getattr(dataset, "features", None) or {}
-    if not isinstance(features.get("video"), Video):
+    if not isinstance(features.get(column), Video):
         return dataset
     folder = embedded_video_folder()
     logger.info(
-        "%s: its video column is a datasets.Video feature; videos it embeds are read from %s.", dataset_name, folder
+        "%s: its video column %r is a datasets.Video feature; videos it embeds are read from %s.",
+        dataset_name,
+        column,
+        folder,
     )
-    dataset = dataset.cast_column("video", Video(decode=False))
+    dataset = dataset.cast_column(column, Video(decode=False))
     paths = dataset.features.copy()
-    paths["video"] = Value("string")
+    paths[column] = Value("string")
     # recomputed on every load: a cached result could name files since deleted from the video cache (an iterable
     # dataset maps lazily, and takes neither option)
     options = {"load_from_cache_file": False, "desc": "Video paths"} if isinstance(dataset, Dataset) else {}
     return dataset.map(
-        lambda batch: {"video": [_embedded_video_path(value, folder) for value in batch["video"]]},
+        lambda batch: {column: [_embedded_video_path(value, folder) for value in batch[column]]},
         batched=True,
         features=paths,
         **options,

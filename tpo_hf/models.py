@@ -55,6 +55,8 @@ def check_adapter_loadable(adapter: str | os.PathLike, model_name_or_path: str |
     problem = _unloadable(adapter, "adapter_config.json")
     if problem == NOT_A_REPO_ID:
         raise ValueError(f"{not_local} (no such folder) and not a Hub repo id; check the path.")
+    if problem == HUB_GATED:
+        raise ValueError(f"adapter_path {adapter} {gated_repo_access(adapter)}.")
     if problem == HUB_OFFLINE:
         raise ValueError(
             f"{not_local} and is not in the Hub cache (offline, HF_HUB_OFFLINE=1): check the folder's path for a "
@@ -74,6 +76,8 @@ def check_adapter_loadable(adapter: str | os.PathLike, model_name_or_path: str |
     problem = _unloadable(base, "config.json")
     if problem == NOT_A_REPO_ID:
         raise ValueError(f"{named} is neither a local folder nor a Hub repo id: check the path, {instead}.")
+    if problem == HUB_GATED:
+        raise ValueError(f"{named} {gated_repo_access(base)}, {instead}.")
     if problem == HUB_OFFLINE:
         raise ValueError(
             f"{named} is not a local folder and is not in the Hub cache (offline, HF_HUB_OFFLINE=1): download it "
@@ -88,6 +92,18 @@ def check_adapter_loadable(adapter: str | os.PathLike, model_name_or_path: str |
 
 HUB_OFFLINE = "offline"  # what `hub_file_problem` says when the file is not cached and HF_HUB_OFFLINE is set
 NOT_A_REPO_ID = "not a repo id"  # what `_unloadable` says of a path that is no local folder and no Hub repo id
+HUB_GATED = "gated"  # what `hub_file_problem` says of a gated repo this token has no access to
+
+
+def gated_repo_access(repo_id: str) -> str:
+    """The end of a one-line error about the gated Hub repo `repo_id`: that it is gated, and how to get access (the
+    Hub's own error is a traceback, and transformers' blames the connection)."""
+    from huggingface_hub import constants
+
+    return (
+        f"is a gated Hub repo and this token has no access to it: request access on {constants.ENDPOINT}/{repo_id} "
+        "while logged in, then use a token of that account (`hf auth login`, or HF_TOKEN)"
+    )
 
 
 def _unloadable(path: str, filename: str) -> str | None:
@@ -106,9 +122,10 @@ def _unloadable(path: str, filename: str) -> str | None:
 
 def hub_file_problem(repo_id: str, filename: str) -> str | None:
     """Why `filename` of the Hub model repo `repo_id` can be neither read from the cache nor downloaded: `HUB_OFFLINE`
-    (not cached, HF_HUB_OFFLINE set), or the Hub's error in one line (not on the Hub, no access, unreachable); None
-    when it can."""
+    (not cached, HF_HUB_OFFLINE set), `HUB_GATED` (a gated repo this token has no access to), or the Hub's error in
+    one line (not on the Hub, no access, unreachable); None when it can."""
     from huggingface_hub import constants, hf_hub_download, try_to_load_from_cache
+    from huggingface_hub.errors import GatedRepoError
 
     if isinstance(try_to_load_from_cache(repo_id, filename), str):
         return None  # cached: loads offline too
@@ -116,6 +133,8 @@ def hub_file_problem(repo_id: str, filename: str) -> str | None:
         return HUB_OFFLINE
     try:
         hf_hub_download(repo_id, filename)
+    except GatedRepoError:
+        return HUB_GATED
     except Exception as error:  # not on the Hub, no access, or the Hub unreachable
         cause = " ".join(line.strip() for line in str(error).splitlines() if line.strip())[:300]
         return f"{type(error).__name__}: {cause}"
@@ -221,7 +240,7 @@ def load_video_model(
         device: default `cuda` when available, else `cpu`.
         attn_implementation: e.g. `"sdpa"`.
         video_settings: `VideoPreferenceProcessor` settings (`num_frames`, `max_pixels`, ...); `None` values keep
-            the settings saved with the processor.
+            the settings saved with the processor, except `num_frames=None` given with a `video_fps`: sample by rate.
 
     The processor comes from the adapter when it carries one (its saved video settings are those of training),
     else from the base model.
@@ -268,4 +287,7 @@ def load_video_model(
     model.to(device).eval()
     processor_source = adapter if adapter is not None and _has_processor(adapter) else model_name_or_path
     settings = {name: value for name, value in video_settings.items() if value is not None}
+    if "num_frames" in video_settings and video_settings["num_frames"] is None and "video_fps" in settings:
+        # num_frames=None beside a rate is the fps mode (sample by rate), not "keep the saved frame count"
+        settings["num_frames"] = None
     return model, VideoPreferenceProcessor.from_pretrained(processor_source, **settings)

@@ -6,6 +6,7 @@ here (`tpo_hf.hub.space`, `tpo_hf.hub.app`).
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from dataclasses import dataclass, field
 
@@ -55,9 +56,11 @@ def main(args: SpaceArguments) -> None:
         return
     if not args.space_id and not args.output_dir:
         raise SystemExit("tpo-hf space: give --space_id USER/NAME to push, --output_dir DIR to write, or --local.")
+    from ..hub.push import PushError
     from ..hub.space import push_space, write_space
 
-    with tempfile.TemporaryDirectory(prefix="tpo-space-") as scratch:
+    scratch = None if args.output_dir else tempfile.mkdtemp(prefix="tpo-space-")
+    try:
         folder = write_space(
             args.output_dir or scratch,
             args.adapter,
@@ -66,12 +69,20 @@ def main(args: SpaceArguments) -> None:
             max_new_tokens=args.max_new_tokens,
             examples=args.examples,
             tpo_hf_requirement=args.tpo_hf_requirement,
+            for_hub=bool(args.space_id),
         )
         if args.space_id:
             commit = push_space(folder, args.space_id, private=args.private)
             print(f"Pushed the Space to {commit.commit_url}")
         else:
             print(f"Wrote the Space folder to {folder}")
+    except PushError as error:
+        if scratch is not None and scratch in str(error):
+            scratch = None  # kept: the error names it, to push again with --output_dir
+        raise
+    finally:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
 
 
 def cli_main(argv: list[str] | None = None) -> None:

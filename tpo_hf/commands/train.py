@@ -76,9 +76,10 @@ def load_processor(training_args: TPOConfig, model_args: ModelConfig):
     """The model's `VideoPreferenceProcessor` with the run's video settings, at `model_revision`.
 
     Raises:
-        ConfigError: `model_revision` does not exist for the model on the Hub.
+        ConfigError: `model_revision` does not exist for the model on the Hub, or the model is a gated Hub repo this
+            token has no access to.
     """
-    from huggingface_hub.errors import RevisionNotFoundError
+    from huggingface_hub.errors import GatedRepoError, RevisionNotFoundError
 
     from ..processing import VideoPreferenceProcessor
 
@@ -89,7 +90,12 @@ def load_processor(training_args: TPOConfig, model_args: ModelConfig):
             trust_remote_code=training_args.trust_remote_code,
             **training_args.video_settings(),
         )
-    except OSError as error:  # transformers turns the Hub's RevisionNotFoundError into an OSError
+    except OSError as error:  # transformers turns the Hub's RevisionNotFoundError / GatedRepoError into an OSError
+        if isinstance(error, GatedRepoError) or isinstance(error.__cause__, GatedRepoError):
+            from ..models import gated_repo_access
+
+            name = model_args.model_name_or_path
+            raise ConfigError(f"model_name_or_path {name} {gated_repo_access(name)}.") from None
         if not isinstance(error, RevisionNotFoundError) and not isinstance(error.__cause__, RevisionNotFoundError):
             raise
         raise ConfigError(

@@ -11,7 +11,9 @@ by `TPOTrainer.create_model_card`) and the training-curve PNG (and any file the 
 folder goes up (`UPLOAD_PATTERNS`; eval output, optimizer dumps, logs are listed in a warning); files of the other
 kind (an adapter's when a full model is pushed, and the reverse) are deleted from the repo in the same commit. Everything lands in a single
 `HfApi.create_commit`, so the repo never holds half an upload. A retry uploads the same files to the same paths:
-files already on the Hub are skipped, and nothing changes if all of them are there.
+files already on the Hub are skipped, and nothing changes if all of them are there. Before any of it (and before a
+merge), every push creates the repo if missing and asks the Hub whether the token can write it and whether an
+existing repo has the visibility asked for (`prepare_repo`).
 With `--merge`, the merged model is staged in a temporary folder named after the pushing process; the next push
 removes the ones killed pushes left (`remove_stale_staging`).
 """
@@ -23,6 +25,7 @@ import io
 import json
 import logging
 import os
+import re
 import shutil
 import socket
 import tempfile
@@ -176,6 +179,77 @@ def check_repo_id(repo_id: str) -> None:
             f"--repo_id {repo_id!r} is not a valid Hub repo id ({cause}); use NAME or NAMESPACE/NAME (letters, "
             "digits, '-', '_', '.'). Nothing was pushed."
         ) from None
+
+
+def check_write_access(api: HfApi, repo_id: str, repo_type: str = "model") -> None:
+    """Asks the Hub whether this token may commit to `repo_id`, changing nothing: the "preupload" request every
+    commit starts with (`HfApi.create_commit`), for one empty file. `create_repo(exist_ok=True)` succeeds for an
+    existing repo the token only reads, so without this a push learns it at its commit, after the work before it (a
+    `--merge`, a training run).
+
+    Raises:
+        HfHubHTTPError: the Hub's refusal (401/403 naming the repo), or its being unreachable.
+    """
+    from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status
+
+    response = get_session().post(
+        f"{hub_endpoint(api)}/api/{repo_type}s/{repo_id}/preupload/main",
+        json={"files": [{"path": "README.md", "sample": "", "size": 0}]},
+        headers=build_hf_headers(token=api.token),
+    )
+    hf_raise_for_status(response)
+
+
+def check_visibility(api: HfApi, repo_id: str, private: bool | None, setting: str, repo_type: str = "model") -> None:
+    """Compares an existing repo's visibility with the `private` asked for (`setting` names the flag), which the Hub
+    applies only when it creates a repo. Asked private, a public repo is refused before anything is uploaded: the
+    user expects the files not to be public. Asked public, a private repo stays private, said in a warning.
+
+    Raises:
+        PushError: `private` is True and the repo is public; names how to make it private.
+    """
+    if private is None:
+        return
+    is_private = api.repo_info(repo_id, repo_type=repo_type).private
+    if is_private is None or bool(is_private) == private:
+        return
+    prefix = "" if repo_type == "model" else f"{repo_type}s/"
+    how = (
+        f'`huggingface_hub.update_repo_settings("{repo_id}", private={private}'
+        + ("" if repo_type == "model" else f', repo_type="{repo_type}"')
+        + f")`, or the repo's settings page {hub_endpoint(api)}/{prefix}{repo_id}/settings"
+    )
+    if private:
+        raise PushError(
+            f"{repo_id} already exists on {hub_endpoint(api)} and is public: {setting} true does not change an "
+            f"existing repo's visibility, so this push would publish the files. Nothing was pushed. Make the repo "
+            f"private first ({how}) and rerun, or push without {setting} to publish the files."
+        )
+    logger.warning(
+        "%s is private and stays private: %s false does not change an existing repo's visibility. To make it "
+        "public: %s.",
+        repo_id,
+        setting,
+        how,
+    )
+
+
+def prepare_repo(
+    api: HfApi, repo_id: str, *, private: bool | None, setting: str, repo_type: str = "model", **create: Any
+) -> None:
+    """Creates `repo_id` if missing (`create`: more `create_repo` arguments), then checks what the Hub would otherwise
+    say only at the commit: that this token can write the repo (`check_write_access`), and that an existing repo has
+    the visibility asked for (`check_visibility`). Every push calls it before its first upload, and before a
+    `--merge`.
+
+    Raises:
+        PushError: asked private, the repo is public.
+        HfHubHTTPError: the Hub refused (no write access, bad token) or is unreachable; callers report it with
+            `push_failed`.
+    """
+    api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True, **create)
+    check_write_access(api, repo_id, repo_type)
+    check_visibility(api, repo_id, private, setting, repo_type)
 
 
 def stale_other_kind(repo_files: list[str], pushed: set[str], merged: bool) -> list[str]:
@@ -352,7 +426,8 @@ def push_adapter(
         adapter_dir: a `TPOTrainer` output folder (adapter, processor, README.md, training_curves.png).
         repo_id: target model repo, created if missing.
         merge: upload the base model with the adapter merged in (library `transformers`) instead of the adapter.
-        private: visibility when the repo is created.
+        private: visibility when the repo is created; True refuses an existing public repo, False leaves an
+            existing private one private (`check_visibility`).
         revision: branch to commit to (default `main`).
 
     Returns:
@@ -360,7 +435,8 @@ def push_adapter(
 
     Raises:
         PushError: naming the folder, whose files are left untouched, and the command to rerun; or naming a weights
-            file whose save was cut short (nothing is pushed).
+            file whose save was cut short, or a public repo asked to be private (nothing is pushed). A token that
+            cannot write the repo is refused before the merge.
         OutputDirLockedError: another run is writing into `adapter_dir` (`tpo_hf.locks`), e.g. training.
     """
     adapter_dir = Path(adapter_dir)
@@ -376,6 +452,19 @@ def push_adapter(
     check_weights(adapter_dir, collect_files(adapter_dir))
     api = api or HfApi(token=token)
     rerun = _rerun_command(adapter_dir, repo_id, merge, revision)
+    try:  # before the merge (minutes, a float32 copy of the base) and any upload
+        prepare_repo(api, repo_id, private=private, setting="--private")
+    except PushError:
+        raise
+    except Exception as error:
+        raise push_failed(
+            f"Pushing {'the merged model of ' if merge else ''}{adapter_dir}",
+            repo_id,
+            error,
+            rerun,
+            api,
+            kept=f"Nothing was {'merged or ' if merge else ''}uploaded; {adapter_dir} is unchanged.",
+        ) from error
     with push_staging() as staging:
         files = collect_files(adapter_dir)
         if merge:
@@ -410,7 +499,6 @@ def push_adapter(
         # same commit (a stale adapter_config.json would make transformers apply the old adapter on top)
         pushes_full_model = merge or not (adapter_dir / "adapter_config.json").is_file()
         try:
-            api.create_repo(repo_id, private=private, exist_ok=True)
             if revision:
                 api.create_branch(repo_id, branch=revision, exist_ok=True)
             stale = stale_other_kind(api.list_repo_files(repo_id, revision=revision), set(files), pushes_full_model)
@@ -442,6 +530,64 @@ def push_adapter(
     return commit
 
 
+# The one data file a curated dataset push writes: the whole train split, in the layout of `Dataset.push_to_hub`
+DATASET_TRAIN_FILE = "data/train-00000-of-00001.parquet"
+# A split's shard in that layout; the train split's other shards are stale (they would load beside the new one),
+# any other split's are someone else's
+_SPLIT_SHARD = re.compile(r"data/(\w+(?:\.\w+)*)-\d{5}-of-\d{5}\.parquet")
+
+
+def _parquet_videos(api: HfApi, repo_id: str, path: str) -> set[str] | None:
+    """The `video` values of the dataset repo's parquet file `path` (empty without that column); None when it cannot
+    be read."""
+    import pyarrow.parquet as pq
+    from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status
+
+    try:  # read once, in memory: not worth a place in the user's cache
+        response = get_session().get(
+            f"{hub_endpoint(api)}/datasets/{repo_id}/resolve/main/{path}",
+            headers=build_hf_headers(token=api.token),
+            follow_redirects=True,
+        )
+        hf_raise_for_status(response)
+        table = pq.read_table(io.BytesIO(response.content))
+    except Exception:  # unreadable or not a parquet file
+        return None
+    if "video" not in table.column_names:
+        return set()
+    return {value for value in table.column("video").to_pylist() if isinstance(value, str)}
+
+
+def dataset_push_leftovers(
+    api: HfApi, repo_id: str, repo_files: list[str], pushed: set[str], upload_videos: bool
+) -> tuple[list[str], list[str]]:
+    """(stale, kept): the files of the dataset repo `repo_id` under `data/` and `videos/` that this push does not
+    write, split into those earlier tpo-hf pushes wrote (deleted in the same commit) and the rest (left).
+
+    Only what tpo-hf pushes is deleted: other shards of the train split (they would load beside the new one) and,
+    when this push uploads videos, the videos the train split on the Hub points to that no row of this dataset and
+    no other split points to. Another split (e.g. `data/test-00000-of-00001.parquet`, added with
+    `Dataset.push_to_hub(split="test")`), the videos it uses and files added by hand are left.
+    """
+    leftovers = sorted(path for path in repo_files if path.startswith(("data/", "videos/")) and path not in pushed)
+    stale = [path for path in leftovers if (match := _SPLIT_SHARD.fullmatch(path)) and match[1] == "train"]
+    old_videos = [path for path in leftovers if path.startswith("videos/")]
+    if upload_videos and old_videos:
+        pushed_before = _parquet_videos(api, repo_id, DATASET_TRAIN_FILE) or set()
+        for path in repo_files:  # another split's videos stay, whoever uploaded them
+            if path.startswith("data/") and path.endswith(".parquet") and path not in stale + [DATASET_TRAIN_FILE]:
+                used = _parquet_videos(api, repo_id, path)
+                pushed_before = set() if used is None else pushed_before - used  # unreadable: delete no video
+        stale += [path for path in old_videos if path in pushed_before]
+    kept = [path for path in leftovers if path not in stale and (upload_videos or not path.startswith("videos/"))]
+    return sorted(stale), kept
+
+
+def other_splits(repo_files: list[str]) -> list[str]:
+    """The splits other than train whose shards the dataset repo holds in the `Dataset.push_to_hub` layout."""
+    return sorted({match[1] for path in repo_files if (match := _SPLIT_SHARD.fullmatch(path)) and match[1] != "train"})
+
+
 def push_dataset(
     output_dir: str | os.PathLike,
     repo_id: str,
@@ -456,18 +602,29 @@ def push_dataset(
     """Pushes the data (`data/train-00000-of-00001.parquet`), the card and optionally `videos/` in ONE commit.
 
     Returns the `CommitInfo`. The video column already holds `videos/<id>` paths, so `load_dataset(repo_id)` plus a
-    snapshot of the repository is ready for `tpo-hf train` with `video_root` set to the snapshot folder.
+    snapshot of the repository is ready for `tpo-hf train` with `video_root` set to the snapshot folder. Files of the
+    repo that tpo-hf did not push (another split, its videos) are left, named in a warning, and the card's configs
+    list the other splits so that `load_dataset` still loads them (`dataset_push_leftovers`).
     """
     from ..curation.dataset_card import render_dataset_card
 
     api = HfApi(token=token, endpoint=endpoint)
-    buffer = io.BytesIO()
-    dataset.to_parquet(buffer)
-    card = render_dataset_card(dataset, report, config, repo_id=repo_id, videos_included=upload_videos)
-    operations = [
-        CommitOperationAdd("data/train-00000-of-00001.parquet", buffer.getvalue()),
-        CommitOperationAdd("README.md", str(card).encode()),
-    ]
+    rerun = f"tpo-hf curate --config ... --output_dir {output_dir} --push_to_hub {repo_id}" + (
+        " --upload_videos true" if upload_videos else ""
+    )
+
+    def failed(error: Exception) -> PushError:
+        # the curated dataset is complete on disk; rerunning the same curate command only redoes the push
+        return push_failed(
+            f"Pushing the dataset in {output_dir} ({len(dataset)} pairs)",
+            repo_id,
+            error,
+            rerun + " (same settings: every shard is reused)",
+            api,
+            kept=f"The dataset in {output_dir} is complete and unchanged.",
+        )
+
+    videos = []
     if upload_videos:
         output_dir = Path(output_dir)
         for relative in sorted(set(dataset["video"])):
@@ -476,22 +633,32 @@ def push_dataset(
                 raise FileNotFoundError(
                     f"Video {relative!r} is not under {output_dir}/videos; run with copy_videos=True to upload videos."
                 )
-            operations.append(CommitOperationAdd(relative, str(local)))
-    rerun = f"tpo-hf curate --config ... --output_dir {output_dir} --push_to_hub {repo_id}" + (
-        " --upload_videos true" if upload_videos else ""
-    )
+            videos.append(CommitOperationAdd(relative, str(local)))
     try:
-        api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
-        # data/ (and videos/, when this push uploads them) hold this push's files only: a video (or shard) an earlier
-        # push uploaded and this dataset no longer holds goes in the same commit, so the repo does not keep videos no
-        # row points to. A push without videos leaves videos/ alone: its rows may point at videos uploaded before
-        owned = ("data/", "videos/") if upload_videos else ("data/",)
+        prepare_repo(api, repo_id, private=private, setting="--hub_private", repo_type="dataset")
+        repo_files = api.list_repo_files(repo_id, repo_type="dataset")
+    except PushError:
+        raise
+    except Exception as error:
+        raise failed(error) from error
+    buffer = io.BytesIO()
+    dataset.to_parquet(buffer)
+    card = render_dataset_card(dataset, report, config, repo_id=repo_id, videos_included=upload_videos)
+    splits = other_splits(repo_files)
+    if splits and card.data.configs:  # the card replaces the README that may have listed them
+        card.data.configs[0]["data_files"] += [{"split": split, "path": f"data/{split}-*"} for split in splits]
+    operations = [
+        CommitOperationAdd(DATASET_TRAIN_FILE, buffer.getvalue()),
+        CommitOperationAdd("README.md", str(card).encode()),
+        *videos,
+    ]
+    try:
+        # the train split (and videos/, when this push uploads them) hold this push's files only: a shard or video
+        # an earlier push uploaded and this dataset no longer holds goes in the same commit, so the repo does not
+        # keep videos no row points to. A push without videos leaves videos/ alone: its rows may point at videos
+        # uploaded before
         pushed = {operation.path_in_repo for operation in operations}
-        stale = sorted(
-            path
-            for path in api.list_repo_files(repo_id, repo_type="dataset")
-            if path.startswith(owned) and path not in pushed
-        )
+        stale, kept = dataset_push_leftovers(api, repo_id, repo_files, pushed, upload_videos)
         if stale:
             logger.warning(
                 "Deleting from %s, in the same commit, %d file(s) of an earlier push that this dataset no longer "
@@ -501,16 +668,17 @@ def push_dataset(
                 ", ".join(stale),
             )
             operations += [CommitOperationDelete(path_in_repo=path) for path in stale]
+        if kept:
+            logger.warning(
+                "Leaving in %s %d file(s) that this push does not own (another split, the videos it uses, or files "
+                "added by hand)%s: %s",
+                repo_id,
+                len(kept),
+                f"; the card lists the split(s) {', '.join(splits)} beside train" if splits else "",
+                ", ".join(kept),
+            )
         return api.create_commit(
             repo_id, operations, commit_message=f"Add TPO preference pairs ({len(dataset)} pairs)", repo_type="dataset"
         )
     except Exception as error:
-        # the curated dataset is complete on disk; rerunning the same curate command only redoes the push
-        raise push_failed(
-            f"Pushing the dataset in {output_dir} ({len(dataset)} pairs)",
-            repo_id,
-            error,
-            rerun + " (same settings: every shard is reused)",
-            api,
-            kept=f"The dataset in {output_dir} is complete and unchanged.",
-        ) from error
+        raise failed(error) from error

@@ -109,6 +109,28 @@ def _check_space_inputs(adapter: str, num_frames: int | None, tpo_hf_requirement
         check_tpo_hf_requirement(tpo_hf_requirement)
 
 
+def _check_space_loads_from_hub(adapter: str, base_model: str | None, base_from_adapter: bool) -> None:
+    """Refuses a local adapter or base folder for a Space that is pushed: its `app.py` runs on the Hub, where neither
+    exists, so it would not start (a Space loads its models from Hub repos, the usual pattern)."""
+    local_test = "To try the Space with local folders, write it with --output_dir DIR (no --space_id) or run --local."
+    if not _is_hub_model_id(adapter):
+        raise ValueError(
+            f"--adapter {adapter!r} is a local folder, which a Space on the Hub cannot read (its app would not "
+            f"start): push the adapter first (`tpo-hf push --adapter_dir {adapter} --repo_id USER/NAME`) and pass "
+            f"that repo id to --adapter. {local_test}"
+        )
+    if base_model is not None and not _is_hub_model_id(base_model):
+        named = (
+            f"The adapter {adapter}'s base model (base_model_name_or_path in its adapter_config.json)"
+            if base_from_adapter
+            else "--base_model"
+        )
+        raise ValueError(
+            f"{named} {base_model!r} is a local folder, which a Space on the Hub cannot read (its app would not "
+            f"start): pass --base_model with the base model's Hub repo id. {local_test}"
+        )
+
+
 def _is_tpo_hf_checkout(root: Path) -> bool:
     pyproject = root / "pyproject.toml"
     return pyproject.is_file() and re.search(r'^name\s*=\s*"tpo-hf"', pyproject.read_text(), re.M) is not None
@@ -225,27 +247,38 @@ def write_space(
     max_new_tokens: int = 128,
     examples: list[str] | None = None,
     tpo_hf_requirement: str | None = None,
+    for_hub: bool = False,
 ) -> Path:
     """Writes the Space folder (README.md, app.py, requirements.txt, examples/) for `adapter` into `output_dir`.
 
-    `examples` are video files copied to `examples/`; without them a synthetic clip is written there. `num_frames`
-    starts the frames slider (default: the frames the adapter was trained with).
+    `examples` are video files copied to `examples/` (two of one name get distinct names); without them a synthetic
+    clip is written there. `num_frames` starts the frames slider (default: the frames the adapter was trained with).
+    `for_hub`: the folder is pushed to a Space, so the adapter and the base must be Hub repo ids (a local folder is
+    refused, naming it); without it local folders are kept, for running the folder's `app.py` here.
     `tpo_hf_requirement` is a requirements line that installs this library in the Space (e.g.
     `tpo-hf[demo] @ git+https://...` or, once released, `tpo-hf[demo]==X`); by default a wheel of the running tpo-hf
     is written into the folder instead and `app.py` unpacks it on its first start.
     """
     _check_space_inputs(adapter, num_frames, tpo_hf_requirement)
+    base_from_adapter = base_model is None
+    base_model = base_model or _adapter_base(adapter)
+    if for_hub:
+        _check_space_loads_from_hub(adapter, base_model, base_from_adapter)
     import gradio
 
     output_dir = Path(output_dir)
     (output_dir / "examples").mkdir(parents=True, exist_ok=True)
-    base_model = base_model or _adapter_base(adapter)
-    example_paths = []
+    example_paths: list[str] = []
     for example in examples or []:
         if not Path(example).is_file():
             raise FileNotFoundError(f"Example video {example} does not exist; pass existing files to --examples.")
-        shutil.copy(example, output_dir / "examples" / Path(example).name)
-        example_paths.append(f"examples/{Path(example).name}")
+        # a second file of one name (a/clip.mp4, b/clip.mp4) is numbered, not copied over the first
+        source = Path(example)
+        target, number = f"examples/{source.name}", 2
+        while target in example_paths:
+            target, number = f"examples/{source.stem}-{number}{source.suffix}", number + 1
+        shutil.copy(source, output_dir / target)
+        example_paths.append(target)
     if not example_paths:
         from ..synthetic import Scene, write_synthetic_video
 
@@ -290,7 +323,7 @@ def write_space(
 
 def push_space(folder: str | Path, space_id: str, private: bool | None = None, token: str | None = None) -> Any:
     """Creates the Space (Gradio SDK) if needed and uploads `folder` in one commit (the bundled wheel included)."""
-    from .push import push_failed
+    from .push import PushError, prepare_repo, push_failed
 
     api = HfApi(token=token)
     operations = [
@@ -299,8 +332,10 @@ def push_space(folder: str | Path, space_id: str, private: bool | None = None, t
         if path.is_file()
     ]
     try:
-        api.create_repo(space_id, repo_type="space", space_sdk="gradio", private=private, exist_ok=True)
+        prepare_repo(api, space_id, private=private, setting="--private", repo_type="space", space_sdk="gradio")
         return api.create_commit(space_id, repo_type="space", operations=operations, commit_message="TPO demo")
+    except PushError:  # asked private, the Space is public: nothing was uploaded
+        raise
     except Exception as error:
         raise push_failed(
             f"Uploading the Space folder {folder}",
@@ -308,5 +343,5 @@ def push_space(folder: str | Path, space_id: str, private: bool | None = None, t
             error,
             f"tpo-hf space --adapter ... --space_id {space_id} --output_dir {folder}",
             api,
-            kept="The folder is intact.",
+            kept="The folder is kept, written in full.",
         ) from error

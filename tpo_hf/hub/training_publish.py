@@ -12,9 +12,11 @@ import os
 from collections.abc import Callable
 from typing import Any
 
+from huggingface_hub import HfApi
+
 from .. import compat
 from .model_card import save_trainer_card
-from .push import push_adapter, push_failed
+from .push import PushError, check_visibility, check_write_access, push_adapter, push_failed
 
 
 def write_training_card(
@@ -50,10 +52,13 @@ def write_training_card(
 def create_training_repo(
     trainer: Any, create: Callable[..., None], token: str | None = None, private: bool | None = None
 ) -> None:
-    """Creates the run's model repo with `create` (transformers' `Trainer.init_hf_repo` of `trainer`).
+    """Creates the run's model repo with `create` (transformers' `Trainer.init_hf_repo` of `trainer`) and checks,
+    before the training, that the token can write it and that an existing repo has the visibility asked for (the
+    checks of `push.prepare_repo`).
 
     Raises:
-        PushError: the repo could not be created; names the repo and the commands that train, then push.
+        PushError: the repo could not be created or written, or is public when asked private; names the repo and the
+            commands that train, then push.
     """
     try:
         if compat.INIT_HF_REPO_TAKES_PRIVATE:
@@ -62,6 +67,14 @@ def create_training_repo(
             if private is not None:
                 trainer.args.hub_private_repo = private  # what transformers < 5.23 reads
             create(token=token)
+        if trainer.is_world_process_zero():
+            # create_repo succeeds for an existing repo the token only reads: asked now, not after the training
+            api = HfApi(token=token if token is not None else trainer.args.hub_token)
+            check_write_access(api, trainer.hub_model_id)
+            asked = private if private is not None else trainer.args.hub_private_repo
+            check_visibility(api, trainer.hub_model_id, asked, "--hub_private_repo")
+    except PushError:  # asked private, the repo is public
+        raise
     except Exception as error:
         repo = trainer.args.hub_model_id or os.path.basename(os.path.abspath(trainer.args.output_dir))
         raise push_failed(
