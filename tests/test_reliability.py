@@ -10,6 +10,7 @@ each test fails on its own case rather than all on one import.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import shutil
@@ -953,9 +954,11 @@ def test_the_lock_file_decides_by_pid_on_this_host_and_by_flock_elsewhere(tmp_pa
                     assert path.exists()
                     # the other ranks of a launch take no lock: they are one writer with their main process
                     monkeypatch.setenv("RANK", "1")
+                    monkeypatch.setenv("WORLD_SIZE", "2")
                     with output_dir_lock(folder, "eval") as other_rank:
                         assert other_rank is None
                     monkeypatch.delenv("RANK")
+                    monkeypatch.delenv("WORLD_SIZE")
                 assert not (folder / LOCK_NAME).exists()
     finally:
         live.kill()
@@ -1762,6 +1765,7 @@ def test_push_merge_with_a_full_temp_folder_is_one_line(tmp_path, monkeypatch):
         raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
 
     monkeypatch.setattr(push, "merge_adapter", full_disk)
+    monkeypatch.setattr(push, "prepare_repo", lambda *args, **kwargs: None)  # the repo's checks pass (no Hub here)
     with pytest.raises(push.PushError) as raised:
         push.push_adapter(adapter, "tester/merged", merge=True, api=object())
     message = str(raised.value)
@@ -2554,3 +2558,320 @@ def test_training_marks_its_dataset_folder_while_it_runs_and_not_a_read_only_one
             assert mark is None and not (read_only / READERS_NAME).exists()
     finally:
         (tmp_path / "read_only").chmod(0o755)
+
+
+def test_resume_with_another_loss_option_is_refused_every_config_field_compared_by_default(video_dir, tmp_path):
+    """f13: `--f_divergence_type js_divergence` on resume (a TRL loss option missing from a hand-kept list of settings)
+    trained the rest of the run with another loss, silently. Every field of the config is compared but those a resume
+    may change (outputs, logs, saves, length, data loading, devices), so a field TRL adds later is compared too."""
+    import dataclasses
+
+    from tpo_hf.checkpoints import CheckpointError
+    from tpo_hf.config import TPOConfig
+
+    _resumable(video_dir, tmp_path, 1).train()
+    with pytest.raises(CheckpointError, match=r"changed: f_divergence_type 'reverse_kl' -> 'js_divergence'\)"):
+        _resumable(video_dir, tmp_path, 2, f_divergence_type="js_divergence").train(resume_from_checkpoint=True)
+    from tpo_hf.checkpoints import resume_compared_settings
+
+    compared = set(resume_compared_settings(make_args(tmp_path, video_dir)))
+    assert {"f_divergence_type", "f_alpha_divergence_coef", "discopop_tau", "disable_dropout", "beta"} <= compared
+    assert not {"output_dir", "max_steps", "logging_steps", "hub_model_id", "save_steps", "num_frames"} & compared
+
+    @dataclasses.dataclass
+    class LaterConfig(TPOConfig):  # a TRL release to come, with a new loss option
+        new_loss_option: float = 0.0
+
+    assert "new_loss_option" in resume_compared_settings(LaterConfig(str(tmp_path / "later"), use_cpu=True))
+    resumed = _resumable(video_dir, tmp_path, 2, logging_steps=2, hub_model_id="me/tpo", dataloader_num_workers=0)
+    resumed.train(resume_from_checkpoint=True)
+    assert resumed.state.global_step == 2
+
+
+@contextlib.contextmanager
+def _small_tmpfs(folder, size="1m"):
+    """A tmpfs of `size` mounted at `folder` for the body (skips the test where mounting is not permitted)."""
+    import subprocess
+
+    folder.mkdir(parents=True, exist_ok=True)
+    if subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)], capture_output=True
+    ).returncode:
+        pytest.skip("mounting a small tmpfs is not permitted here")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+def _fill_leaving_pages(disk, pages):
+    """Fills the file system of `disk` with `disk/filler`, then frees `pages` memory pages (tmpfs allocates by page)."""
+    import os
+
+    filler = disk / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT)
+    try:
+        while os.write(fd, b"\0" * 65536):
+            pass
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+    page = os.sysconf("SC_PAGE_SIZE")
+    size = filler.stat().st_size
+    os.truncate(filler, size - size % page - pages * page)
+    return filler
+
+
+def test_a_full_disk_when_eval_results_are_written_is_one_line_and_leaves_no_torn_file(
+    tiny_model_dirs, video_dir, tmp_path
+):
+    """f05: the eval's volume filled after the last answer was cached: a raw `OSError: [Errno 28]` traceback from
+    model_index.yaml's write_text, and a 0-byte model_index.yaml left. Each result file is written whole or not at all
+    (the previous one kept), a full disk is one line naming the file, and with space freed the same command writes
+    them from the cache."""
+    import re
+
+    from tests.test_eval_mcq import VIDEOMME_ROWS
+    from tpo_hf.commands import is_user_error
+    from tpo_hf.eval.config import EvalConfig
+    from tpo_hf.eval.run import evaluate
+
+    questions = tmp_path / "videomme.jsonl"
+    questions.write_text("".join(json.dumps(row) + "\n" for row in VIDEOMME_ROWS[:2]))
+    with _small_tmpfs(tmp_path / "disk") as disk:
+        output = disk / "ev"
+        config = EvalConfig(
+            model_name_or_path=str(tiny_model_dirs(FAMILY)),
+            benchmark="videomme",
+            dataset_name=str(questions),
+            video_dir=str(video_dir),
+            num_frames=2,
+            max_new_tokens=2,
+            dtype="float32",
+            device="cpu",
+            progress=False,
+            output_dir=str(output),
+        )
+        evaluate(config)
+        results = [path for path in output.iterdir() if not path.name.startswith("cache_")]
+        written = {path.name: path.read_bytes() for path in results}
+        assert {"results.json", "results.md", "model_index.yaml"} <= set(written)
+        for path in results:  # as when the disk fills after the last answer was cached, before any result file
+            path.unlink()
+        filler = _fill_leaving_pages(disk, 1)  # the page the lock file takes
+        with pytest.raises(OSError, match=rf"^Could not write {re.escape(str(output))}/\S+: no space left") as full:
+            evaluate(config)
+        from tpo_hf.eval.results import EvalOutputError
+
+        assert isinstance(full.value, EvalOutputError) and is_user_error(full.value)
+        assert "rerun the same command" in str(full.value)
+        assert sorted(path.name for path in output.iterdir()) == ["cache_videomme.jsonl"]  # nothing torn, no temp file
+        filler.unlink()
+        evaluate(config)  # from the cache
+        assert {path.name: path.read_bytes() for path in results} == written
+
+
+def test_a_full_disk_while_vniah_videos_are_written_is_one_line_and_leaves_no_torn_video(video_dir, tmp_path):
+    """f06: `eval --vniah true` on a nearly full volume: PyAV's `[Errno 28]` traceback naming the mp4, and a torn mp4
+    left for the next run. Each video is written under a temporary name and renamed once whole; a full disk is one
+    line naming the file, and the videos written whole before it are kept and reused."""
+    from tpo_hf.commands import is_user_error
+    from tpo_hf.eval.vniah import build_vniah_suite
+
+    with _small_tmpfs(tmp_path / "disk") as disk:
+        videos = disk / "vniah_videos"
+        build_vniah_suite([video_dir / "red_blue.mp4"], videos, [8], [0.0])  # one video's size, to leave room for
+        one_video = (videos / "vniah_len8_depth000.mp4").stat().st_size
+        shutil.rmtree(videos)
+        filler = _fill_leaving_pages(disk, 2 + one_video // 4096 + 1)  # the record, one video, not a second
+        with pytest.raises(OSError, match=r"^Could not write the V-NIAH video file \S+\.mp4: no space") as full:
+            build_vniah_suite([video_dir / "red_blue.mp4"], videos, [8], [0.0, 0.5, 1.0])
+        from tpo_hf.eval.results import EvalOutputError
+
+        assert isinstance(full.value, EvalOutputError) and is_user_error(full.value)
+        left = sorted(path.name for path in videos.iterdir())
+        assert left == ["vniah_len8_depth000.mp4", "vniah_suite.json"]  # no torn video, no temporary file
+        kept = (videos / "vniah_len8_depth000.mp4").stat().st_mtime_ns
+        filler.unlink()
+        build_vniah_suite([video_dir / "red_blue.mp4"], videos, [8], [0.0, 0.5, 1.0])
+        assert len(list(videos.glob("*.mp4"))) == 3 and (videos / "vniah_len8_depth000.mp4").stat().st_mtime_ns == kept
+
+
+def test_an_extended_vniah_grid_keeps_the_videos_it_had(video_dir, tmp_path, caplog):
+    """f07: V-NIAH at length 8, then 8 and 16 into the same folder: the length-8 videos, byte-identical, were written
+    again and all their answers generated again ("changed: video file"). Only the new videos are written now; a
+    folder recorded by the format-1 manifest (one record for the whole grid) keeps its videos too."""
+    from tpo_hf.eval.vniah import SUITE_MANIFEST, build_vniah_suite
+
+    videos = tmp_path / "vniah_videos"
+    hay = [video_dir / "red_blue.mp4"]
+
+    def times():
+        return {path.name: path.stat().st_mtime_ns for path in videos.glob("*.mp4")}
+
+    build_vniah_suite(hay, videos, [8], [0.0, 0.5])
+    first = times()
+    with caplog.at_level(logging.INFO, logger="tpo_hf.eval.vniah"):
+        build_vniah_suite(hay, videos, [8, 16], [0.0, 0.5])
+    extended = times()
+    assert {name: extended[name] for name in first} == first and len(extended) == 4
+    assert "new in the grid: vniah_len16_depth000.mp4, vniah_len16_depth050.mp4; the other 2 are kept" in caplog.text
+    # the manifest an older tpo-hf wrote: one record of the grid, each video by its path-ful identity
+    record = json.loads((videos / SUITE_MANIFEST).read_text())
+    inputs = {**record["inputs"], "format": 1, "lengths": [8, 16], "depths": [0.0, 0.5]}
+    old = {name: f"{videos / name}@{video['file']}" for name, video in record["videos"].items()}
+    (videos / SUITE_MANIFEST).write_text(json.dumps({"inputs": inputs, "videos": old}))
+    build_vniah_suite(hay, videos, [8, 16], [0.0, 0.5, 1.0])
+    grown = times()
+    assert {name: grown[name] for name in extended} == extended and len(grown) == 6
+
+
+def test_a_rank_left_in_the_shell_without_a_launch_still_locks_the_output_folder(tmp_path, monkeypatch, caplog):
+    """f09: with `RANK=1` exported (left from a torchrun job script, set per pod by a cluster wrapper), two
+    single-process evals into one output folder were not refused: the lock trusted RANK alone. The launch's world
+    decides now: a RANK without WORLD_SIZE > 1 is a single process, which locks (warned once); rank 1 of 2 is one
+    writer with rank 0."""
+    import os
+    import subprocess
+    import sys
+
+    from tpo_hf.locks import OutputDirLockedError, output_dir_lock
+
+    folder = tmp_path / "ev"
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "RANK": "1"}
+    env.pop("WORLD_SIZE", None)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, str(folder)], cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        monkeypatch.setenv("RANK", "1")
+        monkeypatch.delenv("WORLD_SIZE", raising=False)
+        with caplog.at_level(logging.WARNING, logger="tpo_hf.locks"):
+            with pytest.raises(OutputDirLockedError, match=rf"in use by another run: pid {holder.pid} "):
+                with output_dir_lock(folder, "eval"):
+                    pass
+        assert "RANK=1 is set but WORLD_SIZE is not set" in caplog.text
+    finally:
+        holder.kill()
+        holder.wait()
+    from tpo_hf.locks import is_main_process
+
+    monkeypatch.setenv("WORLD_SIZE", "2")  # a launch of two processes: rank 1 writes with its main process
+    assert not is_main_process()
+    with output_dir_lock(folder, "eval") as other_rank:
+        assert other_rank is None
+    monkeypatch.setenv("RANK", "0")
+    assert is_main_process()
+
+
+def test_a_stale_lock_file_of_another_user_is_named_with_its_owner(tmp_path):
+    """f10: a lock file left by a colleague's killed run (theirs, mode 0644) in a shared, writable folder gave
+    "output_dir ... is not writable: Permission denied ... set output_dir to a folder on a writable file system". The
+    lock file, its owner and the run that left it are named now, and what to do: remove it (no run holds it)."""
+    import os
+    import pwd
+    import subprocess
+    import sys
+
+    from tpo_hf.locks import LOCK_NAME
+
+    folder = tmp_path / "ev"
+    folder.mkdir()
+    lock = folder / LOCK_NAME
+    left = {"pid": 999999, "host": socket.gethostname(), "command": "tpo-hf eval --config eval.yaml", "what": "eval"}
+    lock.write_text(json.dumps({**left, "since": "2026-12-01T10:00:00+00:00"}))
+    take = "import sys\nfrom tpo_hf.locks import output_dir_lock\nwith output_dir_lock(sys.argv[1], 'eval'):\n    pass"
+    command = [sys.executable, "-c", take, str(folder)]
+    if os.geteuid() == 0:  # root writes any file: drop the capabilities that let it, as a colleague's account has none
+        if shutil.which("setpriv") is None:
+            pytest.skip("needs setpriv to run without root's file capabilities")
+        os.chown(lock, 65534, 65534)
+        lock.chmod(0o644)
+        folder.chmod(0o777)
+        drop = "-dac_override,-dac_read_search,-fowner"
+        command = ["setpriv", f"--inh-caps={drop}", f"--bounding-set={drop}", *command]
+    else:
+        lock.chmod(0o444)
+    owner = pwd.getpwuid(lock.stat().st_uid).pw_name
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    result = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0
+    last = result.stderr.strip().splitlines()[-1]
+    assert f"OutputDirError: The lock file {lock} of output folder {folder} belongs to user {owner}" in last, last
+    assert "left by pid 999999 on host" in last and "no run holds it now" in last and f"rm {lock}" in last
+    assert "not writable" not in last
+
+
+def test_reference_log_probs_are_reused_with_the_dataset_given_by_another_path(video_dir, tmp_path, monkeypatch):
+    """f16: precompute_ref_log_probs with the dataset folder given relative, then absolute (or after the project moved)
+    computed the reference log-probs again -- a full forward pass over the dataset -- since their key held each
+    video's path. Videos are keyed by name, size and time (`fingerprint.video_file_identity`), as eval answers are."""
+    project = tmp_path / "project"
+    data = project / "data"
+    Dataset.from_list(preference_rows(repeat=1)).save_to_disk(str(data))
+    for video in video_dir.glob("*.mp4"):
+        shutil.copy2(video, data / video.name)
+
+    def reference(dataset, video_root):
+        model, processor = build_tiny_model(FAMILY)
+        trainer = TPOTrainer(
+            model,
+            args=make_args(tmp_path, video_root, precompute_ref_log_probs=True),
+            train_dataset=load_from_disk(str(dataset)),
+            processing_class=processor,
+            peft_config=lora(),
+        )
+        return torch.tensor(trainer.train_dataset["ref_chosen_logps"])
+
+    def caches(folder):
+        return [
+            p.name
+            for p in folder.glob("cache-*.arrow")
+            if "ref_chosen_logps" in Dataset.from_file(str(p)).column_names
+        ]
+
+    monkeypatch.chdir(project)
+    first = reference("data", "data")
+    [cache] = caches(data)
+    torch.testing.assert_close(reference(data, data), first)  # the same folder by its absolute path: reused
+    assert caches(data) == [cache]
+    project.rename(tmp_path / "moved")
+    monkeypatch.chdir(tmp_path / "moved")
+    reference("data", "data")
+    assert caches(tmp_path / "moved" / "data") == [cache]
+
+
+def test_an_output_folder_removed_under_a_live_eval_stops_its_writes(tmp_path):
+    """f22: `rm -rf ev` while an eval wrote it, then the eval again into ev/: the second run locked the new folder and
+    the first went on appending its answers into it (mixed caches). The lock holder checks that its lock file is still
+    there before each append; it stops naming it, and leaves the new run's lock file alone."""
+    import re
+
+    from tpo_hf.eval.mcq import ResultsCache, SampleResult
+    from tpo_hf.locks import LOCK_NAME, OutputDirLockedError, output_dir_lock
+
+    folder = tmp_path / "ev"
+    answer = SampleResult(
+        model="base", sample_id="q1", num_frames=4, reply="A", prediction="A", answer="A", correct=True
+    )
+    with output_dir_lock(folder, "eval"):
+        cache = ResultsCache(folder / "cache_videomme.jsonl")
+        cache.add([answer])
+        shutil.rmtree(folder)  # a run believed dead
+        other = hold_output_dir(folder)  # the eval started again into ev/
+        try:
+            lock = re.escape(str(folder / LOCK_NAME))
+            with pytest.raises(OutputDirLockedError, match=rf"^The lock file {lock} that this run holds .* removed"):
+                cache.add([SampleResult(**{**answer.__dict__, "sample_id": "q2"})])
+            assert not (folder / "cache_videomme.jsonl").exists()  # nothing appended into the other run's folder
+        except BaseException:
+            other.kill()
+            other.wait()
+            raise
+    try:
+        assert json.loads((folder / LOCK_NAME).read_text())["pid"] == other.pid  # its lock file is left alone
+    finally:
+        other.kill()
+        other.wait()

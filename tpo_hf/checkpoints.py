@@ -9,7 +9,8 @@ file last into every checkpoint, rotates only after it, and resumes only from a 
 A checkpoint is resumed from only when the files a resume needs are there (state, optimizer and scheduler unless the
 run saved only the model, weights) and read back (safetensors headers and lengths, whole torch archives: a damaged
 newest one falls back to the previous complete one, with a warning) and when it was trained with the run's settings
-and data (`check_resume_settings`: video, loss, optimizer, schedule, batch and LoRA settings, the number of processes,
+and data (`check_resume_settings`: video and LoRA settings, every training argument but those a resume may change
+-- where outputs, logs and saves go, how far to train, how data is loaded and devices used --, the number of processes,
 the base model, the chat template and video prompt layout, the training rows' count and hash and their video files'
 sizes and times; the changes are named, and `TPO_HF_RESUME_CHANGED=1` resumes anyway -- except for learning-rate,
 schedule and optimizer hyperparameters, which a restored optimizer and scheduler would not apply).
@@ -61,32 +62,100 @@ RESUME_FIXED_SETTINGS = (
     "adam_beta2",
     "adam_epsilon",
 )
-# The training arguments that change what a resumed run trains (compared where both sides have them). Raising
-# max_steps / num_train_epochs to train further, and where logs, saves and pushes go, may change.
-RESUME_SETTINGS = (
-    "max_length",
-    "loss_type",
-    "loss_weights",
-    "beta",
-    "sft_weight",
-    "label_smoothing",
-    "use_weighting",
-    "ld_alpha",
-    "sync_ref_model",
-    "ref_model_mixup_alpha",
-    "ref_model_sync_steps",
-    "router_aux_loss_coef",
-    "freeze_vision_tower",
-    "lora_include_experts",
-    "optim",
-    "optim_args",
-    "max_grad_norm",
-    "seed",
-    "data_seed",
-    "per_device_train_batch_size",
-    "gradient_accumulation_steps",
-    *RESUME_FIXED_SETTINGS,
+# The training arguments a resume may change: where outputs, logs, saves, pushes and evaluations go and how often, how
+# far to train (a larger max_steps / num_train_epochs trains further), and how the same steps are run (data loading,
+# devices and launcher, compilation, kernels, memory savers, video root: the videos are compared by their files).
+# Every other field of the run's config -- new TRL / transformers fields included -- changes what trains and is
+# compared (`resume_compared_settings`), so a loss option added upstream is refused when changed, not mixed silently.
+RESUME_FREE_SETTINGS = frozenset(
+    {
+        # outputs, logs, saves, pushes
+        "output_dir",
+        "overwrite_output_dir",
+        "resume_from_checkpoint",
+        "ignore_data_skip",
+        "restore_callback_states_from_checkpoint",
+        "enable_jit_checkpoint",
+        "run_name",
+        "project",
+        "report_to",
+        "log_level",
+        "log_level_replica",
+        "log_on_each_node",
+        "disable_tqdm",
+        "skip_memory_metrics",
+        "include_num_input_tokens_seen",
+        "include_tokens_per_second",
+        "push_to_hub",
+        # evaluation
+        "do_train",
+        "do_eval",
+        "do_predict",
+        "per_device_eval_batch_size",
+        "per_gpu_eval_batch_size",
+        "prediction_loss_only",
+        "batch_eval_metrics",
+        "include_for_metrics",
+        "include_inputs_for_metrics",
+        "metric_for_best_model",
+        "greater_is_better",
+        "load_best_model_at_end",
+        "bf16_full_eval",
+        "fp16_full_eval",
+        "label_names",
+        "evaluation_strategy",
+        "generate_during_eval",
+        # how far to train
+        "num_train_epochs",
+        "max_steps",
+        # data loading
+        "dataloader_num_workers",
+        "dataloader_pin_memory",
+        "dataloader_persistent_workers",
+        "dataloader_prefetch_factor",
+        "dataloader_multiprocessing_context",
+        "dataloader_in_order",
+        "dataset_num_proc",
+        "precompute_ref_log_probs",
+        "precompute_ref_batch_size",
+        "remove_unused_columns",
+        "length_column_name",
+        "video_root",
+        # devices, launcher, compilation, kernels, memory
+        "use_cpu",
+        "no_cuda",
+        "use_mps_device",
+        "local_rank",
+        "deepspeed",
+        "fsdp",
+        "fsdp_config",
+        "fsdp_min_num_params",
+        "fsdp_transformer_layer_cls_to_wrap",
+        "accelerator_config",
+        "parallelism_config",
+        "tpu_num_cores",
+        "tpu_metrics_debug",
+        "debug",
+        "tf32",
+        "full_determinism",
+        "trust_remote_code",
+        "use_cache",
+        "use_liger_kernel",
+        "liger_kernel_config",
+        "activation_checkpointing",
+        "activation_checkpointing_kwargs",
+        "gradient_checkpointing",
+        "gradient_checkpointing_kwargs",
+        "activation_offloading",
+        "torch_empty_cache_steps",
+        "share_video_encoding",
+        "prefix_sharing",
+        "prefix_sharing_attention",
+    }
 )
+# Families of such fields, by prefix (`hub_model_id`, `logging_steps`, `save_total_limit`, `eval_steps`, `ddp_timeout`,
+# `torch_compile_mode`, `trackio_space_id`, `push_to_hub_model_id`, ...)
+RESUME_FREE_PREFIXES = ("hub_", "logging_", "save_", "eval_", "ddp_", "torch_compile", "trackio_", "push_to_hub_")
 # The columns whose values identify a training dataset (recorded in every checkpoint, compared on resume)
 DATASET_IDENTITY_COLUMNS = ("prompt", "chosen", "rejected", "video")
 # adapter_config.json field -> the `tpo-hf train` flag that sets it (trl.ModelConfig)
@@ -703,10 +772,31 @@ def _read_json(path: str) -> dict[str, Any] | None:
         return None
 
 
+def resume_compared_settings(args: Any) -> list[str]:
+    """The fields of a run's training arguments (a `TPOConfig`, any `TrainingArguments`) that a resume compares with
+    its checkpoint's, in field order: all of them but those a resume may change (`RESUME_FREE_SETTINGS` and
+    `RESUME_FREE_PREFIXES`) and the video settings (compared as `tpo_video_config.json` records them)."""
+    import dataclasses
+
+    from .video_settings import VideoSettings
+
+    video = {field.name for field in dataclasses.fields(VideoSettings)}
+    return [
+        field.name
+        for field in dataclasses.fields(args)
+        if field.init
+        and not field.name.startswith("_")
+        and field.name not in RESUME_FREE_SETTINGS
+        and not field.name.startswith(RESUME_FREE_PREFIXES)
+        and field.name not in video
+    ]
+
+
 def resume_settings_changes(trainer: Any, checkpoint: str | os.PathLike) -> list[str]:
     """`"name old -> new"` for each setting that changes what trains between `checkpoint` and `trainer`'s run: the
-    video settings (`tpo_video_config.json`), the training arguments of `RESUME_SETTINGS` (`training_args.bin`) and
-    the LoRA settings (`adapter_config.json`). A record that cannot be read is warned about and not compared."""
+    video settings (`tpo_video_config.json`), the training arguments (`training_args.bin`; every field but those a
+    resume may change, `resume_compared_settings`) and the LoRA settings (`adapter_config.json`). A record that cannot
+    be read is warned about and not compared."""
     import torch
 
     recorded: dict[str, Any] = {}
@@ -729,8 +819,8 @@ def resume_settings_changes(trainer: Any, checkpoint: str | os.PathLike) -> list
         recorded.update(VideoSettings.of(saved_args).to_dict())
         current.update(VideoSettings.of(trainer.args).to_dict())
     if saved_args is not None:
-        for name in RESUME_SETTINGS:
-            if hasattr(saved_args, name) and hasattr(trainer.args, name):
+        for name in resume_compared_settings(trainer.args):
+            if hasattr(saved_args, name):
                 recorded[name] = _plain(getattr(saved_args, name))
                 current[name] = _plain(getattr(trainer.args, name))
     adapter = os.path.join(checkpoint, "adapter_config.json")

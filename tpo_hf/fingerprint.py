@@ -12,10 +12,12 @@ lack of disk space is told apart from other failures by one rule (`no_space_left
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +34,25 @@ def atomic_write_json(path: Path, data: Any) -> None:
         os.replace(temporary, path)
     except BaseException:
         if os.path.exists(temporary):
+            os.unlink(temporary)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """A temporary file beside `path` for the body to write, renamed over `path` when the body ends and removed when
+    it raises: `path` holds its old content or the complete new one, never a torn file (a kill, a full disk). The body
+    creates the file, so it gets the usual permissions (umask), as `path` written directly would. The name ends in
+    `.tmp`, so that one a kill leaves is never listed as a video or result: writers that pick a format by the file's
+    ending (PyAV, matplotlib) are told it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}-{os.urandom(4).hex()}.tmp")
+    try:
+        yield temporary
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
             os.unlink(temporary)
         raise
 

@@ -12,9 +12,12 @@ host: a holder whose process no longer exists (or is a zombie, or is another pro
 one on another host is taken as alive. Where `flock` works, a free flock is decisive whatever the record says: a
 folder copied from a live run's (`cp -r`) carries its record, but no run holds the copy.
 
-Under `accelerate launch` only the main process (global `RANK` 0) takes the lock: the ranks of one launch are one
-writer, and a refused main process ends the whole launch. The lock is re-entrant within a process (the CLI holds it
-around a whole job, `TPOTrainer.train` again inside it).
+Under `accelerate launch` / torchrun only the main process (global rank 0 of `WORLD_SIZE` > 1) takes the lock: the
+ranks of one launch are one writer, and a refused main process ends the whole launch. A `RANK` left in the shell
+without such a `WORLD_SIZE` is no launch: that single process takes the lock (`is_main_process`). The lock is
+re-entrant within a process (the CLI holds it around a whole job, `TPOTrainer.train` again inside it). A lock file
+another user left, which this user cannot write, is named with its owner; a run whose folder is removed under it
+stops at its next checked write (`check_lock_held`) rather than write into the folder a new run made there.
 
 Readers mark a folder too: a training run marks the local dataset folder it trains from (`dataset_reader_mark`),
 and a curation into that folder, which would rewrite its data files and videos under the run, refuses at once naming
@@ -35,6 +38,7 @@ import socket
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from stat import S_IMODE, S_ISVTX
 from typing import Any
 
 try:
@@ -60,9 +64,39 @@ class OutputDirError(RuntimeError):
     a file, or it (or its file system) is not writable."""
 
 
-def _is_main_process() -> bool:
-    """Whether this process writes for its launch: global rank 0 under `accelerate launch` / torchrun, else yes."""
-    return int(os.environ.get("RANK", "0")) == 0
+_STRAY_RANK_WARNED: list[str] = []  # the stray RANK value warned about, once per process
+
+
+def _env_int(name: str) -> int | None:
+    try:
+        return int(os.environ[name])
+    except (KeyError, ValueError):
+        return None
+
+
+def is_main_process() -> bool:
+    """Whether this process writes for its launch: global rank 0 of a launch of several processes -- torch.distributed
+    once initialized, else the launcher's `WORLD_SIZE` > 1 with `RANK` (or `LOCAL_RANK`) as `accelerate launch` and
+    torchrun set them -- and a single process always. A `RANK` without a `WORLD_SIZE` above 1 (left exported by a job
+    script, or set per pod by a cluster wrapper) is no launch: trusting it, two single runs on one folder would both
+    take no lock. It is warned about once."""
+    torch = sys.modules.get("torch")  # not imported here: a process that has not imported torch runs no process group
+    distributed = getattr(torch, "distributed", None)
+    if distributed is not None and distributed.is_available() and distributed.is_initialized():
+        return distributed.get_rank() == 0
+    world_size = _env_int("WORLD_SIZE")
+    rank = _env_int("RANK")
+    if world_size is not None and world_size > 1:
+        return (rank if rank is not None else _env_int("LOCAL_RANK") or 0) == 0
+    if rank not in (None, 0) and not _STRAY_RANK_WARNED:
+        _STRAY_RANK_WARNED.append(os.environ["RANK"])
+        logger.warning(
+            "RANK=%s is set but WORLD_SIZE is %s: not a launch of several processes, so this single process takes "
+            "the output folder's lock as any run does (unset RANK if it was left from another job).",
+            os.environ["RANK"],
+            os.environ.get("WORLD_SIZE", "not set"),
+        )
+    return True
 
 
 def _start_time(pid: int) -> str | None:
@@ -220,6 +254,64 @@ def _acquire(path: Path, what: str) -> int:
             raise
 
 
+def _lock_file_of_another_user(path: Path, what: str) -> OutputDirError | OutputDirLockedError | None:
+    """Why this process cannot take the lock file `path` that is there when it can write the folder: the file belongs
+    to another user (a run of theirs left it, mode 0644). A run of theirs that holds it is refused as any live run
+    is; otherwise the file, its owner and what to do are named. None where the lock file is not the cause."""
+    folder = path.parent
+    try:
+        status = path.lstat()
+    except OSError:
+        return None
+    if os.access(path, os.W_OK) or not os.access(folder, os.W_OK | os.X_OK):
+        return None  # the lock file is writable (not the cause), or the folder is not (the folder is named)
+    try:
+        import pwd
+
+        owner = pwd.getpwuid(status.st_uid).pw_name
+    except (ImportError, KeyError):
+        owner = f"uid {status.st_uid}"
+    holder, held = None, None
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        fd = None
+    if fd is not None:
+        try:
+            holder = _read(fd)
+            if fcntl is not None:
+                try:  # a shared flock, let go at once: taken only while no run holds the exclusive one
+                    fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                    held = False if _flock_takes_effect(path) else None
+                    fcntl.flock(fd, fcntl.LOCK_UN)
+                except OSError as error:
+                    held = True if error.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES) else None
+        finally:
+            os.close(fd)
+    if held is None and holder is not None and holder_alive(holder):
+        held = True
+    if held:
+        return _refusal(path, what, holder)
+    folder_status = folder.stat()
+    sticky = folder_status.st_mode & S_ISVTX and folder_status.st_uid != os.geteuid()
+    remove = (
+        f"ask {owner} (or an administrator) to remove it: the folder's sticky bit lets only them"
+        if sticky
+        else f"remove it (rm {path}; the folder lets you)"
+    )
+    state = (
+        "no run holds it now (that run ended or was killed)"
+        if held is False
+        else f"whether that run is still live cannot be told here: check with {owner} first"
+    )
+    return OutputDirError(
+        f"The lock file {path} of output folder {folder} belongs to user {owner} (mode "
+        f"{S_IMODE(status.st_mode):04o}), so this user cannot take it over for {what}. It was left by "
+        f"{describe_holder(holder)}; {state}. To use this folder, {remove}, then start {what} again; or set another "
+        "output_dir."
+    )
+
+
 def _not_writable(folder: Path, what: str, error: OSError, setting: str = "output_dir") -> OutputDirError:
     return OutputDirError(
         f"{setting} {folder} is not writable: {error.strerror or error}. {what.capitalize()} writes its results "
@@ -268,7 +360,7 @@ def refuse_if_locked(path: str | os.PathLike | None, what: str) -> None:
     Raises:
         OutputDirLockedError: naming the run that holds the folder.
     """
-    if path is None or not os.path.isdir(path) or not _is_main_process():  # the main process checks for its launch
+    if path is None or not os.path.isdir(path) or not is_main_process():  # the main process checks for its launch
         return
     lock = Path(path) / LOCK_NAME
     if os.path.realpath(lock) in _HELD or lock.is_dir():  # a folder by that name is no lock any run could hold
@@ -318,7 +410,7 @@ def output_dir_lock(output_dir: str | os.PathLike, what: str) -> Iterator[Path |
         OutputDirLockedError: another live run holds the folder.
         OutputDirError: the folder is a file, or is not writable (read-only file system, no permission).
     """
-    if not _is_main_process():
+    if not is_main_process():
         yield None
         return
     folder = Path(output_dir)
@@ -342,16 +434,47 @@ def output_dir_lock(output_dir: str | os.PathLike, what: str) -> Iterator[Path |
             f"remove it (rm -r {path}) and rerun; {what} takes the lock there to keep two runs out of one folder."
         ) from error
     except OSError as error:  # read-only file system, no permission, disk full
-        raise _not_writable(folder, what, error) from error
+        raise _lock_file_of_another_user(path, what) or _not_writable(folder, what, error) from error
     _HELD[key] = [fd, 1]
     try:
         yield path
     finally:
         del _HELD[key]
-        # the file goes while the flock is still held, so that no other run can take a lock on a removed file
-        with contextlib.suppress(OSError):
-            os.unlink(path)
+        # the file goes while the flock is still held, so that no other run can take a lock on a removed file; not
+        # another run's, when this one's was removed under it (`check_lock_held`)
+        if _is_the_file(fd, path):
+            with contextlib.suppress(OSError):
+                os.unlink(path)
         os.close(fd)
+
+
+def _is_the_file(fd: int, path: Path) -> bool:
+    """Whether `path` is still the file open as `fd` (not removed, nor replaced by another of the same name)."""
+    try:
+        held, there = os.fstat(fd), os.stat(path)
+    except OSError:
+        return False
+    return (held.st_dev, held.st_ino) == (there.st_dev, there.st_ino)
+
+
+def check_lock_held(output_dir: str | os.PathLike) -> None:
+    """Checks, before a write into `output_dir`, that the lock this process took on it is still its lock file: a
+    folder removed under a live run (`rm -rf` of a run believed dead) takes the lock file with it, and a run started
+    on the same path then locks a new folder while this one would go on writing into it. Nothing to check where this
+    process holds no lock on `output_dir` (the other ranks of a launch).
+
+    Raises:
+        OutputDirLockedError: the lock file was removed or replaced, naming it.
+    """
+    path = Path(output_dir) / LOCK_NAME
+    held = _HELD.get(os.path.realpath(path))
+    if held is None or _is_the_file(held[0], path):
+        return
+    raise OutputDirLockedError(
+        f"The lock file {path} that this run holds on its output folder was removed or replaced while the run was "
+        f"writing {output_dir} (the folder deleted under it?): stopping, since another run may now be writing there. "
+        "Start this one again once no other run writes there."
+    )
 
 
 def _mark_as_read(dataset: Path, what: str) -> tuple[int, Path] | None:
@@ -397,7 +520,7 @@ def dataset_reader_mark(dataset: str | os.PathLike | None, what: str) -> Iterato
     body and dropped by the kernel if the process dies.
     """
     marked = None
-    if dataset is not None and os.path.isdir(dataset) and _is_main_process():
+    if dataset is not None and os.path.isdir(dataset) and is_main_process():
         marked = _mark_as_read(Path(dataset), what)
     if marked is None:
         yield None
@@ -423,7 +546,7 @@ def refuse_if_read(output_dir: str | os.PathLike, what: str) -> None:
         OutputDirLockedError: naming the reading run (pid, host, command, since when).
     """
     readers = Path(output_dir) / READERS_NAME
-    if not readers.is_dir() or not _is_main_process():
+    if not readers.is_dir() or not is_main_process():
         return
     live: list[tuple[Path, dict[str, Any] | None]] = []
     for mark in sorted(readers.glob("*.json")):

@@ -62,7 +62,7 @@ from .distributed import (
     install_output_head_unshard,
 )
 from .families import VideoFamily, get_family
-from .fingerprint import file_identity, key_hash
+from .fingerprint import key_hash, video_file_identity
 from .locks import output_dir_lock
 from .model_setup import (
     check_lora_targets,
@@ -464,10 +464,10 @@ class TPOTrainer(DPOTrainer):
 
     def ref_logps_key(self, dataset: Any) -> dict[str, Any]:
         """What the precomputed reference log-probs of `dataset` depend on beyond its rows and the reference weights
-        (TRL's own key): the video files (size + time), the frame and pixel settings, the processor's own image and
-        video processing (its `processor_config.json`: resize budget, patch size), length handling, the chat
-        template, the video prompt layout and the format. Any change recomputes them instead of reusing another run's
-        values, with a warning naming it."""
+        (TRL's own key): the video files (by name, size and time: not their path), the frame and pixel settings, the
+        processor's own image and video processing (its `processor_config.json`: resize budget, patch size), length
+        handling, the chat template, the video prompt layout and the format. Any change recomputes them instead of
+        reusing another run's values, with a warning naming it."""
         videos = sorted(set(dataset["video"])) if "video" in (dataset.column_names or []) else []
         processor = self.video_processor
         return {
@@ -475,7 +475,9 @@ class TPOTrainer(DPOTrainer):
             "video_settings": processor.video_settings(),
             # what the frames become before the model sees them: a pixel budget edited in processor_config.json
             **processor_configs(processor.processor),
-            "videos": [file_identity(processor.resolve_video(video)) for video in videos],
+            # each video by its name and its file's size and time, not its path: the dataset given by a relative or
+            # an absolute path, or moved, reuses its reference log-probs
+            "videos": {str(video): video_file_identity(processor.resolve_video(video)) for video in videos},
             "max_length": self.args.max_length,
             "too_long_policy": self.args.too_long_policy,
             "chat_template": getattr(processor.processor, "chat_template", None),

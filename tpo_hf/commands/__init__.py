@@ -55,6 +55,7 @@ USER_ERRORS = {
     "tpo_hf.video": ("VideoLoadError",),
     "tpo_hf.video_settings": ("VideoSettingsError",),
     "tpo_hf.eval.mcq": ("ResultsCacheError",),
+    "tpo_hf.eval.results": ("EvalOutputError",),
 }
 # tpo-hf's own checks raise these with a message naming the thing at fault; the same classes raised anywhere else
 # (a ValueError deep inside torch) are bugs
