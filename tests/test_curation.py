@@ -1112,3 +1112,34 @@ def test_a_dataset_video_column_of_any_name_is_read_as_paths(video_dir, tmp_path
     assert [(item.video_id, item.caption) for item in items] == [("green_yellow.mp4", "a"), ("red_blue.mp4", "b")]
     for item, source in zip(items, paths):
         assert Path(item.path).read_bytes() == Path(source).read_bytes()
+
+
+def test_dataset_and_benchmark_videos_given_as_file_urls_or_home_paths_are_local_files(
+    video_dir, tmp_path, monkeypatch
+):
+    """`~/clip.mp4` and `file:///.../clip.mp4` in a curation dataset or a benchmark name local files, as training
+    reads them (they were joined to the video folder: `<root>/~/clip.mp4`)."""
+    import shutil
+
+    from tpo_hf.eval.benchmarks import find_video
+
+    home = tmp_path / "home"
+    home.mkdir()
+    shutil.copy(video_dir / "red_blue.mp4", home / "red_blue.mp4")
+    monkeypatch.setenv("HOME", str(home))
+    rows = [{"video": "~/red_blue.mp4"}, {"video": (home / "red_blue.mp4").as_uri()}]
+    data = tmp_path / "rows.jsonl"
+    data.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    config = CurationConfig(
+        dataset_name=str(data),
+        video_root=str(tmp_path / "elsewhere"),
+        video_model="unused",
+        output_dir=str(tmp_path / "out"),
+        use_judge=False,
+        question_backend="template",
+        **TINY,
+    )
+    (item,) = list_videos(config)  # both rows name the one file
+    assert Path(item.path) == home / "red_blue.mp4"
+    assert find_video(tmp_path / "elsewhere", "~/red_blue.mp4") == str(home / "red_blue.mp4")
+    assert find_video(tmp_path / "elsewhere", (home / "red_blue.mp4").as_uri()) == str(home / "red_blue.mp4")

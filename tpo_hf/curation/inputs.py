@@ -9,7 +9,7 @@ import posixpath
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..video import list_video_files, outside_own_folders
+from ..video import list_video_files, local_video_path, outside_own_folders
 from .config import CurationConfig
 
 logger = logging.getLogger(__name__)
@@ -84,6 +84,7 @@ def _videos_of_dataset(config: CurationConfig) -> list[VideoItem]:
         video = row[config.video_column]
         if not isinstance(video, str) or not video:
             raise ValueError(f"Row {row_index} of {config.dataset_name}: {config.video_column!r} is not a path.")
+        video = local_video_path(video)  # `file://` URLs and `~/` paths name local files, as in training
         remote_or_absolute = os.path.isabs(video) or "://" in video
         path = video if remote_or_absolute else os.path.join(root, video)
         location = path if "://" in path else os.path.normpath(os.path.abspath(path))

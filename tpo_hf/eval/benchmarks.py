@@ -735,7 +735,10 @@ def read_benchmark(
 
 def find_video(video_dir: str | os.PathLike | None, video: str, sample_id: str = "?") -> str:
     """The file of `video` in `video_dir`: as named, with a usual extension added (Video-MME stores stems), or one
-    folder down (MLVU groups videos by task)."""
+    folder down (MLVU groups videos by task). `file://` URLs and `~/` paths name local files, as in training."""
+    from ..video import local_video_path
+
+    video = local_video_path(video)
     if os.path.isabs(video) or video_dir is None:
         candidates = [Path(video)]
     else:
