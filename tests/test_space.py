@@ -46,6 +46,20 @@ CHROMIUM_FLAGS = [
 ]
 
 
+def hub_cli_env(hub: HubServer, tmp_path: Path, **extra: str) -> dict[str, str]:
+    """The environment of a `tpo-hf` subprocess that pushes to the local Hub `hub` (its own HF_HOME, a token)."""
+    return dict(
+        os.environ,
+        HF_ENDPOINT=hub.endpoint,
+        HF_HUB_OFFLINE="0",
+        HF_HUB_DISABLE_XET="1",
+        HF_HOME=str(tmp_path / "hf_home"),
+        HF_TOKEN="hf_local_test_token",
+        PYTHONPATH=str(REPO_ROOT),
+        **extra,
+    )
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -136,15 +150,7 @@ def test_write_and_push_space(tmp_path):
 
     # the CLI pushes the same folder to a Space repo on the local hub
     with HubServer(tmp_path / "hub") as hub:
-        env = dict(
-            os.environ,
-            HF_ENDPOINT=hub.endpoint,
-            HF_HUB_OFFLINE="0",
-            HF_HUB_DISABLE_XET="1",
-            HF_HOME=str(tmp_path / "hf_home"),
-            HF_TOKEN="hf_local_test_token",
-            PYTHONPATH=str(REPO_ROOT),
-        )
+        env = hub_cli_env(hub, tmp_path)
         result = subprocess.run(
             [
                 sys.executable,
@@ -451,16 +457,7 @@ def test_a_failed_space_push_keeps_the_folder_it_names(tmp_path):
     command += ["tester/tiny-base", "--space_id", "tester/tiny-tpo-demo", "--tpo_hf_requirement", "tpo-hf==0.1"]
     local = [*command[:5], "my-tpo-adapter", *command[6:]]
     with HubServer(tmp_path / "hub") as hub:
-        env = dict(
-            os.environ,
-            HF_ENDPOINT=hub.endpoint,
-            HF_HUB_OFFLINE="0",
-            HF_HUB_DISABLE_XET="1",
-            HF_HOME=str(tmp_path / "hf_home"),
-            HF_TOKEN="hf_local_test_token",
-            PYTHONPATH=str(REPO_ROOT),
-            TMPDIR=str(scratch),
-        )
+        env = hub_cli_env(hub, tmp_path, TMPDIR=str(scratch))
         refused = subprocess.run(local, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
         assert refused.returncode == 1 and "--adapter 'my-tpo-adapter' is a local folder" in refused.stderr
         assert not hub.store.exists("space", "tester/tiny-tpo-demo") and not any(scratch.iterdir())
