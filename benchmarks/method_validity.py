@@ -7,8 +7,8 @@ tpo_random_rejected, localized_only, comprehensive_only, tpo_5_5 (tpo_1_9 and tp
 re-curates its own training corpus with the real pipeline and retrains every arm; all arms are scored with
 `tpo_hf.eval` on one held-out set drawn for `--heldout_seed`, shortcut-free by default (scenes of 1-2 frames, 0-2
 blank frames at both ends, timestamps starting at a random second; none of its videos seen in training or
-pretraining), with a base pretrained on that layout (`--base_on_heldout_layout`, built once into tpo-hf's cache,
-about 20 minutes alone on 2 cores; `--base_on_heldout_layout false --train_max_scene_frames 1
+pretraining), with a base pretrained on that layout (`--base_on_heldout_layout`; shipped with tpo-hf as
+`tpo_hf/world/base_model_heldout_layout/`, so nothing is built; `--base_on_heldout_layout false --train_max_scene_frames 1
 --train_max_blank_frames 0`: the shipped base and plain training corpora of the ninth run), and the base and TPO 5:5
 also under the probes of `tpo_hf.world.probes` (timestamps blanked, frames
 shuffled, frames blanked). Writes results.json (every arm x seed x question type and kind with chance, the paired
@@ -32,7 +32,7 @@ from tpo_hf.world.probes import PROBES
 
 # what the experiment's script runs unless told otherwise (ExperimentConfig's own defaults are the quickstart's):
 # the shortcut-free held-out set, and the design the research rounds chose on dev seeds (round 1): a base pretrained
-# on that layout (built once into the cache when `--base_model` is not given) and training corpora in it
+# on that layout (shipped with tpo-hf; used when `--base_model` is not given) and training corpora in it
 SCRIPT_DEFAULTS = {
     **SHORTCUT_FREE,
     "heldout_exclude_seen": True,

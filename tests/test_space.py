@@ -141,6 +141,7 @@ def test_write_and_push_space(tmp_path):
     with zipfile.ZipFile(folder / wheel) as archive:
         names = set(archive.namelist())
     assert {"tpo_hf/hub/app.py", "tpo_hf/_cards/space_app.py.j2", "tpo_hf/world/base_model/config.json"} <= names
+    assert "tpo_hf/world/base_model_heldout_layout/model.safetensors" in names
     # a released version or a git URL instead of the wheel: that line heads requirements.txt, no wheel is shipped
     git = "tpo-hf[demo] @ git+https://example.org/tpo-hf.git@v1"
     folder = write_space(folder, "tester/tiny-tpo", base_model="tester/tiny-base", tpo_hf_requirement=git)

@@ -344,6 +344,29 @@ def test_shipped_base_matches_the_default_pretraining_config():
     assert config_fingerprint(PretrainConfig(family="qwen2_vl")) != config_fingerprint(PretrainConfig())
 
 
+def test_the_experiment_scripts_default_base_is_shipped():
+    """`benchmarks/method_validity.py`'s default design pretrains its base on the held-out layout; that base ships
+    with the package (built once, 20-50 minutes on 2 cores), so the one command stays within its hour on a fresh
+    machine. It loads with the documented video prompt it records, on every transformers release allowed."""
+    import importlib.util
+
+    from tpo_hf.processing import VIDEO_CONFIG_NAME, VideoPreferenceProcessor
+    from tpo_hf.world.base import SHIPPED_HELDOUT_LAYOUT_BASE, _matches, world_base_model
+    from tpo_hf.world.experiment import ExperimentConfig, base_pretraining
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "method_validity.py"
+    spec = importlib.util.spec_from_file_location("method_validity_script", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    pretraining = base_pretraining(ExperimentConfig(**module.SCRIPT_DEFAULTS))
+    assert _matches(SHIPPED_HELDOUT_LAYOUT_BASE, pretraining)  # checked first: a mismatch would start a build
+    assert world_base_model(pretraining) == SHIPPED_HELDOUT_LAYOUT_BASE
+    record = json.loads((SHIPPED_HELDOUT_LAYOUT_BASE / VIDEO_CONFIG_NAME).read_text())
+    processor = VideoPreferenceProcessor.from_pretrained(SHIPPED_HELDOUT_LAYOUT_BASE)  # checks the layout
+    assert record["video_prompt_layout"] == processor.video_prompt_layout()
+    assert "<0.0 seconds><|vision_start|><|video_pad|>*<|vision_end|><1.0 seconds>" in record["video_prompt_layout"]
+
+
 def test_shipped_base_records_its_video_prompt(caplog):
     """The base was trained on Qwen3-VL's video prompt as transformers 5.24 wrote it (one more pair around all
     frames), which it records; tpo-hf writes that layout on the installed release too (any release it allows), so

@@ -99,7 +99,8 @@ class ExperimentConfig:
     base_model: str | None = None  # default: the world base shipped with tpo-hf (built on first use if absent)
     # without `base_model`: pretrain the base on the held-out layout (`base_pretraining`: scenes of 1-2 frames, blank
     # frames, random start seconds, as `tpo-hf world pretrain --max_scene_frames 2 --max_blank_frames 2
-    # --max_timestamp 30 --format_version 2` does), built once into tpo-hf's cache (~20-50 minutes on 2 cores)
+    # --max_timestamp 30 --format_version 2` does). With the held-out layout's default settings that base ships with
+    # tpo-hf (`world.base.SHIPPED_HELDOUT_LAYOUT_BASE`); other layouts build once into tpo-hf's cache (~20-50 min)
     base_on_heldout_layout: bool = False
     workers: int = 2
     # training corpus: 2-9 scenes. Curating long videos only (6-9) made the DPO arms forget more on short clips
