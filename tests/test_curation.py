@@ -1143,3 +1143,30 @@ def test_dataset_and_benchmark_videos_given_as_file_urls_or_home_paths_are_local
     assert Path(item.path) == home / "red_blue.mp4"
     assert find_video(tmp_path / "elsewhere", "~/red_blue.mp4") == str(home / "red_blue.mp4")
     assert find_video(tmp_path / "elsewhere", (home / "red_blue.mp4").as_uri()) == str(home / "red_blue.mp4")
+
+
+def test_cut_answers_of_a_local_model_are_kept_and_warned_about_or_dropped_when_asked(
+    video_dir, tiny_backend, tmp_path, caplog
+):
+    """The tiny random model never emits its end token, so every answer is cut at answer_max_new_tokens. By default a
+    local model's cut answers stay paired (counted, with a warning naming the option that drops them);
+    `cut_answers="drop"` drops those pairs (`truncated_answer`), and a value of neither kind is refused."""
+    from tpo_hf.curation.run import NoPairsError
+
+    settings = dict(video_dir=str(video_dir), video_model="tiny-qwen", question_backend="template", use_judge=False)
+    settings.update(mix_ratio="1:0", localized_per_video=3, **{**TINY, "answer_max_new_tokens": 3})
+    with caplog.at_level(logging.WARNING):
+        keep = CurationConfig(output_dir=str(tmp_path / "keep"), **settings)
+        result = run_curation(keep, Backends(tiny_backend, None, None))
+    assert len(result.dataset) > 0 and result.report["truncated_replies"]["answer"] > 0
+    assert "truncated_answer" not in result.report["drop_reasons"]
+    assert "cut_answers=drop drops them" in caplog.text
+    with pytest.raises(NoPairsError, match="truncated_answer.*answer_max_new_tokens=3"):
+        run_curation(
+            CurationConfig(output_dir=str(tmp_path / "drop"), cut_answers="drop", **settings),
+            Backends(tiny_backend, None, None),
+        )
+    report = json.loads((tmp_path / "drop" / "curation_report.json").read_text())
+    assert set(report["drop_reasons"]) == {"truncated_answer"}
+    with pytest.raises(ValueError, match=r"cut_answers='cut' must be one of \['drop', 'keep'\]"):
+        CurationConfig(output_dir=str(tmp_path / "x"), cut_answers="cut", **settings)

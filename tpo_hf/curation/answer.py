@@ -4,8 +4,9 @@ The same video-LMM, with the same decoding settings, answers each question twice
 segment, or dense frames) and from the dis-preferred one (the video without the segment, or sparse frames). Only
 what the model sees differs. Empty or identical answers make no preference and drop the candidate, unless anchors
 are wanted (`CurationConfig.anchor_ratio`): then identical answers make an anchor candidate for the judge. An answer
-cut at `answer_max_new_tokens` (`Reply.truncated`) drops the candidate too (`truncated_answer`), when its backend
-`drops_cut_answers`: a pair must not teach answers that stop mid-word.
+cut at `answer_max_new_tokens` (`Reply.truncated`) drops the candidate too (`truncated_answer`) under
+`CurationConfig.cut_answers="drop"` (by default when its backend `drops_cut_answers`, as endpoints do): a pair must
+not teach answers that stop mid-word.
 """
 
 from __future__ import annotations
@@ -29,9 +30,11 @@ def answer(
     seed: int,
     stats: Counter,
     anchors: bool = False,
+    drop_cut: bool | None = None,
 ) -> None:
     """Sets `chosen` and `rejected` on every live candidate. With `anchors`, a candidate whose two answers are the
-    same stays alive as an anchor candidate; one whose views are the same frames is answered once, for both sides."""
+    same stays alive as an anchor candidate; one whose views are the same frames is answered once, for both sides.
+    `drop_cut` (None: the backend's `drops_cut_answers`) drops a candidate with a cut answer."""
     answerable = [candidate for candidate in candidates if candidate.alive]
     requests = [
         GenerationRequest(c.question, c.view(views, side), candidate=c)
@@ -39,7 +42,9 @@ def answer(
         for side in (SIDES[:1] if c.anchor_origin == "identical_views" else SIDES)
     ]
     replies = iter(generate(backend, requests, max_new_tokens=max_new_tokens, seed=seed, stats=stats, stage="answer"))
-    drops_cut = getattr(backend, "drops_cut_answers", True)  # a backend not built on GenerationBackend
+    drops_cut = drop_cut
+    if drops_cut is None:
+        drops_cut = getattr(backend, "drops_cut_answers", True)  # a backend not built on GenerationBackend
     for candidate in answerable:
         chosen = next(replies)
         rejected = chosen if candidate.anchor_origin == "identical_views" else next(replies)

@@ -43,7 +43,9 @@ CURATION_LIST_FIELDS = ("video_extensions", "localized_task_types", "comprehensi
 
 # options added after shards were first written, at their "off" value: left out of the shard fingerprint when off, so
 # shards written before an option existed still resume
-CURATION_LATER_FIELDS = {"sparse_frame_fraction": None, "video_fps": None, "max_frames": None}
+CURATION_LATER_FIELDS = {"sparse_frame_fraction": None, "video_fps": None, "max_frames": None, "cut_answers": None}
+# what `cut_answers` may say (None: the backend's own rule)
+CUT_ANSWER_RULES = ("drop", "keep")
 
 
 @dataclass
@@ -149,6 +151,15 @@ class CurationConfig(VideoSettings):
     question_max_new_tokens: int = field(default=128, metadata={"help": "Token budget of question replies."})
     answer_max_new_tokens: int = field(default=256, metadata={"help": "Token budget of answers."})
     judge_max_new_tokens: int = field(default=64, metadata={"help": "Token budget of judge replies."})
+    cut_answers: str | None = field(
+        default=None,
+        metadata={
+            "help": "An answer cut at answer_max_new_tokens (the model had not finished): 'drop' its pair "
+            "(drop reason truncated_answer) or 'keep' it (counted and warned about). None: the backend's rule, "
+            "'drop' for 'openai' endpoints, 'keep' for local 'transformers' models (a model that never emits its end "
+            "token, e.g. an untrained one, would otherwise make no pair)."
+        },
+    )
 
     # Pairs (the video sampling fields, num_frames ... max_video_tokens, come from VideoSettings)
     sparse_num_frames: int = field(
@@ -260,6 +271,8 @@ class CurationConfig(VideoSettings):
         if self.videos_per_shard < 1:
             raise ValueError("videos_per_shard must be at least 1.")
         self._check_ranges()
+        if self.cut_answers is not None and self.cut_answers not in CUT_ANSWER_RULES:
+            raise ValueError(f"cut_answers={self.cut_answers!r} must be one of {list(CUT_ANSWER_RULES)} or None.")
         if self.do_sample and self.temperature == 0:
             # transformers refuses it only after the models load, with its own traceback
             raise ValueError(

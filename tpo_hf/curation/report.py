@@ -232,11 +232,12 @@ def truncation_warning(report: dict[str, Any]) -> str | None:
         return None
     counts = ", ".join(f"{n} {stage} repl{'y' if n == 1 else 'ies'}" for stage, n in cut.items())
     settings = ", ".join(f"{stage}_max_new_tokens" for stage in cut)
-    dropped = (
-        " (each cut answer dropped its pair as truncated_answer)"
-        if report["drop_reasons"].get("truncated_answer")
-        else ""
-    )
+    if report["drop_reasons"].get("truncated_answer"):
+        dropped = " (each cut answer dropped its pair as truncated_answer)"
+    elif cut.get("answer"):
+        dropped = " (their pairs keep the cut answers; cut_answers=drop drops them)"
+    else:
+        dropped = ""
     return f"{counts} stopped at their token budget, cut short{dropped}: raise {settings}."
 
 

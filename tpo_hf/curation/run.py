@@ -101,6 +101,7 @@ def curate_shard(items: list[VideoItem], backends: Backends, config: CurationCon
         seed=shard_seed + 3,
         stats=stats,
         anchors=config.wants_anchors,
+        drop_cut=None if config.cut_answers is None else config.cut_answers == "drop",
     )
     if backends.judge is not None:
         judge(candidates, backends.judge, max_new_tokens=config.judge_max_new_tokens, seed=shard_seed + 4, stats=stats)

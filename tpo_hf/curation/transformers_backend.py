@@ -7,7 +7,8 @@ answers differ only by what the model sees. A reply that used all `max_new_token
 end-of-sequence token is returned as a `Reply` marked `truncated` (one that ends exactly at the budget is not): the
 run counts and warns about it, but still pairs such answers (`drops_cut_answers` is off here, unlike an endpoint's),
 since a model that never emits its end token (an untrained or tiny random one, which the offline curation tests of
-resume, multi-process runs and pushes curate with) would otherwise make no pair at all.
+resume, multi-process runs and pushes curate with) would otherwise make no pair at all; `cut_answers="drop"` drops
+them.
 """
 
 from __future__ import annotations
