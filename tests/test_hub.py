@@ -497,6 +497,43 @@ def test_a_gated_base_is_named_with_how_to_get_access(on_hub, tmp_path):
 
 # huggingface_hub 2.x hands raw bytes to httpx's deprecated `data=` when uploading LFS files (not our call)
 @pytest.mark.filterwarnings("ignore:Use 'content=<...>' to upload raw bytes:DeprecationWarning")
+@pytest.mark.filterwarnings("ignore:Could not find a config file in tester/gated-vlm")  # peft's save, offline
+def test_push_merge_into_another_base_when_the_adapters_base_is_gated(on_hub, tiny_model_dirs, tmp_path):
+    """`push --merge` of an adapter whose base is gated named `--model_name_or_path`, an option push does not have.
+    It names its own `--base_model` (nothing merged or pushed), which merges into a local copy of the base."""
+    from huggingface_hub import HfApi
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForImageTextToText
+
+    from tpo_hf.hub.push import PushError, push_adapter
+
+    gated = "tester/gated-vlm"
+    on_hub.store.create("model", gated)
+    on_hub.store.commit("model", gated, "weights", {"config.json": b"{}"}, [])
+    on_hub.gated.add(gated)
+    local_base = tiny_model_dirs("qwen2_vl")
+    model = get_peft_model(
+        AutoModelForImageTextToText.from_pretrained(local_base), LoraConfig(r=2, target_modules=["q_proj"])
+    )
+    model.peft_config["default"].base_model_name_or_path = gated  # trained on the Hub's copy
+    model.save_pretrained(tmp_path / "adapter")
+    repo = "tester/merged-from-gated"
+    with pytest.raises(PushError) as raised:
+        push_adapter(tmp_path / "adapter", repo, merge=True)
+    message = str(raised.value)
+    assert f"The adapter's base model {gated}" in message and "gated Hub repo" in message, message
+    assert "pass the base model as --base_model" in message and "--model_name_or_path" not in message
+    assert "Nothing was merged or pushed" in message
+    with pytest.raises(PushError, match="--base_model .* is read by --merge only"):
+        push_adapter(tmp_path / "adapter", repo, base_model=str(local_base))
+    push_adapter(tmp_path / "adapter", repo, merge=True, base_model=str(local_base))
+    files = set(HfApi().list_repo_files(repo))
+    assert "config.json" in files and "adapter_config.json" not in files
+    assert any(name.endswith(".safetensors") for name in files)
+
+
+# huggingface_hub 2.x hands raw bytes to httpx's deprecated `data=` when uploading LFS files (not our call)
+@pytest.mark.filterwarnings("ignore:Use 'content=<...>' to upload raw bytes:DeprecationWarning")
 def test_a_dataset_push_leaves_another_split_and_the_videos_it_uses(on_hub, video_dir, tmp_path, caplog):
     """f14: an incremental `curate --push_to_hub` deleted `data/test-00000-of-00001.parquet` that a colleague had
     added, as a file "of an earlier push". Only tpo-hf's own files go (the train split's other shards, the videos

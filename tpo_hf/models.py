@@ -42,12 +42,17 @@ def check_adapter_folder(adapter: str | os.PathLike) -> None:
             )
 
 
-def check_adapter_loadable(adapter: str | os.PathLike, model_name_or_path: str | os.PathLike | None = None) -> str:
+def check_adapter_loadable(
+    adapter: str | os.PathLike,
+    model_name_or_path: str | os.PathLike | None = None,
+    base_option: str = "--model_name_or_path",
+) -> str:
     """Refuses, in one line, an adapter that is neither a local folder nor loadable from the Hub -- a mistyped folder,
     or a Hub id that is not in the cache while offline, not on the Hub, or unreachable (PEFT's own error is a
     traceback saying it "can't find adapter_config.json") -- and, without `model_name_or_path`, the base model its
     config names when that is not loadable either, naming the base and the adapter config it comes from
-    (transformers' own error names neither). Returns the base model to load: `model_name_or_path`, else that base."""
+    (transformers' own error names neither), with `base_option` as the command's option that names another base.
+    Returns the base model to load: `model_name_or_path`, else that base."""
     adapter = str(adapter)
     not_local = f"adapter_path {adapter} is not a local folder"
     if os.path.exists(adapter) and not os.path.isdir(adapter):
@@ -72,7 +77,7 @@ def check_adapter_loadable(adapter: str | os.PathLike, model_name_or_path: str |
     base = adapter_base_model(adapter)
     config = os.path.join(adapter, "adapter_config.json")
     named = f"The adapter's base model {base} (base_model_name_or_path in {config})"
-    instead = "or pass the base model as --model_name_or_path"
+    instead = f"or pass the base model as {base_option}"
     problem = _unloadable(base, "config.json")
     if problem == NOT_A_REPO_ID:
         raise ValueError(f"{named} is neither a local folder nor a Hub repo id: check the path, {instead}.")

@@ -303,10 +303,14 @@ def check_weights(folder: str | Path, files: Any = None) -> None:
                 )
 
 
-def _rerun_command(adapter_dir: Path, repo_id: str, merge: bool, revision: str | None) -> str:
+def _rerun_command(
+    adapter_dir: Path, repo_id: str, merge: bool, revision: str | None, base_model: str | None = None
+) -> str:
     command = f"tpo-hf push --adapter_dir {adapter_dir} --repo_id {repo_id}"
     if merge:
         command += " --merge"
+    if base_model:
+        command += f" --base_model {base_model}"
     if revision:
         command += f" --revision {revision}"
     return command
@@ -399,12 +403,13 @@ def push_staging() -> Iterator[Path]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def merge_adapter(adapter_dir: str | Path, output_dir: str | Path) -> Path:
-    """Loads the base model named in the adapter config, merges the adapter in and saves the result (float32)."""
+def merge_adapter(adapter_dir: str | Path, output_dir: str | Path, base_model: str | None = None) -> Path:
+    """Loads `base_model` (default: the base named in the adapter config), merges the adapter in and saves the result
+    (float32)."""
     from ..models import load_video_model
 
     adapter_dir, output_dir = Path(adapter_dir), Path(output_dir)
-    model, _ = load_video_model(None, adapter_dir, dtype="float32", device="cpu")  # base from the adapter config
+    model, _ = load_video_model(base_model, adapter_dir, dtype="float32", device="cpu")
     model.merge_and_unload().save_pretrained(output_dir)
     return output_dir
 
@@ -419,6 +424,7 @@ def push_adapter(
     commit_message: str | None = None,
     token: str | None = None,
     api: HfApi | None = None,
+    base_model: str | None = None,
 ) -> Any:
     """Uploads a trained adapter folder (or, with `merge=True`, the merged model) to `repo_id` in one commit.
 
@@ -429,6 +435,8 @@ def push_adapter(
         private: visibility when the repo is created; True refuses an existing public repo, False leaves an
             existing private one private (`check_visibility`).
         revision: branch to commit to (default `main`).
+        base_model: with `merge`, the base to merge into (Hub id or folder; default: `base_model_name_or_path` of the
+            adapter config), e.g. a local copy of a gated base.
 
     Returns:
         The `CommitInfo` of the commit (or of the current head when nothing changed).
@@ -447,11 +455,13 @@ def push_adapter(
         )
     if merge and not (adapter_dir / "adapter_config.json").is_file():
         raise PushError(f"--merge needs an adapter, but {adapter_dir} has no adapter_config.json.")
+    if base_model and not merge:
+        raise PushError(f"--base_model {base_model} is read by --merge only; an adapter is pushed as it is.")
     check_repo_id(repo_id)
     refuse_if_locked(adapter_dir, "push")  # a run training into it: half old, half new files
     check_weights(adapter_dir, collect_files(adapter_dir))
     api = api or HfApi(token=token)
-    rerun = _rerun_command(adapter_dir, repo_id, merge, revision)
+    rerun = _rerun_command(adapter_dir, repo_id, merge, revision, base_model)
     try:  # before the merge (minutes, a float32 copy of the base) and any upload
         prepare_repo(api, repo_id, private=private, setting="--private")
     except PushError:
@@ -465,11 +475,18 @@ def push_adapter(
             api,
             kept=f"Nothing was {'merged or ' if merge else ''}uploaded; {adapter_dir} is unchanged.",
         ) from error
+    if merge:  # the base to merge into must load, before the merge starts (a gated or unreachable base)
+        from ..models import check_adapter_loadable
+
+        try:
+            check_adapter_loadable(adapter_dir, base_model, base_option="--base_model")
+        except ValueError as error:
+            raise PushError(f"{error} Nothing was merged or pushed.") from None
     with push_staging() as staging:
         files = collect_files(adapter_dir)
         if merge:
             try:
-                merged_files = collect_files(merge_adapter(adapter_dir, staging / "merged"))
+                merged_files = collect_files(merge_adapter(adapter_dir, staging / "merged", base_model))
             except Exception as error:
                 full = no_space_left(error, staging)
                 if full is None:
