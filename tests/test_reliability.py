@@ -2875,3 +2875,53 @@ def test_an_output_folder_removed_under_a_live_eval_stops_its_writes(tmp_path):
     finally:
         other.kill()
         other.wait()
+
+
+# --- an output folder deleted under a live curation or training run ---------------------------------------------------
+class FolderRemovingBackend(FrameBackend):
+    """`FrameBackend` that deletes `folder` at its first call, as an `rm -rf` of a run believed dead does."""
+
+    def __init__(self, folder):
+        self.folder = folder
+
+    def generate(self, requests, max_new_tokens, seed=0):
+        if self.folder.exists():
+            shutil.rmtree(self.folder)
+        return super().generate(requests, max_new_tokens, seed)
+
+
+def test_a_curation_whose_output_folder_is_deleted_under_it_stops_naming_its_lock(video_dir, tmp_path):
+    """`rm -rf out` while `tpo-hf curate` ran: the run went on writing shards into a new `out` (perhaps another run's
+    by then). It stops at its next write, naming the lock file it lost, and writes nothing."""
+    from tpo_hf.locks import LOCK_NAME, OutputDirLockedError
+
+    out = tmp_path / "out"
+    with pytest.raises(OutputDirLockedError, match=f"lock file {out / LOCK_NAME} .* was removed or replaced"):
+        run_curation(curation_config(video_dir, out), Backends(FolderRemovingBackend(out), None, None))
+    assert not out.exists()
+
+
+def test_a_training_run_whose_output_folder_is_deleted_under_it_stops_before_saving(tiny_model, video_dir, tmp_path):
+    """`rm -rf out` while `tpo-hf train` ran: its checkpoint went into a new `out`. It stops at the save, naming the
+    lock file it lost, and writes no checkpoint."""
+    from transformers import TrainerCallback
+
+    from tpo_hf.locks import LOCK_NAME, OutputDirLockedError
+
+    class RemoveOutputFolder(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            shutil.rmtree(args.output_dir)
+
+    model, processor = tiny_model("qwen2_vl")
+    trainer = TPOTrainer(
+        model,
+        args=make_args(tmp_path, video_dir, save_strategy="steps", save_steps=1),
+        train_dataset=Dataset.from_list(preference_rows(repeat=1)),
+        processing_class=processor,
+        peft_config=lora(),
+        callbacks=[RemoveOutputFolder()],
+    )
+    out = tmp_path / "out"
+    with pytest.raises(OutputDirLockedError, match=f"lock file {out / LOCK_NAME} .* was removed or replaced"):
+        trainer.train()
+    assert not out.exists()

@@ -63,7 +63,7 @@ from .distributed import (
 )
 from .families import VideoFamily, get_family
 from .fingerprint import key_hash, video_file_identity
-from .locks import output_dir_lock
+from .locks import check_lock_held, output_dir_lock
 from .model_setup import (
     check_lora_targets,
     configure_prefix_sharing,
@@ -443,6 +443,7 @@ class TPOTrainer(DPOTrainer):
         return output
 
     def _save_checkpoint(self, model, trial) -> None:
+        check_lock_held(self.args.output_dir)  # not into a folder removed under this run (perhaps another run's now)
         save_complete_checkpoint(self, functools.partial(super()._save_checkpoint, model, trial), trial)
 
     def compute_ref_log_probs(self, model, inputs):
@@ -548,6 +549,8 @@ class TPOTrainer(DPOTrainer):
                 self.create_model_card(output_dir=output_dir)
 
         from .hub.push import PushError  # push_to_hub: the upload after the save fails on its own terms
+
+        check_lock_held(self.args.output_dir)  # the run's folder removed under it: stop rather than write there
 
         # a full disk is named, with what can be resumed, and leaves no half-written model
         save_final_model(self, save, output_dir if output_dir is not None else self.args.output_dir, (PushError,))

@@ -229,7 +229,7 @@ def run_curation(config: CurationConfig, backends: Backends | None = None) -> Cu
 def _run_curation_locked(config: CurationConfig, backends: Backends | None) -> CurationResult | None:
     from tqdm.auto import tqdm
 
-    from ..locks import check_writable_folder
+    from ..locks import check_lock_held, check_writable_folder
 
     check_writable_folder(work_dir_of(config), "curate", "work_dir")  # refused before any work, as output_dir is
     config = fitted_to_video_model(config, backends)
@@ -279,6 +279,7 @@ def _run_curation_locked(config: CurationConfig, backends: Backends | None) -> C
             watch.check(config)
         while held and not any(watch.undecided for watch in watches):
             shard_items, finished = held.pop(0)
+            check_lock_held(config.output_dir)  # not into a folder removed under this run (perhaps another run's now)
             with named_write_errors(shard_path(work_dir, shard_items), work_dir):
                 atomic_write_json(shard_path(work_dir, shard_items), finished)
         bar.update(1)
@@ -292,6 +293,7 @@ def _run_curation_locked(config: CurationConfig, backends: Backends | None) -> C
     if any(shard is None for shard in loaded):  # written moments ago: another writer, or the disk, lost it
         lost = [str(shard_path(work_dir, s)) for s, shard in zip(shards, loaded, strict=True) if shard is None]
         raise RuntimeError(f"Curation shard file(s) missing or damaged right after they were written: {lost}.")
+    check_lock_held(config.output_dir)
     with named_write_errors(Path(config.output_dir), work_dir):  # the dataset, its videos, report and card
         result = merge(config, items, loaded, changes)
     with named_write_errors(work_dir / MANIFEST_NAME, work_dir):
