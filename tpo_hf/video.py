@@ -23,6 +23,7 @@ Both give frames upright: a display matrix's rotation (phone videos) is applied,
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import http.client
 import logging
@@ -226,7 +227,16 @@ class _Container:
 
 def _probe_container(path: str) -> _Container | None:
     """The container of `path` as PyAV reports it (headers only, no frame decoded); `None` when PyAV cannot open it
-    (the readers then say why)."""
+    (the readers then say why). Remembered per file version (path, size, time): a run opens the same video many times."""
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    return _probe_container_version(path, stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=4096)
+def _probe_container_version(path: str, size: int, mtime_ns: int) -> _Container | None:
     import av
 
     try:
