@@ -1755,13 +1755,16 @@ def test_push_merge_with_a_full_temp_folder_is_one_line(tmp_path, monkeypatch):
 
     adapter = tmp_path / "adapter"
     adapter.mkdir()
-    (adapter / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "base_model_name_or_path": "x"}))
+    base = tmp_path / "base"  # a local base passes push's check that the base loads; the merge itself fails
+    base.mkdir()
+    config = {"peft_type": "LORA", "base_model_name_or_path": str(base)}
+    (adapter / "adapter_config.json").write_text(json.dumps(config))
     temp = tmp_path / "tmp"
     temp.mkdir()
     monkeypatch.setenv("TMPDIR", str(temp))
     monkeypatch.setattr(push.tempfile, "tempdir", None)
 
-    def full_disk(adapter_dir, output_dir):
+    def full_disk(adapter_dir, output_dir, base_model=None):
         raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
 
     monkeypatch.setattr(push, "merge_adapter", full_disk)
