@@ -941,3 +941,35 @@ def test_base_on_heldout_layout_is_the_documented_pretrain_command():
     assert config_fingerprint(base_pretraining(ExperimentConfig(**SHORTCUT_FREE))) == config_fingerprint(
         PretrainConfig()
     )
+
+
+def test_world_corpus_refuses_a_folder_of_another_corpus_and_rewrites_a_torn_timeline(tmp_path):
+    """Probe 6: a held-out split written into a training split's folder mixed both for `curate --video_dir` (its
+    `curation_inputs.jsonl` listed only the new split); a timeline torn by a kill failed the repairing rerun with a
+    bare JSONDecodeError naming no file."""
+    from tpo_hf.world.cli import cli_main
+    from tpo_hf.world.timeline import read_timeline
+
+    corpus = ["corpus", "--output_dir", str(tmp_path), "--num_videos", "2"]
+    cli_main(corpus)
+    with pytest.raises(ValueError, match=r"holds 2 world video\(s\) of another corpus .*another --output_dir"):
+        cli_main([*corpus, "--split", "heldout"])
+    assert not list(tmp_path.glob("heldout-*"))
+    timeline = sorted(tmp_path.glob("train-0-*.json"))[0]
+    timeline.write_text("")
+    with pytest.raises(ValueError, match=f"World timeline {timeline} is unreadable"):
+        read_timeline(timeline)
+    cli_main(corpus)  # the same command repairs it
+    assert read_timeline(timeline).video_id == timeline.stem
+
+
+def test_world_pretrain_into_a_read_only_folder_is_refused_before_training(tmp_path):
+    """Probe 6: a read-only `--output_dir` (or cache) failed with an OSError traceback; now one line naming the
+    setting, before any step."""
+    from tpo_hf.locks import OutputDirError
+    from tpo_hf.world.base import build_base
+
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(OutputDirError, match=r"--output_dir .*file.* is a file"):
+        build_base(blocker / "base", setting="--output_dir")

@@ -97,9 +97,15 @@ def cache_dir() -> Path:
     return Path(root) / "world-base"
 
 
-def build_base(output_dir: str | Path, config: PretrainConfig | None = None, progress: bool = True) -> Path:
-    """Pretrains the base into `output_dir` (model, processor, record, model card)."""
+def build_base(
+    output_dir: str | Path, config: PretrainConfig | None = None, progress: bool = True, setting: str = "output_dir"
+) -> Path:
+    """Pretrains the base into `output_dir` (model, processor, record, model card); a folder that cannot be written
+    is refused before the pretraining, naming `setting` (the option or variable that chose it)."""
+    from ..locks import check_writable_folder
+
     config = config or PretrainConfig()
+    check_writable_folder(output_dir, "world pretrain", setting)
     pretrain(output_dir, config, progress=progress)
     return describe_base(output_dir, config)
 
@@ -173,5 +179,5 @@ def world_base_model(config: PretrainConfig | None = None, progress: bool = True
             return shipped
     cached = cache_dir() / config_fingerprint(config)
     if not _matches(cached, config):
-        build_base(cached, config, progress=progress)
+        build_base(cached, config, progress=progress, setting="the world base cache (TPO_HF_CACHE or XDG_CACHE_HOME)")
     return cached

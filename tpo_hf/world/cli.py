@@ -51,18 +51,21 @@ def _pretrain(argv: list[str]) -> None:
     from .base import build_base, world_base_model
 
     where, config = make_parser("pretrain").parse_args_and_config(args=argv)
-    folder = build_base(where.output_dir, config) if where.output_dir else world_base_model(config)
+    folder = (
+        build_base(where.output_dir, config, setting="--output_dir") if where.output_dir else world_base_model(config)
+    )
     print(f"world base model: {folder}")
 
 
 def _corpus(argv: list[str]) -> None:
     from pathlib import Path
 
-    from .corpus import CorpusSpec, write_corpus, write_curation_inputs
+    from .corpus import CorpusSpec, refuse_other_world_videos, write_corpus, write_curation_inputs
 
     (args,) = make_parser("corpus").parse_args_and_config(args=argv)
     spec_fields = {f.name for f in fields(CorpusSpec)}
     spec = CorpusSpec(**{k: v for k, v in vars(args).items() if k in spec_fields})
+    refuse_other_world_videos(spec, args.output_dir)
     videos = write_corpus(spec, args.output_dir)
     if args.curation_inputs:
         write_curation_inputs(videos, Path(args.output_dir) / "curation_inputs.jsonl", seed=args.seed)

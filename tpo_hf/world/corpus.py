@@ -57,10 +57,38 @@ def write_corpus(spec: CorpusSpec, folder: str | Path) -> list[WorldVideo]:
     for video in videos:
         mp4 = folder / f"{video.video_id}.mp4"
         timeline = folder / f"{video.video_id}.json"
-        if mp4.is_file() and timeline.is_file() and read_timeline(timeline) == video:
+        if mp4.is_file() and timeline.is_file() and _timeline_or_none(timeline) == video:
             continue
         write_world_video(video, folder)
     return videos
+
+
+def _timeline_or_none(path: Path) -> WorldVideo | None:
+    """The timeline at `path`, or None when it is unreadable (torn by a kill): the corpus writes it again."""
+    try:
+        return read_timeline(path)
+    except ValueError:
+        return None
+
+
+def refuse_other_world_videos(spec: CorpusSpec, folder: str | Path) -> None:
+    """Refuses a folder holding world videos of another corpus (another split, seed or size): `curate --video_dir`
+    of the folder would take them all, while `curation_inputs.jsonl` lists this corpus only (a held-out split
+    written beside a training one would leak into training)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return
+    ours = {video.video_id for video in corpus_videos(spec)}
+    others = sorted(
+        mp4.name for mp4 in folder.glob("*.mp4") if mp4.with_suffix(".json").is_file() and mp4.stem not in ours
+    )
+    if others:
+        shown = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
+        raise ValueError(
+            f"{folder} holds {len(others)} world video(s) of another corpus ({shown}): written beside them, this "
+            f"corpus would mix with them for `tpo-hf curate --video_dir {folder}`. Set another --output_dir (one per "
+            "split), or remove those videos."
+        )
 
 
 def curation_rows(videos: list[WorldVideo], comprehensive_per_video: int = 2, seed: int = 0) -> list[dict]:

@@ -228,5 +228,11 @@ def write_world_video(video: WorldVideo, folder: str | Path) -> Path:
 
 def read_timeline(path: str | Path) -> WorldVideo:
     """The timeline saved beside a world video (`x.mp4` -> `x.json`, or the json path itself)."""
-    path = Path(path)
-    return WorldVideo.from_json(json.loads(path.with_suffix(".json").read_text()))
+    path = Path(path).with_suffix(".json")
+    try:
+        return WorldVideo.from_json(json.loads(path.read_text()))
+    except (ValueError, KeyError, TypeError) as error:  # torn by a kill, or not a timeline
+        raise ValueError(
+            f"World timeline {path} is unreadable ({error}); `tpo-hf world corpus` with the same settings writes it "
+            "again."
+        ) from error
