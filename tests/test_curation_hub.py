@@ -57,3 +57,70 @@ def test_curate_push_then_load_and_train(hub, video_dir, tiny_model_dirs, tmp_pa
     assert trained["rows"] > 0 and "granularity" in trained["columns"]
     assert trained["video_root"] and trained["video_root"] != str(tmp_path / "curated")
     print(trained, file=sys.stderr)
+
+
+def test_a_model_repo_or_a_gated_dataset_as_dataset_name_is_one_line(hub, tmp_path):  # noqa: F811
+    """Probe 6: `--dataset_name` naming a model repo said the dataset "doesn't exist" (a repo of that name does); a
+    gated dataset whose videos this token may not read ended in huggingface_hub's GatedRepoError traceback."""
+    import io
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    hub.store.create("model", "tester/run")
+    hub.store.commit("model", "tester/run", "model", {"config.json": b"{}"}, [])
+    table = io.BytesIO()
+    pq.write_table(
+        pa.Table.from_pylist([{"prompt": "q", "chosen": "a", "rejected": "b", "video": "videos/a.mp4"}]), table
+    )
+    hub.store.create("dataset", "tester/gated-pairs")
+    files = {"data/train-00000-of-00001.parquet": table.getvalue(), "videos/a.mp4": b"\0" * 16}
+    hub.store.commit("dataset", "tester/gated-pairs", "data", files, [])
+    script = (
+        "import sys\n"
+        "from tpo_hf.data import default_video_root, load_preference_dataset\n"
+        "try:\n"
+        "    load_preference_dataset('tester/run')\n"
+        "except ValueError as error:\n"
+        "    print('MODEL:', error)\n"
+        "try:\n"
+        "    default_video_root('tester/gated-pairs')\n"
+        "except ValueError as error:\n"
+        "    print('GATED:', error)\n"
+    )
+    hub.gated.add("tester/gated-pairs")
+    out = run(["-c", script], hub_env(hub, tmp_path / "home")).stdout
+    assert "MODEL: tester/run is a model repo on the Hub, not a dataset" in out, out
+    assert "GATED: Dataset tester/gated-pairs is a gated Hub repo" in out and "/datasets/tester/gated-pairs" in out, (
+        out
+    )
+
+
+def test_dataset_folder_with_disagreeing_shards_or_a_saved_arrow_file_loads_or_is_named(tmp_path):
+    """Probe 6: a folder whose second parquet shard has an extra column failed with `datasets`' "An error occurred
+    while generating the dataset" traceback; a `save_to_disk` Arrow file beside videos (without state.json) was
+    ignored and the folder read as videos only ("lacks column(s)")."""
+    import pandas as pd
+    import pytest
+    from datasets import Dataset
+
+    from tpo_hf.data import load_preference_dataset
+
+    row = {"prompt": "q", "chosen": "a", "rejected": "b", "video": "a.mp4"}
+    shards = tmp_path / "shards"
+    (shards / "data").mkdir(parents=True)
+    pd.DataFrame([row]).to_parquet(shards / "data" / "train-00000-of-00002.parquet")
+    pd.DataFrame([dict(row, notes="re-checked")]).to_parquet(shards / "data" / "train-00001-of-00002.parquet")
+    with pytest.raises(ValueError, match=rf"Cannot load dataset folder {shards}: its data files do not agree .*notes"):
+        load_preference_dataset(str(shards))
+
+    saved = tmp_path / "saved"
+    Dataset.from_list([row, dict(row, prompt="q2")]).save_to_disk(saved)
+    arrow = next(saved.glob("*.arrow"))
+    folder = tmp_path / "arrow_and_videos"
+    folder.mkdir()
+    arrow.rename(folder / arrow.name)
+    for name in ("a.mp4", "b.mp4", "c.mp4"):
+        (folder / name).write_bytes(b"")
+    dataset = load_preference_dataset(str(folder))
+    assert list(dataset["prompt"]) == ["q", "q2"] and dataset[0]["video"] == "a.mp4"  # relative to the folder

@@ -17,7 +17,7 @@ from typing import Any
 logger = logging.getLogger(__name__)
 
 # data file ending -> `datasets` builder
-DATA_FILE_BUILDERS = {"jsonl": "json", "json": "json", "parquet": "parquet", "csv": "csv"}
+DATA_FILE_BUILDERS = {"jsonl": "json", "json": "json", "parquet": "parquet", "csv": "csv", "arrow": "arrow"}
 JSON_CHECK_MAX_BYTES = 512 * 2**20  # JSON files up to this size are checked row by row before loading
 CURATION_REPORT = "curation_report.json"  # what `tpo-hf curate` writes beside its dataset (`curation.report`)
 REWRITE_FOLDER = "rerun `tpo-hf curate` into it (or save the dataset again with `save_to_disk`)"
@@ -99,7 +99,31 @@ def load_preference_dataset(
         return video_paths_column(dataset, name, video_column)
     if os.path.isdir(name):
         return _load_local_folder(name, config, split, video_column)
-    return video_paths_column(load_dataset(name, config, split=split), name, video_column)
+    try:
+        dataset = load_dataset(name, config, split=split)
+    except Exception as error:
+        other_kind = _other_repo_kind(name) if type(error).__name__ == "DatasetNotFoundError" else None
+        if other_kind is None:
+            raise
+        raise ValueError(  # `datasets` says the dataset "doesn't exist", though a repo of that name does
+            f"{name} is a {other_kind} repo on the Hub, not a dataset: pass the id of a dataset repo (or a local "
+            "dataset folder or file) as --dataset_name."
+        ) from error
+    return video_paths_column(dataset, name, video_column)
+
+
+def _other_repo_kind(repo_id: str) -> str | None:
+    """ "model" or "space" when `repo_id` names a Hub repo of that kind (asked of the Hub; None offline or when it
+    does not answer)."""
+    from huggingface_hub import HfApi
+
+    for kind in ("model", "space"):
+        try:
+            if HfApi().repo_exists(repo_id, repo_type=kind):
+                return kind
+        except Exception:  # offline, invalid id, Hub unreachable: nothing more to say than `datasets` did
+            return None
+    return None
 
 
 def _load_local_folder(folder: str, config: str | None, split: str, video_column: str) -> Any:
@@ -134,7 +158,20 @@ def _load_local_folder(folder: str, config: str | None, split: str, video_column
             f"Dataset folder {folder} has splits {splits}, not {split!r}: set the split setting to one of them "
             f"({SPLIT_SETTINGS})."
         )
-    return video_paths_column(load_dataset(folder, config, split=split), folder, video_column)
+    try:
+        dataset = load_dataset(folder, config, split=split)
+    except Exception as error:
+        if type(error).__name__ not in ("DatasetGenerationError", "DatasetGenerationCastError"):
+            raise
+        # data files that disagree (a shard with another column or type): `datasets`' top error says only "An error
+        # occurred while generating the dataset"; its cause names the columns and the file
+        cause = error.__cause__ if type(error).__name__ == "DatasetGenerationError" and error.__cause__ else error
+        detail = " ".join(str(cause).split())[:600]
+        raise ValueError(
+            f"Cannot load dataset folder {folder}: its data files do not agree ({type(cause).__name__}: {detail}). "
+            "Give every data file the same columns and types."
+        ) from error
+    return video_paths_column(dataset, folder, video_column)
 
 
 def embedded_video_folder() -> str:
@@ -350,7 +387,18 @@ def default_video_root(dataset_name: str) -> str | None:
         return None
     if not has_videos:
         return None
-    return snapshot_download(dataset_name, repo_type="dataset", allow_patterns=["videos/*", "videos/**"])
+    from huggingface_hub.errors import GatedRepoError
+
+    try:
+        return snapshot_download(dataset_name, repo_type="dataset", allow_patterns=["videos/*", "videos/**"])
+    except GatedRepoError as error:  # the Hub's error is a traceback from inside the download
+        from huggingface_hub import constants
+
+        raise ValueError(
+            f"Dataset {dataset_name} is a gated Hub repo and this token has no access to its videos: request access "
+            f"on {constants.ENDPOINT}/datasets/{dataset_name} while logged in, then use a token of that account "
+            "(`hf auth login`, or HF_TOKEN)."
+        ) from error
 
 
 def dataset_in_folder(folder: str | os.PathLike) -> str | None:
