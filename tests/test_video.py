@@ -535,3 +535,111 @@ def test_file_urls_and_home_relative_paths_name_local_files(video_dir, tmp_path,
     assert processor.resolve_video("red_blue.mp4") == str(video_dir / "red_blue.mp4")
     with pytest.raises(VideoLoadError, match="file:// URL on another host \\(nas\\)"):
         processor.resolve_video("file://nas/share/clip.mp4")
+
+
+# --- probe 6 (b) -------------------------------------------------------------------------------------------------------
+def test_linked_folders_are_searched_once_each_and_a_link_loop_ends(video_dir, tmp_path):
+    """p6 b/f01: a linked folder of videos (a corpus on another disk, cam1 -> store/cam1) was skipped by the search,
+    silently (Path.rglob does not follow linked folders before Python 3.13): its clips are listed now, for curation
+    and V-NIAH haystacks alike, and a link back to a folder above ends rather than loops."""
+    import shutil
+
+    from tpo_hf.eval.vniah import haystack_sources
+    from tpo_hf.video import list_video_files
+
+    store, listed_dir = tmp_path / "store" / "cam1", tmp_path / "in"
+    store.mkdir(parents=True)
+    listed_dir.mkdir()
+    shutil.copy(video_dir / "red_blue.mp4", store / "a.mp4")
+    shutil.copy(video_dir / "green_yellow.mp4", listed_dir / "local.mp4")
+    (listed_dir / "cam1").symlink_to(store, target_is_directory=True)
+    (store / "up").symlink_to(listed_dir, target_is_directory=True)  # a loop: in/cam1/up -> in
+    (listed_dir / "again").symlink_to(store, target_is_directory=True)  # one folder linked twice: listed once
+
+    listed = [str(path.relative_to(listed_dir)) for path in list_video_files(listed_dir)]
+    assert listed == ["again/a.mp4", "local.mp4"]
+    assert [path.name for path in haystack_sources(listed_dir, tmp_path / "eval")] == ["a.mp4", "local.mp4"]
+
+
+def test_a_cover_picture_stream_before_the_clip_is_not_what_pyav_reads(tmp_path):
+    """p6 b/f02: an .mkv whose first video stream is a one-frame cover (yt-dlp --embed-thumbnail, some cameras) and
+    whose second is the clip: PyAV read the cover (1 frame, 1 fps) where decord reads the clip. PyAV now takes the
+    stream decord takes (FFmpeg's best video stream), so both read the clip's frames."""
+    import av
+
+    from tpo_hf.synthetic import Scene, synthetic_frames
+
+    frames = synthetic_frames([Scene(2, "red"), Scene(2, "blue")], fps=8)
+    path = tmp_path / "with cover.mkv"
+    with av.open(str(path), "w") as container:
+        cover = container.add_stream("mjpeg", rate=1)
+        cover.width, cover.height, cover.pix_fmt = 64, 64, "yuvj420p"
+        clip = container.add_stream("libx264", rate=8)
+        clip.width, clip.height, clip.pix_fmt = 128, 64, "yuv420p"
+        picture = av.VideoFrame.from_ndarray(np.full((64, 64, 3), 200, np.uint8), format="rgb24")
+        for packet in [*cover.encode(picture), *cover.encode()]:
+            container.mux(packet)
+        for frame in frames:
+            for packet in clip.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")):
+                container.mux(packet)
+        for packet in clip.encode():
+            container.mux(packet)
+
+    readers = ["pyav", "decord"] if _has_decord() else ["pyav"]
+    for reader in readers:
+        video = VideoFile(path, reader=reader)
+        assert (video.total_num_frames, video.fps, video.width, video.height) == (32, 8.0, 128, 64), reader
+        sampled, metadata = video.load(num_frames=4)
+        assert [read_frame_stamp(frame) for frame in sampled] == list(metadata["frames_indices"]), reader
+
+
+def test_a_resolution_change_mid_stream_is_scaled_to_the_first_size_naming_the_file(tmp_path, caplog):
+    """p6 b/f46: an mp4 whose resolution changes mid-stream (clips joined without re-encoding, `ffmpeg -f concat -c
+    copy`): PyAV failed with numpy's "all input arrays must have the same shape", naming nothing. Its later frames are
+    now scaled to the first frame's size, as decord does, with one warning naming the file and both sizes."""
+    import logging
+
+    import av
+
+    parts = []
+    for name, width, height in (("wide.mp4", 128, 64), ("square.mp4", 96, 96)):
+        with av.open(str(tmp_path / name), "w") as container:
+            encoder = container.add_stream("libx264", rate=8)
+            encoder.width, encoder.height, encoder.pix_fmt = width, height, "yuv420p"
+            encoder.options = {"x264-params": "repeat-headers=1"}  # each part's sizes inline, as a joined file has
+            for index in range(8):  # 4 red frames, then 4 blue
+                picture = np.zeros((height, width, 3), dtype=np.uint8)
+                picture[..., 0 if index < 4 else 2] = 255
+                for packet in encoder.encode(av.VideoFrame.from_ndarray(picture, format="rgb24")):
+                    container.mux(packet)
+            for packet in encoder.encode():
+                container.mux(packet)
+        parts.append(tmp_path / name)
+    joined = tmp_path / "joined clips.mp4"
+    with av.open(str(parts[0])) as first, av.open(str(parts[1])) as second, av.open(str(joined), "w") as target:
+        stream = target.add_stream_from_template(first.streams.video[0])
+        offset = 0
+        for source in (first, second):
+            end = offset
+            for packet in source.demux(source.streams.video[0]):
+                if packet.dts is None:
+                    continue
+                packet.pts += offset
+                packet.dts += offset
+                end = max(end, packet.pts + (packet.duration or 0))
+                packet.stream = stream
+                target.mux(packet)
+            offset = end
+
+    with caplog.at_level(logging.WARNING, logger="tpo_hf.video"):
+        frames, _ = VideoFile(joined, reader="pyav").load(num_frames=16)
+        VideoFile(joined, reader="pyav").load(num_frames=16)
+    assert frames.shape == (16, 64, 128, 3)
+    # the scaled second part keeps its colours
+    assert frames[8, ..., 0].mean() > 200 and frames[15, ..., 2].mean() > 200
+    warned = [r.getMessage() for r in caplog.records if "changes resolution mid-stream" in r.getMessage()]
+    assert len(warned) == 1 and str(joined) in warned[0] and "96x96 from frame 8 on, 128x64 before" in warned[0]
+    if _has_decord():
+        by_decord, _ = VideoFile(joined, reader="decord").load(num_frames=16)
+        assert by_decord.shape == frames.shape
+        assert np.abs(by_decord.astype(int) - frames.astype(int)).mean() < 8.0

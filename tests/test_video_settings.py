@@ -134,3 +134,14 @@ def test_a_pixel_budget_a_fixed_size_family_cannot_apply_is_warned_and_not_recor
     assert "max_pixels=256 is ignored" in caplog.text and "llava_onevision" in caplog.text
     _, processor = build_tiny_model("qwen2_vl")
     assert VideoPreferenceProcessor(processor, num_frames=4, max_pixels=4096).settings.max_pixels == 4096
+
+
+@pytest.mark.parametrize("family", ["qwen2_vl", "qwen2_5_vl"])
+def test_a_pixel_budget_below_one_merged_patch_is_refused_naming_the_minimum(family):
+    """p6 b/f26: `max_pixels: 20` (or 200, written as if it were tokens) was below the smallest frame a Qwen
+    processor makes (one merged patch: 8x8 = 64 pixels on the tiny one, 28x28 on the real checkpoints): frames came
+    out at that floor while the settings recorded 20. Now refused, naming `max_pixels` and the minimum."""
+    _, hf_processor = build_tiny_model(family)
+    with pytest.raises(VideoSettingsError, match=r"max_pixels=20 is below .* at least 64 \(pixels per frame"):
+        VideoPreferenceProcessor(hf_processor, num_frames=4, max_pixels=20)
+    assert VideoPreferenceProcessor(hf_processor, num_frames=4, max_pixels=64).settings.max_pixels == 64

@@ -18,6 +18,8 @@ Containers without a frame index (MPEG-TS, MPEG-PS: .ts, .m2ts, .mpg, .mpeg, .vo
 reports, are always read with PyAV: decord returns other frames than those asked from them, or absurd times. Frame
 times beyond the video's duration are never trusted: decord's send the file to PyAV, PyAV's are ignored (`i / fps`).
 Both give frames upright: a display matrix's rotation (phone videos) is applied, as decord does, by the PyAV reader.
+Both read the same stream of a file with several (FFmpeg's best video stream, never a cover picture before the clip),
+and both scale the frames of a video whose resolution changes mid-stream to its first frame's size (PyAV warns once).
 """
 
 from __future__ import annotations
@@ -64,6 +66,23 @@ def is_video_file(path: str | os.PathLike, extensions: tuple[str, ...] | list[st
     return Path(path).suffix.lower() in normalize_video_extensions(extensions)
 
 
+def _walk_following_links(folder: Path) -> list[Path]:
+    """Every entry under `folder`, linked folders' entries included (`Path.rglob` skips them before Python 3.13),
+    each real folder searched once: a link back to a folder above (a loop) or a second link to one folder adds
+    nothing."""
+    entries = []
+    searched = set()
+    for directory, folder_names, file_names in os.walk(folder, followlinks=True):
+        real = os.path.realpath(directory)
+        if real in searched:
+            folder_names[:] = []  # reached before through another link: its entries are listed already
+            continue
+        searched.add(real)
+        folder_names.sort()  # the first path found to a folder linked twice is the one listed, on every run
+        entries += [Path(directory, name) for name in folder_names + file_names]
+    return entries
+
+
 def list_video_files(
     folder: str | os.PathLike, extensions: tuple[str, ...] | list[str] = VIDEO_EXTENSIONS
 ) -> list[Path]:
@@ -73,11 +92,12 @@ def list_video_files(
     and its target: reading it then fails by name (`VideoLoadError`), so curation skips it (or raises, per
     `on_video_error`) like any undecodable video and a V-NIAH haystack names it, rather than the file silently not
     being there. A folder with a video extension is not listed. Files whose ending is not in `extensions` but looks
-    like a video's (`LIKELY_VIDEO_EXTENSIONS`) are named in one warning, not silently left out.
+    like a video's (`LIKELY_VIDEO_EXTENSIONS`) are named in one warning, not silently left out. Linked folders are
+    searched too (a corpus on another disk linked in), each real folder once, so a link loop ends.
     """
     found = []
     left_out = []
-    for path in Path(folder).rglob("*"):
+    for path in _walk_following_links(Path(folder)):
         if not is_video_file(path, extensions):
             if is_video_file(path, LIKELY_VIDEO_EXTENSIONS) and path.is_file():
                 left_out.append(path)
@@ -274,6 +294,39 @@ def _note_read_with_pyav(path: str, why: str, level: int = logging.WARNING) -> N
     )
 
 
+def _main_video_stream(container: Any) -> Any:
+    """The video stream decord reads (FFmpeg's best one: `av_find_best_stream`, which prefers a stream of many frames
+    to a one-frame cover picture), so both readers read the same stream of a file with several; never an attached
+    picture (a cover, a thumbnail) while the file has another video stream."""
+    import av
+
+    attached_picture = getattr(av.stream.Disposition, "attached_pic", 0)
+    best = container.streams.best("video") or container.streams.video[0]
+    if best.disposition & attached_picture:
+        moving = [stream for stream in container.streams.video if not stream.disposition & attached_picture]
+        return moving[0] if moving else best
+    return best
+
+
+_WARNED_SIZE_CHANGE: set[str] = set()  # videos warned about by `_warn_size_change` in this process
+
+
+def _warn_size_change(path: str, first_size: tuple[int, int], size: tuple[int, int], index: int) -> None:
+    """Warns, once per video per process, that its frames change size mid-stream and are scaled to the first's."""
+    if path in _WARNED_SIZE_CHANGE:
+        return
+    _WARNED_SIZE_CHANGE.add(path)
+    logger.warning(
+        "Video %s changes resolution mid-stream (%dx%d from frame %d on, %dx%d before): its frames are scaled to the "
+        "first frame's size, %dx%d, as decord does. Re-encode it to one size to avoid the scaling.",
+        path,
+        *size,
+        index,
+        *first_size,
+        *first_size,
+    )
+
+
 class _PyAVReader:
     """Frames by decode-order index, like decord: the file is decoded from the start up to the last frame asked for."""
 
@@ -284,7 +337,8 @@ class _PyAVReader:
         with av.open(path) as container:
             if not container.streams.video:
                 raise _NoVideoStream()
-            stream = container.streams.video[0]
+            stream = _main_video_stream(container)
+            self._stream_index = stream.index
             self.container_duration = container.duration / av.time_base if container.duration else None
             rate = stream.average_rate or stream.guessed_rate
             self.fps = float(rate) if rate else 0.0
@@ -315,10 +369,18 @@ class _PyAVReader:
 
         wanted = set(indices)
         found: dict[int, np.ndarray] = {}
+        first_size, resized_from = None, None
         with av.open(self._path) as container:
-            for index, frame in enumerate(container.decode(video=0)):
+            for index, frame in enumerate(container.decode(container.streams[self._stream_index])):
+                first_size = first_size or (frame.width, frame.height)
+                if (frame.width, frame.height) != first_size and resized_from is None:
+                    resized_from = index
                 if index in wanted:
-                    image = frame.to_ndarray(format="rgb24")
+                    if (frame.width, frame.height) != first_size:
+                        # a resolution change mid-stream (clips joined without re-encoding): scaled to the first
+                        # frame's size, as decord does, so the frames stack and both readers agree
+                        _warn_size_change(self._path, first_size, (frame.width, frame.height), resized_from)
+                    image = frame.to_ndarray(format="rgb24", width=first_size[0], height=first_size[1])
                     # a display matrix (phone videos) says how to turn the stored picture upright, as decord does:
                     # FFmpeg's angle is counter-clockwise, np.rot90's too
                     quarter_turns = round((getattr(frame, "rotation", 0) or 0) / 90) % 4

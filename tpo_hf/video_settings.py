@@ -138,6 +138,8 @@ class VideoSettings:
                 family.name,
             )
             plain = dataclasses.replace(plain, max_pixels=None)
+        if plain.max_pixels is not None:
+            _check_max_pixels_reachable(plain.max_pixels, processor, family)
         if plain.max_video_tokens is None:
             return plain
         if family.video_token_budget is None:
@@ -151,3 +153,21 @@ class VideoSettings:
         if max_pixels is not None:
             changes["max_pixels"] = max_pixels if plain.max_pixels is None else min(plain.max_pixels, max_pixels)
         return dataclasses.replace(plain, **changes)
+
+
+def _check_max_pixels_reachable(max_pixels: int, processor: Any, family: Any) -> None:
+    """Refuses a per-frame budget below the smallest frame `family`'s processor makes (one merged patch: 28 x 28 on
+    Qwen's checkpoints): the processor would silently make frames of that size while the settings record less."""
+    video_processor = getattr(processor, "video_processor", None)
+    patch_size = getattr(video_processor, "patch_size", None)
+    merge_size = getattr(video_processor, "merge_size", None)
+    if not isinstance(patch_size, int) or not isinstance(merge_size, int):
+        return  # a processor that does not resize by merged patches: no floor known
+    side = patch_size * merge_size
+    if max_pixels < side * side:
+        raise VideoSettingsError(
+            f"max_pixels={max_pixels} is below the smallest frame the {family.name} processor makes: one merged "
+            f"patch of {side}x{side} = {side * side} pixels (patch_size {patch_size} x merge_size {merge_size}), "
+            f"which it would use instead while the settings record {max_pixels}. Set max_pixels to at least "
+            f"{side * side} (pixels per frame, not tokens)."
+        )
