@@ -599,3 +599,162 @@ def test_a_dataset_push_leaves_another_split_and_the_videos_it_uses(on_hub, vide
     kept = [record.getMessage() for record in caplog.records if record.getMessage().startswith("Leaving in")]
     assert kept and "data/test-00000-of-00001.parquet" in kept[0] and "videos/held_out.mp4" in kept[0], kept
     assert "- split: test\n    path: data/test-*" in files["README.md"].decode()
+
+
+# --- sixth probe: checkpoint folders, killed runs, hand-edited cards, the wrong kind of Hub repo, the Hub down -------
+def _checkpoint(folder: Path, base: Path, step: int = 3, max_steps: int = 6) -> Path:
+    """A `checkpoint-N` as the Trainer saves it: PEFT's template README (naming the base's local path), no
+    tpo_card.json, trainer_state.json with the numbers logged so far."""
+    _adapter(folder, base=str(base))
+    (folder / "README.md").write_text(
+        f"---\nbase_model: {base}\nlibrary_name: peft\ntags:\n- base_model:adapter:{base}\n- lora\n---\n\n"
+        "# Model Card for Model ID\n\n<!-- Provide a quick summary of what the model is/does. -->\n"
+    )
+    state = {
+        "global_step": step,
+        "max_steps": max_steps,
+        "log_history": [{"loss": 0.25, "rewards/accuracies": 0.75, "step": step}],
+    }
+    (folder / "trainer_state.json").write_text(json.dumps(state))
+    return folder
+
+
+@pytest.mark.filterwarnings("ignore:Use 'content=<...>' to upload raw bytes:DeprecationWarning")
+def test_push_of_a_checkpoint_renders_the_tpo_card_without_the_local_base(on_hub, tmp_path, caplog):
+    """a/F19: `push --adapter_dir OUT/checkpoint-1` pushed PEFT's "Model Card for Model ID" template with the base's
+    local path as base_model. The card is now rendered from the checkpoint (its step, its logged numbers) and the
+    run's settings; a README someone wrote for a folder without tpo_card.json goes up without a local base."""
+    import logging
+
+    from huggingface_hub import ModelCard
+
+    from tpo_hf.hub.push import push_adapter
+
+    base = tmp_path / "base"
+    base.mkdir()
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "tpo_card.json").write_text(json.dumps({"hyperparameters": {"beta": 0.1, "max_steps": 6}, "tags": []}))
+    checkpoint = _checkpoint(out / "checkpoint-3", base)
+    with caplog.at_level(logging.WARNING, logger="tpo_hf.hub"):
+        push_adapter(checkpoint, "tester/checkpoint-card")
+    card = on_hub.files("tester/checkpoint-card")["README.md"].decode()
+    assert "Model Card for Model ID" not in card and str(base) not in card, card
+    assert ModelCard(card).data.base_model is None
+    assert "This is `checkpoint-3` of a TPO run: the weights after 3 of 6 optimizer steps" in card
+    assert "| DPO beta | 0.1 |" in card and "| Optimizer steps run | 3 |" in card and "0.75" in card
+    assert f"{checkpoint} has no tpo_card.json (a checkpoint folder)" in caplog.text
+
+    own = _adapter(tmp_path / "saved", base=str(base))
+    (own / "README.md").write_text(f"---\nbase_model: {base}\nlicense: mit\n---\n\n# My adapter\n\nNotes.\n")
+    push_adapter(own, "tester/own-card")
+    card = ModelCard(on_hub.files("tester/own-card")["README.md"].decode())
+    assert card.data.base_model is None and card.data.license == "mit" and "# My adapter" in card.text
+
+
+def test_eval_and_push_of_a_killed_runs_output_dir_name_its_checkpoints(tmp_path):
+    """a/F57: an output_dir holding only checkpoint-N (the run killed before its final save) got "pass it as
+    --model_name_or_path" from eval and "pass the output_dir of `tpo-hf train`" from push. Both now name the
+    checkpoints, to resume the run or to pass OUT/checkpoint-N."""
+    from tpo_hf.hub.push import PushError, push_adapter
+    from tpo_hf.models import check_adapter_folder
+
+    out = tmp_path / "out"
+    out.mkdir()
+    for step in (1, 2):
+        _checkpoint(out / f"checkpoint-{step}", tmp_path, step=step)
+    advice = (
+        "checkpoint(s) checkpoint-1, checkpoint-2 of a training run that did not reach its final save",
+        "--resume_from_checkpoint true",
+        f"pass a checkpoint folder, e.g. {out / 'checkpoint-2'}",
+    )
+    with pytest.raises(ValueError) as raised:
+        check_adapter_folder(out)
+    assert all(part in str(raised.value) for part in advice) and "--model_name_or_path" not in str(raised.value)
+    with pytest.raises(PushError) as raised:
+        push_adapter(out, "tester/killed-run")
+    assert all(part in str(raised.value) for part in advice) and "Nothing was pushed" in str(raised.value)
+
+
+@pytest.mark.filterwarnings("ignore:Use 'content=<...>' to upload raw bytes:DeprecationWarning")
+def test_push_of_a_hand_edited_readme_says_the_card_is_re_rendered(on_hub, tmp_path, caplog):
+    """a/F32: README.md edited by hand after training, then `tpo-hf push`: the Hub card dropped the edit without a
+    word. The push names the file, that the card is re-rendered from tpo_card.json, and how to upload the edited
+    one; a README not touched since training is re-rendered without that warning."""
+    import logging
+
+    from tpo_hf.hub.push import push_adapter
+
+    adapter = _adapter(tmp_path / "adapter")
+    readme, info = adapter / "README.md", adapter / "tpo_card.json"
+    readme.write_text("# adapter\n")
+    info.write_text(json.dumps({"base_model": "x", "hyperparameters": {}, "metrics": {}}))
+    with caplog.at_level(logging.WARNING, logger="tpo_hf.hub"):
+        push_adapter(adapter, "tester/card-as-saved")
+    assert "changed after training wrote it" not in caplog.text
+    readme.write_text("# adapter\n\nMY-EDIT\n")
+    saved = readme.stat().st_mtime - 60
+    os.utime(info, (saved, saved))
+    with caplog.at_level(logging.WARNING, logger="tpo_hf.hub"):
+        push_adapter(adapter, "tester/card-edited")
+    assert "MY-EDIT" not in on_hub.files("tester/card-edited")["README.md"].decode()
+    assert f"{readme} was changed after training wrote it" in caplog.text
+    assert f"`hf upload tester/card-edited {readme} README.md`" in caplog.text
+
+
+def test_adapter_path_of_a_full_model_hub_repo_says_to_pass_it_as_the_model(on_hub):
+    """a/F16: `eval --adapter_path USER/merged` (a repo holding a full model) said "check ... for a typo, and that the
+    Hub is reachable". It now says the repo holds a full model and to pass it as --model_name_or_path."""
+    from tpo_hf.models import check_adapter_loadable
+
+    repo = "tester/full-model"
+    on_hub.store.create("model", repo)
+    on_hub.store.commit("model", repo, "weights", {"config.json": b"{}"}, [])
+    with pytest.raises(ValueError) as raised:
+        check_adapter_loadable(repo)
+    message = str(raised.value)
+    assert message.startswith(f"adapter_path {repo} is a Hub repo that holds a full model"), message
+    assert "pass it as --model_name_or_path" in message and "typo" not in message
+
+
+@pytest.mark.filterwarnings("ignore:Use 'content=<...>' to upload raw bytes:DeprecationWarning")
+def test_a_cached_hub_adapter_with_the_hub_down_says_to_set_hf_hub_offline(on_hub, tiny_model_dirs, tmp_path):
+    """a/F37: a Hub adapter evaluated once (cached), then the Hub down without HF_HUB_OFFLINE: PEFT still asks the Hub
+    and the run ended in a ConnectError traceback. One line now says the Hub is unreachable and to set
+    HF_HUB_OFFLINE=1 to use the cached copy."""
+    import socket
+
+    import huggingface_hub.constants
+    import huggingface_hub.hf_api
+    from huggingface_hub import snapshot_download
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForImageTextToText
+
+    from tpo_hf.hub.push import push_adapter
+    from tpo_hf.models import load_video_model
+
+    base = tiny_model_dirs("qwen2_vl")
+    model = get_peft_model(
+        AutoModelForImageTextToText.from_pretrained(base), LoraConfig(r=2, target_modules=["q_proj"])
+    )
+    model.save_pretrained(tmp_path / "adapter")
+    repo = "tester/cached-adapter"
+    push_adapter(tmp_path / "adapter", repo)
+    snapshot_download(repo)  # the first, online evaluation
+    with socket.socket() as closed:  # a port nothing listens on: connection refused
+        closed.bind(("127.0.0.1", 0))
+        down = f"http://127.0.0.1:{closed.getsockname()[1]}"
+    mp = pytest.MonkeyPatch()
+    try:
+        mp.setattr(huggingface_hub.constants, "ENDPOINT", down)
+        mp.setattr(
+            huggingface_hub.constants, "HUGGINGFACE_CO_URL_TEMPLATE", down + "/{repo_id}/resolve/{revision}/{filename}"
+        )
+        mp.setattr(huggingface_hub.hf_api.api, "endpoint", down)  # peft's `file_exists`, bound at import
+        with pytest.raises(ValueError) as raised:
+            load_video_model(str(base), repo, dtype="float32", device="cpu")
+    finally:
+        mp.undo()
+    message = str(raised.value)
+    assert message.startswith(f"adapter_path {repo}: the Hub ({down}) is unreachable"), message
+    assert message.endswith("set HF_HUB_OFFLINE=1 to use the cached copy.")

@@ -25,6 +25,9 @@ def check_adapter_folder(adapter: str | os.PathLike) -> None:
     if not os.path.isdir(adapter):
         return
     if not os.path.isfile(os.path.join(adapter, "adapter_config.json")):
+        checkpoints = killed_run_checkpoints(adapter)
+        if checkpoints:
+            raise ValueError(f"{adapter} is not a LoRA adapter folder (no adapter_config.json): " + checkpoints)
         full_model = os.path.isfile(os.path.join(adapter, "config.json"))
         raise ValueError(
             f"{adapter} is not a LoRA adapter folder (no adapter_config.json)"
@@ -40,6 +43,29 @@ def check_adapter_folder(adapter: str | os.PathLike) -> None:
                 "was full). Save the adapter again (rerun the training, or resume it from its last complete "
                 "checkpoint), or pass a complete checkpoint-N folder as --adapter_path."
             )
+
+
+def killed_run_checkpoints(folder: str | os.PathLike) -> str | None:
+    """What to say of a training output_dir that holds `checkpoint-N` folders but no final save (the run was killed
+    or stopped before it ended): the checkpoints found, and to resume the run or pass one of them; None for a folder
+    without checkpoints."""
+    from .checkpoints import checkpoint_is_complete, checkpoint_step
+
+    if not os.path.isdir(folder):
+        return None
+    found = sorted(
+        (checkpoint_step(entry.path), entry.path)
+        for entry in os.scandir(folder)
+        if entry.is_dir() and checkpoint_step(entry.path) >= 0 and checkpoint_is_complete(entry.path)
+    )
+    if not found:
+        return None
+    names = ", ".join(os.path.basename(path) for _, path in found)
+    return (
+        f"it holds the checkpoint(s) {names} of a training run that did not reach its final save (killed or "
+        f"stopped). Resume the run (`tpo-hf train` with the same --output_dir and --resume_from_checkpoint true), or "
+        f"pass a checkpoint folder, e.g. {found[-1][1]}."
+    )
 
 
 def check_adapter_loadable(
@@ -66,6 +92,13 @@ def check_adapter_loadable(
         raise ValueError(
             f"{not_local} and is not in the Hub cache (offline, HF_HUB_OFFLINE=1): check the folder's path for a "
             "typo, or download the adapter while online (`hf download REPO`) before evaluating offline."
+        )
+    # the repo answered that it has no adapter_config.json: a full model there is the other kind of repo, not a typo
+    missing_file = problem is not None and problem.startswith(("RemoteEntryNotFoundError", "EntryNotFoundError"))
+    if missing_file and hub_file_problem(adapter, "config.json") is None:
+        raise ValueError(
+            f"adapter_path {adapter} is a Hub repo that holds a full model (config.json, no adapter_config.json), not "
+            "a LoRA adapter; pass it as --model_name_or_path, or give the adapter's repo as --adapter_path."
         )
     if problem is not None:
         raise ValueError(
@@ -144,6 +177,40 @@ def hub_file_problem(repo_id: str, filename: str) -> str | None:
         cause = " ".join(line.strip() for line in str(error).splitlines() if line.strip())[:300]
         return f"{type(error).__name__}: {cause}"
     return None
+
+
+# Class names, anywhere in an error's chain, of a connection that failed (httpx, requests, urllib3, the builtin)
+_CONNECTION_ERRORS = {"ConnectError", "ConnectTimeout", "ConnectionError", "TimeoutException", "NetworkError"}
+
+
+def hub_unreachable_error(repo_id: str, error: BaseException) -> str | None:
+    """One line for a failed load of the Hub repo `repo_id` (an adapter) whose cause is the Hub being unreachable --
+    PEFT asks the Hub even when every file is cached, and its error is a traceback ending in a ConnectError -- saying
+    whether the cached copy can be used with HF_HUB_OFFLINE=1; None for any other error or a local folder."""
+    if os.path.isdir(repo_id):
+        return None
+    chain: list[BaseException] = []
+    current: BaseException | None = error
+    while current is not None and current not in chain:
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    cause = next((link for link in chain if {c.__name__ for c in type(link).__mro__} & _CONNECTION_ERRORS), None)
+    if cause is None:
+        return None
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    said = " ".join(str(cause).split())[:200]
+
+    def in_cache(name: str) -> bool:
+        return isinstance(try_to_load_from_cache(repo_id, name), str)
+
+    cached = in_cache("adapter_config.json") and any(in_cache(name) for name in ADAPTER_WEIGHTS)
+    unreachable = (
+        f"adapter_path {repo_id}: the Hub ({constants.ENDPOINT}) is unreachable ({type(cause).__name__}: {said})"
+    )
+    if cached:
+        return f"{unreachable}; the adapter is in the Hub cache: set HF_HUB_OFFLINE=1 to use the cached copy."
+    return f"{unreachable} and the adapter is not (wholly) in the Hub cache: rerun once the Hub is reachable."
 
 
 def adapter_base_model(adapter: str | os.PathLike) -> str:
@@ -288,7 +355,13 @@ def load_video_model(
     if adapter is not None:
         from peft import PeftModel
 
-        model = PeftModel.from_pretrained(model, adapter)
+        try:
+            model = PeftModel.from_pretrained(model, adapter)
+        except Exception as error:
+            unreachable = hub_unreachable_error(adapter, error)
+            if unreachable is None:
+                raise
+            raise ValueError(unreachable) from None
     model.to(device).eval()
     processor_source = adapter if adapter is not None and _has_processor(adapter) else model_name_or_path
     settings = {name: value for name, value in video_settings.items() if value is not None}

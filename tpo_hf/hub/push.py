@@ -7,7 +7,8 @@
 What goes up: the adapter (`adapter_config.json` + `adapter_model.safetensors`) or, with `--merge`, the base model
 with the adapter merged in (for serving without PEFT); the processor (tokenizer, chat template, processor configs,
 `tpo_video_config.json`); the model card (`README.md`, re-rendered for the target repo from the run's numbers saved
-by `TPOTrainer.create_model_card`) and the training-curve PNG (and any file the card links). Nothing else in the
+by `TPOTrainer.create_model_card`; a `checkpoint-N`'s from its `trainer_state.json`) and the training-curve PNG
+(and any file the card links). Nothing else in the
 folder goes up (`UPLOAD_PATTERNS`; eval output, optimizer dumps, logs are listed in a warning); files of the other
 kind (an adapter's when a full model is pushed, and the reverse) are deleted from the repo in the same commit. Everything lands in a single
 `HfApi.create_commit`, so the repo never holds half an upload. A retry uploads the same files to the same paths:
@@ -316,11 +317,122 @@ def _rerun_command(
     return command
 
 
+# The first heading of the card PEFT's `save_pretrained` writes into an adapter folder (a checkpoint's README.md)
+PEFT_TEMPLATE_HEADING = "# Model Card for Model ID"
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _hub_safe_card(readme: Path) -> ModelCard | None:
+    """The folder's own README.md when its metadata names a local folder as `base_model` (the Hub cannot link one),
+    with that left out; None when it can go up as it is."""
+    try:
+        card = ModelCard.load(readme)
+    except Exception:  # no metadata block, or metadata the Hub would refuse: pushed as it is, as upload_folder would
+        return None
+    bases = card.data.base_model
+    local = [base for base in ([bases] if isinstance(bases, str) else bases or []) if is_local_path(str(base))]
+    if not local:
+        return None
+    logger.warning(
+        "%s names the local folder %s as base_model: left out of the pushed card's metadata (the Hub cannot link it).",
+        readme,
+        ", ".join(map(str, local)),
+    )
+    card.data.base_model = None
+    card.data.tags = [tag for tag in card.data.tags or [] if not any(str(base) in tag for base in local)] or None
+    return card
+
+
+def _card_without_run_info(adapter_dir: Path, repo_id: str, merged: bool) -> ModelCard | None:
+    """The card for a folder without `tpo_card.json`: a `checkpoint-N` of a run (whose README.md is PEFT's template,
+    naming the base's local path), or a model saved outside `tpo-hf train`. Rendered from what the folder says
+    (adapter config, `trainer_state.json`) and the run's settings when its output_dir has `tpo_card.json`; a README
+    someone wrote goes up as it is, without a local base in its metadata."""
+    from ..checkpoints import checkpoint_step
+    from .model_card import final_metrics
+
+    readme = adapter_dir / "README.md"
+    step = checkpoint_step(adapter_dir)
+    state = _read_json(adapter_dir / "trainer_state.json")
+    if step < 0 and not state:
+        if readme.is_file() and PEFT_TEMPLATE_HEADING not in readme.read_text(errors="replace"):
+            return _hub_safe_card(readme)
+        if not (adapter_dir / "adapter_config.json").is_file():
+            return None  # a model saved outside tpo-hf, without a card: nothing says it was trained with TPO
+    run_info_path = adapter_dir.parent / CARD_INFO_FILE
+    run_info = _read_json(run_info_path) if step >= 0 else {}  # the run's settings, which the checkpoint shares
+    adapter = _read_json(adapter_dir / "adapter_config.json")
+    base = adapter.get("base_model_name_or_path") or run_info.get("base_model")
+    hyperparameters = dict(run_info.get("hyperparameters") or {})
+    if state.get("global_step") is not None:
+        hyperparameters["global_step"] = state["global_step"]
+    full_fine_tune = not (adapter_dir / "adapter_config.json").is_file()
+    card = build_model_card(
+        repo_id=repo_id,
+        base_model=base,
+        hyperparameters=hyperparameters,
+        metrics=final_metrics(state.get("log_history") or []),
+        datasets=run_info.get("datasets"),
+        license=run_info.get("license"),
+        merged=merged,
+        tags=run_info.get("tags"),
+        plot_file=None,
+        full_fine_tune=full_fine_tune and not merged,
+        base_is_local=True if run_info.get("base_model_local_path") else None,
+    )
+    if step >= 0:
+        of_steps = f" of {state['max_steps']}" if state.get("max_steps") else ""
+        note = (
+            f"This is `{adapter_dir.name}` of a TPO run: the weights after {state.get('global_step', step)}"
+            f"{of_steps} optimizer steps, with the numbers logged up to that step.\n"
+        )
+        heading = card.text.find("\n# ")
+        end = card.text.find("\n", heading + 1) if heading >= 0 else -1
+        card.text = card.text[: end + 1] + "\n" + note + card.text[end + 1 :] if end >= 0 else note + card.text
+    logger.warning(
+        "%s has no %s (%s), so its README.md is not the run's card: the card pushed is rendered from %s. %s",
+        adapter_dir,
+        CARD_INFO_FILE,
+        "a checkpoint folder" if step >= 0 else "not the output_dir of `tpo-hf train`",
+        " and ".join(
+            name
+            for name, used in (
+                ("adapter_config.json", bool(adapter)),
+                ("trainer_state.json", bool(state)),
+                (f"the run's settings in {run_info_path}", bool(run_info)),
+            )
+            if used
+        )
+        or "what the folder holds",
+        f"The run's final save ({adapter_dir.parent}, when training ended) has the card with the whole run's numbers."
+        if step >= 0
+        else "",
+    )
+    return card
+
+
+def readme_edited_after_save(adapter_dir: Path) -> Path | None:
+    """The folder's README.md when it was changed after training wrote it (training writes README.md, then
+    `tpo_card.json`, so the card it saved is never the newer one), else None."""
+    readme, info = adapter_dir / "README.md", adapter_dir / CARD_INFO_FILE
+    if not (readme.is_file() and info.is_file()):
+        return None
+    return readme if readme.stat().st_mtime > info.stat().st_mtime + 1 else None
+
+
 def _render_card(adapter_dir: Path, repo_id: str, merged: bool) -> ModelCard | None:
-    """Re-renders the card from the saved run info for `repo_id` (so the usage snippet names the real repo)."""
+    """Re-renders the card from the saved run info for `repo_id` (so the usage snippet names the real repo); without
+    run info, `_card_without_run_info`. None: the folder's README.md goes up as it is."""
     info_path = adapter_dir / CARD_INFO_FILE
     if not info_path.exists():
-        return None
+        return _card_without_run_info(adapter_dir, repo_id, merged)
     info = json.loads(info_path.read_text())
     # whether the base was a local folder is recorded where training ran (older runs: the name is judged here)
     base_local_path = info.get("base_model_local_path")
@@ -449,6 +561,13 @@ def push_adapter(
     """
     adapter_dir = Path(adapter_dir)
     if not (adapter_dir / "adapter_config.json").is_file() and not (adapter_dir / "config.json").is_file():
+        from ..models import killed_run_checkpoints
+
+        checkpoints = killed_run_checkpoints(adapter_dir)
+        if checkpoints:
+            raise PushError(
+                f"{adapter_dir} has no adapter_config.json or config.json: {checkpoints} Nothing was pushed."
+            )
         raise PushError(
             f"{adapter_dir} holds neither an adapter (adapter_config.json) nor a model (config.json); pass the "
             "output_dir of `tpo-hf train` or a folder written by `save_pretrained`."
@@ -498,6 +617,21 @@ def push_adapter(
                 ) from None
             files = {path: local for path, local in files.items() if path not in ADAPTER_FILES} | merged_files
         card = _render_card(adapter_dir, repo_id, merged=merge)
+        edited = readme_edited_after_save(adapter_dir)
+        if card is not None and edited is not None:
+            logger.warning(
+                "%s was changed after training wrote it (it is newer than %s): the card pushed is re-rendered for %s "
+                "from %s, so edits made to README.md by hand are not in it. To publish the hand-edited card, upload "
+                "it after this push (check that its usage snippet names %s): `hf upload %s %s README.md%s`.",
+                edited,
+                CARD_INFO_FILE,
+                repo_id,
+                CARD_INFO_FILE,
+                repo_id,
+                repo_id,
+                edited,
+                f" --revision {revision}" if revision else "",
+            )
         if card is not None:
             card.save(staging / "README.md")
             files["README.md"] = staging / "README.md"
