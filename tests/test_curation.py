@@ -1170,3 +1170,198 @@ def test_cut_answers_of_a_local_model_are_kept_and_warned_about_or_dropped_when_
     assert set(report["drop_reasons"]) == {"truncated_answer"}
     with pytest.raises(ValueError, match=r"cut_answers='cut' must be one of \['drop', 'keep'\]"):
         CurationConfig(output_dir=str(tmp_path / "x"), cut_answers="cut", **settings)
+
+
+class _ThinkingFramesBackend(GenerationBackend):
+    """A reasoning video model: each reply thinks first (`<think>...</think>`), then names the frames it is shown."""
+
+    model_id = "thinking-frames"
+
+    def generate(self, requests, max_new_tokens, seed=0):
+        return [
+            "text"
+            if r.video is None
+            else f"<think>\nFrame 1 shows red; check {r.video[1]['frames_indices']}.\n</think>\n\n"
+            f"Answer {r.video[1]['frames_indices']}."
+            for r in requests
+        ]
+
+
+def test_a_reasoning_video_models_thinking_is_removed_from_the_stored_answers(video_dir, tmp_path):
+    config = CurationConfig(
+        video_dir=str(video_dir),
+        video_model="thinking-frames",
+        output_dir=str(tmp_path / "out"),
+        question_backend="template",
+        use_judge=False,
+        localized_per_video=2,
+        comprehensive_per_video=2,
+        **TINY,
+    )
+    result = run_curation(config, Backends(_ThinkingFramesBackend(), None, None))
+    assert len(result.dataset) > 0
+    for row in result.dataset:
+        assert row["chosen"].startswith("Answer [") and row["rejected"].startswith("Answer [")
+        assert "think>" not in row["chosen"] + row["rejected"]
+    assert result.report["answers_thinking_removed"] >= 2 * len(result.dataset)
+
+
+def test_answers_differing_only_in_case_spacing_or_final_punctuation_make_no_pair(video_dir, tmp_path):
+    """'The square is red.' against 'the square is  red' teaches no preference: dropped as identical_answers."""
+    from tpo_hf.curation.run import NoPairsError
+
+    forms = iter(["The square is red.", "the square is  red", "THE SQUARE IS RED!", "**The square** is red"] * 1000)
+    video = ScriptedBackend(lambda prompt: next(forms), "near-identical")
+    config = CurationConfig(
+        video_dir=str(video_dir),
+        video_model="near-identical",
+        output_dir=str(tmp_path / "out"),
+        question_backend="template",
+        use_judge=False,
+        localized_per_video=2,
+        comprehensive_per_video=2,
+        **TINY,
+    )
+    with pytest.raises(NoPairsError, match="identical_answers"):
+        run_curation(config, Backends(video, None, None))
+    report = json.loads((tmp_path / "out" / "curation_report.json").read_text())
+    assert set(report["drop_reasons"]) == {"identical_answers"}
+
+
+def test_curate_refuses_an_output_dir_holding_a_trained_adapter_or_a_model(video_dir, tmp_path):
+    """The dataset card would replace the adapter's model card (README.md), its files land beside the weights."""
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text("{}")
+    (adapter / "adapter_model.safetensors").write_bytes(b"weights")
+    (adapter / "README.md").write_text("model card")
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    (model / "model.safetensors").write_bytes(b"weights")
+    for folder, found in ((adapter, "adapter_config.json"), (model, "model.safetensors")):
+        config = CurationConfig(
+            video_dir=str(video_dir), video_model="frames", output_dir=str(folder), question_backend="template", **TINY
+        )
+        with pytest.raises(ValueError, match=rf"output_dir {folder} holds .*{found}.*another folder"):
+            run_curation(config, Backends(_FramesBackend(), None, None))
+        assert not (folder / "curation_report.json").exists() and not (folder / "_curation").exists()
+    assert (adapter / "README.md").read_text() == "model card"
+
+
+def test_empty_task_types_are_refused_where_their_granularity_has_pairs_to_make(video_dir, tmp_path):
+    for name in ("localized_task_types", "comprehensive_task_types"):
+        with pytest.raises(ValueError, match=rf"{name} is empty, but .*_per_video=1 and mix_ratio='5:5'"):
+            _config(tmp_path, **{name: []})
+    # with no share of the mix, an empty list makes no candidates of that granularity (no crash mid-run)
+    config = CurationConfig(
+        video_dir=str(video_dir),
+        video_model="frames",
+        output_dir=str(tmp_path / "out"),
+        question_backend="template",
+        use_judge=False,
+        comprehensive_task_types=[],
+        mix_ratio="1:0",
+        **TINY,
+    )
+    result = run_curation(config, Backends(_FramesBackend(), None, None))
+    assert len(result.dataset) > 0 and set(result.dataset["granularity"]) == {"localized"}
+
+
+@pytest.mark.parametrize("ratio", ["nan:1", "inf:1", "1:-inf"])
+def test_a_non_finite_mix_ratio_is_refused_naming_it(tmp_path, ratio):
+    with pytest.raises(ValueError, match=rf"mix_ratio='{ratio}' needs finite parts"):
+        _config(tmp_path, mix_ratio=ratio)
+
+
+@pytest.mark.parametrize("written", [["mp4,mkv"], [".mp4 .mkv"], "mp4, .MKV", ["mp4", "mkv"]])
+def test_video_extensions_written_as_one_string_are_split(tmp_path, written):
+    assert _config(tmp_path, video_extensions=written).video_extensions == [".mp4", ".mkv"]
+
+
+def test_annotation_rows_without_a_question_are_counted_and_logged(video_dir, tmp_path, caplog):
+    rows = [
+        {"video": "red_blue.mp4", "question": "What colour comes first?"},
+        {"video": "red_blue.mp4", "question": None},
+        {"video": "green_yellow.mp4", "question": ""},
+        {"video": "green_yellow.mp4", "question": "What moves?"},
+    ]
+    data_file = tmp_path / "qa.jsonl"
+    data_file.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    config = CurationConfig(
+        dataset_name=str(data_file),
+        video_root=str(video_dir),
+        question_column="question",
+        video_model="frames",
+        output_dir=str(tmp_path / "out"),
+        question_backend="template",
+        use_judge=False,
+        localized_per_video=0,
+        mix_ratio="0:1",
+        **TINY,
+    )
+    with caplog.at_level(logging.WARNING):
+        result = run_curation(config, Backends(_FramesBackend(), None, None))
+    assert "2 row(s) of" in caplog.text and "rows 1, 2" in caplog.text
+    assert result.report["drop_reasons"] == {"annotation_without_question": 2}
+    assert sorted(result.dataset["prompt"]) == ["What colour comes first?", "What moves?"]
+
+
+def test_dataset_paths_starting_with_dot_slash_are_normalised(video_dir, tmp_path):
+    import shutil
+
+    (tmp_path / "clips").mkdir()
+    shutil.copy(video_dir / "red_blue.mp4", tmp_path / "clips" / "a.mp4")
+    data_file = tmp_path / "qa.csv"
+    data_file.write_text("video,question\n./clips/a.mp4,What comes first?\n")
+    config = CurationConfig(
+        dataset_name=str(data_file),
+        question_column="question",
+        video_model="frames",
+        output_dir=str(tmp_path / "out"),
+        question_backend="template",
+        push_to_hub="user/data",
+        upload_videos=True,
+        **TINY,
+    )
+    items = list_videos(config)  # checks the Hub paths of --upload_videos too
+    assert [item.video_id for item in items] == ["clips/a.mp4"]
+    assert items[0].path == str(tmp_path / "clips" / "a.mp4")
+
+
+def test_a_video_file_name_that_is_not_utf8_is_skipped_by_name_or_refused(video_dir, tmp_path, caplog):
+    import shutil
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    shutil.copy(video_dir / "red_blue.mp4", folder / "normal.mp4")
+    try:
+        shutil.copy(video_dir / "red_blue.mp4", os.fsdecode(bytes(folder) + b"/caf\xe9.mp4"))
+    except OSError:
+        pytest.skip("this file system refuses file names that are not UTF-8")
+    settings = dict(video_dir=str(folder), video_model="frames", question_backend="template", **TINY)
+    with caplog.at_level(logging.WARNING):
+        items = list_videos(CurationConfig(output_dir=str(tmp_path / "out"), **settings))
+    assert [item.video_id for item in items] == ["normal.mp4"]
+    assert "caf\\xe9.mp4" in caplog.text and "not UTF-8" in caplog.text
+    with pytest.raises(ValueError, match=r"caf\\xe9\.mp4.*not UTF-8"):
+        list_videos(CurationConfig(output_dir=str(tmp_path / "out"), on_video_error="raise", **settings))
+
+
+def test_an_anchor_only_run_says_every_answer_pair_was_identical(video_dir, tmp_path):
+    from tpo_hf.curation.run import NoPairsError
+
+    video = ScriptedBackend(lambda prompt: "It is red.", "same-answers")
+    judge = ScriptedBackend(lambda prompt: "1. Yes\n2. No\n3. Yes", "judge")
+    config = CurationConfig(
+        video_dir=str(video_dir),
+        video_model="same-answers",
+        output_dir=str(tmp_path / "out"),
+        question_backend="template",
+        anchor_ratio=0.5,
+        **TINY,
+    )
+    with pytest.raises(
+        NoPairsError, match=r"\d+ candidate\(s\) made no pair \(\d+ identical_answers.*anchor_ratio=0.5"
+    ):
+        run_curation(config, Backends(video, None, judge))

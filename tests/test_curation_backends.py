@@ -294,3 +294,145 @@ def test_a_local_reply_is_cut_when_it_spends_the_budget_without_its_end_token(vi
     stats = Counter()
     generate(backend, [request, request], max_new_tokens=step, seed=0, stats=stats, stage="answer")
     assert stats["truncated_answer"] == 2 and not backend.drops_cut_answers
+
+
+# --- endpoints that answer in unexpected ways: rate limits, non-JSON bodies, other API shapes, bad URLs ----------
+@pytest.fixture
+def raw_endpoint():
+    """A loopback endpoint answering every POST with `reply(request_json) -> (status, headers, body bytes)`; yields a
+    setter `(reply) -> base_url`, and records when each request came."""
+    import http.server
+    import threading
+    import time
+
+    state = {"reply": None, "times": []}
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 - the stdlib's name
+            request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            state["times"].append(time.monotonic())
+            status, headers, body = state["reply"](request)
+            self.send_response(status)
+            for name, value in {"Content-Type": "application/json", **headers}.items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+
+    def serve(reply):
+        state["reply"], state["times"][:] = reply, []
+        return f"http://127.0.0.1:{server.server_port}"
+
+    serve.times = state["times"]
+    yield serve
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_rate_limited_endpoint_is_retried_after_the_wait_its_retry_after_asks(online, raw_endpoint, caplog):
+    """A 429 (or 503) with `Retry-After` (seconds or an HTTP date) is retried after that wait, not after the far
+    shorter exponential backoff that the server refuses again; a wait above `MAX_RETRY_AFTER` is capped, and logged."""
+    import email.utils
+    import logging
+    import time
+
+    from tpo_hf.curation import openai_backend
+    from tpo_hf.curation.backends import GenerationRequest
+    from tpo_hf.curation.openai_backend import OpenAIBackend
+
+    def limited(status, retry_after):
+        def reply(request):
+            if len(raw_endpoint.times) == 1:
+                body = {"error": {"message": "Rate limit reached", "type": "rate_limit", "code": status}}
+                return status, {"Retry-After": retry_after()}, json.dumps(body).encode()
+            return 200, {}, json.dumps(completion("A red square.")).encode()
+
+        return reply
+
+    cases = [
+        (429, lambda: "1", 1.0),
+        (503, lambda: email.utils.formatdate(time.time() + 2, usegmt=True), 1.0),  # whole seconds: 1 to 2 s away
+    ]
+    for status, retry_after, waited in cases:
+        url = raw_endpoint(limited(status, retry_after))
+        backend = OpenAIBackend("fake-vlm", base_url=url, max_retries=2, retry_backoff=0.01)
+        with caplog.at_level(logging.WARNING):
+            assert backend.generate([GenerationRequest("Describe.")], 8) == ["A red square."]
+        first, second = raw_endpoint.times
+        assert second - first >= waited - 0.05
+        assert "Rate limit reached" in caplog.text and "the server's Retry-After" in caplog.text
+
+    caplog.clear()
+    openai_backend.MAX_RETRY_AFTER = 0.2
+    try:
+        backend = OpenAIBackend("fake-vlm", base_url=raw_endpoint(limited(429, lambda: "3600")), max_retries=1)
+        with caplog.at_level(logging.WARNING):
+            assert backend.generate([GenerationRequest("Describe.")], 8) == ["A red square."]
+    finally:
+        openai_backend.MAX_RETRY_AFTER = 60.0
+    assert "retry 1 in 0.2 s (the server's Retry-After, capped from 3600 s)" in caplog.text
+
+
+def test_a_reply_that_is_no_chat_completion_is_named_for_what_it_is(online, raw_endpoint):
+    """HTTP 200 with an HTML login page, a stream of server-sent events (a gateway that always streams) or the legacy
+    completions shape (`choices[0].text`) is one error naming the endpoint and quoting the body, not retried; not a
+    JSON parser's "Expecting value" nor a run of empty answers."""
+    from tpo_hf.curation.backends import BackendError, GenerationRequest
+    from tpo_hf.curation.openai_backend import OpenAIBackend
+
+    html = b"<!DOCTYPE html><html><head><title>Sign in</title></head><body>Please sign in.</body></html>"
+    chunk = {"object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {"content": "A red square."}}]}
+    sse = f"data: {json.dumps(chunk)}\n\ndata: [DONE]\n\n".encode()
+    legacy = {"object": "text_completion", "choices": [{"index": 0, "finish_reason": "stop", "text": "A red square."}]}
+    for status_headers_body, match in [
+        (
+            (200, {"Content-Type": "text/html"}, html),
+            r"not JSON; it looks like an HTML page.*begins '<!DOCTYPE.*Sign in",
+        ),
+        ((200, {"Content-Type": "text/event-stream"}, sse), r"not JSON; it looks like server-sent events.*not asked"),
+        ((200, {}, json.dumps(legacy).encode()), r"legacy completions shape \(`choices\[0\].text`.*chat/completions"),
+    ]:
+        url = raw_endpoint(lambda request, reply=status_headers_body: reply)
+        backend = OpenAIBackend("fake-vlm", base_url=url, max_retries=2, retry_backoff=0.01)
+        with pytest.raises(BackendError, match=f"{url} .*1 attempt.*not retried.*{match}"):
+            backend.generate([GenerationRequest("Describe.")], 8)
+        assert len(raw_endpoint.times) == 1
+
+
+def test_a_base_url_without_its_scheme_is_refused_naming_the_setting(tmp_path):
+    """`127.0.0.1:8000` as a server prints it: huggingface_hub would take it for a Hub model id and ask for a token."""
+    from tpo_hf.curation.backends import BackendError
+    from tpo_hf.curation.openai_backend import OpenAIBackend
+
+    common = {"video_dir": str(tmp_path), "video_model": "m", "video_backend": "openai"}
+    with pytest.raises(ValueError, match=r"video_base_url='127.0.0.1:8000' has no scheme.*http://127.0.0.1:8000"):
+        CurationConfig(**common, video_base_url="127.0.0.1:8000")
+    with pytest.raises(ValueError, match=r"judge_base_url='localhost:8001/v1' has no scheme"):
+        CurationConfig(**common, video_base_url="http://127.0.0.1:8000", judge_base_url="localhost:8001/v1")
+    CurationConfig(**common, video_base_url="HTTPS://example.com/v1")
+    with pytest.raises(BackendError, match=r"base_url='localhost:8000' has no scheme"):
+        OpenAIBackend("m", base_url="localhost:8000")
+
+
+def test_a_refused_request_quotes_the_servers_message_and_names_its_video(online, raw_endpoint):
+    """An HTTP 400 (vLLM's "maximum context length", its message at the body's top level) quotes the server's message
+    and names the video and query the request was about, not a bare "Bad request:"."""
+    from tpo_hf.curation.backends import BackendError, GenerationRequest
+    from tpo_hf.curation.candidate import Candidate
+    from tpo_hf.curation.openai_backend import OpenAIBackend
+
+    message = "This model's maximum context length is 4096 tokens. However, you requested 5123 tokens."
+    body = {"object": "error", "message": message, "type": "BadRequestError", "code": 400}
+    backend = OpenAIBackend("judge", base_url=raw_endpoint(lambda r: (400, {}, json.dumps(body).encode())))
+    candidate = Candidate("clips/v2.mp4", "localized", "v2/0", "temporal_reasoning", segment=(0.0, 2.0))
+    with pytest.raises(
+        BackendError, match=r"video 'clips/v2.mp4' \(localized temporal_reasoning.*HTTP 400 .*5123 tok"
+    ):
+        backend.generate([GenerationRequest("Check the following.", candidate=candidate)], 8)

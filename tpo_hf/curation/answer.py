@@ -6,19 +6,47 @@ what the model sees differs. Empty or identical answers make no preference and d
 are wanted (`CurationConfig.anchor_ratio`): then identical answers make an anchor candidate for the judge. An answer
 cut at `answer_max_new_tokens` (`Reply.truncated`) drops the candidate too (`truncated_answer`) under
 `CurationConfig.cut_answers="drop"` (by default when its backend `drops_cut_answers`, as endpoints do): a pair must
-not teach answers that stop mid-word.
+not teach answers that stop mid-word. A reasoning model's `<think>` block is removed from its answers (as from
+its judge and question replies, `prompts.final_reply`), and answers that differ only in case, whitespace or final
+punctuation count as identical (`same_answer`).
 """
 
 from __future__ import annotations
 
+import logging
+import re
 from collections import Counter
 
 from .backends import GenerationBackend, GenerationRequest, is_truncated
 from .candidate import SIDES, Candidate, DecodedViews
 from .generate import generate
+from .prompts import final_reply
+
+logger = logging.getLogger(__name__)
 
 # the drop reason of a candidate whose chosen or rejected answer was cut at `answer_max_new_tokens`
 TRUNCATED_ANSWER = "truncated_answer"
+# the stats key counting answers whose reasoning model's `<think>` block was removed before storing them
+ANSWERS_THINKING_REMOVED = "answers_thinking_removed"
+
+
+def same_answer(first: str, second: str) -> bool:
+    """Whether two answers say the same thing as far as a pair goes: equal once case, runs of whitespace and
+    final punctuation are set aside ('The square is red.' and 'the square is  red' teach no preference)."""
+    return _normalised(first) == _normalised(second)
+
+
+def _normalised(text: str) -> str:
+    text = re.sub(r"\*\*|__|`+", "", text.casefold())  # Markdown emphasis ('**Red**' is 'Red')
+    return re.sub(r"\s+", " ", text).strip().rstrip(".!?;:,。！？ ").strip()
+
+
+def _answer_text(reply: str, stats: Counter) -> str:
+    # a reasoning model's thinking is no part of its answer: a pair must not teach (or compare) the draft
+    text = final_reply(reply) if "think>" in reply.lower() else reply
+    if text != reply:
+        stats[ANSWERS_THINKING_REMOVED] += 1
+    return text
 
 
 def answer(
@@ -45,13 +73,22 @@ def answer(
     drops_cut = drop_cut
     if drops_cut is None:
         drops_cut = getattr(backend, "drops_cut_answers", True)  # a backend not built on GenerationBackend
+    thinking_before = stats[ANSWERS_THINKING_REMOVED]
     for candidate in answerable:
         chosen = next(replies)
         rejected = chosen if candidate.anchor_origin == "identical_views" else next(replies)
-        candidate.chosen, candidate.rejected = str(chosen), str(rejected)
+        candidate.chosen = _answer_text(str(chosen), stats)
+        candidate.rejected = (
+            candidate.chosen if candidate.anchor_origin == "identical_views" else _answer_text(str(rejected), stats)
+        )
         if drops_cut and (is_truncated(chosen) or is_truncated(rejected)):
             candidate.drop_reason = TRUNCATED_ANSWER
         elif not candidate.chosen.strip() or not candidate.rejected.strip():
             candidate.drop_reason = "empty_answer"
-        elif candidate.anchor_origin is None and candidate.chosen.strip() == candidate.rejected.strip():
+        elif candidate.anchor_origin is None and same_answer(candidate.chosen, candidate.rejected):
             candidate.cannot_pair("identical_answers", anchors)
+    if stats[ANSWERS_THINKING_REMOVED] > thinking_before:
+        logger.info(
+            "Removed a reasoning model's <think> block from %d answer(s): only the final answer is stored.",
+            stats[ANSWERS_THINKING_REMOVED] - thinking_before,
+        )

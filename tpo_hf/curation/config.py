@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -224,7 +226,9 @@ class CurationConfig(VideoSettings):
                 setattr(self, name, [value])
             elif not isinstance(value, (list, tuple)) or not all(isinstance(item, str) for item in value):
                 raise ValueError(f"{name} must be a list of strings (or one string), got {value!r}.")
-        self.video_extensions = normalize_video_extensions(self.video_extensions)  # "mp4", ".MP4": ".mp4"
+        # "mp4,mkv" (a comma list on the command line) or ".mp4 .mkv" (one YAML string) means two endings
+        split_extensions = [part for item in self.video_extensions for part in re.split(r"[\s,;]+", item)]
+        self.video_extensions = normalize_video_extensions(split_extensions)  # "mp4", ".MP4": ".mp4"
         if (self.video_dir is None) == (self.dataset_name is None):
             raise ValueError("Set exactly one of `video_dir` (a folder of videos) and `dataset_name`.")
         if self.video_model is None:
@@ -236,6 +240,12 @@ class CurationConfig(VideoSettings):
             allowed = (*backends, TEMPLATE_QUESTIONS) if role == "question" else backends
             if backend is not None and backend not in allowed:  # judge_backend None = the documented default
                 raise ValueError(f"{role}_backend={backend!r}: use one of {allowed}.")
+            own_url = getattr(self, f"{role}_base_url")
+            if own_url and not own_url.lower().startswith(("http://", "https://")):
+                # "127.0.0.1:8000" as a server prints it: huggingface_hub would take it for a Hub model id
+                raise ValueError(
+                    f"{role}_base_url={own_url!r} has no scheme: write it as http://{own_url} (or https://...)."
+                )
             resolved, _, base_url = self.role_settings(role)
             if resolved == "openai" and not base_url and (role != "judge" or self.use_judge):
                 raise ValueError(f"{role}_backend='openai' needs {role}_base_url (e.g. http://127.0.0.1:8000).")
@@ -271,6 +281,7 @@ class CurationConfig(VideoSettings):
         if self.videos_per_shard < 1:
             raise ValueError("videos_per_shard must be at least 1.")
         self._check_ranges()
+        self._check_task_types()
         if self.cut_answers is not None and self.cut_answers not in CUT_ANSWER_RULES:
             raise ValueError(f"cut_answers={self.cut_answers!r} must be one of {list(CUT_ANSWER_RULES)} or None.")
         if self.do_sample and self.temperature == 0:
@@ -284,6 +295,19 @@ class CurationConfig(VideoSettings):
                 f"anchor_ratio={self.anchor_ratio} needs the judge (use_judge=True): an anchor is kept only when the "
                 "judge finds its answer correct, or the SFT term would rehearse the model's mistakes."
             )
+
+    def _check_task_types(self) -> None:
+        """An empty task type list leaves nothing to draw the questions of its granularity from: refused where that
+        granularity has pairs to make (queries per video, and a share of the mix), allowed where it has none."""
+        weights = dict(zip(("localized", "comprehensive"), self.mix_weights(), strict=True))
+        for granularity, weight in weights.items():
+            per_video = getattr(self, f"{granularity}_per_video")
+            if not getattr(self, f"{granularity}_task_types") and per_video > 0 and weight > 0:
+                raise ValueError(
+                    f"{granularity}_task_types is empty, but {granularity}_per_video={per_video} and mix_ratio="
+                    f"{self.mix_ratio!r} ask for {granularity} pairs: list task types among {list(TASK_TYPES)}, or "
+                    f"set {granularity}_per_video to 0 to make none."
+                )
 
     def _check_ranges(self) -> None:
         """Numbers out of range are refused here, not turned into an empty or wrong dataset later."""
@@ -345,6 +369,9 @@ class CurationConfig(VideoSettings):
             raise ValueError(
                 f"mix_ratio={self.mix_ratio!r} must look like '5:5' (localized:comprehensive).{sexagesimal}"
             ) from error
+        if not (math.isfinite(localized) and math.isfinite(comprehensive)):
+            # float() reads "nan" and "inf": the mix would fail only after every video was answered
+            raise ValueError(f"mix_ratio={self.mix_ratio!r} needs finite parts (not nan or inf), e.g. '5:5'.")
         if localized < 0 or comprehensive < 0 or localized + comprehensive == 0:
             raise ValueError(f"mix_ratio={self.mix_ratio!r} needs non-negative parts, not both zero.")
         return localized, comprehensive

@@ -17,7 +17,7 @@ from ..video import VideoFile, VideoLoadError
 from ..video_settings import VideoSettings
 from .candidate import SIDES, Candidate, DecodedViews
 from .config import CurationConfig
-from .inputs import VideoItem
+from .inputs import ROW_WITHOUT_QUESTION, VideoItem
 from .segments import (
     SegmentSpec,
     choose_segments,
@@ -53,6 +53,8 @@ def decode_videos(
     candidates: list[Candidate] = []
     skipped: list[dict[str, str]] = []
     for item in items:
+        if item.rows_without_question:  # counted whether or not the video decodes
+            stats[ROW_WITHOUT_QUESTION] += item.rows_without_question
         started = time.perf_counter()
         try:
             video = VideoFile(item.path)
@@ -105,6 +107,7 @@ def _video_candidates(item: VideoItem, segments: list, rng, config: CurationConf
             segment=segment,
         )
         for index, segment in enumerate(segments)
+        if config.localized_task_types  # empty: no localized pairs (the mix gives them no share)
     ]
     caption_source = "annotation" if item.caption else "generated"
     if item.questions:
@@ -122,7 +125,7 @@ def _video_candidates(item: VideoItem, segments: list, rng, config: CurationConf
                     question_source="annotation",
                 )
             )
-    else:
+    elif config.comprehensive_task_types:  # empty: no generated whole-video questions (the mix gives them no share)
         for _ in range(config.comprehensive_per_video):
             candidates.append(
                 Candidate(

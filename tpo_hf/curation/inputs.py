@@ -24,6 +24,12 @@ class VideoItem:
     path: str
     caption: str | None = None
     questions: list[tuple[str, str | None]] = field(default_factory=list)
+    # annotation rows of this video whose question is null or blank: no candidate, counted among the drop reasons
+    rows_without_question: int = 0
+
+
+# the drop reason counting annotation rows (`question_column`) whose question is null or blank
+ROW_WITHOUT_QUESTION = "annotation_without_question"
 
 
 def list_videos(config: CurationConfig) -> list[VideoItem]:
@@ -38,7 +44,7 @@ def list_videos(config: CurationConfig) -> list[VideoItem]:
             raise FileNotFoundError(f"video_dir={config.video_dir} is not a folder.")
         listed = list_video_files(root, config.video_extensions)
         paths = outside_own_folders(listed, root, config.output_dir, "videos", (config.shard_dir,))
-        items = [VideoItem(p.relative_to(root).as_posix(), str(p)) for p in paths]
+        items = [VideoItem(p.relative_to(root).as_posix(), str(p)) for p in _utf8_named(paths, root, config)]
     else:
         items = _videos_of_dataset(config)
     if config.max_videos is not None:
@@ -46,6 +52,25 @@ def list_videos(config: CurationConfig) -> list[VideoItem]:
     if config.push_to_hub and config.upload_videos:
         _check_uploadable(items, config)
     return items
+
+
+def _utf8_named(paths: list[Path], root: Path, config: CurationConfig) -> list[Path]:
+    """`paths` less those whose name is not UTF-8 (e.g. Latin-1 bytes, read as surrogate escapes): a video's id is
+    stored as text in the shards and the dataset, which cannot hold it. Each one is named in a warning, or refused
+    under `on_video_error="raise"`."""
+    kept = []
+    for path in paths:
+        try:
+            path.relative_to(root).as_posix().encode("utf-8")
+        except UnicodeEncodeError:
+            shown = ascii(os.fsencode(path))
+            reason = f"Video {shown} has a file name that is not UTF-8, which the dataset cannot store as its id"
+            if config.on_video_error == "raise":
+                raise ValueError(f"{reason}: rename it (e.g. `convmv -f latin1 -t utf8 --notest`).") from None
+            logger.warning("%s: skipped. Rename it (e.g. `convmv -f latin1 -t utf8 --notest`) to curate it.", reason)
+            continue
+        kept.append(path)
+    return kept
 
 
 def _check_uploadable(items: list[VideoItem], config: CurationConfig) -> None:
@@ -80,12 +105,15 @@ def _videos_of_dataset(config: CurationConfig) -> list[VideoItem]:
     root = config.video_root or default_video_root(config.dataset_name) or ""
     grouped: dict[str, VideoItem] = {}  # by where the video is, so two spellings of one file are one video
     rows: dict[str, tuple[int, str]] = {}  # each video's first row and the path it gives
+    without_question: list[int] = []  # rows whose question is null or blank
     for row_index, row in enumerate(dataset):
         video = row[config.video_column]
         if not isinstance(video, str) or not video:
             raise ValueError(f"Row {row_index} of {config.dataset_name}: {config.video_column!r} is not a path.")
         video = local_video_path(video)  # `file://` URLs and `~/` paths name local files, as in training
         remote_or_absolute = os.path.isabs(video) or "://" in video
+        if not remote_or_absolute:  # "./clips/a.mp4" is "clips/a.mp4": its id, copy and Hub path have no "." segment
+            video = posixpath.normpath(video)
         path = video if remote_or_absolute else os.path.join(root, video)
         location = path if "://" in path else os.path.normpath(os.path.abspath(path))
         for column in (config.caption_column, config.question_column, config.answer_column):
@@ -100,9 +128,23 @@ def _videos_of_dataset(config: CurationConfig) -> list[VideoItem]:
         rows.setdefault(location, (row_index, video))
         if config.caption_column and row.get(config.caption_column) and item.caption is None:
             item.caption = str(row[config.caption_column])
-        if config.question_column and row.get(config.question_column):
+        if config.question_column and str(row.get(config.question_column) or "").strip():
             answer = row.get(config.answer_column) if config.answer_column else None
             item.questions.append((str(row[config.question_column]), str(answer) if answer else None))
+        elif config.question_column:
+            item.rows_without_question += 1
+            without_question.append(row_index)
+    if without_question:
+        logger.warning(
+            "%d row(s) of %s have no question in column %r (null or blank; rows %s%s): they make no pair, counted as "
+            "%s among the report's drop reasons.",
+            len(without_question),
+            config.dataset_name,
+            config.question_column,
+            ", ".join(map(str, without_question[:10])),
+            ", ..." if len(without_question) > 10 else "",
+            ROW_WITHOUT_QUESTION,
+        )
     for location, video_id in _dataset_video_ids(rows, config.dataset_name).items():
         grouped[location].video_id = video_id
     return sorted(grouped.values(), key=lambda item: item.video_id)

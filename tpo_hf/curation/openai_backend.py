@@ -11,13 +11,18 @@ form it answers) gets the frames as images for the rest of the run, after one wa
 
 A reply's `message.content` may be text or a list of text parts (joined); a reply stopped at `max_tokens`
 (`finish_reason: "length"`) comes back as a `Reply` marked `truncated`. An HTTP 200 body with an error object or no
-choices is an error quoting the server's message, retried only when its code says overloaded or rate-limited.
+choices is an error quoting the server's message, retried only when its code says overloaded or rate-limited; so is a
+body that is no chat completion (not JSON: a proxy's HTML page, a stream of server-sent events; the legacy completions
+shape `choices[0].text`), never retried. A 429 or 503 with a `Retry-After` header is retried after the wait it asks
+(at most `MAX_RETRY_AFTER` seconds) instead of the exponential backoff.
 """
 
 from __future__ import annotations
 
 import base64
+import email.utils
 import io
+import json
 import logging
 import threading
 import time
@@ -33,6 +38,9 @@ if TYPE_CHECKING:
     from .config import CurationConfig
 
 logger = logging.getLogger(__name__)
+
+# the longest `Retry-After` honoured: a gateway asking for minutes (or a misread date) should not park a run silently
+MAX_RETRY_AFTER = 60.0
 
 
 def frames_within_pixels(frames: np.ndarray, max_pixels: int | None) -> np.ndarray:
@@ -132,8 +140,31 @@ def completion_reply(response: Any) -> Reply:
         )
     choice = choices[0]
     message = getattr(choice, "message", None)
+    if message is None and isinstance(choice, dict) and choice.get("text") is not None:
+        # a server or proxy mapping chat onto the legacy /v1/completions API: whether the chat template and the video
+        # reached the model is unknown, so its text is not taken as an answer
+        raise EndpointReplyError(
+            f"the reply has the legacy completions shape (`choices[0].text`, object {response.get('object')!r}), not "
+            "a chat completion's `choices[0].message`: point the base URL at an OpenAI-compatible chat completions "
+            "API (`/v1/chat/completions`)"
+        )
     text = _content_text(getattr(message, "content", None))
     return Reply(text.strip(), truncated=getattr(choice, "finish_reason", None) == "length")
+
+
+def not_json_reply(body: str) -> EndpointReplyError:
+    """The error for an HTTP 200 body that is not JSON, quoting its start and saying what it looks like.
+    (`InferenceClient` hands back the body only, without its headers, so its form is told from the text.)"""
+    text = body.lstrip()
+    if text.startswith(("data:", "event:")):
+        kind = (
+            "; it looks like server-sent events (text/event-stream): the server streamed although stream was not asked"
+        )
+    elif text[:1] == "<":
+        kind = "; it looks like an HTML page (text/html: a login, proxy or maintenance page?)"
+    else:
+        kind = ""
+    return EndpointReplyError(f"HTTP 200 with a reply that is not JSON{kind}. It begins {text[:200]!r}")
 
 
 def _http_status(error: Exception) -> int | None:
@@ -142,6 +173,54 @@ def _http_status(error: Exception) -> int | None:
     if isinstance(error, HfHubHTTPError) and error.response is not None:
         return error.response.status_code
     return None
+
+
+def retry_after(error: Exception) -> float | None:
+    """Seconds a 429 or 503 reply's `Retry-After` header asks to wait (delay-seconds or an HTTP date), or `None`."""
+    if _http_status(error) not in (429, 503):
+        return None
+    value = error.response.headers.get("Retry-After", "").strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time()) if when.tzinfo is not None else None
+
+
+def error_text(error: Exception) -> str:
+    """`error` as one line for a user: an HTTP error as its status and the server's own message (a JSON body's
+    `error.message`, `message` or `detail`, else the body's start), which huggingface_hub's text may leave out."""
+    status = _http_status(error)
+    if status is None:
+        return str(error)
+    try:
+        body = error.response.text or ""
+    except Exception:  # noqa: BLE001 - a streamed body not read: the error's own text then
+        body = str(error)
+    try:
+        data = json.loads(body)
+    except ValueError:
+        data = None
+    message = None
+    if isinstance(data, dict):
+        inner = data.get("error")
+        message = inner.get("message") if isinstance(inner, dict) else inner
+        message = message or data.get("message") or data.get("detail")
+    message = " ".join(str(message or body).split())[:300] or "(empty body)"
+    return f"HTTP {status} {error.response.reason_phrase or ''}".rstrip() + f": {message}"
+
+
+def request_subject(request: GenerationRequest) -> str:
+    """Which video (and query) a request was about, for an error message: empty outside a curation run."""
+    candidate = request.candidate
+    if candidate is None:
+        return ""
+    query = f" ({candidate.granularity} {candidate.task_type} query)" if candidate.task_type else ""
+    return f" on a request about video {candidate.video_id!r}{query}"
 
 
 class OpenAIBackend(GenerationBackend):
@@ -174,6 +253,9 @@ class OpenAIBackend(GenerationBackend):
     ):
         from huggingface_hub import InferenceClient, is_offline_mode
 
+        if base_url and not base_url.lower().startswith(("http://", "https://")):
+            # without a scheme InferenceClient takes it for a model id on the Hub and asks for a token
+            raise BackendError(f"base_url={base_url!r} has no scheme: write it as http://{base_url} (or https://).")
         self.model_id = model
         self.base_url = base_url.rstrip("/").removesuffix("/v1") if base_url else None
         if is_offline_mode():
@@ -236,9 +318,16 @@ class OpenAIBackend(GenerationBackend):
         return [{"role": "user", "content": [*parts, {"type": "text", "text": request.prompt}]}]
 
     def _complete(self, messages: list[dict[str, Any]], max_new_tokens: int, seed: int) -> Reply:
-        response = self.client.chat_completion(
-            messages, model=self.model_id, max_tokens=max_new_tokens, temperature=self.temperature, seed=seed % 2**31
-        )
+        try:
+            response = self.client.chat_completion(
+                messages,
+                model=self.model_id,
+                max_tokens=max_new_tokens,
+                temperature=self.temperature,
+                seed=seed % 2**31,
+            )
+        except json.JSONDecodeError as error:  # the body is in hand (`error.doc`): say what it was instead
+            raise not_json_reply(error.doc) from error
         return completion_reply(response)
 
     def _ask(self, request: GenerationRequest, max_new_tokens: int, seed: int) -> Reply:
@@ -250,8 +339,8 @@ class OpenAIBackend(GenerationBackend):
             status = _http_status(error)
             # Servers word a refusal differently, or not at all (`transformers serve` answers a bare "500 Internal
             # Server Error" when it cannot decode the video), so the message is not parsed: the same request as
-            # images tells. 429 is rate limiting, for the retry loop.
-            if not video_first or status is None or status < 400 or status == 429:
+            # images tells. 429 is rate limiting, and a 503 saying when to come back overload: for the retry loop.
+            if not video_first or status is None or status < 400 or status == 429 or retry_after(error) is not None:
                 raise
             for again in (True, False):
                 try:
@@ -266,7 +355,7 @@ class OpenAIBackend(GenerationBackend):
                     # (a server that fails every request says why there), chained to the video error.
                     logger.info("The image form of a refused video request (%r) failed too (%r)", error, image_error)
                     raise image_error from error
-            self._refuse_video(f"HTTP {status}: {str(error)[:300]}")
+            self._refuse_video(error_text(error))
             return reply
 
     def _refuse_video(self, reason: str) -> None:
@@ -297,15 +386,27 @@ class OpenAIBackend(GenerationBackend):
                 if not self._retriable(error) or attempt == self.max_retries:
                     break
                 delay = self.retry_backoff * 2**attempt
+                asked = retry_after(error)
+                if asked is not None:  # the server says when to come back: sooner is refused again, later is idle
+                    delay = min(asked, MAX_RETRY_AFTER)
+                    capped = f", capped from {asked:.0f} s" if asked > MAX_RETRY_AFTER else ""
+                    how = f" (the server's Retry-After{capped})"
+                else:
+                    how = ""
                 logger.warning(
-                    "Request to %s failed (%s); retry %d in %.1f s", self.base_url, error, attempt + 1, delay
+                    "Request to %s failed (%s); retry %d in %.1f s%s",
+                    self.base_url,
+                    error_text(error),
+                    attempt + 1,
+                    delay,
+                    how,
                 )
                 time.sleep(delay)
         # only errors worth retrying (timeouts, connection errors, 429, 5xx) were retried: say how many were made
         retried = "" if self._retriable(last_error) else " (not retried: this error does not go away by retrying)"
         raise BackendError(
-            f"Endpoint {self.base_url} (model {self.model_id}) failed after {attempts} attempt(s){retried}: "
-            f"{last_error}"
+            f"Endpoint {self.base_url} (model {self.model_id}) failed after {attempts} attempt(s){retried}"
+            f"{request_subject(request)}: {error_text(last_error)}"
         ) from last_error
 
     def generate(self, requests: list[GenerationRequest], max_new_tokens: int, seed: int = 0) -> list[str]:

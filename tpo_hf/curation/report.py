@@ -13,7 +13,7 @@ from typing import Any
 
 from ..video_settings import VideoSettings
 from .config import CurationConfig
-from .inputs import VideoItem
+from .inputs import ROW_WITHOUT_QUESTION, VideoItem
 
 REPORT_NAME = "curation_report.json"
 # the stages whose replies have a token budget of their own, `<stage>_max_new_tokens`
@@ -86,6 +86,8 @@ class CurationReport:
     # replies cut at their stage's token budget (`<stage>_max_new_tokens`), by stage: captions, question replies,
     # answers (an endpoint's cut answer drops its pair as `truncated_answer`) and judge replies
     truncated_replies: dict[str, int] = field(default_factory=dict)
+    # answers of a reasoning model stored without their `<think>` block (`answer.ANSWERS_THINKING_REMOVED`)
+    answers_thinking_removed: int = 0
 
     @classmethod
     def from_run(
@@ -117,7 +119,7 @@ class CurationReport:
                 sum(r["granularity"] == "comprehensive" for r in records),
             ),
             questions={s: int(stats.get(f"question_{s}", 0)) for s in ("ok", "none", "unparseable")},
-            drop_reasons=dict(sorted(Counter(r["keep_reason"] for r in records if not r["kept"]).items())),
+            drop_reasons=_drop_reasons(records, stats),
             judge=_judge_rates(records) if config.use_judge else None,
             kept_before_mix=sum(r["kept"] and not r.get("anchor") for r in records),
             mix={"ratio": config.mix_ratio, "target_size": config.target_size, **dict(mix_counts)},
@@ -141,11 +143,20 @@ class CurationReport:
             no_pairs_reason="" if final else _no_pairs_reason(config, items, shards, records, stats),
             anchors_before_mix=sum(bool(r.get("anchor")) for r in records),
             truncated_replies={stage: int(stats.get(f"truncated_{stage}", 0)) for stage in TRUNCATION_STAGES},
+            answers_thinking_removed=int(stats.get("answers_thinking_removed", 0)),
         )
 
     def to_dict(self) -> dict[str, Any]:
         """The report as plain JSON-ready data (what `curation_report.json` and the dataset card hold)."""
         return asdict(self)
+
+
+def _drop_reasons(records: list[dict[str, Any]], stats: Counter) -> dict[str, int]:
+    """Why candidates were dropped, by reason, with the annotation rows that made no candidate (no question)."""
+    reasons = Counter(r["keep_reason"] for r in records if not r["kept"])
+    if stats.get(ROW_WITHOUT_QUESTION):
+        reasons[ROW_WITHOUT_QUESTION] += int(stats[ROW_WITHOUT_QUESTION])
+    return dict(sorted(reasons.items()))
 
 
 def _no_pairs_reason(
@@ -173,7 +184,7 @@ def _no_pairs_reason(
             f"{missing} localized segment(s) did not fit in their video ({length}, segment_edge_margin="
             f"{config.segment_edge_margin}): use shorter segments or longer videos"
         )
-    reasons = Counter(r["keep_reason"] for r in records if not r["kept"])
+    reasons = Counter(_drop_reasons(records, stats))
     if reasons:
         parts.append("candidate pairs dropped: " + ", ".join(f"{n} {reason}" for reason, n in reasons.most_common()))
     if reasons.get("sparse_view_not_sparser"):  # decode.SPARSE_NOT_SPARSER
@@ -189,9 +200,22 @@ def _no_pairs_reason(
     kept = sum(r["kept"] and not r.get("anchor") for r in records)
     if kept:
         parts.append(f"{kept} pair(s) passed the filters but the mix {config.mix_ratio!r} kept none of them")
+    anchors = [r for r in records if r.get("anchor")]
+    if anchors and not kept:
+        # anchors are drawn per pair (`anchor_ratio`), so a run of anchor candidates only keeps nothing
+        same_views = sum(set(r["chosen_frame_indices"]) == set(r["rejected_frame_indices"]) for r in anchors)
+        origins = ", ".join(
+            f"{n} {origin}"
+            for origin, n in (("identical_answers", len(anchors) - same_views), ("identical_views", same_views))
+            if n
+        )
+        parts.append(
+            f"{len(anchors)} candidate(s) made no pair ({origins}: both views answered alike) and were kept as anchor "
+            f"candidates only, which the mix adds per pair (anchor_ratio={config.anchor_ratio})"
+        )
     if not records and not parts:
         parts.append("no candidate pair was made (no query per video)")
-    return "; ".join(parts) or "no candidate pair was made"
+    return "; ".join(parts) or f"no candidate pair was made from {len(records)} candidate(s)"
 
 
 def _judge_rates(records: list[dict[str, Any]]) -> JudgeRates:

@@ -45,8 +45,10 @@ logger = logging.getLogger(__name__)
 # `num_frames` gives each frame once (frames were repeated before); 4: a video's identity is its id, size and
 # modification time, not its path, and `video_dir` is no longer keyed (a folder moved or spelled otherwise resumes);
 # 5: judge verdicts read by the stricter parser (a qualified "No ..., but" is unread) and replies cut at the token
-# budget recorded, so shards of format 4 are generated again rather than reused with verdicts read the old way
-SHARD_FORMAT_VERSION = 5
+# budget recorded, so shards of format 4 are generated again rather than reused with verdicts read the old way;
+# 6: answers without a reasoning model's thinking, and answers alike but for case, spacing or final punctuation
+# make no pair, so shards of format 5 (raw `<think>` answers, near-identical pairs) are generated again
+SHARD_FORMAT_VERSION = 6
 MANIFEST_NAME = "manifest.json"
 # The fields that only choose which videos are curated: changing them adds or removes videos (curated incrementally),
 # it does not change any shard's content.
