@@ -390,3 +390,47 @@ def test_a_full_disk_while_appending_answers_is_one_error_naming_the_cache(video
         )
     assert "already written there are kept" in str(full.value) and "rerun" in str(full.value)
     assert is_user_error(full.value)
+
+
+# --- probe fixes: a second eval into the same output_dir ---------------------------------------------------------------
+def test_a_vniah_eval_into_the_folder_of_a_benchmark_eval_keeps_that_benchmarks_results(
+    video_dir, tmp_path, tiny_model_dirs, caplog
+):
+    """A benchmark evaluated, then V-NIAH alone into the same output_dir: results.json, results.md and the model-index
+    were written whole again, and the benchmark's results vanished (its answers stayed in its cache). The results of
+    the benchmarks a run did not evaluate are kept when they are of the same model and adapter; another model's are
+    dropped, named in a warning."""
+    import dataclasses
+
+    from tpo_hf.eval.run import evaluate
+
+    data = tmp_path / "lvb.jsonl"
+    data.write_text("".join(json.dumps(row) + "\n" for row in LVB_ROWS))
+    out = tmp_path / "out"
+    config = tiny_lvb_eval_config(tiny_model_dirs("qwen2_5_vl"), None, data, video_dir, out)
+    first = evaluate(config)["benchmarks"]["longvideobench_val"]
+    vniah = dataclasses.replace(
+        config, benchmark=None, vniah=True, vniah_haystack_dir=str(video_dir), vniah_lengths=[4], vniah_depths=[0.5]
+    )
+    results = evaluate(vniah)
+    on_disk = json.loads((out / "results.json").read_text())
+    assert on_disk["benchmarks"] == {"longvideobench_val": first} == results["benchmarks"] and "vniah" in on_disk
+    assert "LongVideoBench" in (out / "results.md").read_text() and "V-NIAH" in (out / "results.md").read_text()
+    model_index = (out / "model_index.yaml").read_text()
+    assert "LongVideoBench" in model_index and "needle" in model_index
+
+    # results of another adapter are not mixed in: dropped, named
+    from tpo_hf.eval.results import merge_earlier_results
+
+    other = {"model": on_disk["model"], "adapter": "other_adapter", "benchmarks": {}}
+    with caplog.at_level(logging.WARNING, logger="tpo_hf.eval.results"):
+        assert merge_earlier_results(other, out / "results.json") == []
+    assert other["benchmarks"] == {} and "vniah" not in other
+    assert "Dropping the results of longvideobench_val, vniah from" in caplog.text
+    # the same paths holding other weights (an adapter retrained in place): dropped too, saying why
+    retrained = {**on_disk, "benchmarks": {}, "weights": {"adapter": "other weights"}}
+    retrained.pop("vniah")
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="tpo_hf.eval.results"):
+        assert merge_earlier_results(retrained, out / "results.json") == []
+    assert "the weights have changed since" in caplog.text

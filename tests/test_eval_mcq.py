@@ -645,3 +645,135 @@ def test_eval_refuses_a_frame_cap_below_the_frames_it_records(video_dir, tmp_pat
     ):
         evaluate(config, model, capped)
     assert not list((tmp_path / "out").glob("cache_*"))
+
+
+# --- probe fixes (round 6): one name in two task folders, subtitle files as users have them, placeholders, windows ---
+def test_one_video_name_in_two_task_folders_takes_the_rows_task_folder_or_is_refused(video_dir, tmp_path):
+    """f18: MLVU's `order/clip.mp4` and `plotQA/clip.mp4` are different videos; rows naming just `clip.mp4` both got
+    the first folder's video, silently. The row's task picks the folder (`plotQA` or MLVU's `1_plotQA`); a row whose
+    task names none of them is refused naming the row and both files."""
+    from tpo_hf.eval.benchmarks import find_videos
+
+    videos = tmp_path / "videos"
+    (videos / "order").mkdir(parents=True)
+    (videos / "1_plotQA").mkdir()
+    shutil.copy(video_dir / "red_blue.mp4", videos / "order" / "clip.mp4")
+    shutil.copy(video_dir / "green_yellow.mp4", videos / "1_plotQA" / "clip.mp4")
+    rows = [
+        dict(MLVU_ROWS[0], video_name="clip.mp4", question_type="order", question_id="q-order"),
+        dict(MLVU_ROWS[1], video_name="clip.mp4", question_type="plotQA", question_id="q-plot"),
+    ]
+    samples = load_benchmark("mlvu_dev", _write_rows(tmp_path / "mlvu.jsonl", rows))
+    assert find_videos(samples, videos, "MLVU (dev)") == {
+        "q-order": str(videos / "order" / "clip.mp4"),
+        "q-plot": str(videos / "1_plotQA" / "clip.mp4"),
+    }
+    other = load_benchmark("mlvu_dev", _write_rows(tmp_path / "other.jsonl", [dict(rows[0], question_type="count")]))
+    with pytest.raises(ValueError, match=r"MLVU \(dev\): row 0: Video 'clip.mp4' of sample q-order .* 2 sub-folders.*"
+                       r"1_plotQA/clip\.mp4.*order/clip\.mp4"):  # fmt: skip
+        find_videos(other, videos, "MLVU (dev)")
+
+
+def _subtitle_text(data: str, video_dir: Path, folder: Path) -> str:
+    prompt = load_benchmark("videomme_w_subtitle", data, video_dir=video_dir, subtitle_dir=folder)[0].prompt
+    return prompt.split("This video's subtitles are listed below: \n")[1].split("\nSelect the best answer")[0]
+
+
+def test_subtitles_with_blank_lines_of_spaces_or_a_bom_read_right_and_other_encodings_name_the_file(
+    video_dir, tmp_path
+):
+    """f22: separator lines holding a space glued entry 2's number and timing into entry 1's text, silently; a
+    UTF-16 file (Notepad's "Unicode") and a cp1252 one failed naming the jsonl row but not the .srt file. UTF-16 and
+    UTF-8 with a BOM read; another encoding is refused naming the subtitle file."""
+    data = _write_rows(tmp_path / "vm.jsonl", [dict(VIDEOMME_ROWS[0], videoID="red_blue")])
+    srt = "1\n00:00:00,000 --> 00:00:04,000\nLe café est rouge\n\n2\n00:00:04,000 --> 00:00:08,000\nPuis bleu\n"
+    expected = "Le café est rouge\nPuis bleu"
+    cases = {
+        "spaces": srt.replace("\n\n", "\n \n").encode(),
+        "tab_crlf": srt.replace("\n\n", "\n\t\n").replace("\n", "\r\n").encode(),
+        "utf16": srt.encode("utf-16"),
+        "utf8_bom": srt.encode("utf-8-sig"),
+    }
+    for name, content in cases.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "red_blue.srt").write_bytes(content)
+        assert _subtitle_text(data, video_dir, tmp_path / name) == expected, name
+    (tmp_path / "cp1252").mkdir()
+    (tmp_path / "cp1252" / "red_blue.srt").write_bytes(srt.encode("cp1252"))
+    with pytest.raises(ValueError, match=r"row 0 of .*: Subtitle file .*cp1252/red_blue\.srt is not UTF-8"):
+        _subtitle_text(data, video_dir, tmp_path / "cp1252")
+
+
+def test_subtitle_files_match_in_any_case_or_with_one_language_and_none_found_is_warned(video_dir, tmp_path, caplog):
+    """f37: `red_blue.SRT` and yt-dlp's `red_blue.en.srt` were not found: "No subtitles available" in every prompt,
+    without a word. Both are read; two languages without a plain `<videoID>.srt` are refused naming the files; a
+    subtitle folder holding no video's subtitles is warned about once, naming it."""
+    import logging
+
+    data = _write_rows(tmp_path / "vm.jsonl", [dict(VIDEOMME_ROWS[0], videoID="red_blue")])
+    srt = "1\n00:00:00,000 --> 00:00:04,000\nThe red one\n\n2\n00:00:04,000 --> 00:00:08,000\nThen blue\n"
+    for name in ("red_blue.SRT", "red_blue.en.srt", "Red_Blue.srt"):
+        folder = tmp_path / name.replace(".", "_")
+        folder.mkdir()
+        (folder / name).write_text(srt)
+        assert _subtitle_text(data, video_dir, folder) == "The red one\nThen blue", name
+    both = tmp_path / "both"
+    both.mkdir()
+    (both / "red_blue.en.srt").write_text(srt)
+    (both / "red_blue.fr.srt").write_text(srt.replace("The red one", "Le rouge"))
+    with pytest.raises(ValueError, match=r"row 0: video 'red_blue' has subtitles in several languages .*"
+                       r"\['red_blue.en.srt', 'red_blue.fr.srt'\]"):  # fmt: skip
+        _subtitle_text(data, video_dir, both)
+    (both / "red_blue.srt").write_text(srt)  # the plain name wins over the languages
+    assert _subtitle_text(data, video_dir, both) == "The red one\nThen blue"
+
+    wrong = tmp_path / "wrong"
+    wrong.mkdir()
+    (wrong / "other_video.srt").write_text(srt)
+    with caplog.at_level(logging.WARNING, logger="tpo_hf.eval.benchmarks"):
+        assert _subtitle_text(data, video_dir, wrong) == "No subtitles available"
+    warnings = [r.getMessage() for r in caplog.records if "has a subtitle file" in r.getMessage()]
+    assert len(warnings) == 1 and str(wrong) in warnings[0]
+
+
+def test_a_question_holding_the_video_placeholder_is_refused_before_any_answer(video_dir, tmp_path):
+    """f20: a Video-MME question starting with LLaVA data's `<video>\\n`, answered by llava_next_video, failed deep in
+    transformers ("Found total 2 <video> tokens and 1 videos") naming no row. Refused naming row, id and field, with
+    no answer generated."""
+    from tpo_hf.tiny import build_tiny_model
+
+    model, processor = build_tiny_model("llava_next_video")
+    rows = [VIDEOMME_ROWS[2], dict(VIDEOMME_ROWS[0], question="<video>\nWhat colour is the shape at the start?")]
+    cache = tmp_path / "cache.jsonl"
+    with pytest.raises(ValueError, match=r"row 1 \(question 000-1\), field 'question': .*placeholder token.*<video>"):
+        evaluate_mcq(
+            model,
+            VideoPreferenceProcessor(processor, num_frames=FRAMES),
+            load_benchmark("videomme", _write_rows(tmp_path / "vm.jsonl", rows)),
+            video_dir=video_dir,
+            max_new_tokens=MAX_NEW_TOKENS,
+            cache_path=cache,
+            progress=False,
+        )
+    assert not cache.exists() or cache.read_text() == ""
+
+
+def test_a_sample_window_past_its_video_end_is_refused_before_any_answer(video_dir, tmp_path, peft_model):
+    """f24: a held-out row with `start: 20` on an 8 s video failed after row 0 was answered, naming neither row nor
+    question. `find_videos` refuses it first, naming the row, the id and the field."""
+    from tpo_hf.eval.benchmarks import MCQSample
+
+    prompt = "What colour comes first?\nA. red\nB. blue\nAnswer with the option's letter."
+    samples = [
+        MCQSample("w0", "red_blue.mp4", "What colour comes first?", ["red", "blue"], "A", prompt),
+        MCQSample("w1", "green_yellow.mp4", "What colour comes first?", ["red", "blue"], "A", prompt, start=20.0),
+    ]
+    model, processor = peft_model
+    cache = tmp_path / "cache.jsonl"
+    with pytest.raises(ValueError, match=r"row 1 \(question w1\), field 'start': 20.0 s is outside its video "
+                       r".*green_yellow\.mp4 \(duration 8\.000 s\); nothing was generated"):  # fmt: skip
+        evaluate_mcq(
+            model, processor, samples, video_dir=video_dir, max_new_tokens=MAX_NEW_TOKENS, cache_path=cache,
+            progress=False,
+        )  # fmt: skip
+    assert not cache.exists() or cache.read_text() == ""

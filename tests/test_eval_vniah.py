@@ -213,3 +213,93 @@ def test_haystacks_scaled_to_an_odd_size_are_written_even_and_checked_before_the
     )
     with pytest.raises(VideoLoadError, match=r"Could not decode video .*broken\.mp4"):
         eval_run.evaluate(config)
+
+
+# --- probe fixes: depths that shared a video name, a repeated grid value, a moved haystack folder, a copied output ----
+def test_depths_a_fraction_of_a_percent_apart_get_their_own_videos_and_a_repeated_value_is_asked_once(
+    video_dir, tmp_path, caplog
+):
+    """Depths 0.0 and 0.004 were both named `..._depth000.mp4`: the question of depth 0.0 was asked about the video of
+    depth 0.004 (needle at frame 1, not 0). A grid listing a length or depth twice counted each question several
+    times. Now each depth has its own video, a repeated value is asked once with a warning, and depths too close to
+    name apart are refused."""
+    import json
+    import logging
+
+    out = tmp_path / "videos"
+    needle = Needle(colour="magenta")
+    samples = build_vniah_suite([video_dir / "red_blue.mp4"], out, [200], [0.0, 0.004, 0.5], needle=needle)
+    assert [s.needle_start for s in samples] == [0, 1, 100]
+    assert len({s.video for s in samples}) == len({s.sample_id for s in samples}) == 3
+    for sample in samples:
+        frames, _ = load_video(sample.video)
+        assert [i for i, frame in enumerate(frames) if _is_needle(frame, "magenta")] == [sample.needle_start]
+    recorded = json.loads((out / "vniah_suite.json").read_text())["videos"]
+    assert sorted((v["length"], v["depth"]) for v in recorded.values()) == [(200, 0.0), (200, 0.004), (200, 0.5)]
+    assert (out / "vniah_len200_depth050.mp4").exists()  # a whole percent keeps the name it had
+
+    with caplog.at_level(logging.WARNING, logger="tpo_hf.eval.vniah"):
+        repeated = build_vniah_suite([video_dir / "red_blue.mp4"], tmp_path / "b", [16, 16], [0.5, 0.5], max_side=32)
+    assert len(repeated) == 1 and "vniah_lengths lists 16 more than once" in caplog.text
+    assert "vniah_depths lists 0.5 more than once" in caplog.text
+    with pytest.raises(ValueError, match="vniah_depths 0.5 and 0.5000000001 are too close to tell apart"):
+        build_vniah_suite([video_dir / "red_blue.mp4"], tmp_path / "c", [16], [0.5, 0.5000000001])
+
+
+def test_a_moved_haystack_folder_keeps_the_videos_cut_from_it(video_dir, tmp_path):
+    """The haystack folder moved with `mv` (same files, sizes and times): the suite record keyed its sources by
+    absolute path, so every needle video was written again and every cached answer generated again. Sources are
+    keyed by name, size and modification time; a record written before (absolute paths) is read as such."""
+    import json
+    import shutil
+
+    (tmp_path / "hay1").mkdir()
+    shutil.copy2(video_dir / "red_blue.mp4", tmp_path / "hay1" / "red_blue.mp4")
+    out = tmp_path / "out"
+
+    def build(folder):
+        build_vniah_suite([folder / "red_blue.mp4"], out, [4], [0.0, 1.0])
+        return {path.name: path.stat().st_mtime_ns for path in out.glob("*.mp4")}
+
+    written = build(tmp_path / "hay1")
+    (tmp_path / "hay1").rename(tmp_path / "hay2")
+    assert build(tmp_path / "hay2") == written
+    # a record of the earlier format, sources by absolute path: read as the same sources
+    manifest = json.loads((out / "vniah_suite.json").read_text())
+    manifest["inputs"]["haystack_videos"] = [
+        f"{tmp_path}/hay0/{name}" for name in manifest["inputs"]["haystack_videos"]
+    ]
+    (out / "vniah_suite.json").write_text(json.dumps(manifest))
+    assert build(tmp_path / "hay2") == written
+
+
+def test_a_copied_output_folder_reuses_its_haystack_videos_and_answers(video_dir, tmp_path):
+    """An eval output folder copied with `cp -r` (new modification times) and rerun into the copy: every haystack
+    video was written again and every answer generated again ("changed: question ... or video name", the answers
+    keyed by the video's absolute path). The videos are kept by content, their answers keyed by name and content."""
+    import shutil
+
+    from tpo_hf.eval.mcq import evaluate_mcq
+    from tpo_hf.processing import VideoPreferenceProcessor
+    from tpo_hf.tiny import build_tiny_model
+
+    model, processor = build_tiny_model("qwen2_vl")
+    processor = VideoPreferenceProcessor(processor, num_frames=2)
+
+    def run(out):
+        samples = build_vniah_suite([video_dir / "red_blue.mp4"], out / "vniah_videos", [4], [0.0, 1.0])
+        return evaluate_mcq(
+            model, processor, samples, max_new_tokens=2, cache_path=out / "cache_vniah.jsonl", progress=False
+        )
+
+    assert len(run(tmp_path / "ev").computed["base"]) == 2
+    shutil.copytree(tmp_path / "ev", tmp_path / "ev2", copy_function=shutil.copy)  # as `cp -r`: new mtimes
+    copied = {path.name: path.stat().st_mtime_ns for path in (tmp_path / "ev2" / "vniah_videos").glob("*.mp4")}
+    rerun = run(tmp_path / "ev2")
+    assert rerun.computed == {} and len(rerun.cached["base"]) == 2
+    assert {path.name: path.stat().st_mtime_ns for path in (tmp_path / "ev2" / "vniah_videos").glob("*.mp4")} == copied
+    # a video changed in the copy is not kept: written again (the same bytes, so its answer still holds)
+    damaged = tmp_path / "ev2" / "vniah_videos" / "vniah_len4_depth000.mp4"
+    damaged.write_bytes(b"not the video")
+    assert run(tmp_path / "ev2").computed == {}
+    assert damaged.read_bytes() == (tmp_path / "ev" / "vniah_videos" / "vniah_len4_depth000.mp4").read_bytes()

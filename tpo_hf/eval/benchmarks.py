@@ -12,8 +12,9 @@ so numbers are comparable with published ones:
   Prompt: `videomme_doc_to_text`; variants `default` (post prompt "\nAnswer with the option's letter from the given
   choices directly."), `llava_vid` ("The best answer is:"), `gpt4v`, `qwen3_vl`. `max_new_tokens` 16.
 - `videomme_w_subtitle` = task `videomme_w_subtitle`: the same rows, the subtitles from `<subtitle_dir>/<videoID>.srt`
-  of the frames sampled (`frame_num` 32 for `default`, 768 for `llava_vid` / `qwen3_vl`) put before the question
-  (`videomme_doc_to_text_subtitle`; a standard `.srt` without Video-MME's `<font>` tags gives its plain text).
+  (any case; or the one `<videoID>.<language>.srt`, `find_subtitle`) of the frames sampled (`frame_num` 32 for
+  `default`, 768 for `llava_vid` / `qwen3_vl`) put before the question (`videomme_doc_to_text_subtitle`; a standard
+  `.srt` without Video-MME's `<font>` tags gives its plain text).
 - `mlvu_dev` = task `mlvu_dev`, `sy1998/MLVU_dev` split `test` (`lmms_eval/tasks/mlvu/mlvu_dev.yaml`, `utils.py`):
   `video_name`, `question` (lmms-eval's copy already lists the options as "(A) ..."), `candidates`, `answer` (a letter
   there, the option text in the original MLVU json), `task_type` (the original json: `question_type`; required, as
@@ -101,6 +102,26 @@ def check_sample(sample: MCQSample, benchmark: str, index: int) -> None:
     require_distinct_options(options, benchmark, index)
     if sample.num_frames is not None and (not isinstance(sample.num_frames, int) or sample.num_frames < 1):
         raise ValueError(f"{where}, field 'num_frames': expected a positive integer, got {sample.num_frames!r}.")
+
+
+def check_prompt_placeholders(samples: list[MCQSample], tokens: tuple[str, ...], benchmark: str | None = None) -> None:
+    """A question or prompt holding one of the processor's placeholder tokens (`validation.placeholder_tokens`, e.g.
+    the `<video>\\n` LLaVA-style data starts questions with) is refused naming the row, question id and field before
+    anything is generated: the processor would count it as a second video slot and fail deep in transformers, or feed
+    the model a slot marker as text. Removing it from the data is the fix; tpo-hf does not guess which to strip."""
+    for row, sample in enumerate(samples):
+        for name in ("question", "prompt"):
+            text = getattr(sample, name)
+            found = [token for token in tokens if token in text]
+            if found:
+                at = text.index(found[0])
+                raise ValueError(
+                    f"{benchmark + ': ' if benchmark else ''}row {row} (question {sample.sample_id}), field {name!r}: "
+                    f"the text holds the processor's placeholder token(s) {found} (at character {at}: "
+                    f"...{text[max(0, at - 30) : at + len(found[0]) + 10]!r}), which would be taken for a video or "
+                    "image slot. Questions carry no placeholder (the processor adds the video part); remove it from "
+                    "the benchmark's rows."
+                )
 
 
 def require_distinct_options(options: list[str], benchmark: str, index: int) -> None:
@@ -263,17 +284,25 @@ def videomme_subtitles(srt_path: str | os.PathLike, fps: float, total_frames: in
 def read_srt(srt_path: str | os.PathLike) -> dict[tuple[float, float], str]:
     """(start, end) seconds -> the entry's text lines joined by spaces, as lmms-eval's `load_subtitles` reads
     Video-MME's files (entries split at blank lines, a repeated time span keeping its last text). Also read: '.'
-    before the milliseconds, Windows line ends, an entry without its number. A timing line that does not read is
-    refused naming the file and the line; so is a file with text but no entry. An empty file gives none (warned)."""
-    with open(srt_path, encoding="utf-8") as handle:  # universal newlines: CRLF files read as LF
-        content = handle.read()
+    before the milliseconds, Windows line ends, separator lines holding spaces, an entry without its number, UTF-8
+    with or without a BOM and UTF-16 with a BOM. A timing line that does not read is refused naming the file and the
+    line; so is a file with text but no entry, or in another encoding. An empty file gives none (warned)."""
+    content = _read_srt_text(srt_path)
     if not content.strip():
         logger.warning("Subtitle file %s is empty: no subtitles shown for its video.", srt_path)
         return {}
     subtitles: dict[tuple[float, float], str] = {}
-    first_line = 1
-    for section in content.split("\n\n"):
-        lines = section.split("\n")
+    # entries are split at blank lines; a line of spaces is blank too (some tools write " "), else the next entry's
+    # number and timing would be read as this entry's text
+    entries: list[tuple[int, list[str]]] = []  # (line number of the entry's first line, its lines)
+    for number, line in enumerate(content.split("\n"), 1):
+        if not line.strip():
+            continue
+        if entries and entries[-1][0] + len(entries[-1][1]) == number:
+            entries[-1][1].append(line)
+        else:
+            entries.append((number, [line]))
+    for first_line, lines in entries:
         # the timing line is the second line (after the entry's number) in Video-MME's files, as lmms-eval reads them
         timing = next((position for position, line in enumerate(lines) if "-->" in line), None)
         if timing is not None and lines[timing + 1 :]:
@@ -287,7 +316,6 @@ def read_srt(srt_path: str | os.PathLike) -> dict[tuple[float, float], str]:
             subtitles[(_srt_seconds(*span.groups()[:4]), _srt_seconds(*span.groups()[4:]))] = " ".join(
                 lines[timing + 1 :]
             )
-        first_line += section.count("\n") + 2
     if not subtitles:
         raise ValueError(
             f"Subtitle file {srt_path}: no subtitle entry read (a timing line HH:MM:SS,mmm --> HH:MM:SS,mmm followed "
@@ -296,9 +324,64 @@ def read_srt(srt_path: str | os.PathLike) -> dict[tuple[float, float], str]:
     return subtitles
 
 
+def _read_srt_text(srt_path: str | os.PathLike) -> str:
+    """The text of a subtitle file: UTF-8 (a BOM dropped), or UTF-16 / UTF-32 when a BOM says so; LF line ends.
+    Any other encoding is refused naming the file: guessing a code page would show garbled subtitles silently."""
+    import codecs
+
+    data = Path(srt_path).read_bytes()
+    encoding = "utf-8-sig"
+    for bom, name in ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"), (codecs.BOM_UTF16_LE, "utf-16"),
+                      (codecs.BOM_UTF16_BE, "utf-16")):  # fmt: skip
+        if data.startswith(bom):
+            encoding = name
+            break
+    try:
+        text = data.decode(encoding)
+    except UnicodeDecodeError as error:
+        raise ValueError(
+            f"Subtitle file {srt_path} is not {encoding.removesuffix('-sig').upper()} ({error.reason} at byte "
+            f"{error.start}): subtitles are read as UTF-8 (or UTF-16 with a byte-order mark); re-save it as UTF-8 "
+            "(e.g. iconv -f cp1252 -t utf-8)."
+        ) from None
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
 def _srt_seconds(hours: str, minutes: str, seconds: str, milliseconds: str) -> float:
     # lmms-eval's arithmetic (`parse_subtitle_time`), for the same frame boundaries; a short "04,5" is 500 ms
     return int(hours) * 3600 + int(minutes) * 60 + int(seconds) + int(milliseconds.ljust(3, "0")) / 1000
+
+
+def find_subtitle(subtitle_dir: str | os.PathLike, video: str, index: int | None = None) -> Path | None:
+    """The subtitle file of Video-MME video `video` in `subtitle_dir`, `None` when it has none: `<videoID>.srt`, the
+    name compared in any case (`red_blue.SRT`), else `<videoID>.<language>.srt` (yt-dlp's `red_blue.en.srt`) when
+    exactly one language is there. Several languages and no plain `<videoID>.srt` are refused naming the files."""
+    names = _subtitle_files(str(subtitle_dir))
+    plain = names.get(f"{video}.srt".lower())
+    if plain is not None:
+        return Path(subtitle_dir) / plain
+    prefix = f"{video}.".lower()
+    languages = sorted(
+        name
+        for key, name in names.items()
+        if key.startswith(prefix) and key.endswith(".srt") and "." not in key[len(prefix) : -len(".srt")]
+    )
+    if len(languages) > 1:
+        where = f"Video-MME row {index}: " if index is not None else ""
+        raise ValueError(
+            f"{where}video {video!r} has subtitles in several languages in {subtitle_dir} ({languages}) and no plain "
+            f"{video}.srt; copy the one to show to {video}.srt."
+        )
+    return Path(subtitle_dir) / languages[0] if languages else None
+
+
+def _subtitle_files(subtitle_dir: str) -> dict[str, str]:
+    """Lower-cased name -> name of the `.srt` files in `subtitle_dir`."""
+    return {
+        entry.name.lower(): entry.name
+        for entry in os.scandir(subtitle_dir)
+        if entry.name.lower().endswith(".srt") and entry.is_file()
+    }
 
 
 def videomme_sample(
@@ -310,15 +393,15 @@ def videomme_sample(
     video_dir: str | os.PathLike | None = None,
 ) -> MCQSample:
     """A `lmms-eval/Video-MME` row -> `MCQSample`, prompt of lmms-eval's `videomme_doc_to_text` (or, with
-    `subtitles`, `videomme_doc_to_text_subtitle`, reading `<subtitle_dir>/<videoID>.srt`)."""
+    `subtitles`, `videomme_doc_to_text_subtitle`, reading the video's subtitle file, `find_subtitle`)."""
     video = str(require_field(row, ("videoID",), "Video-MME", index))
     question = str(require_field(row, ("question",), "Video-MME", index))
     raw_options = _videomme_lettered_options(require_list(row, ("options",), "Video-MME", index), index)
     options = [strip_option_prefix(option) for option in raw_options]
     if subtitles:
         kwargs = _variant(VIDEOMME_SUBTITLE_VARIANTS, variant, "videomme_w_subtitle")
-        srt = Path(subtitle_dir) / f"{video}.srt" if subtitle_dir is not None else None
-        if srt is not None and srt.is_file():
+        srt = find_subtitle(subtitle_dir, video, index) if subtitle_dir is not None else None
+        if srt is not None:
             from ..video import VideoFile
 
             clip = VideoFile(find_video(video_dir, video, str(row.get("question_id"))), cache_frames=False)
@@ -730,12 +813,25 @@ def read_benchmark(
                 f"{sample.sample_id!r}; results are cached by id, so ids must be unique."
             )
         seen[sample.sample_id] = index
+    if name == "videomme_w_subtitle" and not any(find_subtitle(subtitle_dir, sample.video) for sample in samples):
+        # some Video-MME videos have no subtitles, but none at all is a wrong folder or naming, not the benchmark
+        logger.warning(
+            "%s: no video of the %d questions has a subtitle file (<videoID>.srt, or <videoID>.<language>.srt) in "
+            "%s: every prompt says 'No subtitles available'. Is `subtitle_dir` the folder of Video-MME's subtitles?",
+            benchmark.pretty_name,
+            len(samples),
+            subtitle_dir,
+        )
     return BenchmarkQuestions(samples, source, os.path.exists(source), split, split_size)
 
 
-def find_video(video_dir: str | os.PathLike | None, video: str, sample_id: str = "?") -> str:
+def find_video(video_dir: str | os.PathLike | None, video: str, sample_id: str = "?", task: str | None = None) -> str:
     """The file of `video` in `video_dir`: as named, with a usual extension added (Video-MME stores stems), or one
-    folder down (MLVU groups videos by task). `file://` URLs and `~/` paths name local files, as in training."""
+    folder down (MLVU groups videos by task). `file://` URLs and `~/` paths name local files, as in training.
+
+    A bare name found in more than one sub-folder (MLVU's `order/clip.mp4` and `plotQA/clip.mp4` are different
+    videos) is taken from the folder of the sample's `task` (named `task` or `<number>_task`, any case); without a
+    task that picks one, it is refused naming the candidates: picking the first would score another video."""
     from ..video import local_video_path
 
     video = local_video_path(video)
@@ -746,11 +842,29 @@ def find_video(video_dir: str | os.PathLike | None, video: str, sample_id: str =
         candidates = [root / video]
         if not Path(video).suffix:
             candidates += [root / f"{video}{extension}" for extension in STEM_EXTENSIONS]
+        for candidate in candidates:
+            if candidate.is_file():
+                return str(candidate)
         if root.is_dir():
+            found_below = []
             for sub in sorted(p for p in root.iterdir() if p.is_dir()):
-                candidates.append(sub / video)
+                below = [sub / video]
                 if not Path(video).suffix:
-                    candidates += [sub / f"{video}{extension}" for extension in STEM_EXTENSIONS]
+                    below += [sub / f"{video}{extension}" for extension in STEM_EXTENSIONS]
+                candidates += below
+                found_below += [candidate for candidate in below if candidate.is_file()][:1]
+            if len(found_below) == 1:
+                return str(found_below[0])
+            if len(found_below) > 1:
+                task_folder = re.compile(rf"(?:\d+_)?{re.escape(task)}", re.IGNORECASE) if task else None
+                of_task = [c for c in found_below if task_folder is not None and task_folder.fullmatch(c.parent.name)]
+                if len(of_task) == 1:
+                    return str(of_task[0])
+                raise ValueError(
+                    f"Video {video!r} of sample {sample_id} (task {task!r}) is in {len(found_below)} sub-folders of "
+                    f"{video_dir}: {[str(c) for c in found_below]}; which one is meant is unknown (no sub-folder is "
+                    "named after the task). Name the video with its sub-folder (e.g. 'order/clip.mp4') in the rows."
+                )
     for candidate in candidates:
         if candidate.is_file():
             return str(candidate)
@@ -774,9 +888,13 @@ def find_videos(
     missing: list[tuple[int, MCQSample]] = []
     for row, sample in enumerate(samples):
         try:
-            found[sample.sample_id] = find_video(video_dir, sample.video, sample.sample_id)
+            found[sample.sample_id] = find_video(
+                video_dir, sample.video, sample.sample_id, sample.breakdowns.get("task_type")
+            )
         except FileNotFoundError:
             missing.append((row, sample))
+        except ValueError as error:  # one name, several videos
+            raise ValueError(f"{benchmark + ': ' if benchmark else ''}row {row}: {error}") from None
     if missing:
         named = ", ".join(
             f"{sample.video!r} (row {row}, question {sample.sample_id})"
@@ -792,4 +910,29 @@ def find_videos(
             f"{folder} (searched as named, with a video extension added, and one folder down): {named}. Nothing was "
             "generated: put the missing videos there, or set `video_dir` to the folder holding the benchmark's videos."
         )
+    check_sample_windows(samples, found, benchmark)
     return found
+
+
+def check_sample_windows(samples: list[MCQSample], video_paths: dict[str, str], benchmark: str | None = None) -> None:
+    """A sample whose window (`MCQSample.start`) starts past the end of its video is refused naming the row and the
+    question id before any answer is generated, not after the rows before it were answered."""
+    from ..video import VideoFile, VideoLoadError
+
+    durations: dict[str, float | None] = {}
+    for row, sample in enumerate(samples):
+        if sample.start is None:
+            continue
+        path = video_paths[sample.sample_id]
+        if path not in durations:
+            try:
+                durations[path] = VideoFile(path, cache_frames=False).duration
+            except VideoLoadError:  # an unreadable video is reported where it is decoded, as for the other samples
+                durations[path] = None
+        duration = durations[path]
+        if duration is not None and not 0 <= sample.start < duration:
+            raise ValueError(
+                f"{benchmark + ': ' if benchmark else ''}row {row} (question {sample.sample_id}), field 'start': "
+                f"{sample.start} s is outside its video {path} (duration {duration:.3f} s); nothing was generated. "
+                "Fix the row's start (or its video)."
+            )

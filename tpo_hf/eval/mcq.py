@@ -25,8 +25,9 @@ from typing import Any
 from ..fingerprint import changed_fields, key_hash, no_space_left, video_file_identity
 from ..locks import check_lock_held
 from ..processing import VideoPreferenceProcessor
+from ..validation import placeholder_tokens
 from .answers import UNPARSEABLE, extract_answer_letter
-from .benchmarks import MCQSample, find_videos
+from .benchmarks import MCQSample, check_prompt_placeholders, find_videos
 
 logger = logging.getLogger(__name__)
 
@@ -246,13 +247,22 @@ def answer_key(
     A mismatch means the cached reply is stale: it is generated again."""
     tokenizer = processor.tokenizer
     template = getattr(processor.processor, "chat_template", None) or getattr(tokenizer, "chat_template", None)
+    # a video the eval wrote itself (a V-NIAH haystack, `VNIAHSample.video_identity`) is known by its file name and
+    # content, not by its path in the output folder nor its modification time: a copied (`cp -r`) folder keeps them
+    own_video = getattr(sample, "video_identity", "")
     return {
         "sample": key_hash(
-            [sample.prompt, sample.question, sample.options, sample.answer, sample.video]
+            [
+                sample.prompt,
+                sample.question,
+                sample.options,
+                sample.answer,
+                Path(sample.video).name if own_video else sample.video,
+            ]
             + ([sample.start] if sample.start is not None else [])  # a window: only then, so old keys still hold
         ),
         # not its path: the same videos under a folder moved or spelled otherwise keep their answers, as in curation
-        "video_file": video_file_identity(video_path),
+        "video_file": own_video or video_file_identity(video_path),
         "video_settings": {
             k: v for k, v in processor.video_settings().items() if k not in ("num_frames", "video_root")
         },
@@ -348,6 +358,7 @@ def evaluate_mcq(
     if not samples:
         raise ValueError("No samples to evaluate: the benchmark or suite is empty (check the dataset, split, limit).")
     video_paths = find_videos(samples, video_dir)  # every missing video named at once, before any generation
+    check_prompt_placeholders(samples, placeholder_tokens(processor.processor))
     generation = {
         "generate_kwargs": {k: generate_kwargs[k] for k in sorted(generate_kwargs)},
         "stop": list(stop or []),

@@ -8,6 +8,7 @@ objects, which `ModelCardData(eval_results=...)` writes as the card's `model-ind
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -15,6 +16,8 @@ from typing import Any
 
 from ..fingerprint import atomic_path, no_space_left
 from .benchmarks import Benchmark, get_benchmark
+
+logger = logging.getLogger(__name__)
 
 MCQ_TASK_TYPE = "multiple-choice"
 VNIAH_TASK_TYPE = "video-question-answering"
@@ -52,9 +55,57 @@ RESULTS_REMEDY = (
 
 
 def write_results_json(results: dict[str, Any], path: str | os.PathLike) -> Path:
-    """Writes `results` (the dict `tpo_hf.eval.run.evaluate` returns) as indented JSON (`write_output`)."""
+    """Writes `results` (the dict `tpo_hf.eval.run.evaluate` returns) as indented JSON (`write_output`), with the
+    results an earlier run wrote to `path` for the benchmarks this run did not evaluate (`merge_earlier_results`)."""
+    merge_earlier_results(results, path)
     text = json.dumps(results, indent=2, sort_keys=False) + "\n"
     return write_output(path, lambda temporary: temporary.write_text(text), RESULTS_REMEDY)
+
+
+def merge_earlier_results(results: dict[str, Any], path: str | os.PathLike) -> list[str]:
+    """Adds to `results` the benchmarks (and V-NIAH) of the results file at `path` that `results` lacks, when that
+    file is of the same model and adapter: evaluating Video-MME, then V-NIAH alone into the same output_dir, leaves
+    both in results.json, results.md and the model-index (each benchmark as its latest run scored it). Another
+    model's or adapter's results are dropped, named in a warning. Returns the names of the results kept."""
+    try:
+        earlier = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        return []
+    except (OSError, ValueError) as error:
+        logger.warning("Not keeping the earlier results in %s: it cannot be read (%s).", path, error)
+        return []
+    if not isinstance(earlier, dict):
+        return []
+    benchmarks = earlier.get("benchmarks") if isinstance(earlier.get("benchmarks"), dict) else {}
+    kept = {name: entry for name, entry in benchmarks.items() if name not in results.get("benchmarks", {})}
+    vniah = earlier.get("vniah") if "vniah" not in results and isinstance(earlier.get("vniah"), dict) else None
+    names = [*kept, *(["vniah"] if vniah is not None else [])]
+    if not names:
+        return []
+    same_names = (earlier.get("model"), earlier.get("adapter")) == (results.get("model"), results.get("adapter"))
+    if not same_names or earlier.get("weights") != results.get("weights"):
+        # the same path may hold other weights (an adapter retrained in place): compared by what the weights are
+        logger.warning(
+            "Dropping the results of %s from %s: they were made with model %s and adapter %s%s, not with this run's "
+            "model %s and adapter %s (their answers stay in the cache_*.jsonl files beside it).",
+            ", ".join(names),
+            path,
+            earlier.get("model"),
+            earlier.get("adapter"),
+            " as they were then (the weights have changed since)" if same_names else "",
+            results.get("model"),
+            results.get("adapter"),
+        )
+        return []
+    results["benchmarks"] = {**kept, **results.get("benchmarks", {})}
+    if vniah is not None:
+        results["vniah"] = vniah
+    logger.info(
+        "Keeping the results of %s from the earlier run in %s (this run did not evaluate them).",
+        ", ".join(names),
+        path,
+    )
+    return names
 
 
 def _pct(value: float | None) -> str:
@@ -141,7 +192,7 @@ def markdown_table(results: dict[str, Any]) -> str:
             lines.append("| depth | " + " | ".join(str(length) for length in scores["lengths"]) + " |")
             lines.append("|" + "---|" * (len(scores["lengths"]) + 1))
             for depth, values in zip(scores["depths"], scores["accuracy"]):
-                lines.append(f"| {100 * depth:.0f}% | " + " | ".join(_pct(v) for v in values) + " |")
+                lines.append(f"| {100 * depth:g}% | " + " | ".join(_pct(v) for v in values) + " |")
             lines.append("")
         if vniah.get("heatmap"):
             lines += [f"![V-NIAH heatmap]({Path(vniah['heatmap']).name})", ""]

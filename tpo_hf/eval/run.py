@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..fingerprint import model_identity
-from ..locks import check_lock_held, output_dir_lock, refuse_if_locked
+from ..locks import check_lock_held, output_dir_lock, reader_mark, refuse_if_locked
 from ..models import (
     adapter_base_mismatch,
     adapter_base_model,
@@ -98,7 +98,8 @@ def evaluate(config: EvalConfig, model: Any = None, processor: Any = None) -> di
     Raises:
         OutputDirLockedError: another run is writing `output_dir` (`tpo_hf.locks`).
     """
-    with output_dir_lock(config.output_dir, "eval"):
+    # the adapter folder is marked before it is checked for a training run writing it, so that one of the two refuses
+    with output_dir_lock(config.output_dir, "eval"), reader_mark(config.adapter_path, "eval", "adapter"):
         return _evaluate_locked(config, model, processor)
 
 
@@ -228,6 +229,9 @@ def _evaluate_locked(config: EvalConfig, model: Any, processor: Any) -> dict[str
     results: dict[str, Any] = {
         "model": config.model_name_or_path,
         "adapter": config.adapter_path,
+        # what the weights are (not their path): an earlier run's results are kept beside this run's only when
+        # they match (`merge_earlier_results`), so an adapter retrained in place never shows its old scores
+        "weights": fingerprint,
         "benchmarks": {},
     }
     if config.adapter_path:

@@ -33,6 +33,8 @@ NEEDLE_QUESTION = "One frame of this video shows a big coloured {shape}. What co
 SUITE_MANIFEST = "vniah_suite.json"
 # 2: one record per video (length, depth, file), so that a grid extended keeps the videos it had (1 is read as such)
 SUITE_FORMAT_VERSION = 2
+# decimals of a percent a depth keeps in its video's file name: depths closer than this share a name and are refused
+DEPTH_NAME_DECIMALS = 6
 
 
 @dataclass(frozen=True)
@@ -168,6 +170,9 @@ class VNIAHSample(MCQSample):
     needle_start: int = 0
     needle_frames: int = 1
     extra: dict[str, Any] = field(default_factory=dict)
+    # the haystack video's content (`sha256:<hex>`), which its cached answers are keyed by instead of its path and
+    # modification time: an output folder copied (`cp -r`) or moved keeps them (`mcq.answer_key`)
+    video_identity: str = ""
 
 
 def haystack_sources(haystack_dir: str | os.PathLike, output_dir: str | os.PathLike) -> list[Path]:
@@ -211,13 +216,15 @@ def build_vniah_suite(
     """
 
     needle = needle or Needle()
+    # a value listed twice is one cell of the grid, asked once (not one question counted several times)
+    lengths, depths = _distinct("vniah_lengths", lengths), _distinct("vniah_depths", depths)
     output_dir = Path(output_dir).resolve()
     output_dir.mkdir(parents=True, exist_ok=True)
     names = _video_names(lengths, depths)
     # what every video of the folder is cut from; each one's own length and depth are recorded with it
     inputs = {
         "format": SUITE_FORMAT_VERSION,
-        "haystack_videos": [file_identity(os.path.realpath(path)) for path in haystack_videos],
+        "haystack_videos": [_source_identity(path) for path in haystack_videos],
         "needle": asdict(needle),
         "needle_clip": None
         if needle_clip_frames is None
@@ -229,7 +236,10 @@ def build_vniah_suite(
         "max_side": max_side,
     }
     manifest = output_dir / SUITE_MANIFEST
-    stale, built = _stale_suite(manifest, inputs, names, output_dir)
+    stale, built, reidentified = _stale_suite(manifest, inputs, names, output_dir)
+    if reidentified and not stale:
+        # the kept videos' new modification times (a copied folder) or their content hashes (an older record)
+        _write_manifest(manifest, {"inputs": inputs, "videos": built}, output_dir)
     if stale:
         if manifest.exists():
             logger.info("Writing the V-NIAH videos in %s (%s).", output_dir, _described(stale, names))
@@ -246,7 +256,12 @@ def build_vniah_suite(
             for length, depth in stale:
                 path = output_dir / names[(length, depth)]
                 write_video(path, insert_needle(longest[:length], needle_frames, depth)[0], fps=fps)
-                built[path.name] = {"length": length, "depth": depth, "file": video_file_identity(path)}
+                built[path.name] = {
+                    "length": length,
+                    "depth": depth,
+                    "file": video_file_identity(path),
+                    "content": _content_identity(path),
+                }
                 path = manifest
                 atomic_write_json(manifest, {"inputs": inputs, "videos": built})
         except OSError as error:
@@ -272,30 +287,97 @@ def build_vniah_suite(
             listed = question + "\n" + "\n".join(f"{letter}. {option}" for letter, option in zip(letters, options))
             samples.append(
                 VNIAHSample(
-                    sample_id=f"vniah-len{length}-depth{depth:.3f}",
+                    sample_id=f"vniah-len{length}-depth{_exact(depth, '.3f')}",
                     video=str((output_dir / name).resolve()),
                     question=question,
                     options=options,
                     answer=letters[options.index(needle.colour)],
                     prompt=f"{listed}\nAnswer with the option's letter from the given choices directly.",
-                    breakdowns={"length": str(length), "depth": f"{depth:g}"},
+                    breakdowns={"length": str(length), "depth": _exact(depth, "g")},
                     num_frames=length,
                     length=length,
                     depth=depth,
                     needle_start=start,
                     needle_frames=needle_length,
+                    video_identity=built[name]["content"],
                 )
             )
     return samples
 
 
+def _distinct(setting: str, values: list[Any]) -> list[Any]:
+    """`values` in order, each once; a value listed twice is named in a warning."""
+    distinct = list(dict.fromkeys(values))
+    if len(distinct) < len(values):
+        repeated = sorted({value for value in values if values.count(value) > 1})
+        logger.warning(
+            "%s lists %s more than once: each is evaluated once (%d values, not %d).",
+            setting,
+            ", ".join(f"{value:g}" for value in repeated),
+            len(distinct),
+            len(values),
+        )
+    return distinct
+
+
+def _exact(depth: float, spec: str) -> str:
+    """`depth` formatted by `spec` when that reads back as the same depth, else with every digit it needs: two
+    depths never share a sample id or a breakdown value."""
+    text = format(depth, spec)
+    return text if float(text) == depth else repr(depth)
+
+
+def _depth_name(depth: float) -> str:
+    """The depth in percent as its video's file name holds it: whole percents as three digits (`050`, the names
+    written before), a finer depth with its decimals (`000.4` for 0.004), so that 0.0 and 0.004 are two videos."""
+    percent = round(depth * 100, DEPTH_NAME_DECIMALS)
+    if percent == int(percent):
+        return f"{int(percent):03d}"
+    decimals = f"{percent:.{DEPTH_NAME_DECIMALS}f}".rstrip("0")
+    return decimals.zfill(len(decimals) + max(0, 3 - len(decimals.split(".")[0])))
+
+
 def _video_names(lengths: list[int], depths: list[float]) -> dict[tuple[int, float], str]:
-    """(length, depth) -> the file name of its V-NIAH video."""
+    """(length, depth) -> the file name of its V-NIAH video; depths too close to tell apart by name are refused."""
+    by_name: dict[str, float] = {}
+    for depth in depths:
+        clash = by_name.setdefault(_depth_name(depth), depth)
+        if clash != depth:
+            raise ValueError(
+                f"vniah_depths {clash!r} and {depth!r} are too close to tell apart (less than "
+                f"{10 ** -(DEPTH_NAME_DECIMALS + 2):g} apart): both put the needle at the same frame; list one of them."
+            )
     return {
-        (length, depth): f"vniah_len{length}_depth{int(round(depth * 100)):03d}.mp4"
-        for length in lengths
-        for depth in depths
+        (length, depth): f"vniah_len{length}_depth{_depth_name(depth)}.mp4" for length in lengths for depth in depths
     }
+
+
+def _source_identity(path: str | os.PathLike) -> str:
+    """A haystack source as the suite record keys it: its file name, size and modification time, not its folder, so
+    that a haystack folder moved (`mv`) or spelled otherwise keeps the videos cut from it and their answers."""
+    return os.path.basename(file_identity(os.path.realpath(path)))
+
+
+def _content_identity(path: Path) -> str:
+    """`sha256:<hex>` of a written V-NIAH video: what it is known by when its modification time changed (a copy)."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return f"sha256:{digest.hexdigest()}"
+
+
+def _write_manifest(manifest: Path, record: dict[str, Any], output_dir: Path) -> None:
+    try:
+        atomic_write_json(manifest, record)
+    except OSError as error:
+        full = no_space_left(error, output_dir)
+        if full is None:
+            raise
+        raise EvalOutputError(
+            f"Could not write the V-NIAH suite record {manifest}: {full}. Free space in {output_dir} (or evaluate "
+            "into an output_dir on a disk with room) and rerun the same command."
+        ) from error
 
 
 def _suite_record(manifest: Path) -> tuple[dict[str, Any], dict[str, dict[str, Any]]] | None:
@@ -314,6 +396,8 @@ def _suite_record(manifest: Path) -> tuple[dict[str, Any], dict[str, dict[str, A
             }
         if not all(isinstance(video, dict) for video in videos.values()):
             return None
+        # sources recorded by absolute path before (`path@size:mtime_ns`): read as `_source_identity` keys them now
+        inputs["haystack_videos"] = [os.path.basename(str(source)) for source in inputs.get("haystack_videos", [])]
     except (OSError, ValueError, TypeError, KeyError, AttributeError):
         return None
     return inputs, videos
@@ -321,22 +405,34 @@ def _suite_record(manifest: Path) -> tuple[dict[str, Any], dict[str, dict[str, A
 
 def _stale_suite(
     manifest: Path, inputs: dict[str, Any], names: dict[tuple[int, float], str], folder: Path
-) -> tuple[dict[tuple[int, float], str], dict[str, dict[str, Any]]]:
+) -> tuple[dict[tuple[int, float], str], dict[str, dict[str, Any]], bool]:
     """(the (length, depth) of each V-NIAH video of `names` to write, with why, in grid order; the records of the
-    videos in `folder` that can be kept). A video is kept when it was cut from the same `inputs` for the same length
-    and depth and its file is as written; so a grid extended with a length or depth writes only the new videos."""
+    videos in `folder` that can be kept; whether a kept record was updated). A video is kept when it was cut from the
+    same `inputs` for the same length and depth and its file is as written (same size and modification time, or, a
+    copy, the same content); so a grid extended with a length or depth writes only the new videos."""
     record = _suite_record(manifest)
     if record is None:
-        return {key: "no record of how the videos were built" for key in names}, {}
+        return {key: "no record of how the videos were built" for key in names}, {}, False
     recorded_inputs, recorded_videos = record
     changed = changed_fields(recorded_inputs, inputs)
     if changed:
-        return {key: f"changed: {', '.join(changed)}" for key in names}, {}
-    built = {
-        name: video
-        for name, video in recorded_videos.items()
-        if video.get("file") == video_file_identity(folder / name)
-    }
+        return {key: f"changed: {', '.join(changed)}" for key in names}, {}, False
+    built, reidentified = {}, False
+    for name, video in recorded_videos.items():
+        path = folder / name
+        on_disk = video_file_identity(path)
+        if video.get("file") == on_disk:
+            if not video.get("content"):  # recorded before content hashes were
+                built[name], reidentified = {**video, "content": _content_identity(path)}, True
+            else:
+                built[name] = video
+        elif (
+            video.get("content")
+            and on_disk.split(":")[0] == str(video.get("file")).split(":")[0]  # same size: worth reading
+            and _content_identity(path) == video["content"]
+        ):
+            # the same bytes with another modification time: a copied output folder (`cp -r`)
+            built[name], reidentified = {**video, "file": on_disk}, True
     stale = {}
     for (length, depth), name in names.items():
         if name not in recorded_videos:
@@ -345,7 +441,7 @@ def _stale_suite(
             stale[(length, depth)] = "missing or changed since written"
         elif (built[name].get("length"), built[name].get("depth")) != (length, depth):
             stale[(length, depth)] = "written for another length or depth"
-    return stale, built
+    return stale, built, reidentified
 
 
 def _described(stale: dict[tuple[int, float], str], names: dict[tuple[int, float], str]) -> str:
@@ -402,7 +498,7 @@ def plot_vniah_heatmap(scores: dict[str, dict[str, Any]], path: str | os.PathLik
         data = np.array([[np.nan if v is None else v for v in row] for row in scores[tag]["accuracy"]], dtype=float)
         image = axis.imshow(data, cmap=cmap, vmin=0, vmax=100, aspect="auto", origin="upper")
         axis.set_xticks(range(len(scores[tag]["lengths"])), [str(x) for x in scores[tag]["lengths"]])
-        axis.set_yticks(range(len(scores[tag]["depths"])), [f"{100 * d:.0f}%" for d in scores[tag]["depths"]])
+        axis.set_yticks(range(len(scores[tag]["depths"])), [f"{100 * d:g}%" for d in scores[tag]["depths"]])
         axis.set_xlabel("Frames in the haystack")
         if axis is axes[0][0]:
             axis.set_ylabel("Needle depth")
