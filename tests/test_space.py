@@ -151,6 +151,7 @@ def test_write_and_push_space(tmp_path):
 
     # the CLI pushes the same folder to a Space repo on the local hub
     with HubServer(tmp_path / "hub") as hub:
+        seed_adapter_repo(hub, "tester/tiny-tpo")  # the adapter is checked to load before the Space is written
         env = hub_cli_env(hub, tmp_path)
         result = subprocess.run(
             [
@@ -400,6 +401,7 @@ def test_space_refuses_inputs_it_could_not_start_with(tmp_path):
 
     adapter = tmp_path / "adapter"
     adapter.mkdir()
+    (adapter / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": "x", "peft_type": "LORA"}))
     folder = write_space(tmp_path / "space", str(adapter), "tester/tiny-base", tpo_hf_requirement=release)
     card = SpaceCard.load(folder / "README.md")
     assert card.data.models == ["tester/tiny-base"]
@@ -458,6 +460,7 @@ def test_a_failed_space_push_keeps_the_folder_it_names(tmp_path):
     command += ["tester/tiny-base", "--space_id", "tester/tiny-tpo-demo", "--tpo_hf_requirement", "tpo-hf==0.1"]
     local = [*command[:5], "my-tpo-adapter", *command[6:]]
     with HubServer(tmp_path / "hub") as hub:
+        seed_adapter_repo(hub, "tester/tiny-tpo")
         env = hub_cli_env(hub, tmp_path, TMPDIR=str(scratch))
         refused = subprocess.run(local, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
         assert refused.returncode == 1 and "--adapter 'my-tpo-adapter' is a local folder" in refused.stderr
@@ -474,3 +477,177 @@ def test_a_failed_space_push_keeps_the_folder_it_names(tmp_path):
         assert pushed.returncode == 0, pushed.stderr[-3000:]
         assert "app.py" in hub.files("tester/tiny-tpo-demo", "space")
     assert not any(scratch.glob("tpo-space-*"))
+
+
+# --- sixth probe: what `tpo-hf space` is given is checked before it writes; a full disk is named and cleaned up ---
+def seed_adapter_repo(hub: HubServer, repo_id: str) -> None:
+    """A model repo on the local Hub holding an adapter config (what `tpo-hf space` checks an --adapter id for)."""
+    hub.store.create("model", repo_id)
+    config = {"base_model_name_or_path": "tester/tiny-base", "peft_type": "LORA"}
+    hub.store.commit("model", repo_id, "adapter", {"adapter_config.json": json.dumps(config).encode()}, [])
+
+
+@pytest.fixture
+def on_local_hub(tmp_path, monkeypatch):
+    """This process's Hub clients pointed at a local Hub server, with a fresh cache."""
+    import huggingface_hub.constants
+
+    with HubServer(tmp_path / "hub") as hub:
+        monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", hub.endpoint)
+        template = hub.endpoint + "/{repo_id}/resolve/{revision}/{filename}"
+        monkeypatch.setattr(huggingface_hub.constants, "HUGGINGFACE_CO_URL_TEMPLATE", template)
+        monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+        monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_DISABLE_XET", True)
+        monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub_cache"))
+        monkeypatch.setenv("HF_TOKEN", "hf_local_test_token")
+        yield hub
+
+
+def test_space_refuses_an_output_dir_that_holds_the_adapter_or_a_model(tmp_path):
+    """`tpo-hf space --adapter AD --output_dir AD` replaced the adapter's model card (README.md) by the Space's card
+    and wrote app.py beside its weights, with exit status 0: a folder holding an adapter or a model is refused,
+    naming it and the files that make it one, and nothing in it changes."""
+    from tpo_hf.hub.space import write_space
+
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": "x", "peft_type": "LORA"}))
+    (adapter / "adapter_model.safetensors").write_bytes(b"")
+    (adapter / "README.md").write_text("# my adapter's model card\n")
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    release = "tpo-hf[demo]==0.1.0"  # no wheel is built
+    with pytest.raises(ValueError, match=r"--output_dir .*adapter is the --adapter folder \(adapter_config.json, "):
+        write_space(adapter, str(adapter), "tester/tiny-base", tpo_hf_requirement=release)
+    with pytest.raises(ValueError, match=r"--output_dir .*model holds a model or adapter \(config.json\).*-space"):
+        write_space(model, str(adapter), "tester/tiny-base", tpo_hf_requirement=release)
+    assert (adapter / "README.md").read_text() == "# my adapter's model card\n"
+    assert sorted(p.name for p in adapter.iterdir()) == [
+        "README.md",
+        "adapter_config.json",
+        "adapter_model.safetensors",
+    ]
+    assert sorted(p.name for p in model.iterdir()) == ["config.json"]
+
+
+def test_space_refuses_an_adapter_that_is_not_one(tmp_path, on_local_hub):
+    """`tpo-hf space --adapter tester/pairs`, a dataset repo (or a folder without adapter_config.json), wrote a Space
+    whose app.py would fail to load it, with exit status 0: what is not a LoRA adapter is refused before anything is
+    written, naming it (and the kind of repo it is); an adapter model repo is written as before."""
+    from tpo_hf.hub.space import write_space
+
+    hub = on_local_hub
+    hub.store.create("dataset", "tester/pairs")
+    hub.store.commit("dataset", "tester/pairs", "data", {"data/train.jsonl": b'{"prompt": "p"}\n'}, [])
+    seed_adapter_repo(hub, "tester/tiny-tpo")
+    data_folder = tmp_path / "pairs"
+    data_folder.mkdir()
+    (data_folder / "train.jsonl").write_text("{}\n")
+    full_model = tmp_path / "full_model"
+    full_model.mkdir()
+    (full_model / "config.json").write_text("{}")
+    release = "tpo-hf[demo]==0.1.0"  # no wheel is built
+    with pytest.raises(ValueError, match=r"--adapter tester/pairs .*tester/pairs is a dataset repo, not a model repo"):
+        write_space(tmp_path / "a", "tester/pairs", tpo_hf_requirement=release)
+    with pytest.raises(ValueError, match=r"--adapter .*pairs is not a LoRA adapter folder \(no adapter_config.json\)"):
+        write_space(tmp_path / "b", str(data_folder), "tester/tiny-base", tpo_hf_requirement=release)
+    with pytest.raises(ValueError, match=r"but a full model \(config.json\).*as --base_model"):
+        write_space(tmp_path / "c", str(full_model), tpo_hf_requirement=release)
+    assert not any((tmp_path / name).exists() for name in "abc")
+    folder = write_space(tmp_path / "space", "tester/tiny-tpo", "tester/tiny-base", tpo_hf_requirement=release)
+    assert '"tester/tiny-tpo",' in (folder / "app.py").read_text()
+
+
+def test_space_examples_take_a_folder_refuse_non_videos_and_replace_older_ones(tmp_path, video_dir):
+    """`--examples clip.mp4 clip.srt` (a shell glob) offered the subtitles as an example video; `--examples clips/`
+    said the folder "does not exist"; a folder written again with other examples kept (and would push) the old ones.
+    A non-video is refused naming it, before anything is written; a folder gives the videos in it; examples the new
+    app.py does not list are removed."""
+    from tpo_hf.hub.space import write_space
+
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    shutil.copy(video_dir / "red_blue.mp4", clips / "clip.mp4")
+    (clips / "clip.srt").write_text("1\n00:00:00,000 --> 00:00:01,000\nhi\n")
+    arguments = dict(adapter="tester/tiny-tpo", base_model="tester/tiny-base", tpo_hf_requirement="tpo-hf==0.1")
+    with pytest.raises(ValueError, match=r"--examples .*clip\.srt: not a video by its ending"):
+        write_space(tmp_path / "a", examples=[str(clips / "clip.mp4"), str(clips / "clip.srt")], **arguments)
+    assert not (tmp_path / "a").exists()
+    space = write_space(tmp_path / "space", examples=[str(clips)], **arguments)
+    assert sorted(p.name for p in (space / "examples").iterdir()) == ["clip.mp4"]
+    assert 'examples=["examples/clip.mp4"]' in (space / "app.py").read_text()
+    space = write_space(space, examples=[str(video_dir / "green_yellow.mp4")], **arguments)
+    assert sorted(p.name for p in (space / "examples").iterdir()) == ["green_yellow.mp4"]
+    assert 'examples=["examples/green_yellow.mp4"]' in (space / "app.py").read_text()
+
+
+def test_space_push_with_a_read_only_token_is_refused_before_the_folder_is_written(
+    tmp_path, on_local_hub, monkeypatch
+):
+    """A token that cannot write the Space was refused only at the upload, after the folder and its wheel were built
+    (and kept), with a rerun hint holding `--adapter ...`: it is refused first, nothing written, and the hint is the
+    whole command (--base_model kept)."""
+    import tempfile
+
+    from tpo_hf.commands.space import SpaceArguments, main
+    from tpo_hf.hub.push import PushError
+
+    hub = on_local_hub
+    seed_adapter_repo(hub, "tester/tiny-tpo")
+    hub.read_only.add("tester/tiny-tpo-demo")
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    arguments = SpaceArguments(
+        adapter="tester/tiny-tpo",
+        base_model="tester/tiny-base",
+        space_id="tester/tiny-tpo-demo",
+        tpo_hf_requirement="tpo-hf==0.1",
+    )
+    with pytest.raises(PushError) as refused:
+        main(arguments)
+    message = str(refused.value)
+    assert "HTTP 403" in message and "Nothing was written or uploaded" in message, message
+    rerun = "tpo-hf space --adapter tester/tiny-tpo --space_id tester/tiny-tpo-demo --base_model tester/tiny-base"
+    assert f"`{rerun} --tpo_hf_requirement tpo-hf==0.1`" in message and "..." not in message, message
+    assert not any(scratch.iterdir())
+    assert not [path for method, path in hub.requests if "/commit/" in path]
+
+
+def test_space_on_a_full_disk_names_the_folder_and_removes_what_it_wrote(tmp_path, video_dir):
+    """On a nearly full disk the Space folder failed with "[Errno 28] No space left on device" alone and was left
+    half-written: the error names the folder and the full disk, and what this run wrote is removed (a new folder
+    whole; in an existing folder, only the files it added). A small tmpfs is the full disk."""
+    from tpo_hf.hub.space import write_space
+
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(disk)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        big = tmp_path / "big.mp4"  # larger than the disk: its copy into examples/ fills it
+        big.write_bytes(os.urandom(400_000))
+        arguments = dict(adapter="tester/tiny-tpo", base_model="tester/tiny-base", tpo_hf_requirement="tpo-hf==0.1")
+        with pytest.raises(ValueError, match=r"Space folder .*disk/new/space failed: no space left on device") as full:
+            write_space(disk / "new" / "space", examples=[str(big)], **arguments)
+        assert f"{disk / 'new'} was removed" in str(full.value) and not (disk / "new").exists()
+        written = write_space(disk / "space", examples=[str(video_dir / "red_blue.mp4")], **arguments)
+        before = sorted(str(path) for path in written.rglob("*"))
+        with pytest.raises(ValueError, match="the files this run added to .* were removed"):
+            write_space(written, examples=[str(big)], **arguments)
+        assert sorted(str(path) for path in written.rglob("*")) == before
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], capture_output=True)
+
+
+def test_space_app_refuses_a_question_holding_the_video_placeholder(tiny_adapter, video_dir):
+    """A question holding the model's `<|video_pad|>` (pasted from a prompt dump) showed the processor's own error
+    ("The total number of <|video_pad|> tokens ... should be the same as the number of videos") to the Space user: it
+    is refused, naming the token."""
+    from tpo_hf.hub.app import VideoQA
+
+    qa = VideoQA(str(tiny_adapter), device="cpu")
+    with pytest.raises(ValueError, match=r"The question holds the model's placeholder token\(s\) <\|video_pad\|>"):
+        qa.answer(str(video_dir / "red_blue.mp4"), "What is <|video_pad|> showing?", 4, max_new_tokens=2)

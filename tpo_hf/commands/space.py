@@ -6,6 +6,7 @@ here (`tpo_hf.hub.space`, `tpo_hf.hub.app`).
 
 from __future__ import annotations
 
+import shlex
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -26,7 +27,10 @@ class SpaceArguments:
         metadata={"help": "Start of the frames slider (default: the frames the adapter was trained with)."},
     )
     max_new_tokens: int = field(default=128, metadata={"help": "Answer length cap."})
-    examples: list[str] | None = field(default=None, metadata={"help": "Example video files for the Space."})
+    examples: list[str] | None = field(
+        default=None,
+        metadata={"help": "Example video files for the Space (a folder: the videos in it); other files are refused."},
+    )
     tpo_hf_requirement: str | None = field(
         default=None,
         metadata={
@@ -57,7 +61,11 @@ def main(args: SpaceArguments) -> None:
     if not args.space_id and not args.output_dir:
         raise SystemExit("tpo-hf space: give --space_id USER/NAME to push, --output_dir DIR to write, or --local.")
     from ..hub.push import PushError
-    from ..hub.space import push_space, write_space
+    from ..hub.space import prepare_space, push_space, write_space
+
+    def check_space_writable() -> None:  # a read-only token, refused before the folder and its wheel are built
+        if args.space_id:
+            prepare_space(args.space_id, rerun_command(args, args.output_dir), private=args.private)
 
     scratch = None if args.output_dir else tempfile.mkdtemp(prefix="tpo-space-")
     try:
@@ -70,9 +78,10 @@ def main(args: SpaceArguments) -> None:
             examples=args.examples,
             tpo_hf_requirement=args.tpo_hf_requirement,
             for_hub=bool(args.space_id),
+            before_writing=check_space_writable,
         )
         if args.space_id:
-            commit = push_space(folder, args.space_id, private=args.private)
+            commit = push_space(folder, args.space_id, private=args.private, rerun=rerun_command(args, str(folder)))
             print(f"Pushed the Space to {commit.commit_url}")
         else:
             print(f"Wrote the Space folder to {folder}")
@@ -83,6 +92,26 @@ def main(args: SpaceArguments) -> None:
     finally:
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)
+
+
+def rerun_command(args: SpaceArguments, output_dir: str | None) -> str:
+    """The `tpo-hf space` command line of `args`, writing into `output_dir`: what an error tells to rerun."""
+    command = ["tpo-hf", "space", "--adapter", args.adapter, "--space_id", str(args.space_id)]
+    if args.base_model:
+        command += ["--base_model", args.base_model]
+    if args.num_frames is not None:
+        command += ["--num_frames", str(args.num_frames)]
+    if args.max_new_tokens != SpaceArguments.max_new_tokens:
+        command += ["--max_new_tokens", str(args.max_new_tokens)]
+    if args.examples:
+        command += ["--examples", *args.examples]
+    if args.tpo_hf_requirement:
+        command += ["--tpo_hf_requirement", args.tpo_hf_requirement]
+    if args.private is not None:
+        command += ["--private", str(args.private).lower()]
+    if output_dir:
+        command += ["--output_dir", output_dir]
+    return shlex.join(command)
 
 
 def cli_main(argv: list[str] | None = None) -> None:

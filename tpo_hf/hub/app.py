@@ -22,6 +22,7 @@ class VideoQA:
         import torch
 
         from ..models import adapter_base_model, load_video_model
+        from ..validation import placeholder_tokens
 
         self.adapter = str(adapter)
         self.base_model = base_model or adapter_base_model(self.adapter)
@@ -29,6 +30,7 @@ class VideoQA:
         self.model, self.processor = load_video_model(
             self.base_model, self.adapter, dtype="bfloat16" if device == "cuda" else "float32", device=device
         )
+        self.placeholder_tokens = placeholder_tokens(self.processor.processor)
 
     def sample(self, video: str, num_frames: int) -> tuple[Any, dict[str, Any]]:
         return self.processor.load_video(video, self.processor.default_view(num_frames=int(num_frames)))
@@ -39,6 +41,13 @@ class VideoQA:
             raise ValueError("Upload a video or pick an example first.")
         if not question or not question.strip():
             raise ValueError("Type a question about the video.")
+        # the processor would take it for a video slot ("Found total 2 <|video_pad|> tokens and 1 videos")
+        found = [token for token in self.placeholder_tokens if token in question]
+        if found:
+            raise ValueError(
+                f"The question holds the model's placeholder token(s) {', '.join(found)}, which mark where the video "
+                "goes in the prompt (the app adds it): remove them from the question."
+            )
         frames, metadata = self.sample(video, num_frames)
         decoded = (frames, metadata)
         kwargs = dict(max_new_tokens=int(max_new_tokens), do_sample=False)

@@ -19,12 +19,14 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import logging
 import re
 import shutil
 import subprocess
 import sys
 import tempfile
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +34,11 @@ from huggingface_hub import CommitOperationAdd, HfApi, SpaceCard, SpaceCardData,
 
 from ..paper import TPO_TAG
 from ..templates import render_template, template_path
+
+logger = logging.getLogger(__name__)
+
+# Files that make a folder a model or an adapter: a Space written into it would replace its model card (README.md)
+MODEL_FOLDER_FILES = ("adapter_config.json", "config.json", "*.safetensors")
 
 
 def space_requirements(tpo_hf_requirement: str | None = None, wheel: str | None = None) -> str:
@@ -107,6 +114,103 @@ def _check_space_inputs(adapter: str, num_frames: int | None, tpo_hf_requirement
         raise ValueError(f"--num_frames must be a whole number of at least 1, got {num_frames!r}.")
     if tpo_hf_requirement:
         check_tpo_hf_requirement(tpo_hf_requirement)
+
+
+def _check_output_dir(output_dir: Path, adapter: str) -> None:
+    """Refuses an `output_dir` that is the adapter's folder or holds a model or adapter: the Space's README.md would
+    replace its model card and app.py, requirements.txt and examples/ would land beside its weights."""
+    same_as_adapter = Path(adapter).is_dir() and output_dir.resolve() == Path(adapter).resolve()
+    found = sorted(
+        {path.name for pattern in MODEL_FOLDER_FILES for path in output_dir.glob(pattern) if path.is_file()}
+    )
+    if same_as_adapter or found:
+        what = "is the --adapter folder" if same_as_adapter else "holds a model or adapter"
+        space_folder = output_dir.resolve().with_name(output_dir.resolve().name + "-space")
+        raise ValueError(
+            f"--output_dir {output_dir} {what} ({', '.join(found) or 'its files'}): the Space's README.md would "
+            f"replace its model card and app.py, requirements.txt and examples/ would be written beside it. Give the "
+            f"Space a folder of its own, e.g. --output_dir {space_folder}."
+        )
+
+
+def _check_adapter_loads(adapter: str) -> None:
+    """Refuses an `adapter` that is not a LoRA adapter before anything is written: a local folder without
+    adapter_config.json (a full model, a dataset folder) or a Hub id that is no model repo with one (a dataset repo,
+    a typo); else the Space is written and fails only when its app.py loads the adapter. The base is not checked
+    here (a pushed Space's base is, by `_check_space_loads_from_hub`; a gated one may load there with a token
+    secret). Offline, an adapter not in the Hub cache cannot be checked: a warning says so."""
+    from huggingface_hub import try_to_load_from_cache
+
+    from ..models import check_adapter_folder, check_adapter_loadable
+
+    folder = Path(adapter)
+    if folder.is_dir():
+        if not (folder / "adapter_config.json").is_file():
+            full_model = " but a full model (config.json)" if (folder / "config.json").is_file() else ""
+            raise ValueError(
+                f"--adapter {adapter} is not a LoRA adapter folder (no adapter_config.json){full_model}: the Space "
+                "loads a TPO adapter on its base. Pass the adapter's folder (the output_dir of `tpo-hf train`)"
+                + (", and this folder as --base_model." if full_model else ".")
+            )
+        check_adapter_folder(adapter)  # weights cut short by a kill or a full disk
+        return
+    if constants.HF_HUB_OFFLINE and not isinstance(try_to_load_from_cache(adapter, "adapter_config.json"), str):
+        logger.warning(
+            "--adapter %s is not in the Hub cache and HF_HUB_OFFLINE is set: not checked to be an adapter repo.",
+            adapter,
+        )
+        return
+    try:
+        # the adapter's config only: naming a base (the adapter itself, unused) skips the check of its base
+        check_adapter_loadable(adapter, model_name_or_path=adapter)
+    except ValueError as error:
+        message = str(error).replace(f"adapter_path {adapter}", f"--adapter {adapter}", 1)
+        other_kind = _other_repo_kind(adapter)
+        if other_kind:
+            message += f" {adapter} is a {other_kind} repo, not a model repo: pass the adapter's model repo id."
+        raise ValueError(message) from None
+
+
+def _other_repo_kind(repo_id: str) -> str | None:
+    """Which other kind of Hub repo ("dataset", "space") `repo_id` is, if any (one's repos mixed up)."""
+    api = HfApi()
+    for kind in ("dataset", "space"):
+        try:
+            if api.repo_exists(repo_id, repo_type=kind):
+                return kind
+        except Exception:  # unreachable Hub: the error already says the adapter could not be loaded
+            return None
+    return None
+
+
+def _example_videos(examples: list[str] | None) -> list[Path]:
+    """The video files `--examples` names, checked before anything is written: a folder gives the videos in it
+    (`list_video_files`, the extensions every folder search takes); a file that is not a video by its ending (a
+    subtitle picked up by a shell glob such as `clip.*`) is refused, naming it, as is a missing one."""
+    from ..video import VIDEO_EXTENSIONS, is_video_file, list_video_files
+
+    videos: list[Path] = []
+    for example in examples or []:
+        path = Path(example)
+        if path.is_dir():
+            found = list_video_files(path)
+            if not found:
+                raise FileNotFoundError(
+                    f"--examples {example} is a folder with no video in it (endings {', '.join(VIDEO_EXTENSIONS)})."
+                )
+            videos.extend(found)
+        elif path.is_file():
+            videos.append(path)
+        else:
+            raise FileNotFoundError(f"Example video {example} does not exist; pass existing files to --examples.")
+    not_videos = [str(path) for path in videos if not is_video_file(path)]
+    if not_videos:
+        raise ValueError(
+            f"--examples {', '.join(not_videos)}: not a video by its ending ({', '.join(VIDEO_EXTENSIONS)}), yet the "
+            "Space would offer it as an example video. Pass video files only (a shell glob such as clip.* also "
+            "picks the subtitles beside the clip)."
+        )
+    return videos
 
 
 def _check_space_loads_from_hub(adapter: str, base_model: str | None, base_from_adapter: bool) -> None:
@@ -248,36 +352,88 @@ def write_space(
     examples: list[str] | None = None,
     tpo_hf_requirement: str | None = None,
     for_hub: bool = False,
+    before_writing: Callable[[], None] | None = None,
 ) -> Path:
     """Writes the Space folder (README.md, app.py, requirements.txt, examples/) for `adapter` into `output_dir`.
 
-    `examples` are video files copied to `examples/` (two of one name get distinct names); without them a synthetic
-    clip is written there. `num_frames` starts the frames slider (default: the frames the adapter was trained with).
+    `examples` are video files (or folders of them) copied to `examples/` (two of one name get distinct names; what
+    was there before and is not listed now is removed); without them a synthetic clip is written there. `num_frames` starts the frames slider (default: the frames the adapter was trained with).
     `for_hub`: the folder is pushed to a Space, so the adapter and the base must be Hub repo ids (a local folder is
     refused, naming it); without it local folders are kept, for running the folder's `app.py` here.
     `tpo_hf_requirement` is a requirements line that installs this library in the Space (e.g.
     `tpo-hf[demo] @ git+https://...` or, once released, `tpo-hf[demo]==X`); by default a wheel of the running tpo-hf
-    is written into the folder instead and `app.py` unpacks it on its first start.
+    is written into the folder instead and `app.py` unpacks it on its first start. `before_writing` is called once
+    every input is checked, before anything is written (`tpo-hf space --space_id` checks there that it can push).
+    An `output_dir` that holds a model or adapter is refused; on a full disk, what this call wrote is removed.
     """
     _check_space_inputs(adapter, num_frames, tpo_hf_requirement)
+    output_dir = Path(output_dir)
+    _check_output_dir(output_dir, adapter)
     base_from_adapter = base_model is None
     base_model = base_model or _adapter_base(adapter)
     if for_hub:
         _check_space_loads_from_hub(adapter, base_model, base_from_adapter)
+    _check_adapter_loads(adapter)
+    example_videos = _example_videos(examples)
+    if before_writing is not None:
+        before_writing()
+
+    # what this run adds, removed again when the disk fills up: the new folder (from its first missing parent), or
+    # the files and folders new in an existing one
+    created = output_dir
+    while not created.parent.exists() and created.parent != created:
+        created = created.parent
+    existing = set(output_dir.rglob("*")) if output_dir.exists() else None
+    try:
+        _write_space_files(
+            output_dir, adapter, base_model, title, num_frames, max_new_tokens, example_videos, tpo_hf_requirement
+        )
+    except Exception as error:
+        from ..fingerprint import no_space_left
+
+        full = no_space_left(error, output_dir)
+        if full is None:
+            raise
+        if existing is None:
+            shutil.rmtree(created, ignore_errors=True)
+            removed = f"{created} was removed"
+        else:
+            for path in sorted(set(output_dir.rglob("*")) - existing, reverse=True):  # files before their folders
+                if path.is_dir() and not path.is_symlink():
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    path.unlink(missing_ok=True)
+            removed = f"the files this run added to {output_dir} were removed"
+        raise ValueError(
+            f"Writing the Space folder {output_dir} failed: {full} (the Space needs a few MB, most of it the wheel of "
+            f"tpo-hf); {removed}. Free space there or pass another --output_dir, or ship no wheel with "
+            "--tpo_hf_requirement 'tpo-hf[demo] @ git+https://...'."
+        ) from error
+    return output_dir
+
+
+def _write_space_files(
+    output_dir: Path,
+    adapter: str,
+    base_model: str | None,
+    title: str | None,
+    num_frames: int | None,
+    max_new_tokens: int,
+    example_videos: list[Path],
+    tpo_hf_requirement: str | None,
+) -> None:
+    """What `write_space` writes, once its inputs are checked."""
     import gradio
 
-    output_dir = Path(output_dir)
     (output_dir / "examples").mkdir(parents=True, exist_ok=True)
     example_paths: list[str] = []
-    for example in examples or []:
-        if not Path(example).is_file():
-            raise FileNotFoundError(f"Example video {example} does not exist; pass existing files to --examples.")
+    for source in example_videos:
         # a second file of one name (a/clip.mp4, b/clip.mp4) is numbered, not copied over the first
-        source = Path(example)
         target, number = f"examples/{source.name}", 2
         while target in example_paths:
             target, number = f"examples/{source.stem}-{number}{source.suffix}", number + 1
-        shutil.copy(source, output_dir / target)
+        if not (output_dir / target).exists() or not (output_dir / target).samefile(source):
+            shutil.copy(source, output_dir / target)
         example_paths.append(target)
     if not example_paths:
         from ..synthetic import Scene, write_synthetic_video
@@ -285,6 +441,14 @@ def write_space(
         scenes = [Scene(3, "red", "square", "right"), Scene(3, "blue", "circle", "left")]
         write_synthetic_video(output_dir / "examples" / "shapes.mp4", scenes, fps=8)
         example_paths.append("examples/shapes.mp4")
+    # a folder written before with other examples: what app.py no longer lists would still be pushed
+    for stale in (output_dir / "examples").iterdir():
+        if f"examples/{stale.name}" in example_paths:
+            continue
+        if stale.is_dir() and not stale.is_symlink():
+            shutil.rmtree(stale)
+        else:
+            stale.unlink()
     title = title or f"{adapter.split('/')[-1]} vs. base"
     card_data = SpaceCardData(
         title=title[:60],
@@ -318,13 +482,41 @@ def write_space(
         )
     )
     (output_dir / "requirements.txt").write_text(space_requirements(tpo_hf_requirement, wheel))
-    return output_dir
 
 
-def push_space(folder: str | Path, space_id: str, private: bool | None = None, token: str | None = None) -> Any:
-    """Creates the Space (Gradio SDK) if needed and uploads `folder` in one commit (the bundled wheel included)."""
+def prepare_space(space_id: str, rerun: str, private: bool | None = None, token: str | None = None) -> None:
+    """Creates the Space (Gradio SDK) if missing and checks that this token can write it, and its visibility
+    (`push.prepare_repo`): called before the folder and its wheel are written, so a read-only token is refused first.
+
+    Raises:
+        PushError: the Hub refused or is unreachable, or the Space is public when asked private; names `rerun`.
+    """
     from .push import PushError, prepare_repo, push_failed
 
+    api = HfApi(token=token)
+    try:
+        prepare_repo(api, space_id, private=private, setting="--private", repo_type="space", space_sdk="gradio")
+    except PushError:
+        raise
+    except Exception as error:
+        raise push_failed(
+            "Preparing the push", space_id, error, rerun, api, kept="Nothing was written or uploaded."
+        ) from error
+
+
+def push_space(
+    folder: str | Path,
+    space_id: str,
+    private: bool | None = None,
+    token: str | None = None,
+    rerun: str | None = None,
+) -> Any:
+    """Creates the Space (Gradio SDK) if needed and uploads `folder` in one commit (the bundled wheel included).
+    `rerun`: the command the error of a failed upload names (default: this call again, for callers of the Python API;
+    `tpo-hf space` passes its own command line)."""
+    from .push import PushError, prepare_repo, push_failed
+
+    rerun = rerun or f"tpo_hf.hub.space.push_space({str(folder)!r}, {space_id!r})"
     api = HfApi(token=token)
     operations = [
         CommitOperationAdd(path_in_repo=path.relative_to(folder).as_posix(), path_or_fileobj=str(path))
@@ -341,7 +533,7 @@ def push_space(folder: str | Path, space_id: str, private: bool | None = None, t
             f"Uploading the Space folder {folder}",
             space_id,
             error,
-            f"tpo-hf space --adapter ... --space_id {space_id} --output_dir {folder}",
+            rerun,
             api,
             kept="The folder is kept, written in full.",
         ) from error
