@@ -578,7 +578,11 @@ def test_push_failures_raise_the_same_push_error_everywhere(down_hub, video_dir,
         )
     for error, repo, command in (
         (dataset_error, "user/pairs", "tpo-hf curate"),
-        (space_error, "user/demo", "tpo-hf space"),
+        (
+            space_error,
+            "user/demo",
+            "tpo_hf.hub.space.push_space(",
+        ),  # the Python call it came from (the CLI passes its command)
         (adapter_error, "user/model", "tpo-hf push"),
         (train_error, "user/model", "tpo-hf train"),
     ):
@@ -2928,3 +2932,122 @@ def test_a_training_run_whose_output_folder_is_deleted_under_it_stops_before_sav
     with pytest.raises(OutputDirLockedError, match=f"lock file {out / LOCK_NAME} .* was removed or replaced"):
         trainer.train()
     assert not out.exists()
+
+
+def test_reference_log_probs_are_reused_when_only_the_lora_initialisation_changes(video_dir, tmp_path):
+    """a/F36: precompute_ref_log_probs with LoRA, a rerun changing only `seed` or `lora_r` computed the reference
+    log-probs again -- TRL's key hashed the whole model, the adapter's random initialisation included -- though the
+    reference (the base, adapter off) is the same. Its weights are keyed without the adapter's."""
+    Dataset.from_list(preference_rows(repeat=1)).save_to_disk(str(tmp_path / "data"))
+    dataset = load_from_disk(str(tmp_path / "data"))
+
+    def reference(rank=4, **overrides):
+        model, processor = build_tiny_model(FAMILY)
+        trainer = TPOTrainer(
+            model,
+            args=make_args(tmp_path, video_dir, precompute_ref_log_probs=True, **overrides),
+            train_dataset=dataset,
+            processing_class=processor,
+            peft_config=LoraConfig(r=rank, lora_alpha=8, lora_dropout=0.0),
+        )
+        return torch.tensor(trainer.train_dataset["ref_chosen_logps"])
+
+    def caches():
+        return sorted(
+            path.name
+            for path in (tmp_path / "data").glob("cache-*.arrow")
+            if "ref_chosen_logps" in Dataset.from_file(str(path)).column_names
+        )
+
+    first = reference(seed=1)
+    [cache] = caches()
+    torch.testing.assert_close(reference(seed=2), first)
+    torch.testing.assert_close(reference(rank=8, seed=1), first)
+    assert caches() == [cache]
+    assert not torch.allclose(reference(num_frames=2), first) and len(caches()) == 2  # a setting that matters
+
+
+HOLD_ADAPTER_MARK = """
+import sys, time
+from tpo_hf.locks import reader_mark
+with reader_mark(sys.argv[1], "eval", "adapter") as mark:
+    print(mark, flush=True)
+    time.sleep(600)
+"""
+
+
+def test_training_into_an_adapter_folder_an_eval_reads_is_refused_naming_it(tmp_path, monkeypatch):
+    """a/F12: `tpo-hf train --output_dir AD` while `tpo-hf eval --adapter_path AD` ran rewrote the weights under the
+    eval, whose results named AD but described the old weights. The eval marks the adapter folder it reads
+    (`reader_mark`), and training into it refuses at once, naming the eval."""
+    import os
+    import re
+    import signal
+    import subprocess
+    import sys
+
+    from tpo_hf.eval import run as eval_run
+    from tpo_hf.eval.config import EvalConfig
+    from tpo_hf.locks import READERS_NAME
+    from tpo_hf.train import cli_main
+
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "base_model_name_or_path": "x"}))
+    seen = []
+    # what the eval holds while it runs: its mark on the adapter folder
+    monkeypatch.setattr(
+        eval_run,
+        "_evaluate_locked",
+        lambda config, *_: seen.extend(json.loads(mark.read_text()) for mark in (adapter / READERS_NAME).iterdir()),
+    )
+    eval_run.evaluate(EvalConfig(adapter_path=str(adapter), benchmark="videomme", output_dir=str(adapter / "eval")))
+    assert len(seen) == 1 and seen[0]["reads"] == "adapter" and seen[0]["what"] == "eval"
+    assert not (adapter / READERS_NAME).exists()  # released with the eval
+
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    env.pop("RANK", None)
+    reader = subprocess.Popen(
+        [sys.executable, "-c", HOLD_ADAPTER_MARK, str(adapter)],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        mark = Path(reader.stdout.readline().strip())
+        args = ["--model_name_or_path", "m", "--dataset_name", "d", "--output_dir", str(adapter)]
+        args += ["--bf16", "false", "--use_cpu", "true", "--report_to", "none"]
+        named = (
+            rf"^tpo-hf train: output folder {re.escape(str(adapter))} holds an adapter that another run is reading: "
+            rf"pid {reader.pid} on host .* \(`.*`, eval\) since .* would rewrite its weights under that run"
+        )
+        with pytest.raises(SystemExit, match=named):
+            cli_main(args)
+        assert reader.poll() is None and mark.is_file()
+    finally:
+        reader.send_signal(signal.SIGKILL)
+        reader.wait()
+
+
+@pytest.mark.parametrize(
+    "field, content, named",
+    [
+        ("prompt", [{"type": "image"}, {"type": "text", "text": "What colour?"}], r"message 0 has an image part"),
+        ("prompt", [{"type": "video"}, {"type": "video"}, {"type": "text", "text": "Q?"}], r"2 video parts"),
+        ("chosen", [{"type": "video"}, {"type": "text", "text": "Red."}], r"message 0 has a video part; an answer"),
+    ],
+)
+def test_media_parts_a_row_cannot_fill_are_named_by_row_and_field(field, content, named):
+    """b/f13: a conversational prompt with an `{"type": "image"}` part (a LLaVA-style row reused) or two video parts
+    failed inside transformers naming no row. A row brings one video: one video part in its prompt, nothing else."""
+    from tpo_hf.validation import RowError, check_preference_row
+
+    row = preference_rows(conversational=True, repeat=1)[0]
+    role = "user" if field == "prompt" else "assistant"
+    row[field] = [{"role": role, "content": content}]
+    with pytest.raises(RowError, match=rf"^train row 3, field '{field}': {named}"):
+        check_preference_row(row, 3, "train")
+    row = preference_rows(conversational=True, repeat=1)[0]
+    row["prompt"] = [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": "What colour?"}]}]
+    assert check_preference_row(row, 3, "train") is None  # one video part: where the video goes

@@ -253,3 +253,111 @@ def test_a_hub_style_folder_without_the_split_names_its_splits(tmp_path):
         load_preference_dataset(str(tmp_path / "hub"))
     assert len(load_preference_dataset(str(tmp_path / "hub"), split="test")) == len(preference_rows())
     assert len(load_preference_dataset(str(tmp_path / "hub"), split="test[:1]")) == 1
+
+
+def test_a_fresh_run_into_a_folder_with_earlier_checkpoints_is_refused(tmp_path, monkeypatch, caplog):
+    """a/F01: a fresh run into an output_dir holding checkpoint-3/4 of an earlier run (save_total_limit 2) ended rc 0
+    with its own checkpoint-1/2 rotated out and the earlier run's kept (a later resume picked those up). Refused,
+    naming them and the choices; with `overwrite_output_dir` they are removed, with a warning; a resume goes on."""
+    import logging
+
+    from tpo_hf.train import cli_main
+
+    monkeypatch.delenv("TPO_HF_DEBUG", raising=False)
+    out = tmp_path / "run"
+    for step in (3, 4):
+        (out / f"checkpoint-{step}").mkdir(parents=True)
+    args = ["--model_name_or_path", "m", "--dataset_name", str(tmp_path / "missing.jsonl"), "--output_dir", str(out)]
+    args += ["--bf16", "false", "--use_cpu", "true", "--report_to", "none", "--save_total_limit", "2"]
+    with pytest.raises(
+        SystemExit,
+        match=rf"^tpo-hf train: output_dir {out} holds checkpoints of an earlier run \(checkpoint-3, checkpoint-4\).*"
+        r"resume_from_checkpoint true .* another output_dir, or remove those checkpoints \(overwrite_output_dir",
+    ):
+        cli_main(args)
+    # a resume is no fresh run: it gets past the check (and fails on the missing dataset)
+    with pytest.raises(SystemExit, match="missing.jsonl"):
+        cli_main([*args, "--resume_from_checkpoint", "true"])
+    assert sorted(path.name for path in out.iterdir()) == ["checkpoint-3", "checkpoint-4"]
+    with caplog.at_level(logging.WARNING), pytest.raises(SystemExit, match="missing.jsonl"):
+        cli_main([*args, "--overwrite_output_dir", "true"])
+    assert "Removing the checkpoints of an earlier run" in caplog.text and "checkpoint-3, checkpoint-4" in caplog.text
+    assert not list(out.glob("checkpoint-*"))
+
+
+def test_config_equals_file_is_read(tmp_path, monkeypatch):
+    """a/F02: `--config=FILE` (the equals form argparse takes for every other flag) was silently ignored: TRL's parser
+    looks for the bare `--config`. Read as `--config FILE`."""
+    from tpo_hf.train import cli_main
+
+    monkeypatch.delenv("TPO_HF_DEBUG", raising=False)
+    recipe = tmp_path / "c.yaml"
+    recipe.write_text(yaml.safe_dump({"model_name_or_path": "m", "dataset_name": "d", "bf16": False, "beta": -1.0}))
+    with pytest.raises(SystemExit, match=r"^tpo-hf train: .*`beta` must be > 0"):
+        cli_main([f"--config={recipe}", "--output_dir", str(tmp_path / "run")])
+
+
+def test_a_recipe_of_another_command_is_named_as_such(tmp_path, monkeypatch):
+    """a/F06: the eval (or curation) recipe given to `train` failed on whatever default came first on that machine
+    ("Your setup doesn't support bf16/gpu"); the recipe is named with the command it is for."""
+    from tpo_hf.commands.eval import cli_main as eval_main
+    from tpo_hf.train import cli_main
+
+    monkeypatch.delenv("TPO_HF_DEBUG", raising=False)
+    recipe = tmp_path / "eval.yaml"
+    recipe.write_text(yaml.safe_dump({"model_name_or_path": "m", "benchmark": "videomme", "batch_size": 2}))
+    with pytest.raises(
+        SystemExit,
+        match=rf"^tpo-hf train: {recipe} looks like a recipe for `tpo-hf eval`, not `tpo-hf train`: it sets "
+        r"batch_size, benchmark, which",
+    ):
+        cli_main(["--config", str(recipe), "--dataset_name", "d"])
+    recipe = tmp_path / "train.yaml"
+    recipe.write_text(yaml.safe_dump({"model_name_or_path": "m", "lora_r": 4, "per_device_train_batch_size": 2}))
+    with pytest.raises(SystemExit, match=r"^tpo-hf eval: .* looks like a recipe for `tpo-hf train`"):
+        eval_main(["--config", str(recipe)])
+
+
+def test_a_default_output_dir_is_named_at_the_start(tmp_path, monkeypatch, caplog):
+    """a/F103: without output_dir, train / eval / curate wrote to ./trainer_output, ./eval_results, ./tpo-curated
+    without saying where. The folder is named at the start."""
+    import logging
+
+    from tpo_hf.train import cli_main
+
+    monkeypatch.delenv("TPO_HF_DEBUG", raising=False)
+    monkeypatch.chdir(tmp_path)
+    with caplog.at_level(logging.WARNING), pytest.raises(SystemExit, match="dataset_name"):
+        cli_main(["--model_name_or_path", "m", "--bf16", "false", "--use_cpu", "true", "--report_to", "none"])
+    assert f"output_dir is not set, writing to {tmp_path / 'trainer_output'}" in caplog.text
+
+
+@pytest.mark.parametrize("command", [["-m", "tpo_hf.commands", "train"], ["-m", "tpo_hf.commands.train"]])
+def test_the_recipes_env_is_set_before_datasets_reads_it(video_dir, tmp_path, command):
+    """a/F05: TRL's `env:` mapping of a recipe (`HF_DATASETS_CACHE: scratch`) was set after `datasets` was imported,
+    which had read its cache folder already: the cache went to the default. The recipe's env is set first."""
+    data = tmp_path / "pairs.jsonl"
+    Dataset.from_list(preference_rows(repeat=1)).to_json(str(data))
+    scratch = tmp_path / "scratch"
+    recipe = tmp_path / "c.yaml"
+    recipe.write_text(
+        yaml.safe_dump(
+            {
+                "model_name_or_path": str(tmp_path / "no-model"),
+                "dataset_name": str(data),
+                "output_dir": str(tmp_path / "run"),
+                "bf16": False,
+                "use_cpu": True,
+                "report_to": "none",
+                "env": {"HF_DATASETS_CACHE": str(scratch)},
+            }
+        )
+    )
+    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "home"))
+    env.pop("HF_DATASETS_CACHE", None)
+    result = subprocess.run(
+        [sys.executable, *command, "--config", str(recipe)], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert result.returncode != 0 and "no-model" in result.stderr, result.stderr[-3000:]  # after the dataset loaded
+    assert list(scratch.glob("json/*")), result.stderr[-3000:]
+    assert not (tmp_path / "home" / "datasets").exists()

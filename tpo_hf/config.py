@@ -175,6 +175,11 @@ class TPOConfig(VideoSettings, DPOConfig):
         default="drop",
         metadata={"help": "Pairs longer than `max_length`: 'drop' (counted, logged) or 'error' (naming the row)."},
     )
+    # transformers 5 dropped this field; `tpo-hf train` reads it: a fresh run removes an earlier run's checkpoints
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={"help": "A fresh run removes the checkpoint-* folders an earlier run left in `output_dir`."},
+    )
 
     # TPO's defaults for inherited parameters (paper / LongVA-TPO: beta 0.3, lr 4e-6, cosine, warmup 0.1, 1 epoch)
     beta: float = field(default=0.3, metadata={"help": "DPO temperature beta."})

@@ -20,9 +20,10 @@ another user left, which this user cannot write, is named with its owner; a run 
 stops at its next checked write (`check_lock_held`) rather than write into the folder a new run made there.
 
 Readers mark a folder too: a training run marks the local dataset folder it trains from (`dataset_reader_mark`),
-and a curation into that folder, which would rewrite its data files and videos under the run, refuses at once naming
-the reader (`refuse_if_read`). Each reader holds an exclusive `flock` on its own record file in
-`<folder>/.tpo-hf.readers/`, so a killed reader's mark is free and cleared by the next check, as above.
+and an eval the adapter folder it evaluates (`reader_mark`); a curation or a training run into that folder, which
+would rewrite its data files, videos or weights under the reader, refuses at once naming it (`refuse_if_read`). Each
+reader holds an exclusive `flock` on its own record file in `<folder>/.tpo-hf.readers/`, so a killed reader's mark is
+free and cleared by the next check, as above.
 """
 
 from __future__ import annotations
@@ -49,7 +50,9 @@ except ImportError:  # not on Windows: the pid check alone decides there
 logger = logging.getLogger(__name__)
 
 LOCK_NAME = ".tpo-hf.lock"
-READERS_NAME = ".tpo-hf.readers"  # one record file per run reading the folder (`dataset_reader_mark`)
+READERS_NAME = ".tpo-hf.readers"  # one record file per run reading the folder (`reader_mark`)
+# what a reader reads -> what a writer into its folder would rewrite under it
+READ_CONTENTS = {"dataset": "its data files and videos", "adapter": "its weights"}
 
 # lock path -> (open file descriptor holding the flock, how many nested `output_dir_lock` hold it in this process)
 _HELD: dict[str, list[int]] = {}
@@ -477,11 +480,11 @@ def check_lock_held(output_dir: str | os.PathLike) -> None:
     )
 
 
-def _mark_as_read(dataset: Path, what: str) -> tuple[int, Path] | None:
-    """Writes this run's record into `<dataset>/.tpo-hf.readers/`, holding its `flock`: (file descriptor, record
-    file), or None where the folder cannot be written."""
+def _mark_as_read(dataset: Path, what: str, reads: str = "dataset") -> tuple[int, Path] | None:
+    """Writes this run's record (with what it `reads` there) into `<dataset>/.tpo-hf.readers/`, holding its
+    `flock`: (file descriptor, record file), or None where the folder cannot be written."""
     readers = dataset / READERS_NAME
-    me = _this_run(what)
+    me = {**_this_run(what), "reads": reads}
     name = f"{me['host']}-{me['pid']}-{os.urandom(4).hex()}.json"  # never another run's name, even a reused pid's
     staging = readers / f".{name}.tmp"  # renamed once locked, so that `refuse_if_read` never sees it unlocked
     for _ in range(3):  # again when the last reader before this one removed the folder between mkdir and open
@@ -509,19 +512,26 @@ def _mark_as_read(dataset: Path, what: str) -> tuple[int, Path] | None:
     return fd, readers / name
 
 
-@contextlib.contextmanager
-def dataset_reader_mark(dataset: str | os.PathLike | None, what: str) -> Iterator[Path | None]:
-    """Marks the local dataset folder `dataset` as read by this run for the body, so that a curation into it refuses
-    (`refuse_if_read`) instead of rewriting its data files and videos under the run; yields the mark's file, or None
-    where there is none to take: a Hub id or a data file, a non-main process of a launch (the main process marks
-    for it), or a folder this process cannot write (a read-only mount: no curation can write there either).
+def dataset_reader_mark(dataset: str | os.PathLike | None, what: str) -> contextlib.AbstractContextManager:
+    """`reader_mark` on the local dataset folder a training run trains from: a curation into it refuses instead of
+    rewriting its data files and videos under the run."""
+    return reader_mark(dataset, what, "dataset")
 
-    The mark is an exclusive `flock` on this run's own record file in `<dataset>/.tpo-hf.readers/`, held for the
+
+@contextlib.contextmanager
+def reader_mark(folder: str | os.PathLike | None, what: str, reads: str) -> Iterator[Path | None]:
+    """Marks the local `folder` as read by this run for the body (`reads`: "dataset" or "adapter", a key of
+    `READ_CONTENTS`), so that a job writing into it refuses (`refuse_if_read`) instead of rewriting it under the
+    run; yields the mark's file, or None where there is none to take: a Hub id or a file, a non-main process of a
+    launch (the main process marks for it), or a folder this process cannot write (a read-only mount: no job can
+    write there either).
+
+    The mark is an exclusive `flock` on this run's own record file in `<folder>/.tpo-hf.readers/`, held for the
     body and dropped by the kernel if the process dies.
     """
     marked = None
-    if dataset is not None and os.path.isdir(dataset) and is_main_process():
-        marked = _mark_as_read(Path(dataset), what)
+    if folder is not None and os.path.isdir(folder) and is_main_process():
+        marked = _mark_as_read(Path(folder), what, reads)
     if marked is None:
         yield None
         return
@@ -537,9 +547,10 @@ def dataset_reader_mark(dataset: str | os.PathLike | None, what: str) -> Iterato
 
 
 def refuse_if_read(output_dir: str | os.PathLike, what: str) -> None:
-    """Refuses to write into a folder that a live run reads as its dataset (a training run's `dataset_reader_mark`):
-    rewriting its data files and videos under that run would train it on a mix of two datasets. Marks of readers
-    that are gone (killed: their `flock` is free) are removed. Call it holding the folder's `output_dir_lock`, so a
+    """Refuses to write into a folder that a live run reads (`reader_mark`): a training run's dataset, whose data
+    files and videos rewritten under it would train it on a mix of two datasets, or an eval's adapter, whose weights
+    rewritten under it would give results that name the folder but describe other weights. Marks of readers that
+    are gone (killed: their `flock` is free) are removed. Call it holding the folder's `output_dir_lock`, so a
     reader that starts later sees the lock and refuses in turn.
 
     Raises:
@@ -567,7 +578,10 @@ def refuse_if_read(output_dir: str | os.PathLike, what: str) -> None:
             live.append((mark, holder))
             continue
         logger.warning(
-            "Removing the dataset reader mark %s left by %s: no run holds it.", mark, describe_holder(holder)
+            "Removing the %s reader mark %s left by %s: no run holds it.",
+            (holder or {}).get("reads", "dataset"),
+            mark,
+            describe_holder(holder),
         )
         with contextlib.suppress(OSError):
             mark.unlink()
@@ -577,8 +591,11 @@ def refuse_if_read(output_dir: str | os.PathLike, what: str) -> None:
         return
     mark, holder = live[0]
     others = f" (and {len(live) - 1} other run(s))" if len(live) > 1 else ""
+    reads = (holder or {}).get("reads")
+    reads = reads if reads in READ_CONTENTS else "dataset"  # marks written before the record said what they read
+    article = "an" if reads[0] in "aeiou" else "a"
     raise OutputDirLockedError(
-        f"output folder {output_dir} holds a dataset that another run is reading: {describe_holder(holder)}"
-        f"{others}. {what.capitalize()} would rewrite its data files and videos under that run; wait for it to "
+        f"output folder {output_dir} holds {article} {reads} that another run is reading: {describe_holder(holder)}"
+        f"{others}. {what.capitalize()} would rewrite {READ_CONTENTS[reads]} under that run; wait for it to "
         f"end or set another output_dir. If that run is gone (e.g. on another host), delete {mark}."
     )

@@ -104,6 +104,39 @@ def _unwrap_peft(model: Any) -> Any:
     return model.get_base_model() if hasattr(model, "get_base_model") else model
 
 
+# the names PEFT gives the original weights of a layer it adapts: left out of the reference's tensor names, so that the
+# same base weights hash alike whatever layers the adapter targets
+_PEFT_WRAPPER_NAMES = ("base_layer", "original_module")
+
+
+def reference_weights_hash(model: Any, ref_model: Any, trl_hash: str | None) -> str | None:
+    """The hash of the reference weights that keys the precomputed reference log-probs. With PEFT and no reference
+    model the reference is the model with its adapters off (or on TRL's `ref` adapter): its tensors are hashed
+    without those of the trained adapter, whose random initialisation (`seed`, `lora_r`, targets) changes nothing the
+    reference computes. Otherwise, and for sharded (DTensor) weights, TRL's own hash of the reference model."""
+    import hashlib
+
+    from accelerate.utils import is_peft_model
+
+    if ref_model is not None or not is_peft_model(model):
+        return trl_hash
+    trained = set(model.peft_config) - {"ref"}  # TRL's reference runs the `ref` adapter where the model has one
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        parts = name.split(".")
+        if trained.intersection(parts):
+            continue
+        if type(tensor).__name__ == "DTensor":  # sharded: cannot be read whole here
+            return trl_hash
+        tensor = tensor.detach().cpu()
+        if tensor.dtype in (torch.bfloat16, torch.float8_e4m3fn, torch.float8_e5m2):  # no numpy dtype
+            tensor = tensor.to(torch.float32)
+        digest.update(".".join(part for part in parts if part not in _PEFT_WRAPPER_NAMES).encode())
+        digest.update(str(tensor.dtype).encode())
+        digest.update(tensor.numpy().tobytes())
+    return digest.hexdigest()
+
+
 class TPOTrainer(DPOTrainer):
     """Trains a video-LMM with Temporal Preference Optimization (DPO + SFT on video preference pairs).
 
@@ -464,8 +497,8 @@ class TPOTrainer(DPOTrainer):
         return chosen, rejected
 
     def ref_logps_key(self, dataset: Any) -> dict[str, Any]:
-        """What the precomputed reference log-probs of `dataset` depend on beyond its rows and the reference weights
-        (TRL's own key): the video files (by name, size and time: not their path), the frame and pixel settings, the
+        """What the precomputed reference log-probs of `dataset` depend on beyond its rows: the reference weights
+        (`reference_weights_hash`: with LoRA the base's, not the adapter's initialisation), the video files (by name, size and time: not their path), the frame and pixel settings, the
         processor's own image and video processing (its `processor_config.json`: resize budget, patch size), length
         handling, the chat template, the video prompt layout and the format. Any change recomputes them instead of
         reusing another run's values, with a warning naming it."""
@@ -481,6 +514,9 @@ class TPOTrainer(DPOTrainer):
             "videos": {str(video): video_file_identity(processor.resolve_video(video)) for video in videos},
             "max_length": self.args.max_length,
             "too_long_policy": self.args.too_long_policy,
+            # how the reference pass runs and sums: mixed precision, and TRL's weight on the tokens past the shorter answer
+            "mixed_precision": "bf16" if self.args.bf16 else "fp16" if self.args.fp16 else "no",
+            "ld_alpha": getattr(self.args, "ld_alpha", None),
             "chat_template": getattr(processor.processor, "chat_template", None),
             # what the model reads around the frames (timestamps, separators): differs between transformers releases
             "video_prompt_layout": processor.video_prompt_layout(),
@@ -493,7 +529,7 @@ class TPOTrainer(DPOTrainer):
         # TRL keys its cache file by (dataset fingerprint, this hash): widen the hash to everything the values
         # depend on, so other frames, pixels or re-encoded videos never reuse stale reference log-probs
         if not hasattr(self, "_tpo_reference_hash"):
-            self._tpo_reference_hash = self._precompute_model_hash
+            self._tpo_reference_hash = reference_weights_hash(self.model, self.ref_model, self._precompute_model_hash)
         key = self.ref_logps_key(dataset)
         self._precompute_model_hash = key_hash(key)
         drop_damaged_ref_logps_cache(self, dataset)  # a cache file cut short is named and recomputed

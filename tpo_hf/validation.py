@@ -30,9 +30,34 @@ def _where(index: Any, source: str | None) -> str:
     return f"{source + ' ' if source else ''}row {index}"
 
 
+def _check_media_parts(media: list[tuple[int, str]], field: str, where: str) -> None:
+    """A row brings one video (its `video` field) and no image: a prompt may mark where it goes with one
+    `{"type": "video"}` part; an image part, a second video part, or a media part in an answer would leave the
+    processor a placeholder without its video or image, failing deep in transformers with no row named."""
+    images = [position for position, kind in media if kind == "image"]
+    videos = [position for position, kind in media if kind == "video"]
+    if images:
+        raise RowError(
+            f"{where}, field {field!r}: message {images[0]} has an image part ({{'type': 'image'}}), but a row "
+            "brings one video (field 'video') and no image; remove the image part."
+        )
+    if field != "prompt" and videos:
+        raise RowError(
+            f"{where}, field {field!r}: message {videos[0]} has a video part; an answer is text only (the row's video "
+            "goes with its prompt); remove it."
+        )
+    if len(videos) > 1:
+        raise RowError(
+            f"{where}, field {field!r}: {len(videos)} video parts (messages {', '.join(map(str, videos))}), but a row "
+            "brings one video (field 'video'); keep one {'type': 'video'} part where the video goes, or none (it then "
+            "goes before the first user message's text)."
+        )
+
+
 def _messages_text(value: list, field: str, where: str) -> str:
-    """The text of TRL conversational messages, checking their shape."""
+    """The text of TRL conversational messages, checking their shape and their media parts."""
     texts = []
+    media: list[tuple[int, str]] = []  # (message position, "video" / "image") of each media part
     for position, message in enumerate(value):
         if not isinstance(message, dict) or "content" not in message or not isinstance(message.get("role"), str):
             raise RowError(
@@ -46,11 +71,13 @@ def _messages_text(value: list, field: str, where: str) -> str:
             texts += [str(part.get("text", "")) for part in content if part.get("type", "text") == "text"]
             if any(part.get("type") not in (None, "text", "video", "image") for part in content):
                 raise RowError(f"{where}, field {field!r}: message {position} has a content part of unknown type.")
+            media += [(position, part["type"]) for part in content if part.get("type") in ("video", "image")]
         else:
             raise RowError(
                 f"{where}, field {field!r}: message {position} has content {type(content).__name__} "
                 f"{content!r:.60}; use a string or a list of {{'type': 'text', 'text': ...}} parts."
             )
+    _check_media_parts(media, field, where)
     return "\n".join(texts)
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextvars
 import dis
 import importlib
+import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -36,6 +37,9 @@ BUILTIN_COMMANDS = {
 
 DEBUG_FLAG = "--debug"
 DEBUG_ENV = "TPO_HF_DEBUG"
+CONFIG_FLAG = "--config"
+
+logger = logging.getLogger(__name__)
 
 # The errors a user causes and fixes, by module: shown as one line. Looked up only in modules already imported (an
 # error whose module was never imported cannot have been raised), so that this list loads nothing.
@@ -139,19 +143,141 @@ def take_debug_flag(argv: Sequence[str] | None) -> tuple[list[str], bool]:
     return kept, len(kept) != len(argv)
 
 
+def split_config_flag(argv: Sequence[str]) -> list[str]:
+    """`argv` with `--config=FILE` written as `--config FILE`: TRL's parser looks for the bare flag only, and would
+    otherwise leave the recipe unread."""
+    split: list[str] = []
+    for arg in argv:
+        if arg.startswith(CONFIG_FLAG + "="):
+            split += [CONFIG_FLAG, arg[len(CONFIG_FLAG) + 1 :]]
+        else:
+            split.append(arg)
+    return split
+
+
+def read_recipe(argv: Sequence[str]) -> tuple[str, dict[str, Any]] | None:
+    """(path, mapping) of the `--config` YAML file in `argv`; None without one, or where it cannot be read (TRL's
+    parser then names the problem)."""
+    argv = list(argv)
+    if CONFIG_FLAG not in argv or argv.index(CONFIG_FLAG) + 1 >= len(argv):
+        return None
+    path = argv[argv.index(CONFIG_FLAG) + 1]
+    try:
+        import yaml
+
+        with open(path) as file:
+            recipe = yaml.safe_load(file)
+    except Exception:  # a missing or malformed file: named by the parser with its own message
+        return None
+    return (path, recipe) if isinstance(recipe, dict) else None
+
+
+def apply_recipe_env(argv: Sequence[str]) -> None:
+    """Sets the environment variables of the recipe's `env:` mapping (TRL's `TrlParser` sets them only while
+    parsing) before the command's module is imported: `datasets`, `transformers` and `huggingface_hub` read their
+    cache folders (`HF_DATASETS_CACHE`, `HF_HOME`, ...) once, when imported."""
+    recipe = read_recipe(split_config_flag(argv))
+    env = recipe[1].get("env") if recipe else None
+    if isinstance(env, dict):
+        for key, value in env.items():
+            os.environ[str(key)] = str(value)
+
+
+def _launched_command_argv() -> list[str] | None:
+    """The arguments of `python -m tpo_hf.commands.NAME ...` (`accelerate launch -m ...`, `tpo_hf.train`,
+    `tpo_hf.curate`), whose module imports the heavy libraries right after this package; None for any other
+    program."""
+    argv = list(getattr(sys, "orig_argv", None) or [])
+    if "-m" not in argv[:-1]:
+        return None
+    module = argv[argv.index("-m") + 1]
+    ours = {"tpo_hf.commands", "tpo_hf.train", "tpo_hf.curate", *(path for path, _ in BUILTIN_COMMANDS.values())}
+    return argv[argv.index("-m") + 2 :] if module in ours else None
+
+
+def _parser_settings(parser: Any) -> set[str]:
+    return {action.dest for action in getattr(parser, "_actions", [])}
+
+
+def refuse_recipe_of_another_command(name: str, parser: Any, recipe: tuple[str, dict[str, Any]] | None) -> None:
+    """Refuses a recipe written for another command (the eval recipe given to `train`), naming that command, before
+    the parser reads it: it would otherwise fail on whichever default its missing settings leave (bf16 on a machine
+    without a GPU), differently from one machine to the next.
+
+    Raises:
+        ConfigError: naming the recipe, the settings this command does not take and the command that does.
+    """
+    if recipe is None:
+        return
+    path, settings = recipe
+    ours = _parser_settings(parser)
+    foreign = [key for key in settings if key not in ours and key != "env"]
+    if not foreign:
+        return
+    best: tuple[str, list[str]] | None = None
+    for other, (module_name, _) in BUILTIN_COMMANDS.items():
+        if other == name:
+            continue
+        try:
+            make_parser = getattr(importlib.import_module(module_name), "make_parser", None)
+        except ImportError:  # a command whose optional dependencies are not installed: not the one meant
+            continue
+        if make_parser is None:
+            continue
+        theirs = _parser_settings(make_parser())
+        matched = [key for key in foreign if key in theirs]
+        if matched and (best is None or len(matched) > len(best[1])):
+            best = (other, matched)
+    if best is None:
+        return  # unknown keys of no command (a typo): named by the parser
+    other, matched = best
+    raise ConfigError(
+        f"{path} looks like a recipe for `tpo-hf {other}`, not `tpo-hf {name}`: it sets {', '.join(matched)}, "
+        f"which `tpo-hf {other}` takes and `tpo-hf {name}` does not. Give it to `tpo-hf {other}`, or give "
+        f"`tpo-hf {name}` a recipe of its own."
+    )
+
+
+def log_output_dir(name: str, parsed: Sequence[Any], argv: Sequence[str], recipe: tuple[str, dict] | None) -> None:
+    """Says where the command writes: a warning where `output_dir` was set neither in the recipe nor as a flag (the
+    default is a folder in the current one, easy to miss), an info line otherwise."""
+    from ..locks import is_main_process
+
+    output_dir = next((arguments.output_dir for arguments in parsed if hasattr(arguments, "output_dir")), None)
+    if output_dir is None or not is_main_process():
+        return
+    given = any(arg == "--output_dir" or arg.startswith("--output_dir=") for arg in argv) or (
+        recipe is not None and "output_dir" in recipe[1]
+    )
+    if given:
+        logger.info("tpo-hf %s writes to %s", name, os.path.abspath(output_dir))
+    else:
+        logger.warning(
+            "tpo-hf %s: output_dir is not set, writing to %s (the default, in the current folder).",
+            name,
+            os.path.abspath(output_dir),
+        )
+
+
 def run_cli(name: str, make_parser: Callable[[], Any], main: Callable[..., Any], argv: Sequence[str] | None) -> Any:
     """What every command's `cli_main` does: takes `--debug` out of `argv`, parses the rest with the command's
-    `TrlParser` (a value it or the config's validation refuses, or a missing `--config` file, is a `ConfigError`)
-    and runs `main(*parsed)`, all through `run_command`."""
+    `TrlParser` (a value it or the config's validation refuses, or a missing `--config` file, is a `ConfigError`;
+    `--config=FILE` is read as `--config FILE`; a recipe of another command is named as such), says where the
+    command writes, and runs `main(*parsed)`, all through `run_command`."""
     argv, debug = take_debug_flag(argv)
+    argv = split_config_flag(argv)
 
     def parse_and_run() -> Any:
         import yaml
 
+        recipe = read_recipe(argv)
+        parser = make_parser()
+        refuse_recipe_of_another_command(name, parser, recipe)
         try:
-            parsed = make_parser().parse_args_and_config(args=argv)
+            parsed = parser.parse_args_and_config(args=argv)
         except (ValueError, FileNotFoundError, yaml.YAMLError) as error:
             raise ConfigError(_message(error)) from error
+        log_output_dir(name, parsed, argv, recipe)
         return main(*parsed)
 
     return run_command(name, parse_and_run, debug=debug)
@@ -181,6 +307,7 @@ def main(argv: list[str] | None = None) -> None:
     # kept for the built-in commands, whose `run_cli` takes it out again; a plugin's parser never sees it
     rest_without_flag, debug = take_debug_flag(rest)
     if command in BUILTIN_COMMANDS:
+        apply_recipe_env(rest_without_flag)  # before the command's module imports datasets and transformers
         module = importlib.import_module(BUILTIN_COMMANDS[command][0])
     elif command in (plugins := _plugin_commands()):
         module = plugins[command].load()
@@ -189,3 +316,9 @@ def main(argv: list[str] | None = None) -> None:
         print(f"tpo-hf: unknown command {command!r}\n\n{_usage()}", file=sys.stderr)
         raise SystemExit(2)
     run_command(command, module.cli_main, rest, debug=debug)
+
+
+# `python -m tpo_hf.commands.NAME --config F` imports this package first, then the command's module, which imports
+# datasets and transformers: the recipe's `env:` is set now, while they can still read it
+if (_launched := _launched_command_argv()) is not None:
+    apply_recipe_env(_launched)

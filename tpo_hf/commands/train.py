@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
+import shutil
 from dataclasses import dataclass, field
 
 from trl import ModelConfig, ScriptArguments, TrlParser, get_peft_config, get_quantization_config
@@ -21,7 +23,7 @@ from ..data import (
     load_preference_dataset,
     refuse_training_output_dir,
 )
-from ..locks import dataset_reader_mark, output_dir_lock
+from ..locks import dataset_reader_mark, is_main_process, output_dir_lock, refuse_if_read
 from . import ConfigError, run_cli
 
 logger = logging.getLogger(__name__)
@@ -70,6 +72,57 @@ def check_peft_arguments(training_args: TPOConfig, model_args: ModelConfig) -> N
     rank = model_args.lora_r
     if isinstance(rank, bool) or not isinstance(rank, int) or rank < 1:
         raise ConfigError(f"lora_r must be a positive integer (the LoRA rank), got {rank!r}.")
+
+
+def is_resume(resume_from_checkpoint: str | bool | None) -> bool:
+    """Whether `resume_from_checkpoint` asks for a resume (`True`, `"true"`, a checkpoint's path) or a fresh run."""
+    from ..checkpoints import BOOLEAN_WORDS
+
+    if isinstance(resume_from_checkpoint, str) and resume_from_checkpoint.strip().lower() in BOOLEAN_WORDS:
+        return BOOLEAN_WORDS[resume_from_checkpoint.strip().lower()]
+    return resume_from_checkpoint not in (None, False)
+
+
+def clear_earlier_checkpoints(training_args: TPOConfig) -> None:
+    """A fresh run (no `resume_from_checkpoint`) into an `output_dir` holding `checkpoint-N` folders of an earlier
+    run is refused, naming them: the checkpoint rotation (`save_total_limit`) keeps the highest step numbers, so it
+    would delete this run's checkpoints and keep the earlier run's, which a later resume would then pick up. With
+    `overwrite_output_dir` they are removed instead, with a warning.
+
+    Raises:
+        ConfigError: naming the checkpoints and the choices.
+    """
+    from ..checkpoints import checkpoint_step
+
+    output_dir = training_args.output_dir
+    if is_resume(training_args.resume_from_checkpoint) or not os.path.isdir(output_dir):
+        return
+    earlier = sorted(
+        (
+            name
+            for name in os.listdir(output_dir)
+            if checkpoint_step(name) >= 0 and os.path.isdir(os.path.join(output_dir, name))
+        ),
+        key=checkpoint_step,
+    )
+    if not earlier:
+        return
+    if not training_args.overwrite_output_dir:
+        raise ConfigError(
+            f"output_dir {output_dir} holds checkpoints of an earlier run ({', '.join(earlier)}), and this run starts "
+            "fresh: checkpoint rotation would keep the highest steps, the earlier run's, and delete this run's. Set "
+            "resume_from_checkpoint true to resume that run, set another output_dir, or remove those checkpoints "
+            "(overwrite_output_dir true removes them)."
+        )
+    if is_main_process():  # the main process removes them for its launch
+        logger.warning(
+            "Removing the checkpoints of an earlier run in %s (%s): overwrite_output_dir is set and this run starts "
+            "fresh.",
+            output_dir,
+            ", ".join(earlier),
+        )
+        for name in earlier:
+            shutil.rmtree(os.path.join(output_dir, name))
 
 
 def load_processor(training_args: TPOConfig, model_args: ModelConfig):
@@ -126,6 +179,8 @@ def main(script_args: TPOScriptArguments, training_args: TPOConfig, model_args: 
         output_dir_lock(training_args.output_dir, "train"),
         dataset_reader_mark(script_args.dataset_name, "train"),
     ):
+        refuse_if_read(training_args.output_dir, "train")  # an eval reading the adapter there (`reader_mark`)
+        clear_earlier_checkpoints(training_args)
         train_dataset = load_preference_dataset(
             script_args.dataset_name, script_args.dataset_config, script_args.dataset_train_split
         )
