@@ -361,3 +361,22 @@ def test_the_recipes_env_is_set_before_datasets_reads_it(video_dir, tmp_path, co
     assert result.returncode != 0 and "no-model" in result.stderr, result.stderr[-3000:]  # after the dataset loaded
     assert list(scratch.glob("json/*")), result.stderr[-3000:]
     assert not (tmp_path / "home" / "datasets").exists()
+
+
+def test_home_in_recipe_paths_is_expanded_as_a_shell_would(tmp_path, monkeypatch):
+    """a/F26: YAML keeps `~/eval_out` literal: eval and curate made a folder named `~` in the current one, and train
+    looked `~/data` up on the Hub. A recipe's (or a quoted flag's) `~` is expanded; a flag given beside the recipe
+    still wins."""
+    from tpo_hf.commands import expand_home_paths, read_recipe
+    from tpo_hf.commands.eval import make_parser
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    recipe = tmp_path / "eval.yaml"
+    recipe.write_text(
+        yaml.safe_dump({"model_name_or_path": "~/models/base", "output_dir": "~/eval_out", "benchmark": "videomme"})
+    )
+    argv = ["--config", str(recipe), "--video_dir=~/videos", "--model_name_or_path", "Qwen/Qwen2-VL-2B-Instruct"]
+    parser = make_parser()
+    (config,) = parser.parse_args_and_config(args=expand_home_paths(argv, read_recipe(argv), parser))
+    assert config.output_dir == str(tmp_path / "eval_out") and config.video_dir == str(tmp_path / "videos")
+    assert config.model_name_or_path == "Qwen/Qwen2-VL-2B-Instruct"  # the flag beside the recipe wins

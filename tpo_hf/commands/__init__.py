@@ -172,6 +172,33 @@ def read_recipe(argv: Sequence[str]) -> tuple[str, dict[str, Any]] | None:
     return (path, recipe) if isinstance(recipe, dict) else None
 
 
+def _expand_home(value: Any) -> Any:
+    return os.path.expanduser(value) if isinstance(value, str) and value.startswith("~") else value
+
+
+def expand_home_paths(argv: Sequence[str], recipe: tuple[str, dict[str, Any]] | None, parser: Any) -> list[str]:
+    """`argv` with `~` expanded in path values, as a shell does: a quoted flag value, and a recipe's values (YAML keeps
+    `~/data` literal, so eval and curate made a folder named `~` in the current one and train looked `~/data` up on
+    the Hub). A recipe value starting with `~` is passed as its flag, expanded (flags override the recipe), unless
+    `argv` gives that flag itself. Hub ids and model names never start with `~`."""
+    expanded = []
+    for token in argv:
+        flag, equals, value = token.partition("=")
+        expanded.append(f"{flag}={_expand_home(value)}" if equals and flag.startswith("--") else _expand_home(token))
+    if recipe is None:
+        return expanded
+    given = {token.partition("=")[0] for token in expanded if token.startswith("--")}
+    for key, value in recipe[1].items():
+        flag = f"--{key}"
+        if key == "env" or flag in given or flag not in parser._option_string_actions:
+            continue
+        if isinstance(value, str) and value.startswith("~"):
+            expanded += [flag, _expand_home(value)]
+        elif isinstance(value, list) and any(isinstance(item, str) and item.startswith("~") for item in value):
+            expanded += [flag, *(str(_expand_home(item)) for item in value)]
+    return expanded
+
+
 def apply_recipe_env(argv: Sequence[str]) -> None:
     """Sets the environment variables of the recipe's `env:` mapping (TRL's `TrlParser` sets them only while
     parsing) before the command's module is imported: `datasets`, `transformers` and `huggingface_hub` read their
@@ -274,7 +301,7 @@ def run_cli(name: str, make_parser: Callable[[], Any], main: Callable[..., Any],
         parser = make_parser()
         refuse_recipe_of_another_command(name, parser, recipe)
         try:
-            parsed = parser.parse_args_and_config(args=argv)
+            parsed = parser.parse_args_and_config(args=expand_home_paths(argv, recipe, parser))
         except (ValueError, FileNotFoundError, yaml.YAMLError) as error:
             raise ConfigError(_message(error)) from error
         log_output_dir(name, parsed, argv, recipe)
