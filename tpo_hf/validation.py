@@ -147,16 +147,25 @@ def check_placeholder_tokens(
     if not tokens:
         return
     for field in ("prompt", "chosen", "rejected"):
-        text = text_of(row[field], field, index, source)
-        found = [token for token in tokens if token in text]
-        if found:
-            at = text.index(found[0])
+        problem = placeholder_problem(text_of(row[field], field, index, source), tokens)
+        if problem:
             raise RowError(
-                f"{_where(index, source)}, field {field!r}: the text holds the processor's placeholder token(s) "
-                f"{found} (at character {at}: ...{text[max(0, at - 30) : at + len(found[0]) + 10]!r}), which would be "
-                "taken for a video or image slot. Prompts carry no placeholder (the processor adds the video part); "
-                "remove it from the text."
+                f"{_where(index, source)}, field {field!r}: {problem}. Prompts carry no placeholder (the processor "
+                "adds the video part); remove it from the text."
             )
+
+
+def placeholder_problem(text: str, tokens: tuple[str, ...]) -> str | None:
+    """What is wrong with `text` when it holds one of the processor's placeholder `tokens`, with where (for the
+    errors of training rows and eval questions); None when it holds none."""
+    found = [token for token in tokens if token in text]
+    if not found:
+        return None
+    at = text.index(found[0])
+    return (
+        f"the text holds the processor's placeholder token(s) {found} (at character {at}: "
+        f"...{text[max(0, at - 30) : at + len(found[0]) + 10]!r}), which would be taken for a video or image slot"
+    )
 
 
 def check_preference_row(row: dict[str, Any], index: Any, source: str | None = None) -> str | None:

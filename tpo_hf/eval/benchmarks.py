@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..validation import placeholder_problem
 from ..video import VIDEO_EXTENSIONS
 from .answers import option_letters, strip_option_prefix
 
@@ -111,15 +112,11 @@ def check_prompt_placeholders(samples: list[MCQSample], tokens: tuple[str, ...],
     the model a slot marker as text. Removing it from the data is the fix; tpo-hf does not guess which to strip."""
     for row, sample in enumerate(samples):
         for name in ("question", "prompt"):
-            text = getattr(sample, name)
-            found = [token for token in tokens if token in text]
-            if found:
-                at = text.index(found[0])
+            problem = placeholder_problem(getattr(sample, name), tokens)
+            if problem:
                 raise ValueError(
                     f"{benchmark + ': ' if benchmark else ''}row {row} (question {sample.sample_id}), field {name!r}: "
-                    f"the text holds the processor's placeholder token(s) {found} (at character {at}: "
-                    f"...{text[max(0, at - 30) : at + len(found[0]) + 10]!r}), which would be taken for a video or "
-                    "image slot. Questions carry no placeholder (the processor adds the video part); remove it from "
+                    f"{problem}. Questions carry no placeholder (the processor adds the video part); remove it from "
                     "the benchmark's rows."
                 )
 
