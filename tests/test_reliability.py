@@ -13,8 +13,11 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import shutil
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -2468,15 +2471,22 @@ with dataset_reader_mark(sys.argv[1], "train") as mark:
 """
 
 
+def start_mark_holder(script: str, folder: Path) -> subprocess.Popen:
+    """Another process (not a child thread: its pid is what the mark names) running `script` on `folder`; it prints
+    its mark's path once the mark is made and then holds it until killed."""
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    env.pop("RANK", None)
+    return subprocess.Popen(
+        [sys.executable, "-c", script, str(folder)], cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, text=True
+    )
+
+
 def test_a_curation_into_a_dataset_folder_a_training_run_reads_is_refused_naming_it(video_dir, tmp_path, caplog):
     """Training refused a folder a curation was writing, but a curation rerun into the dataset folder a training run
     read rewrote it under that run. The reader's mark (what `tpo-hf train` holds on its dataset folder) makes the
     curation refuse at once, naming the reader; once the reader is gone (killed: its flock is free) curation works."""
-    import os
     import re
     import signal
-    import subprocess
-    import sys
 
     from tpo_hf.locks import LOCK_NAME, READERS_NAME, OutputDirLockedError
 
@@ -2484,15 +2494,7 @@ def test_a_curation_into_a_dataset_folder_a_training_run_reads_is_refused_naming
     config = curation_config(video_dir, folder)
     run_curation(config, Backends(FrameBackend(), None, None))
     dataset_files = {path.name: path.stat().st_mtime_ns for path in folder.iterdir() if path.is_file()}
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-    env.pop("RANK", None)
-    reader = subprocess.Popen(
-        [sys.executable, "-c", HOLD_READER_MARK, str(folder)],
-        cwd=REPO_ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    reader = start_mark_holder(HOLD_READER_MARK, folder)
     try:
         mark = Path(reader.stdout.readline().strip())
         assert mark.parent == folder / READERS_NAME and mark.is_file()
@@ -2980,11 +2982,8 @@ def test_training_into_an_adapter_folder_an_eval_reads_is_refused_naming_it(tmp_
     """a/F12: `tpo-hf train --output_dir AD` while `tpo-hf eval --adapter_path AD` ran rewrote the weights under the
     eval, whose results named AD but described the old weights. The eval marks the adapter folder it reads
     (`reader_mark`), and training into it refuses at once, naming the eval."""
-    import os
     import re
     import signal
-    import subprocess
-    import sys
 
     from tpo_hf.eval import run as eval_run
     from tpo_hf.eval.config import EvalConfig
@@ -3005,15 +3004,7 @@ def test_training_into_an_adapter_folder_an_eval_reads_is_refused_naming_it(tmp_
     assert len(seen) == 1 and seen[0]["reads"] == "adapter" and seen[0]["what"] == "eval"
     assert not (adapter / READERS_NAME).exists()  # released with the eval
 
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-    env.pop("RANK", None)
-    reader = subprocess.Popen(
-        [sys.executable, "-c", HOLD_ADAPTER_MARK, str(adapter)],
-        cwd=REPO_ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    reader = start_mark_holder(HOLD_ADAPTER_MARK, adapter)
     try:
         mark = Path(reader.stdout.readline().strip())
         args = ["--model_name_or_path", "m", "--dataset_name", "d", "--output_dir", str(adapter)]
