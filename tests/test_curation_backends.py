@@ -199,7 +199,46 @@ def test_a_judge_answering_json_with_1_and_0_is_read(oracle_backends, video_dir,
     )
     result = run_curation(config)
     assert result.report["judge"]["parsed"] == 1.0 and result.report["judge"]["passed"] == 1.0
-    assert result.report["final"]["total"] == 4 and len(fake_endpoint.requests) == 4
+    # 4 verdicts, after the one-token request that checks the judge before any video is answered
+    assert result.report["final"]["total"] == 4 and len(fake_endpoint.requests) == 5
+    assert fake_endpoint.requests[0]["max_tokens"] == 1
+
+
+def test_a_judge_model_its_endpoint_does_not_serve_is_refused_before_any_video(
+    oracle_backends, video_dir, tmp_path, online, fake_endpoint
+):
+    """Probe b/f51: a typo in `judge_model` (the endpoint answers 404) was found only after every video of the first
+    shard was answered, and a rerun asked for those answers again. The judge is now asked one token first."""
+    from tpo_hf.commands import is_user_error
+    from tpo_hf.curation.backends import BackendError
+
+    def reply(request):
+        if request["model"] != "judge":
+            return {"error": {"message": f"The model `{request['model']}` does not exist", "code": 404}}
+        return completion('{"better": 1, "contradiction": 0, "correct": 1}')
+
+    config = CurationConfig(
+        video_dir=str(video_dir),
+        video_model="oracle-video",
+        video_backend="oracle",
+        question_backend="template",
+        judge_backend="openai",
+        judge_model="judje",
+        judge_base_url=fake_endpoint(reply),
+        max_retries=0,
+        output_dir=str(tmp_path / "out"),
+        num_frames=4,
+        sparse_num_frames=2,
+        progress=False,
+    )
+    with pytest.raises(BackendError) as refused:
+        run_curation(config)
+    message = str(refused.value)
+    assert message.startswith("The judge model cannot be used, checked before any video was sent: ")
+    assert "model judje" in message and "`judje` does not exist" in message and "`judge_model`" in message
+    assert (
+        oracle_backends["video"].requests == [] and len(fake_endpoint.requests) == 1 and is_user_error(refused.value)
+    )
 
 
 def test_openai_backend_joins_content_parts_and_names_replies_it_cannot_read(online, fake_endpoint):

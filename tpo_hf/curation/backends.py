@@ -83,6 +83,11 @@ class GenerationBackend:
         backend does not say (an endpoint, a rule-based backend)."""
         return None
 
+    def check_ready(self) -> None:
+        """Raises `BackendError` when the backend cannot answer at all (a model name an endpoint does not serve, a
+        key it refuses), before a run spends work on other stages; a no-op where that showed already (a local model
+        is loaded when the backend is built)."""
+
 
 class RoleSettings(Protocol):
     """What this module reads of a `CurationConfig`, by shape: the config imports the registry, so the registry does
@@ -154,8 +159,22 @@ def build_backends(config: RoleSettings, device: str | None = None) -> Backends:
             cache[key] = backend_factory(key[0])(config, role, device)
         return cache[key]
 
-    return Backends(
+    backends = Backends(
         video=make("video"),
         question=None if config.question_backend == TEMPLATE_QUESTIONS else make("question"),
         judge=make("judge") if config.use_judge else None,
     )
+    # the question writer and the judge are first asked after every video of a shard was answered: a model name
+    # their endpoint does not serve must fail now, not after that work (which a rerun would ask for again)
+    checked = [backends.video]
+    for role, backend in (("question", backends.question), ("judge", backends.judge)):
+        if backend is not None and not any(backend is other for other in checked):
+            checked.append(backend)
+            try:
+                backend.check_ready()
+            except BackendError as error:
+                raise BackendError(
+                    f"The {role} model cannot be used, checked before any video was sent: {error}. Check "
+                    f"`{role}_model` and `{role}_base_url` (and `api_key`)."
+                ) from error
+    return backends

@@ -409,6 +409,11 @@ class OpenAIBackend(GenerationBackend):
             f"{request_subject(request)}: {error_text(last_error)}"
         ) from last_error
 
+    def check_ready(self) -> None:
+        """One short text request (one token): a model the endpoint does not serve (404), a refused key (401) or an
+        endpoint that does not answer fails here, retried as any request is, naming the endpoint and model."""
+        self._one(GenerationRequest("Reply with OK."), max_new_tokens=1, seed=0)
+
     def generate(self, requests: list[GenerationRequest], max_new_tokens: int, seed: int = 0) -> list[str]:
         with ThreadPoolExecutor(self.max_concurrency) as pool:
             return list(pool.map(lambda ir: self._one(ir[1], max_new_tokens, seed + ir[0]), enumerate(requests)))
