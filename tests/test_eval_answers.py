@@ -285,8 +285,9 @@ def tiny_lvb_eval_config(model, adapter, data, video_dir, out):
 def test_a_model_and_adapter_given_by_other_paths_reuse_the_cached_answers(
     video_dir, tmp_path, tiny_model_dirs, monkeypatch, caplog
 ):
-    """The same model and adapter folders given by relative, then absolute paths, then after the project folder moved,
-    are the same weights: the second eval generated every answer again ("changed: adapter (4), model (8)")."""
+    """The same model and adapter folders given by relative, then absolute paths, then after the project folder moved
+    or was copied with `cp -r`, are the same weights: the second eval generated every answer again ("changed: adapter
+    (4), model (8)"); the copy did so until model identities were keyed by content (a/F23)."""
     import shutil
 
     import torch
@@ -318,6 +319,10 @@ def test_a_model_and_adapter_given_by_other_paths_reuse_the_cached_answers(
     moved = tmp_path / "moved"
     project.rename(moved)
     assert run(moved / "model", str(moved / "adapter")) == 4 and "Generated again" not in caplog.text
+    # a copy made as `cp -r` makes it (new modification times, the same bytes) is the same model and adapter too
+    copied = tmp_path / "copied"
+    shutil.copytree(moved, copied, copy_function=shutil.copy)
+    assert run(copied / "model", str(copied / "adapter")) == 4 and "Generated again" not in caplog.text
 
 
 def _tiny_lvb_samples(tmp_path):

@@ -1339,8 +1339,8 @@ def test_a_model_folder_is_keyed_by_its_weight_and_config_files_only(tiny_model_
     (`<adapter>/eval`, checkpoints, the card, the trainer state) is not the model (every eval rerun answered again)."""
     import os
 
-    from tpo_hf.curation.storage import check_manifest, curation_key, write_manifest
-    from tpo_hf.fingerprint import changed_fields, model_identity
+    from tpo_hf.curation.storage import check_manifest, curation_key, model_identities, write_manifest
+    from tpo_hf.fingerprint import changed_fields, legacy_model_identity, model_identity
 
     model_dir = tmp_path / "model"
     shutil.copytree(tiny_model_dirs(FAMILY), model_dir)
@@ -1356,13 +1356,21 @@ def test_a_model_folder_is_keyed_by_its_weight_and_config_files_only(tiny_model_
     assert curation_key(config) == key
 
     weights = next(model_dir.glob("*.safetensors"))
-    weights.write_bytes(weights.read_bytes())  # saved again in place: same size, same name
+    content = weights.read_bytes()
+    weights.write_bytes(content)  # the same bytes written again (a new modification time): the same model
     stat = weights.stat()
     os.utime(weights, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    assert curation_key(config) == key
+    weights.write_bytes(content[:-1] + bytes([content[-1] ^ 1]))  # saved again in place: same size and name
+    os.utime(weights, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # even with the old modification time
     assert changed_fields(key, curation_key(config)) == ["video_model_weights"]
     write_manifest(tmp_path / "work", key, None)
     with pytest.raises(ValueError, match=r"\(changed: video_model_weights\)"):
         check_manifest(tmp_path / "work", curation_key(config))
+    # an older tpo-hf keyed the same folder by sizes and modification times: curated again, not refused
+    current, legacy = curation_key(config), model_identities(config, legacy_model_identity)
+    write_manifest(tmp_path / "old", {**current, "video_model_weights": legacy["video_model_weights"]}, None)
+    assert check_manifest(tmp_path / "old", current, legacy) is None
     # a model behind an API endpoint has no files to key by; a name that is no folder is kept as it is
     served = curation_config(tmp_path, tmp_path / "o", video_backend="openai", video_base_url="http://127.0.0.1:9")
     assert "video_model_weights" not in curation_key(served)
@@ -1878,6 +1886,37 @@ def test_resume_on_another_base_model_or_chat_template_is_refused_naming_it(vide
     save_tiny_model(base, FAMILY, seed=1)  # other weights saved into the same folder
     with pytest.raises(CheckpointError, match=rf"base model {base}: .*model\.safetensors.* changed since the"):
         _resumable_from(base, video_dir, tmp_path, 2).train(resume_from_checkpoint=True)
+
+
+def test_resume_on_a_copied_base_or_from_a_record_made_before_content_hashing(video_dir, tmp_path):
+    """A base model folder copied with `cp -r` (new modification times, same bytes) is the same model: a resume on it
+    goes on. A checkpoint recorded before model identities were keyed by content (sizes and modification times)
+    still resumes on the unchanged folder, and still names a weight file changed since."""
+    from tpo_hf.checkpoints import CHECKPOINT_COMPLETE_FILE, CheckpointError
+    from tpo_hf.fingerprint import legacy_model_files, legacy_model_identity
+    from tpo_hf.tiny import save_tiny_model
+
+    base = save_tiny_model(tmp_path / "base", FAMILY)
+    _resumable_from(base, video_dir, tmp_path, 1).train()
+    copied = tmp_path / "copied"
+    shutil.copytree(base, copied, copy_function=shutil.copy)  # as `cp -r`: new modification times
+    resumed = _resumable_from(copied, video_dir, tmp_path, 2)
+    resumed.train(resume_from_checkpoint=True)
+    assert resumed.state.global_step == 2
+    completion = tmp_path / "out" / "checkpoint-2" / CHECKPOINT_COMPLETE_FILE
+    record = json.loads(completion.read_text())
+    assert all(":sha256:" in value for value in record["base_model"]["files"].values())
+    legacy = {"name": str(base), "identity": legacy_model_identity(base), "files": legacy_model_files(base)}
+    completion.write_text(json.dumps({**record, "base_model": legacy}))  # as an older tpo-hf recorded it
+    resumed = _resumable_from(base, video_dir, tmp_path, 3)
+    resumed.train(resume_from_checkpoint=True)
+    assert resumed.state.global_step == 3
+    record = json.loads((tmp_path / "out" / "checkpoint-3" / CHECKPOINT_COMPLETE_FILE).read_text())
+    completion = tmp_path / "out" / "checkpoint-3" / CHECKPOINT_COMPLETE_FILE
+    completion.write_text(json.dumps({**record, "base_model": legacy}))
+    save_tiny_model(base, FAMILY, seed=1)  # other weights saved into the same folder
+    with pytest.raises(CheckpointError, match=rf"base model {base}: .*model\.safetensors.* changed since the"):
+        _resumable_from(base, video_dir, tmp_path, 4).train(resume_from_checkpoint=True)
 
 
 def test_a_checkpoint_missing_a_file_a_resume_needs_is_named_and_skipped(video_dir, tmp_path, caplog):

@@ -88,7 +88,7 @@ def test_a_download_cut_short_is_refused_and_not_cached(tmp_path, url_cache):
         cut["on"] = False
         frames, metadata = load_video(url, num_frames=8)
     assert metadata["duration"] == pytest.approx(16) and frames.shape[0] == 8
-    assert [p.stat().st_size for p in url_cache.iterdir()] == [len(video)]
+    assert [p.stat().st_size for p in url_cache.iterdir() if p.suffix != ".version"] == [len(video)]
 
 
 def test_two_processes_downloading_one_url_at_once_both_get_the_video(video_dir, url_cache):
@@ -120,7 +120,8 @@ def test_two_processes_downloading_one_url_at_once_both_get_the_video(video_dir,
         for worker in workers:
             worker.join(60)
     assert errors == [] and len(results) == 2 and (results[0] == results[1]).all()
-    assert [(p.suffix, p.read_bytes() == video) for p in url_cache.iterdir()] == [(".mp4", True)]
+    cached = sorted(url_cache.iterdir())
+    assert [(p.suffix, p.read_bytes() == video) for p in cached if p.suffix != ".version"] == [(".mp4", True)]
 
 
 @contextlib.contextmanager
@@ -163,3 +164,85 @@ def test_a_read_only_video_cache_is_named_with_its_setting(video_dir, tmp_path, 
         assert f"in {home}:" in str(refused.value) and "TPO_HF_VIDEO_CACHE" in str(refused.value)
         assert "no space left" not in str(refused.value)  # read-only, not full (the tmpfs is small)
         assert "\n" not in str(refused.value)
+
+
+@contextlib.contextmanager
+def serve_versions(versions: dict[str, bytes]):
+    """A loopback server of one video that can be replaced: `state["etag"]` names the body served (from `versions`),
+    sent with its ETag to HEAD and GET. Yields (url, state); `state["requests"]` lists the methods asked."""
+    state = {"etag": next(iter(versions)), "requests": []}
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def _headers(self):
+            body = versions[state["etag"]]
+            self.send_response(200)
+            self.send_header("Content-Type", "video/mp4")
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("ETag", f'"{state["etag"]}"')
+            self.end_headers()
+            return body
+
+        def do_HEAD(self):
+            state["requests"].append("HEAD")
+            self._headers()
+
+        def do_GET(self):
+            state["requests"].append("GET")
+            self.wfile.write(self._headers())
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}/clips/clip.mp4", state
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_video_replaced_on_its_server_is_downloaded_again_and_keyed_anew(tmp_path, url_cache, monkeypatch, caplog):
+    """Probe a/F24: a video URL whose file was replaced on its server kept serving the first cached download, with no
+    note, and curation shards and eval answers keyed by the URL alone were reused for the new video. The server's
+    version (ETag) is now asked once per run: a new one downloads the video again, with a warning, and is part of
+    the video's identity in cache keys. Offline, the cached copy and the version recorded with it are used."""
+    import logging
+
+    from tpo_hf import video as video_module
+    from tpo_hf.fingerprint import video_file_identity
+
+    red, blue = tmp_path / "red.mp4", tmp_path / "blue.mp4"
+    write_synthetic_video(red, [Scene(2, "red", "square", "right")], fps=8)
+    write_synthetic_video(blue, [Scene(2, "blue", "square", "right")], fps=8)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+
+    def new_run():  # what one process remembers of the server's versions
+        monkeypatch.setattr(video_module, "_SERVER_VERSIONS", {})
+
+    def frames_of(video):
+        return load_video(str(video), num_frames=2)[0]
+
+    with serve_versions({"v1": red.read_bytes(), "v2": blue.read_bytes()}) as (url, state):
+        new_run()
+        assert (frames_of(url) == frames_of(red)).all()
+        assert video_file_identity(url) == f'{url}@etag "v1"'
+        new_run()
+        state["requests"].clear()
+        with caplog.at_level(logging.WARNING, logger="tpo_hf.video"):
+            frames_of(url)
+        assert state["requests"] == ["HEAD"] and "changed on its server" not in caplog.text  # unchanged: no download
+
+        state["etag"] = "v2"  # the file replaced on the server
+        new_run()
+        assert video_file_identity(url) == f'{url}@etag "v2"'  # another video to every cache keyed by it
+        with caplog.at_level(logging.WARNING, logger="tpo_hf.video"):
+            assert (frames_of(url) == frames_of(blue)).all()  # the new file, not the cached one
+        assert f"Video {url} changed on its server" in caplog.text and '(etag "v1", now etag "v2")' in caplog.text
+
+        monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # offline: the cached copy, keyed by the version recorded with it
+        new_run()
+        state["requests"].clear()
+        assert video_file_identity(url) == f'{url}@etag "v2"'
+        assert (frames_of(url) == frames_of(blue)).all() and state["requests"] == []

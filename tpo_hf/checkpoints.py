@@ -35,9 +35,11 @@ from .fingerprint import (
     atomic_write_json,
     file_identity,
     key_hash,
+    legacy_model_files,
     model_files,
     model_identity,
     no_space_left,
+    same_model,
 )
 
 logger = logging.getLogger(__name__)
@@ -583,7 +585,7 @@ def video_files(dataset: Any, resolve: Callable[[str], str], batch_rows: int = 4
 def base_model_record(model: Any) -> dict[str, Any] | None:
     """The base model a run trains: its name (`config._name_or_path`), identity (`fingerprint.model_identity`: a
     local folder by its weight / config / tokenizer files, a Hub id by the commit it was loaded from) and, for a
-    folder, each of those files' `size:mtime_ns`; None for a model built in memory (no name)."""
+    folder, each of those files' size and content hash (`model_files`); None for a model built in memory (no name)."""
     model = model.get_base_model() if hasattr(model, "get_base_model") else model
     config = getattr(model, "config", None)
     name = getattr(config, "_name_or_path", None)
@@ -594,6 +596,12 @@ def base_model_record(model: Any) -> dict[str, Any] | None:
     if os.path.isdir(name):
         record["files"] = model_files(name)
     return record
+
+
+def _content_keyed(files: dict[str, Any]) -> bool:
+    """Whether a base model's recorded files (`model_files`) are keyed by content (`size:sha256:...`), as since
+    content hashing; records written before hold `size:mtime_ns`."""
+    return all(isinstance(value, str) and ":sha256:" in value for value in files.values())
 
 
 def checkpoint_record(trainer: Any) -> dict[str, Any]:
@@ -659,11 +667,15 @@ def _base_model_change(recorded: Any, current: dict[str, Any] | None, prompt_cha
     files changed) or `"base model id@commit:x -> id@commit:y"`; None when the same or either side unknown. Where the
     chat template / video prompt change is named already, the base model's tokenizer and processor files are not
     named again."""
-    if not isinstance(recorded, dict) or current is None or recorded.get("identity") == current["identity"]:
+    if not isinstance(recorded, dict) or current is None:
+        return None
+    if same_model(recorded.get("identity"), current["name"], current["identity"]):
         return None
     import fnmatch
 
     old_files, new_files = recorded.get("files"), current.get("files")
+    if isinstance(old_files, dict) and new_files is not None and not _content_keyed(old_files):
+        new_files = legacy_model_files(current["name"])  # a record written before content hashing: sizes and times
     if isinstance(old_files, dict) and new_files is not None:
         changed = sorted(
             name for name in old_files.keys() | new_files.keys() if old_files.get(name) != new_files.get(name)

@@ -112,11 +112,16 @@ def file_identity(path: str | os.PathLike | None) -> str:
 
 def video_file_identity(path: str | os.PathLike) -> str:
     """`size:mtime_ns` of a local video (`file_identity` less the path), `missing` for a local path that is no file
-    (a broken link), the URL of a remote one. Not the path: where the video is known by a name of its own (a curation
-    id, a benchmark's video name), the same file under a folder moved or spelled otherwise is the same video."""
+    (a broken link), the URL of a remote one with the version its server reports (`video.url_version`: ETag,
+    Last-Modified or length), so a video replaced on its server is not served from old answers. Not the path: where
+    the video is known by a name of its own (a curation id, a benchmark's video name), the same file under a folder
+    moved or spelled otherwise is the same video."""
     path = os.fspath(path)
     if "://" in path:
-        return path
+        from .video import url_version
+
+        version = url_version(path) if path.lower().startswith(("http://", "https://")) else None
+        return f"{path}@{version}" if version else path
     if not os.path.isfile(path):
         return "missing"
     return file_identity(path).rsplit("@", 1)[1]
@@ -144,13 +149,13 @@ _UNRESOLVED: set[str] = set()  # Hub ids already named in the log as unresolved
 
 def model_identity(name_or_path: str | os.PathLike | None, revision: str | None = None) -> str:
     """What a model (or adapter) given by folder or Hub id *is*, for a cache key: the one rule for every cache that
-    depends on a model (eval answers, curation shards).
+    depends on a model (eval answers, curation shards, a checkpoint's base model).
 
-    - a local folder: `files:<size>:<newest mtime>:<hash>` over the identities (name, size, modification time) of
-      its weight, config and tokenizer files (`MODEL_FILE_PATTERNS`, top level only): weights saved again into the
-      same folder change it, outputs written into its subfolders do not. Not its path: the same folder given by a
-      relative or an absolute path, through a link, or after the project moved is the same model (a copy keeps its
-      files' modification times, and is the same weights);
+    - a local folder: `files:<size>:<hash>` over the name, size and content hash (`file_content_hash`) of each of its
+      weight, config and tokenizer files (`MODEL_FILE_PATTERNS`, top level only): weights saved again into the same
+      folder change it, outputs written into its subfolders do not. Not its path nor its files' modification times:
+      the same folder given by a relative or an absolute path, through a link, after the project moved, or copied
+      with `cp -r` (new modification times, same bytes) is the same model;
     - a Hub id: `id@commit:<sha>`, the commit `revision` (default `main`) resolves to: asked of the Hub when online,
       read from the local cache's refs when offline (`HF_HUB_OFFLINE=1`) or when the Hub does not answer; a re-pushed
       repo changes it;
@@ -161,13 +166,29 @@ def model_identity(name_or_path: str | os.PathLike | None, revision: str | None 
         return "None"
     name = os.fspath(name_or_path)
     if os.path.isdir(name):
-        entries = _model_file_stats(name)
-        size, newest = sum(e[1] for e in entries), max((e[2] for e in entries), default=0)
-        return f"files:{size}:{newest}:{key_hash(entries)[:16]}"
+        entries = [[file_name, size, digest] for file_name, (size, digest) in _model_file_contents(name).items()]
+        return f"files:{sum(e[1] for e in entries)}:{key_hash(entries)[:16]}"
     sha = hub_commit(name, revision)
     if sha is not None:
         return f"{name}@commit:{sha}"
     return name
+
+
+def legacy_model_identity(name_or_path: str | os.PathLike | None) -> str | None:
+    """The identity tpo-hf 0.x before content hashing gave a local model folder (`files:<size>:<newest mtime>:<hash>`
+    over names, sizes and modification times), or None for anything but a folder: what keys written then hold, so
+    state made with the same files on disk is still recognised after an upgrade (`same_model`)."""
+    if name_or_path is None or not os.path.isdir(name_or_path):
+        return None
+    entries = _model_file_stats(os.fspath(name_or_path))
+    size, newest = sum(e[1] for e in entries), max((e[2] for e in entries), default=0)
+    return f"files:{size}:{newest}:{key_hash(entries)[:16]}"
+
+
+def same_model(stored: Any, name_or_path: str | os.PathLike | None, current: str) -> bool:
+    """Whether an identity stored in a key names the model `name_or_path` (whose `model_identity` is `current`):
+    equal, or the pre-content-hash identity of the same, unchanged folder (`legacy_model_identity`)."""
+    return stored == current or (stored is not None and stored == legacy_model_identity(name_or_path))
 
 
 def _model_file_stats(folder: str) -> list[list[Any]]:
@@ -186,10 +207,75 @@ def _model_file_stats(folder: str) -> list[list[Any]]:
     return entries
 
 
+def _model_file_contents(folder: str) -> dict[str, tuple[int, str]]:
+    """name -> (size, content hash) of each file of a model folder that `model_identity` keys it by."""
+    return {
+        name: (size, file_content_hash(os.path.join(folder, name)))
+        for name, size, _ in _model_file_stats(os.fspath(folder))
+    }
+
+
 def model_files(folder: str | os.PathLike) -> dict[str, str]:
-    """name -> `size:mtime_ns` of the files of a local model folder that `model_identity` keys it by: kept per file
-    where a change must be named (a checkpoint's base model)."""
+    """name -> `size:sha256:<hash>` of the files of a local model folder that `model_identity` keys it by: kept per
+    file where a change must be named (a checkpoint's base model)."""
+    return {name: f"{size}:sha256:{digest[:16]}" for name, (size, digest) in _model_file_contents(folder).items()}
+
+
+def legacy_model_files(folder: str | os.PathLike) -> dict[str, str]:
+    """name -> `size:mtime_ns`, what `model_files` gave before content hashing (records written then hold it)."""
     return {name: f"{size}:{mtime}" for name, size, mtime in _model_file_stats(os.fspath(folder))}
+
+
+def cache_root() -> Path:
+    """tpo-hf's own cache folder: `TPO_HF_CACHE`, else `$XDG_CACHE_HOME/tpo_hf` (default `~/.cache/tpo_hf`)."""
+    root = os.environ.get("TPO_HF_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "tpo_hf"
+    )
+    return Path(root)
+
+
+# content hashes already computed in this process, by file version: (real path, device, inode, size, mtime_ns,
+# ctime_ns); the change time, which no copy or `touch` can set back, tells a file written anew within one tick of
+# a coarse clock from the one it replaced
+_CONTENT_HASHES: dict[tuple, str] = {}
+# files above this size are announced in the log before they are hashed (a large model's first use pauses)
+_ANNOUNCE_HASH_BYTES = 1 << 30
+
+
+def file_content_hash(path: str | os.PathLike) -> str:
+    """sha256 of a file's bytes, read once per file version: remembered by (real path, device, inode, size,
+    modification time) in this process and in `cache_root()/file-hashes/`, so a model folder's weights are hashed
+    on their first use only, and again only once they are written anew (or moved). Why content and not modification time: a
+    copy (`cp -r`, a download into another folder) has new times but is the same model, and its cached answers hold.
+    Where the cache folder cannot be written the hash is still right, only computed again next time."""
+    import logging
+
+    real = os.path.realpath(path)
+    stat = os.stat(real)
+    version = (real, stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
+    if version in _CONTENT_HASHES:
+        return _CONTENT_HASHES[version]
+    remembered = cache_root() / "file-hashes" / key_hash(list(version))[:32]
+    try:
+        digest = remembered.read_text(encoding="ascii").strip()
+    except (OSError, UnicodeDecodeError):
+        digest = ""
+    if len(digest) != 64 or any(char not in "0123456789abcdef" for char in digest):
+        if stat.st_size >= _ANNOUNCE_HASH_BYTES:
+            logging.getLogger(__name__).info(
+                "Hashing %s (%.1f GB) once, to key caches by the model's content", real, stat.st_size / 1e9
+            )
+        hasher = hashlib.sha256()
+        with open(real, "rb") as file:
+            while chunk := file.read(1 << 22):
+                hasher.update(chunk)
+        digest = hasher.hexdigest()
+        with contextlib.suppress(OSError):  # an unwritable cache costs a second read next time, nothing else
+            remembered.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_path(remembered) as partial:
+                partial.write_text(digest, encoding="ascii")
+    _CONTENT_HASHES[version] = digest
+    return digest
 
 
 def hub_commit(repo_id: str, revision: str | None = None) -> str | None:

@@ -532,14 +532,95 @@ def _resolve_local_path(path: str | os.PathLike) -> Path:
     return Path(local_video_path(path_str))
 
 
-def _cached_download(url: str) -> Path:
-    """The copy of video `url` in the cache folder, downloaded on first use. Each download writes a file of its own and
-    moves it into place whole, so processes fetching one URL at once (DDP ranks) each end with the complete video."""
-    cache_dir = Path(os.environ.get("TPO_HF_VIDEO_CACHE", Path.home() / ".cache" / "tpo_hf" / "videos"))
+def video_cache_dir() -> Path:
+    """Where video URLs are downloaded: `TPO_HF_VIDEO_CACHE`, default `~/.cache/tpo_hf/videos`."""
+    return Path(os.environ.get("TPO_HF_VIDEO_CACHE", Path.home() / ".cache" / "tpo_hf" / "videos"))
+
+
+def _cache_target(url: str) -> Path:
     suffix = Path(url.split("?")[0]).suffix or ".mp4"
-    target = cache_dir / (hashlib.sha256(url.encode()).hexdigest()[:32] + suffix)
+    return video_cache_dir() / (hashlib.sha256(url.encode()).hexdigest()[:32] + suffix)
+
+
+def _validator_path(target: Path) -> Path:
+    """Beside a cached download: the server's version of it (`url_version`) when it was fetched."""
+    return target.with_name(target.name + ".version")
+
+
+# url -> the version its server reports (`url_version`), asked once per process
+_SERVER_VERSIONS: dict[str, str | None] = {}
+
+
+def _version_of(headers: Any) -> str | None:
+    """What identifies one version of a file on a web server: its ETag, else Last-Modified, else its length."""
+    for name, label in (("ETag", "etag"), ("Last-Modified", "last-modified"), ("Content-Length", "length")):
+        value = (headers.get(name) or "").strip()
+        if value:
+            return f"{label} {value}"
+    return None
+
+
+def _server_version(url: str) -> str | None:
+    """The version of `url` its server reports now (a HEAD request, once per process), or None: offline
+    (`HF_HUB_OFFLINE`), unreachable, or the server names none."""
+    if url in _SERVER_VERSIONS:
+        return _SERVER_VERSIONS[url]
+    version = None
+    if os.environ.get("HF_HUB_OFFLINE", "").strip().upper() not in ("1", "ON", "YES", "TRUE"):
+        try:
+            with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=30) as response:
+                version = _version_of(response.headers)
+        except (OSError, http.client.HTTPException, ValueError) as error:
+            logger.info("Could not ask %s for its version (%s): its cached download is used as it is.", url, error)
+    _SERVER_VERSIONS[url] = version
+    return version
+
+
+def _cached_version(target: Path) -> str | None:
+    try:
+        return _validator_path(target).read_text(encoding="utf-8").strip() or None
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def url_version(url: str) -> str | None:
+    """The version of video `url` the run uses: what its server reports now (ETag, Last-Modified or length), else
+    what it reported when the cached copy was downloaded (downloading it first where there is none, so the answer
+    is the same before and after the first download); None when neither is known. Part of the video's identity in
+    cache keys (`fingerprint.video_file_identity`), so a video replaced on its server is curated and answered again."""
+    version = _server_version(url) or _cached_version(_cache_target(url))
+    if version is None and not _cache_target(url).exists():
+        with contextlib.suppress(VideoLoadError):  # the load that needs the video says what is wrong
+            _cached_download(url)
+        version = _cached_version(_cache_target(url))
+    return version
+
+
+def _cached_download(url: str) -> Path:
+    """The copy of video `url` in the cache folder, downloaded on first use, and again when its server reports
+    another version (ETag, Last-Modified or length) than the one cached: a video replaced on its server is fetched
+    anew, with a warning, not served from the old copy. Offline or with the server unreachable, the cached copy is
+    used. Each download writes a file of its own and moves it into place whole, so processes fetching one URL at once
+    (DDP ranks) each end with the complete video."""
+    cache_dir = video_cache_dir()
+    target = _cache_target(url)
     if target.exists():
-        return target
+        now, then = _server_version(url), _cached_version(target)
+        if now is None or now == then:
+            return target
+        if then is None:  # downloaded by a tpo-hf that kept no version: its length is all there is to compare
+            size = target.stat().st_size
+            if not now.startswith("length ") or now == f"length {size}":
+                with contextlib.suppress(OSError):
+                    _validator_path(target).write_text(now, encoding="utf-8")
+                return target
+        logger.warning(
+            "Video %s changed on its server since it was cached at %s (%s, now %s): downloading it again.",
+            url,
+            target,
+            then or f"length {target.stat().st_size}",
+            now,
+        )
     partial = cache_dir / f"{target.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.part"
     try:
         try:
@@ -548,7 +629,7 @@ def _cached_download(url: str) -> Path:
         except OSError as error:
             raise VideoLoadError(_video_cache_problem(url, cache_dir, error)) from error
         try:
-            _download(url, out, cache_dir)
+            fetched = _download(url, out, cache_dir)
         except BaseException:
             with contextlib.suppress(OSError):  # the .part is removed below: a failed flush of it does not matter
                 out.close()
@@ -557,9 +638,18 @@ def _cached_download(url: str) -> Path:
             out.close()  # flushes the last bytes; a network filesystem reports a failed write only here
         except OSError as error:
             raise VideoLoadError(_video_cache_problem(url, cache_dir, error)) from error
-        if not target.exists():  # else another process finished the same download first: its file is the same video
+        # recorded as the HEAD request reports it, where it does, since that is what later runs compare (servers
+        # do not always send the same headers to HEAD and GET)
+        version = _server_version(url) or fetched
+        # else another process finished the same download first: its file is the same video, unless the server's
+        # version changed, which replaces it
+        if not target.exists() or _cached_version(target) != version:
             try:
                 partial.replace(target)
+                if version is not None:
+                    _validator_path(target).write_text(version, encoding="utf-8")
+                else:
+                    _validator_path(target).unlink(missing_ok=True)
             except OSError as error:
                 raise VideoLoadError(_video_cache_problem(url, cache_dir, error)) from error
     finally:
@@ -568,10 +658,10 @@ def _cached_download(url: str) -> Path:
     return target
 
 
-def _download(url: str, out: Any, cache_dir: Path) -> None:
-    """Writes the body of `url` to the open file `out`. A web page answered in place of the video, or a body shorter
-    than its Content-Length (a dropped connection: a prefix of a faststart mp4 decodes as a shorter video), is refused
-    by name."""
+def _download(url: str, out: Any, cache_dir: Path) -> str | None:
+    """Writes the body of `url` to the open file `out`; returns the version the server names for it (`_version_of`).
+    A web page answered in place of the video, or a body shorter than its Content-Length (a dropped connection: a
+    prefix of a faststart mp4 decodes as a shorter video), is refused by name."""
     try:
         response = urllib.request.urlopen(url)
     except (OSError, http.client.HTTPException) as error:
@@ -607,6 +697,7 @@ def _download(url: str, out: Any, cache_dir: Path) -> None:
             f"Could not download video {url}: the connection ended after {received} of the {announced} bytes the "
             "server announced (Content-Length). Nothing was cached: a rerun fetches it again."
         )
+    return _version_of(response.headers)
 
 
 def _video_cache_problem(url: str, cache_dir: Path, error: OSError) -> str:
@@ -634,6 +725,7 @@ def _drop_undecodable_download(local_path: Path) -> str:
         with open(local_path, "rb") as cached:
             head = cached.read(80)
         local_path.unlink()
+        _validator_path(local_path).unlink(missing_ok=True)
     except OSError as error:
         return f". The download cached at {local_path} could not be removed ({error}): delete it to fetch it again."
     return (

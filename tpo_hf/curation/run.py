@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..fingerprint import key_hash
+from ..fingerprint import key_hash, legacy_model_identity
 from ..video_settings import VideoSettings
 from .answer import answer
 from .ask import QUESTION_REPLIES, ask
@@ -47,6 +47,7 @@ from .storage import (
     atomic_write_json,
     check_manifest,
     curation_key,
+    model_identities,
     model_prompt_formats,
     named_write_errors,
     read_shard,
@@ -266,7 +267,8 @@ def _run_curation_locked(config: CurationConfig, backends: Backends | None) -> C
     shards = make_shards(items, config.videos_per_shard)
     work_dir = work_dir_of(config)
     key = curation_key(config, model_prompt_formats(config, backends))
-    manifest = check_manifest(work_dir, key)  # refuses other settings or prompts, naming them
+    # refuses other settings or prompts, naming them
+    manifest = check_manifest(work_dir, key, model_identities(config, legacy_model_identity))
     previous = manifest.get("videos") if manifest else None  # the videos of the last finished run
     inputs = shard_inputs(items)
     changes = VideoChanges.between(previous, inputs)
@@ -323,7 +325,8 @@ def _run_curation_locked(config: CurationConfig, backends: Backends | None) -> C
     with named_write_errors(Path(config.output_dir), work_dir):  # the dataset, its videos, report and card
         result = merge(config, items, loaded, changes)
     with named_write_errors(work_dir / MANIFEST_NAME, work_dir):
-        write_manifest(work_dir, key, inputs)  # what the next run is compared to
+        # what the next run is compared to: read again, as a video URL's version is known once it is downloaded
+        write_manifest(work_dir, key, shard_inputs(items))
     print(summary_table(result.report))
     if warning := truncation_warning(result.report):
         logger.warning(warning)

@@ -169,9 +169,10 @@ def model_prompt_formats(config: CurationConfig, backends: Any = None) -> dict[s
     return formats
 
 
-def model_identities(config: CurationConfig) -> dict[str, str]:
+def model_identities(config: CurationConfig, identity: Any = model_identity) -> dict[str, str]:
     """`<role>_model_weights` -> `model_identity` of the model of each role the run uses that runs locally (the
-    `transformers` backend); a model behind an API endpoint has no files or commit to key by."""
+    `transformers` backend); a model behind an API endpoint has no files or commit to key by. `identity` is the
+    rule (`legacy_model_identity`: what an older tpo-hf recorded of the same folder)."""
     from .backends import TEMPLATE_QUESTIONS
 
     roles = ["video"]
@@ -183,7 +184,7 @@ def model_identities(config: CurationConfig) -> dict[str, str]:
     for role in roles:
         backend, model, _ = config.role_settings(role)
         if backend == "transformers" and model:
-            identities[f"{role}_model_weights"] = model_identity(model)
+            identities[f"{role}_model_weights"] = identity(model)
     return identities
 
 
@@ -302,11 +303,15 @@ def _manifest_from_shards(work_dir: Path, key: dict[str, Any], damaged: str) -> 
     return {"key": key, "fingerprint": settings, "videos": videos or None}
 
 
-def check_manifest(work_dir: Path, key: dict[str, Any]) -> dict[str, Any] | None:
+def check_manifest(
+    work_dir: Path, key: dict[str, Any], legacy_models: dict[str, str | None] | None = None
+) -> dict[str, Any] | None:
     """The manifest of the shards in `work_dir` (`None` when there is none); refuses shards made with other
     settings or prompts, naming what changed. Videos added or removed are not a change of settings: the run goes on
     incrementally (`VideoChanges`). A manifest that cannot be read is rebuilt from the shards when they all record
-    this run's key, else refused (`_manifest_from_shards`)."""
+    this run's key, else refused (`_manifest_from_shards`). `legacy_models` (`model_identities(config,
+    legacy_model_identity)`): a manifest whose only change is a local model recorded by the identity an older
+    tpo-hf gave the same folder is not refused; its videos are curated again, as after a shard format change."""
     manifest_path = work_dir / MANIFEST_NAME
     if not manifest_path.exists():
         return None
@@ -333,6 +338,15 @@ def check_manifest(work_dir: Path, key: dict[str, Any]) -> dict[str, Any] | None
         )
         return None
     changed = changed_fields(manifest["key"], key)
+    legacy = legacy_models or {}
+    if changed and all(legacy.get(name) is not None and manifest["key"].get(name) == legacy[name] for name in changed):
+        logger.warning(
+            "%s holds shards keyed by an older tpo-hf's identity of the same model folder(s) (%s): every video is "
+            "curated again.",
+            work_dir,
+            ", ".join(changed),
+        )
+        return None
     if changed:
         prompts = [name for name in changed if name in PROMPT_KEY_NAMES]
         what = "prompts" if prompts and len(prompts) == len(changed) else "settings"

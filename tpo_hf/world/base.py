@@ -17,7 +17,7 @@ import warnings
 from dataclasses import asdict
 from pathlib import Path
 
-from ..fingerprint import without_off_options
+from ..fingerprint import cache_root, without_off_options
 from .pretrain import PretrainConfig, pretrain
 
 SHIPPED_BASE = Path(__file__).parent / "base_model"
@@ -91,10 +91,7 @@ def _matches(folder: Path, config: PretrainConfig) -> bool:
 
 
 def cache_dir() -> Path:
-    root = os.environ.get("TPO_HF_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "tpo_hf"
-    )
-    return Path(root) / "world-base"
+    return cache_root() / "world-base"
 
 
 def build_base(
