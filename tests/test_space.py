@@ -517,11 +517,21 @@ def test_space_refuses_an_output_dir_that_holds_the_adapter_or_a_model(tmp_path)
     model = tmp_path / "model"
     model.mkdir()
     (model / "config.json").write_text("{}")
+    (model / "model.safetensors").write_bytes(b"")
     release = "tpo-hf[demo]==0.1.0"  # no wheel is built
-    with pytest.raises(ValueError, match=r"--output_dir .*adapter is the --adapter folder \(adapter_config.json, "):
+    with pytest.raises(ValueError, match=r"--output_dir .*adapter is the --adapter folder \(a trained adapter or "):
         write_space(adapter, str(adapter), "tester/tiny-base", tpo_hf_requirement=release)
-    with pytest.raises(ValueError, match=r"--output_dir .*model holds a model or adapter \(config.json\).*-space"):
+    model_files = r"holds a full model \(config.json, model.safetensors\).*-space"
+    with pytest.raises(ValueError, match=rf"--output_dir .*model {model_files}"):
         write_space(model, str(adapter), "tester/tiny-base", tpo_hf_requirement=release)
+    # the rule curation keeps its output folder by too: a config.json alone is no model
+    from tpo_hf.curation.run import refuse_model_output_dir
+    from tpo_hf.data import model_or_adapter_in_folder
+
+    with pytest.raises(ValueError, match=rf"output_dir .*model {model_files[:-8]}"):
+        refuse_model_output_dir(model)
+    (model / "model.safetensors").unlink()
+    assert model_or_adapter_in_folder(model) is None
     assert (adapter / "README.md").read_text() == "# my adapter's model card\n"
     assert sorted(p.name for p in adapter.iterdir()) == [
         "README.md",

@@ -415,14 +415,10 @@ def dataset_in_folder(folder: str | os.PathLike) -> str | None:
     return None
 
 
-def model_in_folder(folder: str | os.PathLike) -> str | None:
-    """The weights files of a full model saved in `folder` (`config.json` beside `*.safetensors` / `*.bin` /
-    an index, not an adapter's `adapter_config.json`), in words, or None."""
-    if not os.path.isfile(os.path.join(folder, "config.json")) or any(
-        # an adapter, or a model a tpo-hf / Trainer run wrote (a full fine-tune trained into it again or resumed)
-        os.path.exists(os.path.join(folder, marker))
-        for marker in ("adapter_config.json", "tpo_card.json", "training_args.bin", "trainer_state.json")
-    ):
+def _full_model_files(folder: str | os.PathLike) -> str | None:
+    """`config.json` and the weights files beside it in `folder`, in words (`a full model (config.json, ...)`), or
+    None where there is no config.json or no weights."""
+    if not os.path.isfile(os.path.join(folder, "config.json")):
         return None
     weights = sorted(
         name
@@ -433,6 +429,35 @@ def model_in_folder(folder: str | os.PathLike) -> str | None:
     if not weights:
         return None
     return f"a full model (config.json, {', '.join(weights[:3])}{', ...' if len(weights) > 3 else ''})"
+
+
+def model_in_folder(folder: str | os.PathLike) -> str | None:
+    """The weights files of a full model saved in `folder` (`config.json` beside `*.safetensors` / `*.bin` /
+    an index, not an adapter's `adapter_config.json`), in words, or None."""
+    if any(
+        # an adapter, or a model a tpo-hf / Trainer run wrote (a full fine-tune trained into it again or resumed)
+        os.path.exists(os.path.join(folder, marker))
+        for marker in ("adapter_config.json", "tpo_card.json", "training_args.bin", "trainer_state.json")
+    ):
+        return None
+    return _full_model_files(folder)
+
+
+# files only an adapter, or a model a tpo-hf run wrote, holds
+TRAINED_MODEL_MARKERS = ("adapter_config.json", "adapter_model.safetensors", "adapter_model.bin", "tpo_card.json")
+
+
+def model_or_adapter_in_folder(folder: str | os.PathLike) -> str | None:
+    """In words, the adapter or model saved in `folder`, or None: an adapter's or a tpo-hf run's files
+    (`TRAINED_MODEL_MARKERS`), else `config.json` beside weights (a full model, trained there or not). The one rule
+    for the output folders that must not hold one (a curated dataset's, a Space's): their README.md would replace the
+    model card, and their files would land beside the weights. `config.json` alone is no model."""
+    if not os.path.isdir(folder):
+        return None
+    markers = [name for name in TRAINED_MODEL_MARKERS if os.path.isfile(os.path.join(folder, name))]
+    if markers:
+        return f"a trained adapter or model ({', '.join(markers)})"
+    return _full_model_files(folder)
 
 
 def refuse_training_output_dir(output_dir: str | os.PathLike | None) -> None:

@@ -209,23 +209,17 @@ def fitted_to_video_model(config: CurationConfig, backends: Backends | None = No
 
 
 # files a training run leaves in its output folder (an adapter, or a full fine-tune: `data.model_in_folder` skips those)
-_TRAINED_MARKERS = ("adapter_config.json", "adapter_model.safetensors", "adapter_model.bin", "tpo_card.json")
-
-
 def refuse_model_output_dir(output_dir: str | os.PathLike) -> None:
-    """Refuses an `output_dir` that holds a trained adapter or a model: the dataset's card would replace its model
-    card (`README.md`) and the dataset's files would land beside its weights. The reverse of
-    `data.refuse_training_output_dir`, which keeps training out of a dataset's folder.
+    """Refuses an `output_dir` that holds a trained adapter or a model (`data.model_or_adapter_in_folder`): the
+    dataset's card would replace its model card (`README.md`) and the dataset's files would land beside its weights.
+    The reverse of `data.refuse_training_output_dir`, which keeps training out of a dataset's folder.
 
     Raises:
         ValueError: naming the folder and the adapter or model files found in it.
     """
-    from ..data import model_in_folder
+    from ..data import model_or_adapter_in_folder
 
-    if not os.path.isdir(output_dir):
-        return
-    markers = [name for name in _TRAINED_MARKERS if os.path.exists(os.path.join(output_dir, name))]
-    found = f"a trained adapter or model ({', '.join(markers)})" if markers else model_in_folder(output_dir)
+    found = model_or_adapter_in_folder(output_dir)
     if found is not None:
         raise ValueError(
             f"output_dir {output_dir} holds {found}: curation would write its dataset card over the model card "

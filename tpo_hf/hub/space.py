@@ -37,9 +37,6 @@ from ..templates import render_template, template_path
 
 logger = logging.getLogger(__name__)
 
-# Files that make a folder a model or an adapter: a Space written into it would replace its model card (README.md)
-MODEL_FOLDER_FILES = ("adapter_config.json", "config.json", "*.safetensors")
-
 
 def space_requirements(tpo_hf_requirement: str | None = None, wheel: str | None = None) -> str:
     """The Space's `requirements.txt`: `tpo_hf_requirement` (or a comment naming the bundled `wheel`), then tpo-hf's
@@ -119,17 +116,17 @@ def _check_space_inputs(adapter: str, num_frames: int | None, tpo_hf_requirement
 def _check_output_dir(output_dir: Path, adapter: str) -> None:
     """Refuses an `output_dir` that is the adapter's folder or holds a model or adapter: the Space's README.md would
     replace its model card and app.py, requirements.txt and examples/ would land beside its weights."""
+    from ..data import model_or_adapter_in_folder
+
     same_as_adapter = Path(adapter).is_dir() and output_dir.resolve() == Path(adapter).resolve()
-    found = sorted(
-        {path.name for pattern in MODEL_FOLDER_FILES for path in output_dir.glob(pattern) if path.is_file()}
-    )
+    found = model_or_adapter_in_folder(output_dir)
     if same_as_adapter or found:
-        what = "is the --adapter folder" if same_as_adapter else "holds a model or adapter"
+        what = f"is the --adapter folder ({found or 'its files'})" if same_as_adapter else f"holds {found}"
         space_folder = output_dir.resolve().with_name(output_dir.resolve().name + "-space")
         raise ValueError(
-            f"--output_dir {output_dir} {what} ({', '.join(found) or 'its files'}): the Space's README.md would "
-            f"replace its model card and app.py, requirements.txt and examples/ would be written beside it. Give the "
-            f"Space a folder of its own, e.g. --output_dir {space_folder}."
+            f"--output_dir {output_dir} {what}: the Space's README.md would replace its model card and app.py, "
+            f"requirements.txt and examples/ would be written beside it. Give the Space a folder of its own, e.g. "
+            f"--output_dir {space_folder}."
         )
 
 
