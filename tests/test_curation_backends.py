@@ -130,40 +130,20 @@ def online(monkeypatch):
 
 
 @pytest.fixture
-def fake_endpoint():
+def fake_endpoint(raw_endpoint):
     """A loopback OpenAI-compatible chat endpoint answering every POST with `reply(request_json) -> body` (a completion
     body, or any JSON, sent with HTTP 200); yields a setter `(reply) -> base_url`, and records the requests it got."""
-    import http.server
-    import threading
-
-    state = {"reply": None, "requests": []}
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_POST(self):  # noqa: N802 - the stdlib's name
-            request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            state["requests"].append(request)
-            body = json.dumps(state["reply"](request)).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    requests = []
 
     def serve(reply):
-        state["reply"] = reply
-        return f"http://127.0.0.1:{server.server_port}"
+        def answer(request):
+            requests.append(request)
+            return 200, {}, json.dumps(reply(request)).encode()
 
-    serve.requests = state["requests"]
-    yield serve
-    server.shutdown()
-    server.server_close()
+        return raw_endpoint(answer)
+
+    serve.requests = requests
+    return serve
 
 
 def completion(content, finish_reason="stop"):
