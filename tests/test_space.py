@@ -530,6 +530,10 @@ def test_space_refuses_an_output_dir_that_holds_the_adapter_or_a_model(tmp_path)
 
     with pytest.raises(ValueError, match=rf"output_dir .*model {model_files[:-8]}"):
         refuse_model_output_dir(model)
+    (model / "trainer_state.json").write_text("{}")  # a Trainer's full fine-tune: still a model (curation let it by)
+    with pytest.raises(ValueError, match=rf"output_dir .*model {model_files[:-8]}"):
+        refuse_model_output_dir(model)
+    (model / "trainer_state.json").unlink()
     (model / "model.safetensors").unlink()
     assert model_or_adapter_in_folder(model) is None
     assert (adapter / "README.md").read_text() == "# my adapter's model card\n"
