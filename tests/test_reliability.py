@@ -1377,6 +1377,36 @@ def test_a_model_folder_is_keyed_by_its_weight_and_config_files_only(tiny_model_
     assert model_identity("/no/such/model") == "/no/such/model"
 
 
+def test_a_large_files_content_hash_is_remembered_per_file_version(tmp_path, monkeypatch):
+    """A model's weights are hashed once (`fingerprint.file_content_hash`, remembered under TPO_HF_CACHE for files of
+    64 MiB or more): a later process reads the hash back instead of the weights; a file written anew is hashed again;
+    an unwritable cache folder only costs the remembering."""
+    import hashlib
+    import os
+
+    from tpo_hf import fingerprint
+
+    monkeypatch.setenv("TPO_HF_CACHE", str(tmp_path / "cache"))
+    weights = tmp_path / "model.safetensors"
+    weights.write_bytes(bytes(64 << 20))
+    digest = hashlib.sha256(weights.read_bytes()).hexdigest()
+    assert fingerprint.file_content_hash(weights) == digest
+    (remembered,) = (tmp_path / "cache" / "file-hashes").iterdir()
+    monkeypatch.setattr(fingerprint, "_CONTENT_HASHES", {})  # a new process
+    remembered.write_text("f" * 64)  # what it reads back, not the weights
+    assert fingerprint.file_content_hash(weights) == "f" * 64
+    weights.write_bytes(bytes(64 << 20)[:-1] + b"\x01")  # written anew: hashed again
+    assert fingerprint.file_content_hash(weights) == hashlib.sha256(weights.read_bytes()).hexdigest()
+    small = tmp_path / "adapter_model.safetensors"
+    small.write_bytes(b"small")
+    assert fingerprint.file_content_hash(small) == hashlib.sha256(b"small").hexdigest()
+    assert len(list((tmp_path / "cache" / "file-hashes").iterdir())) == 2  # small files are not remembered
+    monkeypatch.setenv("TPO_HF_CACHE", str(weights))  # a file where the cache folder should be
+    monkeypatch.setattr(fingerprint, "_CONTENT_HASHES", {})
+    os.utime(weights, ns=(0, 0))
+    assert fingerprint.file_content_hash(weights) == hashlib.sha256(weights.read_bytes()).hexdigest()
+
+
 def test_push_and_eval_refuse_a_folder_another_run_is_writing(tiny_model_dirs, tmp_path):
     """`tpo-hf push` / `tpo-hf eval` of an adapter (or model) folder a running training holds: refused, naming that
     run (it pushed a mix of old weights and a new card). A lock left by a killed run refuses nothing."""

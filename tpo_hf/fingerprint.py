@@ -240,14 +240,18 @@ def cache_root() -> Path:
 _CONTENT_HASHES: dict[tuple, str] = {}
 # files above this size are announced in the log before they are hashed (a large model's first use pauses)
 _ANNOUNCE_HASH_BYTES = 1 << 30
+# smaller files (adapters, configs, tokenizers) are hashed again in each process (a fraction of a second) rather than
+# leaving a remembered hash behind for every checkpoint ever evaluated
+_REMEMBER_HASH_BYTES = 64 << 20
 
 
 def file_content_hash(path: str | os.PathLike) -> str:
     """sha256 of a file's bytes, read once per file version: remembered by (real path, device, inode, size,
-    modification time) in this process and in `cache_root()/file-hashes/`, so a model folder's weights are hashed
-    on their first use only, and again only once they are written anew (or moved). Why content and not modification time: a
-    copy (`cp -r`, a download into another folder) has new times but is the same model, and its cached answers hold.
-    Where the cache folder cannot be written the hash is still right, only computed again next time."""
+    modification and change time) in this process and, for files of 64 MiB or more, in `cache_root()/file-hashes/`,
+    so a model's weights are hashed on their first use only, and again once written anew (or moved). Why content and
+    not modification time: a copy (`cp -r`, a download into another folder) has new times but is the same model, and
+    its cached answers hold. Where the cache folder cannot be written the hash is still right, only computed again
+    next time."""
     import logging
 
     real = os.path.realpath(path)
@@ -255,9 +259,10 @@ def file_content_hash(path: str | os.PathLike) -> str:
     version = (real, stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
     if version in _CONTENT_HASHES:
         return _CONTENT_HASHES[version]
+    remember = stat.st_size >= _REMEMBER_HASH_BYTES
     remembered = cache_root() / "file-hashes" / key_hash(list(version))[:32]
     try:
-        digest = remembered.read_text(encoding="ascii").strip()
+        digest = remembered.read_text(encoding="ascii").strip() if remember else ""
     except (OSError, UnicodeDecodeError):
         digest = ""
     if len(digest) != 64 or any(char not in "0123456789abcdef" for char in digest):
@@ -270,10 +275,10 @@ def file_content_hash(path: str | os.PathLike) -> str:
             while chunk := file.read(1 << 22):
                 hasher.update(chunk)
         digest = hasher.hexdigest()
-        with contextlib.suppress(OSError):  # an unwritable cache costs a second read next time, nothing else
-            remembered.parent.mkdir(parents=True, exist_ok=True)
-            with atomic_path(remembered) as partial:
-                partial.write_text(digest, encoding="ascii")
+        if remember:
+            with contextlib.suppress(OSError):  # an unwritable cache costs a second read next time, nothing else
+                with atomic_path(remembered) as partial:
+                    partial.write_text(digest, encoding="ascii")
     _CONTENT_HASHES[version] = digest
     return digest
 
