@@ -158,18 +158,16 @@ def completion(content, finish_reason="stop"):
     }
 
 
-def test_a_judge_answering_json_with_1_and_0_is_read(oracle_backends, video_dir, tmp_path, online, fake_endpoint):
-    """`{"better": 1, "contradiction": 0, "correct": 1}` from an OpenAI-compatible judge keeps the pairs instead of
-    stopping the run as a judge none of whose replies parse."""
-    url = fake_endpoint(lambda request: completion('{"better": 1, "contradiction": 0, "correct": 1, "reason": "ok"}'))
-    config = CurationConfig(
+def endpoint_judged_config(video_dir, tmp_path, judge_base_url, judge_model="judge"):
+    """Curation settings with the oracle video backend, template questions and a judge at an OpenAI endpoint."""
+    return CurationConfig(
         video_dir=str(video_dir),
         video_model="oracle-video",
         video_backend="oracle",
         question_backend="template",
         judge_backend="openai",
-        judge_model="judge",
-        judge_base_url=url,
+        judge_model=judge_model,
+        judge_base_url=judge_base_url,
         max_retries=0,
         output_dir=str(tmp_path / "out"),
         num_frames=4,
@@ -177,7 +175,13 @@ def test_a_judge_answering_json_with_1_and_0_is_read(oracle_backends, video_dir,
         mix_ratio="1:1",
         progress=False,
     )
-    result = run_curation(config)
+
+
+def test_a_judge_answering_json_with_1_and_0_is_read(oracle_backends, video_dir, tmp_path, online, fake_endpoint):
+    """`{"better": 1, "contradiction": 0, "correct": 1}` from an OpenAI-compatible judge keeps the pairs instead of
+    stopping the run as a judge none of whose replies parse."""
+    url = fake_endpoint(lambda request: completion('{"better": 1, "contradiction": 0, "correct": 1, "reason": "ok"}'))
+    result = run_curation(endpoint_judged_config(video_dir, tmp_path, url))
     assert result.report["judge"]["parsed"] == 1.0 and result.report["judge"]["passed"] == 1.0
     # 4 verdicts, after the one-token request that checks the judge before any video is answered
     assert result.report["final"]["total"] == 4 and len(fake_endpoint.requests) == 5
@@ -197,22 +201,8 @@ def test_a_judge_model_its_endpoint_does_not_serve_is_refused_before_any_video(
             return {"error": {"message": f"The model `{request['model']}` does not exist", "code": 404}}
         return completion('{"better": 1, "contradiction": 0, "correct": 1}')
 
-    config = CurationConfig(
-        video_dir=str(video_dir),
-        video_model="oracle-video",
-        video_backend="oracle",
-        question_backend="template",
-        judge_backend="openai",
-        judge_model="judje",
-        judge_base_url=fake_endpoint(reply),
-        max_retries=0,
-        output_dir=str(tmp_path / "out"),
-        num_frames=4,
-        sparse_num_frames=2,
-        progress=False,
-    )
     with pytest.raises(BackendError) as refused:
-        run_curation(config)
+        run_curation(endpoint_judged_config(video_dir, tmp_path, fake_endpoint(reply), judge_model="judje"))
     message = str(refused.value)
     assert message.startswith("The judge model cannot be used, checked before any video was sent: ")
     assert "model judje" in message and "`judje` does not exist" in message and "`judge_model`" in message
