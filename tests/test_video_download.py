@@ -211,7 +211,7 @@ def test_a_video_replaced_on_its_server_is_downloaded_again_and_keyed_anew(tmp_p
     import logging
 
     from tpo_hf import video as video_module
-    from tpo_hf.fingerprint import video_file_identity
+    from tpo_hf.video import video_file_identity
 
     red, blue = tmp_path / "red.mp4", tmp_path / "blue.mp4"
     write_synthetic_video(red, [Scene(2, "red", "square", "right")], fps=8)

@@ -1,7 +1,7 @@
 """The one rule for every cache and resumable state (eval answers, reference log-probs, curation shards).
 
 A cached value may be reused only when its *key* matches: a dict naming everything that determines the value --
-input files by identity (`file_identity`: path, size and modification time; `video_file_identity`, size and
+input files by identity (`file_identity`: path, size and modification time; `video.video_file_identity`, size and
 modification time only, for a video known by a name of its own), every setting that changes the output, every prompt
 and template text a model is given and what the model's processor wraps around it (chat template, video prompt
 layout; `text_hashes`, one entry per text so that a mismatch names it), and the format version of the code that
@@ -108,23 +108,6 @@ def file_identity(path: str | os.PathLike | None) -> str:
         return f"{path}@{size}:{newest}"
     stat = os.stat(path)
     return f"{path}@{stat.st_size}:{stat.st_mtime_ns}"
-
-
-def video_file_identity(path: str | os.PathLike) -> str:
-    """`size:mtime_ns` of a local video (`file_identity` less the path), `missing` for a local path that is no file
-    (a broken link), the URL of a remote one with the version its server reports (`video.url_version`: ETag,
-    Last-Modified or length), so a video replaced on its server is not served from old answers. Not the path: where
-    the video is known by a name of its own (a curation id, a benchmark's video name), the same file under a folder
-    moved or spelled otherwise is the same video."""
-    path = os.fspath(path)
-    if "://" in path:
-        from .video import url_version
-
-        version = url_version(path) if path.lower().startswith(("http://", "https://")) else None
-        return f"{path}@{version}" if version else path
-    if not os.path.isfile(path):
-        return "missing"
-    return file_identity(path).rsplit("@", 1)[1]
 
 
 # The files of a model folder that decide its outputs: weights and their index, the model / adapter / generation /

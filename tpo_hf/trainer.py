@@ -62,7 +62,7 @@ from .distributed import (
     install_output_head_unshard,
 )
 from .families import VideoFamily, get_family
-from .fingerprint import key_hash, video_file_identity
+from .fingerprint import key_hash
 from .locks import check_lock_held, output_dir_lock
 from .model_setup import (
     check_lora_targets,
@@ -90,6 +90,7 @@ from .ref_logps_cache import (
     ref_logps_cache_file,
 )
 from .validation import placeholder_tokens
+from .video import video_file_identity
 from .video_settings import VideoSettings
 
 logger = logging.getLogger(__name__)

@@ -596,6 +596,23 @@ def url_version(url: str) -> str | None:
     return version
 
 
+def video_file_identity(path: str | os.PathLike) -> str:
+    """`size:mtime_ns` of a local video (`file_identity` less the path), `missing` for a local path that is no file
+    (a broken link), the URL of a remote one with the version its server reports (`url_version`: ETag,
+    Last-Modified or length), so a video replaced on its server is not served from old answers. Not the path: where
+    the video is known by a name of its own (a curation id, a benchmark's video name), the same file under a folder
+    moved or spelled otherwise is the same video."""
+    path = os.fspath(path)
+    if "://" in path:
+        version = url_version(path) if path.lower().startswith(("http://", "https://")) else None
+        return f"{path}@{version}" if version else path
+    if not os.path.isfile(path):
+        return "missing"
+    from .fingerprint import file_identity
+
+    return file_identity(path).rsplit("@", 1)[1]
+
+
 def _cached_download(url: str) -> Path:
     """The copy of video `url` in the cache folder, downloaded on first use, and again when its server reports
     another version (ETag, Last-Modified or length) than the one cached: a video replaced on its server is fetched

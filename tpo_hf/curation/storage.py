@@ -33,8 +33,8 @@ from ..fingerprint import (
     model_identity,
     no_space_left,
     text_hashes,
-    video_file_identity,
 )
+from ..video import video_file_identity
 from ..video_settings import VideoSettings
 from .config import CurationConfig
 from .inputs import VideoItem

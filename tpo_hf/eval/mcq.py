@@ -22,10 +22,11 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from ..fingerprint import changed_fields, key_hash, no_space_left, video_file_identity
+from ..fingerprint import changed_fields, key_hash, no_space_left
 from ..locks import check_lock_held
 from ..processing import VideoPreferenceProcessor
 from ..validation import placeholder_tokens
+from ..video import video_file_identity
 from .answers import UNPARSEABLE, extract_answer_letter
 from .benchmarks import MCQSample, check_prompt_placeholders, find_videos
 

@@ -19,8 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from ..fingerprint import atomic_write_json, changed_fields, file_identity, no_space_left, video_file_identity
+from ..fingerprint import atomic_write_json, changed_fields, file_identity, no_space_left
 from ..synthetic import COLOURS, write_video
+from ..video import video_file_identity
 from .answers import option_letters
 from .benchmarks import MCQSample
 from .results import EvalOutputError
