@@ -1407,6 +1407,25 @@ def test_a_large_files_content_hash_is_remembered_per_file_version(tmp_path, mon
     assert fingerprint.file_content_hash(weights) == hashlib.sha256(weights.read_bytes()).hexdigest()
 
 
+def test_state_files_are_written_with_the_usual_permissions(tmp_path):
+    """Probe a/G20: curation reports, manifests, shards, the reference cache key and the checkpoint marker were
+    written 0600 (`mkstemp`), whatever the umask, so a teammate sharing the project folder could read the data files
+    but not the report or the marker beside them."""
+    import os
+    import stat
+
+    from tpo_hf.fingerprint import atomic_write_json
+
+    previous = os.umask(0o022)
+    try:
+        atomic_write_json(tmp_path / "state" / "curation_report.json", {"ok": 1})
+    finally:
+        os.umask(previous)
+    written = tmp_path / "state" / "curation_report.json"
+    assert stat.S_IMODE(written.stat().st_mode) == 0o644 and json.loads(written.read_text()) == {"ok": 1}
+    assert [p.name for p in written.parent.iterdir()] == ["curation_report.json"]  # no temporary file left
+
+
 def test_push_and_eval_refuse_a_folder_another_run_is_writing(tiny_model_dirs, tmp_path):
     """`tpo-hf push` / `tpo-hf eval` of an adapter (or model) folder a running training holds: refused, naming that
     run (it pushed a mix of old weights and a new card). A lock left by a killed run refuses nothing."""

@@ -16,26 +16,19 @@ import contextlib
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 
 def atomic_write_json(path: Path, data: Any) -> None:
-    """Writes `data` so that `path` either holds the old content or the complete new one, even after SIGKILL."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w") as file:
+    """Writes `data` so that `path` either holds the old content or the complete new one, even after SIGKILL, with
+    the usual permissions (`atomic_path`: a teammate sharing the folder reads it as they read the rest)."""
+    with atomic_path(path) as temporary:
+        with open(temporary, "w") as file:
             json.dump(data, file)
             file.flush()
             os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-        raise
 
 
 @contextlib.contextmanager
