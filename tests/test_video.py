@@ -643,3 +643,20 @@ def test_a_resolution_change_mid_stream_is_scaled_to_the_first_size_naming_the_f
         by_decord, _ = VideoFile(joined, reader="decord").load(num_frames=16)
         assert by_decord.shape == frames.shape
         assert np.abs(by_decord.astype(int) - frames.astype(int)).mean() < 8.0
+
+
+def test_a_file_named_in_another_unicode_form_is_found(video_dir, tmp_path):
+    """Probe b/g26: a dataset typed as `café.mp4` (composed, NFC) and the file copied from a Mac named in decomposed
+    form (NFD: e + combining accent) gave "Video file not found" for a file the folder listing shows."""
+    import shutil
+    import unicodedata
+
+    folder = tmp_path / unicodedata.normalize("NFD", "vidéos")
+    folder.mkdir()
+    shutil.copy(video_dir / "red_blue.mp4", folder / unicodedata.normalize("NFD", "café.mp4"))
+    typed = tmp_path / unicodedata.normalize("NFC", "vidéos") / unicodedata.normalize("NFC", "café.mp4")
+    assert not typed.exists()
+    frames, _ = load_video(str(typed), num_frames=2)
+    assert (frames == load_video(str(video_dir / "red_blue.mp4"), num_frames=2)[0]).all()
+    with pytest.raises(VideoLoadError, match="Video file not found"):
+        load_video(str(tmp_path / "vidéos" / "other.mp4"), num_frames=2)

@@ -246,3 +246,19 @@ def test_a_video_replaced_on_its_server_is_downloaded_again_and_keyed_anew(tmp_p
         state["requests"].clear()
         assert video_file_identity(url) == f'{url}@etag "v2"'
         assert (frames_of(url) == frames_of(blue)).all() and state["requests"] == []
+
+
+def test_a_video_url_with_an_upper_case_scheme_is_downloaded(video_dir, url_cache):
+    """Probe b/g34: a row's `HTTP://host/clip.mp4` (the same scheme, RFC 3986; some exporters write it so) was taken
+    for a relative local path: "Video file not found: <video_root>/HTTP://...". """
+    from tpo_hf.processing import VideoPreferenceProcessor
+    from tpo_hf.tiny import build_tiny_model
+
+    video = (video_dir / "red_blue.mp4").read_bytes()
+    _, processor = build_tiny_model("qwen2_vl")
+    processor = VideoPreferenceProcessor(processor, num_frames=2, video_root=str(video_dir))
+    with serve(video) as url:
+        shouted = "HTTP" + url[len("http") :]
+        assert processor.resolve_video(shouted) == shouted
+        frames, _ = processor.load_video(shouted)
+    assert frames.shape[0] == 2 and (frames == load_video(str(video_dir / "red_blue.mp4"), num_frames=2)[0]).all()

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 
 from .families import VideoFamily, get_family
-from .video import VideoFile, VideoView, local_video_path
+from .video import VideoFile, VideoView, is_video_url, local_video_path
 from .video_settings import DEFAULT_NUM_FRAMES, VideoSettings
 
 VIDEO_CONFIG_NAME = "tpo_video_config.json"
@@ -309,7 +309,7 @@ class VideoPreferenceProcessor:
         """Absolute path or URL of `video`: a `file://` URL is its local path and `~` the home folder (so caches key
         the file by that one path); other relative paths are taken against `video_root`."""
         video = local_video_path(video)
-        if video.startswith(("http://", "https://")) or os.path.isabs(video) or self.video_root is None:
+        if is_video_url(video) or os.path.isabs(video) or self.video_root is None:
             return video
         return os.path.join(self.video_root, video)
 

@@ -493,8 +493,33 @@ def _warn_implausible_frame_times(path: str, stray: float, duration: float, fps:
 _WEB_PAGE_TYPES = ("text/html", "application/xhtml+xml")
 
 
-def _is_url(path: str) -> bool:
-    return path.startswith(("http://", "https://"))
+def is_video_url(path: str | os.PathLike) -> bool:
+    """Whether `path` is an http(s) URL, its scheme written in any case (`HTTP://` is the same scheme, RFC 3986)."""
+    return os.fspath(path)[:8].lower().startswith(("http://", "https://"))
+
+
+def _other_unicode_form(path: Path) -> Path | None:
+    """The existing file or folder `path` names with its names in another Unicode normalisation form, or None: macOS
+    writes file names decomposed (NFD, `e` + combining accent), while a dataset typed elsewhere holds them composed
+    (NFC), so the two spellings of one name look identical but do not match byte for byte."""
+    import unicodedata
+
+    if path.exists():
+        return path
+    if path.name.isascii() or path.parent == path:
+        return None
+    parent = _other_unicode_form(path.parent) if not path.parent.exists() else path.parent
+    if parent is None:
+        return None
+    wanted = unicodedata.normalize("NFC", path.name)
+    try:
+        names = os.listdir(parent)
+    except OSError:
+        return None
+    for name in names:
+        if unicodedata.normalize("NFC", name) == wanted:
+            return parent / name
+    return None
 
 
 def local_video_path(video: str | os.PathLike) -> str:
@@ -505,7 +530,7 @@ def local_video_path(video: str | os.PathLike) -> str:
         VideoLoadError: a `file://` URL naming another host, which cannot be read as a local file.
     """
     video = os.fspath(video)
-    if video.startswith("file://"):
+    if video[:7].lower() == "file://":
         url = urllib.parse.urlparse(video)
         if url.netloc not in ("", "localhost"):
             raise VideoLoadError(
@@ -527,9 +552,13 @@ def _resolve_local_path(path: str | os.PathLike) -> Path:
     does not decode is removed by `VideoFile`.
     """
     path_str = str(path)
-    if _is_url(path_str):
+    if is_video_url(path_str):
         return _cached_download(path_str)
-    return Path(local_video_path(path_str))
+    local = Path(local_video_path(path_str))
+    if not local.exists() and (found := _other_unicode_form(local)) is not None:
+        logger.info("Video %s is read from %s: the same name in another Unicode form (NFC / NFD).", path_str, found)
+        return found
+    return local
 
 
 def video_cache_dir() -> Path:
@@ -604,7 +633,7 @@ def video_file_identity(path: str | os.PathLike) -> str:
     moved or spelled otherwise is the same video."""
     path = os.fspath(path)
     if "://" in path:
-        version = url_version(path) if path.lower().startswith(("http://", "https://")) else None
+        version = url_version(path) if is_video_url(path) else None
         return f"{path}@{version}" if version else path
     if not os.path.isfile(path):
         return "missing"
@@ -770,7 +799,7 @@ class VideoFile:
         if not local_path.exists():
             link = f" (broken link -> {os.readlink(local_path)})" if local_path.is_symlink() else ""
             relative = ""
-            if not _is_url(self.path) and not local_path.is_absolute():
+            if not is_video_url(self.path) and not local_path.is_absolute():
                 relative = (
                     f" (a relative path, looked for under the working directory {Path.cwd()}: set `video_root` to "
                     "the folder the dataset's video paths are relative to, or push a Hub dataset with "
@@ -783,14 +812,14 @@ class VideoFile:
                 "a folder of extracted frames, or a list of frame images, is not read as a video. Encode the frames "
                 "into one, e.g. ffmpeg -framerate 8 -pattern_type glob -i 'frames/*.jpg' -pix_fmt yuv420p video.mp4"
             )
-        if not _is_url(self.path) and local_path.is_file() and local_path.stat().st_size == 0:
+        if not is_video_url(self.path) and local_path.is_file() and local_path.stat().st_size == 0:
             raise VideoLoadError(f"Video file {self.path} is empty (0 bytes)")
         try:
             self._reader, first_frame = self._open(str(local_path))
         except _NoVideoStream as error:
             raise VideoLoadError(f"{self.path} has no video stream (audio only?)") from error
         except _UnreadableVideo as error:
-            dropped = _drop_undecodable_download(local_path) if _is_url(self.path) else ""
+            dropped = _drop_undecodable_download(local_path) if is_video_url(self.path) else ""
             raise VideoLoadError(f"Could not decode video {self.path}: {error}{dropped}") from error.__cause__
         self.total_num_frames = self._reader.total_num_frames
         if self.total_num_frames == 0:
