@@ -777,3 +777,87 @@ def test_a_sample_window_past_its_video_end_is_refused_before_any_answer(video_d
             progress=False,
         )  # fmt: skip
     assert not cache.exists() or cache.read_text() == ""
+
+
+# --- probe fixes (round 7): a question mentioning "(A)", options with initials, a video whose header does not open ---
+def test_an_mlvu_question_mentioning_a_letter_still_gets_its_options_listed(tmp_path):
+    """Probe b/G5: an MLVU row (original json: options only in `candidates`) whose question says "The sign marked
+    (A) ..." was taken as listing its options already: the prompt showed no option, silently. The options count as
+    listed only when the question has a "(A) ..", "(B) .." line for each; lmms-eval's copy is still read as is."""
+    row = dict(MLVU_ROWS[0], question="The sign marked (A) appears when?", answer="triangle")
+    sample = load_benchmark("mlvu_dev", _write_rows(tmp_path / "mentions.jsonl", [row]))[0]
+    assert sample.prompt == (
+        "The sign marked (A) appears when?\n(A) square\n(B) circle\n(C) triangle\n(D) star\n"
+        "Only give the best option.\nBest option: ("
+    )
+    assert sample.answer == "C"
+    listed = "Which shape appears first?\n(A) square\n(B) circle\n(C) triangle\n(D) star"
+    lmms_copy = dict(MLVU_ROWS[0], question=listed, answer="A")  # sy1998/MLVU_dev: options in the question
+    sample = load_benchmark("mlvu_dev", _write_rows(tmp_path / "listed.jsonl", [lmms_copy]))[0]
+    assert sample.prompt == listed + "\nOnly give the best option.\nBest option: ("
+
+
+def test_options_starting_with_an_initial_are_not_taken_as_lettered(tmp_path):
+    """Probe b/G6: Video-MME options stored without letters but each starting with an initial ("B. Obama") were taken
+    as lettered: the prompt listed "B. Obama" first while the key A meant Obama, and MLVU's "A. Lincoln",
+    "G. Washington" lost their initials. Options are lettered only when their prefixes are A, B, C, ... in order."""
+    from tpo_hf.eval.answers import extract_answer_letter
+
+    names = ["B. Obama", "D. Trump", "J. Biden", "G. Bush"]
+    videomme = dict(videoID="v1", question_id="q1", question="Who is shown?", duration="short", answer="A")
+    sample = load_benchmark("videomme", _write_rows(tmp_path / "vm.jsonl", [dict(videomme, options=names)]))[0]
+    assert "\nA. B. Obama\nB. D. Trump\nC. J. Biden\nD. G. Bush\n" in sample.prompt
+    assert sample.options == names and sample.answer == "A"
+    assert extract_answer_letter("A", sample.options) == "A"
+    for reply in ("B. D. Trump", "Trump"):  # the option as the prompt shows it, or its text
+        assert extract_answer_letter(reply, sample.options) == "B", reply
+    lettered = load_benchmark(
+        "videomme", _write_rows(tmp_path / "lettered.jsonl", [dict(videomme, options=["A. red", "B. blue"])])
+    )[0]
+    assert lettered.options == ["red", "blue"] and "\nA. red\nB. blue\n" in lettered.prompt
+
+    candidates = ["A. Lincoln", "G. Washington", "T. Jefferson", "J. Adams"]
+    row = dict(MLVU_ROWS[0], question="Who speaks first?", candidates=candidates, answer="G. Washington")
+    sample = load_benchmark("mlvu_dev", _write_rows(tmp_path / "mlvu.jsonl", [row]))[0]
+    assert sample.options == candidates and sample.answer == "B"
+    assert "\n(A) A. Lincoln\n(B) G. Washington\n(C) T. Jefferson\n(D) J. Adams\n" in sample.prompt
+
+
+def test_videos_whose_header_does_not_open_are_all_named_before_any_answer(video_dir, tmp_path, peft_model):
+    """Probe b/G22: a benchmark video cut short (no `moov` atom: its header does not open) was found mid-run, after
+    the questions before it were answered, naming neither row nor question. Every distinct video is opened once
+    before anything is generated, and the unreadable ones are named with their rows and question ids in one error."""
+    from tpo_hf.eval.benchmarks import find_videos
+    from tpo_hf.video import VideoLoadError
+
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    for name in ("red_blue.mp4", "green_yellow.mp4"):
+        shutil.copy(video_dir / name, videos / name)
+    whole = (video_dir / "red_blue.mp4").read_bytes()
+    (videos / "cut.mp4").write_bytes(whole[: len(whole) // 2])  # the index (moov) is written last
+    (videos / "page.mp4").write_bytes(b"<html>Not Found</html>")  # an error page saved as the video
+    rows = [
+        dict(VIDEOMME_ROWS[0], videoID="red_blue"),
+        dict(VIDEOMME_ROWS[1], videoID="cut"),
+        dict(VIDEOMME_ROWS[2], videoID="green_yellow"),
+        dict(VIDEOMME_ROWS[3], videoID="page"),
+        dict(VIDEOMME_ROWS[0], videoID="cut", question_id="004-1"),
+    ]
+    samples = load_benchmark("videomme", _write_rows(tmp_path / "vm.jsonl", rows))
+    message = (
+        r"Video-MME: 3 of 5 questions name a video \(2 distinct\) that cannot be opened: 'cut' \(row 1, question "
+        r"001-1, and 1 more questions\): Could not decode video .*cut\.mp4.*; 'page' \(row 3, question 003-1\): "
+        r"Could not decode video .*page\.mp4.*Nothing was generated"
+    )
+    with pytest.raises(VideoLoadError, match=message):
+        find_videos(samples, videos, "Video-MME")
+    model, processor = peft_model
+    cache = tmp_path / "cache.jsonl"
+    with pytest.raises(VideoLoadError, match=r"cannot be opened: 'cut' \(row 1, question 001-1"):
+        evaluate_mcq(
+            model, processor, samples, video_dir=videos, max_new_tokens=MAX_NEW_TOKENS, cache_path=cache,
+            progress=False,
+        )  # fmt: skip
+    assert not cache.exists() or cache.read_text() == ""
+    assert set(find_videos([samples[0], samples[2]], videos)) == {"000-1", "002-1"}  # readable ones pass

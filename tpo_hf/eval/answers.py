@@ -137,8 +137,35 @@ def split_mcq_prompt(prompt: str) -> tuple[str, list[str]]:
 
 
 def strip_option_prefix(option: str) -> str:
-    """'A. a red square' -> 'a red square'; the benchmarks store options with or without their letter."""
+    """'A. a red square' -> 'a red square'; the benchmarks store options with or without their letter. One option
+    alone cannot tell a letter from an initial ("B. Obama"): for a question's options use `strip_option_letters`."""
     return _OPTION_PREFIX.sub("", option, count=1).strip()
+
+
+def option_prefix_letter(option: str) -> str | None:
+    """The letter an option starts with, written as an option letter ("A. ", "(b) ", "C) "), upper-cased; `None`."""
+    match = _OPTION_PREFIX.match(option)
+    return match.group(1).upper() if match else None
+
+
+def options_lettered(options: list[str]) -> bool:
+    """The options carry their own letters: their prefixes are A, B, C, ... in order ("A. red", "B. blue").
+    Options that merely start with a capital and a period ("B. Obama", "D. Trump", or "A. Lincoln", "G. Washington")
+    are texts with an initial, not lettered options."""
+    if not 1 <= len(options) <= len(OPTION_LETTERS):
+        return False
+    return all(
+        isinstance(option, str) and option_prefix_letter(option) == letter
+        for letter, option in zip(OPTION_LETTERS, options)
+    )
+
+
+def strip_option_letters(options: list[str]) -> list[str]:
+    """The texts of a question's options: their letters dropped when they carry them in order (`options_lettered`),
+    else the options as they are, so an initial ("B. Obama") stays part of the text."""
+    if options_lettered(options):
+        return [strip_option_prefix(option) for option in options]
+    return [option.strip() for option in options]
 
 
 def _normalise_text(reply: str) -> str:
@@ -228,7 +255,7 @@ def _option_text_choice(text: str, options: list[str], valid: str) -> str | None
     reply = _tokens(re.sub(r"\b(?:the|that|this)\s+one\b", " ", text, flags=re.IGNORECASE))
     if not reply:
         return None
-    texts = {letter: _tokens(strip_option_prefix(option)) for letter, option in zip(valid, options)}
+    texts = {letter: _tokens(option) for letter, option in zip(valid, strip_option_letters(options))}
     # the reply contains the option (maximal matches only: "red square" beats "red" when both are options)
     found = {}
     for letter, words in texts.items():

@@ -35,6 +35,7 @@ answer parsers sit side by side, so the reproduction is checked against lmms-eva
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
@@ -46,7 +47,7 @@ from typing import Any
 
 from ..validation import placeholder_problem
 from ..video import VIDEO_EXTENSIONS
-from .answers import option_letters, strip_option_prefix
+from .answers import option_letters, option_prefix_letter, options_lettered, strip_option_letters, strip_option_prefix
 
 logger = logging.getLogger(__name__)
 
@@ -124,8 +125,9 @@ def check_prompt_placeholders(samples: list[MCQSample], tokens: tuple[str, ...],
 def require_distinct_options(options: list[str], benchmark: str, index: int) -> None:
     """Two options with one text make the question unanswerable (and an answer given as text ambiguous)."""
     first_position: dict[str, int] = {}
-    for position, option in enumerate(options):
-        key = strip_option_prefix(str(option)).strip().lower()
+    keys = strip_option_letters([str(option) for option in options])  # "B. Obama" keeps its initial
+    for position, (option, key) in enumerate(zip(options, keys)):
+        key = key.lower()
         if key in first_position:
             raise ValueError(
                 f"{benchmark} row {index}, field 'options': option {position} ({option!r:.60}) repeats option "
@@ -172,9 +174,12 @@ def answer_letter(answer: Any, options: list[str], benchmark: str, index: int) -
         match = re.fullmatch(r"\(?([A-Za-z])\)?\.?", text)
         if match and match.group(1).upper() in letters and text not in options:
             return match.group(1).upper()
-        stripped = [strip_option_prefix(option).strip().lower() for option in options]
-        if strip_option_prefix(text).lower() in stripped:
-            return letters[stripped.index(strip_option_prefix(text).lower())]
+        # the option text as given ("G. Washington" where the options are names with initials), else without a
+        # letter the answer was written with ("B. blue")
+        texts = [option.lower() for option in strip_option_letters([str(option) for option in options])]
+        for candidate in (text.lower(), strip_option_prefix(text).lower()):
+            if candidate in texts:
+                return letters[texts.index(candidate)]
     raise ValueError(f"{benchmark} row {index}: answer {answer!r} names none of the {len(options)} options {options}.")
 
 
@@ -215,21 +220,23 @@ def _variant(variants: dict[str, dict[str, Any]], variant: str, benchmark: str) 
 
 def _videomme_lettered_options(raw_options: list[Any], index: int) -> list[str]:
     """Video-MME's options carry their letter ("A. red"), which the prompt lists as is; a copy stored without the
-    letters gets "A. ", "B. ", ... so the prompt still shows the letters it asks for. A row mixing both is refused:
-    which letter a bare option means would be a guess."""
+    letters gets "A. ", "B. ", ... so the prompt still shows the letters it asks for. Options count as lettered only
+    when their prefixes are A, B, C, ... in order (`options_lettered`): "B. Obama", "D. Trump" are names with
+    initials, which keep them and get letters too. A row where some options carry their own letter and the others
+    none is refused: which letter a bare option means would be a guess."""
     if not all(isinstance(option, str) for option in raw_options):
         return raw_options  # refused below, naming the option that is not text
-    lettered = [strip_option_prefix(option) != option.strip() for option in raw_options]
-    if all(lettered):
+    if options_lettered(raw_options):
         return raw_options
-    if not any(lettered):
-        letters = option_letters(len(raw_options))
-        return [f"{letter}. {option.strip()}" for letter, option in zip(letters, raw_options)]
-    bare = [position for position, has_letter in enumerate(lettered) if not has_letter]
-    raise ValueError(
-        f"Video-MME row {index}, field 'options': options {bare} have no letter prefix (\"A. ...\") but the others "
-        f"do; store all options with their letter or all without."
-    )
+    letters = option_letters(len(raw_options))
+    own = [option_prefix_letter(option) == letter for letter, option in zip(letters, raw_options)]
+    bare = [position for position, option in enumerate(raw_options) if option_prefix_letter(option) is None]
+    if any(own) and own.count(False) == len(bare):
+        raise ValueError(
+            f"Video-MME row {index}, field 'options': options {bare} have no letter prefix (\"A. ...\") but the "
+            f"others do; store all options with their letter or all without."
+        )
+    return [f"{letter}. {option.strip()}" for letter, option in zip(letters, raw_options)]
 
 
 def _videomme_question(row: dict[str, Any], raw_options: list[str], kwargs: dict[str, Any]) -> str:
@@ -443,14 +450,25 @@ MLVU_VARIANTS = {
 }
 
 
+# a line of a question that lists an option: "(A) ..."
+_LISTED_OPTION = re.compile(r"^[ \t]*\(([A-Z])\)", re.MULTILINE)
+
+
+def _lists_options(question: str, letters: str) -> bool:
+    """The question lists its options itself, as lmms-eval's copy of MLVU does ("...?\n(A) ...\n(B) ..."): a line
+    opening with each option's letter, in order. A question that only mentions "(A)" ("The sign marked (A) appears
+    when?") does not, and gets its options listed."""
+    return "".join(_LISTED_OPTION.findall(question)) == letters
+
+
 def mlvu_sample(row: dict[str, Any], index: int, variant: str = "default", **_: Any) -> MCQSample:
     """An MLVU dev row (lmms-eval's `sy1998/MLVU_dev` or the original json) -> `MCQSample` (`mlvu_doc_to_text`)."""
     kwargs = _variant(MLVU_VARIANTS, variant, "mlvu_dev")
     video = str(require_field(row, ("video_name", "video"), "MLVU", index))
     question = str(require_field(row, ("question",), "MLVU", index))
-    options = [strip_option_prefix(str(c)) for c in require_list(row, ("candidates",), "MLVU", index)]
+    options = strip_option_letters([str(c) for c in require_list(row, ("candidates",), "MLVU", index)])
     letters = option_letters(len(options))
-    if "(A)" in question:  # lmms-eval's copy carries the options in the question already
+    if _lists_options(question, letters):  # lmms-eval's copy carries the options in the question already
         listed = question
     else:
         listed = question + "\n" + "\n".join(f"({letter}) {option}" for letter, option in zip(letters, options))
@@ -880,7 +898,8 @@ def find_videos(
 ) -> dict[str, str]:
     """Sample id -> its video file (`find_video`), found for every sample before anything is generated: a benchmark
     with missing videos is refused once, naming how many questions lack their video, the first few (video, row,
-    question id) and the folder searched, instead of failing at the first one mid-run."""
+    question id) and the folder searched, instead of failing at the first one mid-run. Then each distinct video is
+    opened once (`open_videos`): files that do not open (a cut download, no `moov` atom) are refused the same way."""
     found: dict[str, str] = {}
     missing: list[tuple[int, MCQSample]] = []
     for row, sample in enumerate(samples):
@@ -907,25 +926,85 @@ def find_videos(
             f"{folder} (searched as named, with a video extension added, and one folder down): {named}. Nothing was "
             "generated: put the missing videos there, or set `video_dir` to the folder holding the benchmark's videos."
         )
-    check_sample_windows(samples, found, benchmark)
+    check_sample_windows(samples, found, benchmark, open_videos(samples, found, benchmark))
     return found
 
 
-def check_sample_windows(samples: list[MCQSample], video_paths: dict[str, str], benchmark: str | None = None) -> None:
-    """A sample whose window (`MCQSample.start`) starts past the end of its video is refused naming the row and the
-    question id before any answer is generated, not after the rows before it were answered."""
+def open_videos(
+    samples: list[MCQSample], video_paths: dict[str, str], benchmark: str | None = None
+) -> dict[str, float]:
+    """Video file -> its duration, each distinct video opened once (`VideoFile`: its header and first frame, no other
+    frame decoded) before anything is generated. Videos that do not open (a truncated download without its `moov`
+    atom, a file that is no video) are refused in one error that counts them and names the first few (video, row,
+    question id, why), instead of the first one failing mid-run after the questions before it were answered. A file
+    damaged only further in is found where its frames are decoded: finding it here would need a full decode."""
+    from ..video import VideoLoadError
+
+    durations: dict[str, float] = {}
+    unreadable: dict[str, tuple[str, list[tuple[int, MCQSample]]]] = {}  # path -> (why, its questions)
+    for row, sample in enumerate(samples):
+        path = video_paths[sample.sample_id]
+        if path in unreadable:
+            unreadable[path][1].append((row, sample))
+        elif path not in durations:
+            duration, problem = _opened_video(path)
+            if problem is None:
+                durations[path] = duration
+            else:
+                unreadable[path] = (problem, [(row, sample)])
+    if unreadable:
+        named = "; ".join(
+            f"{questions[0][1].video!r} (row {questions[0][0]}, question {questions[0][1].sample_id}"
+            + (f", and {len(questions) - 1} more questions" if len(questions) > 1 else "")
+            + f"): {why}"
+            for why, questions in list(unreadable.values())[:MISSING_VIDEOS_SHOWN]
+        )
+        if len(unreadable) > MISSING_VIDEOS_SHOWN:
+            named += f"; and {len(unreadable) - MISSING_VIDEOS_SHOWN} more videos"
+        count = sum(len(questions) for _, questions in unreadable.values())
+        raise VideoLoadError(
+            f"{benchmark + ': ' if benchmark else ''}{count} of {len(samples)} questions name a video "
+            f"({len(unreadable)} distinct) that cannot be opened: {named}. Nothing was generated: replace these files "
+            "(a download cut short lacks its index: download it again), or drop their questions."
+        )
+    return durations
+
+
+def _opened_video(path: str) -> tuple[float | None, str | None]:
+    """(duration, None) of the video at `path`, or (None, why it does not open); remembered per file version (path,
+    size, time) and reader, so the check before the model loads and the one before generating open it once."""
+    from ..video import default_video_reader
+
+    stat = os.stat(path)
+    return _opened_video_version(path, stat.st_size, stat.st_mtime_ns, default_video_reader())
+
+
+@functools.lru_cache(maxsize=4096)
+def _opened_video_version(path: str, size: int, mtime_ns: int, reader: str) -> tuple[float | None, str | None]:
     from ..video import VideoFile, VideoLoadError
 
-    durations: dict[str, float | None] = {}
+    try:
+        return VideoFile(path, cache_frames=False, reader=reader).duration, None
+    except VideoLoadError as error:
+        return None, str(error)
+
+
+def check_sample_windows(
+    samples: list[MCQSample],
+    video_paths: dict[str, str],
+    benchmark: str | None = None,
+    durations: dict[str, float] | None = None,
+) -> None:
+    """A sample whose window (`MCQSample.start`) starts past the end of its video is refused naming the row and the
+    question id before any answer is generated, not after the rows before it were answered. `durations`: video file
+    -> duration (`open_videos`'s), else each video of a windowed sample is opened here."""
+    durations = dict(durations or {})
     for row, sample in enumerate(samples):
         if sample.start is None:
             continue
         path = video_paths[sample.sample_id]
         if path not in durations:
-            try:
-                durations[path] = VideoFile(path, cache_frames=False).duration
-            except VideoLoadError:  # an unreadable video is reported where it is decoded, as for the other samples
-                durations[path] = None
+            durations[path] = _opened_video(path)[0]  # an unreadable one is refused by `open_videos`
         duration = durations[path]
         if duration is not None and not 0 <= sample.start < duration:
             raise ValueError(
