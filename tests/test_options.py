@@ -165,3 +165,89 @@ def test_activation_checkpointing_flags_parse_on_every_supported_transformers():
 
     assert parse("--activation_checkpointing").gradient_checkpointing is True  # a bare flag means True
     assert parse("--activation_checkpointing", "false").gradient_checkpointing is False
+
+
+def _recipe(tmp_path, text, name="recipe.yaml"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_a_recipe_key_written_twice_is_refused(tmp_path, monkeypatch):
+    """Probe b/g1: a key written twice in a recipe (`num_frames: 4`, further down `num_frames: 2`) trained with the
+    last one, without a word (PyYAML keeps the last key). Every command refuses it, naming the key and both lines."""
+    from tpo_hf.commands import apply_recipe_env, read_recipe
+    from tpo_hf.commands.eval import cli_main as eval_main
+    from tpo_hf.train import cli_main
+
+    monkeypatch.delenv("TPO_HF_DEBUG", raising=False)
+    recipe = _recipe(tmp_path, "model_name_or_path: m\ndataset_name: d\nnum_frames: 4\nbeta: 0.3\nnum_frames: 2\n")
+    with pytest.raises(SystemExit, match=rf"^tpo-hf train: {recipe}: `num_frames` is set twice, on line 3 and line 5"):
+        cli_main(["--config", str(recipe), "--output_dir", str(tmp_path / "run")])
+    nested = _recipe(tmp_path, "model_name_or_path: m\nenv:\n  HF_HOME: a\n  HF_HOME: b\n", "eval.yaml")
+    with pytest.raises(SystemExit, match=r"^tpo-hf eval: .*`HF_HOME` is set twice, on line 3 and line 4"):
+        eval_main(["--config", str(nested)])
+    apply_recipe_env(["--config", str(nested)])  # before the command runs: left to the command to name
+    # a YAML merge (`<<: *base`) followed by a key of its own is an override, not a key written twice
+    merged = _recipe(tmp_path, "base: &base\n  beta: 0.1\nother:\n  <<: *base\n  beta: 0.2\n", "merged.yaml")
+    assert read_recipe(["--config", str(merged)])[1]["other"] == {"beta": 0.2}
+
+
+@pytest.mark.parametrize(
+    "command, key, value, message",
+    [
+        ("train", "max_steps", "2.5", r"`max_steps: 2.5`: max_steps takes a whole number \(an integer\)"),
+        (
+            "train",
+            "gradient_accumulation_steps",
+            "2.5",
+            r"`gradient_accumulation_steps: 2.5`: .* takes a whole number",
+        ),
+        (
+            "train",
+            "beta",
+            "null",
+            r"`beta: null` leaves beta without a value: set one, or leave the line out for its default, 0.3",
+        ),
+        ("train", "learning_rate", "null", r"`learning_rate: null` leaves learning_rate without a value"),
+        (
+            "train",
+            "dtype",
+            "float31",
+            r"`dtype: float31` is not one of dtype's values: auto, bfloat16, float16, float32",
+        ),
+        ("train", "save_strategy", "no", r"`save_strategy: False` is not one of .*: no, steps, .* quote it"),
+        ("eval", "vniah_lengths", "[8, 16.5]", r"`vniah_lengths: \[8, 16.5\]`: vniah_lengths takes a whole number"),
+    ],
+)
+def test_recipe_values_are_checked_as_flags_are(tmp_path, monkeypatch, command, key, value, message):
+    """Probes b/g2, b/g3, b/g4: a recipe's values became the parser's defaults, which argparse neither converts nor
+    checks: `max_steps: 2.5` failed in transformers' training loop after the model loaded, `beta: null` at the first
+    step in TRL's loss, `dtype: float31` in TRL's model loading. Each is refused before anything loads (model `m`
+    does not exist), naming the recipe and the field; a flag given on the command line overrides the recipe."""
+    import importlib
+
+    cli_main = importlib.import_module(f"tpo_hf.commands.{command}").cli_main
+    monkeypatch.delenv("TPO_HF_DEBUG", raising=False)
+    settings = "model_name_or_path: m\n" + (
+        "dataset_name: d\nbf16: false\nuse_cpu: true\n" if command == "train" else ""
+    )
+    recipe = _recipe(tmp_path, f"{settings}{key}: {value}\n")
+    args = ["--config", str(recipe), "--output_dir", str(tmp_path / "run")]
+    with pytest.raises(SystemExit, match=rf"^tpo-hf {command}: {recipe}: {message}"):
+        cli_main(args)
+    if command == "train":
+        override = {"max_steps": "2", "gradient_accumulation_steps": "2", "beta": "0.2", "learning_rate": "1e-5"}
+        with pytest.raises(BaseException) as error:  # the flag overrides the recipe: on to loading dataset `d`
+            cli_main([*args, f"--{key}", override.get(key, "float32" if key == "dtype" else "no")])
+        assert str(recipe) not in str(error.value)
+
+
+def test_max_frames_below_num_frames_is_refused_in_training():
+    """Probe b/g25: `num_frames: 8` with `max_frames: 4` trained on 4 frames per video while the model card and
+    `tpo_video_config.json` said 8 (evaluation refuses the same pair). Refused naming both settings; a cap above
+    the count, or a cap on sampling by rate, is what `max_frames` is for."""
+    with pytest.raises(ValueError, match=r"`max_frames` \(4\) is below `num_frames` \(8\).*Set `num_frames` 4"):
+        TPOConfig("out", use_cpu=True, num_frames=8, max_frames=4)
+    assert TPOConfig("out", use_cpu=True, num_frames=4, max_frames=8).max_frames == 8
+    assert TPOConfig("out", use_cpu=True, num_frames=None, video_fps=1.0, max_frames=4).max_frames == 4

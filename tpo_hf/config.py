@@ -276,6 +276,7 @@ class TPOConfig(VideoSettings, DPOConfig):
 
     def __post_init__(self):
         self.check_video_settings()  # VideoSettings' validation, first: the rest may assume sane video fields
+        self.check_fixed_frame_count()  # the card and tpo_video_config.json record num_frames as trained with
         self._check_ranges()
         if self.too_long_policy not in TOO_LONG_POLICIES:
             raise ValueError(

@@ -96,6 +96,18 @@ class VideoSettings:
                 f"{owner}: `max_video_tokens` needs `num_frames`, or `max_frames` with `video_fps`, to count frames."
             )
 
+    def check_fixed_frame_count(self) -> None:
+        """Refuses a `max_frames` cap below `num_frames`, for the stages that record `num_frames` as what each video
+        gave (training's model card and `tpo_video_config.json`): the cap would sample fewer frames than recorded.
+        Curation keeps the cap (it bounds its views); `max_frames` with `video_fps` is the cap's own use."""
+        if self.num_frames is not None and self.max_frames is not None and self.max_frames < self.num_frames:
+            raise VideoSettingsError(
+                f"{type(self).__name__}: `max_frames` ({self.max_frames}) is below `num_frames` ({self.num_frames}): "
+                f"every video would give {self.max_frames} frames while the saved settings and the model card say "
+                f"{self.num_frames}; `max_frames` only caps sampling by rate (`video_fps`). Set `num_frames` "
+                f"{self.max_frames}, or leave `max_frames` out."
+            )
+
     @classmethod
     def of(cls, source: Any) -> VideoSettings:
         """The video settings of `source` (a config, a processor, a mapping), as a plain `VideoSettings`."""

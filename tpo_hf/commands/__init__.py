@@ -14,11 +14,15 @@ its traceback. `--debug` (any command; or `TPO_HF_DEBUG=1`) shows the traceback 
 from __future__ import annotations
 
 import contextvars
+import dataclasses
 import dis
+import functools
 import importlib
 import logging
 import os
 import sys
+import types
+import typing
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -155,9 +159,45 @@ def split_config_flag(argv: Sequence[str]) -> list[str]:
     return split
 
 
+class _DuplicateKeyError(Exception):
+    """A mapping of the recipe sets one key twice (PyYAML would keep the last one silently)."""
+
+
+@functools.cache
+def _recipe_loader() -> type:
+    """PyYAML's safe loader, refusing a key written twice in one mapping: `yaml.safe_load` keeps the last one without
+    a word, so a setting left in twice after an edit trained with whichever came last."""
+    import yaml
+
+    class RecipeLoader(yaml.SafeLoader):
+        def construct_mapping(self, node: Any, deep: bool = False) -> dict:
+            if isinstance(node, yaml.MappingNode):
+                seen: dict[Any, Any] = {}
+                for key_node, _ in node.value:
+                    if key_node.tag == "tag:yaml.org,2002:merge":
+                        continue  # `<<: *base` then a key of its own overrides the base: YAML's meaning, not a slip
+                    key = self.construct_object(key_node, deep=True)
+                    try:
+                        first = seen.setdefault(key, key_node)
+                    except TypeError:  # an unhashable key: the constructor names it
+                        continue
+                    if first is not key_node:
+                        raise _DuplicateKeyError(
+                            f"`{key}` is set twice, on line {first.start_mark.line + 1} and line "
+                            f"{key_node.start_mark.line + 1} (YAML would keep only the last one): remove one of them."
+                        )
+            return super().construct_mapping(node, deep=deep)
+
+    return RecipeLoader
+
+
 def read_recipe(argv: Sequence[str]) -> tuple[str, dict[str, Any]] | None:
     """(path, mapping) of the `--config` YAML file in `argv`; None without one, or where it cannot be read (TRL's
-    parser then names the problem)."""
+    parser then names the problem).
+
+    Raises:
+        ConfigError: the recipe sets a key twice, naming the key and both lines.
+    """
     argv = list(argv)
     if CONFIG_FLAG not in argv or argv.index(CONFIG_FLAG) + 1 >= len(argv):
         return None
@@ -166,7 +206,9 @@ def read_recipe(argv: Sequence[str]) -> tuple[str, dict[str, Any]] | None:
         import yaml
 
         with open(path) as file:
-            recipe = yaml.safe_load(file)
+            recipe = yaml.load(file, Loader=_recipe_loader())  # a SafeLoader
+    except _DuplicateKeyError as error:
+        raise ConfigError(f"{path}: {error}") from None
     except Exception:  # a missing or malformed file: named by the parser with its own message
         return None
     return (path, recipe) if isinstance(recipe, dict) else None
@@ -203,7 +245,10 @@ def apply_recipe_env(argv: Sequence[str]) -> None:
     """Sets the environment variables of the recipe's `env:` mapping (TRL's `TrlParser` sets them only while
     parsing) before the command's module is imported: `datasets`, `transformers` and `huggingface_hub` read their
     cache folders (`HF_DATASETS_CACHE`, `HF_HOME`, ...) once, when imported."""
-    recipe = read_recipe(split_config_flag(argv))
+    try:
+        recipe = read_recipe(split_config_flag(argv))
+    except ConfigError:
+        return  # named by the command's `run_cli`, as one line, before anything runs
     env = recipe[1].get("env") if recipe else None
     if isinstance(env, dict):
         for key, value in env.items():
@@ -265,6 +310,78 @@ def refuse_recipe_of_another_command(name: str, parser: Any, recipe: tuple[str, 
     )
 
 
+def _recipe_fields(parser: Any) -> dict[str, tuple[Any, Any]]:
+    """name -> (type annotation, default) of each field of the parser's dataclasses; the default is
+    `dataclasses.MISSING` for a field without one, and a list or mapping built by its factory is not spelled out."""
+    fields: dict[str, tuple[Any, Any]] = {}
+    for dtype in getattr(parser, "dataclass_types", ()):
+        hints = typing.get_type_hints(dtype)
+        for item in dataclasses.fields(dtype):
+            default = ... if item.default_factory is not dataclasses.MISSING else item.default
+            fields.setdefault(item.name, (hints.get(item.name, Any), default))
+    return fields
+
+
+def _without_none(hint: Any) -> tuple[Any, bool]:
+    """(the annotation without `None`, whether it allowed `None`)."""
+    if hint is Any or hint is None or hint is type(None):
+        return hint, True
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        kept = [arg for arg in typing.get_args(hint) if arg is not type(None)]
+        return (kept[0] if len(kept) == 1 else hint), len(kept) != len(typing.get_args(hint))
+    return hint, typing.get_origin(hint) is typing.Literal and None in typing.get_args(hint)
+
+
+def check_recipe_values(parser: Any, recipe: tuple[str, dict[str, Any]] | None, argv: Sequence[str]) -> None:
+    """Checks the recipe's values as the parser checks a flag's: TRL's parser makes them the defaults, which argparse
+    neither converts (`max_steps: 2.5` stayed a float, refused by transformers mid-run) nor checks against `choices`
+    (`dtype: float31`), and `null` reached fields that need a value (`beta: null`, a TypeError at the first step).
+    Values a flag in `argv` overrides are left to argparse.
+
+    Raises:
+        ConfigError: naming the recipe, each field at fault and what it takes.
+    """
+    if recipe is None:
+        return
+    path, settings = recipe
+    actions = parser._option_string_actions
+    given = {actions[flag].dest for flag in (token.partition("=")[0] for token in argv) if flag in actions}
+    fields = _recipe_fields(parser)
+    problems = []
+    for key, value in settings.items():
+        action = actions.get(f"--{key}")
+        if key == "env" or key in given or action is None or key not in fields:
+            continue  # unknown keys are named by the parser
+        hint, default = fields[key]
+        base, allows_none = _without_none(hint)
+        if value is None:
+            if not allows_none and default is not None:
+                if default is dataclasses.MISSING:
+                    fix = "set one"
+                else:
+                    fix = "set one, or leave the line out for its default" + (
+                        "" if default is ... else f", {default!r}"
+                    )
+                problems.append(f"`{key}: null` leaves {key} without a value: {fix}")
+            continue
+        items = value if isinstance(value, list) else [value]
+        integer = base is int or (typing.get_origin(base) is list and typing.get_args(base) == (int,))
+        if integer and any(isinstance(item, (float, bool)) for item in items):
+            problems.append(f"`{key}: {value}`: {key} takes a whole number (an integer)")
+        elif action.choices is not None:
+            allowed = [str(choice) for choice in action.choices]
+            if any(item not in action.choices and str(item) not in allowed for item in items if item is not None):
+                # YAML 1.1 reads an unquoted no / off / yes / on as a bool (`save_strategy: no`)
+                quote = (
+                    " (YAML reads an unquoted no/yes/off/on as false/true: quote it)"
+                    if isinstance(value, bool)
+                    else ""
+                )
+                problems.append(f"`{key}: {value}` is not one of {key}'s values: {', '.join(allowed)}{quote}")
+    if problems:
+        raise ConfigError(f"{path}: " + "; ".join(problems) + ".")
+
+
 def log_output_dir(name: str, parsed: Sequence[Any], argv: Sequence[str], recipe: tuple[str, dict] | None) -> None:
     """Says where the command writes: a warning where `output_dir` was set neither in the recipe nor as a flag (the
     default is a folder in the current one, easy to miss), an info line otherwise."""
@@ -300,6 +417,7 @@ def run_cli(name: str, make_parser: Callable[[], Any], main: Callable[..., Any],
         recipe = read_recipe(argv)
         parser = make_parser()
         refuse_recipe_of_another_command(name, parser, recipe)
+        check_recipe_values(parser, recipe, argv)
         try:
             parsed = parser.parse_args_and_config(args=expand_home_paths(argv, recipe, parser))
         except (ValueError, FileNotFoundError, yaml.YAMLError) as error:
