@@ -1228,6 +1228,30 @@ def test_answers_differing_only_in_case_spacing_or_final_punctuation_make_no_pai
     assert set(report["drop_reasons"]) == {"identical_answers"}
 
 
+@pytest.mark.parametrize(
+    "first, second",
+    [
+        ("It's red.", "It\u2019s red."),  # curly apostrophe
+        ('He said "red"', "He said \u201cred\u201d"),  # curly quotes
+        ("Red...", "Red\u2026"),  # ellipsis character
+        ("Red.", "\uff32\uff45\uff44\uff0e"),  # full-width letters and stop
+        ("red-blue", "red\u2013blue"),  # en dash
+        ("red - blue", "red \u2014 blue"),  # em dash
+        ("A red square.", "A red square.\u200b"),  # trailing zero-width space
+        ("A red square", "A red squ\u00adare"),  # soft hyphen
+    ],
+)
+def test_answers_differing_only_typographically_are_the_same_answer(first, second):
+    """Probe b/G20: answers that differ only in typography (curly vs straight quotes, '...' vs '…', full-width forms,
+    dashes, invisible format characters) teach no preference, so they make no pair."""
+    from tpo_hf.curation.answer import same_answer
+
+    assert same_answer(first, second)
+    # what they say still counts: another word or sign is another answer, whatever its typography
+    assert not same_answer(first, second + " blue")
+    assert not same_answer("5 - 3", "5 + 3") and not same_answer("It's red.", "It\u2019s not red.")
+
+
 def test_curate_refuses_an_output_dir_holding_a_trained_adapter_or_a_model(video_dir, tmp_path):
     """The dataset card would replace the adapter's model card (README.md), its files land beside the weights."""
     adapter = tmp_path / "adapter"
@@ -1307,6 +1331,41 @@ def test_annotation_rows_without_a_question_are_counted_and_logged(video_dir, tm
     assert sorted(result.dataset["prompt"]) == ["What colour comes first?", "What moves?"]
 
 
+def test_rows_giving_a_video_another_caption_are_named_and_counted(video_dir, tmp_path, caplog):
+    """Probe b/G7: two rows of one video giving different captions (a merged annotation file): the first was used and
+    the other dropped with no word. Now the rows are named in a warning and counted in the report; a caption alike
+    but for case, spacing or final punctuation is no other caption."""
+    rows = [
+        {"video": "red_blue.mp4", "caption": "A red square, then a blue circle.", "question": "What comes first?"},
+        {"video": "red_blue.mp4", "caption": "A blue circle only.", "question": "What comes last?"},
+        {"video": "red_blue.mp4", "caption": "a red square, then a blue circle", "question": "What moves?"},
+        {"video": "red_blue.mp4", "caption": None, "question": "What is red?"},
+        {"video": "green_yellow.mp4", "caption": "green then yellow", "question": "What moves?"},
+    ]
+    data_file = tmp_path / "qa.jsonl"
+    data_file.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    config = CurationConfig(
+        dataset_name=str(data_file),
+        video_root=str(video_dir),
+        question_column="question",
+        caption_column="caption",
+        video_model="frames",
+        output_dir=str(tmp_path / "out"),
+        question_backend="template",
+        use_judge=False,
+        localized_per_video=0,
+        mix_ratio="0:1",
+        **TINY,
+    )
+    with caplog.at_level(logging.WARNING):
+        result = run_curation(config, Backends(_FramesBackend(), None, None))
+    warnings = [r.getMessage() for r in caplog.records if "another caption" in r.getMessage()]
+    assert len(warnings) == 1 and "red_blue.mp4 (row 0 used, row(s) 1 ignored)" in warnings[0]
+    assert result.report["captions_ignored"] == 1
+    captions = {item.video_id: item.caption for item in list_videos(config)}
+    assert captions == {"red_blue.mp4": "A red square, then a blue circle.", "green_yellow.mp4": "green then yellow"}
+
+
 def test_dataset_paths_starting_with_dot_slash_are_normalised(video_dir, tmp_path):
     import shutil
 
@@ -1346,6 +1405,32 @@ def test_a_video_file_name_that_is_not_utf8_is_skipped_by_name_or_refused(video_
     assert "caf\\xe9.mp4" in caplog.text and "not UTF-8" in caplog.text
     with pytest.raises(ValueError, match=r"caf\\xe9\.mp4.*not UTF-8"):
         list_videos(CurationConfig(output_dir=str(tmp_path / "out"), on_video_error="raise", **settings))
+
+
+def test_hidden_videos_in_video_dir_are_left_out_and_named(video_dir, tmp_path, caplog):
+    """Probe b/G18 (and b/G17): a folder on a USB drive or from an unzipped archive holds a deleted take under
+    `.Trash-1000/`, a `__MACOSX/` copy and macOS AppleDouble `._clip.mp4` metadata beside each clip; they were
+    curated (or tried and skipped) as videos. Hidden files and folders and `__MACOSX` are left out, as `datasets`'
+    folder loaders leave them out, named in one warning; a `video_dir` that itself lies in a hidden folder is read."""
+    import shutil
+
+    folder = tmp_path / ".usb" / "videos"  # hidden above video_dir: not a reason to leave anything out
+    (folder / ".Trash-1000" / "files").mkdir(parents=True)
+    (folder / "__MACOSX").mkdir()
+    shutil.copy(video_dir / "red_blue.mp4", folder / "red_blue.mp4")
+    shutil.copy(video_dir / "green_yellow.mp4", folder / ".Trash-1000" / "files" / "deleted_take.mp4")
+    shutil.copy(video_dir / "green_yellow.mp4", folder / "__MACOSX" / "red_blue_copy.mp4")
+    (folder / "._red_blue.mp4").write_bytes(b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X        " + b"\x00" * 100)
+    config = CurationConfig(
+        video_dir=str(folder), video_model="frames", output_dir=str(tmp_path / "out"), question_backend="template"
+    )
+    with caplog.at_level(logging.WARNING):
+        items = list_videos(config)
+    assert [item.video_id for item in items] == ["red_blue.mp4"]
+    warnings = [r.getMessage() for r in caplog.records if "hidden video" in r.getMessage()]
+    assert len(warnings) == 1 and "Left out 3 hidden video file(s)" in warnings[0]
+    for name in (".Trash-1000/files/deleted_take.mp4", "__MACOSX/red_blue_copy.mp4", "._red_blue.mp4"):
+        assert name in warnings[0]
 
 
 def test_an_anchor_only_run_says_every_answer_pair_was_identical(video_dir, tmp_path):

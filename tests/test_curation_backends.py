@@ -236,6 +236,39 @@ def test_openai_backend_joins_content_parts_and_names_replies_it_cannot_read(onl
         assert backend.base_url in str(raised.value)
 
 
+def test_a_reply_that_ends_other_than_normally_or_refuses_is_cut_and_named(online, fake_endpoint, caplog):
+    """Probe b/G8: an Azure-style content filter's partial text (`finish_reason: "content_filter"`) was taken as a
+    complete answer, so it could become a chosen or rejected text. Any end other than a normal one (stop, eos_token,
+    ...) marks the reply cut, named in a warning; a refusal (`message.refusal`, no content) is quoted."""
+    import logging
+
+    from tpo_hf.curation.backends import GenerationRequest, is_truncated
+    from tpo_hf.curation.openai_backend import OpenAIBackend
+
+    cases = [
+        (completion("The red square moves to the", "content_filter"), "The red square moves to the", "content_filter"),
+        (completion(None, "tool_calls"), "", "'tool_calls'"),
+        (completion("A red square.", "abort"), "A red square.", "'abort'"),
+    ]
+    refusal = completion(None)
+    refusal["choices"][0]["message"]["refusal"] = "I can't help with that request."
+    cases.append((refusal, "", "I can't help with that request."))
+    for body, text, named in cases:
+        backend = OpenAIBackend("fake-vlm", base_url=fake_endpoint(lambda r, body=body: body), max_retries=0)
+        caplog.clear()
+        with caplog.at_level(logging.WARNING):
+            (reply,) = backend.generate([GenerationRequest("Describe.")], 8)
+        assert reply == text and is_truncated(reply)
+        assert named in caplog.text and backend.base_url in caplog.text
+    # normal ends stay complete answers, and a cut at the budget stays a plain cut (no warning of its own)
+    for finish, cut in (("stop", False), ("eos_token", False), (None, False), ("length", True)):
+        backend = OpenAIBackend("fake-vlm", base_url=fake_endpoint(lambda r, f=finish: completion("Red.", f)))
+        caplog.clear()
+        with caplog.at_level(logging.WARNING):
+            (reply,) = backend.generate([GenerationRequest("Describe.")], 8)
+        assert reply == "Red." and is_truncated(reply) is cut and caplog.text == ""
+
+
 def test_answers_cut_at_the_token_budget_drop_their_pair_and_are_counted(
     video_dir, tmp_path, online, fake_endpoint, caplog
 ):

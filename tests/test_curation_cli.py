@@ -16,6 +16,7 @@ import yaml
 
 from tpo_hf.curate import make_parser
 from tpo_hf.curation import run_curation
+from tpo_hf.curation.backends import Backends, GenerationBackend
 from tpo_hf.data import load_preference_dataset
 from tpo_hf.synthetic import Scene, write_synthetic_video
 
@@ -208,3 +209,63 @@ def test_an_unquoted_yaml_mix_ratio_says_to_quote_it(tmp_path):
     config_file.write_text(yaml.safe_dump(settings) + "mix_ratio: 7:3\n")
     with pytest.raises(ValueError, match=r"unquoted 7:3 as the number 423: quote it, mix_ratio: '7:3'"):
         make_parser().parse_args_and_config(args=["--config", str(config_file)])
+
+
+def _parse_curation_yaml(tmp_path: Path, **settings):
+    config_file = tmp_path / "curate.yaml"
+    config_file.write_text(yaml.safe_dump(settings))
+    (config,) = make_parser().parse_args_and_config(args=["--config", str(config_file)])
+    return config
+
+
+def test_segment_fraction_one_is_refused_when_the_config_is_built(tmp_path):
+    """Probe b/G14: `segment_fraction: 1.0` passed the config's own "(0, 1]" check and was refused only inside the
+    first shard, after the models loaded, by `SegmentSpec`'s (0, 1) rule: the one rule is now checked when the config
+    is built, and so is the spec's other rule that had no config-time check (neither length set)."""
+    settings = {"video_dir": str(tmp_path), "video_model": "frames", "sparse_num_frames": 2, "num_frames": 4}
+    with pytest.raises(ValueError, match=r"segment_fraction=1.0 must lie strictly between 0 and 1"):
+        _parse_curation_yaml(tmp_path, **settings, segment_fraction=1.0)
+    with pytest.raises(ValueError, match=r"Set `segment_seconds` or `segment_fraction`"):
+        _parse_curation_yaml(tmp_path, **settings, segment_fraction=None)
+    assert _parse_curation_yaml(tmp_path, **settings, segment_fraction=0.99).segment_fraction == 0.99
+
+
+class _FramesBackend(GenerationBackend):
+    """A video backend whose reply names the frames it is shown, so the two views of a pair answer differently."""
+
+    model_id = "frames"
+
+    def generate(self, requests, max_new_tokens, seed=0):
+        return ["text" if r.video is None else f"frames {r.video[1]['frames_indices']}" for r in requests]
+
+
+def test_segment_fraction_beside_segment_seconds_is_refused_and_the_run_records_its_segments(video_dir, tmp_path):
+    """Probe b/G15: a recipe with `segment_seconds: 2` and `segment_fraction: 0.5` cut 2 s segments and silently
+    ignored the fraction, and neither the report nor the card said which applied. The pair is refused as
+    `video_fps` beside `num_frames` is; the segment settings a run used are in `curation_report.json` and the card."""
+    settings = {
+        "video_dir": str(video_dir),
+        "video_model": "frames",
+        "output_dir": str(tmp_path / "out"),
+        "question_backend": "template",
+        "use_judge": False,
+        "num_frames": 8,
+        "sparse_num_frames": 4,
+        "localized_per_video": 1,
+        "comprehensive_per_video": 1,
+        "progress": False,
+    }
+    with pytest.raises(ValueError, match=r"segment_fraction=0.5 is ignored: segment_seconds=2.0 takes precedence"):
+        _parse_curation_yaml(tmp_path, **settings, segment_seconds=2.0, segment_fraction=0.5)
+    config = _parse_curation_yaml(tmp_path, **settings, segment_seconds=2.0)  # the default fraction is no conflict
+    run_curation(config, Backends(_FramesBackend(), None, None))
+    report = json.loads((tmp_path / "out" / "curation_report.json").read_text())
+    assert report["segments"] == {
+        "segment_seconds": 2.0,
+        "segment_fraction": None,  # not the one that set the length
+        "segment_min_seconds": 1.0,
+        "segment_max_seconds": None,
+        "segment_edge_margin": 0.05,
+    }
+    card = (tmp_path / "out" / "README.md").read_text()
+    assert "a question about one segment (2 s long, 5% of the duration kept free at each end)" in card

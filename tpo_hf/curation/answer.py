@@ -8,13 +8,15 @@ cut at `answer_max_new_tokens` (`Reply.truncated`) drops the candidate too (`tru
 `CurationConfig.cut_answers="drop"` (by default when its backend `drops_cut_answers`, as endpoints do): a pair must
 not teach answers that stop mid-word. A reasoning model's `<think>` block is removed from its answers (as from
 its judge and question replies, `prompts.final_reply`), and answers that differ only in case, whitespace or final
-punctuation count as identical (`same_answer`).
+punctuation, or only typographically (curly quotes, dashes, full-width forms, zero-width characters), count as
+identical (`same_answer`).
 """
 
 from __future__ import annotations
 
 import logging
 import re
+import unicodedata
 from collections import Counter
 
 from .backends import GenerationBackend, GenerationRequest, is_truncated
@@ -31,12 +33,28 @@ ANSWERS_THINKING_REMOVED = "answers_thinking_removed"
 
 
 def same_answer(first: str, second: str) -> bool:
-    """Whether two answers say the same thing as far as a pair goes: equal once case, runs of whitespace and
-    final punctuation are set aside ('The square is red.' and 'the square is  red' teach no preference)."""
+    """Whether two answers say the same thing as far as a pair goes: equal once case, runs of whitespace, final
+    punctuation and typography are set aside ('The square is red.' and 'the square is  red' teach no preference, nor
+    do 'It's red' and 'It’s red', 'Red...' and 'Red…', full-width 'Ｒｅｄ' and 'Red', or a zero-width space)."""
     return _normalised(first) == _normalised(second)
 
 
+# typographic quotes and dashes that NFKC leaves as they are, as their ASCII forms
+_TYPOGRAPHIC = str.maketrans(
+    {
+        **dict.fromkeys("\u2018\u2019\u201a\u201b\u2032", "'"),  # ‘ ’ ‚ ‛ ′
+        **dict.fromkeys("\u201c\u201d\u201e\u201f\u2033", '"'),  # “ ” „ ‟ ″
+        **dict.fromkeys("\u2010\u2011\u2012\u2013\u2014\u2015\u2212", "-"),  # hyphens, dashes, minus sign
+    }
+)
+
+
 def _normalised(text: str) -> str:
+    # a pair must not teach typography alone: compatibility forms (full-width letters, '…', NBSP) as NFKC writes
+    # them, invisible format characters (zero-width space, soft hyphen, BOM: category Cf) dropped, curly quotes and
+    # dashes as ASCII
+    text = unicodedata.normalize("NFKC", text)
+    text = "".join(c for c in text if unicodedata.category(c) != "Cf").translate(_TYPOGRAPHIC)
     text = re.sub(r"\*\*|__|`+", "", text.casefold())  # Markdown emphasis ('**Red**' is 'Red')
     return re.sub(r"\s+", " ", text).strip().rstrip(".!?;:,。！？ ").strip()
 

@@ -13,6 +13,7 @@ from ..video import VIDEO_EXTENSIONS, normalize_video_extensions
 from ..video_settings import VideoSettings
 from .backends import TEMPLATE_QUESTIONS, backend_names
 from .prompts import COMPREHENSIVE_TASK_TYPES, LOCALIZED_TASK_TYPES, TASK_TYPES
+from .segments import SegmentSpec
 
 # (field, lowest allowed value, whether that value itself is allowed), checked by `CurationConfig._check_ranges`
 CURATION_RANGE_CHECKS = (
@@ -321,15 +322,17 @@ class CurationConfig(VideoSettings):
                 raise ValueError(f"{name} must be {'>=' if inclusive else '>'} {low}, got {value}.")
         if self.localized_per_video == 0 and self.comprehensive_per_video == 0 and self.question_column is None:
             raise ValueError("localized_per_video and comprehensive_per_video are both 0: no pair would be made.")
-        if self.segment_fraction is not None and self.segment_fraction > 1:
-            raise ValueError(f"segment_fraction must be in (0, 1], got {self.segment_fraction}.")
-        if not 0 <= self.segment_edge_margin < 0.5:
-            raise ValueError(f"segment_edge_margin must be in [0, 0.5), got {self.segment_edge_margin}.")
-        if self.segment_max_seconds is not None and self.segment_max_seconds < self.segment_min_seconds:
+        fraction_default = type(self).__dataclass_fields__["segment_fraction"].default
+        if self.segment_seconds is not None and self.segment_fraction not in (None, fraction_default):
+            # segment_seconds takes precedence (`SegmentSpec.length`): the fraction would be silently unused
             raise ValueError(
-                f"segment_max_seconds={self.segment_max_seconds} is below segment_min_seconds="
-                f"{self.segment_min_seconds}."
+                f"segment_fraction={self.segment_fraction} is ignored: segment_seconds={self.segment_seconds} takes "
+                "precedence; set segment_seconds: null (None) to cut segments by fraction, or leave segment_fraction "
+                "out."
             )
+        # the segment rules live in SegmentSpec, which each shard builds from these fields: checked here, before any
+        # model loads
+        SegmentSpec.of(self)
 
     def role_settings(self, role: str) -> tuple[str, str | None, str | None]:
         """(backend, model, base_url) of `role` ("video", "question" or "judge"), with the documented defaults:

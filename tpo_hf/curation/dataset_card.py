@@ -13,6 +13,7 @@ from ..paper import TPO_TAG
 from ..templates import template_path
 from ..video_settings import VideoSettings, VideoSettingsError
 from . import prompts
+from .segments import SegmentSpec
 
 
 def _size_category(count: int) -> str:
@@ -54,6 +55,7 @@ def render_dataset_card(
         sparse_num_frames=report["frames"]["sparse_num_frames"],
         max_video_tokens=report["frames"].get("max_video_tokens"),
         max_pixels=report["frames"].get("max_pixels"),
+        segments=_segments(report),
         total=final["total"],
         by_granularity=final["by_granularity"],
         by_task_type=final["by_task_type"],
@@ -77,6 +79,12 @@ def render_dataset_card(
         videos_included=videos_included,
         license=config.license,
     )
+
+
+def _segments(report: dict[str, Any]) -> str | None:
+    """The localized segments' settings in words, from the report (None in a report written before they were
+    recorded)."""
+    return SegmentSpec.of(report["segments"]).describe() if report.get("segments") else None
 
 
 def _dense_sampling(frames: dict[str, Any]) -> str:

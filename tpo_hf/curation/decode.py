@@ -34,13 +34,7 @@ SPARSE_NOT_SPARSER = "sparse_view_not_sparser"
 
 def segment_spec(config: CurationConfig) -> SegmentSpec:
     """The segment settings of `config`."""
-    return SegmentSpec(
-        config.segment_seconds,
-        config.segment_fraction,
-        config.segment_min_seconds,
-        config.segment_max_seconds,
-        config.segment_edge_margin,
-    )
+    return SegmentSpec.of(config)
 
 
 def decode_videos(

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..video import list_video_files, local_video_path, outside_own_folders
+from .answer import same_answer
 from .config import CurationConfig
 
 logger = logging.getLogger(__name__)
@@ -26,6 +27,9 @@ class VideoItem:
     questions: list[tuple[str, str | None]] = field(default_factory=list)
     # annotation rows of this video whose question is null or blank: no candidate, counted among the drop reasons
     rows_without_question: int = 0
+    # annotation rows of this video whose caption differs from the one used (its first row's): ignored, named in a
+    # warning and counted in the report (`captions_ignored`)
+    rows_other_caption: list[int] = field(default_factory=list)
 
 
 # the drop reason counting annotation rows (`question_column`) whose question is null or blank
@@ -42,7 +46,7 @@ def list_videos(config: CurationConfig) -> list[VideoItem]:
         root = Path(config.video_dir)
         if not root.is_dir():
             raise FileNotFoundError(f"video_dir={config.video_dir} is not a folder.")
-        listed = list_video_files(root, config.video_extensions)
+        listed = _not_hidden(list_video_files(root, config.video_extensions), root)
         paths = outside_own_folders(listed, root, config.output_dir, "videos", (config.shard_dir,))
         items = [VideoItem(p.relative_to(root).as_posix(), str(p)) for p in _utf8_named(paths, root, config)]
     else:
@@ -52,6 +56,32 @@ def list_videos(config: CurationConfig) -> list[VideoItem]:
     if config.push_to_hub and config.upload_videos:
         _check_uploadable(items, config)
     return items
+
+
+def _is_hidden(relative: Path) -> bool:
+    """Whether a path under `video_dir` is hidden, as `datasets`' folder loaders see it: a file or folder whose name
+    starts with a dot (a trash folder `.Trash-1000/`, an AppleDouble `._clip.mp4`, an editor's `.cache/`) or a
+    macOS archive's `__MACOSX/` folder."""
+    return any(part.startswith(".") or part == "__MACOSX" for part in relative.parts)
+
+
+def _not_hidden(paths: list[Path], root: Path) -> list[Path]:
+    """`paths` less the hidden ones (`_is_hidden`, below `root` only: a `video_dir` that is itself under a hidden
+    folder is not): deleted takes, AppleDouble metadata and archive copies are no videos to curate. What is left out
+    is named in one warning."""
+    hidden = [path for path in paths if _is_hidden(path.relative_to(root))]
+    if hidden:
+        shown = ", ".join(path.relative_to(root).as_posix() for path in hidden[:5])
+        logger.warning(
+            "Left out %d hidden video file(s) under %s (in a folder or with a name starting with '.', or under "
+            "__MACOSX, as the datasets library does): %s%s. Rename them, or move them out of those folders, to curate "
+            "them.",
+            len(hidden),
+            root,
+            shown,
+            f" and {len(hidden) - 5} more" if len(hidden) > 5 else "",
+        )
+    return [path for path in paths if not _is_hidden(path.relative_to(root))]
 
 
 def _utf8_named(paths: list[Path], root: Path, config: CurationConfig) -> list[Path]:
@@ -106,6 +136,7 @@ def _videos_of_dataset(config: CurationConfig) -> list[VideoItem]:
     grouped: dict[str, VideoItem] = {}  # by where the video is, so two spellings of one file are one video
     rows: dict[str, tuple[int, str]] = {}  # each video's first row and the path it gives
     without_question: list[int] = []  # rows whose question is null or blank
+    caption_rows: dict[str, int] = {}  # the row whose caption each video uses
     for row_index, row in enumerate(dataset):
         video = row[config.video_column]
         if not isinstance(video, str) or not video:
@@ -126,8 +157,13 @@ def _videos_of_dataset(config: CurationConfig) -> list[VideoItem]:
                 )
         item = grouped.setdefault(location, VideoItem("", path))
         rows.setdefault(location, (row_index, video))
-        if config.caption_column and row.get(config.caption_column) and item.caption is None:
-            item.caption = str(row[config.caption_column])
+        caption = row.get(config.caption_column) if config.caption_column else None
+        if caption and item.caption is None:
+            item.caption = str(caption)
+            caption_rows[location] = row_index
+        elif caption and not same_answer(caption, item.caption or ""):
+            # a video has one caption: a merged annotation file's second caption would be dropped unseen
+            item.rows_other_caption.append(row_index)
         if config.question_column and str(row.get(config.question_column) or "").strip():
             answer = row.get(config.answer_column) if config.answer_column else None
             item.questions.append((str(row[config.question_column]), str(answer) if answer else None))
@@ -147,6 +183,23 @@ def _videos_of_dataset(config: CurationConfig) -> list[VideoItem]:
         )
     for location, video_id in _dataset_video_ids(rows, config.dataset_name).items():
         grouped[location].video_id = video_id
+    other_captions = [(item, caption_rows[location]) for location, item in grouped.items() if item.rows_other_caption]
+    if other_captions:
+        shown = "; ".join(
+            f"{item.video_id} (row {used} used, row(s) {', '.join(map(str, item.rows_other_caption[:10]))}"
+            f"{', ...' if len(item.rows_other_caption) > 10 else ''} ignored)"
+            for item, used in other_captions[:5]
+        )
+        logger.warning(
+            "%d row(s) of %s give a video another caption in column %r than its first caption row: a video has one "
+            "caption, so the first is used and the others are ignored (counted as the report's `captions_ignored`): "
+            "%s%s. Give each video one caption (merge them, or drop the rows) to choose which.",
+            sum(len(item.rows_other_caption) for item, _ in other_captions),
+            config.dataset_name,
+            config.caption_column,
+            shown,
+            f"; and {len(other_captions) - 5} more video(s)" if len(other_captions) > 5 else "",
+        )
     return sorted(grouped.values(), key=lambda item: item.video_id)
 
 

@@ -10,11 +10,13 @@ processor would scale them. A server that refuses video (an HTTP error for the v
 form it answers) gets the frames as images for the rest of the run, after one warning that names its reason.
 
 A reply's `message.content` may be text or a list of text parts (joined); a reply stopped at `max_tokens`
-(`finish_reason: "length"`) comes back as a `Reply` marked `truncated`. An HTTP 200 body with an error object or no
-choices is an error quoting the server's message, retried only when its code says overloaded or rate-limited; so is a
-body that is no chat completion (not JSON: a proxy's HTML page, a stream of server-sent events; the legacy completions
-shape `choices[0].text`), never retried. A 429 or 503 with a `Retry-After` header is retried after the wait it asks
-(at most `MAX_RETRY_AFTER` seconds) instead of the exponential backoff.
+(`finish_reason: "length"`) comes back as a `Reply` marked `truncated`, and so does one that ended any other way than
+normally (`content_filter`, `tool_calls`, an aborted generation) or that refused (`message.refusal`), each named in a
+warning: such text is no complete answer. An HTTP 200 body with an error object or no choices is an error quoting the
+server's message, retried only when its code says overloaded or rate-limited; so is a body that is no chat completion
+(not JSON: a proxy's HTML page, a stream of server-sent events; the legacy completions shape `choices[0].text`), never
+retried. A 429 or 503 with a `Retry-After` header is retried after the wait it asks (at most `MAX_RETRY_AFTER`
+seconds) instead of the exponential backoff.
 """
 
 from __future__ import annotations
@@ -120,9 +122,19 @@ def _content_text(content: Any) -> str:
     raise EndpointReplyError(f"message.content is a {type(content).__name__}, neither text nor a list of parts")
 
 
-def completion_reply(response: Any) -> Reply:
+# the `finish_reason`s of a reply that ended as the model meant it to (OpenAI and vLLM "stop", TGI "eos_token",
+# Anthropic-style gateways "end_turn" and "stop_sequence"; a server that does not say gives None)
+NORMAL_FINISH_REASONS = (None, "", "stop", "eos", "eos_token", "end_turn", "stop_sequence")
+# the `finish_reason`s of a reply stopped at its token budget
+BUDGET_FINISH_REASONS = ("length", "max_tokens")
+
+
+def completion_reply(response: Any, subject: str = "") -> Reply:
     """The first choice's text of a chat completion, `truncated` when it stopped at `max_tokens` (`finish_reason:
-    "length"`). An HTTP 200 body without one (an error object, no choices) raises `EndpointReplyError` quoting it."""
+    "length"`) or ended any other way than normally (`content_filter`, `tool_calls`, ...; not
+    `NORMAL_FINISH_REASONS`) or was refused (`message.refusal`): the text of those is no complete answer, and each is
+    named in a warning (`subject`: which request it answered). An HTTP 200 body without one (an error object, no
+    choices) raises `EndpointReplyError` quoting it."""
     error = response.get("error") if isinstance(response, dict) else None
     if error is not None:
         message = error.get("message", error) if isinstance(error, dict) else error
@@ -149,7 +161,28 @@ def completion_reply(response: Any) -> Reply:
             "API (`/v1/chat/completions`)"
         )
     text = _content_text(getattr(message, "content", None))
-    return Reply(text.strip(), truncated=getattr(choice, "finish_reason", None) == "length")
+    finish = getattr(choice, "finish_reason", None)
+    refusal = getattr(message, "refusal", None)
+    if refusal and not text.strip():
+        # the OpenAI API's refusal: no content, the reason in `message.refusal`
+        logger.warning(
+            "The reply%s is a refusal (message.refusal: %r): counted as a cut reply, not as an answer.",
+            subject,
+            str(refusal)[:200],
+        )
+        return Reply("", truncated=True)
+    if finish not in NORMAL_FINISH_REASONS and finish not in BUDGET_FINISH_REASONS:
+        # an Azure-style content filter stops mid-sentence ("The red square moves to the"), a tool call is no
+        # answer: taken as complete, such text would become a chosen or rejected answer
+        logger.warning(
+            "The reply%s ended with finish_reason %r, not a normal end (%s), after %r: counted as a cut reply, not "
+            "as a complete answer.",
+            subject,
+            finish,
+            ", ".join(repr(reason) for reason in NORMAL_FINISH_REASONS if reason),
+            text.strip()[:80],
+        )
+    return Reply(text.strip(), truncated=finish not in NORMAL_FINISH_REASONS)
 
 
 def not_json_reply(body: str) -> EndpointReplyError:
@@ -317,7 +350,7 @@ class OpenAIBackend(GenerationBackend):
             parts = [{"type": "video_url", "video_url": {"url": video_data_url(frames, metadata)}}]
         return [{"role": "user", "content": [*parts, {"type": "text", "text": request.prompt}]}]
 
-    def _complete(self, messages: list[dict[str, Any]], max_new_tokens: int, seed: int) -> Reply:
+    def _complete(self, messages: list[dict[str, Any]], max_new_tokens: int, seed: int, subject: str = "") -> Reply:
         try:
             response = self.client.chat_completion(
                 messages,
@@ -328,13 +361,19 @@ class OpenAIBackend(GenerationBackend):
             )
         except json.JSONDecodeError as error:  # the body is in hand (`error.doc`): say what it was instead
             raise not_json_reply(error.doc) from error
-        return completion_reply(response)
+        return completion_reply(response, subject)
+
+    def _subject(self, request: GenerationRequest) -> str:
+        """Whose reply to `request` a warning is about: the endpoint, its model and the request's video."""
+        return f" of {self.base_url} (model {self.model_id}){request_subject(request)}"
 
     def _ask(self, request: GenerationRequest, max_new_tokens: int, seed: int) -> Reply:
         """One attempt: video first while the server takes video, else images."""
         video_first = request.video is not None and self.video_refused is None
         try:
-            return self._complete(self.messages(request, as_images=not video_first), max_new_tokens, seed)
+            return self._complete(
+                self.messages(request, as_images=not video_first), max_new_tokens, seed, self._subject(request)
+            )
         except Exception as error:
             status = _http_status(error)
             # Servers word a refusal differently, or not at all (`transformers serve` answers a bare "500 Internal
@@ -344,7 +383,9 @@ class OpenAIBackend(GenerationBackend):
                 raise
             for again in (True, False):
                 try:
-                    reply = self._complete(self.messages(request, as_images=True), max_new_tokens, seed)
+                    reply = self._complete(
+                        self.messages(request, as_images=True), max_new_tokens, seed, self._subject(request)
+                    )
                     break
                 except Exception as image_error:
                     # a server that just failed may drop the kept-alive connection: one more try on a new one

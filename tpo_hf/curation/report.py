@@ -14,6 +14,7 @@ from typing import Any
 from ..video_settings import VideoSettings
 from .config import CurationConfig
 from .inputs import ROW_WITHOUT_QUESTION, VideoItem
+from .segments import SegmentSpec
 
 REPORT_NAME = "curation_report.json"
 # the stages whose replies have a token budget of their own, `<stage>_max_new_tokens`
@@ -79,6 +80,8 @@ class CurationReport:
     frames_decoded: int = 0
     # localized segments that could not be placed (video shorter than the segment plus its margins)
     segments_missing_short_video: int = 0
+    # annotation rows giving a video another caption than the one used, its first (`VideoItem.rows_other_caption`)
+    captions_ignored: int = 0
     # why the run produced no pair (empty when it produced some); also the error's message
     no_pairs_reason: str = ""
     # anchor candidates the judge kept (`anchor_ratio`); `kept_before_mix` counts pairs only
@@ -88,6 +91,9 @@ class CurationReport:
     truncated_replies: dict[str, int] = field(default_factory=dict)
     # answers of a reasoning model stored without their `<think>` block (`answer.ANSWERS_THINKING_REMOVED`)
     answers_thinking_removed: int = 0
+    # the localized segment settings the run used (`SegmentSpec.to_dict`: segment_fraction None when segment_seconds
+    # set the length); empty in a report written before they were recorded
+    segments: dict[str, float | None] = field(default_factory=dict)
 
     @classmethod
     def from_run(
@@ -140,10 +146,12 @@ class CurationReport:
             },
             frames_decoded=int(stats.get("frames_decoded", 0)),
             segments_missing_short_video=int(stats.get("segments_missing_short_video", 0)),
+            captions_ignored=sum(len(item.rows_other_caption) for item in items),
             no_pairs_reason="" if final else _no_pairs_reason(config, items, shards, records, stats),
             anchors_before_mix=sum(bool(r.get("anchor")) for r in records),
             truncated_replies={stage: int(stats.get(f"truncated_{stage}", 0)) for stage in TRUNCATION_STAGES},
             answers_thinking_removed=int(stats.get("answers_thinking_removed", 0)),
+            segments=SegmentSpec.of(config).to_dict(),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -314,6 +322,8 @@ def summary_table(report: dict[str, Any]) -> str:
         rows.append(("dropped: option balance", str(report["mix"]["dropped_by_option_balance"])))
     if report.get("segments_missing_short_video"):
         rows.append(("segments not placed", f"{report['segments_missing_short_video']} (video too short)"))
+    if report.get("captions_ignored"):
+        rows.append(("captions ignored", f"{report['captions_ignored']} row(s) (another caption of a video)"))
     cut = {stage: n for stage, n in report.get("truncated_replies", {}).items() if n}
     if cut:
         rows.append(("cut at token budget", ", ".join(f"{n} {stage}" for stage, n in cut.items())))

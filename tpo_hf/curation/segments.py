@@ -18,7 +18,9 @@ import dataclasses
 import hashlib
 import math
 import random
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from ..video import VideoView
 from ..video_settings import VideoSettings
@@ -33,6 +35,16 @@ def video_seed(video_id: str, seed: int, purpose: str = "") -> int:
 def video_rng(video_id: str, seed: int, purpose: str = "") -> random.Random:
     """A private random generator for one video (see `video_seed`)."""
     return random.Random(video_seed(video_id, seed, purpose))
+
+
+# `SegmentSpec` field -> the `CurationConfig` field (and run report key) that sets it
+SEGMENT_FIELDS = {
+    "seconds": "segment_seconds",
+    "fraction": "segment_fraction",
+    "min_seconds": "segment_min_seconds",
+    "max_seconds": "segment_max_seconds",
+    "edge_margin": "segment_edge_margin",
+}
 
 
 @dataclass(frozen=True)
@@ -57,11 +69,49 @@ class SegmentSpec:
         if self.seconds is None and self.fraction is None:
             raise ValueError("Set `segment_seconds` or `segment_fraction` to choose localized segments.")
         if self.fraction is not None and not 0 < self.fraction < 1:
+            # a whole-video segment would leave the rejected view (the video without it) nothing to show
             raise ValueError(f"segment_fraction={self.fraction} must lie strictly between 0 and 1.")
         if self.seconds is not None and self.seconds <= 0:
             raise ValueError(f"segment_seconds={self.seconds} must be positive.")
         if not 0 <= self.edge_margin < 0.5:
             raise ValueError(f"segment_edge_margin={self.edge_margin} must lie in [0, 0.5).")
+        if self.max_seconds is not None and self.max_seconds < self.min_seconds:
+            raise ValueError(
+                f"segment_max_seconds={self.max_seconds} is below segment_min_seconds={self.min_seconds}."
+            )
+
+    @classmethod
+    def of(cls, source: Any) -> SegmentSpec:
+        """The segment settings of `source`: a `CurationConfig`, or a mapping by the same names (`segment_seconds`,
+        ...; the run report's `segments`). `CurationConfig` builds it once to check its settings, as a run uses them."""
+        values = (
+            source
+            if isinstance(source, Mapping)
+            else {name: getattr(source, name) for name in SEGMENT_FIELDS.values()}
+        )
+        return cls(**{attr: values[name] for attr, name in SEGMENT_FIELDS.items() if name in values})
+
+    def to_dict(self) -> dict[str, float | None]:
+        """The settings by their config names, as the run report records them; `segment_fraction` is None when
+        `segment_seconds` sets the length (the fraction then plays no part)."""
+        values = {name: getattr(self, attr) for attr, name in SEGMENT_FIELDS.items()}
+        if self.seconds is not None:
+            values["segment_fraction"] = None
+        return values
+
+    def describe(self) -> str:
+        """The segment length in words, for cards: "2 s long, 5% of the duration kept free at each end"."""
+        if self.seconds is not None:
+            text = f"{self.length(0.0):g} s long"  # the length, bounded by min/max_seconds, is the same on every video
+        else:
+            text = f"{self.fraction * 100:g}% of the video's duration"
+            if self.min_seconds > 0:
+                text += f", at least {self.min_seconds:g} s"
+            if self.max_seconds is not None:
+                text += f", at most {self.max_seconds:g} s"
+        if self.edge_margin > 0:
+            text += f", {self.edge_margin * 100:g}% of the duration kept free at each end"
+        return text
 
     def length(self, duration: float) -> float:
         """Segment length for a video of `duration` seconds."""

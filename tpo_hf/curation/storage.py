@@ -47,8 +47,11 @@ logger = logging.getLogger(__name__)
 # 5: judge verdicts read by the stricter parser (a qualified "No ..., but" is unread) and replies cut at the token
 # budget recorded, so shards of format 4 are generated again rather than reused with verdicts read the old way;
 # 6: answers without a reasoning model's thinking, and answers alike but for case, spacing or final punctuation
-# make no pair, so shards of format 5 (raw `<think>` answers, near-identical pairs) are generated again
-SHARD_FORMAT_VERSION = 6
+# make no pair, so shards of format 5 (raw `<think>` answers, near-identical pairs) are generated again;
+# 7: answers alike but for typography (curly quotes, dashes, full-width forms, zero-width characters) make no pair,
+# and an endpoint's reply that ended other than normally (`content_filter`, a refusal) counts as cut, so shards of
+# format 6 (pairs teaching typography alone, filtered partial answers) are generated again
+SHARD_FORMAT_VERSION = 7
 MANIFEST_NAME = "manifest.json"
 # The fields that only choose which videos are curated: changing them adds or removes videos (curated incrementally),
 # it does not change any shard's content.
