@@ -3130,3 +3130,144 @@ def test_media_parts_a_row_cannot_fill_are_named_by_row_and_field(field, content
     row = preference_rows(conversational=True, repeat=1)[0]
     row["prompt"] = [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": "What colour?"}]}]
     assert check_preference_row(row, 3, "train") is None  # one video part: where the video goes
+
+
+# --- seventh probe: curation work_dir ---
+class CountingFrameBackend(FrameBackend):
+    """`FrameBackend` that counts its generate calls: none means every shard was reused."""
+
+    def __init__(self, before_call=None):
+        self.calls = 0
+        self.before_call = before_call
+
+    def generate(self, requests, max_new_tokens, seed=0):
+        self.calls += 1
+        if self.before_call is not None:
+            self.before_call()
+        return super().generate(requests, max_new_tokens, seed)
+
+
+def two_corpora(video_dir, tmp_path):
+    """Two folders of clips named alike (`a.mp4`, `b.mp4`) with other content: a train and a held-out corpus."""
+    train, heldout = tmp_path / "train", tmp_path / "heldout"
+    for folder, names in ((train, ("red_blue", "green_yellow")), (heldout, ("green_yellow", "red_blue"))):
+        folder.mkdir()
+        for clip, name in zip(("a.mp4", "b.mp4"), names, strict=True):
+            shutil.copy(video_dir / f"{name}.mp4", folder / clip)
+    return train, heldout
+
+
+def test_a_shared_work_dir_is_locked_and_a_shard_replaced_under_the_run_is_refused(video_dir, tmp_path):
+    """Probe a/G1: two curations of corpora whose clips are named alike, into their own output_dir but one shared
+    work_dir, ran at once: one output got the other corpus's pairs. The work_dir is locked like output_dir, and a
+    shard that another writer replaced during the run is refused at the merge, naming it."""
+    from tpo_hf.curation.storage import read_shard
+    from tpo_hf.locks import OutputDirLockedError
+
+    train, heldout = two_corpora(video_dir, tmp_path)
+    work = tmp_path / "work"
+    holder = hold_output_dir(work)  # another run curating into the shared work_dir
+    try:
+        named = rf"^work_dir {work} is in use by another run: pid {holder.pid} .* set another work_dir"
+        with pytest.raises(OutputDirLockedError, match=named):
+            run_curation(
+                curation_config(train, tmp_path / "out_train", work_dir=str(work)),
+                Backends(FrameBackend(), None, None),
+            )
+    finally:
+        holder.kill()
+        holder.wait()
+    assert not (tmp_path / "out_train" / "state.json").exists()
+
+    # a writer the lock cannot keep out (another host): the held-out corpus's shard of a.mp4 lands in this run's
+    run_curation(
+        curation_config(heldout, tmp_path / "out_heldout", work_dir=str(tmp_path / "work_h")),
+        Backends(FrameBackend(), None, None),
+    )
+    shards = {tuple(read_shard(p)["videos"]): p for p in (tmp_path / "work_h" / "shards").glob("shard-*.json")}
+    other = shards[("a.mp4",)].read_text()
+    target = work / "shards" / shards[("a.mp4",)].name  # named by the video id alone, as in every work_dir
+
+    def overwrite():
+        if target.exists() and target.read_text() != other:
+            target.write_text(other)
+
+    with pytest.raises(ValueError, match=rf"Curation shard {target} no longer matches this run \(.*a\.mp4\)"):
+        run_curation(
+            curation_config(train, tmp_path / "out_train", work_dir=str(work)),
+            Backends(CountingFrameBackend(overwrite), None, None),
+        )
+    assert not (tmp_path / "out_train" / "state.json").exists()  # no dataset of mixed corpora
+
+
+def test_a_work_dir_reused_for_another_corpus_is_refused_naming_both(video_dir, tmp_path, caplog):
+    """Probe a/G12: one work_dir used in turn for two corpora whose clips are named alike said "3 video(s) changed
+    in place" and overwrote the first corpus's shards. The manifest records the video source and output_dir its
+    shards serve: another source into another output is refused naming both; a moved folder resumes."""
+    train, heldout = two_corpora(video_dir, tmp_path)
+    work = str(tmp_path / "work")
+    run_curation(curation_config(train, tmp_path / "out_train", work_dir=work), Backends(FrameBackend(), None, None))
+    named = (
+        rf"^work_dir {work} holds the shards of output_dir {tmp_path / 'out_train'} \(videos from {train}\); this run "
+        rf"curates {heldout} into {tmp_path / 'out_heldout'}, and 2 of its video\(s\) are other files named as there "
+        r"\(a\.mp4, b\.mp4\)"
+    )
+    with pytest.raises(ValueError, match=named):
+        run_curation(
+            curation_config(heldout, tmp_path / "out_heldout", work_dir=work), Backends(FrameBackend(), None, None)
+        )
+
+    # the same videos moved (times kept), curated into another output: every shard is reused
+    moved = tmp_path / "moved"
+    shutil.copytree(train, moved)
+    backend = CountingFrameBackend()
+    run_curation(curation_config(moved, tmp_path / "out_moved", work_dir=work), Backends(backend, None, None))
+    assert backend.calls == 0
+
+    # another folder curated into the same output: said as it is, not "changed in place"
+    with caplog.at_level(logging.WARNING, logger="tpo_hf.curation.storage"):
+        run_curation(
+            curation_config(heldout, tmp_path / "out_moved", work_dir=work), Backends(FrameBackend(), None, None)
+        )
+    assert f"2 video(s) named as there but other files from the last run's (which curated {moved}; " in caplog.text
+    assert "changed in place" not in caplog.text
+
+
+def test_a_resume_with_another_batch_size_keeps_the_finished_shards_under_the_escape_hatch(
+    video_dir, tmp_path, monkeypatch
+):
+    """Probe a/G8: a curation resumed after a crash with a smaller batch_size (or another videos_per_shard) was
+    refused with no way on but discarding every shard. The refusal says why batching changes pairs and names
+    TPO_HF_RESUME_CHANGED=1, which resumes keeping the finished shards, across later resumes too."""
+    from tpo_hf.curation.storage import read_shard
+
+    monkeypatch.delenv("TPO_HF_RESUME_CHANGED", raising=False)
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    for name in ("red_blue", "green_yellow"):
+        shutil.copy(video_dir / f"{name}.mp4", folder / f"{name}.mp4")
+    out = tmp_path / "out"
+    first = run_curation(curation_config(folder, out, batch_size=8), Backends(FrameBackend(), None, None))
+    shards = {tuple(read_shard(p)["videos"]): p for p in (out / "_curation" / "shards").glob("shard-*.json")}
+    shards[("red_blue.mp4",)].unlink()  # the crash: one shard not written
+
+    hatch = r"batching settings \(changed: batch_size\): .*pads each prompt .* Set TPO_HF_RESUME_CHANGED=1 to resume"
+    with pytest.raises(ValueError, match=hatch):
+        run_curation(curation_config(folder, out, batch_size=2), Backends(FrameBackend(), None, None))
+
+    monkeypatch.setenv("TPO_HF_RESUME_CHANGED", "1")
+    backend = CountingFrameBackend()
+    resumed = run_curation(curation_config(folder, out, batch_size=2), Backends(backend, None, None))
+    assert backend.calls > 0 and shards[("red_blue.mp4",)].exists()  # the missing shard only
+    assert sorted(resumed.dataset["chosen"]) == sorted(first.dataset["chosen"])
+    assert read_shard(shards[("green_yellow.mp4",)])["settings"] != read_shard(shards[("red_blue.mp4",)])["settings"]
+
+    # videos_per_shard likewise: the finished one-video shards are kept whole
+    backend = CountingFrameBackend()
+    run_curation(curation_config(folder, out, batch_size=2, videos_per_shard=2), Backends(backend, None, None))
+    assert backend.calls == 0
+    monkeypatch.delenv("TPO_HF_RESUME_CHANGED")  # the next resume with the same values needs no hatch
+    backend = CountingFrameBackend()
+    again = run_curation(curation_config(folder, out, batch_size=2, videos_per_shard=2), Backends(backend, None, None))
+    assert backend.calls == 0
+    assert sorted(again.dataset["chosen"]) == sorted(first.dataset["chosen"])

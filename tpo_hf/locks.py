@@ -197,10 +197,13 @@ def _flock_takes_effect(path: Path) -> bool:
     return False
 
 
-def _refusal(path: Path, what: str, holder: dict[str, Any] | None) -> OutputDirLockedError:
+def _refusal(
+    path: Path, what: str, holder: dict[str, Any] | None, setting: str = "output_dir"
+) -> OutputDirLockedError:
+    folder = "output folder" if setting == "output_dir" else setting
     return OutputDirLockedError(
-        f"output folder {path.parent} is in use by another run: {describe_holder(holder)}. Two runs writing one "
-        f"folder would mix their results. Wait for it to end or set another output_dir; if that run is gone (e.g. "
+        f"{folder} {path.parent} is in use by another run: {describe_holder(holder)}. Two runs writing one "
+        f"folder would mix their results. Wait for it to end or set another {setting}; if that run is gone (e.g. "
         f"on another host), delete {path} and start {what} again."
     )
 
@@ -217,7 +220,7 @@ def _this_run(what: str) -> dict[str, Any]:
     }
 
 
-def _acquire(path: Path, what: str) -> int:
+def _acquire(path: Path, what: str, setting: str = "output_dir") -> int:
     me = _this_run(what)
     while True:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -225,7 +228,7 @@ def _acquire(path: Path, what: str) -> int:
             locked = _flock(fd)
             holder = _read(fd)
             if locked is False:
-                raise _refusal(path, what, holder)
+                raise _refusal(path, what, holder, setting)
             try:
                 same_file = os.fstat(fd).st_ino == os.stat(path).st_ino
             except FileNotFoundError:
@@ -238,7 +241,7 @@ def _acquire(path: Path, what: str) -> int:
             # a free flock is decisive: the record was left by a run that ended (killed?), or copied with the folder
             # (`cp -r` of a live run's output), whatever process now has its pid. Without flock, the pid decides
             if holder is not None and locked is None and holder_alive(holder):
-                raise _refusal(path, what, holder)
+                raise _refusal(path, what, holder, setting)
             if holder is not None:
                 logger.warning(
                     "Taking over the lock on %s left by %s: no run holds it (that run was killed, or the folder was "
@@ -401,13 +404,14 @@ def refuse_if_locked(path: str | os.PathLike | None, what: str) -> None:
 
 
 @contextlib.contextmanager
-def output_dir_lock(output_dir: str | os.PathLike, what: str) -> Iterator[Path | None]:
+def output_dir_lock(output_dir: str | os.PathLike, what: str, setting: str = "output_dir") -> Iterator[Path | None]:
     """Holds `<output_dir>/.tpo-hf.lock` for the body (creating the folder); yields the lock file's path, or None
     on the non-main processes of a launch, which take no lock.
 
     Args:
-        output_dir: the job's output folder.
+        output_dir: the job's output folder (or another folder it writes, such as curation's `work_dir`).
         what: the job, for the holder's record and messages ("curate", "train", "eval").
+        setting: the setting that names the folder, for messages ("output_dir", "work_dir").
 
     Raises:
         OutputDirLockedError: another live run holds the folder.
@@ -417,7 +421,7 @@ def output_dir_lock(output_dir: str | os.PathLike, what: str) -> Iterator[Path |
         yield None
         return
     folder = Path(output_dir)
-    _make_folder(folder, what)
+    _make_folder(folder, what, setting)
     path = folder / LOCK_NAME
     key = os.path.realpath(path)
     if key in _HELD:  # this process holds it already (the CLI around the job, the job inside): re-entrant
@@ -428,7 +432,7 @@ def output_dir_lock(output_dir: str | os.PathLike, what: str) -> Iterator[Path |
             _HELD[key][1] -= 1
         return
     try:
-        fd = _acquire(path, what)
+        fd = _acquire(path, what, setting)
     except OutputDirLockedError:
         raise
     except IsADirectoryError as error:  # something made a folder where the lock file goes
@@ -437,7 +441,7 @@ def output_dir_lock(output_dir: str | os.PathLike, what: str) -> Iterator[Path |
             f"remove it (rm -r {path}) and rerun; {what} takes the lock there to keep two runs out of one folder."
         ) from error
     except OSError as error:  # read-only file system, no permission, disk full
-        raise _lock_file_of_another_user(path, what) or _not_writable(folder, what, error) from error
+        raise _lock_file_of_another_user(path, what) or _not_writable(folder, what, error, setting) from error
     _HELD[key] = [fd, 1]
     try:
         yield path

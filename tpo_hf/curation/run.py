@@ -8,6 +8,8 @@ the video ids, never from global RNG state), then written atomically, so a run k
 again redoes only the shards that were not written and ends with exactly the dataset of an uninterrupted run
 (`storage`). Shards are keyed by the settings and prompt texts (a change refuses, naming it) and by their videos'
 files: a run after videos were added, removed or changed curates only those and drops the pairs of removed videos.
+A `work_dir` outside `output_dir` is locked too, and the manifest records the video source and output it serves: a
+run that would overwrite another output's shards (clips named alike) refuses, naming both.
 Under `accelerate launch`, shard `i` goes to process `i % num_processes`; the main process merges after all finish.
 
 One shard goes through the stages in order, each over the shard's `Candidate`s: `decode` -> `caption` -> `ask` ->
@@ -17,6 +19,7 @@ One shard goes through the stages in order, each over the shard's `Candidate`s: 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
@@ -44,9 +47,12 @@ from .storage import (
     MANIFEST_NAME,
     SHARD_FORMAT_VERSION,
     VideoChanges,
+    accepted_settings,
     atomic_write_json,
     check_manifest,
+    check_source,
     curation_key,
+    earlier_keys,
     model_identities,
     model_prompt_formats,
     named_write_errors,
@@ -57,6 +63,7 @@ from .storage import (
     shard_inputs,
     shard_is_current,
     shard_path,
+    shard_source,
     work_dir_of,
     write_manifest,
 )
@@ -156,16 +163,40 @@ def merge(
     return CurationResult(dataset=dataset, output_dir=str(output_dir), report=report)
 
 
-def _reusable(work_dir: Path, items: list[VideoItem], config: CurationConfig, settings: str) -> bool:
+def _reusable(
+    work_dir: Path, items: list[VideoItem], config: CurationConfig, settings: set[str], quiet: bool = False
+) -> bool:
     """Whether the shard of `items` on disk was made from these very video files under these settings and prompts
-    (`settings`: the hash of the run's key), else it is redone."""
+    (`settings`: the hashes of the keys the run accepts, `accepted_settings`), else it is redone (`quiet`: without
+    saying so)."""
     shard = read_shard(shard_path(work_dir, items))  # a damaged file is named and counts as absent
     if shard is None:
         return False
     reason = shard_is_current(shard, items, config, settings)
-    if reason is not None:
+    if reason is not None and not quiet:
         logger.warning("Recomputing the shard of %s: %s.", ", ".join(i.video_id for i in items), reason)
     return reason is None
+
+
+def plan_shards(
+    work_dir: Path, items: list[VideoItem], config: CurationConfig, manifest: dict[str, Any] | None, settings: set[str]
+) -> list[list[VideoItem]]:
+    """`make_shards` with the run's `videos_per_shard`; where a resume changed it (`TPO_HF_RESUME_CHANGED=1`, the
+    manifest's `earlier_keys`), the groups of an earlier value whose shard is finished and current are kept whole,
+    and only the other videos are grouped anew."""
+    kept: list[list[VideoItem]] = []
+    done: set[str] = set()
+    for per_shard in dict.fromkeys(key.get("videos_per_shard") for key in earlier_keys(manifest)):
+        if not isinstance(per_shard, int) or per_shard < 1 or per_shard == config.videos_per_shard:
+            continue
+        for group in make_shards(items, per_shard):
+            if done.isdisjoint(i.video_id for i in group) and _reusable(work_dir, group, config, settings, True):
+                kept.append(group)
+                done.update(i.video_id for i in group)
+    if not kept:
+        return make_shards(items, config.videos_per_shard)
+    rest = make_shards([i for i in items if i.video_id not in done], config.videos_per_shard)
+    return sorted(kept + rest, key=lambda group: group[0].video_id)
 
 
 def _process_state(config: CurationConfig) -> Any:
@@ -234,7 +265,8 @@ def run_curation(config: CurationConfig, backends: Backends | None = None) -> Cu
     names (e.g. already loaded ones).
 
     Raises:
-        OutputDirLockedError: another run is writing `output_dir`, or training on the dataset in it (`tpo_hf.locks`).
+        OutputDirLockedError: another run is writing `output_dir` (or `work_dir`, where it lies outside
+            output_dir), or training on the dataset in it (`tpo_hf.locks`).
         OutputDirError: `output_dir` or `work_dir` is a file or not writable.
         CurationWriteError: a write failed on a full disk, a read-only file system or a missing permission, named;
             the shards finished so far are kept, and the same command resumes.
@@ -242,9 +274,21 @@ def run_curation(config: CurationConfig, backends: Backends | None = None) -> Cu
     from ..locks import output_dir_lock, refuse_if_read
 
     refuse_model_output_dir(config.output_dir)
-    with output_dir_lock(config.output_dir, "curate"):
+    with contextlib.ExitStack() as locks:
+        locks.enter_context(output_dir_lock(config.output_dir, "curate"))
         refuse_if_read(config.output_dir, "curate")  # a training run reading the dataset there
+        work_dir = work_dir_of(config)
+        if not _inside(work_dir, Path(config.output_dir)):
+            # a work_dir shared by runs into other output folders (a recipe's scratch folder): one writer there too,
+            # or two runs of clips named alike would merge each other's shards
+            locks.enter_context(output_dir_lock(work_dir, "curate", "work_dir"))
         return _run_curation_locked(config, backends)
+
+
+def _inside(folder: Path, parent: Path) -> bool:
+    """Whether `folder` is `parent` or lies under it (real paths)."""
+    folder, parent = Path(os.path.realpath(folder)), Path(os.path.realpath(parent))
+    return folder == parent or parent in folder.parents
 
 
 def _run_curation_locked(config: CurationConfig, backends: Backends | None) -> CurationResult | None:
@@ -258,7 +302,6 @@ def _run_curation_locked(config: CurationConfig, backends: Backends | None) -> C
     items = list_videos(config)
     if not items:
         raise ValueError(f"No videos found in {config.video_dir or config.dataset_name}.")
-    shards = make_shards(items, config.videos_per_shard)
     work_dir = work_dir_of(config)
     key = curation_key(config, model_prompt_formats(config, backends))
     # refuses other settings or prompts, naming them
@@ -266,17 +309,21 @@ def _run_curation_locked(config: CurationConfig, backends: Backends | None) -> C
     previous = manifest.get("videos") if manifest else None  # the videos of the last finished run
     inputs = shard_inputs(items)
     changes = VideoChanges.between(previous, inputs)
+    # refuses a work_dir whose shards another output was made from, that this run's videos would overwrite
+    source_change = check_source(manifest, shard_source(config), changes, work_dir)
+    accepted = accepted_settings(key, manifest)  # this run's key, and those of shards kept across a batching change
+    shards = plan_shards(work_dir, items, config, manifest, accepted)  # on every rank before anybody writes
     if state.is_main_process:
         remove_leftovers(work_dir, Path(config.output_dir))
-        changes.log(logger)
+        changes.log(logger, source_change)
     state.wait_for_everyone()  # every rank checked the manifest (and nobody writes yet) before the main process goes on
     if state.is_main_process:
         with named_write_errors(work_dir / MANIFEST_NAME, work_dir):
-            write_manifest(work_dir, key, previous)
+            write_manifest(work_dir, key, previous, (manifest or {}).get("source"), earlier_keys(manifest))
 
     settings = key_hash(key)
     mine = [i for i in range(len(shards)) if i % state.num_processes == state.process_index]
-    todo = [i for i in mine if not _reusable(work_dir, shards[i], config, settings)]
+    todo = [i for i in mine if not _reusable(work_dir, shards[i], config, accepted)]
     if todo and backends is None:
         backends = build_backends(config, device=str(state.device))
     bar = tqdm(
@@ -302,6 +349,7 @@ def _run_curation_locked(config: CurationConfig, backends: Backends | None) -> C
         while held and not any(watch.undecided for watch in watches):
             shard_items, finished = held.pop(0)
             check_lock_held(config.output_dir)  # not into a folder removed under this run (perhaps another run's now)
+            check_lock_held(work_dir)
             with named_write_errors(shard_path(work_dir, shard_items), work_dir):
                 atomic_write_json(shard_path(work_dir, shard_items), finished)
         bar.update(1)
@@ -315,12 +363,24 @@ def _run_curation_locked(config: CurationConfig, backends: Backends | None) -> C
     if any(shard is None for shard in loaded):  # written moments ago: another writer, or the disk, lost it
         lost = [str(shard_path(work_dir, s)) for s, shard in zip(shards, loaded, strict=True) if shard is None]
         raise RuntimeError(f"Curation shard file(s) missing or damaged right after they were written: {lost}.")
+    # what the next run is compared to: read again, as a video URL's version is known once it is downloaded
+    inputs = shard_inputs(items)
+    for shard_items, shard in zip(shards, loaded, strict=True):
+        # each shard merged must be this run's: another writer into work_dir (a run on another host, where the lock
+        # cannot reach) or a video edited during the run would otherwise put other pairs under these videos' names
+        reason = shard_is_current(shard, shard_items, config, accepted, inputs)
+        if reason is not None:  # a refusal named on one line, as the manifest's are
+            raise ValueError(
+                f"Curation shard {shard_path(work_dir, shard_items)} no longer matches this run ({reason}): another "
+                f"run wrote it into work_dir {work_dir} (with other videos or settings), or its video changed during "
+                "the run. Give each run its own work_dir, then rerun the same command: the other finished shards "
+                "are kept."
+            )
     check_lock_held(config.output_dir)
     with named_write_errors(Path(config.output_dir), work_dir):  # the dataset, its videos, report and card
         result = merge(config, items, loaded, changes)
     with named_write_errors(work_dir / MANIFEST_NAME, work_dir):
-        # what the next run is compared to: read again, as a video URL's version is known once it is downloaded
-        write_manifest(work_dir, key, shard_inputs(items))
+        write_manifest(work_dir, key, inputs, shard_source(config), earlier_keys(manifest))
     print(summary_table(result.report))
     if warning := truncation_warning(result.report):
         logger.warning(warning)

@@ -56,6 +56,11 @@ MANIFEST_NAME = "manifest.json"
 # The fields that only choose which videos are curated: changing them adds or removes videos (curated incrementally),
 # it does not change any shard's content.
 VIDEO_SET_FIELDS = ("max_videos", "video_extensions")
+# The fields that only decide which prompts are generated together: a shard's pairs may differ with them (batched
+# greedy generation pads each prompt to the longest of its batch, which can change a reply; a shard's seeds come from
+# its first video), so they are keyed, but a resume may change them under TPO_HF_RESUME_CHANGED=1, keeping the shards
+# finished with the old values (`check_manifest`).
+BATCHING_FIELDS = ("batch_size", "videos_per_shard")
 # Names of the key entries that hold prompt and template texts (by hash) rather than settings.
 PROMPT_KEY_NAMES = (
     "caption_prompt_localized",
@@ -206,19 +211,25 @@ def curation_key(config: CurationConfig, prompt_formats: dict[str, str] | None =
 
 
 def shard_is_current(
-    shard: dict[str, Any], items: list[VideoItem], config: CurationConfig, settings: str | None = None
+    shard: dict[str, Any],
+    items: list[VideoItem],
+    config: CurationConfig,
+    settings: str | set[str] | None = None,
+    inputs: dict[str, str] | None = None,
 ) -> str | None:
     """`None` when a stored shard may be reused as is, else why it must be recomputed.
 
-    A shard is keyed by the run's key (`settings`: `key_hash(curation_key(...))`) plus its own videos' identities: a
-    video repaired, re-encoded or replaced since is curated again, and so is a video skipped under
-    `on_video_error="skip"` when the run now asks to `"raise"` on such videos.
+    A shard is keyed by the run's key (`settings`: `key_hash(curation_key(...))`, or the set of hashes the run
+    accepts, `accepted_settings`) plus its own videos' identities (`inputs`: `shard_inputs` of the run's videos,
+    taken now when not given): a video repaired, re-encoded or replaced since is curated again, and so is a video
+    skipped under `on_video_error="skip"` when the run now asks to `"raise"` on such videos.
     """
     if shard.get("version") != SHARD_FORMAT_VERSION:
         return f"written by shard format {shard.get('version')}, this code writes {SHARD_FORMAT_VERSION}"
-    if settings is not None and shard.get("settings") != settings:
+    accepted = {settings} if isinstance(settings, str) else settings
+    if accepted is not None and shard.get("settings") not in accepted:
         return "made with other settings or prompts"
-    current = shard_inputs(items)
+    current = shard_inputs(items) if inputs is None else {i.video_id: inputs.get(i.video_id) for i in items}
     stored = shard.get("inputs")
     if stored != current:
         changed = changed_fields(stored, current)
@@ -256,12 +267,51 @@ class VideoChanges:
             changed=sorted(v for v in set(current) & set(previous) if current[v] != previous[v]),
         )
 
-    def log(self, logger: logging.Logger) -> None:
-        for what, videos in (("added", self.added), ("removed", self.removed), ("changed in place", self.changed)):
+    def log(self, logger: logging.Logger, source_change: str | None = None) -> None:
+        """Warns of each kind of change; `source_change` (`check_source`): the last run curated another video
+        source, so a video "changed" is another file by the same name there, not one edited in place."""
+        changed = "changed in place" if source_change is None else "named as there but other files"
+        since = "since the last run" if source_change is None else f"from the last run's ({source_change})"
+        for what, videos in (("added", self.added), ("removed", self.removed), (changed, self.changed)):
             if videos:
                 action = "their pairs are dropped" if what == "removed" else "curated now"
-                shown = ", ".join(videos[:20]) + (f" and {len(videos) - 20} more" if len(videos) > 20 else "")
-                logger.warning("%d video(s) %s since the last run (%s): %s.", len(videos), what, action, shown)
+                logger.warning("%d video(s) %s %s (%s): %s.", len(videos), what, since, action, _shown(videos))
+
+
+def _shown(videos: list[str]) -> str:
+    return ", ".join(videos[:20]) + (f" and {len(videos) - 20} more" if len(videos) > 20 else "")
+
+
+def shard_source(config: CurationConfig) -> dict[str, str]:
+    """What the shards of a work_dir serve, recorded in its manifest: where the videos come from (`video_dir`, else
+    `dataset_name`) and the `output_dir`, as real paths."""
+    videos = config.video_dir if config.video_dir is not None else config.dataset_name
+    return {
+        "videos": os.path.realpath(videos) if os.path.exists(videos) else videos,
+        "output_dir": os.path.realpath(config.output_dir),
+    }
+
+
+def check_source(
+    manifest: dict[str, Any] | None, source: dict[str, str], changes: VideoChanges, work_dir: Path
+) -> str | None:
+    """Refuses a run that would overwrite the shards another output was made from: the last run in `work_dir`
+    curated another video source into another output_dir, and videos named alike here are other files (corpora
+    whose clips are named alike, sharing one work_dir). Else, where the video source differs (the folder moved, or
+    another folder curated into the same output), returns how, for `VideoChanges.log`; `None` where it does not or
+    is not recorded (a manifest of an older tpo-hf)."""
+    stored = (manifest or {}).get("source")
+    if not isinstance(stored, dict) or stored.get("videos") == source["videos"]:
+        return None
+    if stored.get("output_dir") != source["output_dir"] and changes.changed:
+        raise ValueError(
+            f"work_dir {work_dir} holds the shards of output_dir {stored.get('output_dir')} (videos from "
+            f"{stored.get('videos')}); this run curates {source['videos']} into {source['output_dir']}, and "
+            f"{len(changes.changed)} of its video(s) are other files named as there ({_shown(changes.changed)}), "
+            "whose shards it would overwrite. Set another work_dir for this run (one per video source), or delete "
+            f"{work_dir} to start over."
+        )
+    return f"which curated {stored.get('videos')}; this run curates {source['videos']}"
 
 
 def read_shard(path: Path) -> dict[str, Any] | None:
@@ -314,7 +364,11 @@ def check_manifest(
     incrementally (`VideoChanges`). A manifest that cannot be read is rebuilt from the shards when they all record
     this run's key, else refused (`_manifest_from_shards`). `legacy_models` (`model_identities(config,
     legacy_model_identity)`): a manifest whose only change is a local model recorded by the identity an older
-    tpo-hf gave the same folder is not refused; its videos are curated again, as after a shard format change."""
+    tpo-hf gave the same folder is not refused; its videos are curated again, as after a shard format change.
+    A change of `BATCHING_FIELDS` alone resumes under `TPO_HF_RESUME_CHANGED=1`: the old key joins the manifest's
+    `earlier_keys`, whose shards the run keeps (`accepted_settings`)."""
+    from ..checkpoints import RESUME_CHANGED_ENV
+
     manifest_path = work_dir / MANIFEST_NAME
     if not manifest_path.exists():
         return None
@@ -350,6 +404,25 @@ def check_manifest(
             ", ".join(changed),
         )
         return None
+    batching_only = bool(changed) and all(name in BATCHING_FIELDS for name in changed)
+    if batching_only and os.environ.get(RESUME_CHANGED_ENV, "").strip().lower() in ("1", "true", "yes", "on"):
+        logger.warning(
+            "Resuming the curation in %s with other batching settings (%s=1; changed: %s): the shards finished with "
+            "the old values are kept, the other videos are curated with the new ones.",
+            work_dir,
+            RESUME_CHANGED_ENV,
+            ", ".join(f"{name} {manifest['key'].get(name)!r} -> {key.get(name)!r}" for name in changed),
+        )
+        return {**manifest, "earlier_keys": [*earlier_keys(manifest), manifest["key"]]}
+    if batching_only:
+        raise ValueError(
+            f"{work_dir} holds shards made with other batching settings (changed: {', '.join(changed)}): they "
+            "decide which prompts are generated together, and batched greedy generation pads each prompt to the "
+            "longest of its batch, which can change replies (videos_per_shard also seeds each shard from its first "
+            f"video). Set {RESUME_CHANGED_ENV}=1 to resume keeping the finished shards (the other videos are curated "
+            f"with the new values), or rerun with the old values; or delete {work_dir} (or set another `work_dir`) to "
+            "start over. max_concurrency may change freely."
+        )
     if changed:
         prompts = [name for name in changed if name in PROMPT_KEY_NAMES]
         what = "prompts" if prompts and len(prompts) == len(changed) else "settings"
@@ -360,9 +433,31 @@ def check_manifest(
     return manifest
 
 
-def write_manifest(work_dir: Path, key: dict[str, Any], videos: dict[str, str] | None) -> None:
-    """The run's key, and the videos (id -> identity) of the last finished run, that the next one is compared to."""
-    atomic_write_json(work_dir / MANIFEST_NAME, {"key": key, "fingerprint": key_hash(key), "videos": videos})
+def earlier_keys(manifest: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The keys, differing from the manifest's in `BATCHING_FIELDS` only, of the shards kept when a resume changed
+    those under `TPO_HF_RESUME_CHANGED=1` (`check_manifest`)."""
+    keys = (manifest or {}).get("earlier_keys")
+    return [k for k in keys if isinstance(k, dict)] if isinstance(keys, list) else []
+
+
+def accepted_settings(key: dict[str, Any], manifest: dict[str, Any] | None) -> set[str]:
+    """The `settings` hashes of the shards this run may reuse: its own key's, and those of `earlier_keys`."""
+    return {key_hash(key), *(key_hash(k) for k in earlier_keys(manifest))}
+
+
+def write_manifest(
+    work_dir: Path,
+    key: dict[str, Any],
+    videos: dict[str, str] | None,
+    source: dict[str, str] | None = None,
+    earlier: list[dict[str, Any]] | None = None,
+) -> None:
+    """The run's key, and the videos (id -> identity) and `source` (`shard_source`) of the last finished run, that
+    the next one is compared to; `earlier`: the keys of shards kept across a batching change (`earlier_keys`)."""
+    # one entry per key, and none for the run's own (a batching change undone)
+    earlier = list({key_hash(k): k for k in earlier or [] if key_hash(k) != key_hash(key)}.values())
+    manifest = {"key": key, "fingerprint": key_hash(key), "videos": videos, "source": source}
+    atomic_write_json(work_dir / MANIFEST_NAME, {**manifest, **({"earlier_keys": earlier} if earlier else {})})
 
 
 def remove_leftovers(work_dir: Path, output_dir: Path) -> None:
