@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -253,6 +254,85 @@ def test_a_hub_style_folder_without_the_split_names_its_splits(tmp_path):
         load_preference_dataset(str(tmp_path / "hub"))
     assert len(load_preference_dataset(str(tmp_path / "hub"), split="test")) == len(preference_rows())
     assert len(load_preference_dataset(str(tmp_path / "hub"), split="test[:1]")) == 1
+
+
+def test_a_saved_dataset_folder_reads_split_slices_and_refuses_other_splits(tmp_path):
+    """Probe b/g16: a `save_to_disk` folder of one `Dataset` (what `tpo-hf curate` writes) honours `train[:2]` as a
+    data file does, and refuses `test` (naming the folder and its one split) instead of answering with the training
+    rows, which an eval would log as a held-out score; a DatasetDict folder reads slices of its splits too."""
+    from datasets import DatasetDict
+
+    from tpo_hf.commands import run_command
+
+    rows = preference_rows(repeat=3)
+    Dataset.from_list(rows).save_to_disk(str(tmp_path / "disk"))
+    DatasetDict({"train": Dataset.from_list(rows)}).save_to_disk(str(tmp_path / "dict"))
+    disk = str(tmp_path / "disk")
+    assert len(load_preference_dataset(disk, split="train[:2]")) == 2
+    assert load_preference_dataset(disk, split="train[50%:]")["chosen"] == [row["chosen"] for row in rows[3:]]
+    assert len(load_preference_dataset(str(tmp_path / "dict"), split="train[:2]")) == 2
+    for split in ("test", "validation", "train[:1]+test"):
+        with pytest.raises(
+            SystemExit, match=rf"^tpo-hf train: Dataset folder .*disk holds one split .*not '{re.escape(split)}'"
+        ):
+            run_command("train", load_preference_dataset, disk, None, split)
+    with pytest.raises(SystemExit, match=r"^tpo-hf train: Split 'train\[x\]' of dataset folder .*split syntax"):
+        run_command("train", load_preference_dataset, disk, None, "train[x]")
+
+
+def test_a_relative_dataset_path_missing_under_the_working_directory_is_one_line(tmp_path, monkeypatch):
+    """Probe b/g21: a recipe beside its data (`dataset_name: data/pairs.jsonl`, or `data`) run from another folder:
+    one line saying it is no local path under the working directory (relative paths are read from there, not from the
+    recipe's folder) nor a Hub dataset, instead of `datasets`' traceback about reaching the Hub."""
+    from tpo_hf.commands import run_command
+
+    (tmp_path / "proj" / "data").mkdir(parents=True)
+    Dataset.from_list(preference_rows()).to_json(str(tmp_path / "proj" / "data" / "pairs.jsonl"))
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    # a data file's name never reaches the Hub; a name that may be a Hub id does, and fails (offline in the tests)
+    for name in ("data/pairs.jsonl", "../data/pairs.jsonl", f"missing-{tmp_path.name}"):
+        with pytest.raises(SystemExit) as raised:
+            run_command("train", load_preference_dataset, name)
+        message = str(raised.value)
+        assert message.startswith(f"tpo-hf train: Dataset {name} is not a local file or folder under the working ")
+        assert str(tmp_path / "elsewhere") in message and "not from the recipe's folder" in message
+        assert "\n" not in message and "reachable on the Hub" in message
+    monkeypatch.chdir(tmp_path / "proj")
+    assert len(load_preference_dataset("data/pairs.jsonl")) == len(preference_rows())
+
+
+def test_dataset_config_is_required_where_declared_and_refused_where_there_are_none(tmp_path):
+    """Probes b/g23, b/g24: a Hub-layout folder whose README declares two configs, loaded without `dataset_config`,
+    names the setting and the configs (not `datasets`' `load_dataset('data', 'localized')` advice); a config given
+    for a data file or a `save_to_disk` folder, which have none, is refused instead of ignored (all rows trained)."""
+    from tpo_hf.commands import run_command
+
+    rows = preference_rows()
+    folder = tmp_path / "configs"
+    for sub, part in (("loc", rows[:1]), ("comp", rows[1:])):
+        (folder / sub).mkdir(parents=True)
+        Dataset.from_list(part).to_parquet(str(folder / sub / "train-00000-of-00001.parquet"))
+    (folder / "README.md").write_text(
+        "---\nconfigs:\n- config_name: localized\n  data_files:\n  - split: train\n    path: loc/*.parquet\n"
+        "- config_name: comprehensive\n  data_files:\n  - split: train\n    path: comp/*.parquet\n---\n"
+    )
+    with pytest.raises(
+        SystemExit,
+        match=r"^tpo-hf train: .*configs declares several .*`dataset_config` to one of \['localized', 'comp",
+    ):
+        run_command("train", load_preference_dataset, str(folder))
+    with pytest.raises(SystemExit, match=r"has no config 'nope': set `dataset_config` to one of \['localized'"):
+        run_command("train", load_preference_dataset, str(folder), "nope")
+    assert len(load_preference_dataset(str(folder), "comprehensive")) == len(rows) - 1
+
+    Dataset.from_list(rows).to_json(str(tmp_path / "pairs.jsonl"))
+    Dataset.from_list(rows).save_to_disk(str(tmp_path / "disk"))
+    for source in ("pairs.jsonl", "disk"):
+        with pytest.raises(
+            SystemExit, match=rf"^tpo-hf train: Dataset .*{source} is .* no configs: remove `dataset_c"
+        ):
+            run_command("train", load_preference_dataset, str(tmp_path / source), "localized")
 
 
 def test_a_fresh_run_into_a_folder_with_earlier_checkpoints_is_refused(tmp_path, monkeypatch, caplog):

@@ -35,11 +35,13 @@ def load_preference_dataset(
 
     Raises:
         ValueError: a local folder without the split, damaged (a torn or missing file, named) or holding no rows
-            (a curation that ended with no pair: its report is named), or a file of an unknown type; the message
-            names it.
+            (a curation that ended with no pair: its report is named), a file of an unknown type, or a
+            `dataset_config` for a source without configs; the message names it.
         OutputDirLockedError: a local folder another live run is writing (a `tpo-hf curate` into it), named.
+        FileNotFoundError: `name` is no local file or folder (relative to the working directory) nor a Hub dataset
+            that answers.
     """
-    from datasets import DatasetDict, load_dataset, load_from_disk
+    from datasets import load_dataset, load_from_disk
 
     from .locks import refuse_if_locked
 
@@ -50,6 +52,11 @@ def load_preference_dataset(
         os.path.exists(os.path.join(name, "dataset_info.json"))
         or os.path.exists(os.path.join(name, "dataset_dict.json"))
     ):
+        if config is not None:  # `load_from_disk` takes no config: it would be ignored, all rows read
+            raise ValueError(
+                f"Dataset folder {name} is a saved dataset (save_to_disk), which has no configs: remove "
+                f"`dataset_config` ({config!r}), or pass the Hub dataset id to read that config of it."
+            )
         problem = saved_folder_problem(name)
         if problem is not None:
             raise ValueError(problem)
@@ -59,14 +66,7 @@ def load_preference_dataset(
             raise ValueError(
                 f"Dataset folder {name} is damaged ({type(error).__name__}: {error}): {REWRITE_FOLDER}."
             ) from error
-        if isinstance(dataset, DatasetDict):
-            if split not in dataset:
-                raise ValueError(
-                    f"Dataset folder {name} has splits {list(dataset)}, not {split!r}: set the split setting to one "
-                    f"of them ({SPLIT_SETTINGS})."
-                )
-            dataset = dataset[split]
-        return video_paths_column(dataset, name, video_column)
+        return video_paths_column(_saved_split(dataset, name, split), name, video_column)
     if os.path.isdir(name) and os.path.exists(os.path.join(name, CURATION_REPORT)):
         raise ValueError(no_rows_message(name))  # a curation that ended with no pair: its report, no dataset
     if os.path.isdir(name) and os.path.isdir(os.path.join(name, "_curation")):
@@ -77,6 +77,11 @@ def load_preference_dataset(
         builder = DATA_FILE_BUILDERS.get(name.rsplit(".", 1)[-1].lower())
         if builder is None:
             raise ValueError(f"Cannot read dataset file {name}: use {', '.join(DATA_FILE_BUILDERS)}.")
+        if config is not None:  # a data file is one table: the config would be ignored, all its rows read
+            raise ValueError(
+                f"Dataset file {name} is a single data file, which has no configs: remove `dataset_config` "
+                f"({config!r}), or pass the Hub dataset id to read that config of it."
+            )
         if os.path.getsize(name) == 0:
             raise ValueError(f"Dataset file {name} is empty: no rows.")
         # `datasets` may quietly cast a clashing value (a number among strings becomes "42"): check JSON first
@@ -99,17 +104,95 @@ def load_preference_dataset(
         return video_paths_column(dataset, name, video_column)
     if os.path.isdir(name):
         return _load_local_folder(name, config, split, video_column)
+    not_hub_id = _hub_id_problem(name)
+    if not_hub_id is not None:  # a path that is not there: asking the Hub for it only adds a traceback about the Hub
+        raise FileNotFoundError(_no_dataset_message(name, not_hub_id))
     try:
         dataset = load_dataset(name, config, split=split)
     except Exception as error:
-        other_kind = _other_repo_kind(name) if type(error).__name__ == "DatasetNotFoundError" else None
-        if other_kind is None:
-            raise
-        raise ValueError(  # `datasets` says the dataset "doesn't exist", though a repo of that name does
-            f"{name} is a {other_kind} repo on the Hub, not a dataset: pass the id of a dataset repo (or a local "
-            "dataset folder or file) as --dataset_name."
-        ) from error
+        not_found = type(error).__name__ == "DatasetNotFoundError"
+        other_kind = _other_repo_kind(name) if not_found else None
+        if other_kind is not None:
+            raise ValueError(  # `datasets` says the dataset "doesn't exist", though a repo of that name does
+                f"{name} is a {other_kind} repo on the Hub, not a dataset: pass the id of a dataset repo (or a local "
+                "dataset folder or file) as --dataset_name."
+            ) from error
+        if not_found or isinstance(error, ConnectionError):  # no such dataset, or offline / the Hub not answering
+            raise FileNotFoundError(_no_dataset_message(name, " ".join(str(error).split()))) from error
+        raise
     return video_paths_column(dataset, name, video_column)
+
+
+def _hub_id_problem(name: str) -> str | None:
+    """Why `name` (no local file or folder) cannot be a Hub dataset id: a data file's name, or not a valid repo id
+    (`../data`, `a/b/c`, an absolute path); None when it may be one."""
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    if os.path.splitext(name)[1][1:].lower() in DATA_FILE_BUILDERS:
+        return "a data file's name, not a Hub dataset id"
+    try:
+        validate_repo_id(name)
+    except HFValidationError:
+        return "not a valid Hub dataset id"
+    return None
+
+
+def _no_dataset_message(name: str, reason: str) -> str:
+    """One line for a `dataset_name` found neither on disk nor on the Hub, saying where a relative path was looked
+    for (the working directory: a recipe beside its data does not make its relative paths relative to itself)."""
+    where = (
+        ""
+        if os.path.isabs(name)
+        else f" under the working directory {os.getcwd()} (relative paths are read from there, not from the recipe's "
+        "folder)"
+    )
+    return (
+        f"Dataset {name} is not a local file or folder{where}, nor a dataset reachable on the Hub ({reason}): give "
+        "its path from the working directory (or an absolute path), or a Hub dataset id."
+    )
+
+
+def _saved_split(dataset: Any, folder: str, split: str) -> Any:
+    """The rows of `split` in a `save_to_disk` folder's dataset, in `datasets`' split syntax as `load_dataset` reads it
+    (`train[:100]`, `train[90%:]`, `train+test`). A folder of one `Dataset` (what `tpo-hf curate` writes) holds one
+    split, named `train` (as `datasets` names a data file's rows) or the name it was saved with: any other name is
+    refused, since answering it with the same rows would evaluate on the training rows as if held out."""
+    from datasets import DatasetDict, ReadInstruction, concatenate_datasets
+
+    if isinstance(dataset, DatasetDict):
+        splits = dict(dataset)
+    else:
+        saved = [] if dataset.split is None else _split_names(str(dataset.split))
+        splits = {name: dataset for name in ["train", *saved]}
+    if any(name not in splits for name in _split_names(split)):
+        if isinstance(dataset, DatasetDict):
+            raise ValueError(
+                f"Dataset folder {folder} has splits {list(splits)}, not {split!r}: set the split setting to one of "
+                f"them ({SPLIT_SETTINGS})."
+            )
+        raise ValueError(
+            f"Dataset folder {folder} holds one split (a single saved `Dataset`, as `tpo-hf curate` writes), read as "
+            f"{' or '.join(repr(name) for name in splits)}, not {split!r}: set the split setting to it or a slice of "
+            f"it, e.g. 'train[:90%]' and 'train[90%:]' for held-out rows ({SPLIT_SETTINGS})."
+        )
+    try:
+        parts = ReadInstruction.from_spec(split).to_absolute({name: len(rows) for name, rows in splits.items()})
+    except (ValueError, AssertionError) as error:  # `train[abc]`, `train[:10]]`: `datasets` names no setting
+        raise ValueError(
+            f"Split {split!r} of dataset folder {folder} is not `datasets`' split syntax ({error}): use e.g. 'train', "
+            f"'train[:100]' or 'train[10%:]' ({SPLIT_SETTINGS})."
+        ) from error
+    selected = []
+    for part in parts:
+        rows = splits[part.splitname]
+        selected.append(rows if (part.from_, part.to) == (0, len(rows)) else rows.select(range(part.from_, part.to)))
+    return selected[0] if len(selected) == 1 else concatenate_datasets(selected)
+
+
+def _split_names(split: str) -> list[str]:
+    """The split names in a split spec: `train[:100]+test` -> ["train", "test"]."""
+    return [part.split("[")[0].strip() for part in split.split("+")]
 
 
 def _other_repo_kind(repo_id: str) -> str | None:
@@ -131,9 +214,27 @@ def _load_local_folder(folder: str, config: str | None, split: str, video_column
     `train.jsonl`, ...), except where that would quietly read something else than the user's data: a data file beside
     the videos (e.g. `pairs.jsonl`), which `datasets` ignores once videos outnumber it (it reads the folder as a
     `videofolder` of videos only), is loaded as that file; a split the folder lacks is named with its splits."""
-    from datasets import load_dataset, load_dataset_builder
+    from datasets import get_dataset_config_names, load_dataset, load_dataset_builder
 
-    builder = load_dataset_builder(folder, config)
+    try:
+        builder = load_dataset_builder(folder, config)
+    except ValueError as error:  # `datasets` answers with a Python call (`load_dataset('data', 'x')`), no setting
+        configs = get_dataset_config_names(folder)
+        if config is None and len(configs) > 1:
+            raise ValueError(
+                f"Dataset folder {folder} declares several configs in its README.md: set `dataset_config` to one of "
+                f"{configs}."
+            ) from error
+        if config is not None and config not in configs:
+            raise ValueError(
+                f"Dataset folder {folder} has no config {config!r}: "
+                + (
+                    f"set `dataset_config` to one of {configs}."
+                    if configs != ["default"]
+                    else "it declares no configs, remove `dataset_config`."
+                )
+            ) from error
+        raise
     if builder.name in MEDIA_FOLDER_BUILDERS:
         data_files = sorted(
             entry
