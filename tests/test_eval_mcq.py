@@ -134,6 +134,8 @@ def test_schemas_load_from_local_copies(video_dir, tmp_path):
     Dataset.from_list(MLVU_ROWS).save_to_disk(mlvu_folder)
     mlvu = load_benchmark("mlvu_dev", str(mlvu_folder), split="train")
     assert [s.answer for s in mlvu] == ["A", "B", "B"]
+    # a folder of one saved Dataset holds one split, read by default (not refused as lacking the benchmark's split)
+    assert [s.sample_id for s in load_benchmark("mlvu_dev", str(mlvu_folder))] == [s.sample_id for s in mlvu]
     assert mlvu[0].breakdowns == {"task_type": "plotQA"}
     assert "(A) square\n(B) circle" in mlvu[0].prompt
     assert mlvu[0].prompt.endswith("\nOnly give the best option.\nBest option: (")
@@ -861,3 +863,29 @@ def test_videos_whose_header_does_not_open_are_all_named_before_any_answer(video
         )  # fmt: skip
     assert not cache.exists() or cache.read_text() == ""
     assert set(find_videos([samples[0], samples[2]], videos)) == {"000-1", "002-1"}  # readable ones pass
+
+
+def test_numeric_answers_follow_each_benchmarks_convention(tmp_path):
+    """Probe b/g33: an MLVU copy storing numbers as JSON numbers (`candidates: [1, 2, 3, 4], answer: 3`) had its
+    answer read as a 0-based index: key D = "4" instead of C = "3", silently. An integer answer follows the
+    benchmark's convention: MLVU's is the option text, LongVideoBench's `correct_choice` an index; where none settles
+    it (Video-MME's answer is a letter), one that is both a valid index and another option's text is refused."""
+    count = dict(MLVU_ROWS[0], question="How many times does the shape change colour?", candidates=[1, 2, 3, 4])
+    rows = [dict(count, answer=3), dict(count, question="How many shapes?", candidates=[0, 1, 2, 3], answer=2)]
+    samples = load_benchmark("mlvu_dev", _write_rows(tmp_path / "mlvu.jsonl", rows))
+    assert [(s.options, s.answer) for s in samples] == [(["1", "2", "3", "4"], "C"), (["0", "1", "2", "3"], "C")]
+    shapes = _write_rows(tmp_path / "index.jsonl", [dict(MLVU_ROWS[0], answer=2)])
+    assert load_benchmark("mlvu_dev", shapes)[0].answer == "C"  # options no number can be: an index
+    with pytest.raises(ValueError, match=r"MLVU row 0, field 'answer': 0 is none of the option texts"):
+        load_benchmark("mlvu_dev", _write_rows(tmp_path / "zero.jsonl", [dict(count, answer=0)]))
+
+    lvb = dict(video_path="v1.mp4", id="l1", question="How many?", candidates=[1, 2, 3, 4], correct_choice=2)
+    assert load_benchmark("longvideobench_val", _write_rows(tmp_path / "lvb.jsonl", [lvb]))[0].answer == "C"
+
+    options = ["A. 1", "B. 2", "C. 3", "D. 4"]
+    videomme = dict(videoID="v1", question_id="q1", question="How many?", duration="short", options=options)
+    for answer, letter in (("C", "C"), (0, "A"), (4, "D")):  # a letter; an index no option's text; a text only
+        row = dict(videomme, answer=answer)
+        assert load_benchmark("videomme", _write_rows(tmp_path / "vm.jsonl", [row]))[0].answer == letter
+    with pytest.raises(ValueError, match=r"Video-MME row 0, field 'answer': 3 is both the index of option D"):
+        load_benchmark("videomme", _write_rows(tmp_path / "vm.jsonl", [dict(videomme, answer=3)]))

@@ -98,14 +98,15 @@ class VideoSettings:
 
     def check_fixed_frame_count(self) -> None:
         """Refuses a `max_frames` cap below `num_frames`, for the stages that record `num_frames` as what each video
-        gave (training's model card and `tpo_video_config.json`): the cap would sample fewer frames than recorded.
-        Curation keeps the cap (it bounds its views); `max_frames` with `video_fps` is the cap's own use."""
+        gave (training's model card and `tpo_video_config.json`, evaluation's results): the cap would sample fewer
+        frames than recorded. Curation keeps the cap (it bounds its views); `max_frames` with `video_fps` is the cap's
+        own use."""
         if self.num_frames is not None and self.max_frames is not None and self.max_frames < self.num_frames:
             raise VideoSettingsError(
                 f"{type(self).__name__}: `max_frames` ({self.max_frames}) is below `num_frames` ({self.num_frames}): "
-                f"every video would give {self.max_frames} frames while the saved settings and the model card say "
-                f"{self.num_frames}; `max_frames` only caps sampling by rate (`video_fps`). Set `num_frames` "
-                f"{self.max_frames}, or leave `max_frames` out."
+                f"every video would give {self.max_frames} frames while what the run records (saved settings, model "
+                f"card, results) says {self.num_frames}; `max_frames` only caps sampling by rate (`video_fps`). Set "
+                f"`num_frames` {self.max_frames}, or leave `max_frames` out."
             )
 
     @classmethod

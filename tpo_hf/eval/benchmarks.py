@@ -17,7 +17,7 @@ so numbers are comparable with published ones:
   `.srt` without Video-MME's `<font>` tags gives its plain text).
 - `mlvu_dev` = task `mlvu_dev`, `sy1998/MLVU_dev` split `test` (`lmms_eval/tasks/mlvu/mlvu_dev.yaml`, `utils.py`):
   `video_name`, `question` (lmms-eval's copy already lists the options as "(A) ..."), `candidates`, `answer` (a letter
-  there, the option text in the original MLVU json), `task_type` (the original json: `question_type`; required, as
+  there, the option text in the original MLVU json: a JSON number `3` is the option "3", not an index), `task_type` (the original json: `question_type`; required, as
   the headline averages over tasks). Prompt: `mlvu_doc_to_text`, variants `default` (question + "\nOnly give the
   best option.\nBest option: (") and `plm`.
   Headline: M-Avg, the mean of the per-task accuracies. `max_new_tokens` 16.
@@ -38,6 +38,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
+import numbers
 import os
 import re
 from collections.abc import Callable
@@ -162,13 +163,42 @@ def _stable_id(*parts: str) -> str:
     return hashlib.sha1("\x1f".join(parts).encode()).hexdigest()[:12]
 
 
-def answer_letter(answer: Any, options: list[str], benchmark: str, index: int) -> str:
-    """A letter, an index, or the option text itself -> the letter."""
+def answer_letter(
+    answer: Any, options: list[str], benchmark: str, index: int, integer_answer: str | None = None
+) -> str:
+    """A letter, an index, or the option text itself -> the letter.
+
+    A copy that stores numbers as JSON numbers gives an integer answer, which can be an index or an option's text
+    (options 1..4, answer 3). `integer_answer` is the benchmark's convention for it: "index" (LongVideoBench's
+    `correct_choice`), "text" (MLVU's answer is the option text: 3 is the option "3"), or None (no convention: an
+    integer that is a valid index and also another option's text is refused naming the row, never guessed)."""
     require_distinct_options(options, benchmark, index)
     letters = option_letters(len(options))
-    if isinstance(answer, int) and not isinstance(answer, bool):
-        if 0 <= answer < len(options):
-            return letters[answer]
+    where = f"{benchmark} row {index}, field 'answer'"
+    if isinstance(answer, numbers.Integral) and not isinstance(answer, bool):
+        by_index = letters[answer] if 0 <= answer < len(options) else None
+        by_text = _option_text_letter(str(int(answer)), options)
+        if integer_answer == "index":
+            chosen = by_index
+        elif integer_answer == "text":
+            numeric = any(re.fullmatch(r"[+-]?\d+", option.strip()) for option in options)
+            if by_text is None and by_index is not None and numeric:
+                # the options are numbers and this one is none of them: an index here would be a guess
+                raise ValueError(
+                    f"{where}: {answer} is none of the option texts {options} ({benchmark} answers are the option "
+                    "text), and reading it as an index would be a guess; store the answer as the option's text or "
+                    "letter."
+                )
+            chosen = by_text or by_index
+        else:
+            if by_index is not None and by_text is not None and by_index != by_text:
+                raise ValueError(
+                    f"{where}: {answer} is both the index of option {by_index} ({options[letters.index(by_index)]!r}) "
+                    f"and the text of option {by_text}; store the answer as its letter so it names one option."
+                )
+            chosen = by_text or by_index
+        if chosen is not None:
+            return chosen
     else:
         text = str(answer).strip()
         match = re.fullmatch(r"\(?([A-Za-z])\)?\.?", text)
@@ -176,11 +206,19 @@ def answer_letter(answer: Any, options: list[str], benchmark: str, index: int) -
             return match.group(1).upper()
         # the option text as given ("G. Washington" where the options are names with initials), else without a
         # letter the answer was written with ("B. blue")
-        texts = [option.lower() for option in strip_option_letters([str(option) for option in options])]
-        for candidate in (text.lower(), strip_option_prefix(text).lower()):
-            if candidate in texts:
-                return letters[texts.index(candidate)]
+        for candidate in (text, strip_option_prefix(text)):
+            chosen = _option_text_letter(candidate, options)
+            if chosen is not None:
+                return chosen
     raise ValueError(f"{benchmark} row {index}: answer {answer!r} names none of the {len(options)} options {options}.")
+
+
+def _option_text_letter(text: str, options: list[str]) -> str | None:
+    """The letter of the option whose text (any case, its own letter prefix stripped) is `text`, else None."""
+    texts = [option.lower() for option in strip_option_letters([str(option) for option in options])]
+    if text.lower() in texts:
+        return option_letters(len(options))[texts.index(text.lower())]
+    return None
 
 
 # --- Video-MME ------------------------------------------------------------------------------------------------------
@@ -484,7 +522,7 @@ def mlvu_sample(row: dict[str, Any], index: int, variant: str = "default", **_: 
         video=video,
         question=question,
         options=options,
-        answer=answer_letter(require_field(row, ("answer",), "MLVU", index), options, "MLVU", index),
+        answer=answer_letter(require_field(row, ("answer",), "MLVU", index), options, "MLVU", index, "text"),
         prompt=kwargs["pre_prompt"] + listed + kwargs["post_prompt"],
         breakdowns={"task_type": str(task)},
     )
@@ -532,7 +570,7 @@ def longvideobench_sample(row: dict[str, Any], index: int, variant: str = "defau
         video=video,
         question=question,
         options=options,
-        answer=answer_letter(correct, options, "LongVideoBench", index),
+        answer=answer_letter(correct, options, "LongVideoBench", index, "index"),
         prompt=f"{kwargs['pre_prompt']}{listed}\n{kwargs['post_prompt']}",
         breakdowns={
             name: str(row[name]) for name in ("duration_group", "question_category") if row.get(name) is not None
@@ -775,7 +813,8 @@ def read_benchmark(
     Args:
         name: a key of `BENCHMARKS`.
         dataset: Hub id, `save_to_disk` folder, or json/jsonl/parquet/csv file (default: the benchmark's Hub id).
-        split: split to read (default: the benchmark's evaluation split; data files have "train").
+        split: split to read (default: the benchmark's evaluation split; data files and folders of one saved
+            `Dataset` have "train").
         config: Hub dataset config.
         limit: keep the first `limit` rows (quick checks).
         variant: the lmms-eval prompt variant (`Benchmark.variants`, e.g. "llava_vid"); "default" is lmms-eval's.
@@ -793,7 +832,9 @@ def read_benchmark(
         )
     source = dataset or benchmark.hub_id
     if split is None:
-        split = "train" if os.path.isfile(source) else benchmark.split
+        # a data file's rows, and those of a folder of one saved `Dataset`, are the split `datasets` calls "train"
+        one_split = os.path.isfile(source) or os.path.isfile(os.path.join(source, "dataset_info.json"))
+        split = "train" if one_split else benchmark.split
     rows = load_preference_dataset(source, config or benchmark.config, split)
     split_size = len(rows)
     if limit is not None:

@@ -123,13 +123,7 @@ class EvalConfig(VideoSettings):
                 "EvalConfig: set `num_frames`: questions are batched, so every video gives the same number of frames "
                 "(`video_fps` alone would make it depend on each video's length)."
             )
-        if self.max_frames is not None and self.max_frames < self.num_frames:
-            # a cap below the count would sample max_frames while every output says num_frames
-            raise ValueError(
-                f"EvalConfig: `max_frames` ({self.max_frames}) is below `num_frames` ({self.num_frames}): evaluation "
-                "samples a fixed `num_frames` per video, and `max_frames` only caps sampling by rate (`video_fps`); "
-                f"set `num_frames` {self.max_frames}, or leave `max_frames` out."
-            )
+        self.check_fixed_frame_count()  # a cap below the count would sample max_frames while every output says num_frames
         if self.benchmark is not None:
             from .benchmarks import get_benchmark
 
