@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 import re
 from pathlib import Path
 
@@ -191,6 +192,36 @@ def test_a_recipe_key_written_twice_is_refused(tmp_path, monkeypatch):
     # a YAML merge (`<<: *base`) followed by a key of its own is an override, not a key written twice
     merged = _recipe(tmp_path, "base: &base\n  beta: 0.1\nother:\n  <<: *base\n  beta: 0.2\n", "merged.yaml")
     assert read_recipe(["--config", str(merged)])[1]["other"] == {"beta": 0.2}
+
+
+def test_an_empty_recipe_env_entry_leaves_the_variable_as_it_was(tmp_path, monkeypatch):
+    """Probe b/g28: a recipe template's `env:` entry left empty (`HF_DATASETS_CACHE:`, null, meant as "default") was
+    set to the text "None", so the datasets cache went to a `./None` folder of the working directory. It is left as
+    it was, both where the recipe's `env:` is set before the imports and while TRL's parser reads the recipe."""
+    from tpo_hf.commands import apply_recipe_env, run_cli
+    from tpo_hf.commands.train import make_parser
+
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "shell-cache"))  # the shell's value: kept
+    monkeypatch.delenv("TPO_HF_VIDEO_CACHE", raising=False)  # unset: stays unset
+    monkeypatch.setenv("TPO_HF_PROBE_SET", "before")  # a value given: set, as before
+    recipe = _recipe(
+        tmp_path,
+        f"output_dir: {tmp_path / 'run'}\nuse_cpu: true\nenv:\n  HF_DATASETS_CACHE:\n  TPO_HF_VIDEO_CACHE:\n  TPO_HF_PROBE_SET: 3\n",
+    )
+    expected = {
+        "HF_DATASETS_CACHE": str(tmp_path / "shell-cache"),
+        "TPO_HF_VIDEO_CACHE": None,
+        "TPO_HF_PROBE_SET": "3",
+    }
+    apply_recipe_env(["--config", str(recipe)])
+    assert {key: os.environ.get(key) for key in expected} == expected
+    monkeypatch.setenv("TPO_HF_PROBE_SET", "before")
+    seen = run_cli(
+        "train", make_parser, lambda *parsed: {key: os.environ.get(key) for key in expected}, ["--config", str(recipe)]
+    )
+    assert seen == expected
+    assert {key: os.environ.get(key) for key in expected} == expected
+    assert not (Path.cwd() / "None").exists()
 
 
 @pytest.mark.parametrize(

@@ -95,6 +95,29 @@ def test_conversational_rows_match_chat_rendering(processors):
     assert batch["input_ids"].shape[0] == 4
 
 
+def test_an_answer_message_not_from_the_assistant_names_row_field_and_role():
+    """Probe b/g29: conversational rows converted by hand with `chosen` given role "user" passed the row check, then
+    failed in the chat-template cut naming no row or field (or, a user turn after the assistant's, trained the model
+    to say it). The up-front row check refuses it, naming row, field and role."""
+    from datasets import Dataset
+
+    from tpo_hf.dataset_checks import check_rows
+    from tpo_hf.validation import RowError, check_preference_row
+
+    rows = preference_rows(conversational=True)
+    rows[1]["chosen"] = [{"role": "user", "content": "A green circle moves right."}]
+    with pytest.raises(RowError, match=r"^train row 1, field 'chosen': message 0 has role 'user'; .*'assistant'"):
+        check_rows(Dataset.from_list(rows), "train", ["sigmoid"])
+    row = preference_rows(conversational=True)[0]
+    turns = [{"role": "assistant", "content": "Green."}, {"role": "system", "content": "Be brief."}]
+    with pytest.raises(RowError, match=r"^pairs.jsonl row 4, field 'rejected': message 1 has role 'system'"):
+        check_preference_row(dict(row, rejected=turns), 4, "pairs.jsonl")
+    # a system or user turn belongs in the prompt; answers given as text are not messages at all
+    prompt = [{"role": "system", "content": "Be brief."}, *row["prompt"]]
+    assert check_preference_row(dict(row, prompt=prompt), 0) is None
+    assert check_preference_row(preference_rows()[0], 0) is None
+
+
 def test_qwen25_temporal_spacing_uses_true_sampled_fps(processors, video_dir):
     processor = processors("qwen2_5_vl")
     from tpo_hf.video import VideoFile, VideoView

@@ -64,6 +64,13 @@ def _messages_text(value: list, field: str, where: str) -> str:
                 f"{where}, field {field!r}: message {position} is {message!r}; a conversational value is a list of "
                 "{'role': str, 'content': str | list} dicts."
             )
+        if field != "prompt" and message["role"] != "assistant":
+            # the answer is cut out of the chat template's rendering of prompt + answer: a user or system turn there
+            # fails that cut with no row named, or becomes text the model is trained to say
+            raise RowError(
+                f"{where}, field {field!r}: message {position} has role {message['role']!r}; an answer is the "
+                "assistant's reply, so its messages take role 'assistant' (a user or system turn belongs in 'prompt')."
+            )
         content = message["content"]
         if isinstance(content, str):
             texts.append(content)
@@ -173,7 +180,8 @@ def check_preference_row(row: dict[str, Any], index: Any, source: str | None = N
     chosen == rejected is degenerate in a pair, and what an anchor row (`anchor` true) is.
 
     Raises:
-        RowError: a field is missing or of the wrong type (naming row and field).
+        RowError: a field is missing or of the wrong type, or an answer message's role is not assistant (naming row
+            and field).
     """
     where = _where(index, source)
     missing = [field for field in ("prompt", "chosen", "rejected", "video") if row.get(field) is None]

@@ -13,6 +13,7 @@ its traceback. `--debug` (any command; or `TPO_HF_DEBUG=1`) shows the traceback 
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import dataclasses
 import dis
@@ -252,7 +253,30 @@ def apply_recipe_env(argv: Sequence[str]) -> None:
     env = recipe[1].get("env") if recipe else None
     if isinstance(env, dict):
         for key, value in env.items():
-            os.environ[str(key)] = str(value)
+            if value is not None:  # see `_null_env_keys`
+                os.environ[str(key)] = str(value)
+
+
+def _null_env_keys(recipe: tuple[str, dict[str, Any]] | None) -> list[str]:
+    """The keys of the recipe's `env:` left empty (`HF_DATASETS_CACHE:`, YAML null). Such an entry means "not set
+    here", as in a Docker Compose file: the variable is left as it was (the shell's value, or the library default).
+    TRL's parser would set it to the text "None", a `./None` cache folder that moves with the working directory."""
+    env = recipe[1].get("env") if recipe else None
+    return [str(key) for key, value in env.items() if value is None] if isinstance(env, dict) else []
+
+
+@contextlib.contextmanager
+def _keep_null_env(recipe: tuple[str, dict[str, Any]] | None) -> Any:
+    """Leaves the recipe's empty `env:` entries (`_null_env_keys`) as they were while TRL's parser sets the rest."""
+    kept = {key: os.environ.get(key) for key in _null_env_keys(recipe)}
+    try:
+        yield
+    finally:
+        for key, value in kept.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def _launched_command_argv() -> list[str] | None:
@@ -419,7 +443,8 @@ def run_cli(name: str, make_parser: Callable[[], Any], main: Callable[..., Any],
         refuse_recipe_of_another_command(name, parser, recipe)
         check_recipe_values(parser, recipe, argv)
         try:
-            parsed = parser.parse_args_and_config(args=expand_home_paths(argv, recipe, parser))
+            with _keep_null_env(recipe):
+                parsed = parser.parse_args_and_config(args=expand_home_paths(argv, recipe, parser))
         except (ValueError, FileNotFoundError, yaml.YAMLError) as error:
             raise ConfigError(_message(error)) from error
         log_output_dir(name, parsed, argv, recipe)
