@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -312,3 +313,95 @@ def test_qwen2_5_omni_checkpoint_trains_and_serves_its_thinker(preference_datase
     assert type(served).__name__ == "Qwen2_5OmniThinkerForConditionalGeneration"
     assert served_processor.family.name == "qwen2_5_omni"
     assert len(served_processor.generate(served, ["What?"], ["red_blue.mp4"], max_new_tokens=2)) == 1
+
+
+def _full_finetune(model_dir, tmp_path, video_dir, preference_dataset, **overrides):
+    """A full fine-tune (no LoRA) of the saved tiny model, saving a checkpoint every step into tmp_path/out."""
+    settings = dict(max_steps=1, save_strategy="steps", save_steps=1, lr_scheduler_type="constant", **overrides)
+    return TPOTrainer(
+        str(model_dir), args=make_args(tmp_path, video_dir, **settings), train_dataset=preference_dataset(repeat=1)
+    )
+
+
+def test_full_finetune_resume_loads_the_checkpoint_weights(tiny_model_dirs, preference_dataset, video_dir, tmp_path):
+    """Probe a/G15: a full fine-tune's checkpoint is saved in the original key layout; the resume matched none of its
+    keys (transformers only logged "missing keys") and trained on from the base weights. Now the weights are loaded
+    with the model's key conversion, and a checkpoint whose weights do not fit the model is refused, naming them."""
+    from safetensors.torch import load_file, save_file
+
+    from tpo_hf.checkpoints import CheckpointError
+
+    model_dir = tiny_model_dirs("qwen2_5_vl")
+    first = _full_finetune(model_dir, tmp_path, video_dir, preference_dataset, learning_rate=1e-2)
+    base = {name: p.detach().clone() for name, p in first.model.named_parameters()}
+    first.train()
+    trained = {name: p.detach().clone() for name, p in first.model.named_parameters()}
+    assert any(not torch.equal(trained[name], base[name]) for name in base)
+
+    # the run is finished at step 1: the resume only loads the checkpoint (a fresh trainer starts from the base)
+    resumed = _full_finetune(model_dir, tmp_path, video_dir, preference_dataset, learning_rate=1e-2)
+    resumed.train(resume_from_checkpoint=True)
+    for name, param in resumed.model.named_parameters():
+        torch.testing.assert_close(param.detach(), trained[name], rtol=0, atol=0, msg=name)
+
+    weights = tmp_path / "out" / "checkpoint-1" / "model.safetensors"
+    tensors = load_file(weights)
+    dropped = next(name for name in sorted(tensors) if "visual" in name)
+    save_file({name: t for name, t in tensors.items() if name != dropped}, weights, metadata={"format": "pt"})
+    missing = rf"checkpoint-1: its weights do not match .*1 missing from the checkpoint \(\S*{re.escape(dropped)}\)"
+    with pytest.raises(CheckpointError, match=missing):
+        resumed._load_from_checkpoint(str(weights.parent))
+
+
+def test_resume_with_a_longer_decaying_schedule_is_named(tiny_model, preference_dataset, video_dir, tmp_path, caplog):
+    """Probe a/G3: a finished cosine run resumed with a raised max_steps trained its next step at the learning rate the
+    old schedule had decayed to (0 at its end), with no word; the mixed schedule is now named, with what to do."""
+
+    def trainer(max_steps):
+        model, processor = tiny_model("qwen2_5_vl")
+        settings = dict(max_steps=max_steps, save_strategy="steps", save_steps=1, lr_scheduler_type="cosine")
+        args = make_args(tmp_path, video_dir, **settings)
+        return TPOTrainer(
+            model, args=args, train_dataset=preference_dataset(), processing_class=processor, peft_config=lora()
+        )
+
+    trainer(1).train()
+    with caplog.at_level("WARNING", logger="tpo_hf.checkpoints"):
+        resumed = trainer(2)
+        resumed.train(resume_from_checkpoint=True)
+    assert resumed.state.global_step == 2
+    assert re.search(
+        r"checkpoint-1 with max_steps 1 -> max_steps 2 under the cosine learning-rate schedule", caplog.text
+    )
+    assert "train a fresh run with max_steps 2 into another output_dir" in caplog.text
+    assert "lr_scheduler_type constant" in caplog.text
+
+
+def test_a_bare_checkpoint_name_is_read_in_output_dir(tmp_path, monkeypatch, caplog):
+    """Probe a/G6: `--resume_from_checkpoint checkpoint-2` (the name `ls output_dir` shows) was read from the current
+    folder and called "incomplete (its save was interrupted)", "pass that path" naming none. It is now found in
+    output_dir (and said so); a path found nowhere is said not to exist, naming output_dir's newest checkpoint."""
+    import json
+
+    from safetensors.torch import save_file
+
+    from tpo_hf.checkpoints import CHECKPOINT_COMPLETE_FILE, resolve_checkpoint
+
+    output_dir = tmp_path / "run"
+    checkpoint = output_dir / "checkpoint-2"
+    checkpoint.mkdir(parents=True)
+    (checkpoint / "trainer_state.json").write_text(json.dumps({"global_step": 2}))
+    torch.save({}, checkpoint / "optimizer.pt")
+    torch.save({}, checkpoint / "scheduler.pt")
+    save_file({"weight": torch.zeros(2)}, checkpoint / "model.safetensors")
+    (checkpoint / CHECKPOINT_COMPLETE_FILE).write_text(json.dumps({"global_step": 2}))
+    monkeypatch.chdir(tmp_path)  # beside output_dir, not in it
+    with caplog.at_level("INFO", logger="tpo_hf.checkpoints"):
+        assert resolve_checkpoint("checkpoint-2", "run", should_save=True) == str(Path("run") / "checkpoint-2")
+    assert "checkpoint-2 read relative to output_dir" in caplog.text
+    with pytest.raises(ValueError, match=r"checkpoint-3 does not exist \(read relative to the current folder") as info:
+        resolve_checkpoint("checkpoint-3", "run", should_save=True)
+    assert f"newest complete checkpoint of output_dir is {Path('run') / 'checkpoint-2'}: pass that path" in str(
+        info.value
+    )
+    assert "interrupted" not in str(info.value)

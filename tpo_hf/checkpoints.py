@@ -13,7 +13,10 @@ and data (`check_resume_settings`: video and LoRA settings, every training argum
 -- where outputs, logs and saves go, how far to train, how data is loaded and devices used --, the number of processes,
 the base model, the chat template and video prompt layout, the training rows' count and hash and their video files'
 sizes and times; the changes are named, and `TPO_HF_RESUME_CHANGED=1` resumes anyway -- except for learning-rate,
-schedule and optimizer hyperparameters, which a restored optimizer and scheduler would not apply).
+schedule and optimizer hyperparameters, which a restored optimizer and scheduler would not apply). How far to train
+may change, but with a decaying schedule (cosine, linear) that mixes two schedules, which is warned about by name.
+A bare `checkpoint-N` not found from the current folder is read in output_dir; a full fine-tune's weights are loaded
+with the model's key conversion (`load_full_weights`), a checkpoint whose weights do not fit the model refused.
 A save that fails for lack of disk space says so, naming the folder.
 """
 
@@ -64,6 +67,9 @@ RESUME_FIXED_SETTINGS = (
     "adam_beta2",
     "adam_epsilon",
 )
+# Learning-rate schedules that do not depend on how far the run trains: the others (linear, cosine, polynomial, ...)
+# decay over max_steps, so a resume that changes it mixes two schedules (`schedule_horizon_change`)
+HORIZON_FREE_SCHEDULERS = ("constant", "constant_with_warmup", "inverse_sqrt", "reduce_lr_on_plateau")
 # The training arguments a resume may change: where outputs, logs, saves, pushes and evaluations go and how often, how
 # far to train (a larger max_steps / num_train_epochs trains further), and how the same steps are run (data loading,
 # devices and launcher, compilation, kernels, memory savers, video root: the videos are compared by their files).
@@ -406,12 +412,34 @@ def resolve_checkpoint(
             )
         logger.info("Resuming from %s, the newest complete checkpoint", latest)
         return latest
-    if not checkpoint_is_complete(resume_from_checkpoint):
-        latest, _ = latest_complete_checkpoint(os.path.dirname(os.path.abspath(resume_from_checkpoint)))
+    given = os.fspath(resume_from_checkpoint)
+    in_output_dir = os.path.join(output_dir, given)
+    if not os.path.exists(given) and not os.path.isabs(given) and os.path.isdir(in_output_dir):
+        # `checkpoint-2` as `ls output_dir` shows it: a relative path not found from the current folder
+        logger.warning("Resuming from %s (%s read relative to output_dir).", in_output_dir, given)
+        given = resume_from_checkpoint = in_output_dir
+    if not os.path.exists(given):
+        latest, _ = latest_complete_checkpoint(output_dir)
         raise ValueError(
-            f"Checkpoint {resume_from_checkpoint} is incomplete (its save was interrupted) or not a checkpoint. "
-            + (f"The newest complete one is {latest}; " if latest else "")
-            + "pass that path, or resume_from_checkpoint=True to pick it."
+            f"Checkpoint {given} does not exist"
+            + ("" if os.path.isabs(given) else f" (read relative to the current folder {os.getcwd()})")
+            + ". "
+            + (
+                f"The newest complete checkpoint of output_dir is {latest}: pass that path, or "
+                "resume_from_checkpoint=True to pick it."
+                if latest
+                else f"output_dir {output_dir} holds no complete checkpoint either: pass the checkpoint's path."
+            )
+        )
+    if not checkpoint_is_complete(given):
+        latest, _ = latest_complete_checkpoint(os.path.dirname(os.path.abspath(given)))
+        raise ValueError(
+            f"Checkpoint {given} is incomplete (its save was interrupted) or not a checkpoint. "
+            + (
+                f"The newest complete one is {latest}: pass that path, or resume_from_checkpoint=True to pick it."
+                if latest
+                else "No complete checkpoint is beside it: pass another checkpoint's path."
+            )
         )
     damage = damaged_file(resume_from_checkpoint)
     if damage is not None:
@@ -427,6 +455,52 @@ def resolve_checkpoint(
             )
         )
     return str(resume_from_checkpoint)
+
+
+def holds_full_weights(folder: str | os.PathLike) -> bool:
+    """Whether the checkpoint `folder` holds a full model's weights (`MODEL_WEIGHTS`), not a LoRA adapter's."""
+    names = set(os.listdir(folder))
+    return "adapter_config.json" not in names and any(name in names for name in MODEL_WEIGHTS)
+
+
+def load_full_weights(model: Any, checkpoint: str | os.PathLike) -> None:
+    """Loads the model weights of a full fine-tune's `checkpoint` into `model`, in place (its parameters stay the
+    ones the optimizer and devices hold), read as `from_pretrained` reads them.
+
+    A checkpoint is saved in the model's original key layout (`save_pretrained` reverts the key conversion of
+    transformers 5, e.g. `model.layers.*` for a model holding `model.language_model.layers.*`), which
+    `Trainer._load_from_checkpoint`'s plain `load_state_dict` matched none of: it only logged "missing keys" and
+    training went on from the base weights. `from_pretrained` of the model's class applies the conversion.
+
+    Raises:
+        CheckpointError: a weight of the model is missing from the checkpoint, the checkpoint holds weights the
+            model has not, or one has another shape (named: the checkpoint is of another model).
+    """
+    import torch
+
+    loaded, info = type(model).from_pretrained(os.fspath(checkpoint), output_loading_info=True)
+    state = loaded.state_dict()
+    names = model.state_dict().keys()  # the run's model, which may differ from its class built from the checkpoint
+    problems = {
+        "missing from the checkpoint": sorted(set(info.get("missing_keys") or ()) | (names - state.keys())),
+        "not in the model": sorted(set(info.get("unexpected_keys") or ()) | (state.keys() - names)),
+        "of another shape": sorted(str(item[0]) for item in info.get("mismatched_keys") or ()),
+    }
+    named = [
+        f"{len(keys)} {what} ({', '.join(keys[:4])}{', ...' if len(keys) > 4 else ''})"
+        for what, keys in problems.items()
+        if keys
+    ]
+    if named:
+        raise CheckpointError(
+            f"Cannot resume from {checkpoint}: its weights do not match the model being trained (weights "
+            f"{'; '.join(named)}): it is a checkpoint of another model or architecture. Resume from a checkpoint of "
+            "this run, or train into another output_dir."
+        )
+    with torch.no_grad():
+        model.load_state_dict(state, strict=True)
+    del loaded, state
+    logger.info("Loaded the model weights of %s.", checkpoint)
 
 
 def save_complete_checkpoint(trainer: Any, save: Callable[[], None], trial: Any) -> None:
@@ -849,6 +923,44 @@ def resume_settings_changes(trainer: Any, checkpoint: str | os.PathLike) -> list
     return changes + _record_changes(trainer, checkpoint) + ([dataset] if dataset else [])
 
 
+def _training_horizon(args: Any) -> str:
+    """`"max_steps 5"`, or `"num_train_epochs 3.0"` where max_steps is unset: the length a run's schedule spans."""
+    max_steps = getattr(args, "max_steps", -1)
+    return f"max_steps {max_steps}" if max_steps > 0 else f"num_train_epochs {getattr(args, 'num_train_epochs', None)}"
+
+
+def schedule_horizon_change(trainer: Any, checkpoint: str | os.PathLike) -> str | None:
+    """`"max_steps 3 -> max_steps 5 under the cosine learning-rate schedule: ..."` when resuming `checkpoint` with
+    `trainer`'s run length mixes two schedules, else None. A decaying schedule (cosine, linear, ...: not
+    `HORIZON_FREE_SCHEDULERS`) spans the run's length; the resume restores the rate the optimizer had reached (near 0
+    at the end of a finished run) and goes on along a schedule over the new length."""
+    import torch
+
+    schedule = _plain(trainer.args.lr_scheduler_type)
+    if schedule in HORIZON_FREE_SCHEDULERS:
+        return None
+    try:
+        saved = torch.load(os.path.join(checkpoint, "training_args.bin"), weights_only=False)
+    except Exception:  # not readable: `resume_settings_changes` warns about it
+        return None
+    old, new = _training_horizon(saved), _training_horizon(trainer.args)
+    if old == new:
+        return None
+    state = _read_json(os.path.join(checkpoint, "trainer_state.json")) or {}
+    try:  # the rate the restored optimizer trains its next step at
+        rate = torch.load(os.path.join(checkpoint, "scheduler.pt"), weights_only=True)["_last_lr"][0]
+        reached = f" ({rate:.3g} after step {state.get('global_step')} of {state.get('max_steps')})"
+    except Exception:
+        reached = ""
+    return (
+        f"{old} -> {new} under the {schedule} learning-rate schedule: it decays over the run's length, and the "
+        f"resume restores the rate the optimizer had reached{reached}, so the resumed steps follow neither the old "
+        f"schedule nor the {schedule} schedule over {new} that the model card reports. To train longer, train a fresh "
+        f"run with {new} into another output_dir; a run meant to be extended by resuming needs lr_scheduler_type "
+        "constant"
+    )
+
+
 def check_resume_settings(trainer: Any, checkpoint: str | os.PathLike | None) -> None:
     """Refuses to resume from `checkpoint` with settings that change what trains, naming each change with both
     values; with `TPO_HF_RESUME_CHANGED=1` the changes are only warned about.
@@ -860,6 +972,9 @@ def check_resume_settings(trainer: Any, checkpoint: str | os.PathLike | None) ->
     trainer._tpo_checkpoint_record = checkpoint_record(trainer)
     if checkpoint is None:
         return
+    horizon = schedule_horizon_change(trainer, checkpoint)
+    if horizon is not None:  # how far to train may change on resume; with a decaying schedule, it is named
+        logger.warning("Resuming from %s with %s.", checkpoint, horizon)
     changes = resume_settings_changes(trainer, checkpoint)
     if not changes:
         return

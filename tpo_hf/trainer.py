@@ -36,6 +36,8 @@ from .checkpoints import (
     check_resume_settings,
     checkpoint_step,
     dataset_identity,
+    holds_full_weights,
+    load_full_weights,
     resolve_checkpoint,
     save_complete_checkpoint,
     save_final_model,
@@ -475,6 +477,14 @@ class TPOTrainer(DPOTrainer):
                 "dropped rows are named in the warnings above. Nothing was saved as a trained model."
             )
         return output
+
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model: Any = None) -> None:
+        # a full fine-tune's checkpoint is saved in the original key layout, which `Trainer`'s plain
+        # `load_state_dict` does not convert (it matched no key and trained on from the base weights)
+        if (model is None or model is self.model) and not self.is_fsdp_enabled:
+            if holds_full_weights(resume_from_checkpoint):
+                return load_full_weights(self.model, resume_from_checkpoint)
+        return super()._load_from_checkpoint(resume_from_checkpoint, model)
 
     def _save_checkpoint(self, model, trial) -> None:
         check_lock_held(self.args.output_dir)  # not into a folder removed under this run (perhaps another run's now)
