@@ -7,7 +7,7 @@ import json
 import sys
 
 from _hub_scripts import CURATED_REPO
-from test_hub import SCRIPTS, hub, hub_env, run  # noqa: F401  (hub is the server fixture)
+from test_hub import SCRIPTS, hub, hub_env, on_hub, run  # noqa: F401  (hub, on_hub: the server fixtures)
 
 
 def test_curate_push_then_load_and_train(hub, video_dir, tiny_model_dirs, tmp_path):  # noqa: F811
@@ -124,3 +124,67 @@ def test_dataset_folder_with_disagreeing_shards_or_a_saved_arrow_file_loads_or_i
         (folder / name).write_bytes(b"")
     dataset = load_preference_dataset(str(folder))
     assert list(dataset["prompt"]) == ["q", "q2"] and dataset[0]["video"] == "a.mp4"  # relative to the folder
+
+
+def _curation_config(video_dir, tiny_model_dirs, output_dir, **push):
+    from tpo_hf.curation.config import CurationConfig
+
+    return CurationConfig(
+        video_dir=str(video_dir),
+        video_model=str(tiny_model_dirs("qwen2_5_vl")),
+        question_backend="template",
+        use_judge=False,
+        num_frames=4,
+        sparse_num_frames=2,
+        caption_max_new_tokens=4,
+        answer_max_new_tokens=8,
+        device="cpu",
+        dtype="float32",
+        progress=False,
+        output_dir=str(output_dir),
+        **push,
+    )
+
+
+def test_curate_push_without_write_access_is_refused_before_curating(on_hub, video_dir, tiny_model_dirs, tmp_path):  # noqa: F811
+    """Probe a/G4: `curate --push_to_hub REPO` with a token that only reads REPO (or `--hub_private true` onto an
+    existing public repo) was refused only at the push, after the whole curation: both are refused before any video
+    is curated, naming the command to rerun (its folder quoted for the shell)."""
+    import pytest
+
+    from tpo_hf.commands.curate import main
+    from tpo_hf.hub.push import PushError
+
+    on_hub.store.create("dataset", "tester/read-only-pairs")
+    on_hub.read_only.add("tester/read-only-pairs")
+    output_dir = tmp_path / "my pairs"
+    config = _curation_config(video_dir, tiny_model_dirs, output_dir, push_to_hub="tester/read-only-pairs")
+    with pytest.raises(PushError) as refused:
+        main(config)
+    message = str(refused.value)
+    assert "HTTP 403" in message and "Nothing was curated or pushed by this run" in message, message
+    assert f"--output_dir '{output_dir}' --push_to_hub tester/read-only-pairs`" in message, message
+    assert not (output_dir / "_curation").exists() and not (output_dir / "data").exists()
+
+    on_hub.store.create("dataset", "tester/public-pairs")
+    config = _curation_config(
+        video_dir, tiny_model_dirs, output_dir, push_to_hub="tester/public-pairs", hub_private=True
+    )
+    with pytest.raises(PushError, match="tester/public-pairs already exists .* and is public: --hub_private true"):
+        main(config)
+    assert not (output_dir / "_curation").exists() and not (output_dir / "data").exists()
+    assert not [path for method, path in on_hub.requests if "/commit/" in path and "-pairs/" in path]
+
+
+def test_curate_push_to_an_invalid_repo_id_is_refused_before_curating(video_dir, tiny_model_dirs, tmp_path):
+    """Probe b/g30: `curate --push_to_hub "my tpo data"` ran the whole curation, then failed blaming the Hub's
+    reachability with an unquoted rerun line: the id is refused first, naming `--push_to_hub`, nothing curated."""
+    import pytest
+
+    from tpo_hf.commands.curate import main
+    from tpo_hf.hub.push import PushError
+
+    config = _curation_config(video_dir, tiny_model_dirs, tmp_path / "out", push_to_hub="my tpo data")
+    with pytest.raises(PushError, match=r"^--push_to_hub 'my tpo data' is not a valid Hub repo id \("):
+        main(config)
+    assert not (tmp_path / "out").exists()

@@ -717,6 +717,24 @@ def test_adapter_path_of_a_full_model_hub_repo_says_to_pass_it_as_the_model(on_h
     assert "pass it as --model_name_or_path" in message and "typo" not in message
 
 
+def test_adapter_path_of_a_dataset_or_space_repo_names_its_kind(on_hub):
+    """Probe a/G14: `eval --adapter_path USER/tpo-data` (the user's dataset repo) said "Repository Not Found" and to
+    check for a typo: a dataset (or Space) repo of that id is named as such; an id of no repo still says typo."""
+    from tpo_hf.models import check_adapter_loadable
+
+    on_hub.store.create("dataset", "tester/tpo-data")
+    on_hub.store.commit("dataset", "tester/tpo-data", "data", {"data.txt": b"x"}, [])
+    on_hub.store.create("space", "tester/tpo-demo")
+    for repo, kind in (("tester/tpo-data", "dataset"), ("tester/tpo-demo", "space")):
+        with pytest.raises(ValueError) as raised:
+            check_adapter_loadable(repo, "tester/tiny-base")
+        message = str(raised.value)
+        assert message.startswith(f"adapter_path {repo} is a {kind} repo on the Hub, not a model repo"), message
+        assert "typo" not in message and "Not Found" not in message, message
+    with pytest.raises(ValueError, match="could not be loaded from the Hub .*for a typo"):
+        check_adapter_loadable("tester/no-such-repo", "tester/tiny-base")
+
+
 @pytest.mark.filterwarnings("ignore:Use 'content=<...>' to upload raw bytes:DeprecationWarning")
 def test_a_cached_hub_adapter_with_the_hub_down_says_to_set_hf_hub_offline(on_hub, tiny_model_dirs, tmp_path):
     """a/F37: a Hub adapter evaluated once (cached), then the Hub down without HF_HUB_OFFLINE: PEFT still asks the Hub

@@ -562,7 +562,7 @@ def test_space_refuses_an_adapter_that_is_not_one(tmp_path, on_local_hub):
     full_model.mkdir()
     (full_model / "config.json").write_text("{}")
     release = "tpo-hf[demo]==0.1.0"  # no wheel is built
-    with pytest.raises(ValueError, match=r"--adapter tester/pairs .*tester/pairs is a dataset repo, not a model repo"):
+    with pytest.raises(ValueError, match=r"--adapter tester/pairs is a dataset repo on the Hub, not a model repo"):
         write_space(tmp_path / "a", "tester/pairs", tpo_hf_requirement=release)
     with pytest.raises(ValueError, match=r"--adapter .*pairs is not a LoRA adapter folder \(no adapter_config.json\)"):
         write_space(tmp_path / "b", str(data_folder), "tester/tiny-base", tpo_hf_requirement=release)
@@ -627,6 +627,45 @@ def test_space_push_with_a_read_only_token_is_refused_before_the_folder_is_writt
     assert f"`{rerun} --tpo_hf_requirement tpo-hf==0.1`" in message and "..." not in message, message
     assert not any(scratch.iterdir())
     assert not [path for method, path in hub.requests if "/commit/" in path]
+
+
+def test_space_refuses_max_new_tokens_below_one_before_writing_or_pushing(tmp_path, on_local_hub):
+    """Probe b/g12: `tpo-hf space --max_new_tokens 0` (or -1) wrote (and with --space_id pushed) a Space whose every
+    question failed in `generate`; it is refused like `--num_frames 0`, before anything is written or the Hub asked."""
+    from tpo_hf.commands.space import SpaceArguments, main
+    from tpo_hf.hub.space import write_space
+
+    hub = on_local_hub
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": "x", "peft_type": "LORA"}))
+    release = "tpo-hf[demo]==0.1.0"  # no wheel is built
+    for value in (0, -1):
+        with pytest.raises(ValueError, match=f"--max_new_tokens must be a whole number of at least 1, got {value}"):
+            write_space(
+                tmp_path / f"s{value}",
+                str(adapter),
+                "tester/tiny-base",
+                max_new_tokens=value,
+                tpo_hf_requirement=release,
+            )
+        assert not (tmp_path / f"s{value}").exists()
+    seed_adapter_repo(hub, "tester/tiny-tpo")
+    requests_before = len(hub.requests)
+    arguments = SpaceArguments(
+        adapter="tester/tiny-tpo",
+        base_model="tester/tiny-base",
+        space_id="tester/tiny-tpo-demo",
+        max_new_tokens=0,
+        tpo_hf_requirement=release,
+    )
+    with pytest.raises(ValueError, match="--max_new_tokens must be a whole number of at least 1, got 0"):
+        main(arguments)
+    assert hub.requests[requests_before:] == []  # refused before the Space was created or anything uploaded
+    folder = write_space(
+        tmp_path / "ok", str(adapter), "tester/tiny-base", max_new_tokens=1, tpo_hf_requirement=release
+    )
+    assert "max_new_tokens=1," in (folder / "app.py").read_text()
 
 
 def test_space_on_a_full_disk_names_the_folder_and_removes_what_it_wrote(tmp_path, video_dir):

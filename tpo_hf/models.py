@@ -100,6 +100,13 @@ def check_adapter_loadable(
             f"adapter_path {adapter} is a Hub repo that holds a full model (config.json, no adapter_config.json), not "
             "a LoRA adapter; pass it as --model_name_or_path, or give the adapter's repo as --adapter_path."
         )
+    # no model repo of that id: one's dataset (or Space) repo of that id is a mix-up, not a typo
+    other_kind = other_repo_kind(adapter) if problem and problem.startswith("RepositoryNotFoundError") else None
+    if other_kind is not None:
+        raise ValueError(
+            f"adapter_path {adapter} is a {other_kind} repo on the Hub, not a model repo with a LoRA adapter: pass "
+            "the id of the adapter's model repo (what `tpo-hf push --repo_id` or `train --push_to_hub` published)."
+        )
     if problem is not None:
         raise ValueError(
             f"{not_local} and could not be loaded from the Hub ({problem}): check the folder's path or the repo id "
@@ -142,6 +149,21 @@ def gated_repo_access(repo_id: str) -> str:
         f"is a gated Hub repo and this token has no access to it: request access on {constants.ENDPOINT}/{repo_id} "
         "while logged in, then use a token of that account (`hf auth login`, or HF_TOKEN)"
     )
+
+
+def other_repo_kind(repo_id: str, kinds: tuple[str, ...] = ("dataset", "space")) -> str | None:
+    """Which of `kinds` of Hub repo `repo_id` is, if any (asked of the Hub): a model id that is not found is often the
+    user's dataset or Space repo of that name. None when it is none of them, or the Hub does not answer."""
+    from huggingface_hub import HfApi
+
+    api = HfApi()
+    for kind in kinds:
+        try:
+            if api.repo_exists(repo_id, repo_type=kind):
+                return kind
+        except Exception:  # unreachable Hub: the caller's error already says the repo could not be loaded
+            return None
+    return None
 
 
 def _unloadable(path: str, filename: str) -> str | None:

@@ -14,7 +14,7 @@ from trl import TrlParser
 
 from ..curation.config import CurationConfig
 from ..curation.run import CurationResult, run_curation
-from ..hub.push import push_dataset
+from ..hub.push import check_repo_id, prepare_dataset_push, push_dataset
 from ..locks import output_dir_lock
 from . import run_cli
 
@@ -23,9 +23,16 @@ def main(config: CurationConfig) -> CurationResult | None:
     """Runs curation (resuming if shards exist), saves the dataset to `output_dir`, and pushes it if asked.
 
     Returns the result on the main process, `None` on the other processes of a distributed run. Holds
-    `output_dir` (`tpo_hf.locks`) until the push is done.
+    `output_dir` (`tpo_hf.locks`) until the push is done. With `push_to_hub`, the repo id, the token's write access
+    and the visibility are checked before curating (`prepare_dataset_push`), not after hours of it.
     """
-    with output_dir_lock(config.output_dir, "curate"):
+    if config.push_to_hub:
+        check_repo_id(config.push_to_hub, setting="--push_to_hub")  # on every process: nothing curates with a bad id
+    with output_dir_lock(config.output_dir, "curate") as lock:
+        if config.push_to_hub and lock is not None:  # the main process (the others take no lock) asks the Hub
+            prepare_dataset_push(
+                config.output_dir, config.push_to_hub, config.hub_private, upload_videos=config.upload_videos
+            )
         result = run_curation(config)
         if result is not None and config.push_to_hub:
             commit = push_dataset(

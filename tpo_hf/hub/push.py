@@ -27,6 +27,7 @@ import json
 import logging
 import os
 import re
+import shlex
 import shutil
 import socket
 import tempfile
@@ -164,11 +165,12 @@ def push_failed(
     )
 
 
-def check_repo_id(repo_id: str) -> None:
-    """Refuses a repo id the Hub would refuse (`huggingface_hub`'s own validator), before anything is uploaded.
+def check_repo_id(repo_id: str, setting: str = "--repo_id") -> None:
+    """Refuses a repo id the Hub would refuse (`huggingface_hub`'s own validator), before anything is uploaded;
+    `setting` names the option that gave it.
 
     Raises:
-        PushError: one line naming the id and what is wrong with it.
+        PushError: one line naming the setting, the id and what is wrong with it.
     """
     from huggingface_hub.utils import HFValidationError, validate_repo_id
 
@@ -177,7 +179,7 @@ def check_repo_id(repo_id: str) -> None:
     except HFValidationError as error:
         cause = " ".join(line.strip() for line in str(error).splitlines() if line.strip())
         raise PushError(
-            f"--repo_id {repo_id!r} is not a valid Hub repo id ({cause}); use NAME or NAMESPACE/NAME (letters, "
+            f"{setting} {repo_id!r} is not a valid Hub repo id ({cause}); use NAME or NAMESPACE/NAME (letters, "
             "digits, '-', '_', '.'). Nothing was pushed."
         ) from None
 
@@ -739,6 +741,44 @@ def other_splits(repo_files: list[str]) -> list[str]:
     return sorted({match[1] for path in repo_files if (match := _SPLIT_SHARD.fullmatch(path)) and match[1] != "train"})
 
 
+def _dataset_rerun(output_dir: str | os.PathLike, repo_id: str, upload_videos: bool) -> str:
+    """The `tpo-hf curate` command line a failed dataset push names to rerun (quoted: a shell command)."""
+    command = f"tpo-hf curate --config ... --output_dir {shlex.quote(str(output_dir))} --push_to_hub "
+    return command + shlex.quote(repo_id) + (" --upload_videos true" if upload_videos else "")
+
+
+def prepare_dataset_push(
+    output_dir: str | os.PathLike,
+    repo_id: str,
+    private: bool = False,
+    upload_videos: bool = False,
+    token: str | None = None,
+    endpoint: str | None = None,
+) -> None:
+    """What `push_dataset` checks first, asked before the curation (`tpo-hf curate --push_to_hub`), which may take
+    hours: the repo id (`check_repo_id`), and that the token can write the dataset repo with the visibility asked for
+    (`prepare_repo`, creating it if missing).
+
+    Raises:
+        PushError: naming `--push_to_hub` or `--hub_private` and the command to rerun; nothing was curated.
+    """
+    check_repo_id(repo_id, setting="--push_to_hub")
+    api = HfApi(token=token, endpoint=endpoint)
+    try:
+        prepare_repo(api, repo_id, private=private, setting="--hub_private", repo_type="dataset")
+    except PushError:  # asked private, the repo is public
+        raise
+    except Exception as error:
+        raise push_failed(
+            "Preparing the dataset push",
+            repo_id,
+            error,
+            _dataset_rerun(output_dir, repo_id, upload_videos),
+            api,
+            kept="Nothing was curated or pushed by this run.",
+        ) from error
+
+
 def push_dataset(
     output_dir: str | os.PathLike,
     repo_id: str,
@@ -759,10 +799,9 @@ def push_dataset(
     """
     from ..curation.dataset_card import render_dataset_card
 
+    check_repo_id(repo_id, setting="--push_to_hub")
     api = HfApi(token=token, endpoint=endpoint)
-    rerun = f"tpo-hf curate --config ... --output_dir {output_dir} --push_to_hub {repo_id}" + (
-        " --upload_videos true" if upload_videos else ""
-    )
+    rerun = _dataset_rerun(output_dir, repo_id, upload_videos)
 
     def failed(error: Exception) -> PushError:
         # the curated dataset is complete on disk; rerunning the same curate command only redoes the push

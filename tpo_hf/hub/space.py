@@ -101,14 +101,18 @@ def _model_link(name: str | None, hub_url: str) -> str:
     return f"[{name}]({hub_url}/{name})" if _is_hub_model_id(name) else f"`{name}` (a local folder)"
 
 
-def _check_space_inputs(adapter: str, num_frames: int | None, tpo_hf_requirement: str | None) -> None:
-    """What `write_space` would otherwise write into a Space that cannot start, refused before anything is written."""
+def _check_space_inputs(
+    adapter: str, num_frames: int | None, max_new_tokens: int, tpo_hf_requirement: str | None
+) -> None:
+    """What `write_space` would otherwise write into a Space that cannot start, or whose every question fails (a
+    `max_new_tokens` below 1, which `generate` refuses per click), refused before anything is written."""
     if not Path(adapter).is_dir() and not (_is_hub_model_id(adapter) and "/" in adapter):
         raise FileNotFoundError(
             f"--adapter {adapter!r} is neither an existing local folder nor a Hub repo id (namespace/name)."
         )
-    if num_frames is not None and (isinstance(num_frames, bool) or not isinstance(num_frames, int) or num_frames < 1):
-        raise ValueError(f"--num_frames must be a whole number of at least 1, got {num_frames!r}.")
+    for setting, value in (("num_frames", num_frames), ("max_new_tokens", max_new_tokens)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ValueError(f"--{setting} must be a whole number of at least 1, got {value!r}.")
     if tpo_hf_requirement:
         check_tpo_hf_requirement(tpo_hf_requirement)
 
@@ -158,26 +162,11 @@ def _check_adapter_loads(adapter: str) -> None:
         )
         return
     try:
-        # the adapter's config only: naming a base (the adapter itself, unused) skips the check of its base
+        # the adapter's config only: naming a base (the adapter itself, unused) skips the check of its base; a dataset
+        # or Space repo of that id is named there
         check_adapter_loadable(adapter, model_name_or_path=adapter)
     except ValueError as error:
-        message = str(error).replace(f"adapter_path {adapter}", f"--adapter {adapter}", 1)
-        other_kind = _other_repo_kind(adapter)
-        if other_kind:
-            message += f" {adapter} is a {other_kind} repo, not a model repo: pass the adapter's model repo id."
-        raise ValueError(message) from None
-
-
-def _other_repo_kind(repo_id: str) -> str | None:
-    """Which other kind of Hub repo ("dataset", "space") `repo_id` is, if any (one's repos mixed up)."""
-    api = HfApi()
-    for kind in ("dataset", "space"):
-        try:
-            if api.repo_exists(repo_id, repo_type=kind):
-                return kind
-        except Exception:  # unreachable Hub: the error already says the adapter could not be loaded
-            return None
-    return None
+        raise ValueError(str(error).replace(f"adapter_path {adapter}", f"--adapter {adapter}", 1)) from None
 
 
 def _example_videos(examples: list[str] | None) -> list[Path]:
@@ -363,7 +352,7 @@ def write_space(
     every input is checked, before anything is written (`tpo-hf space --space_id` checks there that it can push).
     An `output_dir` that holds a model or adapter is refused; on a full disk, what this call wrote is removed.
     """
-    _check_space_inputs(adapter, num_frames, tpo_hf_requirement)
+    _check_space_inputs(adapter, num_frames, max_new_tokens, tpo_hf_requirement)
     output_dir = Path(output_dir)
     _check_output_dir(output_dir, adapter)
     base_from_adapter = base_model is None
