@@ -110,8 +110,10 @@ def load_preference_dataset(
     try:
         dataset = load_dataset(name, config, split=split)
     except Exception as error:
+        from .models import other_repo_kind
+
         not_found = type(error).__name__ == "DatasetNotFoundError"
-        other_kind = _other_repo_kind(name) if not_found else None
+        other_kind = other_repo_kind(name, ("model", "space")) if not_found else None
         if other_kind is not None:
             raise ValueError(  # `datasets` says the dataset "doesn't exist", though a repo of that name does
                 f"{name} is a {other_kind} repo on the Hub, not a dataset: pass the id of a dataset repo (or a local "
@@ -193,20 +195,6 @@ def _saved_split(dataset: Any, folder: str, split: str) -> Any:
 def _split_names(split: str) -> list[str]:
     """The split names in a split spec: `train[:100]+test` -> ["train", "test"]."""
     return [part.split("[")[0].strip() for part in split.split("+")]
-
-
-def _other_repo_kind(repo_id: str) -> str | None:
-    """ "model" or "space" when `repo_id` names a Hub repo of that kind (asked of the Hub; None offline or when it
-    does not answer)."""
-    from huggingface_hub import HfApi
-
-    for kind in ("model", "space"):
-        try:
-            if HfApi().repo_exists(repo_id, repo_type=kind):
-                return kind
-        except Exception:  # offline, invalid id, Hub unreachable: nothing more to say than `datasets` did
-            return None
-    return None
 
 
 def _load_local_folder(folder: str, config: str | None, split: str, video_column: str) -> Any:
