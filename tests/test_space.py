@@ -662,6 +662,9 @@ def test_space_refuses_max_new_tokens_below_one_before_writing_or_pushing(tmp_pa
     with pytest.raises(ValueError, match="--max_new_tokens must be a whole number of at least 1, got 0"):
         main(arguments)
     assert hub.requests[requests_before:] == []  # refused before the Space was created or anything uploaded
+    local = SpaceArguments(adapter=str(adapter), base_model="tester/tiny-base", local=True, max_new_tokens=0)
+    with pytest.raises(ValueError, match="--max_new_tokens must be a whole number of at least 1, got 0"):
+        main(local)  # `--local` too, before the app is built
     folder = write_space(
         tmp_path / "ok", str(adapter), "tester/tiny-base", max_new_tokens=1, tpo_hf_requirement=release
     )

@@ -54,7 +54,9 @@ def main(args: SpaceArguments) -> None:
     """Runs the demo here (`--local`), or writes the Space folder and pushes it when `space_id` is set."""
     if args.local:
         from ..hub.app import build_demo
+        from ..hub.space import check_space_inputs
 
+        check_space_inputs(args.adapter, args.num_frames, args.max_new_tokens, None)  # as for a written Space
         demo = build_demo(args.adapter, args.base_model, args.num_frames, max_new_tokens=args.max_new_tokens)
         demo.launch(server_name=args.host, server_port=args.port)
         return

@@ -101,11 +101,12 @@ def _model_link(name: str | None, hub_url: str) -> str:
     return f"[{name}]({hub_url}/{name})" if _is_hub_model_id(name) else f"`{name}` (a local folder)"
 
 
-def _check_space_inputs(
+def check_space_inputs(
     adapter: str, num_frames: int | None, max_new_tokens: int, tpo_hf_requirement: str | None
 ) -> None:
     """What `write_space` would otherwise write into a Space that cannot start, or whose every question fails (a
-    `max_new_tokens` below 1, which `generate` refuses per click), refused before anything is written."""
+    `max_new_tokens` below 1, which `generate` refuses per click), refused before anything is written (or, for
+    `tpo-hf space --local`, before the app is built)."""
     if not Path(adapter).is_dir() and not (_is_hub_model_id(adapter) and "/" in adapter):
         raise FileNotFoundError(
             f"--adapter {adapter!r} is neither an existing local folder nor a Hub repo id (namespace/name)."
@@ -352,7 +353,7 @@ def write_space(
     every input is checked, before anything is written (`tpo-hf space --space_id` checks there that it can push).
     An `output_dir` that holds a model or adapter is refused; on a full disk, what this call wrote is removed.
     """
-    _check_space_inputs(adapter, num_frames, max_new_tokens, tpo_hf_requirement)
+    check_space_inputs(adapter, num_frames, max_new_tokens, tpo_hf_requirement)
     output_dir = Path(output_dir)
     _check_output_dir(output_dir, adapter)
     base_from_adapter = base_model is None
