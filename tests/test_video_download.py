@@ -250,7 +250,7 @@ def test_a_video_replaced_on_its_server_is_downloaded_again_and_keyed_anew(tmp_p
 
 def test_a_video_url_with_an_upper_case_scheme_is_downloaded(video_dir, url_cache):
     """Probe b/g34: a row's `HTTP://host/clip.mp4` (the same scheme, RFC 3986; some exporters write it so) was taken
-    for a relative local path: "Video file not found: <video_root>/HTTP://...". """
+    for a relative local path: "Video file not found: <video_root>/HTTP://..."."""
     from tpo_hf.processing import VideoPreferenceProcessor
     from tpo_hf.tiny import build_tiny_model
 
