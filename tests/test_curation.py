@@ -1303,16 +1303,12 @@ def test_video_extensions_written_as_one_string_are_split(tmp_path, written):
     assert _config(tmp_path, video_extensions=written).video_extensions == [".mp4", ".mkv"]
 
 
-def test_annotation_rows_without_a_question_are_counted_and_logged(video_dir, tmp_path, caplog):
-    rows = [
-        {"video": "red_blue.mp4", "question": "What colour comes first?"},
-        {"video": "red_blue.mp4", "question": None},
-        {"video": "green_yellow.mp4", "question": ""},
-        {"video": "green_yellow.mp4", "question": "What moves?"},
-    ]
+def _annotated_rows_config(video_dir, tmp_path, rows, **columns):
+    """Comprehensive-only curation of the annotation rows `rows` (written to a jsonl file) with template questions,
+    no judge, and the frames backend."""
     data_file = tmp_path / "qa.jsonl"
     data_file.write_text("".join(json.dumps(row) + "\n" for row in rows))
-    config = CurationConfig(
+    return CurationConfig(
         dataset_name=str(data_file),
         video_root=str(video_dir),
         question_column="question",
@@ -1322,8 +1318,19 @@ def test_annotation_rows_without_a_question_are_counted_and_logged(video_dir, tm
         use_judge=False,
         localized_per_video=0,
         mix_ratio="0:1",
+        **columns,
         **TINY,
     )
+
+
+def test_annotation_rows_without_a_question_are_counted_and_logged(video_dir, tmp_path, caplog):
+    rows = [
+        {"video": "red_blue.mp4", "question": "What colour comes first?"},
+        {"video": "red_blue.mp4", "question": None},
+        {"video": "green_yellow.mp4", "question": ""},
+        {"video": "green_yellow.mp4", "question": "What moves?"},
+    ]
+    config = _annotated_rows_config(video_dir, tmp_path, rows)
     with caplog.at_level(logging.WARNING):
         result = run_curation(config, Backends(_FramesBackend(), None, None))
     assert "2 row(s) of" in caplog.text and "rows 1, 2" in caplog.text
@@ -1342,21 +1349,7 @@ def test_rows_giving_a_video_another_caption_are_named_and_counted(video_dir, tm
         {"video": "red_blue.mp4", "caption": None, "question": "What is red?"},
         {"video": "green_yellow.mp4", "caption": "green then yellow", "question": "What moves?"},
     ]
-    data_file = tmp_path / "qa.jsonl"
-    data_file.write_text("".join(json.dumps(row) + "\n" for row in rows))
-    config = CurationConfig(
-        dataset_name=str(data_file),
-        video_root=str(video_dir),
-        question_column="question",
-        caption_column="caption",
-        video_model="frames",
-        output_dir=str(tmp_path / "out"),
-        question_backend="template",
-        use_judge=False,
-        localized_per_video=0,
-        mix_ratio="0:1",
-        **TINY,
-    )
+    config = _annotated_rows_config(video_dir, tmp_path, rows, caption_column="caption")
     with caplog.at_level(logging.WARNING):
         result = run_curation(config, Backends(_FramesBackend(), None, None))
     warnings = [r.getMessage() for r in caplog.records if "another caption" in r.getMessage()]
