@@ -174,6 +174,22 @@ class HubServer:
         return {path: self.store.blob(repo_type, repo_id, blob) for path, blob in head["files"].items()}
 
 
+def point_clients_at(hub: HubServer, tmp_path: Path, monkeypatch) -> HubServer:
+    """This process's Hub clients (huggingface_hub, and what builds on it) pointed at `hub`, with a fresh cache under
+    `tmp_path` and a token; `monkeypatch` undoes it after the test."""
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", hub.endpoint)
+    # file downloads build their URL from this template, made from HF_ENDPOINT at import
+    template = hub.endpoint + "/{repo_id}/resolve/{revision}/{filename}"
+    monkeypatch.setattr(huggingface_hub.constants, "HUGGINGFACE_CO_URL_TEMPLATE", template)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_DISABLE_XET", True)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub_cache"))
+    monkeypatch.setenv("HF_TOKEN", "hf_local_test_token")
+    return hub
+
+
 class _Handler(BaseHTTPRequestHandler):
     hub: HubServer
     protocol_version = "HTTP/1.1"

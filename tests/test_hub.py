@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from hub_server import HubServer
+from hub_server import HubServer, point_clients_at
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SCRIPTS = Path(__file__).with_name("_hub_scripts.py")
@@ -364,18 +364,8 @@ def test_push_failed_under_hf_hub_offline_says_to_unset_it(tmp_path, monkeypatch
 # --- fifth probe: visibility, write access and gated repos are checked before the work; other splits are kept ------
 @pytest.fixture
 def on_hub(hub, tmp_path, monkeypatch):
-    """The clients of this process pointed at the local server, with a fresh cache."""
-    import huggingface_hub.constants
-
-    monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", hub.endpoint)
-    # file downloads build their URL from this template, made from HF_ENDPOINT at import
-    template = hub.endpoint + "/{repo_id}/resolve/{revision}/{filename}"
-    monkeypatch.setattr(huggingface_hub.constants, "HUGGINGFACE_CO_URL_TEMPLATE", template)
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_DISABLE_XET", True)
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub_cache"))
-    monkeypatch.setenv("HF_TOKEN", "hf_local_test_token")
-    return hub
+    """The clients of this process pointed at the module's server, with a fresh cache."""
+    return point_clients_at(hub, tmp_path, monkeypatch)
 
 
 def _adapter(folder: Path, base: str = "x") -> Path:

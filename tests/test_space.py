@@ -21,7 +21,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from hub_server import HubServer
+from hub_server import HubServer, point_clients_at
 from packaging.requirements import Requirement
 
 import tpo_hf
@@ -489,18 +489,9 @@ def seed_adapter_repo(hub: HubServer, repo_id: str) -> None:
 
 @pytest.fixture
 def on_local_hub(tmp_path, monkeypatch):
-    """This process's Hub clients pointed at a local Hub server, with a fresh cache."""
-    import huggingface_hub.constants
-
+    """This process's Hub clients pointed at a local Hub server of this test's own, with a fresh cache."""
     with HubServer(tmp_path / "hub") as hub:
-        monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", hub.endpoint)
-        template = hub.endpoint + "/{repo_id}/resolve/{revision}/{filename}"
-        monkeypatch.setattr(huggingface_hub.constants, "HUGGINGFACE_CO_URL_TEMPLATE", template)
-        monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
-        monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_DISABLE_XET", True)
-        monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub_cache"))
-        monkeypatch.setenv("HF_TOKEN", "hf_local_test_token")
-        yield hub
+        yield point_clients_at(hub, tmp_path, monkeypatch)
 
 
 def test_space_refuses_an_output_dir_that_holds_the_adapter_or_a_model(tmp_path):
