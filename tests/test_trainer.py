@@ -317,7 +317,7 @@ def test_qwen2_5_omni_checkpoint_trains_and_serves_its_thinker(preference_datase
 
 def _full_finetune(model_dir, tmp_path, video_dir, preference_dataset, **overrides):
     """A full fine-tune (no LoRA) of the saved tiny model, saving a checkpoint every step into tmp_path/out."""
-    settings = dict(max_steps=1, save_strategy="steps", save_steps=1, lr_scheduler_type="constant", **overrides)
+    settings = dict(max_steps=1, save_strategy="steps", save_steps=1, lr_scheduler_type="constant") | overrides
     return TPOTrainer(
         str(model_dir), args=make_args(tmp_path, video_dir, **settings), train_dataset=preference_dataset(repeat=1)
     )
@@ -351,6 +351,26 @@ def test_full_finetune_resume_loads_the_checkpoint_weights(tiny_model_dirs, pref
     missing = rf"checkpoint-1: its weights do not match .*1 missing from the checkpoint \(\S*{re.escape(dropped)}\)"
     with pytest.raises(CheckpointError, match=missing):
         resumed._load_from_checkpoint(str(weights.parent))
+
+
+def test_full_finetune_best_model_at_end_loads_the_best_checkpoint(
+    tiny_model_dirs, preference_dataset, video_dir, tmp_path
+):
+    """`load_best_model_at_end` of a full fine-tune: `Trainer._load_best_model` reads the best checkpoint with the
+    plain `load_state_dict` that matched none of its keys (as the resume of a/G15), so the last step's weights were
+    kept and saved as "the best model". The best checkpoint's weights are now loaded with the key conversion."""
+    model_dir = tiny_model_dirs("qwen2_5_vl")
+    trainer = _full_finetune(model_dir, tmp_path, video_dir, preference_dataset, learning_rate=1e-2, max_steps=2)
+    trainer.train()
+    last = {name: p.detach().clone() for name, p in trainer.model.named_parameters()}
+    best = tmp_path / "out" / "checkpoint-1"
+    expected = dict(type(trainer.model).from_pretrained(best).named_parameters())
+    assert any(not torch.equal(expected[name], last[name]) for name in last)
+
+    trainer.state.best_model_checkpoint = str(best)  # as `Trainer` records it when step 1 scored best
+    trainer._load_best_model()
+    for name, param in trainer.model.named_parameters():
+        torch.testing.assert_close(param.detach(), expected[name], rtol=0, atol=0, msg=name)
 
 
 def test_resume_with_a_longer_decaying_schedule_is_named(tiny_model, preference_dataset, video_dir, tmp_path, caplog):

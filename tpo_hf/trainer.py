@@ -486,6 +486,15 @@ class TPOTrainer(DPOTrainer):
                 return load_full_weights(self.model, resume_from_checkpoint)
         return super()._load_from_checkpoint(resume_from_checkpoint, model)
 
+    def _load_best_model(self) -> None:
+        # `load_best_model_at_end` of a full fine-tune: `Trainer` loads the best checkpoint with the same plain
+        # `load_state_dict`, which matched none of its keys and kept the last step's weights as "the best model"
+        best = self.state.best_model_checkpoint
+        if best and not (self.is_deepspeed_enabled or self.is_fsdp_enabled) and holds_full_weights(best):
+            logger.info("Loading best model from %s (score: %s).", best, self.state.best_metric)
+            return load_full_weights(self.model, best)
+        return super()._load_best_model()
+
     def _save_checkpoint(self, model, trial) -> None:
         check_lock_held(self.args.output_dir)  # not into a folder removed under this run (perhaps another run's now)
         save_complete_checkpoint(self, functools.partial(super()._save_checkpoint, model, trial), trial)
