@@ -302,6 +302,29 @@ def test_a_relative_dataset_path_missing_under_the_working_directory_is_one_line
     assert len(load_preference_dataset("data/pairs.jsonl")) == len(preference_rows())
 
 
+def test_a_bare_dataset_name_is_not_read_from_another_local_folders_cache(tmp_path, monkeypatch):
+    """Offline, `dataset_name: data` with no `data` folder here was loaded from `datasets`' cache of an earlier,
+    different local folder also named `data` (it caches a folder under its base name), with only a log line: the
+    other folder's rows were trained on. A name without a namespace now needs the Hub to confirm it."""
+    from tpo_hf.commands import run_command
+
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "datasets_cache"))
+    monkeypatch.setattr("datasets.config.HF_DATASETS_CACHE", str(tmp_path / "datasets_cache"))
+    (tmp_path / "first" / "data").mkdir(parents=True)
+    Dataset.from_list(preference_rows()[:2]).to_json(str(tmp_path / "first" / "data" / "pairs.jsonl"))
+    monkeypatch.chdir(tmp_path / "first")
+    assert len(load_preference_dataset("data")) == 2  # now in the cache, under `data`
+    (tmp_path / "second").mkdir()
+    monkeypatch.chdir(tmp_path / "second")
+    with pytest.raises(SystemExit) as raised:
+        run_command("train", load_preference_dataset, "data")
+    message = str(raised.value)
+    assert message.startswith("tpo-hf train: Dataset data is not a local file or folder under the working ")
+    assert "offline (HF_HUB_OFFLINE=1), and a name without a namespace is not read from `datasets`' cache" in message
+    monkeypatch.chdir(tmp_path)
+    assert len(load_preference_dataset("first/data")) == 2  # a path still loads
+
+
 def test_dataset_config_is_required_where_declared_and_refused_where_there_are_none(tmp_path):
     """Probes b/g23, b/g24: a Hub-layout folder whose README declares two configs, loaded without `dataset_config`,
     names the setting and the configs (not `datasets`' `load_dataset('data', 'localized')` advice); a config given

@@ -107,6 +107,9 @@ def load_preference_dataset(
     not_hub_id = _hub_id_problem(name)
     if not_hub_id is not None:  # a path that is not there: asking the Hub for it only adds a traceback about the Hub
         raise FileNotFoundError(_no_dataset_message(name, not_hub_id))
+    unconfirmed = _bare_name_problem(name)
+    if unconfirmed is not None:
+        raise FileNotFoundError(_no_dataset_message(name, unconfirmed))
     try:
         dataset = load_dataset(name, config, split=split)
     except Exception as error:
@@ -137,6 +140,33 @@ def _hub_id_problem(name: str) -> str | None:
         validate_repo_id(name)
     except HFValidationError:
         return "not a valid Hub dataset id"
+    return None
+
+
+def _bare_name_problem(name: str) -> str | None:
+    """Why a `name` without a namespace (no local file or folder) cannot be loaded as a Hub dataset, or None.
+
+    `datasets` caches a local folder under its base name (`data/default/...` for any folder named `data`), the same
+    place as a Hub dataset of that bare name. Offline, or when the Hub does not answer, `load_dataset(name)` answers
+    from that cache: an earlier, different local folder of the same name was loaded with only a log line. So a bare
+    name is loaded only when the Hub confirms it is a dataset there."""
+    if "/" in name:  # a namespaced id: its cache (`user___name`) is never a local folder's
+        return None
+    from huggingface_hub import HfApi, constants
+    from huggingface_hub.errors import RepositoryNotFoundError
+
+    why_not_cache = (
+        f"a name without a namespace is not read from `datasets`' cache, which may hold an earlier local folder named "
+        f"{name!r}"
+    )
+    if constants.HF_HUB_OFFLINE:
+        return f"offline (HF_HUB_OFFLINE=1), and {why_not_cache}"
+    try:
+        HfApi().dataset_info(name)
+    except RepositoryNotFoundError:
+        return None  # `load_dataset` names it as not found (or as a model/space repo)
+    except Exception as error:  # the Hub not answering
+        return f"the Hub did not answer ({type(error).__name__}), and {why_not_cache}"
     return None
 
 
