@@ -242,7 +242,7 @@ def test_a_reply_that_ends_other_than_normally_or_refuses_is_cut_and_named(onlin
     ...) marks the reply cut, named in a warning; a refusal (`message.refusal`, no content) is quoted."""
     import logging
 
-    from tpo_hf.curation.backends import GenerationRequest, is_truncated
+    from tpo_hf.curation.backends import GenerationRequest, ended_early, is_truncated
     from tpo_hf.curation.openai_backend import OpenAIBackend
 
     cases = [
@@ -258,7 +258,7 @@ def test_a_reply_that_ends_other_than_normally_or_refuses_is_cut_and_named(onlin
         caplog.clear()
         with caplog.at_level(logging.WARNING):
             (reply,) = backend.generate([GenerationRequest("Describe.")], 8)
-        assert reply == text and is_truncated(reply)
+        assert reply == text and is_truncated(reply) and ended_early(reply) is not None
         assert named in caplog.text and backend.base_url in caplog.text
     # normal ends stay complete answers, and a cut at the budget stays a plain cut (no warning of its own)
     for finish, cut in (("stop", False), ("eos_token", False), (None, False), ("length", True)):
@@ -306,6 +306,44 @@ def test_answers_cut_at_the_token_budget_drop_their_pair_and_are_counted(
     assert report["drop_reasons"] == {"truncated_answer": 4}
     assert report["truncated_replies"] == {"caption": 0, "question": 0, "answer": 8, "judge": 0}
     assert "raise answer_max_new_tokens" in caplog.text
+
+
+def test_answers_that_end_early_are_counted_apart_from_budget_cuts(video_dir, tmp_path, online, fake_endpoint, caplog):
+    """Content-filtered answers (`finish_reason: "content_filter"`) were counted as cut at the token budget: the run's
+    warning and its no-pairs error said to raise `answer_max_new_tokens`, which does not help them, and under
+    `cut_answers=keep` their partial text was paired. They are now counted apart (`ended_early_replies`), drop their
+    pair whatever `cut_answers` says (`answer_ended_early`), and the messages say a larger budget does not help."""
+    import logging
+
+    def reply(request):
+        prompt = json.dumps(request["messages"])
+        if "Describe in detail" in prompt:  # captions come whole
+            return completion("A red square moves right, then a blue circle moves left.")
+        return completion(f"The red square moves to the {len(prompt) % 97}", "content_filter")
+
+    config = CurationConfig(
+        video_dir=str(video_dir),
+        video_model="fake-vlm",
+        video_backend="openai",
+        video_base_url=fake_endpoint(reply),
+        question_backend="template",
+        use_judge=False,
+        max_retries=0,
+        output_dir=str(tmp_path / "out"),
+        num_frames=4,
+        sparse_num_frames=2,
+        mix_ratio="1:1",
+        cut_answers="keep",
+        progress=False,
+    )
+    with caplog.at_level(logging.WARNING), pytest.raises(NoPairsError) as raised:
+        run_curation(config)
+    assert "answer_ended_early" in str(raised.value) and "answer_max_new_tokens does not help" in str(raised.value)
+    report = json.loads((tmp_path / "out" / "curation_report.json").read_text())
+    assert report["drop_reasons"] == {"answer_ended_early": 4}
+    assert report["truncated_replies"]["answer"] == 0 and report["ended_early_replies"]["answer"] == 8
+    assert "8 answer replies ended early, not at their token budget" in caplog.text
+    assert "raise answer_max_new_tokens" not in caplog.text
 
 
 def test_a_local_reply_is_cut_when_it_spends_the_budget_without_its_end_token(video_dir):

@@ -6,7 +6,8 @@ what the model sees differs. Empty or identical answers make no preference and d
 are wanted (`CurationConfig.anchor_ratio`): then identical answers make an anchor candidate for the judge. An answer
 cut at `answer_max_new_tokens` (`Reply.truncated`) drops the candidate too (`truncated_answer`) under
 `CurationConfig.cut_answers="drop"` (by default when its backend `drops_cut_answers`, as endpoints do): a pair must
-not teach answers that stop mid-word. A reasoning model's `<think>` block is removed from its answers (as from
+not teach answers that stop mid-word. An answer that ended early for another reason (a content filter's partial text,
+a refusal: `Reply.ended_early`) drops the candidate whatever `cut_answers` says (`answer_ended_early`). A reasoning model's `<think>` block is removed from its answers (as from
 its judge and question replies, `prompts.final_reply`), and answers that differ only in case, whitespace or final
 punctuation, or only typographically (curly quotes, dashes, full-width forms, zero-width characters), count as
 identical (`same_answer`).
@@ -19,7 +20,7 @@ import re
 import unicodedata
 from collections import Counter
 
-from .backends import GenerationBackend, GenerationRequest, is_truncated
+from .backends import GenerationBackend, GenerationRequest, ended_early, is_truncated
 from .candidate import SIDES, Candidate, DecodedViews
 from .generate import generate
 from .prompts import final_reply
@@ -28,6 +29,7 @@ logger = logging.getLogger(__name__)
 
 # the drop reason of a candidate whose chosen or rejected answer was cut at `answer_max_new_tokens`
 TRUNCATED_ANSWER = "truncated_answer"
+ANSWER_ENDED_EARLY = "answer_ended_early"
 # the stats key counting answers whose reasoning model's `<think>` block was removed before storing them
 ANSWERS_THINKING_REMOVED = "answers_thinking_removed"
 
@@ -99,7 +101,9 @@ def answer(
         candidate.rejected = (
             candidate.chosen if candidate.anchor_origin == "identical_views" else _answer_text(str(rejected), stats)
         )
-        if drops_cut and (is_truncated(chosen) or is_truncated(rejected)):
+        if ended_early(chosen) is not None or ended_early(rejected) is not None:
+            candidate.drop_reason = ANSWER_ENDED_EARLY
+        elif drops_cut and (is_truncated(chosen) or is_truncated(rejected)):
             candidate.drop_reason = TRUNCATED_ANSWER
         elif not candidate.chosen.strip() or not candidate.rejected.strip():
             candidate.drop_reason = "empty_answer"

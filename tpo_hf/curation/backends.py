@@ -46,19 +46,29 @@ class GenerationRequest:
 class Reply(str):
     """A backend's reply text that also says whether generation stopped at the token budget rather than at the
     reply's end (`truncated`: an endpoint's `finish_reason: "length"`, a local model that generated `max_new_tokens`
-    tokens without its end-of-sequence token). A plain `str` reply (a backend that does not tell) is not truncated."""
+    tokens without its end-of-sequence token). A plain `str` reply (a backend that does not tell) is not truncated.
+    A reply that ended for another reason than its budget (a content filter, a refusal, a tool call) is also no
+    complete answer: it is `truncated` too, with that reason in `ended_early` (None for a cut at the budget), since
+    a larger budget does not help it."""
 
     truncated: bool
+    ended_early: str | None
 
-    def __new__(cls, text: str, truncated: bool = False) -> Reply:
+    def __new__(cls, text: str, truncated: bool = False, ended_early: str | None = None) -> Reply:
         reply = super().__new__(cls, text)
-        reply.truncated = truncated
+        reply.truncated = truncated or ended_early is not None
+        reply.ended_early = ended_early
         return reply
 
 
 def is_truncated(reply: str) -> bool:
-    """Whether a backend's reply was cut at the token budget (`Reply.truncated`)."""
+    """Whether a backend's reply is no complete answer: cut at the token budget or ended early (`Reply.truncated`)."""
     return getattr(reply, "truncated", False) is True
+
+
+def ended_early(reply: str) -> str | None:
+    """Why a backend's reply ended before its end other than at the token budget (`Reply.ended_early`), or None."""
+    return getattr(reply, "ended_early", None)
 
 
 class BackendError(RuntimeError):

@@ -3,7 +3,8 @@
 A stage builds one `GenerationRequest` per candidate (or per view), sends them to its backend in one call (the
 backend batches), and gets the replies back in order; the question and judge stages parse each reply. Time spent and
 requests sent are counted per stage (`seconds_<stage>`, `requests_<stage>`) for the run report, and so are replies cut
-at the stage's token budget (`truncated_<stage>`, the backend's `Reply.truncated`). A run none of whose first replies
+at the stage's token budget (`truncated_<stage>`, the backend's `Reply.truncated`) and replies that ended early for
+another reason, a content filter or a refusal (`ended_early_<stage>`, `Reply.ended_early`). A run none of whose first replies
 of a parsing role (the question writer, the judge) parse stops, quoting one (`ReplyWatch`).
 """
 
@@ -15,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .backends import GenerationBackend, GenerationRequest, is_truncated
+from .backends import GenerationBackend, GenerationRequest, ended_early, is_truncated
 from .candidate import Candidate
 from .prompts import final_reply
 
@@ -45,7 +46,9 @@ def generate(
     replies = backend.generate(requests, max_new_tokens=max_new_tokens, seed=seed)
     stats[f"seconds_{stage}"] += time.perf_counter() - started
     stats[f"requests_{stage}"] += len(requests)
-    stats[f"truncated_{stage}"] += sum(map(is_truncated, replies))
+    early = sum(ended_early(reply) is not None for reply in replies)
+    stats[f"truncated_{stage}"] += sum(map(is_truncated, replies)) - early  # cut at the budget
+    stats[f"ended_early_{stage}"] += early
     return replies
 
 

@@ -170,7 +170,7 @@ def completion_reply(response: Any, subject: str = "") -> Reply:
             subject,
             str(refusal)[:200],
         )
-        return Reply("", truncated=True)
+        return Reply("", ended_early="refusal")
     if finish not in NORMAL_FINISH_REASONS and finish not in BUDGET_FINISH_REASONS:
         # an Azure-style content filter stops mid-sentence ("The red square moves to the"), a tool call is no
         # answer: taken as complete, such text would become a chosen or rejected answer
@@ -182,7 +182,9 @@ def completion_reply(response: Any, subject: str = "") -> Reply:
             ", ".join(repr(reason) for reason in NORMAL_FINISH_REASONS if reason),
             text.strip()[:80],
         )
-    return Reply(text.strip(), truncated=finish not in NORMAL_FINISH_REASONS)
+    if finish in BUDGET_FINISH_REASONS:
+        return Reply(text.strip(), truncated=True)
+    return Reply(text.strip(), ended_early=None if finish in NORMAL_FINISH_REASONS else str(finish))
 
 
 def not_json_reply(body: str) -> EndpointReplyError:

@@ -89,6 +89,9 @@ class CurationReport:
     # replies cut at their stage's token budget (`<stage>_max_new_tokens`), by stage: captions, question replies,
     # answers (an endpoint's cut answer drops its pair as `truncated_answer`) and judge replies
     truncated_replies: dict[str, int] = field(default_factory=dict)
+    # replies that ended early for another reason than the budget (a content filter, a refusal, a tool call), by
+    # stage: no complete answers either (an answer drops its pair as `answer_ended_early`), named one by one in warnings
+    ended_early_replies: dict[str, int] = field(default_factory=dict)
     # answers of a reasoning model stored without their `<think>` block (`answer.ANSWERS_THINKING_REMOVED`)
     answers_thinking_removed: int = 0
     # the localized segment settings the run used (`SegmentSpec.to_dict`: segment_fraction None when segment_seconds
@@ -150,6 +153,7 @@ class CurationReport:
             no_pairs_reason="" if final else _no_pairs_reason(config, items, shards, records, stats),
             anchors_before_mix=sum(bool(r.get("anchor")) for r in records),
             truncated_replies={stage: int(stats.get(f"truncated_{stage}", 0)) for stage in TRUNCATION_STAGES},
+            ended_early_replies={stage: int(stats.get(f"ended_early_{stage}", 0)) for stage in TRUNCATION_STAGES},
             answers_thinking_removed=int(stats.get("answers_thinking_removed", 0)),
             segments=SegmentSpec.of(config).to_dict(),
         )
@@ -205,6 +209,11 @@ def _no_pairs_reason(
             f"answers were cut at answer_max_new_tokens={config.answer_max_new_tokens} (the model had not finished): "
             "raise it"
         )
+    if reasons.get("answer_ended_early"):  # answer.ANSWER_ENDED_EARLY
+        parts.append(
+            "answers ended early, not at the token budget (a content filter, a refusal: each named in a warning), so "
+            "they are no complete answers; a larger answer_max_new_tokens does not help"
+        )
     kept = sum(r["kept"] and not r.get("anchor") for r in records)
     if kept:
         parts.append(f"{kept} pair(s) passed the filters but the mix {config.mix_ratio!r} kept none of them")
@@ -257,11 +266,20 @@ def _judge_rates(records: list[dict[str, Any]]) -> JudgeRates:
 
 
 def truncation_warning(report: dict[str, Any]) -> str | None:
-    """The warning for a run some of whose replies were cut at their token budget, naming the settings to raise
-    (`None` when none was cut)."""
+    """The warning for a run some of whose replies were cut at their token budget, naming the settings to raise, or
+    ended early for another reason (a content filter, a refusal), which a larger budget does not help (`None` when
+    neither happened)."""
     cut = {stage: n for stage, n in report.get("truncated_replies", {}).items() if n}
+    early = {stage: n for stage, n in report.get("ended_early_replies", {}).items() if n}
+    early_note = (
+        ", ".join(f"{n} {stage} repl{'y' if n == 1 else 'ies'}" for stage, n in early.items())
+        + " ended early, not at their token budget (a content filter, a refusal, a tool call: each named in a warning "
+        "above), and are no complete answers; a larger budget does not help them."
+        if early
+        else ""
+    )
     if not cut:
-        return None
+        return early_note or None
     counts = ", ".join(f"{n} {stage} repl{'y' if n == 1 else 'ies'}" for stage, n in cut.items())
     settings = ", ".join(f"{stage}_max_new_tokens" for stage in cut)
     if report["drop_reasons"].get("truncated_answer"):
@@ -270,7 +288,9 @@ def truncation_warning(report: dict[str, Any]) -> str | None:
         dropped = " (their pairs keep the cut answers; cut_answers=drop drops them)"
     else:
         dropped = ""
-    return f"{counts} stopped at their token budget, cut short{dropped}: raise {settings}."
+    return f"{counts} stopped at their token budget, cut short{dropped}: raise {settings}." + (
+        f" {early_note}" if early_note else ""
+    )
 
 
 def summary_table(report: dict[str, Any]) -> str:
@@ -327,6 +347,9 @@ def summary_table(report: dict[str, Any]) -> str:
     cut = {stage: n for stage, n in report.get("truncated_replies", {}).items() if n}
     if cut:
         rows.append(("cut at token budget", ", ".join(f"{n} {stage}" for stage, n in cut.items())))
+    early = {stage: n for stage, n in report.get("ended_early_replies", {}).items() if n}
+    if early:
+        rows.append(("ended early (filter, refusal)", ", ".join(f"{n} {stage}" for stage, n in early.items())))
     if report.get("no_pairs_reason"):
         reason = report["no_pairs_reason"]
         rows += [("NO PAIRS" if i == 0 else "", reason[i : i + 60]) for i in range(0, len(reason), 60)]
