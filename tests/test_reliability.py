@@ -3261,6 +3261,10 @@ def test_a_resume_with_another_batch_size_keeps_the_finished_shards_under_the_es
     assert backend.calls > 0 and shards[("red_blue.mp4",)].exists()  # the missing shard only
     assert sorted(resumed.dataset["chosen"]) == sorted(first.dataset["chosen"])
     assert read_shard(shards[("green_yellow.mp4",)])["settings"] != read_shard(shards[("red_blue.mp4",)])["settings"]
+    # the kept shards are named with their batching values in the report and the dataset card
+    assert resumed.report["earlier_batching"] == [{"batch_size": 8, "videos": ["green_yellow.mp4"]}]
+    card = (out / "README.md").read_text()
+    assert "The pairs of 1 video(s) were kept from an earlier run" in card and "(batch_size 8)" in card
 
     # videos_per_shard likewise: the finished one-video shards are kept whole
     backend = CountingFrameBackend()

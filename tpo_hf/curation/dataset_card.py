@@ -50,6 +50,7 @@ def render_dataset_card(
         videos_added=len(report["videos"].get("added", [])),
         videos_removed=len(report["videos"].get("removed", [])),
         videos_changed=len(report["videos"].get("changed", [])),
+        earlier_batching=report.get("earlier_batching", []),
         num_frames=report["frames"]["num_frames"],
         dense_sampling=_dense_sampling(report["frames"]),
         sparse_num_frames=report["frames"]["sparse_num_frames"],

@@ -97,6 +97,9 @@ class CurationReport:
     # the localized segment settings the run used (`SegmentSpec.to_dict`: segment_fraction None when segment_seconds
     # set the length); empty in a report written before they were recorded
     segments: dict[str, float | None] = field(default_factory=dict)
+    # shards kept from before a resume changed `BATCHING_FIELDS` (TPO_HF_RESUME_CHANGED=1): their batching values and
+    # videos, whose pairs were generated in other batches than this run's settings say (`storage.check_manifest`)
+    earlier_batching: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
     def from_run(
@@ -108,9 +111,11 @@ class CurationReport:
         mix_counts: Counter,
         models: dict[str, str | None],
         changes: Any = None,
+        earlier: dict[str, dict[str, Any]] | None = None,
     ) -> CurationReport:
         """The report of a run over `items`, from its shard results, the final records and the mix counts;
-        `changes` (`storage.VideoChanges`): the videos added, removed or changed since the last run."""
+        `changes` (`storage.VideoChanges`): the videos added, removed or changed since the last run; `earlier`: the
+        batching values (`BATCHING_FIELDS`) of the earlier keys whose shards the run kept, by their settings hash."""
         records = [r for shard in shards for r in shard["records"]]
         stats: Counter = Counter()
         for shard in shards:
@@ -156,6 +161,7 @@ class CurationReport:
             ended_early_replies={stage: int(stats.get(f"ended_early_{stage}", 0)) for stage in TRUNCATION_STAGES},
             answers_thinking_removed=int(stats.get("answers_thinking_removed", 0)),
             segments=SegmentSpec.of(config).to_dict(),
+            earlier_batching=_earlier_batching(shards, earlier or {}),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -265,6 +271,15 @@ def _judge_rates(records: list[dict[str, Any]]) -> JudgeRates:
     )
 
 
+def _earlier_batching(shards: list[dict[str, Any]], earlier: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """One entry per earlier batching setting whose shards were kept: its values and the videos of those shards."""
+    videos: dict[str, list[str]] = {}
+    for shard in shards:
+        if shard.get("settings") in earlier:
+            videos.setdefault(shard["settings"], []).extend(sorted(shard.get("inputs") or ()))
+    return [{**earlier[settings], "videos": sorted(ids)} for settings, ids in videos.items()]
+
+
 def truncation_warning(report: dict[str, Any]) -> str | None:
     """The warning for a run some of whose replies were cut at their token budget, naming the settings to raise, or
     ended early for another reason (a content filter, a refusal), which a larger budget does not help (`None` when
@@ -340,6 +355,9 @@ def summary_table(report: dict[str, Any]) -> str:
     rows += [(f"dropped: {k}", str(v)) for k, v in report["drop_reasons"].items()]
     if report["mix"].get("dropped_by_option_balance"):
         rows.append(("dropped: option balance", str(report["mix"]["dropped_by_option_balance"])))
+    for kept in report.get("earlier_batching", []):
+        values = ", ".join(f"{name} {value}" for name, value in kept.items() if name != "videos")
+        rows.append(("kept from earlier batching", f"{len(kept['videos'])} video(s) made with {values}"))
     if report.get("segments_missing_short_video"):
         rows.append(("segments not placed", f"{report['segments_missing_short_video']} (video too short)"))
     if report.get("captions_ignored"):

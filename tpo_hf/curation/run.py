@@ -44,6 +44,7 @@ from .records import build_dataset, place_videos
 from .report import REPORT_NAME, CurationReport, summary_table, truncation_warning
 from .segments import video_seed
 from .storage import (
+    BATCHING_FIELDS,
     MANIFEST_NAME,
     SHARD_FORMAT_VERSION,
     VideoChanges,
@@ -137,9 +138,11 @@ def merge(
     items: list[VideoItem],
     shards: list[dict[str, Any]],
     changes: VideoChanges | None = None,
+    earlier: dict[str, dict[str, Any]] | None = None,
 ) -> CurationResult:
     """Merges the shards, mixes and sizes the pairs, saves the dataset, the card and the report. `changes`: the
-    videos added, removed or changed since the last run (counted in the report and the card)."""
+    videos added, removed or changed since the last run (counted in the report and the card); `earlier`: the
+    batching values of the earlier keys whose shards were kept, by settings hash (named in the report and the card)."""
     from .dataset_card import render_dataset_card
 
     changes = changes or VideoChanges()
@@ -152,7 +155,7 @@ def merge(
     video_paths = place_videos(items, {r["video"] for r in final}, output_dir, config.copy_videos)
     models = role_models(config)
     dataset = build_dataset(final, video_paths, models)
-    report = CurationReport.from_run(config, items, shards, final, mix_counts, models, changes).to_dict()
+    report = CurationReport.from_run(config, items, shards, final, mix_counts, models, changes, earlier).to_dict()
     if not len(dataset):  # the report alone: nothing that loads (or pushes) as an empty dataset
         remove_dataset_files(output_dir)
         atomic_write_json(output_dir / REPORT_NAME, report)
@@ -378,7 +381,12 @@ def _run_curation_locked(config: CurationConfig, backends: Backends | None) -> C
             )
     check_lock_held(config.output_dir)
     with named_write_errors(Path(config.output_dir), work_dir):  # the dataset, its videos, report and card
-        result = merge(config, items, loaded, changes)
+        earlier = {
+            key_hash(old): {name: old.get(name) for name in BATCHING_FIELDS if old.get(name) != key.get(name)}
+            for old in earlier_keys(manifest)
+            if key_hash(old) != settings
+        }
+        result = merge(config, items, loaded, changes, earlier)
     with named_write_errors(work_dir / MANIFEST_NAME, work_dir):
         write_manifest(work_dir, key, inputs, shard_source(config), earlier_keys(manifest))
     print(summary_table(result.report))
