@@ -269,25 +269,26 @@ def test_a_reply_that_ends_other_than_normally_or_refuses_is_cut_and_named(onlin
         assert reply == "Red." and is_truncated(reply) is cut and caplog.text == ""
 
 
-def test_answers_cut_at_the_token_budget_drop_their_pair_and_are_counted(
-    video_dir, tmp_path, online, fake_endpoint, caplog
-):
-    """An endpoint that stops answers at `max_tokens` (`finish_reason: "length"`) gives answers that end mid-word: they
-    make no pair (`truncated_answer`), every cut reply is counted by stage in the report, and the run names the
-    setting to raise."""
-    import logging
+def _whole_captions_and_answers_ending(answer: str, finish_reason: str):
+    """An endpoint's reply function: whole captions, and answers (`answer` formatted with a number that differs per
+    prompt, so chosen and rejected differ) that end with `finish_reason`."""
 
     def reply(request):
         prompt = json.dumps(request["messages"])
-        if "Describe in detail" in prompt:  # captions come whole
+        if "Describe in detail" in prompt:
             return completion("A red square moves right, then a blue circle moves left.")
-        return completion(f"The red square moves to the right and then a blue circ{len(prompt) % 97}", "length")
+        return completion(answer.format(len(prompt) % 97), finish_reason)
 
-    config = CurationConfig(
+    return reply
+
+
+def _answers_from_endpoint(video_dir, tmp_path, base_url: str, **overrides) -> CurationConfig:
+    """A curation whose video model is the endpoint at `base_url`, questions from templates, no judge."""
+    settings = dict(
         video_dir=str(video_dir),
         video_model="fake-vlm",
         video_backend="openai",
-        video_base_url=fake_endpoint(reply),
+        video_base_url=base_url,
         question_backend="template",
         use_judge=False,
         max_retries=0,
@@ -297,6 +298,20 @@ def test_answers_cut_at_the_token_budget_drop_their_pair_and_are_counted(
         mix_ratio="1:1",
         progress=False,
     )
+    return CurationConfig(**(settings | overrides))
+
+
+def test_answers_cut_at_the_token_budget_drop_their_pair_and_are_counted(
+    video_dir, tmp_path, online, fake_endpoint, caplog
+):
+    """An endpoint that stops answers at `max_tokens` (`finish_reason: "length"`) gives answers that end mid-word: they
+    make no pair (`truncated_answer`), every cut reply is counted by stage in the report, and the run names the
+    setting to raise."""
+    import logging
+
+    reply = _whole_captions_and_answers_ending("The red square moves to the right and then a blue circ{}", "length")
+
+    config = _answers_from_endpoint(video_dir, tmp_path, fake_endpoint(reply))
     with (
         caplog.at_level(logging.WARNING),
         pytest.raises(NoPairsError, match="truncated_answer.*answer_max_new_tokens"),
@@ -315,27 +330,9 @@ def test_answers_that_end_early_are_counted_apart_from_budget_cuts(video_dir, tm
     pair whatever `cut_answers` says (`answer_ended_early`), and the messages say a larger budget does not help."""
     import logging
 
-    def reply(request):
-        prompt = json.dumps(request["messages"])
-        if "Describe in detail" in prompt:  # captions come whole
-            return completion("A red square moves right, then a blue circle moves left.")
-        return completion(f"The red square moves to the {len(prompt) % 97}", "content_filter")
+    reply = _whole_captions_and_answers_ending("The red square moves to the {}", "content_filter")
 
-    config = CurationConfig(
-        video_dir=str(video_dir),
-        video_model="fake-vlm",
-        video_backend="openai",
-        video_base_url=fake_endpoint(reply),
-        question_backend="template",
-        use_judge=False,
-        max_retries=0,
-        output_dir=str(tmp_path / "out"),
-        num_frames=4,
-        sparse_num_frames=2,
-        mix_ratio="1:1",
-        cut_answers="keep",
-        progress=False,
-    )
+    config = _answers_from_endpoint(video_dir, tmp_path, fake_endpoint(reply), cut_answers="keep")
     with caplog.at_level(logging.WARNING), pytest.raises(NoPairsError) as raised:
         run_curation(config)
     assert "answer_ended_early" in str(raised.value) and "answer_max_new_tokens does not help" in str(raised.value)
