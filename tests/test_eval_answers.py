@@ -251,11 +251,21 @@ def test_an_eval_inside_the_adapter_folder_reuses_its_answers_and_another_base_i
     assert run(model_dir, inside)[1] == 4 and "Generated again" not in caplog.text  # nothing generated again
     assert results["adapter_base_model"] == str(model_dir) and "adapter_base_mismatch" not in results
 
+    # Probe a/h20: a byte-identical copy of the base (`cp -r`) is the same model: no warning, no mismatch recorded
+    copied_base = tmp_path / "copied_base"
+    shutil.copytree(model_dir, copied_base)
+    results, _ = run(copied_base, tmp_path / "copied")
+    assert "was trained on" not in caplog.text and "adapter_base_mismatch" not in results
+
     other_base = tmp_path / "other_base"  # the same architecture, other weights
-    shutil.copytree(model_dir, other_base)
+    torch.manual_seed(1)
+    AutoModelForImageTextToText.from_config(base.config).save_pretrained(other_base)
+    for name in os.listdir(model_dir):  # the processor and tokenizer files as they are
+        if not os.path.exists(other_base / name):
+            shutil.copy(model_dir / name, other_base / name)
     results, _ = run(other_base, tmp_path / "other")
     assert f"The adapter {adapter} was trained on {model_dir}" in caplog.text
-    assert f"loaded on {other_base}" in caplog.text
+    assert f"loaded on {other_base}: their weight, config or tokenizer files differ" in caplog.text
     mismatch = {"trained_on": str(model_dir), "evaluated_on": str(other_base)}
     assert results["adapter_base_mismatch"] == mismatch
     assert json.loads((tmp_path / "other" / "results.json").read_text())["adapter_base_mismatch"] == mismatch

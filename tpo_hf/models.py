@@ -247,8 +247,17 @@ def adapter_base_model(adapter: str | os.PathLike) -> str:
 
 
 def _same_model(first: str, second: str) -> bool:
+    """Whether two model names or paths are the same model: the same folder, two folders holding the same weight,
+    config and tokenizer files (a `cp -r` copy: `fingerprint.model_identity` keys folders by content), or the same
+    name."""
     if os.path.exists(first) and os.path.exists(second):
-        return os.path.realpath(first) == os.path.realpath(second)
+        if os.path.realpath(first) == os.path.realpath(second):
+            return True
+        if os.path.isdir(first) and os.path.isdir(second):
+            from .fingerprint import model_identity
+
+            return model_identity(first) == model_identity(second)
+        return False
     return first.rstrip("/") == second.rstrip("/")
 
 
@@ -350,12 +359,17 @@ def load_video_model(
         loaded_base = check_adapter_loadable(adapter, model_name_or_path)
         trained_on = adapter_base_mismatch(model_name_or_path, adapter)
         if trained_on is not None:
+            # two local folders are compared by content: then they are known to hold other weights
+            both_here = os.path.isdir(trained_on) and os.path.isdir(str(model_name_or_path))
             logger.warning(
                 "The adapter %s was trained on %s (base_model_name_or_path of its adapter_config.json) but is loaded "
-                "on %s: unless these are the same weights, what it gives is not what it was trained to give.",
+                "on %s: %s, what it gives is not what it was trained to give.",
                 adapter,
                 trained_on,
                 model_name_or_path,
+                "their weight, config or tokenizer files differ, so"
+                if both_here
+                else "unless these are the same weights",
             )
     if not model_name_or_path:
         if adapter is None:
