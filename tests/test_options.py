@@ -249,6 +249,13 @@ def test_an_empty_recipe_env_entry_leaves_the_variable_as_it_was(tmp_path, monke
         ),
         ("train", "save_strategy", "no", r"`save_strategy: False` is not one of .*: no, steps, .* quote it"),
         ("eval", "vniah_lengths", "[8, 16.5]", r"`vniah_lengths: \[8, 16.5\]`: vniah_lengths takes a whole number"),
+        # probe b/h4: a number for a list field (a TypeError in EvalConfig)
+        (
+            "eval",
+            "vniah_lengths",
+            "8",
+            r"`vniah_lengths: 8`: vniah_lengths takes a list: write `vniah_lengths: \[8\]`",
+        ),
     ],
 )
 def test_recipe_values_are_checked_as_flags_are(tmp_path, monkeypatch, command, key, value, message):
@@ -282,3 +289,41 @@ def test_max_frames_below_num_frames_is_refused_in_training():
         TPOConfig("out", use_cpu=True, num_frames=8, max_frames=4)
     assert TPOConfig("out", use_cpu=True, num_frames=4, max_frames=8).max_frames == 8
     assert TPOConfig("out", use_cpu=True, num_frames=None, video_fps=1.0, max_frames=4).max_frames == 4
+
+
+def test_a_test_split_without_evaluation_is_named(tmp_path, caplog):
+    """Probe b/h46: `dataset_test_split: train[6:]` with `eval_strategy` left at its default `no` was never loaded
+    nor evaluated, with no word: the user believed the run held rows out and evaluated on them. Now warned."""
+    import json
+    import logging
+
+    from conftest import preference_rows
+
+    from tpo_hf.commands.train import cli_main
+
+    data = tmp_path / "pairs.jsonl"
+    data.write_text("".join(json.dumps(row) + "\n" for row in preference_rows()))
+    args = ["--dataset_name", str(data), "--model_name_or_path", str(tmp_path / "no-model"), "--use_cpu", "true"]
+    for split, warned in (("train[2:]", True), ("test", False)):
+        caplog.clear()
+        # stops at the model, which is not there: one line, no traceback
+        with caplog.at_level(logging.WARNING), pytest.raises(SystemExit, match="no-model is neither a local folder"):
+            cli_main([*args, "--output_dir", str(tmp_path / f"run-{warned}"), "--dataset_test_split", split])
+        named = "dataset_test_split is 'train[2:]' but eval_strategy is 'no': the split is not loaded"
+        assert (named in caplog.text) is warned
+
+
+def test_one_string_of_lora_targets_is_named_as_a_regex():
+    """Probe b/h11: `lora_target_modules: q_proj` (one string where the recipes write a list) was refused with
+    "q_proj match no module ...: name some of those", listing q_proj. PEFT reads one string as a regular expression
+    over whole module names; the message now says so and how to write the list."""
+    from tpo_hf.families import get_family
+    from tpo_hf.model_setup import check_lora_targets
+    from tpo_hf.tiny import build_tiny_model
+
+    model, _ = build_tiny_model("qwen2_5_vl")
+    message = (
+        r"lora_target_modules q_proj match no module of the model \(one string is a regular expression .*\[q_proj\]"
+    )
+    with pytest.raises(ValueError, match=message):
+        check_lora_targets(LoraConfig(r=4, target_modules="q_proj"), model, get_family(model))

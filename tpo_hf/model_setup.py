@@ -88,10 +88,18 @@ def check_lora_targets(peft_config: Any, model: Any, family: VideoFamily) -> Non
             for name, module in modules.items()
             if isinstance(module, torch.nn.Linear) and re.fullmatch(family.lora_target_modules, name)
         )
+        # PEFT reads one string as a regular expression over whole module names (`model.layers.0.self_attn.q_proj`),
+        # a list as module-name endings: `lora_target_modules: q_proj` in a recipe matches nothing
+        as_regex = (
+            f" (one string is a regular expression over whole module names, such as "
+            f"model.layers.0.self_attn.{targets}: write a list, [{targets}], to match names ending in it)"
+            if isinstance(targets, str)
+            else ""
+        )
         raise ValueError(
             f"lora_target_modules {targets if isinstance(targets, str) else sorted(targets)} match no module of the "
-            f"model; its language model's linear layers are {', '.join(list(linears)[:10])}: name some of those, "
-            "or leave lora_target_modules unset to adapt all of them."
+            f"model{as_regex}; its language model's linear layers are {', '.join(list(linears)[:10])}: name some of "
+            "those, or leave lora_target_modules unset to adapt all of them."
         )
     if not isinstance(targets, str):
         # PEFT adapts the names that match and says nothing of the others (a typo among several)

@@ -166,6 +166,34 @@ def other_repo_kind(repo_id: str, kinds: tuple[str, ...] = ("dataset", "space"))
     return None
 
 
+def check_model_loadable(name: str, setting: str = "model_name_or_path") -> None:
+    """Refuses a model that is neither a local folder nor a Hub repo whose config loads, naming `setting`, before
+    anything is loaded (transformers' OSError about repo ids came with a traceback, after the data was read).
+
+    Raises:
+        ValueError: not a folder and not a valid repo id, a gated repo, not cached while offline, or not loadable
+            from the Hub (its error in one line).
+    """
+    problem = _unloadable(str(name), "config.json")
+    if problem is None:
+        return
+    if problem == NOT_A_REPO_ID:
+        raise ValueError(
+            f"{setting} {name} is neither a local folder (no such folder) nor a Hub repo id: check the path."
+        )
+    if problem == HUB_GATED:
+        raise ValueError(f"{setting} {name} {gated_repo_access(name)}.")
+    if problem == HUB_OFFLINE:
+        raise ValueError(
+            f"{setting} {name} is not a local folder and is not in the Hub cache (offline, HF_HUB_OFFLINE=1): check "
+            f"the folder's path for a typo, or download it while online (`hf download {name}`)."
+        )
+    raise ValueError(
+        f"{setting} {name} is not a local folder and could not be loaded from the Hub ({problem}): check the path or "
+        "the repo id for a typo, and that the Hub is reachable."
+    )
+
+
 def _unloadable(path: str, filename: str) -> str | None:
     """Why `path` is neither a local folder nor a Hub repo whose `filename` loads: `NOT_A_REPO_ID`, or what
     `hub_file_problem` says; None when it loads."""

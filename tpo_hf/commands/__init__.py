@@ -388,6 +388,11 @@ def check_recipe_values(parser: Any, recipe: tuple[str, dict[str, Any]] | None, 
                     )
                 problems.append(f"`{key}: null` leaves {key} without a value: {fix}")
             continue
+        if typing.get_origin(base) is list and not isinstance(value, (list, str)):
+            # a number for a list field failed deep inside (`vniah_lengths: 8`); a string is one item to TRL's and
+            # tpo-hf's configs (PEFT reads `lora_target_modules` as a regex: `model_setup` says so)
+            problems.append(f"`{key}: {value}`: {key} takes a list: write `{key}: [{value}]`")
+            continue
         items = value if isinstance(value, list) else [value]
         integer = base is int or (typing.get_origin(base) is list and typing.get_args(base) == (int,))
         if integer and any(isinstance(item, (float, bool)) for item in items):

@@ -162,6 +162,7 @@ def main(script_args: TPOScriptArguments, training_args: TPOConfig, model_args: 
     """Loads data, model and processor, trains, and saves the adapter (or model) and processor to `output_dir`,
     holding `output_dir` and marking a local dataset folder as read (`tpo_hf.locks`) from the start to the end of the
     push."""
+    from ..models import check_model_loadable
     from ..trainer import TPOTrainer
 
     if not script_args.dataset_name:
@@ -169,6 +170,15 @@ def main(script_args: TPOScriptArguments, training_args: TPOConfig, model_args: 
     if not model_args.model_name_or_path:
         raise ValueError("Set `model_name_or_path` (a Hub model id or a local model folder).")
     check_peft_arguments(training_args, model_args)
+    test_split_default = next(f.default for f in dataclasses.fields(script_args) if f.name == "dataset_test_split")
+    if training_args.eval_strategy == "no" and script_args.dataset_test_split != test_split_default:
+        # a held-out split set for evaluation, which `eval_strategy: no` (the default) never runs
+        logger.warning(
+            "dataset_test_split is %r but eval_strategy is 'no': the split is not loaded and nothing is evaluated. "
+            "Set eval_strategy (e.g. steps, with eval_steps) to evaluate on it.",
+            script_args.dataset_test_split,
+        )
+    check_model_loadable(model_args.model_name_or_path)  # before the data is read and the output_dir locked
     if training_args.video_root is None:
         training_args.video_root = default_video_root(script_args.dataset_name)
     # before the lock file or anything else is written there: not a dataset's or a full model's (the base's) folder
