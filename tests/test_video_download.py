@@ -248,6 +248,181 @@ def test_a_video_replaced_on_its_server_is_downloaded_again_and_keyed_anew(tmp_p
         assert (frames_of(url) == frames_of(blue)).all() and state["requests"] == []
 
 
+@contextlib.contextmanager
+def serve_without_head(versions: dict[str, bytes], honour_range: bool = True, validators: str = "etag"):
+    """A loopback server of one replaceable video (`state["name"]` picks the body from `versions`) that refuses HEAD
+    (405). `validators`: "etag" sends an ETag and the length, "length" the length only, "none" neither (the body
+    ends with the connection; Content-Range `bytes 0-0/*`). A `Range: bytes=0-0` is answered 206 with Content-Range
+    where `honour_range`, else ignored (200, whole body). Yields (url, state); `state["requests"]` lists "HEAD",
+    "GET" and "GET 0-0"."""
+    state = {"name": next(iter(versions)), "requests": []}
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def handle_one_request(self):
+            with contextlib.suppress(ConnectionError):  # a ranged GET closed without reading the whole body
+                super().handle_one_request()
+
+        def do_HEAD(self):
+            state["requests"].append("HEAD")
+            self.send_response(405)
+            self.send_header("Allow", "GET")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def do_GET(self):
+            asked = self.headers.get("Range")
+            state["requests"].append(f"GET {asked.split('=')[1]}" if asked else "GET")
+            body = versions[state["name"]]
+            ranged = asked == "bytes=0-0" and honour_range
+            self.send_response(206 if ranged else 200)
+            self.send_header("Content-Type", "video/mp4")
+            if validators == "etag":
+                self.send_header("ETag", f'"{state["name"]}"')
+            if validators != "none":
+                self.send_header("Content-Length", "1" if ranged else str(len(body)))
+            if ranged:
+                self.send_header("Content-Range", f"bytes 0-0/{'*' if validators == 'none' else len(body)}")
+            self.end_headers()
+            self.wfile.write(body[:1] if ranged else body)
+            self.close_connection = True
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}/clips/clip.mp4", state
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _two_clips(folder: Path) -> tuple[Path, Path]:
+    """Two videos of different content and length (the second a second longer)."""
+    red, blue = folder / "red.mp4", folder / "blue.mp4"
+    write_synthetic_video(red, [Scene(2, "red", "square", "right")], fps=8)
+    write_synthetic_video(blue, [Scene(3, "blue", "circle", "left")], fps=8)
+    assert red.stat().st_size != blue.stat().st_size
+    return red, blue
+
+
+@pytest.mark.parametrize(
+    ("honour_range", "validators"), [(True, "etag"), (False, "etag"), (True, "length")], ids=["206", "200", "length"]
+)
+def test_a_video_replaced_on_a_server_refusing_head_is_asked_with_a_ranged_get(
+    tmp_path, url_cache, monkeypatch, caplog, honour_range, validators
+):
+    """Probe a/h1: a server that refuses HEAD (405) but sends an ETag on GET: the video replaced there was served
+    from the first cached download, and the curation shards made from it were reused, with only an info note. The
+    version is now asked with a GET of one byte (`Range: bytes=0-0`; ETag, Last-Modified, or the length from
+    Content-Range), closed without reading a body the server sends whole."""
+    import logging
+
+    from tpo_hf import video as video_module
+    from tpo_hf.video import video_file_identity
+
+    red, blue = _two_clips(tmp_path)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+
+    def new_run():  # what one process remembers of the server's versions
+        monkeypatch.setattr(video_module, "_SERVER_VERSIONS", {})
+        monkeypatch.setattr(video_module, "_UNCHECKED", {}, raising=False)
+
+    def frames_of(video):
+        return load_video(str(video), num_frames=2)[0]
+
+    def version(clip):
+        return f'etag "{clip.stem}"' if validators == "etag" else f"length {clip.stat().st_size}"
+
+    with serve_without_head({"red": red.read_bytes(), "blue": blue.read_bytes()}, honour_range, validators) as (
+        url,
+        state,
+    ):
+        new_run()
+        assert video_file_identity(url) == f"{url}@{version(red)}"
+        assert (frames_of(url) == frames_of(red)).all()
+        new_run()
+        state["requests"].clear()
+        with caplog.at_level(logging.WARNING, logger="tpo_hf.video"):
+            assert video_file_identity(url) == f"{url}@{version(red)}"
+            frames_of(url)
+        assert state["requests"] == ["HEAD", "GET 0-0"] and caplog.text == ""  # unchanged: asked, not downloaded
+
+        state["name"] = "blue"  # the file replaced on the server
+        new_run()
+        with caplog.at_level(logging.WARNING, logger="tpo_hf.video"):
+            assert video_file_identity(url) == f"{url}@{version(blue)}"  # another video to every cache keyed by it
+            assert (frames_of(url) == frames_of(blue)).all()  # the new file, not the cached one
+        assert f"Video {url} changed on its server" in caplog.text and f"now {version(blue)})" in caplog.text
+
+        monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # offline: the cached copy, unasked and without a warning
+        new_run()
+        state["requests"].clear()
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="tpo_hf.video"):
+            assert video_file_identity(url) == f"{url}@{version(blue)}"
+            assert (frames_of(url) == frames_of(blue)).all()
+        assert state["requests"] == [] and caplog.text == ""
+
+
+def test_a_cached_video_whose_version_cannot_be_asked_online_is_used_with_one_warning(
+    tmp_path, url_cache, monkeypatch, caplog
+):
+    """Probe a/h1: online, a server that names no version (no ETag, Last-Modified or length, to HEAD or a ranged
+    GET), or that cannot be reached, left the cached copy in use with an info note only. It is now one warning per
+    URL and run naming the URL, the cached file and how to download it afresh; none for a copy downloaded in the
+    run, none offline."""
+    import logging
+
+    from tpo_hf import video as video_module
+    from tpo_hf.video import video_file_identity
+
+    red, blue = _two_clips(tmp_path)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+
+    def new_run():
+        monkeypatch.setattr(video_module, "_SERVER_VERSIONS", {})
+        monkeypatch.setattr(video_module, "_UNCHECKED", {}, raising=False)
+        caplog.clear()
+
+    def unchecked_warnings():
+        return [r.getMessage() for r in caplog.records if "used without knowing" in r.getMessage()]
+
+    def run_twice(url):
+        with caplog.at_level(logging.WARNING, logger="tpo_hf.video"):
+            for _ in range(2):
+                video_file_identity(url)
+                load_video(url, num_frames=2)
+
+    with serve_without_head({"red": red.read_bytes(), "blue": blue.read_bytes()}, validators="none") as (url, state):
+        new_run()
+        run_twice(url)  # downloaded in this run: nothing to doubt
+        assert unchecked_warnings() == []
+        cached = next(p for p in url_cache.iterdir() if p.suffix == ".mp4")
+
+        state["name"] = "blue"
+        new_run()
+        run_twice(url)
+        [warning] = unchecked_warnings()
+        assert f"Video {url}: no version of it could be had from its server (HEAD refused: HTTP Error 405" in warning
+        assert f"the copy cached at {cached} is used" in warning and f"delete {cached}" in warning
+        assert "TPO_HF_VIDEO_CACHE" in warning
+
+        monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+        new_run()
+        run_twice(url)
+        assert unchecked_warnings() == []
+        monkeypatch.delenv("HF_HUB_OFFLINE")
+
+    new_run()  # online, the server gone
+    run_twice(url)
+    [warning] = unchecked_warnings()
+    assert f"Video {url}: no version of it could be had from its server (unreachable:" in warning
+    assert f"delete {cached}" in warning
+
+
 def test_a_video_url_with_an_upper_case_scheme_is_downloaded(video_dir, url_cache):
     """Probe b/g34: a row's `HTTP://host/clip.mp4` (the same scheme, RFC 3986; some exporters write it so) was taken
     for a relative local path: "Video file not found: <video_root>/HTTP://..."."""

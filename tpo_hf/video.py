@@ -32,6 +32,8 @@ import logging
 import math
 import os
 import re
+import socket
+import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
@@ -578,31 +580,83 @@ def _validator_path(target: Path) -> Path:
 
 # url -> the version its server reports (`url_version`), asked once per process
 _SERVER_VERSIONS: dict[str, str | None] = {}
+# url -> why its server named no version when asked online, until the warning that its cached copy is used unchecked
+# is given (once per process) or the video is downloaded (then the copy is the server's current one)
+_UNCHECKED: dict[str, str] = {}
 
 
-def _version_of(headers: Any) -> str | None:
-    """What identifies one version of a file on a web server: its ETag, else Last-Modified, else its length."""
-    for name, label in (("ETag", "etag"), ("Last-Modified", "last-modified"), ("Content-Length", "length")):
+def _offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in ("1", "ON", "YES", "TRUE")
+
+
+def _version_of(headers: Any, ranged: bool = False) -> str | None:
+    """What identifies one version of a file on a web server: its ETag, else Last-Modified, else its length. For the
+    answer to a ranged GET (206), the length is the file's, after the slash of Content-Range, not the range's."""
+    for name, label in (("ETag", "etag"), ("Last-Modified", "last-modified")):
         value = (headers.get(name) or "").strip()
         if value:
             return f"{label} {value}"
-    return None
+    length = (headers.get("Content-Length") or "").strip()
+    if ranged:
+        length = (headers.get("Content-Range") or "").rpartition("/")[2].strip()
+    return f"length {length}" if length and length != "*" else None
+
+
+def _ask_version(url: str) -> tuple[str | None, str]:
+    """(the version of `url` its server reports, why there is none): a HEAD request, else a GET of its first byte
+    (`Range: bytes=0-0`, closed without reading a body the server sends whole) for servers that refuse HEAD (405,
+    403 for URLs signed for GET, 501) or answer it without ETag, Last-Modified or length."""
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=30) as response:
+            version = _version_of(response.headers)
+        if version:
+            return version, ""
+        head = "HEAD named no ETag, Last-Modified or length"
+    except urllib.error.HTTPError as error:
+        error.close()
+        head = f"HEAD refused: {error}"
+    except (OSError, http.client.HTTPException, ValueError) as error:
+        reason = getattr(error, "reason", error)
+        if isinstance(reason, (ConnectionRefusedError, TimeoutError, socket.gaierror)):  # no server to ask a GET
+            return None, f"unreachable: {error}"
+        head = f"HEAD failed: {error}"
+    try:
+        request = urllib.request.Request(url, headers={"Range": "bytes=0-0"})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            version = _version_of(response.headers, ranged=response.status == 206)
+        return version, "" if version else f"{head}; a ranged GET named none either"
+    except (OSError, http.client.HTTPException, ValueError) as error:
+        return None, f"{head}; a ranged GET failed: {error}"
 
 
 def _server_version(url: str) -> str | None:
-    """The version of `url` its server reports now (a HEAD request, once per process), or None: offline
+    """The version of `url` its server reports now (`_ask_version`, once per process), or None: offline
     (`HF_HUB_OFFLINE`), unreachable, or the server names none."""
     if url in _SERVER_VERSIONS:
         return _SERVER_VERSIONS[url]
     version = None
-    if os.environ.get("HF_HUB_OFFLINE", "").strip().upper() not in ("1", "ON", "YES", "TRUE"):
-        try:
-            with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=30) as response:
-                version = _version_of(response.headers)
-        except (OSError, http.client.HTTPException, ValueError) as error:
-            logger.info("Could not ask %s for its version (%s): its cached download is used as it is.", url, error)
+    if not _offline():
+        version, why = _ask_version(url)
+        if version is None:
+            _UNCHECKED[url] = why
     _SERVER_VERSIONS[url] = version
     return version
+
+
+def _warn_unchecked(url: str, target: Path) -> None:
+    """Warns, once per process, that the cached copy of `url` is used though its server named no version online."""
+    why = _UNCHECKED.pop(url, None)
+    if why is None:
+        return
+    logger.warning(
+        "Video %s: no version of it could be had from its server (%s), so the copy cached at %s is used without "
+        "knowing whether the server now serves another video under that URL. To download it afresh (once the server "
+        "answers), delete %s (or set TPO_HF_VIDEO_CACHE to another folder) and rerun.",
+        url,
+        why,
+        target,
+        target,
+    )
 
 
 def _cached_version(target: Path) -> str | None:
@@ -613,15 +667,20 @@ def _cached_version(target: Path) -> str | None:
 
 
 def url_version(url: str) -> str | None:
-    """The version of video `url` the run uses: what its server reports now (ETag, Last-Modified or length), else
-    what it reported when the cached copy was downloaded (downloading it first where there is none, so the answer
-    is the same before and after the first download); None when neither is known. Part of the video's identity in
-    cache keys (`fingerprint.video_file_identity`), so a video replaced on its server is curated and answered again."""
-    version = _server_version(url) or _cached_version(_cache_target(url))
-    if version is None and not _cache_target(url).exists():
+    """The version of video `url` the run uses: what its server reports now (ETag, Last-Modified or length, asked
+    with HEAD or a ranged GET), else what it reported when the cached copy was downloaded (downloading it first where
+    there is none, so the answer is the same before and after the first download; online, a warning says the cached
+    copy is used unchecked); None when neither is known. Part of the video's identity in cache keys
+    (`fingerprint.video_file_identity`), so a video replaced on its server is curated and answered again."""
+    target = _cache_target(url)
+    version = _server_version(url)
+    if version is None and target.exists():
+        _warn_unchecked(url, target)
+    version = version or _cached_version(target)
+    if version is None and not target.exists():
         with contextlib.suppress(VideoLoadError):  # the load that needs the video says what is wrong
             _cached_download(url)
-        version = _cached_version(_cache_target(url))
+        version = _cached_version(target)
     return version
 
 
@@ -645,13 +704,16 @@ def video_file_identity(path: str | os.PathLike) -> str:
 def _cached_download(url: str) -> Path:
     """The copy of video `url` in the cache folder, downloaded on first use, and again when its server reports
     another version (ETag, Last-Modified or length) than the one cached: a video replaced on its server is fetched
-    anew, with a warning, not served from the old copy. Offline or with the server unreachable, the cached copy is
-    used. Each download writes a file of its own and moves it into place whole, so processes fetching one URL at once
-    (DDP ranks) each end with the complete video."""
+    anew, with a warning, not served from the old copy. Offline the cached copy is used; online with the server
+    unreachable or naming no version too, with a warning (`_warn_unchecked`). Each download writes a file of its own
+    and moves it into place whole, so processes fetching one URL at once (DDP ranks) each end with the complete
+    video."""
     cache_dir = video_cache_dir()
     target = _cache_target(url)
     if target.exists():
         now, then = _server_version(url), _cached_version(target)
+        if now is None:
+            _warn_unchecked(url, target)
         if now is None or now == then:
             return target
         if then is None:  # downloaded by a tpo-hf that kept no version: its length is all there is to compare
@@ -684,9 +746,10 @@ def _cached_download(url: str) -> Path:
             out.close()  # flushes the last bytes; a network filesystem reports a failed write only here
         except OSError as error:
             raise VideoLoadError(_video_cache_problem(url, cache_dir, error)) from error
-        # recorded as the HEAD request reports it, where it does, since that is what later runs compare (servers
-        # do not always send the same headers to HEAD and GET)
+        # recorded as the HEAD (or ranged GET) request reports it, where it does, since that is what later runs
+        # compare (servers do not always send the same headers to HEAD and GET)
         version = _server_version(url) or fetched
+        _UNCHECKED.pop(url, None)  # the copy is the one the server serves now
         # else another process finished the same download first: its file is the same video, unless the server's
         # version changed, which replaces it
         if not target.exists() or _cached_version(target) != version:
