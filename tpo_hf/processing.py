@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,40 @@ from .video_settings import DEFAULT_NUM_FRAMES, VideoSettings
 
 VIDEO_CONFIG_NAME = "tpo_video_config.json"
 LAYOUT_PROBE_PROMPT = "Which?"
+# the saved files that shape the prompt text: their sha256 is recorded beside the layout, so a layout that no longer
+# matches is told apart as edited files (named) or another transformers release
+PROMPT_FILES = (
+    "chat_template.jinja",
+    "chat_template.json",
+    "tokenizer_config.json",
+    "tokenizer.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "processor_config.json",
+    "preprocessor_config.json",
+    "video_preprocessor_config.json",
+)
+
+
+def prompt_file_hashes(folder: str | os.PathLike) -> dict[str, str]:
+    """sha256 of each of `PROMPT_FILES` in `folder` (those it has)."""
+    import hashlib
+
+    hashes = {}
+    for name in PROMPT_FILES:
+        path = Path(folder, name)
+        if path.is_file():
+            hashes[name] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return hashes
+
+
+def edited_prompt_files(folder: str | os.PathLike, recorded: Any) -> list[str]:
+    """The `PROMPT_FILES` of a local `folder` whose content differs from the `recorded` hashes (changed, added or
+    removed since the save); empty when they match, when nothing was recorded, or for a Hub repo."""
+    if not isinstance(recorded, dict) or not Path(folder).is_dir():
+        return []
+    current = prompt_file_hashes(folder)
+    return sorted(name for name in set(current) | set(recorded) if current.get(name) != recorded.get(name))
 
 
 def layout_probe_video() -> tuple[Any, dict[str, Any]]:
@@ -187,6 +222,7 @@ class VideoPreferenceProcessor:
                 saved["family"] = get_family(AutoConfig.from_pretrained(pretrained_model_name_or_path, **kwargs)).name
         recorded_layout = saved.pop("video_prompt_layout", None)
         recorded_with = saved.pop("transformers_version", None)
+        edited = edited_prompt_files(pretrained_model_name_or_path, saved.pop("prompt_files", None))
         merged = {**saved, **settings}
         if merged.get("num_frames") is not None and "video_fps" not in settings:
             # a frame count takes the place of a saved rate; a saved rate beside a saved count (tpo-hf before it
@@ -194,7 +230,9 @@ class VideoPreferenceProcessor:
             merged.pop("video_fps", None)
         loaded = cls(processor, **merged)
         if recorded_layout is not None and check_layout:
-            loaded.use_video_prompt_layout(recorded_layout, recorded_with, source=str(pretrained_model_name_or_path))
+            loaded.use_video_prompt_layout(
+                recorded_layout, recorded_with, source=str(pretrained_model_name_or_path), edited_files=edited
+            )
         elif recorded_layout is None and loaded.family.video_placeholders is not None and saved:
             logger.warning(
                 "%s holds %s video settings saved without a video prompt layout (tpo-hf before it recorded one), so "
@@ -227,6 +265,7 @@ class VideoPreferenceProcessor:
             **self.video_settings(),
             "video_prompt_layout": self.video_prompt_layout(),
             "transformers_version": transformers.__version__,
+            "prompt_files": prompt_file_hashes(save_directory),
         }
         Path(save_directory, VIDEO_CONFIG_NAME).write_text(json.dumps(record, indent=2) + "\n")
 
@@ -247,10 +286,17 @@ class VideoPreferenceProcessor:
             self._video_prompt_layouts[self.video_placeholder_index] = cached
         return cached
 
-    def use_video_prompt_layout(self, recorded: str, recorded_with: str | None = None, source: str = "") -> None:
+    def use_video_prompt_layout(
+        self,
+        recorded: str,
+        recorded_with: str | None = None,
+        source: str = "",
+        edited_files: Sequence[str] = (),
+    ) -> None:
         """Makes this processor write the `recorded` layout (a saved model's) with the installed transformers: the
         family's placeholder texts are tried in turn (`VideoFamily.video_placeholders`), and the first that gives it
-        is kept. Raises `VideoPromptLayoutError` when none does."""
+        is kept. Raises `VideoPromptLayoutError` when none does, naming the cause: `edited_files` (the saved
+        processor files changed since, `edited_prompt_files`), else another transformers release."""
         import transformers
 
         _, placeholders = (
@@ -272,13 +318,19 @@ class VideoPreferenceProcessor:
         installed = self.video_prompt_layout()
         start = len(os.path.commonprefix([recorded, installed]))
         context = slice(max(0, start - 40), start + 80)
-        if recorded_with == transformers.__version__:
-            # same release: what changed are the processor files themselves (an edited chat template, say)
+        if edited_files or recorded_with == transformers.__version__:
+            # the processor files themselves changed (an edited chat template, say): named when their hashes were
+            # recorded, inferred when the release is the same
+            files = ", ".join(edited_files) or "chat_template.jinja, tokenizer or processor configs"
+            release = (
+                f"with the same transformers release ({recorded_with})"
+                if recorded_with == transformers.__version__
+                else f"(transformers {recorded_with or 'unknown'} then, {transformers.__version__} now)"
+            )
             raise VideoPromptLayoutError(
                 f"{source or 'This model'}: the {self.family.name} video prompt its processor files write now differs "
-                f"from the one recorded when it was saved, with the same transformers release ({recorded_with}): the "
-                f"saved processor files{f' in {source}' if source else ''} (chat_template.jinja, tokenizer or "
-                f"processor configs) were changed since. Saved: ...{recorded[context]!r}; now: "
+                f"from the one recorded when it was saved {release}: the saved processor files"
+                f"{f' in {source}' if source else ''} ({files}) were changed since. Saved: ...{recorded[context]!r}; now: "
                 f"...{installed[context]!r}. The model learned to read its frames in the recorded layout, so its "
                 "answers would change. Restore the original files, or, to use the edited ones on purpose, load it "
                 "with check_video_prompt_layout=False (Python: VideoPreferenceProcessor.from_pretrained(..., "
@@ -289,8 +341,9 @@ class VideoPreferenceProcessor:
             f"processor writes (transformers {recorded_with or 'unknown'} then, {transformers.__version__} now). "
             f"Saved: ...{recorded[context]!r}; now: ...{installed[context]!r}. The model learned to read its frames "
             "in the saved layout, so its answers would change, and tpo-hf cannot write that layout with this release. "
-            "Install the transformers release it was saved with, or pass check_video_prompt_layout=False to load it "
-            "anyway (docs/supported_versions.md)."
+            "Install the transformers release it was saved with, or, from Python, load it anyway with "
+            "VideoPreferenceProcessor.from_pretrained(..., check_video_prompt_layout=False) "
+            "(docs/supported_versions.md)."
         )
 
     @property
