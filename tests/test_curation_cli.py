@@ -4,7 +4,9 @@ run; every variant must give exactly the dataset of one uninterrupted single-pro
 from __future__ import annotations
 
 import json
+import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -269,3 +271,133 @@ def test_segment_fraction_beside_segment_seconds_is_refused_and_the_run_records_
     }
     card = (tmp_path / "out" / "README.md").read_text()
     assert "a question about one segment (2 s long, 5% of the duration kept free at each end)" in card
+
+
+def _frames_config(tmp_path: Path, **settings):
+    """A fast in-process curation (the `frames` backend) into `tmp_path/out`."""
+    base = {
+        "video_model": "frames",
+        "output_dir": str(tmp_path / "out"),
+        "question_backend": "template",
+        "use_judge": False,
+        "num_frames": 8,
+        "sparse_num_frames": 4,
+        "localized_per_video": 1,
+        "comprehensive_per_video": 1,
+        "progress": False,
+    }
+    return _parse_curation_yaml(tmp_path, **{**base, **settings})
+
+
+def test_a_caption_edited_in_the_data_file_is_named_as_such_not_as_a_changed_video(video_dir, tmp_path, caplog):
+    """Probe a/h15: curating from a data file with `caption_column`, one caption corrected, the same command again:
+    the right shard was redone, but the log said the video file had changed ("changed in place", "its video file(s)
+    changed since"). The shard key tells a file's identity from its annotations' hash: the messages do too."""
+    data, videos = tmp_path / "data.jsonl", tmp_path / "videos"
+    videos.mkdir()
+    for name in ("red_blue.mp4", "green_yellow.mp4"):
+        shutil.copy(video_dir / name, videos / name)
+
+    def write_data(first_caption):
+        rows = [
+            {"video": "red_blue.mp4", "caption": first_caption},
+            {"video": "green_yellow.mp4", "caption": "Green."},
+        ]
+        data.write_text("".join(json.dumps(row) + "\n" for row in rows))
+
+    write_data("A green triangle, then a yellow star.")
+    config = _frames_config(tmp_path, dataset_name=str(data), video_root=str(videos), caption_column="caption")
+    run_curation(config, Backends(_FramesBackend(), None, None))
+    write_data("A red circle, then a blue square.")
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="tpo_hf.curation"):
+        result = run_curation(config, Backends(_FramesBackend(), None, None))
+    messages = [record.getMessage() for record in caplog.records]
+    assert (
+        f"1 video(s) whose annotations (caption/questions in {data}) changed since the last run (curated now): "
+        "red_blue.mp4." in messages
+    ), messages
+    assert (
+        f"Recomputing the shard of red_blue.mp4: its annotations (caption/questions in {data}) changed since: "
+        "red_blue.mp4." in messages
+    ), messages
+    assert not any("video file" in m or "changed in place" in m for m in messages), messages
+    assert "A red circle, then a blue square." in set(result.dataset["caption"])
+
+    # the video file itself written again (another modification time), its caption as it was: named as the file
+    os.utime(videos / "red_blue.mp4", ns=(1, 1))
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="tpo_hf.curation"):
+        run_curation(config, Backends(_FramesBackend(), None, None))
+    messages = [record.getMessage() for record in caplog.records]
+    assert "1 video(s) changed in place since the last run (curated now): red_blue.mp4." in messages, messages
+    assert "Recomputing the shard of red_blue.mp4: its video file(s) changed since: red_blue.mp4." in messages, (
+        messages
+    )
+    assert not any("annotations" in m for m in messages), messages
+
+
+def test_a_rerun_refuses_a_dataset_edited_by_hand_since_curation_wrote_it(video_dir, tmp_path, monkeypatch):
+    """Probe a/h25: the user keeps 3 of the curated pairs (the edit saved into the output folder), then reruns the
+    same `curate --push_to_hub` command (what a failed push says to run): the dataset was rebuilt from the shards
+    over the edit and pushed, with nothing said. The manifest records the data files curation wrote; a rerun into a
+    folder whose data files differ refuses before anything is written, naming them and the ways on. A folder curated
+    before that record existed, or with the edit moved out, is not refused."""
+    from datasets import load_from_disk
+
+    out = tmp_path / "out"
+    config = _frames_config(tmp_path, video_dir=str(video_dir), localized_per_video=2, mix_ratio="5:5")
+    backends = Backends(_FramesBackend(), None, None)
+    curated = run_curation(config, backends).dataset
+    assert run_curation(config, backends).dataset.to_list() == curated.to_list()  # an unedited folder: no refusal
+    assert len(curated) == 4
+    load_from_disk(str(out)).select(range(3)).save_to_disk(str(tmp_path / "edited"))
+    for name in ("data-00000-of-00001.arrow", "dataset_info.json", "state.json"):
+        shutil.copy(tmp_path / "edited" / name, out / name)
+    manifest_before = (out / "_curation" / "manifest.json").read_text()
+
+    config.push_to_hub = "tester/pairs-edit"
+    with pytest.raises(ValueError) as refused:
+        run_curation(config, backends)
+    assert str(refused.value) == (
+        f"output_dir {out} holds a dataset that is not the one the last curation wrote there: "
+        "data-00000-of-00001.arrow (changed) differs from what it recorded in "
+        f"{out / '_curation' / 'manifest.json'} (edited by hand?). This run would rebuild the dataset from the shards "
+        "over it and push that to tester/pairs-edit. To publish the folder as it is, push it with the datasets "
+        f"library: python -c \"from datasets import load_from_disk; load_from_disk('{out}')"
+        ".push_to_hub('tester/pairs-edit')\". To curate again over it, move its dataset files (data-*.arrow, "
+        f"dataset_info.json, state.json) out of {out} and rerun this command: the shards in {out / '_curation'} are "
+        "reused."
+    )
+    assert len(load_from_disk(str(out))) == 3  # the edit is left as it was, and so is the manifest
+    assert (out / "_curation" / "manifest.json").read_text() == manifest_before
+
+    # a folder curated before the record existed (no `dataset_files` in its manifest) is rebuilt as before
+    manifest = json.loads(manifest_before)
+    del manifest["dataset_files"]
+    (out / "_curation" / "manifest.json").write_text(json.dumps(manifest))
+    config.push_to_hub = None
+    assert run_curation(config, backends).dataset.to_list() == curated.to_list()
+
+    # the edit moved out of the folder, as the refusal says: curated again from the shards
+    load_from_disk(str(out)).select(range(3)).save_to_disk(str(tmp_path / "edited2"))
+    for name in ("data-00000-of-00001.arrow", "dataset_info.json", "state.json"):
+        shutil.copy(tmp_path / "edited2" / name, out / name)
+    with pytest.raises(ValueError, match=r"data-00000-of-00001.arrow \(changed\)"):
+        run_curation(config, backends)
+    for name in ("data-00000-of-00001.arrow", "dataset_info.json", "state.json"):
+        (out / name).unlink()
+    assert run_curation(config, backends).dataset.to_list() == curated.to_list()
+
+    # a merge killed after moving some data files in (here: the old data back) leaves no record to refuse by
+    import tpo_hf.curation.run as curation_run
+
+    def killed_merge(dataset, output_dir):
+        shutil.copy(tmp_path / "edited2" / "data-00000-of-00001.arrow", output_dir / "data-00000-of-00001.arrow")
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patched:
+        patched.setattr(curation_run, "save_dataset", killed_merge)
+        with pytest.raises(KeyboardInterrupt):
+            run_curation(config, backends)
+    assert run_curation(config, backends).dataset.to_list() == curated.to_list()

@@ -10,10 +10,13 @@ the dataset, its card (and with `--upload_videos` the videos) are pushed in one 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from trl import TrlParser
 
 from ..curation.config import CurationConfig
 from ..curation.run import CurationResult, run_curation
+from ..curation.storage import check_dataset_unedited, work_dir_of
 from ..hub.push import check_repo_id, prepare_dataset_push, push_dataset
 from ..locks import output_dir_lock
 from . import run_cli
@@ -30,6 +33,8 @@ def main(config: CurationConfig) -> CurationResult | None:
         check_repo_id(config.push_to_hub, setting="--push_to_hub")  # on every process: nothing curates with a bad id
     with output_dir_lock(config.output_dir, "curate") as lock:
         if config.push_to_hub and lock is not None:  # the main process (the others take no lock) asks the Hub
+            # a dataset edited by hand is refused before the Hub is asked (and its repo created), as in the run
+            check_dataset_unedited(work_dir_of(config), Path(config.output_dir), config.push_to_hub)
             prepare_dataset_push(
                 config.output_dir, config.push_to_hub, config.hub_private, upload_videos=config.upload_videos
             )

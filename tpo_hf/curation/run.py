@@ -50,9 +50,11 @@ from .storage import (
     VideoChanges,
     accepted_settings,
     atomic_write_json,
+    check_dataset_unedited,
     check_manifest,
     check_source,
     curation_key,
+    dataset_files,
     earlier_keys,
     model_identities,
     model_prompt_formats,
@@ -150,7 +152,7 @@ def merge(
     final, mix_counts = mix_and_size(kept, config)
     output_dir = Path(config.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    for video_id in changes.removed + changes.changed:  # a copy of a removed video, or of the old file, is stale
+    for video_id in changes.removed + changes.files_changed:  # a copy of a removed video, or of the old file, is stale
         (output_dir / "videos" / video_id).unlink(missing_ok=True)
     video_paths = place_videos(items, {r["video"] for r in final}, output_dir, config.copy_videos)
     models = role_models(config)
@@ -306,6 +308,8 @@ def _run_curation_locked(config: CurationConfig, backends: Backends | None) -> C
     if not items:
         raise ValueError(f"No videos found in {config.video_dir or config.dataset_name}.")
     work_dir = work_dir_of(config)
+    # refuses a dataset edited by hand since the last run wrote it, before anything is written over it
+    written = check_dataset_unedited(work_dir, Path(config.output_dir), config.push_to_hub)
     key = curation_key(config, model_prompt_formats(config, backends))
     # refuses other settings or prompts, naming them
     manifest = check_manifest(work_dir, key, model_identities(config, legacy_model_identity))
@@ -318,11 +322,11 @@ def _run_curation_locked(config: CurationConfig, backends: Backends | None) -> C
     shards = plan_shards(work_dir, items, config, manifest, accepted)  # on every rank before anybody writes
     if state.is_main_process:
         remove_leftovers(work_dir, Path(config.output_dir))
-        changes.log(logger, source_change)
+        changes.log(logger, source_change, config.dataset_name)
     state.wait_for_everyone()  # every rank checked the manifest (and nobody writes yet) before the main process goes on
     if state.is_main_process:
         with named_write_errors(work_dir / MANIFEST_NAME, work_dir):
-            write_manifest(work_dir, key, previous, (manifest or {}).get("source"), earlier_keys(manifest))
+            write_manifest(work_dir, key, previous, (manifest or {}).get("source"), earlier_keys(manifest), written)
 
     settings = key_hash(key)
     mine = [i for i in range(len(shards)) if i % state.num_processes == state.process_index]
@@ -380,6 +384,9 @@ def _run_curation_locked(config: CurationConfig, backends: Backends | None) -> C
                 "are kept."
             )
     check_lock_held(config.output_dir)
+    if written is not None:  # a merge killed midway leaves data files that no record names, not a refused edit
+        with named_write_errors(work_dir / MANIFEST_NAME, work_dir):
+            write_manifest(work_dir, key, previous, (manifest or {}).get("source"), earlier_keys(manifest))
     with named_write_errors(Path(config.output_dir), work_dir):  # the dataset, its videos, report and card
         earlier = {
             key_hash(old): {name: old.get(name) for name in BATCHING_FIELDS if old.get(name) != key.get(name)}
@@ -388,7 +395,9 @@ def _run_curation_locked(config: CurationConfig, backends: Backends | None) -> C
         }
         result = merge(config, items, loaded, changes, earlier)
     with named_write_errors(work_dir / MANIFEST_NAME, work_dir):
-        write_manifest(work_dir, key, inputs, shard_source(config), earlier_keys(manifest))
+        # what the next run checks the folder's dataset against (`check_dataset_unedited`)
+        written = dataset_files(Path(config.output_dir))
+        write_manifest(work_dir, key, inputs, shard_source(config), earlier_keys(manifest), written)
     print(summary_table(result.report))
     if warning := truncation_warning(result.report):
         logger.warning(warning)

@@ -19,6 +19,7 @@ import errno
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -29,6 +30,7 @@ from typing import Any
 from ..fingerprint import (
     atomic_write_json,
     changed_fields,
+    file_content_hash,
     key_hash,
     model_identity,
     no_space_left,
@@ -105,6 +107,32 @@ def named_write_errors(target: Path, work_dir: Path) -> Iterator[None]:
             f"Cannot write {named}: {full or error.strerror or error}. The shards finished so far are kept in "
             f"{work_dir}: {fix}, then rerun the same command to resume."
         ) from error
+
+
+# the suffix `shard_inputs` gives an identity for the video's annotations (after its file's identity)
+_ANNOTATIONS = re.compile(r"#[0-9a-f]{16}$")
+
+
+def _file_part(identity: Any) -> Any:
+    """The file part of a `shard_inputs` identity (less the annotations' hash); other values as they are."""
+    return _ANNOTATIONS.sub("", identity) if isinstance(identity, str) else identity
+
+
+def annotations_only(previous: Any, current: Any) -> bool:
+    """Whether two `shard_inputs` identities of a video differ in its annotations (caption, questions) only: the
+    same file, another caption or questions in the dataset's rows."""
+    return previous != current and previous is not None and _file_part(previous) == _file_part(current)
+
+
+def changed_inputs_reason(changed: list[str], previous: dict[str, Any], current: dict[str, Any], source: str) -> str:
+    """Why the shard of the videos `changed` (`shard_inputs` differing) is redone, telling an edited video file from
+    edited annotations (`source`: the dataset whose rows hold them)."""
+    annotated = [v for v in changed if annotations_only(previous.get(v), current.get(v))]
+    files = [v for v in changed if v not in annotated]
+    reasons = [f"its video file(s) changed since: {', '.join(files)}"] if files else []
+    if annotated:
+        reasons.append(f"its annotations (caption/questions in {source}) changed since: {', '.join(annotated)}")
+    return "; ".join(reasons)
 
 
 def shard_inputs(items: list[VideoItem]) -> dict[str, str]:
@@ -232,8 +260,8 @@ def shard_is_current(
     current = shard_inputs(items) if inputs is None else {i.video_id: inputs.get(i.video_id) for i in items}
     stored = shard.get("inputs")
     if stored != current:
-        changed = changed_fields(stored, current)
-        return f"its video file(s) changed since: {', '.join(changed)}"
+        stored = stored if isinstance(stored, dict) else {}
+        return changed_inputs_reason(changed_fields(stored, current), stored, current, str(config.dataset_name))
     if config.on_video_error == "raise" and shard.get("skipped"):
         return f"it skipped {', '.join(s['video'] for s in shard['skipped'])} and on_video_error is now 'raise'"
     return None
@@ -256,23 +284,34 @@ class VideoChanges:
     added: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
     changed: list[str] = field(default_factory=list)  # same id, other file (size, time) or other annotations
+    annotated: list[str] = field(default_factory=list)  # those of `changed` whose file is the same: other annotations
 
     @classmethod
     def between(cls, previous: dict[str, str] | None, current: dict[str, str]) -> VideoChanges:
         if previous is None:
             return cls()
+        changed = sorted(v for v in set(current) & set(previous) if current[v] != previous[v])
         return cls(
             added=sorted(set(current) - set(previous)),
             removed=sorted(set(previous) - set(current)),
-            changed=sorted(v for v in set(current) & set(previous) if current[v] != previous[v]),
+            changed=changed,
+            annotated=[v for v in changed if annotations_only(previous[v], current[v])],
         )
 
-    def log(self, logger: logging.Logger, source_change: str | None = None) -> None:
+    @property
+    def files_changed(self) -> list[str]:
+        """The videos of `changed` whose file changed (not their annotations alone)."""
+        return [v for v in self.changed if v not in self.annotated]
+
+    def log(self, logger: logging.Logger, source_change: str | None = None, dataset: str | None = None) -> None:
         """Warns of each kind of change; `source_change` (`check_source`): the last run curated another video
-        source, so a video "changed" is another file by the same name there, not one edited in place."""
+        source, so a video "changed" is another file by the same name there, not one edited in place. A video
+        whose file is the same but whose caption or questions in `dataset`'s rows differ is named as such."""
         changed = "changed in place" if source_change is None else "named as there but other files"
         since = "since the last run" if source_change is None else f"from the last run's ({source_change})"
-        for what, videos in (("added", self.added), ("removed", self.removed), (changed, self.changed)):
+        annotated = f"whose annotations (caption/questions in {dataset}) changed"
+        kinds = (("added", self.added), ("removed", self.removed), (changed, self.files_changed))
+        for what, videos in (*kinds, (annotated, self.annotated)):
             if videos:
                 action = "their pairs are dropped" if what == "removed" else "curated now"
                 logger.warning("%d video(s) %s %s (%s): %s.", len(videos), what, since, action, _shown(videos))
@@ -451,13 +490,64 @@ def write_manifest(
     videos: dict[str, str] | None,
     source: dict[str, str] | None = None,
     earlier: list[dict[str, Any]] | None = None,
+    dataset: dict[str, str] | None = None,
 ) -> None:
     """The run's key, and the videos (id -> identity) and `source` (`shard_source`) of the last finished run, that
-    the next one is compared to; `earlier`: the keys of shards kept across a batching change (`earlier_keys`)."""
+    the next one is compared to; `earlier`: the keys of shards kept across a batching change (`earlier_keys`);
+    `dataset`: the data files that run wrote into its output_dir (`dataset_files`; `check_dataset_unedited`)."""
     # one entry per key, and none for the run's own (a batching change undone)
     earlier = list({key_hash(k): k for k in earlier or [] if key_hash(k) != key_hash(key)}.values())
     manifest = {"key": key, "fingerprint": key_hash(key), "videos": videos, "source": source}
-    atomic_write_json(work_dir / MANIFEST_NAME, {**manifest, **({"earlier_keys": earlier} if earlier else {})})
+    if earlier:
+        manifest["earlier_keys"] = earlier
+    if dataset is not None:
+        manifest["dataset_files"] = dataset
+    atomic_write_json(work_dir / MANIFEST_NAME, manifest)
+
+
+def dataset_files(output_dir: Path) -> dict[str, str]:
+    """name -> sha256 of the data files (`save_to_disk`'s `data-*.arrow`) of the dataset in `output_dir`."""
+    return {path.name: file_content_hash(path) for path in sorted(output_dir.glob("data-*.arrow"))}
+
+
+def check_dataset_unedited(work_dir: Path, output_dir: Path, push_to_hub: str | None = None) -> dict[str, str] | None:
+    """Refuses a rerun into an `output_dir` whose dataset is not the one the last curation wrote there (its data
+    files edited, filtered or replaced by hand since, e.g. to push the edit with the same command): the merge would
+    rebuild the dataset from the shards over the edit, and push that. Returns the data files the manifest records
+    (`dataset_files`), to keep recording; `None` where nothing is recorded for this output_dir (a folder curated by
+    an older tpo-hf, a run killed in its merge), which is never refused, nor is a folder whose dataset is gone.
+
+    Raises:
+        ValueError: naming the files that differ and the two ways on (push the folder as it is, or move the edited
+            dataset away to curate again).
+    """
+    try:
+        manifest = json.loads((work_dir / MANIFEST_NAME).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None  # no manifest, or a damaged one (`check_manifest` names it)
+    recorded = manifest.get("dataset_files") if isinstance(manifest, dict) else None
+    source = manifest.get("source") if isinstance(manifest, dict) else None
+    if not isinstance(recorded, dict) or not isinstance(source, dict):
+        return None
+    if source.get("output_dir") != os.path.realpath(output_dir):
+        return None  # the record is of another output_dir sharing this work_dir
+    current = dataset_files(output_dir)
+    if current == recorded or not (current or (output_dir / "state.json").exists()):
+        return recorded
+    differ = sorted(name for name in set(recorded) | set(current) if recorded.get(name) != current.get(name))
+    named = ", ".join(
+        f"{name} ({'gone' if name not in current else 'new' if name not in recorded else 'changed'})"
+        for name in differ
+    )
+    push = f"load_from_disk({str(output_dir)!r}).push_to_hub({(push_to_hub or 'USER/NAME')!r})"
+    raise ValueError(
+        f"output_dir {output_dir} holds a dataset that is not the one the last curation wrote there: {named} "
+        f"{'differs' if len(differ) == 1 else 'differ'} from what it recorded in {work_dir / MANIFEST_NAME} (edited by hand?). This run would rebuild the "
+        f"dataset from the shards over it{f' and push that to {push_to_hub}' if push_to_hub else ''}. To publish the "
+        f'folder as it is, push it with the datasets library: python -c "from datasets import load_from_disk; {push}". '
+        "To curate again over it, move its dataset files (data-*.arrow, dataset_info.json, state.json) out of "
+        f"{output_dir} and rerun this command: the shards in {work_dir} are reused."
+    )
 
 
 def remove_leftovers(work_dir: Path, output_dir: Path) -> None:
