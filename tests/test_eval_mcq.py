@@ -889,3 +889,91 @@ def test_numeric_answers_follow_each_benchmarks_convention(tmp_path):
         assert load_benchmark("videomme", _write_rows(tmp_path / "vm.jsonl", [row]))[0].answer == letter
     with pytest.raises(ValueError, match=r"Video-MME row 0, field 'answer': 3 is both the index of option D"):
         load_benchmark("videomme", _write_rows(tmp_path / "vm.jsonl", [dict(videomme, answer=3)]))
+
+
+# --- probe fixes (round 8): which option the answer names, and the options the prompt shows ---
+def test_a_videomme_letter_answer_is_the_letter_even_where_option_texts_are_letters(tmp_path):
+    """Probe b/h18: an OCR question whose option texts are letters (`["A. B", "B. A", ...]`, answer `A`) was keyed as
+    the option whose text is "A" (option B), silently. Video-MME's answers are letters: a bare letter is the letter."""
+    options = ["A. B", "B. A", "C. C", "D. D"]
+    row = dict(videoID="v1", question_id="q-ocr", question="Which letter is on the sign?", duration="short")
+    for answer in ("A", "(A)", "A."):
+        rows = [dict(row, options=options, answer=answer)]
+        sample = load_benchmark("videomme", _write_rows(tmp_path / "vm.jsonl", rows))[0]
+        assert (sample.options, sample.answer) == (["B", "A", "C", "D"], "A"), answer
+    # MLVU's answer is the option text: there "A" stays the option whose text is "A"
+    mlvu = dict(MLVU_ROWS[0], question="Which letter is on the sign?", candidates=["B", "A", "C", "D"], answer="A")
+    assert load_benchmark("mlvu_dev", _write_rows(tmp_path / "mlvu.jsonl", [mlvu]))[0].answer == "B"
+
+
+def test_videomme_options_stored_out_of_letter_order_keep_their_letters(tmp_path):
+    """Probe b/h19: options stored with their letters out of order (`["B. blue", "A. red", ...]`, answer `A` = red)
+    got letters added ("A. B. blue") and the key became position 0, "blue". The prompt lists them as stored (as
+    lmms-eval shows them) and each letter keeps its option, so the key A is "red", as the model reads it."""
+    from tpo_hf.eval.answers import extract_answer_letter
+
+    options = ["B. blue", "A. red", "C. green", "D. white"]
+    row = dict(videoID="v2", question_id="q-order", question="What colour is the first square?", duration="short")
+    for answer in ("A", "red"):
+        rows = [dict(row, options=options, answer=answer)]
+        sample = load_benchmark("videomme", _write_rows(tmp_path / "vm.jsonl", rows))[0]
+        assert "\nB. blue\nA. red\nC. green\nD. white\n" in sample.prompt
+        assert sample.options == ["red", "blue", "green", "white"] and sample.answer == "A", answer
+    for reply, letter in (("A", "A"), ("red", "A"), ("B. blue", "B"), ("blue", "B")):
+        assert extract_answer_letter(reply, sample.options) == letter, reply
+    # names with initials that are not the letters A, B, ... keep them as text and get letters (probe b/G6)
+    rows = [dict(row, options=["B. Obama", "D. Trump"], answer="A")]
+    names = load_benchmark("videomme", _write_rows(tmp_path / "names.jsonl", rows))[0]
+    assert (names.options, names.answer) == (["B. Obama", "D. Trump"], "A")
+    assert "\nA. B. Obama\nB. D. Trump\n" in names.prompt
+
+
+def test_an_mlvu_question_listing_its_options_in_another_order_than_the_candidates_is_refused(tmp_path):
+    """Probe b/h21: an MLVU question listing `(A) 1 (B) 2 (C) 3` with `candidates: ["3", "1", "2"]` and answer `2`
+    kept the question's list in the prompt ("(B) 2") but was keyed C, the candidates' position, silently. A listed
+    question must list the candidates in order; else the row is refused, naming it, before anything is generated."""
+    question = "How many squares are shown?\n(A) 1\n(B) 2\n(C) 3"
+    row = dict(MLVU_ROWS[0], question_id="m1", question=question, candidates=["3", "1", "2"], answer="2")
+    message = (
+        r"MLVU row 1 \(question m1\): the question lists its options as \['1', '2', '3'\] but the field 'candidates' "
+        r"holds \['3', '1', '2'\].*Store the candidates in the order the question lists them"
+    )
+    with pytest.raises(ValueError, match=message):
+        load_benchmark("mlvu_dev", _write_rows(tmp_path / "shuffled.jsonl", [MLVU_ROWS[0], row]))
+    for candidates in (["3", "1"], ["1", "2", "3", "4"]):  # a list of another length than the candidates
+        rows = [dict(row, candidates=candidates)]
+        with pytest.raises(ValueError, match=r"MLVU row 0 \(question m1\): the question lists its options"):
+            load_benchmark("mlvu_dev", _write_rows(tmp_path / "length.jsonl", rows))
+    # the candidates in the question's order (spacing and case aside) read as before: the prompt is the question's
+    for candidates, answer in ((["1", "2", "3"], "2"), ([" 1", "2 ", "3"], "B")):
+        rows = [dict(row, candidates=candidates, answer=answer)]
+        sample = load_benchmark("mlvu_dev", _write_rows(tmp_path / "ordered.jsonl", rows))[0]
+        assert sample.prompt == question + "\nOnly give the best option.\nBest option: (" and sample.answer == "B"
+
+
+def test_a_reply_checking_each_option_is_read_by_its_verdicts_not_its_first_letter():
+    """Probe b/h35: a model checking each option inline (`A: no. B: yes.`, `A: ✗ B: ✓ C: ✗ D: ✗`; correct is B) was
+    scored as a wrong answer A, the first letter named, silently. Two letters or more with a verdict: the one marked
+    right is the answer, several marked right (or another letter named as the answer) is unparseable."""
+    from tpo_hf.eval.answers import extract_answer_letter
+
+    options = ["red", "blue", "green", "white"]
+    read = {
+        "A: no. B: yes.": "B",
+        "A: ✗ B: ✓ C: ✗ D: ✗": "B",
+        "A) No\nB) Yes\nC) No\nD) No": "B",
+        "Option A: incorrect. Option B: correct.": "B",
+        "A - wrong\nB - correct\nC - wrong\nD - wrong": "B",
+        "A: red? No. B: blue? Yes.": "B",
+        "A: no. B: no. C: yes. D: no.": "C",
+        "A: yes. B: yes.": UNPARSEABLE,
+        "A: no. B: no. C: no. D: no.": UNPARSEABLE,
+        "A: no. B: yes. The answer is C.": UNPARSEABLE,
+        "A: not it. B: that's it.": UNPARSEABLE,
+        # one letter with a verdict, or a verdict that is an option's text, reads as before
+        "B: yes": "B",
+        "B is correct, A is wrong.": "B",
+    }
+    for reply, letter in read.items():
+        assert extract_answer_letter(reply, options) == letter, reply
+    assert extract_answer_letter("A: yes", ["yes", "no"]) == "A"

@@ -14,13 +14,19 @@ How a reply is read:
   option: "(b)", "b)", "option b", or the whole reply). A capital "A" (or "I") followed by an ordinary word is the
   English article (pronoun), not an option ("A dog runs"), unless the word cannot follow an article ("A because",
   "A is correct", "A the square").
-- A mention is *negated* when it is ruled out: "not A", "rather than A", "A is wrong", "排除A", "不是A".
+- A mention is *negated* when it is ruled out: "not A", "rather than A", "A is wrong", "排除A", "不是A", or marked
+  wrong by a verdict after it or after its option's text ("A: no", "A ✗", "A - incorrect", "A: red? No.").
 - Then, the first rule that decides wins:
+  0. A check of the options one by one, two letters or more with a verdict ("A: no. B: yes.", "A ✗ B ✓ C ✗ D ✗",
+     "A) No\\nB) Yes"): the one letter marked right is the answer, never the first letter named; several marked
+     right, or an answer phrase naming another letter, is unparseable. None marked right: the rules below decide
+     among the letters not ruled out ("A: no, B: no, so C").
   1. Answer phrases ("the answer is B", "Answer: (C)", "I'd go with D", "答案是C", "选C", "La respuesta es B"):
      exactly one letter named in them is the answer; two different ones ("the answer is B. No wait, the answer is
      C") are unparseable.
   2. A letter opening the reply ("B", "(B) ...", "B. ...", "B because ...") is the answer unless a list follows it
-     ("A or B", "B, C"), another letter is picked as well, or the reply corrects itself ("..., wait, ...").
+     ("A or B", "B, C"), another letter is picked as well, the options are labelled one by one ("A: ... B: ..."),
+     or the reply corrects itself ("..., wait, ...").
   3. The option text: the reply contains exactly one option's text, compared without case, punctuation or articles
      ("Dog" for "a dog", "CAT" for "Cat"), or the whole short reply is a part of exactly one option ("blue" for "a
      blue circle"). Options ruled out ("not red, blue") do not count.
@@ -96,6 +102,26 @@ _HEDGE_BEFORE = re.compile(
     r"\s*(?:option\s+|choice\s+)?[\(\[]?$",
     re.IGNORECASE,
 )
+# A verdict on the option just named: "A: no", "B) Yes", "C - wrong", "D is correct", "A ✗", "B: ✓", "C：错". Words
+# need a separator (":", ")", "-", "=", "is"), and "yes" / "no" punctuation or the line's end after them ("D: No
+# movement" is an option's text); a mark may follow the letter directly.
+_VERDICT_MARKS = dict.fromkeys("✓✔✅☑", True) | dict.fromkeys("✗✘❌❎×", False)
+_VERDICT_WORD = (
+    r"(?P<word>not[^\S\n]+(?:correct|right|true)|incorrect|wrong|false|correct|right|true|"
+    r"(?:no|yes)(?=[^\S\n]*(?:[^\w\s]|\n|$))|不对|不對|不正确|不正確|错|錯|对|對|正确|正確)(?![A-Za-z])"
+)
+_VERDICT_MARK = r"(?P<mark>[" + "".join(_VERDICT_MARKS) + r"])"
+_VERDICT_AFTER = re.compile(
+    r"^(?:[\)\]]?[^\S\n]*(?:[:=\-–—→]|->|\bis\b|\bwas\b)|[\)\]])[^\S\n]*"
+    + _VERDICT_WORD
+    + r"|^[\)\]]?[^\S\n]*(?:[:=\-–—→.]|->)?[^\S\n]*"
+    + _VERDICT_MARK,
+    re.IGNORECASE,
+)
+# ... or after the option's text: "A: red? No.", "B) blue - yes"
+_ITEM_TEXT = re.compile(r"^[\)\]]?[^\S\n]*[:\-–—=.]?[^\S\n]*([^?.,;:!\n–—]+?)[^\S\n]*(?:[?.,;:!–—]|\s-)")
+_VERDICT_NEXT = re.compile(r"^[^\S\n]*(?:" + _VERDICT_WORD + "|" + _VERDICT_MARK + ")", re.IGNORECASE)
+_VERDICT_YES = frozenset({"yes", "correct", "right", "true", "对", "對", "正确", "正確"})
 _THINK = re.compile(r"<think>.*?</think>", re.DOTALL | re.IGNORECASE)
 _CJK_PUNCTUATION = str.maketrans(
     {"。": ".", "，": ",", "、": ",", "；": ";", "！": "!", "？": "?", "“": '"', "”": '"'}
@@ -246,6 +272,30 @@ def _mentions(text: str, valid: str) -> list[_Mention]:
     return found
 
 
+def _verdicts(text: str, mentions: list[_Mention], options: list[str] | None) -> dict[int, bool]:
+    """Mention index -> the verdict written right after it, or after its option's text (True: chosen, "B: yes",
+    "B) blue - yes"; False: ruled out, "A: no", "A: red? No."). A verdict word that is an option's own text ("A: yes"
+    for the options yes / no, "B: right" for left / right) is that option, not a verdict."""
+    option_words = dict(zip(OPTION_LETTERS, (_tokens(option) for option in strip_option_letters(options or []))))
+    texts = {" ".join(words) for words in option_words.values()}
+
+    def verdict(match: re.Match | None) -> bool | None:
+        if match is None or (match["word"] and " ".join(_tokens(match["word"])) in texts):
+            return None
+        return _VERDICT_MARKS[match["mark"]] if match["mark"] else match["word"].lower() in _VERDICT_YES
+
+    found = {}
+    for position, mention in enumerate(mentions):
+        after = text[mention.end :]
+        chosen = verdict(_VERDICT_AFTER.match(after))
+        item = _ITEM_TEXT.match(after) if chosen is None else None
+        if item and option_words.get(mention.letter) and _tokens(item.group(1)) == option_words[mention.letter]:
+            chosen = verdict(_VERDICT_NEXT.match(after[item.end() :]))
+        if chosen is not None:
+            found[position] = chosen
+    return found
+
+
 def _single(letters: set[str]) -> str:
     return next(iter(letters)) if len(letters) == 1 else UNPARSEABLE
 
@@ -326,6 +376,21 @@ def extract_answer_letter(reply: str | None, options: list[str] | None = None, n
         return letter if letter in valid else UNPARSEABLE
 
     mentions = _mentions(text, valid)
+    # 0. verdicts: a letter marked wrong ("A: no", "A ✗") is ruled out. A check of the options one by one ("A: no.
+    # B: yes.", "A ✗ B ✓ C ✗"), two letters or more with a verdict, chooses the one marked right, not its first
+    # letter; several marked right (or an answer phrase naming another letter) is no single choice.
+    verdicts = _verdicts(text, mentions, options)
+    for position, chosen in verdicts.items():
+        mentions[position].negated = mentions[position].negated or not chosen
+    if len({mentions[position].letter for position in verdicts}) >= 2:
+        right = {mentions[position].letter for position, chosen in verdicts.items() if chosen}
+        if right:
+            named = {
+                mention.letter
+                for position, mention in enumerate(mentions)
+                if mention.phrased and not mention.negated and position not in verdicts
+            }
+            return _single(right | named)
     kept = [mention for mention in mentions if not mention.negated]
 
     def listed(mention: _Mention) -> bool:
@@ -354,7 +419,12 @@ def extract_answer_letter(reply: str | None, options: list[str] | None = None, n
             for mention in others
         )
         also = also or text[first.end :].lstrip(")]").startswith("?")
-        relisted = any(re.search(r"(?:^|\n)\s*[\(\[]?$", text[: mention.start]) for mention in others)
+        # ... or each option labelled as in a check of them one by one ("A: not it. B: that's it.")
+        relisted = any(
+            re.search(r"(?:^|\n)\s*[\(\[]?$", text[: mention.start])
+            or re.match(r"[\)\]]?[^\S\n]*:", text[mention.end :])
+            for mention in others
+        )
         if _CORRECTION.search(text[first.end :]) or also or relisted:
             return UNPARSEABLE
         return first.letter

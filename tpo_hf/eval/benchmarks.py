@@ -48,7 +48,14 @@ from typing import Any
 
 from ..validation import placeholder_problem
 from ..video import VIDEO_EXTENSIONS
-from .answers import option_letters, option_prefix_letter, options_lettered, strip_option_letters, strip_option_prefix
+from .answers import (
+    OPTION_LETTERS,
+    option_letters,
+    option_prefix_letter,
+    options_lettered,
+    strip_option_letters,
+    strip_option_prefix,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -164,14 +171,21 @@ def _stable_id(*parts: str) -> str:
 
 
 def answer_letter(
-    answer: Any, options: list[str], benchmark: str, index: int, integer_answer: str | None = None
+    answer: Any,
+    options: list[str],
+    benchmark: str,
+    index: int,
+    integer_answer: str | None = None,
+    letter_answers: bool = False,
 ) -> str:
     """A letter, an index, or the option text itself -> the letter.
 
     A copy that stores numbers as JSON numbers gives an integer answer, which can be an index or an option's text
     (options 1..4, answer 3). `integer_answer` is the benchmark's convention for it: "index" (LongVideoBench's
     `correct_choice`), "text" (MLVU's answer is the option text: 3 is the option "3"), or None (no convention: an
-    integer that is a valid index and also another option's text is refused naming the row, never guessed)."""
+    integer that is a valid index and also another option's text is refused naming the row, never guessed).
+    A bare letter ("A") that is also an option's text (an OCR question whose options are letters) is that option's
+    text, unless `letter_answers` says the benchmark's answers are letters (Video-MME): then it is the letter."""
     require_distinct_options(options, benchmark, index)
     letters = option_letters(len(options))
     where = f"{benchmark} row {index}, field 'answer'"
@@ -202,7 +216,7 @@ def answer_letter(
     else:
         text = str(answer).strip()
         match = re.fullmatch(r"\(?([A-Za-z])\)?\.?", text)
-        if match and match.group(1).upper() in letters and text not in options:
+        if match and match.group(1).upper() in letters and (letter_answers or text not in options):
             return match.group(1).upper()
         # the option text as given ("G. Washington" where the options are names with initials), else without a
         # letter the answer was written with ("B. blue")
@@ -256,25 +270,34 @@ def _variant(variants: dict[str, dict[str, Any]], variant: str, benchmark: str) 
     return variants[variant]
 
 
-def _videomme_lettered_options(raw_options: list[Any], index: int) -> list[str]:
-    """Video-MME's options carry their letter ("A. red"), which the prompt lists as is; a copy stored without the
+def _videomme_lettered_options(raw_options: list[Any], index: int) -> tuple[list[str], list[str]]:
+    """(the options as the prompt lists them, their texts in letter order: A's first).
+
+    Video-MME's options carry their letter ("A. red"), which the prompt lists as is; a copy stored without the
     letters gets "A. ", "B. ", ... so the prompt still shows the letters it asks for. Options count as lettered only
     when their prefixes are A, B, C, ... in order (`options_lettered`): "B. Obama", "D. Trump" are names with
-    initials, which keep them and get letters too. A row where some options carry their own letter and the others
-    none is refused: which letter a bare option means would be a guess."""
+    initials, which keep them and get letters too. Options stored with all their letters out of order ("B. blue",
+    "A. red", ...) are listed as stored, as lmms-eval shows them, and each letter keeps its option: the answer "A" is
+    "red", the option the prompt shows as A. A row where some options carry their own letter and the others none is
+    refused: which letter a bare option means would be a guess."""
     if not all(isinstance(option, str) for option in raw_options):
-        return raw_options  # refused below, naming the option that is not text
+        return raw_options, raw_options  # refused below, naming the option that is not text
     if options_lettered(raw_options):
-        return raw_options
+        return raw_options, [strip_option_prefix(option) for option in raw_options]
     letters = option_letters(len(raw_options))
-    own = [option_prefix_letter(option) == letter for letter, option in zip(letters, raw_options)]
+    prefixes = [option_prefix_letter(option) for option in raw_options]
+    if None not in prefixes and sorted(prefixes) == list(letters):
+        by_letter = sorted(raw_options, key=option_prefix_letter)
+        return raw_options, [strip_option_prefix(option) for option in by_letter]
+    own = [prefix == letter for letter, prefix in zip(letters, prefixes)]
     bare = [position for position, option in enumerate(raw_options) if option_prefix_letter(option) is None]
     if any(own) and own.count(False) == len(bare):
         raise ValueError(
             f"Video-MME row {index}, field 'options': options {bare} have no letter prefix (\"A. ...\") but the "
             f"others do; store all options with their letter or all without."
         )
-    return [f"{letter}. {option.strip()}" for letter, option in zip(letters, raw_options)]
+    lettered = [f"{letter}. {option.strip()}" for letter, option in zip(letters, raw_options)]
+    return lettered, [strip_option_prefix(option) for option in lettered]
 
 
 def _videomme_question(row: dict[str, Any], raw_options: list[str], kwargs: dict[str, Any]) -> str:
@@ -438,8 +461,7 @@ def videomme_sample(
     `subtitles`, `videomme_doc_to_text_subtitle`, reading the video's subtitle file, `find_subtitle`)."""
     video = str(require_field(row, ("videoID",), "Video-MME", index))
     question = str(require_field(row, ("question",), "Video-MME", index))
-    raw_options = _videomme_lettered_options(require_list(row, ("options",), "Video-MME", index), index)
-    options = [strip_option_prefix(option) for option in raw_options]
+    raw_options, options = _videomme_lettered_options(require_list(row, ("options",), "Video-MME", index), index)
     if subtitles:
         kwargs = _variant(VIDEOMME_SUBTITLE_VARIANTS, variant, "videomme_w_subtitle")
         srt = find_subtitle(subtitle_dir, video, index) if subtitle_dir is not None else None
@@ -465,7 +487,9 @@ def videomme_sample(
         video=video,
         question=question,
         options=options,
-        answer=answer_letter(require_field(row, ("answer",), "Video-MME", index), options, "Video-MME", index),
+        answer=answer_letter(
+            require_field(row, ("answer",), "Video-MME", index), options, "Video-MME", index, letter_answers=True
+        ),
         prompt=prompt,
         breakdowns={
             name: str(row[name])
@@ -489,14 +513,33 @@ MLVU_VARIANTS = {
 
 
 # a line of a question that lists an option: "(A) ..."
-_LISTED_OPTION = re.compile(r"^[ \t]*\(([A-Z])\)", re.MULTILINE)
+_LISTED_OPTION = re.compile(r"^[ \t]*\(([A-Z])\)[ \t]*(.*)$", re.MULTILINE)
 
 
-def _lists_options(question: str, letters: str) -> bool:
+def _lists_options(question: str, options: list[str], where: str) -> bool:
     """The question lists its options itself, as lmms-eval's copy of MLVU does ("...?\n(A) ...\n(B) ..."): a line
     opening with each option's letter, in order. A question that only mentions "(A)" ("The sign marked (A) appears
-    when?") does not, and gets its options listed."""
-    return "".join(_LISTED_OPTION.findall(question)) == letters
+    when?") does not, and gets its options listed.
+
+    The prompt then shows the question's list while the answer is read against the candidates, so a list ("(A)",
+    "(B)", ... lines, in order) whose texts are not the candidates in order (a copy with shuffled candidates) is
+    refused, `where` naming the row: the answer letter would name another option than the one the model saw."""
+    listed = _LISTED_OPTION.findall(question)
+    letters = "".join(letter for letter, _ in listed)
+    if len(listed) < 2 or letters != OPTION_LETTERS[: len(listed)]:
+        return False
+
+    def words(text: str) -> str:
+        return " ".join(text.split()).casefold()
+
+    texts = [text.strip() for _, text in listed]
+    if [words(text) for text in texts] != [words(option) for option in options]:
+        raise ValueError(
+            f"{where}: the question lists its options as {texts} but the field 'candidates' holds {options}; the "
+            "prompt would show the question's list while the answer is read against the candidates. Store the "
+            "candidates in the order the question lists them (or the question without its list)."
+        )
+    return True
 
 
 def mlvu_sample(row: dict[str, Any], index: int, variant: str = "default", **_: Any) -> MCQSample:
@@ -506,7 +549,9 @@ def mlvu_sample(row: dict[str, Any], index: int, variant: str = "default", **_: 
     question = str(require_field(row, ("question",), "MLVU", index))
     options = strip_option_letters([str(c) for c in require_list(row, ("candidates",), "MLVU", index)])
     letters = option_letters(len(options))
-    if _lists_options(question, letters):  # lmms-eval's copy carries the options in the question already
+    sample_id = str(row.get("question_id") or f"{video}-{_stable_id(question)}")
+    # lmms-eval's copy carries the options in the question already
+    if _lists_options(question, options, f"MLVU row {index} (question {sample_id})"):
         listed = question
     else:
         listed = question + "\n" + "\n".join(f"({letter}) {option}" for letter, option in zip(letters, options))
@@ -518,7 +563,7 @@ def mlvu_sample(row: dict[str, Any], index: int, variant: str = "default", **_: 
             "accuracies, so every question needs its task."
         )
     return MCQSample(
-        sample_id=str(row.get("question_id") or f"{video}-{_stable_id(question)}"),
+        sample_id=sample_id,
         video=video,
         question=question,
         options=options,
