@@ -183,9 +183,9 @@ def test_a_judge_answering_json_with_1_and_0_is_read(oracle_backends, video_dir,
     url = fake_endpoint(lambda request: completion('{"better": 1, "contradiction": 0, "correct": 1, "reason": "ok"}'))
     result = run_curation(endpoint_judged_config(video_dir, tmp_path, url))
     assert result.report["judge"]["parsed"] == 1.0 and result.report["judge"]["passed"] == 1.0
-    # 4 verdicts, after the one-token request that checks the judge before any video is answered
+    # 4 verdicts, after the short request (the judge's own budget) that checks the judge before any video is answered
     assert result.report["final"]["total"] == 4 and len(fake_endpoint.requests) == 5
-    assert fake_endpoint.requests[0]["max_tokens"] == 1
+    assert fake_endpoint.requests[0]["max_tokens"] == 64
 
 
 def test_a_judge_model_its_endpoint_does_not_serve_is_refused_before_any_video(
@@ -513,3 +513,83 @@ def test_a_refused_request_quotes_the_servers_message_and_names_its_video(online
         BackendError, match=r"video 'clips/v2.mp4' \(localized temporal_reasoning.*HTTP 400 .*5123 tok"
     ):
         backend.generate([GenerationRequest("Check the following.", candidate=candidate)], 8)
+
+
+def test_the_readiness_check_asks_the_roles_own_token_budget_which_a_gateway_takes(
+    oracle_backends, video_dir, tmp_path, online, raw_endpoint
+):
+    """Probe b/h30: a gateway refusing `max_tokens` below 16 (HTTP 400) stopped the run at the one-token check of the
+    judge, though every real request asks more. The check asks the judge's own `judge_max_new_tokens`."""
+    asked = []
+
+    def gateway(request):
+        asked.append(request["max_tokens"])
+        if request["max_tokens"] < 16:
+            body = {"error": {"message": "max_tokens must be at least 16", "type": "invalid_request_error"}}
+            return 400, {}, json.dumps(body).encode()
+        return 200, {}, json.dumps(completion("OK")).encode()
+
+    config = endpoint_judged_config(video_dir, tmp_path, raw_endpoint(gateway))
+    config.judge_max_new_tokens = 20
+    assert build_backends(config).judge is not None
+    assert asked == [20]
+
+
+def test_trash_and_system_folders_of_drives_and_nas_shares_are_left_out_of_video_dir(tmp_path, caplog):
+    """Probe b/h44: deleted videos in a USB drive's `$RECYCLE.BIN/` and a Synology share's `#recycle/` (and the
+    thumbnails in `@eaDir/`, `System Volume Information/`, `lost+found/`) were curated with the videos, silently."""
+    import logging
+
+    from tpo_hf.curation.inputs import list_videos
+
+    videos = tmp_path / "videos"
+    kept = ["keep.mp4", "recycled/clip.mp4"]  # an ordinary folder whose name only resembles a trash folder's
+    left_out = [
+        "$RECYCLE.BIN/S-1-5-21/$R8K2J1.mp4",
+        "$Recycle.Bin/old.mp4",
+        "#recycle/deleted.mp4",
+        "@eaDir/keep.mp4/SYNOVIDEO_VIDEO_SCREENSHOT.mp4",
+        "System Volume Information/copy.mp4",
+        "lost+found/#1234.mp4",
+        ".Trashes/501/gone.mp4",
+    ]
+    for name in kept + left_out:
+        (videos / name).parent.mkdir(parents=True, exist_ok=True)
+        (videos / name).write_bytes(b"video")
+    config = CurationConfig(video_dir=str(videos), video_model="m", output_dir=str(tmp_path / "out"))
+    with caplog.at_level(logging.WARNING):
+        assert [item.video_id for item in list_videos(config)] == kept
+    assert "Left out 7 hidden video file(s)" in caplog.text
+    assert "#recycle/deleted.mp4" in caplog.text and "$RECYCLE.BIN" in caplog.text
+
+
+def test_a_link_to_a_video_already_listed_is_left_out_naming_both(tmp_path, caplog):
+    """Probe b/h25: `linkA.mp4 -> a.mp4` beside its target was curated as a second video (own id, own pairs: a
+    duplicate in the dataset). The first name in sorted order is kept; a link to a file outside `video_dir` that no
+    other name lists is a video like any other."""
+    import logging
+
+    from tpo_hf.curation.inputs import list_videos
+
+    videos, outside = tmp_path / "videos", tmp_path / "elsewhere"
+    videos.mkdir()
+    outside.mkdir()
+    (videos / "a.mp4").write_bytes(b"video a")
+    (outside / "c.mp4").write_bytes(b"video c")
+    (videos / "linkA.mp4").symlink_to("a.mp4")
+    (videos / "c.mp4").symlink_to(outside / "c.mp4")
+    config = CurationConfig(video_dir=str(videos), video_model="m", output_dir=str(tmp_path / "out"))
+    with caplog.at_level(logging.WARNING):
+        assert [item.video_id for item in list_videos(config)] == ["a.mp4", "c.mp4"]
+    assert "Left out 1 video file(s)" in caplog.text and "linkA.mp4 (the same file as a.mp4)" in caplog.text
+
+
+def test_a_dtype_torch_does_not_name_is_refused_with_the_names_to_use(tmp_path):
+    """Probe b/h28: `tpo-hf curate --dtype bf16` raised `AttributeError: module 'torch' has no attribute 'bf16'` when
+    the local model loaded; the setting is now checked with the config, by the rule eval uses."""
+    from tpo_hf.commands import is_user_error
+
+    with pytest.raises(ValueError, match=r"dtype='bf16' is not a dtype; use one of auto, bfloat16") as refused:
+        CurationConfig(video_dir=str(tmp_path), video_model="m", dtype="bf16")
+    assert is_user_error(refused.value)
+    assert CurationConfig(video_dir=str(tmp_path), video_model="m", dtype="bfloat16").dtype == "bfloat16"

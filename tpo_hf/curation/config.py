@@ -250,6 +250,10 @@ class CurationConfig(VideoSettings):
             resolved, _, base_url = self.role_settings(role)
             if resolved == "openai" and not base_url and (role != "judge" or self.use_judge):
                 raise ValueError(f"{role}_backend='openai' needs {role}_base_url (e.g. http://127.0.0.1:8000).")
+        # checked here, not when a local model loads (`torch.bf16` would fail there with a traceback)
+        from ..models import check_dtype_name
+
+        check_dtype_name(self.dtype, "dtype")
         for name in ("localized_task_types", "comprehensive_task_types"):
             unknown = sorted(set(getattr(self, name)) - set(TASK_TYPES))
             if unknown:

@@ -48,7 +48,8 @@ def list_videos(config: CurationConfig) -> list[VideoItem]:
             raise FileNotFoundError(f"video_dir={config.video_dir} is not a folder.")
         listed = _not_hidden(list_video_files(root, config.video_extensions), root)
         paths = outside_own_folders(listed, root, config.output_dir, "videos", (config.shard_dir,))
-        items = [VideoItem(p.relative_to(root).as_posix(), str(p)) for p in _utf8_named(paths, root, config)]
+        paths = _one_name_per_file(_utf8_named(paths, root, config), root)
+        items = [VideoItem(p.relative_to(root).as_posix(), str(p)) for p in paths]
     else:
         items = _videos_of_dataset(config)
     if config.max_videos is not None:
@@ -58,30 +59,81 @@ def list_videos(config: CurationConfig) -> list[VideoItem]:
     return items
 
 
+# folders that drives, NAS systems and file systems keep deleted, derived or salvaged files in, under names that do
+# not start with a dot: Windows' recycle bin and restore points, Synology's and QNAP's recycle bins, Synology's
+# thumbnails and snapshots, fsck's salvage folder, and a macOS archive's metadata (compared case-insensitively)
+SYSTEM_FOLDERS = (
+    "$RECYCLE.BIN",
+    "System Volume Information",
+    "#recycle",
+    "@Recycle",
+    "@eaDir",
+    "#snapshot",
+    "lost+found",
+    "__MACOSX",
+)
+_SYSTEM_FOLDER_KEYS = frozenset(name.casefold() for name in SYSTEM_FOLDERS)
+
+
 def _is_hidden(relative: Path) -> bool:
-    """Whether a path under `video_dir` is hidden, as `datasets`' folder loaders see it: a file or folder whose name
-    starts with a dot (a trash folder `.Trash-1000/`, an AppleDouble `._clip.mp4`, an editor's `.cache/`) or a
-    macOS archive's `__MACOSX/` folder."""
-    return any(part.startswith(".") or part == "__MACOSX" for part in relative.parts)
+    """Whether a path under `video_dir` is hidden: a file or folder whose name starts with a dot, as `datasets`'
+    folder loaders see it (a trash folder `.Trash-1000/` or `.Trashes/`, an AppleDouble `._clip.mp4`, an editor's
+    `.cache/`), or one of the `SYSTEM_FOLDERS` (a USB drive's `$RECYCLE.BIN/`, a Synology share's `#recycle/`)."""
+    return any(part.startswith(".") or part.casefold() in _SYSTEM_FOLDER_KEYS for part in relative.parts)
 
 
 def _not_hidden(paths: list[Path], root: Path) -> list[Path]:
     """`paths` less the hidden ones (`_is_hidden`, below `root` only: a `video_dir` that is itself under a hidden
-    folder is not): deleted takes, AppleDouble metadata and archive copies are no videos to curate. What is left out
-    is named in one warning."""
+    folder is not): deleted takes, AppleDouble metadata, thumbnails and archive copies are no videos to curate. What
+    is left out is named in one warning."""
     hidden = [path for path in paths if _is_hidden(path.relative_to(root))]
     if hidden:
         shown = ", ".join(path.relative_to(root).as_posix() for path in hidden[:5])
         logger.warning(
-            "Left out %d hidden video file(s) under %s (in a folder or with a name starting with '.', or under "
-            "__MACOSX, as the datasets library does): %s%s. Rename them, or move them out of those folders, to curate "
-            "them.",
+            "Left out %d hidden video file(s) under %s (in a folder or with a name starting with '.', as the datasets "
+            "library does, or in a trash or system folder: %s): %s%s. Rename them, or move them out of those folders, "
+            "to curate them.",
             len(hidden),
             root,
+            ", ".join(SYSTEM_FOLDERS),
             shown,
             f" and {len(hidden) - 5} more" if len(hidden) > 5 else "",
         )
     return [path for path in paths if not _is_hidden(path.relative_to(root))]
+
+
+def _one_name_per_file(paths: list[Path], root: Path) -> list[Path]:
+    """`paths` (sorted) less those whose real file, links resolved, an earlier one already names: a link beside its
+    target (`linkA.mp4 -> a.mp4`) would be curated as a second video, its pairs duplicates of the first's. The first
+    name is kept; the others are named, each with the one kept, in one warning. A link to a file that no other path
+    names (outside `root`, say) is a video like any other; a broken link is kept, to fail by name when read."""
+    kept: list[Path] = []
+    first: dict[str, Path] = {}  # real file -> the path kept for it
+    repeated: list[tuple[Path, Path]] = []
+    for path in paths:
+        if not path.exists():
+            kept.append(path)
+            continue
+        other = first.setdefault(os.path.realpath(path), path)
+        if other is path:
+            kept.append(path)
+        else:
+            repeated.append((path, other))
+    if repeated:
+        shown = ", ".join(
+            f"{path.relative_to(root).as_posix()} (the same file as {other.relative_to(root).as_posix()})"
+            for path, other in repeated[:5]
+        )
+        logger.warning(
+            "Left out %d video file(s) under %s that are, links resolved, the same file as a video listed before "
+            "them under another name, so that no video is curated twice: %s%s. Remove the links (or rename the "
+            "files) to choose the name a video is curated under.",
+            len(repeated),
+            root,
+            shown,
+            f" and {len(repeated) - 5} more" if len(repeated) > 5 else "",
+        )
+    return kept
 
 
 def _utf8_named(paths: list[Path], root: Path, config: CurationConfig) -> list[Path]:

@@ -272,6 +272,8 @@ class OpenAIBackend(GenerationBackend):
         max_concurrency: requests in flight at once.
         temperature: 0 decodes greedily.
         max_pixels: per-frame pixel budget: larger frames are scaled down to it before they are sent.
+        ready_max_new_tokens: token budget of `check_ready`'s request; `from_config` gives it the role's own budget,
+            which its real requests ask too (a gateway may refuse a budget below some minimum, e.g. 16).
     """
 
     def __init__(
@@ -285,6 +287,7 @@ class OpenAIBackend(GenerationBackend):
         max_concurrency: int = 4,
         temperature: float = 0.0,
         max_pixels: int | None = None,
+        ready_max_new_tokens: int = 16,
     ):
         from huggingface_hub import InferenceClient, is_offline_mode
 
@@ -304,6 +307,7 @@ class OpenAIBackend(GenerationBackend):
         self.max_concurrency = max(1, max_concurrency)
         self.temperature = temperature
         self.max_pixels = max_pixels
+        self.ready_max_new_tokens = ready_max_new_tokens
         self.client = InferenceClient(base_url=self.base_url, api_key=api_key, timeout=timeout)
         # why the server refused a `video_url` part (videos then go as images for the rest of the run), or None
         self.video_refused: str | None = None
@@ -313,6 +317,8 @@ class OpenAIBackend(GenerationBackend):
     def from_config(cls, config: CurationConfig, role: str, device: str | None = None) -> OpenAIBackend:
         """The backend of `role` ("video", "question" or "judge") as `config` sets it (the `BACKENDS` factory)."""
         _, model, base_url = config.role_settings(role)
+        # the smallest budget the role asks for: one its endpoint takes if it takes the role's requests
+        budgets = ("caption", "answer") if role == "video" else (role,)
         return cls(
             model,
             base_url=base_url,
@@ -323,6 +329,7 @@ class OpenAIBackend(GenerationBackend):
             max_concurrency=config.max_concurrency,
             temperature=config.temperature if config.do_sample else 0.0,
             max_pixels=config.max_pixels,
+            ready_max_new_tokens=min(getattr(config, f"{name}_max_new_tokens") for name in budgets),
         )
 
     @staticmethod
@@ -453,9 +460,11 @@ class OpenAIBackend(GenerationBackend):
         ) from last_error
 
     def check_ready(self) -> None:
-        """One short text request (one token): a model the endpoint does not serve (404), a refused key (401) or an
-        endpoint that does not answer fails here, retried as any request is, naming the endpoint and model."""
-        self._one(GenerationRequest("Reply with OK."), max_new_tokens=1, seed=0)
+        """One short text request: a model the endpoint does not serve (404), a refused key (401) or an endpoint that
+        does not answer fails here, retried as any request is, naming the endpoint and model. It asks the role's own
+        token budget (`ready_max_new_tokens`), not one token, which a gateway may refuse (`max_tokens must be at
+        least 16`) though it serves the run; the reply is short anyway."""
+        self._one(GenerationRequest("Reply with OK."), max_new_tokens=self.ready_max_new_tokens, seed=0)
 
     def generate(self, requests: list[GenerationRequest], max_new_tokens: int, seed: int = 0) -> list[str]:
         with ThreadPoolExecutor(self.max_concurrency) as pool:
