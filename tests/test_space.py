@@ -698,3 +698,90 @@ def test_space_app_refuses_a_question_holding_the_video_placeholder(tiny_adapter
     qa = VideoQA(str(tiny_adapter), device="cpu")
     with pytest.raises(ValueError, match=r"The question holds the model's placeholder token\(s\) <\|video_pad\|>"):
         qa.answer(str(video_dir / "red_blue.mp4"), "What is <|video_pad|> showing?", 4, max_new_tokens=2)
+
+
+# --- eighth probe: the Space folder keeps a user's own files; `--local` checks its port before loading the model ---
+def test_space_refuses_an_output_dir_holding_files_it_did_not_write_and_rewrites_its_own(tmp_path, on_local_hub):
+    """Probe a/h11: `tpo-hf space --output_dir proj`, proj holding the user's own README.md, app.py and
+    requirements.txt, replaced all three with exit status 0. Files the Space would replace that `tpo-hf space` did not
+    write (or that changed since it wrote them, such as an edited app.py) are refused by name before anything is
+    written or pushed; a folder it wrote is rewritten on a rerun."""
+    from tpo_hf.commands.space import SpaceArguments, main
+    from tpo_hf.hub.space import write_space
+
+    hub = on_local_hub
+    seed_adapter_repo(hub, "tester/tiny-tpo")
+    arguments = dict(adapter="tester/tiny-tpo", base_model="tester/tiny-base", tpo_hf_requirement="tpo-hf==0.1")
+    project = tmp_path / "proj"
+    project.mkdir()
+    own = {"README.md": "# My project notes\n", "app.py": "print('my own app')\n", "requirements.txt": "numpy==1.0\n"}
+    for name, text in own.items():
+        (project / name).write_text(text)
+    (project / "notes.txt").write_text("kept\n")
+    foreign = r"did not write \(README\.md, app\.py, requirements\.txt\)"
+    with pytest.raises(
+        ValueError, match=rf"--output_dir .*proj holds files that `tpo-hf space` {foreign}.*proj-space"
+    ):
+        write_space(project, **arguments)
+    cli = SpaceArguments(space_id="tester/tiny-tpo-demo", output_dir=str(project), **arguments)
+    with pytest.raises(ValueError, match=foreign):
+        main(cli)  # refused before the Space is created or anything uploaded
+    assert not hub.store.exists("space", "tester/tiny-tpo-demo")
+    assert {p.name: p.read_text() for p in project.iterdir()} == {**own, "notes.txt": "kept\n"}
+
+    # the folder of an earlier `tpo-hf space` is rewritten (a rerun); test_write_and_push_space shows that its record
+    # is not pushed
+    for name in own:
+        (project / name).unlink()
+    write_space(project, **arguments)
+    assert (project / ".tpo-space.json").is_file() and (project / "notes.txt").read_text() == "kept\n"
+    write_space(project, **{**arguments, "max_new_tokens": 7})
+    assert "max_new_tokens=7," in (project / "app.py").read_text()
+
+    # an app.py edited by hand and a video the user put in examples/: named, and kept as they are
+    edited = (project / "app.py").read_text() + "# my tweak\n"
+    (project / "app.py").write_text(edited)
+    shutil.copy(project / "examples" / "shapes.mp4", project / "examples" / "mine.mp4")
+    with pytest.raises(ValueError) as refused:
+        write_space(project, **arguments)
+    message = str(refused.value)
+    assert "did not write (examples/mine.mp4)" in message, message
+    assert "changed since `tpo-hf space` wrote them (app.py: those edits would be lost)" in message, message
+    assert "or delete them" in message and "\n" not in message
+    assert (project / "app.py").read_text() == edited and (project / "examples" / "mine.mp4").is_file()
+    (project / "app.py").unlink()
+    (project / "examples" / "mine.mp4").unlink()
+    write_space(project, **arguments)
+    assert "max_new_tokens=128," in (project / "app.py").read_text()
+
+
+def test_space_local_refuses_a_port_in_use_before_loading_the_model(tmp_path):
+    """Probe a/h26: `tpo-hf space --local --port 7871` with another app on that port loaded the model, then failed in
+    gradio's launch with a traceback naming gradio's GRADIO_SERVER_PORT and `server_port`: the port is checked first,
+    one line naming it and --port (here the base model does not even exist: nothing is loaded)."""
+    from tpo_hf.commands.space import cli_main
+
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": "x", "peft_type": "LORA"}))
+    with socket.socket() as other_app:
+        other_app.bind(("127.0.0.1", 0))
+        other_app.listen()
+        port = other_app.getsockname()[1]
+        command = [
+            "--adapter",
+            str(adapter),
+            "--base_model",
+            str(tmp_path / "no-base"),
+            "--local",
+            "--port",
+            str(port),
+        ]
+        with pytest.raises(SystemExit) as refused:
+            cli_main(command)
+    message = str(refused.value)
+    assert message.startswith(f"tpo-hf space: port {port} on 127.0.0.1 is in use"), message
+    assert "pass another --port N" in message and "\n" not in message
+    from tpo_hf.commands.space import check_port_free
+
+    check_port_free("127.0.0.1", port)  # free again once that app is gone

@@ -57,6 +57,8 @@ def main(args: SpaceArguments) -> None:
         from ..hub.space import check_space_inputs
 
         check_space_inputs(args.adapter, args.num_frames, args.max_new_tokens, None)  # as for a written Space
+        if args.port is not None:
+            check_port_free(args.host, args.port)
         demo = build_demo(args.adapter, args.base_model, args.num_frames, max_new_tokens=args.max_new_tokens)
         demo.launch(server_name=args.host, server_port=args.port)
         return
@@ -94,6 +96,33 @@ def main(args: SpaceArguments) -> None:
     finally:
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Refuses a `--port` that another app (a `tpo-hf space --local` still serving) holds on `host`: gradio found it
+    only after the model was loaded, with a traceback naming its own settings. Checked as gradio does, by a bind with
+    SO_REUSEADDR (a port left in TIME_WAIT by an app just stopped is free)."""
+    import errno
+    import socket
+
+    if isinstance(port, bool) or not 0 < port < 65536:
+        raise ValueError(f"--port must be a port number from 1 to 65535, got {port!r}.")
+    name = host[1:-1] if host.startswith("[") and host.endswith("]") else host  # an IPv6 address in brackets
+    try:
+        family, kind, protocol, _, address = socket.getaddrinfo(name, port, type=socket.SOCK_STREAM)[0]
+    except socket.gaierror as error:
+        raise ValueError(f"--host {host} cannot be served on: {error.strerror}.") from None
+    with socket.socket(family, kind, protocol) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(address)
+        except OSError as error:
+            if error.errno == errno.EADDRINUSE:
+                raise ValueError(
+                    f"port {port} on {host} is in use (another app, or a `tpo-hf space --local` still running?): "
+                    "pass another --port N, or stop that app."
+                ) from None
+            raise ValueError(f"Cannot serve on --host {host} --port {port}: {error.strerror}.") from None
 
 
 def rerun_command(args: SpaceArguments, output_dir: str | None) -> str:

@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import logging
+import os
 import re
 import shutil
 import subprocess
@@ -133,6 +135,102 @@ def _check_output_dir(output_dir: Path, adapter: str) -> None:
             f"requirements.txt and examples/ would be written beside it. Give the Space a folder of its own, e.g. "
             f"--output_dir {space_folder}."
         )
+
+
+# what `tpo-hf space` wrote into its folder (each file's sha256): a rerun replaces those files, and only those
+SPACE_RECORD = ".tpo-space.json"
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _read_space_record(output_dir: Path) -> dict[str, Any] | None:
+    """The record an earlier `write_space` left in `output_dir`, or None (none, or not one of ours)."""
+    try:
+        record = json.loads((output_dir / SPACE_RECORD).read_text())
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) and isinstance(record.get("files"), dict) else None
+
+
+def _write_space_record(output_dir: Path, files: dict[str, str], complete: bool) -> None:
+    partial = output_dir / (SPACE_RECORD + ".tmp")
+    record = {"written_by": "tpo-hf space", "complete": complete, "files": files}
+    partial.write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
+    os.replace(partial, output_dir / SPACE_RECORD)  # a kill leaves the old record or the new one, never half of one
+
+
+def _example_targets(example_videos: list[Path]) -> list[tuple[Path, str]]:
+    """Each example video with its path in the Space folder: a second file of one name (a/clip.mp4, b/clip.mp4) is
+    numbered, not copied over the first."""
+    targets: list[tuple[Path, str]] = []
+    for source in example_videos:
+        target, number = f"examples/{source.name}", 2
+        while target in [name for _, name in targets]:
+            target, number = f"examples/{source.stem}-{number}{source.suffix}", number + 1
+        targets.append((source, target))
+    return targets
+
+
+def _check_own_files(output_dir: Path, example_targets: list[tuple[Path, str]]) -> None:
+    """Refuses an `output_dir` holding files the Space would replace or remove (README.md, app.py, requirements.txt,
+    tpo_hf-*.whl, examples/) that `tpo-hf space` did not write there, or that changed since (an app.py edited by
+    hand): without this a project's own README.md and app.py were silently replaced. Files that still match the
+    record of an earlier write (`SPACE_RECORD`) are rewritten; after a write cut short (no complete record), the files
+    at those paths are its own."""
+    if not output_dir.is_dir():
+        return
+    kept = {  # example videos already at their place in the folder (`--examples DIR/examples`) are not copied
+        target
+        for source, target in example_targets
+        if (output_dir / target).exists() and (output_dir / target).samefile(source)
+    }
+    replaced = [name for name in ("README.md", "app.py", "requirements.txt") if os.path.lexists(output_dir / name)]
+    replaced += sorted(path.name for path in output_dir.glob("tpo_hf-*.whl"))
+    examples = output_dir / "examples"
+    if examples.is_dir() and not examples.is_symlink():
+        for path in sorted(examples.rglob("*")):
+            name = path.relative_to(output_dir).as_posix()
+            if (path.is_symlink() or not path.is_dir()) and name not in kept:
+                replaced.append(name)
+    elif os.path.lexists(examples):
+        replaced.append("examples")
+    record = _read_space_record(output_dir)
+    if record is not None and record.get("complete") is False:
+        return
+    recorded = record["files"] if record else {}
+    foreign = [name for name in replaced if name not in recorded]
+    edited = [
+        name
+        for name in replaced
+        if name in recorded
+        and not (os.path.isfile(output_dir / name) and _sha256(output_dir / name) == recorded[name])
+    ]
+    if not foreign and not edited:
+        return
+
+    def listed(names: list[str]) -> str:
+        return ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
+
+    held = []
+    if foreign:
+        held.append(f"files that `tpo-hf space` did not write ({listed(foreign)})")
+    if edited:
+        held.append(f"files changed since `tpo-hf space` wrote them ({listed(edited)}: those edits would be lost)")
+    resolved = output_dir.resolve()
+    other, number = resolved.with_name(resolved.name + "-space"), 2
+    while other.exists():
+        other, number = resolved.with_name(f"{resolved.name}-space-{number}"), number + 1
+    raise ValueError(
+        f"--output_dir {output_dir} holds {' and '.join(held)}: writing the Space there would replace or remove "
+        f"them. Give the Space a folder of its own (e.g. --output_dir {other}), or move those files out of "
+        f"{output_dir} (or delete them) and rerun."
+    )
 
 
 def _check_adapter_loads(adapter: str) -> None:
@@ -351,7 +449,9 @@ def write_space(
     `tpo-hf[demo] @ git+https://...` or, once released, `tpo-hf[demo]==X`); by default a wheel of the running tpo-hf
     is written into the folder instead and `app.py` unpacks it on its first start. `before_writing` is called once
     every input is checked, before anything is written (`tpo-hf space --space_id` checks there that it can push).
-    An `output_dir` that holds a model or adapter is refused; on a full disk, what this call wrote is removed.
+    An `output_dir` that holds a model or adapter is refused, as is one holding files this would replace that an
+    earlier `write_space` did not write (or that changed since: `SPACE_RECORD` keeps their hashes); on a full disk,
+    what this call wrote is removed.
     """
     check_space_inputs(adapter, num_frames, max_new_tokens, tpo_hf_requirement)
     output_dir = Path(output_dir)
@@ -361,7 +461,8 @@ def write_space(
     if for_hub:
         _check_space_loads_from_hub(adapter, base_model, base_from_adapter)
     _check_adapter_loads(adapter)
-    example_videos = _example_videos(examples)
+    example_targets = _example_targets(_example_videos(examples))
+    _check_own_files(output_dir, example_targets)
     if before_writing is not None:
         before_writing()
 
@@ -373,7 +474,7 @@ def write_space(
     existing = set(output_dir.rglob("*")) if output_dir.exists() else None
     try:
         _write_space_files(
-            output_dir, adapter, base_model, title, num_frames, max_new_tokens, example_videos, tpo_hf_requirement
+            output_dir, adapter, base_model, title, num_frames, max_new_tokens, example_targets, tpo_hf_requirement
         )
     except Exception as error:
         from ..fingerprint import no_space_left
@@ -406,19 +507,18 @@ def _write_space_files(
     title: str | None,
     num_frames: int | None,
     max_new_tokens: int,
-    example_videos: list[Path],
+    example_targets: list[tuple[Path, str]],
     tpo_hf_requirement: str | None,
 ) -> None:
-    """What `write_space` writes, once its inputs are checked."""
+    """What `write_space` writes, once its inputs are checked, and the record of it (`SPACE_RECORD`)."""
     import gradio
 
     (output_dir / "examples").mkdir(parents=True, exist_ok=True)
+    # marked as being written first: a run killed half-way leaves files that a rerun may replace
+    earlier = _read_space_record(output_dir)
+    _write_space_record(output_dir, earlier["files"] if earlier else {}, complete=False)
     example_paths: list[str] = []
-    for source in example_videos:
-        # a second file of one name (a/clip.mp4, b/clip.mp4) is numbered, not copied over the first
-        target, number = f"examples/{source.name}", 2
-        while target in example_paths:
-            target, number = f"examples/{source.stem}-{number}{source.suffix}", number + 1
+    for source, target in example_targets:
         if not (output_dir / target).exists() or not (output_dir / target).samefile(source):
             shutil.copy(source, output_dir / target)
         example_paths.append(target)
@@ -469,6 +569,8 @@ def _write_space_files(
         )
     )
     (output_dir / "requirements.txt").write_text(space_requirements(tpo_hf_requirement, wheel))
+    written = ["README.md", "app.py", "requirements.txt", *example_paths, *([wheel] if wheel else [])]
+    _write_space_record(output_dir, {name: _sha256(output_dir / name) for name in written}, complete=True)
 
 
 def prepare_space(space_id: str, rerun: str, private: bool | None = None, token: str | None = None) -> None:
@@ -508,7 +610,8 @@ def push_space(
     operations = [
         CommitOperationAdd(path_in_repo=path.relative_to(folder).as_posix(), path_or_fileobj=str(path))
         for path in sorted(Path(folder).rglob("*"))
-        if path.is_file()
+        # the record of what was written is this machine's, not the Space's
+        if path.is_file() and path.relative_to(folder).as_posix() not in (SPACE_RECORD, SPACE_RECORD + ".tmp")
     ]
     try:
         prepare_repo(api, space_id, private=private, setting="--private", repo_type="space", space_sdk="gradio")
