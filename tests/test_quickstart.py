@@ -101,3 +101,16 @@ def test_quickstart_end_to_end(tmp_path):
     assert (out / "eval" / "vniah_heatmap.png").stat().st_size > 0
     for name in ("README.md", "app.py", "requirements.txt"):
         assert (out / "space" / name).exists(), name
+
+
+def test_counts_below_one_are_refused_before_the_corpus_is_made(tmp_path):
+    """Probe b/h50: `tpo-hf quickstart --max_steps 0` (or -1) was not refused: it wrote and curated the corpus for
+    minutes before training met the count. Every count is checked when the settings are parsed, in one line."""
+    import pytest
+
+    from tpo_hf.commands.quickstart import cli_main
+
+    for flag in ("--max_steps", "--pairs", "--train_videos"):
+        with pytest.raises(SystemExit, match=rf"^tpo-hf quickstart: {flag[2:]}=0: each of .* must be 1 or more\.$"):
+            cli_main([flag, "0", "--output_dir", str(tmp_path / "out")])
+    assert not (tmp_path / "out").exists()

@@ -44,6 +44,13 @@ class QuickstartConfig:
         metadata={"help": "Show everything on the terminal (trainer logs, warnings, every progress bar)."},
     )
 
+    def __post_init__(self):
+        # checked before the corpus is written and curated (minutes), not when training meets `max_steps: 0`
+        counts = ("train_videos", "localized_per_video", "pairs", "max_steps", "eval_videos_per_length")
+        wrong = [f"{name}={getattr(self, name)}" for name in counts if getattr(self, name) < 1]
+        if wrong:
+            raise ValueError(f"{', '.join(wrong)}: each of {', '.join(counts)} must be 1 or more.")
+
 
 # loggers of the libraries the loop runs through: their records go to the log file unless --verbose
 LIBRARY_LOGGERS = ("transformers", "datasets", "trl", "peft", "accelerate", "huggingface_hub", "tpo_hf", "py.warnings")
