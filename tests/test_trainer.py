@@ -3,8 +3,11 @@ gradient checkpointing, adapter save/reload."""
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -425,3 +428,145 @@ def test_a_bare_checkpoint_name_is_read_in_output_dir(tmp_path, monkeypatch, cap
         info.value
     )
     assert "interrupted" not in str(info.value)
+
+
+@contextlib.contextmanager
+def read_only_later(folder: Path):
+    """`folder`, writable until the function this yields is called, read-only after: a small tmpfs remounted
+    read-only where the tests run as root (as in CI: chmod stops no write of root's), its write bits taken away
+    otherwise. Skips where root may not mount."""
+    folder.mkdir()
+    if os.geteuid() != 0:
+
+        def set_mode(mode):
+            for path in [folder, *folder.rglob("*")]:
+                if path.is_dir():
+                    path.chmod(mode)
+
+        try:
+            yield lambda: set_mode(0o555)
+        finally:
+            set_mode(0o755)
+        return
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(folder)], capture_output=True).returncode:
+        pytest.skip("mounting a tmpfs is not permitted here: as root only a read-only mount stops writes")
+    try:
+        yield lambda: subprocess.run(["mount", "-o", "remount,ro", str(folder)], check=True)
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+def _ref_logps_trainer(tiny_model, dataset, video_dir, out, **settings):
+    model, processor = tiny_model("qwen2_vl")
+    args = make_args(out, video_dir, precompute_ref_log_probs=True, **settings)
+    return TPOTrainer(model, args=args, train_dataset=dataset, processing_class=processor, peft_config=lora())
+
+
+def test_precompute_on_a_read_only_dataset_folder_caches_under_tpo_hf_cache(
+    tiny_model, preference_dataset, video_dir, tmp_path, monkeypatch
+):
+    """Probe a/h7: precompute_ref_log_probs on a dataset folder on a read-only mount (shared data) ended, after the
+    model load, in a raw `OSError: [Errno 30] Read-only file system` from the cache file TRL writes beside the
+    dataset. That file now goes, under the same name, to the dataset's folder under TPO_HF_CACHE, and is reused from
+    there; a cache computed beside the dataset before it became read-only is still read there."""
+    from datasets import load_from_disk
+
+    monkeypatch.setenv("TPO_HF_CACHE", str(tmp_path / "tpo-cache"))
+    with read_only_later(tmp_path / "shared") as make_read_only:
+        preference_dataset().save_to_disk(str(tmp_path / "shared" / "data"))
+        dataset = load_from_disk(str(tmp_path / "shared" / "data"))
+        beside = _ref_logps_trainer(tiny_model, dataset, video_dir, tmp_path / "a").train_dataset["ref_chosen_logps"]
+        cached_beside = sorted(path.name for path in (tmp_path / "shared" / "data").glob("cache-*.arrow"))
+        assert cached_beside
+        make_read_only()
+        with pytest.raises(OSError):
+            (tmp_path / "shared" / "data" / "probe").write_text("x")
+
+        # the same key: read beside the dataset, nothing written elsewhere
+        again = _ref_logps_trainer(tiny_model, dataset, video_dir, tmp_path / "b").train_dataset["ref_chosen_logps"]
+        assert again == beside
+        assert not (tmp_path / "tpo-cache" / "ref-logps").exists()
+
+        # another key (max_length): computed, and written under TPO_HF_CACHE
+        trainer = _ref_logps_trainer(tiny_model, dataset, video_dir, tmp_path / "c", max_length=4096)
+        computed = trainer.train_dataset["ref_chosen_logps"]
+        assert all(math.isfinite(value) for value in computed)
+        elsewhere = list((tmp_path / "tpo-cache" / "ref-logps").glob("data-*/cache-*.arrow"))
+        assert len(elsewhere) == 1
+        assert sorted(path.name for path in (tmp_path / "shared" / "data").glob("cache-*.arrow")) == cached_beside
+        trainer.train()
+
+        # and reused from there (the file is not written again)
+        written = elsewhere[0].stat().st_mtime_ns
+        trainer = _ref_logps_trainer(tiny_model, dataset, video_dir, tmp_path / "d", max_length=4096)
+        assert trainer.train_dataset["ref_chosen_logps"] == computed
+        assert list((tmp_path / "tpo-cache" / "ref-logps").glob("data-*/cache-*.arrow")) == elsewhere
+        assert elsewhere[0].stat().st_mtime_ns == written
+        del dataset, trainer
+
+
+def test_a_read_only_dataset_folder_with_nowhere_for_the_cache_is_refused_before_the_model_load(
+    preference_dataset, video_dir, tmp_path, monkeypatch
+):
+    """Probe a/h7: where neither the dataset folder nor tpo-hf's cache can be written, precompute_ref_log_probs is
+    refused in one line naming the folder and the ways out, before the model is loaded (the model named here does
+    not exist: loading it would fail otherwise)."""
+    from datasets import load_from_disk
+
+    from tpo_hf.commands import is_user_error
+    from tpo_hf.ref_logps_cache import RefLogpsCacheError
+
+    with read_only_later(tmp_path / "shared") as make_read_only:
+        preference_dataset().save_to_disk(str(tmp_path / "shared" / "data"))
+        (tmp_path / "shared" / "cache").mkdir()
+        make_read_only()
+        monkeypatch.setenv("TPO_HF_CACHE", str(tmp_path / "shared" / "cache"))
+        dataset = load_from_disk(str(tmp_path / "shared" / "data"))
+        with pytest.raises(RefLogpsCacheError) as info:
+            TPOTrainer(
+                str(tmp_path / "no-such-model"),
+                args=make_args(tmp_path, video_dir, precompute_ref_log_probs=True),
+                train_dataset=dataset,
+                peft_config=lora(),
+            )
+        message = str(info.value)
+        assert message.startswith(
+            f"Cannot write the reference log-prob cache (precompute_ref_log_probs): the dataset folder "
+            f"{tmp_path / 'shared' / 'data'} cannot be written ("
+        )
+        assert "TPO_HF_CACHE" in message and "set precompute_ref_log_probs false" in message
+        assert is_user_error(info.value)
+        del dataset
+
+
+def test_a_read_only_folder_on_a_small_disk_is_not_called_full(tmp_path):
+    """Probe a/h8: `no_space_left` called a write refused by a read-only file system "no space left on device" as the
+    folder had under 64 MiB free, and the reference log-prob cache's message said to free space on it. An OS error
+    of another kind in the chain now rules the guess out, and the message names the read-only folder."""
+    import errno
+
+    from tpo_hf import ref_logps_cache
+    from tpo_hf.fingerprint import no_space_left
+
+    if os.geteuid() != 0:
+        pytest.skip("needs a small read-only mount, which only root can make here")
+    with read_only_later(tmp_path / "small") as make_read_only:
+        make_read_only()
+        folder = tmp_path / "small"
+        cache_file = str(folder / "cache-0123.arrow")
+        refused = OSError(errno.EROFS, os.strerror(errno.EROFS), str(folder / "tmpabc"))
+        assert no_space_left(refused, folder) is None
+        # the guess still holds where no errno says otherwise (torch's "unexpected pos", pyarrow's closed file)
+        assert no_space_left(RuntimeError("unexpected pos 64 vs 128"), folder).startswith("no space left on device (")
+        assert no_space_left(OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)), folder).startswith("no space left")
+        error = ValueError("I/O operation on closed file")
+        error.__context__ = refused  # as pyarrow leaves a failed write: the OS error only in the context
+        with pytest.raises(ref_logps_cache.RefLogpsCacheError) as info:
+            ref_logps_cache.raise_if_cache_write_failed(error, cache_file)
+        message = str(info.value)
+        assert message.startswith(
+            f"Writing the reference log-prob cache {cache_file} failed: the folder cannot be written (read-only file "
+            "system) [OSError: [Errno 30] Read-only file system"
+        )
+        assert "no space" not in message and "free space" not in message
+        assert "make it writable" in message and "set precompute_ref_log_probs false" in message

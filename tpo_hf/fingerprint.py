@@ -56,7 +56,8 @@ DISK_FULL_BYTES = 64 * 2**20  # less free space than this after a failed write: 
 def no_space_left(error: BaseException, folder: str | os.PathLike) -> str | None:
     """The one rule for telling a full disk from other write errors (checkpoints, caches, outputs): "no space left on
     device (N bytes free)" when `error`, raised while writing into `folder`, came from a full disk -- ENOSPC / EDQUOT
-    anywhere in its chain, or (torch's "unexpected pos" carries no errno) almost no space left -- else None."""
+    anywhere in its chain, or (torch's "unexpected pos" carries no errno) almost no space left and no OS error of
+    another kind in its chain -- else None."""
     import errno
     import shutil
 
@@ -70,6 +71,9 @@ def no_space_left(error: BaseException, folder: str | os.PathLike) -> str | None
         getattr(item, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or any(text in str(item) for text in texts)
         for item in chain
     )
+    if not full and any(isinstance(item, OSError) and item.errno is not None for item in chain):
+        # the OS said what went wrong (a read-only file system, a missing permission...): a small disk is no clue then
+        return None
     existing = Path(folder)
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent

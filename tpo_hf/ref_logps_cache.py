@@ -1,23 +1,29 @@
 """Stage 4 of the flow (training): the cache file of precomputed reference log-probs, checked before it is reused.
 
 TRL writes the reference log-probs of a dataset saved on disk into a `cache-<hash>.arrow` file beside it and reads
-it back on the next run with the same key (`TPOTrainer.ref_logps_key`). A file cut short (a kill or a full disk
+it back on the next run with the same key (`TPOTrainer.ref_logps_key`). A dataset folder that cannot be written (a
+read-only mount of shared data) gets the file, under the same name, in a folder of its own under tpo-hf's cache
+(`ref_logps_cache_folder`); one computed beside it earlier is still read there. A file cut short (a kill or a full disk
 while it was written, a bad copy) would fail inside pyarrow without naming it: it is a cache, so it is named,
 deleted and recomputed instead. Beside each cache file its key is recorded (`cache-<hash>.key.json`), so that a
 recompute for a changed key names what changed (the processor's pixel budget, the frames, a video file...), and a
-full disk while the file is written is named (`RefLogpsCacheError`) instead of pyarrow's "I/O operation on closed
-file".
+full disk (or a folder that refuses the write) while the file is written is named (`RefLogpsCacheError`) instead of
+pyarrow's "I/O operation on closed file".
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import logging
 import os
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from .fingerprint import atomic_write_json, changed_fields, no_space_left
+from .fingerprint import atomic_write_json, cache_root, changed_fields, key_hash, no_space_left
 
 logger = logging.getLogger(__name__)
 
@@ -25,8 +31,12 @@ REF_LOGPS_COLUMNS = ("ref_chosen_logps", "ref_rejected_logps")
 KEY_RECORD_SUFFIX = ".key.json"  # beside `cache-<hash>.arrow`: the key it was computed under
 
 
+NOT_WRITABLE_ERRNOS = (errno.EROFS, errno.EACCES, errno.EPERM)  # the folder refuses the write, whatever the room
+
+
 class RefLogpsCacheError(OSError):
-    """The reference log-prob cache file could not be written beside the dataset: the disk is full (names the file)."""
+    """The reference log-prob cache file could not be written: the disk is full or the folder refuses writes (names
+    the file or folder and the way on)."""
 
 
 def processor_configs(processor: Any) -> dict[str, Any]:
@@ -49,6 +59,109 @@ def ref_logps_cache_file(dataset: Any, model_hash: str) -> str | None:
     if not getattr(dataset, "cache_files", None):
         return None
     return dataset._get_cache_file_path(Hasher.hash((dataset._fingerprint, model_hash)))
+
+
+def dataset_folder(dataset: Any) -> str | None:
+    """The folder TRL writes `dataset`'s reference log-prob cache into (`Dataset._get_cache_file_path`): the one of
+    its first Arrow file; None for a dataset in memory or with caching off (TRL then writes a temporary file)."""
+    from datasets import is_caching_enabled
+
+    if not is_caching_enabled() or not getattr(dataset, "cache_files", None):
+        return None
+    return os.path.dirname(dataset.cache_files[0]["filename"])
+
+
+def fallback_cache_folder(folder: str) -> Path:
+    """Where the reference log-prob cache of a dataset in `folder`, which cannot be written, is written instead: a
+    folder of its own under tpo-hf's cache (`TPO_HF_CACHE`), named after the dataset folder's real path, so that the
+    cache files keep TRL's names (keyed by dataset fingerprint and `ref_logps_key`) and two datasets never share one."""
+    real = os.path.realpath(folder)
+    return cache_root() / "ref-logps" / f"{Path(real).name}-{key_hash(real)[:16]}"
+
+
+def write_problem(folder: str | os.PathLike) -> str | None:
+    """Why a file cannot be created in `folder` (created when missing), or None. Found by creating one, as the cache's
+    writer does: `os.access` says yes to root on a folder without write bits, and network file systems may misanswer."""
+    try:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".tpo-write-check-"):
+            pass
+    except OSError as error:
+        return error.strerror or str(error)
+    return None
+
+
+def _unwritable_message(folder: str, problem: str, fallback: Path, fallback_problem: str) -> str:
+    return (
+        f"Cannot write the reference log-prob cache (precompute_ref_log_probs): the dataset folder {folder} cannot "
+        f"be written ({problem}), nor {fallback} under tpo-hf's cache ({fallback_problem}). Set TPO_HF_CACHE to a "
+        "writable folder, or copy the dataset to a writable folder, or set precompute_ref_log_probs false."
+    )
+
+
+def check_ref_logps_cache_writable(dataset: Any) -> None:
+    """Refuses, before the model is loaded, a dataset whose reference log-probs have nowhere to be written: its folder
+    and its folder under tpo-hf's cache both refuse writes, and its folder holds no cache file computed earlier
+    (which may be the one this run needs: that is decided once the key is known, `ref_logps_cache_folder`)."""
+    folder = dataset_folder(dataset)
+    if folder is None:
+        return
+    problem = write_problem(folder)
+    if problem is None or any(Path(folder).glob("cache-*.arrow")):
+        return
+    fallback = fallback_cache_folder(folder)
+    fallback_problem = write_problem(fallback)
+    if fallback_problem is None:
+        return
+    raise RefLogpsCacheError(_unwritable_message(folder, problem, fallback, fallback_problem))
+
+
+def ref_logps_cache_folder(trainer: Any, dataset: Any, cache_file: str | None) -> str | None:
+    """The folder to write `dataset`'s reference log-prob cache into instead of its own, or None to leave it beside
+    the dataset (TRL's place): its folder is writable, or already holds a sound cache file for the key (`cache_file`,
+    read there). Otherwise its folder under tpo-hf's cache (`fallback_cache_folder`), named in the log; raises
+    `RefLogpsCacheError` when that cannot be written either. Every process takes the same decision."""
+    from accelerate.utils import broadcast_object_list
+
+    decision: list[Any] = [(None, None)]
+    folder = dataset_folder(dataset)
+    if folder is not None and cache_file is not None and trainer.accelerator.is_main_process:
+        problem = write_problem(folder)
+        sound = problem is None or (os.path.exists(cache_file) and cache_problem(cache_file, len(dataset)) is None)
+        if not sound:
+            fallback = fallback_cache_folder(folder)
+            fallback_problem = write_problem(fallback)
+            if fallback_problem is None:
+                logger.info(
+                    "The dataset folder %s cannot be written (%s): its reference log-prob cache is written to %s "
+                    "instead (tpo-hf's cache, TPO_HF_CACHE).",
+                    folder,
+                    problem,
+                    fallback,
+                )
+                decision = [(str(fallback), None)]
+            else:
+                decision = [(None, _unwritable_message(folder, problem, fallback, fallback_problem))]
+    broadcast_object_list(decision, from_process=0)
+    elsewhere, refusal = decision[0]
+    if refusal is not None:
+        raise RefLogpsCacheError(refusal)
+    return elsewhere
+
+
+@contextlib.contextmanager
+def cache_files_in(dataset: Any, folder: str | None) -> Iterator[None]:
+    """While the body runs, `dataset` names its cache files (`_get_cache_file_path`, which TRL asks for the reference
+    log-prob cache's) in `folder` instead of its own folder, under the same names; `folder` None changes nothing."""
+    if folder is None:
+        yield
+        return
+    # TRL takes the cache file's path from the dataset object it is given: only that object, only for this call
+    dataset._get_cache_file_path = lambda fingerprint: os.path.join(folder, f"cache-{fingerprint}.arrow")
+    try:
+        yield
+    finally:
+        del dataset._get_cache_file_path
 
 
 def cache_problem(cache_file: str, num_rows: int) -> str | None:
@@ -150,21 +263,43 @@ def record_ref_logps_key(dataset: Any, cache_file: str | None, key: dict[str, An
         logger.debug("Could not record the key of %s: %s", cache_file, error)
 
 
-def raise_if_cache_disk_full(error: BaseException, cache_file: str | None) -> None:
+def write_failure(error: BaseException, folder: str) -> tuple[str, str] | None:
+    """(what went wrong, what to do there) when `error`, raised while a file was written into `folder`, came from a
+    full disk (`no_space_left`) or from a folder that refuses writes (read-only file system, missing permission)."""
+    full = no_space_left(error, folder)
+    if full is not None:
+        return full, "free space there"
+    cause: BaseException | None = error
+    while cause is not None and not (isinstance(cause, OSError) and cause.errno in NOT_WRITABLE_ERRNOS):
+        cause = cause.__cause__ or cause.__context__
+    if cause is None:
+        return None
+    return f"the folder cannot be written ({os.strerror(cause.errno).lower()})", "make it writable"
+
+
+def raise_if_cache_write_failed(error: BaseException, cache_file: str | None) -> None:
     """Raises `RefLogpsCacheError` naming `cache_file` when `error`, raised while it was written, came from a full
-    disk (`no_space_left`); pyarrow reports it as "I/O operation on closed file", the ENOSPC only in its context."""
+    disk or a folder refusing writes (`write_failure`); pyarrow reports a full disk as "I/O operation on closed file",
+    the ENOSPC only in its context."""
     if cache_file is None:
         return
     folder = os.path.dirname(cache_file)
-    full = no_space_left(error, folder)
-    if full is None:
+    failure = write_failure(error, folder)
+    if failure is None:
         return
+    reason, fix = failure
     cause = error
     while cause is not None and getattr(cause, "errno", None) is None:
         cause = cause.__cause__ or cause.__context__
     cause = cause or error
+    if Path(folder).parent == cache_root() / "ref-logps":  # the dataset's own folder could not be written
+        where = f"It is written in {folder}, under tpo-hf's cache, as the dataset folder cannot be written"
+        others = "or set TPO_HF_CACHE to a writable folder with room"
+    else:
+        where = f"TRL writes it beside the dataset, in {folder}"
+        others = "or copy the dataset to a writable disk with room"
     raise RefLogpsCacheError(
-        f"Writing the reference log-prob cache {cache_file} failed: {full} [{type(cause).__name__}: {cause}]. TRL "
-        f"writes it beside the dataset, in {folder}: free space there (or copy the dataset to a disk with room, or "
-        "set precompute_ref_log_probs false), then rerun; the reference log-probs are computed again."
+        f"Writing the reference log-prob cache {cache_file} failed: {reason} [{type(cause).__name__}: {cause}]. "
+        f"{where}: {fix} ({others}, or set precompute_ref_log_probs false), then rerun; the reference log-probs are "
+        "computed again."
     ) from error

@@ -84,12 +84,15 @@ from .prefix_sharing import (
 )
 from .processing import VideoPreferenceProcessor
 from .ref_logps_cache import (
+    cache_files_in,
+    check_ref_logps_cache_writable,
     drop_damaged_ref_logps_cache,
     name_ref_logps_changes,
     processor_configs,
-    raise_if_cache_disk_full,
+    raise_if_cache_write_failed,
     record_ref_logps_key,
     ref_logps_cache_file,
+    ref_logps_cache_folder,
 )
 from .validation import placeholder_tokens
 from .video import video_file_identity
@@ -206,6 +209,11 @@ class TPOTrainer(DPOTrainer):
         train_dataset = video_paths_column(train_dataset, "train_dataset")
         refuse_training_output_dir(args.output_dir)  # not a dataset's or a full model's folder
         self.dataset_identity = dataset_identity(train_dataset)  # recorded in checkpoints, compared on resume
+        if args.precompute_ref_log_probs:  # before the model is loaded: the cache must have somewhere to go
+            evals = eval_dataset.values() if isinstance(eval_dataset, dict) else [eval_dataset]
+            for dataset in (train_dataset, *evals):
+                if dataset is not None:
+                    check_ref_logps_cache_writable(dataset)
 
         config = (
             AutoConfig.from_pretrained(model, trust_remote_code=args.trust_remote_code)
@@ -552,15 +560,18 @@ class TPOTrainer(DPOTrainer):
             self._tpo_reference_hash = reference_weights_hash(self.model, self.ref_model, self._precompute_model_hash)
         key = self.ref_logps_key(dataset)
         self._precompute_model_hash = key_hash(key)
-        drop_damaged_ref_logps_cache(self, dataset)  # a cache file cut short is named and recomputed
-        cache_file = ref_logps_cache_file(dataset, self._precompute_model_hash)
-        if self.accelerator.is_main_process:
-            name_ref_logps_changes(dataset, cache_file, key)
-        try:
-            with_ref_logps = super()._precompute_ref_logps(dataset, name, batch_size)
-        except Exception as error:
-            raise_if_cache_disk_full(error, cache_file)
-            raise
+        # a dataset folder that cannot be written (a read-only mount) gets its cache under tpo-hf's cache instead
+        elsewhere = ref_logps_cache_folder(self, dataset, ref_logps_cache_file(dataset, self._precompute_model_hash))
+        with cache_files_in(dataset, elsewhere):
+            drop_damaged_ref_logps_cache(self, dataset)  # a cache file cut short is named and recomputed
+            cache_file = ref_logps_cache_file(dataset, self._precompute_model_hash)
+            if self.accelerator.is_main_process:
+                name_ref_logps_changes(dataset, cache_file, key)
+            try:
+                with_ref_logps = super()._precompute_ref_logps(dataset, name, batch_size)
+            except Exception as error:
+                raise_if_cache_write_failed(error, cache_file)
+                raise
         if self.accelerator.is_main_process:
             record_ref_logps_key(dataset, cache_file, key)
         return with_ref_logps
