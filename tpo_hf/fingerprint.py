@@ -13,6 +13,7 @@ lack of disk space is told apart from other failures by one rule (`no_space_left
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -51,6 +52,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
 
 DISK_FULL_BYTES = 64 * 2**20  # less free space than this after a failed write: the disk filled up
+# the errnos of a folder that refuses a write whatever the room left: read-only, or no permission
+NOT_WRITABLE_ERRNOS = (errno.EROFS, errno.EACCES, errno.EPERM)
 
 
 def no_space_left(error: BaseException, folder: str | os.PathLike) -> str | None:

@@ -14,7 +14,6 @@ pyarrow's "I/O operation on closed file".
 from __future__ import annotations
 
 import contextlib
-import errno
 import json
 import logging
 import os
@@ -23,15 +22,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from .fingerprint import atomic_write_json, cache_root, changed_fields, key_hash, no_space_left
+from .fingerprint import NOT_WRITABLE_ERRNOS, atomic_write_json, cache_root, changed_fields, key_hash, no_space_left
 
 logger = logging.getLogger(__name__)
 
 REF_LOGPS_COLUMNS = ("ref_chosen_logps", "ref_rejected_logps")
 KEY_RECORD_SUFFIX = ".key.json"  # beside `cache-<hash>.arrow`: the key it was computed under
-
-
-NOT_WRITABLE_ERRNOS = (errno.EROFS, errno.EACCES, errno.EPERM)  # the folder refuses the write, whatever the room
 
 
 class RefLogpsCacheError(OSError):

@@ -15,7 +15,6 @@ else refused (`check_manifest`). A write that fails on a full disk or a folder t
 from __future__ import annotations
 
 import contextlib
-import errno
 import json
 import logging
 import os
@@ -28,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from ..fingerprint import (
+    NOT_WRITABLE_ERRNOS,
     atomic_write_json,
     changed_fields,
     file_content_hash,
@@ -75,10 +75,6 @@ PROMPT_KEY_NAMES = (
     "question_chat_template",
     "judge_chat_template",
 )
-
-
-# a write refused by the file system rather than failed by a bug: read-only, or no permission
-NOT_WRITABLE_ERRNOS = (errno.EROFS, errno.EACCES, errno.EPERM)
 
 
 class CurationWriteError(OSError):

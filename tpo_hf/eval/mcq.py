@@ -12,7 +12,6 @@ adapter, so a new adapter evaluated beside the same base reuses the base answers
 from __future__ import annotations
 
 import contextlib
-import errno
 import json
 import logging
 import os
@@ -22,7 +21,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from ..fingerprint import changed_fields, key_hash, no_space_left
+from ..fingerprint import NOT_WRITABLE_ERRNOS, changed_fields, key_hash, no_space_left
 from ..locks import check_lock_held
 from ..processing import VideoPreferenceProcessor
 from ..validation import placeholder_tokens
@@ -72,7 +71,6 @@ class SampleResult:
 
 
 # errors that say a file or folder cannot be written at all (permissions, an immutable file, a read-only mount)
-NOT_WRITABLE_ERRNOS = (errno.EACCES, errno.EPERM, errno.EROFS)
 
 
 class ResultsCacheError(OSError):
