@@ -1252,6 +1252,137 @@ def test_answers_differing_only_typographically_are_the_same_answer(first, secon
     assert not same_answer("5 - 3", "5 + 3") and not same_answer("It's red.", "It\u2019s not red.")
 
 
+@pytest.mark.parametrize(
+    "first, second",
+    [
+        ("*red*", "red"),  # Markdown italics
+        ("_red_", "red"),
+        ("The *red* square.", "the red square"),
+        ("The square is _dark red_", "The square is dark red."),  # a phrase
+        ("***Red***", "red"),  # bold italics
+    ],
+)
+def test_answers_differing_only_in_markdown_italics_are_the_same_answer(first, second):
+    """Probe b/h8: `*red*` against `red` made a pair (only `**red**` was set aside): single `*`/`_` emphasis around a
+    word or phrase teaches no preference."""
+    from tpo_hf.curation.answer import same_answer
+
+    assert same_answer(first, second)
+    assert not same_answer(first, "blue")
+
+
+def test_emphasis_signs_inside_identifiers_and_arithmetic_keep_their_meaning():
+    """Probe b/h8: only a marker wrapping a word is emphasis: `snake_case` is no `snakecase`, `2*3` no `23`."""
+    from tpo_hf.curation.answer import same_answer
+
+    assert not same_answer("snake_case", "snakecase") and not same_answer("my_var_name", "myvarname")
+    assert not same_answer("2*3", "23") and not same_answer("2*3*4", "234") and not same_answer("2 * 3 * 4", "2 3 4")
+    assert same_answer("snake_case", "`snake_case`") and same_answer("2*3", "2*3.")
+
+
+@pytest.mark.parametrize(
+    "first, second",
+    [
+        ('"red"', "red"),
+        ("'red'", "red"),
+        ("\u201cRed.\u201d", "red"),  # curly quotes, the stop inside
+        ('"red".', "red"),  # the stop outside
+        ("\u2018red\u2019", "red"),
+        ("\u00abred\u00bb", "red"),  # guillemets
+        ("\u300cred\u300d", "red"),  # corner brackets
+        ("(red)", "red"),
+        ("[Red]", "red"),
+        ('("red")', "red"),  # nested
+        ("'It's red'", "It's red"),  # an apostrophe inside
+    ],
+)
+def test_answers_differing_only_in_wrapping_quotes_or_brackets_are_the_same_answer(first, second):
+    """Probe b/h9: `"red"` against `red` made a pair: quotes or brackets wrapping the whole answer teach no
+    preference."""
+    from tpo_hf.curation.answer import same_answer
+
+    assert same_answer(first, second)
+    assert not same_answer(first, '"blue"')
+
+
+def test_quotes_or_brackets_that_wrap_no_whole_answer_are_kept():
+    """Probe b/h9: only one pair around all of the answer is a wrapper: '"a" or "b"' and '(1, 2) and (3, 4)' are not
+    wrapped, and a bracketed part of an answer is part of what it says."""
+    from tpo_hf.curation.answer import same_answer
+
+    assert not same_answer('"a" or "b"', 'a" or "b')
+    assert not same_answer("(1, 2) and (3, 4)", "1, 2) and (3, 4")
+    assert not same_answer("(red) and blue", "red and blue")
+
+
+class _NoSkipEndpoint(ScriptedBackend):
+    """An endpoint whose server does not skip special tokens: its replies keep the end-of-turn token's text."""
+
+    base_url = "http://127.0.0.1:18732"
+
+
+def _special_token_run(video_dir, tmp_path, replies):
+    forms = iter(replies * 1000)
+    video = _NoSkipEndpoint(lambda prompt: next(forms), "no-skip-vlm")
+    config = CurationConfig(
+        video_dir=str(video_dir),
+        video_model="no-skip-vlm",
+        output_dir=str(tmp_path / "out"),
+        question_backend="template",
+        use_judge=False,
+        localized_per_video=2,
+        comprehensive_per_video=2,
+        **TINY,
+    )
+    return run_curation(config, Backends(video, None, None))
+
+
+def test_an_end_of_turn_token_text_is_removed_from_the_stored_answers(video_dir, tmp_path, caplog):
+    """Probe b/h10: an endpoint that does not skip special tokens answered `red<|im_end|>`; the token text was stored
+    as an answer to train on, and `red<|im_end|>` against `red` made a pair. The trailing end-of-turn text goes (one
+    warning naming the endpoint, the token and the count), and the two answers are the same answer."""
+    from tpo_hf.curation.run import NoPairsError
+
+    with caplog.at_level(logging.WARNING, logger="tpo_hf.curation.answer"):
+        result = _special_token_run(video_dir, tmp_path / "pairs", ["red<|im_end|>", "blue<|eot_id|>\n"])
+    assert len(result.dataset) > 0
+    for row in result.dataset:
+        assert {row["chosen"], row["rejected"]} == {"red", "blue"}
+    warnings = [r.getMessage() for r in caplog.records if r.name == "tpo_hf.curation.answer"]
+    assert len(warnings) == 1, warnings  # once per run, not once per shard (videos_per_shard=1: two shards)
+    assert "no-skip-vlm at http://127.0.0.1:18732" in warnings[0] and "'<|im_end|>' x" in warnings[0]
+    assert "skip_special_tokens" in warnings[0]
+    assert result.report["drop_reasons"].get("special_token_answer", 0) == 0
+    with pytest.raises(NoPairsError, match="identical_answers"):
+        _special_token_run(video_dir, tmp_path / "same", ["red<|im_end|>", "red"])
+
+
+def test_an_answer_holding_special_token_text_inside_drops_its_pair(video_dir, tmp_path, caplog):
+    """Probe b/h10: special-token text inside an answer (the endpoint went on into another turn) is no answer to
+    train on: its candidate is dropped as `special_token_answer`, counted in the report and named in the warning."""
+    from tpo_hf.curation.run import NoPairsError
+
+    replies = ["red<|im_end|>\n<|im_start|>user\nAnd the next one?", "blue"]
+    with caplog.at_level(logging.WARNING, logger="tpo_hf.curation.answer"):
+        with pytest.raises(NoPairsError, match="special_token_answer"):
+            _special_token_run(video_dir, tmp_path, replies)
+    report = json.loads((tmp_path / "out" / "curation_report.json").read_text())
+    assert set(report["drop_reasons"]) == {"special_token_answer"}
+    assert "dropped (special_token_answer)" in caplog.text and "no-skip-vlm" in caplog.text
+
+
+def test_a_local_models_tokenizer_special_tokens_count_as_special_token_text(tiny_backend):
+    """Probe b/h10: where the video model's tokenizer is at hand, its own special tokens (placeholders included) are
+    looked for too, besides the common end-of-turn texts an endpoint's replies may end with."""
+    from tpo_hf.curation.answer import END_TOKEN_TEXTS, special_token_texts, strip_end_tokens
+
+    ends, specials = special_token_texts(tiny_backend)
+    assert "<|im_end|>" in ends and {"<|video_pad|>", "<|im_start|>", "<video>"} <= set(specials)
+    assert set(END_TOKEN_TEXTS) <= set(ends) <= set(specials)
+    assert strip_end_tokens("red <|im_end|>\n<|endoftext|>", ends) == ("red", ["<|endoftext|>", "<|im_end|>"])
+    assert strip_end_tokens("red\n", ends) == ("red\n", [])  # untouched when there is none
+
+
 def test_curate_refuses_an_output_dir_holding_a_trained_adapter_or_a_model(video_dir, tmp_path):
     """The dataset card would replace the adapter's model card (README.md), its files land beside the weights."""
     adapter = tmp_path / "adapter"

@@ -9,8 +9,12 @@ cut at `answer_max_new_tokens` (`Reply.truncated`) drops the candidate too (`tru
 not teach answers that stop mid-word. An answer that ended early for another reason (a content filter's partial text,
 a refusal: `Reply.ended_early`) drops the candidate whatever `cut_answers` says (`answer_ended_early`). A reasoning model's `<think>` block is removed from its answers (as from
 its judge and question replies, `prompts.final_reply`), and answers that differ only in case, whitespace or final
-punctuation, or only typographically (curly quotes, dashes, full-width forms, zero-width characters), count as
-identical (`same_answer`).
+punctuation, only typographically (curly quotes, dashes, full-width forms, zero-width characters), only in Markdown
+emphasis (`*red*`, `**red**`, `_red_`) or only in quotes or brackets around the whole answer (`"red"`, `(red)`), count
+as identical (`same_answer`). An endpoint that does not skip special tokens returns their text (`red<|im_end|>`): a
+trailing end-of-turn token text is removed from the answer (counted, one warning naming the endpoint and the token),
+and an answer holding special-token text elsewhere drops its candidate (`special_token_answer`): a pair must not
+teach the model to write its own control tokens as text.
 """
 
 from __future__ import annotations
@@ -18,7 +22,9 @@ from __future__ import annotations
 import logging
 import re
 import unicodedata
+import weakref
 from collections import Counter
+from typing import Any
 
 from .backends import GenerationBackend, GenerationRequest, ended_early, is_truncated
 from .candidate import SIDES, Candidate, DecodedViews
@@ -32,12 +38,99 @@ TRUNCATED_ANSWER = "truncated_answer"
 ANSWER_ENDED_EARLY = "answer_ended_early"
 # the stats key counting answers whose reasoning model's `<think>` block was removed before storing them
 ANSWERS_THINKING_REMOVED = "answers_thinking_removed"
+# the stats key counting answers stored without the end-of-turn token text they ended with (`strip_end_tokens`)
+ANSWERS_END_TOKEN_REMOVED = "answers_end_token_removed"
+# the drop reason of a candidate whose answer holds special-token text other than at its end
+SPECIAL_TOKEN_ANSWER = "special_token_answer"
+
+# The end-of-turn / end-of-text token texts of the supported video-LMM families and of common chat LLMs (Qwen, LLaVA,
+# InternVL, VideoLLaMA3: ChatML; LLaVA-NeXT-Video, Mistral: `</s>`; Llama 3/4; Gemma; SmolVLM; Phi; GLM; DeepSeek;
+# gpt-oss). An endpoint that does not skip special tokens (vLLM's `skip_special_tokens=false`) ends its replies with
+# one; an endpoint has no tokenizer to ask, so these are known by name.
+END_TOKEN_TEXTS = (
+    "<|im_end|>",
+    "<|endoftext|>",
+    "</s>",
+    "<|eot_id|>",
+    "<|eom_id|>",
+    "<|end_of_text|>",
+    "<|eot|>",
+    "<end_of_turn>",
+    "<eos>",
+    "<end_of_utterance>",
+    "<|end|>",
+    "<|user|>",
+    "<|observation|>",
+    "<|return|>",
+    "<|END_OF_TURN_TOKEN|>",
+    "<\uff5cend\u2581of\u2581sentence\uff5c>",
+)
+# other chat-template and media-slot token texts of those families: no answer holds one as text
+OTHER_SPECIAL_TOKEN_TEXTS = (
+    "<|im_start|>",
+    "<|begin_of_text|>",
+    "<|start_header_id|>",
+    "<|end_header_id|>",
+    "<start_of_turn>",
+    "<|startoftext|>",
+    "<|assistant|>",
+    "<|system|>",
+    "<|start|>",
+    "<|message|>",
+    "<|channel|>",
+    "<|vision_start|>",
+    "<|vision_end|>",
+    "<|video_pad|>",
+    "<|image_pad|>",
+    "<\uff5cbegin\u2581of\u2581sentence\uff5c>",
+)
+
+
+def special_token_texts(backend: Any) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The special-token texts to look for in `backend`'s replies: (the end-of-turn ones a reply may end with, all of
+    them). The fixed lists (`END_TOKEN_TEXTS`, `OTHER_SPECIAL_TOKEN_TEXTS`), plus, for a local model
+    (`TransformersBackend.tokenizer`), its tokenizer's special tokens, its end and padding tokens among the ends."""
+    ends, others = set(END_TOKEN_TEXTS), set(OTHER_SPECIAL_TOKEN_TEXTS)
+    try:
+        tokenizer = getattr(backend, "tokenizer", None)
+    except AttributeError:  # a backend whose processor has none
+        tokenizer = None
+    if tokenizer is not None:
+        ends |= {getattr(tokenizer, "eos_token", None), getattr(tokenizer, "pad_token", None)} - {None}
+        others |= set(getattr(tokenizer, "all_special_tokens", None) or ())
+        for token in (getattr(tokenizer, "added_tokens_decoder", None) or {}).values():
+            if getattr(token, "special", False):
+                others.add(str(token))
+    # a blank or one-character "token" would match ordinary text
+    ends = {token for token in ends if isinstance(token, str) and len(token.strip()) > 1}
+    others = {token for token in others if isinstance(token, str) and len(token.strip()) > 1}
+    return tuple(sorted(ends)), tuple(sorted(ends | others))
+
+
+def strip_end_tokens(text: str, ends: tuple[str, ...]) -> tuple[str, list[str]]:
+    """`text` less the end-of-turn token texts (`ends`) it ends with (several: `red<|im_end|><|endoftext|>`), and
+    those removed."""
+    removed: list[str] = []
+    stripped = text.rstrip()
+    while True:
+        token = next((token for token in ends if stripped.endswith(token)), None)
+        if token is None:
+            return (text if not removed else stripped), removed
+        removed.append(token)
+        stripped = stripped[: -len(token)].rstrip()
+
+
+def special_tokens_in(text: str, tokens: tuple[str, ...]) -> list[str]:
+    """The special-token texts among `tokens` that `text` holds."""
+    return [token for token in tokens if token in text]
 
 
 def same_answer(first: str, second: str) -> bool:
     """Whether two answers say the same thing as far as a pair goes: equal once case, runs of whitespace, final
     punctuation and typography are set aside ('The square is red.' and 'the square is  red' teach no preference, nor
-    do 'It's red' and 'It’s red', 'Red...' and 'Red…', full-width 'Ｒｅｄ' and 'Red', or a zero-width space)."""
+    do 'It's red' and 'It’s red', 'Red...' and 'Red…', full-width 'Ｒｅｄ' and 'Red', or a zero-width space), and
+    Markdown emphasis and wrapping quotes or brackets are set aside too ('*red*', '**red**', '_red_', '"red"', '«red»'
+    and '(red)' are 'red'; 'snake_case' and '2*3' keep their signs)."""
     return _normalised(first) == _normalised(second)
 
 
@@ -49,6 +142,36 @@ _TYPOGRAPHIC = str.maketrans(
         **dict.fromkeys("\u2010\u2011\u2012\u2013\u2014\u2015\u2212", "-"),  # hyphens, dashes, minus sign
     }
 )
+# single-`*`/`_` Markdown emphasis around a word or phrase: the marker opens after no word character (so `2*3` and
+# `snake_case` are no emphasis) and before no space, and closes after no space and before no word character
+_EMPHASIS = re.compile(r"(?<![\w*])([*_])(?![\s*_])(.+?)(?<![\s*_])\1(?![\w*])")
+# the quotes and brackets that may wrap a whole answer (curly quotes are straight already: `_TYPOGRAPHIC`)
+_WRAPPERS = {'"': '"', "'": "'", "\u00ab": "\u00bb", "\u00bb": "\u00ab", "\u2039": "\u203a", "\u300c": "\u300d"}
+_WRAPPERS |= {"\u300e": "\u300f", "(": ")", "[": "]", "{": "}"}
+_FINAL_PUNCTUATION = ".!?;:,。！？ "
+
+
+def _unwrapped(text: str) -> str:
+    """`text` less the quotes or brackets that wrap all of it ('"red"', '(red)', '«red»'), when they are one pair:
+    not '"a" or "b"' nor '(1, 2) and (3, 4)'."""
+    close = _WRAPPERS.get(text[:1])
+    if len(text) < 3 or close is None or not text.endswith(close):
+        return text
+    inner, opening = text[1:-1], text[0]
+    if opening == close:
+        # a same-sign quote inside may only be an apostrophe (between letters: "'it's red'"), not a closing quote
+        if any(
+            c == close and not (0 < i < len(inner) - 1 and inner[i - 1].isalnum() and inner[i + 1].isalnum())
+            for i, c in enumerate(inner)
+        ):
+            return text
+        return inner
+    depth = 0
+    for c in inner:
+        depth += (c == opening) - (c == close)
+        if depth < 0:  # the first sign closes before the end: two bracketed parts, no wrapper
+            return text
+    return inner if depth == 0 else text
 
 
 def _normalised(text: str) -> str:
@@ -58,15 +181,62 @@ def _normalised(text: str) -> str:
     text = unicodedata.normalize("NFKC", text)
     text = "".join(c for c in text if unicodedata.category(c) != "Cf").translate(_TYPOGRAPHIC)
     text = re.sub(r"\*\*|__|`+", "", text.casefold())  # Markdown emphasis ('**Red**' is 'Red')
-    return re.sub(r"\s+", " ", text).strip().rstrip(".!?;:,。！？ ").strip()
+    text = _EMPHASIS.sub(r"\2", text)  # and single-sign emphasis ('*Red*', '_Red_')
+    text = re.sub(r"\s+", " ", text).strip()
+    while True:  # quotes or brackets around the whole answer, inside or outside its final punctuation: '"Red."'
+        unwrapped = _unwrapped(text.rstrip(_FINAL_PUNCTUATION).strip())
+        if unwrapped == text:
+            return text
+        text = unwrapped.strip()
 
 
-def _answer_text(reply: str, stats: Counter) -> str:
+def _answer_text(reply: str, stats: Counter, ends: tuple[str, ...], removed: Counter) -> str:
     # a reasoning model's thinking is no part of its answer: a pair must not teach (or compare) the draft
     text = final_reply(reply) if "think>" in reply.lower() else reply
     if text != reply:
         stats[ANSWERS_THINKING_REMOVED] += 1
+    # nor is the end-of-turn token text an endpoint that does not skip special tokens leaves at its end
+    text, tokens = strip_end_tokens(text, ends)
+    if tokens:
+        stats[ANSWERS_END_TOKEN_REMOVED] += 1
+        removed.update(tokens)
     return text
+
+
+# the backends already warned about the end-of-turn token texts of their answers: one warning per run
+_WARNED_END_TOKENS: weakref.WeakSet = weakref.WeakSet()
+
+
+def _warn_end_tokens(backend: Any, stripped: int, removed: Counter, dropped: int, answers: int) -> None:
+    """One warning per run (then info lines) naming the video model's endpoint and the special-token texts found in
+    `answers` answers: `stripped` of them ended with `removed`, `dropped` candidates were dropped."""
+    where = f"{getattr(backend, 'model_id', 'unknown')}" + (
+        f" at {backend.base_url}" if getattr(backend, "base_url", None) else ""
+    )
+    what = (
+        f"{stripped} of {answers} answer(s) ended with special-token text "
+        f"({', '.join(f'{token!r} x{n}' for token, n in removed.most_common())}): removed from the stored answers"
+        if removed
+        else ""
+    )
+    if dropped:
+        what += ("; " if what else "") + (
+            f"{dropped} candidate(s) had an answer holding special-token text elsewhere and were dropped "
+            f"({SPECIAL_TOKEN_ANSWER})"
+        )
+    try:
+        first = backend not in _WARNED_END_TOKENS
+        _WARNED_END_TOKENS.add(backend)
+    except TypeError:  # a backend that takes no weak reference: warn each time
+        first = True
+    message = (
+        f"The video model {where} returns the text of its special tokens in its replies (in this shard: {what}). "
+        "Its server does not skip special tokens when it decodes (vLLM: skip_special_tokens); set it to skip them."
+    )
+    if first:
+        logger.warning("%s Later shards are handled alike and logged at info level.", message)
+    else:
+        logger.info("%s", message)
 
 
 def answer(
@@ -93,13 +263,18 @@ def answer(
     drops_cut = drop_cut
     if drops_cut is None:
         drops_cut = getattr(backend, "drops_cut_answers", True)  # a backend not built on GenerationBackend
-    thinking_before = stats[ANSWERS_THINKING_REMOVED]
+    thinking_before, stripped_before = stats[ANSWERS_THINKING_REMOVED], stats[ANSWERS_END_TOKEN_REMOVED]
+    ends, specials = special_token_texts(backend)
+    removed: Counter = Counter()  # end-of-turn token texts removed from this call's answers
+    dropped_special = 0
     for candidate in answerable:
         chosen = next(replies)
         rejected = chosen if candidate.anchor_origin == "identical_views" else next(replies)
-        candidate.chosen = _answer_text(str(chosen), stats)
+        candidate.chosen = _answer_text(str(chosen), stats, ends, removed)
         candidate.rejected = (
-            candidate.chosen if candidate.anchor_origin == "identical_views" else _answer_text(str(rejected), stats)
+            candidate.chosen
+            if candidate.anchor_origin == "identical_views"
+            else _answer_text(str(rejected), stats, ends, removed)
         )
         if ended_early(chosen) is not None or ended_early(rejected) is not None:
             candidate.drop_reason = ANSWER_ENDED_EARLY
@@ -107,8 +282,16 @@ def answer(
             candidate.drop_reason = TRUNCATED_ANSWER
         elif not candidate.chosen.strip() or not candidate.rejected.strip():
             candidate.drop_reason = "empty_answer"
+        elif special_tokens_in(candidate.chosen + "\n" + candidate.rejected, specials):
+            # a chat-template marker or a second turn inside an answer (`red<|im_end|>\n<|im_start|>user`) is no
+            # answer to train on
+            candidate.drop_reason = SPECIAL_TOKEN_ANSWER
+            dropped_special += 1
         elif candidate.anchor_origin is None and same_answer(candidate.chosen, candidate.rejected):
             candidate.cannot_pair("identical_answers", anchors)
+    if removed or dropped_special:
+        stripped = stats[ANSWERS_END_TOKEN_REMOVED] - stripped_before
+        _warn_end_tokens(backend, stripped, removed, dropped_special, len(requests))
     if stats[ANSWERS_THINKING_REMOVED] > thinking_before:
         logger.info(
             "Removed a reasoning model's <think> block from %d answer(s): only the final answer is stored.",

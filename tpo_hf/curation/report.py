@@ -94,6 +94,8 @@ class CurationReport:
     ended_early_replies: dict[str, int] = field(default_factory=dict)
     # answers of a reasoning model stored without their `<think>` block (`answer.ANSWERS_THINKING_REMOVED`)
     answers_thinking_removed: int = 0
+    # answers stored without a trailing end-of-turn token's text (an endpoint not skipping special tokens)
+    answers_end_token_removed: int = 0
     # the localized segment settings the run used (`SegmentSpec.to_dict`: segment_fraction None when segment_seconds
     # set the length); empty in a report written before they were recorded
     segments: dict[str, float | None] = field(default_factory=dict)
@@ -160,6 +162,7 @@ class CurationReport:
             truncated_replies={stage: int(stats.get(f"truncated_{stage}", 0)) for stage in TRUNCATION_STAGES},
             ended_early_replies={stage: int(stats.get(f"ended_early_{stage}", 0)) for stage in TRUNCATION_STAGES},
             answers_thinking_removed=int(stats.get("answers_thinking_removed", 0)),
+            answers_end_token_removed=int(stats.get("answers_end_token_removed", 0)),
             segments=SegmentSpec.of(config).to_dict(),
             earlier_batching=_earlier_batching(shards, earlier or {}),
         )

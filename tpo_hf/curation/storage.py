@@ -52,8 +52,11 @@ logger = logging.getLogger(__name__)
 # make no pair, so shards of format 5 (raw `<think>` answers, near-identical pairs) are generated again;
 # 7: answers alike but for typography (curly quotes, dashes, full-width forms, zero-width characters) make no pair,
 # and an endpoint's reply that ended other than normally (`content_filter`, a refusal) counts as cut, so shards of
-# format 6 (pairs teaching typography alone, filtered partial answers) are generated again
-SHARD_FORMAT_VERSION = 7
+# format 6 (pairs teaching typography alone, filtered partial answers) are generated again;
+# 8: answers alike but for Markdown emphasis or wrapping quotes make no pair, an end-of-turn token's text is removed
+# from an answer and other special-token text drops it, and an answer that ended early drops its pair whatever
+# `cut_answers` says, so shards of format 7 are generated again
+SHARD_FORMAT_VERSION = 8
 MANIFEST_NAME = "manifest.json"
 # The fields that only choose which videos are curated: changing them adds or removes videos (curated incrementally),
 # it does not change any shard's content.
