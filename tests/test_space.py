@@ -20,6 +20,7 @@ import urllib.request
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hub_server import HubServer, point_clients_at
 from packaging.requirements import Requirement
@@ -391,7 +392,7 @@ def test_space_refuses_inputs_it_could_not_start_with(tmp_path):
     release = "tpo-hf[demo]==0.1.0"  # no wheel is built
     with pytest.raises(FileNotFoundError, match="--adapter .*no_such_adapter' is neither an existing local folder"):
         write_space(tmp_path / "a", str(tmp_path / "no_such_adapter"), "tester/tiny-base", tpo_hf_requirement=release)
-    with pytest.raises(ValueError, match="--num_frames must be a whole number of at least 1, got 0"):
+    with pytest.raises(ValueError, match="--num_frames must be a whole number of at least 2 .*, got 0"):
         write_space(tmp_path / "b", "tester/tiny-tpo", "tester/tiny-base", num_frames=0, tpo_hf_requirement=release)
     with pytest.raises(ValueError, match="--tpo_hf_requirement 'tpo-hf===' is not a valid requirements line"):
         write_space(tmp_path / "c", "tester/tiny-tpo", "tester/tiny-base", tpo_hf_requirement="tpo-hf===")
@@ -674,8 +675,12 @@ def test_space_on_a_full_disk_names_the_folder_and_removes_what_it_wrote(tmp_pat
     if mounted.returncode != 0:
         pytest.skip(f"cannot mount a small tmpfs here: {mounted.stderr.decode().strip()}")
     try:
-        big = tmp_path / "big.mp4"  # larger than the disk: its copy into examples/ fills it
-        big.write_bytes(os.urandom(400_000))
+        # a video larger than the disk (noise does not compress): its copy into examples/ fills it
+        from tpo_hf.synthetic import write_video
+
+        noise = np.random.default_rng(0).integers(0, 256, (32, 128, 128, 3), dtype=np.uint8)
+        big = write_video(tmp_path / "big.mp4", noise)
+        assert big.stat().st_size > 400_000
         arguments = dict(adapter="tester/tiny-tpo", base_model="tester/tiny-base", tpo_hf_requirement="tpo-hf==0.1")
         with pytest.raises(ValueError, match=r"Space folder .*disk/new/space failed: no space left on device") as full:
             write_space(disk / "new" / "space", examples=[str(big)], **arguments)
@@ -785,3 +790,83 @@ def test_space_local_refuses_a_port_in_use_before_loading_the_model(tmp_path):
     from tpo_hf.commands.space import check_port_free
 
     check_port_free("127.0.0.1", port)  # free again once that app is gone
+
+
+def test_space_refuses_example_videos_that_do_not_open(tmp_path, video_dir):
+    """Probe b/h23: `--examples ex` with a zero-length `empty.mp4` and a text file `notes.mp4` beside a real clip wrote
+    all three into app.py's examples, two that neither play nor can be asked about: each example is opened (header
+    and first frame, as eval's `open_videos` does) and the ones that do not open are refused, named, before anything
+    is written."""
+    from tpo_hf.hub.space import write_space
+
+    examples = tmp_path / "ex"
+    examples.mkdir()
+    shutil.copy(video_dir / "red_blue.mp4", examples / "clip é 1.mp4")
+    (examples / "empty.mp4").write_bytes(b"")
+    (examples / "notes.mp4").write_text("notes about the clips, not a video\n")
+    arguments = dict(adapter="tester/tiny-tpo", base_model="tester/tiny-base", tpo_hf_requirement="tpo-hf==0.1")
+    with pytest.raises(ValueError, match=r"--examples: 2 of 3 example videos do not open") as refused:
+        write_space(tmp_path / "space", examples=[str(examples)], **arguments)
+    message = str(refused.value)
+    assert f"{examples / 'empty.mp4'} is empty (0 bytes)" in message, message
+    assert f"Could not decode video {examples / 'notes.mp4'}" in message, message
+    assert "clip é 1.mp4" not in message, message
+    assert not (tmp_path / "space").exists()
+    (examples / "empty.mp4").unlink()
+    (examples / "notes.mp4").unlink()
+    space = write_space(tmp_path / "space", examples=[str(examples)], **arguments)
+    assert 'examples=["examples/clip \\u00e9 1.mp4"]' in (space / "app.py").read_text()
+
+
+def test_space_num_frames_must_lie_in_the_frames_slider_range(tmp_path, tiny_adapter):
+    """Probe b/h24: `--num_frames 1` passed (at least 1 was asked) though the app's Frames slider starts at 2, so the
+    app started with its slider at 1, outside its own range: the slider's minimum is the rule, for a written Space
+    and for `--local` (refused before the app is built), and it is the minimum `build_demo` gives the slider."""
+    from tpo_hf.commands.space import SpaceArguments, main
+    from tpo_hf.hub import space
+    from tpo_hf.hub.app import VideoQA, build_demo
+    from tpo_hf.hub.space import write_space
+
+    release = "tpo-hf[demo]==0.1.0"  # no wheel is built
+    with pytest.raises(
+        ValueError, match=r"--num_frames must be a whole number of at least 2 \(the app's Frames slider"
+    ):
+        write_space(tmp_path / "one", str(tiny_adapter), num_frames=1, tpo_hf_requirement=release)
+    assert not (tmp_path / "one").exists()
+    local = SpaceArguments(adapter=str(tiny_adapter), base_model=str(tmp_path / "no-base"), local=True, num_frames=1)
+    with pytest.raises(ValueError, match="--num_frames must be a whole number of at least 2"):
+        main(local)  # the base does not exist: refused before anything is loaded
+    folder = write_space(tmp_path / "two", str(tiny_adapter), num_frames=2, tpo_hf_requirement=release)
+    assert "num_frames=2," in (folder / "app.py").read_text()
+
+    demo = build_demo(str(tiny_adapter), num_frames=space.FRAMES_SLIDER_MINIMUM, qa=VideoQA(str(tiny_adapter)))
+    (slider,) = [c for c in demo.config["components"] if c.get("props", {}).get("elem_id") == "frames"]
+    assert slider["props"]["minimum"] == space.FRAMES_SLIDER_MINIMUM == slider["props"]["value"]
+
+
+def test_space_refuses_a_tpo_hf_requirement_that_the_space_would_skip(tmp_path, caplog):
+    """Probe b/h40: `--tpo_hf_requirement "tpo-hf ; python_version < '3'"` was written as is: pip skips the line on
+    the Space's Python 3 and the Space cannot import tpo_hf. A marker false on the Space (this Python, Linux x86-64)
+    is refused before anything is written; a version the running tpo-hf does not satisfy (`tpo-hf==99.0`, which may
+    not exist: not checkable offline) is written with a warning."""
+    import logging
+
+    from tpo_hf.hub.space import write_space
+
+    arguments = dict(adapter="tester/tiny-tpo", base_model="tester/tiny-base")
+    for line, marker in (
+        ("tpo-hf ; python_version < '3'", 'python_version < "3"'),
+        ("tpo-hf[demo]==0.1.0 ; sys_platform == 'win32'", 'sys_platform == "win32"'),
+    ):
+        with pytest.raises(ValueError, match=re.escape(f"its marker ({marker}) is false on the Space (Python ")):
+            write_space(tmp_path / "skipped", tpo_hf_requirement=line, **arguments)
+        assert not (tmp_path / "skipped").exists()
+    folder = write_space(
+        tmp_path / "marked", tpo_hf_requirement="tpo-hf[demo]==0.1.0; python_version >= '3.10'", **arguments
+    )
+    assert (folder / "requirements.txt").read_text().startswith('tpo-hf[demo]==0.1.0; python_version >= "3.10"\n')
+
+    with caplog.at_level(logging.WARNING, logger="tpo_hf.hub.space"):
+        folder = write_space(tmp_path / "other", tpo_hf_requirement="tpo-hf==99.0", **arguments)
+    assert f"does not admit the running tpo-hf {tpo_hf.__version__}" in caplog.text, caplog.text
+    assert (folder / "requirements.txt").read_text().startswith("tpo-hf==99.0\n")

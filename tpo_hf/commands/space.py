@@ -24,7 +24,9 @@ class SpaceArguments:
     output_dir: str | None = field(default=None, metadata={"help": "Where to write the Space folder."})
     num_frames: int | None = field(
         default=None,
-        metadata={"help": "Start of the frames slider (default: the frames the adapter was trained with)."},
+        metadata={
+            "help": "Start of the frames slider, at least 2 (default: the frames the adapter was trained with)."
+        },
     )
     max_new_tokens: int = field(default=128, metadata={"help": "Answer length cap."})
     examples: list[str] | None = field(

@@ -80,7 +80,48 @@ def check_tpo_hf_requirement(line: str) -> Any:
             f"--tpo_hf_requirement {line!r} installs {requirement.name!r}, not tpo-hf; e.g. "
             "'tpo-hf[demo] @ git+https://...' or 'tpo-hf[demo]==X'."
         )
+    if requirement.marker is not None and not requirement.marker.evaluate(space_marker_environment()):
+        # pip skips the line: the Space builds, then cannot import tpo_hf
+        python = space_marker_environment()["python_full_version"]
+        raise ValueError(
+            f"--tpo_hf_requirement {line!r}: its marker ({requirement.marker}) is false on the Space (Python "
+            f"{python}, Linux x86-64), so pip would skip the line and the Space could not import tpo_hf. Leave the "
+            "marker out, e.g. 'tpo-hf[demo]==X'."
+        )
     return requirement
+
+
+def space_marker_environment() -> dict[str, str]:
+    """The environment a requirement marker is evaluated in on the Space: this Python (the Space's README sets no
+    `python_version`), on Linux x86-64, where Spaces run (as `space_requirements` assumes for decord's markers)."""
+    from packaging.markers import default_environment
+
+    return {
+        **default_environment(),
+        "os_name": "posix",
+        "sys_platform": "linux",
+        "platform_system": "Linux",
+        "platform_machine": "x86_64",
+    }
+
+
+def _warn_other_tpo_hf_version(requirement: Any) -> None:
+    """A version specifier that the running tpo-hf does not satisfy (`tpo-hf==99.0`): the Space installs another
+    tpo-hf than the one that wrote its app.py. Whether a release satisfies it cannot be checked offline: a warning."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        running = version("tpo-hf")
+    except PackageNotFoundError:  # a source tree on sys.path, not installed: nothing to compare with
+        return
+    if requirement.specifier and not requirement.specifier.contains(running, prereleases=True):
+        logger.warning(
+            "--tpo_hf_requirement %s does not admit the running tpo-hf %s, which writes the Space's app.py: the Space "
+            "installs another version, if a release satisfies %s (pip finds out only when the Space builds).",
+            requirement,
+            running,
+            requirement.specifier,
+        )
 
 
 def _is_hub_model_id(name: str) -> bool:
@@ -103,21 +144,31 @@ def _model_link(name: str | None, hub_url: str) -> str:
     return f"[{name}]({hub_url}/{name})" if _is_hub_model_id(name) else f"`{name}` (a local folder)"
 
 
+# the minimum of the app's Frames slider (`gr.Slider(2, max_frames, ...)` in `app.build_demo`): a `num_frames` below
+# it starts the slider outside its own range
+FRAMES_SLIDER_MINIMUM = 2
+
+
 def check_space_inputs(
     adapter: str, num_frames: int | None, max_new_tokens: int, tpo_hf_requirement: str | None
 ) -> None:
     """What `write_space` would otherwise write into a Space that cannot start, or whose every question fails (a
     `max_new_tokens` below 1, which `generate` refuses per click), refused before anything is written (or, for
-    `tpo-hf space --local`, before the app is built)."""
+    `tpo-hf space --local`, before the app is built). `num_frames` starts the app's Frames slider, so it must lie
+    in the slider's range (`FRAMES_SLIDER_MINIMUM` up; the slider reaches up to it, however high)."""
     if not Path(adapter).is_dir() and not (_is_hub_model_id(adapter) and "/" in adapter):
         raise FileNotFoundError(
             f"--adapter {adapter!r} is neither an existing local folder nor a Hub repo id (namespace/name)."
         )
-    for setting, value in (("num_frames", num_frames), ("max_new_tokens", max_new_tokens)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-            raise ValueError(f"--{setting} must be a whole number of at least 1, got {value!r}.")
+    for setting, value, least in (
+        ("num_frames", num_frames, FRAMES_SLIDER_MINIMUM),
+        ("max_new_tokens", max_new_tokens, 1),
+    ):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < least):
+            why = " (the app's Frames slider starts there)" if setting == "num_frames" else ""
+            raise ValueError(f"--{setting} must be a whole number of at least {least}{why}, got {value!r}.")
     if tpo_hf_requirement:
-        check_tpo_hf_requirement(tpo_hf_requirement)
+        _warn_other_tpo_hf_version(check_tpo_hf_requirement(tpo_hf_requirement))
 
 
 def _check_output_dir(output_dir: Path, adapter: str) -> None:
@@ -271,8 +322,9 @@ def _check_adapter_loads(adapter: str) -> None:
 def _example_videos(examples: list[str] | None) -> list[Path]:
     """The video files `--examples` names, checked before anything is written: a folder gives the videos in it
     (`list_video_files`, the extensions every folder search takes); a file that is not a video by its ending (a
-    subtitle picked up by a shell glob such as `clip.*`) is refused, naming it, as is a missing one."""
-    from ..video import VIDEO_EXTENSIONS, is_video_file, list_video_files
+    subtitle picked up by a shell glob such as `clip.*`) is refused, naming it, as is a missing one or one that does
+    not open (`VideoFile`: its header and first frame)."""
+    from ..video import VIDEO_EXTENSIONS, VideoFile, VideoLoadError, is_video_file, list_video_files
 
     videos: list[Path] = []
     for example in examples or []:
@@ -294,6 +346,20 @@ def _example_videos(examples: list[str] | None) -> list[Path]:
             f"--examples {', '.join(not_videos)}: not a video by its ending ({', '.join(VIDEO_EXTENSIONS)}), yet the "
             "Space would offer it as an example video. Pass video files only (a shell glob such as clip.* also "
             "picks the subtitles beside the clip)."
+        )
+    # opened as eval's `open_videos` does (header and first frame): an empty or truncated file, or a text file named
+    # .mp4, would be offered as an example that neither plays nor can be asked about
+    unreadable = []
+    for path in videos:
+        try:
+            VideoFile(path, cache_frames=False)
+        except VideoLoadError as error:
+            unreadable.append(str(error))
+    if unreadable:
+        raise ValueError(
+            f"--examples: {len(unreadable)} of {len(videos)} example videos do not open: {'; '.join(unreadable)}. "
+            "The Space would offer them as examples that neither play nor can be asked about: replace them or leave "
+            "them out (a folder given to --examples offers every video in it)."
         )
     return videos
 
