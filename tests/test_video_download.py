@@ -373,7 +373,7 @@ def test_a_cached_video_whose_version_cannot_be_asked_online_is_used_with_one_wa
     """Probe a/h1: online, a server that names no version (no ETag, Last-Modified or length, to HEAD or a ranged
     GET), or that cannot be reached, left the cached copy in use with an info note only. It is now one warning per
     URL and run naming the URL, the cached file and how to download it afresh; none for a copy downloaded in the
-    run, none offline."""
+    run, none offline. (A copy this small is downloaded again each run, b/h38: here every copy counts as large.)"""
     import logging
 
     from tpo_hf import video as video_module
@@ -381,6 +381,7 @@ def test_a_cached_video_whose_version_cannot_be_asked_online_is_used_with_one_wa
 
     red, blue = _two_clips(tmp_path)
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(video_module, "UNVERSIONED_REFETCH_BYTES", 1)
 
     def new_run():
         monkeypatch.setattr(video_module, "_SERVER_VERSIONS", {})
@@ -408,7 +409,7 @@ def test_a_cached_video_whose_version_cannot_be_asked_online_is_used_with_one_wa
         [warning] = unchecked_warnings()
         assert f"Video {url}: no version of it could be had from its server (HEAD refused: HTTP Error 405" in warning
         assert f"the copy cached at {cached} is used" in warning and f"delete {cached}" in warning
-        assert "TPO_HF_VIDEO_CACHE" in warning
+        assert "TPO_HF_VIDEO_CACHE" in warning and "MiB the cached copy is not downloaded again each run" in warning
 
         monkeypatch.setenv("HF_HUB_OFFLINE", "1")
         new_run()
@@ -437,3 +438,172 @@ def test_a_video_url_with_an_upper_case_scheme_is_downloaded(video_dir, url_cach
         assert processor.resolve_video(shouted) == shouted
         frames, _ = processor.load_video(shouted)
     assert frames.shape[0] == 2 and (frames == load_video(str(video_dir / "red_blue.mp4"), num_frames=2)[0]).all()
+
+
+@contextlib.contextmanager
+def serve_at(videos: dict[str, bytes], validators: bool = True):
+    """A loopback server of videos by their request path as sent (`videos`: path -> body; `state["videos"]` may be
+    changed), answering HEAD and GET; other paths get 404. `validators` false: no ETag, Last-Modified or length to
+    either, the body sent chunked (a dynamic server). Yields (base URL, state); `state["requests"]` lists
+    (method, path as sent)."""
+    state = {"videos": videos, "requests": []}
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args):
+            pass
+
+        def handle_one_request(self):
+            with contextlib.suppress(ConnectionError):  # a ranged GET closed without reading the whole body
+                super().handle_one_request()
+
+        def _headers(self, method):
+            state["requests"].append((method, self.path))
+            body = state["videos"].get(self.path)
+            self.send_response(200 if body is not None else 404)
+            if body is None:
+                self.send_header("Content-Length", "0")
+            elif validators:
+                self.send_header("Content-Type", "video/mp4")
+                self.send_header("Content-Length", str(len(body)))
+                self.send_header("ETag", f'"{hash(body)}"')
+            else:
+                self.send_header("Content-Type", "video/mp4")
+                self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            return body
+
+        def do_HEAD(self):
+            self._headers("HEAD")
+
+        def do_GET(self):
+            body = self._headers("GET")
+            if body is not None:
+                self.wfile.write(body if validators else b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body))
+            self.close_connection = True
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}", state
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_video_url_with_spaces_and_accents_is_requested_percent_encoded(video_dir, url_cache, monkeypatch):
+    """Probe b/h13: a dataset's `http://host/my video é.mp4` (as pasted from a browser's address bar) was skipped with
+    "URL can't contain control characters". Its path and query are now percent-encoded for the requests (HEAD and
+    download), escapes already there kept; the cache file and the video's identity stay those of the URL as written,
+    so a copy cached before is still found."""
+    import hashlib
+
+    from tpo_hf import video as video_module
+    from tpo_hf.video import video_file_identity
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(video_module, "_SERVER_VERSIONS", {})
+    video = (video_dir / "red_blue.mp4").read_bytes()
+    sent = "/clips/my%20video%20%C3%A9.mp4?sig=a%20b%2F&k=1"
+    with serve_at({sent: video}) as (base, state):
+        for url in (f"{base}/clips/my video é.mp4?sig=a b%2F&k=1", f"{base}{sent}"):  # pasted, and already escaped
+            frames, _ = load_video(url, num_frames=2)
+            assert frames.shape[0] == 2 and video_file_identity(url).startswith(f"{url}@etag ")
+            assert (url_cache / (hashlib.sha256(url.encode()).hexdigest()[:32] + ".mp4")).stat().st_size == len(video)
+        assert {path for _, path in state["requests"]} == {sent}  # encoded once, never twice
+        assert {method for method, _ in state["requests"]} == {"HEAD", "GET"}
+
+
+def test_a_video_replaced_on_a_server_naming_no_version_is_downloaded_again_and_keyed_by_content(
+    tmp_path, url_cache, monkeypatch, caplog
+):
+    """Probe b/h38: a server that names no version (chunked, no ETag, Last-Modified or length): the video replaced
+    there was served from the cached old copy, and its identity (the bare URL) kept the curation shards and eval
+    answers of the old video. Its identity is now the content hash of the cached copy, and a copy under
+    `UNVERSIONED_REFETCH_BYTES` is downloaded again once per run (a replaced video warned about); a larger one is used
+    as cached with a warning, and downloaded afresh once deleted, which changes its identity."""
+    import hashlib
+    import logging
+
+    from tpo_hf import video as video_module
+    from tpo_hf.video import video_file_identity
+
+    red, blue = _two_clips(tmp_path)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+
+    def new_run():
+        monkeypatch.setattr(video_module, "_SERVER_VERSIONS", {})
+        monkeypatch.setattr(video_module, "_UNCHECKED", {})
+        caplog.clear()
+
+    def keyed_by(clip):
+        return f"{url}@sha256 {hashlib.sha256(clip.read_bytes()).hexdigest()}"
+
+    def frames_of(video):
+        return load_video(str(video), num_frames=2)[0]
+
+    def warnings(text):
+        return [r.getMessage() for r in caplog.records if text in r.getMessage()]
+
+    with serve_at({"/v.mp4": red.read_bytes()}, validators=False) as (base, state):
+        url = f"{base}/v.mp4"
+        new_run()
+        assert video_file_identity(url) == keyed_by(red)
+        assert (frames_of(url) == frames_of(red)).all()
+
+        state["videos"] = {"/v.mp4": blue.read_bytes()}  # replaced on the server, which still names no version
+        new_run()
+        with caplog.at_level(logging.WARNING, logger="tpo_hf.video"):
+            assert video_file_identity(url) == keyed_by(blue)  # curation shards and eval answers are redone
+            assert (frames_of(url) == frames_of(blue)).all()
+            video_file_identity(url)
+        [changed] = warnings("changed on its server")  # once: downloaded again once per run
+        assert f"Video {url} changed on its server" in changed and "its server names no version" in changed
+
+        new_run()  # unchanged: downloaded again, nothing to say
+        state["requests"].clear()
+        with caplog.at_level(logging.WARNING, logger="tpo_hf.video"):
+            assert video_file_identity(url) == keyed_by(blue)
+            frames_of(url)
+        assert [m for m, _ in state["requests"]].count("GET") == 2 and caplog.text == ""  # the ranged GET, the copy
+
+        monkeypatch.setattr(video_module, "UNVERSIONED_REFETCH_BYTES", 1)  # a copy too large to fetch each run
+        state["videos"] = {"/v.mp4": red.read_bytes()}
+        new_run()
+        with caplog.at_level(logging.WARNING, logger="tpo_hf.video"):
+            assert video_file_identity(url) == keyed_by(blue)
+            assert (frames_of(url) == frames_of(blue)).all()
+        cached = next(p for p in url_cache.iterdir() if p.suffix == ".mp4")
+        [unchecked] = warnings("used without knowing")
+        assert "not downloaded again each run" in unchecked and f"delete {cached}" in unchecked
+        cached.unlink()  # as the warning says
+        new_run()
+        assert video_file_identity(url) == keyed_by(red)
+
+
+def test_a_video_replaced_on_its_server_warns_that_pairs_made_from_it_no_longer_describe_it(
+    tmp_path, url_cache, monkeypatch, caplog
+):
+    """Probe a/h34: a dataset curated from URL videos (its rows keep the URL), one replaced on its server, then
+    trained on: the only word was "changed on its server ... downloading it again", and the pairs curated from the
+    old clip were trained on the new one. The warning now says that pairs and answers made from the old video no
+    longer describe it, naming the URL, and to curate it again with tpo-hf curate."""
+    import logging
+
+    from tpo_hf import video as video_module
+
+    red, blue = _two_clips(tmp_path)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    with serve_versions({"v1": red.read_bytes(), "v2": blue.read_bytes()}) as (url, state):
+        monkeypatch.setattr(video_module, "_SERVER_VERSIONS", {})
+        load_video(url, num_frames=2)
+        state["etag"] = "v2"
+        monkeypatch.setattr(video_module, "_SERVER_VERSIONS", {})
+        with caplog.at_level(logging.WARNING, logger="tpo_hf.video"):
+            load_video(url, num_frames=2)
+    [warning] = [r.getMessage() for r in caplog.records]
+    assert f"Video {url} changed on its server" in warning
+    assert "Pairs, captions and answers made from the old video no longer describe it" in warning
+    assert f"a dataset curated from {url} must be curated again before training on it (rerun tpo-hf curate" in warning

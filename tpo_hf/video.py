@@ -568,6 +568,34 @@ def video_cache_dir() -> Path:
     return Path(os.environ.get("TPO_HF_VIDEO_CACHE", Path.home() / ".cache" / "tpo_hf" / "videos"))
 
 
+# RFC 3986 characters a path (or query) may hold as they are; `%` keeps escapes already there (`%20`), never
+# decoded and encoded again
+_PATH_SAFE = "/%:@!$&'()*+,;=~"
+_QUERY_SAFE = _PATH_SAFE + "?"
+
+
+def _request_url(url: str) -> str:
+    """`url` as sent to its server: its path and query percent-encoded where they hold what a request line cannot (a
+    space, non-ASCII letters, as in a URL pasted from a browser's address bar: `/my video é.mp4` is sent as
+    `/my%20video%20%C3%A9.mp4`), escapes already there (`%20`), `/`, `?`, `=` and `&` kept, a `%` that starts no
+    escape sent as `%25`, a non-ASCII host name in IDNA. The URL as written stays the video's name: in messages, and the cache file's name and
+    the video's identity, so caches made before are still found."""
+    parts = urllib.parse.urlsplit(url)
+    netloc = parts.netloc
+    if not netloc.isascii():
+        userinfo, at, host = netloc.rpartition("@")
+        name, colon, port = host.partition(":")
+        with contextlib.suppress(UnicodeError):  # a name IDNA refuses: sent as written, and named by the failure
+            netloc = userinfo + at + name.encode("idna").decode("ascii") + colon + port
+
+    def encoded(text: str, safe: str) -> str:
+        return urllib.parse.quote(re.sub(r"%(?![0-9A-Fa-f]{2})", "%25", text), safe=safe)
+
+    return urllib.parse.urlunsplit(
+        (parts.scheme, netloc, encoded(parts.path, _PATH_SAFE), encoded(parts.query, _QUERY_SAFE), "")
+    )
+
+
 def _cache_target(url: str) -> Path:
     suffix = Path(url.split("?")[0]).suffix or ".mp4"
     return video_cache_dir() / (hashlib.sha256(url.encode()).hexdigest()[:32] + suffix)
@@ -607,7 +635,7 @@ def _ask_version(url: str) -> tuple[str | None, str]:
     (`Range: bytes=0-0`, closed without reading a body the server sends whole) for servers that refuse HEAD (405,
     403 for URLs signed for GET, 501) or answer it without ETag, Last-Modified or length."""
     try:
-        with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=30) as response:
+        with urllib.request.urlopen(urllib.request.Request(_request_url(url), method="HEAD"), timeout=30) as response:
             version = _version_of(response.headers)
         if version:
             return version, ""
@@ -621,7 +649,7 @@ def _ask_version(url: str) -> tuple[str | None, str]:
             return None, f"unreachable: {error}"
         head = f"HEAD failed: {error}"
     try:
-        request = urllib.request.Request(url, headers={"Range": "bytes=0-0"})
+        request = urllib.request.Request(_request_url(url), headers={"Range": "bytes=0-0"})
         with urllib.request.urlopen(request, timeout=30) as response:
             version = _version_of(response.headers, ranged=response.status == 206)
         return version, "" if version else f"{head}; a ranged GET named none either"
@@ -643,6 +671,12 @@ def _server_version(url: str) -> str | None:
     return version
 
 
+# A cached copy of a URL whose server names no version (no ETag, Last-Modified or length: a dynamic server sending
+# chunked bodies) is downloaded again once per run while it is smaller than this, so a video replaced there is
+# noticed by its content; a larger one is used as cached, with a warning (`_refresh_unversioned`)
+UNVERSIONED_REFETCH_BYTES = 256 * 2**20
+
+
 def _warn_unchecked(url: str, target: Path) -> None:
     """Warns, once per process, that the cached copy of `url` is used though its server named no version online."""
     why = _UNCHECKED.pop(url, None)
@@ -651,11 +685,29 @@ def _warn_unchecked(url: str, target: Path) -> None:
     logger.warning(
         "Video %s: no version of it could be had from its server (%s), so the copy cached at %s is used without "
         "knowing whether the server now serves another video under that URL. To download it afresh (once the server "
-        "answers), delete %s (or set TPO_HF_VIDEO_CACHE to another folder) and rerun.",
+        "answers), delete %s (or set TPO_HF_VIDEO_CACHE to another folder) and rerun: the video is known by its "
+        "content then, so a new one is curated and answered again.",
         url,
         why,
         target,
         target,
+    )
+
+
+def _warn_changed(url: str, target: Path, then: str, now: str, done: str) -> None:
+    """Warns that video `url` is not the one cached at `target` (`then`) any more but `now`, and that what was made
+    from the old video outside tpo-hf's caches (a curated dataset whose rows hold the URL) no longer describes it."""
+    logger.warning(
+        "Video %s changed on its server since it was cached at %s (%s, now %s): %s. Pairs, captions and answers made "
+        "from the old video no longer describe it: a dataset curated from %s must be curated again before training "
+        "on it (rerun tpo-hf curate with the same settings, which curates a changed URL video again); tpo-hf's own "
+        "caches (curation shards, eval answers, reference log-probs) key the video by its version and are redone.",
+        url,
+        target,
+        then,
+        now,
+        done,
+        url,
     )
 
 
@@ -666,30 +718,45 @@ def _cached_version(target: Path) -> str | None:
         return None
 
 
+def _content_version(target: Path) -> str:
+    """The version of a cached copy by its content, for a URL whose server names none (`url_version`)."""
+    from .fingerprint import file_content_hash
+
+    return f"sha256 {file_content_hash(target)}"
+
+
 def url_version(url: str) -> str | None:
     """The version of video `url` the run uses: what its server reports now (ETag, Last-Modified or length, asked
     with HEAD or a ranged GET), else what it reported when the cached copy was downloaded (downloading it first where
-    there is none, so the answer is the same before and after the first download; online, a warning says the cached
-    copy is used unchecked); None when neither is known. Part of the video's identity in cache keys
-    (`fingerprint.video_file_identity`), so a video replaced on its server is curated and answered again."""
+    there is none, so the answer is the same before and after the first download), else, for a server that names no
+    version, the content of the cached copy (`sha256 <hash>`: a copy downloaded afresh that differs is another
+    video). Online, such a copy under `UNVERSIONED_REFETCH_BYTES` (256 MiB) is downloaded again first, once per run,
+    so a video replaced on its server is noticed; a larger one, or one whose server cannot be reached, is used as
+    cached with a warning (`_warn_unchecked`). None when the video cannot be had at all. Part of the video's
+    identity in cache keys (`fingerprint.video_file_identity`), so a video replaced on its server is curated and
+    answered again."""
     target = _cache_target(url)
     version = _server_version(url)
     if version is None and target.exists():
-        _warn_unchecked(url, target)
+        _refresh_unversioned(url, target)
     version = version or _cached_version(target)
     if version is None and not target.exists():
         with contextlib.suppress(VideoLoadError):  # the load that needs the video says what is wrong
             _cached_download(url)
         version = _cached_version(target)
+    if version is None and target.exists():
+        with contextlib.suppress(OSError):  # unreadable: the load that needs the video says so
+            version = _content_version(target)
     return version
 
 
 def video_file_identity(path: str | os.PathLike) -> str:
     """`size:mtime_ns` of a local video (`file_identity` less the path), `missing` for a local path that is no file
     (a broken link), the URL of a remote one with the version its server reports (`url_version`: ETag,
-    Last-Modified or length), so a video replaced on its server is not served from old answers. Not the path: where
-    the video is known by a name of its own (a curation id, a benchmark's video name), the same file under a folder
-    moved or spelled otherwise is the same video."""
+    Last-Modified or length; for a server that names none, the content hash of the cached copy), so a video replaced
+    on its server is not served from old answers. Not the path: where the video is known by a name of its own (a
+    curation id, a benchmark's video name), the same file under a folder moved or spelled otherwise is the same
+    video."""
     path = os.fspath(path)
     if "://" in path:
         version = url_version(path) if is_video_url(path) else None
@@ -701,19 +768,58 @@ def video_file_identity(path: str | os.PathLike) -> str:
     return file_identity(path).rsplit("@", 1)[1]
 
 
+def _refresh_unversioned(url: str, target: Path) -> None:
+    """For a cached copy of `url` whose server named no version when asked in this run (`_UNCHECKED`): downloads it
+    again, once per run, when the server answered and the copy is under `UNVERSIONED_REFETCH_BYTES`, warning when
+    the new copy's content differs (the video was replaced there); else (larger, server unreachable, or the download
+    fails) warns that the cached copy is used unchecked. Nothing offline, nor for a copy fetched in this run."""
+    why = _UNCHECKED.get(url)
+    if why is None:
+        return
+    try:
+        size = target.stat().st_size
+    except OSError:
+        return
+    if size >= UNVERSIONED_REFETCH_BYTES and not why.startswith("unreachable"):
+        _UNCHECKED[url] = (
+            f"{why}; at {size / 2**20:.0f} MiB the cached copy is not downloaded again each run, as copies under "
+            f"{UNVERSIONED_REFETCH_BYTES // 2**20} MiB are"
+        )
+    if size >= UNVERSIONED_REFETCH_BYTES or why.startswith("unreachable"):
+        _warn_unchecked(url, target)
+        return
+    try:
+        before = _content_version(target)
+        _fetch(url, target, replace=True)  # pops `_UNCHECKED[url]`: the copy is the server's current one
+    except (OSError, VideoLoadError) as error:
+        _UNCHECKED[url] = f"{why}; downloading it again failed: {error}"
+        _warn_unchecked(url, target)
+        return
+    with contextlib.suppress(OSError):  # removed since by another process: its load names what is wrong
+        after = _content_version(target)
+        if after != before:
+            _warn_changed(
+                url,
+                target,
+                before,
+                after,
+                "its server names no version, so a copy under "
+                f"{UNVERSIONED_REFETCH_BYTES // 2**20} MiB is downloaded again each run, and the new one differs",
+            )
+
+
 def _cached_download(url: str) -> Path:
     """The copy of video `url` in the cache folder, downloaded on first use, and again when its server reports
     another version (ETag, Last-Modified or length) than the one cached: a video replaced on its server is fetched
     anew, with a warning, not served from the old copy. Offline the cached copy is used; online with the server
-    unreachable or naming no version too, with a warning (`_warn_unchecked`). Each download writes a file of its own
-    and moves it into place whole, so processes fetching one URL at once (DDP ranks) each end with the complete
-    video."""
-    cache_dir = video_cache_dir()
+    naming no version, a copy under `UNVERSIONED_REFETCH_BYTES` is downloaded again once per run, else (or with the
+    server unreachable) used with a warning (`_refresh_unversioned`). Each download writes a file of its own and
+    moves it into place whole, so processes fetching one URL at once (DDP ranks) each end with the complete video."""
     target = _cache_target(url)
     if target.exists():
         now, then = _server_version(url), _cached_version(target)
         if now is None:
-            _warn_unchecked(url, target)
+            _refresh_unversioned(url, target)
         if now is None or now == then:
             return target
         if then is None:  # downloaded by a tpo-hf that kept no version: its length is all there is to compare
@@ -722,13 +828,16 @@ def _cached_download(url: str) -> Path:
                 with contextlib.suppress(OSError):
                     _validator_path(target).write_text(now, encoding="utf-8")
                 return target
-        logger.warning(
-            "Video %s changed on its server since it was cached at %s (%s, now %s): downloading it again.",
-            url,
-            target,
-            then or f"length {target.stat().st_size}",
-            now,
-        )
+        _warn_changed(url, target, then or f"length {target.stat().st_size}", now, "downloading it again")
+    _fetch(url, target)
+    return target
+
+
+def _fetch(url: str, target: Path, replace: bool = False) -> None:
+    """Downloads `url` into the cache file `target`, with the version its server names beside it. A download another
+    process finished first is kept unless its version differs, or `replace` (a server naming no version: only the
+    bytes tell)."""
+    cache_dir = video_cache_dir()
     partial = cache_dir / f"{target.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.part"
     try:
         try:
@@ -752,7 +861,7 @@ def _cached_download(url: str) -> Path:
         _UNCHECKED.pop(url, None)  # the copy is the one the server serves now
         # else another process finished the same download first: its file is the same video, unless the server's
         # version changed, which replaces it
-        if not target.exists() or _cached_version(target) != version:
+        if replace or not target.exists() or _cached_version(target) != version:
             try:
                 partial.replace(target)
                 if version is not None:
@@ -764,7 +873,6 @@ def _cached_download(url: str) -> Path:
     finally:
         with contextlib.suppress(OSError):  # a read-only folder refuses even the removal of a file it never got
             partial.unlink(missing_ok=True)
-    return target
 
 
 def _download(url: str, out: Any, cache_dir: Path) -> str | None:
@@ -772,7 +880,7 @@ def _download(url: str, out: Any, cache_dir: Path) -> str | None:
     A web page answered in place of the video, or a body shorter than its Content-Length (a dropped connection: a
     prefix of a faststart mp4 decodes as a shorter video), is refused by name."""
     try:
-        response = urllib.request.urlopen(url)
+        response = urllib.request.urlopen(_request_url(url))
     except (OSError, http.client.HTTPException) as error:
         raise VideoLoadError(f"Could not download video {url}: {error}") from error
     with response:
