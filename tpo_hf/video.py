@@ -919,12 +919,10 @@ def _download(url: str, out: Any, cache_dir: Path) -> str | None:
 
 def _video_cache_problem(url: str, cache_dir: Path, error: OSError) -> str:
     """One line for a download that cannot be written into `cache_dir`, naming `TPO_HF_VIDEO_CACHE` (which sets it)."""
-    import errno
-
-    from .fingerprint import no_space_left
+    from .fingerprint import NOT_WRITABLE_ERRNOS, no_space_left
 
     # a read-only or forbidden folder says so itself; the free-space guess would call a small one full
-    refused = getattr(error, "errno", None) in (errno.EROFS, errno.EACCES, errno.EPERM)
+    refused = getattr(error, "errno", None) in NOT_WRITABLE_ERRNOS
     full = None if refused else no_space_left(error, cache_dir)
     cause = full or f"{error.strerror or error} ({type(error).__name__})"
     fix = "free space there or set" if full else "set"
