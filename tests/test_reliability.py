@@ -2170,8 +2170,8 @@ def test_curation_on_a_full_disk_or_an_unwritable_work_dir_is_one_line_and_keeps
 
 def test_loading_a_dataset_folder_a_curation_is_writing_is_refused_naming_it(tmp_path):
     """F15: `tpo-hf train --dataset_name D` while `tpo-hf curate` re-curated D trained on the old rows and exited 0
-    (push and eval refused a folder in use; loading did not). Now loading refuses, naming the run; once that run is
-    gone, the folder loads."""
+    (push and eval refused a folder in use; loading did not). Now loading refuses, naming the run. Once that curate
+    is killed, the folder is an unfinished curation (a/h28), refused until it is rerun or its lock file deleted."""
     import signal
 
     from tpo_hf.commands import is_user_error
@@ -2189,6 +2189,9 @@ def test_loading_a_dataset_folder_a_curation_is_writing_is_refused_naming_it(tmp
     finally:
         holder.send_signal(signal.SIGKILL)
         holder.wait()
+    with pytest.raises(ValueError, match=rf"^{folder} is an unfinished curation: .*delete {folder}/\.tpo-hf\.lock"):
+        load_preference_dataset(str(folder))
+    (folder / ".tpo-hf.lock").unlink()
     assert len(load_preference_dataset(str(folder))) == len(preference_rows(repeat=1))
 
 

@@ -483,3 +483,129 @@ def test_home_in_recipe_paths_is_expanded_as_a_shell_would(tmp_path, monkeypatch
     (config,) = parser.parse_args_and_config(args=expand_home_paths(argv, read_recipe(argv), parser))
     assert config.output_dir == str(tmp_path / "eval_out") and config.video_dir == str(tmp_path / "videos")
     assert config.model_name_or_path == "Qwen/Qwen2-VL-2B-Instruct"  # the flag beside the recipe wins
+
+
+class _FrameIndexBackend:
+    """A curation video backend that answers with the frames it is shown (the two views of a pair differ): a real
+    curation without a model."""
+
+    model_id = "frames"
+    drops_cut_answers = True
+
+    def generate(self, requests, max_new_tokens, seed=0):
+        return ["text" if r.video is None else f"frames {r.video[1]['frames_indices']}" for r in requests]
+
+    def prompt_format(self, video):
+        return None
+
+    def check_ready(self):
+        pass
+
+
+def _curate(video_dir: Path, output_dir: Path, copy_videos: bool, **settings):
+    """Curates `video_dir` into `output_dir` (template questions, no judge), as `tpo-hf curate` does."""
+    from tpo_hf.curation import Backends, CurationConfig, run_curation
+
+    config = CurationConfig(
+        video_dir=str(video_dir),
+        output_dir=str(output_dir),
+        copy_videos=copy_videos,
+        video_model="frames",
+        question_backend="template",
+        use_judge=False,
+        num_frames=8,
+        sparse_num_frames=4,
+        progress=False,
+        **settings,
+    )
+    return run_curation(config, Backends(_FrameIndexBackend(), None, None))
+
+
+def test_a_curated_folder_whose_videos_changed_since_is_refused_naming_them(video_dir, tmp_path):
+    """Probe a/h3: after `curate --copy_videos false` (rows hold the corpus's paths), a corpus clip replaced by another
+    under the same name was trained on with the pairs describing the old clip, nothing said, though the curation's
+    manifest recorded each video's identity. Loading the folder compares the videos its rows use (a stat each) and
+    refuses naming the changed one and the rerun; a copy under `videos/` edited since is refused alike; rerunning
+    the curation brings the folder up to date."""
+    corpus, out, copied = tmp_path / "corpus", tmp_path / "out", tmp_path / "copied"
+    shutil.copytree(video_dir, corpus)
+    _curate(corpus, out, copy_videos=False)
+    assert str(corpus / "red_blue.mp4") in set(load_preference_dataset(str(out))["video"])
+    _curate(corpus, copied, copy_videos=True)
+
+    shutil.copyfile(corpus / "green_yellow.mp4", corpus / "red_blue.mp4")  # another clip under the same name
+    with pytest.raises(
+        ValueError,
+        match=rf"^Dataset folder {out} holds pairs curated from videos that changed since .*{out}/_curation/manifest"
+        rf"\.json\): {corpus}/red_blue\.mp4\. .*rerun tpo-hf curate into it .*curates the changed videos again\.$",
+    ):
+        load_preference_dataset(str(out))
+    # the copies are the curation's snapshot: a changed source leaves them as curated, an edited copy does not
+    assert len(load_preference_dataset(str(copied)))
+    shutil.copytree(copied, tmp_path / "moved", copy_function=shutil.copy)  # new times: the folder copied (`cp -r`)
+    assert len(load_preference_dataset(str(tmp_path / "moved")))
+    shutil.copyfile(corpus / "red_blue.mp4", copied / "videos" / "red_blue.mp4")  # the copy replaced by hand
+    with pytest.raises(
+        ValueError,
+        match=rf"{copied}/videos/red_blue\.mp4 \(the copy of red_blue\.mp4\)\. .*copies each edited copy",
+    ):
+        load_preference_dataset(str(copied))
+
+    _curate(corpus, out, copy_videos=False)  # curates red_blue.mp4 again
+    assert len(load_preference_dataset(str(out)))
+
+    # a work_dir elsewhere is found where the report names it, and read only while its manifest serves this folder
+    elsewhere, work_dir = tmp_path / "elsewhere", tmp_path / "work"
+    _curate(corpus, elsewhere, copy_videos=False, work_dir=str(work_dir))
+    assert json.loads((elsewhere / "curation_report.json").read_text())["work_dir"] == str(work_dir.resolve())
+    shutil.copyfile(video_dir / "red_blue.mp4", corpus / "red_blue.mp4")  # the first clip back
+    with pytest.raises(ValueError, match=rf"recorded in {work_dir}/manifest\.json\): {corpus}/red_blue\.mp4\. "):
+        load_preference_dataset(str(elsewhere))
+    _curate(corpus, tmp_path / "other", copy_videos=False, work_dir=str(work_dir))  # the work_dir serves another now
+    assert len(load_preference_dataset(str(elsewhere)))
+
+
+def test_a_curated_folder_whose_curation_rerun_was_killed_is_refused(video_dir, tmp_path, caplog):
+    """Probe a/h28: a finished curation rerun (e.g. with more videos) and SIGKILLed left the previous run's dataset
+    (or a mix, killed while saving) and its lock record; training read it with only a note about a stale lock. A
+    lock record left by a killed curate is refused as an unfinished curation; one left by another job (train) is
+    read as before, and so is the folder once the lock file is deleted (the previous dataset, as the hint says)."""
+    import logging
+    import signal
+
+    out = tmp_path / "out"
+    _curate(video_dir, out, copy_videos=True)
+
+    def left_by_killed(what: str) -> None:
+        holder = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                "import time\nfrom tpo_hf.locks import output_dir_lock\n"
+                f"with output_dir_lock({str(out)!r}, {what!r}):\n    print('held', flush=True)\n    time.sleep(120)",
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=REPO_ROOT,
+            env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+        )
+        assert holder.stdout.readline().strip() == "held"
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+
+    left_by_killed("curate")
+    lock = out / ".tpo-hf.lock"
+    with pytest.raises(
+        ValueError,
+        match=rf"^{out} is an unfinished curation: the last tpo-hf curate into it \(pid \d+ .*curate\) since .*\) did not "
+        r"finish \(it was killed, .*\), so the dataset saved there is the previous run's .*Rerun tpo-hf curate to "
+        rf"finish it .*delete {lock}\.$",
+    ):
+        load_preference_dataset(str(out))
+    lock.unlink()
+    assert len(load_preference_dataset(str(out)))
+
+    left_by_killed("train")
+    with caplog.at_level(logging.WARNING, logger="tpo_hf.locks"):
+        assert len(load_preference_dataset(str(out)))
+    assert "no run holds its lock" in caplog.text

@@ -20,6 +20,10 @@ logger = logging.getLogger(__name__)
 DATA_FILE_BUILDERS = {"jsonl": "json", "json": "json", "parquet": "parquet", "csv": "csv", "arrow": "arrow"}
 JSON_CHECK_MAX_BYTES = 512 * 2**20  # JSON files up to this size are checked row by row before loading
 CURATION_REPORT = "curation_report.json"  # what `tpo-hf curate` writes beside its dataset (`curation.report`)
+# where `tpo-hf curate` keeps its shards by default (`CurationConfig.shard_dir`), and the manifest there recording the
+# identity of each video the last finished run curated (`curation.storage.MANIFEST_NAME`, `shard_inputs`)
+CURATION_WORK_DIR = "_curation"
+CURATION_MANIFEST = "manifest.json"
 REWRITE_FOLDER = "rerun `tpo-hf curate` into it (or save the dataset again with `save_to_disk`)"
 # what each command calls its split setting (named when a local folder lacks the split asked for)
 SPLIT_SETTINGS = "`dataset_train_split` / `dataset_test_split` in tpo-hf train, `dataset_split` in curate and eval"
@@ -43,15 +47,21 @@ def load_preference_dataset(
     """
     from datasets import load_dataset, load_from_disk
 
-    from .locks import refuse_if_locked
+    from .locks import lock_left_by_killed_run, refuse_if_locked
 
+    saved = os.path.isdir(name) and (
+        os.path.exists(os.path.join(name, "dataset_info.json"))
+        or os.path.exists(os.path.join(name, "dataset_dict.json"))
+    )
+    # a curation killed while it held the folder did not finish: the dataset there is the previous run's (or, killed
+    # in its merge, a mix of both runs' files), not the one the user reran it for
+    killed = lock_left_by_killed_run(name)
+    if killed is not None and killed.get("what") == "curate":
+        raise ValueError(unfinished_curation_message(name, killed, saved))
     # a curation writing the folder replaces its data files and videos: loading now would train on a mix of the old
     # dataset and the new one (the same refusal as `tpo-hf push` / `eval` of a folder in use)
     refuse_if_locked(name, "loading this dataset")
-    if os.path.isdir(name) and (
-        os.path.exists(os.path.join(name, "dataset_info.json"))
-        or os.path.exists(os.path.join(name, "dataset_dict.json"))
-    ):
+    if saved:
         if config is not None:  # `load_from_disk` takes no config: it would be ignored, all rows read
             raise ValueError(
                 f"Dataset folder {name} is a saved dataset (save_to_disk), which has no configs: remove "
@@ -66,13 +76,15 @@ def load_preference_dataset(
             raise ValueError(
                 f"Dataset folder {name} is damaged ({type(error).__name__}: {error}): {REWRITE_FOLDER}."
             ) from error
+        changed = changed_curated_videos(name, dataset)
+        if changed is not None:
+            raise ValueError(changed)
         return video_paths_column(_saved_split(dataset, name, split), name, video_column)
     if os.path.isdir(name) and os.path.exists(os.path.join(name, CURATION_REPORT)):
         raise ValueError(no_rows_message(name))  # a curation that ended with no pair: its report, no dataset
-    if os.path.isdir(name) and os.path.isdir(os.path.join(name, "_curation")):
-        raise ValueError(  # a curation stopped before it saved its dataset: only its work folder is there
-            f"{name} is an unfinished curation (no dataset saved yet): rerun tpo-hf curate to finish it."
-        )
+    if os.path.isdir(name) and os.path.isdir(os.path.join(name, CURATION_WORK_DIR)):
+        # a curation stopped before it saved its dataset: only its work folder is there
+        raise ValueError(unfinished_curation_message(name))
     if os.path.isfile(name):
         builder = DATA_FILE_BUILDERS.get(name.rsplit(".", 1)[-1].lower())
         if builder is None:
@@ -91,7 +103,7 @@ def load_preference_dataset(
         if problem is not None:
             raise ValueError(f"Cannot read dataset file {name}: {problem}")
         try:
-            dataset = load_dataset(builder, data_files=name, split=split)
+            dataset = load_dataset(builder, data_files=name, split=split, **_builder_options(builder))
         except Exception as error:
             cache_problem = datasets_cache_problem(error)
             if cache_problem is not None:  # the file reads, but `datasets` converts it into its cache first
@@ -218,6 +230,12 @@ def _saved_split(dataset: Any, folder: str, split: str) -> Any:
     selected = []
     for part in parts:
         rows = splits[part.splitname]
+        if part.from_ >= part.to:  # `train[10:20]` of 8 rows: `datasets` clamps it to nothing, then `select` fails
+            raise ValueError(
+                f"Split {split!r} of dataset folder {folder} selects no rows: its split {part.splitname!r} holds "
+                f"{len(rows)} rows. Use a slice within them, e.g. '{part.splitname}[:{len(rows) // 2}]' "
+                f"({SPLIT_SETTINGS})."
+            )
         selected.append(rows if (part.from_, part.to) == (0, len(rows)) else rows.select(range(part.from_, part.to)))
     return selected[0] if len(selected) == 1 else concatenate_datasets(selected)
 
@@ -225,6 +243,65 @@ def _saved_split(dataset: Any, folder: str, split: str) -> Any:
 def _split_names(split: str) -> list[str]:
     """The split names in a split spec: `train[:100]+test` -> ["train", "test"]."""
     return [part.split("[")[0].strip() for part in split.split("+")]
+
+
+def refuse_overlapping_splits(name: str, config: str | None, train_split: str, test_split: str) -> None:
+    """Refuses a held-out split that shares rows with the training split: both read from one split of dataset `name`
+    (`train[:4]` and `train[2:6]`, or `train` twice), compared by their absolute row ranges (`datasets`' rounding of
+    percent slices included). A split spec `datasets` cannot read is left to the loader, which names it.
+
+    Raises:
+        ValueError: the rows both read, naming both settings.
+    """
+    from datasets import ReadInstruction
+
+    shared = [split for split in dict.fromkeys(_split_names(train_split)) if split in _split_names(test_split)]
+    if not shared:
+        return
+    # the rows of the split both read: a slice's bounds depend on them (`train[90%:]`, `train[-10:]`)
+    sizes = {split: len(load_preference_dataset(name, config, split)) for split in shared}
+    try:  # the parts of each spec (`train[:10]+test`) that read a shared split
+        train_parts, test_parts = (
+            [
+                absolute
+                for part in spec.split("+")
+                if _split_names(part)[0] in sizes
+                for absolute in ReadInstruction.from_spec(part).to_absolute(sizes)
+            ]
+            for spec in (train_split, test_split)
+        )
+    except (ValueError, AssertionError):  # a spec `datasets` cannot read: the loader names it
+        return
+    for train in train_parts:
+        for test in test_parts:
+            start, end = max(train.from_, test.from_), min(train.to, test.to)
+            if train.splitname == test.splitname and start < end:
+                rows = f"row {start}" if end - start == 1 else f"rows {start}-{end - 1}"
+                raise ValueError(
+                    f"dataset_train_split {train_split!r} and dataset_test_split {test_split!r} both read {rows} of "
+                    f"split {train.splitname!r} of {name} ({sizes[train.splitname]} rows): the evaluation would score "
+                    "rows the model trains on as held out. Give them slices that do not overlap, e.g. "
+                    f"'{train.splitname}[:90%]' and '{train.splitname}[90%:]'."
+                )
+
+
+def _csv_text(value: str) -> str | None:
+    """A CSV cell of a text column as written (`05` stays `05`); an empty cell (or a word pandas reads as missing,
+    `NA`, `None`) is missing."""
+    return value if value != "" else None
+
+
+def _text_columns() -> list[str]:
+    """The text columns of a TPO dataset (the curated schema's strings: prompt, chosen, rejected, video, ...)."""
+    from .curation.records import dataset_features
+
+    return [name for name, feature in dataset_features().items() if getattr(feature, "dtype", None) == "string"]
+
+
+def _builder_options(builder: str) -> dict[str, Any]:
+    """`load_dataset` options for a data file builder: CSV text columns are read as written, since pandas would type
+    a column of numbers (answers `0` / `10` to a counting question) as int, `05` as 5."""
+    return {"converters": dict.fromkeys(_text_columns(), _csv_text)} if builder == "csv" else {}
 
 
 def _load_local_folder(folder: str, config: str | None, split: str, video_column: str) -> Any:
@@ -277,20 +354,139 @@ def _load_local_folder(folder: str, config: str | None, split: str, video_column
             f"Dataset folder {folder} has splits {splits}, not {split!r}: set the split setting to one of them "
             f"({SPLIT_SETTINGS})."
         )
+    if builder.name not in MEDIA_FOLDER_BUILDERS:
+        _check_folder_data_files(folder, builder, asked)
+    options = _builder_options(builder.name)
     try:
-        dataset = load_dataset(folder, config, split=split)
+        dataset = load_dataset(folder, config, split=split, **options)
     except Exception as error:
         if type(error).__name__ not in ("DatasetGenerationError", "DatasetGenerationCastError"):
             raise
         # data files that disagree (a shard with another column or type): `datasets`' top error says only "An error
-        # occurred while generating the dataset"; its cause names the columns and the file
+        # occurred while generating the dataset"; its cause may name the columns and the file, or neither
         cause = error.__cause__ if type(error).__name__ == "DatasetGenerationError" and error.__cause__ else error
-        detail = " ".join(str(cause).split())[:600]
-        raise ValueError(
-            f"Cannot load dataset folder {folder}: its data files do not agree ({type(cause).__name__}: {detail}). "
-            "Give every data file the same columns and types."
-        ) from error
+        features, problem = _data_file_features(folder, builder, options)
+        if features is None:
+            detail = problem or f"{type(cause).__name__}: {' '.join(str(cause).split())[:600]}"
+            raise ValueError(
+                f"Cannot load dataset folder {folder}: its data files do not agree ({detail}). Give every data file "
+                "the same columns and types."
+            ) from error
+        # they agree once a column that is empty (all null) in some files takes its type from the others (`datasets`
+        # types every file as the first one it reads)
+        dataset = load_dataset(folder, config, split=split, features=features, **options)
     return video_paths_column(dataset, folder, video_column)
+
+
+def _readme_configs(folder: str) -> list[dict[str, Any]]:
+    """The configs a local folder's README.md declares (the Hub's `configs:` metadata), [] when it has none."""
+    from huggingface_hub import DatasetCard
+
+    readme = os.path.join(folder, "README.md")
+    if not os.path.isfile(readme):
+        return []
+    configs = DatasetCard.load(readme).data.to_dict().get("configs") or []
+    return [entry for entry in configs if isinstance(entry, dict)]
+
+
+def _declared_pattern(entry: dict[str, Any] | None, split: str) -> str | None:
+    """The `data_files` pattern(s) a README config `entry` gives `split`, as written; None when it gives none."""
+    declared = (entry or {}).get("data_files")
+    if isinstance(declared, dict):
+        declared = declared.get(split)
+    elif isinstance(declared, list) and any(isinstance(item, dict) for item in declared):
+        declared = [item.get("path") for item in declared if isinstance(item, dict) and item.get("split") == split]
+    if isinstance(declared, list):
+        declared = ", ".join(str(path) for path in declared if path)
+    return str(declared) if declared else None
+
+
+def _check_folder_data_files(folder: str, builder: Any, asked: list[str]) -> None:
+    """Logs the data files `datasets` resolved for each split `asked` of a local `folder`, and refuses what it would
+    read wrongly: a split whose README config matches no file (`datasets` stops with a bare StopIteration), and one
+    whose files come from several folders when no README config declares the layout (`datasets`' default patterns
+    read `train.jsonl` and an old copy `backup/train.jsonl` as one split)."""
+    configs = _readme_configs(folder)
+    entry = next((item for item in configs if item.get("config_name", "default") == builder.config.name), None)
+    data_files = {str(name): files for name, files in (builder.config.data_files or {}).items()}
+    for name, files in data_files.items():
+        if not files:  # every split is generated, so an empty one stops the load whichever is asked
+            raise ValueError(
+                f"Config {builder.config.name!r} of dataset folder {folder} matches no file for its split {name!r} "
+                f"({_declared_pattern(entry, name) or 'its data_files'}, in {os.path.join(folder, 'README.md')}): fix "
+                "the pattern (relative to the folder) or pick another `dataset_config`."
+            )
+    for name in asked:
+        relative = [os.path.relpath(path, folder) for path in data_files.get(name, [])]
+        if not relative:
+            continue
+        listed = ", ".join(relative[:10]) + (f" and {len(relative) - 10} more" if len(relative) > 10 else "")
+        declared = any("data_files" in item for item in configs)
+        folders = sorted({os.path.dirname(path) for path in relative})
+        if declared or len(relative) == 1:
+            logger.info("%s: split %s reads %s", folder, name, listed)
+        elif len(folders) == 1:  # `train-old.jsonl` beside `train.jsonl` matches the same pattern: maybe not meant
+            logger.warning(
+                "%s: split %s reads the %d data files %s as one split; to read fewer, pass the one to load as "
+                "--dataset_name, or declare the files of each split in a README.md config (`configs:` with "
+                "`data_files`).",
+                folder,
+                name,
+                len(relative),
+                listed,
+            )
+        if len(folders) > 1 and not declared:
+            first = min(relative, key=lambda path: (path.count(os.sep), path))
+            raise ValueError(
+                f"Dataset folder {folder}: `datasets` would read its split {name!r} from data files in "
+                f"{len(folders)} folders ({listed}), all of them as one split (an old copy kept in a subfolder "
+                "would be trained on too). Pass the file to load (--dataset_name "
+                f"{os.path.join(folder, first)}), or declare the files of each split in a README.md config "
+                "(`configs:` with `data_files`, the Hub's layout)."
+            )
+
+
+def _data_file_features(folder: str, builder: Any, options: dict[str, Any]) -> tuple[Any, str | None]:
+    """The features that read every data file of a local `folder`'s config, each file loaded alone, or None and why
+    not (the column and the files that disagree on it). A column empty in a file (all null, e.g. `segment_start` of a
+    file of comprehensive pairs) takes the type the other files give it, or the curated schema's."""
+    from datasets import Features, load_dataset
+
+    from .curation.records import dataset_features
+
+    per_file: dict[str, Any] = {}
+    for path in dict.fromkeys(path for files in (builder.config.data_files or {}).values() for path in files):
+        relative = os.path.relpath(path, folder)
+        try:
+            per_file[relative] = load_dataset(builder.name, data_files=path, split="train", **options).features
+        except Exception as error:  # the file that does not load on its own, named
+            detail = " ".join(str(error).split())[:300]
+            return None, f"{relative} does not load on its own: {type(error).__name__}: {detail}"
+    columns = list(dict.fromkeys(column for features in per_file.values() for column in features))
+    known = dataset_features()
+    unified, filled = {}, False
+    for column in columns:
+        lacking = [path for path, features in per_file.items() if column not in features]
+        if lacking:
+            holding = [path for path in per_file if path not in lacking]
+            return None, f"column {column!r} is in {', '.join(holding)} but not in {', '.join(lacking)}"
+        types = {path: features[column] for path, features in per_file.items()}
+        typed = {path: feature for path, feature in types.items() if not _is_null_feature(feature)}
+        if len({repr(feature) for feature in typed.values()}) > 1:
+            disagree = "; ".join(f"{feature} in {path}" for path, feature in typed.items())
+            return None, f"column {column!r} is {disagree}"
+        unified[column] = next(iter(typed.values()), known.get(column, next(iter(types.values()))))
+        filled |= len(typed) < len(types) and not _is_null_feature(unified[column])
+    return (Features(unified), None) if filled else (None, None)
+
+
+def _is_null_feature(feature: Any) -> bool:
+    """`Value("null")` or a list of it: what `datasets` infers for a column empty (or `[]`) on every row of a file."""
+    from datasets import Value
+
+    while hasattr(feature, "feature"):  # List / LargeList / Sequence
+        feature = feature.feature
+    return feature == Value("null")
 
 
 def embedded_video_folder() -> str:
@@ -394,6 +590,116 @@ def datasets_cache_problem(error: BaseException) -> str | None:
                 )
         seen = seen.__cause__ or seen.__context__
     return None
+
+
+def unfinished_curation_message(folder: str, killed: dict[str, Any] | None = None, saved: bool = False) -> str:
+    """That `folder` is a curation that did not finish (`killed`: the lock record the killed `tpo-hf curate` left in
+    it), and what to do: rerun it (its finished shards are reused). `saved`: a dataset is there, an earlier run's."""
+    if not saved:
+        return f"{folder} is an unfinished curation (no dataset saved yet): rerun tpo-hf curate to finish it."
+    from .locks import LOCK_NAME, describe_holder
+
+    return (
+        f"{folder} is an unfinished curation: the last tpo-hf curate into it ({describe_holder(killed)}) did not "
+        "finish (it was killed, or the folder was copied while it ran), so the dataset saved there is the previous "
+        "run's (or, stopped while saving, a mix of both runs' files), not the one it was rerun for. Rerun tpo-hf "
+        "curate to finish it (its finished shards are reused); to use the previous dataset as it is, delete "
+        f"{os.path.join(folder, LOCK_NAME)}."
+    )
+
+
+def _curation_manifest(folder: str) -> tuple[str, dict[str, Any]] | None:
+    """The manifest of the curation that wrote `folder` and the videos it recorded (id -> identity): in
+    `<folder>/_curation` (the default `work_dir`), or in the `work_dir` its report names where that manifest records
+    `folder` as the output it serves (a `work_dir` shared by several outputs holds the last one's). None where
+    neither is found or readable."""
+    places = [(os.path.join(folder, CURATION_WORK_DIR, CURATION_MANIFEST), False)]
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        with open(os.path.join(folder, CURATION_REPORT), encoding="utf-8") as handle:
+            work_dir = json.load(handle).get("work_dir")
+        if isinstance(work_dir, str):
+            places.append((os.path.join(work_dir, CURATION_MANIFEST), True))
+    for path, elsewhere in places:
+        try:
+            with open(path, encoding="utf-8") as handle:
+                manifest = json.load(handle)
+        except (OSError, ValueError):
+            continue
+        videos = manifest.get("videos") if isinstance(manifest, dict) else None
+        source = manifest.get("source") if isinstance(manifest, dict) else None
+        if elsewhere and (not isinstance(source, dict) or source.get("output_dir") != os.path.realpath(folder)):
+            continue
+        if isinstance(videos, dict):
+            return path, videos
+    return None
+
+
+def _recorded_video_id(path: str, recorded: dict[str, Any]) -> str | None:
+    """The id a curation recorded for the video at the absolute `path` (what its rows hold with `copy_videos`
+    false): the id is the path's last segments (its path under `video_dir`, or as many trailing folders as tell
+    the dataset's videos apart), the longest that the curation recorded."""
+    parts = [part for part in os.path.normpath(path).replace(os.sep, "/").split("/") if part]
+    for depth in range(len(parts), 0, -1):
+        video_id = "/".join(parts[-depth:])
+        if video_id in recorded:
+            return video_id
+    return None
+
+
+def changed_curated_videos(folder: str, dataset: Any) -> str | None:
+    """Why the rows of the dataset `tpo-hf curate` saved in `folder` no longer describe their videos, or None: a
+    video its rows use whose file now differs in size or modification time from the one the curation recorded in
+    its manifest (a corpus clip replaced under the same name, with `copy_videos` false), or a copy under
+    `<folder>/videos/` whose size differs (edited since; its time alone changes when the folder is copied). A stat per video, no reading of files; remote videos and missing files (named
+    where they are decoded) are not checked here, nor a folder whose manifest is not found."""
+    from datasets import Dataset
+
+    if not isinstance(dataset, Dataset) or "video" not in dataset.column_names:
+        return None
+    if not os.path.isfile(os.path.join(folder, CURATION_REPORT)):
+        return None  # a dataset saved otherwise: no curation recorded its videos
+    found = _curation_manifest(folder)
+    if found is None:
+        return None
+    from .video import video_file_identity
+
+    manifest, recorded = found
+    changed: list[str] = []
+    copies: list[str] = []
+    for value in sorted(v for v in dataset.unique("video") if isinstance(v, str) and "://" not in v):
+        copy = not os.path.isabs(value)
+        if copy:  # `copy_videos`: the curation's copy, `videos/<id>` under the folder
+            video_id = value[len("videos/") :] if value.startswith("videos/") else None
+            path = os.path.join(folder, value)
+        else:
+            video_id, path = _recorded_video_id(value, recorded), value
+        then = recorded.get(video_id) if video_id is not None else None
+        if not isinstance(then, str):
+            continue
+        then = then.split("#", 1)[0]  # less the hash of a dataset's annotations for the video
+        now = video_file_identity(path)
+        if now == "missing" or then.count(":") != 1:
+            continue
+        if copy:
+            # a copy's time is not kept by `cp -r` / rsync of the whole folder, which leave its videos as curated: a
+            # copy edited since (re-encoded, replaced by another clip) shows in its size
+            same = then.split(":")[0] == now.split(":")[0]
+        else:  # the corpus file itself: as the curation compares it (a rerun curates it again)
+            same = now == then
+        if not same:
+            (copies if copy else changed).append(f"{path} (the copy of {video_id})" if copy else path)
+    if not changed and not copies:
+        return None
+    named = changed + copies
+    shown = ", ".join(named[:5]) + (f" and {len(named) - 5} more" if len(named) > 5 else "")
+    rerun = ["curates the changed videos again"] if changed else []
+    if copies:
+        rerun.append("copies each edited copy's source video back over it")
+    return (
+        f"Dataset folder {folder} holds pairs curated from videos that changed since (their size or modification "
+        f"time differ from those recorded in {manifest}): {shown}. Its captions and answers describe the videos as "
+        f"they were: rerun tpo-hf curate into it with the same settings, which {' and '.join(rerun)}."
+    )
 
 
 def no_rows_message(folder: str) -> str:

@@ -356,6 +356,46 @@ def check_writable_folder(folder: str | os.PathLike, what: str, setting: str) ->
         raise _not_writable(folder, what, error, setting) from error
 
 
+def _lock_record(path: str | os.PathLike | None) -> tuple[Path, dict[str, Any] | None, bool] | None:
+    """The lock file of the local folder `path`, its record and whether a live run holds it (as `_acquire` decides:
+    a held flock, else a live pid on this host); None where there is nothing to check: no local folder, no lock file,
+    one this process holds, or a non-main process of a launch (its main process checks)."""
+    if path is None or not os.path.isdir(path) or not is_main_process():  # the main process checks for its launch
+        return None
+    lock = Path(path) / LOCK_NAME
+    if os.path.realpath(lock) in _HELD or lock.is_dir():  # a folder by that name is no lock any run could hold
+        return None
+    try:
+        fd = os.open(lock, os.O_RDONLY)
+    except OSError:  # no lock file: no run holds the folder
+        return None
+    try:
+        holder = _read(fd)
+        held: bool | None = None
+        if fcntl is not None:
+            try:  # a shared flock, let go at once: taken only while no run holds the exclusive one
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                held = False if _flock_takes_effect(lock) else None  # else a flock that locks nothing: pid decides
+                fcntl.flock(fd, fcntl.LOCK_UN)
+            except OSError as error:
+                held = True if error.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES) else None
+        # a free flock is decisive: the record was left by a killed run, or copied with the folder from a live one's
+        alive = bool(held or (held is None and holder is not None and holder_alive(holder)))
+    finally:
+        os.close(fd)
+    return lock, holder, alive
+
+
+def lock_left_by_killed_run(path: str | os.PathLike | None) -> dict[str, Any] | None:
+    """The record of the lock file in the local folder `path` when no run holds it: the run that wrote it was killed
+    (SIGKILL, out of memory, a lost node) while it held the folder, or the folder was copied from a running one's.
+    Its `what` names the job ("curate", "train", "eval"). None where a live run holds the lock, or there is none."""
+    found = _lock_record(path)
+    if found is None or found[2]:
+        return None
+    return found[1]
+
+
 def refuse_if_locked(path: str | os.PathLike | None, what: str) -> None:
     """Refuses to read a folder (an adapter to push or evaluate, a model to evaluate, a dataset to load) that a live
     run of another process is writing into (it holds the folder's `.tpo-hf.lock`, e.g. training into it): what is
@@ -366,29 +406,10 @@ def refuse_if_locked(path: str | os.PathLike | None, what: str) -> None:
     Raises:
         OutputDirLockedError: naming the run that holds the folder.
     """
-    if path is None or not os.path.isdir(path) or not is_main_process():  # the main process checks for its launch
+    found = _lock_record(path)
+    if found is None:
         return
-    lock = Path(path) / LOCK_NAME
-    if os.path.realpath(lock) in _HELD or lock.is_dir():  # a folder by that name is no lock any run could hold
-        return
-    try:
-        fd = os.open(lock, os.O_RDONLY)
-    except OSError:  # no lock file: no run holds the folder
-        return
-    try:
-        holder = _read(fd)
-        held: bool | None = None  # as `_acquire` decides: a held flock, else a live pid on this host
-        if fcntl is not None:
-            try:  # a shared flock, let go at once: taken only while no run holds the exclusive one
-                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-                held = False if _flock_takes_effect(lock) else None  # else a flock that locks nothing: pid decides
-                fcntl.flock(fd, fcntl.LOCK_UN)
-            except OSError as error:
-                held = True if error.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES) else None
-        # a free flock is decisive: the record was left by a killed run, or copied with the folder from a live one's
-        alive = held or (held is None and holder is not None and holder_alive(holder))
-    finally:
-        os.close(fd)
+    lock, holder, alive = found
     if not alive and holder is not None:
         logger.warning(
             "%s holds a lock record of %s, but no run holds its lock (that run was killed, or the folder was copied "

@@ -21,6 +21,7 @@ from ..config import TPOConfig
 from ..data import (
     default_video_root,
     load_preference_dataset,
+    refuse_overlapping_splits,
     refuse_training_output_dir,
 )
 from ..locks import dataset_reader_mark, is_main_process, output_dir_lock, refuse_if_read
@@ -178,7 +179,6 @@ def main(script_args: TPOScriptArguments, training_args: TPOConfig, model_args: 
             "Set eval_strategy (e.g. steps, with eval_steps) to evaluate on it.",
             script_args.dataset_test_split,
         )
-    check_model_loadable(model_args.model_name_or_path)  # before the data is read and the output_dir locked
     if training_args.video_root is None:
         training_args.video_root = default_video_root(script_args.dataset_name)
     # before the lock file or anything else is written there: not a dataset's or a full model's (the base's) folder
@@ -196,10 +196,17 @@ def main(script_args: TPOScriptArguments, training_args: TPOConfig, model_args: 
         )
         eval_dataset = None
         if training_args.eval_strategy != "no":
+            refuse_overlapping_splits(  # a "held-out" slice that shares rows with the training one
+                script_args.dataset_name,
+                script_args.dataset_config,
+                script_args.dataset_train_split,
+                script_args.dataset_test_split,
+            )
             eval_dataset = load_preference_dataset(
                 script_args.dataset_name, script_args.dataset_config, script_args.dataset_test_split
             )
 
+        check_model_loadable(model_args.model_name_or_path)  # one line, not transformers' OSError about repo ids
         training_args.model_init_kwargs = {
             **(training_args.model_init_kwargs or {}),
             "revision": model_args.model_revision,

@@ -11,9 +11,10 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .inputs import VideoItem
+if TYPE_CHECKING:  # for annotations only: data.py reads the schema here, and inputs.py imports data
+    from .inputs import VideoItem
 
 
 def dataset_features() -> Any:

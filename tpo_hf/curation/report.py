@@ -102,6 +102,9 @@ class CurationReport:
     # shards kept from before a resume changed `BATCHING_FIELDS` (TPO_HF_RESUME_CHANGED=1): their batching values and
     # videos, whose pairs were generated in other batches than this run's settings say (`storage.check_manifest`)
     earlier_batching: list[dict[str, Any]] = field(default_factory=list)
+    # where the shards and the manifest live (`CurationConfig.shard_dir`): loading the dataset checks its videos
+    # against the identities recorded there (`data.changed_curated_videos`)
+    work_dir: str = ""
 
     @classmethod
     def from_run(
@@ -165,6 +168,7 @@ class CurationReport:
             answers_end_token_removed=int(stats.get("answers_end_token_removed", 0)),
             segments=SegmentSpec.of(config).to_dict(),
             earlier_batching=_earlier_batching(shards, earlier or {}),
+            work_dir=str(config.shard_dir.resolve()),
         )
 
     def to_dict(self) -> dict[str, Any]:

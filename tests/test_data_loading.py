@@ -1,0 +1,150 @@
+"""How `load_preference_dataset` reads local data files and folders: what `datasets` would read wrongly or answer with
+a traceback is loaded as meant or refused in one line naming the file, split or setting."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pytest
+from conftest import preference_rows
+from datasets import Dataset, Value
+
+from tpo_hf.data import load_preference_dataset
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return path
+
+
+def test_a_folder_whose_split_spans_subfolders_is_refused(tmp_path, caplog):
+    """Probe b/h20: a folder holding `train.jsonl` and an old copy `backup/train.jsonl` was read as one split of both
+    (8 rows trained on, nothing said). Refused naming both files and how to pick one; with a README config that
+    declares the layout it loads what the config names, and the files each split reads are logged."""
+    folder = tmp_path / "nested"
+    write_jsonl(folder / "train.jsonl", preference_rows())
+    write_jsonl(folder / "backup" / "train.jsonl", preference_rows(repeat=3))
+    with pytest.raises(ValueError, match=r"its split 'train' from data files in 2 folders \(backup/train.jsonl, "):
+        load_preference_dataset(str(folder))
+    with pytest.raises(ValueError, match=rf"--dataset_name {folder}/train.jsonl\), or declare .* README.md config"):
+        load_preference_dataset(str(folder))
+    (folder / "README.md").write_text("---\nconfigs:\n- config_name: default\n  data_files: train.jsonl\n---\n")
+    with caplog.at_level(logging.INFO, logger="tpo_hf.data"):
+        assert len(load_preference_dataset(str(folder))) == 4
+    assert f"{folder}: split train reads train.jsonl" in caplog.text
+    # an old copy beside it matches the same pattern: read, and named in a warning
+    flat = tmp_path / "flat"
+    write_jsonl(flat / "train.jsonl", preference_rows())
+    write_jsonl(flat / "train-old.jsonl", preference_rows(repeat=3))
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="tpo_hf.data"):
+        assert len(load_preference_dataset(str(flat))) == 10
+    assert "split train reads the 2 data files train-old.jsonl, train.jsonl as one split" in caplog.text
+
+
+def test_a_held_out_slice_that_shares_training_rows_is_refused(tiny_model_dirs, tmp_path):
+    """Probe b/h45: `dataset_train_split 'train[:4]'` with `dataset_test_split 'train[2:6]'` of one file trained
+    and evaluated on a "held-out" set half made of training rows, with no word. Refused before anything loads,
+    naming both settings and the rows they share; slices that do not overlap pass."""
+    from tpo_hf.commands.train import cli_main
+
+    data = write_jsonl(tmp_path / "pairs.jsonl", preference_rows(repeat=4))  # 8 rows
+    args = ["--model_name_or_path", str(tiny_model_dirs("qwen2_vl")), "--dataset_name", str(data), "--max_steps", "1"]
+    args += ["--output_dir", str(tmp_path / "run"), "--use_cpu", "true", "--bf16", "false", "--report_to", "none"]
+    args += ["--use_peft", "true", "--eval_strategy", "steps", "--eval_steps", "1", "--save_strategy", "no"]
+    shared = (
+        r"^tpo-hf train: dataset_train_split 'train\[:4\]' and dataset_test_split 'train\[2:6\]' both read rows 2-3 "
+        rf"of split 'train' of {data} \(8 rows\): the evaluation would score rows the model trains on as held out"
+    )
+    with pytest.raises(SystemExit, match=shared):
+        cli_main([*args, "--dataset_train_split", "train[:4]", "--dataset_test_split", "train[2:6]"])
+
+    from tpo_hf.data import refuse_overlapping_splits
+
+    with pytest.raises(ValueError, match=r"both read row 6 of split 'train'"):  # percent slices, rounded as datasets
+        refuse_overlapping_splits(str(data), None, "train[:90%]", "train[80%:]")
+    with pytest.raises(ValueError, match=r"both read rows 0-7 of split 'train'"):
+        refuse_overlapping_splits(str(data), None, "train", "train")
+    refuse_overlapping_splits(str(data), None, "train[:6]", "train[6:]")
+    refuse_overlapping_splits(str(data), None, "train[:75%]", "train[-2:]")
+
+
+def test_a_slice_past_the_end_of_a_saved_folder_is_named(tmp_path):
+    """Probe b/h22: `train[10:20]` of a `save_to_disk` folder of 8 rows was `datasets`' IndexError traceback. Refused
+    naming the folder, the split and its rows; a slice that runs past the end keeps the rows there, as a data file's."""
+    folder = tmp_path / "saved"
+    Dataset.from_list(preference_rows(repeat=4)).save_to_disk(str(folder))
+    message = rf"^Split 'train\[10:20\]' of dataset folder {folder} selects no rows: its split 'train' holds 8 rows"
+    with pytest.raises(ValueError, match=message):
+        load_preference_dataset(str(folder), split="train[10:20]")
+    with pytest.raises(ValueError, match="selects no rows"):
+        load_preference_dataset(str(folder), split="train[:2]+train[8:]")
+    assert len(load_preference_dataset(str(folder), split="train[5:20]")) == 3
+
+
+def test_csv_answers_that_are_numbers_stay_text(tmp_path):
+    """Probe b/h12: a CSV whose answers are numbers (a counting question: chosen `0`, rejected `10`) was refused as
+    "got int 0" (pandas typed the column), and `05` would have become 5. Text columns are read as written; an empty
+    cell is still missing and a number column (segment_start) still a number."""
+    data = tmp_path / "num.csv"
+    data.write_text(
+        "prompt,chosen,rejected,video,segment_start\n"
+        '"How many squares?",0,10,red_blue.mp4,1.5\n'
+        '"How many circles?",05,,green_yellow.mp4,\n'
+    )
+    dataset = load_preference_dataset(str(data))
+    assert list(dataset["chosen"]) == ["0", "05"] and list(dataset["rejected"]) == ["10", None]
+    assert list(dataset["segment_start"])[0] == 1.5 and dataset.features["segment_start"] == Value("float64")
+
+
+def write_hub_layout(folder: Path, configs: str) -> Path:
+    (folder / "README.md").parent.mkdir(parents=True, exist_ok=True)
+    (folder / "README.md").write_text(f"---\nconfigs:\n{configs}---\n# pairs\n")
+    return folder
+
+
+def test_a_column_empty_in_one_data_file_loads(tmp_path):
+    """Probe b/h32: a Hub-layout folder whose `train.jsonl` has `segment_start` null on every row (comprehensive
+    pairs) and `test.jsonl` numbers was refused as "data files do not agree (Couldn't cast array of type double to
+    null)", naming neither column nor file. It loads (the column typed as the other file, or the curated schema,
+    types it); files that truly disagree are named with the column."""
+    configs = "- config_name: b\n  data_files:\n  - split: train\n    path: b/train.jsonl\n"
+    configs += "  - split: test\n    path: b/test.jsonl\n"
+    folder = write_hub_layout(tmp_path / "hubl", configs)
+    comprehensive = [row for row in preference_rows() if row["segment_start"] is None]
+    localized = [row for row in preference_rows() if row["segment_start"] is not None]
+    # an empty list on every row is typed as a list of nulls, as an all-null column is
+    write_jsonl(folder / "b" / "train.jsonl", [{**row, "chosen_frame_indices": []} for row in comprehensive])
+    write_jsonl(folder / "b" / "test.jsonl", [{**row, "chosen_frame_indices": [0, 2]} for row in localized])
+    for split, starts in (("train", [None, None]), ("test", [0.0, 0.0])):
+        dataset = load_preference_dataset(str(folder), "b", split)
+        assert dataset["segment_start"] == starts and dataset.features["segment_start"] == Value("float64")
+        assert dataset.features["chosen_frame_indices"].feature == Value("int64")
+
+    folder = write_hub_layout(tmp_path / "clash", configs)
+    write_jsonl(folder / "b" / "train.jsonl", localized)
+    write_jsonl(folder / "b" / "test.jsonl", [{**row, "segment_end": "3 s"} for row in localized])
+    clash = r"column 'segment_end' is Value\('float64'\) in b/train.jsonl; Value\('string'\) in b/test.jsonl"
+    with pytest.raises(
+        ValueError, match=rf"^Cannot load dataset folder {folder}: its data files do not agree \({clash}"
+    ):
+        load_preference_dataset(str(folder), "b")
+
+
+def test_a_readme_config_matching_no_file_is_named(tmp_path):
+    """Probe b/h33: a README config whose `data_files` glob matches no file stopped with a bare StopIteration
+    traceback. Refused in one line naming the config, the pattern and the folder."""
+    folder = write_hub_layout(
+        tmp_path / "hubl", '- config_name: a\n  data_files: "a/*.jsonl"\n- config_name: c\n  data_files: "c/*.jsonl"\n'
+    )
+    write_jsonl(folder / "a" / "train.jsonl", preference_rows())
+    (folder / "c").mkdir()
+    message = (
+        rf"^Config 'c' of dataset folder {folder} matches no file for its split 'train' \(c/\*.jsonl, in {folder}"
+    )
+    with pytest.raises(ValueError, match=message):
+        load_preference_dataset(str(folder), "c")
+    assert len(load_preference_dataset(str(folder), "a")) == 4
