@@ -245,18 +245,7 @@ def test_segment_fraction_beside_segment_seconds_is_refused_and_the_run_records_
     """Probe b/G15: a recipe with `segment_seconds: 2` and `segment_fraction: 0.5` cut 2 s segments and silently
     ignored the fraction, and neither the report nor the card said which applied. The pair is refused as
     `video_fps` beside `num_frames` is; the segment settings a run used are in `curation_report.json` and the card."""
-    settings = {
-        "video_dir": str(video_dir),
-        "video_model": "frames",
-        "output_dir": str(tmp_path / "out"),
-        "question_backend": "template",
-        "use_judge": False,
-        "num_frames": 8,
-        "sparse_num_frames": 4,
-        "localized_per_video": 1,
-        "comprehensive_per_video": 1,
-        "progress": False,
-    }
+    settings = {**_frames_settings(tmp_path), "video_dir": str(video_dir)}
     with pytest.raises(ValueError, match=r"segment_fraction=0.5 is ignored: segment_seconds=2.0 takes precedence"):
         _parse_curation_yaml(tmp_path, **settings, segment_seconds=2.0, segment_fraction=0.5)
     config = _parse_curation_yaml(tmp_path, **settings, segment_seconds=2.0)  # the default fraction is no conflict
@@ -273,9 +262,9 @@ def test_segment_fraction_beside_segment_seconds_is_refused_and_the_run_records_
     assert "a question about one segment (2 s long, 5% of the duration kept free at each end)" in card
 
 
-def _frames_config(tmp_path: Path, **settings):
-    """A fast in-process curation (the `frames` backend) into `tmp_path/out`."""
-    base = {
+def _frames_settings(tmp_path: Path) -> dict:
+    """The recipe keys of a fast in-process curation (the `frames` backend) into `tmp_path/out`."""
+    return {
         "video_model": "frames",
         "output_dir": str(tmp_path / "out"),
         "question_backend": "template",
@@ -286,7 +275,11 @@ def _frames_config(tmp_path: Path, **settings):
         "comprehensive_per_video": 1,
         "progress": False,
     }
-    return _parse_curation_yaml(tmp_path, **{**base, **settings})
+
+
+def _frames_config(tmp_path: Path, **settings):
+    """A fast in-process curation (the `frames` backend) into `tmp_path/out`."""
+    return _parse_curation_yaml(tmp_path, **{**_frames_settings(tmp_path), **settings})
 
 
 def test_a_caption_edited_in_the_data_file_is_named_as_such_not_as_a_changed_video(video_dir, tmp_path, caplog):

@@ -8,12 +8,26 @@ import os
 import subprocess
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tpo_hf import VideoLoadError, load_video
 from tpo_hf.synthetic import Scene, write_synthetic_video
+
+
+@contextlib.contextmanager
+def _running(handler: type) -> Iterator[int]:
+    """A loopback HTTP server with `handler` in a background thread; yields its port, shuts it down after."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield server.server_port
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 @contextlib.contextmanager
@@ -36,14 +50,8 @@ def serve(body: bytes, send=None):
                 send(self, body)
             self.close_connection = True
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}/clips/clip.mp4"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with _running(Handler) as port:
+        yield f"http://127.0.0.1:{port}/clips/clip.mp4"
 
 
 @pytest.fixture
@@ -193,14 +201,8 @@ def serve_versions(versions: dict[str, bytes]):
             state["requests"].append("GET")
             self.wfile.write(self._headers())
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}/clips/clip.mp4", state
-    finally:
-        server.shutdown()
-        server.server_close()
+    with _running(Handler) as port:
+        yield f"http://127.0.0.1:{port}/clips/clip.mp4", state
 
 
 def test_a_video_replaced_on_its_server_is_downloaded_again_and_keyed_anew(tmp_path, url_cache, monkeypatch, caplog):
@@ -289,14 +291,8 @@ def serve_without_head(versions: dict[str, bytes], honour_range: bool = True, va
             self.wfile.write(body[:1] if ranged else body)
             self.close_connection = True
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}/clips/clip.mp4", state
-    finally:
-        server.shutdown()
-        server.server_close()
+    with _running(Handler) as port:
+        yield f"http://127.0.0.1:{port}/clips/clip.mp4", state
 
 
 def _two_clips(folder: Path) -> tuple[Path, Path]:
@@ -483,14 +479,8 @@ def serve_at(videos: dict[str, bytes], validators: bool = True):
                 self.wfile.write(body if validators else b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body))
             self.close_connection = True
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}", state
-    finally:
-        server.shutdown()
-        server.server_close()
+    with _running(Handler) as port:
+        yield f"http://127.0.0.1:{port}", state
 
 
 def test_a_video_url_with_spaces_and_accents_is_requested_percent_encoded(video_dir, url_cache, monkeypatch):

@@ -116,22 +116,11 @@ def check_adapter_loadable(
         return str(model_name_or_path)
     base = adapter_base_model(adapter)
     config = os.path.join(adapter, "adapter_config.json")
-    named = f"The adapter's base model {base} (base_model_name_or_path in {config})"
-    instead = f"or pass the base model as {base_option}"
-    problem = _unloadable(base, "config.json")
-    if problem == NOT_A_REPO_ID:
-        raise ValueError(f"{named} is neither a local folder nor a Hub repo id: check the path, {instead}.")
-    if problem == HUB_GATED:
-        raise ValueError(f"{named} {gated_repo_access(base)}, {instead}.")
-    if problem == HUB_OFFLINE:
-        raise ValueError(
-            f"{named} is not a local folder and is not in the Hub cache (offline, HF_HUB_OFFLINE=1): download it "
-            f"while online (`hf download {base}`), {instead}."
-        )
-    if problem is not None:
-        raise ValueError(
-            f"{named} could not be loaded from the Hub ({problem}): check that the Hub is reachable, {instead}."
-        )
+    check_model_loadable(
+        base,
+        named=f"The adapter's base model {base} (base_model_name_or_path in {config})",
+        instead=f"or pass the base model as {base_option}",
+    )
     return base
 
 
@@ -166,9 +155,10 @@ def other_repo_kind(repo_id: str, kinds: tuple[str, ...] = ("dataset", "space"))
     return None
 
 
-def check_model_loadable(name: str, setting: str = "model_name_or_path") -> None:
-    """Refuses a model that is neither a local folder nor a Hub repo whose config loads, naming `setting`, before
-    anything is loaded (transformers' OSError about repo ids came with a traceback, after the data was read).
+def check_model_loadable(name: str, named: str | None = None, instead: str = "") -> None:
+    """Refuses a model that is neither a local folder nor a Hub repo whose config loads, before anything is loaded
+    (transformers' OSError about repo ids came with a traceback). `named`: how the message names it (default
+    `model_name_or_path NAME`); `instead`: another way on, appended to each message ("or pass ... as ...").
 
     Raises:
         ValueError: not a folder and not a valid repo id, a gated repo, not cached while offline, or not loadable
@@ -177,20 +167,22 @@ def check_model_loadable(name: str, setting: str = "model_name_or_path") -> None
     problem = _unloadable(str(name), "config.json")
     if problem is None:
         return
+    named = named or f"model_name_or_path {name}"
+    instead = f", {instead}" if instead else ""
     if problem == NOT_A_REPO_ID:
         raise ValueError(
-            f"{setting} {name} is neither a local folder (no such folder) nor a Hub repo id: check the path."
+            f"{named} is neither a local folder (no such folder) nor a Hub repo id: check the path{instead}."
         )
     if problem == HUB_GATED:
-        raise ValueError(f"{setting} {name} {gated_repo_access(name)}.")
+        raise ValueError(f"{named} {gated_repo_access(name)}{instead}.")
     if problem == HUB_OFFLINE:
         raise ValueError(
-            f"{setting} {name} is not a local folder and is not in the Hub cache (offline, HF_HUB_OFFLINE=1): check "
-            f"the folder's path for a typo, or download it while online (`hf download {name}`)."
+            f"{named} is not a local folder and is not in the Hub cache (offline, HF_HUB_OFFLINE=1): check the "
+            f"folder's path for a typo, or download it while online (`hf download {name}`){instead}."
         )
     raise ValueError(
-        f"{setting} {name} is not a local folder and could not be loaded from the Hub ({problem}): check the path or "
-        "the repo id for a typo, and that the Hub is reachable."
+        f"{named} is not a local folder and could not be loaded from the Hub ({problem}): check the path or the repo "
+        f"id for a typo, and that the Hub is reachable{instead}."
     )
 
 
