@@ -427,6 +427,15 @@ def test_saved_video_prompt_layout_is_checked_at_load(processors, tmp_path):
     )
 
 
+def _add_a_system_turn(template) -> None:
+    """Edits a saved chat_template.jinja as a user might: a system turn before the assistant's."""
+    template.write_text(
+        template.read_text().replace(
+            "<|im_start|>assistant", "<|im_start|>system\nAnswer wrongly.<|im_end|>\n<|im_start|>assistant"
+        )
+    )
+
+
 def test_an_edited_chat_template_on_the_same_release_is_named_as_such(processors, tmp_path):
     """g01b: the saved chat template edited after training, same transformers release: the error says the saved
     processor files changed (naming the folder and check_video_prompt_layout=False), not "install another release"."""
@@ -435,11 +444,7 @@ def test_an_edited_chat_template_on_the_same_release_is_named_as_such(processors
     processors("qwen3_vl").save_pretrained(tmp_path)
     template = tmp_path / "chat_template.jinja"
     assert template.is_file()
-    template.write_text(
-        template.read_text().replace(
-            "<|im_start|>assistant", "<|im_start|>system\nAnswer wrongly.<|im_end|>\n<|im_start|>assistant"
-        )
-    )
+    _add_a_system_turn(template)
     with pytest.raises(VideoPromptLayoutError) as raised:
         VideoPreferenceProcessor.from_pretrained(tmp_path)
     message = str(raised.value)
@@ -463,11 +468,7 @@ def test_an_edited_chat_template_saved_with_another_release_is_named_not_the_rel
     assert json.loads((base / VIDEO_CONFIG_NAME).read_text())["transformers_version"] == "5.24.0"
     VideoPreferenceProcessor.from_pretrained(base)  # as shipped: loads on any supported release
     template = base / "chat_template.jinja"
-    template.write_text(
-        template.read_text().replace(
-            "<|im_start|>assistant", "<|im_start|>system\nAnswer wrongly.<|im_end|>\n<|im_start|>assistant"
-        )
-    )
+    _add_a_system_turn(template)
     with pytest.raises(VideoPromptLayoutError) as raised:
         VideoPreferenceProcessor.from_pretrained(base)
     message = str(raised.value)
