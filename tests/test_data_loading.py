@@ -43,6 +43,15 @@ def test_a_folder_whose_split_spans_subfolders_is_refused(tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="tpo_hf.data"):
         assert len(load_preference_dataset(str(flat))) == 10
     assert "split train reads the 2 data files train-old.jsonl, train.jsonl as one split" in caplog.text
+    # the shards of one dataset (as `push_to_hub` names them) are one split: nothing to warn about
+    sharded = tmp_path / "sharded"
+    (sharded / "data").mkdir(parents=True)
+    for index in range(2):
+        write_jsonl(sharded / "data" / f"train-{index:05d}-of-00002.jsonl", preference_rows())
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="tpo_hf.data"):
+        assert len(load_preference_dataset(str(sharded))) == 2 * len(preference_rows())
+    assert "as one split" not in caplog.text
 
 
 def test_a_held_out_slice_that_shares_training_rows_is_refused(tiny_model_dirs, tmp_path):
