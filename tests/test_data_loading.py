@@ -52,6 +52,12 @@ def test_a_folder_whose_split_spans_subfolders_is_refused(tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="tpo_hf.data"):
         assert len(load_preference_dataset(str(sharded))) == 2 * len(preference_rows())
     assert "as one split" not in caplog.text
+    # a stale set of another count beside them (a download that kept removed files) is named
+    write_jsonl(sharded / "data" / "train-00000-of-00001.jsonl", preference_rows())
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="tpo_hf.data"):
+        load_preference_dataset(str(sharded))
+    assert "reads the 3 data files" in caplog.text and "train-00000-of-00001.jsonl" in caplog.text
 
 
 def test_a_held_out_slice_that_shares_training_rows_is_refused(tiny_model_dirs, tmp_path):

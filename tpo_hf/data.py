@@ -424,8 +424,9 @@ def _check_folder_data_files(folder: str, builder: Any, asked: list[str]) -> Non
         listed = ", ".join(relative[:10]) + (f" and {len(relative) - 10} more" if len(relative) > 10 else "")
         declared = any("data_files" in item for item in configs)
         folders = sorted({os.path.dirname(path) for path in relative})
-        # the shards of one dataset (`train-00000-of-00002.parquet`, ..., as `push_to_hub` writes them) are one split
-        shard_sets = {re.sub(r"-\d{5}-of-\d{5}(\.[^.]+)$", r"\1", path) for path in relative}
+        # the shards of one dataset (`train-00000-of-00002.parquet`, ..., as `push_to_hub` writes them) are one split;
+        # a stale set of another count beside them (`train-00000-of-00001`, left by a download) is not
+        shard_sets = {re.sub(r"-\d{5}(-of-\d{5}\.[^.]+)$", r"\1", path) for path in relative}
         if declared or len(relative) == 1 or len(shard_sets) == 1:
             logger.info("%s: split %s reads %s", folder, name, listed)
         elif len(folders) == 1:  # `train-old.jsonl` beside `train.jsonl` matches the same pattern: maybe not meant
