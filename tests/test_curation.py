@@ -1280,6 +1280,30 @@ def test_emphasis_signs_inside_identifiers_and_arithmetic_keep_their_meaning():
     assert same_answer("snake_case", "`snake_case`") and same_answer("2*3", "2*3.")
 
 
+def test_double_emphasis_signs_inside_expressions_and_python_names_keep_their_meaning():
+    """Probe b/i2: `**` and `__` were removed everywhere, so `x**2` was `x2` and `__init__` was `init`, and their pair
+    was dropped as identical answers. Only bold around a word or phrase is set aside now."""
+    from tpo_hf.curation.answer import same_answer
+
+    assert not same_answer("x**2", "x2") and not same_answer("2**3**4", "234") and not same_answer("a ** b", "a b")
+    assert not same_answer("__init__", "init") and not same_answer("__init__.py", "init.py")
+    assert same_answer("**red**", "red") and same_answer("**The square** is red", "the square is red")
+    assert same_answer("__dark red__", "dark red") and same_answer("**1.** Yes **2.** No", "1. yes 2. no")
+
+
+@pytest.mark.parametrize(
+    "first, second", [("10\u00b2", "102"), ("2\u00b3", "23"), ("H\u2082O", "H2O"), ("km\u00b2", "km2")]
+)
+def test_superscripts_and_subscripts_are_not_folded_into_plain_digits(first, second):
+    """Probe b/i1: NFKC folding made `10²` the same answer as `102` (and `2³` as `23`), so their pair was dropped as
+    identical answers. Superscripts and subscripts are kept; NFKC's other folds still apply."""
+    from tpo_hf.curation.answer import same_answer
+
+    assert not same_answer(first, second)
+    assert same_answer(first, first.upper() + ".")
+    assert same_answer("\uff11\uff10\u00b2", "10\u00b2")  # full-width digits, the superscript kept
+
+
 @pytest.mark.parametrize(
     "first, second",
     [

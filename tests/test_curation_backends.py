@@ -584,6 +584,25 @@ def test_a_link_to_a_video_already_listed_is_left_out_naming_both(tmp_path, capl
     assert "Left out 1 video file(s)" in caplog.text and "linkA.mp4 (the same file as a.mp4)" in caplog.text
 
 
+def test_a_hard_link_to_a_video_already_listed_is_left_out_naming_both(tmp_path, caplog):
+    """Probe b/i28: a hard link `hard.mp4` to `a.mp4` has its own resolved path, so the link check let it be curated
+    as a second video. Files are now told apart by device and inode: the first name in sorted order is kept."""
+    import logging
+    import os
+
+    from tpo_hf.curation.inputs import list_videos
+
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    (videos / "a.mp4").write_bytes(b"video a")
+    (videos / "b.mp4").write_bytes(b"video a")  # a copy, not a link: another file (same bytes are out of scope)
+    os.link(videos / "a.mp4", videos / "hard.mp4")
+    config = CurationConfig(video_dir=str(videos), video_model="m", output_dir=str(tmp_path / "out"))
+    with caplog.at_level(logging.WARNING):
+        assert [item.video_id for item in list_videos(config)] == ["a.mp4", "b.mp4"]
+    assert "Left out 1 video file(s)" in caplog.text and "hard.mp4 (the same file as a.mp4)" in caplog.text
+
+
 def test_a_dtype_torch_does_not_name_is_refused_with_the_names_to_use(tmp_path):
     """Probe b/h28: `tpo-hf curate --dtype bf16` raised `AttributeError: module 'torch' has no attribute 'bf16'` when
     the local model loaded; the setting is now checked with the config, by the rule eval uses."""

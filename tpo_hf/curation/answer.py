@@ -130,7 +130,8 @@ def same_answer(first: str, second: str) -> bool:
     punctuation and typography are set aside ('The square is red.' and 'the square is  red' teach no preference, nor
     do 'It's red' and 'It’s red', 'Red...' and 'Red…', full-width 'Ｒｅｄ' and 'Red', or a zero-width space), and
     Markdown emphasis and wrapping quotes or brackets are set aside too ('*red*', '**red**', '_red_', '"red"', '«red»'
-    and '(red)' are 'red'; 'snake_case' and '2*3' keep their signs)."""
+    and '(red)' are 'red'; 'snake_case', '2*3', 'x**2' and '__init__' keep their signs, '10²' and 'H₂O' their
+    superscripts and subscripts)."""
     return _normalised(first) == _normalised(second)
 
 
@@ -142,6 +143,9 @@ _TYPOGRAPHIC = str.maketrans(
         **dict.fromkeys("\u2010\u2011\u2012\u2013\u2014\u2015\u2212", "-"),  # hyphens, dashes, minus sign
     }
 )
+# Markdown bold (`**red**`, `__dark red__`) around a word or phrase: the marker opens after no word character or `*`
+# (so `x**2` is no emphasis) and before no space, and closes after no space and before no word character
+_STRONG = re.compile(r"(?<![\w*])(\*\*|__)(?!\s)(.+?)(?<!\s)\1(?![\w*])")
 # single-`*`/`_` Markdown emphasis around a word or phrase: the marker opens after no word character (so `2*3` and
 # `snake_case` are no emphasis) and before no space, and closes after no space and before no word character
 _EMPHASIS = re.compile(r"(?<![\w*])([*_])(?![\s*_])(.+?)(?<![\s*_])\1(?![\w*])")
@@ -174,13 +178,32 @@ def _unwrapped(text: str) -> str:
     return inner if depth == 0 else text
 
 
+def _unbold(match: re.Match) -> str:
+    # `__init__` is a Python name, not bold `init`: `__` around a single word stays
+    if match[1] == "__" and re.fullmatch(r"\w+", match[2]):
+        return match[0]
+    return match[2]
+
+
+def _compatibility_folded(text: str) -> str:
+    """`text` as NFKC writes it, but for its superscript and subscript characters: '10²' is not '102', nor 'H₂O'
+    'H2O'."""
+    parts, start = [], 0
+    for i, c in enumerate(text):
+        if unicodedata.decomposition(c).startswith(("<super>", "<sub>")):
+            parts += [unicodedata.normalize("NFKC", text[start:i]), c]
+            start = i + 1
+    return "".join(parts) + unicodedata.normalize("NFKC", text[start:])
+
+
 def _normalised(text: str) -> str:
     # a pair must not teach typography alone: compatibility forms (full-width letters, '…', NBSP) as NFKC writes
-    # them, invisible format characters (zero-width space, soft hyphen, BOM: category Cf) dropped, curly quotes and
-    # dashes as ASCII
-    text = unicodedata.normalize("NFKC", text)
+    # them (superscripts and subscripts kept: they change the meaning), invisible format characters (zero-width
+    # space, soft hyphen, BOM: category Cf) dropped, curly quotes and dashes as ASCII
+    text = _compatibility_folded(text)
     text = "".join(c for c in text if unicodedata.category(c) != "Cf").translate(_TYPOGRAPHIC)
-    text = re.sub(r"\*\*|__|`+", "", text.casefold())  # Markdown emphasis ('**Red**' is 'Red')
+    text = re.sub(r"`+", "", text.casefold())  # inline code marks ('`red`' is 'red')
+    text = _STRONG.sub(_unbold, text)  # Markdown bold ('**Red**' is 'Red'; 'x**2' and '__init__' stay)
     text = _EMPHASIS.sub(r"\2", text)  # and single-sign emphasis ('*Red*', '_Red_')
     text = re.sub(r"\s+", " ", text).strip()
     while True:  # quotes or brackets around the whole answer, inside or outside its final punctuation: '"Red."'

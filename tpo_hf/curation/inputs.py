@@ -104,17 +104,23 @@ def _not_hidden(paths: list[Path], root: Path) -> list[Path]:
 
 def _one_name_per_file(paths: list[Path], root: Path) -> list[Path]:
     """`paths` (sorted) less those whose real file, links resolved, an earlier one already names: a link beside its
-    target (`linkA.mp4 -> a.mp4`) would be curated as a second video, its pairs duplicates of the first's. The first
-    name is kept; the others are named, each with the one kept, in one warning. A link to a file that no other path
-    names (outside `root`, say) is a video like any other; a broken link is kept, to fail by name when read."""
+    target (`linkA.mp4 -> a.mp4`, or a hard link `hard.mp4` to it) would be curated as a second video, its pairs
+    duplicates of the first's. The first name is kept; the others are named, each with the one kept, in one warning.
+    A link to a file that no other path names (outside `root`, say) is a video like any other; a broken link is
+    kept, to fail by name when read."""
     kept: list[Path] = []
-    first: dict[str, Path] = {}  # real file -> the path kept for it
+    first: dict[object, Path] = {}  # real file -> the path kept for it
     repeated: list[tuple[Path, Path]] = []
     for path in paths:
-        if not path.exists():
+        try:
+            status = os.stat(path)  # links followed
+        except OSError:
             kept.append(path)
             continue
-        other = first.setdefault(os.path.realpath(path), path)
+        # a file is its device and inode (so hard links are one file too); a file system without inode numbers
+        # (st_ino 0) falls back to the resolved path
+        key = (status.st_dev, status.st_ino) if status.st_ino else os.path.realpath(path)
+        other = first.setdefault(key, path)
         if other is path:
             kept.append(path)
         else:
