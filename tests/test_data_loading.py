@@ -163,3 +163,99 @@ def test_a_readme_config_matching_no_file_is_named(tmp_path):
     with pytest.raises(ValueError, match=message):
         load_preference_dataset(str(folder), "c")
     assert len(load_preference_dataset(str(folder), "a")) == 4
+
+
+def _curated_by_hand(folder: Path, work_dir: Path, clip: Path) -> None:
+    """A folder as `tpo-hf curate --copy_videos false --work_dir work_dir` leaves it: rows naming `clip` by its
+    absolute path, the report naming the work_dir, whose manifest records the clip, the folder and its data files."""
+    from tpo_hf.curation.storage import dataset_files
+    from tpo_hf.video import video_file_identity
+
+    rows = [{**row, "video": str(clip)} for row in preference_rows()]
+    Dataset.from_list(rows).save_to_disk(str(folder))
+    (folder / "curation_report.json").write_text(json.dumps({"work_dir": str(work_dir)}))
+    work_dir.mkdir(parents=True, exist_ok=True)
+    manifest = {
+        "source": {"output_dir": str(folder.resolve())},
+        "videos": {clip.name: video_file_identity(str(clip))},
+        "dataset_files": dataset_files(folder),
+    }
+    (work_dir / "manifest.json").write_text(json.dumps(manifest))
+
+
+def test_a_moved_curated_folder_still_refuses_videos_changed_since(tmp_path):
+    """Probe a/i1: curated with `--copy_videos false --work_dir W`, the folder moved (`mv out moved`), then a corpus
+    clip replaced under the same name: loading `moved` trained on captions of the old clip with no word, since W's
+    manifest names the old path. A manifest elsewhere serves the folder when it names it or records its data files;
+    one recording another folder's data files does not."""
+    clip = tmp_path / "corpus" / "red_blue.mp4"
+    clip.parent.mkdir()
+    clip.write_bytes(b"old clip")
+    _curated_by_hand(tmp_path / "out", tmp_path / "W", clip)
+    (tmp_path / "out").rename(tmp_path / "moved")
+    assert len(load_preference_dataset(str(tmp_path / "moved"))) == 4  # the clip unchanged: loads
+    clip.write_bytes(b"another clip, longer")
+    with pytest.raises(ValueError, match=rf"^Dataset folder {tmp_path / 'moved'} holds pairs curated from videos"):
+        load_preference_dataset(str(tmp_path / "moved"))
+
+    # another folder's record in a shared work_dir (other rows, so other data files) does not answer for this one
+    other = tmp_path / "other"
+    Dataset.from_list(preference_rows(repeat=3)).save_to_disk(str(other))
+    (other / "curation_report.json").write_text(json.dumps({"work_dir": str(tmp_path / "W")}))
+    assert len(load_preference_dataset(str(other))) == 6
+
+
+def test_a_rerun_into_a_copied_curated_folder_refuses_its_edit(tmp_path):
+    """Probe a/i9: `cp -r cur out` (its `_curation` copied with it), the copy filtered by hand, then the curate
+    command rerun into the copy with `--push_to_hub`: the edit was rebuilt over and pushed, since the copied manifest
+    names `cur`. A manifest in `<output_dir>/_curation` is that folder's record, whatever path it names."""
+    import shutil
+
+    from tpo_hf.curation.storage import check_dataset_unedited
+
+    cur = tmp_path / "cur"
+    _curated_by_hand(cur, cur / "_curation", tmp_path / "clip.mp4")
+    shutil.copytree(cur, tmp_path / "out")
+    out = tmp_path / "out"
+    assert check_dataset_unedited(out / "_curation", out) is not None  # the copy as curated: the record, kept
+    Dataset.from_list(preference_rows()[:1]).save_to_disk(str(tmp_path / "edited"))
+    shutil.copy(tmp_path / "edited" / "data-00000-of-00001.arrow", out / "data-00000-of-00001.arrow")
+    with pytest.raises(ValueError, match=rf"^output_dir {out} holds a dataset that is not the one the last curation"):
+        check_dataset_unedited(out / "_curation", out, "tester/pairs-edit")
+    # a work_dir outside the folder whose manifest names another output_dir still serves that one only
+    assert check_dataset_unedited(cur / "_curation", out) is None
+
+
+def test_a_saved_single_dataset_read_as_train_and_as_its_saved_split_is_refused(tmp_path):
+    """Probe b/i11: a `save_to_disk` folder of one Dataset saved as split `test`, trained with `train` and
+    evaluated with `test`: both names read the same rows, but the overlap check compared names, so the training rows
+    were scored as held out. Every name of a saved single Dataset is one split to the check."""
+    from tpo_hf.data import refuse_overlapping_splits
+
+    folder = tmp_path / "saved"
+    Dataset.from_list(preference_rows(repeat=4), split="test").save_to_disk(str(folder))  # 8 rows
+    with pytest.raises(ValueError, match=r"^dataset_train_split 'train' and dataset_test_split 'test' both read rows"):
+        refuse_overlapping_splits(str(folder), None, "train", "test")
+    with pytest.raises(ValueError, match=r"both read rows 4-5 of split 'train'"):
+        refuse_overlapping_splits(str(folder), None, "test[:6]", "train[4:]")
+    refuse_overlapping_splits(str(folder), None, "train[:6]", "test[6:]")
+
+
+def test_a_data_file_in_two_splits_of_a_readme_config_is_refused(tmp_path):
+    """Probe b/i36: a README config whose train pattern `data/*.jsonl` also matches the test split's
+    `data/test.jsonl`: trained on the test rows, then scored on them as held out. Refused naming the file, both
+    splits and the pattern."""
+    configs = '- config_name: default\n  data_files:\n  - split: train\n    path: "data/*.jsonl"\n'
+    configs += "  - split: test\n    path: data/test.jsonl\n"
+    folder = write_hub_layout(tmp_path / "hubl", configs)
+    write_jsonl(folder / "data" / "train.jsonl", preference_rows(repeat=3))
+    write_jsonl(folder / "data" / "test.jsonl", preference_rows())
+    message = (
+        rf"^Config 'default' of dataset folder {folder} reads the data file data/test.jsonl in 2 splits "
+        r"\('train', 'test'; patterns train: data/\*.jsonl; test: data/test.jsonl"
+    )
+    for split in ("train", "test"):
+        with pytest.raises(ValueError, match=message):
+            load_preference_dataset(str(folder), split=split)
+    (folder / "README.md").write_text((folder / "README.md").read_text().replace('"data/*.jsonl"', "data/train.jsonl"))
+    assert len(load_preference_dataset(str(folder), split="train")) == 6

@@ -249,13 +249,25 @@ def _split_names(split: str) -> list[str]:
 def refuse_overlapping_splits(name: str, config: str | None, train_split: str, test_split: str) -> None:
     """Refuses a held-out split that shares rows with the training split: both read from one split of dataset `name`
     (`train[:4]` and `train[2:6]`, or `train` twice), compared by their absolute row ranges (`datasets`' rounding of
-    percent slices included). A split spec `datasets` cannot read is left to the loader, which names it.
+    percent slices included). In a `save_to_disk` folder of one Dataset every name `_saved_split` answers (`train`
+    and the name it was saved with) reads the same rows, so they are one split here. A split spec `datasets` cannot
+    read is left to the loader, which names it.
 
     Raises:
         ValueError: the rows both read, naming both settings.
     """
     from datasets import ReadInstruction
 
+    asked_train, asked_test = train_split, test_split
+    aliases = _saved_split_aliases(name)
+    if aliases:  # a saved single `Dataset`: `train` and its saved name (`test`) read the same rows, as one split
+        train_split, test_split = (
+            "+".join(
+                re.sub(r"^\s*[^\[]+", "train", part) if _split_names(part)[0] in aliases else part
+                for part in spec.split("+")
+            )
+            for spec in (train_split, test_split)
+        )
     shared = [split for split in dict.fromkeys(_split_names(train_split)) if split in _split_names(test_split)]
     if not shared:
         return
@@ -278,12 +290,31 @@ def refuse_overlapping_splits(name: str, config: str | None, train_split: str, t
             start, end = max(train.from_, test.from_), min(train.to, test.to)
             if train.splitname == test.splitname and start < end:
                 rows = f"row {start}" if end - start == 1 else f"rows {start}-{end - 1}"
+                alias = (
+                    f"; a saved single Dataset, whose {' and '.join(repr(a) for a in sorted(aliases))} are the same rows"
+                    if aliases
+                    else ""
+                )
                 raise ValueError(
-                    f"dataset_train_split {train_split!r} and dataset_test_split {test_split!r} both read {rows} of "
-                    f"split {train.splitname!r} of {name} ({sizes[train.splitname]} rows): the evaluation would score "
+                    f"dataset_train_split {asked_train!r} and dataset_test_split {asked_test!r} both read {rows} of "
+                    f"split {train.splitname!r} of {name} ({sizes[train.splitname]} rows{alias}): the evaluation "
+                    "would score "
                     "rows the model trains on as held out. Give them slices that do not overlap, e.g. "
                     f"'{train.splitname}[:90%]' and '{train.splitname}[90%:]'."
                 )
+
+
+def _saved_split_aliases(name: str) -> set[str]:
+    """The split names that read the one `Dataset` saved (`save_to_disk`) in folder `name` (`train` and the name it
+    was saved with, as `_saved_split` answers them); empty for anything else (a DatasetDict, a Hub id, a file)."""
+    if not os.path.isdir(name) or os.path.exists(os.path.join(name, "dataset_dict.json")):
+        return set()
+    try:
+        with open(os.path.join(name, "state.json"), encoding="utf-8") as handle:
+            saved = json.load(handle).get("_split")
+    except (OSError, ValueError, AttributeError):
+        return set()
+    return {"train", *(_split_names(saved) if isinstance(saved, str) else [])}
 
 
 def _csv_text(value: str) -> str | None:
@@ -416,6 +447,23 @@ def _check_folder_data_files(folder: str, builder: Any, asked: list[str]) -> Non
                 f"Config {builder.config.name!r} of dataset folder {folder} matches no file for its split {name!r} "
                 f"({_declared_pattern(entry, name) or 'its data_files'}, in {os.path.join(folder, 'README.md')}): fix "
                 "the pattern (relative to the folder) or pick another `dataset_config`."
+            )
+    # a pattern that also matches another split's file (`data/*.jsonl` for train, beside test's `data/test.jsonl`)
+    # trains on the held-out rows and then scores them as held out
+    owners: dict[str, list[str]] = {}
+    for name, files in data_files.items():
+        for path in dict.fromkeys(files):
+            owners.setdefault(path, []).append(name)
+    for path, splits in owners.items():
+        if len(splits) > 1:
+            patterns = "; ".join(
+                f"{split}: {_declared_pattern(entry, split) or 'its default pattern'}" for split in splits
+            )
+            raise ValueError(
+                f"Config {builder.config.name!r} of dataset folder {folder} reads the data file "
+                f"{os.path.relpath(path, folder)} in {len(splits)} splits ({', '.join(map(repr, splits))}; patterns "
+                f"{patterns}, in {os.path.join(folder, 'README.md')}): their rows would be trained on and scored as "
+                "held out. Narrow the patterns so that each file belongs to one split."
             )
     for name in asked:
         relative = [os.path.relpath(path, folder) for path in data_files.get(name, [])]
@@ -614,9 +662,10 @@ def unfinished_curation_message(folder: str, killed: dict[str, Any] | None = Non
 
 def _curation_manifest(folder: str) -> tuple[str, dict[str, Any]] | None:
     """The manifest of the curation that wrote `folder` and the videos it recorded (id -> identity): in
-    `<folder>/_curation` (the default `work_dir`), or in the `work_dir` its report names where that manifest records
-    `folder` as the output it serves (a `work_dir` shared by several outputs holds the last one's). None where
-    neither is found or readable."""
+    `<folder>/_curation` (the default `work_dir`, the folder's own whatever path it records: it moved or was copied
+    with the folder), or in the `work_dir` its report names where that manifest serves `folder`
+    (`_manifest_serves`; a `work_dir` shared by several outputs holds the last one's). None where neither is found
+    or readable."""
     places = [(os.path.join(folder, CURATION_WORK_DIR, CURATION_MANIFEST), False)]
     with contextlib.suppress(OSError, ValueError, AttributeError):
         with open(os.path.join(folder, CURATION_REPORT), encoding="utf-8") as handle:
@@ -630,12 +679,36 @@ def _curation_manifest(folder: str) -> tuple[str, dict[str, Any]] | None:
         except (OSError, ValueError):
             continue
         videos = manifest.get("videos") if isinstance(manifest, dict) else None
-        source = manifest.get("source") if isinstance(manifest, dict) else None
-        if elsewhere and (not isinstance(source, dict) or source.get("output_dir") != os.path.realpath(folder)):
+        if elsewhere and not _manifest_serves(manifest, folder):
             continue
         if isinstance(videos, dict):
             return path, videos
     return None
+
+
+def dataset_files(folder: str | os.PathLike) -> dict[str, str]:
+    """name -> sha256 of the data files (`save_to_disk`'s `data-*.arrow`) of the dataset in `folder`: what a curation
+    records of the dataset it wrote (`curation.storage.check_dataset_unedited`)."""
+    from pathlib import Path
+
+    from .fingerprint import file_content_hash
+
+    return {path.name: file_content_hash(path) for path in sorted(Path(folder).glob("data-*.arrow"))}
+
+
+def _manifest_serves(manifest: Any, folder: str) -> bool:
+    """Whether a curation manifest kept in a `work_dir` outside `folder` records `folder`'s dataset: it names
+    `folder` as its output_dir, or the data files it recorded (`dataset_files`) are `folder`'s (the folder moved or
+    copied since the curation wrote it, the manifest still naming the old path)."""
+    from pathlib import Path
+
+    if not isinstance(manifest, dict):
+        return False
+    source = manifest.get("source")
+    if isinstance(source, dict) and source.get("output_dir") == os.path.realpath(folder):
+        return True
+    recorded = manifest.get("dataset_files")
+    return isinstance(recorded, dict) and bool(recorded) and recorded == dataset_files(Path(folder))
 
 
 def _recorded_video_id(path: str, recorded: dict[str, Any]) -> str | None:

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..data import dataset_files
 from ..fingerprint import key_hash, legacy_model_identity
 from ..video_settings import VideoSettings
 from .answer import answer
@@ -54,7 +55,6 @@ from .storage import (
     check_manifest,
     check_source,
     curation_key,
-    dataset_files,
     earlier_keys,
     model_identities,
     model_prompt_formats,

@@ -26,11 +26,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..data import dataset_files
 from ..fingerprint import (
     NOT_WRITABLE_ERRNOS,
     atomic_write_json,
     changed_fields,
-    file_content_hash,
     key_hash,
     model_identity,
     no_space_left,
@@ -504,11 +504,6 @@ def write_manifest(
     atomic_write_json(work_dir / MANIFEST_NAME, manifest)
 
 
-def dataset_files(output_dir: Path) -> dict[str, str]:
-    """name -> sha256 of the data files (`save_to_disk`'s `data-*.arrow`) of the dataset in `output_dir`."""
-    return {path.name: file_content_hash(path) for path in sorted(output_dir.glob("data-*.arrow"))}
-
-
 def check_dataset_unedited(work_dir: Path, output_dir: Path, push_to_hub: str | None = None) -> dict[str, str] | None:
     """Refuses a rerun into an `output_dir` whose dataset is not the one the last curation wrote there (its data
     files edited, filtered or replaced by hand since, e.g. to push the edit with the same command): the merge would
@@ -528,7 +523,10 @@ def check_dataset_unedited(work_dir: Path, output_dir: Path, push_to_hub: str | 
     source = manifest.get("source") if isinstance(manifest, dict) else None
     if not isinstance(recorded, dict) or not isinstance(source, dict):
         return None
-    if source.get("output_dir") != os.path.realpath(output_dir):
+    # a manifest in `<output_dir>/_curation` (the default work_dir) is this folder's record whatever path it names: it
+    # moved or was copied (`cp -r`) with the folder, and its data files with it
+    own = os.path.realpath(work_dir) == os.path.realpath(output_dir / "_curation")
+    if not own and source.get("output_dir") != os.path.realpath(output_dir):
         return None  # the record is of another output_dir sharing this work_dir
     current = dataset_files(output_dir)
     if current == recorded or not (current or (output_dir / "state.json").exists()):
