@@ -870,3 +870,23 @@ def test_space_refuses_a_tpo_hf_requirement_that_the_space_would_skip(tmp_path, 
         folder = write_space(tmp_path / "other", tpo_hf_requirement="tpo-hf==99.0", **arguments)
     assert f"does not admit the running tpo-hf {tpo_hf.__version__}" in caplog.text, caplog.text
     assert (folder / "requirements.txt").read_text().startswith("tpo-hf==99.0\n")
+
+
+def test_space_readme_declares_the_python_its_requirement_markers_are_checked_against(tmp_path):
+    """Probe b/i47: `--tpo_hf_requirement 'tpo-hf ; python_version >= "3.11"'` was checked against this Python while
+    the Space README set no `python_version`, so the Hub ran its default Python, where pip may skip the line. The
+    README now declares this Python's `major.minor`, the one the marker is checked against."""
+    import yaml
+    from huggingface_hub import SpaceCard
+
+    from tpo_hf.hub.space import space_marker_environment, write_space
+
+    python = f"{sys.version_info.major}.{sys.version_info.minor}"
+    line = f'tpo-hf ; python_version >= "{python}"'
+    folder = write_space(tmp_path / "space", adapter="tester/tiny-tpo", tpo_hf_requirement=line)
+    readme = (folder / "README.md").read_text()
+    front_matter = yaml.safe_load(readme.split("---")[1])
+    assert front_matter["python_version"] == python, readme  # a string: 3.10 as a YAML float would read 3.1
+    assert SpaceCard.load(folder / "README.md").data.python_version == python
+    assert space_marker_environment()["python_version"] == python
+    assert Requirement(line).marker.evaluate(space_marker_environment())

@@ -570,3 +570,29 @@ def test_a_read_only_folder_on_a_small_disk_is_not_called_full(tmp_path):
         )
         assert "no space" not in message and "free space" not in message
         assert "make it writable" in message and "set precompute_ref_log_probs false" in message
+
+
+def test_pairs_whose_answers_differ_only_in_form_are_dropped_as_degenerate(tiny_model, video_dir, tmp_path, caplog):
+    """Probe b/i49: a user-made dataset whose pairs differ only in form ('red' / 'Red.', '**red**', '“red”', 'RED',
+    a zero-width space) was trained on in full (`degenerate/dropped_total: 0`): the row check compared the stripped
+    texts only. Curation's rule (`curation.answer.same_answer`) now decides, so they are dropped and counted."""
+    import logging
+
+    from datasets import Dataset
+
+    good = preference_rows(repeat=1)
+    forms = [("red", "Red."), ("red", "**red**"), ("red", "\u201cred\u201d"), ("red", "RED"), ("blue", "*blue*")]
+    forms += [("green", "green\u200b")]
+    same = [dict(good[0], chosen=chosen, rejected=rejected) for chosen, rejected in forms]
+    model, processor = tiny_model("qwen2_vl")
+    with caplog.at_level(logging.WARNING, logger="tpo_hf"):
+        trainer = TPOTrainer(
+            model,
+            args=make_args(tmp_path, video_dir),
+            train_dataset=Dataset.from_list(good + same + [dict(good[1], rejected=good[1]["chosen"])]),
+            processing_class=processor,
+            peft_config=lora(),
+        )
+    assert len(trainer.train_dataset) == len(good)
+    assert dict(trainer.degenerate_dropped) == {"chosen and rejected differ only in form": 6, "chosen == rejected": 1}
+    assert "dropped 7 degenerate pair(s)" in caplog.text, caplog.text

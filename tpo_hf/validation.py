@@ -177,7 +177,8 @@ def placeholder_problem(text: str, tokens: tuple[str, ...]) -> str | None:
 
 def check_preference_row(row: dict[str, Any], index: Any, source: str | None = None) -> str | None:
     """Checks one TPO training row; returns why it is degenerate (to drop and count), or `None` when it is fine.
-    chosen == rejected is degenerate in a pair, and what an anchor row (`anchor` true) is.
+    chosen == rejected is degenerate in a pair, and what an anchor row (`anchor` true) is; so are answers that differ
+    only in case, punctuation, Markdown emphasis, quotes or invisible characters (`curation.answer.same_answer`).
 
     Raises:
         RowError: a field is missing or of the wrong type, or an answer message's role is not assistant (naming row
@@ -208,8 +209,13 @@ def check_preference_row(row: dict[str, Any], index: Any, source: str | None = N
     for field, text in texts.items():
         if not text.strip():
             return f"empty {field}"
+    # curation's one rule of what is the same answer: 'red' and '**Red.**' teach no preference either
+    from .curation.answer import same_answer
+
     if texts["chosen"].strip() == texts["rejected"].strip():
         return None if anchor else "chosen == rejected"
+    if same_answer(texts["chosen"], texts["rejected"]):
+        return None if anchor else "chosen and rejected differ only in form"
     if anchor:
         raise RowError(
             f"{where} is an anchor row (field 'anchor' is true) but its chosen and rejected answers differ; an anchor "

@@ -82,7 +82,7 @@ def check_tpo_hf_requirement(line: str) -> Any:
         )
     if requirement.marker is not None and not requirement.marker.evaluate(space_marker_environment()):
         # pip skips the line: the Space builds, then cannot import tpo_hf
-        python = space_marker_environment()["python_full_version"]
+        python = space_python_version()
         raise ValueError(
             f"--tpo_hf_requirement {line!r}: its marker ({requirement.marker}) is false on the Space (Python "
             f"{python}, Linux x86-64), so pip would skip the line and the Space could not import tpo_hf. Leave the "
@@ -91,13 +91,21 @@ def check_tpo_hf_requirement(line: str) -> Any:
     return requirement
 
 
+def space_python_version() -> str:
+    """The Python the Space runs: this one's `major.minor`, written as `python_version` in the Space README (without
+    it the Hub runs its default Python, where a marker checked here may be false) and used for its markers."""
+    return f"{sys.version_info.major}.{sys.version_info.minor}"
+
+
 def space_marker_environment() -> dict[str, str]:
-    """The environment a requirement marker is evaluated in on the Space: this Python (the Space's README sets no
-    `python_version`), on Linux x86-64, where Spaces run (as `space_requirements` assumes for decord's markers)."""
+    """The environment a requirement marker is evaluated in on the Space: the Python its README declares
+    (`space_python_version`), on Linux x86-64, where Spaces run (as `space_requirements` assumes for decord's
+    markers)."""
     from packaging.markers import default_environment
 
     return {
         **default_environment(),
+        "python_version": space_python_version(),
         "os_name": "posix",
         "sys_platform": "linux",
         "platform_system": "Linux",
@@ -607,6 +615,7 @@ def _write_space_files(
         title=title[:60],
         sdk="gradio",
         sdk_version=gradio.__version__,
+        python_version=space_python_version(),  # the Python `check_tpo_hf_requirement` checks markers against
         app_file="app.py",
         models=[model for model in (adapter, base_model) if model and _is_hub_model_id(model)],
         tags=[TPO_TAG, "tpo", "video", "video-text-to-text"],
