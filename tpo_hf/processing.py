@@ -46,14 +46,9 @@ PROMPT_FILES = (
 
 def prompt_file_hashes(folder: str | os.PathLike) -> dict[str, str]:
     """sha256 of each of `PROMPT_FILES` in `folder` (those it has)."""
-    import hashlib
+    from .fingerprint import file_content_hash
 
-    hashes = {}
-    for name in PROMPT_FILES:
-        path = Path(folder, name)
-        if path.is_file():
-            hashes[name] = hashlib.sha256(path.read_bytes()).hexdigest()
-    return hashes
+    return {name: file_content_hash(Path(folder, name)) for name in PROMPT_FILES if Path(folder, name).is_file()}
 
 
 def edited_prompt_files(folder: str | os.PathLike, recorded: Any) -> list[str]:

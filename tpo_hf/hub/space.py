@@ -34,6 +34,7 @@ from typing import Any
 
 from huggingface_hub import CommitOperationAdd, HfApi, SpaceCard, SpaceCardData, constants
 
+from ..fingerprint import file_content_hash
 from ..paper import TPO_TAG
 from ..templates import render_template, template_path
 
@@ -200,14 +201,6 @@ def _check_output_dir(output_dir: Path, adapter: str) -> None:
 SPACE_RECORD = ".tpo-space.json"
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _read_space_record(output_dir: Path) -> dict[str, Any] | None:
     """The record an earlier `write_space` left in `output_dir`, or None (none, or not one of ours)."""
     try:
@@ -268,7 +261,7 @@ def _check_own_files(output_dir: Path, example_targets: list[tuple[Path, str]]) 
         name
         for name in replaced
         if name in recorded
-        and not (os.path.isfile(output_dir / name) and _sha256(output_dir / name) == recorded[name])
+        and not (os.path.isfile(output_dir / name) and file_content_hash(output_dir / name) == recorded[name])
     ]
     if not foreign and not edited:
         return
@@ -645,7 +638,7 @@ def _write_space_files(
     )
     (output_dir / "requirements.txt").write_text(space_requirements(tpo_hf_requirement, wheel))
     written = ["README.md", "app.py", "requirements.txt", *example_paths, *([wheel] if wheel else [])]
-    _write_space_record(output_dir, {name: _sha256(output_dir / name) for name in written}, complete=True)
+    _write_space_record(output_dir, {name: file_content_hash(output_dir / name) for name in written}, complete=True)
 
 
 def prepare_space(space_id: str, rerun: str, private: bool | None = None, token: str | None = None) -> None:
