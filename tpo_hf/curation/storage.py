@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..data import dataset_files
+from ..data import CURATION_MANIFEST, dataset_files
 from ..fingerprint import (
     NOT_WRITABLE_ERRNOS,
     atomic_write_json,
@@ -57,7 +57,7 @@ logger = logging.getLogger(__name__)
 # from an answer and other special-token text drops it, and an answer that ended early drops its pair whatever
 # `cut_answers` says, so shards of format 7 are generated again
 SHARD_FORMAT_VERSION = 8
-MANIFEST_NAME = "manifest.json"
+MANIFEST_NAME = CURATION_MANIFEST  # one name: loading a curated folder reads it too (`data.changed_curated_videos`)
 # The fields that only choose which videos are curated: changing them adds or removes videos (curated incrementally),
 # it does not change any shard's content.
 VIDEO_SET_FIELDS = ("max_videos", "video_extensions")
