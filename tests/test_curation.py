@@ -789,6 +789,61 @@ def test_openai_backend_reports_the_image_error_when_images_fail_too(video_dir, 
     assert "500" in str(raised.value.__cause__.__cause__)  # BackendError <- image 503 <- video 500
 
 
+def test_upper_case_finish_reasons_of_a_gateway_are_read_as_the_api_names_them(online, caplog):
+    """Probe b/i37: a gateway passing its upstream's `finish_reason: "STOP"` had every reply counted as ended early
+    (a warning each, then `answer_ended_early` dropped every pair): finish reasons are compared in lower case, so
+    `STOP`/`END_TURN` end normally and `MAX_TOKENS`/`LENGTH` are a cut at the token budget."""
+    import http.server
+    import threading
+
+    from tpo_hf.curation.backends import ended_early, is_truncated
+
+    finish = {"reason": None}
+
+    class Gateway(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 - the stdlib's name
+            self.rfile.read(int(self.headers["Content-Length"]))
+            choice = {
+                "index": 0,
+                "finish_reason": finish["reason"],
+                "message": {"role": "assistant", "content": "Red."},
+            }
+            body = json.dumps(
+                {"id": "x", "object": "chat.completion", "created": 0, "model": "m", "choices": [choice]}
+            )
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body.encode())
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Gateway)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    backend = OpenAIBackend("m", base_url=f"http://127.0.0.1:{server.server_port}", max_retries=0)
+    try:
+        for reason, cut in (("STOP", False), ("End_Turn", False), ("EOS_TOKEN", False), ("MAX_TOKENS", True)):
+            finish["reason"] = reason
+            caplog.clear()
+            with caplog.at_level(logging.WARNING):
+                (reply,) = backend.generate([GenerationRequest("Describe.")], 8)
+            assert reply == "Red." and is_truncated(reply) is cut and ended_early(reply) is None, reason
+            assert caplog.text == "", reason
+        finish["reason"] = "LENGTH"
+        (reply,) = backend.generate([GenerationRequest("Describe.")], 8)
+        assert is_truncated(reply) and ended_early(reply) is None
+        # another end still counts as ended early, named as the server spelled it
+        finish["reason"] = "CONTENT_FILTER"
+        with caplog.at_level(logging.WARNING):
+            (reply,) = backend.generate([GenerationRequest("Describe.")], 8)
+        assert ended_early(reply) == "CONTENT_FILTER" and "'CONTENT_FILTER'" in caplog.text
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def test_video_extensions_without_dots_find_the_videos(tmp_path, video_dir):
     """`video_extensions: [mp4, M4V]` in a YAML config means `.mp4` and `.m4v`, not "No videos found"."""
     import shutil
@@ -1337,6 +1392,106 @@ def test_quotes_or_brackets_that_wrap_no_whole_answer_are_kept():
     assert not same_answer('"a" or "b"', 'a" or "b')
     assert not same_answer("(1, 2) and (3, 4)", "1, 2) and (3, 4")
     assert not same_answer("(red) and blue", "red and blue")
+
+
+@pytest.mark.parametrize(
+    "first, second",
+    [
+        ("~~red~~", "red"),  # Markdown strikethrough
+        ("The square is ~~red~~.", "the square is red"),
+        ("- red", "red"),  # a list bullet
+        ("* Red.", "red"),
+        ("\u2022 red", "red"),
+        ("> red", "red"),  # a block quote
+        ("> - **red**", "red"),  # a bullet inside a quote, bold inside that
+        ("- red\n- blue", "red\nblue"),  # a marker on each line
+    ],
+)
+def test_answers_differing_only_in_strikethrough_or_a_list_or_quote_marker_are_the_same_answer(first, second):
+    """Probe b/i3: `~~red~~`, `- red` and `> red` against `red` made a pair (2 of 2 pairs of a run whose endpoint
+    answered `~~red~~` / `red`): Markdown strikethrough and list or quote markers teach no preference."""
+    from tpo_hf.curation.answer import same_answer
+
+    assert same_answer(first, second)
+    assert not same_answer(first, "blue")
+
+
+def test_a_sign_or_comparison_before_a_number_is_no_list_or_quote_marker():
+    """Probe b/i3: only a marker before words is set aside: `- 3` may be minus three and `> 5` more than five."""
+    from tpo_hf.curation.answer import same_answer
+
+    assert not same_answer("- 3", "3") and not same_answer("+ 3", "3") and not same_answer("> 5", "5")
+    assert not same_answer("> three", "three") and not same_answer("-5", "5") and not same_answer("5 - 3", "5 3")
+    assert not same_answer("~red~", "red")  # a single `~` is no strikethrough
+
+
+@pytest.mark.parametrize(
+    "first, second",
+    [
+        ("\\boxed{5}", "5"),  # a reasoning model's boxed answer
+        ("$5$", "5"),  # inline math
+        ("$\\boxed{5}$", "5."),
+        ("\\(5\\)", "5"),
+        ("$$5$$", "5"),
+        ("\\boxed{\\text{Red}}", "red"),
+        ("\\boxed{\\frac{1}{2}}", "\\frac{1}{2}"),  # the argument kept whole
+        ("<b>red</b>", "red"),  # inline HTML
+        ("<i>red</i>", "red"),
+        ("<strong><em>Red</em></strong>.", "red"),
+    ],
+)
+def test_answers_differing_only_in_html_tags_or_latex_wrappers_are_the_same_answer(first, second):
+    """Probe b/i4: `\\boxed{red}` against `red` made a pair (2 of 2 pairs of a run), and so did `$5$`, `<b>red</b>`
+    and `<i>red</i>`: the wrappers of a reasoning model's or an HTML-writing model's answer teach no preference."""
+    from tpo_hf.curation.answer import same_answer
+
+    assert same_answer(first, second)
+    assert not same_answer(first, "6") and not same_answer(first, "blue")
+
+
+def test_prices_superscripts_and_unclosed_latex_are_not_taken_for_wrappers():
+    """Probe b/i4: a `$` price is no math (`$5` is not `5`, nor `$5 and $10` `5 and 10`), `<sup>` keeps its meaning
+    (`10<sup>2</sup>` is not `102`), and a brace left open is left as it is."""
+    from tpo_hf.curation.answer import same_answer
+
+    assert not same_answer("$5", "5") and not same_answer("$5 and $10", "5 and 10")
+    assert not same_answer("$5-$10", "5-10") and not same_answer("10<sup>2</sup>", "102")
+    assert not same_answer("\\boxed{5", "5") and not same_answer("\\frac{1}{2}", "12")
+
+
+@pytest.mark.parametrize(
+    "first, second",
+    [
+        ("3", "three"),  # a counting question's answer, spelled two ways
+        ("Three", "3."),
+        ("3 red squares", "Three red squares."),
+        ("the 3", "3"),  # a leading article
+        ("a red square", "red square"),
+        ("The red square.", "A red square"),
+        ("An apple", "apple"),
+        ("There are twelve.", "There are 12"),
+    ],
+)
+def test_answers_differing_only_in_a_number_word_or_a_leading_article_are_the_same_answer(first, second):
+    """Probe b/i41: `3` against `three` and `a red square` against `red square` made a candidate pair that passed the
+    same-answer filter, though eval's parser reads `three` as `3` (`eval.answers.NUMBER_WORDS`): a number's spelling
+    and a leading article teach no preference."""
+    from tpo_hf.curation.answer import same_answer
+
+    assert same_answer(first, second)
+    assert not same_answer(first, "4") and not same_answer(first, "blue square")
+
+
+def test_a_lone_article_or_letter_and_other_numbers_stay_answers():
+    """Probe b/i41: only an article before a word is dropped, so `a` and the letter `A` stay answers (not empty, not
+    another letter), an article inside an answer stays, and a number word is one only as a whole word."""
+    from tpo_hf.curation.answer import same_answer
+
+    assert not same_answer("a", "") and not same_answer("A", "") and not same_answer("A", "B")
+    assert same_answer("A", "a.") and same_answer("The", "the")
+    assert not same_answer("It is a red square", "It is red square")
+    assert not same_answer("3", "4") and not same_answer("three", "thirty") and not same_answer("twenty-one", "20-1")
+    assert not same_answer("one_hot", "1_hot") and not same_answer("3", "3.0")
 
 
 class _NoSkipEndpoint(ScriptedBackend):

@@ -977,3 +977,117 @@ def test_a_reply_checking_each_option_is_read_by_its_verdicts_not_its_first_lett
     for reply, letter in read.items():
         assert extract_answer_letter(reply, options) == letter, reply
     assert extract_answer_letter("A: yes", ["yes", "no"]) == "A"
+
+
+# --- probe fixes (round 9): checks written "A. No", option lists in other forms, letter typos, null candidates ---
+def test_a_reply_checking_each_option_after_a_period_or_with_0_and_1_is_read_as_a_check():
+    """Probe b/i5: `A. No\\nB. Yes` (also `A. no B. yes`, `A = 0, B = 1`; the model means B) was read as the answer A,
+    the option it ruled out, while `A) No\\nB) Yes` read B. A verdict after a period, or 0 / 1, is read in a check of
+    two letters or more; alone, or where it is an option's own text ("A. Yes" for yes / no), the letter is the answer."""
+    from tpo_hf.eval.answers import extract_answer_letter
+
+    colours = ["red", "blue", "green", "white"]
+    read = {
+        "A. No\nB. Yes": "B",
+        "A. no B. yes": "B",
+        "A = 0, B = 1": "B",
+        "A. No\nB. No\nC. Yes\nD. No": "C",
+        "A. wrong\nB. correct": "B",
+        "A. No\nB. Yes\nC. Yes": UNPARSEABLE,
+        # the answer form and sentences read as before
+        "A. red": "A",
+        "B. No": "B",  # alone: "No" may be the answer's text
+        "The answer is B. Wrong: A.": "B",
+        "Not A. Correct answer: B": "B",
+        "A: 0.5, B: 1": UNPARSEABLE,  # "0.5" is no verdict: no check
+    }
+    for reply, letter in read.items():
+        assert extract_answer_letter(reply, colours) == letter, reply
+    assert extract_answer_letter("A. No\nB. Yes", num_options=4) == "B"
+    # a verdict word or number that is an option's own text is that option
+    assert extract_answer_letter("A. Yes", ["Yes", "No"]) == "A"
+    assert extract_answer_letter("B. No", ["Yes", "No"]) == "B"
+    assert extract_answer_letter("A. no B. yes", ["yes", "no"]) == "A"
+    assert extract_answer_letter("A = 0, B = 1", ["0", "1", "2"]) == "A"
+
+
+def test_an_mlvu_question_listing_its_options_in_another_form_must_list_the_candidates_in_order(tmp_path):
+    """Probe b/i6: an MLVU question listing its options as `A. 1` lines (or `A) 1`, `(a) 1`, or one line
+    `(A) 1 (B) 2 (C) 3`) with `candidates: ["3", "1", "2"]` showed both lists in the prompt and was keyed by the
+    candidates (C), silently. These forms count as the question's list, as "(A) 1" lines do: the candidates in the
+    question's order give the question as the prompt, another order is refused naming the row."""
+    post = "\nOnly give the best option.\nBest option: ("
+    forms = (
+        "How many squares?\nA. 1\nB. 2\nC. 3",
+        "How many squares?\nA) 1\nB) 2\nC) 3",
+        "How many squares?\n(a) 1\n(b) 2\n(c) 3",
+        "How many squares? (A) 1 (B) 2 (C) 3",
+        "How many squares: (A) 1, (B) 2, or (C) 3?",
+    )
+    for question in forms:
+        row = dict(MLVU_ROWS[0], question_id="m1", question=question, candidates=["3", "1", "2"], answer="2")
+        message = (
+            r"MLVU row 1 \(question m1\): the question lists its options as \['1', '2', '3'\] but the field "
+            r"'candidates' holds \['3', '1', '2'\]"
+        )
+        with pytest.raises(ValueError, match=message):
+            load_benchmark("mlvu_dev", _write_rows(tmp_path / "shuffled.jsonl", [MLVU_ROWS[0], row]))
+        rows = [dict(row, candidates=["1", "2", "3"])]
+        sample = load_benchmark("mlvu_dev", _write_rows(tmp_path / "ordered.jsonl", rows))[0]
+        assert (sample.prompt, sample.answer) == (question + post, "B"), question
+    # things marked "(A)", "(B)" in a sentence, none a candidate, are no list: the options are listed after it
+    question = "What happens between (A) the start and (B) the end?"
+    row = dict(MLVU_ROWS[0], question=question, candidates=["red", "blue"], answer="blue")
+    sample = load_benchmark("mlvu_dev", _write_rows(tmp_path / "prose.jsonl", [row]))[0]
+    assert sample.prompt == question + "\n(A) red\n(B) blue" + post and sample.answer == "B"
+
+
+def test_videomme_options_with_a_repeated_letter_are_refused_naming_the_row(tmp_path):
+    """Probe b/i7: Video-MME options with a letter typo (`["A. red", "B. blue", "B. green", "D. white"]`, answer C)
+    were lettered again and scored: the prompt showed `C. B. green`. Options that all start with one of the row's
+    letters, but not each once, are refused naming the row; names with other initials still get letters (b/G6)."""
+    options = ["A. red", "B. blue", "B. green", "D. white"]
+    rows = [VIDEOMME_ROWS[0], dict(VIDEOMME_ROWS[1], options=options, answer="C")]
+    message = (
+        r"Video-MME row 1, field 'options': the options are lettered \['A', 'B', 'B', 'D'\] \(B repeated, C "
+        r"missing\); each of A, B, C, D must label one option"
+    )
+    with pytest.raises(ValueError, match=message):
+        load_benchmark("videomme", _write_rows(tmp_path / "typo.jsonl", rows))
+    names = ["B. Obama", "D. Trump", "J. Biden", "G. Bush"]
+    rows = [dict(VIDEOMME_ROWS[0], options=names, answer="A")]
+    assert load_benchmark("videomme", _write_rows(tmp_path / "names.jsonl", rows))[0].options == names
+
+
+def test_a_null_or_nan_candidate_is_refused_naming_the_row_not_shown_as_none(tmp_path):
+    """Probe b/i9: a null or NaN LongVideoBench / MLVU candidate (a copy exported through pandas pads lists:
+    `["red", "blue", "green", "white", null]`) became an option "None" / "nan" in the prompt and was scored. Every
+    benchmark's candidates get Video-MME's check: the row is refused naming the option; trailing nulls say why."""
+    from tpo_hf.eval.benchmarks import longvideobench_sample, mlvu_sample
+
+    lvb = dict(LVB_ROWS[0])
+    for name in ("option0", "option1", "option2", "option3", "option4"):
+        lvb.pop(name)
+    padded = dict(lvb, id="lvb-pad", candidates=["red", "blue", "green", "white", None], correct_choice=1)
+    message = (
+        r"LongVideoBench row 1, field 'candidates': option 4 is None, not a non-empty string \(nulls at the end of "
+        r"the list are how a copy exported through pandas pads shorter lists: drop them\)"
+    )
+    with pytest.raises(ValueError, match=message):
+        load_benchmark(
+            "longvideobench_val", _write_rows(tmp_path / "lvb.jsonl", [dict(lvb, candidates=["a", "b"]), padded])
+        )
+    with pytest.raises(
+        ValueError, match=r"LongVideoBench row 0, field 'candidates': option 4 is nan, not a non-empty"
+    ):
+        longvideobench_sample(dict(padded, candidates=["red", "blue", "green", "white", float("nan")]), 0)
+    row = dict(MLVU_ROWS[0], candidates=["square", None, "triangle"], answer="square")
+    with pytest.raises(
+        ValueError, match=r"MLVU row 0, field 'candidates': option 1 is None, not a non-empty string\.$"
+    ):
+        load_benchmark("mlvu_dev", _write_rows(tmp_path / "mlvu.jsonl", [row]))
+    with pytest.raises(ValueError, match=r"MLVU row 0, field 'candidates': option 2 is nan"):
+        mlvu_sample(dict(row, candidates=["square", "circle", float("nan")]), 0)
+    # LongVideoBench's option0..option4: an absent option is None, "N/A", or NaN once exported through pandas
+    sample = longvideobench_sample(dict(LVB_ROWS[0], option3=float("nan"), option4=None), 0)
+    assert sample.options == ["left", "right", "up"] and "\nC. up\nAnswer with" in sample.prompt

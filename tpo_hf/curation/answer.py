@@ -7,14 +7,16 @@ are wanted (`CurationConfig.anchor_ratio`): then identical answers make an ancho
 cut at `answer_max_new_tokens` (`Reply.truncated`) drops the candidate too (`truncated_answer`) under
 `CurationConfig.cut_answers="drop"` (by default when its backend `drops_cut_answers`, as endpoints do): a pair must
 not teach answers that stop mid-word. An answer that ended early for another reason (a content filter's partial text,
-a refusal: `Reply.ended_early`) drops the candidate whatever `cut_answers` says (`answer_ended_early`). A reasoning model's `<think>` block is removed from its answers (as from
-its judge and question replies, `prompts.final_reply`), and answers that differ only in case, whitespace or final
-punctuation, only typographically (curly quotes, dashes, full-width forms, zero-width characters), only in Markdown
-emphasis (`*red*`, `**red**`, `_red_`) or only in quotes or brackets around the whole answer (`"red"`, `(red)`), count
-as identical (`same_answer`). An endpoint that does not skip special tokens returns their text (`red<|im_end|>`): a
-trailing end-of-turn token text is removed from the answer (counted, one warning naming the endpoint and the token),
-and an answer holding special-token text elsewhere drops its candidate (`special_token_answer`): a pair must not
-teach the model to write its own control tokens as text.
+a refusal: `Reply.ended_early`) drops the candidate whatever `cut_answers` says (`answer_ended_early`). A reasoning
+model's `<think>` block is removed from its answers (as from its judge and question replies, `prompts.final_reply`),
+and answers that differ only in case, whitespace or final punctuation, only typographically (curly quotes, dashes,
+full-width forms, zero-width characters), only in Markdown emphasis or strikethrough (`*red*`, `**red**`, `_red_`,
+`~~red~~`), a list or quote marker (`- red`, `> red`), inline HTML tags (`<b>red</b>`), LaTeX wrappers (`\\boxed{5}`,
+`$5$`), only in quotes or brackets around the whole answer (`"red"`, `(red)`), in a number's spelling (`three`, `3`) or
+in a leading article (`a red square`, `red square`), count as identical (`same_answer`). An endpoint that does not skip
+special tokens returns their text (`red<|im_end|>`): a trailing end-of-turn token text is removed from the answer
+(counted, one warning naming the endpoint and the token), and an answer holding special-token text elsewhere drops its
+candidate (`special_token_answer`): a pair must not teach the model to write its own control tokens as text.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import weakref
 from collections import Counter
 from typing import Any
 
+from ..eval.answers import ARTICLES, NUMBER_WORDS
 from .backends import GenerationBackend, GenerationRequest, ended_early, is_truncated
 from .candidate import SIDES, Candidate, DecodedViews
 from .generate import generate
@@ -131,7 +134,11 @@ def same_answer(first: str, second: str) -> bool:
     do 'It's red' and 'It’s red', 'Red...' and 'Red…', full-width 'Ｒｅｄ' and 'Red', or a zero-width space), and
     Markdown emphasis and wrapping quotes or brackets are set aside too ('*red*', '**red**', '_red_', '"red"', '«red»'
     and '(red)' are 'red'; 'snake_case', '2*3', 'x**2' and '__init__' keep their signs, '10²' and 'H₂O' their
-    superscripts and subscripts)."""
+    superscripts and subscripts), and so are the other marks of formatting: Markdown strikethrough and list or quote
+    markers ('~~red~~', '- red', '> red'; '- 3' and '> 3' keep their signs), inline HTML tags ('<b>red</b>'; not
+    '<sup>'/'<sub>') and LaTeX wrappers ('\\boxed{5}', '$5$', '\\text{red}'; '$5' stays). Number words are digits as
+    eval's parser reads them ('three' is '3', 'Three' '3.'), and a leading article is no part of the answer ('a red
+    square' is 'red square', 'the 3' is '3'; 'A' alone stays 'a')."""
     return _normalised(first) == _normalised(second)
 
 
@@ -153,6 +160,28 @@ _EMPHASIS = re.compile(r"(?<![\w*])([*_])(?![\s*_])(.+?)(?<![\s*_])\1(?![\w*])")
 _WRAPPERS = {'"': '"', "'": "'", "\u00ab": "\u00bb", "\u00bb": "\u00ab", "\u2039": "\u203a", "\u300c": "\u300d"}
 _WRAPPERS |= {"\u300e": "\u300f", "(": ")", "[": "]", "{": "}"}
 _FINAL_PUNCTUATION = ".!?;:,。！？ "
+# Markdown strikethrough around a word or phrase (`~~red~~`), marked as bold is (`_STRONG`)
+_STRIKE = re.compile(r"(?<![\w~])~~(?!\s)(.+?)(?<!\s)~~(?![\w~])")
+# inline HTML tags without attributes around a word or phrase (`<b>red</b>`); not `<sup>`/`<sub>` (`10<sup>2</sup>`
+# is no `102`) nor `<s>` (a Llama token's text)
+_HTML_TAG = re.compile(r"<(b|strong|i|em|u|ins|mark|code|tt|kbd|samp|span|p|del|strike)>(.*?)</\1>", re.DOTALL)
+# LaTeX math delimiters around a formula: `$$5$$`, `\(5\)`, `\[5\]`, and `$5$` by pandoc's rule (the opening `$`
+# before no space, the closing one after no space and before no digit), so prices ('$5 and $10', '$5-$10') stay
+_MATH = (
+    re.compile(r"\$\$(.+?)\$\$", re.DOTALL),
+    re.compile(r"\\\((.+?)\\\)", re.DOTALL),
+    re.compile(r"\\\[(.+?)\\\]", re.DOTALL),
+    re.compile(r"(?<![\\$])\$(?![\s$])([^$\n]+?)(?<![\s\\])\$(?![\d$])"),
+)
+# LaTeX commands that only frame or style their argument (a reasoning model's `\boxed{5}`)
+_LATEX_WRAPPER = re.compile(r"\\(?:boxed|fbox|mbox|text|textbf|textit|textrm|emph|mathrm|mathbf|mathit)\s*\{")
+# a Markdown list or quote marker at the start of a line (`- red`, `* red`, `> red`, `> - red`); `-`, `+` and `>`
+# before a number are its sign or a comparison ('- 3', '> 5'), not a marker
+_LINE_MARKER = re.compile(r"^[ \t]*(?:[*\u2022]|[-+>](?![ \t]*\d))[ \t]+", re.MULTILINE)
+# a number word as eval's parser reads it (`NUMBER_WORDS`: 'three' is '3'), a whole word ('twenty-one' stays)
+_NUMBER_WORD = re.compile(r"(?<![\w'-])(" + "|".join(NUMBER_WORDS) + r")(?![\w'-])")
+# a leading article (eval's `ARTICLES`) before a word: 'the 3' is '3', 'a red square' 'red square'; 'a' alone stays
+_LEADING_ARTICLE = re.compile(r"^(?:" + "|".join(sorted(ARTICLES)) + r") (?=\w)")
 
 
 def _unwrapped(text: str) -> str:
@@ -185,6 +214,25 @@ def _unbold(match: re.Match) -> str:
     return match[2]
 
 
+def _unlatexed(text: str) -> str:
+    """`text` less LaTeX math delimiters (`$5$`, `\\(5\\)`) and the commands that only frame their argument
+    (`\\boxed{5}`, `\\text{red}`), their arguments kept whole (`\\boxed{\\frac{1}{2}}` is `\\frac{1}{2}`)."""
+    for pattern in _MATH:
+        text = pattern.sub(r"\1", text)
+    start = 0
+    while match := _LATEX_WRAPPER.search(text, start):
+        depth = 1
+        for close in range(match.end(), len(text)):
+            depth += (text[close] == "{") - (text[close] == "}")
+            if depth == 0:
+                text = text[: match.start()] + text[match.end() : close] + text[close + 1 :]
+                start = match.start()
+                break
+        else:  # an unclosed brace: left as it is
+            start = match.end()
+    return text
+
+
 def _compatibility_folded(text: str) -> str:
     """`text` as NFKC writes it, but for its superscript and subscript characters: '10²' is not '102', nor 'H₂O'
     'H2O'."""
@@ -203,13 +251,20 @@ def _normalised(text: str) -> str:
     text = _compatibility_folded(text)
     text = "".join(c for c in text if unicodedata.category(c) != "Cf").translate(_TYPOGRAPHIC)
     text = re.sub(r"`+", "", text.casefold())  # inline code marks ('`red`' is 'red')
+    while (untagged := _HTML_TAG.sub(r"\2", text)) != text:  # inline HTML, nested too ('<b><i>red</i></b>')
+        text = untagged
+    text = _unlatexed(text)  # a reasoning model's '\\boxed{5}', '$5$'
+    text = _STRIKE.sub(r"\1", text)  # Markdown strikethrough ('~~red~~')
     text = _STRONG.sub(_unbold, text)  # Markdown bold ('**Red**' is 'Red'; 'x**2' and '__init__' stay)
     text = _EMPHASIS.sub(r"\2", text)  # and single-sign emphasis ('*Red*', '_Red_')
+    text = _NUMBER_WORD.sub(lambda match: NUMBER_WORDS[match[1]], text)  # 'three' is '3', as eval reads it
+    while (unmarked := _LINE_MARKER.sub("", text)) != text:  # list and quote markers, nested too ('> - red')
+        text = unmarked
     text = re.sub(r"\s+", " ", text).strip()
     while True:  # quotes or brackets around the whole answer, inside or outside its final punctuation: '"Red."'
         unwrapped = _unwrapped(text.rstrip(_FINAL_PUNCTUATION).strip())
         if unwrapped == text:
-            return text
+            return _LEADING_ARTICLE.sub("", text, count=1)
         text = unwrapped.strip()
 
 

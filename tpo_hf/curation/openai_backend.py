@@ -123,9 +123,10 @@ def _content_text(content: Any) -> str:
 
 
 # the `finish_reason`s of a reply that ended as the model meant it to (OpenAI and vLLM "stop", TGI "eos_token",
-# Anthropic-style gateways "end_turn" and "stop_sequence"; a server that does not say gives None)
+# Anthropic-style gateways "end_turn" and "stop_sequence"; a server that does not say gives None), compared in lower
+# case: a gateway may pass its upstream's spelling ("STOP", "END_TURN")
 NORMAL_FINISH_REASONS = (None, "", "stop", "eos", "eos_token", "end_turn", "stop_sequence")
-# the `finish_reason`s of a reply stopped at its token budget
+# the `finish_reason`s of a reply stopped at its token budget (also in lower case: "LENGTH", "MAX_TOKENS")
 BUDGET_FINISH_REASONS = ("length", "max_tokens")
 
 
@@ -162,6 +163,7 @@ def completion_reply(response: Any, subject: str = "") -> Reply:
         )
     text = _content_text(getattr(message, "content", None))
     finish = getattr(choice, "finish_reason", None)
+    finish_lower = finish.strip().lower() if isinstance(finish, str) else finish  # as the lists spell it
     refusal = getattr(message, "refusal", None)
     if refusal and not text.strip():
         # the OpenAI API's refusal: no content, the reason in `message.refusal`
@@ -171,7 +173,7 @@ def completion_reply(response: Any, subject: str = "") -> Reply:
             str(refusal)[:200],
         )
         return Reply("", ended_early="refusal")
-    if finish not in NORMAL_FINISH_REASONS and finish not in BUDGET_FINISH_REASONS:
+    if finish_lower not in NORMAL_FINISH_REASONS and finish_lower not in BUDGET_FINISH_REASONS:
         # an Azure-style content filter stops mid-sentence ("The red square moves to the"), a tool call is no
         # answer: taken as complete, such text would become a chosen or rejected answer
         logger.warning(
@@ -182,9 +184,9 @@ def completion_reply(response: Any, subject: str = "") -> Reply:
             ", ".join(repr(reason) for reason in NORMAL_FINISH_REASONS if reason),
             text.strip()[:80],
         )
-    if finish in BUDGET_FINISH_REASONS:
+    if finish_lower in BUDGET_FINISH_REASONS:
         return Reply(text.strip(), truncated=True)
-    return Reply(text.strip(), ended_early=None if finish in NORMAL_FINISH_REASONS else str(finish))
+    return Reply(text.strip(), ended_early=None if finish_lower in NORMAL_FINISH_REASONS else str(finish))
 
 
 def not_json_reply(body: str) -> EndpointReplyError:

@@ -55,8 +55,10 @@ logger = logging.getLogger(__name__)
 # format 6 (pairs teaching typography alone, filtered partial answers) are generated again;
 # 8: answers alike but for Markdown emphasis or wrapping quotes make no pair, an end-of-turn token's text is removed
 # from an answer and other special-token text drops it, and an answer that ended early drops its pair whatever
-# `cut_answers` says, so shards of format 7 are generated again
-SHARD_FORMAT_VERSION = 8
+# `cut_answers` says, so shards of format 7 are generated again;
+# 9: answers alike but for strikethrough, list or quote markers, inline HTML tags, LaTeX wrappers (`\boxed{}`, `$..$`),
+# a number's spelling (`three`, `3`) or a leading article make no pair, so shards of format 8 are generated again
+SHARD_FORMAT_VERSION = 9
 MANIFEST_NAME = CURATION_MANIFEST  # one name: loading a curated folder reads it too (`data.changed_curated_videos`)
 # The fields that only choose which videos are curated: changing them adds or removes videos (curated incrementally),
 # it does not change any shard's content.

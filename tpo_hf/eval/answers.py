@@ -18,9 +18,10 @@ How a reply is read:
   wrong by a verdict after it or after its option's text ("A: no", "A ✗", "A - incorrect", "A: red? No.").
 - Then, the first rule that decides wins:
   0. A check of the options one by one, two letters or more with a verdict ("A: no. B: yes.", "A ✗ B ✓ C ✗ D ✗",
-     "A) No\\nB) Yes"): the one letter marked right is the answer, never the first letter named; several marked
-     right, or an answer phrase naming another letter, is unparseable. None marked right: the rules below decide
-     among the letters not ruled out ("A: no, B: no, so C").
+     "A) No\\nB) Yes", "A. No\\nB. Yes", "A = 0, B = 1"; the last two forms only in such a check, as "A. No" alone may
+     be the answer A whose text is "No"): the one letter marked right is the answer, never the first letter named;
+     several marked right, or an answer phrase naming another letter, is unparseable. None marked right: the rules
+     below decide among the letters not ruled out ("A: no, B: no, so C").
   1. Answer phrases ("the answer is B", "Answer: (C)", "I'd go with D", "答案是C", "选C", "La respuesta es B"):
      exactly one letter named in them is the answer; two different ones ("the answer is B. No wait, the answer is
      C") are unparseable.
@@ -106,10 +107,17 @@ _HEDGE_BEFORE = re.compile(
 # need a separator (":", ")", "-", "=", "is"), and "yes" / "no" punctuation or the line's end after them ("D: No
 # movement" is an option's text); a mark may follow the letter directly.
 _VERDICT_MARKS = dict.fromkeys("✓✔✅☑", True) | dict.fromkeys("✗✘❌❎×", False)
-_VERDICT_WORD = (
-    r"(?P<word>not[^\S\n]+(?:correct|right|true)|incorrect|wrong|false|correct|right|true|"
-    r"(?:no|yes)(?=[^\S\n]*(?:[^\w\s]|\n|$))|不对|不對|不正确|不正確|错|錯|对|對|正确|正確)(?![A-Za-z])"
-)
+_YES_NO_END = r"[^\S\n]*(?:[^\w\s]|\n|$)"
+
+
+def _verdict_word(yes_no_end: str) -> str:
+    return (
+        r"(?P<word>not[^\S\n]+(?:correct|right|true)|incorrect|wrong|false|correct|right|true|"
+        rf"(?:no|yes)(?={yes_no_end})|不对|不對|不正确|不正確|错|錯|对|對|正确|正確)(?![A-Za-z])"
+    )
+
+
+_VERDICT_WORD = _verdict_word(_YES_NO_END)
 _VERDICT_MARK = r"(?P<mark>[" + "".join(_VERDICT_MARKS) + r"])"
 _VERDICT_AFTER = re.compile(
     r"^(?:[\)\]]?[^\S\n]*(?:[:=\-–—→]|->|\bis\b|\bwas\b)|[\)\]])[^\S\n]*"
@@ -118,17 +126,26 @@ _VERDICT_AFTER = re.compile(
     + _VERDICT_MARK,
     re.IGNORECASE,
 )
+# Weaker verdicts, read only in a check of two letters or more ("A. No\nB. Yes", "A. no B. yes", "A = 0, B = 1"):
+# after a period the word may start a sentence ("It's B. Wrong answers: A, C"), and 0 / 1 may be a count.
+_VERDICT_AFTER_PERIOD = re.compile(
+    r"^\.[^\S\n]*" + _verdict_word(_YES_NO_END + r"|[^\S\n]+[A-Z][.):](?:\s|$)"), re.IGNORECASE
+)
+_VERDICT_DIGIT = re.compile(
+    r"^(?:[\)\]]?[^\S\n]*(?:[:=\-–—→.]|->|\bis\b)|[\)\]])[^\S\n]*"
+    r"(?P<word>[01])(?=[,;.!]?[^\S\n]*(?:\n|$)|[,;.!][^\S\n])"  # "0, B", "1." at the end; not "0.5", "1 square"
+)
 # ... or after the option's text: "A: red? No.", "B) blue - yes"
 _ITEM_TEXT = re.compile(r"^[\)\]]?[^\S\n]*[:\-–—=.]?[^\S\n]*([^?.,;:!\n–—]+?)[^\S\n]*(?:[?.,;:!–—]|\s-)")
 _VERDICT_NEXT = re.compile(r"^[^\S\n]*(?:" + _VERDICT_WORD + "|" + _VERDICT_MARK + ")", re.IGNORECASE)
-_VERDICT_YES = frozenset({"yes", "correct", "right", "true", "对", "對", "正确", "正確"})
+_VERDICT_YES = frozenset({"yes", "correct", "right", "true", "1", "对", "對", "正确", "正確"})
 _THINK = re.compile(r"<think>.*?</think>", re.DOTALL | re.IGNORECASE)
 _CJK_PUNCTUATION = str.maketrans(
     {"。": ".", "，": ",", "、": ",", "；": ";", "！": "!", "？": "?", "“": '"', "”": '"'}
 )
 
-_ARTICLES = frozenset({"a", "an", "the"})
-_NUMBER_WORDS = {
+ARTICLES = frozenset({"a", "an", "the"})
+NUMBER_WORDS = {
     word: str(number)
     for number, word in enumerate(
         "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
@@ -204,7 +221,7 @@ def _normalise_text(reply: str) -> str:
 
 def _stem(token: str) -> str:
     """A light stem, the same on both sides: "opens", "opened", "opening" -> "open"; "three" -> "3"."""
-    token = _NUMBER_WORDS.get(token, token)
+    token = NUMBER_WORDS.get(token, token)
     for ending in ("ing", "ed", "s"):
         if len(token) > len(ending) + 2 and token.endswith(ending) and not token.endswith("ss"):
             return token[: -len(ending)]
@@ -215,7 +232,7 @@ def _tokens(text: str) -> list[str]:
     """Lower-case words without punctuation, articles, plural "s"; number words as digits."""
     text = unicodedata.normalize("NFKC", text).lower()
     text = text.translate(str.maketrans(string.punctuation, " " * len(string.punctuation)))
-    return [_stem(token) for token in text.split() if token not in _ARTICLES]
+    return [_stem(token) for token in text.split() if token not in ARTICLES]
 
 
 def _contains(haystack: list[str], needle: list[str]) -> int:
@@ -275,16 +292,19 @@ def _mentions(text: str, valid: str) -> list[_Mention]:
 def _verdicts(text: str, mentions: list[_Mention], options: list[str] | None) -> dict[int, bool]:
     """Mention index -> the verdict written right after it, or after its option's text (True: chosen, "B: yes",
     "B) blue - yes"; False: ruled out, "A: no", "A: red? No."). A verdict word that is an option's own text ("A: yes"
-    for the options yes / no, "B: right" for left / right) is that option, not a verdict."""
+    for the options yes / no, "B: right" for left / right, "A. 1" for counts) is that option, not a verdict. A verdict
+    after a period or a 0 / 1 ("A. No", "A = 0") counts only when two letters or more have verdicts: alone, "A. No"
+    may be the answer A whose text is "No" (options not given) or a sentence's end."""
     option_words = dict(zip(OPTION_LETTERS, (_tokens(option) for option in strip_option_letters(options or []))))
     texts = {" ".join(words) for words in option_words.values()}
 
     def verdict(match: re.Match | None) -> bool | None:
         if match is None or (match["word"] and " ".join(_tokens(match["word"])) in texts):
             return None
-        return _VERDICT_MARKS[match["mark"]] if match["mark"] else match["word"].lower() in _VERDICT_YES
+        mark = match.groupdict().get("mark")
+        return _VERDICT_MARKS[mark] if mark else match["word"].lower() in _VERDICT_YES
 
-    found = {}
+    found, weak = {}, {}
     for position, mention in enumerate(mentions):
         after = text[mention.end :]
         chosen = verdict(_VERDICT_AFTER.match(after))
@@ -293,6 +313,12 @@ def _verdicts(text: str, mentions: list[_Mention], options: list[str] | None) ->
             chosen = verdict(_VERDICT_NEXT.match(after[item.end() :]))
         if chosen is not None:
             found[position] = chosen
+            continue
+        chosen = verdict(_VERDICT_AFTER_PERIOD.match(after) or _VERDICT_DIGIT.match(after))
+        if chosen is not None:
+            weak[position] = chosen
+    if len({mentions[position].letter for position in found | weak}) >= 2:
+        found |= weak
     return found
 
 

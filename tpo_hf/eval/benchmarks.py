@@ -38,6 +38,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
+import math
 import numbers
 import os
 import re
@@ -153,6 +154,41 @@ def require_list(row: dict[str, Any], names: tuple[str, ...], benchmark: str, in
             f"{value!r:.60}."
         )
     return list(value)
+
+
+def _is_nan(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, numbers.Integral) and math.isnan(value)
+
+
+def _no_value(value: Any) -> bool:
+    """A null, a NaN (a copy exported through pandas) or a blank string: no option text."""
+    return value is None or _is_nan(value) or (isinstance(value, str) and not value.strip())
+
+
+def _absent_option(value: Any) -> bool:
+    """LongVideoBench's `option0`..`option4` mark an absent option None or "N/A" (NaN once exported through pandas,
+    which reads "N/A" as NaN); a blank one is not absent but refused (`check_sample`)."""
+    return value is None or value == "N/A" or _is_nan(value)
+
+
+def option_texts(values: list, field: str, benchmark: str, index: int) -> list[str]:
+    """A row's options as text (numbers, as a copy storing counts as JSON numbers holds them, become their text). A
+    null, NaN or blank option is refused naming the row and the option, as Video-MME's options are (`check_sample`):
+    as text it would be an option "None" or "nan" in the prompt. Nulls at the end are how pandas pads a shorter
+    list; they are refused too (the hint says so), as dropping them would silently change the row."""
+    for position, value in enumerate(values):
+        if _no_value(value):
+            padding = all(_no_value(rest) for rest in values[position:]) and position > 0
+            hint = (
+                " (nulls at the end of the list are how a copy exported through pandas pads shorter lists: drop them)"
+                if padding
+                else ""
+            )
+            raise ValueError(
+                f"{benchmark} row {index}, field {field!r}: option {position} is {value!r:.60}, not a non-empty "
+                f"string{hint}."
+            )
+    return [str(value) for value in values]
 
 
 def require_field(row: dict[str, Any], names: tuple[str, ...], benchmark: str, index: int) -> Any:
@@ -279,7 +315,8 @@ def _videomme_lettered_options(raw_options: list[Any], index: int) -> tuple[list
     initials, which keep them and get letters too. Options stored with all their letters out of order ("B. blue",
     "A. red", ...) are listed as stored, as lmms-eval shows them, and each letter keeps its option: the answer "A" is
     "red", the option the prompt shows as A. A row where some options carry their own letter and the others none is
-    refused: which letter a bare option means would be a guess."""
+    refused: which letter a bare option means would be a guess; so is a row whose options all start with one of its
+    letters but not each once ("A. red", "B. blue", "B. green", "D. white": a typo)."""
     if not all(isinstance(option, str) for option in raw_options):
         return raw_options, raw_options  # refused below, naming the option that is not text
     if options_lettered(raw_options):
@@ -289,6 +326,16 @@ def _videomme_lettered_options(raw_options: list[Any], index: int) -> tuple[list
     if None not in prefixes and sorted(prefixes) == list(letters):
         by_letter = sorted(raw_options, key=option_prefix_letter)
         return raw_options, [strip_option_prefix(option) for option in by_letter]
+    if None not in prefixes and set(prefixes) <= set(letters):
+        # the option letters with a typo ("A. red", "B. blue", "B. green", "D. white"): lettering them again would
+        # show "C. B. green" and key C to an option the data calls B
+        repeated = sorted({prefix for prefix in prefixes if prefixes.count(prefix) > 1})
+        missing = [letter for letter in letters if letter not in prefixes]
+        raise ValueError(
+            f"Video-MME row {index}, field 'options': the options are lettered {prefixes} ({', '.join(repeated)} "
+            f"repeated, {', '.join(missing)} missing); each of {', '.join(letters)} must label one option. Fix the "
+            'letters (or, if they are initials such as "B. Obama", store each option with its letter: "A. B. Obama").'
+        )
     own = [prefix == letter for letter, prefix in zip(letters, prefixes)]
     bare = [position for position, option in enumerate(raw_options) if option_prefix_letter(option) is None]
     if any(own) and own.count(False) == len(bare):
@@ -513,26 +560,68 @@ MLVU_VARIANTS = {
 
 
 # a line of a question that lists an option: "(A) ..."
-_LISTED_OPTION = re.compile(r"^[ \t]*\(([A-Z])\)[ \t]*(.*)$", re.MULTILINE)
+_LISTED_OPTION = re.compile(r"^[ \t]*\((?P<letter>[A-Z])\)[ \t]*(?P<text>.*)$", re.MULTILINE)
+# ... in another form: "A. ...", "A) ...", "(a) ...", "a) ..."
+_LISTED_OPTION_OTHER = re.compile(
+    r"^[ \t]*(?:\((?P<paren>[A-Za-z])\)|(?P<letter>[A-Za-z])[.)])[ \t]+(?P<text>\S.*)$", re.MULTILINE
+)
+# ... or options on one line: "Which? (A) 1 (B) 2 (C) 3"
+_INLINE_OPTION = re.compile(r"\(([A-Za-z])\)")
+# what joins options written on one line: "(A) red, (B) blue, or (C) green?"
+_INLINE_JOINER = re.compile(r"[\s,;?]*(?:\b(?:or|and)\b)?[\s,;?]*$", re.IGNORECASE)
+
+
+def _letters_in_order(letters: str) -> bool:
+    """Two letters or more, A, B, C, ... in order, in one case ("ABC" or "abc")."""
+    first = OPTION_LETTERS[: len(letters)]
+    return len(letters) >= 2 and letters in (first, first.lower())
+
+
+def _question_option_list(question: str) -> tuple[list[str], bool] | None:
+    """(the option texts the question lists, whether they sit on one line) or None: "(A) ..." lines first (lmms-eval's
+    copy), else "A. ...", "A) ...", "(a) ..." lines, else one line "(A) 1 (B) 2 (C) 3"; letters A, B, ... in order."""
+    for pattern in (_LISTED_OPTION, _LISTED_OPTION_OTHER):
+        listed = list(pattern.finditer(question))
+        letters = "".join(match.groupdict().get("paren") or match["letter"] for match in listed)
+        if _letters_in_order(letters):
+            return [match["text"].strip() for match in listed], False
+    for line in question.splitlines():
+        markers = list(_INLINE_OPTION.finditer(line))
+        for first, marker in enumerate(markers):
+            if marker.group(1) not in "Aa":
+                continue
+            run = [marker]
+            for following in markers[first + 1 :]:
+                if not _letters_in_order("".join(m.group(1) for m in [*run, following])):
+                    break
+                run.append(following)
+            if len(run) >= 2:
+                ends = [following.start() for following in run[1:]] + [len(line)]
+                texts = [_INLINE_JOINER.sub("", line[m.end() : end]).strip() for m, end in zip(run, ends)]
+                return texts, True
+    return None
 
 
 def _lists_options(question: str, options: list[str], where: str) -> bool:
     """The question lists its options itself, as lmms-eval's copy of MLVU does ("...?\n(A) ...\n(B) ..."): a line
-    opening with each option's letter, in order. A question that only mentions "(A)" ("The sign marked (A) appears
-    when?") does not, and gets its options listed.
+    opening with each option's letter, in order ("(A) ...", or "A. ...", "A) ...", "(a) ..."), or one line
+    "(A) 1 (B) 2 (C) 3". A question that only mentions "(A)" ("The sign marked (A) appears when?") does not, and
+    gets its options listed; so does one marking things "(A)", "(B)" on a line where none of them is a candidate
+    ("between (A) the start and (B) the end").
 
-    The prompt then shows the question's list while the answer is read against the candidates, so a list ("(A)",
-    "(B)", ... lines, in order) whose texts are not the candidates in order (a copy with shuffled candidates) is
-    refused, `where` naming the row: the answer letter would name another option than the one the model saw."""
-    listed = _LISTED_OPTION.findall(question)
-    letters = "".join(letter for letter, _ in listed)
-    if len(listed) < 2 or letters != OPTION_LETTERS[: len(listed)]:
+    The prompt then shows the question's list while the answer is read against the candidates, so a list whose
+    texts are not the candidates in order (a copy with shuffled candidates) is refused, `where` naming the row: the
+    answer letter would name another option than the one the model saw (or the prompt would show two lists)."""
+    found = _question_option_list(question)
+    if found is None:
         return False
+    texts, one_line = found
 
     def words(text: str) -> str:
         return " ".join(text.split()).casefold()
 
-    texts = [text.strip() for _, text in listed]
+    if one_line and not {words(text) for text in texts} & {words(option) for option in options}:
+        return False
     if [words(text) for text in texts] != [words(option) for option in options]:
         raise ValueError(
             f"{where}: the question lists its options as {texts} but the field 'candidates' holds {options}; the "
@@ -547,7 +636,8 @@ def mlvu_sample(row: dict[str, Any], index: int, variant: str = "default", **_: 
     kwargs = _variant(MLVU_VARIANTS, variant, "mlvu_dev")
     video = str(require_field(row, ("video_name", "video"), "MLVU", index))
     question = str(require_field(row, ("question",), "MLVU", index))
-    options = strip_option_letters([str(c) for c in require_list(row, ("candidates",), "MLVU", index)])
+    candidates = option_texts(require_list(row, ("candidates",), "MLVU", index), "candidates", "MLVU", index)
+    options = strip_option_letters(candidates)
     letters = option_letters(len(options))
     sample_id = str(row.get("question_id") or f"{video}-{_stable_id(question)}")
     # lmms-eval's copy carries the options in the question already
@@ -584,9 +674,11 @@ def longvideobench_sample(row: dict[str, Any], index: int, variant: str = "defau
     video = str(require_field(row, ("video_path",), "LongVideoBench", index))
     question = str(require_field(row, ("question",), "LongVideoBench", index))
     if row.get("candidates") is not None:
-        options = [str(c) for c in require_list(row, ("candidates",), "LongVideoBench", index)]
+        candidates = require_list(row, ("candidates",), "LongVideoBench", index)
+        options = option_texts(candidates, "candidates", "LongVideoBench", index)
     else:
-        present = [i for i in range(5) if row.get(f"option{i}") not in (None, "N/A")]
+        # an absent option is None or "N/A" (NaN in a copy exported through pandas, which reads "N/A" as NaN)
+        present = [i for i in range(5) if not _absent_option(row.get(f"option{i}"))]
         if present != list(range(len(present))):  # renumbering past a gap would move `correct_choice`
             missing = [i for i in range(max(present)) if i not in present]
             raise ValueError(
