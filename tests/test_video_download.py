@@ -597,3 +597,124 @@ def test_a_video_replaced_on_its_server_warns_that_pairs_made_from_it_no_longer_
     assert f"Video {url} changed on its server" in warning
     assert "Pairs, captions and answers made from the old video no longer describe it" in warning
     assert f"a dataset curated from {url} must be curated again before training on it (rerun tpo-hf curate" in warning
+
+
+@contextlib.contextmanager
+def serve_fresh_etags(body: bytes):
+    """A loopback server of one video (`state["body"]`, may be replaced) that sends a new ETag with every answer to
+    HEAD and GET, for the same bytes, as some dynamic and edge origins do. Yields (url, state); `state["requests"]`
+    lists the methods asked."""
+    import uuid
+
+    state = {"body": body, "requests": []}
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def _headers(self):
+            self.send_response(200)
+            self.send_header("Content-Type", "video/mp4")
+            self.send_header("Content-Length", str(len(state["body"])))
+            self.send_header("ETag", f'"{uuid.uuid4().hex}"')
+            self.end_headers()
+            return state["body"]
+
+        def do_HEAD(self):
+            state["requests"].append("HEAD")
+            self._headers()
+
+        def do_GET(self):
+            state["requests"].append("GET")
+            self.wfile.write(self._headers())
+
+    with _running(Handler) as port:
+        yield f"http://127.0.0.1:{port}/v.mp4", state
+
+
+def test_a_video_whose_server_sends_a_new_etag_for_the_same_bytes_keeps_its_identity(
+    tmp_path, url_cache, monkeypatch, caplog
+):
+    """Probe b/i32: a server sending a new ETag on every answer for the same bytes made each identical curate rerun
+    warn that the video "changed on its server" (pairs "no longer describe it"), and its identity (`url@etag ...`)
+    changed with every run, so its curation shards were redone. The video is downloaded again and compared by its
+    bytes: the same bytes are the same video, keeping the version recorded before (no warning, the same identity);
+    other bytes are still a replaced video."""
+    import logging
+
+    from tpo_hf import video as video_module
+    from tpo_hf.video import video_file_identity
+
+    red, blue = _two_clips(tmp_path)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+
+    def new_run():
+        monkeypatch.setattr(video_module, "_SERVER_VERSIONS", {})
+        monkeypatch.setattr(video_module, "_UNCHECKED", {})
+        caplog.clear()
+
+    def frames_of(video):
+        return load_video(str(video), num_frames=2)[0]
+
+    with serve_fresh_etags(red.read_bytes()) as (url, state):
+        new_run()
+        first = video_file_identity(url)
+        assert first.startswith(f'{url}@etag "') and (frames_of(url) == frames_of(red)).all()
+        assert video_file_identity(url) == first
+
+        for _ in range(2):  # identical reruns: the same video, the same identity, nothing to say
+            new_run()
+            state["requests"].clear()
+            with caplog.at_level(logging.WARNING, logger="tpo_hf.video"):
+                assert video_file_identity(url) == first
+                assert (frames_of(url) == frames_of(red)).all()
+                assert video_file_identity(url) == first
+            assert caplog.text == "" and state["requests"] == ["HEAD", "GET"]  # asked, downloaded once to compare
+
+        state["body"] = blue.read_bytes()  # replaced on the server
+        new_run()
+        with caplog.at_level(logging.WARNING, logger="tpo_hf.video"):
+            replaced = video_file_identity(url)
+            assert (frames_of(url) == frames_of(blue)).all()
+            assert video_file_identity(url) == replaced != first
+        [changed] = [r.getMessage() for r in caplog.records]
+        assert f"Video {url} changed on its server" in changed and "no longer describe it" in changed
+    assert len([p for p in url_cache.iterdir() if p.suffix == ".mp4"]) == 1  # no .part left
+
+
+def test_a_dataset_naming_one_video_url_percent_encoded_and_raw_curates_it_once(tmp_path, caplog):
+    """Probe b/i43: a dataset naming one URL video as `.../my%20video.mp4` and as `.../my video.mp4` (pasted from a
+    browser) had it downloaded into two cache files and curated as two videos, unsaid. URL videos are now keyed by
+    their normalised form (percent-encoded as requested, the scheme and host in lower case, escapes of letters and
+    digits decoded): one video under its first row's spelling, with the rows of both, the other spelling named."""
+    import json
+    import logging
+
+    from tpo_hf.curation import CurationConfig
+    from tpo_hf.curation.inputs import list_videos
+
+    rows = [
+        {"video": "http://127.0.0.1:9/clips/my%20video.mp4", "question": "What comes first?"},
+        {"video": "http://127.0.0.1:9/clips/b.mp4", "question": "What moves?"},
+        {"video": "http://127.0.0.1:9/clips/my video.mp4", "question": "What comes last?"},
+        {"video": "HTTP://127.0.0.1:9/clips/my%20vid%65o.mp4", "question": "Which colour?"},
+        {"video": "http://127.0.0.1:9/clips/my%2520video.mp4", "question": "Another file."},
+    ]
+    data_file = tmp_path / "qa.jsonl"
+    data_file.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    config = CurationConfig(
+        dataset_name=str(data_file), question_column="question", video_model="frames", output_dir=str(tmp_path / "o")
+    )
+    with caplog.at_level(logging.WARNING, logger="tpo_hf.curation.inputs"):
+        items = {item.path: item for item in list_videos(config)}
+    assert sorted(items) == [rows[1]["video"], rows[0]["video"], rows[4]["video"]]
+    assert [q for q, _ in items[rows[0]["video"]].questions] == [
+        "What comes first?",
+        "What comes last?",
+        "Which colour?",
+    ]
+    [warning] = [r.getMessage() for r in caplog.records]
+    assert (
+        "2 row(s)" in warning and f"row 2 ({rows[2]['video']}, the same URL as row 0's {rows[0]['video']})" in warning
+    )
+    assert f"row 3 ({rows[3]['video']}," in warning and "my%2520video" not in warning

@@ -596,6 +596,25 @@ def _request_url(url: str) -> str:
     )
 
 
+# RFC 3986 unreserved characters: an escape of one (`%65`) is the character itself
+_UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+
+
+def video_url_key(url: str) -> str:
+    """What tells two spellings of one video URL apart from two videos: the URL as requested (`_request_url`: a
+    pasted `my video.mp4` is `my%20video.mp4`), its scheme and host in lower case, escapes in upper case and those of
+    unreserved characters decoded (`%65` is `e`), as RFC 3986 compares URLs; the fragment dropped (never sent)."""
+    parts = urllib.parse.urlsplit(_request_url(url))
+    userinfo, at, host = parts.netloc.rpartition("@")
+
+    def escape(match: re.Match) -> str:
+        char = chr(int(match.group(1), 16))
+        return char if char in _UNRESERVED else match.group(0).upper()
+
+    path, query = (re.sub(r"%([0-9A-Fa-f]{2})", escape, text) for text in (parts.path or "/", parts.query))
+    return urllib.parse.urlunsplit((parts.scheme, userinfo + at + host.lower(), path, query, ""))
+
+
 def _cache_target(url: str) -> Path:
     suffix = Path(url.split("?")[0]).suffix or ".mp4"
     return video_cache_dir() / (hashlib.sha256(url.encode()).hexdigest()[:32] + suffix)
@@ -734,9 +753,15 @@ def url_version(url: str) -> str | None:
     so a video replaced on its server is noticed; a larger one, or one whose server cannot be reached, is used as
     cached with a warning (`_warn_unchecked`). None when the video cannot be had at all. Part of the video's
     identity in cache keys (`fingerprint.video_file_identity`), so a video replaced on its server is curated and
-    answered again."""
+    answered again. A server's version other than the cached copy's is settled first by downloading the video again:
+    the same bytes keep the version recorded before (`_fetch`), so a server sending a new ETag on every answer for
+    one video (dynamic and edge origins) does not make it another video each run."""
     target = _cache_target(url)
     version = _server_version(url)
+    if version is not None and target.exists() and version != _cached_version(target):
+        with contextlib.suppress(VideoLoadError):  # the load that needs the video says what is wrong
+            _cached_download(url)
+        version = _server_version(url)  # the recorded version where the bytes are the same
     if version is None and target.exists():
         _refresh_unversioned(url, target)
     version = version or _cached_version(target)
@@ -828,15 +853,21 @@ def _cached_download(url: str) -> Path:
                 with contextlib.suppress(OSError):
                     _validator_path(target).write_text(now, encoding="utf-8")
                 return target
-        _warn_changed(url, target, then or f"length {target.stat().st_size}", now, "downloading it again")
+        then = then or f"length {target.stat().st_size}"
+        # a server may name a new version (ETag) on every answer for the same bytes: only the bytes tell
+        if _fetch(url, target):
+            _warn_changed(url, target, then, now, "downloaded it again")
+        return target
     _fetch(url, target)
     return target
 
 
-def _fetch(url: str, target: Path, replace: bool = False) -> None:
-    """Downloads `url` into the cache file `target`, with the version its server names beside it. A download another
-    process finished first is kept unless its version differs, or `replace` (a server naming no version: only the
-    bytes tell)."""
+def _fetch(url: str, target: Path, replace: bool = False) -> bool:
+    """Downloads `url` into the cache file `target`, with the version its server names beside it; whether it put
+    other bytes there than were cached. A download another process finished first is kept unless its version
+    differs, or `replace` (a server naming no version: only the bytes tell). A cached copy of the very same bytes is
+    kept with the version recorded for it, which the run then takes for the server's (`_server_version`): a server
+    naming a new version (ETag) for the same bytes has not replaced the video."""
     cache_dir = video_cache_dir()
     partial = cache_dir / f"{target.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.part"
     try:
@@ -859,9 +890,21 @@ def _fetch(url: str, target: Path, replace: bool = False) -> None:
         # compare (servers do not always send the same headers to HEAD and GET)
         version = _server_version(url) or fetched
         _UNCHECKED.pop(url, None)  # the copy is the one the server serves now
+        recorded = _cached_version(target)
+        if (replace or recorded != version) and _same_bytes(partial, target):
+            # the same video under a new version: the copy and its recorded version stay, and with them its
+            # identity in cache keys (`url_version`), so shards and answers made from it are reused
+            try:
+                if recorded is None and version is not None:
+                    _validator_path(target).write_text(version, encoding="utf-8")
+            except OSError as error:
+                raise VideoLoadError(_video_cache_problem(url, cache_dir, error)) from error
+            if recorded is not None:
+                _SERVER_VERSIONS[url] = recorded
+            return False
         # else another process finished the same download first: its file is the same video, unless the server's
         # version changed, which replaces it
-        if replace or not target.exists() or _cached_version(target) != version:
+        if replace or not target.exists() or recorded != version:
             try:
                 partial.replace(target)
                 if version is not None:
@@ -870,9 +913,21 @@ def _fetch(url: str, target: Path, replace: bool = False) -> None:
                     _validator_path(target).unlink(missing_ok=True)
             except OSError as error:
                 raise VideoLoadError(_video_cache_problem(url, cache_dir, error)) from error
+            return True
+        return False
     finally:
         with contextlib.suppress(OSError):  # a read-only folder refuses even the removal of a file it never got
             partial.unlink(missing_ok=True)
+
+
+def _same_bytes(download: Path, cached: Path) -> bool:
+    """Whether a finished download holds the bytes of the copy cached before (False where there is none)."""
+    import filecmp
+
+    try:
+        return filecmp.cmp(download, cached, shallow=False)
+    except OSError:
+        return False
 
 
 def _download(url: str, out: Any, cache_dir: Path) -> str | None:

@@ -9,7 +9,7 @@ import posixpath
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..video import list_video_files, local_video_path, outside_own_folders
+from ..video import is_video_url, list_video_files, local_video_path, outside_own_folders, video_url_key
 from .answer import same_answer
 from .config import CurationConfig
 
@@ -195,6 +195,9 @@ def _videos_of_dataset(config: CurationConfig) -> list[VideoItem]:
     rows: dict[str, tuple[int, str]] = {}  # each video's first row and the path it gives
     without_question: list[int] = []  # rows whose question is null or blank
     caption_rows: dict[str, int] = {}  # the row whose caption each video uses
+    # a URL spelled otherwise than by its video's first row -> (the first row giving it, the video's first row)
+    respelled: dict[str, tuple[int, int]] = {}
+    respelled_rows = 0
     for row_index, row in enumerate(dataset):
         video = row[config.video_column]
         if not isinstance(video, str) or not video:
@@ -205,6 +208,8 @@ def _videos_of_dataset(config: CurationConfig) -> list[VideoItem]:
             video = posixpath.normpath(video)
         path = video if remote_or_absolute else os.path.join(root, video)
         location = path if "://" in path else os.path.normpath(os.path.abspath(path))
+        if is_video_url(path):  # `my%20video.mp4` and a pasted `my video.mp4` are one video, downloaded once
+            location = video_url_key(path)
         for column in (config.caption_column, config.question_column, config.answer_column):
             value = row.get(column) if column else None
             if value is not None and not isinstance(value, str):
@@ -214,7 +219,10 @@ def _videos_of_dataset(config: CurationConfig) -> list[VideoItem]:
                     f"{type(value).__name__} {value!r:.60}."
                 )
         item = grouped.setdefault(location, VideoItem("", path))
-        rows.setdefault(location, (row_index, video))
+        first_row, first_video = rows.setdefault(location, (row_index, video))
+        if video != first_video and is_video_url(path):  # two spellings of one local file are merged unsaid
+            respelled.setdefault(video, (row_index, first_row))
+            respelled_rows += 1
         caption = row.get(config.caption_column) if config.caption_column else None
         if caption and item.caption is None:
             item.caption = str(caption)
@@ -238,6 +246,21 @@ def _videos_of_dataset(config: CurationConfig) -> list[VideoItem]:
             ", ".join(map(str, without_question[:10])),
             ", ..." if len(without_question) > 10 else "",
             ROW_WITHOUT_QUESTION,
+        )
+    if respelled:
+        first_spelling = {row: video for row, video in rows.values()}
+        shown = "; ".join(
+            f"row {row} ({video}, the same URL as row {first}'s {first_spelling[first]})"
+            for video, (row, first) in list(respelled.items())[:5]
+        )
+        logger.warning(
+            "%d row(s) of %s name a video URL that an earlier row spells otherwise (percent-escapes, the case of the "
+            "scheme or host): one video each, downloaded and curated once under its first row's spelling, with the "
+            "questions of all its rows: %s%s. Write each URL one way to choose the spelling.",
+            respelled_rows,
+            config.dataset_name,
+            shown,
+            f"; and {len(respelled) - 5} more spelling(s)" if len(respelled) > 5 else "",
         )
     for location, video_id in _dataset_video_ids(rows, config.dataset_name).items():
         grouped[location].video_id = video_id
