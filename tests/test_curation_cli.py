@@ -317,8 +317,8 @@ def test_a_caption_edited_in_the_data_file_is_named_as_such_not_as_a_changed_vid
     assert not any("video file" in m or "changed in place" in m for m in messages), messages
     assert "A red circle, then a blue square." in set(result.dataset["caption"])
 
-    # the video file itself written again (another modification time), its caption as it was: named as the file
-    os.utime(videos / "red_blue.mp4", ns=(1, 1))
+    # the video file itself replaced (other content), its caption as it was: named as the file
+    shutil.copy(video_dir / "green_yellow.mp4", videos / "red_blue.mp4")
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="tpo_hf.curation"):
         run_curation(config, Backends(_FramesBackend(), None, None))

@@ -36,7 +36,6 @@ from typing import Any
 
 from .fingerprint import (
     atomic_write_json,
-    file_identity,
     key_hash,
     legacy_model_files,
     model_files,
@@ -628,9 +627,11 @@ def dataset_identity(dataset: Any, batch_rows: int = 1024) -> dict[str, Any] | N
 
 
 def video_files(dataset: Any, resolve: Callable[[str], str], batch_rows: int = 4096) -> dict[str, str] | None:
-    """video value -> `size:mtime_ns` of its file (`fingerprint.file_identity`, stat calls only; `missing` for a
-    local file not there), for each distinct video of a training dataset; None without a `video` column or a length.
-    A clip replaced, repaired or re-encoded under the same name keeps the rows' values but changes this."""
+    """video value -> `video_file_identity` of its local file (size and content hash, read once per file version;
+    `missing` for a local file not there), for each distinct local video of a training dataset; None without a
+    `video` column or a length. A clip replaced, repaired or re-encoded under the same name keeps the rows' values but
+    changes this; a copy (`cp -r`, a restore from a backup) does not. Records written before content hashing hold
+    `size:mtime_ns` (`same_video_file` accepts those of untouched files)."""
     names = getattr(dataset, "column_names", None) or []
     if "video" not in names:
         return None
@@ -646,13 +647,12 @@ def video_files(dataset: Any, resolve: Callable[[str], str], batch_rows: int = 4
     else:
         videos.update(v for index in range(rows) if isinstance(v := dataset[index].get("video"), str))
     stamps = {}
+    from .video import video_file_identity
+
     for video in sorted(videos):
         path = resolve(video)
-        identity = file_identity(path)
-        if identity.startswith(f"{path}@"):
-            stamps[video] = identity[len(path) + 1 :]
-        elif "://" not in path:
-            stamps[video] = "missing"
+        if "://" not in path:  # a URL's server is not asked at each checkpoint
+            stamps[video] = video_file_identity(path)
     return stamps
 
 
@@ -765,17 +765,24 @@ def _base_model_change(recorded: Any, current: dict[str, Any] | None, prompt_cha
     return f"base model {recorded.get('identity')} -> {current['identity']}"
 
 
-def _file_change(old: str, new: str) -> str:
-    """`"30672 -> 30068 bytes"`, `"same size, modified 2026-05-01T10:00:00"` or `"missing now"` for two `size:mtime_ns`
-    stamps of one file (`video_files`)."""
+def _file_change(old: str, new: str, path: str | None = None) -> str:
+    """`"30672 -> 30068 bytes"`, `"same size, other content (sha256 1a2b... -> 3c4d...)"`, `"same size, modified
+    2026-05-01T10:00:00"` (`old` recorded by size and modification time, before content hashing: the time of
+    `path` now) or `"missing now"` for two identities of one file (`video_files`)."""
     if new == "missing":
         return "missing now"
-    try:
-        (old_size, _), (new_size, new_time) = old.split(":"), new.split(":")
-        modified = datetime.datetime.fromtimestamp(int(new_time) / 1e9).isoformat(timespec="seconds")
-    except ValueError:
+    old_size, new_size = old.split(":")[0], new.split(":")[0]
+    if not (old_size.isdigit() and new_size.isdigit()):
         return f"{old} -> {new}"
-    return f"{old_size} -> {new_size} bytes" if old_size != new_size else f"same size, modified {modified}"
+    if old_size != new_size:
+        return f"{old_size} -> {new_size} bytes"
+    if ":sha256:" in old:
+        return f"same size, other content (sha256 {old.rsplit(':', 1)[1][:8]}... -> {new.rsplit(':', 1)[1][:8]}...)"
+    try:
+        modified = datetime.datetime.fromtimestamp(os.stat(path).st_mtime_ns / 1e9) if path else None
+    except OSError:
+        modified = None
+    return f"same size, modified {modified.isoformat(timespec='seconds')}" if modified else "same size, other time"
 
 
 def _record_changes(trainer: Any, checkpoint: str | os.PathLike) -> list[str]:
@@ -796,12 +803,18 @@ def _record_changes(trainer: Any, checkpoint: str | os.PathLike) -> list[str]:
         )
     old_videos, new_videos = recorded.get("videos"), current["videos"]
     if isinstance(old_videos, dict) and new_videos is not None:
+        from .video import same_video_file
+
         changed = sorted(
-            video for video in old_videos.keys() & new_videos.keys() if old_videos[video] != new_videos[video]
+            video
+            for video in old_videos.keys() & new_videos.keys()
+            if not same_video_file(old_videos[video], new_videos[video])
         )
         if changed:
+            resolve = trainer.video_processor.resolve_video
             listed = ", ".join(
-                f"{video} ({_file_change(old_videos[video], new_videos[video])})" for video in changed[:5]
+                f"{video} ({_file_change(str(old_videos[video]), new_videos[video], resolve(video))})"
+                for video in changed[:5]
             )
             more = f" and {len(changed) - 5} more" if len(changed) > 5 else ""
             changes.append(f"video files replaced or re-encoded under the same name: {listed}{more}")

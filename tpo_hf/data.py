@@ -725,10 +725,14 @@ def _recorded_video_id(path: str, recorded: dict[str, Any]) -> str | None:
 
 def changed_curated_videos(folder: str, dataset: Any) -> str | None:
     """Why the rows of the dataset `tpo-hf curate` saved in `folder` no longer describe their videos, or None: a
-    video its rows use whose file now differs in size or modification time from the one the curation recorded in
-    its manifest (a corpus clip replaced under the same name, with `copy_videos` false), or a copy under
-    `<folder>/videos/` whose size differs (edited since; its time alone changes when the folder is copied). A stat per video, no reading of files; remote videos and missing files (named
-    where they are decoded) are not checked here, nor a folder whose manifest is not found."""
+    video its rows use whose file now differs from the one the curation recorded in its manifest
+    (`video.same_video_file`: other content -- a corpus clip replaced under the same name, with `copy_videos` false,
+    or a copy under `<folder>/videos/` edited since --, or, recorded by an older tpo-hf by size and modification time,
+    another size or time; a copy's time alone changes when the folder is copied, so it is compared by size then), or
+    a video URL whose server now reports another version than the one curated (the video replaced there). Each local
+    video's content is hashed once per version (`fingerprint.file_content_hash`); a URL's server is asked, and where
+    it cannot be and no copy is cached, nothing is said. Missing files (named where they are decoded) are not
+    checked here, nor a folder whose manifest is not found."""
     from datasets import Dataset
 
     if not isinstance(dataset, Dataset) or "video" not in dataset.column_names:
@@ -738,31 +742,40 @@ def changed_curated_videos(folder: str, dataset: Any) -> str | None:
     found = _curation_manifest(folder)
     if found is None:
         return None
-    from .video import video_file_identity
+    from .video import same_video_file, video_file_identity
 
     manifest, recorded = found
+    # a recorded identity less the hash of a dataset's annotations for the video (`storage.shard_inputs`)
+    files = {
+        video_id: re.sub(r"#[0-9a-f]{16}$", "", then) for video_id, then in recorded.items() if isinstance(then, str)
+    }
+    urls = {then.split("@", 1)[0]: then for then in files.values() if "://" in then and "@" in then}
+    remote = [then for then in files.values() if "://" in then]
     changed: list[str] = []
     copies: list[str] = []
-    for value in sorted(v for v in dataset.unique("video") if isinstance(v, str) and "://" not in v):
+    for value in sorted(v for v in dataset.unique("video") if isinstance(v, str)):
+        if "://" in value:
+            then = urls.get(value) or next((t for t in remote if t.startswith(f"{value}@")), None)
+            now = video_file_identity(value) if then is not None else value
+            if now != value and not same_video_file(then, now):  # `value` alone: its version cannot be had
+                changed.append(f"{value} (curated at {then[len(value) + 1 :]}, now {now[len(value) + 1 :]})")
+            continue
         copy = not os.path.isabs(value)
         if copy:  # `copy_videos`: the curation's copy, `videos/<id>` under the folder
             video_id = value[len("videos/") :] if value.startswith("videos/") else None
             path = os.path.join(folder, value)
         else:
             video_id, path = _recorded_video_id(value, recorded), value
-        then = recorded.get(video_id) if video_id is not None else None
-        if not isinstance(then, str):
+        then = files.get(video_id) if video_id is not None else None
+        earlier = then is not None and then.count(":") == 1  # `size:mtime_ns`, recorded by an older tpo-hf
+        if then is None or "://" in then or not (earlier or ":sha256:" in then) or not os.path.isfile(path):
             continue
-        then = then.split("#", 1)[0]  # less the hash of a dataset's annotations for the video
-        now = video_file_identity(path)
-        if now == "missing" or then.count(":") != 1:
-            continue
-        if copy:
+        if copy and earlier:
             # a copy's time is not kept by `cp -r` / rsync of the whole folder, which leave its videos as curated: a
             # copy edited since (re-encoded, replaced by another clip) shows in its size
-            same = then.split(":")[0] == now.split(":")[0]
-        else:  # the corpus file itself: as the curation compares it (a rerun curates it again)
-            same = now == then
+            same = then.split(":")[0] == video_file_identity(path).split(":")[0]
+        else:  # the file itself: as the curation compares it (a rerun curates it again)
+            same = same_video_file(then, video_file_identity(path))
         if not same:
             (copies if copy else changed).append(f"{path} (the copy of {video_id})" if copy else path)
     if not changed and not copies:
@@ -773,9 +786,10 @@ def changed_curated_videos(folder: str, dataset: Any) -> str | None:
     if copies:
         rerun.append("copies each edited copy's source video back over it")
     return (
-        f"Dataset folder {folder} holds pairs curated from videos that changed since (their size or modification "
-        f"time differ from those recorded in {manifest}): {shown}. Its captions and answers describe the videos as "
-        f"they were: rerun tpo-hf curate into it with the same settings, which {' and '.join(rerun)}."
+        f"Dataset folder {folder} holds pairs curated from videos that changed since (their files, or the versions "
+        f"their servers report, differ from those recorded in {manifest}): {shown}. Its captions and answers "
+        f"describe the videos as they were: rerun tpo-hf curate into it with the same settings, which "
+        f"{' and '.join(rerun)}."
     )
 
 

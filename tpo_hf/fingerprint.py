@@ -2,7 +2,7 @@
 
 A cached value may be reused only when its *key* matches: a dict naming everything that determines the value --
 input files by identity (`file_identity`: path, size and modification time; `video.video_file_identity`, size and
-modification time only, for a video known by a name of its own), every setting that changes the output, every prompt
+content hash only, for a video known by a name of its own), every setting that changes the output, every prompt
 and template text a model is given and what the model's processor wraps around it (chat template, video prompt
 layout; `text_hashes`, one entry per text so that a mismatch names it), and the format version of the code that
 wrote it. Keys are stored next to the values as plain dicts (not only as hashes), so a mismatch can say *what*
@@ -228,13 +228,13 @@ _ANNOUNCE_HASH_BYTES = 1 << 30
 _REMEMBER_HASH_BYTES = 64 << 20
 
 
-def file_content_hash(path: str | os.PathLike) -> str:
+def file_content_hash(path: str | os.PathLike, remember_bytes: int | None = None) -> str:
     """sha256 of a file's bytes, read once per file version: remembered by (real path, device, inode, size,
-    modification and change time) in this process and, for files of 64 MiB or more, in `cache_root()/file-hashes/`,
-    so a model's weights are hashed on their first use only, and again once written anew (or moved). Why content and
-    not modification time: a copy (`cp -r`, a download into another folder) has new times but is the same model, and
-    its cached answers hold. Where the cache folder cannot be written the hash is still right, only computed again
-    next time."""
+    modification and change time) in this process and, for files of `remember_bytes` (64 MiB) or more, in
+    `cache_root()/file-hashes/`, so a model's weights are hashed on their first use only, and again once written
+    anew (or moved). Why content and not modification time: a copy (`cp -r`, a download into another folder) has new
+    times but is the same model, and its cached answers hold. Where the cache folder cannot be written the hash is
+    still right, only computed again next time."""
     import logging
 
     real = os.path.realpath(path)
@@ -242,7 +242,7 @@ def file_content_hash(path: str | os.PathLike) -> str:
     version = (real, stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
     if version in _CONTENT_HASHES:
         return _CONTENT_HASHES[version]
-    remember = stat.st_size >= _REMEMBER_HASH_BYTES
+    remember = stat.st_size >= (_REMEMBER_HASH_BYTES if remember_bytes is None else remember_bytes)
     remembered = cache_root() / "file-hashes" / key_hash(list(version))[:32]
     try:
         digest = remembered.read_text(encoding="ascii").strip() if remember else ""
@@ -251,7 +251,7 @@ def file_content_hash(path: str | os.PathLike) -> str:
     if len(digest) != 64 or any(char not in "0123456789abcdef" for char in digest):
         if stat.st_size >= _ANNOUNCE_HASH_BYTES:
             logging.getLogger(__name__).info(
-                "Hashing %s (%.1f GB) once, to key caches by the model's content", real, stat.st_size / 1e9
+                "Hashing %s (%.1f GB) once, to key caches by its content", real, stat.st_size / 1e9
             )
         hasher = hashlib.sha256()
         with open(real, "rb") as file:

@@ -87,6 +87,7 @@ from .ref_logps_cache import (
     cache_files_in,
     check_ref_logps_cache_writable,
     drop_damaged_ref_logps_cache,
+    fallback_cache_folder,
     name_ref_logps_changes,
     processor_configs,
     raise_if_cache_write_failed,
@@ -526,7 +527,8 @@ class TPOTrainer(DPOTrainer):
 
     def ref_logps_key(self, dataset: Any) -> dict[str, Any]:
         """What the precomputed reference log-probs of `dataset` depend on beyond its rows: the reference weights
-        (`reference_weights_hash`: with LoRA the base's, not the adapter's initialisation), the video files (by name, size and time: not their path), the frame and pixel settings, the
+        (`reference_weights_hash`: with LoRA the base's, not the adapter's initialisation), the video files (by name,
+        size and content: not their path nor time, `video_file_identity`), the frame and pixel settings, the
         processor's own image and video processing (its `processor_config.json`: resize budget, patch size), length
         handling, the chat template, the video prompt layout and the format. Any change recomputes them instead of
         reusing another run's values, with a warning naming it."""
@@ -537,8 +539,8 @@ class TPOTrainer(DPOTrainer):
             "video_settings": processor.video_settings(),
             # what the frames become before the model sees them: a pixel budget edited in processor_config.json
             **processor_configs(processor.processor),
-            # each video by its name and its file's size and time, not its path: the dataset given by a relative or
-            # an absolute path, or moved, reuses its reference log-probs
+            # each video by its name and its file's size and content, not its path nor time: the dataset given by a
+            # relative or an absolute path, moved or copied, reuses its reference log-probs
             "videos": {str(video): video_file_identity(processor.resolve_video(video)) for video in videos},
             "max_length": self.args.max_length,
             "too_long_policy": self.args.too_long_policy,
@@ -552,13 +554,30 @@ class TPOTrainer(DPOTrainer):
             "format": REF_LOGPS_FORMAT_VERSION,
         }
 
+    def _earlier_ref_logps_key(self, dataset: Any, key: dict[str, Any]) -> dict[str, Any]:
+        """`key` with its videos as tpo-hf keyed them before content hashing (size and modification time), where
+        reference log-probs were cached under that key and none under `key`: after an upgrade they are reused while
+        the video files are untouched since; else `key`."""
+        resolve = self.video_processor.resolve_video
+        earlier = {**key, "videos": {v: video_file_identity(resolve(v), earlier=True) for v in key["videos"]}}
+
+        def cached(candidate: dict[str, Any]) -> bool:
+            file = ref_logps_cache_file(dataset, key_hash(candidate))
+            if file is None:
+                return False
+            # beside the dataset, or under tpo-hf's cache where its folder could not be written
+            elsewhere = fallback_cache_folder(os.path.dirname(file)) / os.path.basename(file)
+            return os.path.exists(file) or elsewhere.exists()
+
+        return earlier if earlier != key and cached(earlier) and not cached(key) else key
+
     def _precompute_ref_logps(self, dataset, name, batch_size):
         self._configure_video()
         # TRL keys its cache file by (dataset fingerprint, this hash): widen the hash to everything the values
         # depend on, so other frames, pixels or re-encoded videos never reuse stale reference log-probs
         if not hasattr(self, "_tpo_reference_hash"):
             self._tpo_reference_hash = reference_weights_hash(self.model, self.ref_model, self._precompute_model_hash)
-        key = self.ref_logps_key(dataset)
+        key = self._earlier_ref_logps_key(dataset, self.ref_logps_key(dataset))
         self._precompute_model_hash = key_hash(key)
         # a dataset folder that cannot be written (a read-only mount) gets its cache under tpo-hf's cache instead
         elsewhere = ref_logps_cache_folder(self, dataset, ref_logps_cache_file(dataset, self._precompute_model_hash))

@@ -775,22 +775,42 @@ def url_version(url: str) -> str | None:
     return version
 
 
-def video_file_identity(path: str | os.PathLike) -> str:
-    """`size:mtime_ns` of a local video (`file_identity` less the path), `missing` for a local path that is no file
-    (a broken link), the URL of a remote one with the version its server reports (`url_version`: ETag,
-    Last-Modified or length; for a server that names none, the content hash of the cached copy), so a video replaced
-    on its server is not served from old answers. Not the path: where the video is known by a name of its own (a
-    curation id, a benchmark's video name), the same file under a folder moved or spelled otherwise is the same
-    video."""
+def video_file_identity(path: str | os.PathLike, earlier: bool = False) -> str:
+    """`<size>:sha256:<16 hex>` of a local video: its size and the hash of its bytes (`file_content_hash`, read once
+    per file version), `missing` for a local path that is no file (a broken link), the URL of a remote one with the
+    version its server reports (`url_version`: ETag, Last-Modified or length; for a server that names none, the
+    content hash of the cached copy), so a video replaced on its server is not served from old answers. Not the path:
+    where the video is known by a name of its own (a curation id, a benchmark's video name), the same file under a
+    folder moved or spelled otherwise is the same video. Not its modification time: a copy (`cp -r`, a restore from
+    a backup) is the same video. `earlier`: the `<size>:<mtime_ns>` tpo-hf keyed a local video by before, which
+    records written then hold (`same_video_file` accepts them)."""
     path = os.fspath(path)
     if "://" in path:
         version = url_version(path) if is_video_url(path) else None
         return f"{path}@{version}" if version else path
     if not os.path.isfile(path):
         return "missing"
-    from .fingerprint import file_identity
+    from .fingerprint import file_content_hash, file_identity
 
-    return file_identity(path).rsplit("@", 1)[1]
+    stamp = file_identity(path).rsplit("@", 1)[1]
+    if earlier:
+        return stamp
+    # videos of 1 MiB or more keep their hash under the cache folder: a rerun over a corpus reads no video again
+    identity = f"{stamp.split(':')[0]}:sha256:{file_content_hash(path, remember_bytes=1 << 20)[:16]}"
+    _EARLIER_IDENTITIES.setdefault(identity, set()).add(stamp)
+    return identity
+
+
+# `video_file_identity` -> the `<size>:<mtime_ns>` stamps the files it was taken of had (earlier records' form)
+_EARLIER_IDENTITIES: dict[str, set[str]] = {}
+
+
+def same_video_file(recorded: Any, current: str) -> bool:
+    """Whether a video identity a key recorded names the video whose `video_file_identity` is `current` now: equal,
+    or, recorded by a tpo-hf that keyed local videos by size and modification time, a stamp a file of that content
+    had when its identity was taken in this process, so records written before are still recognised for the files
+    as they were then."""
+    return recorded == current or (isinstance(recorded, str) and recorded in _EARLIER_IDENTITIES.get(current, ()))
 
 
 def _refresh_unversioned(url: str, target: Path) -> None:

@@ -31,12 +31,13 @@ from ..fingerprint import (
     NOT_WRITABLE_ERRNOS,
     atomic_write_json,
     changed_fields,
+    file_content_hash,
     key_hash,
     model_identity,
     no_space_left,
     text_hashes,
 )
-from ..video import video_file_identity
+from ..video import same_video_file, video_file_identity
 from ..video_settings import VideoSettings
 from .config import CurationConfig
 from .inputs import VideoItem
@@ -119,10 +120,26 @@ def _file_part(identity: Any) -> Any:
     return _ANNOTATIONS.sub("", identity) if isinstance(identity, str) else identity
 
 
+def same_input(previous: Any, current: Any) -> bool:
+    """Whether two `shard_inputs` identities of a video (one recorded, one taken now) name the same file and
+    annotations: equal, or a file part recorded by a tpo-hf that keyed videos by size and modification time, of the
+    file untouched since (`video.same_video_file`)."""
+    if previous == current:
+        return True
+    if not isinstance(previous, str) or not isinstance(current, str):
+        return False
+    old_file, new_file = _file_part(previous), _file_part(current)
+    return previous[len(old_file) :] == current[len(new_file) :] and same_video_file(old_file, new_file)
+
+
 def annotations_only(previous: Any, current: Any) -> bool:
     """Whether two `shard_inputs` identities of a video differ in its annotations (caption, questions) only: the
     same file, another caption or questions in the dataset's rows."""
-    return previous != current and previous is not None and _file_part(previous) == _file_part(current)
+    return (
+        not same_input(previous, current)
+        and previous is not None
+        and same_video_file(_file_part(previous), _file_part(current))
+    )
 
 
 def changed_inputs_reason(changed: list[str], previous: dict[str, Any], current: dict[str, Any], source: str) -> str:
@@ -137,9 +154,10 @@ def changed_inputs_reason(changed: list[str], previous: dict[str, Any], current:
 
 
 def shard_inputs(items: list[VideoItem]) -> dict[str, str]:
-    """video id -> identity (size and modification time; the URL of a remote video) of the file a shard was made
-    from, plus a hash of the video's annotations (caption, questions) when the videos come from a dataset. Not the
-    file's path: the id names the video, so the same files under a folder moved or spelled otherwise are the same."""
+    """video id -> identity (`video_file_identity`: size and content hash; the URL and its version of a remote video)
+    of the file a shard was made from, plus a hash of the video's annotations (caption, questions) when the videos
+    come from a dataset. Not the file's path nor its modification time: the id names the video, so the same files
+    under a folder moved, spelled otherwise or copied (`cp -r`) are the same."""
     return {
         item.video_id: video_file_identity(item.path)
         + (f"#{key_hash([item.caption, item.questions])[:16]}" if item.caption or item.questions else "")
@@ -260,9 +278,10 @@ def shard_is_current(
         return "made with other settings or prompts"
     current = shard_inputs(items) if inputs is None else {i.video_id: inputs.get(i.video_id) for i in items}
     stored = shard.get("inputs")
-    if stored != current:
-        stored = stored if isinstance(stored, dict) else {}
-        return changed_inputs_reason(changed_fields(stored, current), stored, current, str(config.dataset_name))
+    stored = stored if isinstance(stored, dict) else {}
+    changed = [v for v in changed_fields(stored, current) if not same_input(stored.get(v), current.get(v))]
+    if changed:
+        return changed_inputs_reason(changed, stored, current, str(config.dataset_name))
     if config.on_video_error == "raise" and shard.get("skipped"):
         return f"it skipped {', '.join(s['video'] for s in shard['skipped'])} and on_video_error is now 'raise'"
     return None
@@ -284,14 +303,14 @@ class VideoChanges:
 
     added: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
-    changed: list[str] = field(default_factory=list)  # same id, other file (size, time) or other annotations
+    changed: list[str] = field(default_factory=list)  # same id, other file (size, content) or other annotations
     annotated: list[str] = field(default_factory=list)  # those of `changed` whose file is the same: other annotations
 
     @classmethod
     def between(cls, previous: dict[str, str] | None, current: dict[str, str]) -> VideoChanges:
         if previous is None:
             return cls()
-        changed = sorted(v for v in set(current) & set(previous) if current[v] != previous[v])
+        changed = sorted(v for v in set(current) & set(previous) if not same_input(previous[v], current[v]))
         return cls(
             added=sorted(set(current) - set(previous)),
             removed=sorted(set(previous) - set(current)),

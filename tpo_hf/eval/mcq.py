@@ -25,7 +25,7 @@ from ..fingerprint import NOT_WRITABLE_ERRNOS, changed_fields, key_hash, no_spac
 from ..locks import check_lock_held
 from ..processing import VideoPreferenceProcessor
 from ..validation import placeholder_tokens
-from ..video import video_file_identity
+from ..video import same_video_file, video_file_identity
 from .answers import UNPARSEABLE, extract_answer_letter
 from .benchmarks import MCQSample, check_prompt_placeholders, find_videos
 
@@ -174,8 +174,9 @@ class ResultsCache:
 
 
 def _without_video_path(inputs: dict[str, Any]) -> dict[str, Any]:
-    """An answer's key as written before its video file's identity left out the path (`path@size:mtime_ns`), read as
-    `video_file_identity` gives it now (`size:mtime_ns`), so those answers are reused rather than all generated again."""
+    """An answer's key as written before its video file's identity left out the path (`path@size:mtime_ns`), read
+    as written after (`size:mtime_ns`), which `same_answer_key` accepts for the file untouched since, so those
+    answers are reused rather than all generated again."""
     video_file = inputs.get("video_file") if isinstance(inputs, dict) else None
     if isinstance(video_file, str) and "://" not in video_file and "@" in video_file:
         return {**inputs, "video_file": video_file.rsplit("@", 1)[1]}
@@ -224,6 +225,15 @@ def _weights_parts(fingerprint: str) -> dict[str, Any] | None:
     return parts if isinstance(parts, dict) else None
 
 
+def same_answer_key(cached: dict[str, Any], inputs: dict[str, Any]) -> bool:
+    """Whether a cached answer's key (`answer_key`) is the one wanted now: equal, or with its video file recorded by
+    a tpo-hf that keyed videos by size and modification time, of the file untouched since (`same_video_file`)."""
+    if cached == inputs:
+        return True
+    recorded = cached.get("video_file") if isinstance(cached, dict) else None
+    return same_video_file(recorded, inputs["video_file"]) and {**cached, "video_file": inputs["video_file"]} == inputs
+
+
 def stale_parts(previous: SampleResult, fingerprint: str, num_frames: int, inputs: dict[str, Any]) -> list[str]:
     """What differs between a cached answer and the key of the answer wanted now (weights parts, frames, and the
     `answer_key` fields), for the warning that it was generated again."""
@@ -234,7 +244,10 @@ def stale_parts(previous: SampleResult, fingerprint: str, num_frames: int, input
         changed = ["weights"] if previous.fingerprint != fingerprint else []
     if previous.num_frames != num_frames:
         changed.append("num_frames")
-    return changed + changed_fields(previous.inputs, inputs)
+    old_inputs = previous.inputs
+    if isinstance(old_inputs, dict) and same_video_file(old_inputs.get("video_file"), inputs.get("video_file")):
+        old_inputs = {**old_inputs, "video_file": inputs.get("video_file")}  # an older record of the same file
+    return changed + changed_fields(old_inputs, inputs)
 
 
 def answer_key(
@@ -377,7 +390,7 @@ def evaluate_mcq(
             for sample in batch:
                 inputs = keys[sample.sample_id]
                 found = cache.get((tag, fingerprints[tag], sample.sample_id, frames))
-                hit = found if found is not None and found.inputs == inputs else None
+                hit = found if found is not None and same_answer_key(found.inputs, inputs) else None
                 # the cached answer this one replaces, if any: same weights and frames, else the last one made
                 previous = (found or cache.previous(tag, sample.sample_id)) if hit is None else None
                 if previous is not None:

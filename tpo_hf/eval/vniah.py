@@ -19,9 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from ..fingerprint import atomic_write_json, changed_fields, file_identity, no_space_left
+from ..fingerprint import atomic_write_json, changed_fields, no_space_left
 from ..synthetic import COLOURS, write_video
-from ..video import video_file_identity
+from ..video import same_video_file, video_file_identity
 from .answers import option_letters
 from .benchmarks import MCQSample
 from .results import EvalOutputError
@@ -354,9 +354,27 @@ def _video_names(lengths: list[int], depths: list[float]) -> dict[tuple[int, flo
 
 
 def _source_identity(path: str | os.PathLike) -> str:
-    """A haystack source as the suite record keys it: its file name, size and modification time, not its folder, so
-    that a haystack folder moved (`mv`) or spelled otherwise keeps the videos cut from it and their answers."""
-    return os.path.basename(file_identity(os.path.realpath(path)))
+    """A haystack source as the suite record keys it: `<file name>@<video_file_identity>` (size and content hash),
+    not its folder nor its modification time, so that a haystack folder moved (`mv`), spelled otherwise or copied
+    (`cp -r`) keeps the videos cut from it and their answers."""
+    real = os.path.realpath(path)
+    return f"{os.path.basename(real)}@{video_file_identity(real)}"
+
+
+def _earlier_sources(recorded: Any, current: list[str]) -> Any:
+    """The haystack sources a suite record holds, each one recorded by a tpo-hf that keyed them by size and
+    modification time (`name@size:mtime_ns`) read as the source `current` names when it is that file, untouched
+    since (`same_video_file`); others as they are."""
+    if not isinstance(recorded, list) or len(recorded) != len(current):
+        return recorded
+    return [
+        now
+        if isinstance(then, str)
+        and then.rpartition("@")[0] == now.rpartition("@")[0]
+        and same_video_file(then.rpartition("@")[2], now.rpartition("@")[2])
+        else then
+        for then, now in zip(recorded, current, strict=True)
+    ]
 
 
 def _content_identity(path: Path) -> str:
@@ -415,6 +433,9 @@ def _stale_suite(
     if record is None:
         return {key: "no record of how the videos were built" for key in names}, {}, False
     recorded_inputs, recorded_videos = record
+    recorded_inputs["haystack_videos"] = _earlier_sources(
+        recorded_inputs.get("haystack_videos"), inputs["haystack_videos"]
+    )
     changed = changed_fields(recorded_inputs, inputs)
     if changed:
         return {key: f"changed: {', '.join(changed)}" for key in names}, {}, False
@@ -422,9 +443,9 @@ def _stale_suite(
     for name, video in recorded_videos.items():
         path = folder / name
         on_disk = video_file_identity(path)
-        if video.get("file") == on_disk:
-            if not video.get("content"):  # recorded before content hashes were
-                built[name], reidentified = {**video, "content": _content_identity(path)}, True
+        if same_video_file(video.get("file"), on_disk):
+            if not video.get("content") or video.get("file") != on_disk:  # recorded before content hashes were
+                built[name], reidentified = {**video, "file": on_disk, "content": _content_identity(path)}, True
             else:
                 built[name] = video
         elif (
