@@ -259,3 +259,82 @@ def test_a_data_file_in_two_splits_of_a_readme_config_is_refused(tmp_path):
             load_preference_dataset(str(folder), split=split)
     (folder / "README.md").write_text((folder / "README.md").read_text().replace('"data/*.jsonl"', "data/train.jsonl"))
     assert len(load_preference_dataset(str(folder), split="train")) == 6
+
+
+def test_a_readme_whose_yaml_header_does_not_parse_is_named(tmp_path):
+    """Probe b/i13: a Hub-layout folder whose README.md front matter is broken (`data_files: [data/train.parquet`,
+    unclosed) stopped with yaml's ParserError traceback, naming neither the README nor the folder. Refused in one
+    line naming the README and the line of the file."""
+    folder = write_hub_layout(tmp_path / "hubl", "- config_name: default\n  data_files: [train.jsonl\n")
+    write_jsonl(folder / "train.jsonl", preference_rows())
+    message = (
+        rf"^{folder / 'README.md'}: its YAML header does not parse \(line 4: while parsing a flow sequence, "
+        r"expected ',' or '\]'"
+    )
+    with pytest.raises(ValueError, match=message):
+        load_preference_dataset(str(folder))
+    (folder / "README.md").write_text((folder / "README.md").read_text().replace("[train.jsonl", "[train.jsonl]"))
+    assert len(load_preference_dataset(str(folder))) == 4
+
+
+@pytest.mark.parametrize(
+    "split, message",
+    [
+        (
+            "train[ :2]",
+            r"^Split 'train\[ :2\]' of dataset file .*pairs.jsonl is not `datasets`' split syntax .*"
+            r"`dataset_train_split` / `dataset_test_split`",
+        ),
+        (
+            "train[:2] + test",
+            r"^Dataset file .*pairs.jsonl holds one split, read as 'train', not 'train\[:2\] \+ test': .*"
+            r"`dataset_train_split` / `dataset_test_split`",
+        ),
+        (
+            "train[8:]",
+            r"^Split 'train\[8:\]' of dataset file .*pairs.jsonl selects no rows: its split 'train' holds 8",
+        ),
+    ],
+)
+def test_a_split_spec_a_data_file_cannot_read_names_the_setting(tmp_path, split, message):
+    """Probe b/i16: `train[ :2]` (a space) or `train[:2] + test` on a JSONL file was "Cannot read dataset file
+    pairs.jsonl: ValueError: Unrecognized instruction format", blaming the file and naming no setting. A data file's
+    rows are sliced as a saved folder's: refused naming the split setting, with examples; slices still read."""
+    data = write_jsonl(tmp_path / "pairs.jsonl", preference_rows(repeat=4))  # 8 rows
+    with pytest.raises(ValueError, match=message):
+        load_preference_dataset(str(data), split=split)
+    assert len(load_preference_dataset(str(data), split="train[:50%]+train[-1:]")) == 5
+
+
+def test_a_json_row_setting_a_key_twice_is_named(tmp_path):
+    """Probe b/i29: a hand-edited JSONL row setting `chosen` twice was "DatasetGenerationError: An error occurred
+    while generating the dataset", naming neither row nor key. Refused naming the row and the key."""
+    rows = preference_rows()
+    lines = [json.dumps(row) for row in rows]
+    lines[1] = lines[1][:-1] + ', "chosen": "purple"}'
+    data = tmp_path / "dupkey.jsonl"
+    data.write_text("\n".join(lines) + "\n")
+    message = rf"^Cannot read dataset file {data}: row 1 sets 'chosen' twice \(JSON keeps only the last value\)"
+    with pytest.raises(ValueError, match=message):
+        load_preference_dataset(str(data))
+    array = tmp_path / "dupkey.json"
+    array.write_text("[" + ",\n".join(lines) + "]")
+    with pytest.raises(ValueError, match="row 1 sets 'chosen' twice"):
+        load_preference_dataset(str(array))
+
+
+def test_a_json_array_with_a_trailing_comma_is_named_at_its_line(tmp_path):
+    """Probe b/i30: a `.json` array with a trailing comma before its closing `]` (the fault on its last lines) was
+    reported at "line 1 is not valid JSON (Expecting value)", where nothing is wrong. The line and column are
+    json's own, with the likely slip."""
+    data = tmp_path / "trailcomma.json"
+    data.write_text(json.dumps(preference_rows(), indent=1)[:-2] + ",\n]")
+    last = len(data.read_text().splitlines())
+    message = (
+        rf"^Cannot read dataset file {data}: line {last}, column 1 is not valid JSON \(Expecting value: a trailing "
+        r"comma before this `\]`\?\)"
+    )
+    with pytest.raises(ValueError, match=message):
+        load_preference_dataset(str(data))
+    data.write_text(json.dumps(preference_rows(), indent=1))
+    assert len(load_preference_dataset(str(data))) == 4

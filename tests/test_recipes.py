@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import ast
 import importlib
+import os
 import re
 import runpy
 import shlex
@@ -308,3 +309,53 @@ def test_option_tables_name_real_fields_and_defaults(page, config):
             assert float(default) == actual, f"{page}: `{field_name}` defaults to {actual!r}, not {default}"
         else:
             assert default == str(actual), f"{page}: `{field_name}` defaults to {actual!r}, not {default}"
+
+
+def test_a_recipe_number_yaml_reads_as_text_is_refused_naming_the_recipe(tmp_path, monkeypatch):
+    """Probe b/i50: `max_steps: 1e3` (YAML 1.1 reads a number in exponent form without a dot as text) and
+    `learning_rate: 5e-7x` (a typo) ended in argparse's 166-line usage, blaming `--max_steps` under the program name
+    `__main__.py`, the recipe unnamed. Refused in one line naming the recipe and each field; a text value the
+    field's type reads (`learning_rate: 5e-7`, `max_steps: '12'`) is converted as before."""
+    from tpo_hf.commands import run_cli
+    from tpo_hf.commands.train import cli_main, make_parser
+
+    monkeypatch.delenv("TPO_HF_DEBUG", raising=False)
+    settings = f"model_name_or_path: m\ndataset_name: d\nbf16: false\nuse_cpu: true\noutput_dir: {tmp_path / 'run'}\n"
+    recipe = tmp_path / "r_sci.yaml"
+    recipe.write_text(settings + "max_steps: 1e3\nlearning_rate: 5e-7x\n")
+    message = (
+        rf"^tpo-hf train: {recipe}: `max_steps: '1e3'` is not a whole number \(YAML reads 1e3 as text: write 1000\); "
+        r"`learning_rate: '5e-7x'` is not a number\.$"
+    )
+    with pytest.raises(SystemExit, match=message):
+        cli_main(["--config", str(recipe)])
+    recipe.write_text(settings + "max_steps: '12'\nlearning_rate: 5e-7\n")
+    parsed = run_cli("train", make_parser, lambda *parsed: parsed, ["--config", str(recipe)])
+    config = next(arguments for arguments in parsed if hasattr(arguments, "learning_rate"))
+    assert (config.max_steps, config.learning_rate) == (12, 5e-7)
+
+
+def test_a_recipe_env_value_that_is_a_list_is_refused(tmp_path, monkeypatch):
+    """Probe b/i26: a recipe's `env: {HF_DATASETS_CACHE: [a, b]}` was set as the text "['a', 'b']": `datasets`
+    cached into a folder of that name in the working directory, nothing said. Refused in one line naming the recipe
+    and the variable, before any variable of the recipe is set."""
+    from tpo_hf.commands import apply_recipe_env
+    from tpo_hf.commands.train import cli_main
+
+    monkeypatch.delenv("TPO_HF_DEBUG", raising=False)
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "shell-cache"))
+    monkeypatch.delenv("TPO_HF_PROBE_SET", raising=False)
+    recipe = tmp_path / "r_envval.yaml"
+    recipe.write_text(
+        "model_name_or_path: m\ndataset_name: d\nenv:\n  TPO_HF_PROBE_SET: 3\n  HF_DATASETS_CACHE: [a, b]\n"
+    )
+    apply_recipe_env(["--config", str(recipe)])  # before the command runs: left to the command to name
+    assert os.environ["HF_DATASETS_CACHE"] == str(tmp_path / "shell-cache")
+    assert "TPO_HF_PROBE_SET" not in os.environ
+    message = (
+        rf"^tpo-hf train: {recipe}: env: `HF_DATASETS_CACHE: \['a', 'b'\]` is a list; an environment variable holds "
+        "one value"
+    )
+    with pytest.raises(SystemExit, match=message):
+        cli_main(["--config", str(recipe), "--output_dir", str(tmp_path / "run")])
+    assert os.environ["HF_DATASETS_CACHE"] == str(tmp_path / "shell-cache")

@@ -103,8 +103,8 @@ def load_preference_dataset(
         )
         if problem is not None:
             raise ValueError(f"Cannot read dataset file {name}: {problem}")
-        try:
-            dataset = load_dataset(builder, data_files=name, split=split, **_builder_options(builder))
+        try:  # its one split, sliced as a saved folder's: `datasets` blamed the file for a split spec it refused
+            dataset = load_dataset(builder, data_files=name, split="train", **_builder_options(builder))
         except Exception as error:
             cache_problem = datasets_cache_problem(error)
             if cache_problem is not None:  # the file reads, but `datasets` converts it into its cache first
@@ -114,7 +114,7 @@ def load_preference_dataset(
             raise ValueError(
                 f"Cannot read dataset file {name}: {problem or f'{type(error).__name__}: {error}'}"
             ) from error
-        return video_paths_column(dataset, name, video_column)
+        return video_paths_column(_saved_split(dataset, name, split), name, video_column)
     if os.path.isdir(name):
         return _load_local_folder(name, config, split, video_column)
     not_hub_id = _hub_id_problem(name)
@@ -199,12 +199,14 @@ def _no_dataset_message(name: str, reason: str) -> str:
 
 
 def _saved_split(dataset: Any, folder: str, split: str) -> Any:
-    """The rows of `split` in a `save_to_disk` folder's dataset, in `datasets`' split syntax as `load_dataset` reads it
-    (`train[:100]`, `train[90%:]`, `train+test`). A folder of one `Dataset` (what `tpo-hf curate` writes) holds one
-    split, named `train` (as `datasets` names a data file's rows) or the name it was saved with: any other name is
-    refused, since answering it with the same rows would evaluate on the training rows as if held out."""
+    """The rows of `split` in a `save_to_disk` folder's dataset or a data file's rows (`folder` is the file), in
+    `datasets`' split syntax as `load_dataset` reads it (`train[:100]`, `train[90%:]`, `train+test`). A folder of one
+    `Dataset` (what `tpo-hf curate` writes) holds one split, named `train` (as `datasets` names a data file's rows) or
+    the name it was saved with: any other name is refused, since answering it with the same rows would evaluate on
+    the training rows as if held out."""
     from datasets import DatasetDict, ReadInstruction, concatenate_datasets
 
+    kind = "file" if os.path.isfile(folder) else "folder"
     if isinstance(dataset, DatasetDict):
         splits = dict(dataset)
     else:
@@ -216,8 +218,9 @@ def _saved_split(dataset: Any, folder: str, split: str) -> Any:
                 f"Dataset folder {folder} has splits {list(splits)}, not {split!r}: set the split setting to one of "
                 f"them ({SPLIT_SETTINGS})."
             )
+        one = "" if kind == "file" else " (a single saved `Dataset`, as `tpo-hf curate` writes)"
         raise ValueError(
-            f"Dataset folder {folder} holds one split (a single saved `Dataset`, as `tpo-hf curate` writes), read as "
+            f"Dataset {kind} {folder} holds one split{one}, read as "
             f"{' or '.join(repr(name) for name in splits)}, not {split!r}: set the split setting to it or a slice of "
             f"it, e.g. 'train[:90%]' and 'train[90%:]' for held-out rows ({SPLIT_SETTINGS})."
         )
@@ -225,7 +228,7 @@ def _saved_split(dataset: Any, folder: str, split: str) -> Any:
         parts = ReadInstruction.from_spec(split).to_absolute({name: len(rows) for name, rows in splits.items()})
     except (ValueError, AssertionError) as error:  # `train[abc]`, `train[:10]]`: `datasets` names no setting
         raise ValueError(
-            f"Split {split!r} of dataset folder {folder} is not `datasets`' split syntax ({error}): use e.g. 'train', "
+            f"Split {split!r} of dataset {kind} {folder} is not `datasets`' split syntax ({error}): use e.g. 'train', "
             f"'train[:100]' or 'train[10%:]' ({SPLIT_SETTINGS})."
         ) from error
     selected = []
@@ -233,7 +236,7 @@ def _saved_split(dataset: Any, folder: str, split: str) -> Any:
         rows = splits[part.splitname]
         if part.from_ >= part.to:  # `train[10:20]` of 8 rows: `datasets` clamps it to nothing, then `select` fails
             raise ValueError(
-                f"Split {split!r} of dataset folder {folder} selects no rows: its split {part.splitname!r} holds "
+                f"Split {split!r} of dataset {kind} {folder} selects no rows: its split {part.splitname!r} holds "
                 f"{len(rows)} rows. Use a slice within them, e.g. '{part.splitname}[:{len(rows) // 2}]' "
                 f"({SPLIT_SETTINGS})."
             )
@@ -343,6 +346,7 @@ def _load_local_folder(folder: str, config: str | None, split: str, video_column
     `videofolder` of videos only), is loaded as that file; a split the folder lacks is named with its splits."""
     from datasets import get_dataset_config_names, load_dataset, load_dataset_builder
 
+    _readme_configs(folder)  # a README.md whose YAML header is broken: `datasets` stops with yaml's bare traceback
     try:
         builder = load_dataset_builder(folder, config)
     except ValueError as error:  # `datasets` answers with a Python call (`load_dataset('data', 'x')`), no setting
@@ -411,13 +415,38 @@ def _load_local_folder(folder: str, config: str | None, split: str, video_column
 
 
 def _readme_configs(folder: str) -> list[dict[str, Any]]:
-    """The configs a local folder's README.md declares (the Hub's `configs:` metadata), [] when it has none."""
+    """The configs a local folder's README.md declares (the Hub's `configs:` metadata), [] when it has none.
+
+    Raises:
+        ValueError: its YAML header does not parse, or is not a mapping: naming the README and the line.
+    """
+    import yaml
     from huggingface_hub import DatasetCard
 
     readme = os.path.join(folder, "README.md")
     if not os.path.isfile(readme):
         return []
-    configs = DatasetCard.load(readme).data.to_dict().get("configs") or []
+    try:
+        card = DatasetCard.load(readme)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None) or getattr(error, "context_mark", None)
+        where = ""
+        if mark is not None:  # yaml counts lines from the header's first line, under its opening `---`
+            with open(readme, encoding="utf-8", errors="replace") as handle:
+                opening = re.match(r"\s*---[^\n]*\n", handle.read())
+            skipped = opening.group(0).count("\n") if opening else 0
+            where = f"line {mark.line + 1 + skipped}: "
+        parts = (getattr(error, "context", None), getattr(error, "problem", None))
+        detail = ", ".join(str(part) for part in parts if part) or str(error)
+        raise ValueError(
+            f"{readme}: its YAML header does not parse ({where}{detail}): fix it (`datasets` reads the folder's "
+            "configs and data files from it), or remove the header."
+        ) from error
+    except ValueError as error:  # huggingface_hub: a header that is not a mapping ("... should be a dict")
+        raise ValueError(
+            f"{readme}: its YAML header is not valid card metadata ({error}): fix it, or remove the header."
+        ) from error
+    configs = card.data.to_dict().get("configs") or []
     return [entry for entry in configs if isinstance(entry, dict)]
 
 
@@ -845,30 +874,61 @@ def _kind(value: Any) -> str:
         return "boolean"
     if isinstance(value, (int, float)):
         return "number"
-    return {str: "string", list: "list", dict: "object"}.get(type(value), type(value).__name__)
+    if isinstance(value, dict):  # `_JsonObject` too
+        return "object"
+    return {str: "string", list: "list"}.get(type(value), type(value).__name__)
+
+
+class _JsonObject(dict):
+    """A JSON object as `json.loads` reads it, with the first key it sets twice (`json` keeps the last value)."""
+
+    twice: str | None = None
+
+
+def _json_object(pairs: list[tuple[str, Any]]) -> _JsonObject:
+    row = _JsonObject()
+    for key, value in pairs:
+        if key in row and row.twice is None:
+            row.twice = key
+        row[key] = value
+    return row
+
+
+def _json_error(error: json.JSONDecodeError) -> str:
+    """`json`'s message, with the likely slip where it says only "Expecting value" before a closing bracket."""
+    closing = error.doc[error.pos : error.pos + 1]
+    if error.msg == "Expecting value" and closing in ("]", "}"):
+        return f"{error.msg}: a trailing comma before this `{closing}`?"
+    return error.msg
 
 
 def json_rows_problem(path: str) -> str | None:
-    """The first row of a json/jsonl file that is not valid JSON, not an object, or holds a field whose type
-    differs from the same field in an earlier row (what makes Arrow refuse the file), named by row and field."""
+    """The first row of a json/jsonl file that is not valid JSON, not an object, sets a key twice, or holds a field
+    whose type differs from the same field in an earlier row (what makes Arrow refuse the file), named by row and
+    field."""
     with open(path, encoding="utf-8") as handle:
         text = handle.read()
     try:
-        document = json.loads(text)
+        document = json.loads(text, object_pairs_hook=_json_object)
         rows = document if isinstance(document, list) else [document]
-    except json.JSONDecodeError:
+    except json.JSONDecodeError as error:
+        if error.msg != "Extra data" and text.lstrip().startswith("["):
+            # one JSON array over many lines: json's own line and column (a JSONL file's rows each hold one line)
+            return f"line {error.lineno}, column {error.colno} is not valid JSON ({_json_error(error)})"
         rows = []
         for number, line in enumerate(text.splitlines()):
             if not line.strip():
                 continue
             try:
-                rows.append(json.loads(line))
+                rows.append(json.loads(line, object_pairs_hook=_json_object))
             except json.JSONDecodeError as error:
-                return f"line {number + 1} is not valid JSON ({error.msg})"
+                return f"line {number + 1} is not valid JSON ({_json_error(error)})"
     first: dict[str, tuple[str, int]] = {}
     for index, row in enumerate(rows):
         if not isinstance(row, dict):
             return f"row {index} is a {_kind(row)}, not an object with the dataset's fields"
+        if isinstance(row, _JsonObject) and row.twice is not None:  # Arrow refuses it naming neither row nor key
+            return f"row {index} sets {row.twice!r} twice (JSON keeps only the last value): remove one of them"
         for field, value in row.items():
             if value is None:
                 continue

@@ -197,7 +197,8 @@ def read_recipe(argv: Sequence[str]) -> tuple[str, dict[str, Any]] | None:
     parser then names the problem).
 
     Raises:
-        ConfigError: the recipe sets a key twice, naming the key and both lines.
+        ConfigError: the recipe sets a key twice, naming the key and both lines; or gives an `env:` variable a list
+            or mapping, naming it.
     """
     argv = list(argv)
     if CONFIG_FLAG not in argv or argv.index(CONFIG_FLAG) + 1 >= len(argv):
@@ -212,7 +213,22 @@ def read_recipe(argv: Sequence[str]) -> tuple[str, dict[str, Any]] | None:
         raise ConfigError(f"{path}: {error}") from None
     except Exception:  # a missing or malformed file: named by the parser with its own message
         return None
-    return (path, recipe) if isinstance(recipe, dict) else None
+    if not isinstance(recipe, dict):
+        return None
+    env = recipe.get("env")
+    # TRL's parser and `apply_recipe_env` set `str(value)`: `HF_DATASETS_CACHE: [a, b]` became a cache folder named
+    # "['a', 'b']" in the working directory
+    nested = [
+        f"`{key}: {value}` is a {'list' if isinstance(value, list) else 'mapping'}"
+        for key, value in (env.items() if isinstance(env, dict) else ())
+        if isinstance(value, (list, dict))
+    ]
+    if nested:
+        raise ConfigError(
+            f"{path}: env: {', '.join(nested)}; an environment variable holds one value (text or a number): write it "
+            "as one."
+        )
+    return path, recipe
 
 
 def _expand_home(value: Any) -> Any:
@@ -397,6 +413,10 @@ def check_recipe_values(parser: Any, recipe: tuple[str, dict[str, Any]] | None, 
         integer = base is int or (typing.get_origin(base) is list and typing.get_args(base) == (int,))
         if integer and any(isinstance(item, (float, bool)) for item in items):
             problems.append(f"`{key}: {value}`: {key} takes a whole number (an integer)")
+        elif isinstance(value, str) and callable(action.type) and (refused := _type_problem(action.type, value)):
+            # argparse converts a text default with the flag's type (`learning_rate: 5e-7`, which YAML 1.1 reads as
+            # text, is a float); one it cannot convert ended in its whole usage, blaming a flag that was never given
+            problems.append(_string_value_problem(key, value, integer, base, refused))
         elif action.choices is not None:
             allowed = [str(choice) for choice in action.choices]
             if any(item not in action.choices and str(item) not in allowed for item in items if item is not None):
@@ -409,6 +429,33 @@ def check_recipe_values(parser: Any, recipe: tuple[str, dict[str, Any]] | None, 
                 problems.append(f"`{key}: {value}` is not one of {key}'s values: {', '.join(allowed)}{quote}")
     if problems:
         raise ConfigError(f"{path}: " + "; ".join(problems) + ".")
+
+
+def _type_problem(convert: Callable[[str], Any], value: str) -> str | None:
+    """Why argparse's `convert` (a flag's `type`) refuses `value`, as argparse would refuse it; None when it reads."""
+    import argparse
+
+    try:
+        convert(value)
+    except (TypeError, ValueError, argparse.ArgumentTypeError) as error:
+        return str(error) or type(error).__name__
+    return None
+
+
+def _string_value_problem(key: str, value: str, integer: bool, base: Any, error: str) -> str:
+    """A recipe's text `value` that field `key`'s type does not read, for `check_recipe_values`."""
+    try:
+        number: float | None = float(value)
+    except ValueError:
+        number = None
+    if integer:
+        # YAML 1.1 reads a number in exponent form without a dot (`1e3`) as text
+        whole = number is not None and number.is_integer()
+        fix = f" (YAML reads {value} as text: write {int(number)})" if whole else ""
+        return f"`{key}: {value!r}` is not a whole number{fix}"
+    if base is float:
+        return f"`{key}: {value!r}` is not a number"
+    return f"`{key}: {value!r}` is not a value {key} takes ({error})"
 
 
 def log_output_dir(name: str, parsed: Sequence[Any], argv: Sequence[str], recipe: tuple[str, dict] | None) -> None:
