@@ -3278,3 +3278,200 @@ def test_a_resume_with_another_batch_size_keeps_the_finished_shards_under_the_es
     again = run_curation(curation_config(folder, out, batch_size=2, videos_per_shard=2), Backends(backend, None, None))
     assert backend.calls == 0
     assert sorted(again.dataset["chosen"]) == sorted(first.dataset["chosen"])
+
+
+# --- probe 9 (h6): curation reruns after a model folder copy, a card edit or Ctrl-C; the ref-logps early check ------
+def test_a_video_model_folder_copied_with_the_same_weights_reuses_every_shard(tiny_model_dirs, tmp_path, caplog):
+    """Probe a/i14: the `video_model` folder copied with `cp -r` (identical weights, new modification times) was
+    refused (`changed: video_model`) though the key records the weights (`video_model_weights`) alike: the path
+    alone forced a full recuration. The copy now reuses every shard, with a note; other weights are still refused."""
+    folder = _three_videos(tmp_path / "videos")
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dirs(FAMILY), model)
+    out = tmp_path / "out"
+    first, called = _curate_counting(folder, out, video_model=str(model))
+    assert called == ["a.mp4", "b.mp4", "c.mp4"]
+
+    copy = tmp_path / "copy"
+    shutil.copytree(model, copy, copy_function=shutil.copyfile)  # `cp -r`: same bytes, new modification times
+    with caplog.at_level(logging.INFO, logger="tpo_hf.curation"):
+        again, called = _curate_counting(folder, out, video_model=str(copy))
+    assert called == []
+    pairs = ["prompt", "chosen", "rejected", "video"]
+    assert again.dataset.select_columns(pairs).to_list() == first.dataset.select_columns(pairs).to_list()
+    assert f"video_model moved: same weights, shards reused ({model} -> {copy})" in caplog.text
+    assert again.dataset["video_model"][0] == str(copy)  # the rows name the model the run was given
+    _, called = _curate_counting(folder, out, video_model=str(copy))  # and again from the copy
+    assert called == []
+
+    weights = next(copy.glob("*.safetensors"))
+    content = weights.read_bytes()
+    weights.write_bytes(content[:-1] + bytes([content[-1] ^ 1]))  # the copy's weights saved again, changed
+    with pytest.raises(ValueError, match=r"other settings \(changed: video_model, video_model_weights\)"):
+        _curate_counting(folder, out, video_model=str(copy))
+
+
+def test_a_rerun_over_a_hand_edited_dataset_card_is_refused_naming_it(tmp_path):
+    """Probe a/i2: a finished curation's dataset card (README.md) edited by hand was silently written over when the
+    same curate command was rerun (e.g. to add --push_to_hub): the edited-dataset refusal covered the data files
+    only. The card's hash is recorded with them; an edited card is refused before any work, naming README.md and
+    the ways on (copy it elsewhere to keep it, delete it to go on); an unedited or deleted card is no refusal. A
+    manifest written before the hash was recorded was written after the card: a card newer than it is refused."""
+    folder = _three_videos(tmp_path / "videos")
+    out = tmp_path / "out"
+    first, _ = _curate_counting(folder, out)
+    _, called = _curate_counting(folder, out)  # the card as the curation wrote it: no refusal
+    assert called == []
+    card = out / "README.md"
+    edited = card.read_text() + "\n## My notes: these pairs were reviewed by hand\n"
+    card.write_text(edited)
+
+    named = rf"output_dir {out} holds a dataset card, README.md, edited since the last curation wrote it \(it differs "
+    with pytest.raises(
+        ValueError, match=named + rf".* copy it elsewhere first .* delete {card} and rerun this command"
+    ):
+        _curate_counting(folder, out)
+    assert card.read_text() == edited  # nothing written over it
+
+    card.unlink()  # the user's way on: a new card is written, the shards reused
+    again, called = _curate_counting(folder, out)
+    assert called == [] and "My notes" not in card.read_text()
+    assert again.dataset.to_list() == first.dataset.to_list()
+
+    # a manifest of a tpo-hf that recorded no card hash: it was written after the card, which is newer if edited
+    manifest = out / "_curation" / "manifest.json"
+
+    def forget_card():
+        recorded = json.loads(manifest.read_text())
+        del recorded["card"]
+        manifest.write_text(json.dumps(recorded))
+
+    forget_card()
+    _, called = _curate_counting(folder, out)  # the card as written: no refusal
+    assert called == []
+    forget_card()
+    card.write_text(edited)
+    os.utime(card, (manifest.stat().st_mtime + 60,) * 2)
+    with pytest.raises(ValueError, match=r"README.md, edited since the last curation wrote it \(it is newer than "):
+        _curate_counting(folder, out)
+    assert card.read_text() == edited
+
+
+class StoppedBackend(FrameBackend):
+    """`FrameBackend` whose process gets Ctrl-C (a `KeyboardInterrupt`, as SIGINT raises it) when asked about
+    `stop_at`: a curation stopped by hand in the middle of its shards."""
+
+    def __init__(self, stop_at: str):
+        self.stop_at = stop_at
+
+    def generate(self, requests, max_new_tokens, seed=0):
+        if any(request.candidate.video_id == self.stop_at for request in requests):
+            raise KeyboardInterrupt
+        return super().generate(requests, max_new_tokens, seed)
+
+
+def test_a_curation_stopped_with_ctrl_c_says_what_it_kept_and_leaves_its_folder_unfinished(tmp_path, capsys):
+    """Probe a/i41: a curate rerun (videos added) stopped with Ctrl-C printed a torch traceback ending in
+    KeyboardInterrupt, nothing about the shards kept, and released its lock: `train` then read the previous
+    dataset as finished (a killed rerun is refused as `an unfinished curation`). Now the command says in one line
+    what was kept and that rerunning resumes (exit status 130), and the lock record is left as a kill leaves it:
+    loading the folder is refused as unfinished until the rerun, which resumes and finishes it."""
+    from tpo_hf.commands import run_command
+    from tpo_hf.data import load_preference_dataset
+    from tpo_hf.locks import output_dir_lock
+
+    folder = _three_videos(tmp_path / "videos")
+    out = tmp_path / "out"
+    first, _ = _curate_counting(folder, out)
+    for name in ("d.mp4", "e.mp4"):
+        shutil.copy(folder / "a.mp4", folder / name)
+
+    def curate():
+        with output_dir_lock(out, "curate"):  # the command's own hold around the run (`tpo_hf.commands.curate`)
+            return run_curation(curation_config(folder, out), Backends(StoppedBackend("e.mp4"), None, None))
+
+    def command_status(job):
+        """The exit status `run_command` ends `job` with (a KeyboardInterrupt going through would end pytest)."""
+        try:
+            run_command("curate", job)
+        except SystemExit as stopped:
+            return stopped.code
+        except KeyboardInterrupt:
+            pytest.fail("Ctrl-C went through the command as a KeyboardInterrupt (a traceback)")
+        pytest.fail("the command ended normally")
+
+    capsys.readouterr()
+    assert command_status(curate) == 130
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert line == (
+        f"tpo-hf curate: stopped (Ctrl-C). 4 of 5 shard(s) are finished and kept in {out / '_curation'}: rerun the "
+        f"same command to resume (only the other shards are curated). Until it finishes, {out} holds the dataset of "
+        "an earlier run, not this run's, and loading it is refused as an unfinished curation."
+    )
+    record = json.loads((out / ".tpo-hf.lock").read_text())
+    assert record["pid"] == os.getpid() and record["what"] == "curate" and record["stopped"]
+    unfinished = rf"^{out} is an unfinished curation: the last tpo-hf curate into it \(pid {os.getpid()} .*, stopped "
+    with pytest.raises(ValueError, match=unfinished + r"with Ctrl-C at .*\) did not finish"):
+        load_preference_dataset(str(out))
+
+    again, called = _curate_counting(folder, out)  # the same command again: the stopped shard only
+    assert called == ["e.mp4"] and len(again.dataset) > len(first.dataset)
+    assert not (out / ".tpo-hf.lock").exists()
+    assert len(load_preference_dataset(str(out))) == len(again.dataset)
+
+    # Ctrl-C in another command, or outside the curation's run (its push): the line alone, and no record left
+    def push():
+        with output_dir_lock(out, "curate"):
+            raise KeyboardInterrupt
+
+    capsys.readouterr()
+    assert command_status(push) == 130 and capsys.readouterr().err.strip() == "tpo-hf curate: stopped (Ctrl-C)."
+    assert not (out / ".tpo-hf.lock").exists()
+
+
+def test_a_read_only_dataset_with_only_other_runs_ref_logps_caches_is_refused_before_the_model_load(
+    video_dir, tmp_path, monkeypatch
+):
+    """Probe a/i32: with the dataset folder and TPO_HF_CACHE both read-only, the early check (before the model load)
+    let any `cache-*.arrow` in the folder through, so a folder holding only an earlier run's reference log-probs
+    (other num_frames) was refused at precompute time, after the model (and reference) loaded. A cache whose key
+    record holds another value of what the run's arguments already say is now no reason to go on; one that may be
+    this run's still is (whether it is, is decided once the whole key is known)."""
+    from tests.test_trainer import read_only_later
+    from tpo_hf.commands import is_user_error
+    from tpo_hf.ref_logps_cache import RefLogpsCacheError, check_ref_logps_cache_writable
+
+    with read_only_later(tmp_path / "shared") as make_read_only:
+        data = tmp_path / "shared" / "data"
+        Dataset.from_list(preference_rows(repeat=1)).save_to_disk(str(data))
+        (tmp_path / "shared" / "cache").mkdir()
+        earlier = make_args(tmp_path / "a", video_dir, precompute_ref_log_probs=True, num_frames=4)
+        model, processor = build_tiny_model(FAMILY)
+        TPOTrainer(model, args=earlier, train_dataset=load_from_disk(str(data)), processing_class=processor)
+        assert len(list(data.glob("cache-*.key.json"))) == 1  # the earlier run's cache, with its key
+        make_read_only()
+        monkeypatch.setenv("TPO_HF_CACHE", str(tmp_path / "shared" / "cache"))
+        dataset = load_from_disk(str(data))
+
+        check_ref_logps_cache_writable(dataset, earlier)  # the earlier run's settings: its cache may serve
+        check_ref_logps_cache_writable(dataset)  # nothing known of the run: nothing refused before the load
+        other = make_args(tmp_path / "b", video_dir, precompute_ref_log_probs=True, num_frames=6)
+        with pytest.raises(RefLogpsCacheError) as info:
+            check_ref_logps_cache_writable(dataset, other)
+        message = str(info.value)
+        assert message.startswith(
+            f"Cannot write the reference log-prob cache (precompute_ref_log_probs): the dataset folder {data} cannot "
+            "be written ("
+        )
+        assert "The reference log-prob cache(s) there (1) were computed with another video_settings.num_frames" in (
+            message
+        )
+        assert "Set TPO_HF_CACHE to a writable folder" in message and is_user_error(info.value)
+        with pytest.raises(RefLogpsCacheError, match=r"another max_length \(the newest\)"):
+            check_ref_logps_cache_writable(
+                dataset, make_args(tmp_path / "c", video_dir, num_frames=4, max_length=4096)
+            )
+        # the trainer makes the same check before it loads the model (there is none at this path)
+        with pytest.raises(RefLogpsCacheError, match=r"another video_settings.num_frames \(the newest\)"):
+            TPOTrainer(str(tmp_path / "no-such-model"), args=other, train_dataset=dataset)
+        del dataset

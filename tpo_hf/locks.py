@@ -6,11 +6,12 @@ naming the holder (pid, host, command, since when).
 
 The lock is an exclusive `flock` on that file, held for the life of the job, and the file holds the holder as JSON.
 The kernel drops a `flock` when its process dies, so a run that was killed (SIGKILL, out of memory, a lost node)
-leaves the file but no lock: the next run takes it over, with a warning naming the run that left it. Where `flock`
-is not available (a file system without it, or one that accepts it and locks nothing), the pid decides on the same
-host: a holder whose process no longer exists (or is a zombie, or is another process under a reused pid) is stale;
-one on another host is taken as alive. Where `flock` works, a free flock is decisive whatever the record says: a
-folder copied from a live run's (`cp -r`) carries its record, but no run holds the copy.
+leaves the file but no lock: the next run takes it over, with a warning naming the run that left it (a curation
+stopped with Ctrl-C leaves its file so too, `mark_stopped`: its folder is as unfinished as a killed one's). Where
+`flock` is not available (a file system without it, or one that accepts it and locks nothing), the pid decides on the
+same host: a holder whose process no longer exists (or is a zombie, or is another process under a reused pid) is
+stale; one on another host is taken as alive. Where `flock` works, a free flock is decisive whatever the record says:
+a folder copied from a live run's (`cp -r`) carries its record, but no run holds the copy.
 
 Under `accelerate launch` / torchrun only the main process (global rank 0 of `WORLD_SIZE` > 1) takes the lock: the
 ranks of one launch are one writer, and a refused main process ends the whole launch. A `RANK` left in the shell
@@ -54,7 +55,8 @@ READERS_NAME = ".tpo-hf.readers"  # one record file per run reading the folder (
 # what a reader reads -> what a writer into its folder would rewrite under it
 READ_CONTENTS = {"dataset": "its data files and videos", "adapter": "its weights"}
 
-# lock path -> (open file descriptor holding the flock, how many nested `output_dir_lock` hold it in this process)
+# lock path -> (open file descriptor holding the flock, how many nested `output_dir_lock` hold it in this process,
+# whether a hold asked to leave the record when stopped with Ctrl-C: `mark_stopped`)
 _HELD: dict[str, list[int]] = {}
 
 
@@ -139,9 +141,10 @@ def describe_holder(holder: dict[str, Any] | None) -> str:
     """`pid 123 on host h (`tpo-hf train --config x.yaml`, train) since 2025-01-01T10:00:00+00:00`."""
     if not holder:
         return "a run that left no details"
+    stopped = f", stopped with Ctrl-C at {holder['stopped']}" if holder.get("stopped") else ""
     return (
         f"pid {holder.get('pid')} on host {holder.get('host')} (`{holder.get('command')}`, {holder.get('what')}) "
-        f"since {holder.get('since')}"
+        f"since {holder.get('since')}{stopped}"
     )
 
 
@@ -388,7 +391,8 @@ def _lock_record(path: str | os.PathLike | None) -> tuple[Path, dict[str, Any] |
 
 def lock_left_by_killed_run(path: str | os.PathLike | None) -> dict[str, Any] | None:
     """The record of the lock file in the local folder `path` when no run holds it: the run that wrote it was killed
-    (SIGKILL, out of memory, a lost node) while it held the folder, or the folder was copied from a running one's.
+    (SIGKILL, out of memory, a lost node) or stopped with Ctrl-C (`output_dir_lock`'s `mark_stopped`, the record's
+    `stopped`) while it held the folder, or the folder was copied from a running one's.
     Its `what` names the job ("curate", "train", "eval"). None where a live run holds the lock, or there is none."""
     found = _lock_record(path)
     if found is None or found[2]:
@@ -401,15 +405,28 @@ def refuse_if_locked(path: str | os.PathLike | None, what: str) -> None:
     run of another process is writing into (it holds the folder's `.tpo-hf.lock`, e.g. training into it): what is
     there may be half old, half new. Takes no lock. Nothing to check for a path that is not a local folder, or one
     this process holds; under `accelerate launch` the main process checks (the other ranks of a launch would see
-    their main process).
+    their main process). A training run killed there before its final save (its lock record left, `checkpoint-N`
+    folders newer than the weights saved at the top) is refused too: those weights are an earlier training's.
 
     Raises:
-        OutputDirLockedError: naming the run that holds the folder.
+        OutputDirLockedError: naming the run that holds the folder, or the killed training's checkpoints.
     """
     found = _lock_record(path)
     if found is None:
         return
     lock, holder, alive = found
+    newer = _checkpoints_after_save(path) if not alive and (holder or {}).get("what") == "train" else []
+    if newer:
+        # a training run into a folder holding an earlier run's save, killed before its own final save: the weights
+        # there are the earlier run's, and the card its checkpoint saves rewrote is its own
+        raise OutputDirLockedError(
+            f"{path} holds the lock record of a training run that was killed before its final save "
+            f"({describe_holder(holder)}): its checkpoint(s) {', '.join(newer)} are newer than the weights saved in "
+            f"{path}, which are an earlier training's. {what.capitalize()} would read those. Resume the run (`tpo-hf "
+            f"train` with the same output_dir and --resume_from_checkpoint true), or give its checkpoint folder "
+            f"({Path(path) / newer[-1]}); to {what} the earlier weights anyway, delete {lock} (the README.md and "
+            "tpo_card.json there describe the killed run: its checkpoint saves rewrote them)."
+        )
     if not alive and holder is not None:
         logger.warning(
             "%s holds a lock record of %s, but no run holds its lock (that run was killed, or the folder was copied "
@@ -424,8 +441,35 @@ def refuse_if_locked(path: str | os.PathLike | None, what: str) -> None:
         )
 
 
+# what a training run's final save writes at the top of its output_dir: an adapter's or a model's weights
+_SAVED_WEIGHTS = (
+    "adapter_model.safetensors",
+    "adapter_model.bin",
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+)
+
+
+def _checkpoints_after_save(folder: str | os.PathLike) -> list[str]:
+    """The `checkpoint-N` folders in `folder` written after the weights saved at its top (all of them when none are
+    there), in step order."""
+    import re
+
+    saved = [os.path.join(folder, name) for name in _SAVED_WEIGHTS]
+    saved_at = max((os.path.getmtime(path) for path in saved if os.path.isfile(path)), default=float("-inf"))
+    found = []
+    for entry in os.scandir(folder):
+        match = re.fullmatch(r"checkpoint-(\d+)", entry.name)
+        if match and entry.is_dir() and entry.stat().st_mtime > saved_at:
+            found.append((int(match[1]), entry.name))
+    return [name for _, name in sorted(found)]
+
+
 @contextlib.contextmanager
-def output_dir_lock(output_dir: str | os.PathLike, what: str, setting: str = "output_dir") -> Iterator[Path | None]:
+def output_dir_lock(
+    output_dir: str | os.PathLike, what: str, setting: str = "output_dir", mark_stopped: bool = False
+) -> Iterator[Path | None]:
     """Holds `<output_dir>/.tpo-hf.lock` for the body (creating the folder); yields the lock file's path, or None
     on the non-main processes of a launch, which take no lock.
 
@@ -433,6 +477,10 @@ def output_dir_lock(output_dir: str | os.PathLike, what: str, setting: str = "ou
         output_dir: the job's output folder (or another folder it writes, such as curation's `work_dir`).
         what: the job, for the holder's record and messages ("curate", "train", "eval").
         setting: the setting that names the folder, for messages ("output_dir", "work_dir").
+        mark_stopped: a Ctrl-C (`KeyboardInterrupt`) in the body leaves the lock record in the folder, marked
+            `stopped`, as a killed run leaves it (the lock itself is let go): a reader of the folder then tells an
+            unfinished job (`lock_left_by_killed_run`), and the next run takes it over. Held re-entrantly, the
+            outermost hold leaves it where any hold asked.
 
     Raises:
         OutputDirLockedError: another live run holds the folder.
@@ -449,6 +497,9 @@ def output_dir_lock(output_dir: str | os.PathLike, what: str, setting: str = "ou
         _HELD[key][1] += 1
         try:
             yield path
+        except KeyboardInterrupt:
+            _HELD[key][2] = _HELD[key][2] or mark_stopped
+            raise
         finally:
             _HELD[key][1] -= 1
         return
@@ -463,17 +514,33 @@ def output_dir_lock(output_dir: str | os.PathLike, what: str, setting: str = "ou
         ) from error
     except OSError as error:  # read-only file system, no permission, disk full
         raise _lock_file_of_another_user(path, what) or _not_writable(folder, what, error, setting) from error
-    _HELD[key] = [fd, 1]
+    _HELD[key] = [fd, 1, False]
     try:
         yield path
+    except KeyboardInterrupt:
+        _HELD[key][2] = _HELD[key][2] or mark_stopped
+        raise
     finally:
-        del _HELD[key]
+        stopped = _HELD.pop(key)[2]
+        if stopped:  # left as a kill leaves it, so that the folder reads as the unfinished job's
+            _record_stopped(fd)
         # the file goes while the flock is still held, so that no other run can take a lock on a removed file; not
         # another run's, when this one's was removed under it (`check_lock_held`)
-        if _is_the_file(fd, path):
+        elif _is_the_file(fd, path):
             with contextlib.suppress(OSError):
                 os.unlink(path)
         os.close(fd)
+
+
+def _record_stopped(fd: int) -> None:
+    """Adds to the lock record open as `fd` when its run was stopped with Ctrl-C (`describe_holder` names it)."""
+    now = datetime.datetime.now(datetime.timezone.utc).astimezone()
+    data = json.dumps({**(_read(fd) or {}), "stopped": now.isoformat(timespec="seconds")}).encode()
+    with contextlib.suppress(OSError):  # not cut first: a full disk must not leave an empty record (read as no run)
+        os.lseek(fd, 0, os.SEEK_SET)
+        os.write(fd, data)
+        os.ftruncate(fd, len(data))
+        os.fsync(fd)
 
 
 def _is_the_file(fd: int, path: Path) -> bool:

@@ -87,29 +87,92 @@ def write_problem(folder: str | os.PathLike) -> str | None:
     return None
 
 
-def _unwritable_message(folder: str, problem: str, fallback: Path, fallback_problem: str) -> str:
+def _unwritable_message(folder: str, problem: str, fallback: Path, fallback_problem: str, other_key: str = "") -> str:
     return (
         f"Cannot write the reference log-prob cache (precompute_ref_log_probs): the dataset folder {folder} cannot "
-        f"be written ({problem}), nor {fallback} under tpo-hf's cache ({fallback_problem}). Set TPO_HF_CACHE to a "
-        "writable folder, or copy the dataset to a writable folder, or set precompute_ref_log_probs false."
+        f"be written ({problem}), nor {fallback} under tpo-hf's cache ({fallback_problem}).{other_key} Set "
+        "TPO_HF_CACHE to a writable folder, or copy the dataset to a writable folder, or set precompute_ref_log_probs "
+        "false."
     )
 
 
-def check_ref_logps_cache_writable(dataset: Any) -> None:
+def known_ref_logps_key(args: Any, processing_class: Any = None) -> dict[str, Any]:
+    """The entries of a run's reference log-prob key (`TPOTrainer.ref_logps_key`) known before its model is loaded,
+    from its training arguments: length handling, mixed precision, TRL's `ld_alpha`, and how frames are sampled
+    (`video_settings`: the settings of the `VideoPreferenceProcessor` given as `processing_class`, which it samples
+    with, else the arguments'), where no `max_video_tokens` budget is fitted to the model's processor. The pixel
+    budget is left out: a family that resizes to a fixed size drops it."""
+    from .video_settings import VideoSettings
+
+    settings = getattr(processing_class, "settings", None)
+    if not isinstance(settings, VideoSettings):
+        settings = VideoSettings.of(args)
+    known: dict[str, Any] = {
+        "max_length": args.max_length,
+        "too_long_policy": args.too_long_policy,
+        "mixed_precision": "bf16" if args.bf16 else "fp16" if args.fp16 else "no",
+        "ld_alpha": getattr(args, "ld_alpha", None),
+    }
+    if settings.max_video_tokens is None:
+        frames = ("num_frames", "video_fps", "max_frames", "max_video_tokens")
+        known["video_settings"] = {name: getattr(settings, name) for name in frames}
+    return known
+
+
+def _disagreeing(recorded: dict[str, Any], known: dict[str, Any]) -> list[str]:
+    """The entries of `known` (one level into dict entries) that a recorded key holds with another value; an entry
+    it does not hold is no disagreement (a record written before it was keyed)."""
+    names = []
+    for name, value in known.items():
+        if name not in recorded:
+            continue
+        if isinstance(value, dict) and isinstance(recorded[name], dict):
+            names += [f"{name}.{field}" for field in _disagreeing(recorded[name], value)]
+        elif recorded[name] != value:
+            names.append(name)
+    return names
+
+
+def _cache_for_other_run(cache_file: Path, known: dict[str, Any]) -> list[str]:
+    """What makes the reference log-prob cache `cache_file` another run's (the `known` entries its key record holds
+    otherwise); empty where it may be this run's, or where that cannot be told (no key record: a cache written by
+    TRL alone or an older tpo-hf, or an unreadable one)."""
+    try:
+        content = json.loads(_key_record(str(cache_file)).read_text())
+    except (OSError, ValueError):
+        return []
+    recorded = content.get("key") if isinstance(content, dict) else None
+    return _disagreeing(recorded, known) if isinstance(recorded, dict) else []
+
+
+def check_ref_logps_cache_writable(dataset: Any, args: Any = None, processing_class: Any = None) -> None:
     """Refuses, before the model is loaded, a dataset whose reference log-probs have nowhere to be written: its folder
-    and its folder under tpo-hf's cache both refuse writes, and its folder holds no cache file computed earlier
-    (which may be the one this run needs: that is decided once the key is known, `ref_logps_cache_folder`)."""
+    and its folder under tpo-hf's cache both refuse writes, and its folder holds no cache file computed earlier that
+    may be this run's. Whether one is, is decided once the whole key is known (`ref_logps_cache_folder`, after the
+    model load); here, with the run's training `args` (and `processing_class`), a cache whose key record holds
+    another value of an entry known already (`known_ref_logps_key`: the frames, max_length...) is another run's."""
     folder = dataset_folder(dataset)
     if folder is None:
         return
     problem = write_problem(folder)
-    if problem is None or any(Path(folder).glob("cache-*.arrow")):
+    if problem is None:
         return
+    known = known_ref_logps_key(args, processing_class) if args is not None else {}
+    caches = sorted(Path(folder).glob("cache-*.arrow"), key=lambda path: path.stat().st_mtime_ns)
+    others = [_cache_for_other_run(cache, known) for cache in caches]
+    if not all(others):
+        return  # one of them may be this run's: read there, once its key is known
     fallback = fallback_cache_folder(folder)
     fallback_problem = write_problem(fallback)
     if fallback_problem is None:
         return
-    raise RefLogpsCacheError(_unwritable_message(folder, problem, fallback, fallback_problem))
+    other_key = (
+        f" The reference log-prob cache(s) there ({len(caches)}) were computed with another "
+        f"{', '.join(others[-1])} (the newest), so this run cannot reuse them."
+        if caches
+        else ""
+    )
+    raise RefLogpsCacheError(_unwritable_message(folder, problem, fallback, fallback_problem, other_key))
 
 
 def ref_logps_cache_folder(trainer: Any, dataset: Any, cache_file: str | None) -> str | None:

@@ -214,7 +214,7 @@ class TPOTrainer(DPOTrainer):
             evals = eval_dataset.values() if isinstance(eval_dataset, dict) else [eval_dataset]
             for dataset in (train_dataset, *evals):
                 if dataset is not None:
-                    check_ref_logps_cache_writable(dataset)
+                    check_ref_logps_cache_writable(dataset, args, processing_class)
 
         config = (
             AutoConfig.from_pretrained(model, trust_remote_code=args.trust_remote_code)

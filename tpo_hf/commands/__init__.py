@@ -123,10 +123,18 @@ def run_command(name: str, function: Callable[..., Any], *args: Any, debug: bool
     """Runs a command's `main` (or `cli_main`): a user error (`is_user_error`: a refused setting, a missing file, a
     folder in use, a failed Hub push) ends it with one paragraph, `tpo-hf NAME: message` on stderr and exit status 1,
     instead of a traceback, also under `accelerate launch -m tpo_hf.commands.NAME`. With `debug` (or
-    `TPO_HF_DEBUG=1`), and for every other error, the traceback is kept."""
+    `TPO_HF_DEBUG=1`), and for every other error, the traceback is kept. Ctrl-C ends it with one line too,
+    `tpo-hf NAME: stopped (Ctrl-C).` and what the job kept (a curation says so in its `KeyboardInterrupt`), and
+    exit status 130 (as a shell reports a command stopped by SIGINT)."""
     token = _debug.set(True) if debug else None
     try:
         return function(*args)
+    except KeyboardInterrupt as error:
+        if debug_requested():
+            raise
+        detail = str(error)  # empty for Python's own; a job's says what it kept and how to resume
+        print(f"tpo-hf {name}: stopped (Ctrl-C).{f' {detail}' if detail else ''}", file=sys.stderr)
+        raise SystemExit(130) from None
     except Exception as error:
         if debug_requested() or not is_user_error(error):
             raise

@@ -4,7 +4,8 @@
     accelerate launch --num_processes 8 -m tpo_hf.commands.curate --config FILE.yaml      # videos split across processes
 
 `CurationConfig` is parsed with TRL's `TrlParser`: every field can be set in the YAML file or as a flag, and flags
-override the file. A killed run resumes when started again with the same command. With `--push_to_hub REPO_ID`
+override the file. A killed run resumes when started again with the same command; one stopped with Ctrl-C says in one
+line how many shards it kept, and leaves its output folder marked unfinished until then. With `--push_to_hub REPO_ID`
 the dataset, its card (and with `--upload_videos` the videos) are pushed in one commit.
 """
 

@@ -51,6 +51,7 @@ from .storage import (
     VideoChanges,
     accepted_settings,
     atomic_write_json,
+    card_hash,
     check_dataset_unedited,
     check_manifest,
     check_source,
@@ -275,19 +276,49 @@ def run_curation(config: CurationConfig, backends: Backends | None = None) -> Cu
         OutputDirError: `output_dir` or `work_dir` is a file or not writable.
         CurationWriteError: a write failed on a full disk, a read-only file system or a missing permission, named;
             the shards finished so far are kept, and the same command resumes.
+        CurationStopped: stopped with Ctrl-C (a `KeyboardInterrupt`), saying how many shards are kept; the lock
+            record is left in `output_dir`, as a killed run's is, so that loading it is refused as unfinished.
     """
     from ..locks import output_dir_lock, refuse_if_read
 
     refuse_model_output_dir(config.output_dir)
+    planned: dict[str, Any] = {}  # the run's shards once planned, for the message of a run stopped with Ctrl-C
     with contextlib.ExitStack() as locks:
-        locks.enter_context(output_dir_lock(config.output_dir, "curate"))
+        # a run stopped with Ctrl-C leaves its lock record as a killed one does: the dataset there is not the one it
+        # was run for, and a training run on it must not read it as finished
+        locks.enter_context(output_dir_lock(config.output_dir, "curate", mark_stopped=True))
         refuse_if_read(config.output_dir, "curate")  # a training run reading the dataset there
         work_dir = work_dir_of(config)
         if not _inside(work_dir, Path(config.output_dir)):
             # a work_dir shared by runs into other output folders (a recipe's scratch folder): one writer there too,
             # or two runs of clips named alike would merge each other's shards
-            locks.enter_context(output_dir_lock(work_dir, "curate", "work_dir"))
-        return _run_curation_locked(config, backends)
+            locks.enter_context(output_dir_lock(work_dir, "curate", "work_dir", mark_stopped=True))
+        try:
+            return _run_curation_locked(config, backends, planned)
+        except KeyboardInterrupt as error:
+            raise CurationStopped(_stopped_message(config, planned.get("shards"))) from error
+
+
+class CurationStopped(KeyboardInterrupt):
+    """A curation stopped with Ctrl-C; the message says what it kept and how to resume (the CLI prints it)."""
+
+
+def _stopped_message(config: CurationConfig, shards: list[list[VideoItem]] | None) -> str:
+    """What a curation stopped with Ctrl-C kept (`shards`: its plan, None when stopped before it was made) and what
+    its output folder holds until the same command is run again."""
+    output_dir, work_dir = Path(config.output_dir), work_dir_of(config)
+    saved = "the dataset of an earlier run" if (output_dir / "state.json").exists() else "no dataset"
+    unfinished = (
+        f"Until it finishes, {output_dir} holds {saved}, not this run's, and loading it is refused as an unfinished "
+        "curation."
+    )
+    if shards is None:
+        return f"No shard was curated yet: rerun the same command to curate. {unfinished}"
+    done = sum(shard_path(work_dir, items).exists() for items in shards)
+    return (
+        f"{done} of {len(shards)} shard(s) are finished and kept in {work_dir}: rerun the same command to resume "
+        f"(only the other shards are curated). {unfinished}"
+    )
 
 
 def _inside(folder: Path, parent: Path) -> bool:
@@ -296,7 +327,9 @@ def _inside(folder: Path, parent: Path) -> bool:
     return folder == parent or parent in folder.parents
 
 
-def _run_curation_locked(config: CurationConfig, backends: Backends | None) -> CurationResult | None:
+def _run_curation_locked(
+    config: CurationConfig, backends: Backends | None, planned: dict[str, Any] | None = None
+) -> CurationResult | None:
     from tqdm.auto import tqdm
 
     from ..locks import check_lock_held, check_writable_folder
@@ -310,6 +343,7 @@ def _run_curation_locked(config: CurationConfig, backends: Backends | None) -> C
     work_dir = work_dir_of(config)
     # refuses a dataset edited by hand since the last run wrote it, before anything is written over it
     written = check_dataset_unedited(work_dir, Path(config.output_dir), config.push_to_hub)
+    card = card_hash(Path(config.output_dir)) if written is not None else None  # checked unedited, kept recorded
     key = curation_key(config, model_prompt_formats(config, backends))
     # refuses other settings or prompts, naming them
     manifest = check_manifest(work_dir, key, model_identities(config, legacy_model_identity))
@@ -320,13 +354,16 @@ def _run_curation_locked(config: CurationConfig, backends: Backends | None) -> C
     source_change = check_source(manifest, shard_source(config), changes, work_dir)
     accepted = accepted_settings(key, manifest)  # this run's key, and those of shards kept across a batching change
     shards = plan_shards(work_dir, items, config, manifest, accepted)  # on every rank before anybody writes
+    if planned is not None:
+        planned["shards"] = shards
     if state.is_main_process:
         remove_leftovers(work_dir, Path(config.output_dir))
         changes.log(logger, source_change, config.dataset_name)
     state.wait_for_everyone()  # every rank checked the manifest (and nobody writes yet) before the main process goes on
     if state.is_main_process:
         with named_write_errors(work_dir / MANIFEST_NAME, work_dir):
-            write_manifest(work_dir, key, previous, (manifest or {}).get("source"), earlier_keys(manifest), written)
+            source = (manifest or {}).get("source")
+            write_manifest(work_dir, key, previous, source, earlier_keys(manifest), written, card)
 
     settings = key_hash(key)
     mine = [i for i in range(len(shards)) if i % state.num_processes == state.process_index]
@@ -396,8 +433,8 @@ def _run_curation_locked(config: CurationConfig, backends: Backends | None) -> C
         result = merge(config, items, loaded, changes, earlier)
     with named_write_errors(work_dir / MANIFEST_NAME, work_dir):
         # what the next run checks the folder's dataset against (`check_dataset_unedited`)
-        written = dataset_files(Path(config.output_dir))
-        write_manifest(work_dir, key, inputs, shard_source(config), earlier_keys(manifest), written)
+        written, card = dataset_files(Path(config.output_dir)), card_hash(Path(config.output_dir))
+        write_manifest(work_dir, key, inputs, shard_source(config), earlier_keys(manifest), written, card)
     print(summary_table(result.report))
     if warning := truncation_warning(result.report):
         logger.warning(warning)

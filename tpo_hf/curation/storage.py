@@ -243,6 +243,20 @@ def model_identities(config: CurationConfig, identity: Any = model_identity) -> 
     return identities
 
 
+def moved_models(stored: dict[str, Any], key: dict[str, Any]) -> list[str]:
+    """The model entries (`video_model`, `question_model`, `judge_model`: a local folder's real path) that differ
+    between a stored key and this run's `key` while both record the role's weights (`<role>_model_weights`,
+    `model_identity`: the folder's files by content) alike: the same model folder moved or copied (`cp -r`), which
+    changes no shard."""
+    return [
+        name
+        for name in changed_fields(stored, key)
+        if name.endswith("_model")
+        and key.get(f"{name}_weights") is not None
+        and stored.get(f"{name}_weights") == key[f"{name}_weights"]
+    ]
+
+
 def curation_key(config: CurationConfig, prompt_formats: dict[str, str] | None = None) -> dict[str, Any]:
     """Everything that decides a shard's content besides its own videos (`tpo_hf.fingerprint`'s rule): the settings
     that change pairs (`CurationConfig.fingerprint_fields`, less the fields that only choose videos), a hash of every
@@ -425,7 +439,9 @@ def check_manifest(
     legacy_model_identity)`): a manifest whose only change is a local model recorded by the identity an older
     tpo-hf gave the same folder is not refused; its videos are curated again, as after a shard format change.
     A change of `BATCHING_FIELDS` alone resumes under `TPO_HF_RESUME_CHANGED=1`: the old key joins the manifest's
-    `earlier_keys`, whose shards the run keeps (`accepted_settings`)."""
+    `earlier_keys`, whose shards the run keeps (`accepted_settings`). A local model folder moved or copied with the
+    same weights (`moved_models`) is no change either: `key` takes the recorded path back, so that its hash stays the
+    one the shards record."""
     from ..checkpoints import RESUME_CHANGED_ENV
 
     manifest_path = work_dir / MANIFEST_NAME
@@ -453,6 +469,11 @@ def check_manifest(
             SHARD_FORMAT_VERSION,
         )
         return None
+    for name in moved_models(manifest["key"], key):
+        # the folder's path back into this run's key: its hash, which the shards record, stays the one they were made
+        # under (the shards are the same whatever path the weights are read from)
+        logger.info("%s moved: same weights, shards reused (%s -> %s).", name, manifest["key"][name], key[name])
+        key[name] = manifest["key"][name]
     changed = changed_fields(manifest["key"], key)
     legacy = legacy_models or {}
     if changed and all(legacy.get(name) is not None and manifest["key"].get(name) == legacy[name] for name in changed):
@@ -511,10 +532,12 @@ def write_manifest(
     source: dict[str, str] | None = None,
     earlier: list[dict[str, Any]] | None = None,
     dataset: dict[str, str] | None = None,
+    card: str | None = None,
 ) -> None:
     """The run's key, and the videos (id -> identity) and `source` (`shard_source`) of the last finished run, that
     the next one is compared to; `earlier`: the keys of shards kept across a batching change (`earlier_keys`);
-    `dataset`: the data files that run wrote into its output_dir (`dataset_files`; `check_dataset_unedited`)."""
+    `dataset`: the data files that run wrote into its output_dir (`dataset_files`; `check_dataset_unedited`), and
+    `card` the hash of the dataset card it wrote there (`card_hash`)."""
     # one entry per key, and none for the run's own (a batching change undone)
     earlier = list({key_hash(k): k for k in earlier or [] if key_hash(k) != key_hash(key)}.values())
     manifest = {"key": key, "fingerprint": key_hash(key), "videos": videos, "source": source}
@@ -522,7 +545,17 @@ def write_manifest(
         manifest["earlier_keys"] = earlier
     if dataset is not None:
         manifest["dataset_files"] = dataset
+    if card is not None:
+        manifest["card"] = card
     atomic_write_json(work_dir / MANIFEST_NAME, manifest)
+
+
+def card_hash(output_dir: Path) -> str | None:
+    """The content hash of the dataset card (`README.md`) in `output_dir`, None where there is none: what a curation
+    records of the card it wrote, so that a rerun does not write over a card edited by hand since
+    (`check_dataset_unedited`)."""
+    readme = output_dir / "README.md"
+    return file_content_hash(readme) if readme.is_file() else None
 
 
 def check_dataset_unedited(work_dir: Path, output_dir: Path, push_to_hub: str | None = None) -> dict[str, str] | None:
@@ -531,10 +564,13 @@ def check_dataset_unedited(work_dir: Path, output_dir: Path, push_to_hub: str | 
     rebuild the dataset from the shards over the edit, and push that. Returns the data files the manifest records
     (`dataset_files`), to keep recording; `None` where nothing is recorded for this output_dir (a folder curated by
     an older tpo-hf, a run killed in its merge), which is never refused, nor is a folder whose dataset is gone.
+    Likewise a dataset card (`README.md`) edited by hand since the last curation wrote it (`card_hash`) is refused,
+    the new card would be written over it (a card deleted is not: the run writes a new one).
 
     Raises:
         ValueError: naming the files that differ and the two ways on (push the folder as it is, or move the edited
-            dataset away to curate again).
+            dataset away to curate again); or naming README.md and how to keep the edit (copy it elsewhere) or go
+            on (delete it).
     """
     try:
         manifest = json.loads((work_dir / MANIFEST_NAME).read_text(encoding="utf-8"))
@@ -549,6 +585,22 @@ def check_dataset_unedited(work_dir: Path, output_dir: Path, push_to_hub: str | 
     own = os.path.realpath(work_dir) == os.path.realpath(output_dir / "_curation")
     if not own and source.get("output_dir") != os.path.realpath(output_dir):
         return None  # the record is of another output_dir sharing this work_dir
+    # the card is the user's prose: a rerun writing a new one over a hand edit would lose it for good
+    edited = _card_edited(manifest, work_dir, output_dir)
+    if edited is not None:
+        readme = output_dir / "README.md"
+        upload = (
+            "; publish it with huggingface_hub: upload_file(path_or_fileobj="
+            f"{str(readme)!r}, path_in_repo='README.md', repo_id={push_to_hub!r}, repo_type='dataset')"
+        )
+        raise ValueError(
+            f"output_dir {output_dir} holds a dataset card, README.md, edited since the last curation wrote it "
+            f"({edited}): this run would write a new card over it"
+            f"{f' (and push the new card to {push_to_hub})' if push_to_hub else ''}. To keep your edit, copy "
+            f"it elsewhere first (e.g. cp {readme} {output_dir.parent / (output_dir.name + '-README.md')}). Then "
+            f"delete {readme} and rerun this command: the shards in {work_dir} are reused and a new card is written, "
+            f"into which you can carry your edit over{upload if push_to_hub else ''}."
+        )
     current = dataset_files(output_dir)
     if current == recorded or not (current or (output_dir / "state.json").exists()):
         return recorded
@@ -566,6 +618,23 @@ def check_dataset_unedited(work_dir: Path, output_dir: Path, push_to_hub: str | 
         "To curate again over it, move its dataset files (data-*.arrow, dataset_info.json, state.json) out of "
         f"{output_dir} and rerun this command: the shards in {work_dir} are reused."
     )
+
+
+def _card_edited(manifest: dict[str, Any], work_dir: Path, output_dir: Path) -> str | None:
+    """How the dataset card in `output_dir` is known to be edited since the curation whose `manifest` (in `work_dir`)
+    recorded the folder's dataset wrote it, or None: its hash differs from the one recorded (`card_hash`); a manifest
+    of a tpo-hf that recorded none was written after the card, so a card newer than it was edited since."""
+    readme = output_dir / "README.md"
+    if not readme.is_file():
+        return None
+    if isinstance(manifest.get("card"), str):
+        unedited = card_hash(output_dir) == manifest["card"]
+        return None if unedited else f"it differs from what that run recorded in {work_dir / MANIFEST_NAME}"
+    try:  # a few seconds' slack: a folder copied with `cp -r` gets its files' times in any order
+        newer = readme.stat().st_mtime > (work_dir / MANIFEST_NAME).stat().st_mtime + 2
+    except OSError:
+        return None
+    return f"it is newer than {work_dir / MANIFEST_NAME}, which that run wrote after it" if newer else None
 
 
 def remove_leftovers(work_dir: Path, output_dir: Path) -> None:
