@@ -766,3 +766,118 @@ def test_a_cached_hub_adapter_with_the_hub_down_says_to_set_hf_hub_offline(on_hu
     message = str(raised.value)
     assert message.startswith(f"adapter_path {repo}: the Hub ({down}) is unreachable"), message
     assert message.endswith("set HF_HUB_OFFLINE=1 to use the cached copy.")
+
+
+# --- ninth probe: a retrain killed in place; weights swapped after the run saved them ----------------------------
+@pytest.mark.filterwarnings("ignore:Use 'content=<...>' to upload raw bytes:DeprecationWarning")
+def test_push_and_eval_refuse_an_adapter_folder_whose_retraining_was_killed(on_hub, tmp_path):
+    """Probe a/i10: a trained adapter folder retrained in place and SIGKILLed after checkpoint-4: `tpo-hf push` pushed
+    the earlier training's adapter (with the card the retrain's checkpoint saves rewrote), noting only that a lock
+    record was left. Push and eval now refuse it, naming the checkpoints, to resume or to delete the lock file; a
+    killed run's lock record without newer checkpoints (a folder copied from a running one's) is read as before."""
+    from tpo_hf.hub.push import push_adapter
+    from tpo_hf.locks import OutputDirLockedError, refuse_if_locked
+
+    run = _adapter(tmp_path / "run")
+    saved = (run / "adapter_model.safetensors").stat().st_mtime
+    # the record of a `train` run whose process is gone (its flock is free)
+    record = {"pid": 999999, "host": "elsewhere", "command": "tpo-hf train --config t.yaml", "what": "train"}
+    (run / ".tpo-hf.lock").write_text(json.dumps(record))
+    for step in (2, 4):
+        _checkpoint(run / f"checkpoint-{step}", tmp_path, step=step, max_steps=400)
+    os.utime(run / "checkpoint-2", (saved - 60, saved - 60))  # one of the earlier training, kept
+    os.utime(run / "checkpoint-4", (saved + 60, saved + 60))
+    ways_on = ("--resume_from_checkpoint true", f"({run / 'checkpoint-4'})", f"delete {run / '.tpo-hf.lock'}")
+    with pytest.raises(OutputDirLockedError) as refused:
+        push_adapter(run, "tester/killed-retrain")
+    message = str(refused.value)
+    assert (
+        "a training run that was killed before its final save" in message and "checkpoint(s) checkpoint-4 " in message
+    )
+    assert all(part in message for part in ways_on) and "Push would read those" in message, message
+    with pytest.raises(OutputDirLockedError, match="Eval would read those"):
+        refuse_if_locked(run, "eval")  # what `tpo-hf eval --adapter_path run` checks first
+    os.utime(run / "checkpoint-4", (saved - 30, saved - 30))  # no checkpoint after the save: read, with a warning
+    refuse_if_locked(run, "push")
+    assert not on_hub.store.exists("model", "tester/killed-retrain")
+
+
+@pytest.mark.filterwarnings("ignore:Use 'content=<...>' to upload raw bytes:DeprecationWarning")
+def test_push_of_weights_swapped_for_a_checkpoints_publishes_that_checkpoints_card(on_hub, tmp_path, caplog):
+    """Probe a/i39: after a 3-step run, checkpoint-1's weights copied over the saved ones ("the best step"), then
+    `tpo-hf push`: the card said 3 steps and the final loss. The run records its weights' sha256 in tpo_card.json;
+    weights that match a checkpoint's are pushed with that checkpoint's card (said in a warning), weights that match
+    none are refused, naming adapter_model.safetensors."""
+    import logging
+
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    from tpo_hf.hub.push import PushError, push_adapter
+
+    run = _adapter(tmp_path / "run")
+    weights = run / "adapter_model.safetensors"
+    info = {
+        "base_model": "x",
+        "hyperparameters": {"beta": 0.1, "max_steps": 3, "global_step": 3},
+        "metrics": {"loss": 3.321},
+        "adapter_weights_sha256": hashlib.sha256(weights.read_bytes()).hexdigest(),
+    }
+    (run / "tpo_card.json").write_text(json.dumps(info))
+    first = _checkpoint(run / "checkpoint-1", tmp_path, step=1, max_steps=3)
+    save_file({"w": np.full((4, 4), 2.0, dtype=np.float32)}, str(first / "adapter_model.safetensors"))
+    push_adapter(run, "tester/ad-final")
+    assert "| Optimizer steps run | 3 |" in on_hub.files("tester/ad-final")["README.md"].decode()
+
+    weights.write_bytes((first / "adapter_model.safetensors").read_bytes())
+    with caplog.at_level(logging.WARNING, logger="tpo_hf.hub"):
+        push_adapter(run, "tester/ad-best")
+    files = on_hub.files("tester/ad-best")
+    card = files["README.md"].decode()
+    assert files["adapter_model.safetensors"] == weights.read_bytes()
+    assert "This is `checkpoint-1` of a TPO run: the weights after 1 of 3 optimizer steps" in card, card
+    assert "| Optimizer steps run | 1 |" in card and "3.321" not in card and "0.75" in card, card
+    assert f"{weights} holds the weights of {first} (the same file content)" in caplog.text, caplog.text
+
+    save_file({"w": np.full((4, 4), 5.0, dtype=np.float32)}, str(weights))  # weights of no checkpoint
+    with pytest.raises(PushError) as refused:
+        push_adapter(run, "tester/ad-other")
+    message = str(refused.value)
+    assert f"{weights} changed since the training run saved it" in message and "Nothing was pushed" in message
+    assert (
+        f"--adapter_dir {run}/checkpoint-N" in message
+        and "move tpo_card.json, README.md and trainer_state.json out" in message
+    )
+    assert not on_hub.store.exists("model", "tester/ad-other")
+
+
+def test_a_trained_run_records_the_sha256_of_its_saved_adapter_weights(published):
+    """Probe a/i39, through `TPOTrainer`: the run saved by `trainer.push_to_hub` records in tpo_card.json the sha256
+    of the adapter_model.safetensors beside it, which `tpo-hf push` compares."""
+    run = published / "run"
+    info = json.loads((run / "tpo_card.json").read_text())
+    weights = hashlib.sha256((run / "adapter_model.safetensors").read_bytes()).hexdigest()
+    assert info["adapter_weights_sha256"] == weights, info
+
+
+def test_the_run_records_the_sha256_of_the_adapter_weights_it_saved(tiny_model_dirs, tmp_path):
+    """Probe a/i39, the save side: tpo_card.json records the sha256 of adapter_model.safetensors when the file holds
+    the model's adapter weights as they are (the final save, written just before the card); a card written while the
+    folder holds other weights (a checkpoint save into a folder with an earlier run's adapter) records none."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForImageTextToText
+
+    from tpo_hf.families import get_family
+    from tpo_hf.hub.model_card import saved_adapter_hash
+
+    base = AutoModelForImageTextToText.from_pretrained(tiny_model_dirs("qwen2_5_vl"))
+    config = LoraConfig(r=2, target_modules=get_family(base.config).lora_target_modules, init_lora_weights=False)
+    model = get_peft_model(base, config)
+    assert saved_adapter_hash(model, tmp_path) is None  # nothing saved there
+    model.save_pretrained(tmp_path)
+    saved = hashlib.sha256((tmp_path / "adapter_model.safetensors").read_bytes()).hexdigest()
+    assert saved_adapter_hash(model, tmp_path) == saved
+    with torch.no_grad():  # training went on after that save
+        next(param for name, param in model.named_parameters() if "lora_A" in name).add_(1.0)
+    assert saved_adapter_hash(model, tmp_path) is None

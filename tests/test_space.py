@@ -177,7 +177,19 @@ def test_write_and_push_space(tmp_path):
         )
         assert result.returncode == 0, result.stderr[-4000:]
         files = hub.files("tester/tiny-tpo-demo", "space")
-    assert sorted(files) == ["README.md", "app.py", "examples/shapes.mp4", "requirements.txt", wheel]
+    # with the record of what `tpo-hf space` pushed (each file's hashes): the next push finds edits made on the Hub
+    assert sorted(files) == [
+        ".tpo-space-push.json",
+        "README.md",
+        "app.py",
+        "examples/shapes.mp4",
+        "requirements.txt",
+        wheel,
+    ]
+    record = json.loads(files[".tpo-space-push.json"])["files"]
+    assert (
+        sorted(record) == sorted(files)[1:] and record["app.py"]["sha256"] == hashlib.sha256(app.encode()).hexdigest()
+    )
     assert files["app.py"].decode() == app
     assert zipfile.ZipFile(io.BytesIO(files[wheel])).namelist()  # the wheel went up whole
     assert "sdk: gradio" in files["README.md"].decode()
@@ -890,3 +902,103 @@ def test_space_readme_declares_the_python_its_requirement_markers_are_checked_ag
     assert SpaceCard.load(folder / "README.md").data.python_version == python
     assert space_marker_environment()["python_version"] == python
     assert Requirement(line).marker.evaluate(space_marker_environment())
+
+
+# --- ninth probe: edits made on the Hub are not replaced unseen; one `tpo-hf space` per --output_dir -------------
+# huggingface_hub 2.x hands raw bytes to httpx's deprecated `data=` when uploading LFS files
+@pytest.mark.filterwarnings("ignore:Use 'content=<...>' to upload raw bytes:DeprecationWarning")
+def test_space_push_refuses_to_replace_files_edited_on_the_hub_unless_told_to(tmp_path, on_local_hub, monkeypatch):
+    """Probe a/i4: a Space pushed by `tpo-hf space --space_id ...`, its app.py then fixed in the Hub's web editor,
+    and the same command rerun: the fix was replaced without a word. The push records what it pushed (in the Space,
+    since without --output_dir no local folder is kept); a rerun over unchanged files pushes as before, one over
+    files changed on the Hub is refused naming them and --overwrite_hub_edits, which replaces them."""
+    import tempfile
+
+    from huggingface_hub import HfApi
+
+    from tpo_hf.commands.space import SpaceArguments, main
+    from tpo_hf.hub.push import PushError
+
+    hub = on_local_hub
+    seed_adapter_repo(hub, "tester/tiny-tpo")
+    scratch = tmp_path / "tmp"  # where the Space folder is written without --output_dir
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    arguments = dict(
+        adapter="tester/tiny-tpo",
+        base_model="tester/tiny-base",
+        space_id="tester/tiny-tpo-demo",
+        tpo_hf_requirement="tpo-hf==0.1",
+    )
+    main(SpaceArguments(**arguments))
+    main(SpaceArguments(**arguments, max_new_tokens=7))  # a rerun over the files it pushed itself
+    pushed = hub.files("tester/tiny-tpo-demo", "space")["app.py"].decode()
+    assert "max_new_tokens=7," in pushed
+    fixed = "# HAND FIX made in the Space's editor\n" + pushed
+    HfApi().upload_file(
+        path_or_fileobj=fixed.encode(),
+        path_in_repo="app.py",
+        repo_id="tester/tiny-tpo-demo",
+        repo_type="space",
+        commit_message="hand fix",
+    )
+    commits = len(hub.commits("tester/tiny-tpo-demo", "space"))
+    with pytest.raises(PushError) as refused:
+        main(SpaceArguments(**arguments))
+    message = str(refused.value)
+    (kept,) = scratch.iterdir()  # named in the message, to push again with --output_dir
+    assert f"the folder {kept} is kept" in message and f"--output_dir {kept} --overwrite_hub_edits true`" in message
+    assert "holds files changed on the Hub since `tpo-hf space` pushed them (app.py;" in message, message
+    assert "Nothing was pushed" in message and "--overwrite_hub_edits true" in message, message
+    head = hub.commits("tester/tiny-tpo-demo", "space")[-1]["id"]
+    assert f"{hub.endpoint}/spaces/tester/tiny-tpo-demo/blob/{head}/app.py)" in message, message
+    assert hub.files("tester/tiny-tpo-demo", "space")["app.py"].decode() == fixed
+    assert len(hub.commits("tester/tiny-tpo-demo", "space")) == commits
+    main(SpaceArguments(**arguments, overwrite_hub_edits=True))
+    files = hub.files("tester/tiny-tpo-demo", "space")
+    assert "HAND FIX" not in files["app.py"].decode() and "max_new_tokens=128," in files["app.py"].decode()
+    main(SpaceArguments(**arguments))  # what it just pushed is its own again
+
+
+@pytest.mark.filterwarnings("ignore:Use 'content=<...>' to upload raw bytes:DeprecationWarning")
+def test_two_space_runs_into_one_output_dir_do_not_write_it_at_once(tmp_path, on_local_hub):
+    """Probe a/i6: two `tpo-hf space --output_dir proj` at once both wrote proj (and said so): the command holds the
+    folder's lock, like curate/train/eval, so the second is refused naming the first, proj untouched; the lock file
+    is neither left in the folder nor pushed to the Space."""
+    from tpo_hf.commands.space import SpaceArguments, main
+    from tpo_hf.locks import OutputDirLockedError
+
+    hub = on_local_hub
+    seed_adapter_repo(hub, "tester/tiny-tpo")
+    project = tmp_path / "proj"
+    holder = subprocess.Popen(  # another `tpo-hf space` writing proj: a process holding its lock
+        [
+            sys.executable,
+            "-c",
+            "import sys; from tpo_hf.locks import output_dir_lock\n"
+            f"with output_dir_lock({str(project)!r}, 'space', '--output_dir'):\n"
+            "    print('locked', flush=True); sys.stdin.readline()",
+        ],
+        cwd=REPO_ROOT,
+        env=dict(os.environ, PYTHONPATH=str(REPO_ROOT)),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    arguments = SpaceArguments(
+        adapter="tester/tiny-tpo",
+        base_model="tester/tiny-base",
+        space_id="tester/tiny-tpo-demo",
+        output_dir=str(project),
+        tpo_hf_requirement="tpo-hf==0.1",
+    )
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(OutputDirLockedError, match=rf"--output_dir {project} is in use by another run: pid"):
+            main(arguments)
+        assert sorted(path.name for path in project.iterdir()) == [".tpo-hf.lock"]
+    finally:
+        holder.communicate("\n", timeout=60)
+    main(arguments)
+    assert (project / "app.py").is_file() and not (project / ".tpo-hf.lock").exists()
+    assert ".tpo-hf.lock" not in hub.files("tester/tiny-tpo-demo", "space")

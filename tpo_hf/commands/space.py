@@ -9,7 +9,9 @@ from __future__ import annotations
 import shlex
 import shutil
 import tempfile
+from contextlib import nullcontext
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from . import run_cli
 
@@ -44,6 +46,13 @@ class SpaceArguments:
     host: str = field(default="127.0.0.1", metadata={"help": "Host for --local."})
     port: int | None = field(default=None, metadata={"help": "Port for --local (default: Gradio's)."})
     private: bool | None = field(default=None, metadata={"help": "Create the Space as private."})
+    overwrite_hub_edits: bool = field(
+        default=False,
+        metadata={
+            "help": "Replace the Space's files that were changed on the Hub since `tpo-hf space` pushed them (e.g. "
+            "app.py fixed in its web editor); without it such a push is refused, naming them."
+        },
+    )
 
 
 def make_parser():
@@ -68,29 +77,40 @@ def main(args: SpaceArguments) -> None:
         raise SystemExit("tpo-hf space: give --space_id USER/NAME to push, --output_dir DIR to write, or --local.")
     from ..hub.push import PushError
     from ..hub.space import prepare_space, push_space, write_space
+    from ..locks import output_dir_lock
 
     def check_space_writable() -> None:  # a read-only token, refused before the folder and its wheel are built
         if args.space_id:
             prepare_space(args.space_id, rerun_command(args, args.output_dir), private=args.private)
 
     scratch = None if args.output_dir else tempfile.mkdtemp(prefix="tpo-space-")
+    new_folder = args.output_dir is not None and not Path(args.output_dir).exists()
     try:
-        folder = write_space(
-            args.output_dir or scratch,
-            args.adapter,
-            args.base_model,
-            num_frames=args.num_frames,
-            max_new_tokens=args.max_new_tokens,
-            examples=args.examples,
-            tpo_hf_requirement=args.tpo_hf_requirement,
-            for_hub=bool(args.space_id),
-            before_writing=check_space_writable,
-        )
-        if args.space_id:
-            commit = push_space(folder, args.space_id, private=args.private, rerun=rerun_command(args, str(folder)))
-            print(f"Pushed the Space to {commit.commit_url}")
-        else:
-            print(f"Wrote the Space folder to {folder}")
+        # one writer per --output_dir, as for curate/train/eval: two runs into one folder interleaved their files,
+        # and the first reported (or pushed) a folder the second rewrote
+        with output_dir_lock(args.output_dir, "space", "--output_dir") if args.output_dir else nullcontext():
+            folder = write_space(
+                args.output_dir or scratch,
+                args.adapter,
+                args.base_model,
+                num_frames=args.num_frames,
+                max_new_tokens=args.max_new_tokens,
+                examples=args.examples,
+                tpo_hf_requirement=args.tpo_hf_requirement,
+                for_hub=bool(args.space_id),
+                before_writing=check_space_writable,
+            )
+            if args.space_id:
+                commit = push_space(
+                    folder,
+                    args.space_id,
+                    private=args.private,
+                    rerun=rerun_command(args, str(folder)),
+                    overwrite_hub_edits=args.overwrite_hub_edits,
+                )
+                print(f"Pushed the Space to {commit.commit_url}")
+            else:
+                print(f"Wrote the Space folder to {folder}")
     except PushError as error:
         if scratch is not None and scratch in str(error):
             scratch = None  # kept: the error names it, to push again with --output_dir
@@ -98,6 +118,8 @@ def main(args: SpaceArguments) -> None:
     finally:
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)
+        elif new_folder and Path(args.output_dir).is_dir() and not any(Path(args.output_dir).iterdir()):
+            Path(args.output_dir).rmdir()  # made for the lock by a run refused before it wrote anything
 
 
 def check_port_free(host: str, port: int) -> None:
@@ -142,6 +164,8 @@ def rerun_command(args: SpaceArguments, output_dir: str | None) -> str:
         command += ["--tpo_hf_requirement", args.tpo_hf_requirement]
     if args.private is not None:
         command += ["--private", str(args.private).lower()]
+    if args.overwrite_hub_edits:
+        command += ["--overwrite_hub_edits", "true"]
     if output_dir:
         command += ["--output_dir", output_dir]
     return shlex.join(command)

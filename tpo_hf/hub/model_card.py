@@ -24,6 +24,10 @@ PLOT_FILE = "training_curves.png"
 PIPELINE_TAG = "video-text-to-text"
 
 CARD_INFO_FILE = "tpo_card.json"  # the run's numbers, saved beside the card so it can be re-rendered for any repo
+# The adapter weights file whose sha256 `tpo_card.json` records (`WEIGHTS_HASH_KEY`): `tpo-hf push` checks that the
+# weights it publishes are the ones the card's numbers describe
+ADAPTER_WEIGHTS_FILE = "adapter_model.safetensors"
+WEIGHTS_HASH_KEY = "adapter_weights_sha256"
 
 # log_history key -> row name in the "Training results" table
 RESULT_METRICS = {
@@ -407,5 +411,37 @@ def save_trainer_card(
         "metrics": final_metrics(trainer.state.log_history),
         "eval_results": results,
     }
+    weights_hash = saved_adapter_hash(model, output_dir)
+    if weights_hash is not None:
+        info[WEIGHTS_HASH_KEY] = weights_hash
     (output_dir / CARD_INFO_FILE).write_text(json.dumps(info, indent=2, default=str))
     return card
+
+
+def saved_adapter_hash(model: Any, output_dir: str | os.PathLike) -> str | None:
+    """The sha256 of `output_dir/adapter_model.safetensors` when it holds `model`'s adapter weights as they are now
+    (the final save, written just before its card), else None: a card written at a checkpoint save (TRL writes one
+    into output_dir at each) describes weights that are not there, but the previous run's or none. A model without
+    an adapter, or whose weights this process does not hold whole (sharded over ranks), is not checked."""
+    from pathlib import Path
+
+    weights = Path(output_dir) / ADAPTER_WEIGHTS_FILE
+    if not getattr(model, "peft_config", None) or not weights.is_file():
+        return None
+    import torch
+    from peft import get_peft_model_state_dict
+    from safetensors import safe_open
+
+    from ..fingerprint import file_content_hash
+
+    current = get_peft_model_state_dict(model)
+    try:
+        with safe_open(str(weights), framework="pt") as saved:
+            if set(saved.keys()) != set(current):
+                return None
+            for key, tensor in current.items():
+                if not torch.equal(saved.get_tensor(key), tensor.detach().to("cpu")):
+                    return None
+    except Exception:  # unreadable (cut short): `tpo-hf push` names it by `check_weights`
+        return None
+    return file_content_hash(weights)

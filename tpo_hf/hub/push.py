@@ -41,7 +41,14 @@ from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, Mo
 from ..checkpoints import incomplete_weights
 from ..fingerprint import no_space_left
 from ..locks import holder_alive, refuse_if_locked
-from .model_card import CARD_INFO_FILE, PLOT_FILE, build_model_card, is_local_path
+from .model_card import (
+    ADAPTER_WEIGHTS_FILE,
+    CARD_INFO_FILE,
+    PLOT_FILE,
+    WEIGHTS_HASH_KEY,
+    build_model_card,
+    is_local_path,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -429,6 +436,44 @@ def readme_edited_after_save(adapter_dir: Path) -> Path | None:
     return readme if readme.stat().st_mtime > info.stat().st_mtime + 1 else None
 
 
+def checkpoint_of_swapped_weights(adapter_dir: Path, rerun: str) -> Path | None:
+    """The `checkpoint-N` folder whose adapter weights `adapter_dir/adapter_model.safetensors` now holds, when they
+    are not the weights the run saved there (`tpo_card.json` records their sha256): an earlier checkpoint's weights
+    copied over the final ones ("the best step"). Its card (its step, the numbers logged up to it) is the one to
+    publish with them. None when the weights are the saved ones, or nothing was recorded (runs before tpo-hf recorded
+    it, a checkpoint-time card, a model without an adapter).
+
+    Raises:
+        PushError: the weights are neither the saved ones nor any checkpoint's: the card's numbers would describe
+            other weights.
+    """
+    from ..checkpoints import checkpoint_step
+    from ..fingerprint import file_content_hash
+
+    weights = adapter_dir / ADAPTER_WEIGHTS_FILE
+    recorded = _read_json(adapter_dir / CARD_INFO_FILE).get(WEIGHTS_HASH_KEY)
+    if not isinstance(recorded, str) or not weights.is_file():
+        return None
+    current = file_content_hash(weights)
+    if current == recorded:
+        return None
+    checkpoints = sorted(
+        (path for path in adapter_dir.iterdir() if path.is_dir() and checkpoint_step(path) >= 0),
+        key=checkpoint_step,
+    )
+    for checkpoint in checkpoints:
+        kept = checkpoint / ADAPTER_WEIGHTS_FILE
+        if kept.is_file() and file_content_hash(kept) == current:
+            return checkpoint
+    raise PushError(
+        f"{weights} changed since the training run saved it (its sha256 is not the one {CARD_INFO_FILE} records) and "
+        f"matches none of the checkpoints in {adapter_dir}: the card's numbers (steps, losses) describe the weights "
+        "the run saved, not these. Nothing was pushed. Push the checkpoint you mean (`tpo-hf push --adapter_dir "
+        f"{adapter_dir}/checkpoint-N`), or put the saved weights back; to publish these weights without the run's "
+        f"numbers, move {CARD_INFO_FILE}, README.md and trainer_state.json out of {adapter_dir} and rerun `{rerun}`."
+    )
+
+
 def _render_card(adapter_dir: Path, repo_id: str, merged: bool) -> ModelCard | None:
     """Re-renders the card from the saved run info for `repo_id` (so the usage snippet names the real repo); without
     run info, `_card_without_run_info`. None: the folder's README.md goes up as it is."""
@@ -583,6 +628,8 @@ def push_adapter(
     check_weights(adapter_dir, collect_files(adapter_dir))
     api = api or HfApi(token=token)
     rerun = _rerun_command(adapter_dir, repo_id, merge, revision, base_model)
+    # weights copied over the saved ones (an earlier checkpoint's): the card is that checkpoint's, or none fits
+    swapped = checkpoint_of_swapped_weights(adapter_dir, rerun)
     try:  # before the merge (minutes, a float32 copy of the base) and any upload
         prepare_repo(api, repo_id, private=private, setting="--private")
     except PushError:
@@ -618,7 +665,17 @@ def push_adapter(
                     f"for the merged model (float32), then rerun `{rerun}`."
                 ) from None
             files = {path: local for path, local in files.items() if path not in ADAPTER_FILES} | merged_files
-        card = _render_card(adapter_dir, repo_id, merged=merge)
+        if swapped is not None:
+            logger.warning(
+                "%s holds the weights of %s (the same file content), not the weights the run saved at its end: the "
+                "card pushed is %s's (its step, the numbers logged up to it), not the whole run's.",
+                adapter_dir / ADAPTER_WEIGHTS_FILE,
+                swapped,
+                swapped.name,
+            )
+            card = _card_without_run_info(swapped, repo_id, merged=merge)
+        else:
+            card = _render_card(adapter_dir, repo_id, merged=merge)
         edited = readme_edited_after_save(adapter_dir)
         if card is not None and edited is not None:
             logger.warning(

@@ -199,6 +199,9 @@ def _check_output_dir(output_dir: Path, adapter: str) -> None:
 
 # what `tpo-hf space` wrote into its folder (each file's sha256): a rerun replaces those files, and only those
 SPACE_RECORD = ".tpo-space.json"
+# what `tpo-hf space` pushed to the Space (each file's sha256 and git blob id), pushed with it: the next push finds
+# the files changed on the Hub since (an app.py fixed in the Space's web editor) instead of replacing them unseen
+SPACE_PUSH_RECORD = ".tpo-space-push.json"
 
 
 def _read_space_record(output_dir: Path) -> dict[str, Any] | None:
@@ -667,24 +670,58 @@ def push_space(
     private: bool | None = None,
     token: str | None = None,
     rerun: str | None = None,
+    overwrite_hub_edits: bool = False,
 ) -> Any:
-    """Creates the Space (Gradio SDK) if needed and uploads `folder` in one commit (the bundled wheel included).
+    """Creates the Space (Gradio SDK) if needed and uploads `folder` in one commit (the bundled wheel included), with
+    the record of what it pushed (`SPACE_PUSH_RECORD`).
     `rerun`: the command the error of a failed upload names (default: this call again, for callers of the Python API;
-    `tpo-hf space` passes its own command line)."""
-    from .push import PushError, prepare_repo, push_failed
+    `tpo-hf space` passes its own command line).
+
+    Raises:
+        PushError: the upload failed, or (unless `overwrite_hub_edits`) files this push would replace were changed on
+            the Hub since the last `tpo-hf space` push (`_edited_on_hub`), named; nothing is pushed then.
+    """
+    from ..locks import LOCK_NAME, READERS_NAME
+    from .push import PushError, hub_endpoint, prepare_repo, push_failed
 
     rerun = rerun or f"tpo_hf.hub.space.push_space({str(folder)!r}, {space_id!r})"
     api = HfApi(token=token)
-    operations = [
-        CommitOperationAdd(path_in_repo=path.relative_to(folder).as_posix(), path_or_fileobj=str(path))
+    # the record of what was written and the folder's lock are this machine's, not the Space's
+    local_only = {SPACE_RECORD, SPACE_RECORD + ".tmp", SPACE_PUSH_RECORD, LOCK_NAME}
+    files = {
+        path.relative_to(folder).as_posix(): path
         for path in sorted(Path(folder).rglob("*"))
-        # the record of what was written is this machine's, not the Space's
-        if path.is_file() and path.relative_to(folder).as_posix() not in (SPACE_RECORD, SPACE_RECORD + ".tmp")
-    ]
+        if path.is_file()
+        and path.relative_to(folder).as_posix() not in local_only
+        and path.relative_to(folder).parts[0] != READERS_NAME
+    }
+    pushed = {name: {"sha256": file_content_hash(path), "oid": _git_blob_id(path)} for name, path in files.items()}
+    record = {"pushed_by": "tpo-hf space", "files": pushed}
+    operations = [CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(path)) for name, path in files.items()]
+    operations.append(
+        CommitOperationAdd(SPACE_PUSH_RECORD, (json.dumps(record, indent=1, sort_keys=True) + "\n").encode())
+    )
     try:
         prepare_repo(api, space_id, private=private, setting="--private", repo_type="space", space_sdk="gradio")
-        return api.create_commit(space_id, repo_type="space", operations=operations, commit_message="TPO demo")
-    except PushError:  # asked private, the Space is public: nothing was uploaded
+        head = api.repo_info(space_id, repo_type="space").sha
+        if not overwrite_hub_edits:
+            edited = _edited_on_hub(api, space_id, head, list(files))
+            if edited:
+                space_url = f"{hub_endpoint(api)}/spaces/{space_id}"
+                raise PushError(
+                    f"The Space {space_id} on {hub_endpoint(api)} holds files changed on the Hub since `tpo-hf space` "
+                    f"pushed them ({', '.join(edited)}; edited in the Space's web editor, or uploaded): this push "
+                    "would replace them, and the edits would be left only in the Space's history. Nothing was pushed; "
+                    f"the folder {folder} is kept. To replace them, rerun with --overwrite_hub_edits true "
+                    f"(`{rerun} --overwrite_hub_edits true`); to keep them, push to another --space_id, or save "
+                    f"them first (their text is at {', '.join(f'{space_url}/blob/{head}/{name}' for name in edited)})"
+                    " and upload them again after that push."
+                )
+        # on the head just checked: an edit made on the Hub in between fails the commit instead of being replaced
+        return api.create_commit(
+            space_id, repo_type="space", operations=operations, commit_message="TPO demo", parent_commit=head
+        )
+    except PushError:  # asked private, the Space is public, or files changed on the Hub: nothing was uploaded
         raise
     except Exception as error:
         raise push_failed(
@@ -695,3 +732,50 @@ def push_space(
             api,
             kept="The folder is kept, written in full.",
         ) from error
+
+
+def _git_blob_id(path: Path) -> str:
+    """The git object id of a file's content: what the Hub lists as a file's blob id when it is not stored in LFS."""
+    data = path.read_bytes()
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+def _edited_on_hub(api: HfApi, space_id: str, revision: str, paths: list[str]) -> list[str]:
+    """The files of `paths` (what a push would upload) that the Space holds at `revision` with another content than
+    the last `tpo-hf space` push gave them (`SPACE_PUSH_RECORD`), or that it did not push. Nothing is found for a
+    Space without that record: a new Space, or one pushed by a tpo-hf before it kept the record."""
+    from huggingface_hub.utils import build_hf_headers, get_session
+
+    from .push import hub_endpoint
+
+    response = get_session().get(
+        f"{hub_endpoint(api)}/spaces/{space_id}/resolve/{revision}/{SPACE_PUSH_RECORD}",
+        headers=build_hf_headers(token=api.token),
+        follow_redirects=True,
+    )
+    if response.status_code == 404:
+        return []
+    response.raise_for_status()
+    try:
+        recorded = json.loads(response.content)["files"]
+    except (ValueError, KeyError, TypeError):  # not a record this wrote: nothing to compare with
+        return []
+    if not isinstance(recorded, dict):
+        return []
+    on_hub = {
+        entry.path: entry
+        for entry in api.list_repo_tree(space_id, repo_type="space", revision=revision, recursive=True)
+        if hasattr(entry, "blob_id")  # files, not folders
+    }
+    edited = []
+    for path in paths:
+        entry, pushed = on_hub.get(path), recorded.get(path)
+        if entry is None:  # not on the Space (deleted there, or new): nothing is replaced
+            continue
+        if not isinstance(pushed, dict):
+            edited.append(path)
+        elif entry.lfs is not None and entry.lfs.sha256 != pushed.get("sha256"):
+            edited.append(path)
+        elif entry.lfs is None and entry.blob_id != pushed.get("oid"):
+            edited.append(path)
+    return edited
