@@ -1398,7 +1398,7 @@ def test_quotes_or_brackets_that_wrap_no_whole_answer_are_kept():
     "first, second",
     [
         ("~~red~~", "red"),  # Markdown strikethrough
-        ("The square is ~~red~~.", "the square is red"),
+        ("The square is ~~blue~~ red.", "the square is red"),  # struck text is deleted text (probe b/j2)
         ("- red", "red"),  # a list bullet
         ("* Red.", "red"),
         ("\u2022 red", "red"),
@@ -1492,6 +1492,197 @@ def test_a_lone_article_or_letter_and_other_numbers_stay_answers():
     assert not same_answer("It is a red square", "It is red square")
     assert not same_answer("3", "4") and not same_answer("three", "thirty") and not same_answer("twenty-one", "20-1")
     assert not same_answer("one_hot", "1_hot") and not same_answer("3", "3.0")
+
+
+@pytest.mark.parametrize(
+    "first, second",
+    [
+        ("a few", "few"),  # some, against hardly any
+        ("A few red squares.", "few red squares"),
+        ("a little", "little"),
+        ("a lot", "lot"),
+        ("a bit", "bit"),
+        ("the most", "most"),
+        ("an hour", "hour"),  # a duration, against a unit
+        ("a second", "second"),  # a time, against an ordinal
+        ("a third", "third"),  # a fraction, against an ordinal
+        ("a minute", "minute"),
+    ],
+)
+def test_an_article_that_makes_the_meaning_is_kept(first, second):
+    """Probe b/j1: the leading-article rule made `a few` the same answer as `few` (opposite quantities), and the pair
+    was dropped as identical answers. The article stays before the words it gives a meaning to."""
+    from tpo_hf.curation.answer import same_answer
+
+    assert not same_answer(first, second)
+    assert same_answer(first, first.upper() + ".")
+
+
+def test_an_article_before_other_words_is_still_no_part_of_the_answer():
+    """Probe b/j1: only the articles that make the meaning are kept: `the second` is `second` (an ordinal either way),
+    `a red square` is `red square`, `the 3` is `3`."""
+    from tpo_hf.curation.answer import same_answer
+
+    assert same_answer("the second", "second") and same_answer("a red square", "red square")
+    assert (
+        same_answer("The 3", "3")
+        and same_answer("An apple", "apple")
+        and same_answer("a halfway point", "halfway point")
+    )
+
+
+@pytest.mark.parametrize(
+    "first, second",
+    [
+        ("The square is ~~not~~ red", "The square is not red"),  # opposite meanings
+        ("~~5~~ 6", "5 6"),
+        ("5 ~~6~~", "5 6"),
+        ("<del>3</del> 4", "3 4"),
+        ("<strike>not</strike> red", "not red"),
+        ("<del>a <del>b</del> c</del> d", "a c d"),  # nested
+    ],
+)
+def test_struck_text_inside_an_answer_is_deleted_text(first, second):
+    """Probe b/j2: strikethrough inside an answer was unwrapped, so `The square is ~~not~~ red` (which reads `is red`)
+    was the same answer as `The square is not red`, and the pair was dropped. Struck text is what the writer deleted:
+    it goes with its markup."""
+    from tpo_hf.curation.answer import same_answer
+
+    assert not same_answer(first, second)
+    assert same_answer("The square is ~~not~~ red", "the square is red") and same_answer("<del>3</del> 4", "4")
+    assert same_answer("~~5~~ 6", "6") and same_answer("<del>a <del>b</del> c</del> d", "d")
+
+
+@pytest.mark.parametrize(
+    "first, second",
+    [("~~red~~.", "red"), ("<del>Red</del>", "red"), ("<strike>red</strike>", "red"), ("**~~red~~**", "red")],
+)
+def test_a_strikethrough_around_the_whole_answer_is_only_form(first, second):
+    """Probe b/j2: a strikethrough around all that an answer says deletes nothing the other answer keeps: it is form;
+    `<s>` (a Llama token's text) is no strikethrough."""
+    from tpo_hf.curation.answer import same_answer
+
+    assert same_answer(first, second)
+    assert not same_answer(first, "blue") and not same_answer("<s>red</s>", "red")
+
+
+@pytest.mark.parametrize(
+    "first, second",
+    [
+        ("- .5", ".5"),  # a negative decimal
+        ("- $5", "$5"),  # a loss
+        ("+ \u20ac5", "\u20ac5"),
+        ("- \u00a35", "\u00a35"),
+        ("> half", "half"),  # a comparison
+        ("> a few", "a few"),
+        ("> twice", "twice"),
+        ("> twenty", "twenty"),
+        ("> -5", "-5"),
+        ("> $5", "$5"),
+        ("> .5", ".5"),
+    ],
+)
+def test_a_sign_or_comparison_before_other_number_forms_is_no_marker(first, second):
+    """Probe b/j3: `-` and `>` were markers before anything but a digit, so `- .5` was `.5`, `- $5` was `$5` and
+    `> half` was `half`, and the pairs were dropped as identical answers. A sign stays before figures (a digit, a
+    decimal point, a currency sign), a comparison before figures or a quantity word."""
+    from tpo_hf.curation.answer import same_answer
+
+    assert not same_answer(first, second)
+
+
+def test_stars_and_bullets_are_markers_before_numbers_too():
+    """Probe b/j3: `*` and `•` are always bullets (`* -5` is `-5`); `>` before a word that is no quantity is a quote."""
+    from tpo_hf.curation.answer import same_answer
+
+    assert (
+        same_answer("* -5", "-5") and same_answer("\u2022 3", "3") and same_answer("> halfway there", "halfway there")
+    )
+    assert not same_answer("* -5", "5")
+
+
+@pytest.mark.parametrize(
+    "first, second",
+    [
+        ("[0, 1]", "(0, 1)"),  # a closed interval, against an open one
+        ("[0, 1]", "0, 1"),
+        ("(5)", "5"),  # an accounting negative
+        ("[2]", "(2)"),
+        ("[a, b]", "(a, b)"),  # an interval written with letters
+        ('"(5)"', "5"),
+    ],
+)
+def test_brackets_around_numbers_or_lists_keep_their_meaning(first, second):
+    """Probe b/j4: brackets around the whole answer were unwrapped whatever they held, so `[0, 1]` was the same answer
+    as `(0, 1)` and `(5)` as `5`. Brackets around a digit or a comma stay; around a word they are still form."""
+    from tpo_hf.curation.answer import same_answer
+
+    assert not same_answer(first, second)
+    assert same_answer("(red)", "red") and same_answer("[Red.]", "red") and same_answer('"(5)"', "(5)")
+
+
+@pytest.mark.parametrize(
+    "first, second",
+    [("- three", "three"), ("- three", "3"), ("+ Five apples.", "5 apples"), ("- three\n- four", "3\n4")],
+)
+def test_a_bullet_before_a_number_word_is_a_marker(first, second):
+    """Probe b/j5: number words became digits before the markers were removed, so `- three` was `- 3`, a sign, and
+    made a pair with `three` that teaches only Markdown form. Markers are decided on the words as written."""
+    from tpo_hf.curation.answer import same_answer
+
+    assert same_answer(first, second)
+    assert not same_answer("- 3", "3") and not same_answer("> three", "three")
+
+
+@pytest.mark.parametrize(
+    "first, second",
+    [
+        ("Answer: red", "red"),
+        ("Final answer: Red.", "red"),
+        ("The answer is red", "red"),
+        ("The final answer is: $\\boxed{5}$", "five"),
+        ("**Answer:** red", "red"),
+        ('Answer: "red"', "red"),
+        ("Answer: a few", "a few"),
+    ],
+)
+def test_a_leading_answer_label_is_no_part_of_the_answer(first, second):
+    """Probe b/j6: `Answer: red` against `red` made a pair that teaches dropping a label, not the video: a leading
+    answer label is removed before the answers are compared."""
+    from tpo_hf.curation.answer import same_answer
+
+    assert same_answer(first, second)
+    assert not same_answer(first, "blue")
+
+
+def test_only_an_answer_label_is_removed():
+    """Probe b/j6: a letter label may be an option (`A: red`), `a - b` is an answer, a label with nothing after it
+    stays, and what follows the label still counts (`The answer is not red`)."""
+    from tpo_hf.curation.answer import same_answer
+
+    assert not same_answer("A: red", "red") and not same_answer("a - b", "b") and not same_answer("Answer:", "")
+    assert not same_answer("The answer is not red", "red") and not same_answer("Answer: a few", "few")
+    assert not same_answer("The answer isn't red", "n't red")
+
+
+def test_answers_that_mean_different_things_make_a_pair_through_curation(video_dir, tmp_path):
+    """Probe b/j1: a run whose endpoint answered `a few` on one view and `few` on the other ended with no pair
+    (`identical_answers`); they mean opposite things, so they make pairs."""
+    forms = iter(["a few", "few"] * 1000)
+    config = CurationConfig(
+        video_dir=str(video_dir),
+        video_model="few-or-a-few",
+        output_dir=str(tmp_path / "out"),
+        question_backend="template",
+        use_judge=False,
+        localized_per_video=2,
+        comprehensive_per_video=2,
+        **TINY,
+    )
+    result = run_curation(config, Backends(ScriptedBackend(lambda prompt: next(forms), "few-or-a-few"), None, None))
+    assert len(result.dataset) > 0
+    assert all({row["chosen"], row["rejected"]} == {"a few", "few"} for row in result.dataset)
+    assert "identical_answers" not in result.report["drop_reasons"]
 
 
 class _NoSkipEndpoint(ScriptedBackend):

@@ -10,13 +10,16 @@ not teach answers that stop mid-word. An answer that ended early for another rea
 a refusal: `Reply.ended_early`) drops the candidate whatever `cut_answers` says (`answer_ended_early`). A reasoning
 model's `<think>` block is removed from its answers (as from its judge and question replies, `prompts.final_reply`),
 and answers that differ only in case, whitespace or final punctuation, only typographically (curly quotes, dashes,
-full-width forms, zero-width characters), only in Markdown emphasis or strikethrough (`*red*`, `**red**`, `_red_`,
-`~~red~~`), a list or quote marker (`- red`, `> red`), inline HTML tags (`<b>red</b>`), LaTeX wrappers (`\\boxed{5}`,
-`$5$`), only in quotes or brackets around the whole answer (`"red"`, `(red)`), in a number's spelling (`three`, `3`) or
-in a leading article (`a red square`, `red square`), count as identical (`same_answer`). An endpoint that does not skip
-special tokens returns their text (`red<|im_end|>`): a trailing end-of-turn token text is removed from the answer
-(counted, one warning naming the endpoint and the token), and an answer holding special-token text elsewhere drops its
-candidate (`special_token_answer`): a pair must not teach the model to write its own control tokens as text.
+full-width forms, zero-width characters), only in Markdown emphasis (`*red*`, `**red**`, `_red_`), a strikethrough
+around the whole answer (`~~red~~`; struck text inside an answer is deleted text: `is ~~not~~ red` reads `is red`), a
+list or quote marker (`- red`, `> red`, `- three`; not a sign or a comparison: `- .5`, `- $5`, `> half`), inline HTML
+tags (`<b>red</b>`), LaTeX wrappers (`\\boxed{5}`, `$5$`), only in quotes around the whole answer or brackets around
+one without digits or commas (`"red"`, `(red)`; not `(5)`, `[0, 1]`), in a leading answer label (`Answer: red`), in a
+number's spelling (`three`, `3`) or in a leading article (`a red square`, `red square`; not `a few`, `few`), count as
+identical (`same_answer`). An endpoint that does not skip special tokens returns their text (`red<|im_end|>`): a
+trailing end-of-turn token text is removed from the answer (counted, one warning naming the endpoint and the token),
+and an answer holding special-token text elsewhere drops its candidate (`special_token_answer`): a pair must not teach
+the model to write its own control tokens as text.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ import weakref
 from collections import Counter
 from typing import Any
 
-from ..eval.answers import ARTICLES, NUMBER_WORDS
+from ..eval.answers import NUMBER_WORDS
 from .backends import GenerationBackend, GenerationRequest, ended_early, is_truncated
 from .candidate import SIDES, Candidate, DecodedViews
 from .generate import generate
@@ -134,11 +137,15 @@ def same_answer(first: str, second: str) -> bool:
     do 'It's red' and 'It’s red', 'Red...' and 'Red…', full-width 'Ｒｅｄ' and 'Red', or a zero-width space), and
     Markdown emphasis and wrapping quotes or brackets are set aside too ('*red*', '**red**', '_red_', '"red"', '«red»'
     and '(red)' are 'red'; 'snake_case', '2*3', 'x**2' and '__init__' keep their signs, '10²' and 'H₂O' their
-    superscripts and subscripts), and so are the other marks of formatting: Markdown strikethrough and list or quote
-    markers ('~~red~~', '- red', '> red'; '- 3' and '> 3' keep their signs), inline HTML tags ('<b>red</b>'; not
-    '<sup>'/'<sub>') and LaTeX wrappers ('\\boxed{5}', '$5$', '\\text{red}'; '$5' stays). Number words are digits as
-    eval's parser reads them ('three' is '3', 'Three' '3.'), and a leading article is no part of the answer ('a red
-    square' is 'red square', 'the 3' is '3'; 'A' alone stays 'a')."""
+    superscripts and subscripts, '(5)' and '[0, 1]' their brackets), and so are the other marks of formatting:
+    strikethrough around the whole answer ('~~red~~', '<del>red</del>'; struck text inside an answer is deleted, markup
+    and all: 'is ~~not~~ red' is 'is red'), list or quote markers ('- red', '> red', '- three'; '- 3', '- .5', '- $5',
+    '> 3' and '> half' keep their signs and comparisons), inline HTML tags ('<b>red</b>'; not '<sup>'/'<sub>') and
+    LaTeX wrappers ('\\boxed{5}', '$5$', '\\text{red}'; '$5' stays). A leading answer label is no part of the answer
+    ('Answer: red', 'The answer is red'; not 'A: red'). Number words are digits as eval's parser reads them ('three' is
+    '3', 'Three' '3.'), and a leading article is no part of the answer ('a red square' is 'red square', 'the 3' is '3';
+    'A' alone stays 'a', and so does an article that makes the meaning: 'a few' is no 'few', 'a second' no
+    'second')."""
     return _normalised(first) == _normalised(second)
 
 
@@ -160,11 +167,16 @@ _EMPHASIS = re.compile(r"(?<![\w*])([*_])(?![\s*_])(.+?)(?<![\s*_])\1(?![\w*])")
 _WRAPPERS = {'"': '"', "'": "'", "\u00ab": "\u00bb", "\u00bb": "\u00ab", "\u2039": "\u203a", "\u300c": "\u300d"}
 _WRAPPERS |= {"\u300e": "\u300f", "(": ")", "[": "]", "{": "}"}
 _FINAL_PUNCTUATION = ".!?;:,。！？ "
+# the brackets among them: a bracketed number may carry meaning (an interval `[0, 1]` is no `(0, 1)`, an accounting
+# negative `(5)` no `5`), so they wrap an answer only around content without a digit or a comma
+_BRACKETS = "([{"
 # Markdown strikethrough around a word or phrase (`~~red~~`), marked as bold is (`_STRONG`)
 _STRIKE = re.compile(r"(?<![\w~])~~(?!\s)(.+?)(?<!\s)~~(?![\w~])")
+# HTML strikethrough, the innermost first (not `<s>`: a Llama token's text)
+_STRIKE_TAG = re.compile(r"<(del|strike)>((?:(?!<(?:del|strike)>).)*?)</\1>", re.DOTALL)
 # inline HTML tags without attributes around a word or phrase (`<b>red</b>`); not `<sup>`/`<sub>` (`10<sup>2</sup>`
-# is no `102`) nor `<s>` (a Llama token's text)
-_HTML_TAG = re.compile(r"<(b|strong|i|em|u|ins|mark|code|tt|kbd|samp|span|p|del|strike)>(.*?)</\1>", re.DOTALL)
+# is no `102`) nor `<s>` (a Llama token's text); strikethrough is `_STRIKE_TAG`'s
+_HTML_TAG = re.compile(r"<(b|strong|i|em|u|ins|mark|code|tt|kbd|samp|span|p)>(.*?)</\1>", re.DOTALL)
 # LaTeX math delimiters around a formula: `$$5$$`, `\(5\)`, `\[5\]`, and `$5$` by pandoc's rule (the opening `$`
 # before no space, the closing one after no space and before no digit), so prices ('$5 and $10', '$5-$10') stay
 _MATH = (
@@ -175,22 +187,50 @@ _MATH = (
 )
 # LaTeX commands that only frame or style their argument (a reasoning model's `\boxed{5}`)
 _LATEX_WRAPPER = re.compile(r"\\(?:boxed|fbox|mbox|text|textbf|textit|textrm|emph|mathrm|mathbf|mathit)\s*\{")
-# a Markdown list or quote marker at the start of a line (`- red`, `* red`, `> red`, `> - red`); `-`, `+` and `>`
-# before a number are its sign or a comparison ('- 3', '> 5'), not a marker
-_LINE_MARKER = re.compile(r"^[ \t]*(?:[*\u2022]|[-+>](?![ \t]*\d))[ \t]+", re.MULTILINE)
+# words after which an article is part of the meaning: 'a few' is some, 'few' hardly any ('a little'/'little', 'a
+# lot'/'lot', 'a bit'/'bit'), 'the most' is no 'most'
+_ARTICLE_KEPT_BEFORE = ("few", "little", "lot", "lots", "bit", "most", "least")
+# words after which 'a'/'an' is the number one: 'a second' is a time, 'second' an ordinal; 'a third' a fraction;
+# 'a minute' a time, 'minute' tiny; 'an hour' a duration, 'hour' a unit
+_ONE_KEPT_BEFORE = ("second", "minute", "hour", "day", "week", "month", "year")
+_ONE_KEPT_BEFORE += tuple("third fourth fifth sixth seventh eighth ninth tenth".split())
+# the words that make a quantity: a `>` before one is a comparison ('> half', '> a few', '> three'), no quote marker
+_QUANTITY_WORDS = (*NUMBER_WORDS, *"thirty forty fifty sixty seventy eighty ninety hundred thousand million".split())
+_QUANTITY_WORDS += (*"billion dozen half halves quarter quarters thirds twice thrice double triple".split(),)
+_QUANTITY_WORDS += (*"fewer many much more less several all once".split(), *_ARTICLE_KEPT_BEFORE, *_ONE_KEPT_BEFORE)
+# the start of a number written in figures: a digit, a decimal point, a currency sign ('- .5', '- $5')
+_FIGURES = r"(?:\.?\d|[$\u20ac\u00a3\u00a5\u20b9\u00a2\u20a9\u20bd])"
+# a Markdown list or quote marker at the start of a line (`- red`, `* red`, `> red`, `> - red`). `*` and `•` are
+# always bullets; `-` and `+` before figures are a sign ('- 3', '- .5', '- $5'), but a bullet before a word ('- three':
+# nobody writes minus three in words); `>` before figures or a quantity word is a comparison ('> 5', '> half')
+_LINE_MARKER = re.compile(
+    r"^[ \t]*(?:[*\u2022]"
+    rf"|[-+](?![ \t]*{_FIGURES})"
+    rf"|>(?![ \t]*(?:[-+]?{_FIGURES}|(?:an?[ \t]+)?(?:{'|'.join(_QUANTITY_WORDS)})\b))"
+    r")[ \t]+",
+    re.MULTILINE,
+)
 # a number word as eval's parser reads it (`NUMBER_WORDS`: 'three' is '3'), a whole word ('twenty-one' stays)
 _NUMBER_WORD = re.compile(r"(?<![\w'-])(" + "|".join(NUMBER_WORDS) + r")(?![\w'-])")
-# a leading article (eval's `ARTICLES`) before a word: 'the 3' is '3', 'a red square' 'red square'; 'a' alone stays
-_LEADING_ARTICLE = re.compile(r"^(?:" + "|".join(sorted(ARTICLES)) + r") (?=\w)")
+# a leading article (eval's `ARTICLES`) before a word: 'the 3' is '3', 'a red square' 'red square'; 'a' alone stays,
+# and so does an article that makes the meaning ('a few', 'a second': `_ARTICLE_KEPT_BEFORE`, `_ONE_KEPT_BEFORE`)
+_LEADING_ARTICLE = re.compile(
+    rf"^(?:an? (?!(?:{'|'.join(_ONE_KEPT_BEFORE)})\b)|the )(?!(?:{'|'.join(_ARTICLE_KEPT_BEFORE)})\b)(?=\w)"
+)
+# a leading answer label ('Answer: red', 'Final answer: red', 'The answer is red') before the answer itself. Not the
+# question writer's `prompts._ANSWER_LINE`: it also takes 'A:' and 'a -' for labels, and 'a - b' is an answer
+_ANSWER_LABEL = re.compile(r"^(?:the )?(?:final )?answer(?: is\b:?|:) ?(?=\S)")
 
 
 def _unwrapped(text: str) -> str:
     """`text` less the quotes or brackets that wrap all of it ('"red"', '(red)', '«red»'), when they are one pair:
-    not '"a" or "b"' nor '(1, 2) and (3, 4)'."""
+    not '"a" or "b"' nor '(1, 2) and (3, 4)'. Brackets around a digit or a comma stay ('(5)', '[0, 1]', '(x, y)')."""
     close = _WRAPPERS.get(text[:1])
     if len(text) < 3 or close is None or not text.endswith(close):
         return text
     inner, opening = text[1:-1], text[0]
+    if opening in _BRACKETS and any(c.isdigit() or c == "," for c in inner):
+        return text
     if opening == close:
         # a same-sign quote inside may only be an apostrophe (between letters: "'it's red'"), not a closing quote
         if any(
@@ -212,6 +252,21 @@ def _unbold(match: re.Match) -> str:
     if match[1] == "__" and re.fullmatch(r"\w+", match[2]):
         return match[0]
     return match[2]
+
+
+def _unstruck(text: str) -> str:
+    """`text` less its struck text (`~~not~~`, `<del>3</del>`: text the writer deleted), markup and all ('the square is
+    ~~not~~ red' reads 'the square is red'); a strikethrough around all that the answer says is only its form
+    ('~~red~~.' is 'red.')."""
+    kept = _STRIKE.sub("", text)
+    while (deleted := _STRIKE_TAG.sub("", kept)) != kept:  # nested too, the innermost first
+        kept = deleted
+    if any(c.isalnum() for c in kept):
+        return kept
+    text = _STRIKE.sub(r"\1", text)
+    while (unstruck := _STRIKE_TAG.sub(r"\2", text)) != text:
+        text = unstruck
+    return text
 
 
 def _unlatexed(text: str) -> str:
@@ -254,18 +309,21 @@ def _normalised(text: str) -> str:
     while (untagged := _HTML_TAG.sub(r"\2", text)) != text:  # inline HTML, nested too ('<b><i>red</i></b>')
         text = untagged
     text = _unlatexed(text)  # a reasoning model's '\\boxed{5}', '$5$'
-    text = _STRIKE.sub(r"\1", text)  # Markdown strikethrough ('~~red~~')
     text = _STRONG.sub(_unbold, text)  # Markdown bold ('**Red**' is 'Red'; 'x**2' and '__init__' stay)
     text = _EMPHASIS.sub(r"\2", text)  # and single-sign emphasis ('*Red*', '_Red_')
-    text = _NUMBER_WORD.sub(lambda match: NUMBER_WORDS[match[1]], text)  # 'three' is '3', as eval reads it
-    while (unmarked := _LINE_MARKER.sub("", text)) != text:  # list and quote markers, nested too ('> - red')
+    # list and quote markers, nested too ('> - red'), decided on the words as written: '- three' is a bullet, '- 3' a
+    # sign
+    while (unmarked := _LINE_MARKER.sub("", text)) != text:
         text = unmarked
+    text = _unstruck(text)  # Markdown and HTML strikethrough ('~~red~~'; 'is ~~not~~ red' is 'is red')
     text = re.sub(r"\s+", " ", text).strip()
-    while True:  # quotes or brackets around the whole answer, inside or outside its final punctuation: '"Red."'
-        unwrapped = _unwrapped(text.rstrip(_FINAL_PUNCTUATION).strip())
+    while True:  # a label and quotes or brackets around the whole answer, inside or outside its final punctuation
+        unwrapped = _unwrapped(_ANSWER_LABEL.sub("", text.rstrip(_FINAL_PUNCTUATION).strip(), count=1))
         if unwrapped == text:
-            return _LEADING_ARTICLE.sub("", text, count=1)
+            break
         text = unwrapped.strip()
+    text = _LEADING_ARTICLE.sub("", text, count=1)
+    return _NUMBER_WORD.sub(lambda match: NUMBER_WORDS[match[1]], text)  # 'three' is '3', as eval reads it
 
 
 def _answer_text(reply: str, stats: Counter, ends: tuple[str, ...], removed: Counter) -> str:

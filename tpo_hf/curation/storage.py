@@ -57,8 +57,9 @@ logger = logging.getLogger(__name__)
 # 8: answers alike but for Markdown emphasis or wrapping quotes make no pair, an end-of-turn token's text is removed
 # from an answer and other special-token text drops it, and an answer that ended early drops its pair whatever
 # `cut_answers` says, so shards of format 7 are generated again;
-# 9: answers alike but for strikethrough, list or quote markers, inline HTML tags, LaTeX wrappers (`\boxed{}`, `$..$`),
-# a number's spelling (`three`, `3`) or a leading article make no pair, so shards of format 8 are generated again
+# 9: answers alike but for a strikethrough around the whole answer, list or quote markers, inline HTML tags, LaTeX
+# wrappers (`\boxed{}`, `$..$`), quotes or digit-free brackets, a leading answer label, a number's spelling or a
+# leading article make no pair (struck text inside an answer is deleted), so shards of format 8 are generated again
 SHARD_FORMAT_VERSION = 9
 MANIFEST_NAME = CURATION_MANIFEST  # one name: loading a curated folder reads it too (`data.changed_curated_videos`)
 # The fields that only choose which videos are curated: changing them adds or removes videos (curated incrementally),
