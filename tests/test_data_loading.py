@@ -115,6 +115,49 @@ def test_csv_answers_that_are_numbers_stay_text(tmp_path):
     assert list(dataset["segment_start"])[0] == 1.5 and dataset.features["segment_start"] == Value("float64")
 
 
+def test_csv_answers_that_pandas_reads_as_missing_stay_text(tmp_path):
+    """Probe b/j23: a CSV whose answer is the word `None` (a counting question), `NA` or `null` was refused after the
+    model load as "no value for field(s) ['chosen']": pandas reads those words as missing. A text column keeps the
+    text written (only an empty cell is missing), in a file and in a folder of CSV files; a number column
+    (segment_start) and a column outside the schema still read `NA` as missing."""
+    text = (
+        "prompt,chosen,rejected,video,segment_start,score\n"
+        '"How many red squares?",None,Two,red_blue.mp4,NA,NA\n'
+        '"Which country?",NA,null,green_yellow.mp4,1.5,3\n'
+        '"Is it there?",,N/A,red_blue.mp4,,\n'
+    )
+    data = tmp_path / "plain.csv"
+    data.write_text(text)
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "folder" / "train.csv").write_text(text)
+    for source in (data, tmp_path / "folder"):
+        dataset = load_preference_dataset(str(source))
+        assert list(dataset["chosen"]) == ["None", "NA", None] and list(dataset["rejected"]) == ["Two", "null", "N/A"]
+        assert list(dataset["segment_start"]) == [None, 1.5, None] and list(dataset["score"]) == [None, 3, None]
+
+
+def test_a_data_file_that_is_not_utf8_is_named_with_its_encoding(tmp_path):
+    """Probes b/j24, b/j25: a JSONL written by PowerShell's `>` (UTF-16 with a byte-order mark) ended in a
+    UnicodeDecodeError traceback, and a CSV saved by Excel as "CSV (Comma delimited)" (Windows-1252) in "Cannot read
+    dataset file ...: DatasetGenerationError: An error occurred while generating the dataset". Both are refused in
+    one line naming the file, its encoding (or the line of its first byte that is no UTF-8) and the fix."""
+    rows = preference_rows()
+    utf16 = tmp_path / "utf16.jsonl"
+    utf16.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-16")
+    with pytest.raises(
+        ValueError, match=rf"^Cannot read dataset file {utf16}: it is UTF-16 text \(byte-order mark\), "
+    ):
+        load_preference_dataset(str(utf16))
+    cp1252 = tmp_path / "cp1252.csv"
+    cp1252.write_text('prompt,chosen,rejected,video\nWhat?,red,blue,a.mp4\n"Café colour?",crème,red,a.mp4\n', "cp1252")
+    message = (
+        rf"^Cannot read dataset file {cp1252}: line 3 is not UTF-8 text \(byte 0xe9, 'é' in Windows-1252\): save it as "
+        r'UTF-8 \(in Excel: Save As "CSV UTF-8"\)$'
+    )
+    with pytest.raises(ValueError, match=message):
+        load_preference_dataset(str(cp1252))
+
+
 def write_hub_layout(folder: Path, configs: str) -> Path:
     (folder / "README.md").parent.mkdir(parents=True, exist_ok=True)
     (folder / "README.md").write_text(f"---\nconfigs:\n{configs}---\n# pairs\n")
@@ -239,6 +282,32 @@ def test_a_saved_single_dataset_read_as_train_and_as_its_saved_split_is_refused(
     with pytest.raises(ValueError, match=r"both read rows 4-5 of split 'train'"):
         refuse_overlapping_splits(str(folder), None, "test[:6]", "train[4:]")
     refuse_overlapping_splits(str(folder), None, "train[:6]", "test[6:]")
+
+
+def test_a_saved_dataset_of_several_splits_answers_none_of_them_alone(tmp_path):
+    """Probe b/j30: a `save_to_disk` folder of one Dataset loaded as split `train+test` (6 train + 2 test rows),
+    read with split `test` for held-out rows, answered all 8 rows, training rows included, with no word. Its rows of
+    both splits are one table: only `train` reads it, `test` is refused naming the split it was saved from; a folder
+    saved from a slice of one split (`test[:1]`) still answers that split's name."""
+    from tpo_hf.data import refuse_overlapping_splits
+
+    folder = tmp_path / "both"
+    Dataset.from_list(preference_rows(repeat=4), split="train+test").save_to_disk(str(folder))  # 8 rows
+    assert len(load_preference_dataset(str(folder))) == 8
+    message = (
+        rf"^Dataset folder {folder} holds one split \(a single saved `Dataset` loaded as split 'train\+test': the rows "
+        r"of those splits in one table\), read as 'train', not 'test': set the split setting to it"
+    )
+    with pytest.raises(ValueError, match=message):
+        load_preference_dataset(str(folder), split="test")
+    with pytest.raises(ValueError, match="not 'train\\+test'"):  # it read the 8 rows twice, as 16
+        load_preference_dataset(str(folder), split="train+test")
+    refuse_overlapping_splits(str(folder), None, "train[:6]", "train[6:]")
+    sliced = tmp_path / "sliced"
+    Dataset.from_list(preference_rows(), split="test[:4]").save_to_disk(str(sliced))
+    assert len(load_preference_dataset(str(sliced), split="test")) == 4
+    with pytest.raises(ValueError, match="both read rows 0-3 of split 'train'"):
+        refuse_overlapping_splits(str(sliced), None, "train", "test")
 
 
 def test_a_data_file_in_two_splits_of_a_readme_config_is_refused(tmp_path):

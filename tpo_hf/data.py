@@ -9,6 +9,7 @@ a json/jsonl/parquet/csv file (a `video` column of `datasets.Video` features bec
 from __future__ import annotations
 
 import contextlib
+import csv
 import json
 import logging
 import os
@@ -104,13 +105,13 @@ def load_preference_dataset(
         if problem is not None:
             raise ValueError(f"Cannot read dataset file {name}: {problem}")
         try:  # its one split, sliced as a saved folder's: `datasets` blamed the file for a split spec it refused
-            dataset = load_dataset(builder, data_files=name, split="train", **_builder_options(builder))
+            dataset = load_dataset(builder, data_files=name, split="train", **_builder_options(builder, [name]))
         except Exception as error:
             cache_problem = datasets_cache_problem(error)
             if cache_problem is not None:  # the file reads, but `datasets` converts it into its cache first
                 raise ValueError(f"Cannot load dataset file {name}: {cache_problem}") from error
             # Arrow's messages name neither row nor field; for JSON, find the first row that breaks the schema
-            problem = json_rows_problem(name) if builder == "json" else None
+            problem = json_rows_problem(name) if builder == "json" else text_encoding_problem(name)
             raise ValueError(
                 f"Cannot read dataset file {name}: {problem or f'{type(error).__name__}: {error}'}"
             ) from error
@@ -202,16 +203,17 @@ def _saved_split(dataset: Any, folder: str, split: str) -> Any:
     """The rows of `split` in a `save_to_disk` folder's dataset or a data file's rows (`folder` is the file), in
     `datasets`' split syntax as `load_dataset` reads it (`train[:100]`, `train[90%:]`, `train+test`). A folder of one
     `Dataset` (what `tpo-hf curate` writes) holds one split, named `train` (as `datasets` names a data file's rows) or
-    the name it was saved with: any other name is refused, since answering it with the same rows would evaluate on
-    the training rows as if held out."""
+    the one split name it was saved with (`test`, `test[:100]`; not `train+test`, whose rows of both are one table):
+    any other name is refused, since answering it with the same rows would evaluate on the training rows as if held
+    out."""
     from datasets import DatasetDict, ReadInstruction, concatenate_datasets
 
     kind = "file" if os.path.isfile(folder) else "folder"
+    recorded = None if isinstance(dataset, DatasetDict) or dataset.split is None else str(dataset.split)
     if isinstance(dataset, DatasetDict):
         splits = dict(dataset)
     else:
-        saved = [] if dataset.split is None else _split_names(str(dataset.split))
-        splits = {name: dataset for name in ["train", *saved]}
+        splits = {name: dataset for name in ["train", *_recorded_split_names(recorded)]}
     if any(name not in splits for name in _split_names(split)):
         if isinstance(dataset, DatasetDict):
             raise ValueError(
@@ -219,6 +221,8 @@ def _saved_split(dataset: Any, folder: str, split: str) -> Any:
                 f"them ({SPLIT_SETTINGS})."
             )
         one = "" if kind == "file" else " (a single saved `Dataset`, as `tpo-hf curate` writes)"
+        if recorded is not None and not _recorded_split_names(recorded):
+            one = f" (a single saved `Dataset` loaded as split {recorded!r}: the rows of those splits in one table)"
         raise ValueError(
             f"Dataset {kind} {folder} holds one split{one}, read as "
             f"{' or '.join(repr(name) for name in splits)}, not {split!r}: set the split setting to it or a slice of "
@@ -247,6 +251,14 @@ def _saved_split(dataset: Any, folder: str, split: str) -> Any:
 def _split_names(split: str) -> list[str]:
     """The split names in a split spec: `train[:100]+test` -> ["train", "test"]."""
     return [part.split("[")[0].strip() for part in split.split("+")]
+
+
+def _recorded_split_names(recorded: str | None) -> list[str]:
+    """The split name a saved `Dataset` answers besides `train`, from the split spec it was loaded with (recorded in
+    its `state.json`): `test` for `test` or `test[:100]` (rows of that split only); none for `train+test`, whose rows
+    of both splits are mixed in one table (answering `test` with them would score training rows as held out)."""
+    names = list(dict.fromkeys(_split_names(recorded))) if recorded else []
+    return names if len(names) == 1 else []
 
 
 def refuse_overlapping_splits(name: str, config: str | None, train_split: str, test_split: str) -> None:
@@ -317,12 +329,11 @@ def _saved_split_aliases(name: str) -> set[str]:
             saved = json.load(handle).get("_split")
     except (OSError, ValueError, AttributeError):
         return set()
-    return {"train", *(_split_names(saved) if isinstance(saved, str) else [])}
+    return {"train", *_recorded_split_names(saved if isinstance(saved, str) else None)}
 
 
 def _csv_text(value: str) -> str | None:
-    """A CSV cell of a text column as written (`05` stays `05`); an empty cell (or a word pandas reads as missing,
-    `NA`, `None`) is missing."""
+    """A CSV cell of a text column as written (`05` stays `05`, `None` stays `None`); an empty cell is missing."""
     return value if value != "" else None
 
 
@@ -333,10 +344,35 @@ def _text_columns() -> list[str]:
     return [name for name, feature in dataset_features().items() if getattr(feature, "dtype", None) == "string"]
 
 
-def _builder_options(builder: str) -> dict[str, Any]:
+def _builder_options(builder: str, files: list[str] | None = None) -> dict[str, Any]:
     """`load_dataset` options for a data file builder: CSV text columns are read as written, since pandas would type
-    a column of numbers (answers `0` / `10` to a counting question) as int, `05` as 5."""
-    return {"converters": dict.fromkeys(_text_columns(), _csv_text)} if builder == "csv" else {}
+    a column of numbers (answers `0` / `10` to a counting question) as int, `05` as 5, and read the answers `None`,
+    `NA`, `null` as missing. Only an empty cell of a text column is missing; the other columns of the CSV `files`
+    keep pandas' missing words (`NA` in a number column)."""
+    if builder != "csv":
+        return {}
+    text = _text_columns()
+    options: dict[str, Any] = {"converters": dict.fromkeys(text, _csv_text)}
+    columns = _csv_columns(files or [])
+    if columns is None:  # no header read (none given, or unreadable: the load names the file): pandas' defaults
+        return options
+    from pandas._libs.parsers import STR_NA_VALUES
+
+    # pandas' missing words apply to every column or, per column, to those named: so name each column of the files
+    missing = {column: [""] if column in text else sorted(STR_NA_VALUES) for column in columns}
+    return {**options, "keep_default_na": False, "na_values": missing}
+
+
+def _csv_columns(files: list[str]) -> list[str] | None:
+    """The column names in the header rows of CSV `files`; None when there are none or one does not read."""
+    columns: list[str] = []
+    for path in files:
+        try:
+            with open(path, encoding="utf-8-sig", newline="") as handle:
+                columns += next(csv.reader(handle), [])
+        except (OSError, UnicodeDecodeError, csv.Error):
+            return None
+    return list(dict.fromkeys(columns)) if files else None
 
 
 def _load_local_folder(folder: str, config: str | None, split: str, video_column: str) -> Any:
@@ -392,7 +428,9 @@ def _load_local_folder(folder: str, config: str | None, split: str, video_column
         )
     if builder.name not in MEDIA_FOLDER_BUILDERS:
         _check_folder_data_files(folder, builder, asked)
-    options = _builder_options(builder.name)
+    options = _builder_options(
+        builder.name, [path for paths in (builder.config.data_files or {}).values() for path in paths]
+    )
     try:
         dataset = load_dataset(folder, config, split=split, **options)
     except Exception as error:
@@ -902,12 +940,48 @@ def _json_error(error: json.JSONDecodeError) -> str:
     return error.msg
 
 
+def text_encoding_problem(path: str) -> str | None:
+    """Why data file `path` is not UTF-8 text, the only encoding `datasets` reads json and csv files in: a UTF-16/32
+    byte-order mark (PowerShell's `>`), or the line of its first byte that is no UTF-8 (Excel's "CSV (Comma
+    delimited)" writes Windows-1252: `é` is byte 0xe9); None when it reads as UTF-8."""
+    import codecs
+
+    fix = "save it as UTF-8" + (' (in Excel: Save As "CSV UTF-8")' if path.lower().endswith(".csv") else "")
+    marks = {codecs.BOM_UTF32_LE: "UTF-32", codecs.BOM_UTF32_BE: "UTF-32", codecs.BOM_UTF16_LE: "UTF-16"}
+    with open(path, "rb") as handle:
+        start = handle.read(4)
+        for mark, encoding in {**marks, codecs.BOM_UTF16_BE: "UTF-16"}.items():  # UTF-32 LE's starts as UTF-16 LE's
+            if start.startswith(mark):
+                return f"it is {encoding} text (byte-order mark), not UTF-8: {fix}"
+        handle.seek(0)
+        head = handle.read(1024)
+        if head.count(0) > len(head) // 4:  # UTF-16 without a mark: every other byte of ASCII text is NUL
+            return f"it looks like UTF-16 text (NUL bytes), not UTF-8: {fix}"
+        handle.seek(0)
+        decoder, line, final = codecs.getincrementaldecoder("utf-8")(), 1, False
+        while not final:
+            chunk = handle.read(2**20)
+            final = not chunk
+            try:
+                decoder.decode(chunk, final=final)
+            except UnicodeDecodeError as error:  # its `object`: this chunk after the last one's unfinished character
+                byte = error.object[error.start]
+                line += error.object[: error.start].count(b"\n")
+                read = bytes([byte]).decode("cp1252", errors="replace")
+                return f"line {line} is not UTF-8 text (byte 0x{byte:02x}, {read!r} in Windows-1252): {fix}"
+            line += chunk.count(b"\n")
+    return None
+
+
 def json_rows_problem(path: str) -> str | None:
     """The first row of a json/jsonl file that is not valid JSON, not an object, sets a key twice, or holds a field
     whose type differs from the same field in an earlier row (what makes Arrow refuse the file), named by row and
     field."""
-    with open(path, encoding="utf-8") as handle:
-        text = handle.read()
+    try:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+    except UnicodeDecodeError:  # `json` and Arrow read UTF-8 only (a file written by PowerShell's `>` is UTF-16)
+        return text_encoding_problem(path)
     try:
         document = json.loads(text, object_pairs_hook=_json_object)
         rows = document if isinstance(document, list) else [document]
