@@ -1091,3 +1091,143 @@ def test_a_null_or_nan_candidate_is_refused_naming_the_row_not_shown_as_none(tmp
     # LongVideoBench's option0..option4: an absent option is None, "N/A", or NaN once exported through pandas
     sample = longvideobench_sample(dict(LVB_ROWS[0], option3=float("nan"), option4=None), 0)
     assert sample.options == ["left", "right", "up"] and "\nC. up\nAnswer with" in sample.prompt
+
+
+# --- probe fixes (round 10): compound words and signs in replies, answers whose letter and text disagree ---
+def test_a_reply_writing_a_compound_option_apart_or_hyphenated_names_the_compound():
+    """Probe b/j7: `counter-clockwise` (or `Counter clockwise`) for the options clockwise / counterclockwise was read
+    as A, the opposite direction, silently (also `in-visible`, `un-happy`). Words written apart or with a hyphen are
+    compared as one word too, and an option that is only a part of such a word loses to the option it spells."""
+    from tpo_hf.eval.answers import extract_answer_letter
+
+    read = {
+        ("counter-clockwise", ("clockwise", "counterclockwise")): "B",
+        ("Counter clockwise", ("clockwise", "counterclockwise")): "B",
+        ("It turns counter-clockwise.", ("clockwise", "counterclockwise")): "B",
+        ("counterclockwise", ("clockwise", "counter-clockwise")): "B",
+        ("in-visible", ("visible", "invisible")): "B",
+        ("un-happy", ("happy", "unhappy")): "B",
+        ("Clockwise, not counter-clockwise", ("clockwise", "counterclockwise")): "A",
+        ("Not counter-clockwise.", ("clockwise", "counterclockwise")): UNPARSEABLE,  # ruled out, as "not red" is
+        ("clockwise", ("clockwise", "counterclockwise")): "A",
+        # words apart across other punctuation are two words
+        ("at the counter, clockwise", ("clockwise", "counterclockwise")): "A",
+    }
+    for (reply, options), letter in read.items():
+        assert extract_answer_letter(reply, list(options)) == letter, reply
+
+
+def test_a_signed_or_leading_dot_number_in_a_reply_or_an_option_keeps_its_sign_and_value():
+    """Probe b/j8: `-4` for the options `−4` (Unicode minus, as exported) / `4` was read as B, 4; `.5` for 0.5 / 5 as
+    B, 5; with ASCII options `-4` / `4` both replies were unparseable. Minus signs are one character and part of their
+    number on both sides, and `.5` reads as 0.5."""
+    from tpo_hf.eval.answers import extract_answer_letter
+
+    read = {
+        ("-4", ("\u22124", "4")): "A",
+        ("\u22124", ("-4", "4")): "A",
+        ("-4", ("-4", "4")): "A",
+        ("4", ("-4", "4")): "B",
+        ("The answer is -4 degrees.", ("-4", "4")): "A",
+        ("minus 4", ("-4", "4")): "A",
+        (".5", ("0.5", "5")): "A",
+        ("5", ("0.5", "5")): "B",
+        ("-.5", ("-0.5", "0.5")): "A",
+        ("0.5", ("-0.5", "0.5")): "B",
+        ("3-4", ("3-4", "4")): "A",  # a range, not a sign
+    }
+    for (reply, options), letter in read.items():
+        assert extract_answer_letter(reply, list(options)) == letter, reply
+
+
+def test_a_reply_checking_each_option_with_verdicts_in_brackets_is_read_by_its_verdicts():
+    """Probe b/j36: `A (incorrect), B (correct), C (incorrect)` was read as A, the first letter, while `A is
+    incorrect. B is correct.` read B. A verdict word in brackets right after a letter is a verdict as after `:`."""
+    from tpo_hf.eval.answers import extract_answer_letter
+
+    colours = ["red", "blue", "green", "white"]
+    read = {
+        "A (incorrect), B (correct), C (incorrect)": "B",
+        "A (no)\nB (yes)\nC (no)\nD (no)": "B",
+        "A [wrong] B [right]": "B",
+        "A (incorrect) B (correct) C (correct)": UNPARSEABLE,
+        "B (correct)": "B",
+        "A (red), B (blue)": "A",  # option texts in brackets are no verdicts
+    }
+    for reply, letter in read.items():
+        assert extract_answer_letter(reply, colours) == letter, reply
+    assert extract_answer_letter("B (right)", ["left", "right"]) == "B"  # "right" is the option's text
+
+
+def test_a_videomme_answer_whose_letter_and_text_disagree_is_refused_naming_the_row(tmp_path):
+    """Probe b/j9: a Video-MME answer `C. blue` (options A. red, B. blue, C. green, D. white) was keyed B, its text,
+    the letter dropped silently. An answer with a letter and a text must name one option by both, else the row is
+    refused naming it."""
+    rows = [VIDEOMME_ROWS[0], dict(VIDEOMME_ROWS[1], options=["A. red", "B. blue", "C. green", "D. white"])]
+    message = (
+        r"Video-MME row 1, field 'answer': 'C. blue' names option C \('green'\) by its letter but option B "
+        r"\('blue'\) by its text; fix the answer so both name the same option\."
+    )
+    with pytest.raises(ValueError, match=message):
+        load_benchmark("videomme", _write_rows(tmp_path / "vm.jsonl", [rows[0], dict(rows[1], answer="C. blue")]))
+    for answer in ("B. blue", "(B) blue", "blue", "B"):
+        sample = load_benchmark("videomme", _write_rows(tmp_path / "vm.jsonl", [dict(rows[1], answer=answer)]))[0]
+        assert sample.answer == "B", answer
+    # MLVU's answers too ("(B) 2" is B); names with initials still read as their text
+    mlvu = dict(MLVU_ROWS[0], question="How many?", candidates=["1", "2", "3"])
+    with pytest.raises(ValueError, match=r"MLVU row 0, field 'answer': '\(C\) 2' names option C \('3'\)"):
+        load_benchmark("mlvu_dev", _write_rows(tmp_path / "m.jsonl", [dict(mlvu, answer="(C) 2")]))
+    names = dict(MLVU_ROWS[0], question="Who?", candidates=["G. Washington", "A. Lincoln"], answer="A. Lincoln")
+    assert load_benchmark("mlvu_dev", _write_rows(tmp_path / "names.jsonl", [names]))[0].answer == "B"
+
+
+def test_a_longvideobench_correct_choice_that_is_not_a_whole_number_is_refused(tmp_path):
+    """Probe b/j10: `correct_choice: 1.7` (a spreadsheet mean, a mis-typed cell) was truncated to 1 and keyed B,
+    silently. A number is read only when whole (1.0 is 1); another is refused naming the row and the field."""
+    from tpo_hf.eval.benchmarks import longvideobench_sample
+
+    row = dict(LVB_ROWS[0], id="lvb-f")
+    for correct in (1.7, float("nan"), float("inf")):
+        message = rf"LongVideoBench row 0, field 'correct_choice': expected the 0-based index .* got {correct}\."
+        with pytest.raises(ValueError, match=message):
+            longvideobench_sample(dict(row, correct_choice=correct), 0)
+    assert longvideobench_sample(dict(row, correct_choice=1.0), 0).answer == "B"
+    rows = [dict(row, correct_choice=2.5)]
+    with pytest.raises(ValueError, match=r"LongVideoBench row 0, field 'correct_choice'.* got 2\.5\."):
+        load_benchmark("longvideobench_val", _write_rows(tmp_path / "lvb.jsonl", rows))
+
+
+def test_an_mlvu_order_question_listing_its_events_gets_its_candidates_listed(tmp_path):
+    """Probe b/j11: an MLVU order question listing its events as `(a) ...` lines, with candidates that are orders
+    (`a-b-c`, `b-a-c`, ...), was refused as a question listing other options. A list none of whose texts is a
+    candidate lists something else: the candidates are listed after the question; a list that holds candidates
+    still must hold them all in order (probe b/h21)."""
+    events = "Arrange these events in order:\n(a) a man enters\n(b) a dog barks\n(c) the door closes"
+    for candidates in (["a-b-c", "b-a-c", "c-b-a", "a-c-b"], ["a-b-c", "b-a-c", "c-b-a"]):
+        row = dict(MLVU_ROWS[0], question=events, candidates=candidates, answer="b-a-c")
+        sample = load_benchmark("mlvu_dev", _write_rows(tmp_path / "order.jsonl", [row]))[0]
+        listed = "".join(f"\n({letter}) {text}" for letter, text in zip("ABCD", candidates))
+        assert (sample.prompt, sample.answer) == (
+            events + listed + "\nOnly give the best option.\nBest option: (",
+            "B",
+        )
+    shuffled = dict(MLVU_ROWS[0], question="How many?\n(a) 1\n(b) 2\n(c) 3", candidates=["3", "1", "2"], answer="2")
+    with pytest.raises(ValueError, match=r"MLVU row 0 \(question .*\): the question lists its options as"):
+        load_benchmark("mlvu_dev", _write_rows(tmp_path / "shuffled.jsonl", [shuffled]))
+
+
+def test_videomme_options_lettered_without_a_space_are_lettered_options(tmp_path):
+    """Probe b/j12: Video-MME options `A.red`, `B.blue`, ... were taken as unlettered texts: the prompt showed
+    `A. A.red` and the options kept their letters. `A.red` and `A)red` carry their letter as `A. red` does; an
+    abbreviation (`A.M.`, `B.C.`) is no letter."""
+    from tpo_hf.eval.answers import extract_answer_letter
+
+    row = dict(VIDEOMME_ROWS[0], answer="B")
+    for options in (["A.red", "B.blue", "C.green", "D.white"], ["A)red", "B)blue", "C)green", "D)white"]):
+        sample = load_benchmark("videomme", _write_rows(tmp_path / "vm.jsonl", [dict(row, options=options)]))[0]
+        assert (sample.options, sample.answer) == (["red", "blue", "green", "white"], "B")
+        assert "\n" + "\n".join(options) + "\n" in sample.prompt and "A. A" not in sample.prompt
+        assert extract_answer_letter("blue", options) == "B"
+    eras = dict(row, options=["B.C.", "A.D."], answer="A")
+    sample = load_benchmark("videomme", _write_rows(tmp_path / "eras.jsonl", [eras]))[0]
+    assert (sample.options, sample.answer) == (["B.C.", "A.D."], "A") and "\nA. B.C.\nB. A.D.\n" in sample.prompt

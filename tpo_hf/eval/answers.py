@@ -18,10 +18,10 @@ How a reply is read:
   wrong by a verdict after it or after its option's text ("A: no", "A ✗", "A - incorrect", "A: red? No.").
 - Then, the first rule that decides wins:
   0. A check of the options one by one, two letters or more with a verdict ("A: no. B: yes.", "A ✗ B ✓ C ✗ D ✗",
-     "A) No\\nB) Yes", "A. No\\nB. Yes", "A = 0, B = 1"; the last two forms only in such a check, as "A. No" alone may
-     be the answer A whose text is "No"): the one letter marked right is the answer, never the first letter named;
-     several marked right, or an answer phrase naming another letter, is unparseable. None marked right: the rules
-     below decide among the letters not ruled out ("A: no, B: no, so C").
+     "A (incorrect), B (correct)", "A) No\\nB) Yes", "A. No\\nB. Yes", "A = 0, B = 1"; the last two forms only in such
+     a check, as "A. No" alone may be the answer A whose text is "No"): the one letter marked right is the answer,
+     never the first letter named; several marked right, or an answer phrase naming another letter, is unparseable.
+     None marked right: the rules below decide among the letters not ruled out ("A: no, B: no, so C").
   1. Answer phrases ("the answer is B", "Answer: (C)", "I'd go with D", "答案是C", "选C", "La respuesta es B"):
      exactly one letter named in them is the answer; two different ones ("the answer is B. No wait, the answer is
      C") are unparseable.
@@ -30,7 +30,9 @@ How a reply is read:
      or the reply corrects itself ("..., wait, ...").
   3. The option text: the reply contains exactly one option's text, compared without case, punctuation or articles
      ("Dog" for "a dog", "CAT" for "Cat"), or the whole short reply is a part of exactly one option ("blue" for "a
-     blue circle"). Options ruled out ("not red, blue") do not count.
+     blue circle"). A word written apart or hyphenated is that word ("counter-clockwise" is "counterclockwise", and
+     an option "clockwise" that is only part of it does not count); a sign is part of its number ("-4" is no "4",
+     "−4" is "-4") and ".5" is "0.5". Options ruled out ("not red, blue") do not count.
   4. Anywhere: exactly one distinct letter that is not ruled out ("I think it's B", "not A, it is C"). Several
      ("could be A or D", "Both A and C") are unparseable.
 """
@@ -45,7 +47,8 @@ from dataclasses import dataclass
 UNPARSEABLE = "unparseable"
 OPTION_LETTERS = string.ascii_uppercase
 
-_OPTION_PREFIX = re.compile(r"^\s*[\(\[]?([A-Za-z])[\)\]\.:]\s+")
+# "A. red", "(B) blue", "C: green"; also without the space ("A.red", "B)blue"), but not an abbreviation ("A.M.", "a.m")
+_OPTION_PREFIX = re.compile(r"^\s*[\(\[]?([A-Za-z])(?:[\)\]\.:]\s+|[\)\]\.](?=[^\W_])(?![A-Za-z](?![A-Za-z0-9])))")
 # an option line of a multiple-choice prompt: "B. the red shape"
 _OPTION_LINE = re.compile(r"^([A-Z])\.\s+(.*)$")
 
@@ -120,8 +123,9 @@ def _verdict_word(yes_no_end: str) -> str:
 _VERDICT_WORD = _verdict_word(_YES_NO_END)
 _VERDICT_MARK = r"(?P<mark>[" + "".join(_VERDICT_MARKS) + r"])"
 _VERDICT_AFTER = re.compile(
-    r"^(?:[\)\]]?[^\S\n]*(?:[:=\-–—→]|->|\bis\b|\bwas\b)|[\)\]])[^\S\n]*"
+    r"^(?:[\)\]]?[^\S\n]*(?:[:=\-–—→]|->|\bis\b|\bwas\b)|[\)\]]|[^\S\n]*(?P<open>[\(\[]))[^\S\n]*"
     + _VERDICT_WORD
+    + r"(?(open)[^\S\n]*[\)\]])"  # in brackets: "A (incorrect), B (correct)"
     + r"|^[\)\]]?[^\S\n]*(?:[:=\-–—→.]|->)?[^\S\n]*"
     + _VERDICT_MARK,
     re.IGNORECASE,
@@ -152,6 +156,12 @@ NUMBER_WORDS = {
         "seventeen eighteen nineteen twenty".split()
     )
 }
+_PUNCTUATION_TO_SPACE = dict.fromkeys(string.punctuation + "\u2010", " ")  # and the hyphen U+2010
+# a minus sign: "-" before a number ("-4", "-.5"), not inside a word or range ("counter-clockwise", "3-4")
+_SIGN = re.compile(r"-(?=\.?\d)")
+# what may stand between the parts of a word written apart: "counter-clockwise", "counter clockwise"
+_JOINABLE_GAP = re.compile(r"[\s\-\u2010]*")
+_MAX_JOINED = 3
 _LINK_WORDS = frozenset("with of in on to at by and holding wearing".split())
 _FILLER_WORDS = frozenset(
     "it is it's its was are i think believe the answer would be should must probably likely definitely option choice "
@@ -228,11 +238,57 @@ def _stem(token: str) -> str:
     return token
 
 
+def _folded(text: str) -> str:
+    """NFKC, lower case, the minus sign (U+2212, as exported numbers carry it) written "-"."""
+    return unicodedata.normalize("NFKC", text).lower().replace("\u2212", "-")
+
+
+def _token_spans(text: str) -> list[tuple[str, int, int]]:
+    """(token, start, end) of `_tokens`, the offsets in `_folded(text)`. A sign stays part of its number ("-4" is no
+    "4") and a leading-dot decimal reads as its "0." form (".5" as "0.5", which, like every "." and other punctuation,
+    splits into the words "0 5")."""
+    folded = _folded(text)
+    chars, origin = [], []
+    for position, char in enumerate(folded):
+        # not after a word, a number or another period: "3-4", "x.5", "wait...5" keep their punctuation
+        starts = not re.match(r"[\w.]", folded[position - 1 : position] or " ")
+        if char == "." and starts and folded[position + 1 : position + 2].isdigit():
+            chars += ["0", " "]
+            origin += [position, position]
+            continue
+        sign = char == "-" and starts and _SIGN.match(folded, position)
+        chars.append(char if sign else _PUNCTUATION_TO_SPACE.get(char, char))
+        origin.append(position)
+    spaced = "".join(chars)
+    spans = []
+    for match in re.finditer(r"\S+", spaced):
+        token = match.group()
+        if token in ARTICLES:
+            continue
+        token, start, end = _stem(token), origin[match.start()], origin[match.end() - 1] + 1
+        if spans and folded[spans[-1][1] : spans[-1][2]] in ("minus", "negative") and re.fullmatch(r"\d+", token):
+            token, start = "-" + token, spans.pop()[1]  # "minus 4" is "-4"
+        spans.append((token, start, end))
+    return spans
+
+
+def _joinable(text: str, spans: list[tuple[str, int, int]], start: int, end: int) -> bool:
+    """Only spaces or hyphens stand between the tokens `start` to `end` of `text` (folded): one word written apart."""
+    return all(_JOINABLE_GAP.fullmatch(text[spans[i - 1][2] : spans[i][1]]) for i in range(start + 1, end))
+
+
+def _joined(option: str) -> str | None:
+    """The option written as one word ("counterclockwise" for "counter-clockwise"); None where other punctuation
+    stands between its words ("1,000", "10:30")."""
+    spans = _token_spans(option)
+    if not spans or not _joinable(_folded(option), spans, 0, len(spans)):
+        return None
+    return "".join(token for token, _, _ in spans)
+
+
 def _tokens(text: str) -> list[str]:
-    """Lower-case words without punctuation, articles, plural "s"; number words as digits."""
-    text = unicodedata.normalize("NFKC", text).lower()
-    text = text.translate(str.maketrans(string.punctuation, " " * len(string.punctuation)))
-    return [_stem(token) for token in text.split() if token not in ARTICLES]
+    """Lower-case words without punctuation, articles, plural "s"; number words as digits; signed numbers whole."""
+    return [token for token, _, _ in _token_spans(text)]
 
 
 def _contains(haystack: list[str], needle: list[str]) -> int:
@@ -328,26 +384,47 @@ def _single(letters: set[str]) -> str:
 
 def _option_text_choice(text: str, options: list[str], valid: str) -> str | None:
     """The one option whose text the reply gives (or gives part of); None when none or several."""
-    reply = _tokens(re.sub(r"\b(?:the|that|this)\s+one\b", " ", text, flags=re.IGNORECASE))
+    text = re.sub(r"\b(?:the|that|this)\s+one\b", " ", text, flags=re.IGNORECASE)
+    spans = _token_spans(text)
+    reply = [token for token, _, _ in spans]
     if not reply:
         return None
-    texts = {letter: _tokens(option) for letter, option in zip(valid, strip_option_letters(options))}
-    # the reply contains the option (maximal matches only: "red square" beats "red" when both are options)
+    raw = _folded(text)
+    option_texts = dict(zip(valid, strip_option_letters(options)))
+    texts = {letter: _tokens(option) for letter, option in option_texts.items()}
+    # where the reply gives each option: as its words, or as one word written apart or together ("counter-clockwise"
+    # and "Counter clockwise" are "counterclockwise", and the other way round)
     found = {}
     for letter, words in texts.items():
-        position = _contains(reply, words) if words else -1
-        if position >= 0:
-            found[letter] = (words, position)
-    maximal = {
-        letter
-        for letter, (words, _) in found.items()
-        if not any(len(other) > len(words) and _contains(other, words) >= 0 for other, _ in found.values())
-    }
+        places = [
+            (start, start + len(words))
+            for start in range(len(reply))
+            if words and reply[start : start + len(words)] == words
+        ]
+        joined = _joined(option_texts[letter])
+        for start in range(len(reply) if joined else 0):
+            for end in range(start + 1, min(start + _MAX_JOINED, len(reply)) + 1):
+                if not _joinable(raw, spans, start, end):
+                    break
+                if "".join(reply[start:end]) == joined and (start, end) not in places:
+                    places.append((start, end))
+        if places:
+            found[letter] = (words, sorted(places))
+
+    def covered(letter: str) -> bool:
+        """The option is part of a longer one the reply gives: "red" of "red square", "clockwise" of
+        "counter-clockwise" where "counterclockwise" is an option too."""
+        words, places = found[letter]
+        if any(len(other) > len(words) and _contains(other, words) >= 0 for other, _ in found.values()):
+            return True
+        longer = [place for other in found if other != letter for place in found[other][1]]
+        return all(any(start <= a and b <= end and end - start > b - a for start, end in longer) for a, b in places)
+
+    # maximal matches only: "red square" beats "red" when both are options
+    maximal = {letter for letter in found if not covered(letter)}
     ruled_out = set()
-    raw = unicodedata.normalize("NFKC", text).lower()
     for letter in maximal:
-        option_text = " ".join(texts[letter])
-        before = re.split(re.escape(option_text.split()[0]), raw, maxsplit=1)[0] if option_text else ""
+        before = raw[: spans[found[letter][1][0][0]][1]]
         if re.search(r"(?:\bnot|n't|\brather than|\binstead of|\bexcept)\s+(?:the\s+|a\s+|an\s+)?$", before):
             ruled_out.add(letter)
     chosen = maximal - ruled_out

@@ -221,7 +221,8 @@ def answer_letter(
     `correct_choice`), "text" (MLVU's answer is the option text: 3 is the option "3"), or None (no convention: an
     integer that is a valid index and also another option's text is refused naming the row, never guessed).
     A bare letter ("A") that is also an option's text (an OCR question whose options are letters) is that option's
-    text, unless `letter_answers` says the benchmark's answers are letters (Video-MME): then it is the letter."""
+    text, unless `letter_answers` says the benchmark's answers are letters (Video-MME): then it is the letter. An
+    answer written with a letter and a text ("B. blue") must name one option by both; else it is refused."""
     require_distinct_options(options, benchmark, index)
     letters = option_letters(len(options))
     where = f"{benchmark} row {index}, field 'answer'"
@@ -256,10 +257,20 @@ def answer_letter(
             return match.group(1).upper()
         # the option text as given ("G. Washington" where the options are names with initials), else without a
         # letter the answer was written with ("B. blue")
-        for candidate in (text, strip_option_prefix(text)):
-            chosen = _option_text_letter(candidate, options)
-            if chosen is not None:
-                return chosen
+        chosen = _option_text_letter(text, options)
+        if chosen is not None:
+            return chosen
+        chosen = _option_text_letter(strip_option_prefix(text), options)
+        prefix = option_prefix_letter(text)
+        if chosen is not None and prefix is not None and prefix != chosen:
+            # "C. blue" where blue is B: the letter or the text is a typo, and which one would be a guess
+            named = f"option {prefix} ({options[letters.index(prefix)]!r})" if prefix in letters else "no option"
+            raise ValueError(
+                f"{where}: {answer!r} names {named} by its letter but option {chosen} "
+                f"({options[letters.index(chosen)]!r}) by its text; fix the answer so both name the same option."
+            )
+        if chosen is not None:
+            return chosen
     raise ValueError(f"{benchmark} row {index}: answer {answer!r} names none of the {len(options)} options {options}.")
 
 
@@ -606,8 +617,9 @@ def _lists_options(question: str, options: list[str], where: str) -> bool:
     """The question lists its options itself, as lmms-eval's copy of MLVU does ("...?\n(A) ...\n(B) ..."): a line
     opening with each option's letter, in order ("(A) ...", or "A. ...", "A) ...", "(a) ..."), or one line
     "(A) 1 (B) 2 (C) 3". A question that only mentions "(A)" ("The sign marked (A) appears when?") does not, and
-    gets its options listed; so does one marking things "(A)", "(B)" on a line where none of them is a candidate
-    ("between (A) the start and (B) the end").
+    gets its options listed; so does one whose list holds none of the candidates (punctuation and case aside): things
+    marked "(A)", "(B)" in a sentence ("between (A) the start and (B) the end"), or the events an order question
+    lists as "(a) ...", "(b) ..." lines, whose candidates are orders ("a-b-c", "b-a-c", ...).
 
     The prompt then shows the question's list while the answer is read against the candidates, so a list whose
     texts are not the candidates in order (a copy with shuffled candidates) is refused, `where` naming the row: the
@@ -615,12 +627,17 @@ def _lists_options(question: str, options: list[str], where: str) -> bool:
     found = _question_option_list(question)
     if found is None:
         return False
-    texts, one_line = found
+    texts, _ = found
 
     def words(text: str) -> str:
         return " ".join(text.split()).casefold()
 
-    if one_line and not {words(text) for text in texts} & {words(option) for option in options}:
+    def loose(text: str) -> str:
+        return " ".join(re.sub(r"[^\w\s]", " ", text).split()).casefold()
+
+    # a list none of whose texts is a candidate lists something else: the events of an order question ("(a) a man
+    # enters", candidates "a-b-c", "b-a-c", ...), things marked "(A)", "(B)" in a sentence
+    if not {loose(text) for text in texts} & {loose(option) for option in options}:
         return False
     if [words(text) for text in texts] != [words(option) for option in options]:
         raise ValueError(
@@ -696,6 +713,8 @@ def longvideobench_sample(row: dict[str, Any], index: int, variant: str = "defau
     try:
         if isinstance(correct, bool):  # int(True) would silently pick option 1
             raise TypeError
+        if isinstance(correct, numbers.Real) and not float(correct).is_integer():
+            raise ValueError  # int(1.7) would silently pick option 1
         correct = int(correct)
     except (TypeError, ValueError):
         raise ValueError(
