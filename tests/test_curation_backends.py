@@ -262,7 +262,7 @@ def test_a_reply_that_ends_other_than_normally_or_refuses_is_cut_and_named(onlin
         assert named in caplog.text and backend.base_url in caplog.text
     # normal ends stay complete answers, and a cut at the budget stays a plain cut (no warning of its own)
     for finish, cut in (("stop", False), ("eos_token", False), (None, False), ("length", True)):
-        backend = OpenAIBackend("fake-vlm", base_url=fake_endpoint(lambda r, f=finish: completion("Red.", f)))
+        backend = OpenAIBackend("m", base_url=fake_endpoint(lambda r, f=finish: completion("Red.", f)))  # as served
         caplog.clear()
         with caplog.at_level(logging.WARNING):
             (reply,) = backend.generate([GenerationRequest("Describe.")], 8)

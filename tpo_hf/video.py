@@ -616,7 +616,7 @@ def video_url_key(url: str) -> str:
 
 
 def _cache_target(url: str) -> Path:
-    suffix = Path(url.split("?")[0]).suffix or ".mp4"
+    suffix = Path(url.split("#")[0].split("?")[0]).suffix or ".mp4"
     return video_cache_dir() / (hashlib.sha256(url.encode()).hexdigest()[:32] + suffix)
 
 
@@ -630,69 +630,89 @@ _SERVER_VERSIONS: dict[str, str | None] = {}
 # url -> why its server named no version when asked online, until the warning that its cached copy is used unchecked
 # is given (once per process) or the video is downloaded (then the copy is the server's current one)
 _UNCHECKED: dict[str, str] = {}
+# url -> the length its server named when it named no version (`_ask_version`): not the video's version, but a length
+# other than the cached copy's still tells a replaced video, however large (`_refresh_unversioned`)
+_SERVER_LENGTHS: dict[str, int] = {}
 
 
 def _offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in ("1", "ON", "YES", "TRUE")
 
 
-def _version_of(headers: Any, ranged: bool = False) -> str | None:
-    """What identifies one version of a file on a web server: its ETag, else Last-Modified, else its length. For the
-    answer to a ranged GET (206), the length is the file's, after the slash of Content-Range, not the range's."""
+def _version_of(headers: Any) -> str | None:
+    """What identifies one version of a file on a web server: its ETag, else Last-Modified. Not its length alone:
+    another video of the same byte size has it too, so a server naming only a length names no version, and its
+    video is known by its content (`url_version`)."""
     for name, label in (("ETag", "etag"), ("Last-Modified", "last-modified")):
         value = (headers.get(name) or "").strip()
         if value:
             return f"{label} {value}"
-    length = (headers.get("Content-Length") or "").strip()
-    if ranged:
-        length = (headers.get("Content-Range") or "").rpartition("/")[2].strip()
-    return f"length {length}" if length and length != "*" else None
+    return None
 
 
-def _ask_version(url: str) -> tuple[str | None, str]:
-    """(the version of `url` its server reports, why there is none): a HEAD request, else a GET of its first byte
-    (`Range: bytes=0-0`, closed without reading a body the server sends whole) for servers that refuse HEAD (405,
-    403 for URLs signed for GET, 501) or answer it without ETag, Last-Modified or length."""
+def _length_of(headers: Any, ranged: bool = False) -> int | None:
+    """The file's length a server names: Content-Length, or for the answer to a ranged GET (206) the file's after
+    the slash of Content-Range, not the range's."""
+    length = (headers.get("Content-Range") or "").rpartition("/")[2] if ranged else headers.get("Content-Length")
+    length = (length or "").strip()
+    return int(length) if length.isdigit() else None
+
+
+def _ask_version(url: str) -> tuple[str | None, str, int | None]:
+    """(the version of `url` its server reports, why there is none, the length it names where it names no version):
+    a HEAD request, else a GET of its first byte (`Range: bytes=0-0`, closed without reading a body the server sends
+    whole) for servers that refuse HEAD (405, 403 for URLs signed for GET, 501) or answer it without ETag or
+    Last-Modified."""
+    length = None
     try:
         with urllib.request.urlopen(urllib.request.Request(_request_url(url), method="HEAD"), timeout=30) as response:
-            version = _version_of(response.headers)
+            version, length = _version_of(response.headers), _length_of(response.headers)
         if version:
-            return version, ""
-        head = "HEAD named no ETag, Last-Modified or length"
+            return version, "", None
+        head = "HEAD named no ETag or Last-Modified"
     except urllib.error.HTTPError as error:
         error.close()
         head = f"HEAD refused: {error}"
     except (OSError, http.client.HTTPException, ValueError) as error:
         reason = getattr(error, "reason", error)
         if isinstance(reason, (ConnectionRefusedError, TimeoutError, socket.gaierror)):  # no server to ask a GET
-            return None, f"unreachable: {error}"
+            return None, f"unreachable: {error}", None
         head = f"HEAD failed: {error}"
     try:
         request = urllib.request.Request(_request_url(url), headers={"Range": "bytes=0-0"})
         with urllib.request.urlopen(request, timeout=30) as response:
-            version = _version_of(response.headers, ranged=response.status == 206)
-        return version, "" if version else f"{head}; a ranged GET named none either"
+            version = _version_of(response.headers)
+            length = length or _length_of(response.headers, ranged=response.status == 206)
+        if version:
+            return version, "", None
+        # a length alone is no version: two videos of one size have it (a clip re-encoded to the same byte count)
+        only = f" (only a length, {length} bytes, which another video of that size has too)" if length else ""
+        return None, f"{head}; a ranged GET named none either{only}", length
     except (OSError, http.client.HTTPException, ValueError) as error:
-        return None, f"{head}; a ranged GET failed: {error}"
+        return None, f"{head}; a ranged GET failed: {error}", length
 
 
 def _server_version(url: str) -> str | None:
     """The version of `url` its server reports now (`_ask_version`, once per process), or None: offline
-    (`HF_HUB_OFFLINE`), unreachable, or the server names none."""
+    (`HF_HUB_OFFLINE`), unreachable, or the server names none (a length alone is none)."""
     if url in _SERVER_VERSIONS:
         return _SERVER_VERSIONS[url]
     version = None
     if not _offline():
-        version, why = _ask_version(url)
+        version, why, length = _ask_version(url)
+        _SERVER_LENGTHS.pop(url, None)
         if version is None:
             _UNCHECKED[url] = why
+            if length is not None:
+                _SERVER_LENGTHS[url] = length
     _SERVER_VERSIONS[url] = version
     return version
 
 
-# A cached copy of a URL whose server names no version (no ETag, Last-Modified or length: a dynamic server sending
-# chunked bodies) is downloaded again once per run while it is smaller than this, so a video replaced there is
-# noticed by its content; a larger one is used as cached, with a warning (`_refresh_unversioned`)
+# A cached copy of a URL whose server names no version (no ETag or Last-Modified: a dynamic server sending chunked
+# bodies, or one naming only a length) is downloaded again once per run while it is smaller than this, so a video
+# replaced there is noticed by its content; a larger one is used as cached, with a warning, unless the server names
+# a length other than its size (`_refresh_unversioned`)
 UNVERSIONED_REFETCH_BYTES = 256 * 2**20
 
 
@@ -745,13 +765,14 @@ def _content_version(target: Path) -> str:
 
 
 def url_version(url: str) -> str | None:
-    """The version of video `url` the run uses: what its server reports now (ETag, Last-Modified or length, asked
-    with HEAD or a ranged GET), else what it reported when the cached copy was downloaded (downloading it first where
+    """The version of video `url` the run uses: what its server reports now (ETag or Last-Modified, asked with
+    HEAD or a ranged GET), else what it reported when the cached copy was downloaded (downloading it first where
     there is none, so the answer is the same before and after the first download), else, for a server that names no
-    version, the content of the cached copy (`sha256 <hash>`: a copy downloaded afresh that differs is another
-    video). Online, such a copy under `UNVERSIONED_REFETCH_BYTES` (256 MiB) is downloaded again first, once per run,
-    so a video replaced on its server is noticed; a larger one, or one whose server cannot be reached, is used as
-    cached with a warning (`_warn_unchecked`). None when the video cannot be had at all. Part of the video's
+    version (or only a length, which another video of that size has too), the content of the cached copy
+    (`sha256 <hash>`: a copy downloaded afresh that differs is another video). Online, such a copy under
+    `UNVERSIONED_REFETCH_BYTES` (256 MiB) is downloaded again first, once per run, so a video replaced on its server
+    is noticed; a larger one, or one whose server cannot be reached, is used as cached with a warning
+    (`_warn_unchecked`), unless the server names a length other than the copy's. None when the video cannot be had at all. Part of the video's
     identity in cache keys (`fingerprint.video_file_identity`), so a video replaced on its server is curated and
     answered again. A server's version other than the cached copy's is settled first by downloading the video again:
     the same bytes keep the version recorded before (`_fetch`), so a server sending a new ETag on every answer for
@@ -778,8 +799,8 @@ def url_version(url: str) -> str | None:
 def video_file_identity(path: str | os.PathLike, earlier: bool = False) -> str:
     """`<size>:sha256:<16 hex>` of a local video: its size and the hash of its bytes (`file_content_hash`, read once
     per file version), `missing` for a local path that is no file (a broken link), the URL of a remote one with the
-    version its server reports (`url_version`: ETag, Last-Modified or length; for a server that names none, the
-    content hash of the cached copy), so a video replaced on its server is not served from old answers. Not the path:
+    version its server reports (`url_version`: ETag or Last-Modified; for a server that names none, the content
+    hash of the cached copy), so a video replaced on its server is not served from old answers. Not the path:
     where the video is known by a name of its own (a curation id, a benchmark's video name), the same file under a
     folder moved or spelled otherwise is the same video. Not its modification time: a copy (`cp -r`, a restore from
     a backup) is the same video. `earlier`: the `<size>:<mtime_ns>` tpo-hf keyed a local video by before, which
@@ -825,12 +846,15 @@ def _refresh_unversioned(url: str, target: Path) -> None:
         size = target.stat().st_size
     except OSError:
         return
-    if size >= UNVERSIONED_REFETCH_BYTES and not why.startswith("unreachable"):
+    # a length the server names other than the copy's is another video, however large the copy
+    other_length = _SERVER_LENGTHS.get(url) not in (None, size)
+    large = size >= UNVERSIONED_REFETCH_BYTES and not other_length
+    if large and not why.startswith("unreachable"):
         _UNCHECKED[url] = (
             f"{why}; at {size / 2**20:.0f} MiB the cached copy is not downloaded again each run, as copies under "
             f"{UNVERSIONED_REFETCH_BYTES // 2**20} MiB are"
         )
-    if size >= UNVERSIONED_REFETCH_BYTES or why.startswith("unreachable"):
+    if large or why.startswith("unreachable"):
         _warn_unchecked(url, target)
         return
     try:
@@ -848,18 +872,22 @@ def _refresh_unversioned(url: str, target: Path) -> None:
                 target,
                 before,
                 after,
-                "its server names no version, so a copy under "
+                f"its server names no version but a length other than the cached copy's {size} bytes, so it was "
+                "downloaded again"
+                if size >= UNVERSIONED_REFETCH_BYTES
+                else "its server names no version, so a copy under "
                 f"{UNVERSIONED_REFETCH_BYTES // 2**20} MiB is downloaded again each run, and the new one differs",
             )
 
 
 def _cached_download(url: str) -> Path:
     """The copy of video `url` in the cache folder, downloaded on first use, and again when its server reports
-    another version (ETag, Last-Modified or length) than the one cached: a video replaced on its server is fetched
-    anew, with a warning, not served from the old copy. Offline the cached copy is used; online with the server
-    naming no version, a copy under `UNVERSIONED_REFETCH_BYTES` is downloaded again once per run, else (or with the
+    another version (ETag or Last-Modified) than the one cached: a video replaced on its server is fetched anew, with
+    a warning, not served from the old copy. Offline the cached copy is used; online with the server naming no
+    version (or only a length), a copy under `UNVERSIONED_REFETCH_BYTES` is downloaded again once per run, else (or with the
     server unreachable) used with a warning (`_refresh_unversioned`). Each download writes a file of its own and
     moves it into place whole, so processes fetching one URL at once (DDP ranks) each end with the complete video."""
+    _warn_fragment(url)
     target = _cache_target(url)
     if target.exists():
         now, then = _server_version(url), _cached_version(target)
@@ -867,19 +895,34 @@ def _cached_download(url: str) -> Path:
             _refresh_unversioned(url, target)
         if now is None or now == then:
             return target
-        if then is None:  # downloaded by a tpo-hf that kept no version: its length is all there is to compare
-            size = target.stat().st_size
-            if not now.startswith("length ") or now == f"length {size}":
-                with contextlib.suppress(OSError):
-                    _validator_path(target).write_text(now, encoding="utf-8")
-                return target
-        then = then or f"length {target.stat().st_size}"
-        # a server may name a new version (ETag) on every answer for the same bytes: only the bytes tell
+        # kept with no version (its server named none then, or an older tpo-hf), whose length tells no video from
+        # another of its size; or a server naming a new version (ETag) on every answer for the same bytes: only the
+        # bytes tell
+        then = then or "no version recorded"
         if _fetch(url, target):
             _warn_changed(url, target, then, now, "downloaded it again")
         return target
     _fetch(url, target)
     return target
+
+
+# URLs whose fragment `_warn_fragment` named in this process
+_FRAGMENTS_NAMED: set[str] = set()
+
+
+def _warn_fragment(url: str) -> None:
+    """Warns, once per URL and process, that its fragment (a media fragment `#t=0,10` asking for a time range) is
+    not applied: it is never sent to the server, and the whole video is read."""
+    fragment = url.partition("#")[2]
+    if fragment and url not in _FRAGMENTS_NAMED:
+        _FRAGMENTS_NAMED.add(url)
+        logger.warning(
+            "Video %s: its fragment #%s is not applied (a URL's fragment is never sent to its server, and tpo-hf "
+            "reads no media fragment such as #t=start,end): the whole video is read. To use only a time range, cut "
+            "it into a video file of its own and give that.",
+            url,
+            fragment,
+        )
 
 
 def _fetch(url: str, target: Path, replace: bool = False) -> bool:

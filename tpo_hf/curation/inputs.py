@@ -208,6 +208,15 @@ def _videos_of_dataset(config: CurationConfig) -> list[VideoItem]:
             video = posixpath.normpath(video)
         path = video if remote_or_absolute else os.path.join(root, video)
         location = path if "://" in path else os.path.normpath(os.path.abspath(path))
+        if is_video_url(path) and path.partition("#")[2]:
+            # a media fragment (`#t=0,10`) asks for a time range that is never sent to the server nor applied: the
+            # whole video would be curated under a row that asked for part of it
+            raise ValueError(
+                f"Row {row_index} of {config.dataset_name}: video URL {path} has a fragment "
+                f"(#{path.partition('#')[2]}), which is not applied: a URL's fragment is never sent to its server and "
+                "tpo-hf reads no media fragment (#t=start,end), so the whole video would be curated. Remove the "
+                "fragment; to curate only a time range, cut it into a video file of its own and give that."
+            )
         if is_video_url(path):  # `my%20video.mp4` and a pasted `my video.mp4` are one video, downloaded once
             location = video_url_key(path)
         for column in (config.caption_column, config.question_column, config.answer_column):

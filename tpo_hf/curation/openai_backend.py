@@ -189,6 +189,19 @@ def completion_reply(response: Any, subject: str = "") -> Reply:
     return Reply(text.strip(), ended_early=None if finish_lower in NORMAL_FINISH_REASONS else str(finish))
 
 
+def same_model(asked: str, served: str) -> bool:
+    """Whether a reply's `model` names the model asked, in the forms servers echo it: in any case, a served name that
+    holds the id asked (`Qwen/Qwen2-VL-7B-Instruct` for `qwen2-vl-7b-instruct`, a dated `gpt-4o-2024-08-06` for
+    `gpt-4o`, `transformers serve`'s `<id>@main`), or the same last path segment (`org/name` for `name`, a local
+    folder's path for its basename)."""
+    asked, served = asked.strip().lower(), served.strip().lower()
+
+    def last(name: str) -> str:
+        return name.replace("\\", "/").rstrip("/").rpartition("/")[2].partition("@")[0]
+
+    return asked in served or (last(asked) != "" and last(asked) == last(served))
+
+
 def not_json_reply(body: str) -> EndpointReplyError:
     """The error for an HTTP 200 body that is not JSON, quoting its start and saying what it looks like.
     (`InferenceClient` hands back the body only, without its headers, so its form is told from the text.)"""
@@ -314,6 +327,10 @@ class OpenAIBackend(GenerationBackend):
         # why the server refused a `video_url` part (videos then go as images for the rest of the run), or None
         self.video_refused: str | None = None
         self._fallback_lock = threading.Lock()
+        # the model a reply named where it is not the one asked (`same_model`; a gateway's router or fallback), or None
+        self.served_model: str | None = None
+        # the curation role it was built for (`from_config`; the first, where roles share it), for messages
+        self.role: str | None = None
 
     @classmethod
     def from_config(cls, config: CurationConfig, role: str, device: str | None = None) -> OpenAIBackend:
@@ -321,7 +338,7 @@ class OpenAIBackend(GenerationBackend):
         _, model, base_url = config.role_settings(role)
         # the smallest budget the role asks for: one its endpoint takes if it takes the role's requests
         budgets = ("caption", "answer") if role == "video" else (role,)
-        return cls(
+        backend = cls(
             model,
             base_url=base_url,
             api_key=config.api_key,
@@ -333,6 +350,8 @@ class OpenAIBackend(GenerationBackend):
             max_pixels=config.max_pixels,
             ready_max_new_tokens=min(getattr(config, f"{name}_max_new_tokens") for name in budgets),
         )
+        backend.role = role
+        return backend
 
     @staticmethod
     def _retriable(error: Exception) -> bool:
@@ -372,7 +391,38 @@ class OpenAIBackend(GenerationBackend):
             )
         except json.JSONDecodeError as error:  # the body is in hand (`error.doc`): say what it was instead
             raise not_json_reply(error.doc) from error
-        return completion_reply(response, subject)
+        reply = completion_reply(response, subject)
+        self._note_served_model(getattr(response, "model", None))
+        return reply
+
+    def _note_served_model(self, served: Any) -> None:
+        """Warns once (per role and endpoint) when a reply names another model than the one asked: a gateway routing
+        to another model, or falling back to one, answers for it while the report and dataset card credit the model
+        asked (and TPO's premise, that the model under training wrote both answers, is broken). Not refused: gateways
+        rename models too, so the served name is only reported (`served_model`)."""
+        if not isinstance(served, str) or not served.strip() or same_model(self.model_id, served):
+            return
+        with self._fallback_lock:
+            if self.served_model is not None:
+                return  # requests in flight at once found it too: one warning per run
+            self.served_model = served
+        model, base_url = (
+            (f"`{self.role}_model`", f"`{self.role}_base_url`") if self.role else ("the model name", "the base URL")
+        )
+        logger.warning(
+            "Endpoint %s was asked for model %s, but its reply names model %r (a gateway's router or fallback?): the "
+            "curation report and dataset card credit %s. If %r is another model, set %s to the model the endpoint "
+            "serves, or point %s at an endpoint serving %s; if it is the gateway's name for %s, nothing is wrong.",
+            self.base_url,
+            self.model_id,
+            served,
+            self.model_id,
+            served,
+            model,
+            base_url,
+            self.model_id,
+            self.model_id,
+        )
 
     def _subject(self, request: GenerationRequest) -> str:
         """Whose reply to `request` a warning is about: the endpoint, its model and the request's video."""
