@@ -121,6 +121,90 @@ def test_judge_verdicts_are_read_when_clear_and_left_unread_when_qualified(reply
     assert verdict.passed is (verdicts == (True, False, True))
 
 
+@pytest.mark.parametrize(
+    "hedge",
+    [
+        "Yes, with minor errors (the colour is wrong)",
+        "Yes (not entirely)",
+        "Yes, largely",
+        "Yes, apart from the timing",
+        "Yes, if we ignore the timing",
+        "Yes, except for the timing",
+        "Yes, unless the timing counts",
+        "Yes, mostly",
+        "Yes, it is partially right",
+        "Yes, not completely",
+        "Yes, with a mistake in the colour",
+        "Yes; the colour is wrong",
+        "Yes, the order is incorrect",
+    ],
+)
+def test_a_hedged_yes_is_an_unread_verdict(hedge):
+    """Probe b/j13: a judge's hedged Yes that the qualifier words missed ("Yes, with minor errors", "Yes (not
+    entirely)", "Yes, largely", "Yes, apart from the timing", "Yes, if we ignore the timing") was read as a plain Yes:
+    the pair was kept as correct. A hedged verdict is unread (`judge_unparseable`), as "No ..., but" is; a Yes
+    followed by an explanation that agrees is still a Yes."""
+    from tpo_hf.curation import parse_judge_reply
+
+    verdict = parse_judge_reply(f"1. Yes\n2. No\n3. {hedge}")
+    assert (verdict.better, verdict.contradiction, verdict.correct) == (True, False, None)
+    assert verdict.drop_reason() == "judge_unparseable"
+    for agreeing in (
+        "Yes, because answer 1 names the colour.",
+        "Yes. The answer matches the caption.",
+        "Yes, no errors",
+    ):
+        assert parse_judge_reply(f"1. Yes\n2. No\n3. {agreeing}").passed, agreeing
+
+
+def test_a_verdict_revised_on_a_later_line_is_unread():
+    """Probe b/j14: `1. Yes\\n2. No\\n3. Yes\\nWait, 1. No: answer 2 is better.` was read as Yes, No, Yes (the last
+    complete block, the revision after it ignored): the pair was kept as better. A check that a later line gives
+    another verdict is unread (which one rules is not for a parser to guess); one repeated with the same verdict,
+    an explanation after the verdict and a draft before it change nothing."""
+    from tpo_hf.curation import parse_judge_reply
+
+    def read(reply):
+        verdict = parse_judge_reply(reply)
+        return verdict.better, verdict.contradiction, verdict.correct
+
+    block = "1. Yes\n2. No\n3. Yes\n"
+    assert read(block + "Wait, 1. No: answer 2 is better.") == (None, False, True)
+    assert parse_judge_reply(block + "Wait, 1. No: answer 2 is better.").drop_reason() == "judge_unparseable"
+    assert read(block + "Actually, check 1 should be No.") == (None, False, True)
+    assert read(block + "1. No") == (None, False, True)  # a later partial block
+    assert read(block + "Correction: 3. Yes, but only partly") == (True, False, None)  # revised to a hedge
+    # agreeing repetitions, explanations and Reason lines, and drafts before the verdict keep it
+    assert read(block + "So 1. Yes: answer 1 names the colour.") == (True, False, True)
+    assert read(block + "Reason: 2. No contradiction; answer 1 is right.") == (True, False, True)
+    assert read(block + "\nExplanation:\n1. Answer 1 names the colour.\n2. Nothing contradicts.") == (
+        True,
+        False,
+        True,
+    )
+    assert read("1. No\n2. Yes\n3. No\nWait, let me redo it.\n" + block) == (True, False, True)
+
+
+def test_a_final_answer_wrapped_in_answer_tags_is_read():
+    """Probe b/j27: GLM-4.1V-Thinking (a shipped recipe family) answers `<think>...</think><answer>...</answer>`;
+    the judge's verdict and the question writer's question were unread (`<answer>1. Yes` is no numbered line), and
+    curate stopped after its first shard as if the judge could not answer. The text inside the last `<answer>`
+    block is the final reply; a reply cut off inside it is read up to the cut; the prompt's `Answer: <answer>`
+    echoed is no wrapper."""
+    from tpo_hf.curation import parse_judge_reply
+    from tpo_hf.curation.prompts import final_reply, parse_question_reply
+
+    verdict = parse_judge_reply("<think>Answer 1 matches the caption.</think><answer>1. Yes\n2. No\n3. Yes</answer>")
+    assert (verdict.better, verdict.contradiction, verdict.correct) == (True, False, True)
+    assert parse_judge_reply("<answer>1. No\n2. No\n3. Yes</answer>\n<answer>1. Yes\n2. No\n3. Yes</answer>").passed
+    parsed = parse_question_reply(
+        "<think>Red first.</think>\n<answer>Question: What colour is first?\nAnswer: red</answer>"
+    )
+    assert (parsed.status, parsed.question, parsed.answer) == ("ok", "What colour is first?", "red")
+    assert final_reply("<think>x</think><answer>1. Yes\n2. No") == "1. Yes\n2. No"
+    assert final_reply("Question: <question>\nAnswer: <answer>") == "Question: <question>\nAnswer: <answer>"
+
+
 @pytest.fixture
 def online(monkeypatch):
     """conftest sets HF_HUB_OFFLINE; huggingface_hub then refuses all HTTP, loopback included."""
@@ -612,3 +696,42 @@ def test_a_dtype_torch_does_not_name_is_refused_with_the_names_to_use(tmp_path):
         CurationConfig(video_dir=str(tmp_path), video_model="m", dtype="bf16")
     assert is_user_error(refused.value)
     assert CurationConfig(video_dir=str(tmp_path), video_model="m", dtype="bfloat16").dtype == "bfloat16"
+
+
+def test_a_verdict_overruled_or_qualified_after_its_checks_is_unread():
+    """Probe b/j44: three passing checks followed by an overall rejection or a caveat (`Overall: No, I would reject
+    this pair.`, `Verdict: reject`, `However, the question itself is ambiguous.`, `(Correction: 3. No)`) were read
+    as Yes, No, Yes and the pair kept. Such a reply is unread (the revised check, or all three); an overall Yes, a
+    Reason line and an explanation keep it."""
+    from tpo_hf.curation import parse_judge_reply
+
+    block = "1. Yes\n2. No\n3. Yes\n"
+    for overruling in (
+        "Overall: No, I would reject this pair.",
+        "Verdict: reject",
+        "However, the question itself is ambiguous.",
+    ):
+        verdict = parse_judge_reply(block + overruling)
+        assert (verdict.better, verdict.contradiction, verdict.correct) == (None, None, None), overruling
+        assert verdict.drop_reason() == "judge_unparseable"
+    assert parse_judge_reply(block + "(Correction: 3. No)").correct is None
+    for keeping in ("Overall: Yes, keep it.", "Reason: fine, however short.", "Answer 1 is more detailed."):
+        assert parse_judge_reply(block + keeping).passed, keeping
+
+
+def test_a_question_reply_without_a_question_or_stating_its_answer_is_read_apart():
+    """Probes b/j43, b/j42: `Question:\\nAnswer: red` (a blank question) was read as the question "Answer: red",
+    and `Question: What colour is the first square? (Answer: red)` kept the answer in the question: the video model
+    was asked, and the pair trained on, a question that states its answer. A blank question is unparseable; an
+    answer after the question mark is the reply's answer."""
+    from tpo_hf.curation.prompts import parse_question_reply
+
+    assert parse_question_reply("Question:\nAnswer: red").status == "unparseable"
+    assert parse_question_reply("Question:\nWhat moves first?\nAnswer: red").question == "What moves first?"
+    for reply in (
+        "Question: What colour is the first square? (Answer: red)",
+        "Question: What colour is the first square? Answer: red",
+    ):
+        parsed = parse_question_reply(reply)
+        assert (parsed.status, parsed.question, parsed.answer) == ("ok", "What colour is the first square?", "red")
+    assert parse_question_reply("Question: Which answer: left or right?").question == "Which answer: left or right?"

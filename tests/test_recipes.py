@@ -359,3 +359,35 @@ def test_a_recipe_env_value_that_is_a_list_is_refused(tmp_path, monkeypatch):
     with pytest.raises(SystemExit, match=message):
         cli_main(["--config", str(recipe), "--output_dir", str(tmp_path / "run")])
     assert os.environ["HF_DATASETS_CACHE"] == str(tmp_path / "shell-cache")
+
+
+def test_a_recipe_number_yaml_reads_in_base_8_or_60_is_refused_naming_the_recipe(tmp_path, monkeypatch):
+    """Probe b/j15: `seed: 0123` in a recipe is octal to YAML 1.1 (PyYAML): curate ran with seed 83 and recorded it,
+    nothing said; `1:30` is base 60 (90). Refused in one line naming the recipe, the key, its line and the value
+    YAML gives, before the parser (which reads the file again with PyYAML) runs; also in `env:` and lists. Quoted,
+    such a value is text as written; `0` and `07` (the same in base 8) and `1_000` read as written."""
+    from tpo_hf.commands import read_recipe, run_cli
+    from tpo_hf.commands.train import cli_main, make_parser
+
+    monkeypatch.delenv("TPO_HF_DEBUG", raising=False)
+    settings = f"model_name_or_path: m\ndataset_name: d\nbf16: false\nuse_cpu: true\noutput_dir: {tmp_path / 'run'}\n"
+    recipe = tmp_path / "r_octal.yaml"
+    recipe.write_text(settings + "seed: 0123\n")
+    message = (
+        rf'^tpo-hf train: {recipe}: `seed: 0123` \(line 6\) reads as octal 83 in YAML 1.1: write 123 \(or "0123" '
+        r"quoted, for text\)\.$"
+    )
+    with pytest.raises(SystemExit, match=message):
+        cli_main(["--config", str(recipe)])
+    recipe.write_text(settings + "max_steps: 1:30\n")
+    with pytest.raises(SystemExit, match=r"`max_steps: 1:30` \(line 6\) reads as 90 \(base 60\) in YAML 1\.1"):
+        cli_main(["--config", str(recipe)])
+    for nested in ("env:\n  UMASK: 0022\n", "vniah_lengths: [8, 010]\n"):
+        recipe.write_text(settings + nested)
+        with pytest.raises(SystemExit, match=r"reads as octal (18|8) in YAML 1\.1"):
+            cli_main(["--config", str(recipe)])
+    recipe.write_text(settings + "seed: '0123'\nmax_steps: 1_000\nsave_total_limit: 07\nenv:\n  UMASK: '0022'\n")
+    assert read_recipe(["--config", str(recipe)])[1]["env"] == {"UMASK": "0022"}
+    parsed = run_cli("train", make_parser, lambda *parsed: parsed, ["--config", str(recipe)])
+    config = next(arguments for arguments in parsed if hasattr(arguments, "seed"))
+    assert (config.seed, config.max_steps, config.save_total_limit) == (123, 1000, 7)

@@ -168,14 +168,35 @@ def split_config_flag(argv: Sequence[str]) -> list[str]:
     return split
 
 
-class _DuplicateKeyError(Exception):
-    """A mapping of the recipe sets one key twice (PyYAML would keep the last one silently)."""
+class _RecipeYamlError(Exception):
+    """A recipe that PyYAML would read without a word, but not as written: a key set twice (the last one kept), a
+    number YAML 1.1 reads in base 8 or 60 (`seed: 0123` is 83)."""
+
+
+def _yaml11_number_problem(key: Any, node: Any, value: Any) -> str | None:
+    """Why the plain scalar `node` (the value of `key`, read as `value`) is not the number written, or None: YAML 1.1
+    (PyYAML) reads a leading zero as octal and colons as base 60 (`1:30` is 90); YAML 1.2 reads neither."""
+    import re
+
+    text = node.value
+    if node.style is not None or not isinstance(value, (int, float)) or isinstance(value, bool):
+        return None  # quoted text, or not a number
+    where = f"`{key}: {text}` (line {node.start_mark.line + 1})"
+    if re.fullmatch(r"[-+]?0[0-7_]+", text) and value != int(text.replace("_", "")):
+        return (
+            f"{where} reads as octal {value} in YAML 1.1: write {int(text.replace('_', ''))} "
+            f'(or "{text}" quoted, for text)'
+        )
+    if re.fullmatch(r"[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+(?:\.[0-9_]*)?", text):
+        return f'{where} reads as {value} (base 60) in YAML 1.1: write the number meant (or "{text}" quoted, for text)'
+    return None
 
 
 @functools.cache
 def _recipe_loader() -> type:
     """PyYAML's safe loader, refusing a key written twice in one mapping: `yaml.safe_load` keeps the last one without
-    a word, so a setting left in twice after an edit trained with whichever came last."""
+    a word, so a setting left in twice after an edit trained with whichever came last; and a value (or list item)
+    YAML 1.1 reads in base 8 or 60 (`seed: 0123` ran with seed 83, `_yaml11_number_problem`)."""
     import yaml
 
     class RecipeLoader(yaml.SafeLoader):
@@ -191,10 +212,19 @@ def _recipe_loader() -> type:
                     except TypeError:  # an unhashable key: the constructor names it
                         continue
                     if first is not key_node:
-                        raise _DuplicateKeyError(
+                        raise _RecipeYamlError(
                             f"`{key}` is set twice, on line {first.start_mark.line + 1} and line "
                             f"{key_node.start_mark.line + 1} (YAML would keep only the last one): remove one of them."
                         )
+                for key_node, value_node in node.value:
+                    scalars = value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
+                    for scalar in scalars:
+                        if isinstance(scalar, yaml.ScalarNode) and (
+                            problem := _yaml11_number_problem(
+                                key_node.value, scalar, self.construct_object(scalar, deep=True)
+                            )
+                        ):
+                            raise _RecipeYamlError(problem + ".")
             return super().construct_mapping(node, deep=deep)
 
     return RecipeLoader
@@ -205,8 +235,8 @@ def read_recipe(argv: Sequence[str]) -> tuple[str, dict[str, Any]] | None:
     parser then names the problem).
 
     Raises:
-        ConfigError: the recipe sets a key twice, naming the key and both lines; or gives an `env:` variable a list
-            or mapping, naming it.
+        ConfigError: the recipe sets a key twice, naming the key and both lines; writes a number YAML 1.1 reads in
+            base 8 or 60 (`seed: 0123`), naming it; or gives an `env:` variable a list or mapping, naming it.
     """
     argv = list(argv)
     if CONFIG_FLAG not in argv or argv.index(CONFIG_FLAG) + 1 >= len(argv):
@@ -217,7 +247,7 @@ def read_recipe(argv: Sequence[str]) -> tuple[str, dict[str, Any]] | None:
 
         with open(path) as file:
             recipe = yaml.load(file, Loader=_recipe_loader())  # a SafeLoader
-    except _DuplicateKeyError as error:
+    except _RecipeYamlError as error:
         raise ConfigError(f"{path}: {error}") from None
     except Exception:  # a missing or malformed file: named by the parser with its own message
         return None

@@ -82,6 +82,8 @@ class ParsedQuestion:
 _NONE_REPLY = re.compile(r"^\W*(none|n/?a|no question)\W*$", re.IGNORECASE)
 _QUESTION_LINE = re.compile(r"^\W*(?:question|q)\s*\d*\s*[:\-–]\s*(.*)$", re.IGNORECASE)
 _ANSWER_LINE = re.compile(r"^\W*(?:answer|a)\s*\d*\s*[:\-–]\s*(.*)$", re.IGNORECASE)
+# an answer written after the question mark on its line: "What colour is it? (Answer: red)", "...? Answer: red"
+_INLINE_ANSWER = re.compile(r"(?<=\?)\s*[(\[]?\s*answer\s*[:\-–]\s*(.*?)\s*[)\]]?\s*$", re.IGNORECASE)
 
 
 def _clean(text: str) -> str:
@@ -91,13 +93,15 @@ def _clean(text: str) -> str:
 
 
 _THINK_BLOCK = re.compile(r"<think>.*?</think>", re.IGNORECASE | re.DOTALL)
+_ANSWER_BLOCK = re.compile(r"<answer>(.*?)</answer>", re.IGNORECASE | re.DOTALL)
 
 
 def final_reply(reply: str | None) -> str:
     """`reply` less a reasoning model's thinking, so that only its final answer is parsed (a draft verdict inside
     `<think>` must not count): every `<think>...</think>` block goes, and so does everything before a lone
     `</think>` (servers whose chat template opens the block in the prompt) or after a lone `<think>` (a reply cut
-    off while still thinking has no final answer)."""
+    off while still thinking has no final answer). A final answer wrapped as `<answer>...</answer>` (GLM-4.1V-Thinking)
+    is the text inside the last such block (or after a leading lone `<answer>`, a reply cut off in it)."""
     if not reply:
         return ""
     text = _THINK_BLOCK.sub("", reply)
@@ -106,6 +110,10 @@ def final_reply(reply: str | None) -> str:
         text = text[lowered.rindex("</think>") + len("</think>") :]
     elif "<think>" in lowered:
         text = text[: lowered.index("<think>")]
+    if answers := _ANSWER_BLOCK.findall(text):
+        text = answers[-1]
+    elif text.lstrip().lower().startswith("<answer>"):  # not the prompt's "Answer: <answer>" echoed
+        text = text.lstrip()[len("<answer>") :]
     return text.strip()
 
 
@@ -157,7 +165,12 @@ def parse_question_reply(reply: str | None) -> ParsedQuestion:
     blocks = _blocks(numbered, lambda _, item: bool(_QUESTION_LINE.match(item[1])))
     for position, cleaned in blocks[-1] if blocks else []:
         if question is None and (match := _QUESTION_LINE.match(cleaned)):
-            question = match.group(1).strip() or (_clean(lines[position + 1]) if position + 1 < len(lines) else "")
+            following = _clean(lines[position + 1]) if position + 1 < len(lines) else ""
+            # "Question:\nAnswer: red" has no question: the answer line is not one
+            question = match.group(1).strip() or ("" if _ANSWER_LINE.match(following) else following)
+            # "What colour is it? (Answer: red)": a question stating its answer would be asked (and trained on)
+            if inline := _INLINE_ANSWER.search(question):
+                question, answer = question[: inline.start()].strip(), _clean(inline.group(1)) or None
         elif question is not None and answer is None and (match := _ANSWER_LINE.match(cleaned)):
             answer = match.group(1).strip() or None
     if question is not None:
@@ -217,9 +230,10 @@ class JudgeVerdict:
 # what `parse_judge_reply` reads, for the error that quotes a judge reply it could not read
 JUDGE_REPLY_FORMATS = (
     "numbered lines '1. Yes/No', '2. Yes/No', '3. Yes/No' with the English words Yes and No (a `<think>` block "
-    "before them is skipped), lines naming the checks ('Better: Yes', 'Contradiction: No', 'Correct: Yes'), JSON "
-    "with the keys better/contradiction/correct (Yes/No, true/false or 1/0), or three bare Yes/No words; a verdict "
-    "qualified by 'but', 'however', 'partly' and the like is not read"
+    "before them is skipped, an `<answer>` wrapper read), lines naming the checks ('Better: Yes', 'Contradiction: "
+    "No', 'Correct: Yes'), JSON with the keys better/contradiction/correct (Yes/No, true/false or 1/0), or three "
+    "bare Yes/No words; a verdict qualified by 'but', 'however', 'partly', 'except', 'if', 'mostly', 'minor errors' "
+    "and the like is not read, nor one a later line revises ('Wait, 1. No')"
 )
 
 # The one rule for reading a check's verdict: it starts with a Yes or No word ("No - consistent with the caption",
@@ -229,9 +243,18 @@ JUDGE_REPLY_FORMATS = (
 _YES = {"yes", "y", "true", "1"}
 _NO = {"no", "n", "false", "0"}
 _LEADING_VERDICT = re.compile(r"^\W*(yes|y|true|no|n|false|none|not at all)\b(.*)$", re.IGNORECASE | re.DOTALL)
+# Words that hedge or bound a verdict ("Yes, largely", "Yes (not entirely)", "Yes, apart from the timing", "Yes, if we
+# ignore the timing", "Yes, with minor errors"): a hedged Yes is not a Yes. An explanation that agrees ("Yes, because
+# answer 1 names the colour", "No - consistent with the caption", "Yes, no errors") has none of them.
 _QUALIFIER = re.compile(
-    r"\b(but|however|although|though|except|partly|partially|somewhat|mostly|slightly|unclear|uncertain|maybe|"
-    r"perhaps|possibly|arguably|debatable|sort of|kind of)\b|^\s*(/|or\b|and\b)",
+    r"\b(but|however|although|though|except|exception|unless|if|provided|assuming|apart from|aside from|other than|"
+    r"save for|partly|partially|in part|somewhat|mostly|largely|mainly|broadly|generally|essentially|basically|"
+    r"roughly|nearly|almost|more or less|to (?:some|a certain|a) (?:extent|degree)|slightly|minor|"
+    r"not (?:entirely|fully|completely|quite|totally|wholly|always|exactly|really|necessarily|sure)|unsure|"
+    r"(?<!no )(?<!without )(?<!any )(?:errors?|mistakes?|inaccurac(?:y|ies)|inaccurate)|"
+    r"(?<!nothing )(?<!nothing is )(?<!not )(?:wrong|incorrect(?:ly)?)|"
+    r"unclear|uncertain|maybe|perhaps|possibly|probably|likely|arguably|debatable|sort of|kind of)\b"
+    r"|^\s*(/|or\b|and\b|idea\b)",
     re.IGNORECASE,
 )
 # checks named by words instead of numbers (JSON keys, "Answer 1 is better: Yes"): a name that matches one check only
@@ -258,6 +281,11 @@ def _yes_no(value) -> bool | None:
     return match.group(1).lower() in ("yes", "y", "true")
 
 
+def _says_verdict(text: str) -> bool:
+    """Whether `text` gives a verdict, read or qualified: it starts with a Yes or No word."""
+    return text.strip().lower() in _YES | _NO or _LEADING_VERDICT.match(text.strip()) is not None
+
+
 def _named_check(name: str) -> int | None:
     """The check a JSON key or a line's label names ("answer_1_better", "Contradicts caption"), or `None` when it
     names none, several, or negates one ("not better"); a name of more than 6 words is a sentence, not a label."""
@@ -281,6 +309,17 @@ _NUMBERED = re.compile(r"^\W*(?:check|question|q)?\s*([123])\s*[.):\-]\s*(?:[^:]
 _INLINE_NUMBER = re.compile(r"(?<=\S)\s+(?=[23]\s*[.)]\s+\S)")
 # a line naming its check: "Answer 1 is better: Yes", "Contradiction = No"
 _LABELLED = re.compile(r"^\W*([a-z][^:=]{0,60}?)\s*[:=]\s*(.+)$", re.IGNORECASE)
+# a line after the verdict that overrules the three checks ("Overall: No, I would reject this pair", "Verdict:
+# reject") or qualifies them ("However, the question is ambiguous")
+_OVERRULING = re.compile(
+    r"^\W*(?:(?:overall|verdict|final(?: verdict| decision| answer)?|decision|conclusion|recommendation)\s*[:\-]"
+    r"(?!\s*(?:yes|accept|keep|pass)\b)|(?:however|but|although|though|that said|except)\b)",
+    re.IGNORECASE,
+)
+# a check named inside a sentence, as a judge revises one after its verdict: "Wait, 1. No", "check 1 should be No"
+_MENTIONED_CHECK = re.compile(
+    r"(?<!answer )(?<!answer)\b([123])\s*(?:[.):=\-]|->|should be|is)\s*(.+)$", re.IGNORECASE
+)
 
 
 def _json_verdicts(data: dict) -> dict[int, bool | None]:
@@ -306,7 +345,8 @@ def parse_judge_reply(reply: str | None) -> JudgeVerdict:
     Yes/No words (`JUDGE_REPLY_FORMATS`); a verdict qualified by "but" and the like is unread (`_yes_no`).
 
     Only the final answer counts: a reasoning model's `<think>` block is dropped (`final_reply`), and of several
-    numbered verdict blocks (a draft, then the verdict) the last complete one is taken."""
+    numbered verdict blocks (a draft, then the verdict) the last complete one is taken; a check that a line after it
+    gives another verdict ("Wait, 1. No") is unread."""
     text = final_reply(reply)
     if not text:
         return JudgeVerdict(empty=True)
@@ -320,16 +360,38 @@ def parse_judge_reply(reply: str | None) -> JudgeVerdict:
         if isinstance(lowered.get("reason"), str):
             reason = lowered["reason"]
         return JudgeVerdict(values.get(1), values.get(2), values.get(3), reason)
-    numbered = []
-    for item in (part for line in text.splitlines() for part in _INLINE_NUMBER.split(line)):
-        if match := _NUMBERED.match(_clean(item)):
-            numbered.append((int(match.group(1)), _line_verdict(match.group(2))))
-        elif (match := _LABELLED.match(_clean(item))) and (check := _named_check(match.group(1))) is not None:
-            numbered.append((check, _yes_no(match.group(2))))
+    numbered = []  # (check, verdict, whether it says one: a verdict, or a Yes/No word qualified) of each line
+    mentioned = []  # (numbered lines before it, check, verdict, says one) of each check named inside a sentence
+    overruled = []  # numbered lines before each line that overrules or qualifies the checks ("Overall: reject")
+    for item in (_clean(part) for line in text.splitlines() for part in _INLINE_NUMBER.split(line)):
+        if match := _NUMBERED.match(item):
+            verdict = _line_verdict(match.group(2))
+            numbered.append((int(match.group(1)), verdict, verdict is not None or _says_verdict(match.group(2))))
+        elif (match := _LABELLED.match(item)) and (check := _named_check(match.group(1))) is not None:
+            verdict = _yes_no(match.group(2))
+            numbered.append((check, verdict, verdict is not None or _says_verdict(match.group(2))))
+        elif not re.match(r"\W*reason", item, re.IGNORECASE) and (match := _MENTIONED_CHECK.search(item)):
+            verdict = _yes_no(match.group(2))
+            mentioned.append((len(numbered), int(match.group(1)), verdict, _says_verdict(match.group(2))))
+        elif _OVERRULING.match(item):
+            overruled.append(len(numbered))
     # a block ends where the numbering starts again; the last block that answers all three checks is the verdict
-    blocks = [dict(block) for block in _blocks(numbered, lambda run, item: item[0] <= run[-1][0])]
-    complete = [block for block in blocks if len(block) == 3 and None not in block.values()]
-    values: dict[int, bool | None] = complete[-1] if complete else (blocks[0] if blocks else {})
+    blocks = _blocks(list(enumerate(numbered)), lambda run, item: item[1][0] <= run[-1][1][0])
+    complete = [block for block in blocks if len(block) == 3 and all(item[1][1] is not None for item in block)]
+    values: dict[int, bool | None] = {}
+    if complete:
+        values = {check: verdict for _, (check, verdict, _) in complete[-1]}
+        # a line after it that gives a check another verdict ("Wait, 1. No: answer 2 is better") revises it: which
+        # one rules is not for a parser to guess, so that check is unread (as a qualified verdict is)
+        end = complete[-1][-1][0] + 1
+        later = numbered[end:] + [item[1:] for item in mentioned if item[0] >= end]
+        for check, verdict, says in later:
+            if says and verdict != values[check]:
+                values[check] = None
+        if any(position >= end for position in overruled):
+            values = {}  # "Overall: No, I would reject this pair", "However, the question is ambiguous": unread
+    elif blocks:
+        values = {check: verdict for _, (check, verdict, _) in blocks[0]}
     if not numbered:
         # "Yes, No, Yes" or "Yes\nNo\nYes": exactly three verdict words in order, none qualified (words in numbered
         # or named lines are read by their number or name, never by their order)
