@@ -1265,6 +1265,7 @@ def test_a_curation_with_no_pairs_leaves_its_report_and_nothing_that_loads_as_a_
     output = tmp_path / "out"
     Dataset.from_list(preference_rows(repeat=1)).save_to_disk(str(output))  # an earlier dataset in the folder
     (output / "README.md").write_text("an earlier card")
+    (output / "curation_report.json").write_text("{}")  # an earlier curation's: a folder of the user's is refused
     with pytest.raises(NoPairsError):
         run_curation(_no_pairs_config(video_dir, output), Backends(FrameBackend(), None, None))
     left = sorted(p.name for p in output.iterdir())
@@ -2127,7 +2128,9 @@ def test_a_video_folder_spelled_otherwise_or_moved_resumes_every_finished_shard(
 
 
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full, where every write fails with ENOSPC")
-def test_curation_on_a_full_disk_or_an_unwritable_work_dir_is_one_line_and_keeps_finished_shards(tmp_path):
+def test_curation_on_a_full_disk_or_an_unwritable_work_dir_is_one_line_and_keeps_finished_shards(
+    tmp_path, monkeypatch
+):
     """F13/F23: a curation write on a full disk was a bare `OSError: [Errno 28]` naming no file, and a `work_dir` on
     a read-only file system a traceback. Now `work_dir` is refused before any work as `output_dir` is, and a failed
     write is one `CurationWriteError` naming the folder and saying the finished shards are kept: the rerun, once
@@ -2139,15 +2142,23 @@ def test_curation_on_a_full_disk_or_an_unwritable_work_dir_is_one_line_and_keeps
     from tpo_hf.locks import OutputDirError
 
     folder = _three_videos(tmp_path / "videos")
+    import errno
+
+    import tpo_hf.curation.run as curation_run
+
     output = tmp_path / "out"
-    output.mkdir()
-    (output / "README.md").symlink_to("/dev/full")  # the dataset card's write fails as on a full disk
-    with pytest.raises(CurationWriteError) as raised:
-        _curate_counting(folder, output)
+
+    def full_disk(path, text):  # the card is written by a rename (a/i26), so no /dev/full link can stand in for it
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    with monkeypatch.context() as patched:
+        patched.setattr(curation_run, "atomic_write_text", full_disk)
+        with pytest.raises(CurationWriteError) as raised:
+            _curate_counting(folder, output)
     message = str(raised.value)
-    assert message.startswith(f"Cannot write {output}: no space left on device") and is_user_error(raised.value)
+    assert message.startswith(f"Cannot write {output / 'README.md'}: no space left on device")
+    assert is_user_error(raised.value)
     assert f"The shards finished so far are kept in {output / '_curation'}: free space there, then rerun" in message
-    (output / "README.md").unlink()
     again, called = _curate_counting(folder, output)
     assert called == []
     assert again.dataset.to_list() == _curate_counting(folder, tmp_path / "clean")[0].dataset.to_list()
@@ -2619,6 +2630,7 @@ def test_training_marks_its_dataset_folder_while_it_runs_and_not_a_read_only_one
 
     folder = tmp_path / "data"
     Dataset.from_list(preference_rows(repeat=1)).save_to_disk(str(folder))
+    (folder / "curation_report.json").write_text("{}")  # a curation's folder: one of the user's is refused (b/j32)
     args = ["--model_name_or_path", str(tiny_model_dirs(FAMILY)), "--dataset_name", str(folder)]
     args += ["--output_dir", str(tmp_path / "run"), "--video_root", str(video_dir), "--use_cpu", "true"]
     args += ["--dtype", "float32", "--bf16", "false", "--use_peft", "true", "--lora_r", "4", "--num_frames", "4"]
@@ -3475,3 +3487,96 @@ def test_a_read_only_dataset_with_only_other_runs_ref_logps_caches_is_refused_be
         with pytest.raises(RefLogpsCacheError, match=r"another video_settings.num_frames \(the newest\)"):
             TPOTrainer(str(tmp_path / "no-such-model"), args=other, train_dataset=dataset)
         del dataset
+
+
+# --- probe-10 fixes: hard-linked snapshots, replaced checkpoint weights, a hand-edited card -------------------------
+def _files_of(folder):
+    """name -> bytes of every file under `folder` (a hard-linked snapshot's contents)."""
+    return {str(path.relative_to(folder)): path.read_bytes() for path in sorted(folder.rglob("*")) if path.is_file()}
+
+
+def test_a_hard_linked_snapshot_of_a_curated_folder_keeps_its_own_card(tmp_path):
+    """Probe a/i26: after `cp -al cur snap` and a rerun into cur over a changed video, snap's data files were kept
+    (written by rename) but its README.md was written in place through the link: snap's card described cur's dataset."""
+    folder = _three_videos(tmp_path / "videos")
+    output, snapshot = tmp_path / "cur", tmp_path / "snap"
+    _curate_counting(folder, output)
+    subprocess.run(["cp", "-al", str(output), str(snapshot)], check=True)
+    before = _files_of(snapshot)
+    write_synthetic_video(folder / "a.mp4", [Scene(3, "purple", "circle", "up"), Scene(2, "white", "square")], fps=8)
+    _curate_counting(folder, output)
+    assert (output / "README.md").read_bytes() != before["README.md"]  # the rerun wrote a new card...
+    assert _files_of(snapshot) == before  # ...beside the snapshot's, which is unchanged with everything else
+
+
+def test_a_hard_linked_backup_of_an_adapter_folder_keeps_its_card_and_run_info(video_dir, tmp_path):
+    """Probe a/i24: after `cp -al run backup` and a retrain into run, backup's README.md and tpo_card.json (and the
+    configs PEFT and transformers write in place) were written through the links: the backup's own card and run info
+    were lost, and pushing it was refused as if its weights had changed."""
+    first = make_trainer(*build_tiny_model(FAMILY), preference_rows(repeat=1), tmp_path, video_dir)
+    first.train()
+    first.save_model()  # as `tpo-hf train` saves at the end
+    output, backup = tmp_path / "out", tmp_path / "backup"
+    subprocess.run(["cp", "-al", str(output), str(backup)], check=True)
+    before = _files_of(backup)
+    assert {"README.md", "tpo_card.json", "training_curves.png", "adapter_config.json"} <= set(before)
+    model, processor = build_tiny_model(FAMILY)
+    retrained = TPOTrainer(
+        model,
+        args=make_args(tmp_path, video_dir, learning_rate=0.05),
+        train_dataset=Dataset.from_list(preference_rows(repeat=1)),
+        processing_class=processor,
+        peft_config=lora(),
+    )
+    retrained.train()
+    retrained.save_model()
+    assert json.loads((output / "tpo_card.json").read_text())["hyperparameters"]["learning_rate"] == 0.05
+    assert _files_of(backup) == before
+
+
+def test_resume_from_a_checkpoint_whose_weights_were_replaced_is_refused_naming_the_file(
+    video_dir, tmp_path, monkeypatch, caplog
+):
+    """Probe a/i28: the newest checkpoint's adapter weights replaced by other weights (a copy from another run) were
+    resumed from without a word: the run trained on from the other weights under its own card."""
+    import re
+
+    from tpo_hf.checkpoints import CheckpointError
+    from tpo_hf.commands import is_user_error
+
+    _resumable(video_dir, tmp_path, 2).train()
+    output = tmp_path / "out"
+    weights = output / "checkpoint-2" / "adapter_model.safetensors"
+    shutil.copyfile(output / "checkpoint-1" / "adapter_model.safetensors", weights)  # whole, but not step 2's
+    with pytest.raises(CheckpointError, match=re.escape(f"{weights} is not the file the run saved there")) as info:
+        _resumable(video_dir, tmp_path, 3).train(resume_from_checkpoint=True)
+    assert f"--resume_from_checkpoint {output / 'checkpoint-1'}" in str(info.value)
+    assert "TPO_HF_RESUME_CHANGED=1" in str(info.value) and is_user_error(info.value)
+    monkeypatch.setenv("TPO_HF_RESUME_CHANGED", "1")  # the escape hatch the other resume checks have: warned
+    resumed = _resumable(video_dir, tmp_path, 3)
+    with caplog.at_level(logging.WARNING, logger="tpo_hf.checkpoints"):
+        resumed.train(resume_from_checkpoint=True)
+    assert str(weights) in caplog.text and resumed.state.global_step == 3
+
+
+def test_a_card_edited_by_hand_before_a_resume_is_kept_beside_the_new_card(video_dir, tmp_path, caplog):
+    """Probe a/i21: notes added by hand to a stopped run's README.md were written over by the resumed run's card
+    without a word (push and curate reruns detect an edited card; training did not)."""
+    _resumable(video_dir, tmp_path, 1).train()
+    output = tmp_path / "out"
+    readme = output / "README.md"
+    edited = readme.read_text() + "\n## My notes\nReviewed by hand.\n"
+    readme.write_text(edited)
+    later = (output / "tpo_card.json").stat().st_mtime + 10  # edited well after the run wrote its card
+    os.utime(readme, (later, later))
+    with caplog.at_level(logging.WARNING, logger="tpo_hf.hub.model_card"):
+        resumed = _resumable(video_dir, tmp_path, 2)
+        resumed.train(resume_from_checkpoint=True)
+        earlier = (output / "tpo_card.json").stat().st_mtime - 10  # the last checkpoint's card, a while before the end
+        os.utime(output / "tpo_card.json", (earlier, earlier))
+        resumed.save_model()  # to the end, as `tpo-hf train` saves (PEFT rewrites README.md first)
+    kept = output / "README.edited.md"
+    assert kept.read_text() == edited and "My notes" not in readme.read_text()
+    assert str(readme) in caplog.text and str(kept) in caplog.text
+    # the run's own cards, rewritten by its later saves, are never taken for an edit
+    assert caplog.text.count("was edited after the run wrote it") == 1 and not (output / "README.edited.2.md").exists()

@@ -35,7 +35,9 @@ from pathlib import Path
 from typing import Any
 
 from .fingerprint import (
+    atomic_path,
     atomic_write_json,
+    file_content_hash,
     key_hash,
     legacy_model_files,
     model_files,
@@ -52,6 +54,9 @@ BOOLEAN_WORDS = {"true": True, "yes": True, "1": True, "false": False, "no": Fal
 _CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 # Set to 1 to resume from a checkpoint trained with other settings (the changes are then only warned about).
 RESUME_CHANGED_ENV = "TPO_HF_RESUME_CHANGED"
+# The completion record's sha256 of each adapter weights file, as saved: a resume from weights replaced since (a copy
+# from another run's folder) is refused by name (`check_saved_weights`)
+WEIGHTS_RECORD = "adapter_weights_sha256"
 # Settings that a resume cannot change even with TPO_HF_RESUME_CHANGED=1: the optimizer's hyperparameters come back
 # with its restored state and the learning-rate schedule with the restored scheduler (base rates and step), so a new
 # value would not (or only partly) take effect while the model card reported it.
@@ -526,6 +531,9 @@ def save_complete_checkpoint(trainer: Any, save: Callable[[], None], trial: Any)
     trainer.accelerator.wait_for_everyone()
     if args.should_save and os.path.isdir(folder):
         record = {"global_step": trainer.state.global_step, **_run_record(trainer)}
+        weights = [name for name in ADAPTER_WEIGHTS if os.path.isfile(os.path.join(folder, name))]
+        if weights:
+            record[WEIGHTS_RECORD] = {name: file_content_hash(os.path.join(folder, name)) for name in weights}
         atomic_write_json(Path(folder) / CHECKPOINT_COMPLETE_FILE, record)
         if limit is not None:
             from transformers.trainer_utils import rotate_checkpoints
@@ -536,6 +544,57 @@ def save_complete_checkpoint(trainer: Any, save: Callable[[], None], trial: Any)
                 best_model_checkpoint=trainer.state.best_model_checkpoint,
                 use_mtime=False,
             )
+
+
+def check_saved_weights(checkpoint: str | os.PathLike) -> None:
+    """Refuses to resume from `checkpoint` when an adapter weights file in it is not the one the run saved there (its
+    sha256 is not the one its completion record holds): replaced or modified since, e.g. by a copy from another run's
+    folder, the resumed run would train on from other weights. With `TPO_HF_RESUME_CHANGED=1` it is only warned about.
+    Checkpoints saved before tpo-hf recorded the hashes are not checked.
+
+    Raises:
+        CheckpointError: naming the file, both hashes and the ways on.
+    """
+    recorded = (_read_json(os.path.join(checkpoint, CHECKPOINT_COMPLETE_FILE)) or {}).get(WEIGHTS_RECORD)
+    if not isinstance(recorded, dict):
+        return
+    for name, saved in recorded.items():
+        path = os.path.join(checkpoint, name)
+        if not os.path.isfile(path):  # a missing file is named by `missing_file`
+            continue
+        current = file_content_hash(path)
+        if current == saved:
+            continue
+        changed = (
+            f"{path} is not the file the run saved there (sha256 {current[:12]}..., where {CHECKPOINT_COMPLETE_FILE} "
+            f"records {str(saved)[:12]}...): it was replaced or modified since, e.g. copied from another run"
+        )
+        if os.environ.get(RESUME_CHANGED_ENV, "").strip().lower() in ("1", "true", "yes", "on"):
+            logger.warning("Resuming from %s anyway (%s=1): %s.", checkpoint, RESUME_CHANGED_ENV, changed)
+            continue
+        parent = os.path.dirname(os.path.abspath(checkpoint))
+        previous, _ = latest_complete_checkpoint(parent, below=checkpoint_step(checkpoint))
+        raise CheckpointError(
+            f"Cannot resume from {checkpoint}: {changed}, so the resumed run would train on from other weights. "
+            + (f"Resume from another checkpoint (--resume_from_checkpoint {previous}), " if previous else "")
+            + f"put the saved file back, or set {RESUME_CHANGED_ENV}=1 to resume from these weights anyway."
+        )
+
+
+def unshare_hard_links(folder: str | os.PathLike) -> None:
+    """Gives each file directly in `folder` that is hard-linked elsewhere (`cp -al`, rsnapshot backups) a copy
+    of its own (same content and times), before a save writes into the folder: PEFT, transformers and torch write
+    configs, the PEFT card and `training_args.bin` in place, which would change the linked copy too. safetensors
+    files are left linked: safetensors writes a new file; so are hidden ones (the run's lock file, held by inode)."""
+    if not os.path.isdir(folder):
+        return
+    for entry in os.scandir(folder):
+        if entry.name.startswith(".") or entry.name.endswith(".safetensors"):
+            continue
+        if entry.is_file(follow_symlinks=False):
+            if entry.stat(follow_symlinks=False).st_nlink > 1:
+                with atomic_path(entry.path) as temporary:
+                    shutil.copy2(entry.path, temporary)
 
 
 def raise_if_disk_full(error: BaseException, folder: str | os.PathLike) -> None:
@@ -985,6 +1044,7 @@ def check_resume_settings(trainer: Any, checkpoint: str | os.PathLike | None) ->
     trainer._tpo_checkpoint_record = checkpoint_record(trainer)
     if checkpoint is None:
         return
+    check_saved_weights(checkpoint)
     horizon = schedule_horizon_change(trainer, checkpoint)
     if horizon is not None:  # how far to train may change on resume; with a decaying schedule, it is named
         logger.warning("Resuming from %s with %s.", checkpoint, horizon)

@@ -32,6 +32,17 @@ def atomic_write_json(path: Path, data: Any) -> None:
             os.fsync(file.fileno())
 
 
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Writes `text` (UTF-8, newlines as given) as `atomic_write_json` writes JSON: by a new file renamed over `path`,
+    so a hard-linked copy of the folder (`cp -al`, rsnapshot backups) keeps its own old file, as it keeps
+    the data files and weights that are written the same way."""
+    with atomic_path(path) as temporary:
+        with open(temporary, "w", encoding="utf-8", newline="") as file:
+            file.write(text)
+            file.flush()
+            os.fsync(file.fileno())
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """A temporary file beside `path` for the body to write, renamed over `path` when the body ends and removed when

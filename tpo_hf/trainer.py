@@ -41,6 +41,7 @@ from .checkpoints import (
     resolve_checkpoint,
     save_complete_checkpoint,
     save_final_model,
+    unshare_hard_links,
 )
 from .collator import (
     BATCH_SIZE_KEY,
@@ -468,6 +469,10 @@ class TPOTrainer(DPOTrainer):
             resume_from_checkpoint, self.args.output_dir, self.args.should_save
         )
         check_resume_settings(self, resume_from_checkpoint)
+        if self.args.should_save:  # a card edited by hand since the last run is kept, not written over
+            from .hub.model_card import keep_edited_readme
+
+            keep_edited_readme(self.args.output_dir)
         self._pairs_trained = 0
         start_step = self.state.global_step
         output = super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
@@ -597,9 +602,11 @@ class TPOTrainer(DPOTrainer):
 
     # --- saving -----------------------------------------------------------------------------------------------------
     def _save(self, output_dir: str | None = None, state_dict=None):
+        output_dir = output_dir if output_dir is not None else self.args.output_dir
+        if self.args.should_save:  # a hard-linked backup of the folder keeps its files (some are written in place)
+            unshare_hard_links(output_dir)
         super()._save(output_dir, state_dict)
         # The video settings travel with the processor, so `VideoPreferenceProcessor.from_pretrained` restores them
-        output_dir = output_dir if output_dir is not None else self.args.output_dir
         if self.args.should_save:
             self.video_processor.save_pretrained(output_dir)
 

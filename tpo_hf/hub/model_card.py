@@ -8,8 +8,10 @@ a field that is unknown is left out.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
@@ -18,6 +20,8 @@ from ..paper import TPO_CITATION, TPO_TAG
 from ..templates import template_path
 from ..version import __version__
 from ..video_settings import VideoSettings
+
+logger = logging.getLogger(__name__)
 
 TPO_TAGS = [TPO_TAG, "tpo", "dpo", "trl", "video", "video-text-to-text"]
 PLOT_FILE = "training_curves.png"
@@ -28,6 +32,8 @@ CARD_INFO_FILE = "tpo_card.json"  # the run's numbers, saved beside the card so 
 # weights it publishes are the ones the card's numbers describe
 ADAPTER_WEIGHTS_FILE = "adapter_model.safetensors"
 WEIGHTS_HASH_KEY = "adapter_weights_sha256"
+# where a card edited by hand after the run wrote it is kept when the run writes a new one (`keep_edited_readme`)
+EDITED_README = "README.edited.md"
 
 # log_history key -> row name in the "Training results" table
 RESULT_METRICS = {
@@ -380,17 +386,26 @@ def save_trainer_card(
     re-render the card for another repo or for merged weights) into `output_dir`."""
     import dataclasses
     import json
-    from pathlib import Path
 
+    from ..fingerprint import atomic_write_text
     from .plots import plot_training_curves
 
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    plot = plot_training_curves(trainer.state.log_history, output_dir / PLOT_FILE)
+    # Every file is written anew and renamed into place (as the weights are), so a hard-linked copy of the folder
+    # (`cp -al`, rsnapshot backups) keeps its own card, run info and plot. matplotlib picks the format by
+    # the name's ending.
+    partial_plot = output_dir / f".{PLOT_FILE}.{os.getpid()}-{os.urandom(4).hex()}.png"
+    try:
+        plot = plot_training_curves(trainer.state.log_history, partial_plot)
+        if plot:
+            os.replace(partial_plot, output_dir / PLOT_FILE)
+    finally:
+        partial_plot.unlink(missing_ok=True)
     card = trainer_model_card(
         trainer, repo_id, dataset_name, eval_results, tags, license, plot_file=PLOT_FILE if plot else None
     )
-    card.save(output_dir / "README.md")
+    atomic_write_text(output_dir / "README.md", str(card))
     results = [
         {k: v for k, v in dataclasses.asdict(r).items() if v is not None} if isinstance(r, EvalResult) else dict(r)
         for r in eval_results or []
@@ -414,8 +429,44 @@ def save_trainer_card(
     weights_hash = saved_adapter_hash(model, output_dir)
     if weights_hash is not None:
         info[WEIGHTS_HASH_KEY] = weights_hash
-    (output_dir / CARD_INFO_FILE).write_text(json.dumps(info, indent=2, default=str))
+    atomic_write_text(output_dir / CARD_INFO_FILE, json.dumps(info, indent=2, default=str))
     return card
+
+
+def readme_edited_after_save(adapter_dir: Path) -> Path | None:
+    """The folder's README.md when it was changed after training wrote it (training writes README.md, then
+    `tpo_card.json`, so the card it saved is never the newer one), else None."""
+    readme, info = adapter_dir / "README.md", adapter_dir / CARD_INFO_FILE
+    if not (readme.is_file() and info.is_file()):
+        return None
+    return readme if readme.stat().st_mtime > info.stat().st_mtime + 1 else None
+
+
+def keep_edited_readme(output_dir: str | os.PathLike) -> Path | None:
+    """Moves a README.md edited by hand since a run last wrote its card there (`readme_edited_after_save`: notes added
+    to a stopped run's card before it is resumed) to `README.edited.md` (`README.edited.2.md`, ... where that is
+    taken), with a warning naming both, so the cards the run writes do not replace the edit. Called as a training run
+    starts: during its saves PEFT rewrites README.md in place before the run's card is written. Returns the new
+    path."""
+    output_dir = Path(output_dir)
+    edited = readme_edited_after_save(output_dir)
+    if edited is None:
+        return None
+    kept, number = output_dir / EDITED_README, 1
+    while kept.exists():
+        number += 1
+        kept = output_dir / EDITED_README.replace(".md", f".{number}.md")
+    os.replace(edited, kept)
+    logger.warning(
+        "%s was edited after the run wrote it (it is newer than %s): it is kept as %s, and the run writes its new "
+        "card as %s. Carry your edit over into %s if it should stay in the card.",
+        edited,
+        CARD_INFO_FILE,
+        kept,
+        edited,
+        edited,
+    )
+    return kept
 
 
 def saved_adapter_hash(model: Any, output_dir: str | os.PathLike) -> str | None:
