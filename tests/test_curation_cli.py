@@ -21,6 +21,7 @@ from tpo_hf.curation import run_curation
 from tpo_hf.curation.backends import Backends, GenerationBackend
 from tpo_hf.data import load_preference_dataset
 from tpo_hf.synthetic import Scene, write_synthetic_video
+from tpo_hf.video import VIDEO_EXTENSIONS
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -174,8 +175,9 @@ def test_a_user_error_is_one_line_and_debug_shows_the_traceback(tmp_path):
     assert _last_stderr_line(bad_setting) == "tpo-hf curate: videos_per_shard must be at least 1."
 
     no_videos = run(module)
+    exts = list(VIDEO_EXTENSIONS)
     assert no_videos.returncode == 1 and "Traceback" not in no_videos.stderr
-    assert _last_stderr_line(no_videos) == f"tpo-hf curate: No videos found in {empty}."
+    assert _last_stderr_line(no_videos) == f"tpo-hf curate: No videos found in {empty} with video_extensions {exts}."
     assert not (tmp_path / "out" / ".tpo-hf.lock").exists()  # the lock the job took is given back
 
     debug = run([sys.executable, "-m", "tpo_hf.commands", "curate", "--debug", *base, "--videos_per_shard", "0"])
@@ -183,7 +185,7 @@ def test_a_user_error_is_one_line_and_debug_shows_the_traceback(tmp_path):
     assert _last_stderr_line(debug) == "tpo_hf.commands.ConfigError: videos_per_shard must be at least 1."
     debug_env = run(module, TPO_HF_DEBUG="1")
     assert debug_env.returncode == 1 and "Traceback" in debug_env.stderr
-    assert _last_stderr_line(debug_env) == f"ValueError: No videos found in {empty}."
+    assert _last_stderr_line(debug_env) == f"ValueError: No videos found in {empty} with video_extensions {exts}."
 
 
 def test_yaml_list_options_take_one_string_as_one_item(tmp_path):
@@ -394,3 +396,102 @@ def test_a_rerun_refuses_a_dataset_edited_by_hand_since_curation_wrote_it(video_
         with pytest.raises(KeyboardInterrupt):
             run_curation(config, backends)
     assert run_curation(config, backends).dataset.to_list() == curated.to_list()
+
+
+def test_segment_seconds_outside_segment_min_or_max_seconds_is_refused(tmp_path):
+    """Probe b/j28: `--segment_seconds 0.5` below the default `segment_min_seconds` 1.0 cut 1 s segments, and
+    `segment_seconds 3` above `segment_max_seconds 2` cut 2 s ones, with nothing said. Both are refused naming the
+    two settings; an explicit length inside the bounds is kept."""
+    settings = {"video_dir": str(tmp_path), "video_model": "frames", "sparse_num_frames": 2, "num_frames": 4}
+    with pytest.raises(
+        ValueError,
+        match=r"segment_seconds=0.5 is below segment_min_seconds=1.0, which bounds it: segments would be 1.0 s long",
+    ):
+        _parse_curation_yaml(tmp_path, **settings, segment_seconds=0.5)
+    with pytest.raises(ValueError, match=r"segment_seconds=3.0 is above segment_max_seconds=2.0, which bounds it"):
+        _parse_curation_yaml(tmp_path, **settings, segment_seconds=3.0, segment_max_seconds=2.0)
+    config = _parse_curation_yaml(tmp_path, **settings, segment_seconds=0.5, segment_min_seconds=0.5)
+    assert config.segment_seconds == 0.5
+
+
+def test_an_empty_output_dir_or_work_dir_is_refused(tmp_path):
+    """Probe b/j31: `curate --output_dir ""` (an unset shell variable in `--output_dir "$OUT"`) wrote the dataset
+    into the current folder, replacing a README.md there. An empty output_dir or work_dir is refused in one line
+    naming the setting."""
+    config_file = tmp_path / "curate.yaml"
+    config_file.write_text(yaml.safe_dump({"video_dir": str(tmp_path), "video_model": "frames"}))
+    for name in ("output_dir", "work_dir"):
+        with pytest.raises(ValueError, match=rf"^{name} is empty \(''\): set it to the folder to write"):
+            make_parser().parse_args_and_config(args=["--config", str(config_file), f"--{name}", ""])
+
+
+def test_video_extensions_written_as_globs_are_their_endings(tmp_path):
+    """Probe b/j45: `--video_extensions '*.mp4'` became `.*.mp4` and the run ended in "No videos found in vids."
+    without naming the setting. `*.mp4` means `.mp4`; another pattern is refused naming video_extensions."""
+    settings = {"video_dir": str(tmp_path), "video_model": "frames", "sparse_num_frames": 2, "num_frames": 4}
+    assert _parse_curation_yaml(tmp_path, **settings, video_extensions="*.mp4").video_extensions == [".mp4"]
+    config = _parse_curation_yaml(tmp_path, **settings, video_extensions=["*.MP4", "*.mkv, webm"])
+    assert config.video_extensions == [".mp4", ".mkv", ".webm"]
+    with pytest.raises(ValueError, match=r"video_extensions holds \['.clip\?.mp4'\]: give file endings"):
+        _parse_curation_yaml(tmp_path, **settings, video_extensions=".clip?.mp4")
+
+
+def test_a_first_curation_refuses_a_folder_holding_the_users_readme(video_dir, tmp_path):
+    """Probe b/j32: `curate --output_dir proj` where `proj/` holds the user's own README.md replaced it with the
+    dataset card, nothing said. A first curation into a folder whose README.md (or dataset files) no curation
+    manifest records is refused naming them; a folder a curation wrote is curated again as before, its manifest
+    deleted to start over included."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "README.md").write_text("# my project notes\n")
+    (out / "notes.txt").write_text("mine\n")
+    config = _frames_config(tmp_path, video_dir=str(video_dir))
+    backends = Backends(_FramesBackend(), None, None)
+    with pytest.raises(ValueError) as refused:
+        run_curation(config, backends)
+    assert str(refused.value) == (
+        f"output_dir {out} holds README.md, which no curation wrote there (no curation manifest records this folder): "
+        "curation would write its dataset card (README.md) and dataset files over it. Set output_dir to a new folder "
+        f"(e.g. {out / 'tpo-curated'}), or move it out of {out}."
+    )
+    assert (out / "README.md").read_text() == "# my project notes\n"
+    assert not (out / "_curation").exists()
+
+    (out / "README.md").unlink()  # moved out, as the refusal says
+    curated = run_curation(config, backends).dataset
+    assert run_curation(config, backends).dataset.to_list() == curated.to_list()  # its own card: no refusal
+    shutil.rmtree(out / "_curation")  # deleted to start over: the folder still shows a curation wrote it
+    assert run_curation(config, backends).dataset.to_list() == curated.to_list()
+    assert (out / "notes.txt").read_text() == "mine\n"
+
+
+def test_a_rerun_after_a_run_killed_before_its_summary_reports_the_videos_added(video_dir, tmp_path, monkeypatch):
+    """Probe a/i3: a rerun that added videos, killed after writing its dataset and manifest but before it printed
+    its summary, left a manifest listing the new videos as the last run's: the next run's report said `added: []`,
+    so the videos the dataset gained since the last finished run were never reported. The manifest keeps what the
+    killed run compared with until its summary is printed, and the next run compares with that."""
+    import tpo_hf.curation.run as curation_run
+
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    shutil.copy(video_dir / "red_blue.mp4", videos / "red_blue.mp4")
+    config = _frames_config(tmp_path, video_dir=str(videos))
+    backends = Backends(_FramesBackend(), None, None)
+    run_curation(config, backends)
+    shutil.copy(video_dir / "green_yellow.mp4", videos / "green_yellow.mp4")
+
+    def killed(report):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patched:
+        patched.setattr(curation_run, "summary_table", killed)
+        with pytest.raises(KeyboardInterrupt):
+            run_curation(config, backends)
+    report = json.loads((tmp_path / "out" / "curation_report.json").read_text())
+    assert report["videos"]["added"] == ["green_yellow.mp4"]  # the killed run's own report
+    run_curation(config, backends)
+    report = json.loads((tmp_path / "out" / "curation_report.json").read_text())
+    assert report["videos"]["added"] == ["green_yellow.mp4"]
+    run_curation(config, backends)  # reported once printed: the next run has nothing new
+    report = json.loads((tmp_path / "out" / "curation_report.json").read_text())
+    assert report["videos"]["added"] == []

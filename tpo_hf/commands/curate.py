@@ -16,7 +16,7 @@ from pathlib import Path
 from trl import TrlParser
 
 from ..curation.config import CurationConfig
-from ..curation.run import CurationResult, run_curation
+from ..curation.run import CurationResult, refuse_foreign_output_files, run_curation
 from ..curation.storage import check_dataset_unedited, work_dir_of
 from ..hub.push import check_repo_id, prepare_dataset_push, push_dataset
 from ..locks import output_dir_lock
@@ -36,6 +36,7 @@ def main(config: CurationConfig) -> CurationResult | None:
         if config.push_to_hub and lock is not None:  # the main process (the others take no lock) asks the Hub
             # a dataset edited by hand is refused before the Hub is asked (and its repo created), as in the run
             check_dataset_unedited(work_dir_of(config), Path(config.output_dir), config.push_to_hub)
+            refuse_foreign_output_files(config)  # so is a folder of the user's own (its README.md)
             prepare_dataset_push(
                 config.output_dir, config.push_to_hub, config.hub_private, upload_videos=config.upload_videos
             )

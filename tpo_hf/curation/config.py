@@ -229,7 +229,19 @@ class CurationConfig(VideoSettings):
                 raise ValueError(f"{name} must be a list of strings (or one string), got {value!r}.")
         # "mp4,mkv" (a comma list on the command line) or ".mp4 .mkv" (one YAML string) means two endings
         split_extensions = [part for item in self.video_extensions for part in re.split(r"[\s,;]+", item)]
+        # "*.mp4", a glob as a shell user writes it, means the ending ".mp4"; other patterns name no ending
+        split_extensions = [part.lstrip("*") for part in split_extensions]
+        patterns = [part for part in split_extensions if re.search(r"[*?\[\]]", part)]
+        if patterns:
+            raise ValueError(
+                f"video_extensions holds {patterns}: give file endings such as .mp4 (or *.mp4), not other patterns."
+            )
         self.video_extensions = normalize_video_extensions(split_extensions)  # "mp4", ".MP4": ".mp4"
+        for name in ("output_dir", "work_dir"):
+            # `--output_dir "$OUT"` with OUT unset: "" is the current folder, whose files the dataset would replace
+            value = getattr(self, name)
+            if value is not None and not str(value).strip():
+                raise ValueError(f"{name} is empty ({value!r}): set it to the folder to write (an unset variable?).")
         if (self.video_dir is None) == (self.dataset_name is None):
             raise ValueError("Set exactly one of `video_dir` (a folder of videos) and `dataset_name`.")
         if self.video_model is None:
@@ -334,6 +346,22 @@ class CurationConfig(VideoSettings):
                 "precedence; set segment_seconds: null (None) to cut segments by fraction, or leave segment_fraction "
                 "out."
             )
+        if self.segment_seconds is not None:
+            # min/max_seconds bound every length (`SegmentSpec.length`): an explicit length outside them would be
+            # silently replaced by the bound
+            low, high = self.segment_min_seconds, self.segment_max_seconds
+            if self.segment_seconds < low:
+                raise ValueError(
+                    f"segment_seconds={self.segment_seconds} is below segment_min_seconds={low}, which bounds it: "
+                    f"segments would be {low} s long. Lower segment_min_seconds to {self.segment_seconds} or less, "
+                    "or raise segment_seconds."
+                )
+            if high is not None and self.segment_seconds > high:
+                raise ValueError(
+                    f"segment_seconds={self.segment_seconds} is above segment_max_seconds={high}, which bounds it: "
+                    f"segments would be {high} s long. Raise segment_max_seconds (or leave it out), or lower "
+                    "segment_seconds."
+                )
         # the segment rules live in SegmentSpec, which each shard builds from these fields: checked here, before any
         # model loads
         SegmentSpec.of(self)

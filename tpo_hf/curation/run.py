@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import logging
 import os
 from collections import Counter
@@ -29,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from ..data import dataset_files
-from ..fingerprint import key_hash, legacy_model_identity
+from ..fingerprint import atomic_write_text, key_hash, legacy_model_identity
 from ..video_settings import VideoSettings
 from .answer import answer
 from .ask import QUESTION_REPLIES, ask
@@ -68,6 +69,7 @@ from .storage import (
     shard_is_current,
     shard_path,
     shard_source,
+    unreported_since,
     work_dir_of,
     write_manifest,
 )
@@ -165,7 +167,8 @@ def merge(
         return CurationResult(dataset=dataset, output_dir=str(output_dir), report=report)
     save_dataset(dataset, output_dir)
     atomic_write_json(output_dir / REPORT_NAME, report)
-    render_dataset_card(dataset, report, config).save(str(output_dir / "README.md"))
+    # by a rename, as the data files: a hard-linked snapshot of the folder keeps its own card
+    atomic_write_text(output_dir / "README.md", str(render_dataset_card(dataset, report, config)))
     return CurationResult(dataset=dataset, output_dir=str(output_dir), report=report)
 
 
@@ -264,6 +267,45 @@ def refuse_model_output_dir(output_dir: str | os.PathLike) -> None:
         )
 
 
+# the files of `output_dir` a curation writes over (`merge`: `save_to_disk`'s, and the dataset card)
+REPLACED_FILES = ("README.md", "dataset_info.json", "state.json")
+
+
+def refuse_foreign_output_files(config: CurationConfig) -> None:
+    """Refuses a first curation into an `output_dir` holding files it would write over (a README.md, a dataset's
+    `data-*.arrow`, `dataset_info.json`, `state.json`) that no curation wrote: a folder of the user's own (a project
+    with its README), as `tpo-hf space` refuses a folder it has no record of. A folder is a curation's when the
+    manifest in `work_dir` is this folder's (the default `output_dir/_curation`, or one naming it as its output), or
+    it holds a curation report (its `_curation` deleted to start over, or another output's work_dir shared).
+
+    Raises:
+        ValueError: naming the folder, the files and the ways on (another output_dir, or move the files out).
+    """
+    output_dir = Path(config.output_dir)
+    found = [name for name in REPLACED_FILES if (output_dir / name).exists()]
+    found += sorted(path.name for path in output_dir.glob("data-*.arrow")) if output_dir.is_dir() else []
+    if not found or (output_dir / REPORT_NAME).exists():
+        return
+    work_dir = work_dir_of(config)
+    manifest_path = work_dir / MANIFEST_NAME
+    if manifest_path.exists():
+        if _inside(work_dir, output_dir / "_curation"):
+            return  # the folder's own record (moved or copied with it)
+        try:
+            source = json.loads(manifest_path.read_text(encoding="utf-8")).get("source")
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+            source = None  # a damaged manifest is named by `check_manifest`
+        # None: a first run's manifest, written once this check had passed (the run was killed before it finished)
+        if not isinstance(source, dict) or source.get("output_dir") == os.path.realpath(output_dir):
+            return
+    raise ValueError(
+        f"output_dir {output_dir} holds {', '.join(found)}, which no curation wrote there (no curation manifest "
+        f"records this folder): curation would write its dataset card (README.md) and dataset files over "
+        f"{'it' if len(found) == 1 else 'them'}. Set output_dir to a new folder (e.g. {output_dir / 'tpo-curated'}), "
+        f"or move {'it' if len(found) == 1 else 'them'} out of {output_dir}."
+    )
+
+
 def run_curation(config: CurationConfig, backends: Backends | None = None) -> CurationResult | None:
     """Runs (or resumes) curation on this process's shards and merges on the main process.
 
@@ -334,12 +376,15 @@ def _run_curation_locked(
 
     from ..locks import check_lock_held, check_writable_folder
 
+    refuse_foreign_output_files(config)  # a README.md of the user's own, before anything is written there
     check_writable_folder(work_dir_of(config), "curate", "work_dir")  # refused before any work, as output_dir is
     config = fitted_to_video_model(config, backends)
     state = _process_state(config)
     items = list_videos(config)
     if not items:
-        raise ValueError(f"No videos found in {config.video_dir or config.dataset_name}.")
+        # a folder is searched for `video_extensions` only: name them, the setting a wrong ending is in
+        endings = f" with video_extensions {config.video_extensions}" if config.video_dir is not None else ""
+        raise ValueError(f"No videos found in {config.video_dir or config.dataset_name}{endings}.")
     work_dir = work_dir_of(config)
     # refuses a dataset edited by hand since the last run wrote it, before anything is written over it
     written = check_dataset_unedited(work_dir, Path(config.output_dir), config.push_to_hub)
@@ -347,6 +392,9 @@ def _run_curation_locked(
     key = curation_key(config, model_prompt_formats(config, backends))
     # refuses other settings or prompts, naming them
     manifest = check_manifest(work_dir, key, model_identities(config, legacy_model_identity))
+    if (since := unreported_since(manifest)) is not None:
+        # the last run wrote its dataset but was killed before its summary: what it had not reported is reported now
+        manifest = {**manifest, "videos": since.get("videos"), "source": since.get("source")}
     previous = manifest.get("videos") if manifest else None  # the videos of the last finished run
     inputs = shard_inputs(items)
     changes = VideoChanges.between(previous, inputs)
@@ -434,8 +482,12 @@ def _run_curation_locked(
     with named_write_errors(work_dir / MANIFEST_NAME, work_dir):
         # what the next run checks the folder's dataset against (`check_dataset_unedited`)
         written, card = dataset_files(Path(config.output_dir)), card_hash(Path(config.output_dir))
-        write_manifest(work_dir, key, inputs, shard_source(config), earlier_keys(manifest), written, card)
+        # until the summary is printed, a rerun after a kill compares with what this run's report did
+        unreported = {"videos": previous, "source": (manifest or {}).get("source")}
+        write_manifest(work_dir, key, inputs, shard_source(config), earlier_keys(manifest), written, card, unreported)
     print(summary_table(result.report))
+    with named_write_errors(work_dir / MANIFEST_NAME, work_dir):
+        write_manifest(work_dir, key, inputs, shard_source(config), earlier_keys(manifest), written, card)
     if warning := truncation_warning(result.report):
         logger.warning(warning)
     if not len(result.dataset):

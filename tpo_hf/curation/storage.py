@@ -534,11 +534,14 @@ def write_manifest(
     earlier: list[dict[str, Any]] | None = None,
     dataset: dict[str, str] | None = None,
     card: str | None = None,
+    unreported: dict[str, Any] | None = None,
 ) -> None:
     """The run's key, and the videos (id -> identity) and `source` (`shard_source`) of the last finished run, that
     the next one is compared to; `earlier`: the keys of shards kept across a batching change (`earlier_keys`);
     `dataset`: the data files that run wrote into its output_dir (`dataset_files`; `check_dataset_unedited`), and
-    `card` the hash of the dataset card it wrote there (`card_hash`)."""
+    `card` the hash of the dataset card it wrote there (`card_hash`); `unreported`: the `videos` and `source` its
+    report compared with, kept until the run has printed its summary (a run killed before that is compared again
+    with them, `unreported_since`)."""
     # one entry per key, and none for the run's own (a batching change undone)
     earlier = list({key_hash(k): k for k in earlier or [] if key_hash(k) != key_hash(key)}.values())
     manifest = {"key": key, "fingerprint": key_hash(key), "videos": videos, "source": source}
@@ -548,7 +551,17 @@ def write_manifest(
         manifest["dataset_files"] = dataset
     if card is not None:
         manifest["card"] = card
+    if unreported is not None:
+        manifest["unreported"] = unreported
     atomic_write_json(work_dir / MANIFEST_NAME, manifest)
+
+
+def unreported_since(manifest: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The `videos` and `source` that the last run's report compared with, when that run wrote its dataset but was
+    killed before it printed its summary (`write_manifest`'s `unreported`): what the next run compares with, so
+    that its report names the videos the dataset gained or lost since the last run that finished."""
+    unreported = (manifest or {}).get("unreported")
+    return unreported if isinstance(unreported, dict) else None
 
 
 def card_hash(output_dir: Path) -> str | None:
