@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import sys
 
+import pytest
 from _hub_scripts import CURATED_REPO
 from test_hub import SCRIPTS, hub, hub_env, on_hub, run  # noqa: F401  (hub, on_hub: the server fixtures)
 
@@ -188,3 +189,72 @@ def test_curate_push_to_an_invalid_repo_id_is_refused_before_curating(video_dir,
     with pytest.raises(PushError, match=r"^--push_to_hub 'my tpo data' is not a valid Hub repo id \("):
         main(config)
     assert not (tmp_path / "out").exists()
+
+
+# huggingface_hub 2.x hands raw bytes to httpx's deprecated `data=` when uploading LFS files (not our call)
+@pytest.mark.filterwarnings("ignore:Use 'content=<...>' to upload raw bytes:DeprecationWarning")
+def test_a_dataset_push_into_a_repo_holding_another_dataset_deletes_all_its_splits(
+    on_hub,  # noqa: F811
+    video_dir,
+    tmp_path,
+    caplog,
+):
+    """Probe a/i11: `curate --push_to_hub tester/pairs-mix` into a repo holding an older, unrelated dataset (two train
+    shards and a test split, no tpo-hf card) deleted only its train shards: the repo then served the old test split
+    (50 unrelated rows) beside the new train split, and the pushed card declared it. A repo whose train split no
+    tpo-hf push wrote loses every split of that dataset in the same commit, named, and the card declares train only;
+    a split in a repo without a train split (one prepared for this dataset) is kept and listed, as beside an earlier
+    curation's push."""
+    import io
+    import logging
+
+    from datasets import Dataset
+
+    from tpo_hf.curation import Backends, CurationConfig, GenerationBackend, run_curation
+    from tpo_hf.hub.push import push_dataset
+
+    class Frames(GenerationBackend):  # replies name the frames shown, as a video model's depend on them
+        model_id = "frames"
+
+        def generate(self, requests, max_new_tokens, seed=0):
+            return ["text" if r.video is None else f"frames {r.video[1]['frames_indices']}" for r in requests]
+
+    config = CurationConfig(
+        video_dir=str(video_dir),
+        video_model="frames",
+        output_dir=str(tmp_path / "curated"),
+        question_backend="template",
+        use_judge=False,
+        localized_per_video=1,
+        comprehensive_per_video=1,
+        num_frames=4,
+        sparse_num_frames=2,
+        progress=False,
+    )
+    curated = run_curation(config, Backends(Frames(), None, None))
+    old = io.BytesIO()
+    Dataset.from_dict(
+        {"prompt": [f"OLD ROW {i}" for i in range(50)], "chosen": ["x"] * 50, "rejected": ["y"] * 50}
+    ).to_parquet(old)
+    older = [
+        "data/train-00000-of-00002.parquet",
+        "data/train-00001-of-00002.parquet",
+        "data/test-00000-of-00001.parquet",
+    ]
+    for repo, names in (("tester/pairs-mix", older), ("tester/pairs-and-held-out", older[2:])):
+        on_hub.store.create("dataset", repo)
+        on_hub.store.commit("dataset", repo, "an older dataset", {name: old.getvalue() for name in names}, [])
+
+    with caplog.at_level(logging.WARNING, logger="tpo_hf.hub"):
+        push_dataset(curated.output_dir, "tester/pairs-mix", curated.dataset, curated.report, config)
+    files = on_hub.files("tester/pairs-mix", "dataset")
+    assert sorted(files) == ["README.md", "data/train-00000-of-00001.parquet"], sorted(files)
+    card = files["README.md"].decode()
+    assert "- split: train\n    path: data/train-*" in card and "split: test" not in card, card
+    assert "the split(s) test of the dataset it held before" in caplog.text, caplog.text
+    assert "data/test-00000-of-00001.parquet" in caplog.text and "data/train-00001-of-00002.parquet" in caplog.text
+
+    push_dataset(curated.output_dir, "tester/pairs-and-held-out", curated.dataset, curated.report, config)
+    files = on_hub.files("tester/pairs-and-held-out", "dataset")
+    assert "data/test-00000-of-00001.parquet" in files, sorted(files)
+    assert "- split: test\n    path: data/test-*" in files["README.md"].decode()

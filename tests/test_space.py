@@ -1002,3 +1002,111 @@ def test_two_space_runs_into_one_output_dir_do_not_write_it_at_once(tmp_path, on
     main(arguments)
     assert (project / "app.py").is_file() and not (project / ".tpo-hf.lock").exists()
     assert ".tpo-hf.lock" not in hub.files("tester/tiny-tpo-demo", "space")
+
+
+def test_space_refuses_an_adapter_folder_being_trained_into_or_whose_retraining_was_killed(tmp_path):
+    """Probes a/i17, a/i18: `tpo-hf space --adapter run` wrote (or ran) a demo of a folder whose in-place retraining
+    was SIGKILLed after checkpoint-4 (its weights the earlier training's, its card the killed run's), and of one a
+    training run was writing at that moment, nothing said, though push and eval refuse both: the Space refuses them
+    too (`locks.refuse_if_locked`), before anything is written or loaded."""
+    from safetensors.numpy import save_file
+
+    from tpo_hf.commands.space import SpaceArguments, main
+    from tpo_hf.locks import OutputDirLockedError
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": "x", "peft_type": "LORA"}))
+    save_file({"lora_A.weight": np.zeros((2, 2), np.float32)}, str(run / "adapter_model.safetensors"))
+    saved = (run / "adapter_model.safetensors").stat().st_mtime
+    # the record of a `train` run whose process is gone (its flock is free), killed after its checkpoint-4
+    record = {"pid": 999999, "host": "elsewhere", "command": "tpo-hf train --config t.yaml", "what": "train"}
+    (run / ".tpo-hf.lock").write_text(json.dumps(record))
+    (run / "checkpoint-4").mkdir()
+    os.utime(run / "checkpoint-4", (saved + 60, saved + 60))
+    arguments = dict(adapter=str(run), base_model="tester/tiny-base", tpo_hf_requirement="tpo-hf==0.1")
+    for local in (False, True):
+        with pytest.raises(OutputDirLockedError, match="killed before its final save") as refused:
+            main(SpaceArguments(output_dir=str(tmp_path / "sp"), local=local, **arguments))
+        assert "checkpoint(s) checkpoint-4 " in str(refused.value) and "Demo would read those" in str(refused.value)
+        assert not (tmp_path / "sp").exists()
+
+    (run / ".tpo-hf.lock").unlink()
+    shutil.rmtree(run / "checkpoint-4")
+    holder = subprocess.Popen(  # a `tpo-hf train` writing run now: a process holding its lock
+        [
+            sys.executable,
+            "-c",
+            "import sys; from tpo_hf.locks import output_dir_lock\n"
+            f"with output_dir_lock({str(run)!r}, 'train'):\n"
+            "    print('locked', flush=True); sys.stdin.readline()",
+        ],
+        cwd=REPO_ROOT,
+        env=dict(os.environ, PYTHONPATH=str(REPO_ROOT)),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(OutputDirLockedError, match=rf"{run} is being written by another run: .*pid"):
+            main(SpaceArguments(output_dir=str(tmp_path / "sp"), **arguments))
+        assert not (tmp_path / "sp").exists()
+    finally:
+        holder.communicate("\n", timeout=60)
+    main(SpaceArguments(output_dir=str(tmp_path / "sp"), **arguments))
+    assert (tmp_path / "sp" / "app.py").is_file()
+
+
+def test_a_local_space_names_a_relative_adapter_folder_by_its_absolute_path(tmp_path, monkeypatch):
+    """Probe a/i16: `tpo-hf space --adapter run --output_dir sp` wrote `build_demo("run", ...)` (the base, read from
+    the adapter's config, absolute), so `cd sp && python app.py` could not find the adapter: local folders are
+    written as absolute paths."""
+    from tpo_hf.hub.space import write_space
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "base").mkdir()
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "adapter_config.json").write_text(
+        json.dumps({"base_model_name_or_path": "base", "peft_type": "LORA"})
+    )
+    folder = write_space("sp", "run", tpo_hf_requirement="tpo-hf==0.1")
+    app = (folder / "app.py").read_text()
+    assert f'    "{tmp_path / "run"}",\n    base_model="{tmp_path / "base"}",' in app, app
+
+
+def test_space_examples_leave_out_hidden_files_and_offer_a_clip_named_twice_once(tmp_path, video_dir, caplog):
+    """Probes b/j22, b/j37: `--examples ex` of a folder copied from a Mac (`._clip.mp4`, `__MACOSX/._clip.mp4`,
+    `.Trashes/old.mp4`) was refused because those "do not open"; `--examples ex/clip.mp4 ex` offered one clip as
+    clip.mp4 and clip-2.mp4. A folder leaves out hidden files by curation's rule, and a file named twice is offered
+    once; each is named in a warning."""
+    import logging
+
+    from tpo_hf.hub.space import write_space
+
+    examples = tmp_path / "ex"
+    (examples / "__MACOSX").mkdir(parents=True)
+    (examples / ".Trashes").mkdir()
+    shutil.copy(video_dir / "red_blue.mp4", examples / "clip.mp4")
+    shutil.copy(video_dir / "green_yellow.mp4", examples / ".Trashes" / "old.mp4")
+    for appledouble in (examples / "._clip.mp4", examples / "__MACOSX" / "._clip.mp4"):
+        appledouble.write_bytes(b"\x00\x05\x16\x07 Mac OS X metadata")
+    arguments = dict(adapter="tester/tiny-tpo", base_model="tester/tiny-base", tpo_hf_requirement="tpo-hf==0.1")
+    with caplog.at_level(logging.WARNING, logger="tpo_hf.hub"):
+        space = write_space(tmp_path / "sp", examples=[str(examples)], **arguments)
+    assert sorted(path.name for path in (space / "examples").iterdir()) == ["clip.mp4"]
+    assert 'examples=["examples/clip.mp4"]' in (space / "app.py").read_text()
+    assert "left out 3 hidden video file(s)" in caplog.text, caplog.text
+    assert all(name in caplog.text for name in ("._clip.mp4", "__MACOSX/._clip.mp4", ".Trashes/old.mp4"))
+
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="tpo_hf.hub"):
+        space = write_space(tmp_path / "sp2", examples=[str(examples / "clip.mp4"), str(examples)], **arguments)
+    assert sorted(path.name for path in (space / "examples").iterdir()) == ["clip.mp4"]
+    assert 'examples=["examples/clip.mp4"]' in (space / "app.py").read_text()
+    assert f"names 1 video file(s) twice; each is offered once: {examples / 'clip.mp4'}" in caplog.text, caplog.text
+    (examples / "link.mp4").symlink_to("clip.mp4")  # a link beside its target, named as files
+    with caplog.at_level(logging.WARNING, logger="tpo_hf.hub"):
+        write_space(tmp_path / "sp3", examples=[str(examples / "clip.mp4"), str(examples / "link.mp4")], **arguments)
+    assert sorted(path.name for path in (tmp_path / "sp3" / "examples").iterdir()) == ["clip.mp4"]
+    assert f"{examples / 'link.mp4'} (the same file as {examples / 'clip.mp4'})" in caplog.text, caplog.text

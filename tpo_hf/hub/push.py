@@ -48,6 +48,7 @@ from .model_card import (
     WEIGHTS_HASH_KEY,
     build_model_card,
     is_local_path,
+    readme_edited_after_save,
 )
 
 logger = logging.getLogger(__name__)
@@ -425,15 +426,6 @@ def _card_without_run_info(adapter_dir: Path, repo_id: str, merged: bool) -> Mod
         else "",
     )
     return card
-
-
-def readme_edited_after_save(adapter_dir: Path) -> Path | None:
-    """The folder's README.md when it was changed after training wrote it (training writes README.md, then
-    `tpo_card.json`, so the card it saved is never the newer one), else None."""
-    readme, info = adapter_dir / "README.md", adapter_dir / CARD_INFO_FILE
-    if not (readme.is_file() and info.is_file()):
-        return None
-    return readme if readme.stat().st_mtime > info.stat().st_mtime + 1 else None
 
 
 def checkpoint_of_swapped_weights(adapter_dir: Path, rerun: str) -> Path | None:
@@ -836,6 +828,27 @@ def prepare_dataset_push(
         ) from error
 
 
+def _readme_is_tpo_hf_dataset_card(api: HfApi, repo_id: str, repo_files: list[str]) -> bool | None:
+    """Whether the dataset repo's README.md is a card `tpo-hf curate --push_to_hub` wrote (tagged `tpo-hf`): the repo
+    holds an earlier curation's push. False without a README, None when it cannot be read."""
+    from huggingface_hub import DatasetCard
+    from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status
+
+    if "README.md" not in repo_files:
+        return False
+    try:  # read in memory, as `_parquet_videos`: not worth a place in the user's cache
+        response = get_session().get(
+            f"{hub_endpoint(api)}/datasets/{repo_id}/resolve/main/README.md",
+            headers=build_hf_headers(token=api.token),
+            follow_redirects=True,
+        )
+        hf_raise_for_status(response)
+        tags = DatasetCard(response.text).data.tags or []
+    except Exception:
+        return None
+    return "tpo-hf" in tags
+
+
 def push_dataset(
     output_dir: str | os.PathLike,
     repo_id: str,
@@ -852,7 +865,9 @@ def push_dataset(
     Returns the `CommitInfo`. The video column already holds `videos/<id>` paths, so `load_dataset(repo_id)` plus a
     snapshot of the repository is ready for `tpo-hf train` with `video_root` set to the snapshot folder. Files of the
     repo that tpo-hf did not push (another split, its videos) are left, named in a warning, and the card's configs
-    list the other splits so that `load_dataset` still loads them (`dataset_push_leftovers`).
+    list the other splits so that `load_dataset` still loads them (`dataset_push_leftovers`). A repo holding another
+    dataset (a train split, and a README that is no tpo-hf dataset card) loses every split of it in the same commit,
+    named in a warning: its test split was served beside the new train split.
     """
     from ..curation.dataset_card import render_dataset_card
 
@@ -892,6 +907,13 @@ def push_dataset(
     dataset.to_parquet(buffer)
     card = render_dataset_card(dataset, report, config, repo_id=repo_id, videos_included=upload_videos)
     splits = other_splits(repo_files)
+    # a repo whose train split no tpo-hf push wrote (its README is no tpo-hf dataset card) holds another, older
+    # dataset: its other splits are no part of this one, and the card would serve them beside it. They go, with its
+    # train shards, in this commit; a split added beside an earlier curation's push (or to an empty repo) stays
+    older_splits = []
+    train_shards = [path for path in repo_files if (match := _SPLIT_SHARD.fullmatch(path)) and match[1] == "train"]
+    if splits and train_shards and _readme_is_tpo_hf_dataset_card(api, repo_id, repo_files) is False:
+        older_splits, splits = splits, []
     if splits and card.data.configs:  # the card replaces the README that may have listed them
         card.data.configs[0]["data_files"] += [{"split": split, "path": f"data/{split}-*"} for split in splits]
     operations = [
@@ -906,6 +928,17 @@ def push_dataset(
         # uploaded before
         pushed = {operation.path_in_repo for operation in operations}
         stale, kept = dataset_push_leftovers(api, repo_id, repo_files, pushed, upload_videos)
+        older = [path for path in kept if (match := _SPLIT_SHARD.fullmatch(path)) and match[1] in older_splits]
+        if older:
+            logger.warning(
+                "Deleting from %s, in the same commit, the split(s) %s of the dataset it held before (its README.md "
+                "is no tpo-hf dataset card): they are no part of this dataset, and would load beside it: %s",
+                repo_id,
+                ", ".join(older_splits),
+                ", ".join(older),
+            )
+            operations += [CommitOperationDelete(path_in_repo=path) for path in older]
+            kept = [path for path in kept if path not in older]
         if stale:
             logger.warning(
                 "Deleting from %s, in the same commit, %d file(s) of an earlier push that this dataset no longer "

@@ -164,11 +164,18 @@ def check_space_inputs(
     """What `write_space` would otherwise write into a Space that cannot start, or whose every question fails (a
     `max_new_tokens` below 1, which `generate` refuses per click), refused before anything is written (or, for
     `tpo-hf space --local`, before the app is built). `num_frames` starts the app's Frames slider, so it must lie
-    in the slider's range (`FRAMES_SLIDER_MINIMUM` up; the slider reaches up to it, however high)."""
+    in the slider's range (`FRAMES_SLIDER_MINIMUM` up; the slider reaches up to it, however high). A local adapter
+    folder that a run is training into, or whose retraining was killed, is refused (`locks.refuse_if_locked`)."""
     if not Path(adapter).is_dir() and not (_is_hub_model_id(adapter) and "/" in adapter):
         raise FileNotFoundError(
             f"--adapter {adapter!r} is neither an existing local folder nor a Hub repo id (namespace/name)."
         )
+    if Path(adapter).is_dir():
+        from ..locks import refuse_if_locked
+
+        # a folder a training run is writing (half old, half new files), or whose retraining was killed before its
+        # final save (the weights an earlier run's, the card the killed run's): push and eval refuse it too
+        refuse_if_locked(adapter, "demo")
     for setting, value, least in (
         ("num_frames", num_frames, FRAMES_SLIDER_MINIMUM),
         ("max_new_tokens", max_new_tokens, 1),
@@ -328,22 +335,38 @@ def _example_videos(examples: list[str] | None) -> list[Path]:
     (`list_video_files`, the extensions every folder search takes); a file that is not a video by its ending (a
     subtitle picked up by a shell glob such as `clip.*`) is refused, naming it, as is a missing one or one that does
     not open (`VideoFile`: its header and first frame)."""
+    from ..curation.inputs import SYSTEM_FOLDERS, _is_hidden
     from ..video import VIDEO_EXTENSIONS, VideoFile, VideoLoadError, is_video_file, list_video_files
 
     videos: list[Path] = []
     for example in examples or []:
         path = Path(example)
         if path.is_dir():
-            found = list_video_files(path)
+            listed = list_video_files(path)
+            # curation's rule: a folder copied from a Mac or a USB drive holds AppleDouble `._clip.mp4` files,
+            # `__MACOSX/` and trash folders, which are no examples (they do not even open)
+            hidden = [found for found in listed if _is_hidden(found.relative_to(path))]
+            if hidden:
+                logger.warning(
+                    "--examples %s: left out %d hidden video file(s) (a name starting with '.', or in a trash or "
+                    "system folder: %s): %s. Name them as files to --examples to offer them.",
+                    example,
+                    len(hidden),
+                    ", ".join(SYSTEM_FOLDERS),
+                    ", ".join(found.relative_to(path).as_posix() for found in hidden),
+                )
+            found = [video for video in listed if video not in hidden]
             if not found:
                 raise FileNotFoundError(
-                    f"--examples {example} is a folder with no video in it (endings {', '.join(VIDEO_EXTENSIONS)})."
+                    f"--examples {example} is a folder with no video in it (endings {', '.join(VIDEO_EXTENSIONS)})"
+                    + (f"; {len(hidden)} hidden file(s) were left out." if hidden else ".")
                 )
             videos.extend(found)
         elif path.is_file():
             videos.append(path)
         else:
             raise FileNotFoundError(f"Example video {example} does not exist; pass existing files to --examples.")
+    videos = _one_example_per_file(videos)
     not_videos = [str(path) for path in videos if not is_video_file(path)]
     if not_videos:
         raise ValueError(
@@ -366,6 +389,33 @@ def _example_videos(examples: list[str] | None) -> list[Path]:
             "them out (a folder given to --examples offers every video in it)."
         )
     return videos
+
+
+def _one_example_per_file(videos: list[Path]) -> list[Path]:
+    """`videos` less those that are, links resolved, a file named before (`--examples ex/clip.mp4 ex`: the file and
+    its folder): the app would offer one clip twice, as clip.mp4 and clip-2.mp4. The first name is kept; the others
+    are named in one warning."""
+    kept: list[Path] = []
+    first: dict[object, Path] = {}  # real file -> the path kept for it
+    repeated: list[str] = []
+    for video in videos:
+        try:
+            status = os.stat(video)  # links followed
+        except OSError:  # a broken link in a folder: refused by name when opened
+            kept.append(video)
+            continue
+        # a file is its device and inode (so a hard link is the same file), the resolved path where there is none
+        key = (status.st_dev, status.st_ino) if status.st_ino else os.path.realpath(video)
+        other = first.setdefault(key, video)
+        if other is video:
+            kept.append(video)
+        else:
+            repeated.append(str(video) if video == other else f"{video} (the same file as {other})")
+    if repeated:
+        logger.warning(
+            "--examples names %d video file(s) twice; each is offered once: %s", len(repeated), ", ".join(repeated)
+        )
+    return kept
 
 
 def _check_space_loads_from_hub(adapter: str, base_model: str | None, base_from_adapter: bool) -> None:
@@ -531,6 +581,12 @@ def write_space(
     if for_hub:
         _check_space_loads_from_hub(adapter, base_model, base_from_adapter)
     _check_adapter_loads(adapter)
+    if not for_hub:
+        # app.py names local folders: absolute, so it starts from any folder (its own, to run it), as the base read
+        # from the adapter's config is
+        adapter, base_model = (
+            os.path.abspath(name) if name and Path(name).is_dir() else name for name in (adapter, base_model)
+        )
     example_targets = _example_targets(_example_videos(examples))
     _check_own_files(output_dir, example_targets)
     if before_writing is not None:
