@@ -8,7 +8,7 @@ import sys
 
 import pytest
 from _hub_scripts import CURATED_REPO
-from test_hub import SCRIPTS, hub, hub_env, on_hub, run  # noqa: F401  (hub, on_hub: the server fixtures)
+from test_hub import SCRIPTS, curate_by_frames, hub, hub_env, on_hub, run  # noqa: F401  (hub, on_hub: the server fixtures)
 
 
 def test_curate_push_then_load_and_train(hub, video_dir, tiny_model_dirs, tmp_path):  # noqa: F811
@@ -210,28 +210,9 @@ def test_a_dataset_push_into_a_repo_holding_another_dataset_deletes_all_its_spli
 
     from datasets import Dataset
 
-    from tpo_hf.curation import Backends, CurationConfig, GenerationBackend, run_curation
     from tpo_hf.hub.push import push_dataset
 
-    class Frames(GenerationBackend):  # replies name the frames shown, as a video model's depend on them
-        model_id = "frames"
-
-        def generate(self, requests, max_new_tokens, seed=0):
-            return ["text" if r.video is None else f"frames {r.video[1]['frames_indices']}" for r in requests]
-
-    config = CurationConfig(
-        video_dir=str(video_dir),
-        video_model="frames",
-        output_dir=str(tmp_path / "curated"),
-        question_backend="template",
-        use_judge=False,
-        localized_per_video=1,
-        comprehensive_per_video=1,
-        num_frames=4,
-        sparse_num_frames=2,
-        progress=False,
-    )
-    curated = run_curation(config, Backends(Frames(), None, None))
+    curated, config = curate_by_frames(video_dir, tmp_path / "curated")
     old = io.BytesIO()
     Dataset.from_dict(
         {"prompt": [f"OLD ROW {i}" for i in range(50)], "chosen": ["x"] * 50, "rejected": ["y"] * 50}

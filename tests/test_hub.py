@@ -458,6 +458,33 @@ def test_train_push_to_hub_without_write_access_fails_before_training(on_hub, vi
     assert repo in message and "HTTP 403" in message and "Nothing was trained" in message, message
 
 
+def curate_by_frames(video_dir, output_dir, **settings):
+    """A real curation of `video_dir` whose model replies name the frames it was shown (as a video model's depend on
+    them): the (result, config) the dataset push tests push."""
+    from tpo_hf.curation import Backends, CurationConfig, GenerationBackend, run_curation
+
+    class Frames(GenerationBackend):
+        model_id = "frames"
+
+        def generate(self, requests, max_new_tokens, seed=0):
+            return ["text" if r.video is None else f"frames {r.video[1]['frames_indices']}" for r in requests]
+
+    config = CurationConfig(
+        video_dir=str(video_dir),
+        video_model="frames",
+        output_dir=str(output_dir),
+        question_backend="template",
+        use_judge=False,
+        localized_per_video=1,
+        comprehensive_per_video=1,
+        num_frames=4,
+        sparse_num_frames=2,
+        progress=False,
+        **settings,
+    )
+    return run_curation(config, Backends(Frames(), None, None)), config
+
+
 def test_a_gated_base_is_named_with_how_to_get_access(on_hub, tmp_path):
     """f03: a gated Hub base without access: `train` ended in transformers' traceback, eval and `push --merge` said
     "check that the Hub is reachable". Now one line naming the repo, that it is gated, and how to get access."""
@@ -534,29 +561,9 @@ def test_a_dataset_push_leaves_another_split_and_the_videos_it_uses(on_hub, vide
     from datasets import Dataset
     from huggingface_hub import CommitOperationAdd, HfApi
 
-    from tpo_hf.curation import Backends, CurationConfig, GenerationBackend, run_curation
     from tpo_hf.hub.push import push_dataset
 
-    class Frames(GenerationBackend):  # replies name the frames shown, as a video model's depend on them
-        model_id = "frames"
-
-        def generate(self, requests, max_new_tokens, seed=0):
-            return ["text" if r.video is None else f"frames {r.video[1]['frames_indices']}" for r in requests]
-
-    config = CurationConfig(
-        video_dir=str(video_dir),
-        video_model="frames",
-        output_dir=str(tmp_path / "curated"),
-        question_backend="template",
-        use_judge=False,
-        localized_per_video=1,
-        comprehensive_per_video=1,
-        num_frames=4,
-        sparse_num_frames=2,
-        progress=False,
-        copy_videos=True,
-    )
-    curated = run_curation(config, Backends(Frames(), None, None))
+    curated, config = curate_by_frames(video_dir, tmp_path / "curated", copy_videos=True)
     videos = sorted(set(curated.dataset["video"]))
     repo = "tester/pairs-and-a-test-split"
     push_dataset(curated.output_dir, repo, curated.dataset, curated.report, config, upload_videos=True)

@@ -79,6 +79,18 @@ def _faststart_video(folder: Path) -> bytes:
     return fast.read_bytes()
 
 
+def _forget_url_versions(monkeypatch) -> None:
+    """What one process remembers of servers' versions, forgotten: the next call is as a new run's."""
+    from tpo_hf import video as video_module
+
+    for name in ("_SERVER_VERSIONS", "_UNCHECKED", "_SERVER_LENGTHS"):
+        monkeypatch.setattr(video_module, name, {}, raising=False)
+
+
+def _frames_of(video) -> object:
+    return load_video(str(video), num_frames=2)[0]
+
+
 def test_a_download_cut_short_is_refused_and_not_cached(tmp_path, url_cache):
     """Probe F17: a connection dropped after 60% of the announced bytes left a shorter video that PyAV read (9 s of
     16) and that stayed cached after the network was fine again."""
@@ -213,7 +225,6 @@ def test_a_video_replaced_on_its_server_is_downloaded_again_and_keyed_anew(tmp_p
     the video's identity in cache keys. Offline, the cached copy and the version recorded with it are used."""
     import logging
 
-    from tpo_hf import video as video_module
     from tpo_hf.video import video_file_identity
 
     red, blue = tmp_path / "red.mp4", tmp_path / "blue.mp4"
@@ -222,33 +233,30 @@ def test_a_video_replaced_on_its_server_is_downloaded_again_and_keyed_anew(tmp_p
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
 
     def new_run():  # what one process remembers of the server's versions
-        monkeypatch.setattr(video_module, "_SERVER_VERSIONS", {})
-
-    def frames_of(video):
-        return load_video(str(video), num_frames=2)[0]
+        _forget_url_versions(monkeypatch)
 
     with serve_versions({"v1": red.read_bytes(), "v2": blue.read_bytes()}) as (url, state):
         new_run()
-        assert (frames_of(url) == frames_of(red)).all()
+        assert (_frames_of(url) == _frames_of(red)).all()
         assert video_file_identity(url) == f'{url}@etag "v1"'
         new_run()
         state["requests"].clear()
         with caplog.at_level(logging.WARNING, logger="tpo_hf.video"):
-            frames_of(url)
+            _frames_of(url)
         assert state["requests"] == ["HEAD"] and "changed on its server" not in caplog.text  # unchanged: no download
 
         state["etag"] = "v2"  # the file replaced on the server
         new_run()
         assert video_file_identity(url) == f'{url}@etag "v2"'  # another video to every cache keyed by it
         with caplog.at_level(logging.WARNING, logger="tpo_hf.video"):
-            assert (frames_of(url) == frames_of(blue)).all()  # the new file, not the cached one
+            assert (_frames_of(url) == _frames_of(blue)).all()  # the new file, not the cached one
         assert f"Video {url} changed on its server" in caplog.text and '(etag "v1", now etag "v2")' in caplog.text
 
         monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # offline: the cached copy, keyed by the version recorded with it
         new_run()
         state["requests"].clear()
         assert video_file_identity(url) == f'{url}@etag "v2"'
-        assert (frames_of(url) == frames_of(blue)).all() and state["requests"] == []
+        assert (_frames_of(url) == _frames_of(blue)).all() and state["requests"] == []
 
 
 @contextlib.contextmanager
@@ -316,18 +324,13 @@ def test_a_video_replaced_on_a_server_refusing_head_is_asked_with_a_ranged_get(
     `test_a_video_replaced_by_another_of_the_same_size_on_a_length_only_server_is_noticed`.)"""
     import logging
 
-    from tpo_hf import video as video_module
     from tpo_hf.video import video_file_identity
 
     red, blue = _two_clips(tmp_path)
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
 
     def new_run():  # what one process remembers of the server's versions
-        monkeypatch.setattr(video_module, "_SERVER_VERSIONS", {})
-        monkeypatch.setattr(video_module, "_UNCHECKED", {}, raising=False)
-
-    def frames_of(video):
-        return load_video(str(video), num_frames=2)[0]
+        _forget_url_versions(monkeypatch)
 
     def version(clip):
         return f'etag "{clip.stem}"'
@@ -338,19 +341,19 @@ def test_a_video_replaced_on_a_server_refusing_head_is_asked_with_a_ranged_get(
     ):
         new_run()
         assert video_file_identity(url) == f"{url}@{version(red)}"
-        assert (frames_of(url) == frames_of(red)).all()
+        assert (_frames_of(url) == _frames_of(red)).all()
         new_run()
         state["requests"].clear()
         with caplog.at_level(logging.WARNING, logger="tpo_hf.video"):
             assert video_file_identity(url) == f"{url}@{version(red)}"
-            frames_of(url)
+            _frames_of(url)
         assert state["requests"] == ["HEAD", "GET 0-0"] and caplog.text == ""  # unchanged: asked, not downloaded
 
         state["name"] = "blue"  # the file replaced on the server
         new_run()
         with caplog.at_level(logging.WARNING, logger="tpo_hf.video"):
             assert video_file_identity(url) == f"{url}@{version(blue)}"  # another video to every cache keyed by it
-            assert (frames_of(url) == frames_of(blue)).all()  # the new file, not the cached one
+            assert (_frames_of(url) == _frames_of(blue)).all()  # the new file, not the cached one
         assert f"Video {url} changed on its server" in caplog.text and f"now {version(blue)})" in caplog.text
 
         monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # offline: the cached copy, unasked and without a warning
@@ -359,7 +362,7 @@ def test_a_video_replaced_on_a_server_refusing_head_is_asked_with_a_ranged_get(
         caplog.clear()
         with caplog.at_level(logging.WARNING, logger="tpo_hf.video"):
             assert video_file_identity(url) == f"{url}@{version(blue)}"
-            assert (frames_of(url) == frames_of(blue)).all()
+            assert (_frames_of(url) == _frames_of(blue)).all()
         assert state["requests"] == [] and caplog.text == ""
 
 
@@ -380,8 +383,7 @@ def test_a_cached_video_whose_version_cannot_be_asked_online_is_used_with_one_wa
     monkeypatch.setattr(video_module, "UNVERSIONED_REFETCH_BYTES", 1)
 
     def new_run():
-        monkeypatch.setattr(video_module, "_SERVER_VERSIONS", {})
-        monkeypatch.setattr(video_module, "_UNCHECKED", {}, raising=False)
+        _forget_url_versions(monkeypatch)
         caplog.clear()
 
     def unchecked_warnings():
@@ -525,15 +527,11 @@ def test_a_video_replaced_on_a_server_naming_no_version_is_downloaded_again_and_
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
 
     def new_run():
-        monkeypatch.setattr(video_module, "_SERVER_VERSIONS", {})
-        monkeypatch.setattr(video_module, "_UNCHECKED", {})
+        _forget_url_versions(monkeypatch)
         caplog.clear()
 
     def keyed_by(clip):
         return f"{url}@sha256 {hashlib.sha256(clip.read_bytes()).hexdigest()}"
-
-    def frames_of(video):
-        return load_video(str(video), num_frames=2)[0]
 
     def warnings(text):
         return [r.getMessage() for r in caplog.records if text in r.getMessage()]
@@ -542,13 +540,13 @@ def test_a_video_replaced_on_a_server_naming_no_version_is_downloaded_again_and_
         url = f"{base}/v.mp4"
         new_run()
         assert video_file_identity(url) == keyed_by(red)
-        assert (frames_of(url) == frames_of(red)).all()
+        assert (_frames_of(url) == _frames_of(red)).all()
 
         state["videos"] = {"/v.mp4": blue.read_bytes()}  # replaced on the server, which still names no version
         new_run()
         with caplog.at_level(logging.WARNING, logger="tpo_hf.video"):
             assert video_file_identity(url) == keyed_by(blue)  # curation shards and eval answers are redone
-            assert (frames_of(url) == frames_of(blue)).all()
+            assert (_frames_of(url) == _frames_of(blue)).all()
             video_file_identity(url)
         [changed] = warnings("changed on its server")  # once: downloaded again once per run
         assert f"Video {url} changed on its server" in changed and "its server names no version" in changed
@@ -557,7 +555,7 @@ def test_a_video_replaced_on_a_server_naming_no_version_is_downloaded_again_and_
         state["requests"].clear()
         with caplog.at_level(logging.WARNING, logger="tpo_hf.video"):
             assert video_file_identity(url) == keyed_by(blue)
-            frames_of(url)
+            _frames_of(url)
         assert [m for m, _ in state["requests"]].count("GET") == 2 and caplog.text == ""  # the ranged GET, the copy
 
         monkeypatch.setattr(video_module, "UNVERSIONED_REFETCH_BYTES", 1)  # a copy too large to fetch each run
@@ -565,7 +563,7 @@ def test_a_video_replaced_on_a_server_naming_no_version_is_downloaded_again_and_
         new_run()
         with caplog.at_level(logging.WARNING, logger="tpo_hf.video"):
             assert video_file_identity(url) == keyed_by(blue)
-            assert (frames_of(url) == frames_of(blue)).all()
+            assert (_frames_of(url) == _frames_of(blue)).all()
         cached = next(p for p in url_cache.iterdir() if p.suffix == ".mp4")
         [unchecked] = warnings("used without knowing")
         assert "not downloaded again each run" in unchecked and f"delete {cached}" in unchecked
@@ -643,24 +641,19 @@ def test_a_video_whose_server_sends_a_new_etag_for_the_same_bytes_keeps_its_iden
     other bytes are still a replaced video."""
     import logging
 
-    from tpo_hf import video as video_module
     from tpo_hf.video import video_file_identity
 
     red, blue = _two_clips(tmp_path)
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
 
     def new_run():
-        monkeypatch.setattr(video_module, "_SERVER_VERSIONS", {})
-        monkeypatch.setattr(video_module, "_UNCHECKED", {})
+        _forget_url_versions(monkeypatch)
         caplog.clear()
-
-    def frames_of(video):
-        return load_video(str(video), num_frames=2)[0]
 
     with serve_fresh_etags(red.read_bytes()) as (url, state):
         new_run()
         first = video_file_identity(url)
-        assert first.startswith(f'{url}@etag "') and (frames_of(url) == frames_of(red)).all()
+        assert first.startswith(f'{url}@etag "') and (_frames_of(url) == _frames_of(red)).all()
         assert video_file_identity(url) == first
 
         for _ in range(2):  # identical reruns: the same video, the same identity, nothing to say
@@ -668,7 +661,7 @@ def test_a_video_whose_server_sends_a_new_etag_for_the_same_bytes_keeps_its_iden
             state["requests"].clear()
             with caplog.at_level(logging.WARNING, logger="tpo_hf.video"):
                 assert video_file_identity(url) == first
-                assert (frames_of(url) == frames_of(red)).all()
+                assert (_frames_of(url) == _frames_of(red)).all()
                 assert video_file_identity(url) == first
             assert caplog.text == "" and state["requests"] == ["HEAD", "GET"]  # asked, downloaded once to compare
 
@@ -676,7 +669,7 @@ def test_a_video_whose_server_sends_a_new_etag_for_the_same_bytes_keeps_its_iden
         new_run()
         with caplog.at_level(logging.WARNING, logger="tpo_hf.video"):
             replaced = video_file_identity(url)
-            assert (frames_of(url) == frames_of(blue)).all()
+            assert (_frames_of(url) == _frames_of(blue)).all()
             assert video_file_identity(url) == replaced != first
         [changed] = [r.getMessage() for r in caplog.records]
         assert f"Video {url} changed on its server" in changed and "no longer describe it" in changed
@@ -750,15 +743,11 @@ def test_a_video_replaced_by_another_of_the_same_size_on_a_length_only_server_is
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
 
     def new_run():
-        monkeypatch.setattr(video_module, "_SERVER_VERSIONS", {})
-        monkeypatch.setattr(video_module, "_UNCHECKED", {})
+        _forget_url_versions(monkeypatch)
         caplog.clear()
 
     def keyed_by(body):
         return f"{url}@sha256 {hashlib.sha256(body).hexdigest()}"
-
-    def frames_of(video):
-        return load_video(str(video), num_frames=2)[0]
 
     def warnings(text):
         return [r.getMessage() for r in caplog.records if text in r.getMessage()]
@@ -767,7 +756,7 @@ def test_a_video_replaced_by_another_of_the_same_size_on_a_length_only_server_is
         url = f"{base}/a.mp4"
         new_run()
         assert video_file_identity(url) == keyed_by(red_bytes)
-        assert (frames_of(url) == frames_of(red)).all()
+        assert (_frames_of(url) == _frames_of(red)).all()
 
         new_run()  # unchanged: downloaded again to compare, nothing to say
         with caplog.at_level(logging.WARNING, logger="tpo_hf.video"):
@@ -778,7 +767,7 @@ def test_a_video_replaced_by_another_of_the_same_size_on_a_length_only_server_is
         new_run()
         with caplog.at_level(logging.WARNING, logger="tpo_hf.video"):
             assert video_file_identity(url) == keyed_by(blue_bytes)  # curated and answered again
-            assert (frames_of(url) == frames_of(blue)).all()
+            assert (_frames_of(url) == _frames_of(blue)).all()
         [changed] = warnings("changed on its server")
         assert f"Video {url} changed on its server" in changed
 
