@@ -485,6 +485,14 @@ def saved_adapter_hash(model: Any, output_dir: str | os.PathLike) -> str | None:
 
     from ..fingerprint import file_content_hash
 
+    if (
+        torch.distributed.is_available()
+        and torch.distributed.is_initialized()
+        and torch.distributed.get_world_size() > 1
+    ):
+        # the card is written by the main process alone: gathering sharded (FSDP) weights here would wait for ranks
+        # that never come, so a multi-process run records no hash (and its push checks none)
+        return None
     current = get_peft_model_state_dict(model)
     try:
         with safe_open(str(weights), framework="pt") as saved:
