@@ -461,28 +461,12 @@ def test_train_push_to_hub_without_write_access_fails_before_training(on_hub, vi
 def curate_by_frames(video_dir, output_dir, **settings):
     """A real curation of `video_dir` whose model replies name the frames it was shown (as a video model's depend on
     them): the (result, config) the dataset push tests push."""
-    from tpo_hf.curation import Backends, CurationConfig, GenerationBackend, run_curation
+    from test_reliability import FrameBackend, curation_config
 
-    class Frames(GenerationBackend):
-        model_id = "frames"
+    from tpo_hf.curation import Backends, run_curation
 
-        def generate(self, requests, max_new_tokens, seed=0):
-            return ["text" if r.video is None else f"frames {r.video[1]['frames_indices']}" for r in requests]
-
-    config = CurationConfig(
-        video_dir=str(video_dir),
-        video_model="frames",
-        output_dir=str(output_dir),
-        question_backend="template",
-        use_judge=False,
-        localized_per_video=1,
-        comprehensive_per_video=1,
-        num_frames=4,
-        sparse_num_frames=2,
-        progress=False,
-        **settings,
-    )
-    return run_curation(config, Backends(Frames(), None, None)), config
+    config = curation_config(video_dir, output_dir, **settings)
+    return run_curation(config, Backends(FrameBackend(), None, None)), config
 
 
 def test_a_gated_base_is_named_with_how_to_get_access(on_hub, tmp_path):

@@ -17,10 +17,11 @@ from pathlib import Path
 import pytest
 from datasets import Dataset
 from peft import LoraConfig
+from test_reliability import CountingBackend, curation_config
 
 from tests.conftest import preference_rows
 from tpo_hf import TPOTrainer
-from tpo_hf.curation import Backends, CurationConfig, GenerationBackend, run_curation
+from tpo_hf.curation import Backends, run_curation
 from tpo_hf.data import load_preference_dataset
 from tpo_hf.synthetic import Scene, write_synthetic_video
 from tpo_hf.tiny import build_tiny_model, tiny_tpo_config
@@ -33,39 +34,10 @@ def _copied(source: Path, target: Path) -> Path:
     return target
 
 
-class _CountingBackend(GenerationBackend):
-    """A video backend whose reply depends on the frames it is shown, recording the video of every request
-    (`calls`): which videos a run curated."""
-
-    model_id = "frames"
-
-    def __init__(self):
-        self.calls: list[str] = []
-
-    def generate(self, requests, max_new_tokens, seed=0):
-        self.calls += [request.candidate.video_id for request in requests]
-        return [
-            "text" if request.video is None else f"{len(request.video[0])} frames {request.video[1]['frames_indices']}"
-            for request in requests
-        ]
-
-
 def _curate(videos: Path, output: Path, **overrides) -> list[str]:
     """Curates `videos` into `output` (template questions, no judge); the videos it curated."""
-    settings = dict(
-        video_dir=str(videos),
-        video_model="frames",
-        output_dir=str(output),
-        question_backend="template",
-        use_judge=False,
-        localized_per_video=1,
-        comprehensive_per_video=1,
-        num_frames=4,
-        sparse_num_frames=2,
-        progress=False,
-    )
-    backend = _CountingBackend()
-    run_curation(CurationConfig(**{**settings, **overrides}), Backends(backend, None, None))
+    backend = CountingBackend()
+    run_curation(curation_config(videos, output, **overrides), Backends(backend, None, None))
     return sorted(set(backend.calls))
 
 
